@@ -1,0 +1,548 @@
+//! Frames: what a client sends (requests) and what a server sends (replies and
+//! pushes), with the decoding rules that turn any text into either a request
+//! or the right error answer.
+
+use super::error::{ErrorCode, ProtoError};
+use super::types::{ConvKind, Conversation, Event, Millis, Presence, PresenceStatus};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// A request from a client. The `id` travels beside it (see [`decode_request`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    Register {
+        username: String,
+        password: String,
+        #[serde(default)]
+        device: Option<String>,
+    },
+    Login {
+        username: String,
+        password: String,
+        #[serde(default)]
+        device: Option<String>,
+    },
+    Auth {
+        token: String,
+    },
+    /// Revoke the token of this connection's session.
+    Logout {},
+    Create {
+        kind: ConvKind,
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        members: Vec<String>,
+    },
+    /// Join a channel, by id or (an addition to the core) by name.
+    Join {
+        #[serde(default)]
+        conversation_id: Option<String>,
+        #[serde(default)]
+        name: Option<String>,
+    },
+    Leave {
+        conversation_id: String,
+    },
+    AddMembers {
+        conversation_id: String,
+        members: Vec<String>,
+    },
+    Rename {
+        conversation_id: String,
+        #[serde(default)]
+        client_msg_id: Option<String>,
+        name: String,
+    },
+    Conversations {},
+    /// Public channels, to find one to join.
+    Channels {},
+    /// Users whose name starts with `prefix` (for completion and switching).
+    Users {
+        #[serde(default)]
+        prefix: Option<String>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    Send {
+        conversation_id: String,
+        client_msg_id: String,
+        body: String,
+        #[serde(default)]
+        reply_to: Option<u64>,
+    },
+    Edit {
+        conversation_id: String,
+        client_msg_id: String,
+        target_seq: u64,
+        body: String,
+    },
+    Delete {
+        conversation_id: String,
+        client_msg_id: String,
+        target_seq: u64,
+    },
+    React {
+        conversation_id: String,
+        client_msg_id: String,
+        target_seq: u64,
+        emoji: String,
+        #[serde(default)]
+        remove: bool,
+    },
+    Sync {
+        #[serde(default)]
+        cursors: HashMap<String, u64>,
+    },
+    History {
+        conversation_id: String,
+        #[serde(default)]
+        after: Option<u64>,
+        #[serde(default)]
+        before: Option<u64>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    Receipt {
+        conversation_id: String,
+        #[serde(default)]
+        delivered: Option<u64>,
+        #[serde(default)]
+        read: Option<u64>,
+    },
+    Typing {
+        conversation_id: String,
+        active: bool,
+    },
+    Presence {
+        status: PresenceStatus,
+    },
+}
+
+/// Every `type` a client may send.
+pub const REQUEST_TYPES: &[&str] = &[
+    "register",
+    "login",
+    "auth",
+    "logout",
+    "create",
+    "join",
+    "leave",
+    "add_members",
+    "rename",
+    "conversations",
+    "channels",
+    "users",
+    "send",
+    "edit",
+    "delete",
+    "react",
+    "sync",
+    "history",
+    "receipt",
+    "typing",
+    "presence",
+];
+
+impl Request {
+    /// The wire name of this request's type.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Request::Register { .. } => "register",
+            Request::Login { .. } => "login",
+            Request::Auth { .. } => "auth",
+            Request::Logout {} => "logout",
+            Request::Create { .. } => "create",
+            Request::Join { .. } => "join",
+            Request::Leave { .. } => "leave",
+            Request::AddMembers { .. } => "add_members",
+            Request::Rename { .. } => "rename",
+            Request::Conversations {} => "conversations",
+            Request::Channels {} => "channels",
+            Request::Users { .. } => "users",
+            Request::Send { .. } => "send",
+            Request::Edit { .. } => "edit",
+            Request::Delete { .. } => "delete",
+            Request::React { .. } => "react",
+            Request::Sync { .. } => "sync",
+            Request::History { .. } => "history",
+            Request::Receipt { .. } => "receipt",
+            Request::Typing { .. } => "typing",
+            Request::Presence { .. } => "presence",
+        }
+    }
+
+    /// Whether this request is part of the handshake.
+    pub fn is_handshake(&self) -> bool {
+        matches!(
+            self,
+            Request::Register { .. } | Request::Login { .. } | Request::Auth { .. }
+        )
+    }
+
+    /// Requests that may be sent without an `id` (and then get no reply).
+    pub fn id_optional(&self) -> bool {
+        matches!(self, Request::Typing { .. } | Request::Presence { .. })
+    }
+
+    /// Encode as a frame with the given id.
+    pub fn encode(&self, id: Option<u64>) -> String {
+        let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        if let (Some(id), Some(obj)) = (id, v.as_object_mut()) {
+            obj.insert("id".into(), id.into());
+        }
+        v.to_string()
+    }
+}
+
+/// Why a text did not decode into a request, and what to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    /// The id to echo; `None` when the frame had no usable id.
+    pub id: Option<u64>,
+    pub error: ProtoError,
+}
+
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "type", borrow, default)]
+    ty: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+}
+
+/// Decode one text frame into `(id, request)` or the error to answer with.
+///
+/// - not JSON, not an object, no string `type`, or an id that is not a
+///   non-negative integer: `bad_frame` with `id: null`;
+/// - an unknown `type`: `unknown_type`;
+/// - missing or ill-typed fields: `invalid_argument`;
+/// - no `id` on a request that needs one: `bad_frame`.
+pub fn decode_request(text: &str) -> Result<(Option<u64>, Request), DecodeError> {
+    let head: Head = serde_json::from_str(text).map_err(|e| DecodeError {
+        id: None,
+        error: ProtoError::new(
+            ErrorCode::BadFrame,
+            format!("frame is not a JSON object: {e}"),
+        ),
+    })?;
+    let id = match head.id {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(n) => Some(n),
+            None => {
+                return Err(DecodeError {
+                    id: None,
+                    error: ProtoError::new(
+                        ErrorCode::BadFrame,
+                        "id must be a non-negative integer",
+                    ),
+                });
+            }
+        },
+    };
+    let Some(ty) = head.ty else {
+        return Err(DecodeError {
+            id: None,
+            error: ProtoError::new(ErrorCode::BadFrame, "frame has no string \"type\""),
+        });
+    };
+    if !REQUEST_TYPES.contains(&ty.as_ref()) {
+        return Err(DecodeError {
+            id,
+            error: ProtoError::new(
+                ErrorCode::UnknownType,
+                format!("unknown request type {:?}", truncate(&ty, 40)),
+            ),
+        });
+    }
+    let req: Request = serde_json::from_str(text).map_err(|e| DecodeError {
+        id,
+        error: ProtoError::invalid(format!("bad {ty} request: {e}")),
+    })?;
+    if id.is_none() && !req.id_optional() {
+        return Err(DecodeError {
+            id: None,
+            error: ProtoError::new(ErrorCode::BadFrame, format!("{ty} request needs an id")),
+        });
+    }
+    Ok((id, req))
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Server → client
+
+/// A frame from the server, as a client decodes it.
+///
+/// `ok` replies keep their fields as a JSON map: the client knows which
+/// request an id belongs to and reads the matching reply type from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Ok(OkFrame),
+    Error(ErrorFrame),
+    Event(Event),
+    Conversation { conversation: Conversation },
+    Receipt(ReceiptPush),
+    Typing(TypingPush),
+    Presence(Presence),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OkFrame {
+    pub id: u64,
+    #[serde(flatten)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl OkFrame {
+    /// Read the reply's fields as `T`.
+    pub fn parse<T: serde::de::DeserializeOwned>(self) -> Result<T, serde_json::Error> {
+        serde_json::from_value(serde_json::Value::Object(self.fields))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorFrame {
+    pub id: Option<u64>,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptPush {
+    pub conversation_id: String,
+    pub user: String,
+    pub delivered: u64,
+    pub read: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypingPush {
+    pub conversation_id: String,
+    pub user: String,
+    pub active: bool,
+}
+
+impl ServerFrame {
+    pub fn decode(text: &str) -> Result<ServerFrame, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+// Reply bodies (the fields of `ok`, after `type` and `id`).
+
+/// Reply to `register`, `login` and `auth`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthOk {
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    pub protocol: u32,
+}
+
+/// Reply to `send`, `edit`, `delete`, `react`, `rename`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendOk {
+    pub seq: u64,
+    pub ts: Millis,
+}
+
+/// Reply to `create`, `join`, `leave`, `add_members`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationOk {
+    pub conversation: Conversation,
+}
+
+/// Reply to `conversations` and `sync`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationsOk {
+    pub conversations: Vec<Conversation>,
+    /// Presence of every contact (an addition to the core, on `sync`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub presence: Vec<Presence>,
+}
+
+/// Reply to `history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryOk {
+    pub events: Vec<Event>,
+    pub last_seq: u64,
+}
+
+/// Reply to `receipt`: the pointers after the update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptOk {
+    pub delivered: u64,
+    pub read: u64,
+}
+
+/// Reply to `channels`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelsOk {
+    pub channels: Vec<super::types::ChannelInfo>,
+}
+
+/// Reply to `users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsersOk {
+    pub users: Vec<Presence>,
+}
+
+/// Encode an `ok` reply: `{"type":"ok","id":id, ...body}`.
+pub fn encode_ok<T: Serialize>(id: u64, body: &T) -> String {
+    #[derive(Serialize)]
+    struct Ok<'a, T> {
+        #[serde(rename = "type")]
+        ty: &'static str,
+        id: u64,
+        #[serde(flatten)]
+        body: &'a T,
+    }
+    serde_json::to_string(&Ok { ty: "ok", id, body }).unwrap_or_else(|_| {
+        format!(r#"{{"type":"error","id":{id},"code":"internal","message":"encoding failed"}}"#)
+    })
+}
+
+/// Encode an `ok` reply with no fields.
+pub fn encode_ok_empty(id: u64) -> String {
+    format!(r#"{{"type":"ok","id":{id}}}"#)
+}
+
+/// Encode an `error` reply.
+pub fn encode_error(id: Option<u64>, err: &ProtoError) -> String {
+    ServerFrame::Error(ErrorFrame {
+        id,
+        code: err.code,
+        message: err.message.clone(),
+    })
+    .encode()
+}
+
+/// Encode an `event` push.
+pub fn encode_event(ev: &Event) -> String {
+    #[derive(Serialize)]
+    struct Push<'a> {
+        #[serde(rename = "type")]
+        ty: &'static str,
+        #[serde(flatten)]
+        ev: &'a Event,
+    }
+    serde_json::to_string(&Push { ty: "event", ev }).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::types::EventBody;
+
+    #[test]
+    fn decodes_every_core_example() {
+        let examples = [
+            r#"{"type":"register","id":1,"username":"alice","password":"correct horse","device":"laptop"}"#,
+            r#"{"type":"login","id":1,"username":"alice","password":"correct horse","device":"laptop"}"#,
+            r#"{"type":"auth","id":1,"token":"abc"}"#,
+            r#"{"type":"create","id":2,"kind":"dm","members":["bob"]}"#,
+            r#"{"type":"create","id":3,"kind":"group","name":"launch","members":["bob","carol"]}"#,
+            r#"{"type":"create","id":4,"kind":"channel","name":"general"}"#,
+            r#"{"type":"join","id":5,"conversation_id":"c1"}"#,
+            r#"{"type":"leave","id":6,"conversation_id":"c1"}"#,
+            r#"{"type":"add_members","id":7,"conversation_id":"c1","members":["dave"]}"#,
+            r#"{"type":"conversations","id":8}"#,
+            r#"{"type":"send","id":9,"conversation_id":"c1","client_msg_id":"0f1c","body":"hello","reply_to":null}"#,
+            r#"{"type":"edit","id":10,"conversation_id":"c1","client_msg_id":"x","target_seq":43,"body":"hello!"}"#,
+            r#"{"type":"delete","id":11,"conversation_id":"c1","client_msg_id":"y","target_seq":43}"#,
+            r#"{"type":"react","id":12,"conversation_id":"c1","client_msg_id":"z","target_seq":43,"emoji":"👍","remove":false}"#,
+            r#"{"type":"sync","id":13,"cursors":{"c1":40}}"#,
+            r#"{"type":"history","id":14,"conversation_id":"c1","after":40,"limit":200}"#,
+            r#"{"type":"history","id":15,"conversation_id":"c1","before":41,"limit":200}"#,
+            r#"{"type":"receipt","id":16,"conversation_id":"c1","delivered":43,"read":43}"#,
+            r#"{"type":"typing","conversation_id":"c1","active":true}"#,
+            r#"{"type":"presence","status":"away"}"#,
+        ];
+        for text in examples {
+            let (_, req) = decode_request(text).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+            // Round trip through our own encoder.
+            let again = decode_request(&req.encode(Some(99))).unwrap();
+            assert_eq!(again.1, req);
+            assert_eq!(again.0, Some(99));
+        }
+    }
+
+    #[test]
+    fn classifies_bad_input() {
+        let cases = [
+            ("not json", None, ErrorCode::BadFrame),
+            ("[1,2]", None, ErrorCode::BadFrame),
+            (r#"{"id":3}"#, None, ErrorCode::BadFrame),
+            (r#"{"type":"send","id":"x"}"#, None, ErrorCode::BadFrame),
+            (r#"{"type":"send","id":-1}"#, None, ErrorCode::BadFrame),
+            (r#"{"type":"fly","id":4}"#, Some(4), ErrorCode::UnknownType),
+            (r#"{"type":"send","id":5}"#, Some(5), ErrorCode::InvalidArgument),
+            (
+                r#"{"type":"send","id":6,"conversation_id":1,"client_msg_id":"a","body":"b"}"#,
+                Some(6),
+                ErrorCode::InvalidArgument,
+            ),
+            (r#"{"type":"conversations"}"#, None, ErrorCode::BadFrame),
+        ];
+        for (text, id, code) in cases {
+            let err = decode_request(text).unwrap_err();
+            assert_eq!((err.id, err.error.code), (id, code), "{text}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let (id, req) =
+            decode_request(r#"{"type":"conversations","id":8,"future":{"x":1}}"#).unwrap();
+        assert_eq!(id, Some(8));
+        assert_eq!(req, Request::Conversations {});
+    }
+
+    #[test]
+    fn server_frames_round_trip() {
+        let ev = Event {
+            conversation_id: "c1".into(),
+            seq: 43,
+            ts: 1764250000123,
+            sender: "alice".into(),
+            client_msg_id: Some("0f1c".into()),
+            body: EventBody::Message {
+                body: "hello".into(),
+                reply_to: None,
+            },
+        };
+        let text = encode_event(&ev);
+        assert!(text.starts_with(r#"{"type":"event""#), "{text}");
+        assert!(text.contains(r#""kind":"message""#));
+        assert_eq!(ServerFrame::decode(&text).unwrap(), ServerFrame::Event(ev));
+
+        let ok = encode_ok(9, &AppendOk { seq: 43, ts: 5 });
+        assert_eq!(ok, r#"{"type":"ok","id":9,"seq":43,"ts":5}"#);
+        match ServerFrame::decode(&ok).unwrap() {
+            ServerFrame::Ok(f) => {
+                assert_eq!(f.id, 9);
+                assert_eq!(f.parse::<AppendOk>().unwrap(), AppendOk { seq: 43, ts: 5 });
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let err = encode_error(None, &ProtoError::new(ErrorCode::BadFrame, "nope"));
+        assert_eq!(
+            err,
+            r#"{"type":"error","id":null,"code":"bad_frame","message":"nope"}"#
+        );
+    }
+}

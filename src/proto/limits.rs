@@ -1,0 +1,119 @@
+//! Protocol limits and their defaults.
+//!
+//! Every resource a peer can make the server spend is bounded by one of these.
+//! chatd reads them from the `[limits]` table of its config file; the client
+//! uses the same defaults to refuse oversize input before sending it.
+
+use serde::{Deserialize, Serialize};
+
+/// The version of the protocol this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Bounds on what a peer may send and what the server keeps per connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest text frame answered normally; a larger one gets `too_large`.
+    pub max_frame_bytes: usize,
+    /// Frames above this are not read at all: the connection is closed (1009).
+    pub hard_frame_bytes: usize,
+    /// Largest message body (send, edit), in bytes of UTF-8.
+    pub max_body_bytes: usize,
+    /// Most events one `history` reply carries; larger `limit`s are capped.
+    pub history_page_cap: u32,
+    /// Minimum interval between two `typing` starts per user and conversation.
+    pub typing_interval_ms: u64,
+    /// Frames queued for one connection before it is disconnected as too slow.
+    pub outbound_queue: usize,
+    /// Requests answered concurrently per connection before reading pauses.
+    pub max_inflight: usize,
+    /// Sustained requests per second per connection (token bucket rate).
+    pub requests_per_sec: u32,
+    /// Burst of requests a connection may make above the sustained rate.
+    pub request_burst: u32,
+    /// Simultaneous connections per user.
+    pub max_connections_per_user: usize,
+    /// Members a group or channel may hold.
+    pub max_members: usize,
+    /// Length of a conversation name, in bytes.
+    pub max_name_bytes: usize,
+    /// Length of a client_msg_id, in bytes.
+    pub max_client_msg_id_bytes: usize,
+    /// Length of a reaction emoji, in bytes.
+    pub max_emoji_bytes: usize,
+    /// Length of a device name, in bytes.
+    pub max_device_bytes: usize,
+    /// Length of a password, in bytes.
+    pub max_password_bytes: usize,
+    /// Conversations one `sync` may name in its cursors.
+    pub max_sync_cursors: usize,
+    /// Failed handshakes a connection may make before it is closed.
+    pub max_auth_failures: u32,
+    /// Seconds a new connection has to authenticate.
+    pub auth_timeout_secs: u64,
+    /// Seconds between server pings.
+    pub ping_interval_secs: u64,
+    /// Seconds without any frame from the peer before the connection is closed.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame_bytes: 64 * 1024,
+            hard_frame_bytes: 1024 * 1024,
+            max_body_bytes: 16 * 1024,
+            history_page_cap: 500,
+            typing_interval_ms: 1000,
+            outbound_queue: 1024,
+            max_inflight: 64,
+            requests_per_sec: 200,
+            request_burst: 1000,
+            max_connections_per_user: 64,
+            max_members: 10_000,
+            max_name_bytes: 64,
+            max_client_msg_id_bytes: 64,
+            max_emoji_bytes: 32,
+            max_device_bytes: 64,
+            max_password_bytes: 1024,
+            max_sync_cursors: 10_000,
+            max_auth_failures: 5,
+            auth_timeout_secs: 10,
+            ping_interval_secs: 20,
+            idle_timeout_secs: 60,
+        }
+    }
+}
+
+/// Usernames: 2–32 characters of `a-z 0-9 _ . -`.
+pub fn valid_username(name: &str) -> bool {
+    (2..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        assert!(valid_username("al"));
+        assert!(valid_username("alice_1.b-c"));
+        assert!(!valid_username("a"));
+        assert!(!valid_username("Alice"));
+        assert!(!valid_username("al ice"));
+        assert!(!valid_username(&"a".repeat(33)));
+        assert!(!valid_username("émile"));
+    }
+
+    #[test]
+    fn defaults_match_the_documented_core() {
+        let l = Limits::default();
+        assert_eq!(l.max_frame_bytes, 65536);
+        assert_eq!(l.max_body_bytes, 16384);
+        assert_eq!(l.history_page_cap, 500);
+        assert_eq!(l.idle_timeout_secs, 60);
+    }
+}

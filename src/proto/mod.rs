@@ -1,0 +1,12 @@
+//! The wire protocol both sides share: frames, the data model, error codes
+//! and limits. `docs/PROTOCOL.md` is the prose reference for everything here.
+
+mod error;
+mod frames;
+mod limits;
+mod types;
+
+pub use error::{ErrorCode, ProtoError};
+pub use frames::*;
+pub use limits::{Limits, PROTOCOL_VERSION, valid_username};
+pub use types::*;

@@ -1,0 +1,171 @@
+//! The data model shared by both sides: conversations, events, receipts,
+//! presence. These are the shapes that travel inside frames.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+/// The current time in milliseconds since the Unix epoch.
+pub fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// What a conversation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConvKind {
+    /// Exactly two members.
+    Dm,
+    /// Private; members are added by members.
+    Group,
+    /// Public within the server; anyone may join.
+    Channel,
+}
+
+impl ConvKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConvKind::Dm => "dm",
+            ConvKind::Group => "group",
+            ConvKind::Channel => "channel",
+        }
+    }
+    pub fn parse(s: &str) -> Option<ConvKind> {
+        match s {
+            "dm" => Some(ConvKind::Dm),
+            "group" => Some(ConvKind::Group),
+            "channel" => Some(ConvKind::Channel),
+            _ => None,
+        }
+    }
+}
+
+/// A user's two forward-only pointers into a conversation's log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptPair {
+    pub delivered: u64,
+    pub read: u64,
+}
+
+/// A conversation as the server describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub id: String,
+    pub kind: ConvKind,
+    /// Group and channel names; `null` for DMs (show the other member).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Every member, sorted.
+    #[serde(default)]
+    pub members: Vec<String>,
+    pub last_seq: u64,
+    #[serde(default)]
+    pub receipts: BTreeMap<String, ReceiptPair>,
+}
+
+/// One entry of a conversation's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub conversation_id: String,
+    pub seq: u64,
+    pub ts: Millis,
+    pub sender: String,
+    #[serde(default)]
+    pub client_msg_id: Option<String>,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+/// The kind-specific part of an event, tagged by `kind`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventBody {
+    Message {
+        body: String,
+        #[serde(default)]
+        reply_to: Option<u64>,
+    },
+    Edit {
+        target_seq: u64,
+        body: String,
+    },
+    Delete {
+        target_seq: u64,
+    },
+    Reaction {
+        target_seq: u64,
+        emoji: String,
+        #[serde(default)]
+        remove: bool,
+    },
+    /// Users joined or were added (by `sender`).
+    Join { members: Vec<String> },
+    /// Users left (`sender` itself).
+    Leave { members: Vec<String> },
+    Rename { name: String },
+    /// The first event of every conversation.
+    Create {
+        #[serde(default)]
+        name: Option<String>,
+        members: Vec<String>,
+    },
+}
+
+impl EventBody {
+    /// The wire name of the event kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventBody::Message { .. } => "message",
+            EventBody::Edit { .. } => "edit",
+            EventBody::Delete { .. } => "delete",
+            EventBody::Reaction { .. } => "reaction",
+            EventBody::Join { .. } => "join",
+            EventBody::Leave { .. } => "leave",
+            EventBody::Rename { .. } => "rename",
+            EventBody::Create { .. } => "create",
+        }
+    }
+}
+
+/// Presence states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceStatus {
+    Online,
+    Away,
+    Offline,
+}
+
+impl PresenceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PresenceStatus::Online => "online",
+            PresenceStatus::Away => "away",
+            PresenceStatus::Offline => "offline",
+        }
+    }
+}
+
+/// A user's presence as pushed to their contacts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    pub user: String,
+    pub status: PresenceStatus,
+    /// When the user was last connected; `null` if never seen since start.
+    #[serde(default)]
+    pub last_seen: Option<Millis>,
+}
+
+/// A public channel as listed by `channels`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelInfo {
+    pub id: String,
+    pub name: String,
+    pub members: u64,
+    pub last_seq: u64,
+}
