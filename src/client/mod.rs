@@ -1,1 +1,4 @@
-//! placeholder
+//! The `chat` program's engine: cache-first state, sync with no silent gaps,
+//! the outbox, configuration, credentials and the command line.
+
+pub mod view;

@@ -1,0 +1,105 @@
+//! What the screen shows, as plain data: the client engine fills these from
+//! the cache, the TUI renders them. No I/O and no behaviour here.
+
+use crate::proto::{ConvKind, Millis, PresenceStatus};
+
+/// One row of the conversation list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvSummary {
+    pub id: String,
+    pub kind: ConvKind,
+    /// Group/channel name; for a DM, the other member's username.
+    pub title: String,
+    pub members: Vec<String>,
+    /// The server's last seq of this conversation (as far as we know).
+    pub last_seq: u64,
+    /// Highest seq up to which the cache holds every event.
+    pub cursor: u64,
+    /// My read pointer.
+    pub read_seq: u64,
+    /// `last_seq - read_seq`.
+    pub unread: u64,
+    /// Messages above `read_seq` that mention me.
+    pub mentions: u64,
+    /// Timestamp of the newest event held (for sorting by activity).
+    pub last_activity: Millis,
+    pub muted: bool,
+    /// Whether events between `cursor` and `last_seq` are still missing.
+    pub has_gap: bool,
+}
+
+/// Delivery state of one of my own messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendState {
+    /// In the outbox, not yet acknowledged.
+    Pending,
+    /// Refused by the server; never retried.
+    Failed(String),
+    /// Acknowledged with a seq.
+    Sent,
+}
+
+/// A reaction folded into its message: emoji, count, and who.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReactionView {
+    pub emoji: String,
+    pub users: Vec<String>,
+}
+
+/// The quoted target of a reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyQuote {
+    pub seq: u64,
+    pub sender: String,
+    /// First line of the target's current body (empty if deleted/unknown).
+    pub excerpt: String,
+}
+
+/// One row of the message view: a message with its edits, deletion and
+/// reactions folded in, a system line (join/leave/rename/create), a pending
+/// outbox entry, or the marker of a range still being fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageRow {
+    Message(MessageView),
+    /// "alice joined", "bob left", "alice renamed the group to x".
+    System { seq: u64, ts: Millis, text: String },
+    /// Events `from..=to` are known to exist but are not held yet.
+    Missing { from: u64, to: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageView {
+    /// The message's seq; `None` for an outbox entry not yet acknowledged.
+    pub seq: Option<u64>,
+    pub client_msg_id: Option<String>,
+    pub sender: String,
+    pub ts: Millis,
+    /// Current body (after edits); empty when deleted.
+    pub body: String,
+    pub edited: bool,
+    pub deleted: bool,
+    pub reactions: Vec<ReactionView>,
+    pub reply_to: Option<ReplyQuote>,
+    /// `Some` for my own messages.
+    pub send_state: Option<SendState>,
+    /// Whether the body mentions me.
+    pub mentions_me: bool,
+}
+
+/// Presence of another user as last heard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresenceView {
+    pub status: PresenceStatus,
+    pub last_seen: Option<Millis>,
+}
+
+/// The connection as the user sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnState {
+    Connecting,
+    Connected,
+    /// Waiting to reconnect; `in_secs` until the next attempt.
+    Reconnecting { in_secs: u64, reason: String },
+    /// Not trying (logged out, or no server configured).
+    Offline { reason: String },
+}
