@@ -62,9 +62,16 @@ pub struct ReplyQuote {
 pub enum MessageRow {
     Message(MessageView),
     /// "alice joined", "bob left", "alice renamed the group to x".
-    System { seq: u64, ts: Millis, text: String },
+    System {
+        seq: u64,
+        ts: Millis,
+        text: String,
+    },
     /// Events `from..=to` are known to exist but are not held yet.
-    Missing { from: u64, to: u64 },
+    Missing {
+        from: u64,
+        to: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +106,12 @@ pub enum ConnState {
     Connecting,
     Connected,
     /// Waiting to reconnect; `in_secs` until the next attempt.
-    Reconnecting { in_secs: u64, reason: String },
+    Reconnecting {
+        in_secs: u64,
+        reason: String,
+    },
     /// Not trying (logged out, or no server configured).
-    Offline { reason: String },
+    Offline {
+        reason: String,
+    },
 }

@@ -489,7 +489,11 @@ mod tests {
             (r#"{"type":"send","id":"x"}"#, None, ErrorCode::BadFrame),
             (r#"{"type":"send","id":-1}"#, None, ErrorCode::BadFrame),
             (r#"{"type":"fly","id":4}"#, Some(4), ErrorCode::UnknownType),
-            (r#"{"type":"send","id":5}"#, Some(5), ErrorCode::InvalidArgument),
+            (
+                r#"{"type":"send","id":5}"#,
+                Some(5),
+                ErrorCode::InvalidArgument,
+            ),
             (
                 r#"{"type":"send","id":6,"conversation_id":1,"client_msg_id":"a","body":"b"}"#,
                 Some(6),

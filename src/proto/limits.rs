@@ -88,9 +88,9 @@ impl Default for Limits {
 /// Usernames: 2–32 characters of `a-z 0-9 _ . -`.
 pub fn valid_username(name: &str) -> bool {
     (2..=32).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-'))
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+        })
 }
 
 #[cfg(test)]

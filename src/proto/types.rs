@@ -104,10 +104,16 @@ pub enum EventBody {
         remove: bool,
     },
     /// Users joined or were added (by `sender`).
-    Join { members: Vec<String> },
+    Join {
+        members: Vec<String>,
+    },
     /// Users left (`sender` itself).
-    Leave { members: Vec<String> },
-    Rename { name: String },
+    Leave {
+        members: Vec<String>,
+    },
+    Rename {
+        name: String,
+    },
     /// The first event of every conversation.
     Create {
         #[serde(default)]

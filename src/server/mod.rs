@@ -1,1 +1,119 @@
-//! placeholder
+//! chatd: the server.
+//!
+//! [`serve`] takes a bound listener, a configuration and a shutdown signal, so
+//! that the binary and the tests run it the same way (tests on
+//! `127.0.0.1:0`). Each accepted socket gets one task: the transport answers
+//! plain HTTP (`/healthz`) or upgrades to a WebSocket, which a [`session`]
+//! serves. Shared state is the [`hub::Hub`] (membership, presence, fan-out)
+//! and the [`LogStore`] (durable log, one writer).
+
+pub mod auth;
+pub mod config;
+pub mod hub;
+mod limiter;
+pub mod session;
+mod validate;
+
+use crate::net::transport::{self, Accepted};
+use crate::proto::Limits;
+use crate::store::log::{LogStore, WriteLimits};
+pub use config::Config;
+use hub::Hub;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// What every connection task shares.
+pub struct Shared {
+    pub hub: Arc<Hub>,
+    pub store: LogStore,
+    pub hasher: auth::Hasher,
+    pub limits: Limits,
+    pub shutdown: CancellationToken,
+    pub grace: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] crate::store::log::StoreError),
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serve on `listener` until `shutdown` completes; then stop accepting, let
+/// in-flight requests finish (up to the grace period), close every
+/// connection with "going away", and flush the store.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let data = config.data_dir()?;
+    let hub = Arc::new(Hub::new(config.limits.max_connections_per_user));
+    let (store, snapshot) = LogStore::open(
+        &data,
+        &config.store,
+        WriteLimits {
+            max_members: config.limits.max_members,
+        },
+        hub.clone(),
+    )?;
+    hub.load(snapshot);
+    let hasher = auth::Hasher::new(&config.auth)?;
+    let token = CancellationToken::new();
+    let shared = Arc::new(Shared {
+        hub,
+        store: store.clone(),
+        hasher,
+        limits: config.limits.clone(),
+        shutdown: token.clone(),
+        grace: Duration::from_secs(config.shutdown_grace_secs),
+    });
+    let ws_config = transport::ws_config(config.limits.hard_frame_bytes);
+    let head_timeout = Duration::from_secs(config.limits.auth_timeout_secs.max(1));
+    let tasks = TaskTracker::new();
+    tracing::info!(addr = %listener.local_addr()?, data = %data.display(), "chatd listening");
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(v) => v,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait, do not spin.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                tasks.spawn(async move {
+                    match transport::accept(stream, ws_config, head_timeout).await {
+                        Ok(Accepted::WebSocket(ws)) => session::run(ws, shared).await,
+                        Ok(Accepted::Answered) => {}
+                        Err(e) => tracing::debug!(%peer, "rejected: {e}"),
+                    }
+                });
+            }
+        }
+    }
+    tracing::info!("shutting down: closing connections");
+    drop(listener);
+    token.cancel();
+    tasks.close();
+    tasks.wait().await;
+    drop(shared);
+    store.close().await;
+    tracing::info!("shutdown complete");
+    Ok(())
+}

@@ -1,1 +1,3 @@
-//! placeholder
+//! Persistence: chatd's durable log and the client's local cache.
+
+pub mod log;

@@ -1,0 +1,152 @@
+//! The server's transport: one TCP port serving `GET /healthz` as plain HTTP
+//! and `GET /ws` as a WebSocket upgrade.
+//!
+//! The HTTP request head is read here (bounded in size and time) so that both
+//! routes share the port without a web framework; the WebSocket handshake
+//! answer is computed with tungstenite's own key derivation.
+
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+/// Largest HTTP request head accepted.
+const MAX_HEAD: usize = 8 * 1024;
+
+/// What an accepted TCP connection turned out to be.
+pub enum Accepted {
+    /// An upgraded WebSocket, ready for frames.
+    WebSocket(WebSocketStream<TcpStream>),
+    /// A plain HTTP request that has been answered.
+    Answered,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("timed out reading the request")]
+    Timeout,
+    #[error("bad request: {0}")]
+    Bad(&'static str),
+}
+
+/// The WebSocket settings chatd uses, from its frame limit.
+pub fn ws_config(hard_frame_bytes: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(hard_frame_bytes * 2 + 64 * 1024)
+        .max_message_size(Some(hard_frame_bytes))
+        .max_frame_size(Some(hard_frame_bytes))
+}
+
+/// Read the request head from `stream` and serve it.
+pub async fn accept(
+    mut stream: TcpStream,
+    config: WebSocketConfig,
+    timeout: Duration,
+) -> Result<Accepted, AcceptError> {
+    let mut buf = Vec::with_capacity(1024);
+    let head_len = tokio::time::timeout(timeout, read_head(&mut stream, &mut buf))
+        .await
+        .map_err(|_| AcceptError::Timeout)??;
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut headers);
+    let parsed = match req.parse(&buf[..head_len]) {
+        Ok(httparse::Status::Complete(_)) => true,
+        _ => false,
+    };
+    if !parsed {
+        respond(&mut stream, "400 Bad Request", "bad request\n").await?;
+        return Err(AcceptError::Bad("unparsable request head"));
+    }
+    let path = req.path.unwrap_or("/");
+    let path = path.split('?').next().unwrap_or(path);
+    let method = req.method.unwrap_or("");
+    match (method, path) {
+        ("GET", "/healthz") | ("HEAD", "/healthz") => {
+            respond(&mut stream, "200 OK", "ok").await?;
+            Ok(Accepted::Answered)
+        }
+        ("GET", "/ws") => {
+            let header = |name: &str| {
+                req.headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case(name))
+                    .and_then(|h| std::str::from_utf8(h.value).ok())
+            };
+            let upgrade = header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+            let connection = header("connection").is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            });
+            let version = header("sec-websocket-version") == Some("13");
+            let key = header("sec-websocket-key");
+            let (true, true, true, Some(key)) = (upgrade, connection, version, key) else {
+                respond(
+                    &mut stream,
+                    "400 Bad Request",
+                    "expected a WebSocket upgrade (version 13)\n",
+                )
+                .await?;
+                return Err(AcceptError::Bad("not a websocket upgrade"));
+            };
+            let accept = derive_accept_key(key.as_bytes());
+            let answer = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+            );
+            stream.write_all(answer.as_bytes()).await?;
+            let rest = buf[head_len..].to_vec();
+            let ws = WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(config))
+                .await;
+            Ok(Accepted::WebSocket(ws))
+        }
+        (_, "/ws") | (_, "/healthz") => {
+            respond(
+                &mut stream,
+                "405 Method Not Allowed",
+                "method not allowed\n",
+            )
+            .await?;
+            Ok(Accepted::Answered)
+        }
+        _ => {
+            respond(&mut stream, "404 Not Found", "not found\n").await?;
+            Ok(Accepted::Answered)
+        }
+    }
+}
+
+/// Read until the end of the request head; returns its length.
+async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize, AcceptError> {
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(AcceptError::Bad(
+                "connection closed before the request head",
+            ));
+        }
+        let start = buf.len().saturating_sub(3);
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(pos) = buf[start..].windows(4).position(|w| w == b"\r\n\r\n") {
+            return Ok(start + pos + 4);
+        }
+        if buf.len() > MAX_HEAD {
+            let _ = respond(stream, "431 Request Header Fields Too Large", "too large\n").await;
+            return Err(AcceptError::Bad("request head too large"));
+        }
+    }
+}
+
+async fn respond(stream: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {
+    let text = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(text.as_bytes()).await?;
+    stream.shutdown().await
+}

@@ -1,0 +1,147 @@
+//! chatd's configuration: defaults, the TOML file, and command-line overrides.
+
+use crate::proto::Limits;
+use crate::store::log::StoreConfig;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Everything chatd can be told. Every key has a default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Data directory; `None` means the platform data directory.
+    pub data: Option<PathBuf>,
+    pub limits: Limits,
+    pub store: StoreConfig,
+    pub auth: AuthConfig,
+    /// Seconds to let in-flight requests finish on shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+/// Password hashing (argon2id) parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    /// Password hashes computed at once; more wait (each uses the memory above).
+    pub max_concurrent_hashes: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            max_concurrent_hashes: 2,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            data: None,
+            limits: Limits::default(),
+            store: StoreConfig::default(),
+            auth: AuthConfig::default(),
+            shutdown_grace_secs: 5,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("no data directory: pass --data DIR")]
+    NoDataDir,
+}
+
+impl Config {
+    /// Read a TOML config file; keys not in it keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The data directory to use: the configured one or the platform's.
+    pub fn data_dir(&self) -> Result<PathBuf, ConfigError> {
+        match &self.data {
+            Some(d) => Ok(d.clone()),
+            None => default_data_dir().ok_or(ConfigError::NoDataDir),
+        }
+    }
+
+    /// Settings suited to tests: fast password hashing.
+    pub fn for_tests(data: PathBuf) -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data: Some(data),
+            auth: AuthConfig {
+                argon2_memory_kib: 64,
+                argon2_iterations: 1,
+                argon2_parallelism: 1,
+                max_concurrent_hashes: 4,
+            },
+            ..Config::default()
+        }
+    }
+}
+
+/// chatd's platform data directory (e.g. `~/.local/share/chatd`).
+pub fn default_data_dir() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "chatd").map(|d| d.data_dir().to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_files_keep_defaults() {
+        let c: Config = toml::from_str(
+            r#"
+            listen = "0.0.0.0:9000"
+            [limits]
+            max_body_bytes = 100
+            [store]
+            sync = "normal"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.limits.max_body_bytes, 100);
+        assert_eq!(c.limits.max_frame_bytes, Limits::default().max_frame_bytes);
+        assert_eq!(c.store.sync, crate::store::log::SyncMode::Normal);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn the_default_config_round_trips() {
+        let text = toml::to_string(&Config::default()).unwrap();
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back, Config::default());
+    }
+}

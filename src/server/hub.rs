@@ -1,0 +1,469 @@
+//! The hub: what chatd keeps in memory about conversations and connections,
+//! and fan-out.
+//!
+//! The writer reports each committed change here ([`CommitSink`]) in commit
+//! order; the hub updates membership, last seqs and receipts, encodes each
+//! push once and hands the same bytes to every recipient connection's bounded
+//! queue with `try_send`. A connection whose queue is full is kicked (it will
+//! resync when it reconnects) rather than ever making fan-out wait.
+
+use crate::proto::{
+    ChannelInfo, ConvKind, Conversation, Event, EventBody, Millis, Presence, PresenceStatus,
+    ProtoError, ReceiptPair, ReceiptPush, ServerFrame, TypingPush, encode_event, now_millis,
+};
+use crate::store::log::{CommitSink, Committed, Snapshot};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::{Notify, mpsc};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// An encoded frame, shared among recipients.
+pub type Frame = Utf8Bytes;
+
+/// The hub's end of one connection.
+#[derive(Clone)]
+struct Conn {
+    id: u64,
+    tx: mpsc::Sender<Frame>,
+    kick: Arc<Notify>,
+}
+
+#[derive(Debug)]
+struct ConvState {
+    kind: ConvKind,
+    name: Option<String>,
+    members: BTreeSet<String>,
+    last_seq: u64,
+    receipts: HashMap<String, ReceiptPair>,
+}
+
+struct Online {
+    conns: Vec<Conn>,
+    status: PresenceStatus,
+}
+
+#[derive(Default)]
+struct State {
+    convs: HashMap<String, ConvState>,
+    /// user → conversations they belong to.
+    memberships: HashMap<String, HashSet<String>>,
+    online: HashMap<String, Online>,
+    last_seen: HashMap<String, Millis>,
+}
+
+/// Shared in-memory state. Locks are held briefly and never across `.await`.
+pub struct Hub {
+    state: Mutex<State>,
+    next_conn: AtomicU64,
+    max_conns_per_user: usize,
+}
+
+/// Registration of one connection; unregisters on drop.
+pub struct Registration {
+    hub: Arc<Hub>,
+    user: String,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub.unregister(&self.user, self.id);
+    }
+}
+
+impl State {
+    fn conversation(&self, id: &str) -> Option<Conversation> {
+        self.convs.get(id).map(|c| Conversation {
+            id: id.to_string(),
+            kind: c.kind,
+            name: c.name.clone(),
+            members: c.members.iter().cloned().collect(),
+            last_seq: c.last_seq,
+            receipts: c
+                .members
+                .iter()
+                .map(|m| (m.clone(), c.receipts.get(m).copied().unwrap_or_default()))
+                .collect::<BTreeMap<_, _>>(),
+        })
+    }
+
+    fn contacts(&self, user: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        if let Some(convs) = self.memberships.get(user) {
+            for id in convs {
+                if let Some(c) = self.convs.get(id) {
+                    out.extend(c.members.iter().filter(|m| *m != user).cloned());
+                }
+            }
+        }
+        out
+    }
+
+    fn presence(&self, user: &str) -> Presence {
+        let status = self
+            .online
+            .get(user)
+            .map(|o| o.status)
+            .unwrap_or(PresenceStatus::Offline);
+        Presence {
+            user: user.to_string(),
+            status,
+            last_seen: if status == PresenceStatus::Offline {
+                self.last_seen.get(user).copied()
+            } else {
+                Some(now_millis())
+            },
+        }
+    }
+
+    /// Queue `frame` for every connection of `user`, except `skip`.
+    fn deliver(&self, user: &str, frame: &Frame, skip: Option<u64>) {
+        let Some(online) = self.online.get(user) else {
+            return;
+        };
+        for conn in &online.conns {
+            if Some(conn.id) == skip {
+                continue;
+            }
+            if let Err(mpsc::error::TrySendError::Full(_)) = conn.tx.try_send(frame.clone()) {
+                conn.kick.notify_one();
+            }
+        }
+    }
+
+    fn deliver_all<'a>(&self, users: impl IntoIterator<Item = &'a String>, frame: &Frame) {
+        for u in users {
+            self.deliver(u, frame, None);
+        }
+    }
+
+    fn add_member(&mut self, conv: &str, user: &str) {
+        if let Some(c) = self.convs.get_mut(conv) {
+            c.members.insert(user.to_string());
+        }
+        self.memberships
+            .entry(user.to_string())
+            .or_default()
+            .insert(conv.to_string());
+    }
+
+    fn remove_member(&mut self, conv: &str, user: &str) {
+        if let Some(c) = self.convs.get_mut(conv) {
+            c.members.remove(user);
+            c.receipts.remove(user);
+        }
+        if let Some(set) = self.memberships.get_mut(user) {
+            set.remove(conv);
+        }
+    }
+}
+
+fn frame_of(text: String) -> Frame {
+    Utf8Bytes::from(text)
+}
+
+impl Hub {
+    /// Build the hub from the store's start-up snapshot.
+    pub fn new(max_conns_per_user: usize) -> Hub {
+        Hub {
+            state: Mutex::new(State::default()),
+            next_conn: AtomicU64::new(1),
+            max_conns_per_user,
+        }
+    }
+
+    /// Load what the store holds (called once, before serving).
+    pub fn load(&self, snapshot: Snapshot) {
+        let mut st = self.lock();
+        for rec in snapshot.conversations {
+            for user in rec.receipts.keys() {
+                st.memberships
+                    .entry(user.clone())
+                    .or_default()
+                    .insert(rec.id.clone());
+            }
+            st.convs.insert(
+                rec.id,
+                ConvState {
+                    kind: rec.kind,
+                    name: rec.name,
+                    members: rec.receipts.keys().cloned().collect(),
+                    last_seq: rec.last_seq,
+                    receipts: rec.receipts.into_iter().collect(),
+                },
+            );
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock must not take the server
+        // down: the state is still consistent between statements.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Add a connection of `user`. The first connection makes the user
+    /// online for their contacts.
+    pub fn register(
+        self: &Arc<Self>,
+        user: &str,
+        tx: mpsc::Sender<Frame>,
+        kick: Arc<Notify>,
+    ) -> Result<Registration, ProtoError> {
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let mut st = self.lock();
+        let first = match st.online.get_mut(user) {
+            Some(o) => {
+                if o.conns.len() >= self.max_conns_per_user {
+                    return Err(ProtoError::new(
+                        crate::proto::ErrorCode::RateLimited,
+                        "too many connections for this user; close one first",
+                    ));
+                }
+                o.conns.push(Conn { id, tx, kick });
+                false
+            }
+            None => {
+                st.online.insert(
+                    user.to_string(),
+                    Online {
+                        conns: vec![Conn { id, tx, kick }],
+                        status: PresenceStatus::Online,
+                    },
+                );
+                true
+            }
+        };
+        if first {
+            Self::broadcast_presence(&st, user);
+        }
+        Ok(Registration {
+            hub: self.clone(),
+            user: user.to_string(),
+            id,
+        })
+    }
+
+    fn unregister(&self, user: &str, id: u64) {
+        let mut st = self.lock();
+        let last = match st.online.get_mut(user) {
+            Some(o) => {
+                o.conns.retain(|c| c.id != id);
+                o.conns.is_empty()
+            }
+            None => false,
+        };
+        if last {
+            st.online.remove(user);
+            st.last_seen.insert(user.to_string(), now_millis());
+            Self::broadcast_presence(&st, user);
+        }
+    }
+
+    fn broadcast_presence(st: &State, user: &str) {
+        let frame = frame_of(ServerFrame::Presence(st.presence(user)).encode());
+        for c in st.contacts(user) {
+            st.deliver(&c, &frame, None);
+        }
+    }
+
+    /// Set a user's status (online or away) for all their devices.
+    pub fn set_status(&self, user: &str, status: PresenceStatus) {
+        let mut st = self.lock();
+        let changed = match st.online.get_mut(user) {
+            Some(o) if o.status != status => {
+                o.status = status;
+                true
+            }
+            _ => false,
+        };
+        if changed {
+            Self::broadcast_presence(&st, user);
+        }
+    }
+
+    /// Presence of everyone who shares a conversation with `user`.
+    pub fn contacts_presence(&self, user: &str) -> Vec<Presence> {
+        let st = self.lock();
+        st.contacts(user).iter().map(|c| st.presence(c)).collect()
+    }
+
+    /// Presence of the named users.
+    pub fn presence_of(&self, users: &[String]) -> Vec<Presence> {
+        let st = self.lock();
+        users.iter().map(|u| st.presence(u)).collect()
+    }
+
+    /// Every conversation `user` belongs to.
+    pub fn conversations_of(&self, user: &str) -> Vec<Conversation> {
+        let st = self.lock();
+        let mut out: Vec<Conversation> = st
+            .memberships
+            .get(user)
+            .map(|ids| ids.iter().filter_map(|id| st.conversation(id)).collect())
+            .unwrap_or_default();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    /// A conversation as its members see it.
+    pub fn conversation(&self, id: &str) -> Option<Conversation> {
+        self.lock().conversation(id)
+    }
+
+    /// Refuse unless `user` belongs to conversation `id`.
+    pub fn check_member(&self, user: &str, id: &str) -> Result<u64, ProtoError> {
+        let st = self.lock();
+        match st.convs.get(id) {
+            None => Err(ProtoError::not_found("no such conversation")),
+            Some(c) if c.members.contains(user) => Ok(c.last_seq),
+            Some(_) => Err(ProtoError::forbidden(
+                "you are not a member of this conversation",
+            )),
+        }
+    }
+
+    /// Public channels, by name.
+    pub fn channels(&self) -> Vec<ChannelInfo> {
+        let st = self.lock();
+        let mut out: Vec<ChannelInfo> = st
+            .convs
+            .iter()
+            .filter(|(_, c)| c.kind == ConvKind::Channel)
+            .map(|(id, c)| ChannelInfo {
+                id: id.clone(),
+                name: c.name.clone().unwrap_or_default(),
+                members: c.members.len() as u64,
+                last_seq: c.last_seq,
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Relay a typing signal to the other members of a conversation.
+    pub fn typing(&self, user: &str, conv: &str, active: bool) -> Result<(), ProtoError> {
+        let st = self.lock();
+        let c = match st.convs.get(conv) {
+            None => return Err(ProtoError::not_found("no such conversation")),
+            Some(c) if !c.members.contains(user) => {
+                return Err(ProtoError::forbidden(
+                    "you are not a member of this conversation",
+                ));
+            }
+            Some(c) => c,
+        };
+        let frame = frame_of(
+            ServerFrame::Typing(TypingPush {
+                conversation_id: conv.to_string(),
+                user: user.to_string(),
+                active,
+            })
+            .encode(),
+        );
+        st.deliver_all(c.members.iter().filter(|m| *m != user), &frame);
+        Ok(())
+    }
+
+    /// Number of users with at least one connection.
+    pub fn online_users(&self) -> usize {
+        self.lock().online.len()
+    }
+
+    fn apply_event(st: &mut State, ev: &Event) {
+        let id = &ev.conversation_id;
+        let mut extra: Vec<String> = Vec::new();
+        let mut changed = false;
+        match &ev.body {
+            EventBody::Create { members, .. } | EventBody::Join { members } => {
+                for m in members {
+                    st.add_member(id, m);
+                }
+                changed = true;
+            }
+            EventBody::Leave { members } => {
+                for m in members {
+                    st.remove_member(id, m);
+                }
+                extra.extend(members.iter().cloned());
+                changed = true;
+            }
+            EventBody::Rename { name } => {
+                if let Some(c) = st.convs.get_mut(id) {
+                    c.name = Some(name.clone());
+                }
+                changed = true;
+            }
+            _ => {}
+        }
+        let Some(c) = st.convs.get_mut(id) else {
+            return;
+        };
+        c.last_seq = c.last_seq.max(ev.seq);
+        let st = &*st;
+        let Some(c) = st.convs.get(id) else {
+            return;
+        };
+        let frame = frame_of(encode_event(ev));
+        st.deliver_all(c.members.iter().chain(extra.iter()), &frame);
+        if changed && let Some(conv) = st.conversation(id) {
+            let frame = frame_of(ServerFrame::Conversation { conversation: conv }.encode());
+            st.deliver_all(c.members.iter().chain(extra.iter()), &frame);
+        }
+    }
+}
+
+impl CommitSink for Hub {
+    fn committed(&self, changes: &[Committed]) {
+        let mut st = self.lock();
+        for change in changes {
+            match change {
+                Committed::Created { id, kind, name } => {
+                    st.convs.insert(
+                        id.clone(),
+                        ConvState {
+                            kind: *kind,
+                            name: name.clone(),
+                            members: BTreeSet::new(),
+                            last_seq: 0,
+                            receipts: HashMap::new(),
+                        },
+                    );
+                }
+                Committed::Event(ev) => Self::apply_event(&mut st, ev),
+                Committed::Receipt {
+                    conversation_id,
+                    user,
+                    receipt,
+                } => {
+                    let Some(c) = st.convs.get_mut(conversation_id) else {
+                        continue;
+                    };
+                    c.receipts.insert(user.clone(), *receipt);
+                    let frame = frame_of(
+                        ServerFrame::Receipt(ReceiptPush {
+                            conversation_id: conversation_id.clone(),
+                            user: user.clone(),
+                            delivered: receipt.delivered,
+                            read: receipt.read,
+                        })
+                        .encode(),
+                    );
+                    if let Some(c) = st.convs.get(conversation_id) {
+                        st.deliver_all(&c.members, &frame);
+                    }
+                }
+                Committed::User(_) => {}
+            }
+        }
+    }
+}
+
+/// The receipt pointers of `user` in conversation `id`.
+pub fn receipt_of(hub: &Hub, user: &str, id: &str) -> ReceiptPair {
+    let st = hub.lock();
+    st.convs
+        .get(id)
+        .and_then(|c| c.receipts.get(user).copied())
+        .unwrap_or_default()
+}

@@ -1,0 +1,101 @@
+//! Rate limiting: a token bucket per connection, and the typing throttle.
+
+use std::collections::HashMap;
+use tokio::time::{Duration, Instant};
+
+/// A token bucket: `rate` tokens per second, at most `burst` saved up.
+#[derive(Debug)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub fn new(rate: u32, burst: u32) -> TokenBucket {
+        let burst = f64::from(burst.max(1));
+        TokenBucket {
+            rate: f64::from(rate.max(1)),
+            burst,
+            tokens: burst,
+            last: Instant::now(),
+        }
+    }
+
+    /// Take one token if there is one.
+    pub fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// At most one `typing: true` per conversation per interval.
+#[derive(Debug, Default)]
+pub struct TypingThrottle {
+    last: HashMap<String, Instant>,
+}
+
+impl TypingThrottle {
+    /// Whether a start signal for `conv` may pass now. Stops always pass.
+    pub fn allow(&mut self, conv: &str, active: bool, interval: Duration) -> bool {
+        if !active {
+            return true;
+        }
+        let now = Instant::now();
+        if let Some(prev) = self.last.get(conv)
+            && now.duration_since(*prev) < interval
+        {
+            return false;
+        }
+        if self.last.len() > 1024 {
+            self.last.retain(|_, t| now.duration_since(*t) < interval);
+        }
+        self.last.insert(conv.to_string(), now);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn bucket_refills_at_its_rate() {
+        let mut b = TokenBucket::new(10, 3);
+        assert!(b.take() && b.take() && b.take());
+        assert!(!b.take());
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert!(b.take());
+        assert!(!b.take());
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(b.take() && b.take() && b.take());
+        assert!(!b.take(), "never more than the burst");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn typing_once_a_second_per_conversation() {
+        let mut t = TypingThrottle::default();
+        let sec = Duration::from_secs(1);
+        assert!(t.allow("a", true, sec));
+        assert!(!t.allow("a", true, sec));
+        assert!(t.allow("b", true, sec), "another conversation");
+        assert!(t.allow("a", false, sec), "stop always passes");
+        assert!(
+            !t.allow("a", true, sec),
+            "a stop does not reset the throttle"
+        );
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert!(!t.allow("a", true, sec));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(t.allow("a", true, sec));
+    }
+}

@@ -1,0 +1,421 @@
+//! chatd's durable log on SQLite: accounts, sessions, conversations,
+//! membership, receipts and every conversation's event log.
+//!
+//! One writer thread owns the only write connection. It takes requests from a
+//! bounded queue, applies as many as are waiting in one transaction (group
+//! commit: a lone request commits at once, a burst shares one fsync), assigns
+//! each conversation's next seq, and only then answers. Committed changes go
+//! to a [`CommitSink`] in commit order, before any caller hears `ok`.
+//! Reads go through a small pool of read-only connections (WAL lets them run
+//! beside the writer).
+//!
+//! This type is the storage seam: the server talks to it only through the
+//! methods below, which a PostgreSQL backend can provide as well.
+
+mod read;
+mod schema;
+mod writer;
+
+use crate::proto::{ConvKind, Event, EventBody, ProtoError, ReceiptPair};
+use rusqlite::{Connection, OpenFlags};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+pub use read::Readers;
+pub use writer::CommitSink;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The request was refused (not a member, no such message, ...).
+    #[error("{0}")]
+    Rejected(ProtoError),
+    #[error("database error: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("cannot open the database: {0}")]
+    Open(String),
+    /// The store is shutting down.
+    #[error("the store is closed")]
+    Closed,
+}
+
+impl StoreError {
+    /// The answer a client gets for this failure.
+    pub fn to_proto(&self) -> ProtoError {
+        match self {
+            StoreError::Rejected(e) => e.clone(),
+            _ => ProtoError::internal(),
+        }
+    }
+}
+
+impl From<ProtoError> for StoreError {
+    fn from(e: ProtoError) -> Self {
+        StoreError::Rejected(e)
+    }
+}
+
+/// How hard a commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// fsync the WAL on every commit: acknowledged writes survive power loss.
+    Full,
+    /// Write the WAL on every commit, fsync only at checkpoints: acknowledged
+    /// writes survive a crash or `kill -9` of chatd, not a power loss.
+    Normal,
+}
+
+/// Storage settings (`[store]` in chatd's config).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    pub sync: SyncMode,
+    /// Most requests one group commit applies.
+    pub batch_max: usize,
+    /// Requests waiting for the writer before senders are made to wait.
+    pub queue: usize,
+    /// Read-only connections for history and lookups.
+    pub readers: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            sync: SyncMode::Full,
+            batch_max: 512,
+            queue: 4096,
+            readers: 4,
+        }
+    }
+}
+
+/// A conversation as loaded at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvRecord {
+    pub id: String,
+    pub kind: ConvKind,
+    pub name: Option<String>,
+    pub last_seq: u64,
+    pub receipts: BTreeMap<String, ReceiptPair>,
+}
+
+/// Everything the server keeps in memory, read once at start-up.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub users: Vec<String>,
+    pub conversations: Vec<ConvRecord>,
+}
+
+/// A change to the log or to receipts, as the writer reports it after commit.
+#[derive(Debug, Clone)]
+pub enum Committed {
+    /// A conversation came into being (just before its `create` event).
+    Created {
+        id: String,
+        kind: ConvKind,
+        name: Option<String>,
+    },
+    Event(Arc<Event>),
+    Receipt {
+        conversation_id: String,
+        user: String,
+        receipt: ReceiptPair,
+    },
+    /// A user was registered.
+    User(String),
+}
+
+/// Append requests. The `user` is the authenticated caller.
+#[derive(Debug, Clone)]
+pub enum Append {
+    /// A message, edit, deletion or reaction.
+    Event {
+        user: String,
+        conversation_id: String,
+        client_msg_id: String,
+        body: EventBody,
+    },
+    Create {
+        user: String,
+        kind: ConvKind,
+        name: Option<String>,
+        members: Vec<String>,
+    },
+    Join {
+        user: String,
+        conversation_id: Option<String>,
+        name: Option<String>,
+    },
+    Leave {
+        user: String,
+        conversation_id: String,
+    },
+    AddMembers {
+        user: String,
+        conversation_id: String,
+        members: Vec<String>,
+    },
+    Rename {
+        user: String,
+        conversation_id: String,
+        client_msg_id: Option<String>,
+        name: String,
+    },
+}
+
+/// What an append produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub conversation_id: String,
+    /// The seq and timestamp of the event written, or of the original one on
+    /// an idempotent retry; `None` when nothing needed writing (joining a
+    /// channel twice, creating a DM that exists).
+    pub seq: Option<(u64, i64)>,
+}
+
+/// Limits the writer enforces.
+#[derive(Debug, Clone)]
+pub struct WriteLimits {
+    pub max_members: usize,
+}
+
+pub(crate) enum WriteOp {
+    Register {
+        username: String,
+        password_hash: String,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    CreateSession {
+        username: String,
+        token_hash: String,
+        device: String,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    RevokeSession {
+        token_hash: String,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Append {
+        op: Append,
+        reply: oneshot::Sender<Result<Appended, StoreError>>,
+    },
+    Receipt {
+        user: String,
+        conversation_id: String,
+        delivered: u64,
+        read: u64,
+        reply: oneshot::Sender<Result<Option<ReceiptPair>, StoreError>>,
+    },
+}
+
+/// Handle to the log. Cheap to clone.
+#[derive(Clone)]
+pub struct LogStore {
+    tx: mpsc::Sender<WriteOp>,
+    readers: Readers,
+    writer: Arc<writer::WriterThread>,
+}
+
+/// The database file inside a data directory.
+pub fn db_path(dir: &Path) -> PathBuf {
+    dir.join("chatd.db")
+}
+
+fn open_conn(path: &Path, read_only: bool, sync: SyncMode) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    if !read_only {
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Open(format!(
+                "{}: cannot switch to WAL mode (got {mode})",
+                path.display()
+            )));
+        }
+        let sync = match sync {
+            SyncMode::Full => "FULL",
+            SyncMode::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", sync)?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+    }
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+impl LogStore {
+    /// Open (creating if needed) the database in `dir`, migrate it, start the
+    /// writer, and return the store with what the server keeps in memory.
+    pub fn open(
+        dir: &Path,
+        config: &StoreConfig,
+        limits: WriteLimits,
+        sink: Arc<dyn CommitSink>,
+    ) -> Result<(LogStore, Snapshot), StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Open(format!("{}: {e}", dir.display())))?;
+        let path = db_path(dir);
+        let mut conn = open_conn(&path, false, config.sync)?;
+        let integrity: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+        if integrity != "ok" {
+            return Err(StoreError::Open(format!(
+                "{}: integrity check failed: {integrity}",
+                path.display()
+            )));
+        }
+        schema::migrate(&mut conn)?;
+        let snapshot = read::load_snapshot(&conn)?;
+        let mut readers = Vec::new();
+        for _ in 0..config.readers.max(1) {
+            readers.push(open_conn(&path, true, config.sync)?);
+        }
+        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let writer = writer::WriterThread::start(conn, rx, config.batch_max.max(1), limits, sink)?;
+        Ok((
+            LogStore {
+                tx,
+                readers: Readers::new(readers),
+                writer: Arc::new(writer),
+            },
+            snapshot,
+        ))
+    }
+
+    async fn submit<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> WriteOp,
+    ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        Ok(rx)
+    }
+
+    async fn wait<T>(rx: oneshot::Receiver<Result<T, StoreError>>) -> Result<T, StoreError> {
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub async fn register(&self, username: &str, password_hash: String) -> Result<(), StoreError> {
+        let username = username.to_string();
+        Self::wait(
+            self.submit(|reply| WriteOp::Register {
+                username,
+                password_hash,
+                reply,
+            })
+            .await?,
+        )
+        .await
+    }
+
+    pub async fn create_session(
+        &self,
+        username: &str,
+        token_hash: String,
+        device: String,
+    ) -> Result<(), StoreError> {
+        let username = username.to_string();
+        Self::wait(
+            self.submit(|reply| WriteOp::CreateSession {
+                username,
+                token_hash,
+                device,
+                reply,
+            })
+            .await?,
+        )
+        .await
+    }
+
+    pub async fn revoke_session(&self, token_hash: String) -> Result<(), StoreError> {
+        Self::wait(
+            self.submit(|reply| WriteOp::RevokeSession { token_hash, reply })
+                .await?,
+        )
+        .await
+    }
+
+    /// Queue an append and return a receiver for its durable result.
+    ///
+    /// Appends submitted one after another from one task are sequenced in
+    /// that order; awaiting the receiver can then happen concurrently.
+    pub async fn submit_append(
+        &self,
+        op: Append,
+    ) -> Result<oneshot::Receiver<Result<Appended, StoreError>>, StoreError> {
+        self.submit(|reply| WriteOp::Append { op, reply }).await
+    }
+
+    /// Append and wait until the result is durable.
+    pub async fn append(&self, op: Append) -> Result<Appended, StoreError> {
+        Self::wait(self.submit_append(op).await?).await
+    }
+
+    /// Queue a receipt update; the receiver yields the new pointers, or
+    /// `None` when nothing moved.
+    pub async fn submit_receipt(
+        &self,
+        user: &str,
+        conversation_id: &str,
+        delivered: u64,
+        read: u64,
+    ) -> Result<oneshot::Receiver<Result<Option<ReceiptPair>, StoreError>>, StoreError> {
+        let (user, conversation_id) = (user.to_string(), conversation_id.to_string());
+        self.submit(|reply| WriteOp::Receipt {
+            user,
+            conversation_id,
+            delivered,
+            read,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn receipt(
+        &self,
+        user: &str,
+        conversation_id: &str,
+        delivered: u64,
+        read: u64,
+    ) -> Result<Option<ReceiptPair>, StoreError> {
+        Self::wait(
+            self.submit_receipt(user, conversation_id, delivered, read)
+                .await?,
+        )
+        .await
+    }
+
+    /// The read side.
+    pub fn readers(&self) -> &Readers {
+        &self.readers
+    }
+
+    /// Stop accepting writes, finish everything queued, and wait for the
+    /// writer to exit. Other clones become unusable.
+    pub async fn close(self) {
+        let writer = self.writer.clone();
+        drop(self);
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    }
+}
+
+/// Conversation ids: 16 random bytes, hex.
+pub fn new_conversation_id() -> String {
+    use rand::RngExt;
+    let bytes: [u8; 12] = rand::rng().random();
+    hex::encode(bytes)
+}

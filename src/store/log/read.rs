@@ -1,0 +1,222 @@
+//! The read side of the log: a small pool of read-only connections used from
+//! blocking tasks, and the start-up snapshot.
+
+use super::{ConvRecord, Snapshot, StoreError};
+use crate::proto::{ConvKind, Event, EventBody, ReceiptPair};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
+
+/// Read-only connections shared by all sessions.
+#[derive(Clone)]
+pub struct Readers {
+    pool: Arc<Mutex<Vec<Connection>>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Readers {
+    pub(super) fn new(conns: Vec<Connection>) -> Readers {
+        let n = conns.len();
+        Readers {
+            pool: Arc::new(Mutex::new(conns)),
+            permits: Arc::new(Semaphore::new(n)),
+        }
+    }
+
+    /// Run `f` on a free read connection in a blocking task.
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let conn = pool
+                .lock()
+                .map_err(|_| StoreError::Closed)?
+                .pop()
+                .ok_or(StoreError::Closed)?;
+            let result = f(&conn);
+            if let Ok(mut p) = pool.lock() {
+                p.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+
+    /// The password hash of a user, if the user exists.
+    pub async fn password_hash(&self, username: &str) -> Result<Option<String>, StoreError> {
+        let username = username.to_string();
+        self.with(move |c| {
+            Ok(
+                c.prepare_cached("SELECT password_hash FROM users WHERE username = ?1")?
+                    .query_row([username], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+        .await
+    }
+
+    /// The user a session token hash belongs to.
+    pub async fn session_user(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
+        let token_hash = token_hash.to_string();
+        self.with(move |c| {
+            Ok(
+                c.prepare_cached("SELECT username FROM sessions WHERE token_hash = ?1")?
+                    .query_row([token_hash], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+        .await
+    }
+
+    /// Events of a conversation: the first `limit` after `after`, or the last
+    /// `limit` before `before`, ascending by seq.
+    pub async fn history(
+        &self,
+        conversation_id: &str,
+        after: Option<u64>,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let conv = conversation_id.to_string();
+        self.with(move |c| {
+            let mut events = Vec::with_capacity(limit as usize);
+            match before {
+                Some(before) => {
+                    let lower = after.unwrap_or(0) as i64;
+                    let mut stmt = c.prepare_cached(
+                        "SELECT seq, ts, sender, client_msg_id, data FROM events
+                         WHERE conversation_id = ?1 AND seq < ?2 AND seq > ?3
+                         ORDER BY seq DESC LIMIT ?4",
+                    )?;
+                    let rows = stmt.query_map(params![conv, before as i64, lower, limit], |r| {
+                        row(&conv, r)
+                    })?;
+                    for ev in rows {
+                        events.push(ev??);
+                    }
+                    events.reverse();
+                }
+                None => {
+                    let mut stmt = c.prepare_cached(
+                        "SELECT seq, ts, sender, client_msg_id, data FROM events
+                         WHERE conversation_id = ?1 AND seq > ?2
+                         ORDER BY seq ASC LIMIT ?3",
+                    )?;
+                    let rows = stmt
+                        .query_map(params![conv, after.unwrap_or(0) as i64, limit], |r| {
+                            row(&conv, r)
+                        })?;
+                    for ev in rows {
+                        events.push(ev??);
+                    }
+                }
+            }
+            Ok(events)
+        })
+        .await
+    }
+
+    /// Usernames starting with `prefix`, sorted, at most `limit`.
+    pub async fn users(&self, prefix: &str, limit: u32) -> Result<Vec<String>, StoreError> {
+        let prefix = prefix.to_string();
+        self.with(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT username FROM users WHERE substr(username, 1, length(?1)) = ?1
+                 ORDER BY username LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![prefix, limit], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<String>, _>>()?)
+        })
+        .await
+    }
+}
+
+type RowResult = Result<Event, StoreError>;
+
+fn row(conv: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<RowResult> {
+    let seq: i64 = r.get(0)?;
+    let data: String = r.get(4)?;
+    let body: EventBody = match serde_json::from_str(&data) {
+        Ok(b) => b,
+        Err(e) => {
+            return Ok(Err(StoreError::Open(format!(
+                "event {conv}/{seq} is unreadable: {e}"
+            ))));
+        }
+    };
+    Ok(Ok(Event {
+        conversation_id: conv.to_string(),
+        seq: seq as u64,
+        ts: r.get(1)?,
+        sender: r.get(2)?,
+        client_msg_id: r.get(3)?,
+        body,
+    }))
+}
+
+/// Read what the server keeps in memory: users, conversations, members and
+/// their receipts.
+pub(super) fn load_snapshot(c: &Connection) -> Result<Snapshot, StoreError> {
+    let mut snap = Snapshot::default();
+    let mut stmt = c.prepare("SELECT username FROM users ORDER BY username")?;
+    for u in stmt.query_map([], |r| r.get::<_, String>(0))? {
+        snap.users.push(u?);
+    }
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut stmt = c.prepare("SELECT id, kind, name, last_seq FROM conversations")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, kind, name, last_seq) = row?;
+        let kind = ConvKind::parse(&kind)
+            .ok_or_else(|| StoreError::Open(format!("conversation {id}: bad kind {kind}")))?;
+        index.insert(id.clone(), snap.conversations.len());
+        snap.conversations.push(ConvRecord {
+            id,
+            kind,
+            name,
+            last_seq: last_seq as u64,
+            receipts: Default::default(),
+        });
+    }
+    let mut stmt =
+        c.prepare("SELECT conversation_id, username, delivered_seq, read_seq FROM members")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (conv, user, d, rd) = row?;
+        if let Some(&i) = index.get(&conv) {
+            snap.conversations[i].receipts.insert(
+                user,
+                ReceiptPair {
+                    delivered: d as u64,
+                    read: rd as u64,
+                },
+            );
+        }
+    }
+    Ok(snap)
+}
