@@ -1,4 +1,5 @@
-//! Transports: the server's listener-side HTTP/WebSocket acceptor and the
-//! client's connection task.
+//! Transports: the server's HTTP/WebSocket acceptor ([`transport`]) and the
+//! client's connections ([`client`]).
 
+pub mod client;
 pub mod transport;

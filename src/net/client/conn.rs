@@ -1,0 +1,267 @@
+//! One client connection: connect, handshake, request/reply, pushes.
+//!
+//! Used directly by the command line and the load generator, and by the
+//! reconnecting [`super::task`] for each of its attempts.
+
+use crate::proto::{
+    AuthOk, ErrorCode, OkFrame, PROTOCOL_VERSION, ProtoError, Request, ServerFrame,
+};
+use futures_util::{SinkExt, StreamExt};
+use std::collections::VecDeque;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type ClientWs = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How to authenticate.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    Token(String),
+    Login { username: String, password: String },
+    Register { username: String, password: String },
+}
+
+impl std::fmt::Debug for Credentials {
+    // Never print secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Token(_) => f.write_str("Token(…)"),
+            Credentials::Login { username, .. } => write!(f, "Login({username})"),
+            Credentials::Register { username, .. } => write!(f, "Register({username})"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("connection lost: {0}")]
+    Lost(String),
+    #[error("the server closed the connection{}", .0.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Closed(Option<String>),
+    #[error("timed out waiting for the server")]
+    Timeout,
+    #[error("{0}")]
+    Server(ProtoError),
+    #[error("unexpected reply from the server: {0}")]
+    Protocol(String),
+}
+
+impl ClientError {
+    /// Whether the server refused the credentials themselves.
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(self, ClientError::Server(e) if matches!(e.code, ErrorCode::AuthFailed | ErrorCode::UsernameTaken | ErrorCode::InvalidArgument))
+    }
+}
+
+/// Normalize a server address: `host:port`, `http://…` or `ws://…`, with or
+/// without the `/ws` path.
+pub fn ws_url(server: &str) -> String {
+    let s = server.trim().trim_end_matches('/');
+    let s = if let Some(rest) = s.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else if let Some(rest) = s.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if s.starts_with("ws://") || s.starts_with("wss://") {
+        s.to_string()
+    } else {
+        format!("ws://{s}")
+    };
+    let after_scheme = s.split_once("://").map(|(_, r)| r).unwrap_or(&s);
+    if after_scheme.contains('/') {
+        s
+    } else {
+        format!("{s}/ws")
+    }
+}
+
+/// The client's WebSocket settings: frames up to the protocol's hard cap.
+pub fn client_ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(16 * 1024 * 1024))
+        .max_frame_size(Some(16 * 1024 * 1024))
+}
+
+/// A connected (and possibly authenticated) client.
+pub struct Conn {
+    ws: ClientWs,
+    next_id: u64,
+    pushes: VecDeque<ServerFrame>,
+    timeout: Duration,
+}
+
+impl Conn {
+    /// Open a WebSocket to `server` (see [`ws_url`]).
+    pub async fn connect(server: &str, timeout: Duration) -> Result<Conn, ClientError> {
+        let url = ws_url(server);
+        let connect =
+            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(client_ws_config()), true);
+        let (ws, _) = tokio::time::timeout(timeout, connect)
+            .await
+            .map_err(|_| ClientError::Connect {
+                url: url.clone(),
+                reason: "timed out".into(),
+            })?
+            .map_err(|e| ClientError::Connect {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Conn {
+            ws,
+            next_id: 1,
+            pushes: VecDeque::new(),
+            timeout,
+        })
+    }
+
+    /// Authenticate; returns who we are and (for login/register) the token.
+    pub async fn handshake(
+        &mut self,
+        creds: &Credentials,
+        device: &str,
+    ) -> Result<AuthOk, ClientError> {
+        let req = match creds {
+            Credentials::Token(token) => Request::Auth {
+                token: token.clone(),
+            },
+            Credentials::Login { username, password } => Request::Login {
+                username: username.clone(),
+                password: password.clone(),
+                device: Some(device.to_string()),
+            },
+            Credentials::Register { username, password } => Request::Register {
+                username: username.clone(),
+                password: password.clone(),
+                device: Some(device.to_string()),
+            },
+        };
+        let ok: AuthOk = self
+            .request(&req)
+            .await?
+            .parse()
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if ok.protocol != PROTOCOL_VERSION {
+            tracing::warn!(
+                "server speaks protocol {}, this client {}",
+                ok.protocol,
+                PROTOCOL_VERSION
+            );
+        }
+        Ok(ok)
+    }
+
+    /// Send a request and wait for its reply; pushes that arrive meanwhile
+    /// are kept for [`Conn::next_push`].
+    pub async fn request(&mut self, req: &Request) -> Result<OkFrame, ClientError> {
+        let id = self.send(req).await?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.read_frame())
+                .await
+                .map_err(|_| ClientError::Timeout)??;
+            match frame {
+                ServerFrame::Ok(ok) if ok.id == id => return Ok(ok),
+                ServerFrame::Error(e) if e.id == Some(id) || e.id.is_none() => {
+                    return Err(ClientError::Server(ProtoError::new(e.code, e.message)));
+                }
+                ServerFrame::Ok(_) | ServerFrame::Error(_) => {}
+                push => {
+                    if self.pushes.len() < 100_000 {
+                        self.pushes.push_back(push);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Send a request without waiting; returns its id.
+    pub async fn send(&mut self, req: &Request) -> Result<u64, ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.ws
+            .send(Message::Text(req.encode(Some(id)).into()))
+            .await
+            .map_err(|e| ClientError::Lost(e.to_string()))?;
+        Ok(id)
+    }
+
+    /// The next push (or reply to a request sent with [`Conn::send`]).
+    pub async fn next_frame(&mut self) -> Result<ServerFrame, ClientError> {
+        if let Some(p) = self.pushes.pop_front() {
+            return Ok(p);
+        }
+        self.read_frame().await
+    }
+
+    /// The next server push, skipping replies.
+    pub async fn next_push(&mut self) -> Result<ServerFrame, ClientError> {
+        loop {
+            match self.next_frame().await? {
+                ServerFrame::Ok(_) | ServerFrame::Error(_) => continue,
+                push => return Ok(push),
+            }
+        }
+    }
+
+    async fn read_frame(&mut self) -> Result<ServerFrame, ClientError> {
+        loop {
+            match self.ws.next().await {
+                None => return Err(ClientError::Closed(None)),
+                Some(Err(e)) => return Err(ClientError::Lost(e.to_string())),
+                Some(Ok(Message::Text(text))) => {
+                    return ServerFrame::decode(text.as_str())
+                        .map_err(|e| ClientError::Protocol(format!("{e}: {}", truncate(&text))));
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(ClientError::Closed(frame.map(|f| f.reason.to_string())));
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Close politely.
+    pub async fn close(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close(None)).await;
+    }
+
+    /// The socket, for the reconnecting task.
+    pub(super) fn into_parts(self) -> (ClientWs, u64) {
+        (self.ws, self.next_id)
+    }
+}
+
+fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(120) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_normalized() {
+        assert_eq!(ws_url("127.0.0.1:7878"), "ws://127.0.0.1:7878/ws");
+        assert_eq!(ws_url("http://h:1/"), "ws://h:1/ws");
+        assert_eq!(ws_url("https://chat.example.org"), "wss://chat.example.org/ws");
+        assert_eq!(ws_url("ws://h:1/ws"), "ws://h:1/ws");
+        assert_eq!(ws_url("wss://h/custom/ws"), "wss://h/custom/ws");
+    }
+
+    #[test]
+    fn credentials_never_print_secrets() {
+        let c = Credentials::Login {
+            username: "alice".into(),
+            password: "hunter2".into(),
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(!format!("{:?}", Credentials::Token("sekrit".into())).contains("sekrit"));
+    }
+}

@@ -1,0 +1,354 @@
+//! The client's network task: it owns the WebSocket for the life of the
+//! program. It connects and authenticates, answers and sends pings,
+//! reconnects with capped exponential backoff and jitter (reset after a
+//! healthy period), and reports everything as [`NetEvent`]s on one channel.
+//! Callers send [`NetCommand`]s and never wait on a reply: each request
+//! carries a caller's tag, and its answer comes back as an event.
+
+use super::conn::{ClientError, ClientWs, Conn, Credentials};
+use crate::client::view::ConnState;
+use crate::proto::{ErrorCode, OkFrame, ProtoError, Request, ServerFrame};
+use futures_util::{SinkExt, StreamExt};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+/// What the task reports.
+#[derive(Debug, Clone)]
+pub enum NetEvent {
+    State(ConnState),
+    /// Authenticated. `token` is set after a login or registration.
+    Ready { user: String, token: Option<String> },
+    /// The server refused the credentials; the task waits for new ones.
+    AuthFailed(ProtoError),
+    /// The answer to a tagged request.
+    Reply {
+        tag: u64,
+        result: Result<OkFrame, ProtoError>,
+    },
+    Push(ServerFrame),
+}
+
+/// What callers ask of the task.
+#[derive(Debug)]
+pub enum NetCommand {
+    /// Send a request; its answer comes back as `NetEvent::Reply { tag }`.
+    /// While disconnected it fails at once with an `internal` error whose
+    /// message says so: the caller keeps what must survive (the outbox).
+    Request { tag: u64, req: Request },
+    /// Use these credentials (after `AuthFailed`, or to log in anew).
+    Credentials(Credentials),
+    /// Skip the backoff wait.
+    ReconnectNow,
+    /// Close and stop.
+    Shutdown,
+}
+
+/// Settings of the task.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    pub server: String,
+    pub device: String,
+    pub connect_timeout: Duration,
+    pub ping_interval: Duration,
+    /// No frame for this long means the connection is dead.
+    pub dead_after: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Connected this long resets the backoff.
+    pub healthy_after: Duration,
+}
+
+impl NetConfig {
+    pub fn new(server: &str, device: &str) -> NetConfig {
+        NetConfig {
+            server: server.to_string(),
+            device: device.to_string(),
+            connect_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(20),
+            dead_after: Duration::from_secs(50),
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            healthy_after: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Handle to a running network task.
+#[derive(Clone)]
+pub struct NetHandle {
+    tx: mpsc::Sender<NetCommand>,
+}
+
+impl NetHandle {
+    /// Queue a command. Never blocks: if the queue is full the command is
+    /// refused (a request's failure is reported back as its reply).
+    pub fn send(&self, cmd: NetCommand) -> bool {
+        self.tx.try_send(cmd).is_ok()
+    }
+}
+
+/// Disconnected requests fail with this message.
+pub const NOT_CONNECTED: &str = "not connected";
+
+/// Start the task. Events go to `events` converted with `From`.
+pub fn spawn<E: From<NetEvent> + Send + 'static>(
+    config: NetConfig,
+    creds: Option<Credentials>,
+    events: mpsc::Sender<E>,
+) -> NetHandle {
+    let (tx, rx) = mpsc::channel(4096);
+    tokio::spawn(run(config, creds, rx, events));
+    NetHandle { tx }
+}
+
+/// Backoff with full jitter between half and all of the capped exponential.
+pub fn backoff(attempt: u32, min: Duration, max: Duration) -> Duration {
+    let exp = min.saturating_mul(1u32 << attempt.min(16)).min(max);
+    let jitter: f64 = 0.5 + rand::random::<f64>() * 0.5;
+    exp.mul_f64(jitter)
+}
+
+enum Ended {
+    Shutdown,
+    Lost(String),
+}
+
+async fn run<E: From<NetEvent> + Send + 'static>(
+    config: NetConfig,
+    mut creds: Option<Credentials>,
+    mut rx: mpsc::Receiver<NetCommand>,
+    events: mpsc::Sender<E>,
+) {
+    let emit = |ev: NetEvent| {
+        let events = events.clone();
+        async move { events.send(E::from(ev)).await.is_ok() }
+    };
+    let mut attempt: u32 = 0;
+    loop {
+        // Without credentials, wait for some.
+        let Some(c) = creds.clone() else {
+            if !emit(NetEvent::State(ConnState::Offline {
+                reason: "not logged in".into(),
+            }))
+            .await
+            {
+                return;
+            }
+            match wait_idle(&mut rx).await {
+                Some(new) => {
+                    creds = Some(new);
+                    continue;
+                }
+                None => return,
+            }
+        };
+        if !emit(NetEvent::State(ConnState::Connecting)).await {
+            return;
+        }
+        let outcome = async {
+            let mut conn = Conn::connect(&config.server, config.connect_timeout).await?;
+            let ok = tokio::time::timeout(config.connect_timeout, conn.handshake(&c, &config.device))
+                .await
+                .map_err(|_| ClientError::Timeout)??;
+            Ok::<_, ClientError>((conn, ok))
+        }
+        .await;
+        let reason = match outcome {
+            Ok((conn, ok)) => {
+                if let Some(t) = &ok.token {
+                    creds = Some(Credentials::Token(t.clone()));
+                }
+                if !emit(NetEvent::Ready {
+                    user: ok.user.clone(),
+                    token: ok.token.clone(),
+                })
+                .await
+                    || !emit(NetEvent::State(ConnState::Connected)).await
+                {
+                    return;
+                }
+                let started = Instant::now();
+                let ended = connected(conn, &config, &mut rx, &events, &mut creds).await;
+                if started.elapsed() >= config.healthy_after {
+                    attempt = 0;
+                }
+                match ended {
+                    Ended::Shutdown => return,
+                    Ended::Lost(reason) => reason,
+                }
+            }
+            Err(e) if e.is_auth_failure() => {
+                let err = match e {
+                    ClientError::Server(p) => p,
+                    other => ProtoError::new(ErrorCode::AuthFailed, other.to_string()),
+                };
+                creds = None;
+                if !emit(NetEvent::AuthFailed(err)).await {
+                    return;
+                }
+                continue;
+            }
+            Err(e) => e.to_string(),
+        };
+        let wait = backoff(attempt, config.backoff_min, config.backoff_max);
+        attempt = attempt.saturating_add(1);
+        tracing::debug!("disconnected ({reason}); retrying in {wait:?}");
+        let until = Instant::now() + wait;
+        // Count down in whole seconds so the screen can show it.
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let secs = left.as_secs_f64().ceil() as u64;
+            if !emit(NetEvent::State(ConnState::Reconnecting {
+                in_secs: secs,
+                reason: reason.clone(),
+            }))
+            .await
+            {
+                return;
+            }
+            // Sleep until the shown number of seconds changes.
+            let frac = Duration::from_nanos((left.as_nanos() % 1_000_000_000) as u64);
+            let step = if frac.is_zero() { left.min(Duration::from_secs(1)) } else { frac };
+            tokio::select! {
+                _ = tokio::time::sleep(step) => {}
+                cmd = rx.recv() => match cmd {
+                    None | Some(NetCommand::Shutdown) => return,
+                    Some(NetCommand::ReconnectNow) => break,
+                    Some(NetCommand::Credentials(c)) => { creds = Some(c); break; }
+                    Some(NetCommand::Request { tag, .. }) => {
+                        if !emit(not_connected(tag)).await { return; }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn not_connected(tag: u64) -> NetEvent {
+    NetEvent::Reply {
+        tag,
+        result: Err(ProtoError::new(ErrorCode::Internal, NOT_CONNECTED)),
+    }
+}
+
+/// Wait for credentials while offline, failing requests meanwhile.
+async fn wait_idle(rx: &mut mpsc::Receiver<NetCommand>) -> Option<Credentials> {
+    loop {
+        match rx.recv().await? {
+            NetCommand::Credentials(c) => return Some(c),
+            NetCommand::Shutdown => return None,
+            NetCommand::ReconnectNow | NetCommand::Request { .. } => {}
+        }
+    }
+}
+
+/// Serve one authenticated connection until it ends.
+async fn connected<E: From<NetEvent> + Send + 'static>(
+    conn: Conn,
+    config: &NetConfig,
+    rx: &mut mpsc::Receiver<NetCommand>,
+    events: &mpsc::Sender<E>,
+    creds: &mut Option<Credentials>,
+) -> Ended {
+    let (mut ws, mut next_id): (ClientWs, u64) = conn.into_parts();
+    let mut tags: HashMap<u64, u64> = HashMap::new();
+    let mut ping = tokio::time::interval_at(
+        Instant::now() + config.ping_interval,
+        config.ping_interval,
+    );
+    let mut last_heard = Instant::now();
+    let ended = loop {
+        tokio::select! {
+            cmd = rx.recv() => match cmd {
+                None | Some(NetCommand::Shutdown) => break Ended::Shutdown,
+                Some(NetCommand::ReconnectNow) => {}
+                Some(NetCommand::Credentials(c)) => {
+                    *creds = Some(c);
+                    break Ended::Lost("switching accounts".into());
+                }
+                Some(NetCommand::Request { tag, req }) => {
+                    let id = next_id;
+                    next_id += 1;
+                    tags.insert(id, tag);
+                    if let Err(e) = ws.send(Message::Text(req.encode(Some(id)).into())).await {
+                        break Ended::Lost(e.to_string());
+                    }
+                }
+            },
+            msg = ws.next() => {
+                last_heard = Instant::now();
+                let text = match msg {
+                    None => break Ended::Lost("the server closed the connection".into()),
+                    Some(Err(e)) => break Ended::Lost(e.to_string()),
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Close(f))) => {
+                        break Ended::Lost(f.map(|f| f.reason.to_string()).filter(|r| !r.is_empty())
+                            .unwrap_or_else(|| "the server closed the connection".into()));
+                    }
+                    Some(Ok(_)) => continue,
+                };
+                let frame = match ServerFrame::decode(text.as_str()) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        tracing::warn!("ignoring an unreadable frame: {e}");
+                        continue;
+                    }
+                };
+                let ev = match frame {
+                    ServerFrame::Ok(ok) => match tags.remove(&ok.id) {
+                        Some(tag) => NetEvent::Reply { tag, result: Ok(ok) },
+                        None => continue,
+                    },
+                    ServerFrame::Error(e) => match e.id.and_then(|id| tags.remove(&id)) {
+                        Some(tag) => NetEvent::Reply { tag, result: Err(ProtoError::new(e.code, e.message)) },
+                        None => {
+                            tracing::warn!("server error: {} {}", e.code, e.message);
+                            continue;
+                        }
+                    },
+                    push => NetEvent::Push(push),
+                };
+                if events.send(E::from(ev)).await.is_err() {
+                    break Ended::Shutdown;
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > config.dead_after {
+                    break Ended::Lost("no answer from the server".into());
+                }
+                if let Err(e) = ws.send(Message::Ping(Default::default())).await {
+                    break Ended::Lost(e.to_string());
+                }
+            }
+        }
+    };
+    // Requests in flight will not be answered on this connection.
+    for (_, tag) in tags {
+        let _ = events.send(E::from(not_connected(tag))).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_millis(500), ws.close(None)).await;
+    ended
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        let min = Duration::from_millis(500);
+        let max = Duration::from_secs(30);
+        for attempt in 0..40 {
+            let d = backoff(attempt, min, max);
+            let cap = min.saturating_mul(1 << attempt.min(16)).min(max);
+            assert!(d >= cap / 2 && d <= cap, "attempt {attempt}: {d:?}");
+        }
+        assert!(backoff(20, min, max) <= max);
+    }
+}
