@@ -1,4 +1,6 @@
 //! The `chat` program's engine: cache-first state, sync with no silent gaps,
 //! the outbox, configuration, credentials and the command line.
 
+pub mod config;
+pub mod credentials;
 pub mod view;

@@ -98,8 +98,11 @@ impl Conn {
     /// Open a WebSocket to `server` (see [`ws_url`]).
     pub async fn connect(server: &str, timeout: Duration) -> Result<Conn, ClientError> {
         let url = ws_url(server);
-        let connect =
-            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(client_ws_config()), true);
+        let connect = tokio_tungstenite::connect_async_with_config(
+            url.as_str(),
+            Some(client_ws_config()),
+            true,
+        );
         let (ws, _) = tokio::time::timeout(timeout, connect)
             .await
             .map_err(|_| ClientError::Connect {
@@ -250,7 +253,10 @@ mod tests {
     fn urls_are_normalized() {
         assert_eq!(ws_url("127.0.0.1:7878"), "ws://127.0.0.1:7878/ws");
         assert_eq!(ws_url("http://h:1/"), "ws://h:1/ws");
-        assert_eq!(ws_url("https://chat.example.org"), "wss://chat.example.org/ws");
+        assert_eq!(
+            ws_url("https://chat.example.org"),
+            "wss://chat.example.org/ws"
+        );
         assert_eq!(ws_url("ws://h:1/ws"), "ws://h:1/ws");
         assert_eq!(ws_url("wss://h/custom/ws"), "wss://h/custom/ws");
     }

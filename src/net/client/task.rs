@@ -20,7 +20,10 @@ use tokio_tungstenite::tungstenite::Message;
 pub enum NetEvent {
     State(ConnState),
     /// Authenticated. `token` is set after a login or registration.
-    Ready { user: String, token: Option<String> },
+    Ready {
+        user: String,
+        token: Option<String>,
+    },
     /// The server refused the credentials; the task waits for new ones.
     AuthFailed(ProtoError),
     /// The answer to a tagged request.
@@ -150,9 +153,10 @@ async fn run<E: From<NetEvent> + Send + 'static>(
         }
         let outcome = async {
             let mut conn = Conn::connect(&config.server, config.connect_timeout).await?;
-            let ok = tokio::time::timeout(config.connect_timeout, conn.handshake(&c, &config.device))
-                .await
-                .map_err(|_| ClientError::Timeout)??;
+            let ok =
+                tokio::time::timeout(config.connect_timeout, conn.handshake(&c, &config.device))
+                    .await
+                    .map_err(|_| ClientError::Timeout)??;
             Ok::<_, ClientError>((conn, ok))
         }
         .await;
@@ -214,7 +218,11 @@ async fn run<E: From<NetEvent> + Send + 'static>(
             }
             // Sleep until the shown number of seconds changes.
             let frac = Duration::from_nanos((left.as_nanos() % 1_000_000_000) as u64);
-            let step = if frac.is_zero() { left.min(Duration::from_secs(1)) } else { frac };
+            let step = if frac.is_zero() {
+                left.min(Duration::from_secs(1))
+            } else {
+                frac
+            };
             tokio::select! {
                 _ = tokio::time::sleep(step) => {}
                 cmd = rx.recv() => match cmd {
@@ -258,10 +266,8 @@ async fn connected<E: From<NetEvent> + Send + 'static>(
 ) -> Ended {
     let (mut ws, mut next_id): (ClientWs, u64) = conn.into_parts();
     let mut tags: HashMap<u64, u64> = HashMap::new();
-    let mut ping = tokio::time::interval_at(
-        Instant::now() + config.ping_interval,
-        config.ping_interval,
-    );
+    let mut ping =
+        tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
     let mut last_heard = Instant::now();
     let ended = loop {
         tokio::select! {

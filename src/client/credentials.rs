@@ -1,0 +1,241 @@
+//! Where the session token lives: the OS keyring (service `chat`, account
+//! `user@server`) or, where no keyring answers, a 0600 file in the config
+//! dir, with a one-line notice. Never both, never the password.
+//!
+//! Keyring calls run on a helper thread with a deadline, so a keyring
+//! service that never answers cannot hang the client.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const SERVICE: &str = "chat";
+const KEYRING_DEADLINE: Duration = Duration::from_secs(3);
+
+/// Where a token was found or put.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    Keyring,
+    File(PathBuf),
+}
+
+/// The token store for one machine.
+#[derive(Debug, Clone)]
+pub struct TokenStore {
+    file: PathBuf,
+    use_keyring: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredError {
+    #[error("cannot write {0}: {1}")]
+    Write(PathBuf, std::io::Error),
+}
+
+fn account(user: &str, server: &str) -> String {
+    format!("{user}@{server}")
+}
+
+/// Run a keyring operation with a deadline; `None` means no keyring answered.
+fn with_keyring<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, keyring::Error> + Send + 'static,
+) -> Option<Result<T, keyring::Error>> {
+    let (tx, rx) = mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("keyring".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        });
+    if spawned.is_err() {
+        return None;
+    }
+    match rx.recv_timeout(KEYRING_DEADLINE) {
+        Ok(Err(keyring::Error::NoStorageAccess(_)))
+        | Ok(Err(keyring::Error::PlatformFailure(_)))
+        | Ok(Err(keyring::Error::NoDefaultStore)) => None,
+        Ok(r) => Some(r),
+        Err(_) => None,
+    }
+}
+
+impl TokenStore {
+    /// A store using the keyring when one answers, else `file`.
+    pub fn new(file: PathBuf) -> TokenStore {
+        let disabled = std::env::var_os("CHAT_NO_KEYRING").is_some();
+        TokenStore {
+            file,
+            use_keyring: !disabled,
+        }
+    }
+
+    /// A store that never touches the keyring (tests, `CHAT_NO_KEYRING`).
+    pub fn file_only(file: PathBuf) -> TokenStore {
+        TokenStore {
+            file,
+            use_keyring: false,
+        }
+    }
+
+    /// The default file: `credentials.toml` in the config dir.
+    pub fn default_file() -> PathBuf {
+        super::config::dirs()
+            .map(|d| d.config_dir().join("credentials.toml"))
+            .unwrap_or_else(|| PathBuf::from("chat-credentials.toml"))
+    }
+
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// Store a token; returns where it went.
+    pub fn save(&self, user: &str, server: &str, token: &str) -> Result<Stored, CredError> {
+        let acct = account(user, server);
+        if self.use_keyring {
+            let (a, t) = (acct.clone(), token.to_string());
+            if let Some(Ok(())) =
+                with_keyring(move || keyring::Entry::new(SERVICE, &a)?.set_password(&t))
+            {
+                // Keep exactly one copy: drop any file copy.
+                let _ = self.edit_file(|m| {
+                    m.remove(&acct);
+                });
+                return Ok(Stored::Keyring);
+            }
+        }
+        self.edit_file(|m| {
+            m.insert(acct, token.to_string());
+        })?;
+        Ok(Stored::File(self.file.clone()))
+    }
+
+    /// Find the token of `user@server`.
+    pub fn load(&self, user: &str, server: &str) -> Option<(String, Stored)> {
+        let acct = account(user, server);
+        if self.use_keyring {
+            let a = acct.clone();
+            if let Some(Ok(t)) =
+                with_keyring(move || keyring::Entry::new(SERVICE, &a)?.get_password())
+            {
+                return Some((t, Stored::Keyring));
+            }
+        }
+        self.read_file()
+            .remove(&acct)
+            .map(|t| (t, Stored::File(self.file.clone())))
+    }
+
+    /// Forget the token of `user@server`, wherever it is.
+    pub fn remove(&self, user: &str, server: &str) -> Result<(), CredError> {
+        let acct = account(user, server);
+        if self.use_keyring {
+            let a = acct.clone();
+            let _ = with_keyring(move || keyring::Entry::new(SERVICE, &a)?.delete_credential());
+        }
+        if self.read_file().contains_key(&acct) {
+            self.edit_file(|m| {
+                m.remove(&acct);
+            })?;
+        }
+        Ok(())
+    }
+
+    fn read_file(&self) -> BTreeMap<String, String> {
+        std::fs::read_to_string(&self.file)
+            .ok()
+            .and_then(|t| toml::from_str(&t).ok())
+            .unwrap_or_default()
+    }
+
+    fn edit_file(&self, f: impl FnOnce(&mut BTreeMap<String, String>)) -> Result<(), CredError> {
+        let mut map = self.read_file();
+        let before = map.clone();
+        f(&mut map);
+        if map == before && self.file.exists() {
+            return Ok(());
+        }
+        if map.is_empty() && !self.file.exists() {
+            return Ok(());
+        }
+        let err = |e| CredError::Write(self.file.clone(), e);
+        if let Some(dir) = self.file.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let text = toml::to_string(&map).unwrap_or_default();
+        let tmp = self.file.with_extension("tmp");
+        write_private(&tmp, text.as_bytes()).map_err(err)?;
+        std::fs::rename(&tmp, &self.file).map_err(err)?;
+        Ok(())
+    }
+}
+
+/// Write a file readable only by its owner.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_fallback_is_private_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::file_only(dir.path().join("sub/credentials.toml"));
+        assert_eq!(store.load("alice", "h:1"), None);
+        let at = store.save("alice", "h:1", "tok1").unwrap();
+        assert_eq!(at, Stored::File(store.file().to_path_buf()));
+        store.save("bob", "h:1", "tok2").unwrap();
+        assert_eq!(store.load("alice", "h:1").unwrap().0, "tok1");
+        assert_eq!(store.load("bob", "h:1").unwrap().0, "tok2");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(store.file())
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        store.remove("alice", "h:1").unwrap();
+        assert_eq!(store.load("alice", "h:1"), None);
+        assert!(store.load("bob", "h:1").is_some());
+    }
+
+    #[test]
+    fn a_headless_keyring_falls_back_without_hanging() {
+        // With no session bus the keyring cannot answer: the store must fall
+        // back to the file promptly.
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = TokenStore::new(dir.path().join("credentials.toml"));
+        store.use_keyring = true;
+        let started = std::time::Instant::now();
+        // SAFETY-free: only this test's process reads the variable, and the
+        // keyring backend is consulted on a fresh thread after this point.
+        let saved = store.save("carol", "h:2", "tok3").unwrap();
+        let loaded = store.load("carol", "h:2").unwrap();
+        assert_eq!(loaded.0, "tok3");
+        match saved {
+            Stored::Keyring => assert_eq!(loaded.1, Stored::Keyring),
+            Stored::File(_) => assert!(store.file().exists()),
+        }
+        store.remove("carol", "h:2").unwrap();
+        assert_eq!(store.load("carol", "h:2"), None);
+        assert!(started.elapsed() < KEYRING_DEADLINE * 7);
+    }
+}
