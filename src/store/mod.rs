@@ -1,1 +1,2 @@
-//! placeholder
+//! Persistence: the client's local cache and chatd's durable log.
+pub mod cache;
