@@ -241,8 +241,8 @@ impl Cache {
         }
         let targeting = self.select_events(
             &format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE conversation_id = ?1
-                 AND target_seq >= ?2 AND target_seq <= ?3 ORDER BY seq"
+                "SELECT {EVENT_COLUMNS} FROM events INDEXED BY events_target
+                 WHERE conversation_id = ?1 AND target_seq >= ?2 AND target_seq <= ?3 ORDER BY seq"
             ),
             conv,
             params![conv, Seq(lo), Seq(hi)],
@@ -375,8 +375,8 @@ impl Cache {
         w.push(target);
         let changes = self.select_events(
             &format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE conversation_id = ?1
-                 AND target_seq = ?2 AND kind IN ('edit', 'delete') ORDER BY seq"
+                "SELECT {EVENT_COLUMNS} FROM events INDEXED BY events_target
+                 WHERE conversation_id = ?1 AND target_seq = ?2 AND kind IN ('edit', 'delete') ORDER BY seq"
             ),
             conv,
             params![conv, Seq(seq)],
