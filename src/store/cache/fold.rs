@@ -4,7 +4,7 @@
 //! reactions, via the `target_seq` index), then the conversation's outbox.
 
 use super::apply::{EVENT_COLUMNS, MAX_SEQ, event_from_row};
-use super::outbox::{OutboxRequest, OutboxState, conversation_outbox};
+use super::outbox::{OutboxRequest, OutboxState, conversation_outbox, outbox_row};
 use super::schema::Seq;
 use super::text::{excerpt, mentions, system_text};
 use super::{Cache, CacheError};
@@ -388,33 +388,4 @@ impl Cache {
         }
         Ok(w.quote(seq).unwrap_or((sender, String::new())))
     }
-}
-
-/// The row an outbox `send` shows as until its event is held.
-fn outbox_row(me: &str, item: super::OutboxItem, state: OutboxState) -> Option<MessageRow> {
-    let OutboxRequest::Send { body, reply_to } = item.request else {
-        return None;
-    };
-    let (seq, send_state) = match state {
-        OutboxState::Pending => (None, SendState::Pending),
-        OutboxState::Sent(seq) => (Some(seq), SendState::Sent),
-        OutboxState::Failed(msg) => (None, SendState::Failed(msg)),
-    };
-    Some(MessageRow::Message(MessageView {
-        seq,
-        client_msg_id: Some(item.client_msg_id),
-        sender: me.to_string(),
-        ts: item.created_at,
-        mentions_me: mentions(&body, me),
-        body,
-        edited: false,
-        deleted: false,
-        reactions: Vec::new(),
-        reply_to: reply_to.map(|seq| ReplyQuote {
-            seq,
-            sender: String::new(),
-            excerpt: String::new(),
-        }),
-        send_state: Some(send_state),
-    }))
 }

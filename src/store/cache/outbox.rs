@@ -4,7 +4,9 @@
 //! message is never shown twice.
 
 use super::schema::Seq;
+use super::text::mentions;
 use super::{Cache, CacheError, corrupt};
+use crate::client::view::{MessageRow, MessageView, ReplyQuote, SendState};
 use crate::proto::{Millis, Request};
 use rusqlite::{Connection, Row, params};
 use serde::{Deserialize, Serialize};
@@ -132,6 +134,35 @@ pub(crate) fn conversation_outbox(
     conv: &str,
 ) -> Result<Vec<(OutboxItem, OutboxState)>, CacheError> {
     query_items(conn, "conversation_id = ?1", [conv])
+}
+
+/// The row an outbox `send` shows as until its event is held.
+pub(crate) fn outbox_row(me: &str, item: OutboxItem, state: OutboxState) -> Option<MessageRow> {
+    let OutboxRequest::Send { body, reply_to } = item.request else {
+        return None;
+    };
+    let (seq, send_state) = match state {
+        OutboxState::Pending => (None, SendState::Pending),
+        OutboxState::Sent(seq) => (Some(seq), SendState::Sent),
+        OutboxState::Failed(msg) => (None, SendState::Failed(msg)),
+    };
+    Some(MessageRow::Message(MessageView {
+        seq,
+        client_msg_id: Some(item.client_msg_id),
+        sender: me.to_string(),
+        ts: item.created_at,
+        mentions_me: mentions(&body, me),
+        body,
+        edited: false,
+        deleted: false,
+        reactions: Vec::new(),
+        reply_to: reply_to.map(|seq| ReplyQuote {
+            seq,
+            sender: String::new(),
+            excerpt: String::new(),
+        }),
+        send_state: Some(send_state),
+    }))
 }
 
 impl Cache {
