@@ -1,3 +1,4 @@
 //! Persistence: chatd's durable log and the client's local cache.
 
+pub mod cache;
 pub mod log;

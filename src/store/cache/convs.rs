@@ -1,0 +1,294 @@
+//! Conversations and receipts: the server's descriptions of conversations,
+//! the forward-only receipt pointers, and the conversation list.
+
+use super::schema::Seq;
+use super::text::mentions;
+use super::{Cache, CacheError, corrupt};
+use crate::client::view::ConvSummary;
+use crate::proto::{ConvKind, Conversation, ReceiptPair};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::BTreeMap;
+
+/// Create a placeholder row for a conversation known only by its id, so
+/// events, receipts and seqs for it can be stored before its description.
+pub(crate) fn ensure_conversation(conn: &Connection, id: &str) -> Result<(), CacheError> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO conversations(id, kind, stub) VALUES (?1, 'group', 1)",
+    )?
+    .execute([id])?;
+    Ok(())
+}
+
+fn raise_receipt(
+    conn: &Connection,
+    conv: &str,
+    user: &str,
+    pair: ReceiptPair,
+) -> Result<(), CacheError> {
+    conn.prepare_cached(
+        "INSERT INTO receipts(conversation_id, user, delivered, read) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(conversation_id, user) DO UPDATE SET
+             delivered = max(delivered, excluded.delivered),
+             read = max(read, excluded.read)",
+    )?
+    .execute(params![conv, user, Seq(pair.delivered), Seq(pair.read)])?;
+    Ok(())
+}
+
+fn parse_members(json: &str) -> Result<Vec<String>, CacheError> {
+    serde_json::from_str(json).map_err(|e| corrupt(format!("members: {e}")))
+}
+
+impl Cache {
+    /// Store the server's description of a conversation. `last_seq` and the
+    /// receipts only ever move forward; kind, name and members are replaced.
+    pub fn upsert_conversation(&mut self, conv: &Conversation) -> Result<(), CacheError> {
+        let members = serde_json::to_string(&conv.members).map_err(corrupt)?;
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO conversations(id, kind, name, members, last_seq, stub)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0)
+             ON CONFLICT(id) DO UPDATE SET
+                 kind = excluded.kind, name = excluded.name, members = excluded.members,
+                 last_seq = max(last_seq, excluded.last_seq), stub = 0",
+            params![
+                conv.id,
+                conv.kind.as_str(),
+                conv.name,
+                members,
+                Seq(conv.last_seq)
+            ],
+        )?;
+        for (user, pair) in &conv.receipts {
+            raise_receipt(&tx, &conv.id, user, *pair)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The stored description of a conversation, if any.
+    pub fn conversation(&self, id: &str) -> Result<Option<Conversation>, CacheError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT kind, name, members, last_seq FROM conversations WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Seq>(3)?.0,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((kind, name, members, last_seq)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(Conversation {
+            id: id.to_string(),
+            kind: ConvKind::parse(&kind).ok_or_else(|| corrupt(format!("kind {kind:?}")))?,
+            name,
+            members: parse_members(&members)?,
+            last_seq,
+            receipts: self.receipts(id)?,
+        }))
+    }
+
+    /// Forget a conversation (I left it): its events, receipts and outbox.
+    pub fn remove_conversation(&mut self, id: &str) -> Result<(), CacheError> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM outbox WHERE conversation_id = ?1", [id])?;
+        tx.execute("DELETE FROM conversations WHERE id = ?1", [id])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Raise the known last seq of a conversation (never lowers it).
+    pub fn set_last_seq(&mut self, id: &str, seq: u64) -> Result<(), CacheError> {
+        let tx = self.conn.transaction()?;
+        ensure_conversation(&tx, id)?;
+        tx.execute(
+            "UPDATE conversations SET last_seq = max(last_seq, ?2) WHERE id = ?1",
+            params![id, Seq(seq)],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Mute or unmute notifications for a conversation (no-op if unknown).
+    pub fn set_muted(&mut self, id: &str, muted: bool) -> Result<(), CacheError> {
+        self.conn.execute(
+            "UPDATE conversations SET muted = ?2 WHERE id = ?1",
+            params![id, muted],
+        )?;
+        Ok(())
+    }
+
+    /// Raise a user's receipt pointers; lower values are ignored.
+    pub fn apply_receipt(
+        &mut self,
+        conv: &str,
+        user: &str,
+        delivered: u64,
+        read: u64,
+    ) -> Result<(), CacheError> {
+        let tx = self.conn.transaction()?;
+        ensure_conversation(&tx, conv)?;
+        raise_receipt(&tx, conv, user, ReceiptPair { delivered, read })?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every user's receipt pointers in a conversation.
+    pub fn receipts(&self, conv: &str) -> Result<BTreeMap<String, ReceiptPair>, CacheError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT user, delivered, read FROM receipts WHERE conversation_id = ?1",
+        )?;
+        let rows = stmt.query_map([conv], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                ReceiptPair {
+                    delivered: r.get::<_, Seq>(1)?.0,
+                    read: r.get::<_, Seq>(2)?.0,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// My read pointer in a conversation (0 if unknown).
+    pub fn my_read_seq(&self, conv: &str) -> Result<u64, CacheError> {
+        let Some(me) = self.me()? else {
+            return Ok(0);
+        };
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT read FROM receipts WHERE conversation_id = ?1 AND user = ?2",
+                params![conv, me],
+                |r| r.get::<_, Seq>(0),
+            )
+            .optional()?
+            .map_or(0, |s| s.0))
+    }
+
+    /// The conversation list, most recent activity first.
+    pub fn conversations(&self) -> Result<Vec<ConvSummary>, CacheError> {
+        let me = self.me()?.unwrap_or_default();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT c.id, c.kind, c.name, c.members, c.last_seq, c.cursor, c.muted,
+                 COALESCE((SELECT ts FROM events e WHERE e.conversation_id = c.id
+                           ORDER BY e.seq DESC LIMIT 1), 0),
+                 COALESCE((SELECT read FROM receipts r WHERE r.conversation_id = c.id
+                           AND r.user = ?1), 0)
+             FROM conversations c",
+        )?;
+        let rows = stmt
+            .query_map([&me], |r| {
+                Ok((
+                    (
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, String>(3)?,
+                    ),
+                    (
+                        r.get::<_, Seq>(4)?.0,
+                        r.get::<_, Seq>(5)?.0,
+                        r.get::<_, bool>(6)?,
+                        r.get::<_, i64>(7)?,
+                        r.get::<_, Seq>(8)?.0,
+                    ),
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out = Vec::with_capacity(rows.len());
+        for ((id, kind, name, members), (last_seq, cursor, muted, last_activity, read_seq)) in rows
+        {
+            let kind = ConvKind::parse(&kind).ok_or_else(|| corrupt(format!("kind {kind:?}")))?;
+            let members = parse_members(&members)?;
+            out.push(ConvSummary {
+                title: title(&id, kind, name.as_deref(), &members, &me),
+                mentions: self.count_mentions(&id, read_seq, &me)?,
+                id,
+                kind,
+                members,
+                last_seq,
+                cursor,
+                read_seq,
+                unread: last_seq.saturating_sub(read_seq),
+                last_activity,
+                muted,
+                has_gap: cursor < last_seq,
+            });
+        }
+        out.sort_by(|a, b| {
+            b.last_activity
+                .cmp(&a.last_activity)
+                .then_with(|| a.title.cmp(&b.title))
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(out)
+    }
+
+    /// Conversation ids, most recent activity first (the order sync pages in).
+    pub fn conversation_ids_by_activity(&self) -> Result<Vec<String>, CacheError> {
+        Ok(self.conversations()?.into_iter().map(|c| c.id).collect())
+    }
+
+    /// Held messages above `read_seq`, not sent by me, that mention me.
+    fn count_mentions(&self, conv: &str, read_seq: u64, me: &str) -> Result<u64, CacheError> {
+        if me.is_empty() {
+            return Ok(0);
+        }
+        let pattern = format!("%@{}%", like_escape(me));
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT text FROM events WHERE conversation_id = ?1 AND seq > ?2
+             AND kind = 'message' AND sender <> ?3 AND text LIKE ?4 ESCAPE '\\'",
+        )?;
+        let mut rows = stmt.query(params![conv, Seq(read_seq), me, pattern])?;
+        let mut n = 0;
+        while let Some(row) = rows.next()? {
+            let text: Option<String> = row.get(0)?;
+            if text.is_some_and(|t| mentions(&t, me)) {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// What the list shows for a conversation.
+pub(crate) fn title(
+    id: &str,
+    kind: ConvKind,
+    name: Option<&str>,
+    members: &[String],
+    me: &str,
+) -> String {
+    let others: Vec<&str> = members
+        .iter()
+        .map(String::as_str)
+        .filter(|m| *m != me)
+        .collect();
+    let named = name.filter(|n| !n.is_empty());
+    match (kind, named) {
+        (ConvKind::Dm, _) if !others.is_empty() => others[0].to_string(),
+        (_, Some(n)) => n.to_string(),
+        _ if !others.is_empty() => others.join(", "),
+        _ => id.to_string(),
+    }
+}
