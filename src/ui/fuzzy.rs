@@ -18,7 +18,9 @@ pub fn score(query: &str, candidate: &str) -> Option<i64> {
             if prev_match.is_some_and(|p| p + 1 == ci) {
                 score += 5;
             }
-            if ci == 0 || !cand[ci - 1].is_alphanumeric() {
+            if ci == 0 {
+                score += 15;
+            } else if !cand[ci - 1].is_alphanumeric() {
                 score += 8;
             }
             prev_match = Some(ci);

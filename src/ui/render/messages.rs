@@ -47,7 +47,9 @@ pub fn lay_out(app: &App, width: u16) -> Laid {
     if app.model.loading_older {
         laid.push(Line::styled(strings::LOADING_OLDER, dim), None);
     } else if rows.first().and_then(crate::ui::app::row_seq) == Some(1) {
-        laid.push(Line::styled(truncate(strings::BEGINNING, w), dim), None);
+        let pad = w.saturating_sub(str_width(strings::BEGINNING)) / 2;
+        let text = format!("{}{}", " ".repeat(pad), strings::BEGINNING);
+        laid.push(Line::styled(truncate(&text, w), dim), None);
     }
     let selected = app.selected_index();
     let mut last_day = None;
@@ -129,20 +131,6 @@ fn body_lines(prefix: Vec<Span<'static>>, segs: &[Seg], w: usize, row: usize, la
 fn message(app: &App, m: &MessageView, receipts: &Receipts, w: usize, row: usize, laid: &mut Laid) {
     let theme = &app.theme;
     let dim = theme.dimmed();
-    if let Some(q) = &m.reply_to {
-        let text = truncate(
-            &strings::reply_quote(&q.sender, &q.excerpt),
-            w.saturating_sub(INDENT),
-        );
-        let style = dim.add_modifier(Modifier::ITALIC);
-        laid.push(
-            Line::from(vec![
-                Span::raw(" ".repeat(INDENT)),
-                Span::styled(text, style),
-            ]),
-            Some(row),
-        );
-    }
     let time_style = if m.mentions_me { theme.mention() } else { dim };
     let sender = truncate(&m.sender, (w / 3).max(4));
     let prefix = vec![
@@ -165,7 +153,20 @@ fn message(app: &App, m: &MessageView, receipts: &Receipts, w: usize, row: usize
     if let Some((mark, style)) = receipts.mark(m, theme) {
         segs.push((format!(" {mark}"), style));
     }
-    body_lines(prefix, &segs, w, row, laid);
+    match &m.reply_to {
+        Some(q) => {
+            let pw: usize = prefix.iter().map(Span::width).sum();
+            let quote = strings::reply_quote(&q.sender, &q.excerpt);
+            let mut first = prefix;
+            first.push(Span::styled(
+                truncate(&quote, w.saturating_sub(pw)),
+                dim.add_modifier(Modifier::ITALIC),
+            ));
+            laid.push(Line::from(first), Some(row));
+            body_lines(indent(), &segs, w, row, laid);
+        }
+        None => body_lines(prefix, &segs, w, row, laid),
+    }
     if !m.reactions.is_empty() && !m.deleted {
         let me = app.model.me.as_str();
         let mut segs: Vec<Seg> = Vec::new();
