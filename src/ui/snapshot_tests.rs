@@ -228,3 +228,15 @@ fn any_size_renders_without_panic() {
         }
     }
 }
+
+#[test]
+fn selection_and_reply_composer() {
+    let now = Instant::now();
+    let mut a = app(base_model(), 80, 16, now);
+    a.handle_event(ch('k'), now);
+    a.handle_event(ch('k'), now);
+    a.handle_event(ch('r'), now);
+    type_str(&mut a, "sure, 今晚 👍", now);
+    assert_eq!(a.reply_to, Some(6));
+    assert_snapshot!("reply_composer", draw(&a));
+}
