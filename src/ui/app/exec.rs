@@ -1,0 +1,76 @@
+//! Running a parsed slash command: most become one [`Action`], the
+//! message-relative ones go through the same paths as their keys.
+
+use super::{App, Mode};
+use crate::proto::PresenceStatus;
+use crate::ui::action::Action;
+use crate::ui::commands::Command;
+use crate::ui::strings;
+
+impl App {
+    pub(crate) fn execute(&mut self, cmd: Command, out: &mut Vec<Action>) {
+        let conv = self.focused.clone();
+        let need_conv = |app: &mut App| {
+            if conv.is_none() {
+                app.status = Some(strings::NO_CONVERSATION.to_string());
+            }
+            conv.clone()
+        };
+        match cmd {
+            Command::Join(name) => out.push(Action::Join { name }),
+            Command::Dm(user) => match self.model.dm_with(&user).map(|c| c.id.clone()) {
+                Some(id) => self.focus(id, out),
+                None => out.push(Action::OpenDm { user }),
+            },
+            Command::Group { name, users } => out.push(Action::CreateGroup { name, users }),
+            Command::Channel(name) => out.push(Action::CreateChannel { name }),
+            Command::Away => out.push(Action::SetPresence(PresenceStatus::Away)),
+            Command::Back => out.push(Action::SetPresence(PresenceStatus::Online)),
+            Command::Quit => self.request_quit(out),
+            Command::Help => self.mode = Mode::Help,
+            Command::Leave => {
+                if let Some(conv) = need_conv(self) {
+                    self.stop_typing(out);
+                    out.push(Action::Leave { conv });
+                }
+            }
+            Command::Invite(users) => {
+                if let Some(conv) = need_conv(self) {
+                    out.push(Action::Invite { conv, users });
+                }
+            }
+            Command::Mute | Command::Unmute => {
+                if let Some(conv) = need_conv(self) {
+                    let muted = cmd == Command::Mute;
+                    out.push(Action::Mute { conv, muted });
+                }
+            }
+            Command::Edit(text) => {
+                if text.as_deref().is_some_and(|t| t.trim().is_empty()) {
+                    self.status = Some(strings::EMPTY_EDIT.to_string());
+                } else {
+                    self.begin_edit(text, out);
+                }
+            }
+            Command::Delete => self.begin_delete(),
+            Command::React(emoji) => {
+                let target = self.message_target(false).and_then(|m| m.seq);
+                if let (Some(seq), Some(conv)) = (target, conv) {
+                    out.push(Action::React { conv, seq, emoji });
+                }
+            }
+            Command::Reply(None) => self.begin_reply(),
+            Command::Reply(Some(body)) => {
+                let target = self.message_target(false).and_then(|m| m.seq);
+                if let (Some(seq), Some(conv)) = (target, conv) {
+                    self.stop_typing(out);
+                    out.push(Action::Send {
+                        conv,
+                        body,
+                        reply_to: Some(seq),
+                    });
+                }
+            }
+        }
+    }
+}

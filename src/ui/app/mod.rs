@@ -1,0 +1,293 @@
+//! The App: all UI state plus the [`Model`], and the one place it changes.
+//! `handle_event` turns a [`UiEvent`] into state changes and the
+//! [`Action`]s the engine should perform; rendering reads the App and never
+//! mutates it.
+//!
+//! Sub-modules follow the modes: `normal` (navigation and message actions),
+//! `insert` (composer, sending, typing signals), `complete` (Tab
+//! completion), `exec` (slash commands), `overlays` (help, quick switcher,
+//! delete confirmation, login), `view` (scrolling, read pointers, scrollback).
+
+mod complete;
+mod exec;
+mod insert;
+mod normal;
+mod overlays;
+mod view;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_keys;
+
+pub use complete::Completion;
+pub use overlays::{LoginForm, SwitchItem, SwitchTarget, Switcher, kind_marker};
+pub(crate) use view::row_seq;
+
+use super::action::Action;
+use super::clock::TimeZone;
+use super::event::UiEvent;
+use super::keys::KeyMap;
+use super::model::Model;
+use super::notify::{Notification, Notifier, NotifyContext};
+use super::theme::Theme;
+use crate::client::view::MessageRow;
+use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEventKind};
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// Lines scrolled per mouse wheel step.
+const WHEEL_LINES: usize = 3;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Navigating: keys go through the [`KeyMap`].
+    Normal,
+    /// Writing in the composer.
+    Insert,
+    Help,
+    QuickSwitcher,
+    /// Waiting for y/n before deleting message `seq`.
+    ConfirmDelete {
+        seq: u64,
+    },
+    Login,
+}
+
+/// Debounce state of my typing indicator.
+#[derive(Debug, Default)]
+struct TypingOut {
+    /// Conversation where `start` was last sent and no `stop` since.
+    conv: Option<String>,
+    sent_at: Option<Instant>,
+    last_key: Option<Instant>,
+}
+
+pub struct App {
+    pub model: Model,
+    pub keymap: KeyMap,
+    pub theme: Theme,
+    /// Zone for message times (tests use UTC).
+    pub tz: TimeZone,
+    pub mode: Mode,
+    /// The conversation shown on the right.
+    pub focused: Option<String>,
+    /// Lines scrolled up from the bottom of the message view.
+    pub scroll: usize,
+    /// Selected message, by seq.
+    pub selected: Option<u64>,
+    pub composer: super::composer::Composer,
+    /// The composer will send a reply to this seq.
+    pub reply_to: Option<u64>,
+    /// The composer holds an edit of this seq.
+    pub editing: Option<u64>,
+    pub completion: Option<Completion>,
+    /// A one-line message for the status line (cleared by the next key).
+    pub status: Option<String>,
+    pub switcher: Switcher,
+    pub login: LoginForm,
+    /// Terminal size in cells, for paging and scrollback decisions.
+    pub size: (u16, u16),
+    pub terminal_focused: bool,
+    /// Time of the event being handled; rendering uses it for expiry.
+    pub now: Instant,
+    pub notifier: Notifier,
+    /// Notifications decided but not yet shown; the UI loop drains them.
+    pub notifications: Vec<Notification>,
+    pub quit: bool,
+    typing: TypingOut,
+    /// Highest seq I asked to mark read, per conversation.
+    marked: HashMap<String, u64>,
+    /// The last `LoadOlder` asked for, to never ask twice.
+    older_requested: Option<(String, u64)>,
+}
+
+impl App {
+    pub fn new(model: Model, now: Instant) -> App {
+        App {
+            model,
+            keymap: KeyMap::default(),
+            theme: Theme::default(),
+            tz: TimeZone::Local,
+            mode: Mode::Normal,
+            focused: None,
+            scroll: 0,
+            selected: None,
+            composer: Default::default(),
+            reply_to: None,
+            editing: None,
+            completion: None,
+            status: None,
+            switcher: Switcher::default(),
+            login: LoginForm::default(),
+            size: (80, 24),
+            terminal_focused: true,
+            now,
+            notifier: Notifier::new(true),
+            notifications: Vec::new(),
+            quit: false,
+            typing: TypingOut::default(),
+            marked: HashMap::new(),
+            older_requested: None,
+        }
+    }
+
+    /// Applies one event; returns what the engine should do.
+    pub fn handle_event(&mut self, ev: UiEvent, now: Instant) -> Vec<Action> {
+        self.now = now;
+        let mut out = Vec::new();
+        match ev {
+            UiEvent::Tick => self.on_tick(now, &mut out),
+            UiEvent::Update(f) => f(&mut self.model),
+            UiEvent::Term(ev) => self.on_term(ev, &mut out),
+        }
+        self.after_update(&mut out);
+        out
+    }
+
+    fn on_term(&mut self, ev: Event, out: &mut Vec<Action>) {
+        match ev {
+            Event::Key(k) if k.kind != KeyEventKind::Release => self.on_key(k, out),
+            Event::Key(_) => {}
+            Event::Paste(text) => self.on_paste(&text, out),
+            Event::Mouse(m) => match m.kind {
+                MouseEventKind::ScrollUp => self.scroll_lines(WHEEL_LINES as isize),
+                MouseEventKind::ScrollDown => self.scroll_lines(-(WHEEL_LINES as isize)),
+                _ => {}
+            },
+            Event::Resize(w, h) => self.size = (w, h),
+            Event::FocusGained => self.terminal_focused = true,
+            Event::FocusLost => self.terminal_focused = false,
+        }
+    }
+
+    fn on_key(&mut self, k: KeyEvent, out: &mut Vec<Action>) {
+        if k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('c') {
+            self.request_quit(out);
+            return;
+        }
+        self.status = None;
+        match self.mode.clone() {
+            Mode::Normal => self.normal_key(k, out),
+            Mode::Insert => self.insert_key(k, out),
+            Mode::Help => self.help_key(k),
+            Mode::QuickSwitcher => self.switcher_key(k, out),
+            Mode::ConfirmDelete { seq } => self.confirm_key(k, seq, out),
+            Mode::Login => self.login_key(k, out),
+        }
+    }
+
+    fn on_paste(&mut self, text: &str, out: &mut Vec<Action>) {
+        match self.mode {
+            Mode::Insert => self.insert_paste(text, out),
+            Mode::Normal if self.focused.is_some() => {
+                self.mode = Mode::Insert;
+                self.insert_paste(text, out);
+            }
+            Mode::QuickSwitcher => {
+                self.switcher
+                    .query
+                    .push_str(text.lines().next().unwrap_or(""));
+                self.switcher.selected = 0;
+            }
+            Mode::Login => self.login.paste(text),
+            _ => {}
+        }
+    }
+
+    fn on_tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.model.expire_typing(now);
+        self.typing_idle_check(now, out);
+        let due = self.notifier.flush(now);
+        self.notifications.extend(due);
+    }
+
+    pub(crate) fn request_quit(&mut self, out: &mut Vec<Action>) {
+        self.stop_typing(out);
+        self.quit = true;
+        out.push(Action::Quit);
+    }
+
+    /// Invariants re-established after every event: login mode, a valid
+    /// focused conversation, scroll bounds, read pointer and scrollback.
+    fn after_update(&mut self, out: &mut Vec<Action>) {
+        if self.model.needs_login && self.mode != Mode::Login {
+            self.mode = Mode::Login;
+        } else if !self.model.needs_login && self.mode == Mode::Login {
+            self.mode = Mode::Normal;
+        }
+        let incoming = std::mem::take(&mut self.model.incoming);
+        let ctx = self.notify_context();
+        for msg in &incoming {
+            if let Some(n) = self.notifier.on_message(msg, &ctx, self.now) {
+                self.notifications.push(n);
+            }
+        }
+        let valid = self
+            .focused
+            .as_ref()
+            .is_some_and(|f| self.model.conversation(f).is_some());
+        if !valid {
+            match self.model.conversations.first().map(|c| c.id.clone()) {
+                Some(id) => self.focus(id, out),
+                None => self.focused = None,
+            }
+        }
+        if self.mode == Mode::Login {
+            return;
+        }
+        self.clamp_view();
+        self.check_scrollback(out);
+        self.check_read(out);
+    }
+
+    /// Where the user's attention is, for the notifier.
+    pub fn notify_context(&self) -> NotifyContext {
+        NotifyContext {
+            me: self.model.me.clone(),
+            focused_conv: self.focused.clone(),
+            terminal_focused: self.terminal_focused,
+        }
+    }
+
+    /// Switches the right pane to `conv`.
+    pub(crate) fn focus(&mut self, conv: String, out: &mut Vec<Action>) {
+        if self.focused.as_deref() == Some(conv.as_str()) {
+            return;
+        }
+        self.stop_typing(out);
+        self.scroll = 0;
+        self.selected = None;
+        self.reply_to = None;
+        if self.editing.take().is_some() {
+            self.composer.take();
+        }
+        self.notifier.clear(&conv);
+        out.push(Action::OpenConversation { conv: conv.clone() });
+        self.focused = Some(conv);
+    }
+
+    /// Moves `delta` conversations down the list (wrapping).
+    pub(crate) fn cycle_conversation(&mut self, delta: isize, out: &mut Vec<Action>) {
+        let n = self.model.conversations.len();
+        if n == 0 {
+            return;
+        }
+        let cur = self
+            .focused
+            .as_ref()
+            .and_then(|f| self.model.conversations.iter().position(|c| &c.id == f))
+            .unwrap_or(0);
+        let next = (cur as isize + delta).rem_euclid(n as isize) as usize;
+        let id = self.model.conversations[next].id.clone();
+        self.focus(id, out);
+    }
+
+    /// The focused conversation's rows.
+    pub fn rows(&self) -> &[MessageRow] {
+        match &self.focused {
+            Some(c) => self.model.rows(c),
+            None => &[],
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Slash commands: parsing a composer line into a [`Command`], and the
+//! candidate lists Tab completion cycles through.
+
+use super::strings;
+
+/// A parsed slash command. Conversation-relative commands act on the focused
+/// conversation; message-relative ones on the selection or my last message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Join(String),
+    Leave,
+    Dm(String),
+    Group { name: String, users: Vec<String> },
+    Channel(String),
+    Invite(Vec<String>),
+    Edit(Option<String>),
+    Delete,
+    React(String),
+    Reply(Option<String>),
+    Away,
+    Back,
+    Mute,
+    Unmute,
+    Quit,
+    Help,
+}
+
+/// Command names, in the order completion offers them.
+pub const NAMES: &[&str] = &[
+    "join", "leave", "dm", "group", "channel", "invite", "edit", "delete", "react", "reply",
+    "away", "back", "mute", "unmute", "quit", "help",
+];
+
+/// What the argument at a position completes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgKind {
+    User,
+    Channel,
+    None,
+}
+
+/// The kind of argument number `index` (0-based) of command `name`.
+pub fn arg_kind(name: &str, index: usize) -> ArgKind {
+    match (name, index) {
+        ("dm", _) | ("invite", _) => ArgKind::User,
+        ("group", i) if i >= 1 => ArgKind::User,
+        ("join", 0) => ArgKind::Channel,
+        _ => ArgKind::None,
+    }
+}
+
+fn strip_user(u: &str) -> String {
+    u.trim_start_matches('@').to_string()
+}
+
+/// Parses `line` (which starts with `/`). `Err` is a status-line message.
+pub fn parse(line: &str) -> Result<Command, String> {
+    let line = line.trim();
+    let rest = line.strip_prefix('/').unwrap_or(line);
+    let (name, args) = match rest.split_once(char::is_whitespace) {
+        Some((n, a)) => (n, a.trim()),
+        None => (rest, ""),
+    };
+    let words: Vec<&str> = args.split_whitespace().collect();
+    let text = (!args.is_empty()).then(|| args.to_string());
+    let usage = |u: &str| Err(strings::usage(u));
+    match name {
+        "join" => match words.as_slice() {
+            [ch] => Ok(Command::Join(ch.trim_start_matches('#').to_string())),
+            _ => usage("/join #name"),
+        },
+        "leave" => Ok(Command::Leave),
+        "dm" | "msg" => match words.as_slice() {
+            [u] => Ok(Command::Dm(strip_user(u))),
+            _ => usage("/dm USER"),
+        },
+        "group" => match words.as_slice() {
+            [name, users @ ..] if !users.is_empty() => Ok(Command::Group {
+                name: name.to_string(),
+                users: users.iter().map(|u| strip_user(u)).collect(),
+            }),
+            _ => usage("/group NAME USER…"),
+        },
+        "channel" => match words.as_slice() {
+            [ch] => Ok(Command::Channel(ch.trim_start_matches('#').to_string())),
+            _ => usage("/channel NAME"),
+        },
+        "invite" => match words.as_slice() {
+            [] => usage("/invite USER…"),
+            users => Ok(Command::Invite(
+                users.iter().map(|u| strip_user(u)).collect(),
+            )),
+        },
+        "edit" => Ok(Command::Edit(text)),
+        "delete" => Ok(Command::Delete),
+        "react" => match words.as_slice() {
+            [emoji] => Ok(Command::React(emoji.to_string())),
+            _ => usage("/react EMOJI"),
+        },
+        "reply" => Ok(Command::Reply(text)),
+        "away" => Ok(Command::Away),
+        "back" => Ok(Command::Back),
+        "mute" => Ok(Command::Mute),
+        "unmute" => Ok(Command::Unmute),
+        "quit" | "q" => Ok(Command::Quit),
+        "help" | "?" => Ok(Command::Help),
+        other => Err(strings::unknown_command(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_command() {
+        assert_eq!(parse("/join #rust"), Ok(Command::Join("rust".into())));
+        assert_eq!(parse("/leave"), Ok(Command::Leave));
+        assert_eq!(parse("/dm @bob"), Ok(Command::Dm("bob".into())));
+        assert_eq!(
+            parse("/group ops alice bob"),
+            Ok(Command::Group {
+                name: "ops".into(),
+                users: vec!["alice".into(), "bob".into()]
+            })
+        );
+        assert_eq!(parse("/channel news"), Ok(Command::Channel("news".into())));
+        assert_eq!(
+            parse("/invite a b"),
+            Ok(Command::Invite(vec!["a".into(), "b".into()]))
+        );
+        assert_eq!(parse("/edit"), Ok(Command::Edit(None)));
+        assert_eq!(
+            parse("/edit fixed  typo"),
+            Ok(Command::Edit(Some("fixed  typo".into())))
+        );
+        assert_eq!(parse("/delete"), Ok(Command::Delete));
+        assert_eq!(parse("/react 👍"), Ok(Command::React("👍".into())));
+        assert_eq!(
+            parse("/reply sure"),
+            Ok(Command::Reply(Some("sure".into())))
+        );
+        assert_eq!(parse("/away"), Ok(Command::Away));
+        assert_eq!(parse("/back"), Ok(Command::Back));
+        assert_eq!(parse("/mute"), Ok(Command::Mute));
+        assert_eq!(parse("/unmute"), Ok(Command::Unmute));
+        assert_eq!(parse("/quit"), Ok(Command::Quit));
+        assert_eq!(parse("/help"), Ok(Command::Help));
+    }
+
+    #[test]
+    fn errors_are_messages() {
+        assert!(parse("/frobnicate").unwrap_err().contains("/frobnicate"));
+        assert!(parse("/join").unwrap_err().starts_with("Usage"));
+        assert!(parse("/group onlyname").is_err());
+        assert!(parse("/").is_err());
+    }
+
+    #[test]
+    fn argument_kinds() {
+        assert_eq!(arg_kind("dm", 0), ArgKind::User);
+        assert_eq!(arg_kind("group", 0), ArgKind::None);
+        assert_eq!(arg_kind("group", 2), ArgKind::User);
+        assert_eq!(arg_kind("join", 0), ArgKind::Channel);
+    }
+}

@@ -1,0 +1,322 @@
+//! Desktop notifications. [`Notifier`] decides, purely, whether a new message
+//! deserves one; [`DesktopSink`] shows it through `notify-rust` off the UI
+//! thread and goes quiet for good after the first failure (headless machine,
+//! no D-Bus session), so a missing service never shows an error or blocks.
+//!
+//! Policy: never for my own messages; always for mentions of me, even in a
+//! muted conversation (mute silences chatter, not people addressing me);
+//! otherwise only for conversations not on screen, where "on screen" means
+//! focused in the UI while the terminal has focus. Bursts are coalesced: at
+//! most one notification per conversation per [`COALESCE`] window; messages
+//! held back are counted and reported with the next one or by [`Notifier::flush`].
+
+use super::strings;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+pub const COALESCE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotifyConfig {
+    /// Desktop notifications at all.
+    pub desktop: bool,
+    /// Ring the terminal bell with each notification.
+    pub bell: bool,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            desktop: true,
+            bell: false,
+        }
+    }
+}
+
+/// A message that just arrived, as the notifier needs to see it.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub conv: String,
+    pub conv_title: String,
+    pub is_dm: bool,
+    pub sender: String,
+    pub body: String,
+    pub mentions_me: bool,
+    pub muted: bool,
+}
+
+/// Where the user's attention is.
+#[derive(Debug, Clone, Default)]
+pub struct NotifyContext {
+    pub me: String,
+    pub focused_conv: Option<String>,
+    pub terminal_focused: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub conv: String,
+    pub title: String,
+    pub body: String,
+    /// How many messages this notification stands for.
+    pub count: u32,
+}
+
+#[derive(Debug, Default)]
+struct ConvState {
+    last_shown: Option<Instant>,
+    held: u32,
+    title: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Notifier {
+    enabled: bool,
+    convs: HashMap<String, ConvState>,
+}
+
+impl Notifier {
+    pub fn new(enabled: bool) -> Notifier {
+        Notifier {
+            enabled,
+            convs: HashMap::new(),
+        }
+    }
+
+    /// Whether `msg` is worth telling the user about at all.
+    pub fn wants(&self, msg: &Incoming, ctx: &NotifyContext) -> bool {
+        if !self.enabled || msg.sender == ctx.me {
+            return false;
+        }
+        if msg.mentions_me {
+            return true;
+        }
+        let on_screen = ctx.terminal_focused && ctx.focused_conv.as_deref() == Some(&msg.conv);
+        !msg.muted && !on_screen
+    }
+
+    /// Decides on a new message; `Some` when a notification should show now.
+    pub fn on_message(
+        &mut self,
+        msg: &Incoming,
+        ctx: &NotifyContext,
+        now: Instant,
+    ) -> Option<Notification> {
+        if !self.wants(msg, ctx) {
+            return None;
+        }
+        let state = self.convs.entry(msg.conv.clone()).or_default();
+        state.title = msg.conv_title.clone();
+        if state
+            .last_shown
+            .is_some_and(|t| now.saturating_duration_since(t) < COALESCE)
+        {
+            state.held += 1;
+            return None;
+        }
+        let count = state.held + 1;
+        state.held = 0;
+        state.last_shown = Some(now);
+        let mut body = msg.body.lines().next().unwrap_or("").to_string();
+        if count > 1 {
+            body = format!("{body}\n{}", strings::notification_more(count - 1));
+        }
+        Some(Notification {
+            conv: msg.conv.clone(),
+            title: strings::notification_title(&msg.sender, &msg.conv_title, msg.is_dm),
+            body,
+            count,
+        })
+    }
+
+    /// Summaries for conversations whose held-back messages have waited out
+    /// the window. Call on every tick.
+    pub fn flush(&mut self, now: Instant) -> Vec<Notification> {
+        let mut out = Vec::new();
+        for (conv, state) in &mut self.convs {
+            let due = state
+                .last_shown
+                .is_none_or(|t| now.saturating_duration_since(t) >= COALESCE);
+            if state.held > 0 && due {
+                out.push(Notification {
+                    conv: conv.clone(),
+                    title: state.title.clone(),
+                    body: strings::notification_summary(state.held, &state.title),
+                    count: state.held,
+                });
+                state.held = 0;
+                state.last_shown = Some(now);
+            }
+        }
+        out.sort_by(|a, b| a.conv.cmp(&b.conv));
+        out
+    }
+
+    /// Forgets a conversation's burst (e.g. the user opened it).
+    pub fn clear(&mut self, conv: &str) {
+        if let Some(s) = self.convs.get_mut(conv) {
+            s.held = 0;
+        }
+    }
+}
+
+/// Shows notifications. Cheap to clone; safe to call from the UI task.
+#[derive(Debug, Clone)]
+pub struct DesktopSink {
+    enabled: Arc<AtomicBool>,
+    busy: Arc<AtomicBool>,
+    bell: bool,
+}
+
+/// Whether a notification service can plausibly exist here.
+fn service_available() -> bool {
+    cfg!(any(target_os = "macos", windows))
+        || std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some_and(|v| !v.is_empty())
+}
+
+impl DesktopSink {
+    pub fn new(cfg: NotifyConfig) -> DesktopSink {
+        DesktopSink {
+            enabled: Arc::new(AtomicBool::new(cfg.desktop && service_available())),
+            busy: Arc::new(AtomicBool::new(false)),
+            bell: cfg.bell,
+        }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    /// Rings the bell if configured and hands the notification to a blocking
+    /// task. Drops it when the service is off, when no tokio runtime is
+    /// running, or while a previous one is still in flight (a hung D-Bus
+    /// call never piles up threads).
+    pub fn show(&self, n: &Notification) {
+        if self.bell {
+            use std::io::Write;
+            let mut out = std::io::stdout();
+            let _ = out.write_all(b"\x07").and_then(|_| out.flush());
+        }
+        if !self.is_enabled() || self.busy.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            self.busy.store(false, Ordering::Release);
+            return;
+        };
+        let (enabled, busy) = (self.enabled.clone(), self.busy.clone());
+        let (title, body) = (n.title.clone(), n.body.clone());
+        rt.spawn_blocking(move || {
+            let shown = notify_rust::Notification::new()
+                .appname(strings::APP_NAME)
+                .summary(&title)
+                .body(&body)
+                .show();
+            if shown.is_err() {
+                enabled.store(false, Ordering::Relaxed);
+            }
+            busy.store(false, Ordering::Release);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(conv: &str, sender: &str) -> Incoming {
+        Incoming {
+            conv: conv.into(),
+            conv_title: format!("#{conv}"),
+            is_dm: false,
+            sender: sender.into(),
+            body: "hello\nsecond line".into(),
+            mentions_me: false,
+            muted: false,
+        }
+    }
+
+    fn ctx(focused: Option<&str>, terminal_focused: bool) -> NotifyContext {
+        NotifyContext {
+            me: "me".into(),
+            focused_conv: focused.map(str::to_string),
+            terminal_focused,
+        }
+    }
+
+    #[test]
+    fn policy() {
+        let n = Notifier::new(true);
+        let on = ctx(Some("a"), true);
+        assert!(!n.wants(&msg("a", "bob"), &on), "on screen");
+        assert!(n.wants(&msg("b", "bob"), &on), "other conversation");
+        assert!(
+            n.wants(&msg("a", "bob"), &ctx(Some("a"), false)),
+            "unfocused terminal"
+        );
+        assert!(!n.wants(&msg("b", "me"), &on), "my own");
+        let mut muted = msg("b", "bob");
+        muted.muted = true;
+        assert!(!n.wants(&muted, &on));
+        muted.mentions_me = true;
+        assert!(n.wants(&muted, &on), "mentions pass mute");
+        let mut mention_here = msg("a", "bob");
+        mention_here.mentions_me = true;
+        assert!(n.wants(&mention_here, &on));
+        assert!(!Notifier::new(false).wants(&msg("b", "bob"), &on));
+    }
+
+    #[test]
+    fn bursts_are_coalesced_per_conversation() {
+        let t0 = Instant::now();
+        let mut n = Notifier::new(true);
+        let c = ctx(None, false);
+        let first = n.on_message(&msg("a", "bob"), &c, t0).expect("first");
+        assert_eq!((first.count, first.body.as_str()), (1, "hello"));
+        assert_eq!(first.title, "bob in #a");
+        assert!(
+            n.on_message(&msg("a", "bob"), &c, t0 + Duration::from_secs(1))
+                .is_none()
+        );
+        assert!(
+            n.on_message(&msg("a", "carol"), &c, t0 + Duration::from_secs(2))
+                .is_none()
+        );
+        assert!(
+            n.on_message(&msg("b", "bob"), &c, t0 + Duration::from_secs(2))
+                .is_some()
+        );
+        assert!(n.flush(t0 + Duration::from_secs(4)).is_empty());
+        let later = n.flush(t0 + Duration::from_secs(5));
+        assert_eq!(later.len(), 1);
+        assert_eq!((later[0].conv.as_str(), later[0].count), ("a", 2));
+        assert!(n.flush(t0 + Duration::from_secs(20)).is_empty());
+        let next = n.on_message(&msg("a", "bob"), &c, t0 + Duration::from_secs(6));
+        assert!(next.is_none(), "window restarts at the summary");
+        let after = n.on_message(&msg("a", "bob"), &c, t0 + Duration::from_secs(11));
+        let after = after.expect("new window");
+        assert_eq!(after.count, 2);
+        assert!(after.body.ends_with("and 1 more"));
+    }
+
+    #[test]
+    fn sink_without_runtime_or_service_is_silent() {
+        let sink = DesktopSink::new(NotifyConfig {
+            desktop: true,
+            bell: false,
+        });
+        sink.show(&Notification {
+            conv: "a".into(),
+            title: "t".into(),
+            body: "b".into(),
+            count: 1,
+        });
+        let off = DesktopSink::new(NotifyConfig {
+            desktop: false,
+            bell: false,
+        });
+        assert!(!off.is_enabled());
+    }
+}

@@ -1,0 +1,94 @@
+//! The login / register screen: username, masked password, the engine's
+//! error line and the keys.
+
+use super::layout::centered;
+use super::wrap::{str_width, truncate};
+use crate::ui::app::App;
+use crate::ui::strings;
+use ratatui::Frame;
+use ratatui::layout::{Position, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+
+pub fn render(app: &App, frame: &mut Frame, full: Rect) {
+    let theme = &app.theme;
+    frame.render_widget(Clear, full);
+    let area = centered(full, full.width.saturating_sub(2).min(56), 11);
+    let form = &app.login;
+    let title = if form.register {
+        strings::REGISTER_TITLE
+    } else {
+        strings::LOGIN_TITLE
+    };
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .border_style(Style::default().fg(theme.accent))
+        .title(title);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    if inner.width < 4 || inner.height == 0 {
+        return;
+    }
+    let iw = usize::from(inner.width);
+    let label_w = strings::USERNAME.len().max(strings::PASSWORD.len()) + 2;
+    let field_w = iw.saturating_sub(label_w + 1);
+    let masked: String = "•".repeat(form.password.chars().count());
+    let field = |label: &str, value: &str, active: bool| {
+        let shown = tail(value, field_w.saturating_sub(1));
+        let style = if active {
+            theme.selected().add_modifier(Modifier::BOLD)
+        } else {
+            theme.selected()
+        };
+        let pad = field_w.saturating_sub(str_width(&shown));
+        Line::from(vec![
+            Span::styled(format!(" {label:<w$}", w = label_w - 1), theme.base()),
+            Span::styled(format!("{shown}{}", " ".repeat(pad)), style),
+        ])
+    };
+    let mut lines = vec![
+        Line::styled(
+            truncate(&strings::login_server(&app.model.server), iw),
+            theme.dimmed(),
+        ),
+        Line::raw(""),
+        field(strings::USERNAME, &form.username, form.field == 0),
+        Line::raw(""),
+        field(strings::PASSWORD, &masked, form.field == 1),
+        Line::raw(""),
+    ];
+    let error = app.status.as_deref().or(app.model.login_error.as_deref());
+    lines.push(match error {
+        Some(e) => Line::styled(truncate(e, iw), Style::default().fg(theme.error)),
+        None => Line::raw(""),
+    });
+    lines.push(Line::styled(strings::LOGIN_HINTS, theme.dimmed()));
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+    let value = if form.field == 0 {
+        &form.username
+    } else {
+        &masked
+    };
+    let col = str_width(&tail(value, field_w.saturating_sub(1)));
+    let x = inner.x + (label_w + col).min(iw.saturating_sub(1)) as u16;
+    let y = inner.y + if form.field == 0 { 2 } else { 4 };
+    if y < inner.y + inner.height {
+        frame.set_cursor_position(Position::new(x, y));
+    }
+}
+
+/// The end of `s` that fits in `width` columns (the cursor sits at the end).
+fn tail(s: &str, width: usize) -> String {
+    let mut out: Vec<char> = Vec::new();
+    let mut used = 0;
+    for c in s.chars().rev() {
+        let w = str_width(c.encode_utf8(&mut [0; 4]));
+        if used + w > width {
+            break;
+        }
+        used += w;
+        out.push(c);
+    }
+    out.into_iter().rev().collect()
+}

@@ -1,0 +1,242 @@
+//! Screen snapshots on ratatui's `TestBackend` (committed under
+//! `src/ui/snapshots/`). Times are formatted in UTC so they are stable.
+
+use super::app::Mode;
+use super::fixtures::*;
+use crate::client::view::{ConnState, MessageRow, SendState};
+use crate::proto::{ConvKind, ReceiptPair};
+use insta::assert_snapshot;
+use std::time::{Duration, Instant};
+
+#[test]
+fn main_screen_list_and_conversation() {
+    let now = Instant::now();
+    let a = app(base_model(), 100, 24, now);
+    assert_snapshot!("main_screen", draw(&a));
+}
+
+#[test]
+fn typing_line_one_and_two() {
+    let now = Instant::now();
+    let mut m = base_model();
+    m.set_typing("c-general", "alice", true, now);
+    let a = app(m.clone(), 72, 14, now);
+    assert_snapshot!("typing_one", draw(&a));
+    m.set_typing("c-general", "bob", true, now);
+    let a = app(m.clone(), 72, 14, now);
+    assert_snapshot!("typing_two", draw(&a));
+    for u in ["carol", "erin"] {
+        m.set_typing("c-general", u, true, now);
+    }
+    let a = app(m, 72, 14, now);
+    assert!(draw(&a).contains("alice, bob and 2 others are typing…"));
+    let later = app(base_model(), 72, 14, now + Duration::from_secs(6));
+    assert!(!draw(&later).contains("typing"));
+}
+
+#[test]
+fn group_receipts() {
+    let now = Instant::now();
+    let mut m = base_model();
+    let r = |read| ReceiptPair {
+        delivered: read,
+        read,
+    };
+    let pointers = [
+        ("alice", r(7)),
+        ("bob", r(5)),
+        ("carol", r(5)),
+        ("dana", r(7)),
+    ];
+    m.receipts.insert(
+        "c-general".into(),
+        pointers.iter().map(|(u, p)| (u.to_string(), *p)).collect(),
+    );
+    let a = app(m, 80, 22, now);
+    assert_snapshot!("group_receipts", draw(&a));
+}
+
+#[test]
+fn dm_marks() {
+    let now = Instant::now();
+    let mut m = base_model();
+    let mut pending = msg(0, ME, T0 + 4 * MIN, "and one more thing");
+    pending.seq = None;
+    pending.send_state = Some(SendState::Pending);
+    let mut failed = msg(0, ME, T0 + 5 * MIN, "this one is too big");
+    failed.seq = None;
+    failed.send_state = Some(SendState::Failed("message too large".into()));
+    m.messages.insert(
+        "d-alice".into(),
+        vec![
+            row(msg(2, "alice", T0, "hey, got a minute?")),
+            row(msg(3, ME, T0 + MIN, "sure")),
+            row(msg(4, ME, T0 + 2 * MIN, "what's up?")),
+            row(msg(5, ME, T0 + 3 * MIN, "ping")),
+            row(pending),
+            row(failed),
+        ],
+    );
+    let receipts = [
+        (
+            "alice",
+            ReceiptPair {
+                delivered: 4,
+                read: 3,
+            },
+        ),
+        (
+            ME,
+            ReceiptPair {
+                delivered: 5,
+                read: 5,
+            },
+        ),
+    ];
+    m.receipts.insert(
+        "d-alice".into(),
+        receipts.iter().map(|(u, p)| (u.to_string(), *p)).collect(),
+    );
+    let mut a = app(m, 72, 16, now);
+    a.handle_event(ctrl('n'), now);
+    assert_snapshot!("dm_marks", draw(&a));
+}
+
+#[test]
+fn missing_messages_row() {
+    let now = Instant::now();
+    let mut m = base_model();
+    let mut rows = general_rows();
+    rows.truncate(3);
+    rows.push(MessageRow::Missing { from: 4, to: 6 });
+    rows.push(row(msg(7, "bob", T0 + 2 * MIN, "anyone there?")));
+    m.messages.insert("c-general".into(), rows);
+    let a = app(m, 64, 14, now);
+    assert_snapshot!("missing_row", draw(&a));
+}
+
+#[test]
+fn reconnecting_header_over_cached_content() {
+    let now = Instant::now();
+    let mut m = base_model();
+    m.conn = ConnState::Reconnecting {
+        in_secs: 4,
+        reason: "connection refused".into(),
+    };
+    let a = app(m.clone(), 100, 16, now);
+    assert_snapshot!("reconnecting", draw(&a));
+    m.conn = ConnState::Offline {
+        reason: String::new(),
+    };
+    assert!(draw(&app(m, 100, 16, now)).contains("offline · showing cached messages"));
+}
+
+#[test]
+fn help_overlay() {
+    let now = Instant::now();
+    let mut a = app(base_model(), 100, 24, now);
+    a.handle_event(ch('?'), now);
+    assert_eq!(a.mode, Mode::Help);
+    assert_snapshot!("help_wide", draw(&a));
+    a.size = (70, 40);
+    assert_snapshot!("help_narrow", draw(&a));
+}
+
+#[test]
+fn quick_switcher() {
+    let now = Instant::now();
+    let mut a = app(base_model(), 80, 20, now);
+    a.handle_event(ctrl('k'), now);
+    type_str(&mut a, "r", now);
+    assert_snapshot!("quick_switcher", draw(&a));
+}
+
+#[test]
+fn login_screen() {
+    let now = Instant::now();
+    let mut m = base_model();
+    m.needs_login = true;
+    m.login_error = Some("wrong username or password".into());
+    let mut a = app(m, 64, 16, now);
+    type_str(&mut a, "dana", now);
+    a.handle_event(key(crossterm::event::KeyCode::Tab), now);
+    type_str(&mut a, "hunter2", now);
+    assert_snapshot!("login", draw(&a));
+}
+
+#[test]
+fn narrow_terminal() {
+    let now = Instant::now();
+    let a = app(base_model(), 40, 10, now);
+    assert_snapshot!("narrow_40x10", draw(&a));
+}
+
+#[test]
+fn wide_cjk_and_emoji() {
+    let now = Instant::now();
+    let mut m = base_model();
+    m.conversations[0].kind = ConvKind::Group;
+    m.messages.insert(
+        "c-general".into(),
+        vec![
+            row(msg(
+                2,
+                "李雷",
+                T0,
+                "你好！这是一个很长的中文句子，用来测试换行是否正确处理宽字符。",
+            )),
+            row(msg(
+                3,
+                "alice",
+                T0 + MIN,
+                "emoji 🎉🎉🎉🎉🎉🎉🎉🎉🎉🎉🎉🎉🎉🎉🎉🎉🎉🎉 done ✅ and ｆｕｌｌｗｉｄｔｈ",
+            )),
+            row(msg(
+                4,
+                "bob",
+                T0 + 2 * MIN,
+                "a_very_long_identifier_without_any_spaces_that_must_break_somewhere_sensible",
+            )),
+        ],
+    );
+    let a = app(m, 50, 16, now);
+    let screen = draw(&a);
+    assert_snapshot!("cjk_emoji", screen);
+}
+
+#[test]
+fn any_size_renders_without_panic() {
+    let now = Instant::now();
+    let mut m = base_model();
+    m.set_typing("c-general", "alice", true, now);
+    for (w, h) in [
+        (1, 1),
+        (2, 40),
+        (5, 3),
+        (20, 5),
+        (39, 9),
+        (40, 10),
+        (59, 20),
+        (60, 20),
+        (200, 60),
+    ] {
+        let mut a = app(m.clone(), w, h, now);
+        draw(&a);
+        for mode in [Mode::Help, Mode::QuickSwitcher, Mode::Insert, Mode::Login] {
+            a.mode = mode;
+            draw(&a);
+        }
+    }
+}
+
+#[test]
+fn selection_and_reply_composer() {
+    let now = Instant::now();
+    let mut a = app(base_model(), 80, 16, now);
+    a.handle_event(ch('k'), now);
+    a.handle_event(ch('k'), now);
+    a.handle_event(ch('r'), now);
+    type_str(&mut a, "sure, 今晚 👍", now);
+    assert_eq!(a.reply_to, Some(6));
+    assert_snapshot!("reply_composer", draw(&a));
+}

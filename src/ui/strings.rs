@@ -1,0 +1,145 @@
+//! Every user-facing string of the TUI, in one place.
+
+pub const APP_NAME: &str = "chat";
+
+// Header.
+pub const CONNECTING: &str = "connecting…";
+pub const CONNECTED: &str = "connected";
+pub const CACHED: &str = "showing cached messages";
+pub fn reconnecting(in_secs: u64) -> String {
+    format!("reconnecting in {in_secs} s")
+}
+pub fn offline(reason: &str) -> String {
+    if reason.is_empty() {
+        "offline".to_string()
+    } else {
+        format!("offline: {reason}")
+    }
+}
+
+// Conversation list and message view.
+pub const NO_CONVERSATIONS: &str = "No conversations yet. /join #name or /dm USER";
+pub const NO_MESSAGES: &str = "No messages yet. Say hello!";
+pub const NOT_LOADED: &str = "Loading…";
+pub const LOADING_OLDER: &str = "loading older messages…";
+pub const BEGINNING: &str = "── beginning of the conversation ──";
+pub const DELETED: &str = "message deleted";
+pub const EDITED: &str = "(edited)";
+pub const MISSING: &str = "missing messages — fetching…";
+pub const PENDING_MARK: &str = "…";
+pub const SENT_MARK: &str = "✓";
+pub const DELIVERED_MARK: &str = "✓✓";
+pub const READ_MARK: &str = "✔✔";
+pub fn failed(reason: &str) -> String {
+    format!("✗ failed: {reason}")
+}
+pub fn seen_by(users: &[&str]) -> String {
+    format!("seen by {}", users.join(", "))
+}
+pub fn reply_quote(sender: &str, excerpt: &str) -> String {
+    if excerpt.is_empty() {
+        format!("↳ {sender}")
+    } else {
+        format!("↳ {sender}: {excerpt}")
+    }
+}
+
+// Typing line.
+pub fn typing(users: &[&str]) -> String {
+    match users {
+        [] => String::new(),
+        [a] => format!("{a} is typing…"),
+        [a, b] => format!("{a} and {b} are typing…"),
+        [a, b, c] => format!("{a}, {b} and {c} are typing…"),
+        [a, b, rest @ ..] => format!("{a}, {b} and {} others are typing…", rest.len()),
+    }
+}
+
+// Composer and status line.
+pub const COMPOSER_TITLE: &str = "message";
+pub fn replying_to(sender: &str) -> String {
+    format!("replying to {sender} · Esc cancels")
+}
+pub const EDITING: &str = "editing · Enter saves · Esc cancels";
+pub const NORMAL_HINTS: &str = "i write  ↑↓ select  r reply  e edit  ^K switch  ? help  q quit";
+pub const INSERT_HINTS: &str = "Enter send  Alt-Enter newline  Tab complete  Esc back";
+pub const CONFIRM_DELETE: &str = "Delete this message? y / n";
+pub const NO_CONVERSATION: &str = "No conversation is open.";
+pub const NO_MESSAGE_SELECTED: &str = "No message of yours to act on.";
+pub const NOT_YOURS: &str = "You can only change your own messages.";
+pub const MESSAGE_NOT_SENT: &str = "That message is not sent yet.";
+pub const EMPTY_EDIT: &str = "An edit needs text (or /delete).";
+pub const COMPLETION_NONE: &str = "No completion.";
+pub fn unknown_command(name: &str) -> String {
+    format!("Unknown command /{name} — /help lists them")
+}
+pub fn usage(text: &str) -> String {
+    format!("Usage: {text}")
+}
+
+// Quick switcher.
+pub const SWITCHER_TITLE: &str = " Go to conversation or user ";
+pub const SWITCHER_EMPTY: &str = "no match";
+pub const SWITCHER_NEW_DM: &str = "(new DM)";
+
+// Login screen.
+pub const LOGIN_TITLE: &str = " Log in ";
+pub const REGISTER_TITLE: &str = " Create an account ";
+pub const USERNAME: &str = "Username";
+pub const PASSWORD: &str = "Password";
+pub const LOGIN_HINTS: &str =
+    "Tab next field · Enter submit · Ctrl-R log in/register · Ctrl-C quit";
+pub const LOGIN_EMPTY: &str = "Enter a username and a password.";
+pub fn login_server(server: &str) -> String {
+    format!("Server: {server}")
+}
+
+// Help overlay.
+pub const HELP_TITLE: &str = " Help · Esc closes ";
+pub const HELP_KEYS: &[(&str, &str)] = &[
+    ("i  Enter  /", "write (/ starts a command)"),
+    ("Esc", "leave composer / overlay"),
+    ("↑ ↓  k j", "select previous / next"),
+    ("PgUp PgDn  ^U ^D", "scroll page / half page"),
+    ("Home End  g G", "oldest / newest message"),
+    ("Tab S-Tab  ^N ^P", "next / prev conversation"),
+    ("^K", "quick switcher"),
+    ("r  e  d  +", "reply, edit, delete, react"),
+    ("mouse wheel", "scroll"),
+    ("?", "this help"),
+    ("q  ^C", "quit (^C from anywhere)"),
+    ("Enter", "composer: send"),
+    ("Alt-Enter S-Enter", "composer: new line"),
+    ("↑ ↓", "composer: history"),
+    ("Tab", "composer: complete"),
+];
+pub const HELP_COMMANDS: &[(&str, &str)] = &[
+    ("/join #name", "join a public channel"),
+    ("/leave", "leave this conversation"),
+    ("/dm USER", "direct conversation"),
+    ("/group NAME USER…", "create a private group"),
+    ("/channel NAME", "create a public channel"),
+    ("/invite USER…", "add people here"),
+    ("/edit [text]", "edit selected / last own"),
+    ("/delete", "delete selected / last own"),
+    ("/react EMOJI", "react to selected / last"),
+    ("/reply [text]", "reply to selected / last"),
+    ("/away  /back", "set presence"),
+    ("/mute  /unmute", "mute (mentions notify)"),
+    ("/quit  /help", "quit / this help"),
+];
+
+// Notifications.
+pub fn notification_title(sender: &str, conv_title: &str, is_dm: bool) -> String {
+    if is_dm {
+        sender.to_string()
+    } else {
+        format!("{sender} in {conv_title}")
+    }
+}
+pub fn notification_more(count: u32) -> String {
+    format!("and {count} more")
+}
+pub fn notification_summary(count: u32, conv_title: &str) -> String {
+    format!("{count} new messages in {conv_title}")
+}
