@@ -3,4 +3,6 @@
 
 pub mod config;
 pub mod credentials;
+pub mod engine;
+pub mod paths;
 pub mod view;

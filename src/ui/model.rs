@@ -40,6 +40,9 @@ pub struct Model {
     /// New messages the engine just applied, queued for the notifier; the
     /// App drains this after every event.
     pub incoming: Vec<Incoming>,
+    /// A conversation the engine wants shown (one just created or joined);
+    /// the App focuses it once it is in the list.
+    pub focus_request: Option<String>,
 }
 
 impl Default for Model {
@@ -59,6 +62,7 @@ impl Default for Model {
             login_error: None,
             notice: None,
             incoming: Vec::new(),
+            focus_request: None,
         }
     }
 }

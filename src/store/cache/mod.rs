@@ -22,6 +22,7 @@ mod tests;
 
 pub use apply::{ApplyOutcome, ConvProgress};
 pub use outbox::{OutboxItem, OutboxRequest};
+pub use text::mentions as mentions_user;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};

@@ -13,7 +13,7 @@ fn name_char(c: char) -> bool {
 /// Whether `body` mentions `@me` as a word: case-insensitive, and not the
 /// beginning of a longer name (`@alice` does not match `@alicia` or
 /// `@alice.b`, but does match `@alice.` at the end of a sentence).
-pub(crate) fn mentions(body: &str, me: &str) -> bool {
+pub fn mentions(body: &str, me: &str) -> bool {
     if me.is_empty() {
         return false;
     }

@@ -223,6 +223,12 @@ impl App {
                 self.notifications.push(n);
             }
         }
+        if let Some(id) = self.model.focus_request.clone()
+            && self.model.conversation(&id).is_some()
+        {
+            self.model.focus_request = None;
+            self.focus(id, out);
+        }
         let valid = self
             .focused
             .as_ref()

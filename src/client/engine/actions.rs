@@ -1,0 +1,232 @@
+//! UI actions: each becomes cache writes (the outbox first, so nothing the
+//! user typed is lost) and requests.
+
+use super::{Engine, Pending, WINDOW};
+use crate::net::client::{Credentials, NetCommand};
+use crate::proto::{ConvKind, Request, now_millis};
+use crate::store::cache::{OutboxItem, OutboxRequest};
+use crate::ui::Action;
+
+/// A fresh client_msg_id.
+pub fn new_client_msg_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+impl Engine {
+    pub(super) fn on_action(&mut self, action: Action) {
+        match action {
+            Action::Send {
+                conv,
+                body,
+                reply_to,
+            } => self.enqueue(conv, OutboxRequest::Send { body, reply_to }),
+            Action::Edit { conv, seq, body } => self.enqueue(
+                conv,
+                OutboxRequest::Edit {
+                    target_seq: seq,
+                    body,
+                },
+            ),
+            Action::Delete { conv, seq } => {
+                self.enqueue(conv, OutboxRequest::Delete { target_seq: seq })
+            }
+            Action::React { conv, seq, emoji } => {
+                // Reacting again with the same emoji takes it back.
+                let me = self.me.clone().unwrap_or_default();
+                let remove = self
+                    .cache
+                    .as_ref()
+                    .and_then(|c| c.messages(&conv, Some(seq + 1), 1).ok())
+                    .and_then(|rows| {
+                        rows.into_iter().find_map(|r| match r {
+                            crate::client::view::MessageRow::Message(m) if m.seq == Some(seq) => {
+                                Some(m)
+                            }
+                            _ => None,
+                        })
+                    })
+                    .is_some_and(|m| {
+                        m.reactions
+                            .iter()
+                            .any(|r| r.emoji == emoji && r.users.contains(&me))
+                    });
+                self.enqueue(
+                    conv,
+                    OutboxRequest::React {
+                        target_seq: seq,
+                        emoji,
+                        remove,
+                    },
+                )
+            }
+            Action::MarkRead { conv, seq } => {
+                let me = self.me.clone().unwrap_or_default();
+                if let Some(cache) = self.cache.as_mut() {
+                    let _ = cache.apply_receipt(&conv, &me, seq, seq);
+                }
+                self.dirty.list = true;
+                self.dirty.receipts.insert(conv.clone());
+                if self.connected {
+                    self.request(
+                        Request::Receipt {
+                            conversation_id: conv,
+                            delivered: Some(seq),
+                            read: Some(seq),
+                        },
+                        Pending::Ignore,
+                    );
+                }
+            }
+            Action::Typing { conv, active } => {
+                if self.connected {
+                    self.request(
+                        Request::Typing {
+                            conversation_id: conv,
+                            active,
+                        },
+                        Pending::Ignore,
+                    );
+                }
+            }
+            Action::SetPresence(status) => {
+                if self.connected {
+                    self.request(Request::Presence { status }, Pending::Ignore);
+                }
+            }
+            Action::Join { name } => {
+                self.request(
+                    Request::Join {
+                        conversation_id: None,
+                        name: Some(name.trim_start_matches('#').to_string()),
+                    },
+                    Pending::Conv { focus: true },
+                );
+            }
+            Action::Leave { conv } => {
+                self.request(
+                    Request::Leave {
+                        conversation_id: conv.clone(),
+                    },
+                    Pending::Leave { conv },
+                );
+            }
+            Action::OpenDm { user } => {
+                self.request(
+                    Request::Create {
+                        kind: ConvKind::Dm,
+                        name: None,
+                        members: vec![user],
+                    },
+                    Pending::Conv { focus: true },
+                );
+            }
+            Action::CreateGroup { name, users } => {
+                self.request(
+                    Request::Create {
+                        kind: ConvKind::Group,
+                        name: Some(name),
+                        members: users,
+                    },
+                    Pending::Conv { focus: true },
+                );
+            }
+            Action::CreateChannel { name } => {
+                self.request(
+                    Request::Create {
+                        kind: ConvKind::Channel,
+                        name: Some(name.trim_start_matches('#').to_string()),
+                        members: Vec::new(),
+                    },
+                    Pending::Conv { focus: true },
+                );
+            }
+            Action::Invite { conv, users } => {
+                self.request(
+                    Request::AddMembers {
+                        conversation_id: conv,
+                        members: users,
+                    },
+                    Pending::Conv { focus: false },
+                );
+            }
+            Action::Mute { conv, muted } => {
+                if let Some(cache) = self.cache.as_mut() {
+                    let _ = cache.set_muted(&conv, muted);
+                }
+                self.dirty.list = true;
+            }
+            Action::LoadOlder { conv, before_seq } => self.load_older(conv, before_seq),
+            Action::OpenConversation { conv } => {
+                if self.focused.as_deref() != Some(conv.as_str()) {
+                    self.window = WINDOW;
+                }
+                self.focused = Some(conv.clone());
+                self.dirty.messages = true;
+                self.dirty.receipts.insert(conv);
+            }
+            Action::Login { username, password } => {
+                self.net.send(NetCommand::Credentials(Credentials::Login {
+                    username,
+                    password,
+                }));
+            }
+            Action::Register { username, password } => {
+                self.net
+                    .send(NetCommand::Credentials(Credentials::Register {
+                        username,
+                        password,
+                    }));
+            }
+            Action::Quit => self.quit = true,
+        }
+    }
+
+    /// Write to the outbox first, then send if connected.
+    fn enqueue(&mut self, conv: String, request: OutboxRequest) {
+        let item = OutboxItem {
+            client_msg_id: new_client_msg_id(),
+            conversation_id: conv,
+            request,
+            created_at: now_millis(),
+        };
+        let Some(cache) = self.cache.as_mut() else {
+            self.notice("not logged in");
+            return;
+        };
+        if let Err(e) = cache.outbox_push(&item) {
+            return self.cache_error(e);
+        }
+        self.dirty.messages = true;
+        self.dirty.list = true;
+        self.send_outbox();
+    }
+
+    fn load_older(&mut self, conv: String, before_seq: u64) {
+        self.window += WINDOW;
+        self.dirty.messages = true;
+        let held_below = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.oldest_held(&conv).ok().flatten())
+            .is_some_and(|oldest| oldest < before_seq);
+        if held_below || before_seq <= 1 || self.older.contains_key(&conv) || !self.connected {
+            self.dirty
+                .patches
+                .push(Box::new(|m| m.loading_older = false));
+            return;
+        }
+        let tag = self.request(
+            Request::History {
+                conversation_id: conv.clone(),
+                after: None,
+                before: Some(before_seq),
+                limit: Some(WINDOW as u32),
+            },
+            Pending::Older { conv: conv.clone() },
+        );
+        self.older.insert(conv, tag);
+        self.dirty
+            .patches
+            .push(Box::new(|m| m.loading_older = true));
+    }
+}

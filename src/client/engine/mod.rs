@@ -1,0 +1,249 @@
+//! The engine: the one owner of the client's durable state (the cache) and
+//! of everything the network task says. It turns UI actions into cache
+//! writes and requests, server events into cache writes, keeps every
+//! conversation caught up with no silent gap, drives the outbox, and after
+//! each batch of work publishes what changed to the UI as one model update.
+//!
+//! It never blocks the UI: the UI sends actions on an unbounded channel and
+//! receives updates on its event channel; requests go to the network task
+//! tagged, and their answers come back as events.
+
+mod actions;
+mod publish;
+mod sync;
+
+use crate::client::credentials::TokenStore;
+use crate::client::paths;
+use crate::net::client::{NetCommand, NetEvent, NetHandle};
+use crate::proto::Request;
+use crate::store::cache::Cache;
+use crate::ui::{Action, UiEvent, notify::Incoming};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Conversations fetched concurrently while catching up.
+const FETCH_CONCURRENCY: usize = 4;
+/// Events per history page the engine asks for.
+const PAGE: u32 = 500;
+/// A conversation seen for the first time is fetched back this far; older
+/// history comes on scrollback.
+const INITIAL_DEPTH: u64 = 200;
+/// Rows of the focused conversation kept in the model, and the growth step.
+const WINDOW: usize = 200;
+
+/// What an answer from the server belongs to.
+#[derive(Debug, Clone)]
+enum Pending {
+    Sync,
+    /// Filling a gap or catching up a conversation.
+    Fill {
+        conv: String,
+    },
+    /// Scrollback.
+    Older {
+        conv: String,
+    },
+    Outbox {
+        cmid: String,
+    },
+    /// create/join/add_members: the reply carries the conversation.
+    Conv {
+        focus: bool,
+    },
+    Leave {
+        conv: String,
+    },
+    Users,
+    Ignore,
+}
+
+/// Work waiting for the next publish.
+#[derive(Default)]
+struct Dirty {
+    list: bool,
+    messages: bool,
+    receipts: HashSet<String>,
+    /// Conversations whose delivered pointer should be sent.
+    delivered: HashSet<String>,
+    patches: Vec<crate::ui::event::ModelUpdate>,
+    incoming: Vec<Incoming>,
+}
+
+pub struct Engine {
+    server: String,
+    me: Option<String>,
+    cache: Option<Cache>,
+    tokens: TokenStore,
+    net: NetHandle,
+    ui: mpsc::Sender<UiEvent>,
+    connected: bool,
+    next_tag: u64,
+    pending: HashMap<u64, Pending>,
+    /// Conversation → tag of its gap/catch-up fetch in flight.
+    fetching: HashMap<String, u64>,
+    /// Conversations waiting to catch up, newest activity first.
+    behind: VecDeque<String>,
+    /// Conversation → tag of its scrollback fetch in flight.
+    older: HashMap<String, u64>,
+    focused: Option<String>,
+    window: usize,
+    outbox_inflight: HashSet<String>,
+    delivered_sent: HashMap<String, u64>,
+    dirty: Dirty,
+    quit: bool,
+}
+
+/// Inputs of the engine besides UI actions.
+pub enum Input {
+    Net(NetEvent),
+}
+
+impl From<NetEvent> for Input {
+    fn from(ev: NetEvent) -> Self {
+        Input::Net(ev)
+    }
+}
+
+impl Engine {
+    /// An engine for `server`. `cache` is the cache of the account in use,
+    /// when one is known before login.
+    pub fn new(
+        server: String,
+        me: Option<String>,
+        cache: Option<Cache>,
+        tokens: TokenStore,
+        net: NetHandle,
+        ui: mpsc::Sender<UiEvent>,
+    ) -> Engine {
+        Engine {
+            server,
+            me,
+            cache,
+            tokens,
+            net,
+            ui,
+            connected: false,
+            next_tag: 1,
+            pending: HashMap::new(),
+            fetching: HashMap::new(),
+            behind: VecDeque::new(),
+            older: HashMap::new(),
+            focused: None,
+            window: WINDOW,
+            outbox_inflight: HashSet::new(),
+            delivered_sent: HashMap::new(),
+            dirty: Dirty {
+                list: true,
+                ..Dirty::default()
+            },
+            quit: false,
+        }
+    }
+
+    /// Run until the UI quits (or its channels close).
+    pub async fn run(
+        mut self,
+        mut actions: mpsc::UnboundedReceiver<Action>,
+        mut net: mpsc::Receiver<Input>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.publish().await;
+        while !self.quit {
+            tokio::select! {
+                a = actions.recv() => match a {
+                    Some(a) => self.on_action(a),
+                    None => break,
+                },
+                ev = net.recv() => match ev {
+                    Some(Input::Net(ev)) => self.on_net(ev),
+                    None => break,
+                },
+                _ = tick.tick() => self.on_tick(),
+            }
+            // Take whatever else is ready before publishing once.
+            for _ in 0..256 {
+                if let Ok(a) = actions.try_recv() {
+                    self.on_action(a);
+                } else if let Ok(Input::Net(ev)) = net.try_recv() {
+                    self.on_net(ev);
+                } else {
+                    break;
+                }
+            }
+            self.publish().await;
+        }
+        self.net.send(NetCommand::Shutdown);
+    }
+
+    fn request(&mut self, req: Request, pending: Pending) -> u64 {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        self.pending.insert(tag, pending);
+        if !self.net.send(NetCommand::Request { tag, req }) {
+            self.pending.remove(&tag);
+        }
+        tag
+    }
+
+    fn notice(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        self.dirty
+            .patches
+            .push(Box::new(move |m| m.notice = Some(text)));
+    }
+
+    /// Report a cache failure once, quietly, and keep going.
+    fn cache_error(&mut self, e: crate::store::cache::CacheError) {
+        tracing::error!("cache: {e}");
+        self.notice(format!("local cache error: {e}"));
+    }
+
+    fn on_tick(&mut self) {
+        if self.connected {
+            self.send_outbox();
+        }
+    }
+
+    /// Open (or switch to) the cache of `user` on this server.
+    fn open_cache(&mut self, user: &str) {
+        if self.me.as_deref() == Some(user) && self.cache.is_some() {
+            return;
+        }
+        let path = paths::cache_path(&self.server, user);
+        match Cache::open_or_recover(&path) {
+            Ok((mut cache, moved)) => {
+                if let Some(moved) = moved {
+                    self.notice(format!(
+                        "the local cache was damaged; moved it to {} and started afresh",
+                        moved.display()
+                    ));
+                }
+                let _ = cache.set_me(user);
+                self.cache = Some(cache);
+            }
+            Err(e) => {
+                self.notice(format!(
+                    "cannot open the local cache {}: {e}",
+                    path.display()
+                ));
+                match Cache::open_in_memory() {
+                    Ok(mut c) => {
+                        let _ = c.set_me(user);
+                        self.cache = Some(c);
+                    }
+                    Err(_) => self.cache = None,
+                }
+            }
+        }
+        self.me = Some(user.to_string());
+        self.fetching.clear();
+        self.behind.clear();
+        self.older.clear();
+        self.delivered_sent.clear();
+        self.outbox_inflight.clear();
+        self.dirty.list = true;
+        self.dirty.messages = true;
+    }
+}

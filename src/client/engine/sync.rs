@@ -1,0 +1,446 @@
+//! Keeping the cache equal to the server's log: the sync after every
+//! (re)connect, catch-up and gap filling by exact history ranges, pushes,
+//! receipts, and the outbox's acknowledgements.
+
+use super::{Engine, FETCH_CONCURRENCY, INITIAL_DEPTH, PAGE, Pending};
+use crate::client::view::{ConnState, PresenceView};
+use crate::net::client::NetEvent;
+use crate::net::client::task::NOT_CONNECTED;
+use crate::proto::{
+    AppendOk, ConvKind, ConversationOk, ConversationsOk, ErrorCode, Event, EventBody, HistoryOk,
+    OkFrame, Presence, ProtoError, Request, ServerFrame, UsersOk,
+};
+use crate::ui::notify::Incoming;
+
+impl Engine {
+    pub(super) fn on_net(&mut self, ev: NetEvent) {
+        match ev {
+            NetEvent::State(state) => {
+                let connected = state == ConnState::Connected;
+                if !connected {
+                    self.connected = false;
+                }
+                self.dirty.patches.push(Box::new(move |m| m.conn = state));
+            }
+            NetEvent::Ready { user, token } => self.on_ready(user, token),
+            NetEvent::AuthFailed(e) => {
+                if let Some(me) = self.me.clone() {
+                    let _ = self.tokens.remove(&me, &self.server);
+                }
+                let msg = e.message;
+                self.dirty.patches.push(Box::new(move |m| {
+                    m.needs_login = true;
+                    m.login_error = Some(msg);
+                }));
+            }
+            NetEvent::Reply { tag, result } => {
+                if let Some(p) = self.pending.remove(&tag) {
+                    self.on_reply(p, result);
+                }
+            }
+            NetEvent::Push(frame) => self.on_push(frame),
+        }
+    }
+
+    fn on_ready(&mut self, user: String, token: Option<String>) {
+        if let Some(token) = token {
+            match self.tokens.save(&user, &self.server, &token) {
+                Ok(crate::client::credentials::Stored::File(path)) => self.notice(format!(
+                    "no keyring available: the login token is stored in {} (mode 0600)",
+                    path.display()
+                )),
+                Ok(_) => {}
+                Err(e) => self.notice(format!("cannot store the login token: {e}")),
+            }
+        }
+        crate::client::paths::remember_user(&self.server, &user);
+        self.open_cache(&user);
+        self.connected = true;
+        let me = user.clone();
+        self.dirty.patches.push(Box::new(move |m| {
+            m.me = me;
+            m.needs_login = false;
+            m.login_error = None;
+        }));
+        let cursors = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.cursors().ok())
+            .unwrap_or_default();
+        self.request(Request::Sync { cursors }, Pending::Sync);
+        self.request(
+            Request::Users {
+                prefix: None,
+                limit: Some(200),
+            },
+            Pending::Users,
+        );
+    }
+
+    fn on_reply(&mut self, pending: Pending, result: Result<OkFrame, ProtoError>) {
+        let ok = match result {
+            Ok(ok) => ok,
+            Err(e) => return self.on_failure(pending, e),
+        };
+        match pending {
+            Pending::Sync => match ok.parse::<ConversationsOk>() {
+                Ok(reply) => self.on_sync(reply),
+                Err(e) => tracing::warn!("bad sync reply: {e}"),
+            },
+            Pending::Fill { conv } => {
+                self.fetching.remove(&conv);
+                if let Ok(h) = ok.parse::<HistoryOk>() {
+                    let got = !h.events.is_empty();
+                    self.apply_history(&conv, h);
+                    if got {
+                        self.fill(&conv);
+                    }
+                }
+                self.pump();
+            }
+            Pending::Older { conv } => {
+                self.older.remove(&conv);
+                if let Ok(h) = ok.parse::<HistoryOk>() {
+                    self.apply_history(&conv, h);
+                }
+                self.dirty
+                    .patches
+                    .push(Box::new(|m| m.loading_older = false));
+                self.dirty.messages = true;
+            }
+            Pending::Outbox { cmid } => {
+                self.outbox_inflight.remove(&cmid);
+                if let (Ok(a), Some(cache)) = (ok.parse::<AppendOk>(), self.cache.as_mut()) {
+                    let _ = cache.outbox_mark_sent(&cmid, a.seq);
+                }
+                self.dirty.list = true;
+                self.dirty.messages = true;
+            }
+            Pending::Conv { focus } => {
+                if let Ok(c) = ok.parse::<ConversationOk>() {
+                    let id = c.conversation.id.clone();
+                    self.upsert(&c.conversation);
+                    if focus {
+                        self.dirty
+                            .patches
+                            .push(Box::new(move |m| m.focus_request = Some(id)));
+                    }
+                }
+            }
+            Pending::Leave { conv } => {
+                if let Some(cache) = self.cache.as_mut() {
+                    let _ = cache.remove_conversation(&conv);
+                }
+                self.dirty.list = true;
+            }
+            Pending::Users => {
+                if let Ok(u) = ok.parse::<UsersOk>() {
+                    let users: Vec<String> = u.users.iter().map(|p| p.user.clone()).collect();
+                    self.dirty.patches.push(Box::new(move |m| {
+                        for user in users {
+                            if !m.users.contains(&user) {
+                                m.users.push(user);
+                            }
+                        }
+                        m.users.sort();
+                    }));
+                    self.apply_presence(u.users);
+                }
+            }
+            Pending::Ignore => {}
+        }
+    }
+
+    fn on_failure(&mut self, pending: Pending, e: ProtoError) {
+        let disconnected = e.code == ErrorCode::Internal && e.message == NOT_CONNECTED;
+        match pending {
+            Pending::Fill { conv } => {
+                self.fetching.remove(&conv);
+                if !disconnected {
+                    tracing::warn!("history of {conv}: {e}");
+                }
+            }
+            Pending::Older { conv } => {
+                self.older.remove(&conv);
+                self.dirty
+                    .patches
+                    .push(Box::new(|m| m.loading_older = false));
+            }
+            Pending::Outbox { cmid } => {
+                self.outbox_inflight.remove(&cmid);
+                // Transient failures stay pending and are retried; a refusal
+                // is final and shown.
+                if !disconnected && !e.code.is_transient() {
+                    if let Some(cache) = self.cache.as_mut() {
+                        let _ = cache.outbox_mark_failed(&cmid, &e.message);
+                    }
+                    self.dirty.messages = true;
+                    self.dirty.list = true;
+                }
+            }
+            Pending::Sync | Pending::Users | Pending::Ignore => {}
+            Pending::Conv { .. } | Pending::Leave { .. } => {
+                if !disconnected {
+                    self.notice(e.message);
+                } else {
+                    self.notice("not connected; try again when the connection is back");
+                }
+            }
+        }
+    }
+
+    fn on_sync(&mut self, reply: ConversationsOk) {
+        let Some(cache) = self.cache.as_mut() else {
+            return;
+        };
+        let ids: std::collections::HashSet<String> =
+            reply.conversations.iter().map(|c| c.id.clone()).collect();
+        for conv in &reply.conversations {
+            let fresh = cache.cursor(&conv.id).unwrap_or(0) == 0;
+            if let Err(e) = cache.upsert_conversation(conv) {
+                tracing::error!("cache: {e}");
+            }
+            if fresh && conv.last_seq > INITIAL_DEPTH {
+                let _ = cache.set_floor(&conv.id, conv.last_seq - INITIAL_DEPTH + 1);
+            }
+        }
+        // Conversations I no longer belong to.
+        if let Ok(held) = cache.conversation_ids_by_activity() {
+            for id in held.iter().filter(|id| !ids.contains(*id)) {
+                let _ = cache.remove_conversation(id);
+            }
+        }
+        self.behind.clear();
+        if let Ok(order) = cache.conversation_ids_by_activity() {
+            for id in order {
+                if cache
+                    .missing_ranges(&id)
+                    .map(|r| !r.is_empty())
+                    .unwrap_or(false)
+                {
+                    self.behind.push_back(id);
+                }
+            }
+        }
+        self.apply_presence(reply.presence);
+        self.dirty.list = true;
+        self.dirty.messages = true;
+        self.pump();
+        self.send_outbox();
+    }
+
+    /// Start catch-up fetches up to the concurrency bound.
+    pub(super) fn pump(&mut self) {
+        while self.fetching.len() < FETCH_CONCURRENCY {
+            let Some(conv) = self.behind.pop_front() else {
+                break;
+            };
+            self.fill(&conv);
+        }
+    }
+
+    /// Fetch the first missing range of `conv`, if any and none in flight.
+    pub(super) fn fill(&mut self, conv: &str) {
+        if !self.connected || self.fetching.contains_key(conv) {
+            return;
+        }
+        let Some(cache) = self.cache.as_ref() else {
+            return;
+        };
+        let Some(&(from, to)) = cache
+            .missing_ranges(conv)
+            .ok()
+            .and_then(|r| r.first().cloned())
+            .as_ref()
+        else {
+            return;
+        };
+        let limit = (to - from + 1).min(u64::from(PAGE)) as u32;
+        let tag = self.request(
+            Request::History {
+                conversation_id: conv.to_string(),
+                after: Some(from - 1),
+                before: None,
+                limit: Some(limit),
+            },
+            Pending::Fill {
+                conv: conv.to_string(),
+            },
+        );
+        self.fetching.insert(conv.to_string(), tag);
+    }
+
+    fn apply_history(&mut self, conv: &str, h: HistoryOk) {
+        let Some(cache) = self.cache.as_mut() else {
+            return;
+        };
+        let _ = cache.set_last_seq(conv, h.last_seq);
+        if let Err(e) = cache.apply_events(&h.events) {
+            return self.cache_error(e);
+        }
+        self.after_events(conv, &h.events, false);
+    }
+
+    /// Bookkeeping after events of `conv` were stored.
+    fn after_events(&mut self, conv: &str, events: &[Event], live: bool) {
+        self.dirty.list = true;
+        if self.focused.as_deref() == Some(conv) {
+            self.dirty.messages = true;
+        }
+        self.dirty.delivered.insert(conv.to_string());
+        let membership = events.iter().any(|e| {
+            matches!(
+                e.body,
+                EventBody::Join { .. }
+                    | EventBody::Leave { .. }
+                    | EventBody::Rename { .. }
+                    | EventBody::Create { .. }
+            )
+        });
+        if membership {
+            self.dirty.receipts.insert(conv.to_string());
+        }
+        if !live {
+            return;
+        }
+        let me = self.me.clone().unwrap_or_default();
+        let Some(cache) = self.cache.as_ref() else {
+            return;
+        };
+        let summary = cache
+            .conversations()
+            .ok()
+            .and_then(|all| all.into_iter().find(|c| c.id == conv));
+        for ev in events {
+            if let EventBody::Message { body, .. } = &ev.body
+                && ev.sender != me
+            {
+                let (title, is_dm, muted) = summary
+                    .as_ref()
+                    .map(|s| (s.title.clone(), s.kind == ConvKind::Dm, s.muted))
+                    .unwrap_or_else(|| (conv.to_string(), false, false));
+                self.dirty.incoming.push(Incoming {
+                    conv: conv.to_string(),
+                    conv_title: title,
+                    is_dm,
+                    sender: ev.sender.clone(),
+                    body: body.clone(),
+                    mentions_me: crate::store::cache::mentions_user(body, &me),
+                    muted,
+                });
+            }
+        }
+    }
+
+    fn on_push(&mut self, frame: ServerFrame) {
+        match frame {
+            ServerFrame::Event(ev) => {
+                let conv = ev.conversation_id.clone();
+                let Some(cache) = self.cache.as_mut() else {
+                    return;
+                };
+                let outcome = match cache.apply_events(std::slice::from_ref(&ev)) {
+                    Ok(o) => o,
+                    Err(e) => return self.cache_error(e),
+                };
+                let stored = outcome.stored_any();
+                let gap = outcome
+                    .conversations
+                    .get(&conv)
+                    .is_some_and(|p| !p.missing.is_empty());
+                if stored {
+                    self.after_events(&conv, std::slice::from_ref(&ev), true);
+                }
+                if gap {
+                    self.fill(&conv);
+                }
+            }
+            ServerFrame::Conversation { conversation } => {
+                let me = self.me.clone().unwrap_or_default();
+                if conversation.members.contains(&me) {
+                    self.upsert(&conversation);
+                } else if let Some(cache) = self.cache.as_mut() {
+                    let _ = cache.remove_conversation(&conversation.id);
+                    self.dirty.list = true;
+                }
+            }
+            ServerFrame::Receipt(r) => {
+                if let Some(cache) = self.cache.as_mut() {
+                    let _ = cache.apply_receipt(&r.conversation_id, &r.user, r.delivered, r.read);
+                }
+                self.dirty.list = true;
+                self.dirty.receipts.insert(r.conversation_id);
+            }
+            ServerFrame::Typing(t) => {
+                self.dirty.patches.push(Box::new(move |m| {
+                    m.set_typing(
+                        &t.conversation_id,
+                        &t.user,
+                        t.active,
+                        std::time::Instant::now(),
+                    )
+                }));
+            }
+            ServerFrame::Presence(p) => self.apply_presence(vec![p]),
+            ServerFrame::Ok(_) | ServerFrame::Error(_) => {}
+        }
+    }
+
+    /// Store a conversation's description and catch it up.
+    pub(super) fn upsert(&mut self, conv: &crate::proto::Conversation) {
+        let Some(cache) = self.cache.as_mut() else {
+            return;
+        };
+        let fresh = cache.cursor(&conv.id).unwrap_or(0) == 0;
+        if let Err(e) = cache.upsert_conversation(conv) {
+            return self.cache_error(e);
+        }
+        if fresh && conv.last_seq > INITIAL_DEPTH {
+            let _ = cache.set_floor(&conv.id, conv.last_seq - INITIAL_DEPTH + 1);
+        }
+        self.dirty.list = true;
+        self.dirty.receipts.insert(conv.id.clone());
+        self.fill(&conv.id);
+    }
+
+    fn apply_presence(&mut self, list: Vec<Presence>) {
+        if list.is_empty() {
+            return;
+        }
+        self.dirty.patches.push(Box::new(move |m| {
+            for p in list {
+                m.presence.insert(
+                    p.user,
+                    PresenceView {
+                        status: p.status,
+                        last_seen: p.last_seen,
+                    },
+                );
+            }
+        }));
+    }
+
+    /// Send every pending outbox entry not already in flight, in order.
+    pub(super) fn send_outbox(&mut self) {
+        if !self.connected {
+            return;
+        }
+        let Some(cache) = self.cache.as_ref() else {
+            return;
+        };
+        let items = cache.outbox_pending().unwrap_or_default();
+        for item in items {
+            if self.outbox_inflight.contains(&item.client_msg_id) {
+                continue;
+            }
+            self.outbox_inflight.insert(item.client_msg_id.clone());
+            let req = item.to_request();
+            self.request(
+                req,
+                Pending::Outbox {
+                    cmid: item.client_msg_id,
+                },
+            );
+        }
+    }
+}
