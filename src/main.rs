@@ -1,1 +1,87 @@
-fn main() {}
+//! chat: the terminal chat client. With no command it opens the full-screen
+//! client (starting a local chatd when none is configured or running); the
+//! commands serve scripts. See `chat --help`.
+
+use chat::client::cli::{Cli, Command};
+use chat::client::config::Loaded;
+use clap::Parser;
+
+fn main() {
+    let cli = Cli::parse();
+    let loaded = match Loaded::load(
+        cli.config.as_deref(),
+        cli.server.as_deref(),
+        cli.user.as_deref(),
+    ) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("chat: {e}");
+            std::process::exit(1);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("chat: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = runtime.block_on(async move {
+        match cli.command {
+            None => {
+                init_file_logging();
+                match chat::client::start::run(loaded).await {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        eprintln!("chat: {e}");
+                        1
+                    }
+                }
+            }
+            Some(Command::Server {
+                listen,
+                data,
+                server_config,
+            }) => chat::server::run_with_args(listen, data, server_config).await,
+            Some(_) => {
+                init_stderr_logging();
+                chat::client::cli::run(cli, loaded).await
+            }
+        }
+    });
+    std::process::exit(code);
+}
+
+/// The TUI owns the terminal: logs go to a file when `RUST_LOG` is set.
+fn init_file_logging() {
+    if std::env::var_os("RUST_LOG").is_none() {
+        return;
+    }
+    let path = chat::client::config::data_dir().join("chat.log");
+    let _ = std::fs::create_dir_all(chat::client::config::data_dir());
+    if let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::sync::Mutex::new(file))
+            .with_ansi(false)
+            .init();
+    }
+}
+
+fn init_stderr_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,8 +1,6 @@
-//! chatd: the chat server. Parses arguments and configuration, then runs
-//! `chat::server::serve` until SIGINT or SIGTERM.
+//! chatd: the chat server. Parses arguments, then runs `chat::server` until
+//! SIGINT or SIGTERM.
 
-use anyhow::Context;
-use chat::server::{Config, serve};
 use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,65 +23,38 @@ struct Args {
     print_config: bool,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-
-    let mut config = match &args.config {
-        Some(path) => Config::from_file(path)?,
-        None => Config::default(),
-    };
-    if let Some(listen) = args.listen {
-        config.listen = listen;
-    }
-    if let Some(data) = args.data {
-        config.data = Some(data);
-    }
     if args.print_config {
-        let mut shown = config.clone();
-        shown.data = Some(config.data_dir()?);
-        print!("{}", toml::to_string(&shown)?);
-        return Ok(());
+        let shown = chat::server::load_config(args.listen, args.data, args.config)
+            .map_err(|e| e.to_string())
+            .and_then(|mut c| {
+                c.data = Some(c.data_dir().map_err(|e| e.to_string())?);
+                toml::to_string(&c).map_err(|e| e.to_string())
+            });
+        match shown {
+            Ok(text) => print!("{text}"),
+            Err(e) => {
+                eprintln!("chatd: {e}");
+                std::process::exit(2);
+            }
+        }
+        return;
     }
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        serve(listener, config, shutdown_signal()).await?;
-        Ok(())
-    })
-}
-
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("chatd: cannot start the async runtime: {e}");
+            std::process::exit(1);
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+    };
+    let code = runtime.block_on(chat::server::run_with_args(
+        args.listen,
+        args.data,
+        args.config,
+    ));
+    std::process::exit(code);
 }

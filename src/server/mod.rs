@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod hub;
 mod limiter;
+mod run;
 pub mod session;
 mod validate;
 
@@ -19,6 +20,7 @@ use crate::proto::Limits;
 use crate::store::log::{LogStore, WriteLimits};
 pub use config::Config;
 use hub::Hub;
+pub use run::{init_logging, load_config, run_with_args, shutdown_signal};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

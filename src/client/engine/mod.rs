@@ -8,7 +8,7 @@
 //! receives updates on its event channel; requests go to the network task
 //! tagged, and their answers come back as events.
 
-mod actions;
+pub mod actions;
 mod publish;
 mod sync;
 

@@ -1,0 +1,416 @@
+//! The command-line commands, each a short conversation with the server.
+
+use super::{Command, CreateWhat, Exit, Failure};
+use crate::client::config::Loaded;
+use crate::client::credentials::{Stored, TokenStore};
+use crate::client::engine::actions::new_client_msg_id;
+use crate::client::paths;
+use crate::net::client::{Conn, Credentials};
+use crate::proto::{
+    AppendOk, ConvKind, Conversation, ConversationOk, ConversationsOk, ErrorCode, Request,
+};
+use std::io::{BufRead, Read};
+use std::time::Duration;
+
+pub(super) const TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Who we are on which server, for commands that need to be logged in.
+pub(super) struct Session {
+    pub user: String,
+    pub conn: Conn,
+}
+
+fn server_of(loaded: &Loaded) -> String {
+    loaded.config.server.clone()
+}
+
+fn user_of(loaded: &Loaded, server: &str) -> Option<String> {
+    Some(loaded.config.user.clone())
+        .filter(|u| !u.is_empty())
+        .or_else(|| paths::last_user(server))
+}
+
+/// Connect and authenticate with the stored token.
+pub(super) async fn session(loaded: &Loaded) -> Result<Session, Failure> {
+    let server = server_of(loaded);
+    let user = user_of(loaded, &server).ok_or_else(|| {
+        Failure::new(
+            Exit::Auth,
+            format!("not logged in on {server}: run `chat login` or `chat register`"),
+        )
+    })?;
+    let tokens = TokenStore::new(TokenStore::default_file());
+    let (token, _) = tokens.load(&user, &server).ok_or_else(|| {
+        Failure::new(
+            Exit::Auth,
+            format!("not logged in as {user} on {server}: run `chat login {user}`"),
+        )
+    })?;
+    let mut conn = Conn::connect(&server, TIMEOUT).await?;
+    conn.handshake(&Credentials::Token(token), &loaded.config.device)
+        .await
+        .map_err(|e| {
+            let mut f = Failure::from(e);
+            if f.code == Exit::Auth {
+                f.message = format!(
+                    "the stored session of {user} on {server} is no longer valid: run `chat login {user}`"
+                );
+            }
+            f
+        })?;
+    Ok(Session { user, conn })
+}
+
+pub(super) async fn dispatch(command: Command, loaded: Loaded) -> Result<(), Failure> {
+    match command {
+        Command::Register {
+            username,
+            password_stdin,
+        } => authenticate(&loaded, username, password_stdin, true).await,
+        Command::Login {
+            username,
+            password_stdin,
+        } => authenticate(&loaded, username, password_stdin, false).await,
+        Command::Logout => logout(&loaded).await,
+        Command::Conversations { json } => conversations(&loaded, json).await,
+        Command::Send { target, text } => send(&loaded, &target, text).await,
+        Command::Tail {
+            target,
+            follow,
+            json,
+            n,
+        } => super::tail::tail(&loaded, &target, follow, json, n).await,
+        Command::Create { what, json } => create(&loaded, what, json).await,
+        Command::Join { channel } => join(&loaded, &channel).await,
+        Command::Config => {
+            println!("{}", loaded.describe());
+            Ok(())
+        }
+        Command::Server { .. } => Err(Failure::new(Exit::Failure, "handled by main")),
+    }
+}
+
+fn read_password(from_stdin: bool) -> Result<String, Failure> {
+    let pw = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| Failure::new(Exit::Failure, format!("cannot read the password: {e}")))?;
+        line.trim_end_matches(['\n', '\r']).to_string()
+    } else {
+        rpassword::prompt_password("Password: ")
+            .map_err(|e| Failure::new(Exit::Failure, format!("cannot read the password: {e}")))?
+    };
+    if pw.is_empty() {
+        return Err(Failure::new(Exit::Failure, "the password is empty"));
+    }
+    Ok(pw)
+}
+
+async fn authenticate(
+    loaded: &Loaded,
+    username: Option<String>,
+    password_stdin: bool,
+    register: bool,
+) -> Result<(), Failure> {
+    let server = server_of(loaded);
+    let username =
+        match username.or_else(|| Some(loaded.config.user.clone()).filter(|u| !u.is_empty())) {
+            Some(u) => u,
+            None => {
+                eprint!("Username: ");
+                let mut line = String::new();
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut line)
+                    .map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
+                line.trim().to_string()
+            }
+        };
+    let password = read_password(password_stdin)?;
+    let creds = if register {
+        Credentials::Register {
+            username: username.clone(),
+            password,
+        }
+    } else {
+        Credentials::Login {
+            username: username.clone(),
+            password,
+        }
+    };
+    let mut conn = Conn::connect(&server, TIMEOUT).await?;
+    let ok = conn.handshake(&creds, &loaded.config.device).await?;
+    let token = ok
+        .token
+        .ok_or_else(|| Failure::new(Exit::Failure, "the server sent no token"))?;
+    let tokens = TokenStore::new(TokenStore::default_file());
+    match tokens.save(&ok.user, &server, &token) {
+        Ok(Stored::File(path)) => eprintln!(
+            "chat: no keyring available; the token is stored in {} (mode 0600)",
+            path.display()
+        ),
+        Ok(Stored::Keyring) => {}
+        Err(e) => return Err(Failure::new(Exit::Failure, e.to_string())),
+    }
+    paths::remember_user(&server, &ok.user);
+    conn.close().await;
+    eprintln!(
+        "{} as {} on {server}",
+        if register {
+            "Registered and logged in"
+        } else {
+            "Logged in"
+        },
+        ok.user
+    );
+    Ok(())
+}
+
+async fn logout(loaded: &Loaded) -> Result<(), Failure> {
+    let server = server_of(loaded);
+    let tokens = TokenStore::new(TokenStore::default_file());
+    // Revoke on the server when it answers; forget locally in any case.
+    if let Ok(mut s) = session(loaded).await {
+        let _ = s.conn.request(&Request::Logout {}).await;
+        let _ = tokens.remove(&s.user, &server);
+        paths::forget_user(&server);
+        eprintln!("Logged out {} on {server}", s.user);
+        return Ok(());
+    }
+    match user_of(loaded, &server) {
+        Some(user) => {
+            let _ = tokens.remove(&user, &server);
+            paths::forget_user(&server);
+            eprintln!("Forgot the session of {user} on {server}");
+            Ok(())
+        }
+        None => Err(Failure::new(
+            Exit::Auth,
+            format!("not logged in on {server}"),
+        )),
+    }
+}
+
+pub(super) async fn list(s: &mut Session) -> Result<Vec<Conversation>, Failure> {
+    let reply: ConversationsOk = s
+        .conn
+        .request(&Request::Conversations {})
+        .await?
+        .parse()
+        .map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
+    Ok(reply.conversations)
+}
+
+/// A conversation's display name for `me`.
+pub(super) fn title(c: &Conversation, me: &str) -> String {
+    match c.kind {
+        ConvKind::Dm => {
+            let other = c
+                .members
+                .iter()
+                .find(|m| *m != me)
+                .cloned()
+                .unwrap_or_default();
+            format!("@{other}")
+        }
+        ConvKind::Channel => format!("#{}", c.name.clone().unwrap_or_default()),
+        ConvKind::Group => format!("+{}", c.name.clone().unwrap_or_default()),
+    }
+}
+
+async fn conversations(loaded: &Loaded, json: bool) -> Result<(), Failure> {
+    let mut s = session(loaded).await?;
+    let convs = list(&mut s).await?;
+    if json {
+        let out = serde_json::to_string(&convs).unwrap_or_else(|_| "[]".into());
+        println!("{out}");
+    } else {
+        for c in &convs {
+            let read = c.receipts.get(&s.user).map(|r| r.read).unwrap_or(0);
+            let unread = c.last_seq.saturating_sub(read);
+            println!(
+                "{:<24} {:<8} {:>6} unread  {}",
+                title(c, &s.user),
+                c.kind.as_str(),
+                unread,
+                c.id
+            );
+        }
+    }
+    s.conn.close().await;
+    Ok(())
+}
+
+/// Resolve TARGET: `@user` (a DM, created when `create_dm`), `#name`, or an id.
+pub(super) async fn resolve(
+    s: &mut Session,
+    target: &str,
+    create_dm: bool,
+) -> Result<Conversation, Failure> {
+    let convs = list(s).await?;
+    if let Some(user) = target.strip_prefix('@') {
+        if let Some(c) = convs.iter().find(|c| {
+            c.kind == ConvKind::Dm && user != s.user && c.members.iter().any(|m| m == user)
+        }) {
+            return Ok(c.clone());
+        }
+        if !create_dm {
+            return Err(Failure::new(
+                Exit::NotFound,
+                format!("no conversation with @{user}"),
+            ));
+        }
+        let reply: ConversationOk = s
+            .conn
+            .request(&Request::Create {
+                kind: ConvKind::Dm,
+                name: None,
+                members: vec![user.to_string()],
+            })
+            .await
+            .map_err(|e| {
+                let mut f = Failure::from(e);
+                if f.code == Exit::NotFound || f.code == Exit::Refused {
+                    f = Failure::new(Exit::NotFound, format!("no user named {user}"));
+                }
+                f
+            })?
+            .parse()
+            .map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
+        return Ok(reply.conversation);
+    }
+    if let Some(name) = target.strip_prefix('#') {
+        return convs
+            .into_iter()
+            .find(|c| c.kind != ConvKind::Dm && c.name.as_deref() == Some(name))
+            .ok_or_else(|| {
+                Failure::new(
+                    Exit::NotFound,
+                    format!("you are in no conversation named #{name} (for a channel: `chat join #{name}`)"),
+                )
+            });
+    }
+    convs.into_iter().find(|c| c.id == target).ok_or_else(|| {
+        Failure::new(
+            Exit::NotFound,
+            format!(
+                "no conversation {target:?}: use @user, #name or an id from `chat conversations`"
+            ),
+        )
+    })
+}
+
+async fn send(loaded: &Loaded, target: &str, text: Option<String>) -> Result<(), Failure> {
+    let body = match text {
+        Some(t) => t,
+        None => {
+            let mut buf = String::new();
+            std::io::stdin().read_to_string(&mut buf).map_err(|e| {
+                Failure::new(Exit::Failure, format!("cannot read standard input: {e}"))
+            })?;
+            buf.trim_end_matches('\n').to_string()
+        }
+    };
+    if body.trim().is_empty() {
+        return Err(Failure::new(Exit::Failure, "nothing to send"));
+    }
+    let mut s = session(loaded).await?;
+    let conv = resolve(&mut s, target, true).await?;
+    let req = Request::Send {
+        conversation_id: conv.id.clone(),
+        client_msg_id: new_client_msg_id(),
+        body,
+        reply_to: None,
+    };
+    // Retry on a lost connection with the same client_msg_id: the server
+    // appends it at most once.
+    let mut attempt = 0;
+    loop {
+        match s.conn.request(&req).await {
+            Ok(ok) => {
+                let _: Option<AppendOk> = ok.parse().ok();
+                s.conn.close().await;
+                return Ok(());
+            }
+            Err(crate::net::client::ClientError::Server(e))
+                if e.code != ErrorCode::RateLimited && e.code != ErrorCode::Internal =>
+            {
+                return Err(Failure::from(crate::net::client::ClientError::Server(e)));
+            }
+            Err(e) => {
+                attempt += 1;
+                if attempt >= 4 {
+                    return Err(Failure::from(e));
+                }
+                tokio::time::sleep(Duration::from_millis(300 * attempt)).await;
+                s = session(loaded).await?;
+            }
+        }
+    }
+}
+
+async fn create(loaded: &Loaded, what: CreateWhat, json: bool) -> Result<(), Failure> {
+    let mut s = session(loaded).await?;
+    let req = match what {
+        CreateWhat::Dm { user } => Request::Create {
+            kind: ConvKind::Dm,
+            name: None,
+            members: vec![user.trim_start_matches('@').to_string()],
+        },
+        CreateWhat::Group { name, users } => Request::Create {
+            kind: ConvKind::Group,
+            name: Some(name),
+            members: users
+                .into_iter()
+                .map(|u| u.trim_start_matches('@').to_string())
+                .collect(),
+        },
+        CreateWhat::Channel { name } => Request::Create {
+            kind: ConvKind::Channel,
+            name: Some(name.trim_start_matches('#').to_string()),
+            members: Vec::new(),
+        },
+    };
+    let reply: ConversationOk = s
+        .conn
+        .request(&req)
+        .await?
+        .parse()
+        .map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
+    print_conversation(&reply.conversation, &s.user, json);
+    s.conn.close().await;
+    Ok(())
+}
+
+fn print_conversation(c: &Conversation, me: &str, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(c).unwrap_or_default());
+    } else {
+        println!("{} {}", c.id, title(c, me));
+    }
+}
+
+async fn join(loaded: &Loaded, channel: &str) -> Result<(), Failure> {
+    let mut s = session(loaded).await?;
+    let req = match channel.strip_prefix('#') {
+        Some(name) => Request::Join {
+            conversation_id: None,
+            name: Some(name.to_string()),
+        },
+        None => Request::Join {
+            conversation_id: Some(channel.to_string()),
+            name: None,
+        },
+    };
+    let reply: ConversationOk = s
+        .conn
+        .request(&req)
+        .await?
+        .parse()
+        .map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
+    print_conversation(&reply.conversation, &s.user, false);
+    s.conn.close().await;
+    Ok(())
+}

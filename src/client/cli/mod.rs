@@ -1,0 +1,171 @@
+//! The command line: `chat` with no command opens the TUI; the commands are
+//! for people and for scripts. They reuse stored credentials, print one
+//! clear line on failure, and exit with a meaningful code (see [`Exit`]).
+
+mod commands;
+mod tail;
+
+use crate::client::config::Loaded;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// A terminal chat client.
+#[derive(Parser, Debug)]
+#[command(name = "chat", version, about, long_about = None)]
+pub struct Cli {
+    /// Server address (host:port, ws:// or wss:// URL)
+    #[arg(long, global = true, value_name = "URL", env = "CHAT_SERVER")]
+    pub server: Option<String>,
+    /// Username to act as
+    #[arg(long, global = true, value_name = "NAME", env = "CHAT_USER")]
+    pub user: Option<String>,
+    /// Configuration file [default: the platform config dir's chat/config.toml]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create an account and log in
+    Register {
+        /// Username (2-32 of a-z 0-9 _ . -)
+        username: Option<String>,
+        /// Read the password from standard input (one line)
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Log in and store the session token
+    Login {
+        username: Option<String>,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Revoke the session token and forget it
+    Logout,
+    /// List my conversations
+    Conversations {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a message (text from standard input when omitted)
+    Send {
+        /// @user (a DM, created on first use), #name, or a conversation id
+        target: String,
+        text: Option<String>,
+    },
+    /// Print the last messages of a conversation
+    Tail {
+        target: String,
+        /// Keep printing new messages as they arrive
+        #[arg(long, short)]
+        follow: bool,
+        /// One JSON event per line
+        #[arg(long)]
+        json: bool,
+        /// How many events
+        #[arg(short = 'n', default_value_t = 20)]
+        n: u32,
+    },
+    /// Create a conversation
+    Create {
+        #[command(subcommand)]
+        what: CreateWhat,
+        #[arg(long, global = true)]
+        json: bool,
+    },
+    /// Join a channel
+    Join {
+        /// #name or a conversation id
+        channel: String,
+    },
+    /// Print the effective configuration and where each value came from
+    Config,
+    /// Run a chat server (chatd) in the foreground
+    Server {
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// chatd's TOML configuration file
+        #[arg(long = "server-config", value_name = "FILE")]
+        server_config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CreateWhat {
+    /// A direct conversation with one user
+    Dm { user: String },
+    /// A private group
+    Group { name: String, users: Vec<String> },
+    /// A public channel
+    Channel { name: String },
+}
+
+/// Exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Ok = 0,
+    /// Anything else that failed.
+    Failure = 1,
+    /// Not logged in, or the server refused the credentials.
+    Auth = 3,
+    /// No such conversation or user.
+    NotFound = 4,
+    /// The server could not be reached.
+    Unreachable = 5,
+    /// The server refused the request (forbidden, too large, ...).
+    Refused = 6,
+}
+
+/// A command's failure: one line for the user and an exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: Exit,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: Exit, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<crate::net::client::ClientError> for Failure {
+    fn from(e: crate::net::client::ClientError) -> Failure {
+        use crate::net::client::ClientError as E;
+        use crate::proto::ErrorCode as C;
+        let code = match &e {
+            E::Connect { .. } => Exit::Unreachable,
+            E::Server(p) => match p.code {
+                C::AuthFailed | C::Unauthenticated | C::UsernameTaken => Exit::Auth,
+                C::NotFound => Exit::NotFound,
+                C::Forbidden | C::TooLarge | C::RateLimited | C::InvalidArgument | C::Conflict => {
+                    Exit::Refused
+                }
+                _ => Exit::Failure,
+            },
+            _ => Exit::Failure,
+        };
+        Failure::new(code, e.to_string())
+    }
+}
+
+/// Run a command (not the TUI). Returns the exit code.
+pub async fn run(cli: Cli, loaded: Loaded) -> i32 {
+    let Some(command) = cli.command else {
+        return Exit::Failure as i32;
+    };
+    match commands::dispatch(command, loaded).await {
+        Ok(()) => Exit::Ok as i32,
+        Err(f) => {
+            eprintln!("chat: {}", f.message);
+            f.code as i32
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Starting the full-screen client: find (or start) a server, rebuild the
+//! screen from the cache before the network connects, then run the UI, the
+//! engine and the network task side by side until the user quits.
+
+use crate::client::config::{DEFAULT_SERVER, Loaded};
+use crate::client::credentials::TokenStore;
+use crate::client::engine::{Engine, Input};
+use crate::client::paths;
+use crate::net::client::{Credentials, NetConfig};
+use crate::store::cache::Cache;
+use crate::ui::{self, App, Model, UiEvent};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Whether a chatd answers `/healthz` at `addr` (`host:port`).
+pub async fn healthy(addr: &str) -> bool {
+    let probe = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        let text = String::from_utf8_lossy(&buf);
+        Some(text.starts_with("HTTP/1.1 200") && text.ends_with("ok"))
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), probe).await,
+        Ok(Some(true))
+    )
+}
+
+/// Start a local chatd in the background (a detached `chat server`), with
+/// its log in its data dir. Returns a line to show the user.
+pub async fn start_local_server() -> Result<String, String> {
+    let data =
+        crate::server::config::default_data_dir().ok_or("no data directory for a local server")?;
+    std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+    let log_path = data.join("chatd.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let err_log = log.try_clone().map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["server", "--listen", DEFAULT_SERVER, "--data"])
+        .arg(&data)
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(err_log);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // Its own process group: Ctrl-C in this terminal does not stop it.
+        cmd.process_group(0);
+    }
+    cmd.spawn()
+        .map_err(|e| format!("cannot start a local server: {e}"))?;
+    for _ in 0..100 {
+        if healthy(DEFAULT_SERVER).await {
+            return Ok(format!(
+                "started a local chatd on {DEFAULT_SERVER} (data in {}, log in {})",
+                data.display(),
+                log_path.display()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!(
+        "the local server did not start; see {}",
+        log_path.display()
+    ))
+}
+
+/// Run the TUI until the user quits.
+pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
+    let cfg = loaded.config.clone();
+    let server = cfg.server.clone();
+    let mut notice = None;
+    if !loaded.server_chosen() && cfg.autostart_server && !healthy(&server).await {
+        match start_local_server().await {
+            Ok(line) => notice = Some(line),
+            Err(e) => notice = Some(e),
+        }
+    }
+
+    // Cache first: the screen is rebuilt from the cache of the last account
+    // before the network connects.
+    let tokens = TokenStore::new(TokenStore::default_file());
+    let user = Some(cfg.user.clone())
+        .filter(|u| !u.is_empty())
+        .or_else(|| paths::last_user(&server));
+    let token = user
+        .as_ref()
+        .and_then(|u| tokens.load(u, &server))
+        .map(|(t, _)| t);
+    let mut model = Model {
+        server: server.clone(),
+        needs_login: token.is_none(),
+        notice,
+        ..Model::default()
+    };
+    let mut cache = None;
+    if let (Some(u), Some(_)) = (&user, &token) {
+        let path = paths::cache_path(&server, u);
+        if let Ok((mut c, moved)) = Cache::open_or_recover(&path) {
+            let _ = c.set_me(u);
+            model.me = u.clone();
+            model.conversations = c.conversations().unwrap_or_default();
+            if let Some(moved) = moved {
+                model.notice = Some(format!(
+                    "the local cache was damaged; moved it to {}",
+                    moved.display()
+                ));
+            }
+            cache = Some(c);
+        }
+    }
+
+    let (ui_tx, mut ui_rx) = tokio::sync::mpsc::channel::<UiEvent>(1024);
+    let (action_tx, action_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (net_tx, net_rx) = tokio::sync::mpsc::channel::<Input>(1024);
+    let net = crate::net::client::task::spawn(
+        NetConfig::new(&server, &cfg.device),
+        token.map(Credentials::Token),
+        net_tx,
+    );
+    let engine = Engine::new(
+        server.clone(),
+        user.filter(|_| cache.is_some()),
+        cache,
+        tokens,
+        net,
+        ui_tx.clone(),
+    );
+    let engine_task = tokio::spawn(engine.run(action_rx, net_rx));
+
+    let mut app = App::new(model, Instant::now());
+    if let Ok(theme) = theme_of(&cfg.ui.theme) {
+        app.theme = theme;
+    }
+    if !cfg.keys.is_empty() {
+        match ui::keys::KeyMap::from_table(&cfg.keys) {
+            Ok(k) => app.keymap = k,
+            Err(e) => app.model.notice = Some(format!("key bindings: {e}")),
+        }
+    }
+    app.notifier = ui::notify::Notifier::new(cfg.notifications.desktop || cfg.notifications.bell);
+    let sink = ui::notify::DesktopSink::new(ui::notify::NotifyConfig {
+        desktop: cfg.notifications.desktop,
+        bell: cfg.notifications.bell,
+    });
+
+    let mut guard = ui::terminal::setup()?;
+    spawn_signal_restore();
+    let _input = ui::run::spawn_input(ui_tx, Duration::from_millis(250));
+    let result = ui::run::run(
+        &mut guard.terminal,
+        &mut app,
+        &mut ui_rx,
+        &action_tx,
+        Some(&sink),
+    )
+    .await;
+    drop(guard);
+    ui::terminal::restore();
+    let _ = action_tx.send(ui::Action::Quit);
+    let _ = tokio::time::timeout(Duration::from_secs(2), engine_task).await;
+    result.map_err(Into::into)
+}
+
+fn theme_of(name: &str) -> Result<ui::theme::Theme, String> {
+    match ui::theme::Theme::builtin(name) {
+        Ok(t) => Ok(t),
+        Err(_) => {
+            let text = std::fs::read_to_string(name).map_err(|e| e.to_string())?;
+            ui::theme::Theme::builtin("dark")
+                .map_err(|e| e.to_string())?
+                .overridden(&text)
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Restore the terminal and exit on SIGTERM or SIGHUP.
+fn spawn_signal_restore() {
+    #[cfg(unix)]
+    tokio::spawn(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
+        }
+        ui::terminal::restore();
+        std::process::exit(143);
+    });
+}

@@ -1,0 +1,90 @@
+//! Running chatd from a command line (the `chatd` binary and `chat server`):
+//! configuration from a file and flags, logging, the listener, and shutdown
+//! on SIGINT or SIGTERM.
+
+use super::{Config, serve};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Build the configuration: file (if any), then flags.
+pub fn load_config(
+    listen: Option<SocketAddr>,
+    data: Option<PathBuf>,
+    file: Option<PathBuf>,
+) -> Result<Config, super::config::ConfigError> {
+    let mut config = match &file {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
+    if let Some(data) = data {
+        config.data = Some(data);
+    }
+    Ok(config)
+}
+
+/// Log to stderr, `RUST_LOG` deciding (default `info`).
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Serve until a signal; returns the process exit code.
+pub async fn run_with_args(
+    listen: Option<SocketAddr>,
+    data: Option<PathBuf>,
+    file: Option<PathBuf>,
+) -> i32 {
+    init_logging();
+    let config = match load_config(listen, data, file) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("chatd: {e}");
+            return 2;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("chatd: cannot listen on {}: {e}", config.listen);
+            return 1;
+        }
+    };
+    match serve(listener, config, shutdown_signal()).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("chatd: {e}");
+            1
+        }
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
