@@ -5,7 +5,7 @@
 use crate::client::config::{DEFAULT_SERVER, Loaded};
 use crate::client::credentials::TokenStore;
 use crate::client::engine::{Engine, Input};
-use crate::client::paths;
+use crate::client::paths::Paths;
 use crate::net::client::{Credentials, NetConfig};
 use crate::store::cache::Cache;
 use crate::ui::{self, App, Model, UiEvent};
@@ -89,9 +89,10 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     // Cache first: the screen is rebuilt from the cache of the last account
     // before the network connects.
     let tokens = TokenStore::new(TokenStore::default_file());
+    let paths = Paths::default();
     let user = Some(cfg.user.clone())
         .filter(|u| !u.is_empty())
-        .or_else(|| paths::last_user(&server));
+        .or_else(|| paths.last_user(&server));
     let token = user
         .as_ref()
         .and_then(|u| tokens.load(u, &server))
@@ -104,7 +105,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     };
     let mut cache = None;
     if let (Some(u), Some(_)) = (&user, &token) {
-        let path = paths::cache_path(&server, u);
+        let path = paths.cache_path(&server, u);
         if let Ok((mut c, moved)) = Cache::open_or_recover(&path) {
             let _ = c.set_me(u);
             model.me = u.clone();
@@ -132,6 +133,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         user.filter(|_| cache.is_some()),
         cache,
         tokens,
+        paths,
         net,
         ui_tx.clone(),
     );

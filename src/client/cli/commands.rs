@@ -4,7 +4,7 @@ use super::{Command, CreateWhat, Exit, Failure};
 use crate::client::config::Loaded;
 use crate::client::credentials::{Stored, TokenStore};
 use crate::client::engine::actions::new_client_msg_id;
-use crate::client::paths;
+use crate::client::paths::Paths;
 use crate::net::client::{Conn, Credentials};
 use crate::proto::{
     AppendOk, ConvKind, Conversation, ConversationOk, ConversationsOk, ErrorCode, Request,
@@ -27,7 +27,7 @@ fn server_of(loaded: &Loaded) -> String {
 fn user_of(loaded: &Loaded, server: &str) -> Option<String> {
     Some(loaded.config.user.clone())
         .filter(|u| !u.is_empty())
-        .or_else(|| paths::last_user(server))
+        .or_else(|| Paths::default().last_user(server))
 }
 
 /// Connect and authenticate with the stored token.
@@ -154,7 +154,7 @@ async fn authenticate(
         Ok(Stored::Keyring) => {}
         Err(e) => return Err(Failure::new(Exit::Failure, e.to_string())),
     }
-    paths::remember_user(&server, &ok.user);
+    Paths::default().remember_user(&server, &ok.user);
     conn.close().await;
     eprintln!(
         "{} as {} on {server}",
@@ -175,14 +175,14 @@ async fn logout(loaded: &Loaded) -> Result<(), Failure> {
     if let Ok(mut s) = session(loaded).await {
         let _ = s.conn.request(&Request::Logout {}).await;
         let _ = tokens.remove(&s.user, &server);
-        paths::forget_user(&server);
+        Paths::default().forget_user(&server);
         eprintln!("Logged out {} on {server}", s.user);
         return Ok(());
     }
     match user_of(loaded, &server) {
         Some(user) => {
             let _ = tokens.remove(&user, &server);
-            paths::forget_user(&server);
+            Paths::default().forget_user(&server);
             eprintln!("Forgot the session of {user} on {server}");
             Ok(())
         }

@@ -13,7 +13,7 @@ mod publish;
 mod sync;
 
 use crate::client::credentials::TokenStore;
-use crate::client::paths;
+use crate::client::paths::Paths;
 use crate::net::client::{NetCommand, NetEvent, NetHandle};
 use crate::proto::Request;
 use crate::store::cache::Cache;
@@ -75,6 +75,7 @@ pub struct Engine {
     me: Option<String>,
     cache: Option<Cache>,
     tokens: TokenStore,
+    paths: Paths,
     net: NetHandle,
     ui: mpsc::Sender<UiEvent>,
     connected: bool,
@@ -113,6 +114,7 @@ impl Engine {
         me: Option<String>,
         cache: Option<Cache>,
         tokens: TokenStore,
+        paths: Paths,
         net: NetHandle,
         ui: mpsc::Sender<UiEvent>,
     ) -> Engine {
@@ -121,6 +123,7 @@ impl Engine {
             me,
             cache,
             tokens,
+            paths,
             net,
             ui,
             connected: false,
@@ -211,7 +214,7 @@ impl Engine {
         if self.me.as_deref() == Some(user) && self.cache.is_some() {
             return;
         }
-        let path = paths::cache_path(&self.server, user);
+        let path = self.paths.cache_path(&self.server, user);
         match Cache::open_or_recover(&path) {
             Ok((mut cache, moved)) => {
                 if let Some(moved) = moved {

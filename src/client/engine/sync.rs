@@ -53,7 +53,7 @@ impl Engine {
                 Err(e) => self.notice(format!("cannot store the login token: {e}")),
             }
         }
-        crate::client::paths::remember_user(&self.server, &user);
+        self.paths.remember_user(&self.server, &user);
         self.open_cache(&user);
         self.connected = true;
         let me = user.clone();

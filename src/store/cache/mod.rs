@@ -78,6 +78,7 @@ impl std::fmt::Debug for Cache {
 impl Cache {
     /// Open (or create) the cache file at `path` and bring its schema up to date.
     pub fn open(path: impl AsRef<Path>) -> Result<Cache, CacheError> {
+        ensure_parent(path.as_ref())?;
         let mut conn = Connection::open(path.as_ref())?;
         schema::configure(&conn, true)?;
         schema::migrate(&mut conn)?;
@@ -117,6 +118,7 @@ impl Cache {
     }
 
     fn open_checked(path: &Path) -> Result<Cache, CacheError> {
+        ensure_parent(path)?;
         let conn = Connection::open(path)?;
         schema::configure(&conn, true)?;
         schema::quick_check(&conn)?;
@@ -185,4 +187,12 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
+}
+
+/// Create the directory a cache file lives in.
+fn ensure_parent(path: &Path) -> Result<(), CacheError> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => Ok(std::fs::create_dir_all(dir)?),
+        _ => Ok(()),
+    }
 }
