@@ -64,7 +64,8 @@ pub const EDITING: &str = "editing · Enter saves · Esc cancels";
 pub const NORMAL_HINTS: &str = "i write  ↑↓ select  r reply  e edit  ^K switch  ? help  q quit";
 pub const INSERT_HINTS: &str = "Enter send  Alt-Enter newline  Tab complete  Esc back";
 pub const CONFIRM_DELETE: &str = "Delete this message? y / n";
-pub const NO_CONVERSATION: &str = "No conversation is open.";
+pub const NO_CONVERSATION: &str =
+    "No conversation is open: /dm USER, /join #name or /channel NAME starts one.";
 pub const NO_MESSAGE_SELECTED: &str = "No message of yours to act on.";
 pub const NOT_YOURS: &str = "You can only change your own messages.";
 pub const MESSAGE_NOT_SENT: &str = "That message is not sent yet.";

@@ -58,10 +58,11 @@ impl App {
         }
     }
 
+    /// Focus the composer. Without an open conversation it still opens, so
+    /// that `/dm`, `/join` and `/channel` can start one.
     pub(crate) fn start_insert(&mut self) {
-        if self.focused.is_some() {
-            self.mode = Mode::Insert;
-        } else {
+        self.mode = Mode::Insert;
+        if self.focused.is_none() {
             self.status = Some(strings::NO_CONVERSATION.to_string());
         }
     }
