@@ -356,6 +356,14 @@ impl Peer {
         id
     }
 
+    /// Send a request without waiting; `None` if the connection is gone.
+    pub async fn try_send_req(&mut self, mut req: Value) -> Option<u64> {
+        let id = self.next_id;
+        self.next_id += 1;
+        req["id"] = json!(id);
+        self.try_send_raw(req.to_string()).await.then_some(id)
+    }
+
     /// Wait for the reply with `id`; pushes that arrive meanwhile are kept.
     pub async fn wait_reply(&mut self, id: u64) -> Value {
         let deadline = tokio::time::Instant::now() + WAIT;
@@ -432,6 +440,20 @@ impl Peer {
                     "{}: no reply within {WAIT:?} ({:?})",
                     self.user, self.closed
                 );
+            }
+        }
+    }
+
+    /// The next reply of any id, or `None` if the connection ends (or the
+    /// wait times out) first.
+    pub async fn try_next_reply(&mut self) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(r) = self.replies.pop_front() {
+                return Some(r);
+            }
+            if !self.pump(deadline).await {
+                return None;
             }
         }
     }
