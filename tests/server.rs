@@ -26,3 +26,6 @@ mod bad_input;
 
 #[path = "server/robustness.rs"]
 mod robustness;
+
+#[path = "server/docs.rs"]
+mod docs;
