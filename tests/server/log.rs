@@ -9,7 +9,7 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn seqs_are_dense_under_twenty_concurrent_senders() {
     const SENDERS: usize = 20;
-    const EACH: usize = 25;
+    const EACH: usize = 50;
     let server = TestServer::start().await;
     let names: Vec<String> = (0..SENDERS).map(|i| format!("user{i:02}")).collect();
     let mut peers = Vec::new();
@@ -18,6 +18,7 @@ async fn seqs_are_dense_under_twenty_concurrent_senders() {
     }
     let others: Vec<&str> = names[1..].iter().map(String::as_str).collect();
     let id = peers[0].create_group("busy", &others).await;
+    let t0 = std::time::Instant::now();
 
     let mut tasks = Vec::new();
     for (i, mut p) in peers.into_iter().enumerate() {
@@ -49,6 +50,7 @@ async fn seqs_are_dense_under_twenty_concurrent_senders() {
     }
     let total = (SENDERS * EACH) as u64;
     assert_eq!(acked.len() as u64, total);
+    eprintln!("{total} sends by {SENDERS} senders in {:?}", t0.elapsed());
 
     let events = peers[0].full_history(&id).await;
     assert_dense(&events);
@@ -65,13 +67,22 @@ async fn seqs_are_dense_under_twenty_concurrent_senders() {
     // Every member connection got every event, each exactly once.
     for p in &mut peers {
         let mut seen = BTreeSet::new();
-        for v in p.drain_pushes(Duration::from_millis(300)).await {
+        while (seen.len() as u64) < total {
+            let Some(v) = p.next_push(WAIT).await else {
+                break;
+            };
             if is_event(&v, &id, "message") {
                 assert!(seen.insert(seq_of(&v)), "{}: duplicate push {v}", p.user);
             }
         }
         let want: BTreeSet<u64> = (2..=total + 1).collect();
         assert_eq!(seen, want, "{} missed pushes", p.user);
+        let extra = p.drain_pushes(Duration::ZERO).await;
+        assert!(
+            !extra.iter().any(|v| is_event(v, &id, "message")),
+            "{}: more message pushes than events",
+            p.user
+        );
     }
 }
 

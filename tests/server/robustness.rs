@@ -32,7 +32,9 @@ async fn stalled_member(server: &TestServer, token: &str) -> Ws {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slow_reader_is_dropped_without_stalling_others() {
     let server = TestServer::start_with(|c| {
-        c.limits.outbound_queue = 16;
+        // Above what one commit can push at once to a healthy member (the
+        // 20 pipelined sends below), far below what the stalled one piles up.
+        c.limits.outbound_queue = 64;
         c.limits.requests_per_sec = 100_000;
         c.limits.request_burst = 100_000;
     })
@@ -349,4 +351,47 @@ async fn a_garbage_flood_leaves_the_server_up() {
         .expect_push(|v| is_event(v, &g, "message") && seq_of(v) == seq, WAIT)
         .await;
     assert_eq!(v["body"], "still here");
+}
+
+#[tokio::test]
+async fn silent_connections_are_closed_live_ones_are_kept() {
+    let server = TestServer::start_with(|c| {
+        c.limits.ping_interval_secs = 1;
+        c.limits.idle_timeout_secs = 2;
+    })
+    .await;
+    let mut alice = server.user("alice").await;
+    let mut bob = server.user("bob").await;
+    alice.create_dm("bob").await;
+    // bob's reader answers pings (pongs count as traffic); a socket nobody
+    // reads does not.
+    let mut silent = stalled_member(&server, &bob.token).await;
+    let started = Instant::now();
+    let mut ended = None;
+    while started.elapsed() < Duration::from_secs(6) {
+        match tokio::time::timeout(Duration::from_millis(100), silent.next()).await {
+            Err(_) => continue,
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                ended = Some(frame.map(|f| u16::from(f.code)));
+                break;
+            }
+            // Ignoring pings (reading does answer them, so read rarely).
+            Ok(Some(Ok(_))) => tokio::time::sleep(Duration::from_millis(1500)).await,
+            Ok(_) => break,
+        }
+    }
+    assert_eq!(
+        ended,
+        Some(Some(1001)),
+        "the idle connection is closed 1001"
+    );
+    // The live connections are still there after more than the timeout.
+    bob.ok(json!({"type":"conversations"})).await;
+    alice.ok(json!({"type":"conversations"})).await;
+    alice
+        .expect_no_push_matching(
+            |v| v["type"] == "presence" && v["status"] == "offline",
+            Duration::from_millis(200),
+        )
+        .await;
 }
