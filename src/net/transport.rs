@@ -18,7 +18,7 @@ const MAX_HEAD: usize = 8 * 1024;
 /// What an accepted TCP connection turned out to be.
 pub enum Accepted {
     /// An upgraded WebSocket, ready for frames.
-    WebSocket(WebSocketStream<TcpStream>),
+    WebSocket(Box<WebSocketStream<TcpStream>>),
     /// A plain HTTP request that has been answered.
     Answered,
 }
@@ -55,10 +55,10 @@ pub async fn accept(
         .map_err(|_| AcceptError::Timeout)??;
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut req = httparse::Request::new(&mut headers);
-    let parsed = match req.parse(&buf[..head_len]) {
-        Ok(httparse::Status::Complete(_)) => true,
-        _ => false,
-    };
+    let parsed = matches!(
+        req.parse(&buf[..head_len]),
+        Ok(httparse::Status::Complete(_))
+    );
     if !parsed {
         respond(&mut stream, "400 Bad Request", "bad request\n").await?;
         return Err(AcceptError::Bad("unparsable request head"));
@@ -102,7 +102,7 @@ pub async fn accept(
             let rest = buf[head_len..].to_vec();
             let ws = WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(config))
                 .await;
-            Ok(Accepted::WebSocket(ws))
+            Ok(Accepted::WebSocket(Box::new(ws)))
         }
         (_, "/ws") | (_, "/healthz") => {
             respond(

@@ -101,7 +101,7 @@ pub async fn serve(
                 let shared = shared.clone();
                 tasks.spawn(async move {
                     match transport::accept(stream, ws_config, head_timeout).await {
-                        Ok(Accepted::WebSocket(ws)) => session::run(ws, shared).await,
+                        Ok(Accepted::WebSocket(ws)) => session::run(*ws, shared).await,
                         Ok(Accepted::Answered) => {}
                         Err(e) => tracing::debug!(%peer, "rejected: {e}"),
                     }

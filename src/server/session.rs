@@ -123,10 +123,15 @@ pub async fn run(mut ws: Ws, shared: Arc<Shared>) {
                     ))),
                     Some(Ok(Message::Close(_))) => break None,
                     Some(Ok(_)) => Outcome::None,
-                    Some(Err(WsError::Utf8(_))) => Outcome::Reply(error(None, &ProtoError::new(
-                        ErrorCode::BadFrame,
-                        "text frame is not valid UTF-8",
-                    ))),
+                    // The socket reader is fused after this error (and RFC 6455
+                    // requires failing the connection): answer, then close 1007.
+                    Some(Err(WsError::Utf8(_))) => Outcome::Close(
+                        error(None, &ProtoError::new(
+                            ErrorCode::BadFrame,
+                            "text frame is not valid UTF-8",
+                        )),
+                        close(CloseCode::Invalid, "text frame is not valid UTF-8"),
+                    ),
                     Some(Err(WsError::Capacity(_))) => {
                         break Some(close(CloseCode::Size, "frame too large"));
                     }
@@ -611,12 +616,15 @@ impl Session {
                 let last_seq = shared.hub.check_member(&user, &conversation_id)?;
                 let cap = limits.history_page_cap;
                 let limit = limit.unwrap_or(cap).min(cap);
+                // A reply must fit the socket's write buffer (see
+                // transport::ws_config): large events make shorter pages.
+                let max_bytes = limits.hard_frame_bytes.max(64 * 1024);
                 Outcome::Later(
                     async move {
                         match shared
                             .store
                             .readers()
-                            .history(&conversation_id, after, before, limit)
+                            .history(&conversation_id, after, before, limit, max_bytes)
                             .await
                         {
                             Ok(events) => {

@@ -81,16 +81,25 @@ impl Readers {
 
     /// Events of a conversation: the first `limit` after `after`, or the last
     /// `limit` before `before`, ascending by seq.
+    ///
+    /// A page also stops before its events pass `max_bytes` of JSON (but
+    /// holds at least one event), so that a reply of large messages stays a
+    /// frame every peer accepts; the client continues from its edge.
     pub async fn history(
         &self,
         conversation_id: &str,
         after: Option<u64>,
         before: Option<u64>,
         limit: u32,
+        max_bytes: usize,
     ) -> Result<Vec<Event>, StoreError> {
         let conv = conversation_id.to_string();
+        // Seqs are stored as i64: larger bounds mean "no bound".
+        let after = after.map(|a| a.min(i64::MAX as u64));
+        let before = before.map(|b| b.min(i64::MAX as u64));
         self.with(move |c| {
-            let mut events = Vec::with_capacity(limit as usize);
+            let mut events = Vec::with_capacity(limit.min(1024) as usize);
+            let mut budget = PageBudget::new(max_bytes);
             match before {
                 Some(before) => {
                     let lower = after.unwrap_or(0) as i64;
@@ -103,7 +112,11 @@ impl Readers {
                         row(&conv, r)
                     })?;
                     for ev in rows {
-                        events.push(ev??);
+                        let ev = ev??;
+                        if !budget.admit(&ev) {
+                            break;
+                        }
+                        events.push(ev);
                     }
                     events.reverse();
                 }
@@ -118,7 +131,11 @@ impl Readers {
                             row(&conv, r)
                         })?;
                     for ev in rows {
-                        events.push(ev??);
+                        let ev = ev??;
+                        if !budget.admit(&ev) {
+                            break;
+                        }
+                        events.push(ev);
                     }
                 }
             }
@@ -140,6 +157,49 @@ impl Readers {
         })
         .await
     }
+}
+
+/// The byte budget of one history page.
+struct PageBudget {
+    left: usize,
+    first: bool,
+}
+
+impl PageBudget {
+    fn new(max_bytes: usize) -> PageBudget {
+        PageBudget {
+            left: max_bytes,
+            first: true,
+        }
+    }
+
+    /// Whether `ev` still fits (the first event always does).
+    fn admit(&mut self, ev: &Event) -> bool {
+        let size = json_len(ev) + 1;
+        if !self.first && size > self.left {
+            return false;
+        }
+        self.first = false;
+        self.left = self.left.saturating_sub(size);
+        true
+    }
+}
+
+/// The length of `v` encoded as JSON, without allocating it.
+fn json_len(v: &impl serde::Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
 }
 
 type RowResult = Result<Event, StoreError>;

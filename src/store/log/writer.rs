@@ -660,10 +660,11 @@ impl Writer {
             return Ok(done);
         }
         match &body {
-            EventBody::Message { reply_to, .. } => {
-                if let Some(target) = reply_to {
-                    self.target(conv_id, *target)?;
-                }
+            EventBody::Message {
+                reply_to: Some(target),
+                ..
+            } => {
+                self.target(conv_id, *target)?;
             }
             EventBody::Edit { target_seq, .. } | EventBody::Delete { target_seq } => {
                 let (author, deleted) = self.target(conv_id, *target_seq)?;

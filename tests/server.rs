@@ -1,0 +1,31 @@
+//! chatd through a real WebSocket: every invariant of the design, one module
+//! per area. chatd runs in process on `127.0.0.1:0` (see `common`).
+
+mod common;
+
+#[path = "server/handshake.rs"]
+mod handshake;
+
+#[path = "server/conversations.rs"]
+mod conversations;
+
+#[path = "server/log.rs"]
+mod log;
+
+#[path = "server/catchup.rs"]
+mod catchup;
+
+#[path = "server/ephemeral.rs"]
+mod ephemeral;
+
+#[path = "server/authz.rs"]
+mod authz;
+
+#[path = "server/bad_input.rs"]
+mod bad_input;
+
+#[path = "server/robustness.rs"]
+mod robustness;
+
+#[path = "server/docs.rs"]
+mod docs;

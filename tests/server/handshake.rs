@@ -1,0 +1,160 @@
+//! The handshake: register, login, auth, failures, logout.
+
+use crate::common::*;
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test]
+async fn register_login_and_token_reuse() {
+    let server = TestServer::start().await;
+    let mut a1 = server.user("alice").await;
+    assert_eq!(a1.token.len(), 64, "an opaque token");
+
+    // Login on a new connection gives a new session token.
+    let mut a2 = Peer::connect(&server.url()).await;
+    let r = a2.login("alice", PASSWORD).await;
+    assert_eq!(r["type"], "ok", "{r}");
+    assert_eq!(r["user"], "alice");
+    assert_eq!(r["protocol"], 1);
+    assert_ne!(a2.token, a1.token, "one token per login");
+
+    // Both tokens work on further connections.
+    for token in [a1.token.clone(), a2.token.clone()] {
+        let mut p = Peer::connect(&server.url()).await;
+        let r = p.auth(&token).await;
+        assert_eq!(r["type"], "ok", "{r}");
+        assert_eq!(r["user"], "alice");
+        assert_eq!(r["protocol"], 1);
+        p.ok(json!({"type":"conversations"})).await;
+    }
+    a1.ok(json!({"type":"conversations"})).await;
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_user_both_fail_alike() {
+    let server = TestServer::start().await;
+    let _a = server.user("alice").await;
+    let mut p = Peer::connect(&server.url()).await;
+    let wrong = p.login("alice", "wrong password").await;
+    let unknown = p.login("nobody", PASSWORD).await;
+    for r in [&wrong, &unknown] {
+        assert_eq!(r["type"], "error", "{r}");
+        assert_eq!(r["code"], "auth_failed", "{r}");
+    }
+    assert_eq!(
+        wrong["message"], unknown["message"],
+        "the answer does not reveal whether the user exists"
+    );
+    let bad_token = p.auth(&"0".repeat(64)).await;
+    assert_eq!(bad_token["code"], "auth_failed", "{bad_token}");
+    // Still usable: the right password works on the same connection.
+    let r = p.login("alice", PASSWORD).await;
+    assert_eq!(r["type"], "ok", "{r}");
+}
+
+#[tokio::test]
+async fn taken_and_invalid_usernames() {
+    let server = TestServer::start().await;
+    let _a = server.user("alice").await;
+    let mut p = Peer::connect(&server.url()).await;
+    p.err(
+        json!({"type":"register","username":"alice","password":"x1","device":"d"}),
+        "username_taken",
+    )
+    .await;
+    let long = "a".repeat(33);
+    for name in ["", "a", "Alice", "al ice", "émile", "a/b", long.as_str()] {
+        p.err(
+            json!({"type":"register","username":name,"password":"pw","device":"d"}),
+            "invalid_argument",
+        )
+        .await;
+    }
+    p.err(
+        json!({"type":"register","username":"bob","password":"","device":"d"}),
+        "invalid_argument",
+    )
+    .await;
+    // Boundary names are accepted.
+    p.register("b.-_9").await;
+    let mut q = Peer::connect(&server.url()).await;
+    q.register(&"z".repeat(32)).await;
+}
+
+#[tokio::test]
+async fn nothing_before_authentication() {
+    let server = TestServer::start().await;
+    let _bob = server.user("bob").await;
+    let mut p = Peer::connect(&server.url()).await;
+    for req in [
+        json!({"type":"conversations"}),
+        json!({"type":"create","kind":"dm","members":["bob"]}),
+        json!({"type":"send","conversation_id":"x","client_msg_id":"c","body":"hi"}),
+        json!({"type":"history","conversation_id":"x"}),
+        json!({"type":"sync","cursors":{}}),
+        json!({"type":"logout"}),
+        json!({"type":"presence","status":"away"}),
+    ] {
+        p.err(req, "unauthenticated").await;
+    }
+    // Not counted as failed attempts: the handshake still works.
+    p.register("alice").await;
+    p.ok(json!({"type":"conversations"})).await;
+    // Once authenticated, a second handshake is refused.
+    p.err(
+        json!({"type":"auth","token":p.token.clone()}),
+        "invalid_argument",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn too_many_failures_close_the_connection() {
+    let server = TestServer::start().await;
+    let _a = server.user("alice").await;
+    let mut p = Peer::connect(&server.url()).await;
+    let max = chat::proto::Limits::default().max_auth_failures;
+    for _ in 0..max {
+        let r = p.login("alice", "nope").await;
+        assert_eq!(r["code"], "auth_failed", "{r}");
+    }
+    let closed = p.expect_closed(WAIT).await;
+    assert_eq!(closed.code(), Some(1008), "{closed:?}");
+    // Other connections may still log in.
+    let mut q = Peer::connect(&server.url()).await;
+    assert_eq!(q.login("alice", PASSWORD).await["type"], "ok");
+}
+
+#[tokio::test]
+async fn unauthenticated_connections_time_out() {
+    let server = TestServer::start_with(|c| c.limits.auth_timeout_secs = 1).await;
+    let mut p = Peer::connect(&server.url()).await;
+    let closed = p.expect_closed(Duration::from_secs(4)).await;
+    assert_eq!(closed.code(), Some(1008), "{closed:?}");
+    // An authenticated connection outlives the deadline.
+    let mut a = server.user("alice").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    a.ok(json!({"type":"conversations"})).await;
+}
+
+#[tokio::test]
+async fn logout_revokes_only_its_token() {
+    let server = TestServer::start().await;
+    let mut a1 = server.user("alice").await;
+    let mut a2 = Peer::connect(&server.url()).await;
+    assert_eq!(a2.login("alice", PASSWORD).await["type"], "ok");
+    let revoked = a1.token.clone();
+    a1.ok(json!({"type":"logout"})).await;
+    let closed = a1.expect_closed(WAIT).await;
+    assert_eq!(closed.code(), Some(1000), "{closed:?}");
+
+    let mut p = Peer::connect(&server.url()).await;
+    assert_eq!(p.auth(&revoked).await["code"], "auth_failed");
+    let mut q = Peer::connect(&server.url()).await;
+    assert_eq!(
+        q.auth(&a2.token).await["type"],
+        "ok",
+        "the other login stays"
+    );
+    a2.ok(json!({"type":"conversations"})).await;
+}
