@@ -307,21 +307,27 @@ impl Engine {
         let Some(cache) = self.cache.as_ref() else {
             return;
         };
-        let summary = cache
-            .conversations()
-            .ok()
-            .and_then(|all| all.into_iter().find(|c| c.id == conv));
+        let conversation = cache.conversation(conv).ok().flatten();
+        let muted = cache.is_muted(conv).unwrap_or(false);
+        let (title, is_dm) = match &conversation {
+            Some(c) if c.kind == ConvKind::Dm => (
+                c.members
+                    .iter()
+                    .find(|m| **m != me)
+                    .cloned()
+                    .unwrap_or_default(),
+                true,
+            ),
+            Some(c) => (c.name.clone().unwrap_or_else(|| conv.to_string()), false),
+            None => (conv.to_string(), false),
+        };
         for ev in events {
             if let EventBody::Message { body, .. } = &ev.body
                 && ev.sender != me
             {
-                let (title, is_dm, muted) = summary
-                    .as_ref()
-                    .map(|s| (s.title.clone(), s.kind == ConvKind::Dm, s.muted))
-                    .unwrap_or_else(|| (conv.to_string(), false, false));
                 self.dirty.incoming.push(Incoming {
                     conv: conv.to_string(),
-                    conv_title: title,
+                    conv_title: title.clone(),
                     is_dm,
                     sender: ev.sender.clone(),
                     body: body.clone(),

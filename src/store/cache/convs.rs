@@ -126,6 +126,16 @@ impl Cache {
         Ok(())
     }
 
+    /// Whether notifications of a conversation are muted.
+    pub fn is_muted(&self, id: &str) -> Result<bool, CacheError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT muted FROM conversations WHERE id = ?1")?
+            .query_row([id], |r| r.get::<_, bool>(0))
+            .optional()?
+            .unwrap_or(false))
+    }
+
     /// Raise a user's receipt pointers; lower values are ignored.
     pub fn apply_receipt(
         &mut self,
