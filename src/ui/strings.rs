@@ -144,3 +144,8 @@ pub fn notification_more(count: u32) -> String {
 pub fn notification_summary(count: u32, conv_title: &str) -> String {
     format!("{count} new messages in {conv_title}")
 }
+
+/// Under the login form while the server cannot be reached.
+pub fn login_unreachable(reason: &str, in_secs: u64) -> String {
+    format!("cannot reach the server ({reason}); retrying in {in_secs} s")
+}

@@ -3,6 +3,7 @@
 
 use super::layout::centered;
 use super::wrap::{str_width, truncate};
+use crate::client::view::ConnState;
 use crate::ui::app::App;
 use crate::ui::strings;
 use ratatui::Frame;
@@ -75,6 +76,28 @@ pub fn render(app: &App, frame: &mut Frame, full: Rect) {
     let y = inner.y + if form.field == 0 { 2 } else { 4 };
     if y < inner.y + inner.height {
         frame.set_cursor_position(Position::new(x, y));
+    }
+    // Under the form: why a login cannot go through yet, or the engine's notice.
+    let below = Rect {
+        x: full.x,
+        y: area.y + area.height,
+        width: full.width,
+        height: 1,
+    };
+    let line = match &app.model.conn {
+        ConnState::Reconnecting { in_secs, reason } => {
+            Some(strings::login_unreachable(reason, *in_secs))
+        }
+        _ => app.model.notice.clone(),
+    };
+    if let Some(text) = line
+        && below.y < full.y + full.height
+    {
+        let text = truncate(&text, usize::from(full.width));
+        frame.render_widget(
+            Paragraph::new(Line::styled(text, theme.dimmed())).centered(),
+            below,
+        );
     }
 }
 
