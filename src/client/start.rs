@@ -150,6 +150,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         }
     }
     app.notifier = ui::notify::Notifier::new(cfg.notifications.desktop || cfg.notifications.bell);
+    app.notifier.mentions_only = cfg.notifications.mentions_only;
     let sink = ui::notify::DesktopSink::new(ui::notify::NotifyConfig {
         desktop: cfg.notifications.desktop,
         bell: cfg.notifications.bell,

@@ -74,6 +74,8 @@ struct ConvState {
 #[derive(Debug, Default)]
 pub struct Notifier {
     enabled: bool,
+    /// Only mentions of me notify.
+    pub mentions_only: bool,
     convs: HashMap<String, ConvState>,
 }
 
@@ -81,6 +83,7 @@ impl Notifier {
     pub fn new(enabled: bool) -> Notifier {
         Notifier {
             enabled,
+            mentions_only: false,
             convs: HashMap::new(),
         }
     }
@@ -92,6 +95,9 @@ impl Notifier {
         }
         if msg.mentions_me {
             return true;
+        }
+        if self.mentions_only {
+            return false;
         }
         let on_screen = ctx.terminal_focused && ctx.focused_conv.as_deref() == Some(&msg.conv);
         !msg.muted && !on_screen
@@ -266,6 +272,10 @@ mod tests {
         mention_here.mentions_me = true;
         assert!(n.wants(&mention_here, &on));
         assert!(!Notifier::new(false).wants(&msg("b", "bob"), &on));
+        let mut only = Notifier::new(true);
+        only.mentions_only = true;
+        assert!(!only.wants(&msg("b", "bob"), &on), "mentions only");
+        assert!(only.wants(&mention_here, &on));
     }
 
     #[test]
