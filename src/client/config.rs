@@ -41,8 +41,6 @@ pub struct NotifyConfig {
 pub struct UiConfig {
     /// `dark`, `light`, or a path to a theme file.
     pub theme: String,
-    /// Show the conversation list.
-    pub show_list: bool,
 }
 
 impl Default for ClientConfig {
@@ -73,7 +71,6 @@ impl Default for UiConfig {
     fn default() -> Self {
         UiConfig {
             theme: "dark".into(),
-            show_list: true,
         }
     }
 }
