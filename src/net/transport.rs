@@ -132,6 +132,17 @@ async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize, A
         }
         let start = buf.len().saturating_sub(3);
         buf.extend_from_slice(&chunk[..n]);
+        // Not HTTP at all (a TLS handshake, a stray protocol): say so now
+        // rather than wait for a head that will never come.
+        if !buf[0].is_ascii_uppercase() {
+            let _ = respond(
+                stream,
+                "400 Bad Request",
+                "expected HTTP (is this a TLS client on a plain port?)\n",
+            )
+            .await;
+            return Err(AcceptError::Bad("not an HTTP request"));
+        }
         if let Some(pos) = buf[start..].windows(4).position(|w| w == b"\r\n\r\n") {
             return Ok(start + pos + 4);
         }
