@@ -11,7 +11,7 @@ use super::hub::{Frame, Registration, receipt_of};
 use super::limiter::{TokenBucket, TypingThrottle};
 use super::validate;
 use crate::proto::{
-    AppendOk, AuthOk, ChannelsOk, ConversationOk, ConversationsOk, ErrorCode, HistoryOk,
+    AppendOk, AuthOk, ChannelsOk, ConversationOk, ConversationsOk, ErrorCode, EventBody, HistoryOk,
     PROTOCOL_VERSION, PresenceStatus, ProtoError, ReceiptOk, Request, UsersOk, decode_request,
     encode_error, encode_ok, encode_ok_empty,
 };
@@ -534,18 +534,9 @@ impl Session {
                 body,
                 reply_to,
             } => {
-                validate::body(&body, limits)?;
-                validate::client_msg_id(&client_msg_id, limits)?;
-                self.append_event(
-                    rid,
-                    Append::Event {
-                        user,
-                        conversation_id,
-                        client_msg_id,
-                        body: crate::proto::EventBody::Message { body, reply_to },
-                    },
-                )
-                .await?
+                let body = EventBody::Message { body, reply_to };
+                self.log_event(rid, user, conversation_id, client_msg_id, body)
+                    .await?
             }
             Request::Edit {
                 conversation_id,
@@ -553,35 +544,18 @@ impl Session {
                 target_seq,
                 body,
             } => {
-                validate::body(&body, limits)?;
-                validate::client_msg_id(&client_msg_id, limits)?;
-                self.append_event(
-                    rid,
-                    Append::Event {
-                        user,
-                        conversation_id,
-                        client_msg_id,
-                        body: crate::proto::EventBody::Edit { target_seq, body },
-                    },
-                )
-                .await?
+                let body = EventBody::Edit { target_seq, body };
+                self.log_event(rid, user, conversation_id, client_msg_id, body)
+                    .await?
             }
             Request::Delete {
                 conversation_id,
                 client_msg_id,
                 target_seq,
             } => {
-                validate::client_msg_id(&client_msg_id, limits)?;
-                self.append_event(
-                    rid,
-                    Append::Event {
-                        user,
-                        conversation_id,
-                        client_msg_id,
-                        body: crate::proto::EventBody::Delete { target_seq },
-                    },
-                )
-                .await?
+                let body = EventBody::Delete { target_seq };
+                self.log_event(rid, user, conversation_id, client_msg_id, body)
+                    .await?
             }
             Request::React {
                 conversation_id,
@@ -590,22 +564,13 @@ impl Session {
                 emoji,
                 remove,
             } => {
-                validate::client_msg_id(&client_msg_id, limits)?;
-                validate::emoji(&emoji, limits)?;
-                self.append_event(
-                    rid,
-                    Append::Event {
-                        user,
-                        conversation_id,
-                        client_msg_id,
-                        body: crate::proto::EventBody::Reaction {
-                            target_seq,
-                            emoji,
-                            remove,
-                        },
-                    },
-                )
-                .await?
+                let body = EventBody::Reaction {
+                    target_seq,
+                    emoji,
+                    remove,
+                };
+                self.log_event(rid, user, conversation_id, client_msg_id, body)
+                    .await?
             }
             Request::History {
                 conversation_id,
@@ -728,6 +693,36 @@ impl Session {
             }
             .boxed(),
         ))
+    }
+
+    /// Check a message, edit, deletion or reaction, then append it.
+    async fn log_event(
+        &mut self,
+        rid: u64,
+        user: String,
+        conversation_id: String,
+        client_msg_id: String,
+        body: EventBody,
+    ) -> Result<Outcome, ProtoError> {
+        let limits = &self.shared.limits;
+        validate::client_msg_id(&client_msg_id, limits)?;
+        match &body {
+            EventBody::Message { body, .. } | EventBody::Edit { body, .. } => {
+                validate::body(body, limits)?
+            }
+            EventBody::Reaction { emoji, .. } => validate::emoji(emoji, limits)?,
+            _ => {}
+        }
+        self.append_event(
+            rid,
+            Append::Event {
+                user,
+                conversation_id,
+                client_msg_id,
+                body,
+            },
+        )
+        .await
     }
 
     /// Queue an append; reply with its seq once durable.
