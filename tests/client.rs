@@ -19,8 +19,10 @@ fn summary(c: &Client, conv: &str) -> Option<ConvSummary> {
 
 /// The DM of `c` with `other`, once it is in the list.
 async fn dm_with(c: &Client, other: &str) -> String {
-    c.wait(&format!("a DM with {other}"), |m| m.dm_with(other).is_some())
-        .await;
+    c.wait(&format!("a DM with {other}"), |m| {
+        m.dm_with(other).is_some()
+    })
+    .await;
     c.with(|m| m.dm_with(other).unwrap().id.clone())
 }
 
@@ -95,10 +97,11 @@ async fn a_dm_each_way_shows_in_both_models_in_seq_order() {
 
     alice.act(Action::OpenDm { user: "bob".into() });
     let conv = dm_with(&alice, "bob").await;
-    alice.wait("the engine asks to focus the new DM", |m| {
-        m.focus_request.as_deref() == Some(conv.as_str())
-    })
-    .await;
+    alice
+        .wait("the engine asks to focus the new DM", |m| {
+            m.focus_request.as_deref() == Some(conv.as_str())
+        })
+        .await;
     alice.act(Action::OpenConversation { conv: conv.clone() });
     alice.act(Action::Send {
         conv: conv.clone(),
@@ -132,10 +135,7 @@ async fn a_dm_each_way_shows_in_both_models_in_seq_order() {
                 if let MessageRow::Message(msg) = r {
                     assert_eq!(msg.send_state.is_some(), msg.sender == me, "{msg:?}");
                     if msg.sender == me {
-                        assert_eq!(
-                            msg.send_state,
-                            Some(chat::client::view::SendState::Sent)
-                        );
+                        assert_eq!(msg.send_state, Some(chat::client::view::SendState::Sent));
                     }
                 }
             }
@@ -385,33 +385,43 @@ async fn the_outbox_survives_a_client_restart_and_sends_once() {
     let alice_dir = tmp.path().join("alice");
     let alice = Client::login(&url, &alice_dir, "alice", Fault::None);
     alice.wait_connected().await;
-    alice.wait("the DM", |m| m.conversation(&conv).is_some()).await;
+    alice
+        .wait("the DM", |m| m.conversation(&conv).is_some())
+        .await;
     alice.act(Action::OpenConversation { conv: conv.clone() });
 
     server.stop().await;
-    alice.wait("disconnected", |m| m.conn != ConnState::Connected)
+    alice
+        .wait("disconnected", |m| m.conn != ConnState::Connected)
         .await;
     alice.act(Action::Send {
         conv: conv.clone(),
         body: "typed while offline".into(),
         reply_to: None,
     });
-    alice.wait_rows(&conv, "the pending message", |rows| {
-        rows.iter().any(|r| matches!(r, MessageRow::Message(m)
-            if m.seq.is_none() && m.body == "typed while offline"))
-    })
-    .await;
+    alice
+        .wait_rows(&conv, "the pending message", |rows| {
+            rows.iter().any(|r| {
+                matches!(r, MessageRow::Message(m)
+            if m.seq.is_none() && m.body == "typed while offline")
+            })
+        })
+        .await;
     alice.stop().await;
 
     let server = Server::start_on(&data, addr);
     let alice = Client::resume(&url, &alice_dir, "alice");
     alice.act(Action::OpenConversation { conv: conv.clone() });
-    alice.wait_rows(&conv, "the message acknowledged", |rows| {
-        rows.iter().any(|r| matches!(r, MessageRow::Message(m)
-            if m.seq.is_some() && m.body == "typed while offline"))
-            && !rows.iter().any(|r| matches!(r, MessageRow::Message(m) if m.seq.is_none()))
-    })
-    .await;
+    alice
+        .wait_rows(&conv, "the message acknowledged", |rows| {
+            rows.iter().any(|r| {
+                matches!(r, MessageRow::Message(m)
+            if m.seq.is_some() && m.body == "typed while offline")
+            }) && !rows
+                .iter()
+                .any(|r| matches!(r, MessageRow::Message(m) if m.seq.is_none()))
+        })
+        .await;
     // Past the engine's 2 s outbox retry tick: still exactly once.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let mut bob = Raw::login(&url, "bob").await;
@@ -435,7 +445,9 @@ async fn killing_the_server_mid_send_loses_nothing_typed() {
     drop(bob);
     let alice = Client::login(&url, &tmp.path().join("alice"), "alice", Fault::None);
     alice.wait_connected().await;
-    alice.wait("the DM", |m| m.conversation(&conv).is_some()).await;
+    alice
+        .wait("the DM", |m| m.conversation(&conv).is_some())
+        .await;
     alice.act(Action::OpenConversation { conv: conv.clone() });
 
     let typed: Vec<String> = (0..400).map(|i| format!("typed {i:03}")).collect();
@@ -447,14 +459,15 @@ async fn killing_the_server_mid_send_loses_nothing_typed() {
         });
     }
     // Some, not all, acknowledged: then the server dies.
-    alice.wait("a few acknowledged", |m| {
-        m.rows(&conv)
-            .iter()
-            .filter(|r| matches!(r, MessageRow::Message(m) if m.seq.is_some()))
-            .count()
-            >= 5
-    })
-    .await;
+    alice
+        .wait("a few acknowledged", |m| {
+            m.rows(&conv)
+                .iter()
+                .filter(|r| matches!(r, MessageRow::Message(m) if m.seq.is_some()))
+                .count()
+                >= 5
+        })
+        .await;
     server.kill();
     let acked_at_kill = alice.with(|m| {
         m.rows(&conv)
@@ -488,10 +501,13 @@ async fn killing_the_server_mid_send_loses_nothing_typed() {
     let log = bob.bodies(&conv).await;
     assert_eq!(log, typed, "acked at kill: {acked_at_kill}");
     eprintln!("acknowledged before the kill: {acked_at_kill} of 250");
-    alice.wait_rows(&conv, "no pending rows left", |rows| {
-        !rows.iter().any(|r| matches!(r, MessageRow::Message(m) if m.seq.is_none()))
-    })
-    .await;
+    alice
+        .wait_rows(&conv, "no pending rows left", |rows| {
+            !rows
+                .iter()
+                .any(|r| matches!(r, MessageRow::Message(m) if m.seq.is_none()))
+        })
+        .await;
     alice.stop().await;
     server.stop().await;
 }

@@ -392,15 +392,7 @@ impl Client {
                 }
             }
         }));
-        let engine = Engine::new(
-            server.to_string(),
-            None,
-            None,
-            tokens,
-            paths,
-            net,
-            ui_tx,
-        );
+        let engine = Engine::new(server.to_string(), None, None, tokens, paths, net, ui_tx);
         let engine = tokio::spawn(engine.run(action_rx, engine_rx));
         Client {
             model,
@@ -660,7 +652,10 @@ impl Home {
                 "XDG_CONFIG_HOME".into(),
                 self.config_dir().display().to_string(),
             ),
-            ("XDG_DATA_HOME".into(), self.data_dir().display().to_string()),
+            (
+                "XDG_DATA_HOME".into(),
+                self.data_dir().display().to_string(),
+            ),
             ("HOME".into(), self.root.display().to_string()),
             ("CHAT_NO_KEYRING".into(), "1".into()),
         ]
