@@ -409,25 +409,43 @@ async fn the_outbox_survives_a_client_restart_and_sends_once() {
         .await;
     alice.stop().await;
 
-    let server = Server::start_on(&data, addr);
+    // A new engine on the same cache, started while the server is still
+    // down: the pending message is on screen from the cache, and one more
+    // is typed before it ever connects.
     let alice = Client::resume(&url, &alice_dir, "alice");
     alice.act(Action::OpenConversation { conv: conv.clone() });
     alice
-        .wait_rows(&conv, "the message acknowledged", |rows| {
+        .wait_rows(&conv, "the pending message, from the cache", |rows| {
             rows.iter().any(|r| {
                 matches!(r, MessageRow::Message(m)
-            if m.seq.is_some() && m.body == "typed while offline")
-            }) && !rows
-                .iter()
-                .any(|r| matches!(r, MessageRow::Message(m) if m.seq.is_none()))
+            if m.seq.is_none() && m.body == "typed while offline")
+            })
         })
         .await;
-    // Past the engine's 2 s outbox retry tick: still exactly once.
+    assert!(!alice.connected());
+    alice.act(Action::Send {
+        conv: conv.clone(),
+        body: "typed before connecting".into(),
+        reply_to: None,
+    });
+    let server = Server::start_on(&data, addr);
+    alice
+        .wait_rows(&conv, "both acknowledged, nothing pending", |rows| {
+            row_bodies(rows) == ["typed while offline", "typed before connecting"]
+                && !rows
+                    .iter()
+                    .any(|r| matches!(r, MessageRow::Message(m) if m.seq.is_none()))
+        })
+        .await;
+    // Past the engine's 2 s outbox retry tick: still exactly once each.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let mut bob = Raw::login(&url, "bob").await;
-    assert_eq!(bob.bodies(&conv).await, ["typed while offline"]);
+    assert_eq!(
+        bob.bodies(&conv).await,
+        ["typed while offline", "typed before connecting"]
+    );
     let rows = alice.with(|m| row_bodies(m.rows(&conv)));
-    assert_eq!(rows, ["typed while offline"]);
+    assert_eq!(rows, ["typed while offline", "typed before connecting"]);
     alice.stop().await;
     server.stop().await;
 }

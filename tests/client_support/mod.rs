@@ -359,6 +359,18 @@ pub fn net_config(server: &str) -> NetConfig {
 impl Client {
     /// Start a client with its data (cache, token file) in `data`.
     pub fn start(server: &str, data: &Path, creds: Option<Credentials>, fault: Fault) -> Client {
+        Self::start_with(server, data, creds, fault, None)
+    }
+
+    /// Like [`Client::start`], with the cache of `me` opened up front, as
+    /// the TUI does (cache first, before the network connects).
+    fn start_with(
+        server: &str,
+        data: &Path,
+        creds: Option<Credentials>,
+        fault: Fault,
+        me: Option<&str>,
+    ) -> Client {
         let tokens = TokenStore::file_only(data.join("credentials.toml"));
         let paths = Paths::new(data.to_path_buf());
         let (ui_tx, mut ui_rx) = mpsc::channel::<UiEvent>(1024);
@@ -392,7 +404,23 @@ impl Client {
                 }
             }
         }));
-        let engine = Engine::new(server.to_string(), None, None, tokens, paths, net, ui_tx);
+        let cache = me.map(|u| {
+            let (mut c, _) = chat::store::cache::Cache::open_or_recover(
+                Paths::new(data.to_path_buf()).cache_path(server, u),
+            )
+            .expect("open the cache");
+            c.set_me(u).expect("set me");
+            c
+        });
+        let engine = Engine::new(
+            server.to_string(),
+            me.map(str::to_string),
+            cache,
+            tokens,
+            paths,
+            net,
+            ui_tx,
+        );
         let engine = tokio::spawn(engine.run(action_rx, engine_rx));
         Client {
             model,
@@ -422,11 +450,18 @@ impl Client {
         Self::start(server, data, Some(creds), fault)
     }
 
-    /// Start again with the token stored by an earlier run in the same dir.
+    /// Start again with the token stored by an earlier run in the same
+    /// dir, the cache opened before connecting (as the TUI starts).
     pub fn resume(server: &str, data: &Path, user: &str) -> Client {
         let tokens = TokenStore::file_only(data.join("credentials.toml"));
         let (token, _) = tokens.load(user, server).expect("a stored token");
-        Self::start(server, data, Some(Credentials::Token(token)), Fault::None)
+        Self::start_with(
+            server,
+            data,
+            Some(Credentials::Token(token)),
+            Fault::None,
+            Some(user),
+        )
     }
 
     pub fn act(&self, a: Action) {
@@ -460,8 +495,16 @@ impl Client {
         let ok = wait_until(WAIT, || self.with(|m| cond(m.rows(conv)))).await;
         assert!(
             ok,
-            "timed out waiting for rows of {conv}: {what}; rows: {}",
-            self.with(|m| describe_rows(m.rows(conv)))
+            "timed out waiting for rows of {conv}: {what}; rows: {}; model: me={:?} conn={:?} notice={:?} conversations={:?}",
+            self.with(|m| describe_rows(m.rows(conv))),
+            self.with(|m| m.me.clone()),
+            self.with(|m| m.conn.clone()),
+            self.with(|m| m.notice.clone()),
+            self.with(|m| m
+                .conversations
+                .iter()
+                .map(|c| c.id.clone())
+                .collect::<Vec<_>>()),
         );
     }
 
