@@ -467,6 +467,13 @@ async fn killing_the_server_mid_send_loses_nothing_typed() {
         .wait("the DM", |m| m.conversation(&conv).is_some())
         .await;
     alice.act(Action::OpenConversation { conv: conv.clone() });
+    // bob watches with a client of his own across the kill.
+    let watcher = Client::login(&url, &tmp.path().join("bob"), "bob", Fault::None);
+    watcher.wait_connected().await;
+    watcher
+        .wait("the DM", |m| m.conversation(&conv).is_some())
+        .await;
+    watcher.act(Action::OpenConversation { conv: conv.clone() });
 
     let typed: Vec<String> = (0..400).map(|i| format!("typed {i:03}")).collect();
     for body in &typed[..250] {
@@ -526,6 +533,24 @@ async fn killing_the_server_mid_send_loses_nothing_typed() {
                 .any(|r| matches!(r, MessageRow::Message(m) if m.seq.is_none()))
         })
         .await;
+    // The watcher ends with the server's log: dense, no hole, every message.
+    let last = bob.history(&conv).await.last().unwrap().seq;
+    watcher
+        .wait("the watcher caught up", |m| {
+            m.conversation(&conv)
+                .is_some_and(|c| c.cursor == last && !c.has_gap)
+        })
+        .await;
+    watcher
+        .wait_rows(&conv, "the newest window, dense, no missing", |rows| {
+            let seqs = row_seqs(rows);
+            !has_missing(rows)
+                && seqs.last() == Some(&last)
+                && seqs.windows(2).all(|w| w[1] == w[0] + 1)
+                && row_bodies(rows).last().map(String::as_str) == Some("typed 399")
+        })
+        .await;
+    watcher.stop().await;
     alice.stop().await;
     server.stop().await;
 }
@@ -648,5 +673,61 @@ async fn created_groups_and_joined_channels_show_in_both_lists() {
         .await;
     alice.stop().await;
     bob.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_messages_during_catch_up_leave_no_hole() {
+    let tmp = TempDir::new().unwrap();
+    let server = Server::start(&tmp.path().join("server"));
+    let url = server.url();
+    let mut alice = Raw::register(&url, "alice").await;
+    let bob_dir = tmp.path().join("bob");
+    let bob = Client::register(&url, &bob_dir, "bob");
+    bob.wait_connected().await;
+    let conv = alice.create(ConvKind::Dm, None, &["bob"]).await;
+    let first = alice.send(&conv, "m0000").await;
+    bob.wait("the DM, caught up", |m| {
+        m.conversation(&conv).is_some_and(|c| c.cursor == first)
+    })
+    .await;
+    bob.stop().await;
+    let mut sent = vec!["m0000".to_string()];
+    for i in 1..=700 {
+        let body = format!("m{i:04}");
+        alice.send(&conv, &body).await;
+        sent.push(body);
+    }
+    // bob comes back while alice keeps talking: live pushes land above a
+    // cursor that is still catching up.
+    let bob = Client::resume(&url, &bob_dir, "bob");
+    bob.act(Action::OpenConversation { conv: conv.clone() });
+    for i in 701..=900 {
+        let body = format!("m{i:04}");
+        alice.send(&conv, &body).await;
+        sent.push(body);
+    }
+    let last = alice.history(&conv).await.last().unwrap().seq;
+    bob.wait("caught up with no gap", |m| {
+        m.conversation(&conv)
+            .is_some_and(|c| c.cursor == last && c.last_seq == last && !c.has_gap)
+    })
+    .await;
+    bob.wait_rows(&conv, "the newest window, dense", |rows| {
+        let seqs = row_seqs(rows);
+        !has_missing(rows)
+            && seqs.last() == Some(&last)
+            && seqs.windows(2).all(|w| w[1] == w[0] + 1)
+    })
+    .await;
+    bob.stop().await;
+    let cache = Cache::open(Paths::new(bob_dir.clone()).cache_path(&url, "bob")).unwrap();
+    assert!(cache.missing_ranges(&conv).unwrap().is_empty());
+    let events = cache.events(&conv, 1, last).unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=last).collect::<Vec<_>>()
+    );
+    assert_eq!(message_bodies(&events), sent);
     server.stop().await;
 }
