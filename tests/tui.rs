@@ -1,0 +1,309 @@
+//! The real `chat` TUI in tmux against an in-process chatd: compose and
+//! send, see a reply, see "bob is typing…", and an unread count that
+//! appears in the list and clears when the conversation is opened.
+//! Skipped (with a notice) when tmux is not installed.
+
+mod client_support;
+
+use chat::net::client::{Conn, Credentials};
+use chat::proto::{Conversation, Event, EventBody, Request};
+use client_support::{Home, PASSWORD, Server};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// One tmux server (own socket) with one session; killed on drop.
+struct Tmux {
+    socket: String,
+    session: String,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        let mut c = Command::new("tmux");
+        c.arg("-L").arg(&self.socket).args(args);
+        c.stdin(Stdio::null());
+        let child = c
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tmux");
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(out) => out.expect("tmux output"),
+            Err(_) => {
+                // SAFETY: kill(2) on our own child.
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGKILL);
+                }
+                panic!("tmux {args:?} hung");
+            }
+        }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", &self.session];
+        args.extend_from_slice(keys);
+        let out = self.cmd(&args);
+        assert!(out.status.success(), "send-keys {keys:?}: {out:?}");
+        // Give the UI a moment per batch of keys.
+        std::thread::sleep(Duration::from_millis(150));
+    }
+
+    fn screen(&self) -> String {
+        let out = self.cmd(&["capture-pane", "-p", "-t", &self.session]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Poll the screen until `cond` holds (bounded); the last screen.
+    fn wait(&self, what: &str, timeout: Duration, cond: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.screen();
+            if cond(&s) {
+                return s;
+            }
+            if Instant::now() >= deadline {
+                panic!("timed out waiting for {what}; the screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(["kill-server"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn tmux_available() -> bool {
+    Command::new("tmux")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The list-pane line of the DM with `user` (the part left of the first
+/// vertical border, e.g. ` @bob ○      2 `).
+fn list_line<'a>(screen: &'a str, user: &str) -> Option<&'a str> {
+    let name = format!("@{user}");
+    screen.lines().find_map(|l| {
+        let left = l.split('│').next().unwrap_or(l);
+        left.split_whitespace()
+            .any(|w| w.trim_start_matches('▌') == name)
+            .then_some(left)
+    })
+}
+
+/// The unread count shown on the list line of `title`, if any.
+fn unread_of(screen: &str, title: &str) -> Option<u64> {
+    let line = list_line(screen, title)?;
+    line.split_whitespace().last()?.parse().ok()
+}
+
+fn tail_bodies(home: &Home, target: &str) -> Vec<(String, String)> {
+    let r = home.ok(&["tail", target, "--json", "-n", "20"], None);
+    r.stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Event>(l).ok())
+        .filter_map(|e| match e.body {
+            EventBody::Message { body, .. } => Some((e.sender, body)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_tui_sends_receives_shows_typing_and_unread() {
+    if !tmux_available() {
+        eprintln!("NOTICE: tmux is not installed; skipping the TUI end-to-end test");
+        return;
+    }
+    let tmp = TempDir::new().unwrap();
+    let server = Server::start(&tmp.path().join("server"));
+    let url = server.url();
+    let alice = Home::new(tmp.path().join("alice"), &url);
+    let bob = Home::new(tmp.path().join("bob"), &url);
+    alice.register("alice");
+    bob.register("bob");
+    bob.ok(&["send", "@alice", "first from bob"], None);
+    alice.ok(&["create", "channel", "lobby"], None);
+
+    let tmux = Tmux {
+        socket: format!("chat-test-{}-{}", std::process::id(), rand_suffix()),
+        session: "alice".into(),
+    };
+    let mut env = String::new();
+    for (k, v) in alice.envs() {
+        env.push_str(&format!("{k}='{v}' "));
+    }
+    let command = format!(
+        "env -u CHAT_SERVER -u CHAT_USER -u DBUS_SESSION_BUS_ADDRESS {env} TERM=xterm-256color '{}' --server {url}; sleep 30",
+        env!("CARGO_BIN_EXE_chat")
+    );
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        &tmux.session,
+        "-x",
+        "120",
+        "-y",
+        "30",
+        &command,
+    ]);
+    assert!(out.status.success(), "tmux new-session: {out:?}");
+    let long = Duration::from_secs(20);
+    tmux.wait("the conversation list", long, |s| {
+        s.contains("bob") && s.contains("lobby")
+    });
+
+    // Open the DM with bob (wherever it is in the list) and send.
+    let focus_dm = |tmux: &Tmux| {
+        for _ in 0..4 {
+            let s = tmux.screen();
+            if s.contains("first from bob") {
+                return;
+            }
+            tmux.keys(&["Tab"]);
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        tmux.wait("the DM with bob", long, |s| s.contains("first from bob"));
+    };
+    focus_dm(&tmux);
+    tmux.keys(&["i"]);
+    tmux.keys(&["-l", "hello from the tui"]);
+    tmux.keys(&["Enter"]);
+    tmux.keys(&["Escape"]);
+    let deadline = Instant::now() + long;
+    loop {
+        let got = tail_bodies(&bob, "@alice");
+        if got.contains(&("alice".to_string(), "hello from the tui".to_string())) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the TUI's message never reached bob: {got:?}\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A reply from bob appears on alice's screen.
+    bob.ok(&["send", "@alice", "reply from bob"], None);
+    tmux.wait("bob's reply", long, |s| s.contains("reply from bob"));
+
+    // bob types (a raw connection): alice sees it.
+    let convs: Vec<Conversation> =
+        serde_json::from_str(bob.ok(&["conversations", "--json"], None).stdout.trim()).unwrap();
+    let dm = convs
+        .iter()
+        .find(|c| c.name.is_none() && c.members.contains(&"alice".to_string()))
+        .expect("the DM")
+        .id
+        .clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut conn = rt.block_on(async {
+        let mut c = Conn::connect(&url, Duration::from_secs(5)).await.unwrap();
+        c.handshake(
+            &Credentials::Login {
+                username: "bob".into(),
+                password: PASSWORD.into(),
+            },
+            "typist",
+        )
+        .await
+        .unwrap();
+        c
+    });
+    let typing = |conn: &mut Conn, active: bool| {
+        rt.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                conn.send(&Request::Typing {
+                    conversation_id: dm.clone(),
+                    active,
+                }),
+            )
+            .await
+            .expect("typing send timed out")
+            .expect("typing send");
+        })
+    };
+    typing(&mut conn, true);
+    tmux.wait("bob is typing", long, |s| s.contains("bob is typing"));
+    typing(&mut conn, false);
+    tmux.wait("the typing line gone", long, |s| {
+        !s.contains("bob is typing")
+    });
+    rt.block_on(conn.close());
+
+    // Focus the channel, then a message to the DM shows as unread there.
+    let screen = tmux.screen();
+    assert!(list_line(&screen, "bob").is_some(), "{screen}");
+    assert_eq!(unread_of(&screen, "bob"), None, "{screen}");
+    for _ in 0..4 {
+        tmux.keys(&["Tab"]);
+        std::thread::sleep(Duration::from_millis(300));
+        if !tmux.screen().contains("reply from bob") {
+            break;
+        }
+    }
+    let s = tmux.screen();
+    assert!(
+        !s.contains("reply from bob"),
+        "the channel is not focused:\n{s}"
+    );
+    bob.ok(&["send", "@alice", "unread one"], None);
+    bob.ok(&["send", "@alice", "unread two"], None);
+    tmux.wait("an unread count of 2 on the DM", long, |s| {
+        unread_of(s, "bob") == Some(2)
+    });
+    focus_dm(&tmux);
+    tmux.wait("the unread count cleared", long, |s| {
+        s.contains("unread two") && unread_of(s, "bob").is_none()
+    });
+    // The read pointer reached the server.
+    let deadline = Instant::now() + long;
+    loop {
+        let convs: Vec<Conversation> =
+            serde_json::from_str(alice.ok(&["conversations", "--json"], None).stdout.trim())
+                .unwrap();
+        let c = convs.iter().find(|c| c.id == dm).unwrap();
+        if c.receipts.get("alice").map(|r| r.read) == Some(c.last_seq) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alice's read pointer never reached the server: {c:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    tmux.keys(&["q"]);
+    drop(tmux);
+    server.stop_blocking();
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0)
+}
