@@ -8,6 +8,13 @@ use clap::Parser;
 
 fn main() {
     let cli = Cli::parse();
+    // The server keeps the default hook: a panic in one connection's task
+    // must not end the process.
+    if !matches!(cli.command, Some(Command::Server { .. })) {
+        chat::ui::terminal::install_panic_hook(Some(
+            chat::client::config::data_dir().join("crash.log"),
+        ));
+    }
     let loaded = match Loaded::load(
         cli.config.as_deref(),
         cli.server.as_deref(),

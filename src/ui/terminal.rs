@@ -1,7 +1,6 @@
 //! Terminal setup and restore: raw mode, alternate screen, mouse capture,
 //! bracketed paste and focus reporting. Restore is idempotent and also runs
-//! from a panic hook (before the panic message is printed) and when the
-//! [`TerminalGuard`] is dropped.
+//! from the panic hook and when the [`TerminalGuard`] is dropped.
 
 use crossterm::event::{
     DisableBracketedPaste, DisableFocusChange, DisableMouseCapture, EnableBracketedPaste,
@@ -14,6 +13,7 @@ use crossterm::terminal::{
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 use std::io::{self, Stdout};
+use std::path::PathBuf;
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -30,7 +30,6 @@ pub struct TerminalGuard {
 
 /// Enters TUI mode. On error the terminal is restored before returning.
 pub fn setup() -> io::Result<TerminalGuard> {
-    install_panic_hook();
     ACTIVE.store(true, Ordering::SeqCst);
     let result = (|| {
         enable_raw_mode()?;
@@ -70,16 +69,41 @@ pub fn restore() {
     let _ = disable_raw_mode();
 }
 
-/// Chains a panic hook that restores the terminal first, so the panic
-/// message lands on a usable screen. Installed once.
-pub fn install_panic_hook() {
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
+/// Installs the program's panic hook (once): restore the terminal, append
+/// the details with a backtrace to `log`, print one line saying where they
+/// are, and exit with status 101 — a half-dead client must not linger on a
+/// restored terminal, and a raw panic dump is no message for a user.
+pub fn install_panic_hook(log: Option<PathBuf>) {
+    HOOK.call_once(move || {
         std::panic::set_hook(Box::new(move |info| {
             restore();
-            previous(info);
+            let what = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into());
+            let detail = format!("{info}\n{}\n", std::backtrace::Backtrace::force_capture());
+            let written = log.as_ref().filter(|p| append(p, &detail).is_ok());
+            match written {
+                Some(p) => eprintln!("chat: internal error ({what}); details in {}", p.display()),
+                None => eprintln!("chat: internal error ({what})"),
+            }
+            std::process::exit(101);
         }));
     });
+}
+
+fn append(path: &PathBuf, text: &str) -> io::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    f.write_all(text.as_bytes())
 }
 
 impl Drop for TerminalGuard {
