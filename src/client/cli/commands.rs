@@ -281,7 +281,10 @@ pub(super) async fn resolve(
             .map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
         return Ok(reply.conversation);
     }
-    if let Some(name) = target.strip_prefix('#').or_else(|| target.strip_prefix('+')) {
+    if let Some(name) = target
+        .strip_prefix('#')
+        .or_else(|| target.strip_prefix('+'))
+    {
         return convs
             .into_iter()
             .find(|c| c.kind != ConvKind::Dm && c.name.as_deref() == Some(name))

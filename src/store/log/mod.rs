@@ -12,6 +12,8 @@
 //! This type is the storage seam: the server talks to it only through the
 //! methods below, which a PostgreSQL backend can provide as well.
 
+mod mirror;
+mod ops;
 mod read;
 mod schema;
 mod writer;

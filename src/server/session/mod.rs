@@ -1,0 +1,392 @@
+//! One connection: the handshake, then requests in, replies and pushes out.
+//!
+//! A single task per connection selects over the socket, its bounded push
+//! queue, replies of requests in flight (durable writes and reads run
+//! concurrently, but appends are queued to the writer in arrival order), a
+//! ping timer and shutdown. Reading pauses while too many requests are in
+//! flight; a connection that cannot keep up with its pushes is kicked.
+
+mod requests;
+
+use crate::proto::{
+    AuthOk, ErrorCode, PROTOCOL_VERSION, ProtoError, Request, decode_request, encode_error,
+    encode_ok,
+};
+use crate::server::Shared;
+use crate::server::auth::{new_token, token_hash};
+use crate::server::hub::{Frame, Registration};
+use crate::server::limiter::{TokenBucket, TypingThrottle};
+use crate::server::validate;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{SinkExt, StreamExt};
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::{Duration, Instant};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+type Ws = WebSocketStream<TcpStream>;
+
+/// What handling one frame produced.
+pub(super) enum Outcome {
+    Reply(String),
+    None,
+    Later(BoxFuture<'static, String>),
+    /// Reply, then close the connection.
+    Close(String, CloseFrame),
+}
+
+pub(super) struct Session {
+    pub(super) shared: Arc<Shared>,
+    pub(super) user: Option<String>,
+    pub(super) token_hash: Option<String>,
+    pub(super) registration: Option<Registration>,
+    pub(super) tx: mpsc::Sender<Frame>,
+    pub(super) kick: Arc<Notify>,
+    pub(super) bucket: TokenBucket,
+    pub(super) typing: TypingThrottle,
+    pub(super) auth_failures: u32,
+}
+
+pub(super) fn close(code: CloseCode, reason: &'static str) -> CloseFrame {
+    CloseFrame {
+        code,
+        reason: reason.into(),
+    }
+}
+
+pub(super) fn error(id: Option<u64>, e: &ProtoError) -> String {
+    encode_error(id, e)
+}
+
+/// Serve one upgraded connection until it closes.
+pub async fn run(mut ws: Ws, shared: Arc<Shared>) {
+    let limits = shared.limits.clone();
+    let (tx, mut rx) = mpsc::channel::<Frame>(limits.outbound_queue.max(1));
+    let kick = Arc::new(Notify::new());
+    let mut s = Session {
+        shared: shared.clone(),
+        user: None,
+        token_hash: None,
+        registration: None,
+        tx,
+        kick: kick.clone(),
+        bucket: TokenBucket::new(limits.requests_per_sec, limits.request_burst),
+        typing: TypingThrottle::default(),
+        auth_failures: 0,
+    };
+    let mut inflight: FuturesUnordered<BoxFuture<'static, String>> = FuturesUnordered::new();
+    let ping_every = Duration::from_secs(limits.ping_interval_secs.max(1));
+    let idle = Duration::from_secs(limits.idle_timeout_secs.max(1));
+    let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+    let auth_deadline = tokio::time::sleep(Duration::from_secs(limits.auth_timeout_secs.max(1)));
+    tokio::pin!(auth_deadline);
+    let mut last_heard = Instant::now();
+    let mut draining: Option<Instant> = None;
+    let shutdown = shared.shutdown.clone();
+
+    let closing: Option<CloseFrame> = loop {
+        let drain_deadline = draining.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            biased;
+            _ = kick.notified() => {
+                break Some(close(CloseCode::Policy, "too slow: outbound queue full; reconnect and resync"));
+            }
+            _ = shutdown.cancelled(), if draining.is_none() => {
+                draining = Some(Instant::now() + shared.grace);
+            }
+            _ = tokio::time::sleep_until(drain_deadline), if draining.is_some() => {
+                break Some(close(CloseCode::Away, "server shutting down"));
+            }
+            Some(reply) = inflight.next() => {
+                if write(&mut ws, &kick, Message::Text(reply.into())).await.is_err() {
+                    break None;
+                }
+            }
+            Some(frame) = rx.recv() => {
+                if write_batch(&mut ws, &kick, frame, &mut rx).await.is_err() {
+                    break None;
+                }
+            }
+            msg = ws.next(), if draining.is_none() && inflight.len() < limits.max_inflight.max(1) => {
+                last_heard = Instant::now();
+                let outcome = match msg {
+                    None => break None,
+                    Some(Ok(Message::Text(text))) => s.handle_text(text.as_str()).await,
+                    Some(Ok(Message::Binary(_))) => Outcome::Reply(error(None, &ProtoError::new(
+                        ErrorCode::BadFrame,
+                        "binary frames are not supported; send JSON in text frames",
+                    ))),
+                    Some(Ok(Message::Close(_))) => break None,
+                    Some(Ok(_)) => Outcome::None,
+                    // The socket reader is fused after this error (and RFC 6455
+                    // requires failing the connection): answer, then close 1007.
+                    Some(Err(WsError::Utf8(_))) => Outcome::Close(
+                        error(None, &ProtoError::new(
+                            ErrorCode::BadFrame,
+                            "text frame is not valid UTF-8",
+                        )),
+                        close(CloseCode::Invalid, "text frame is not valid UTF-8"),
+                    ),
+                    Some(Err(WsError::Capacity(_))) => {
+                        break Some(close(CloseCode::Size, "frame too large"));
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!("connection error: {e}");
+                        break None;
+                    }
+                };
+                match outcome {
+                    Outcome::Reply(text) => {
+                        if write(&mut ws, &kick, Message::Text(text.into())).await.is_err() {
+                            break None;
+                        }
+                    }
+                    Outcome::None => {}
+                    Outcome::Later(fut) => inflight.push(fut),
+                    Outcome::Close(text, frame) => {
+                        let _ = write(&mut ws, &kick, Message::Text(text.into())).await;
+                        break Some(frame);
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > idle {
+                    break Some(close(CloseCode::Away, "idle timeout"));
+                }
+                if write(&mut ws, &kick, Message::Ping(Default::default())).await.is_err() {
+                    break None;
+                }
+            }
+            _ = &mut auth_deadline, if s.user.is_none() => {
+                break Some(close(CloseCode::Policy, "authenticate first"));
+            }
+        }
+        if draining.is_some() && inflight.is_empty() {
+            break Some(close(CloseCode::Away, "server shutting down"));
+        }
+    };
+    drop(s.registration.take());
+    if let Some(frame) = closing {
+        let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(Some(frame))).await;
+    }
+}
+
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Write one message, giving up if the peer stops reading or is kicked.
+async fn write(ws: &mut Ws, kick: &Notify, msg: Message) -> Result<(), ()> {
+    tokio::select! {
+        r = ws.send(msg) => r.map_err(|_| ()),
+        _ = kick.notified() => Err(()),
+        _ = tokio::time::sleep(WRITE_TIMEOUT) => Err(()),
+    }
+}
+
+/// Write a queued push and whatever else is already queued, with one flush.
+async fn write_batch(
+    ws: &mut Ws,
+    kick: &Notify,
+    first: Frame,
+    rx: &mut mpsc::Receiver<Frame>,
+) -> Result<(), ()> {
+    let fut = async {
+        ws.feed(Message::Text(first)).await?;
+        for _ in 0..64 {
+            match rx.try_recv() {
+                Ok(f) => ws.feed(Message::Text(f)).await?,
+                Err(_) => break,
+            }
+        }
+        ws.flush().await
+    };
+    tokio::select! {
+        r = fut => r.map_err(|_| ()),
+        _ = kick.notified() => Err(()),
+        _ = tokio::time::sleep(WRITE_TIMEOUT) => Err(()),
+    }
+}
+
+impl Session {
+    async fn handle_text(&mut self, text: &str) -> Outcome {
+        let limits = &self.shared.limits;
+        if text.len() > limits.max_frame_bytes {
+            let id = decode_request(text).ok().and_then(|(id, _)| id);
+            return Outcome::Reply(error(
+                id,
+                &ProtoError::new(
+                    ErrorCode::TooLarge,
+                    format!("frame is over {} bytes", limits.max_frame_bytes),
+                ),
+            ));
+        }
+        let (id, req) = match decode_request(text) {
+            Ok(v) => v,
+            Err(e) => return Outcome::Reply(error(e.id, &e.error)),
+        };
+        match &self.user {
+            None => self.handshake(id, req).await,
+            Some(_) if req.is_handshake() => Outcome::Reply(error(
+                id,
+                &ProtoError::invalid("already authenticated on this connection"),
+            )),
+            Some(_) => {
+                if !self.bucket.take() {
+                    return match id {
+                        Some(_) => Outcome::Reply(error(
+                            id,
+                            &ProtoError::new(
+                                ErrorCode::RateLimited,
+                                "too many requests; slow down",
+                            ),
+                        )),
+                        None => Outcome::None,
+                    };
+                }
+                match self.request(id, req).await {
+                    Ok(outcome) => outcome,
+                    Err(e) => match id {
+                        Some(_) => Outcome::Reply(error(id, &e)),
+                        // Typing and presence without an id get no answer.
+                        None => Outcome::None,
+                    },
+                }
+            }
+        }
+    }
+
+    async fn handshake(&mut self, id: Option<u64>, req: Request) -> Outcome {
+        let result = match req {
+            Request::Register {
+                username,
+                password,
+                device,
+            } => self.register(username, password, device).await,
+            Request::Login {
+                username,
+                password,
+                device,
+            } => self.login(username, password, device).await,
+            Request::Auth { token } => self.auth(token).await,
+            _ => Err(ProtoError::new(
+                ErrorCode::Unauthenticated,
+                "authenticate first: register, login or auth",
+            )),
+        };
+        match result {
+            Ok(ok) => Outcome::Reply(encode_ok(id.unwrap_or(0), &ok)),
+            Err(e) => {
+                if e.code == ErrorCode::AuthFailed {
+                    self.auth_failures += 1;
+                    if self.auth_failures >= self.shared.limits.max_auth_failures {
+                        return Outcome::Close(
+                            error(id, &e),
+                            close(CloseCode::Policy, "too many failed attempts"),
+                        );
+                    }
+                }
+                Outcome::Reply(error(id, &e))
+            }
+        }
+    }
+
+    async fn register(
+        &mut self,
+        username: String,
+        password: String,
+        device: Option<String>,
+    ) -> Result<AuthOk, ProtoError> {
+        validate::username(&username)?;
+        validate::password(&password, &self.shared.limits)?;
+        let device = validate::device(device, &self.shared.limits)?;
+        let hash = self
+            .shared
+            .hasher
+            .hash(password)
+            .await
+            .map_err(|_| ProtoError::internal())?;
+        self.shared
+            .store
+            .register(&username, hash)
+            .await
+            .map_err(|e| e.to_proto())?;
+        tracing::info!(user = %username, "registered");
+        self.new_session(username, device).await
+    }
+
+    async fn login(
+        &mut self,
+        username: String,
+        password: String,
+        device: Option<String>,
+    ) -> Result<AuthOk, ProtoError> {
+        let device = validate::device(device, &self.shared.limits)?;
+        let failed = || ProtoError::new(ErrorCode::AuthFailed, "wrong username or password");
+        if password.len() > self.shared.limits.max_password_bytes {
+            return Err(failed());
+        }
+        let stored = self
+            .shared
+            .store
+            .readers()
+            .password_hash(&username)
+            .await
+            .map_err(|e| e.to_proto())?;
+        if !self.shared.hasher.verify(password, stored).await {
+            tracing::info!(user = %username, "login failed");
+            return Err(failed());
+        }
+        self.new_session(username, device).await
+    }
+
+    async fn new_session(&mut self, user: String, device: String) -> Result<AuthOk, ProtoError> {
+        let token = new_token();
+        let hash = token_hash(&token);
+        self.shared
+            .store
+            .create_session(&user, hash.clone(), device)
+            .await
+            .map_err(|e| e.to_proto())?;
+        self.start(user.clone(), hash)?;
+        Ok(AuthOk {
+            user,
+            token: Some(token),
+            protocol: PROTOCOL_VERSION,
+        })
+    }
+
+    async fn auth(&mut self, token: String) -> Result<AuthOk, ProtoError> {
+        let hash = token_hash(&token);
+        let user = self
+            .shared
+            .store
+            .readers()
+            .session_user(&hash)
+            .await
+            .map_err(|e| e.to_proto())?
+            .ok_or_else(|| ProtoError::new(ErrorCode::AuthFailed, "unknown or revoked token"))?;
+        self.start(user.clone(), hash)?;
+        Ok(AuthOk {
+            user,
+            token: None,
+            protocol: PROTOCOL_VERSION,
+        })
+    }
+
+    /// Become `user`: join the hub so pushes start flowing.
+    fn start(&mut self, user: String, token_hash: String) -> Result<(), ProtoError> {
+        let reg = self
+            .shared
+            .hub
+            .register(&user, self.tx.clone(), self.kick.clone())?;
+        tracing::debug!(user = %user, "connection authenticated");
+        self.registration = Some(reg);
+        self.user = Some(user);
+        self.token_hash = Some(token_hash);
+        Ok(())
+    }
+}
