@@ -6,6 +6,9 @@ mod frames;
 mod limits;
 mod types;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 pub use error::{ErrorCode, ProtoError};
 pub use frames::*;
 pub use limits::{Limits, PROTOCOL_VERSION, valid_username};
