@@ -130,6 +130,7 @@ async fn client_events_reach_the_screen() {
         cache: None,
         messages: 500,
         conversations: 5,
+        unread: "10".into(),
         runs: 1,
         rate: 50.0,
         duration: 0.5,

@@ -61,8 +61,15 @@ pub fn message(conv: &str, seq: u64, i: u64) -> Event {
 }
 
 /// Fill `cache` with `total` messages spread over `convs` group
-/// conversations (interleaved in time, as real traffic is).
-pub fn fill_cache(cache: &mut Cache, convs: usize, total: usize) -> anyhow::Result<()> {
+/// conversations (interleaved in time, as real traffic is). My read pointer
+/// is set `unread` messages below the end of each conversation (`None`:
+/// nothing read, the worst case for the list's unread-mention count).
+pub fn fill_cache(
+    cache: &mut Cache,
+    convs: usize,
+    total: usize,
+    unread: Option<u64>,
+) -> anyhow::Result<()> {
     let convs = convs.max(1);
     cache.set_me(ME)?;
     let mut members: Vec<String> = OTHERS.iter().map(|s| s.to_string()).collect();
@@ -90,6 +97,12 @@ pub fn fill_cache(cache: &mut Cache, convs: usize, total: usize) -> anyhow::Resu
         }
     }
     cache.apply_events(&batch)?;
+    if let Some(unread) = unread {
+        for (c, &last) in seqs.iter().enumerate() {
+            let read = last.saturating_sub(unread);
+            cache.apply_receipt(&conv_id(c), ME, last, read)?;
+        }
+    }
     Ok(())
 }
 
@@ -148,7 +161,7 @@ pub fn draw(term: &mut Terminal<TestBackend>, app: &App) {
 /// benchmarks (an in-memory cache, folded rows as the engine loads them).
 pub fn long_conversation_app(rows: usize, size: (u16, u16)) -> anyhow::Result<App> {
     let mut cache = Cache::open_in_memory()?;
-    fill_cache(&mut cache, 1, rows)?;
+    fill_cache(&mut cache, 1, rows, Some(0))?;
     let mut app = app_from_cache(&cache, size)?;
     let conv = open_first(&mut app, &cache)?.unwrap_or_default();
     let rows = cache.messages(&conv, None, rows)?;

@@ -25,6 +25,10 @@ pub struct ClientArgs {
     /// Conversations in a generated cache.
     #[arg(long, default_value_t = 50)]
     pub conversations: usize,
+    /// Unread messages per conversation in a generated cache (my read
+    /// pointer that far below the end); `all` reads nothing.
+    #[arg(long, default_value = "10")]
+    pub unread: String,
     /// Start-up runs (client-start).
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
@@ -50,7 +54,11 @@ fn ensure_cache(args: &ClientArgs) -> anyhow::Result<(PathBuf, Option<f64>, bool
     }
     let t = Instant::now();
     let mut cache = Cache::open(&path)?;
-    client::fill_cache(&mut cache, args.conversations, args.messages)?;
+    let unread = match args.unread.as_str() {
+        "all" => None,
+        n => Some(n.parse().context("--unread: a number or `all`")?),
+    };
+    client::fill_cache(&mut cache, args.conversations, args.messages, unread)?;
     drop(cache);
     Ok((path, Some(t.elapsed().as_secs_f64()), temp))
 }
@@ -139,6 +147,7 @@ pub fn start(args: &ClientArgs) -> anyhow::Result<Report> {
     }
     let mut r = Report::new("client-start");
     r.set("messages", args.messages as u64)
+        .set("unread_per_conversation", args.unread.as_str())
         .set("conversations", convs)
         .set("cache_bytes", size)
         .set("fill_s", fill_s.map(serde_json::Value::from).unwrap_or_default())

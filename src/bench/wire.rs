@@ -59,6 +59,15 @@ pub fn source(i: usize, spread: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + n))
 }
 
+/// Source addresses for set-up connections (registration), apart from the
+/// measured ones (127.0.1.1…): a port chatd still holds in TIME_WAIT from a
+/// closed set-up connection is then never reused by a measured connection
+/// (such a SYN can be answered late and cost a one-second retransmit).
+pub fn setup_source(i: usize, spread: usize) -> IpAddr {
+    let n = (i % spread.clamp(1, 250)) as u8;
+    IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1 + n))
+}
+
 /// Open a WebSocket to chatd at `addr` from `src`.
 pub async fn connect(addr: &str, src: IpAddr) -> anyhow::Result<Ws> {
     let target: SocketAddr = tokio::net::lookup_host(addr)
@@ -193,7 +202,7 @@ pub async fn register_many(
     let results: Vec<anyhow::Result<(Option<Client>, User)>> =
         stream::iter(names.into_iter().enumerate())
             .map(|(i, name)| async move {
-                let (c, u) = register(addr, source(i, spread), &name).await?;
+                let (c, u) = register(addr, setup_source(i, spread), &name).await?;
                 if keep {
                     Ok((Some(c), u))
                 } else {
