@@ -201,7 +201,12 @@ pub async fn run(server: &Server, args: &CatchupArgs) -> anyhow::Result<Report> 
         let r = poster
             .call(json!({"type": "create", "kind": "group", "name": format!("c{i}"), "members": [reader]}))
             .await?;
-        convs.push(r["conversation"]["id"].as_str().unwrap_or_default().to_string());
+        convs.push(
+            r["conversation"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
     }
     let dir = std::env::temp_dir().join(format!("chatd-bench-cache-{}", uuid::Uuid::new_v4()));
     let result = async {
@@ -218,7 +223,12 @@ pub async fn run(server: &Server, args: &CatchupArgs) -> anyhow::Result<Report> 
         let behind = cache
             .conversation_ids_by_activity()?
             .iter()
-            .filter(|c| cache.missing_ranges(c).map(|m| !m.is_empty()).unwrap_or(true))
+            .filter(|c| {
+                cache
+                    .missing_ranges(c)
+                    .map(|m| !m.is_empty())
+                    .unwrap_or(true)
+            })
             .count();
         let mut r = Report::new("catchup");
         r.set("missed", args.missed as u64)

@@ -150,7 +150,10 @@ pub fn start(args: &ClientArgs) -> anyhow::Result<Report> {
         .set("unread_per_conversation", args.unread.as_str())
         .set("conversations", convs)
         .set("cache_bytes", size)
-        .set("fill_s", fill_s.map(serde_json::Value::from).unwrap_or_default())
+        .set(
+            "fill_s",
+            fill_s.map(serde_json::Value::from).unwrap_or_default(),
+        )
         .set("runs", first.len() as u64)
         .set("first_frame", first.summary().to_json())
         .set("full_frame", full.summary().to_json())
@@ -250,7 +253,11 @@ async fn events_on(path: &Path, args: &ClientArgs) -> anyhow::Result<Report> {
         let done = Instant::now();
         frame.push(done.duration_since(t).as_micros() as u64);
         frames += 1;
-        for arrived in shown.lock().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default() {
+        for arrived in shown
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default()
+        {
             ui_lat.push(done.duration_since(arrived).as_micros() as u64);
         }
         let Ok(Some(first)) = tokio::time::timeout_at(end, rx.recv()).await else {

@@ -343,7 +343,10 @@ async fn find_max(server: &Server, world: &mut World, args: &FanoutArgs) -> Repo
     r.scenario = "fanout-find-max".into();
     r.set("p99_limit_ms", args.p99_limit_ms)
         .set("max_passing_rate", pass_rate)
-        .set("first_failing_rate", fail_rate.map(Value::from).unwrap_or(Value::Null))
+        .set(
+            "first_failing_rate",
+            fail_rate.map(Value::from).unwrap_or(Value::Null),
+        )
         .set("steps", Value::Array(steps));
     r
 }

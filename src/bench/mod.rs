@@ -16,8 +16,8 @@
 //! Every scenario is bounded in time; every wait has a deadline.
 
 pub mod catchup;
-pub mod client;
 pub mod cli;
+pub mod client;
 pub mod client_run;
 pub mod fanout;
 pub mod idle;

@@ -138,7 +138,10 @@ impl Server {
                 bail!("chatd exited at start ({status}); see {}", server.log());
             }
             if Instant::now() > deadline {
-                bail!("chatd did not answer /healthz in 15 s; see {}", server.log());
+                bail!(
+                    "chatd did not answer /healthz in 15 s; see {}",
+                    server.log()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

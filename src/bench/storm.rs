@@ -162,7 +162,8 @@ pub async fn run(server: &Server, args: &StormArgs) -> anyhow::Result<Report> {
     let t_setup = Instant::now();
     let mut names: Vec<String> = (0..n).map(|i| format!("s{tag}_{i}")).collect();
     names.push(format!("s{tag}_poster"));
-    let mut users = wire::register_many(&server.addr, names.clone(), 64, args.sources, false).await?;
+    let mut users =
+        wire::register_many(&server.addr, names.clone(), 64, args.sources, false).await?;
     let poster_user = users.pop().context("poster")?.1;
     let tokens: Vec<String> = users.into_iter().map(|(_, u)| u.token).collect();
     let mut poster = wire::auth(&server.addr, wire::source(0, 1), &poster_user.token).await?;
@@ -171,15 +172,25 @@ pub async fn run(server: &Server, args: &StormArgs) -> anyhow::Result<Report> {
     let mut convs = Vec::new();
     for k in 0..args.conversations.max(1) {
         for j in 0..n.div_ceil(g) {
-            let mut members: Vec<&str> = (0..g).map(|m| names[(j * g + k + m) % n].as_str()).collect();
+            let mut members: Vec<&str> = (0..g)
+                .map(|m| names[(j * g + k + m) % n].as_str())
+                .collect();
             members.sort_unstable();
             members.dedup();
             let r = poster
                 .call(json!({"type": "create", "kind": "group", "name": format!("s{k}-{j}"), "members": members}))
                 .await?;
-            convs.push(r["conversation"]["id"].as_str().unwrap_or_default().to_string());
+            convs.push(
+                r["conversation"]["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
         }
     }
+    // The poster is everyone's contact: it stays away while the clients come
+    // and go (their presence pushes would overflow its queue unread).
+    drop(poster);
     // Everyone connects and syncs once: their cursors are the state they hold.
     let counters = Arc::new(Counters::default());
     let mut clients = wire::auth_many(&server.addr, &tokens, 256, args.sources).await?;
@@ -192,7 +203,9 @@ pub async fn run(server: &Server, args: &StormArgs) -> anyhow::Result<Report> {
     let setup_s = t_setup.elapsed().as_secs_f64();
     // All drop at once; messages arrive meanwhile.
     drop(clients);
+    let mut poster = wire::auth(&server.addr, wire::source(0, 1), &poster_user.token).await?;
     super::catchup::post(&mut poster, &convs, convs.len() * args.messages, 32).await?;
+    drop(poster);
     let chatd_cpu = server.cpu();
     let self_cpu = CpuMeter::start(None);
     let t0 = Instant::now();
@@ -229,11 +242,21 @@ pub async fn run(server: &Server, args: &StormArgs) -> anyhow::Result<Report> {
     r.set("clients", n as u64)
         .set("conversations_per_client", args.conversations as u64)
         .set("conversations", convs.len() as u64)
-        .set("messages_missed_per_client", (args.conversations * args.messages) as u64)
+        .set(
+            "messages_missed_per_client",
+            (args.conversations * args.messages) as u64,
+        )
         .set("setup_s", setup_s)
         .set("caught_up", times.len() as u64)
         .set("failed", failed)
-        .set("all_caught_up_s", if failed == 0 { Value::from(all) } else { Value::Null })
+        .set(
+            "all_caught_up_s",
+            if failed == 0 {
+                Value::from(all)
+            } else {
+                Value::Null
+            },
+        )
         .set("per_client_caught_up", times.summary().to_json())
         .set("refusals", counters.refusals.load(Ordering::Relaxed))
         .set("errors", counters.errors.load(Ordering::Relaxed))

@@ -168,7 +168,9 @@ pub struct User {
 pub async fn register(addr: &str, src: IpAddr, name: &str) -> anyhow::Result<(Client, User)> {
     let mut c = Client::new(connect(addr, src).await?);
     let ok = c
-        .call(json!({"type": "register", "username": name, "password": PASSWORD, "device": "bench"}))
+        .call(
+            json!({"type": "register", "username": name, "password": PASSWORD, "device": "bench"}),
+        )
         .await
         .with_context(|| format!("register {name}"))?;
     let token = ok["token"].as_str().context("no token")?.to_string();
