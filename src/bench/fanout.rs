@@ -139,18 +139,31 @@ async fn setup(server: &Server, args: &FanoutArgs) -> anyhow::Result<World> {
     Ok(world)
 }
 
-/// One sender's paced loop; returns the sink and how many it sent.
-async fn send_loop(
-    mut sink: Sink,
-    conv: String,
-    mut next_id: u64,
+/// When one sender sends during a step.
+#[derive(Clone, Copy)]
+struct Pace {
     step: u32,
     period: Duration,
     start: tokio::time::Instant,
     end: tokio::time::Instant,
     epoch: Instant,
+}
+
+/// One sender's paced loop; returns the sink, its next id and how many it sent.
+async fn send_loop(
+    mut sink: Sink,
+    conv: String,
+    mut next_id: u64,
+    pace: Pace,
     pad: String,
 ) -> (Sink, u64, u64) {
+    let Pace {
+        step,
+        period,
+        start,
+        end,
+        epoch,
+    } = pace;
     let mut sent = 0u64;
     let conv = serde_json::to_string(&conv).unwrap_or_default();
     for k in 0u64..10_000_000 {
@@ -208,11 +221,13 @@ async fn step(
                 sink,
                 world.conv.clone(),
                 world.next_msg[i],
-                step_no,
-                period,
-                start,
-                end,
-                world.epoch,
+                Pace {
+                    step: step_no,
+                    period,
+                    start,
+                    end,
+                    epoch: world.epoch,
+                },
                 pad.clone(),
             )),
         ));

@@ -154,7 +154,7 @@ async fn open_loop(
     pad: String,
 ) -> (u64, u64, Samples) {
     let Sender { client, conv } = s;
-    let mut id = client.next_id();
+    let first = client.next_id();
     let (mut sink, stream) = client.ws.split();
     let sent_at = Arc::new(Mutex::new(HashMap::new()));
     let reader = tokio::spawn(open_reader(
@@ -162,7 +162,7 @@ async fn open_loop(
         sent_at.clone(),
         end + Duration::from_secs(5),
     ));
-    for k in 0u64..10_000_000 {
+    for (k, id) in (0u64..10_000_000).zip(first..) {
         let at = start + period.mul_f64(k as f64);
         if at >= end {
             break;
@@ -174,7 +174,6 @@ async fn open_loop(
         if sink.send(send_frame(id, &conv, &pad)).await.is_err() {
             break;
         }
-        id += 1;
     }
     let out = reader.await.unwrap_or_default();
     drop(sink);
