@@ -23,6 +23,7 @@
 //!   client's connection task.
 //! - [`client`] and [`ui`] are the `chat` program.
 
+pub mod bench;
 pub mod client;
 pub mod net;
 pub mod proto;

@@ -1,0 +1,287 @@
+//! Running the client figures: `client-start` (a child process per run,
+//! timed from spawn to its first frame) and `client-events` (the UI loop
+//! under a stream of incoming events).
+
+use super::client::{self, WINDOW};
+use super::proc::{self, CpuMeter};
+use super::report::{Report, Samples};
+use crate::store::cache::Cache;
+use crate::ui::UiEvent;
+use anyhow::Context;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// The cache file (generated when missing) [default: a temp file].
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Messages in a generated cache.
+    #[arg(long, default_value_t = 100_000)]
+    pub messages: usize,
+    /// Conversations in a generated cache.
+    #[arg(long, default_value_t = 50)]
+    pub conversations: usize,
+    /// Unread messages per conversation in a generated cache (my read
+    /// pointer that far below the end); `all` reads nothing.
+    #[arg(long, default_value = "10")]
+    pub unread: String,
+    /// Start-up runs (client-start).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Incoming events per second (client-events).
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Seconds of incoming events (client-events).
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+}
+
+/// The cache to use: the given file, generated if missing.
+fn ensure_cache(args: &ClientArgs) -> anyhow::Result<(PathBuf, Option<f64>, bool)> {
+    let (path, temp) = match &args.cache {
+        Some(p) => (p.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("chatd-bench-client-{}.db", uuid::Uuid::new_v4())),
+            true,
+        ),
+    };
+    if path.exists() {
+        return Ok((path, None, temp));
+    }
+    let t = Instant::now();
+    let mut cache = Cache::open(&path)?;
+    let unread = match args.unread.as_str() {
+        "all" => None,
+        n => Some(n.parse().context("--unread: a number or `all`")?),
+    };
+    client::fill_cache(&mut cache, args.conversations, args.messages, unread)?;
+    drop(cache);
+    Ok((path, Some(t.elapsed().as_secs_f64()), temp))
+}
+
+fn remove_cache(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
+
+/// The child: `chat`'s start-up path on a 200×60 `TestBackend`. Prints one
+/// line at the first frame and one at the first full frame (times in ms
+/// since this function was entered, RSS in KiB).
+pub fn child(cache: &Path) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let ms = |t: Instant| t.duration_since(t0).as_secs_f64() * 1e3;
+    let (cache, _) = Cache::open_or_recover(cache)?;
+    let t_open = Instant::now();
+    let mut app = client::app_from_cache(&cache, (200, 60))?;
+    let t_list = Instant::now();
+    let mut term = client::terminal(200, 60);
+    client::draw(&mut term, &app);
+    let t_first = Instant::now();
+    let rss_first = proc::rss_kib(None).map(|r| r.0).unwrap_or(0);
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "first {:.3} {rss_first}", ms(t_first))?;
+    out.flush()?;
+    client::open_first(&mut app, &cache)?;
+    client::draw(&mut term, &app);
+    let t_full = Instant::now();
+    let rss_full = proc::rss_kib(None).map(|r| r.0).unwrap_or(0);
+    writeln!(
+        out,
+        "full {:.3} {rss_full} {:.3} {:.3} {}",
+        ms(t_full),
+        ms(t_open),
+        ms(t_list),
+        app.model.conversations.len()
+    )?;
+    out.flush()?;
+    Ok(())
+}
+
+/// `client-start`: spawn the child `runs` times; report the wall time from
+/// spawn to each line.
+pub fn start(args: &ClientArgs) -> anyhow::Result<Report> {
+    let (path, fill_s, temp) = ensure_cache(args)?;
+    let exe = std::env::current_exe()?;
+    let (mut first, mut full) = (Samples::default(), Samples::default());
+    let (mut rss_first, mut rss_full, mut open_ms, mut list_ms, mut convs) = (0, 0, 0.0, 0.0, 0);
+    for _ in 0..args.runs.clamp(1, 100) {
+        let t = Instant::now();
+        let mut child = Command::new(&exe)
+            .arg("client-start-child")
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = child.stdout.take().context("child stdout")?;
+        for line in BufReader::new(stdout).lines().take(2) {
+            let line = line?;
+            let elapsed = t.elapsed().as_micros() as u64;
+            let f: Vec<&str> = line.split_whitespace().collect();
+            match f.first().copied() {
+                Some("first") => {
+                    first.push(elapsed);
+                    rss_first = rss_first.max(f.get(2).and_then(|v| v.parse().ok()).unwrap_or(0));
+                }
+                Some("full") => {
+                    full.push(elapsed);
+                    rss_full = rss_full.max(f.get(2).and_then(|v| v.parse().ok()).unwrap_or(0));
+                    open_ms = f.get(3).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+                    list_ms = f.get(4).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+                    convs = f.get(5).and_then(|v| v.parse().ok()).unwrap_or(0);
+                }
+                _ => {}
+            }
+        }
+        let _ = child.wait();
+    }
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    if temp {
+        remove_cache(&path);
+    }
+    let mut r = Report::new("client-start");
+    r.set("messages", args.messages as u64)
+        .set("unread_per_conversation", args.unread.as_str())
+        .set("conversations", convs)
+        .set("cache_bytes", size)
+        .set(
+            "fill_s",
+            fill_s.map(serde_json::Value::from).unwrap_or_default(),
+        )
+        .set("runs", first.len() as u64)
+        .set("first_frame", first.summary().to_json())
+        .set("full_frame", full.summary().to_json())
+        .set("last_run_open_ms", open_ms)
+        .set("last_run_list_ms", list_ms)
+        .set("rss_first_frame_kib", rss_first)
+        .set("rss_full_frame_kib", rss_full);
+    Ok(r)
+}
+
+/// `client-events`: incoming events at `rate`/s applied to the cache the way
+/// the engine applies pushes (store, conversation summary, then publish the
+/// list and the focused window), while the UI loop draws at 200×60. The UI
+/// latency is from an event's arrival to the end of the frame that shows it.
+pub async fn events(args: &ClientArgs) -> anyhow::Result<Report> {
+    let (path, _, temp) = ensure_cache(args)?;
+    let work = std::env::temp_dir().join(format!("chatd-bench-events-{}.db", uuid::Uuid::new_v4()));
+    std::fs::copy(&path, &work)?;
+    let result = events_on(&work, args).await;
+    remove_cache(&work);
+    if temp {
+        remove_cache(&path);
+    }
+    result
+}
+
+async fn events_on(path: &Path, args: &ClientArgs) -> anyhow::Result<Report> {
+    let mut cache = Cache::open(path)?;
+    let mut app = client::app_from_cache(&cache, (200, 60))?;
+    let focused = client::open_first(&mut app, &cache)?.context("no conversation")?;
+    let mut term = client::terminal(200, 60);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<UiEvent>(1024);
+    let shown: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let cpu = CpuMeter::start(None);
+    let rate = args.rate.max(1.0);
+    let duration = Duration::from_secs_f64(args.duration);
+    let convs = args.conversations.max(1);
+    let shown_e = shown.clone();
+    let engine = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, Samples)> {
+        let mut seqs = std::collections::HashMap::new();
+        for c in cache.conversations()? {
+            seqs.insert(c.id.clone(), c.last_seq);
+        }
+        let period = Duration::from_secs_f64(1.0 / rate);
+        let t0 = Instant::now();
+        let mut work = Samples::default();
+        let mut n = 0u64;
+        while t0.elapsed() < duration && n < 10_000_000 {
+            let at = t0 + period.mul_f64(n as f64);
+            if let Some(wait) = at.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let arrived = Instant::now();
+            // Half the traffic in the focused conversation.
+            let conv = if n % 2 == 0 {
+                focused.clone()
+            } else {
+                client::conv_id((n as usize / 2) % convs)
+            };
+            let seq = seqs.entry(conv.clone()).or_insert(0);
+            *seq += 1;
+            cache.apply_events(&[client::message(&conv, *seq, n)])?;
+            // after_events (live): the conversation's summary for notifications.
+            let _summary = cache.conversations()?;
+            // publish: the list, and the window when the focused one changed.
+            let list = cache.conversations()?;
+            let rows = (conv == focused)
+                .then(|| cache.messages(&focused, None, WINDOW))
+                .transpose()?;
+            work.push(arrived.elapsed().as_micros() as u64);
+            let shown = shown_e.clone();
+            let focused = focused.clone();
+            let update = UiEvent::Update(Box::new(move |m| {
+                m.conversations = list;
+                if let Some(rows) = rows {
+                    m.messages.insert(focused, rows);
+                }
+                if let Ok(mut s) = shown.lock() {
+                    s.push(arrived);
+                }
+            }));
+            if tx.blocking_send(update).is_err() {
+                break;
+            }
+            n += 1;
+        }
+        Ok((n, work))
+    });
+    // The UI loop of `ui::run`: draw, wait, apply up to 64 queued events.
+    let mut ui_lat = Samples::default();
+    let mut frame = Samples::default();
+    let mut frames = 0u64;
+    let end = tokio::time::Instant::now() + duration + Duration::from_secs(5);
+    loop {
+        let t = Instant::now();
+        client::draw(&mut term, &app);
+        let done = Instant::now();
+        frame.push(done.duration_since(t).as_micros() as u64);
+        frames += 1;
+        for arrived in shown
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default()
+        {
+            ui_lat.push(done.duration_since(arrived).as_micros() as u64);
+        }
+        let Ok(Some(first)) = tokio::time::timeout_at(end, rx.recv()).await else {
+            break;
+        };
+        let mut next = Some(first);
+        let mut handled = 0;
+        while let Some(ev) = next.take() {
+            let _ = app.handle_event(ev, Instant::now());
+            handled += 1;
+            if handled < 64 {
+                next = rx.try_recv().ok();
+            }
+        }
+    }
+    let (n, mut work) = engine.await??;
+    let mut r = Report::new("client-events");
+    r.set("rate_target", rate)
+        .set("events", n)
+        .set("rate_achieved", n as f64 / args.duration.max(1e-9))
+        .set("frames", frames)
+        .set("ui_latency", ui_lat.summary().to_json())
+        .set("frame_render", frame.summary().to_json())
+        .set("engine_work_per_event", work.summary().to_json())
+        .set("process_cpu_pct", cpu.percent());
+    Ok(r)
+}

@@ -1,0 +1,367 @@
+//! `fanout`: one group of N members, S of them sending at an aggregate rate
+//! R; every member records send→receive latency from the send instant the
+//! body carries. `--find-max` raises R until p99 passes the limit or any
+//! delivery is lost.
+
+use super::proc::CpuMeter;
+use super::report::{Report, Samples};
+use super::server::Server;
+use super::wire::{self, Hot, Ws};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct FanoutArgs {
+    /// Members of the group (each one connection).
+    #[arg(long, default_value_t = 100)]
+    pub members: usize,
+    /// How many of the members send.
+    #[arg(long, default_value_t = 10)]
+    pub senders: usize,
+    /// Messages per second, all senders together (the first rate tried with --find-max).
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Seconds of sending (per step with --find-max).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Raise the rate until p99 exceeds --p99-limit-ms or a delivery is lost.
+    #[arg(long)]
+    pub find_max: bool,
+    /// The p99 latency a --find-max step must stay under.
+    #[arg(long, default_value_t = 50.0)]
+    pub p99_limit_ms: f64,
+    /// Bytes of each message body.
+    #[arg(long, default_value_t = 64)]
+    pub body_bytes: usize,
+    /// Source addresses (127.0.0.1…) to spread connections over.
+    #[arg(long, default_value_t = 4)]
+    pub sources: usize,
+}
+
+#[derive(Default)]
+struct Stats {
+    step: u32,
+    deliveries: u64,
+    stale: u64,
+    acks: u64,
+    errors: u64,
+    closed: bool,
+    lat: Samples,
+}
+
+type Sink = SplitSink<Ws, Message>;
+
+struct World {
+    conv: String,
+    stats: Vec<Arc<Mutex<Stats>>>,
+    readers: Vec<JoinHandle<()>>,
+    sinks: Vec<Option<Sink>>,
+    next_msg: Vec<u64>,
+    epoch: Instant,
+}
+
+fn parse_body(b: &str) -> Option<(u32, u64)> {
+    let rest = b.strip_prefix('b')?;
+    let mut parts = rest.splitn(3, ':');
+    let step = parts.next()?.parse().ok()?;
+    let t = parts.next()?.parse().ok()?;
+    Some((step, t))
+}
+
+async fn read_loop(mut stream: SplitStream<Ws>, stats: Arc<Mutex<Stats>>, epoch: Instant) {
+    while let Some(msg) = stream.next().await {
+        let text = match msg {
+            Ok(Message::Text(t)) => t,
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => continue,
+        };
+        let Some(hot) = Hot::parse(text.as_str()) else {
+            continue;
+        };
+        let now = wire::micros_since(epoch);
+        let mut st = stats.lock().unwrap_or_else(|p| p.into_inner());
+        match hot.ty.as_ref() {
+            "event" => match hot.body.as_deref().and_then(parse_body) {
+                Some((step, t)) if step == st.step => {
+                    st.deliveries += 1;
+                    st.lat.push(now.saturating_sub(t));
+                }
+                Some(_) => st.stale += 1,
+                None => {}
+            },
+            "ok" => st.acks += 1,
+            "error" => st.errors += 1,
+            _ => {}
+        }
+    }
+    stats.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
+}
+
+async fn setup(server: &Server, args: &FanoutArgs) -> anyhow::Result<World> {
+    let tag = super::run_tag();
+    let names: Vec<String> = (0..args.members.max(2))
+        .map(|i| format!("f{tag}_{i}"))
+        .collect();
+    let users = wire::register_many(&server.addr, names.clone(), 64, args.sources, true).await?;
+    let mut clients: Vec<wire::Client> = users.into_iter().filter_map(|(c, _)| c).collect();
+    let reply = clients[0]
+        .call(json!({"type": "create", "kind": "group", "name": "fanout", "members": &names[1..]}))
+        .await?;
+    let conv = reply["conversation"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let epoch = Instant::now();
+    let mut world = World {
+        conv,
+        stats: Vec::new(),
+        readers: Vec::new(),
+        sinks: Vec::new(),
+        next_msg: Vec::new(),
+        epoch,
+    };
+    for c in clients {
+        let next = c.next_id();
+        let (sink, stream) = c.ws.split();
+        let stats = Arc::new(Mutex::new(Stats::default()));
+        world
+            .readers
+            .push(tokio::spawn(read_loop(stream, stats.clone(), epoch)));
+        world.stats.push(stats);
+        world.sinks.push(Some(sink));
+        world.next_msg.push(next);
+    }
+    Ok(world)
+}
+
+/// When one sender sends during a step.
+#[derive(Clone, Copy)]
+struct Pace {
+    step: u32,
+    period: Duration,
+    start: tokio::time::Instant,
+    end: tokio::time::Instant,
+    epoch: Instant,
+}
+
+/// One sender's paced loop; returns the sink, its next id and how many it sent.
+async fn send_loop(
+    mut sink: Sink,
+    conv: String,
+    mut next_id: u64,
+    pace: Pace,
+    pad: String,
+) -> (Sink, u64, u64) {
+    let Pace {
+        step,
+        period,
+        start,
+        end,
+        epoch,
+    } = pace;
+    let mut sent = 0u64;
+    let conv = serde_json::to_string(&conv).unwrap_or_default();
+    for k in 0u64..10_000_000 {
+        let at = start + period.mul_f64(k as f64);
+        if at >= end {
+            break;
+        }
+        tokio::time::sleep_until(at).await;
+        let t = wire::micros_since(epoch);
+        let frame = format!(
+            r#"{{"type":"send","id":{next_id},"conversation_id":{conv},"client_msg_id":"m{step}-{next_id}","body":"b{step}:{t}:{pad}"}}"#
+        );
+        next_id += 1;
+        if sink.send(Message::Text(frame.into())).await.is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    (sink, next_id, sent)
+}
+
+/// Figures of one step at one rate.
+async fn step(
+    server: &Server,
+    world: &mut World,
+    args: &FanoutArgs,
+    rate: f64,
+    step_no: u32,
+) -> Report {
+    for s in &world.stats {
+        let mut st = s.lock().unwrap_or_else(|p| p.into_inner());
+        let closed = st.closed;
+        *st = Stats {
+            step: step_no,
+            closed,
+            ..Stats::default()
+        };
+    }
+    let senders = args.senders.clamp(1, world.sinks.len());
+    let period = Duration::from_secs_f64(senders as f64 / rate.max(0.001));
+    let pad = "x".repeat(args.body_bytes.saturating_sub(24));
+    let chatd_cpu = server.cpu();
+    let self_cpu = CpuMeter::start(None);
+    let t0 = tokio::time::Instant::now();
+    let end = t0 + Duration::from_secs_f64(args.duration);
+    let mut tasks = Vec::new();
+    for i in 0..senders {
+        let Some(sink) = world.sinks[i].take() else {
+            continue;
+        };
+        let start = t0 + period.mul_f64(i as f64 / senders as f64);
+        tasks.push((
+            i,
+            tokio::spawn(send_loop(
+                sink,
+                world.conv.clone(),
+                world.next_msg[i],
+                Pace {
+                    step: step_no,
+                    period,
+                    start,
+                    end,
+                    epoch: world.epoch,
+                },
+                pad.clone(),
+            )),
+        ));
+    }
+    let mut sent = 0;
+    for (i, t) in tasks {
+        if let Ok((sink, next, n)) = t.await {
+            world.sinks[i] = Some(sink);
+            world.next_msg[i] = next;
+            sent += n;
+        }
+    }
+    let send_secs = t0.elapsed().as_secs_f64();
+    let members = world.stats.len() as u64;
+    let expected = sent * members;
+    let total = |w: &World| -> u64 {
+        w.stats
+            .iter()
+            .map(|s| s.lock().map(|s| s.deliveries).unwrap_or(0))
+            .sum()
+    };
+    let drain_deadline = Instant::now() + Duration::from_secs(5);
+    while total(world) < expected && Instant::now() < drain_deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let (mut lat, mut received, mut stale, mut acks, mut errors, mut closed) =
+        (Samples::default(), 0, 0, 0, 0, 0);
+    for s in &world.stats {
+        let mut st = s.lock().unwrap_or_else(|p| p.into_inner());
+        lat.extend(std::mem::take(&mut st.lat));
+        received += st.deliveries;
+        stale += st.stale;
+        acks += st.acks;
+        errors += st.errors;
+        closed += u64::from(st.closed);
+    }
+    let p = lat.summary();
+    let mut r = Report::new("fanout");
+    r.set("members", members)
+        .set("senders", senders as u64)
+        .set("rate_target", rate)
+        .set("duration_s", args.duration)
+        .set("sent", sent)
+        .set("rate_achieved", sent as f64 / send_secs.max(1e-9))
+        .set("acked", acks)
+        .set("send_errors", errors)
+        .set("expected", expected)
+        .set("received", received)
+        .set("lost", expected.saturating_sub(received))
+        .set("late_or_stale", stale)
+        .set("disconnected", closed)
+        .set("deliveries_per_s", received as f64 / elapsed.max(1e-9))
+        .set("latency", p.to_json())
+        .set("chatd", server.figures(chatd_cpu))
+        .set("generator_cpu_pct", self_cpu.percent());
+    r
+}
+
+fn passes(r: &Report, limit_ms: f64) -> bool {
+    let p99 = r
+        .get("latency")
+        .and_then(|l| l["p99_ms"].as_f64())
+        .unwrap_or(f64::MAX);
+    r.num("lost") == 0.0
+        && r.num("disconnected") == 0.0
+        && r.num("send_errors") == 0.0
+        && r.num("sent") > 0.0
+        && p99 <= limit_ms
+}
+
+/// Run the scenario.
+pub async fn run(server: &Server, args: &FanoutArgs) -> anyhow::Result<Report> {
+    let mut world = setup(server, args).await?;
+    let report = if !args.find_max {
+        step(server, &mut world, args, args.rate, 1).await
+    } else {
+        find_max(server, &mut world, args).await
+    };
+    for r in &world.readers {
+        r.abort();
+    }
+    world.sinks.clear();
+    Ok(report)
+}
+
+async fn find_max(server: &Server, world: &mut World, args: &FanoutArgs) -> Report {
+    let mut steps: Vec<Value> = Vec::new();
+    let mut best: Option<Report> = None;
+    let mut pass_rate = 0.0;
+    let mut fail_rate: Option<f64> = None;
+    let mut rate = args.rate.max(1.0);
+    let mut no = 0u32;
+    // Doubling until a failure, then four bisections: at most 20 steps.
+    for _ in 0..20 {
+        no += 1;
+        let r = step(server, world, args, rate, no).await;
+        let ok = passes(&r, args.p99_limit_ms);
+        steps.push(json!({
+            "rate": rate,
+            "rate_achieved": r.num("rate_achieved"),
+            "lost": r.num("lost"),
+            "p99_ms": r.get("latency").map(|l| l["p99_ms"].clone()),
+            "chatd_cpu_pct": r.get("chatd").map(|c| c["cpu_pct"].clone()),
+            "generator_cpu_pct": r.num("generator_cpu_pct"),
+            "pass": ok,
+        }));
+        if r.num("disconnected") > 0.0 {
+            break;
+        }
+        if ok {
+            pass_rate = rate;
+            best = Some(r);
+        } else {
+            fail_rate = Some(rate);
+        }
+        match fail_rate {
+            None => rate *= 2.0,
+            Some(f) => {
+                if f - pass_rate <= pass_rate * 0.05 || steps.len() >= 14 {
+                    break;
+                }
+                rate = ((pass_rate + f) / 2.0).round();
+            }
+        }
+    }
+    let mut r = best.unwrap_or_else(|| Report::new("fanout"));
+    r.scenario = "fanout-find-max".into();
+    r.set("p99_limit_ms", args.p99_limit_ms)
+        .set("max_passing_rate", pass_rate)
+        .set(
+            "first_failing_rate",
+            fail_rate.map(Value::from).unwrap_or(Value::Null),
+        )
+        .set("steps", Value::Array(steps));
+    r
+}

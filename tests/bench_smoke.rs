@@ -1,0 +1,165 @@
+//! Each `chatd-bench` scenario once at a tiny size against the debug chatd:
+//! it runs and reports sane numbers. No timing is asserted.
+
+use chat::bench::catchup::CatchupArgs;
+use chat::bench::cli::{Scenario, run};
+use chat::bench::client_run::ClientArgs;
+use chat::bench::fanout::FanoutArgs;
+use chat::bench::idle::IdleArgs;
+use chat::bench::ingest::IngestArgs;
+use chat::bench::storm::StormArgs;
+use chat::bench::{Report, ServerOpts};
+
+fn opts() -> ServerOpts {
+    ServerOpts {
+        chatd: Some(env!("CARGO_BIN_EXE_chatd").into()),
+        ..ServerOpts::default()
+    }
+}
+
+async fn go(s: Scenario) -> Report {
+    let r = run(&opts(), &s).await.expect("scenario runs");
+    // Every report prints both ways.
+    assert!(r.to_json().is_object());
+    assert!(!r.to_text().is_empty());
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_delivers_to_every_member() {
+    let r = go(Scenario::Fanout(FanoutArgs {
+        members: 3,
+        senders: 2,
+        rate: 20.0,
+        duration: 1.0,
+        find_max: false,
+        p99_limit_ms: 50.0,
+        body_bytes: 32,
+        sources: 2,
+    }))
+    .await;
+    assert!(r.num("sent") > 0.0);
+    assert_eq!(r.num("expected"), r.num("sent") * 3.0);
+    assert_eq!(r.num("received"), r.num("expected"), "{}", r.to_text());
+    assert!(r.get("chatd").unwrap()["rss_kib"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_find_max_reports_a_rate() {
+    let r = go(Scenario::Fanout(FanoutArgs {
+        members: 3,
+        senders: 1,
+        rate: 10.0,
+        duration: 0.3,
+        find_max: true,
+        // Low enough that the search stops after a few steps.
+        p99_limit_ms: 50.0,
+        body_bytes: 32,
+        sources: 1,
+    }))
+    .await;
+    assert!(!r.get("steps").unwrap().as_array().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_closed_and_open_loop() {
+    let closed = go(Scenario::Ingest(IngestArgs {
+        senders: 2,
+        duration: 1.0,
+        rate: None,
+        body_bytes: 16,
+        sources: 1,
+    }))
+    .await;
+    assert!(closed.num("acked") > 0.0);
+    assert_eq!(closed.num("errors"), 0.0);
+    let open = go(Scenario::Ingest(IngestArgs {
+        senders: 2,
+        duration: 1.0,
+        rate: Some(20.0),
+        body_bytes: 16,
+        sources: 1,
+    }))
+    .await;
+    assert!(open.num("acked") > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_held() {
+    let r = go(Scenario::Idle(IdleArgs {
+        connections: 10,
+        per_user: 2,
+        hold: 0.2,
+        concurrency: 10,
+        sources: 2,
+    }))
+    .await;
+    assert_eq!(r.num("connections_alive"), 10.0);
+    assert!(r.num("chatd_rss_after_kib") > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catchup_fetches_everything_missed() {
+    let r = go(Scenario::Catchup(CatchupArgs {
+        missed: 50,
+        conversations: 3,
+        body_bytes: 16,
+    }))
+    .await;
+    assert_eq!(r.num("events_fetched"), 50.0, "{}", r.to_text());
+    assert_eq!(r.num("conversations_still_behind"), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storm_clients_all_catch_up() {
+    let r = go(Scenario::Storm(StormArgs {
+        clients: 5,
+        conversations: 2,
+        messages: 2,
+        timeout: 20.0,
+        sources: 2,
+    }))
+    .await;
+    assert_eq!(r.num("caught_up"), 5.0, "{}", r.to_text());
+    assert_eq!(r.num("failed"), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_events_reach_the_screen() {
+    let r = go(Scenario::ClientEvents(ClientArgs {
+        cache: None,
+        messages: 500,
+        conversations: 5,
+        unread: "10".into(),
+        runs: 1,
+        rate: 50.0,
+        duration: 0.5,
+    }))
+    .await;
+    assert!(r.num("events") > 0.0);
+    assert!(r.num("frames") > 0.0);
+}
+
+#[test]
+fn client_start_draws_a_first_frame() {
+    // The measured child process is chatd-bench itself.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache.db");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chatd-bench"))
+        .args(["client-start", "--json", "--runs", "1", "--messages", "300"])
+        .arg("--conversations")
+        .arg("3")
+        .arg("--cache")
+        .arg(&cache)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["runs"], 1);
+    assert_eq!(v["conversations"], 3);
+    assert!(v["rss_first_frame_kib"].as_u64().unwrap() > 0);
+}
