@@ -19,8 +19,8 @@ use crate::proto::Request;
 use crate::store::cache::Cache;
 use crate::ui::{Action, UiEvent, notify::Incoming};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::{Duration, Instant};
 
 /// Conversations fetched concurrently while catching up.
 const FETCH_CONCURRENCY: usize = 4;
@@ -29,6 +29,8 @@ const PAGE: u32 = 500;
 /// A conversation seen for the first time is fetched back this far; older
 /// history comes on scrollback.
 const INITIAL_DEPTH: u64 = 200;
+/// Least time between two model updates (about a screen refresh).
+const PUBLISH_EVERY: Duration = Duration::from_millis(30);
 /// Rows of the focused conversation kept in the model, and the growth step.
 const WINDOW: usize = 200;
 
@@ -153,7 +155,12 @@ impl Engine {
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.publish().await;
+        let mut last_publish = Instant::now();
+        // Work done but not yet published waits at most this long, so that
+        // a burst of events becomes a few screen updates, not one each.
+        let mut due: Option<Instant> = None;
         while !self.quit {
+            let deadline = due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 a = actions.recv() => match a {
                     Some(a) => self.on_action(a),
@@ -164,6 +171,7 @@ impl Engine {
                     None => break,
                 },
                 _ = tick.tick() => self.on_tick(),
+                _ = tokio::time::sleep_until(deadline), if due.is_some() => {}
             }
             // Take whatever else is ready before publishing once.
             for _ in 0..256 {
@@ -175,7 +183,14 @@ impl Engine {
                     break;
                 }
             }
-            self.publish().await;
+            let now = Instant::now();
+            if now >= last_publish + PUBLISH_EVERY || self.quit {
+                self.publish().await;
+                last_publish = now;
+                due = None;
+            } else if due.is_none() {
+                due = Some(last_publish + PUBLISH_EVERY);
+            }
         }
         self.net.send(NetCommand::Shutdown);
     }

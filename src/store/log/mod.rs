@@ -87,7 +87,7 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
-            sync: SyncMode::Full,
+            sync: SyncMode::Normal,
             batch_max: 512,
             queue: 4096,
             readers: 4,
