@@ -43,34 +43,29 @@ pub fn ws_config(hard_frame_bytes: usize) -> WebSocketConfig {
         .max_frame_size(Some(hard_frame_bytes))
 }
 
-/// Read the request head from `stream` and serve it.
-pub async fn accept(
-    mut stream: TcpStream,
-    config: WebSocketConfig,
-    timeout: Duration,
-) -> Result<Accepted, AcceptError> {
-    let mut buf = Vec::with_capacity(1024);
-    let head_len = tokio::time::timeout(timeout, read_head(&mut stream, &mut buf))
-        .await
-        .map_err(|_| AcceptError::Timeout)??;
+/// Where a request head leads.
+enum Route {
+    Health,
+    /// A valid WebSocket upgrade; the `Sec-WebSocket-Accept` value.
+    Upgrade(String),
+    BadUpgrade,
+    BadMethod,
+    NotFound,
+    Unparsable,
+}
+
+/// Parse a complete request head. Synchronous, so that the parser's header
+/// array never lives in a connection task's state.
+fn route(head: &[u8]) -> Route {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut req = httparse::Request::new(&mut headers);
-    let parsed = matches!(
-        req.parse(&buf[..head_len]),
-        Ok(httparse::Status::Complete(_))
-    );
-    if !parsed {
-        respond(&mut stream, "400 Bad Request", "bad request\n").await?;
-        return Err(AcceptError::Bad("unparsable request head"));
+    if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) {
+        return Route::Unparsable;
     }
     let path = req.path.unwrap_or("/");
     let path = path.split('?').next().unwrap_or(path);
-    let method = req.method.unwrap_or("");
-    match (method, path) {
-        ("GET", "/healthz") | ("HEAD", "/healthz") => {
-            respond(&mut stream, "200 OK", "ok").await?;
-            Ok(Accepted::Answered)
-        }
+    match (req.method.unwrap_or(""), path) {
+        ("GET", "/healthz") | ("HEAD", "/healthz") => Route::Health,
         ("GET", "/ws") => {
             let header = |name: &str| {
                 req.headers
@@ -84,27 +79,56 @@ pub async fn accept(
                     .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
             });
             let version = header("sec-websocket-version") == Some("13");
-            let key = header("sec-websocket-key");
-            let (true, true, true, Some(key)) = (upgrade, connection, version, key) else {
-                respond(
-                    &mut stream,
-                    "400 Bad Request",
-                    "expected a WebSocket upgrade (version 13)\n",
-                )
-                .await?;
-                return Err(AcceptError::Bad("not a websocket upgrade"));
-            };
-            let accept = derive_accept_key(key.as_bytes());
+            match (upgrade, connection, version, header("sec-websocket-key")) {
+                (true, true, true, Some(key)) => Route::Upgrade(derive_accept_key(key.as_bytes())),
+                _ => Route::BadUpgrade,
+            }
+        }
+        (_, "/ws") | (_, "/healthz") => Route::BadMethod,
+        _ => Route::NotFound,
+    }
+}
+
+/// Read the request head from `stream` and serve it.
+pub async fn accept(
+    mut stream: TcpStream,
+    config: WebSocketConfig,
+    timeout: Duration,
+) -> Result<Accepted, AcceptError> {
+    let mut buf = Vec::with_capacity(512);
+    let head_len = tokio::time::timeout(timeout, read_head(&mut stream, &mut buf))
+        .await
+        .map_err(|_| AcceptError::Timeout)??;
+    match route(&buf[..head_len]) {
+        Route::Health => {
+            respond(&mut stream, "200 OK", "ok").await?;
+            Ok(Accepted::Answered)
+        }
+        Route::Upgrade(accept) => {
             let answer = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
             );
             stream.write_all(answer.as_bytes()).await?;
             let rest = buf[head_len..].to_vec();
+            drop(buf);
             let ws = WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(config))
                 .await;
             Ok(Accepted::WebSocket(Box::new(ws)))
         }
-        (_, "/ws") | (_, "/healthz") => {
+        Route::BadUpgrade => {
+            respond(
+                &mut stream,
+                "400 Bad Request",
+                "expected a WebSocket upgrade (version 13)\n",
+            )
+            .await?;
+            Err(AcceptError::Bad("not a websocket upgrade"))
+        }
+        Route::Unparsable => {
+            respond(&mut stream, "400 Bad Request", "bad request\n").await?;
+            Err(AcceptError::Bad("unparsable request head"))
+        }
+        Route::BadMethod => {
             respond(
                 &mut stream,
                 "405 Method Not Allowed",
@@ -113,7 +137,7 @@ pub async fn accept(
             .await?;
             Ok(Accepted::Answered)
         }
-        _ => {
+        Route::NotFound => {
             respond(&mut stream, "404 Not Found", "not found\n").await?;
             Ok(Accepted::Answered)
         }
@@ -122,16 +146,15 @@ pub async fn accept(
 
 /// Read until the end of the request head; returns its length.
 async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize, AcceptError> {
-    let mut chunk = [0u8; 1024];
     loop {
-        let n = stream.read(&mut chunk).await?;
+        let start = buf.len().saturating_sub(3);
+        buf.reserve(512);
+        let n = stream.read_buf(buf).await?;
         if n == 0 {
             return Err(AcceptError::Bad(
                 "connection closed before the request head",
             ));
         }
-        let start = buf.len().saturating_sub(3);
-        buf.extend_from_slice(&chunk[..n]);
         // Not HTTP at all (a TLS handshake, a stray protocol): say so now
         // rather than wait for a head that will never come.
         if !buf[0].is_ascii_uppercase() {

@@ -4,9 +4,10 @@
 //! The writer reports each committed change here ([`CommitSink`]) in commit
 //! order; the hub updates membership, last seqs and receipts, encodes each
 //! push once and hands the same bytes to every recipient connection's bounded
-//! queue with `try_send`. A connection whose queue is full is kicked (it will
+//! queue without waiting. A connection whose queue is full is kicked (it will
 //! resync when it reconnects) rather than ever making fan-out wait.
 
+use super::queue::PushQueue;
 use crate::proto::{
     ChannelInfo, ConvKind, Conversation, Event, EventBody, Millis, Presence, PresenceStatus,
     ProtoError, ReceiptPair, ReceiptPush, ServerFrame, TypingPush, encode_event, now_millis,
@@ -15,7 +16,6 @@ use crate::store::log::{CommitSink, Committed, Snapshot};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::{Notify, mpsc};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// An encoded frame, shared among recipients.
@@ -25,8 +25,7 @@ pub type Frame = Utf8Bytes;
 #[derive(Clone)]
 struct Conn {
     id: u64,
-    tx: mpsc::Sender<Frame>,
-    kick: Arc<Notify>,
+    queue: Arc<PushQueue>,
 }
 
 #[derive(Debug)]
@@ -126,9 +125,8 @@ impl State {
             if Some(conn.id) == skip {
                 continue;
             }
-            if let Err(mpsc::error::TrySendError::Full(_)) = conn.tx.try_send(frame.clone()) {
-                conn.kick.notify_one();
-            }
+            // A full queue kicks its connection; fan-out never waits.
+            conn.queue.push(frame.clone());
         }
     }
 
@@ -207,8 +205,7 @@ impl Hub {
     pub fn register(
         self: &Arc<Self>,
         user: &str,
-        tx: mpsc::Sender<Frame>,
-        kick: Arc<Notify>,
+        queue: Arc<PushQueue>,
     ) -> Result<Registration, ProtoError> {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let mut st = self.lock();
@@ -220,14 +217,14 @@ impl Hub {
                         "too many connections for this user; close one first",
                     ));
                 }
-                o.conns.push(Conn { id, tx, kick });
+                o.conns.push(Conn { id, queue });
                 false
             }
             None => {
                 st.online.insert(
                     user.to_string(),
                     Online {
-                        conns: vec![Conn { id, tx, kick }],
+                        conns: vec![Conn { id, queue }],
                         status: PresenceStatus::Online,
                     },
                 );

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod hub;
 mod limiter;
+mod queue;
 mod run;
 pub mod session;
 mod validate;

@@ -14,15 +14,15 @@ use crate::proto::{
 };
 use crate::server::Shared;
 use crate::server::auth::{new_token, token_hash};
-use crate::server::hub::{Frame, Registration};
+use crate::server::hub::Registration;
 use crate::server::limiter::{TokenBucket, TypingThrottle};
+use crate::server::queue::PushQueue;
 use crate::server::validate;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, mpsc};
 use tokio::time::{Duration, Instant};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -45,8 +45,7 @@ pub(super) struct Session {
     pub(super) user: Option<String>,
     pub(super) token_hash: Option<String>,
     pub(super) registration: Option<Registration>,
-    pub(super) tx: mpsc::Sender<Frame>,
-    pub(super) kick: Arc<Notify>,
+    pub(super) queue: Arc<PushQueue>,
     pub(super) bucket: TokenBucket,
     pub(super) typing: TypingThrottle,
     pub(super) auth_failures: u32,
@@ -66,15 +65,13 @@ pub(super) fn error(id: Option<u64>, e: &ProtoError) -> String {
 /// Serve one upgraded connection until it closes.
 pub async fn run(mut ws: Ws, shared: Arc<Shared>) {
     let limits = shared.limits.clone();
-    let (tx, mut rx) = mpsc::channel::<Frame>(limits.outbound_queue.max(1));
-    let kick = Arc::new(Notify::new());
+    let queue = Arc::new(PushQueue::new(limits.outbound_queue));
     let mut s = Session {
         shared: shared.clone(),
         user: None,
         token_hash: None,
         registration: None,
-        tx,
-        kick: kick.clone(),
+        queue: queue.clone(),
         bucket: TokenBucket::new(limits.requests_per_sec, limits.request_burst),
         typing: TypingThrottle::default(),
         auth_failures: 0,
@@ -93,7 +90,7 @@ pub async fn run(mut ws: Ws, shared: Arc<Shared>) {
         let drain_deadline = draining.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             biased;
-            _ = kick.notified() => {
+            _ = queue.kicked() => {
                 break Some(close(CloseCode::Policy, "too slow: outbound queue full; reconnect and resync"));
             }
             _ = shutdown.cancelled(), if draining.is_none() => {
@@ -103,12 +100,12 @@ pub async fn run(mut ws: Ws, shared: Arc<Shared>) {
                 break Some(close(CloseCode::Away, "server shutting down"));
             }
             Some(reply) = inflight.next() => {
-                if write(&mut ws, &kick, Message::Text(reply.into())).await.is_err() {
+                if write(&mut ws, &queue, Message::Text(reply.into())).await.is_err() {
                     break None;
                 }
             }
-            Some(frame) = rx.recv() => {
-                if write_batch(&mut ws, &kick, frame, &mut rx).await.is_err() {
+            _ = queue.ready() => {
+                if write_batch(&mut ws, &queue).await.is_err() {
                     break None;
                 }
             }
@@ -142,14 +139,14 @@ pub async fn run(mut ws: Ws, shared: Arc<Shared>) {
                 };
                 match outcome {
                     Outcome::Reply(text) => {
-                        if write(&mut ws, &kick, Message::Text(text.into())).await.is_err() {
+                        if write(&mut ws, &queue, Message::Text(text.into())).await.is_err() {
                             break None;
                         }
                     }
                     Outcome::None => {}
                     Outcome::Later(fut) => inflight.push(fut),
                     Outcome::Close(text, frame) => {
-                        let _ = write(&mut ws, &kick, Message::Text(text.into())).await;
+                        let _ = write(&mut ws, &queue, Message::Text(text.into())).await;
                         break Some(frame);
                     }
                 }
@@ -158,7 +155,7 @@ pub async fn run(mut ws: Ws, shared: Arc<Shared>) {
                 if last_heard.elapsed() > idle {
                     break Some(close(CloseCode::Away, "idle timeout"));
                 }
-                if write(&mut ws, &kick, Message::Ping(Default::default())).await.is_err() {
+                if write(&mut ws, &queue, Message::Ping(Default::default())).await.is_err() {
                     break None;
                 }
             }
@@ -179,34 +176,32 @@ pub async fn run(mut ws: Ws, shared: Arc<Shared>) {
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Write one message, giving up if the peer stops reading or is kicked.
-async fn write(ws: &mut Ws, kick: &Notify, msg: Message) -> Result<(), ()> {
+async fn write(ws: &mut Ws, queue: &PushQueue, msg: Message) -> Result<(), ()> {
     tokio::select! {
         r = ws.send(msg) => r.map_err(|_| ()),
-        _ = kick.notified() => Err(()),
+        _ = queue.kicked() => Err(()),
         _ = tokio::time::sleep(WRITE_TIMEOUT) => Err(()),
     }
 }
 
-/// Write a queued push and whatever else is already queued, with one flush.
-async fn write_batch(
-    ws: &mut Ws,
-    kick: &Notify,
-    first: Frame,
-    rx: &mut mpsc::Receiver<Frame>,
-) -> Result<(), ()> {
+/// Write what is queued (up to a batch) with one flush.
+async fn write_batch(ws: &mut Ws, queue: &PushQueue) -> Result<(), ()> {
+    let mut batch = Vec::new();
+    if queue.take(&mut batch, 64) {
+        queue.rearm();
+    }
+    if batch.is_empty() {
+        return Ok(());
+    }
     let fut = async {
-        ws.feed(Message::Text(first)).await?;
-        for _ in 0..64 {
-            match rx.try_recv() {
-                Ok(f) => ws.feed(Message::Text(f)).await?,
-                Err(_) => break,
-            }
+        for frame in batch {
+            ws.feed(Message::Text(frame)).await?;
         }
         ws.flush().await
     };
     tokio::select! {
         r = fut => r.map_err(|_| ()),
-        _ = kick.notified() => Err(()),
+        _ = queue.kicked() => Err(()),
         _ = tokio::time::sleep(WRITE_TIMEOUT) => Err(()),
     }
 }
@@ -379,10 +374,7 @@ impl Session {
 
     /// Become `user`: join the hub so pushes start flowing.
     fn start(&mut self, user: String, token_hash: String) -> Result<(), ProtoError> {
-        let reg = self
-            .shared
-            .hub
-            .register(&user, self.tx.clone(), self.kick.clone())?;
+        let reg = self.shared.hub.register(&user, self.queue.clone())?;
         tracing::debug!(user = %user, "connection authenticated");
         self.registration = Some(reg);
         self.user = Some(user);

@@ -1,0 +1,131 @@
+//! A connection's outbound push queue: bounded, and holding no memory while
+//! empty (an idle connection costs a few dozen bytes here, not a
+//! preallocated block). The hub pushes without waiting; a full queue marks
+//! the connection kicked, and its task closes it.
+
+use super::hub::Frame;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use tokio::sync::Notify;
+
+/// Capacity above which an emptied queue gives its memory back.
+const KEEP_CAPACITY: usize = 64;
+
+pub struct PushQueue {
+    inner: Mutex<Inner>,
+    cap: usize,
+    /// Frames are waiting.
+    ready: Notify,
+    /// The queue overflowed: the connection must close.
+    kick: Notify,
+}
+
+#[derive(Default)]
+struct Inner {
+    frames: VecDeque<Frame>,
+    kicked: bool,
+}
+
+impl PushQueue {
+    pub fn new(cap: usize) -> PushQueue {
+        PushQueue {
+            inner: Mutex::new(Inner::default()),
+            cap: cap.max(1),
+            ready: Notify::new(),
+            kick: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queue a frame. Returns false when the queue is full (the connection
+    /// is then kicked and gets nothing more) or already kicked.
+    pub fn push(&self, frame: Frame) -> bool {
+        let mut inner = self.lock();
+        if inner.kicked {
+            return false;
+        }
+        if inner.frames.len() >= self.cap {
+            inner.kicked = true;
+            inner.frames = VecDeque::new();
+            drop(inner);
+            self.kick.notify_one();
+            return false;
+        }
+        inner.frames.push_back(frame);
+        drop(inner);
+        self.ready.notify_one();
+        true
+    }
+
+    /// Move up to `max` frames into `out`. Returns whether more remain.
+    pub fn take(&self, out: &mut Vec<Frame>, max: usize) -> bool {
+        let mut inner = self.lock();
+        let n = inner.frames.len().min(max);
+        out.extend(inner.frames.drain(..n));
+        if inner.frames.is_empty() && inner.frames.capacity() > KEEP_CAPACITY {
+            inner.frames = VecDeque::new();
+        }
+        !inner.frames.is_empty()
+    }
+
+    /// Completes when frames may be waiting.
+    pub async fn ready(&self) {
+        self.ready.notified().await
+    }
+
+    /// Wake the reader again (more frames remain after a batch).
+    pub fn rearm(&self) {
+        self.ready.notify_one();
+    }
+
+    /// Completes when the connection has been kicked.
+    pub async fn kicked(&self) {
+        self.kick.notified().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(s: &str) -> Frame {
+        Frame::from(s.to_string())
+    }
+
+    #[tokio::test]
+    async fn bounded_then_kicked() {
+        let q = PushQueue::new(2);
+        assert!(q.push(f("a")) && q.push(f("b")));
+        assert!(!q.push(f("c")), "full");
+        // Kicked: the waiter learns at once, and nothing more is queued.
+        tokio::time::timeout(std::time::Duration::from_secs(1), q.kicked())
+            .await
+            .unwrap();
+        assert!(!q.push(f("d")));
+        let mut out = Vec::new();
+        assert!(!q.take(&mut out, 10));
+        assert!(out.is_empty(), "a kicked queue is dropped");
+    }
+
+    #[tokio::test]
+    async fn batches_in_order_and_gives_memory_back() {
+        let q = PushQueue::new(1000);
+        for i in 0..200 {
+            assert!(q.push(f(&i.to_string())));
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(1), q.ready())
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        assert!(q.take(&mut out, 64), "more remain");
+        assert_eq!(out.len(), 64);
+        assert_eq!(out[0].as_str(), "0");
+        out.clear();
+        while q.take(&mut out, 64) {}
+        assert_eq!(out.last().map(|f| f.as_str()), Some("199"));
+        assert_eq!(q.lock().frames.capacity(), 0);
+    }
+}
