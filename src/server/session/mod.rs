@@ -64,7 +64,7 @@ pub(super) fn error(id: Option<u64>, e: &ProtoError) -> String {
 
 /// Serve one upgraded connection until it closes.
 pub async fn run(mut ws: Ws, shared: Arc<Shared>) {
-    let limits = shared.limits.clone();
+    let limits = &shared.limits;
     let queue = Arc::new(PushQueue::new(limits.outbound_queue));
     let mut s = Session {
         shared: shared.clone(),
@@ -80,32 +80,34 @@ pub async fn run(mut ws: Ws, shared: Arc<Shared>) {
     let ping_every = Duration::from_secs(limits.ping_interval_secs.max(1));
     let idle = Duration::from_secs(limits.idle_timeout_secs.max(1));
     let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
-    let auth_deadline = tokio::time::sleep(Duration::from_secs(limits.auth_timeout_secs.max(1)));
-    tokio::pin!(auth_deadline);
+    // Timers that only matter for a while live on the heap, and go away when
+    // done, so that an idle connection does not carry them.
+    let mut auth_deadline = Some(Box::pin(tokio::time::sleep(Duration::from_secs(
+        limits.auth_timeout_secs.max(1),
+    ))));
     let mut last_heard = Instant::now();
-    let mut draining: Option<Instant> = None;
-    let shutdown = shared.shutdown.clone();
+    let mut draining: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    let shutdown = &shared.shutdown;
 
     let closing: Option<CloseFrame> = loop {
-        let drain_deadline = draining.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             biased;
             _ = queue.kicked() => {
                 break Some(close(CloseCode::Policy, "too slow: outbound queue full; reconnect and resync"));
             }
             _ = shutdown.cancelled(), if draining.is_none() => {
-                draining = Some(Instant::now() + shared.grace);
+                draining = Some(Box::pin(tokio::time::sleep(shared.grace)));
             }
-            _ = tokio::time::sleep_until(drain_deadline), if draining.is_some() => {
+            _ = async { if let Some(d) = draining.as_mut() { d.await } }, if draining.is_some() => {
                 break Some(close(CloseCode::Away, "server shutting down"));
             }
             Some(reply) = inflight.next() => {
-                if write(&mut ws, &queue, Message::Text(reply.into())).await.is_err() {
+                if Box::pin(write(&mut ws, &queue, Message::Text(reply.into()))).await.is_err() {
                     break None;
                 }
             }
             _ = queue.ready() => {
-                if write_batch(&mut ws, &queue).await.is_err() {
+                if Box::pin(write_batch(&mut ws, &queue)).await.is_err() {
                     break None;
                 }
             }
@@ -113,7 +115,7 @@ pub async fn run(mut ws: Ws, shared: Arc<Shared>) {
                 last_heard = Instant::now();
                 let outcome = match msg {
                     None => break None,
-                    Some(Ok(Message::Text(text))) => s.handle_text(text.as_str()).await,
+                    Some(Ok(Message::Text(text))) => Box::pin(s.handle_text(text.as_str())).await,
                     Some(Ok(Message::Binary(_))) => Outcome::Reply(error(None, &ProtoError::new(
                         ErrorCode::BadFrame,
                         "binary frames are not supported; send JSON in text frames",
@@ -139,14 +141,14 @@ pub async fn run(mut ws: Ws, shared: Arc<Shared>) {
                 };
                 match outcome {
                     Outcome::Reply(text) => {
-                        if write(&mut ws, &queue, Message::Text(text.into())).await.is_err() {
+                        if Box::pin(write(&mut ws, &queue, Message::Text(text.into()))).await.is_err() {
                             break None;
                         }
                     }
                     Outcome::None => {}
                     Outcome::Later(fut) => inflight.push(fut),
                     Outcome::Close(text, frame) => {
-                        let _ = write(&mut ws, &queue, Message::Text(text.into())).await;
+                        let _ = Box::pin(write(&mut ws, &queue, Message::Text(text.into()))).await;
                         break Some(frame);
                     }
                 }
@@ -155,16 +157,19 @@ pub async fn run(mut ws: Ws, shared: Arc<Shared>) {
                 if last_heard.elapsed() > idle {
                     break Some(close(CloseCode::Away, "idle timeout"));
                 }
-                if write(&mut ws, &queue, Message::Ping(Default::default())).await.is_err() {
+                if Box::pin(write(&mut ws, &queue, Message::Ping(Default::default()))).await.is_err() {
                     break None;
                 }
             }
-            _ = &mut auth_deadline, if s.user.is_none() => {
+            _ = async { if let Some(d) = auth_deadline.as_mut() { d.await } }, if auth_deadline.is_some() => {
                 break Some(close(CloseCode::Policy, "authenticate first"));
             }
         }
         if draining.is_some() && inflight.is_empty() {
             break Some(close(CloseCode::Away, "server shutting down"));
+        }
+        if s.user.is_some() {
+            auth_deadline = None;
         }
     };
     drop(s.registration.take());
