@@ -28,8 +28,10 @@ impl Mirror {
         for u in stmt.query_map([], |r| r.get::<_, String>(0))? {
             m.users.insert(u?);
         }
-        let mut stmt =
-            conn.prepare("SELECT id, kind, name, dm_key, last_seq FROM conversations")?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT id, kind, name, dm_key, {} FROM conversations c",
+            super::LAST_SEQ
+        ))?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,

@@ -222,6 +222,12 @@ pub struct LogStore {
     writer: Arc<writer::WriterThread>,
 }
 
+/// A conversation's last seq, read from its log (the events table is the
+/// only place a seq is written, and `conversations.last_seq` is no longer
+/// maintained; for a conversations row aliased `c`).
+pub(crate) const LAST_SEQ: &str =
+    "COALESCE((SELECT MAX(seq) FROM events e WHERE e.conversation_id = c.id), 0)";
+
 /// The database file inside a data directory.
 pub fn db_path(dir: &Path) -> PathBuf {
     dir.join("chatd.db")

@@ -499,9 +499,6 @@ impl Writer {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![conv_id, seq as i64, ts, user, body.kind(), client_msg_id, target, data])?;
-        self.conn
-            .prepare_cached("UPDATE conversations SET last_seq = ?1 WHERE id = ?2")?
-            .execute(params![seq as i64, conv_id])?;
         conv.last_seq = seq;
         self.changes.push(Committed::Event(Arc::new(Event {
             conversation_id: conv_id.to_string(),

@@ -234,7 +234,10 @@ pub(super) fn load_snapshot(c: &Connection) -> Result<Snapshot, StoreError> {
         snap.users.push(u?);
     }
     let mut index: HashMap<String, usize> = HashMap::new();
-    let mut stmt = c.prepare("SELECT id, kind, name, last_seq FROM conversations")?;
+    let mut stmt = c.prepare(&format!(
+        "SELECT id, kind, name, {} FROM conversations c",
+        super::LAST_SEQ
+    ))?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,

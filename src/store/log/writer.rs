@@ -170,7 +170,7 @@ impl Writer {
     /// only its own writes.
     fn apply(&mut self, op: WriteOp) -> Pending {
         let mark = self.changes.len();
-        if let Err(e) = self.conn.execute_batch("SAVEPOINT op") {
+        if let Err(e) = self.exec_cached("SAVEPOINT op") {
             return self.refuse_with(op, e.into());
         }
         let result = match op {
@@ -211,11 +211,12 @@ impl Writer {
         };
         let end = if failed {
             self.changes.truncate(mark);
-            "ROLLBACK TO op; RELEASE op"
+            self.exec_cached("ROLLBACK TO op")
+                .and_then(|_| self.exec_cached("RELEASE op"))
         } else {
-            "RELEASE op"
+            self.exec_cached("RELEASE op")
         };
-        if let Err(e) = self.conn.execute_batch(end) {
+        if let Err(e) = end {
             tracing::error!("writer: savepoint failed: {e}");
         }
         if db_error {
@@ -227,6 +228,12 @@ impl Writer {
             }
         }
         result
+    }
+
+    /// Run a statement without parameters through the statement cache (the
+    /// savepoint statements run for every operation).
+    fn exec_cached(&self, sql: &str) -> rusqlite::Result<()> {
+        self.conn.prepare_cached(sql)?.execute([]).map(|_| ())
     }
 
     fn refuse_with(&mut self, op: WriteOp, e: StoreError) -> Pending {
