@@ -165,8 +165,9 @@ pub fn start(args: &ClientArgs) -> anyhow::Result<Report> {
 }
 
 /// `client-events`: incoming events at `rate`/s applied to the cache the way
-/// the engine applies pushes (store, conversation summary, then publish the
-/// list and the focused window), while the UI loop draws at 200×60. The UI
+/// the engine applies pushes (store, the conversation's row for
+/// notifications, then at most every 30 ms one update with the list and the
+/// focused window), while the UI loop draws at 200×60. The UI
 /// latency is from an event's arrival to the end of the frame that shows it.
 pub async fn events(args: &ClientArgs) -> anyhow::Result<Report> {
     let (path, _, temp) = ensure_cache(args)?;
@@ -179,6 +180,9 @@ pub async fn events(args: &ClientArgs) -> anyhow::Result<Report> {
     }
     result
 }
+
+/// The engine's publish interval.
+const PUBLISH_EVERY: Duration = Duration::from_millis(30);
 
 async fn events_on(path: &Path, args: &ClientArgs) -> anyhow::Result<Report> {
     let mut cache = Cache::open(path)?;
@@ -201,6 +205,9 @@ async fn events_on(path: &Path, args: &ClientArgs) -> anyhow::Result<Report> {
         let t0 = Instant::now();
         let mut work = Samples::default();
         let mut n = 0u64;
+        let mut pending: Vec<Instant> = Vec::new();
+        let mut focused_dirty = false;
+        let mut last_publish = Instant::now();
         while t0.elapsed() < duration && n < 10_000_000 {
             let at = t0 + period.mul_f64(n as f64);
             if let Some(wait) = at.checked_duration_since(Instant::now()) {
@@ -216,27 +223,36 @@ async fn events_on(path: &Path, args: &ClientArgs) -> anyhow::Result<Report> {
             let seq = seqs.entry(conv.clone()).or_insert(0);
             *seq += 1;
             cache.apply_events(&[client::message(&conv, *seq, n)])?;
-            // after_events (live): the conversation's summary for notifications.
-            let _summary = cache.conversations()?;
-            // publish: the list, and the window when the focused one changed.
-            let list = cache.conversations()?;
-            let rows = (conv == focused)
-                .then(|| cache.messages(&focused, None, WINDOW))
-                .transpose()?;
+            // after_events (live): this conversation's row for notifications.
+            let _conv = cache.conversation(&conv)?;
+            let _muted = cache.is_muted(&conv)?;
+            pending.push(arrived);
+            focused_dirty |= conv == focused;
             work.push(arrived.elapsed().as_micros() as u64);
-            let shown = shown_e.clone();
-            let focused = focused.clone();
-            let update = UiEvent::Update(Box::new(move |m| {
-                m.conversations = list;
-                if let Some(rows) = rows {
-                    m.messages.insert(focused, rows);
+            // publish: at most every PUBLISH_EVERY, the list and (when the
+            // focused conversation changed) its window, as one update.
+            if last_publish.elapsed() >= PUBLISH_EVERY {
+                let list = cache.conversations()?;
+                let rows = focused_dirty
+                    .then(|| cache.messages(&focused, None, WINDOW))
+                    .transpose()?;
+                focused_dirty = false;
+                last_publish = Instant::now();
+                let arrivals = std::mem::take(&mut pending);
+                let shown = shown_e.clone();
+                let focused = focused.clone();
+                let update = UiEvent::Update(Box::new(move |m| {
+                    m.conversations = list;
+                    if let Some(rows) = rows {
+                        m.messages.insert(focused, rows);
+                    }
+                    if let Ok(mut s) = shown.lock() {
+                        s.extend(arrivals);
+                    }
+                }));
+                if tx.blocking_send(update).is_err() {
+                    break;
                 }
-                if let Ok(mut s) = shown.lock() {
-                    s.push(arrived);
-                }
-            }));
-            if tx.blocking_send(update).is_err() {
-                break;
             }
             n += 1;
         }
