@@ -6,9 +6,7 @@ use crate::client::credentials::{Stored, TokenStore};
 use crate::client::engine::actions::new_client_msg_id;
 use crate::client::paths::Paths;
 use crate::net::client::{Conn, Credentials};
-use crate::proto::{
-    AppendOk, ConvKind, Conversation, ConversationOk, ConversationsOk, ErrorCode, Request,
-};
+use crate::proto::{ConvKind, Conversation, ConversationOk, ConversationsOk, ErrorCode, Request};
 use std::io::{BufRead, Read};
 use std::time::Duration;
 
@@ -193,13 +191,29 @@ async fn logout(loaded: &Loaded) -> Result<(), Failure> {
     }
 }
 
+impl Session {
+    /// Send a request and read its reply as `T`.
+    pub(super) async fn ask<T: serde::de::DeserializeOwned>(
+        &mut self,
+        req: &Request,
+    ) -> Result<T, Failure> {
+        self.conn
+            .request(req)
+            .await?
+            .parse()
+            .map_err(|e| Failure::new(Exit::Failure, format!("unexpected reply: {e}")))
+    }
+
+    /// Ask for a conversation (create, join) and print it.
+    async fn conversation(&mut self, req: &Request, json: bool) -> Result<(), Failure> {
+        let reply: ConversationOk = self.ask(req).await?;
+        print_conversation(&reply.conversation, &self.user, json);
+        Ok(())
+    }
+}
+
 pub(super) async fn list(s: &mut Session) -> Result<Vec<Conversation>, Failure> {
-    let reply: ConversationsOk = s
-        .conn
-        .request(&Request::Conversations {})
-        .await?
-        .parse()
-        .map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
+    let reply: ConversationsOk = s.ask(&Request::Conversations {}).await?;
     Ok(reply.conversations)
 }
 
@@ -332,8 +346,7 @@ async fn send(loaded: &Loaded, target: &str, text: Option<String>) -> Result<(),
     let mut attempt = 0;
     loop {
         match s.conn.request(&req).await {
-            Ok(ok) => {
-                let _: Option<AppendOk> = ok.parse().ok();
+            Ok(_) => {
                 s.conn.close().await;
                 return Ok(());
             }
@@ -376,13 +389,7 @@ async fn create(loaded: &Loaded, what: CreateWhat, json: bool) -> Result<(), Fai
             members: Vec::new(),
         },
     };
-    let reply: ConversationOk = s
-        .conn
-        .request(&req)
-        .await?
-        .parse()
-        .map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
-    print_conversation(&reply.conversation, &s.user, json);
+    s.conversation(&req, json).await?;
     s.conn.close().await;
     Ok(())
 }
@@ -407,13 +414,7 @@ async fn join(loaded: &Loaded, channel: &str) -> Result<(), Failure> {
             name: None,
         },
     };
-    let reply: ConversationOk = s
-        .conn
-        .request(&req)
-        .await?
-        .parse()
-        .map_err(|e| Failure::new(Exit::Failure, e.to_string()))?;
-    print_conversation(&reply.conversation, &s.user, false);
+    s.conversation(&req, false).await?;
     s.conn.close().await;
     Ok(())
 }

@@ -74,16 +74,13 @@ async fn history(
     before: Option<u64>,
     limit: u32,
 ) -> Result<HistoryOk, Failure> {
-    s.conn
-        .request(&Request::History {
-            conversation_id: conv.to_string(),
-            after,
-            before,
-            limit: Some(limit),
-        })
-        .await?
-        .parse()
-        .map_err(|e| Failure::new(Exit::Failure, e.to_string()))
+    s.ask(&Request::History {
+        conversation_id: conv.to_string(),
+        after,
+        before,
+        limit: Some(limit),
+    })
+    .await
 }
 
 pub(super) async fn tail(
