@@ -158,3 +158,40 @@ async fn logout_revokes_only_its_token() {
     );
     a2.ok(json!({"type":"conversations"})).await;
 }
+
+#[tokio::test]
+async fn connections_per_user_are_bounded_and_a_refused_login_leaves_no_session() {
+    let server = TestServer::start_with(|c| c.limits.max_connections_per_user = 2).await;
+    let a1 = server.user("alice").await;
+    let mut a2 = Peer::connect(&server.url()).await;
+    assert_eq!(a2.auth(&a1.token).await["type"], "ok");
+    // A third connection is refused, by token and by password alike.
+    let mut a3 = Peer::connect(&server.url()).await;
+    let r = a3.auth(&a1.token).await;
+    assert_eq!(r["code"], "rate_limited", "{r}");
+    let mut a4 = Peer::connect(&server.url()).await;
+    let r = a4.login("alice", PASSWORD).await;
+    assert_eq!(r["code"], "rate_limited", "{r}");
+    // Only the registration's session exists: the refused login stored none.
+    let db = rusqlite::Connection::open(server.data_dir().join("chatd.db")).unwrap();
+    let sessions: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM sessions WHERE username = 'alice'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(sessions, 1);
+    // Closing one connection makes room again.
+    drop(a2);
+    let mut ok = false;
+    for _ in 0..50 {
+        let mut p = Peer::connect(&server.url()).await;
+        if p.auth(&a1.token).await["type"] == "ok" {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok, "a freed slot can be used");
+}

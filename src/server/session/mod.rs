@@ -346,12 +346,15 @@ impl Session {
     async fn new_session(&mut self, user: String, device: String) -> Result<AuthOk, ProtoError> {
         let token = new_token();
         let hash = token_hash(&token);
+        // Join the hub first: a login refused for too many connections must
+        // not leave a session behind.
+        let reg = self.shared.hub.register(&user, self.queue.clone())?;
         self.shared
             .store
             .create_session(&user, hash.clone(), device)
             .await
             .map_err(|e| e.to_proto())?;
-        self.start(user.clone(), hash)?;
+        self.become_user(reg, user.clone(), hash);
         Ok(AuthOk {
             user,
             token: Some(token),
@@ -380,10 +383,14 @@ impl Session {
     /// Become `user`: join the hub so pushes start flowing.
     fn start(&mut self, user: String, token_hash: String) -> Result<(), ProtoError> {
         let reg = self.shared.hub.register(&user, self.queue.clone())?;
+        self.become_user(reg, user, token_hash);
+        Ok(())
+    }
+
+    fn become_user(&mut self, reg: Registration, user: String, token_hash: String) {
         tracing::debug!(user = %user, "connection authenticated");
         self.registration = Some(reg);
         self.user = Some(user);
         self.token_hash = Some(token_hash);
-        Ok(())
     }
 }
