@@ -36,7 +36,7 @@ pub enum AcceptError {
 /// The WebSocket settings chatd uses, from its frame limit.
 pub fn ws_config(hard_frame_bytes: usize) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(512)
+        .read_buffer_size(256)
         .write_buffer_size(0)
         .max_write_buffer_size(hard_frame_bytes * 2 + 64 * 1024)
         .max_message_size(Some(hard_frame_bytes))

@@ -76,7 +76,9 @@ pub async fn run(mut ws: Ws, shared: Arc<Shared>) {
         typing: TypingThrottle::default(),
         auth_failures: 0,
     };
-    let mut inflight: FuturesUnordered<BoxFuture<'static, String>> = FuturesUnordered::new();
+    // Requests in flight; created on the first one and dropped when all are
+    // answered, so an idle connection holds none of its allocations.
+    let mut inflight: Option<FuturesUnordered<BoxFuture<'static, String>>> = None;
     let ping_every = Duration::from_secs(limits.ping_interval_secs.max(1));
     let idle = Duration::from_secs(limits.idle_timeout_secs.max(1));
     let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
@@ -101,7 +103,10 @@ pub async fn run(mut ws: Ws, shared: Arc<Shared>) {
             _ = async { if let Some(d) = draining.as_mut() { d.await } }, if draining.is_some() => {
                 break Some(close(CloseCode::Away, "server shutting down"));
             }
-            Some(reply) = inflight.next() => {
+            Some(reply) = async { match inflight.as_mut() { Some(f) => f.next().await, None => None } }, if inflight.is_some() => {
+                if inflight.as_ref().is_some_and(|f| f.is_empty()) {
+                    inflight = None;
+                }
                 if Box::pin(write(&mut ws, &queue, Message::Text(reply.into()))).await.is_err() {
                     break None;
                 }
@@ -111,7 +116,7 @@ pub async fn run(mut ws: Ws, shared: Arc<Shared>) {
                     break None;
                 }
             }
-            msg = ws.next(), if draining.is_none() && inflight.len() < limits.max_inflight.max(1) => {
+            msg = ws.next(), if draining.is_none() && inflight.as_ref().map_or(0, |f| f.len()) < limits.max_inflight.max(1) => {
                 last_heard = Instant::now();
                 let outcome = match msg {
                     None => break None,
@@ -146,7 +151,7 @@ pub async fn run(mut ws: Ws, shared: Arc<Shared>) {
                         }
                     }
                     Outcome::None => {}
-                    Outcome::Later(fut) => inflight.push(fut),
+                    Outcome::Later(fut) => inflight.get_or_insert_with(FuturesUnordered::new).push(fut),
                     Outcome::Close(text, frame) => {
                         let _ = Box::pin(write(&mut ws, &queue, Message::Text(text.into()))).await;
                         break Some(frame);
@@ -165,7 +170,7 @@ pub async fn run(mut ws: Ws, shared: Arc<Shared>) {
                 break Some(close(CloseCode::Policy, "authenticate first"));
             }
         }
-        if draining.is_some() && inflight.is_empty() {
+        if draining.is_some() && inflight.is_none() {
             break Some(close(CloseCode::Away, "server shutting down"));
         }
         if s.user.is_some() {
