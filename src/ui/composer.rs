@@ -2,7 +2,7 @@
 //! on a char boundary (combining marks move with their base character), plus
 //! the input history.
 
-use unicode_width::UnicodeWidthChar;
+use unicode_segmentation::UnicodeSegmentation;
 
 #[derive(Debug, Clone, Default)]
 pub struct Composer {
@@ -16,10 +16,6 @@ pub struct Composer {
 }
 
 const HISTORY_MAX: usize = 200;
-
-fn zero_width(c: char) -> bool {
-    c.width() == Some(0) && c != '\n'
-}
 
 impl Composer {
     pub fn text(&self) -> &str {
@@ -56,32 +52,23 @@ impl Composer {
         self.cursor += c.len_utf8();
     }
 
-    /// Byte offset of the cluster start before `at`.
+    /// Byte offset of the grapheme cluster start before `at` (an emoji
+    /// sequence joined with ZWJ, a flag, a letter with its accents).
     fn prev_boundary(&self, at: usize) -> usize {
-        let mut idx = at;
-        for (i, c) in self.text[..at].char_indices().rev() {
-            idx = i;
-            if !zero_width(c) {
-                break;
-            }
-        }
-        idx
+        self.text[..at]
+            .grapheme_indices(true)
+            .next_back()
+            .map(|(i, _)| i)
+            .unwrap_or(0)
     }
 
-    /// Byte offset after the cluster starting at `at`.
+    /// Byte offset after the grapheme cluster starting at `at`.
     fn next_boundary(&self, at: usize) -> usize {
-        let mut chars = self.text[at..].char_indices();
-        let Some((_, first)) = chars.next() else {
-            return at;
-        };
-        let mut end = at + first.len_utf8();
-        for (i, c) in chars {
-            if !zero_width(c) {
-                break;
-            }
-            end = at + i + c.len_utf8();
-        }
-        end
+        self.text[at..]
+            .graphemes(true)
+            .next()
+            .map(|g| at + g.len())
+            .unwrap_or(at)
     }
 
     pub fn backspace(&mut self) {
@@ -239,7 +226,12 @@ mod tests {
         let mut c = Composer::default();
         c.insert_str("héllo 世界 👍🏽");
         c.backspace();
-        assert_eq!(c.text(), "héllo 世界 👍");
+        assert_eq!(
+            c.text(),
+            "héllo 世界 ",
+            "an emoji with its skin tone is one"
+        );
+        c.insert_str("👍");
         c.left();
         c.left();
         c.insert_char('x');
@@ -262,6 +254,18 @@ mod tests {
         c.left();
         c.left();
         assert_eq!(c.cursor(), 0);
+        c.delete();
+        assert_eq!(c.text(), "a");
+    }
+
+    #[test]
+    fn joined_emoji_and_flags_are_one_step() {
+        let mut c = Composer::default();
+        c.set("a👨‍👩‍👧🇫🇷");
+        c.backspace();
+        assert_eq!(c.text(), "a👨‍👩‍👧", "a flag is one cluster");
+        c.left();
+        assert_eq!(c.cursor(), 1, "the family emoji is one cluster");
         c.delete();
         assert_eq!(c.text(), "a");
     }
