@@ -38,7 +38,10 @@ pub fn ws_config(hard_frame_bytes: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(256)
         .write_buffer_size(0)
-        .max_write_buffer_size(hard_frame_bytes * 2 + 64 * 1024)
+        // Replies chatd builds itself (a `sync` of a user in thousands of
+        // conversations) may exceed the inbound frame cap; pushes are bounded
+        // by the push queue, so this only has to stop the pathological.
+        .max_write_buffer_size((hard_frame_bytes * 2 + 64 * 1024).max(64 * 1024 * 1024))
         .max_message_size(Some(hard_frame_bytes))
         .max_frame_size(Some(hard_frame_bytes))
 }
