@@ -47,7 +47,7 @@ pub fn message(conv: &str, seq: u64, i: u64) -> Event {
         conversation_id: conv.to_string(),
         seq,
         ts: 1_764_000_000_000 + (i as i64) * 1000,
-        sender: if i % 3 == 0 {
+        sender: if i.is_multiple_of(3) {
             ME.to_string()
         } else {
             OTHERS[(i % 4) as usize].to_string()
