@@ -215,7 +215,7 @@ async fn events_on(path: &Path, args: &ClientArgs) -> anyhow::Result<Report> {
             }
             let arrived = Instant::now();
             // Half the traffic in the focused conversation.
-            let conv = if n % 2 == 0 {
+            let conv = if n.is_multiple_of(2) {
                 focused.clone()
             } else {
                 client::conv_id((n as usize / 2) % convs)

@@ -289,7 +289,7 @@ fn garbage(rng: &mut Rng, conv: &str) -> String {
         _ => {
             let mut obj = serde_json::Map::new();
             obj.insert("type".into(), json!(rng.pick(&types)));
-            if rng.next() % 4 != 0 {
+            if !rng.next().is_multiple_of(4) {
                 obj.insert("id".into(), json!(rng.next() % 1000));
             }
             for _ in 0..rng.next() % 6 {
@@ -312,7 +312,7 @@ async fn a_garbage_flood_leaves_the_server_up() {
     let mut tasks = Vec::new();
     for c in 0..12u64 {
         let url = server.url();
-        let token = if c % 2 == 0 {
+        let token = if c.is_multiple_of(2) {
             Some(flood.token.clone())
         } else {
             None
