@@ -247,11 +247,10 @@ impl Engine {
         let Some(cache) = self.cache.as_ref() else {
             return;
         };
-        let Some(&(from, to)) = cache
+        let Some((from, to)) = cache
             .missing_ranges(conv)
             .ok()
-            .and_then(|r| r.first().cloned())
-            .as_ref()
+            .and_then(|r| r.first().copied())
         else {
             return;
         };
