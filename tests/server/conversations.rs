@@ -284,3 +284,34 @@ async fn dms_cannot_be_left_renamed_or_grown() {
         .await;
     assert_eq!(alice.last_seq(&dm).await, 1);
 }
+
+#[tokio::test]
+async fn state_rebuilt_after_restart_keeps_dms_channels_and_members_unique() {
+    let server = TestServer::start().await;
+    let mut alice = server.user("alice").await;
+    let _bob = server.user("bob").await;
+    let dm = alice.create_dm("bob").await;
+    let ch = alice.create("channel", Some("general"), &[]).await;
+    let ch_id = ch["id"].as_str().unwrap().to_string();
+    let alice_token = alice.token.clone();
+    drop(alice);
+    let server = server.restart().await;
+
+    let mut alice = Peer::connect(&server.url()).await;
+    assert_eq!(alice.auth(&alice_token).await["type"], "ok");
+    // The same DM, not a second one; the channel name is still taken.
+    assert_eq!(alice.create_dm("bob").await, dm);
+    alice
+        .err(
+            json!({"type":"create","kind":"channel","name":"general"}),
+            "conflict",
+        )
+        .await;
+    // Membership survived: bob can join, and seqs continue densely.
+    let mut bob = Peer::connect(&server.url()).await;
+    assert_eq!(bob.login("bob", PASSWORD).await["type"], "ok");
+    let joined = bob
+        .ok(json!({"type":"join","conversation_id": ch_id}))
+        .await;
+    assert_eq!(joined["conversation"]["last_seq"], 2, "{joined}");
+}

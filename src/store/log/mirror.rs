@@ -1,11 +1,13 @@
 //! The writer's mirror of what validation needs: conversation kinds, last
-//! seqs, members, channel names, DM keys and usernames, loaded from the
-//! database at start and after a failed commit.
+//! seqs, members, channel names, DM keys and usernames. Built from the same
+//! snapshot the hub starts from, and rebuilt from the database after a
+//! failed commit.
 
-use super::StoreError;
+use super::{Snapshot, StoreError};
 use crate::proto::ConvKind;
 use rusqlite::Connection;
 use std::collections::{HashMap, HashSet};
+
 #[derive(Debug)]
 pub(super) struct ConvMirror {
     pub(super) kind: ConvKind,
@@ -21,55 +23,55 @@ pub(super) struct Mirror {
     pub(super) users: HashSet<String>,
 }
 
+/// The key that makes a DM unique: its two members, sorted.
+pub(super) fn dm_key<'a>(members: impl IntoIterator<Item = &'a String>) -> String {
+    let mut m: Vec<&str> = members.into_iter().map(String::as_str).collect();
+    m.sort_unstable();
+    m.join("\n")
+}
+
 impl Mirror {
-    pub(super) fn load(conn: &Connection) -> Result<Mirror, StoreError> {
-        let mut m = Mirror::default();
-        let mut stmt = conn.prepare("SELECT username FROM users")?;
-        for u in stmt.query_map([], |r| r.get::<_, String>(0))? {
-            m.users.insert(u?);
-        }
-        let mut stmt = conn.prepare(&format!(
-            "SELECT id, kind, name, dm_key, {} FROM conversations c",
-            super::LAST_SEQ
-        ))?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, Option<String>>(3)?,
-                r.get::<_, i64>(4)?,
-            ))
-        })?;
-        for row in rows {
-            let (id, kind, name, dm_key, last_seq) = row?;
-            let kind = ConvKind::parse(&kind)
-                .ok_or_else(|| StoreError::Open(format!("conversation {id}: bad kind {kind}")))?;
-            if kind == ConvKind::Channel
-                && let Some(name) = &name
-            {
-                m.channels.insert(name.clone(), id.clone());
-            }
-            if let Some(key) = dm_key {
-                m.dms.insert(key, id.clone());
+    pub(super) fn from_snapshot(snap: &Snapshot) -> Mirror {
+        let mut m = Mirror {
+            users: snap.users.iter().cloned().collect(),
+            ..Mirror::default()
+        };
+        for c in &snap.conversations {
+            match (c.kind, &c.name) {
+                (ConvKind::Channel, Some(name)) => {
+                    m.channels.insert(name.clone(), c.id.clone());
+                }
+                (ConvKind::Dm, _) => {
+                    // A DM's members never change.
+                    m.dms.insert(dm_key(c.receipts.keys()), c.id.clone());
+                }
+                _ => {}
             }
             m.convs.insert(
-                id,
+                c.id.clone(),
                 ConvMirror {
-                    kind,
-                    last_seq: last_seq as u64,
-                    members: HashSet::new(),
+                    kind: c.kind,
+                    last_seq: c.last_seq,
+                    members: c.receipts.keys().cloned().collect(),
                 },
             );
         }
-        let mut stmt = conn.prepare("SELECT conversation_id, username FROM members")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        for row in rows {
-            let (conv, user) = row?;
-            if let Some(c) = m.convs.get_mut(&conv) {
-                c.members.insert(user);
-            }
-        }
-        Ok(m)
+        m
+    }
+
+    pub(super) fn load(conn: &Connection) -> Result<Mirror, StoreError> {
+        Ok(Mirror::from_snapshot(&super::read::load_snapshot(conn)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dm_keys_do_not_depend_on_order() {
+        let (a, b) = ("bob".to_string(), "alice".to_string());
+        assert_eq!(dm_key([&a, &b]), "alice\nbob");
+        assert_eq!(dm_key([&b, &a]), dm_key([&a, &b]));
     }
 }

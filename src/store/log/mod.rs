@@ -290,7 +290,14 @@ impl LogStore {
             readers.push(open_conn(&path, true, config.sync)?);
         }
         let (tx, rx) = mpsc::channel(config.queue.max(1));
-        let writer = writer::WriterThread::start(conn, rx, config.batch_max.max(1), limits, sink)?;
+        let writer = writer::WriterThread::start(
+            conn,
+            &snapshot,
+            rx,
+            config.batch_max.max(1),
+            limits,
+            sink,
+        )?;
         Ok((
             LogStore {
                 tx,

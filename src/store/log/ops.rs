@@ -246,7 +246,7 @@ impl Writer {
                         "a DM is with exactly one other user",
                     ));
                 }
-                let key = everyone.join("\n");
+                let key = super::mirror::dm_key(&everyone);
                 if let Some(id) = self.mirror.dms.get(&key) {
                     return Ok(Appended {
                         conversation_id: id.clone(),

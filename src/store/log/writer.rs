@@ -27,12 +27,13 @@ pub(super) struct WriterThread {
 impl WriterThread {
     pub(super) fn start(
         conn: Connection,
+        snapshot: &super::Snapshot,
         rx: mpsc::Receiver<WriteOp>,
         batch_max: usize,
         limits: WriteLimits,
         sink: Arc<dyn CommitSink>,
     ) -> Result<WriterThread, StoreError> {
-        let mirror = Mirror::load(&conn)?;
+        let mirror = Mirror::from_snapshot(snapshot);
         let mut writer = Writer {
             conn,
             mirror,
