@@ -53,29 +53,32 @@ impl Readers {
         .map_err(|_| StoreError::Closed)?
     }
 
+    /// One text value by one key (`sql` has a single `?1`), if any.
+    async fn lookup(&self, sql: &'static str, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_string();
+        self.with(move |c| {
+            Ok(c.prepare_cached(sql)?
+                .query_row([key], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
     /// The password hash of a user, if the user exists.
     pub async fn password_hash(&self, username: &str) -> Result<Option<String>, StoreError> {
-        let username = username.to_string();
-        self.with(move |c| {
-            Ok(
-                c.prepare_cached("SELECT password_hash FROM users WHERE username = ?1")?
-                    .query_row([username], |r| r.get(0))
-                    .optional()?,
-            )
-        })
+        self.lookup(
+            "SELECT password_hash FROM users WHERE username = ?1",
+            username,
+        )
         .await
     }
 
     /// The user a session token hash belongs to.
     pub async fn session_user(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
-        let token_hash = token_hash.to_string();
-        self.with(move |c| {
-            Ok(
-                c.prepare_cached("SELECT username FROM sessions WHERE token_hash = ?1")?
-                    .query_row([token_hash], |r| r.get(0))
-                    .optional()?,
-            )
-        })
+        self.lookup(
+            "SELECT username FROM sessions WHERE token_hash = ?1",
+            token_hash,
+        )
         .await
     }
 
