@@ -2,4 +2,5 @@
 //! client's connections ([`client`]).
 
 pub mod client;
+pub mod sockio;
 pub mod transport;

@@ -12,13 +12,15 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
+use super::sockio::SockIo;
+
 /// Largest HTTP request head accepted.
 const MAX_HEAD: usize = 8 * 1024;
 
 /// What an accepted TCP connection turned out to be.
 pub enum Accepted {
     /// An upgraded WebSocket, ready for frames.
-    WebSocket(Box<WebSocketStream<TcpStream>>),
+    WebSocket(Box<WebSocketStream<SockIo>>),
     /// A plain HTTP request that has been answered.
     Answered,
 }
@@ -38,10 +40,9 @@ pub fn ws_config(hard_frame_bytes: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(256)
         .write_buffer_size(0)
-        // Replies chatd builds itself (a `sync` of a user in thousands of
-        // conversations) may exceed the inbound frame cap; pushes are bounded
-        // by the push queue, so this only has to stop the pathological.
-        .max_write_buffer_size((hard_frame_bytes * 2 + 64 * 1024).max(64 * 1024 * 1024))
+        // Data frames bypass tungstenite's writer (see `SockIo::queue_text`);
+        // only control frames pass through it.
+        .max_write_buffer_size(64 * 1024)
         .max_message_size(Some(hard_frame_bytes))
         .max_frame_size(Some(hard_frame_bytes))
 }
@@ -114,8 +115,8 @@ pub async fn accept(
             stream.write_all(answer.as_bytes()).await?;
             let rest = buf[head_len..].to_vec();
             drop(buf);
-            let ws = WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(config))
-                .await;
+            let io = SockIo::new(stream, rest);
+            let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
             Ok(Accepted::WebSocket(Box::new(ws)))
         }
         Route::BadUpgrade => {

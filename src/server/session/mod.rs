@@ -8,6 +8,7 @@
 
 mod requests;
 
+use crate::net::sockio::SockIo;
 use crate::proto::{
     AuthOk, ErrorCode, PROTOCOL_VERSION, ProtoError, Request, decode_request, encode_error,
     encode_ok,
@@ -22,14 +23,13 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
-use tokio::net::TcpStream;
 use tokio::time::{Duration, Instant};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-type Ws = WebSocketStream<TcpStream>;
+type Ws = WebSocketStream<SockIo>;
 
 /// What handling one frame produced.
 pub(super) enum Outcome {
@@ -107,7 +107,7 @@ pub async fn run(mut ws: Ws, shared: Arc<Shared>) {
                 if inflight.as_ref().is_some_and(|f| f.is_empty()) {
                     inflight = None;
                 }
-                if Box::pin(write(&mut ws, &queue, Message::Text(reply.into()))).await.is_err() {
+                if Box::pin(write_text(&mut ws, &queue, &reply)).await.is_err() {
                     break None;
                 }
             }
@@ -146,14 +146,14 @@ pub async fn run(mut ws: Ws, shared: Arc<Shared>) {
                 };
                 match outcome {
                     Outcome::Reply(text) => {
-                        if Box::pin(write(&mut ws, &queue, Message::Text(text.into()))).await.is_err() {
+                        if Box::pin(write_text(&mut ws, &queue, &text)).await.is_err() {
                             break None;
                         }
                     }
                     Outcome::None => {}
                     Outcome::Later(fut) => inflight.get_or_insert_with(FuturesUnordered::new).push(fut),
                     Outcome::Close(text, frame) => {
-                        let _ = Box::pin(write(&mut ws, &queue, Message::Text(text.into()))).await;
+                        let _ = Box::pin(write_text(&mut ws, &queue, &text)).await;
                         break Some(frame);
                     }
                 }
@@ -185,7 +185,8 @@ pub async fn run(mut ws: Ws, shared: Arc<Shared>) {
 
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Write one message, giving up if the peer stops reading or is kicked.
+/// Write one control message, giving up if the peer stops reading or is
+/// kicked.
 async fn write(ws: &mut Ws, queue: &PushQueue, msg: Message) -> Result<(), ()> {
     tokio::select! {
         r = ws.send(msg) => r.map_err(|_| ()),
@@ -194,7 +195,23 @@ async fn write(ws: &mut Ws, queue: &PushQueue, msg: Message) -> Result<(), ()> {
     }
 }
 
-/// Write what is queued (up to a batch) with one flush.
+/// Send what has been queued on the socket, with the same bounds.
+async fn flush(ws: &mut Ws, queue: &PushQueue) -> Result<(), ()> {
+    tokio::select! {
+        r = ws.flush() => r.map_err(|_| ()),
+        _ = queue.kicked() => Err(()),
+        _ = tokio::time::sleep(WRITE_TIMEOUT) => Err(()),
+    }
+}
+
+/// Write one text frame (a reply).
+async fn write_text(ws: &mut Ws, queue: &PushQueue, text: &str) -> Result<(), ()> {
+    ws.get_mut().queue_text(text.as_bytes());
+    flush(ws, queue).await
+}
+
+/// Write what is queued (up to a batch) with one flush: one `send` for
+/// the whole batch.
 async fn write_batch(ws: &mut Ws, queue: &PushQueue) -> Result<(), ()> {
     let mut batch = Vec::new();
     if queue.take(&mut batch, 64) {
@@ -203,17 +220,12 @@ async fn write_batch(ws: &mut Ws, queue: &PushQueue) -> Result<(), ()> {
     if batch.is_empty() {
         return Ok(());
     }
-    let fut = async {
-        for frame in batch {
-            ws.feed(Message::Text(frame)).await?;
-        }
-        ws.flush().await
-    };
-    tokio::select! {
-        r = fut => r.map_err(|_| ()),
-        _ = queue.kicked() => Err(()),
-        _ = tokio::time::sleep(WRITE_TIMEOUT) => Err(()),
+    let io = ws.get_mut();
+    for frame in &batch {
+        io.queue_text(frame.as_bytes());
     }
+    drop(batch);
+    flush(ws, queue).await
 }
 
 impl Session {
