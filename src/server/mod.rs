@@ -100,11 +100,16 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
+                // The accept phase is boxed and freed once done, so that a
+                // connection's task carries only the session's state.
+                let accepting = Box::pin(async move {
+                    transport::accept(stream, ws_config, head_timeout)
+                        .await
+                        .map_err(|e| tracing::debug!(%peer, "rejected: {e}"))
+                });
                 tasks.spawn(async move {
-                    match transport::accept(stream, ws_config, head_timeout).await {
-                        Ok(Accepted::WebSocket(ws)) => session::run(*ws, shared).await,
-                        Ok(Accepted::Answered) => {}
-                        Err(e) => tracing::debug!(%peer, "rejected: {e}"),
+                    if let Ok(Accepted::WebSocket(ws)) = accepting.await {
+                        session::run(ws, shared).await;
                     }
                 });
             }

@@ -7,6 +7,7 @@ use super::hub::Frame;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 
 /// Capacity above which an emptied queue gives its memory back.
 const KEEP_CAPACITY: usize = 64;
@@ -72,8 +73,8 @@ impl PushQueue {
     }
 
     /// Completes when frames may be waiting.
-    pub async fn ready(&self) {
-        self.ready.notified().await
+    pub fn ready(&self) -> Notified<'_> {
+        self.ready.notified()
     }
 
     /// Wake the reader again (more frames remain after a batch).
@@ -82,8 +83,8 @@ impl PushQueue {
     }
 
     /// Completes when the connection has been kicked.
-    pub async fn kicked(&self) {
-        self.kick.notified().await
+    pub fn kicked(&self) -> Notified<'_> {
+        self.kick.notified()
     }
 }
 

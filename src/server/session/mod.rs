@@ -22,12 +22,13 @@ use crate::server::validate;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
+use std::pin::Pin;
 use std::sync::Arc;
-use tokio::time::{Duration, Instant};
+use tokio::time::{Duration, Instant, Sleep};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 type Ws = WebSocketStream<SockIo>;
 
@@ -63,7 +64,7 @@ pub(super) fn error(id: Option<u64>, e: &ProtoError) -> String {
 }
 
 /// Serve one upgraded connection until it closes.
-pub async fn run(mut ws: Ws, shared: Arc<Shared>) {
+pub async fn run(mut ws: Box<Ws>, shared: Arc<Shared>) {
     let limits = &shared.limits;
     let queue = Arc::new(PushQueue::new(limits.outbound_queue));
     let mut s = Session {
@@ -82,28 +83,51 @@ pub async fn run(mut ws: Ws, shared: Arc<Shared>) {
     let ping_every = Duration::from_secs(limits.ping_interval_secs.max(1));
     let idle = Duration::from_secs(limits.idle_timeout_secs.max(1));
     let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
-    // Timers that only matter for a while live on the heap, and go away when
-    // done, so that an idle connection does not carry them.
-    let mut auth_deadline = Some(Box::pin(tokio::time::sleep(Duration::from_secs(
-        limits.auth_timeout_secs.max(1),
-    ))));
+    // The authentication deadline, then the shutdown drain: a timer that
+    // lives on the heap only while it matters, so an idle connection does
+    // not carry it.
+    let mut deadline: Option<(Pin<Box<Sleep>>, Deadline)> = Some((
+        Box::pin(tokio::time::sleep(Duration::from_secs(
+            limits.auth_timeout_secs.max(1),
+        ))),
+        Deadline::Auth,
+    ));
+    let mut draining = false;
     let mut last_heard = Instant::now();
-    let mut draining: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     let shutdown = &shared.shutdown;
 
     let closing: Option<CloseFrame> = loop {
-        tokio::select! {
+        // Waiting here is the state an idle connection sits in: the select
+        // only produces a small value, and everything that does work is
+        // boxed while it runs, so the task stays small.
+        let wake = tokio::select! {
             biased;
-            _ = queue.kicked() => {
-                break Some(close(CloseCode::Policy, "too slow: outbound queue full; reconnect and resync"));
+            _ = queue.kicked() => Wake::Kicked,
+            _ = shutdown.cancelled(), if !draining => Wake::Shutdown,
+            _ = async { if let Some((d, _)) = deadline.as_mut() { d.await } }, if deadline.is_some() => Wake::Deadline,
+            Some(reply) = async { match inflight.as_mut() { Some(f) => f.next().await, None => None } }, if inflight.is_some() => Wake::Reply(reply),
+            _ = queue.ready() => Wake::Pushes,
+            msg = ws.next(), if !draining && inflight.as_ref().map_or(0, |f| f.len()) < limits.max_inflight.max(1) => Wake::Incoming(Incoming::from(msg)),
+            _ = ping.tick() => Wake::Ping,
+        };
+        match wake {
+            Wake::Kicked => {
+                break Some(close(
+                    CloseCode::Policy,
+                    "too slow: outbound queue full; reconnect and resync",
+                ));
             }
-            _ = shutdown.cancelled(), if draining.is_none() => {
-                draining = Some(Box::pin(tokio::time::sleep(shared.grace)));
+            Wake::Shutdown => {
+                draining = true;
+                deadline = Some((Box::pin(tokio::time::sleep(shared.grace)), Deadline::Drain));
             }
-            _ = async { if let Some(d) = draining.as_mut() { d.await } }, if draining.is_some() => {
-                break Some(close(CloseCode::Away, "server shutting down"));
+            Wake::Deadline => {
+                break Some(match deadline.map(|(_, d)| d) {
+                    Some(Deadline::Drain) => close(CloseCode::Away, "server shutting down"),
+                    _ => close(CloseCode::Policy, "authenticate first"),
+                });
             }
-            Some(reply) = async { match inflight.as_mut() { Some(f) => f.next().await, None => None } }, if inflight.is_some() => {
+            Wake::Reply(reply) => {
                 if inflight.as_ref().is_some_and(|f| f.is_empty()) {
                     inflight = None;
                 }
@@ -111,38 +135,34 @@ pub async fn run(mut ws: Ws, shared: Arc<Shared>) {
                     break None;
                 }
             }
-            _ = queue.ready() => {
+            Wake::Pushes => {
                 if Box::pin(write_batch(&mut ws, &queue)).await.is_err() {
                     break None;
                 }
             }
-            msg = ws.next(), if draining.is_none() && inflight.as_ref().map_or(0, |f| f.len()) < limits.max_inflight.max(1) => {
+            Wake::Incoming(incoming) => {
                 last_heard = Instant::now();
-                let outcome = match msg {
-                    None => break None,
-                    Some(Ok(Message::Text(text))) => Box::pin(s.handle_text(text.as_str())).await,
-                    Some(Ok(Message::Binary(_))) => Outcome::Reply(error(None, &ProtoError::new(
-                        ErrorCode::BadFrame,
-                        "binary frames are not supported; send JSON in text frames",
-                    ))),
-                    Some(Ok(Message::Close(_))) => break None,
-                    Some(Ok(_)) => Outcome::None,
+                let outcome = match incoming {
+                    Incoming::Text(text) => Box::pin(s.handle_text(text.as_str())).await,
+                    Incoming::Binary => Outcome::Reply(error(
+                        None,
+                        &ProtoError::new(
+                            ErrorCode::BadFrame,
+                            "binary frames are not supported; send JSON in text frames",
+                        ),
+                    )),
+                    Incoming::Other => Outcome::None,
+                    Incoming::Closed => break None,
                     // The socket reader is fused after this error (and RFC 6455
                     // requires failing the connection): answer, then close 1007.
-                    Some(Err(WsError::Utf8(_))) => Outcome::Close(
-                        error(None, &ProtoError::new(
-                            ErrorCode::BadFrame,
-                            "text frame is not valid UTF-8",
-                        )),
+                    Incoming::BadUtf8 => Outcome::Close(
+                        error(
+                            None,
+                            &ProtoError::new(ErrorCode::BadFrame, "text frame is not valid UTF-8"),
+                        ),
                         close(CloseCode::Invalid, "text frame is not valid UTF-8"),
                     ),
-                    Some(Err(WsError::Capacity(_))) => {
-                        break Some(close(CloseCode::Size, "frame too large"));
-                    }
-                    Some(Err(e)) => {
-                        tracing::debug!("connection error: {e}");
-                        break None;
-                    }
+                    Incoming::TooLarge => break Some(close(CloseCode::Size, "frame too large")),
                 };
                 match outcome {
                     Outcome::Reply(text) => {
@@ -151,35 +171,88 @@ pub async fn run(mut ws: Ws, shared: Arc<Shared>) {
                         }
                     }
                     Outcome::None => {}
-                    Outcome::Later(fut) => inflight.get_or_insert_with(FuturesUnordered::new).push(fut),
+                    Outcome::Later(fut) => {
+                        inflight.get_or_insert_with(FuturesUnordered::new).push(fut)
+                    }
                     Outcome::Close(text, frame) => {
                         let _ = Box::pin(write_text(&mut ws, &queue, &text)).await;
                         break Some(frame);
                     }
                 }
             }
-            _ = ping.tick() => {
+            Wake::Ping => {
                 if last_heard.elapsed() > idle {
                     break Some(close(CloseCode::Away, "idle timeout"));
                 }
-                if Box::pin(write(&mut ws, &queue, Message::Ping(Default::default()))).await.is_err() {
+                if Box::pin(write(&mut ws, &queue, Message::Ping(Default::default())))
+                    .await
+                    .is_err()
+                {
                     break None;
                 }
             }
-            _ = async { if let Some(d) = auth_deadline.as_mut() { d.await } }, if auth_deadline.is_some() => {
-                break Some(close(CloseCode::Policy, "authenticate first"));
-            }
         }
-        if draining.is_some() && inflight.is_none() {
+        if draining && inflight.is_none() {
             break Some(close(CloseCode::Away, "server shutting down"));
         }
-        if s.user.is_some() {
-            auth_deadline = None;
+        if s.user.is_some() && matches!(deadline, Some((_, Deadline::Auth))) {
+            deadline = None;
         }
     };
     drop(s.registration.take());
     if let Some(frame) = closing {
-        let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(Some(frame))).await;
+        let _ = Box::pin(tokio::time::timeout(
+            Duration::from_secs(1),
+            (*ws).close(Some(frame)),
+        ))
+        .await;
+    }
+}
+
+/// Why the connection task woke up.
+enum Wake {
+    Kicked,
+    Shutdown,
+    Deadline,
+    Reply(String),
+    Pushes,
+    Incoming(Incoming),
+    Ping,
+}
+
+/// What the connection's one deadline is for.
+#[derive(Clone, Copy)]
+enum Deadline {
+    Auth,
+    Drain,
+}
+
+/// A frame from the peer, reduced to what the session acts on.
+enum Incoming {
+    Text(Utf8Bytes),
+    Binary,
+    /// Ping, pong: tungstenite answers pings itself.
+    Other,
+    /// The peer closed, or the connection failed.
+    Closed,
+    BadUtf8,
+    TooLarge,
+}
+
+impl From<Option<Result<Message, WsError>>> for Incoming {
+    fn from(msg: Option<Result<Message, WsError>>) -> Incoming {
+        match msg {
+            None | Some(Ok(Message::Close(_))) => Incoming::Closed,
+            Some(Ok(Message::Text(text))) => Incoming::Text(text),
+            Some(Ok(Message::Binary(_))) => Incoming::Binary,
+            Some(Ok(_)) => Incoming::Other,
+            Some(Err(WsError::Utf8(_))) => Incoming::BadUtf8,
+            Some(Err(WsError::Capacity(_))) => Incoming::TooLarge,
+            Some(Err(e)) => {
+                tracing::debug!("connection error: {e}");
+                Incoming::Closed
+            }
+        }
     }
 }
 
@@ -409,5 +482,27 @@ impl Session {
         self.registration = Some(reg);
         self.user = Some(user);
         self.token_hash = Some(token_hash);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn future_size<A, B, F: std::future::Future>(_f: impl Fn(A, B) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// Every idle connection carries its task's future: keep it small (the
+    /// socket state is boxed, the accept phase and each piece of work are
+    /// boxed only while they run). It was 1.6 KiB before that.
+    #[test]
+    fn the_connection_future_stays_small() {
+        let size = future_size(run);
+        eprintln!(
+            "session future: {size} bytes; Ws {}",
+            std::mem::size_of::<Ws>()
+        );
+        assert!(size <= 1024, "the session future grew to {size} bytes");
     }
 }
