@@ -86,9 +86,14 @@ pub fn new_token() -> String {
     hex::encode(bytes)
 }
 
+/// The SHA-256 of a token; what is stored is its hex form ([`token_hash`]).
+pub fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
 /// What is stored for a token.
 pub fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    hex::encode(token_digest(token))
 }
 
 #[cfg(test)]

@@ -362,6 +362,19 @@ impl Hub {
         Ok(())
     }
 
+    /// Ask the connections whose id is `phase` modulo `phases` to ping
+    /// their peers.
+    pub fn request_pings(&self, phase: u64, phases: u64) {
+        let st = self.lock();
+        for online in st.online.values() {
+            for conn in &online.conns {
+                if conn.id % phases.max(1) == phase {
+                    conn.queue.request_ping();
+                }
+            }
+        }
+    }
+
     /// Number of users with at least one connection.
     pub fn online_users(&self) -> usize {
         self.lock().online.len()

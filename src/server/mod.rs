@@ -80,6 +80,11 @@ pub async fn serve(
         shutdown: token.clone(),
         grace: Duration::from_secs(config.shutdown_grace_secs),
     });
+    tokio::spawn(pinger(
+        shared.hub.clone(),
+        Duration::from_secs(config.limits.ping_interval_secs.max(1)),
+        token.clone(),
+    ));
     let ws_config = transport::ws_config(config.limits.hard_frame_bytes);
     let head_timeout = Duration::from_secs(config.limits.auth_timeout_secs.max(1));
     let tasks = TaskTracker::new();
@@ -124,4 +129,24 @@ pub async fn serve(
     store.close().await;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Ask every authenticated connection to ping its peer once per `every`,
+/// an eighth of them at a time (so that pings do not all go out at once),
+/// until `stop`. One timer for the whole server instead of one per
+/// connection.
+async fn pinger(hub: Arc<Hub>, every: Duration, stop: CancellationToken) {
+    const PHASES: u64 = 8;
+    let mut tick = tokio::time::interval(every / PHASES as u32);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut phase = 0;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                hub.request_pings(phase, PHASES);
+                phase = (phase + 1) % PHASES;
+            }
+        }
+    }
 }

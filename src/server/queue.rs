@@ -25,6 +25,8 @@ pub struct PushQueue {
 struct Inner {
     frames: VecDeque<Frame>,
     kicked: bool,
+    /// The server's pinger asked this connection to ping its peer.
+    ping_due: bool,
 }
 
 impl PushQueue {
@@ -70,6 +72,19 @@ impl PushQueue {
             inner.frames = VecDeque::new();
         }
         !inner.frames.is_empty()
+    }
+
+    /// Ask the connection to ping its peer (and to check that it has heard
+    /// from it lately). The server's one pinger does this for every
+    /// connection in turn, so that no connection needs a timer of its own.
+    pub fn request_ping(&self) {
+        self.lock().ping_due = true;
+        self.ready.notify_one();
+    }
+
+    /// Whether a ping was requested since the last call.
+    pub fn take_ping(&self) -> bool {
+        std::mem::take(&mut self.lock().ping_due)
     }
 
     /// Completes when frames may be waiting.

@@ -14,7 +14,7 @@ use crate::proto::{
     encode_ok,
 };
 use crate::server::Shared;
-use crate::server::auth::{new_token, token_hash};
+use crate::server::auth::{new_token, token_digest};
 use crate::server::hub::Registration;
 use crate::server::limiter::{TokenBucket, TypingThrottle};
 use crate::server::queue::PushQueue;
@@ -44,7 +44,8 @@ pub(super) enum Outcome {
 pub(super) struct Session {
     pub(super) shared: Arc<Shared>,
     pub(super) user: Option<String>,
-    pub(super) token_hash: Option<String>,
+    /// SHA-256 of this connection's token (kept raw: 32 bytes, no heap).
+    pub(super) token_digest: Option<[u8; 32]>,
     pub(super) registration: Option<Registration>,
     pub(super) queue: Arc<PushQueue>,
     pub(super) bucket: TokenBucket,
@@ -63,149 +64,189 @@ pub(super) fn error(id: Option<u64>, e: &ProtoError) -> String {
     encode_error(id, e)
 }
 
-/// Serve one upgraded connection until it closes.
-pub async fn run(mut ws: Box<Ws>, shared: Arc<Shared>) {
-    let limits = &shared.limits;
-    let queue = Arc::new(PushQueue::new(limits.outbound_queue));
-    let mut s = Session {
-        shared: shared.clone(),
-        user: None,
-        token_hash: None,
-        registration: None,
-        queue: queue.clone(),
-        bucket: TokenBucket::new(limits.requests_per_sec, limits.request_burst),
-        typing: TypingThrottle::default(),
-        auth_failures: 0,
-    };
-    // Requests in flight; created on the first one and dropped when all are
-    // answered, so an idle connection holds none of its allocations.
-    let mut inflight: Option<FuturesUnordered<BoxFuture<'static, String>>> = None;
-    let ping_every = Duration::from_secs(limits.ping_interval_secs.max(1));
-    let idle = Duration::from_secs(limits.idle_timeout_secs.max(1));
-    let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
-    // The authentication deadline, then the shutdown drain: a timer that
-    // lives on the heap only while it matters, so an idle connection does
-    // not carry it.
-    let mut deadline: Option<(Pin<Box<Sleep>>, Deadline)> = Some((
-        Box::pin(tokio::time::sleep(Duration::from_secs(
-            limits.auth_timeout_secs.max(1),
-        ))),
-        Deadline::Auth,
-    ));
-    let mut draining = false;
-    let mut last_heard = Instant::now();
-    let shutdown = &shared.shutdown;
+/// A connection's state between wake-ups.
+struct Conn {
+    ws: Box<Ws>,
+    s: Session,
+    /// Requests in flight; created on the first one and dropped when all
+    /// are answered, so an idle connection holds none of its allocations.
+    inflight: Option<FuturesUnordered<BoxFuture<'static, String>>>,
+    /// The authentication deadline, then the shutdown drain: a timer that
+    /// lives on the heap only while it matters.
+    deadline: Option<(Pin<Box<Sleep>>, Deadline)>,
+    draining: bool,
+    last_heard: Instant,
+}
 
+/// After handling a wake-up: go on, or close (with this close frame).
+enum Flow {
+    Continue,
+    Close(Option<CloseFrame>),
+}
+
+/// Serve one upgraded connection until it closes.
+pub async fn run(ws: Box<Ws>, shared: Arc<Shared>) {
+    let limits = &shared.limits;
+    let mut c = Conn {
+        ws,
+        s: Session {
+            shared: shared.clone(),
+            user: None,
+            token_digest: None,
+            registration: None,
+            queue: Arc::new(PushQueue::new(limits.outbound_queue)),
+            bucket: TokenBucket::new(limits.requests_per_sec, limits.request_burst),
+            typing: TypingThrottle::default(),
+            auth_failures: 0,
+        },
+        inflight: None,
+        deadline: Some((
+            Box::pin(tokio::time::sleep(Duration::from_secs(
+                limits.auth_timeout_secs.max(1),
+            ))),
+            Deadline::Auth,
+        )),
+        draining: false,
+        last_heard: Instant::now(),
+    };
+    let max_inflight = limits.max_inflight.max(1);
     let closing: Option<CloseFrame> = loop {
         // Waiting here is the state an idle connection sits in: the select
-        // only produces a small value, and everything that does work is
-        // boxed while it runs, so the task stays small.
+        // only produces a small value, and the work it leads to runs in a
+        // future that is boxed while it runs, so the task stays small.
+        let queue = &c.s.queue;
         let wake = tokio::select! {
             biased;
             _ = queue.kicked() => Wake::Kicked,
-            _ = shutdown.cancelled(), if !draining => Wake::Shutdown,
-            _ = async { if let Some((d, _)) = deadline.as_mut() { d.await } }, if deadline.is_some() => Wake::Deadline,
-            Some(reply) = async { match inflight.as_mut() { Some(f) => f.next().await, None => None } }, if inflight.is_some() => Wake::Reply(reply),
+            _ = shared.shutdown.cancelled(), if !c.draining => Wake::Shutdown,
+            _ = async { if let Some((d, _)) = c.deadline.as_mut() { d.await } }, if c.deadline.is_some() => Wake::Deadline,
+            Some(reply) = async { match c.inflight.as_mut() { Some(f) => f.next().await, None => None } }, if c.inflight.is_some() => Wake::Reply(reply),
             _ = queue.ready() => Wake::Pushes,
-            msg = ws.next(), if !draining && inflight.as_ref().map_or(0, |f| f.len()) < limits.max_inflight.max(1) => Wake::Incoming(Incoming::from(msg)),
-            _ = ping.tick() => Wake::Ping,
+            msg = c.ws.next(), if !c.draining && c.inflight.as_ref().map_or(0, |f| f.len()) < max_inflight => Wake::Incoming(Incoming::from(msg)),
         };
-        match wake {
-            Wake::Kicked => {
-                break Some(close(
-                    CloseCode::Policy,
-                    "too slow: outbound queue full; reconnect and resync",
-                ));
-            }
-            Wake::Shutdown => {
-                draining = true;
-                deadline = Some((Box::pin(tokio::time::sleep(shared.grace)), Deadline::Drain));
-            }
-            Wake::Deadline => {
-                break Some(match deadline.map(|(_, d)| d) {
-                    Some(Deadline::Drain) => close(CloseCode::Away, "server shutting down"),
-                    _ => close(CloseCode::Policy, "authenticate first"),
-                });
-            }
-            Wake::Reply(reply) => {
-                if inflight.as_ref().is_some_and(|f| f.is_empty()) {
-                    inflight = None;
-                }
-                if Box::pin(write_text(&mut ws, &queue, &reply)).await.is_err() {
-                    break None;
-                }
-            }
-            Wake::Pushes => {
-                if Box::pin(write_batch(&mut ws, &queue)).await.is_err() {
-                    break None;
-                }
-            }
-            Wake::Incoming(incoming) => {
-                last_heard = Instant::now();
-                let outcome = match incoming {
-                    Incoming::Text(text) => Box::pin(s.handle_text(text.as_str())).await,
-                    Incoming::Binary => Outcome::Reply(error(
-                        None,
-                        &ProtoError::new(
-                            ErrorCode::BadFrame,
-                            "binary frames are not supported; send JSON in text frames",
-                        ),
-                    )),
-                    Incoming::Other => Outcome::None,
-                    Incoming::Closed => break None,
-                    // The socket reader is fused after this error (and RFC 6455
-                    // requires failing the connection): answer, then close 1007.
-                    Incoming::BadUtf8 => Outcome::Close(
-                        error(
-                            None,
-                            &ProtoError::new(ErrorCode::BadFrame, "text frame is not valid UTF-8"),
-                        ),
-                        close(CloseCode::Invalid, "text frame is not valid UTF-8"),
-                    ),
-                    Incoming::TooLarge => break Some(close(CloseCode::Size, "frame too large")),
-                };
-                match outcome {
-                    Outcome::Reply(text) => {
-                        if Box::pin(write_text(&mut ws, &queue, &text)).await.is_err() {
-                            break None;
-                        }
-                    }
-                    Outcome::None => {}
-                    Outcome::Later(fut) => {
-                        inflight.get_or_insert_with(FuturesUnordered::new).push(fut)
-                    }
-                    Outcome::Close(text, frame) => {
-                        let _ = Box::pin(write_text(&mut ws, &queue, &text)).await;
-                        break Some(frame);
-                    }
-                }
-            }
-            Wake::Ping => {
-                if last_heard.elapsed() > idle {
-                    break Some(close(CloseCode::Away, "idle timeout"));
-                }
-                if Box::pin(write(&mut ws, &queue, Message::Ping(Default::default())))
-                    .await
-                    .is_err()
-                {
-                    break None;
-                }
-            }
-        }
-        if draining && inflight.is_none() {
-            break Some(close(CloseCode::Away, "server shutting down"));
-        }
-        if s.user.is_some() && matches!(deadline, Some((_, Deadline::Auth))) {
-            deadline = None;
+        if let Flow::Close(frame) = Box::pin(c.step(wake)).await {
+            break frame;
         }
     };
-    drop(s.registration.take());
+    drop(c.s.registration.take());
     if let Some(frame) = closing {
         let _ = Box::pin(tokio::time::timeout(
             Duration::from_secs(1),
-            (*ws).close(Some(frame)),
+            (*c.ws).close(Some(frame)),
         ))
         .await;
+    }
+}
+
+impl Conn {
+    /// Act on one wake-up.
+    async fn step(&mut self, wake: Wake) -> Flow {
+        let flow = match wake {
+            Wake::Kicked => Flow::Close(Some(close(
+                CloseCode::Policy,
+                "too slow: outbound queue full; reconnect and resync",
+            ))),
+            Wake::Shutdown => {
+                self.draining = true;
+                let grace = self.s.shared.grace;
+                self.deadline = Some((Box::pin(tokio::time::sleep(grace)), Deadline::Drain));
+                Flow::Continue
+            }
+            Wake::Deadline => Flow::Close(Some(match self.deadline.as_ref().map(|(_, d)| *d) {
+                Some(Deadline::Drain) => close(CloseCode::Away, "server shutting down"),
+                _ => close(CloseCode::Policy, "authenticate first"),
+            })),
+            Wake::Reply(reply) => {
+                if self.inflight.as_ref().is_some_and(|f| f.is_empty()) {
+                    self.inflight = None;
+                }
+                self.send_text(&reply).await
+            }
+            Wake::Pushes => self.pushes().await,
+            Wake::Incoming(incoming) => self.incoming(incoming).await,
+        };
+        if let Flow::Close(_) = flow {
+            return flow;
+        }
+        if self.draining && self.inflight.is_none() {
+            return Flow::Close(Some(close(CloseCode::Away, "server shutting down")));
+        }
+        if self.s.user.is_some() && matches!(self.deadline, Some((_, Deadline::Auth))) {
+            self.deadline = None;
+        }
+        Flow::Continue
+    }
+
+    /// Write a reply; close quietly if the peer is gone.
+    async fn send_text(&mut self, text: &str) -> Flow {
+        match write_text(&mut self.ws, &self.s.queue, text).await {
+            Ok(()) => Flow::Continue,
+            Err(()) => Flow::Close(None),
+        }
+    }
+
+    /// Pushes are waiting, or the pinger asked for a ping.
+    async fn pushes(&mut self) -> Flow {
+        let queue = &self.s.queue;
+        if queue.take_ping() {
+            let idle = Duration::from_secs(self.s.shared.limits.idle_timeout_secs.max(1));
+            if self.last_heard.elapsed() > idle {
+                return Flow::Close(Some(close(CloseCode::Away, "idle timeout")));
+            }
+            if write(&mut self.ws, queue, Message::Ping(Default::default()))
+                .await
+                .is_err()
+            {
+                return Flow::Close(None);
+            }
+        }
+        match write_batch(&mut self.ws, queue).await {
+            Ok(()) => Flow::Continue,
+            Err(()) => Flow::Close(None),
+        }
+    }
+
+    /// A frame from the peer.
+    async fn incoming(&mut self, incoming: Incoming) -> Flow {
+        self.last_heard = Instant::now();
+        let outcome = match incoming {
+            Incoming::Text(text) => Box::pin(self.s.handle_text(text.as_str())).await,
+            Incoming::Binary => Outcome::Reply(error(
+                None,
+                &ProtoError::new(
+                    ErrorCode::BadFrame,
+                    "binary frames are not supported; send JSON in text frames",
+                ),
+            )),
+            Incoming::Other => Outcome::None,
+            Incoming::Closed => return Flow::Close(None),
+            // The socket reader is fused after this error (and RFC 6455
+            // requires failing the connection): answer, then close 1007.
+            Incoming::BadUtf8 => Outcome::Close(
+                error(
+                    None,
+                    &ProtoError::new(ErrorCode::BadFrame, "text frame is not valid UTF-8"),
+                ),
+                close(CloseCode::Invalid, "text frame is not valid UTF-8"),
+            ),
+            Incoming::TooLarge => {
+                return Flow::Close(Some(close(CloseCode::Size, "frame too large")));
+            }
+        };
+        match outcome {
+            Outcome::Reply(text) => self.send_text(&text).await,
+            Outcome::None => Flow::Continue,
+            Outcome::Later(fut) => {
+                self.inflight
+                    .get_or_insert_with(FuturesUnordered::new)
+                    .push(fut);
+                Flow::Continue
+            }
+            Outcome::Close(text, frame) => {
+                let _ = self.send_text(&text).await;
+                Flow::Close(Some(frame))
+            }
+        }
     }
 }
 
@@ -217,7 +258,6 @@ enum Wake {
     Reply(String),
     Pushes,
     Incoming(Incoming),
-    Ping,
 }
 
 /// What the connection's one deadline is for.
@@ -435,16 +475,16 @@ impl Session {
 
     async fn new_session(&mut self, user: String, device: String) -> Result<AuthOk, ProtoError> {
         let token = new_token();
-        let hash = token_hash(&token);
+        let digest = token_digest(&token);
         // Join the hub first: a login refused for too many connections must
         // not leave a session behind.
         let reg = self.shared.hub.register(&user, self.queue.clone())?;
         self.shared
             .store
-            .create_session(&user, hash.clone(), device)
+            .create_session(&user, hex::encode(digest), device)
             .await
             .map_err(|e| e.to_proto())?;
-        self.become_user(reg, user.clone(), hash);
+        self.become_user(reg, user.clone(), digest);
         Ok(AuthOk {
             user,
             token: Some(token),
@@ -453,16 +493,16 @@ impl Session {
     }
 
     async fn auth(&mut self, token: String) -> Result<AuthOk, ProtoError> {
-        let hash = token_hash(&token);
+        let digest = token_digest(&token);
         let user = self
             .shared
             .store
             .readers()
-            .session_user(&hash)
+            .session_user(&hex::encode(digest))
             .await
             .map_err(|e| e.to_proto())?
             .ok_or_else(|| ProtoError::new(ErrorCode::AuthFailed, "unknown or revoked token"))?;
-        self.start(user.clone(), hash)?;
+        self.start(user.clone(), digest)?;
         Ok(AuthOk {
             user,
             token: None,
@@ -471,17 +511,17 @@ impl Session {
     }
 
     /// Become `user`: join the hub so pushes start flowing.
-    fn start(&mut self, user: String, token_hash: String) -> Result<(), ProtoError> {
+    fn start(&mut self, user: String, digest: [u8; 32]) -> Result<(), ProtoError> {
         let reg = self.shared.hub.register(&user, self.queue.clone())?;
-        self.become_user(reg, user, token_hash);
+        self.become_user(reg, user, digest);
         Ok(())
     }
 
-    fn become_user(&mut self, reg: Registration, user: String, token_hash: String) {
+    fn become_user(&mut self, reg: Registration, user: String, digest: [u8; 32]) {
         tracing::debug!(user = %user, "connection authenticated");
         self.registration = Some(reg);
         self.user = Some(user);
-        self.token_hash = Some(token_hash);
+        self.token_digest = Some(digest);
     }
 }
 

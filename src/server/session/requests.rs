@@ -28,7 +28,7 @@ impl Session {
                 Outcome::Reply(error(id, &ProtoError::invalid("already authenticated")))
             }
             Request::Logout {} => {
-                let hash = self.token_hash.clone().unwrap_or_default();
+                let hash = self.token_digest.map(hex::encode).unwrap_or_default();
                 shared
                     .store
                     .revoke_session(hash)
