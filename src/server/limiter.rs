@@ -6,17 +6,17 @@ use tokio::time::{Duration, Instant};
 /// A token bucket: `rate` tokens per second, at most `burst` saved up.
 #[derive(Debug)]
 pub struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
+    rate: f32,
+    burst: f32,
+    tokens: f32,
     last: Instant,
 }
 
 impl TokenBucket {
     pub fn new(rate: u32, burst: u32) -> TokenBucket {
-        let burst = f64::from(burst.max(1));
+        let burst = burst.max(1) as f32;
         TokenBucket {
-            rate: f64::from(rate.max(1)),
+            rate: rate.max(1) as f32,
             burst,
             tokens: burst,
             last: Instant::now(),
@@ -26,7 +26,7 @@ impl TokenBucket {
     /// Take one token if there is one.
     pub fn take(&mut self) -> bool {
         let now = Instant::now();
-        let elapsed = now.duration_since(self.last).as_secs_f64();
+        let elapsed = now.duration_since(self.last).as_secs_f32();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
         if self.tokens >= 1.0 {
@@ -38,10 +38,11 @@ impl TokenBucket {
     }
 }
 
-/// At most one `typing: true` per conversation per interval.
+/// At most one `typing: true` per conversation per interval. Holds
+/// nothing (one pointer) until the connection first types.
 #[derive(Debug, Default)]
 pub struct TypingThrottle {
-    last: HashMap<String, Instant>,
+    last: Option<Box<HashMap<String, Instant>>>,
 }
 
 impl TypingThrottle {
@@ -51,15 +52,16 @@ impl TypingThrottle {
             return true;
         }
         let now = Instant::now();
-        if let Some(prev) = self.last.get(conv)
+        let last = self.last.get_or_insert_default();
+        if let Some(prev) = last.get(conv)
             && now.duration_since(*prev) < interval
         {
             return false;
         }
-        if self.last.len() > 1024 {
-            self.last.retain(|_, t| now.duration_since(*t) < interval);
+        if last.len() > 1024 {
+            last.retain(|_, t| now.duration_since(*t) < interval);
         }
-        self.last.insert(conv.to_string(), now);
+        last.insert(conv.to_string(), now);
         true
     }
 }

@@ -1,7 +1,9 @@
 //! A connection's outbound push queue: bounded, and holding no memory while
 //! empty (an idle connection costs a few dozen bytes here, not a
 //! preallocated block). The hub pushes without waiting; a full queue marks
-//! the connection kicked, and its task closes it.
+//! the connection kicked, and its task closes it. One signal wakes the
+//! connection's task for all of it (frames, a ping due, a kick), so that an
+//! idle connection waits on one thing here.
 
 use super::hub::Frame;
 use std::collections::VecDeque;
@@ -15,10 +17,8 @@ const KEEP_CAPACITY: usize = 64;
 pub struct PushQueue {
     inner: Mutex<Inner>,
     cap: usize,
-    /// Frames are waiting.
-    ready: Notify,
-    /// The queue overflowed: the connection must close.
-    kick: Notify,
+    /// Frames are waiting, a ping is due, or the queue overflowed.
+    signal: Notify,
 }
 
 #[derive(Default)]
@@ -34,8 +34,7 @@ impl PushQueue {
         PushQueue {
             inner: Mutex::new(Inner::default()),
             cap: cap.max(1),
-            ready: Notify::new(),
-            kick: Notify::new(),
+            signal: Notify::new(),
         }
     }
 
@@ -54,12 +53,12 @@ impl PushQueue {
             inner.kicked = true;
             inner.frames = VecDeque::new();
             drop(inner);
-            self.kick.notify_one();
+            self.signal.notify_one();
             return false;
         }
         inner.frames.push_back(frame);
         drop(inner);
-        self.ready.notify_one();
+        self.signal.notify_one();
         true
     }
 
@@ -79,7 +78,7 @@ impl PushQueue {
     /// connection in turn, so that no connection needs a timer of its own.
     pub fn request_ping(&self) {
         self.lock().ping_due = true;
-        self.ready.notify_one();
+        self.signal.notify_one();
     }
 
     /// Whether a ping was requested since the last call.
@@ -87,19 +86,39 @@ impl PushQueue {
         std::mem::take(&mut self.lock().ping_due)
     }
 
-    /// Completes when frames may be waiting.
+    /// Completes when something may be waiting: frames, a ping due or a
+    /// kick.
     pub fn ready(&self) -> Notified<'_> {
-        self.ready.notified()
+        self.signal.notified()
     }
 
-    /// Wake the reader again (more frames remain after a batch).
+    /// Wake the reader again (after a batch, when more is waiting).
     pub fn rearm(&self) {
-        self.ready.notify_one();
+        self.signal.notify_one();
     }
 
-    /// Completes when the connection has been kicked.
-    pub fn kicked(&self) -> Notified<'_> {
-        self.kick.notified()
+    /// Whether the queue overflowed: the connection must close.
+    pub fn is_kicked(&self) -> bool {
+        self.lock().kicked
+    }
+
+    /// Whether frames, a ping or a kick are waiting.
+    pub fn has_work(&self) -> bool {
+        let inner = self.lock();
+        inner.kicked || inner.ping_due || !inner.frames.is_empty()
+    }
+
+    /// Completes once the connection has been kicked. It takes other
+    /// wake-ups too, so whoever waits on this must [`rearm`](Self::rearm)
+    /// when done if [`has_work`](Self::has_work).
+    pub async fn kicked(&self) {
+        loop {
+            let signalled = self.signal.notified();
+            if self.is_kicked() {
+                return;
+            }
+            signalled.await;
+        }
     }
 }
 

@@ -117,11 +117,10 @@ pub async fn run(ws: Box<Ws>, shared: Arc<Shared>) {
         let queue = &c.s.queue;
         let wake = tokio::select! {
             biased;
-            _ = queue.kicked() => Wake::Kicked,
             _ = shared.shutdown.cancelled(), if !c.draining => Wake::Shutdown,
             _ = async { if let Some((d, _)) = c.deadline.as_mut() { d.await } }, if c.deadline.is_some() => Wake::Deadline,
             Some(reply) = async { match c.inflight.as_mut() { Some(f) => f.next().await, None => None } }, if c.inflight.is_some() => Wake::Reply(reply),
-            _ = queue.ready() => Wake::Pushes,
+            _ = queue.ready() => Wake::Signal,
             msg = c.ws.next(), if !c.draining && c.inflight.as_ref().map_or(0, |f| f.len()) < max_inflight => Wake::Incoming(Incoming::from(msg)),
         };
         if let Flow::Close(frame) = Box::pin(c.step(wake)).await {
@@ -142,10 +141,6 @@ impl Conn {
     /// Act on one wake-up.
     async fn step(&mut self, wake: Wake) -> Flow {
         let flow = match wake {
-            Wake::Kicked => Flow::Close(Some(close(
-                CloseCode::Policy,
-                "too slow: outbound queue full; reconnect and resync",
-            ))),
             Wake::Shutdown => {
                 self.draining = true;
                 let grace = self.s.shared.grace;
@@ -162,11 +157,16 @@ impl Conn {
                 }
                 self.send_text(&reply).await
             }
-            Wake::Pushes => self.pushes().await,
+            Wake::Signal => self.signalled().await,
             Wake::Incoming(incoming) => self.incoming(incoming).await,
         };
         if let Flow::Close(_) = flow {
             return flow;
+        }
+        // Writes watch for a kick, which takes the queue's wake-ups: give
+        // back one if anything is waiting.
+        if self.s.queue.has_work() {
+            self.s.queue.rearm();
         }
         if self.draining && self.inflight.is_none() {
             return Flow::Close(Some(close(CloseCode::Away, "server shutting down")));
@@ -185,9 +185,16 @@ impl Conn {
         }
     }
 
-    /// Pushes are waiting, or the pinger asked for a ping.
-    async fn pushes(&mut self) -> Flow {
+    /// Pushes are waiting, the pinger asked for a ping, or the queue
+    /// overflowed.
+    async fn signalled(&mut self) -> Flow {
         let queue = &self.s.queue;
+        if queue.is_kicked() {
+            return Flow::Close(Some(close(
+                CloseCode::Policy,
+                "too slow: outbound queue full; reconnect and resync",
+            )));
+        }
         if queue.take_ping() {
             let idle = Duration::from_secs(self.s.shared.limits.idle_timeout_secs.max(1));
             if self.last_heard.elapsed() > idle {
@@ -252,11 +259,11 @@ impl Conn {
 
 /// Why the connection task woke up.
 enum Wake {
-    Kicked,
     Shutdown,
     Deadline,
     Reply(String),
-    Pushes,
+    /// Pushes, a ping due or a kick.
+    Signal,
     Incoming(Incoming),
 }
 
