@@ -38,7 +38,7 @@ pub enum AcceptError {
 /// The WebSocket settings chatd uses, from its frame limit.
 pub fn ws_config(hard_frame_bytes: usize) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(256)
+        .read_buffer_size(64)
         .write_buffer_size(0)
         // Data frames bypass tungstenite's writer (see `SockIo::queue_text`);
         // only control frames pass through it.
