@@ -12,6 +12,7 @@
 //! This type is the storage seam: the server talks to it only through the
 //! methods below, which a PostgreSQL backend can provide as well.
 
+mod checkpoint;
 mod mirror;
 mod ops;
 mod read;
@@ -284,6 +285,9 @@ impl LogStore {
             )));
         }
         schema::migrate(&mut conn)?;
+        // Checkpoints run on their own thread (see `checkpoint`).
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.pragma_update(None, "journal_size_limit", checkpoint::WAL_SIZE_LIMIT)?;
         let snapshot = read::load_snapshot(&conn)?;
         let mut readers = Vec::new();
         for _ in 0..config.readers.max(1) {
@@ -297,6 +301,7 @@ impl LogStore {
             config.batch_max.max(1),
             limits,
             sink,
+            open_conn(&path, false, config.sync)?,
         )?;
         Ok((
             LogStore {

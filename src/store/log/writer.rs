@@ -6,6 +6,7 @@
 //! operations succeed inside the open transaction; if a commit fails the
 //! mirror is reloaded from the database and every request of the batch fails.
 
+use super::checkpoint::Checkpointer;
 use super::mirror::Mirror;
 use super::{Appended, Committed, StoreError, WriteLimits, WriteOp};
 use crate::proto::{ErrorCode, ProtoError, ReceiptPair};
@@ -21,7 +22,9 @@ pub trait CommitSink: Send + Sync + 'static {
 }
 
 pub(super) struct WriterThread {
-    handle: Mutex<Option<JoinHandle<()>>>,
+    /// The writer's thread, then the checkpoint thread (which ends after
+    /// the writer, with a last checkpoint).
+    handles: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl WriterThread {
@@ -32,27 +35,35 @@ impl WriterThread {
         batch_max: usize,
         limits: WriteLimits,
         sink: Arc<dyn CommitSink>,
+        checkpoint_conn: Connection,
     ) -> Result<WriterThread, StoreError> {
         let mirror = Mirror::from_snapshot(snapshot);
+        let (checkpointer, checkpoint_handle) = Checkpointer::start(checkpoint_conn)?;
         let mut writer = Writer {
             conn,
             mirror,
             limits,
             changes: Vec::new(),
+            checkpointer: Some(checkpointer),
         };
         let handle = std::thread::Builder::new()
             .name("chatd-writer".into())
             .spawn(move || writer.run(rx, batch_max, sink))
             .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
         Ok(WriterThread {
-            handle: Mutex::new(Some(handle)),
+            handles: Mutex::new(vec![handle, checkpoint_handle]),
         })
     }
 
-    /// Wait for the writer to finish (after every sender is gone).
+    /// Wait for the writer, then the checkpoint thread, to finish (after
+    /// every sender is gone).
     pub(super) fn join(&self) {
-        let handle = self.handle.lock().ok().and_then(|mut h| h.take());
-        if let Some(h) = handle {
+        let handles = self
+            .handles
+            .lock()
+            .map(|mut h| std::mem::take(&mut *h))
+            .unwrap_or_default();
+        for h in handles {
             let _ = h.join();
         }
     }
@@ -64,6 +75,8 @@ pub(super) struct Writer {
     pub(super) limits: WriteLimits,
     /// Changes of the open transaction, published after it commits.
     pub(super) changes: Vec<Committed>,
+    /// Told about each commit; dropped when the writer stops.
+    pub(super) checkpointer: Option<Checkpointer>,
 }
 
 /// A reply waiting for its batch to commit.
@@ -128,7 +141,11 @@ impl Writer {
             for p in pending {
                 p.send();
             }
+            if let Some(c) = &self.checkpointer {
+                c.committed();
+            }
         }
+        self.checkpointer = None;
         tracing::debug!("writer: queue closed, exiting");
     }
 
