@@ -46,7 +46,9 @@ impl<'a> Hot<'a> {
 /// Small buffers: the generator may hold tens of thousands of connections.
 pub fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(8 * 1024)
+        // tungstenite zero-fills this much before every read: keep it near
+        // the size of a push.
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_message_size(Some(16 << 20))
         .max_frame_size(Some(16 << 20))

@@ -12,7 +12,18 @@ use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 
 /// Capacity above which an emptied queue gives its memory back.
-const KEEP_CAPACITY: usize = 64;
+const KEEP_CAPACITY: usize = 4;
+
+/// What [`PushQueue::drain`] found besides frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// The queue overflowed: the connection must close.
+    pub kicked: bool,
+    /// A ping was requested (and is now taken).
+    pub ping: bool,
+    /// Frames remain beyond the batch.
+    pub more: bool,
+}
 
 pub struct PushQueue {
     inner: Mutex<Inner>,
@@ -62,15 +73,22 @@ impl PushQueue {
         true
     }
 
-    /// Move up to `max` frames into `out`. Returns whether more remain.
-    pub fn take(&self, out: &mut Vec<Frame>, max: usize) -> bool {
+    /// Hand up to `max` frames to `write`, in order, and report what else
+    /// is waiting, all under one lock.
+    pub fn drain(&self, max: usize, mut write: impl FnMut(&Frame)) -> Drained {
         let mut inner = self.lock();
         let n = inner.frames.len().min(max);
-        out.extend(inner.frames.drain(..n));
+        for frame in inner.frames.drain(..n) {
+            write(&frame);
+        }
         if inner.frames.is_empty() && inner.frames.capacity() > KEEP_CAPACITY {
             inner.frames = VecDeque::new();
         }
-        !inner.frames.is_empty()
+        Drained {
+            kicked: inner.kicked,
+            ping: std::mem::take(&mut inner.ping_due),
+            more: !inner.frames.is_empty(),
+        }
     }
 
     /// Ask the connection to ping its peer (and to check that it has heard
@@ -79,11 +97,6 @@ impl PushQueue {
     pub fn request_ping(&self) {
         self.lock().ping_due = true;
         self.signal.notify_one();
-    }
-
-    /// Whether a ping was requested since the last call.
-    pub fn take_ping(&self) -> bool {
-        std::mem::take(&mut self.lock().ping_due)
     }
 
     /// Completes when something may be waiting: frames, a ping due or a
@@ -130,6 +143,12 @@ mod tests {
         Frame::from(s.to_string())
     }
 
+    fn drain_all(q: &PushQueue, max: usize) -> (Vec<String>, Drained) {
+        let mut out = Vec::new();
+        let d = q.drain(max, |fr| out.push(fr.as_str().to_string()));
+        (out, d)
+    }
+
     #[tokio::test]
     async fn bounded_then_kicked() {
         let q = PushQueue::new(2);
@@ -140,9 +159,9 @@ mod tests {
             .await
             .unwrap();
         assert!(!q.push(f("d")));
-        let mut out = Vec::new();
-        assert!(!q.take(&mut out, 10));
+        let (out, d) = drain_all(&q, 10);
         assert!(out.is_empty(), "a kicked queue is dropped");
+        assert!(d.kicked && !d.more);
     }
 
     #[tokio::test]
@@ -154,13 +173,33 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(1), q.ready())
             .await
             .unwrap();
-        let mut out = Vec::new();
-        assert!(q.take(&mut out, 64), "more remain");
+        let (out, d) = drain_all(&q, 64);
+        assert!(d.more, "more remain");
         assert_eq!(out.len(), 64);
-        assert_eq!(out[0].as_str(), "0");
-        out.clear();
-        while q.take(&mut out, 64) {}
-        assert_eq!(out.last().map(|f| f.as_str()), Some("199"));
+        assert_eq!(out[0], "0");
+        let mut last = None;
+        for _ in 0..10 {
+            let (out, d) = drain_all(&q, 64);
+            last = out.last().cloned().or(last);
+            if !d.more {
+                break;
+            }
+        }
+        assert_eq!(last.as_deref(), Some("199"));
         assert_eq!(q.lock().frames.capacity(), 0);
+        assert!(!q.has_work());
+    }
+
+    #[tokio::test]
+    async fn a_ping_request_wakes_and_is_taken_once() {
+        let q = PushQueue::new(10);
+        q.request_ping();
+        assert!(q.has_work());
+        tokio::time::timeout(std::time::Duration::from_secs(1), q.ready())
+            .await
+            .unwrap();
+        let (out, d) = drain_all(&q, 64);
+        assert!(out.is_empty() && d.ping && !d.kicked);
+        assert!(!drain_all(&q, 64).1.ping, "taken");
     }
 }

@@ -21,7 +21,7 @@ use crate::server::queue::PushQueue;
 use crate::server::validate;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::time::{Duration, Instant, Sleep};
@@ -163,11 +163,6 @@ impl Conn {
         if let Flow::Close(_) = flow {
             return flow;
         }
-        // Writes watch for a kick, which takes the queue's wake-ups: give
-        // back one if anything is waiting.
-        if self.s.queue.has_work() {
-            self.s.queue.rearm();
-        }
         if self.draining && self.inflight.is_none() {
             return Flow::Close(Some(close(CloseCode::Away, "server shutting down")));
         }
@@ -189,17 +184,23 @@ impl Conn {
     /// overflowed.
     async fn signalled(&mut self) -> Flow {
         let queue = &self.s.queue;
-        if queue.is_kicked() {
+        let io = self.ws.get_mut();
+        let drained = queue.drain(PUSH_BATCH, |frame| io.queue_text(frame.as_bytes()));
+        if drained.kicked {
             return Flow::Close(Some(close(
                 CloseCode::Policy,
                 "too slow: outbound queue full; reconnect and resync",
             )));
         }
-        if queue.take_ping() {
+        if drained.more {
+            queue.rearm();
+        }
+        if drained.ping {
             let idle = Duration::from_secs(self.s.shared.limits.idle_timeout_secs.max(1));
             if self.last_heard.elapsed() > idle {
                 return Flow::Close(Some(close(CloseCode::Away, "idle timeout")));
             }
+            // Queued behind the frames above; the flush sends them all.
             if write(&mut self.ws, queue, Message::Ping(Default::default()))
                 .await
                 .is_err()
@@ -207,7 +208,7 @@ impl Conn {
                 return Flow::Close(None);
             }
         }
-        match write_batch(&mut self.ws, queue).await {
+        match flush(&mut self.ws, queue).await {
             Ok(()) => Flow::Continue,
             Err(()) => Flow::Close(None),
         }
@@ -305,46 +306,46 @@ impl From<Option<Result<Message, WsError>>> for Incoming {
 
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Most queued pushes written with one flush.
+const PUSH_BATCH: usize = 64;
+
 /// Write one control message, giving up if the peer stops reading or is
 /// kicked.
 async fn write(ws: &mut Ws, queue: &PushQueue, msg: Message) -> Result<(), ()> {
-    tokio::select! {
+    let r = tokio::select! {
         r = ws.send(msg) => r.map_err(|_| ()),
         _ = queue.kicked() => Err(()),
         _ = tokio::time::sleep(WRITE_TIMEOUT) => Err(()),
+    };
+    // Watching for a kick takes the queue's wake-ups: give one back if
+    // anything is waiting.
+    if queue.has_work() {
+        queue.rearm();
     }
+    r
 }
 
 /// Send what has been queued on the socket, with the same bounds.
 async fn flush(ws: &mut Ws, queue: &PushQueue) -> Result<(), ()> {
-    tokio::select! {
+    // Most flushes complete at once (the socket has room): then there is
+    // no timer to set and no kick to watch for.
+    if let Some(r) = ws.flush().now_or_never() {
+        return r.map_err(|_| ());
+    }
+    let r = tokio::select! {
         r = ws.flush() => r.map_err(|_| ()),
         _ = queue.kicked() => Err(()),
         _ = tokio::time::sleep(WRITE_TIMEOUT) => Err(()),
+    };
+    if queue.has_work() {
+        queue.rearm();
     }
+    r
 }
 
 /// Write one text frame (a reply).
 async fn write_text(ws: &mut Ws, queue: &PushQueue, text: &str) -> Result<(), ()> {
     ws.get_mut().queue_text(text.as_bytes());
-    flush(ws, queue).await
-}
-
-/// Write what is queued (up to a batch) with one flush: one `send` for
-/// the whole batch.
-async fn write_batch(ws: &mut Ws, queue: &PushQueue) -> Result<(), ()> {
-    let mut batch = Vec::new();
-    if queue.take(&mut batch, 64) {
-        queue.rearm();
-    }
-    if batch.is_empty() {
-        return Ok(());
-    }
-    let io = ws.get_mut();
-    for frame in &batch {
-        io.queue_text(frame.as_bytes());
-    }
-    drop(batch);
     flush(ws, queue).await
 }
 
