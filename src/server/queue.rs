@@ -64,6 +64,9 @@ impl PushQueue {
             inner.kicked = true;
             inner.frames = VecDeque::new();
             drop(inner);
+            // Everyone waiting learns of a kick (a write blocked on a full
+            // socket as well as the connection's main wait).
+            self.signal.notify_waiters();
             self.signal.notify_one();
             return false;
         }

@@ -110,19 +110,30 @@ pub async fn run(ws: Box<Ws>, shared: Arc<Shared>) {
         last_heard: Instant::now(),
     };
     let max_inflight = limits.max_inflight.max(1);
+    // The futures a connection always waits on live across wake-ups rather
+    // than being made anew (and registered anew) on each one.
+    let queue = c.s.queue.clone();
+    let mut shutdown = std::pin::pin!(shared.shutdown.cancelled());
+    let mut ready = std::pin::pin!(queue.ready());
+    ready.as_mut().enable();
     let closing: Option<CloseFrame> = loop {
         // Waiting here is the state an idle connection sits in: the select
         // only produces a small value, and the work it leads to runs in a
         // future that is boxed while it runs, so the task stays small.
-        let queue = &c.s.queue;
         let wake = tokio::select! {
             biased;
-            _ = shared.shutdown.cancelled(), if !c.draining => Wake::Shutdown,
+            _ = &mut shutdown, if !c.draining => Wake::Shutdown,
             _ = async { if let Some((d, _)) = c.deadline.as_mut() { d.await } }, if c.deadline.is_some() => Wake::Deadline,
             Some(reply) = async { match c.inflight.as_mut() { Some(f) => f.next().await, None => None } }, if c.inflight.is_some() => Wake::Reply(reply),
-            _ = queue.ready() => Wake::Signal,
+            _ = &mut ready => Wake::Signal,
             msg = c.ws.next(), if !c.draining && c.inflight.as_ref().map_or(0, |f| f.len()) < max_inflight => Wake::Incoming(Incoming::from(msg)),
         };
+        if let Wake::Signal = wake {
+            // Registered at once, so that it is the queue's first waiter
+            // again (a write watching for a kick waits behind it).
+            ready.set(queue.ready());
+            ready.as_mut().enable();
+        }
         if let Flow::Close(frame) = Box::pin(c.step(wake)).await {
             break frame;
         }
