@@ -83,6 +83,17 @@ impl SockIo {
         self.out.len() - self.out_pos
     }
 
+    /// Write what is buffered now, without waiting: `Some` when done (or
+    /// failed), `None` when the socket is full and the rest must be
+    /// flushed the usual way.
+    pub fn try_flush(&mut self) -> Option<io::Result<()>> {
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        match self.poll_drain(&mut cx) {
+            Poll::Ready(r) => Some(r),
+            Poll::Pending => None,
+        }
+    }
+
     /// Write everything buffered; then release the buffer.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.out_pos < self.out.len() {

@@ -17,11 +17,11 @@ use crate::server::Shared;
 use crate::server::auth::{new_token, token_digest};
 use crate::server::hub::Registration;
 use crate::server::limiter::{TokenBucket, TypingThrottle};
-use crate::server::queue::PushQueue;
+use crate::server::queue::{Drained, PushQueue};
 use crate::server::validate;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt};
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::time::{Duration, Instant, Sleep};
@@ -128,12 +128,22 @@ pub async fn run(ws: Box<Ws>, shared: Arc<Shared>) {
             _ = &mut ready => Wake::Signal,
             msg = c.ws.next(), if !c.draining && c.inflight.as_ref().map_or(0, |f| f.len()) < max_inflight => Wake::Incoming(Incoming::from(msg)),
         };
-        if let Wake::Signal = wake {
-            // Registered at once, so that it is the queue's first waiter
-            // again (a write watching for a kick waits behind it).
-            ready.set(queue.ready());
-            ready.as_mut().enable();
-        }
+        let wake = match wake {
+            Wake::Signal => {
+                // Registered at once, so that it is the queue's first waiter
+                // again (a write watching for a kick waits behind it).
+                ready.set(queue.ready());
+                ready.as_mut().enable();
+                // The common case, pushes that the socket takes at once,
+                // is done here without boxing a step.
+                match c.pushes_now() {
+                    Ok(Flow::Continue) => continue,
+                    Ok(Flow::Close(frame)) => break frame,
+                    Err(drained) => Wake::Drained(drained),
+                }
+            }
+            other => other,
+        };
         if let Flow::Close(frame) = Box::pin(c.step(wake)).await {
             break frame;
         }
@@ -168,7 +178,11 @@ impl Conn {
                 }
                 self.send_text(&reply).await
             }
-            Wake::Signal => self.signalled().await,
+            Wake::Signal => match self.pushes_now() {
+                Ok(flow) => flow,
+                Err(drained) => self.finish_pushes(drained).await,
+            },
+            Wake::Drained(drained) => self.finish_pushes(drained).await,
             Wake::Incoming(incoming) => self.incoming(incoming).await,
         };
         if let Flow::Close(_) = flow {
@@ -192,26 +206,42 @@ impl Conn {
     }
 
     /// Pushes are waiting, the pinger asked for a ping, or the queue
-    /// overflowed.
-    async fn signalled(&mut self) -> Flow {
+    /// overflowed: drain the queue into the socket buffer and send it if
+    /// the socket takes it at once. `Err` when a ping is due or the socket
+    /// is full: [`Conn::finish_pushes`] does the rest.
+    fn pushes_now(&mut self) -> Result<Flow, Drained> {
         let queue = &self.s.queue;
         let io = self.ws.get_mut();
         let drained = queue.drain(PUSH_BATCH, |frame| io.queue_text(frame.as_bytes()));
         if drained.kicked {
-            return Flow::Close(Some(close(
+            return Ok(Flow::Close(Some(close(
                 CloseCode::Policy,
                 "too slow: outbound queue full; reconnect and resync",
-            )));
+            ))));
         }
         if drained.more {
             queue.rearm();
         }
         if drained.ping {
+            return Err(drained);
+        }
+        match io.try_flush() {
+            Some(Ok(())) => Ok(Flow::Continue),
+            Some(Err(_)) => Ok(Flow::Close(None)),
+            None => Err(drained),
+        }
+    }
+
+    /// The rest of [`Conn::pushes_now`]: ping if asked, and flush.
+    async fn finish_pushes(&mut self, drained: Drained) -> Flow {
+        let queue = &self.s.queue;
+        if drained.ping {
             let idle = Duration::from_secs(self.s.shared.limits.idle_timeout_secs.max(1));
             if self.last_heard.elapsed() > idle {
                 return Flow::Close(Some(close(CloseCode::Away, "idle timeout")));
             }
-            // Queued behind the frames above; the flush sends them all.
+            // Queued behind the frames already buffered; the flush sends
+            // them all.
             if write(&mut self.ws, queue, Message::Ping(Default::default()))
                 .await
                 .is_err()
@@ -276,6 +306,8 @@ enum Wake {
     Reply(String),
     /// Pushes, a ping due or a kick.
     Signal,
+    /// Pushes drained into the socket buffer; a ping or a flush remains.
+    Drained(Drained),
     Incoming(Incoming),
 }
 
@@ -339,8 +371,9 @@ async fn write(ws: &mut Ws, queue: &PushQueue, msg: Message) -> Result<(), ()> {
 /// Send what has been queued on the socket, with the same bounds.
 async fn flush(ws: &mut Ws, queue: &PushQueue) -> Result<(), ()> {
     // Most flushes complete at once (the socket has room): then there is
-    // no timer to set and no kick to watch for.
-    if let Some(r) = ws.flush().now_or_never() {
+    // no timer to set and no kick to watch for. Control frames tungstenite
+    // may hold go out with its next read or write.
+    if let Some(r) = ws.get_mut().try_flush() {
         return r.map_err(|_| ());
     }
     let r = tokio::select! {
