@@ -429,7 +429,12 @@ impl LogStore {
     pub async fn close(self) {
         let writer = self.writer.clone();
         drop(self);
+        let publisher = writer.take_publisher();
         let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        // The writer is gone: its last commits are published, then this ends.
+        if let Some(p) = publisher {
+            let _ = p.await;
+        }
     }
 }
 

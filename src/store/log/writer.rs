@@ -25,7 +25,23 @@ pub(super) struct WriterThread {
     /// The writer's thread, then the checkpoint thread (which ends after
     /// the writer, with a last checkpoint).
     handles: Mutex<Vec<JoinHandle<()>>>,
+    /// The task that publishes commits and answers callers.
+    publisher: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
+
+/// The answers to one commit's callers.
+struct Replies(Vec<Pending>);
+
+impl Replies {
+    fn send(self) {
+        for p in self.0 {
+            p.send();
+        }
+    }
+}
+
+/// Commits whose answers wait for the replier before the writer waits.
+const REPLY_QUEUE: usize = 64;
 
 impl WriterThread {
     pub(super) fn start(
@@ -38,7 +54,22 @@ impl WriterThread {
         checkpoint_conn: Connection,
     ) -> Result<WriterThread, StoreError> {
         let mirror = Mirror::from_snapshot(snapshot);
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| StoreError::Open("the store must be opened inside the runtime".into()))?;
         let (checkpointer, checkpoint_handle) = Checkpointer::start(checkpoint_conn)?;
+        // Answers go out from a task on the runtime, a commit at a time:
+        // the writer hands over a whole commit's answers with one wake-up
+        // instead of waking each caller from its own thread (on a busy core
+        // each such wake-up can cost a context switch). Fan-out stays on
+        // the writer: it runs before the answers are handed over, so that
+        // no caller hears `ok` before its change is in the hub, and the
+        // connections it wakes do not queue behind the answers.
+        let (publish, mut to_send) = mpsc::channel::<Replies>(REPLY_QUEUE);
+        let publisher = runtime.spawn(async move {
+            while let Some(r) = to_send.recv().await {
+                r.send();
+            }
+        });
         let mut writer = Writer {
             conn,
             mirror,
@@ -48,11 +79,17 @@ impl WriterThread {
         };
         let handle = std::thread::Builder::new()
             .name("chatd-writer".into())
-            .spawn(move || writer.run(rx, batch_max, sink))
+            .spawn(move || writer.run(rx, batch_max, publish, sink))
             .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
         Ok(WriterThread {
             handles: Mutex::new(vec![handle, checkpoint_handle]),
+            publisher: Mutex::new(Some(publisher)),
         })
+    }
+
+    /// The publisher task, to await after [`WriterThread::join`].
+    pub(super) fn take_publisher(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.publisher.lock().ok().and_then(|mut p| p.take())
     }
 
     /// Wait for the writer, then the checkpoint thread, to finish (after
@@ -122,6 +159,7 @@ impl Writer {
         &mut self,
         mut rx: mpsc::Receiver<WriteOp>,
         batch_max: usize,
+        publish: mpsc::Sender<Replies>,
         sink: Arc<dyn CommitSink>,
     ) {
         let mut batch = Vec::with_capacity(batch_max);
@@ -133,13 +171,16 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let pending = self.commit_batch(&mut batch);
+            let replies = Replies(self.commit_batch(&mut batch));
             if !self.changes.is_empty() {
                 sink.committed(&self.changes);
                 self.changes.clear();
             }
-            for p in pending {
-                p.send();
+            // Waits while the replier is behind; if it is gone (the runtime
+            // is stopping), answer from here so that nobody is left without
+            // an answer.
+            if let Err(e) = publish.blocking_send(replies) {
+                e.0.send();
             }
             if let Some(c) = &self.checkpointer {
                 c.committed();
