@@ -1,15 +1,21 @@
 //! A connection's outbound push queue: bounded, and holding no memory while
 //! empty (an idle connection costs a few dozen bytes here, not a
 //! preallocated block). The hub pushes without waiting; a full queue marks
-//! the connection kicked, and its task closes it. One signal wakes the
-//! connection's task for all of it (frames, a ping due, a kick), so that an
-//! idle connection waits on one thing here.
+//! the connection kicked, and its task closes it.
+//!
+//! Only the connection's own task ever waits on its queue, so the queue
+//! keeps that task's waker and one "something happened" flag (frames, a
+//! ping due, a kick) rather than a list of waiters: a push wakes the task
+//! only if it is not already due to look.
 
 use super::hub::Frame;
+use futures_util::task::AtomicWaker;
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
-use tokio::sync::Notify;
-use tokio::sync::futures::Notified;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 
 /// Capacity above which an emptied queue gives its memory back.
 const KEEP_CAPACITY: usize = 4;
@@ -28,8 +34,14 @@ pub struct Drained {
 pub struct PushQueue {
     inner: Mutex<Inner>,
     cap: usize,
-    /// Frames are waiting, a ping is due, or the queue overflowed.
-    signal: Notify,
+    /// The connection task's waker.
+    waker: AtomicWaker,
+    /// Frames are waiting, a ping is due, or the queue overflowed, and the
+    /// task has not looked since.
+    signalled: AtomicBool,
+    /// The queue overflowed (also in `inner`; here for waits that must not
+    /// take the lock on every wake-up).
+    kicked: AtomicBool,
 }
 
 #[derive(Default)]
@@ -45,12 +57,21 @@ impl PushQueue {
         PushQueue {
             inner: Mutex::new(Inner::default()),
             cap: cap.max(1),
-            signal: Notify::new(),
+            waker: AtomicWaker::new(),
+            signalled: AtomicBool::new(false),
+            kicked: AtomicBool::new(false),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wake the task unless it is already due to look.
+    fn signal(&self) {
+        if !self.signalled.swap(true, Ordering::AcqRel) {
+            self.waker.wake();
+        }
     }
 
     /// Queue a frame. Returns false when the queue is full (the connection
@@ -64,15 +85,16 @@ impl PushQueue {
             inner.kicked = true;
             inner.frames = VecDeque::new();
             drop(inner);
-            // Everyone waiting learns of a kick (a write blocked on a full
-            // socket as well as the connection's main wait).
-            self.signal.notify_waiters();
-            self.signal.notify_one();
+            self.kicked.store(true, Ordering::Release);
+            // Wake even if already signalled: a write blocked on a full
+            // socket is watching for this.
+            self.signalled.store(true, Ordering::Release);
+            self.waker.wake();
             return false;
         }
         inner.frames.push_back(frame);
         drop(inner);
-        self.signal.notify_one();
+        self.signal();
         true
     }
 
@@ -99,41 +121,62 @@ impl PushQueue {
     /// connection in turn, so that no connection needs a timer of its own.
     pub fn request_ping(&self) {
         self.lock().ping_due = true;
-        self.signal.notify_one();
+        self.signal();
     }
 
     /// Completes when something may be waiting: frames, a ping due or a
-    /// kick.
-    pub fn ready(&self) -> Notified<'_> {
-        self.signal.notified()
+    /// kick. It can be awaited again and again (by the connection's task).
+    pub fn ready(&self) -> Ready<'_> {
+        Ready(self)
     }
 
-    /// Wake the reader again (after a batch, when more is waiting).
+    /// Make the task look again (after a batch, when more is waiting).
     pub fn rearm(&self) {
-        self.signal.notify_one();
-    }
-
-    /// Whether the queue overflowed: the connection must close.
-    pub fn is_kicked(&self) -> bool {
-        self.lock().kicked
+        self.signal();
     }
 
     /// Whether frames, a ping or a kick are waiting.
+    #[cfg(test)]
     pub fn has_work(&self) -> bool {
         let inner = self.lock();
         inner.kicked || inner.ping_due || !inner.frames.is_empty()
     }
 
-    /// Completes once the connection has been kicked. It takes other
-    /// wake-ups too, so whoever waits on this must [`rearm`](Self::rearm)
-    /// when done if [`has_work`](Self::has_work).
-    pub async fn kicked(&self) {
-        loop {
-            let signalled = self.signal.notified();
-            if self.is_kicked() {
-                return;
-            }
-            signalled.await;
+    /// Completes once the connection has been kicked (for the connection's
+    /// task, while it waits on something else).
+    pub fn kicked(&self) -> Kicked<'_> {
+        Kicked(self)
+    }
+}
+
+/// See [`PushQueue::ready`].
+pub struct Ready<'a>(&'a PushQueue);
+
+impl Future for Ready<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let q = self.0;
+        q.waker.register(cx.waker());
+        if q.signalled.swap(false, Ordering::AcqRel) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// See [`PushQueue::kicked`].
+pub struct Kicked<'a>(&'a PushQueue);
+
+impl Future for Kicked<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let q = self.0;
+        q.waker.register(cx.waker());
+        if q.kicked.load(Ordering::Acquire) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     }
 }
@@ -159,6 +202,10 @@ mod tests {
         assert!(!q.push(f("c")), "full");
         // Kicked: the waiter learns at once, and nothing more is queued.
         tokio::time::timeout(std::time::Duration::from_secs(1), q.kicked())
+            .await
+            .unwrap();
+        // The connection's wait wakes too.
+        tokio::time::timeout(std::time::Duration::from_secs(1), q.ready())
             .await
             .unwrap();
         assert!(!q.push(f("d")));
@@ -204,5 +251,41 @@ mod tests {
         let (out, d) = drain_all(&q, 64);
         assert!(out.is_empty() && d.ping && !d.kicked);
         assert!(!drain_all(&q, 64).1.ping, "taken");
+    }
+}
+
+#[cfg(test)]
+mod wake_tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Wake, Waker};
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_burst_of_pushes_wakes_the_task_once_until_it_looks() {
+        let q = PushQueue::new(100);
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut ready = q.ready();
+        assert!(Pin::new(&mut ready).poll(&mut cx).is_pending());
+        for i in 0..10 {
+            assert!(q.push(Frame::from(i.to_string())));
+        }
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "one wake for the burst");
+        assert!(Pin::new(&mut ready).poll(&mut cx).is_ready());
+        assert!(
+            Pin::new(&mut ready).poll(&mut cx).is_pending(),
+            "looked: quiet again"
+        );
+        assert!(q.push(Frame::from("again".to_string())));
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
     }
 }

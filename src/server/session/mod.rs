@@ -114,8 +114,7 @@ pub async fn run(ws: Box<Ws>, shared: Arc<Shared>) {
     // than being made anew (and registered anew) on each one.
     let queue = c.s.queue.clone();
     let mut shutdown = std::pin::pin!(shared.shutdown.cancelled());
-    let mut ready = std::pin::pin!(queue.ready());
-    ready.as_mut().enable();
+    let mut ready = queue.ready();
     let closing: Option<CloseFrame> = loop {
         // Waiting here is the state an idle connection sits in: the select
         // only produces a small value, and the work it leads to runs in a
@@ -130,10 +129,6 @@ pub async fn run(ws: Box<Ws>, shared: Arc<Shared>) {
         };
         let wake = match wake {
             Wake::Signal => {
-                // Registered at once, so that it is the queue's first waiter
-                // again (a write watching for a kick waits behind it).
-                ready.set(queue.ready());
-                ready.as_mut().enable();
                 // The common case, pushes that the socket takes at once,
                 // is done here without boxing a step.
                 match c.pushes_now() {
@@ -355,17 +350,11 @@ const PUSH_BATCH: usize = 64;
 /// Write one control message, giving up if the peer stops reading or is
 /// kicked.
 async fn write(ws: &mut Ws, queue: &PushQueue, msg: Message) -> Result<(), ()> {
-    let r = tokio::select! {
+    tokio::select! {
         r = ws.send(msg) => r.map_err(|_| ()),
         _ = queue.kicked() => Err(()),
         _ = tokio::time::sleep(WRITE_TIMEOUT) => Err(()),
-    };
-    // Watching for a kick takes the queue's wake-ups: give one back if
-    // anything is waiting.
-    if queue.has_work() {
-        queue.rearm();
     }
-    r
 }
 
 /// Send what has been queued on the socket, with the same bounds.
@@ -376,15 +365,11 @@ async fn flush(ws: &mut Ws, queue: &PushQueue) -> Result<(), ()> {
     if let Some(r) = ws.get_mut().try_flush() {
         return r.map_err(|_| ());
     }
-    let r = tokio::select! {
+    tokio::select! {
         r = ws.flush() => r.map_err(|_| ()),
         _ = queue.kicked() => Err(()),
         _ = tokio::time::sleep(WRITE_TIMEOUT) => Err(()),
-    };
-    if queue.has_work() {
-        queue.rearm();
     }
-    r
 }
 
 /// Write one text frame (a reply).
