@@ -14,7 +14,7 @@ use crate::proto::{
 };
 use crate::store::log::{CommitSink, Committed, Snapshot};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -56,6 +56,9 @@ pub struct Hub {
     state: Mutex<State>,
     next_conn: AtomicU64,
     max_conns_per_user: usize,
+    /// Set by [`Hub::shutdown_all`]; a connection registering after it is
+    /// told at once.
+    shutting_down: AtomicBool,
 }
 
 /// Registration of one connection; unregisters on drop.
@@ -168,6 +171,7 @@ impl Hub {
             state: Mutex::new(State::default()),
             next_conn: AtomicU64::new(1),
             max_conns_per_user,
+            shutting_down: AtomicBool::new(false),
         }
     }
 
@@ -209,6 +213,9 @@ impl Hub {
     ) -> Result<Registration, ProtoError> {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let mut st = self.lock();
+        if self.shutting_down.load(Ordering::Acquire) {
+            queue.request_shutdown();
+        }
         let first = match st.online.get_mut(user) {
             Some(o) => {
                 if o.conns.len() >= self.max_conns_per_user {
@@ -360,6 +367,18 @@ impl Hub {
         );
         st.deliver_all(c.members.iter().filter(|m| *m != user), &frame);
         Ok(())
+    }
+
+    /// Tell every authenticated connection, and every one that registers
+    /// from now on, that the server is shutting down.
+    pub fn shutdown_all(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        let st = self.lock();
+        for online in st.online.values() {
+            for conn in &online.conns {
+                conn.queue.request_shutdown();
+            }
+        }
     }
 
     /// Ask the connections whose id is `phase` modulo `phases` to ping

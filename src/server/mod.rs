@@ -123,6 +123,7 @@ pub async fn serve(
     tracing::info!("shutting down: closing connections");
     drop(listener);
     token.cancel();
+    shared.hub.shutdown_all();
     tasks.close();
     tasks.wait().await;
     drop(shared);

@@ -42,6 +42,8 @@ pub struct PushQueue {
     /// The queue overflowed (also in `inner`; here for waits that must not
     /// take the lock on every wake-up).
     kicked: AtomicBool,
+    /// The server is shutting down: the connection should drain and close.
+    shutdown: AtomicBool,
 }
 
 #[derive(Default)]
@@ -60,6 +62,7 @@ impl PushQueue {
             waker: AtomicWaker::new(),
             signalled: AtomicBool::new(false),
             kicked: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
         }
     }
 
@@ -122,6 +125,18 @@ impl PushQueue {
     pub fn request_ping(&self) {
         self.lock().ping_due = true;
         self.signal();
+    }
+
+    /// Tell the connection the server is shutting down (the hub does this
+    /// for every authenticated connection).
+    pub fn request_shutdown(&self) {
+        self.shutdown.store(true, Ordering::Release);
+        self.signal();
+    }
+
+    /// Whether shutdown was requested since the last call.
+    pub fn take_shutdown(&self) -> bool {
+        self.shutdown.swap(false, Ordering::AcqRel)
     }
 
     /// Completes when something may be waiting: frames, a ping due or a

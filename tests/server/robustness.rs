@@ -405,3 +405,25 @@ async fn silent_connections_are_closed_live_ones_are_kept() {
         )
         .await;
 }
+
+#[tokio::test]
+async fn shutdown_closes_connections_that_never_authenticated() {
+    let mut server = TestServer::start_with(|c| c.limits.auth_timeout_secs = 30).await;
+    // Authenticated connections hear of a shutdown through the hub; this
+    // one has not authenticated, so it must notice by itself.
+    let mut anon = connect_ws(&server.url()).await;
+    let started = Instant::now();
+    server.shutdown().await;
+    let code = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(m)) = anon.next().await {
+            if let Message::Close(frame) = m {
+                return frame.map(|f| u16::from(f.code));
+            }
+        }
+        None
+    })
+    .await
+    .expect("closed well before the authentication deadline");
+    assert_eq!(code, Some(1001));
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

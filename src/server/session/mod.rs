@@ -29,6 +29,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 type Ws = WebSocketStream<SockIo>;
 
@@ -76,6 +77,9 @@ struct Conn {
     deadline: Option<(Pin<Box<Sleep>>, Deadline)>,
     draining: bool,
     last_heard: Instant,
+    /// Until the connection authenticates, it watches the server's
+    /// shutdown itself; after, the hub tells it through its queue.
+    shutdown_wait: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
 }
 
 /// After handling a wake-up: go on, or close (with this close frame).
@@ -108,12 +112,10 @@ pub async fn run(ws: Box<Ws>, shared: Arc<Shared>) {
         )),
         draining: false,
         last_heard: Instant::now(),
+        shutdown_wait: Some(Box::pin(shared.shutdown.clone().cancelled_owned())),
     };
     let max_inflight = limits.max_inflight.max(1);
-    // The futures a connection always waits on live across wake-ups rather
-    // than being made anew (and registered anew) on each one.
     let queue = c.s.queue.clone();
-    let mut shutdown = std::pin::pin!(shared.shutdown.cancelled());
     let mut ready = queue.ready();
     let closing: Option<CloseFrame> = loop {
         // Waiting here is the state an idle connection sits in: the select
@@ -121,13 +123,17 @@ pub async fn run(ws: Box<Ws>, shared: Arc<Shared>) {
         // future that is boxed while it runs, so the task stays small.
         let wake = tokio::select! {
             biased;
-            _ = &mut shutdown, if !c.draining => Wake::Shutdown,
+            _ = async { if let Some(s) = c.shutdown_wait.as_mut() { s.await } }, if !c.draining && c.shutdown_wait.is_some() => Wake::Shutdown,
             _ = async { if let Some((d, _)) = c.deadline.as_mut() { d.await } }, if c.deadline.is_some() => Wake::Deadline,
             Some(reply) = async { match c.inflight.as_mut() { Some(f) => f.next().await, None => None } }, if c.inflight.is_some() => Wake::Reply(reply),
             _ = &mut ready => Wake::Signal,
             msg = c.ws.next(), if !c.draining && c.inflight.as_ref().map_or(0, |f| f.len()) < max_inflight => Wake::Incoming(Incoming::from(msg)),
         };
         let wake = match wake {
+            Wake::Signal if queue.take_shutdown() => {
+                queue.rearm();
+                Wake::Shutdown
+            }
             Wake::Signal => {
                 // The common case, pushes that the socket takes at once,
                 // is done here without boxing a step.
@@ -157,8 +163,10 @@ impl Conn {
     /// Act on one wake-up.
     async fn step(&mut self, wake: Wake) -> Flow {
         let flow = match wake {
+            Wake::Shutdown if self.draining => Flow::Continue,
             Wake::Shutdown => {
                 self.draining = true;
+                self.shutdown_wait = None;
                 let grace = self.s.shared.grace;
                 self.deadline = Some((Box::pin(tokio::time::sleep(grace)), Deadline::Drain));
                 Flow::Continue
@@ -188,6 +196,8 @@ impl Conn {
         }
         if self.s.user.is_some() && matches!(self.deadline, Some((_, Deadline::Auth))) {
             self.deadline = None;
+            // Registered with the hub now, which relays a shutdown.
+            self.shutdown_wait = None;
         }
         Flow::Continue
     }
