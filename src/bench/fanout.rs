@@ -12,6 +12,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -84,46 +86,102 @@ fn event_body(text: &str) -> Option<&str> {
     body.find('"').map(|end| &body[..end])
 }
 
+/// Count one text frame from the server.
+fn on_text(text: &str, stats: &Mutex<Stats>, epoch: Instant) {
+    if let Some(body) = event_body(text) {
+        let now = wire::micros_since(epoch);
+        let mut st = stats.lock().unwrap_or_else(|p| p.into_inner());
+        match parse_body(body) {
+            Some((step, t)) if step == st.step => {
+                st.deliveries += 1;
+                st.lat.push(now.saturating_sub(t));
+            }
+            Some(_) => st.stale += 1,
+            None => {}
+        }
+        return;
+    }
+    let Some(hot) = Hot::parse(text) else {
+        return;
+    };
+    let mut st = stats.lock().unwrap_or_else(|p| p.into_inner());
+    match hot.ty.as_ref() {
+        "ok" => st.acks += 1,
+        "error" => st.errors += 1,
+        _ => {}
+    }
+}
+
+/// One complete server frame at the start of `buf`: (opcode, payload
+/// range, frame length). Server frames are unmasked.
+fn server_frame(buf: &[u8]) -> Option<(u8, std::ops::Range<usize>, usize)> {
+    if buf.len() < 2 {
+        return None;
+    }
+    let opcode = buf[0] & 0x0f;
+    let (len, head): (usize, usize) = match buf[1] & 0x7f {
+        126 => (
+            usize::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?])),
+            4,
+        ),
+        127 => {
+            let b: [u8; 8] = buf.get(2..10)?.try_into().ok()?;
+            (usize::try_from(u64::from_be_bytes(b)).ok()?, 10)
+        }
+        n => (usize::from(n), 2),
+    };
+    let end = head.checked_add(len)?;
+    (buf.len() >= end).then_some((opcode, head..end, end))
+}
+
+/// A member that only receives reads its raw socket: a WebSocket library
+/// on the generator's busiest path would cost more than the frames are
+/// worth (this loop must stay far cheaper than chatd's work per delivery).
+/// Pings are answered with an empty (masked) pong.
+async fn raw_read_loop(mut sock: TcpStream, stats: Arc<Mutex<Stats>>, epoch: Instant) {
+    const PONG: [u8; 6] = [0x8a, 0x80, 0, 0, 0, 0];
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    'read: loop {
+        let mut at = 0;
+        while let Some((opcode, payload, len)) = server_frame(&buf[at..]) {
+            let payload = &buf[at + payload.start..at + payload.end];
+            match opcode {
+                0x1 => {
+                    if let Ok(text) = std::str::from_utf8(payload) {
+                        on_text(text, &stats, epoch);
+                    }
+                }
+                0x8 => break 'read,
+                0x9 => {
+                    if sock.write_all(&PONG).await.is_err() {
+                        break 'read;
+                    }
+                }
+                _ => {}
+            }
+            at += len;
+        }
+        buf.drain(..at);
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(16 * 1024);
+        }
+        match sock.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    stats.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
+}
+
 async fn read_loop<S>(mut stream: S, stats: Arc<Mutex<Stats>>, epoch: Instant)
 where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
     while let Some(msg) = stream.next().await {
-        let text = match msg {
-            Ok(Message::Text(t)) => t,
+        match msg {
+            Ok(Message::Text(t)) => on_text(t.as_str(), &stats, epoch),
             Ok(Message::Close(_)) | Err(_) => break,
-            Ok(_) => continue,
-        };
-        if let Some(body) = event_body(text.as_str()) {
-            let now = wire::micros_since(epoch);
-            let mut st = stats.lock().unwrap_or_else(|p| p.into_inner());
-            match parse_body(body) {
-                Some((step, t)) if step == st.step => {
-                    st.deliveries += 1;
-                    st.lat.push(now.saturating_sub(t));
-                }
-                Some(_) => st.stale += 1,
-                None => {}
-            }
-            continue;
-        }
-        let Some(hot) = Hot::parse(text.as_str()) else {
-            continue;
-        };
-        let now = wire::micros_since(epoch);
-        let mut st = stats.lock().unwrap_or_else(|p| p.into_inner());
-        match hot.ty.as_ref() {
-            "event" => match hot.body.as_deref().and_then(parse_body) {
-                Some((step, t)) if step == st.step => {
-                    st.deliveries += 1;
-                    st.lat.push(now.saturating_sub(t));
-                }
-                Some(_) => st.stale += 1,
-                None => {}
-            },
-            "ok" => st.acks += 1,
-            "error" => st.errors += 1,
-            _ => {}
+            Ok(_) => {}
         }
     }
     stats.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
@@ -152,20 +210,31 @@ async fn setup(server: &Server, args: &FanoutArgs) -> anyhow::Result<World> {
         next_msg: Vec::new(),
         epoch,
     };
+    // Members that only receive go raw. A request answered first puts
+    // each at a frame boundary with nothing left in tungstenite's buffer
+    // (after the group's creation nothing else is pushed to them).
+    let senders = args.senders.max(1);
+    let quiet = clients
+        .iter_mut()
+        .skip(senders)
+        .map(|c| c.call(json!({"type": "conversations"})));
+    for r in futures_util::future::join_all(quiet).await {
+        r?;
+    }
     for (i, c) in clients.into_iter().enumerate() {
         let next = c.next_id();
         let stats = Arc::new(Mutex::new(Stats::default()));
-        // Only senders need their socket split (a lock on every read).
-        if i < args.senders.max(1) {
+        if i < senders {
             let (sink, stream) = c.ws.split();
             world
                 .readers
                 .push(tokio::spawn(read_loop(stream, stats.clone(), epoch)));
             world.sinks.push(Some(sink));
         } else {
+            let sock = c.ws.into_inner();
             world
                 .readers
-                .push(tokio::spawn(read_loop(c.ws, stats.clone(), epoch)));
+                .push(tokio::spawn(raw_read_loop(sock, stats.clone(), epoch)));
             world.sinks.push(None);
         }
         world.stats.push(stats);
@@ -424,5 +493,28 @@ mod tests {
         assert_eq!(body, "b3:12345:xxxx");
         assert_eq!(parse_body(body), Some((3, 12345)));
         assert_eq!(event_body(r#"{"type":"ok","id":1,"seq":7}"#), None);
+    }
+
+    #[test]
+    fn raw_frames_of_every_length_class_are_split_exactly() {
+        for len in [0usize, 5, 125, 126, 300, 65_535, 65_536, 70_000] {
+            let mut wire = vec![0x81];
+            if len < 126 {
+                wire.push(len as u8);
+            } else if len <= 65_535 {
+                wire.push(126);
+                wire.extend_from_slice(&(len as u16).to_be_bytes());
+            } else {
+                wire.push(127);
+                wire.extend_from_slice(&(len as u64).to_be_bytes());
+            }
+            let head = wire.len();
+            wire.extend(std::iter::repeat_n(b'a', len));
+            wire.extend_from_slice(&[0x89, 0x00]); // a ping behind it
+            let (op, payload, end) = server_frame(&wire).expect("complete");
+            assert_eq!((op, payload, end), (1, head..head + len, head + len));
+            assert_eq!(server_frame(&wire[end..]), Some((9, 2..2, 2)));
+            assert_eq!(server_frame(&wire[..end - 1]), None, "incomplete");
+        }
     }
 }
