@@ -152,11 +152,7 @@ async fn raw_read_loop(mut sock: TcpStream, stats: Arc<Mutex<Stats>>, epoch: Ins
                     }
                 }
                 0x8 => break 'read,
-                0x9 => {
-                    if sock.write_all(&PONG).await.is_err() {
-                        break 'read;
-                    }
-                }
+                0x9 if sock.write_all(&PONG).await.is_err() => break 'read,
                 _ => {}
             }
             at += len;
