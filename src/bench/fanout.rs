@@ -421,6 +421,7 @@ async fn find_max(server: &Server, world: &mut World, args: &FanoutArgs) -> Repo
     let mut fail_rate: Option<f64> = None;
     let mut rate = args.rate.max(1.0);
     let mut no = 0u32;
+    let mut stopped_early = false;
     // Doubling until a failure, then four bisections: at most 20 steps.
     for _ in 0..20 {
         no += 1;
@@ -435,14 +436,19 @@ async fn find_max(server: &Server, world: &mut World, args: &FanoutArgs) -> Repo
             "generator_cpu_pct": r.num("generator_cpu_pct"),
             "pass": ok,
         }));
-        if r.num("disconnected") > 0.0 {
-            break;
-        }
+        let disconnected = r.num("disconnected") > 0.0;
         if ok {
             pass_rate = rate;
             best = Some(r);
         } else {
             fail_rate = Some(rate);
+        }
+        // Members chatd dropped (their queues overflowed) are gone for the
+        // rest of the run: no bisection then, and the passing rate is
+        // within a factor of two.
+        if disconnected {
+            stopped_early = true;
+            break;
         }
         match fail_rate {
             None => rate *= 2.0,
@@ -462,6 +468,7 @@ async fn find_max(server: &Server, world: &mut World, args: &FanoutArgs) -> Repo
             "first_failing_rate",
             fail_rate.map(Value::from).unwrap_or(Value::Null),
         )
+        .set("stopped_by_disconnects", stopped_early)
         .set("steps", Value::Array(steps));
     r
 }
