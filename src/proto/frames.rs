@@ -442,6 +442,33 @@ pub fn encode_event(ev: &Event) -> String {
     serde_json::to_string(&Push { ty: "event", ev }).unwrap_or_default()
 }
 
+/// [`encode_event`] for an event whose body is already encoded (`body_json`,
+/// the JSON object the store keeps for it): the same text, without
+/// serializing the body again.
+pub fn encode_event_with_body(ev: &Event, body_json: &str) -> String {
+    use std::fmt::Write;
+    let string = |v: &str| serde_json::to_string(v).unwrap_or_default();
+    let cmid = ev.client_msg_id.as_deref().map_or("null".into(), string);
+    let mut out = String::with_capacity(body_json.len() + 160);
+    let _ = write!(
+        out,
+        r#"{{"type":"event","conversation_id":{},"seq":{},"ts":{},"sender":{},"client_msg_id":{}"#,
+        string(&ev.conversation_id),
+        ev.seq,
+        ev.ts,
+        string(&ev.sender),
+        cmid,
+    );
+    match body_json.strip_prefix('{') {
+        Some(rest) if rest.trim_start() != "}" => {
+            out.push(',');
+            out.push_str(rest);
+        }
+        _ => out.push('}'),
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -548,5 +575,54 @@ mod tests {
             err,
             r#"{"type":"error","id":null,"code":"bad_frame","message":"nope"}"#
         );
+    }
+
+    #[test]
+    fn an_event_encoded_from_its_stored_body_is_the_same_text() {
+        let bodies = [
+            EventBody::Message {
+                body: "hi \"there\" \u{1F600}\n".into(),
+                reply_to: Some(3),
+            },
+            EventBody::Message {
+                body: String::new(),
+                reply_to: None,
+            },
+            EventBody::Edit {
+                target_seq: 4,
+                body: "fixed".into(),
+            },
+            EventBody::Delete { target_seq: 4 },
+            EventBody::Reaction {
+                target_seq: 2,
+                emoji: "👍".into(),
+                remove: false,
+            },
+            EventBody::Create {
+                name: Some("g".into()),
+                members: vec!["a".into(), "b".into()],
+            },
+            EventBody::Join {
+                members: vec!["c".into()],
+            },
+            EventBody::Leave {
+                members: vec!["c".into()],
+            },
+            EventBody::Rename { name: "n".into() },
+        ];
+        for (i, body) in bodies.into_iter().enumerate() {
+            for cmid in [None, Some("m\"1".to_string())] {
+                let ev = Event {
+                    conversation_id: "c\\1".into(),
+                    seq: 10 + i as u64,
+                    ts: 1_700_000_000_000,
+                    sender: "al\"ice".into(),
+                    client_msg_id: cmid,
+                    body: body.clone(),
+                };
+                let stored = serde_json::to_string(&ev.body).unwrap();
+                assert_eq!(encode_event_with_body(&ev, &stored), encode_event(&ev));
+            }
+        }
     }
 }

@@ -10,7 +10,7 @@
 use super::queue::PushQueue;
 use crate::proto::{
     ChannelInfo, ConvKind, Conversation, Event, EventBody, Millis, Presence, PresenceStatus,
-    ProtoError, ReceiptPair, ReceiptPush, ServerFrame, TypingPush, encode_event, now_millis,
+    ProtoError, ReceiptPair, ReceiptPush, ServerFrame, TypingPush, now_millis,
 };
 use crate::store::log::{CommitSink, Committed, Snapshot};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -399,7 +399,7 @@ impl Hub {
         self.lock().online.len()
     }
 
-    fn apply_event(st: &mut State, ev: &Event) {
+    fn apply_event(st: &mut State, ev: &Event, push: &str) {
         let id = &ev.conversation_id;
         let mut extra: Vec<String> = Vec::new();
         let mut changed = false;
@@ -433,7 +433,7 @@ impl Hub {
         let Some(c) = st.convs.get(id) else {
             return;
         };
-        let frame = frame_of(encode_event(ev));
+        let frame = frame_of(push.to_string());
         st.deliver_all(c.members.iter().chain(extra.iter()), &frame);
         if changed && let Some(conv) = st.conversation(id) {
             let frame = frame_of(ServerFrame::Conversation { conversation: conv }.encode());
@@ -459,7 +459,7 @@ impl CommitSink for Hub {
                         },
                     );
                 }
-                Committed::Event(ev) => Self::apply_event(&mut st, ev),
+                Committed::Event(ev, push) => Self::apply_event(&mut st, ev, push),
                 Committed::Receipt {
                     conversation_id,
                     user,

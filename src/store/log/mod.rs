@@ -122,7 +122,8 @@ pub enum Committed {
         kind: ConvKind,
         name: Option<String>,
     },
-    Event(Arc<Event>),
+    /// An event, with its push frame (encoded once, from the stored body).
+    Event(Arc<Event>, String),
     Receipt {
         conversation_id: String,
         user: String,

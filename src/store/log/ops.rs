@@ -5,7 +5,9 @@
 use super::mirror::ConvMirror;
 use super::writer::{Writer, rejected};
 use super::{Append, Appended, Committed, StoreError};
-use crate::proto::{ConvKind, ErrorCode, Event, EventBody, ReceiptPair, now_millis};
+use crate::proto::{
+    ConvKind, ErrorCode, Event, EventBody, ReceiptPair, encode_event_with_body, now_millis,
+};
 use rusqlite::{OptionalExtension, params};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -371,7 +373,14 @@ impl Writer {
         body: EventBody,
     ) -> Result<Appended, StoreError> {
         self.member_conv(user, conv_id)?;
-        if let Some(done) = self.prior(user, client_msg_id.as_deref(), conv_id, body.kind())? {
+        // A retry must get its original answer even if what it refers to
+        // has changed since, so requests that check a target look for a
+        // prior copy first. A plain message leaves that to the insert
+        // (`write_event`), which finds a prior copy through the same index.
+        let checks_target = !matches!(body, EventBody::Message { reply_to: None, .. });
+        if checks_target
+            && let Some(done) = self.prior(user, client_msg_id.as_deref(), conv_id, body.kind())?
+        {
             return Ok(done);
         }
         match &body {
@@ -478,12 +487,13 @@ impl Writer {
         client_msg_id: Option<String>,
         body: EventBody,
     ) -> Result<Appended, StoreError> {
-        let conv = self
+        let seq = self
             .mirror
             .convs
-            .get_mut(conv_id)
-            .ok_or_else(|| rejected(ErrorCode::NotFound, "no such conversation"))?;
-        let seq = conv.last_seq + 1;
+            .get(conv_id)
+            .ok_or_else(|| rejected(ErrorCode::NotFound, "no such conversation"))?
+            .last_seq
+            + 1;
         let ts = now_millis();
         let target = match &body {
             EventBody::Edit { target_seq, .. }
@@ -493,21 +503,37 @@ impl Writer {
         };
         let data = serde_json::to_string(&body)
             .map_err(|e| StoreError::Open(format!("encoding an event: {e}")))?;
-        self.conn
+        let inserted = self
+            .conn
             .prepare_cached(
                 "INSERT INTO events (conversation_id, seq, ts, sender, kind, client_msg_id, target_seq, data)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (sender, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING",
             )?
             .execute(params![conv_id, seq as i64, ts, user, body.kind(), client_msg_id, target, data])?;
+        if inserted == 0 {
+            // A retry: (sender, client_msg_id) is taken. Its original
+            // answer, or a conflict if it was used for something else.
+            return self
+                .prior(user, client_msg_id.as_deref(), conv_id, body.kind())?
+                .ok_or_else(|| StoreError::Open("idempotency index out of step".into()));
+        }
+        let conv = self
+            .mirror
+            .convs
+            .get_mut(conv_id)
+            .ok_or_else(|| rejected(ErrorCode::NotFound, "no such conversation"))?;
         conv.last_seq = seq;
-        self.changes.push(Committed::Event(Arc::new(Event {
+        let event = Event {
             conversation_id: conv_id.to_string(),
             seq,
             ts,
             sender: user.to_string(),
             client_msg_id,
             body,
-        })));
+        };
+        let push = encode_event_with_body(&event, &data);
+        self.changes.push(Committed::Event(Arc::new(event), push));
         Ok(Appended {
             conversation_id: conv_id.to_string(),
             seq: Some((seq, ts)),
