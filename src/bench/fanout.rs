@@ -407,11 +407,18 @@ pub async fn run(server: &Server, args: &FanoutArgs) -> anyhow::Result<Report> {
     } else {
         find_max(server, &mut world, args).await
     };
-    for r in &world.readers {
-        r.abort();
-    }
-    world.sinks.clear();
+    world.close();
     Ok(report)
+}
+
+impl World {
+    /// Stop reading and close every member's connection.
+    fn close(&mut self) {
+        for r in self.readers.drain(..) {
+            r.abort();
+        }
+        self.sinks.clear();
+    }
 }
 
 async fn find_max(server: &Server, world: &mut World, args: &FanoutArgs) -> Report {
@@ -422,6 +429,7 @@ async fn find_max(server: &Server, world: &mut World, args: &FanoutArgs) -> Repo
     let mut rate = args.rate.max(1.0);
     let mut no = 0u32;
     let mut stopped_early = false;
+    let mut rebuilt = 0u32;
     // Doubling until a failure, then four bisections: at most 20 steps.
     for _ in 0..20 {
         no += 1;
@@ -443,12 +451,20 @@ async fn find_max(server: &Server, world: &mut World, args: &FanoutArgs) -> Repo
         } else {
             fail_rate = Some(rate);
         }
-        // Members chatd dropped (their queues overflowed) are gone for the
-        // rest of the run: no bisection then, and the passing rate is
-        // within a factor of two.
+        // Members chatd dropped (their queues overflowed) are gone: the
+        // search goes on with a new group of new members.
         if disconnected {
-            stopped_early = true;
-            break;
+            world.close();
+            match setup(server, args).await {
+                Ok(w) => {
+                    *world = w;
+                    rebuilt += 1;
+                }
+                Err(_) => {
+                    stopped_early = true;
+                    break;
+                }
+            }
         }
         match fail_rate {
             None => rate *= 2.0,
@@ -469,6 +485,7 @@ async fn find_max(server: &Server, world: &mut World, args: &FanoutArgs) -> Repo
             fail_rate.map(Value::from).unwrap_or(Value::Null),
         )
         .set("stopped_by_disconnects", stopped_early)
+        .set("groups_rebuilt_after_disconnects", rebuilt)
         .set("steps", Value::Array(steps));
     r
 }
