@@ -38,6 +38,22 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order.
+    pub const ALL: [ErrorCode; 12] = [
+        ErrorCode::BadFrame,
+        ErrorCode::UnknownType,
+        ErrorCode::Unauthenticated,
+        ErrorCode::AuthFailed,
+        ErrorCode::UsernameTaken,
+        ErrorCode::InvalidArgument,
+        ErrorCode::NotFound,
+        ErrorCode::Forbidden,
+        ErrorCode::TooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::Conflict,
+        ErrorCode::Internal,
+    ];
+
     /// The wire spelling of the code.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -103,21 +119,7 @@ mod tests {
 
     #[test]
     fn codes_serialize_as_snake_case() {
-        let all = [
-            ErrorCode::BadFrame,
-            ErrorCode::UnknownType,
-            ErrorCode::Unauthenticated,
-            ErrorCode::AuthFailed,
-            ErrorCode::UsernameTaken,
-            ErrorCode::InvalidArgument,
-            ErrorCode::NotFound,
-            ErrorCode::Forbidden,
-            ErrorCode::TooLarge,
-            ErrorCode::RateLimited,
-            ErrorCode::Conflict,
-            ErrorCode::Internal,
-        ];
-        for code in all {
+        for code in ErrorCode::ALL {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
             let back: ErrorCode = serde_json::from_str(&json).unwrap();

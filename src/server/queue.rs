@@ -39,8 +39,8 @@ pub struct PushQueue {
     /// Frames are waiting, a ping is due, or the queue overflowed, and the
     /// task has not looked since.
     signalled: AtomicBool,
-    /// The queue overflowed (also in `inner`; here for waits that must not
-    /// take the lock on every wake-up).
+    /// The queue overflowed: the connection must close. Set under the
+    /// lock; read without it by a write watching for a kick.
     kicked: AtomicBool,
     /// The server is shutting down: the connection should drain and close.
     shutdown: AtomicBool,
@@ -49,7 +49,6 @@ pub struct PushQueue {
 #[derive(Default)]
 struct Inner {
     frames: VecDeque<Frame>,
-    kicked: bool,
     /// The server's pinger asked this connection to ping its peer.
     ping_due: bool,
 }
@@ -81,14 +80,13 @@ impl PushQueue {
     /// is then kicked and gets nothing more) or already kicked.
     pub fn push(&self, frame: Frame) -> bool {
         let mut inner = self.lock();
-        if inner.kicked {
+        if self.kicked.load(Ordering::Acquire) {
             return false;
         }
         if inner.frames.len() >= self.cap {
-            inner.kicked = true;
+            self.kicked.store(true, Ordering::Release);
             inner.frames = VecDeque::new();
             drop(inner);
-            self.kicked.store(true, Ordering::Release);
             // Wake even if already signalled: a write blocked on a full
             // socket is watching for this.
             self.signalled.store(true, Ordering::Release);
@@ -113,7 +111,7 @@ impl PushQueue {
             inner.frames = VecDeque::new();
         }
         Drained {
-            kicked: inner.kicked,
+            kicked: self.kicked.load(Ordering::Acquire),
             ping: std::mem::take(&mut inner.ping_due),
             more: !inner.frames.is_empty(),
         }
@@ -154,7 +152,7 @@ impl PushQueue {
     #[cfg(test)]
     pub fn has_work(&self) -> bool {
         let inner = self.lock();
-        inner.kicked || inner.ping_due || !inner.frames.is_empty()
+        self.kicked.load(Ordering::Acquire) || inner.ping_due || !inner.frames.is_empty()
     }
 
     /// Completes once the connection has been kicked (for the connection's

@@ -67,21 +67,7 @@ fn protocol_examples_decode() {
 #[test]
 fn every_error_code_and_limit_is_documented() {
     let doc = read("docs/PROTOCOL.md");
-    let codes = [
-        ErrorCode::BadFrame,
-        ErrorCode::UnknownType,
-        ErrorCode::Unauthenticated,
-        ErrorCode::AuthFailed,
-        ErrorCode::UsernameTaken,
-        ErrorCode::InvalidArgument,
-        ErrorCode::NotFound,
-        ErrorCode::Forbidden,
-        ErrorCode::TooLarge,
-        ErrorCode::RateLimited,
-        ErrorCode::Conflict,
-        ErrorCode::Internal,
-    ];
-    for c in codes {
+    for c in ErrorCode::ALL {
         assert!(
             doc.contains(&format!("| `{}` |", c.as_str())),
             "error code {c} is not in the table"

@@ -2,9 +2,10 @@
 //!
 //! A single task per connection selects over the socket, its bounded push
 //! queue, replies of requests in flight (durable writes and reads run
-//! concurrently, but appends are queued to the writer in arrival order), a
-//! ping timer and shutdown. Reading pauses while too many requests are in
-//! flight; a connection that cannot keep up with its pushes is kicked.
+//! concurrently, but appends are queued to the writer in arrival order) and
+//! one deadline; pings and (once authenticated) shutdown arrive through the
+//! push queue. Reading pauses while too many requests are in flight; a
+//! connection that cannot keep up with its pushes is kicked.
 
 mod requests;
 
@@ -130,19 +131,13 @@ pub async fn run(ws: Box<Ws>, shared: Arc<Shared>) {
             msg = c.ws.next(), if !c.draining && c.inflight.as_ref().map_or(0, |f| f.len()) < max_inflight => Wake::Incoming(Incoming::from(msg)),
         };
         let wake = match wake {
-            Wake::Signal if queue.take_shutdown() => {
-                queue.rearm();
-                Wake::Shutdown
-            }
-            Wake::Signal => {
-                // The common case, pushes that the socket takes at once,
-                // is done here without boxing a step.
-                match c.pushes_now() {
-                    Ok(Flow::Continue) => continue,
-                    Ok(Flow::Close(frame)) => break frame,
-                    Err(drained) => Wake::Drained(drained),
-                }
-            }
+            // The common case, pushes that the socket takes at once, is
+            // done here without boxing a step.
+            Wake::Signal => match c.signalled() {
+                Ok(Flow::Continue) => continue,
+                Ok(Flow::Close(frame)) => break frame,
+                Err(next) => next,
+            },
             other => other,
         };
         if let Flow::Close(frame) = Box::pin(c.step(wake)).await {
@@ -181,9 +176,10 @@ impl Conn {
                 }
                 self.send_text(&reply).await
             }
-            Wake::Signal => match self.pushes_now() {
+            Wake::Signal => match self.signalled() {
                 Ok(flow) => flow,
-                Err(drained) => self.finish_pushes(drained).await,
+                // Never `Signal` again: one level deep.
+                Err(next) => Box::pin(self.step(next)).await,
             },
             Wake::Drained(drained) => self.finish_pushes(drained).await,
             Wake::Incoming(incoming) => self.incoming(incoming).await,
@@ -210,12 +206,18 @@ impl Conn {
         }
     }
 
-    /// Pushes are waiting, the pinger asked for a ping, or the queue
-    /// overflowed: drain the queue into the socket buffer and send it if
-    /// the socket takes it at once. `Err` when a ping is due or the socket
-    /// is full: [`Conn::finish_pushes`] does the rest.
-    fn pushes_now(&mut self) -> Result<Flow, Drained> {
+    /// The queue signalled: pushes are waiting, the pinger asked for a
+    /// ping, the queue overflowed, or the server is shutting down. Drains
+    /// the queue into the socket buffer and sends it if the socket takes it
+    /// at once. `Err` is what remains to be done in a step: the shutdown,
+    /// or a ping or a flush that has to wait ([`Conn::finish_pushes`]).
+    fn signalled(&mut self) -> Result<Flow, Wake> {
         let queue = &self.s.queue;
+        if queue.take_shutdown() {
+            // Pushes may be waiting too: look again after the shutdown.
+            queue.rearm();
+            return Err(Wake::Shutdown);
+        }
         let io = self.ws.get_mut();
         let drained = queue.drain(PUSH_BATCH, |frame| io.queue_text(frame.as_bytes()));
         if drained.kicked {
@@ -228,16 +230,16 @@ impl Conn {
             queue.rearm();
         }
         if drained.ping {
-            return Err(drained);
+            return Err(Wake::Drained(drained));
         }
         match io.try_flush() {
             Some(Ok(())) => Ok(Flow::Continue),
             Some(Err(_)) => Ok(Flow::Close(None)),
-            None => Err(drained),
+            None => Err(Wake::Drained(drained)),
         }
     }
 
-    /// The rest of [`Conn::pushes_now`]: ping if asked, and flush.
+    /// The rest of [`Conn::signalled`]: ping if asked, and flush.
     async fn finish_pushes(&mut self, drained: Drained) -> Flow {
         let queue = &self.s.queue;
         if drained.ping {

@@ -61,6 +61,16 @@ impl Writer {
         Ok(conv)
     }
 
+    /// [`Writer::member_conv`] for a change DMs do not allow (refused with
+    /// `why`).
+    fn group_conv(&self, user: &str, id: &str, why: &str) -> Result<&ConvMirror, StoreError> {
+        let conv = self.member_conv(user, id)?;
+        if conv.kind == ConvKind::Dm {
+            return Err(rejected(ErrorCode::InvalidArgument, why));
+        }
+        Ok(conv)
+    }
+
     pub(super) fn append(&mut self, op: Append) -> Result<Appended, StoreError> {
         match op {
             Append::Event {
@@ -84,13 +94,7 @@ impl Writer {
                 user,
                 conversation_id,
             } => {
-                let conv = self.member_conv(&user, &conversation_id)?;
-                if conv.kind == ConvKind::Dm {
-                    return Err(rejected(
-                        ErrorCode::InvalidArgument,
-                        "you cannot leave a DM",
-                    ));
-                }
+                self.group_conv(&user, &conversation_id, "you cannot leave a DM")?;
                 let ev = self.write_event(
                     &user,
                     &conversation_id,
@@ -113,13 +117,11 @@ impl Writer {
                 conversation_id,
                 members,
             } => {
-                let conv = self.member_conv(&user, &conversation_id)?;
-                if conv.kind == ConvKind::Dm {
-                    return Err(rejected(
-                        ErrorCode::InvalidArgument,
-                        "a DM has exactly two members; create a group instead",
-                    ));
-                }
+                let conv = self.group_conv(
+                    &user,
+                    &conversation_id,
+                    "a DM has exactly two members; create a group instead",
+                )?;
                 let mut new: Vec<String> = Vec::new();
                 for m in members {
                     self.check_user(&m)?;
