@@ -41,7 +41,8 @@ fn main() {
         match cli.command {
             None => {
                 init_file_logging();
-                match chat::client::start::run(loaded).await {
+                let local_data = chat::server::config::default_data_dir();
+                match chat::ui::start::run(loaded, local_data).await {
                     Ok(()) => 0,
                     Err(e) => {
                         eprintln!("chat: {e}");

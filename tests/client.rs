@@ -4,10 +4,11 @@
 
 mod client_support;
 
+use chat::client::Update;
+use chat::client::cache::Cache;
 use chat::client::paths::Paths;
 use chat::client::view::{ConnState, ConvSummary, MessageRow};
 use chat::proto::{ConvKind, EventBody, Request};
-use chat::store::cache::Cache;
 use chat::ui::Action;
 use client_support::*;
 use std::time::Duration;
@@ -97,11 +98,12 @@ async fn a_dm_each_way_shows_in_both_models_in_seq_order() {
 
     alice.act(Action::OpenDm { user: "bob".into() });
     let conv = dm_with(&alice, "bob").await;
-    alice
-        .wait("the engine asks to focus the new DM", |m| {
-            m.focus_request.as_deref() == Some(conv.as_str())
-        })
-        .await;
+    assert!(
+        wait_until(WAIT, || alice
+            .logged(|u| matches!(u, Update::Focus(c) if *c == conv)))
+        .await,
+        "the engine asks to focus the new DM"
+    );
     alice.act(Action::OpenConversation { conv: conv.clone() });
     alice.act(Action::Send {
         conv: conv.clone(),

@@ -5,7 +5,7 @@
 
 mod client_support;
 
-use chat::net::client::{Conn, Credentials};
+use chat::client::net::{Conn, Credentials};
 use chat::proto::{Conversation, Event, EventBody, Request};
 use client_support::{Home, PASSWORD, Server};
 use std::process::{Command, Stdio};

@@ -1,6 +1,6 @@
 //! `catchup`: a user goes offline while M messages arrive over K
 //! conversations, then reconnects with the client's own code — the real
-//! [`Conn`](crate::net::client::Conn) and SQLite [`Cache`] on disk, with the
+//! [`Conn`](crate::client::net::Conn) and SQLite [`Cache`] on disk, with the
 //! engine's algorithm (sync with cursors, then exact history ranges, pages
 //! of 500, four conversations at once) — and is timed until fully caught up.
 
@@ -13,9 +13,9 @@ use serde_json::json;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::net::client::{ClientError, Conn, Credentials};
+use crate::client::cache::Cache;
+use crate::client::net::{ClientError, Conn, Credentials};
 use crate::proto::{ConversationsOk, HistoryOk, Request, ServerFrame};
-use crate::store::cache::Cache;
 
 /// The engine's constants (see `client::engine`).
 const FETCH_CONCURRENCY: usize = 4;

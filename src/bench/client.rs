@@ -4,9 +4,10 @@
 //! conversation's window), and the UI loop's latency while the engine side
 //! applies a stream of incoming events to the cache.
 
+use crate::client::Update;
+use crate::client::cache::Cache;
 use crate::client::view::MessageRow;
 use crate::proto::{ConvKind, Conversation, Event, EventBody};
-use crate::store::cache::Cache;
 use crate::ui::{Action, App, Model, UiEvent, render};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -124,7 +125,7 @@ pub fn app_from_cache(cache: &Cache, size: (u16, u16)) -> anyhow::Result<App> {
 /// conversation, which asks for its window; the window is loaded from the
 /// cache and applied. Returns the focused conversation.
 pub fn open_first(app: &mut App, cache: &Cache) -> anyhow::Result<Option<String>> {
-    let actions = app.handle_event(UiEvent::Update(Box::new(|_| {})), Instant::now());
+    let actions = app.handle_event(UiEvent::Engine(Vec::new()), Instant::now());
     let conv = actions.into_iter().find_map(|a| match a {
         Action::OpenConversation { conv } => Some(conv),
         _ => None,
@@ -138,13 +139,11 @@ pub fn open_first(app: &mut App, cache: &Cache) -> anyhow::Result<Option<String>
 
 /// Put `rows` in the model as the engine's publish does.
 pub fn set_rows(app: &mut App, conv: &str, rows: Vec<MessageRow>) {
-    let conv = conv.to_string();
-    let _ = app.handle_event(
-        UiEvent::Update(Box::new(move |m| {
-            m.messages.insert(conv, rows);
-        })),
-        Instant::now(),
-    );
+    let update = Update::Messages {
+        conv: conv.to_string(),
+        rows,
+    };
+    let _ = app.handle_event(UiEvent::Engine(vec![update]), Instant::now());
 }
 
 /// A terminal of `w`×`h` cells in memory.

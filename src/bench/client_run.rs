@@ -5,7 +5,8 @@
 use super::client::{self, WINDOW};
 use super::proc::{self, CpuMeter};
 use super::report::{Report, Samples};
-use crate::store::cache::Cache;
+use crate::client::Update;
+use crate::client::cache::Cache;
 use crate::ui::UiEvent;
 use anyhow::Context;
 use std::io::{BufRead, BufReader, Write};
@@ -189,13 +190,13 @@ async fn events_on(path: &Path, args: &ClientArgs) -> anyhow::Result<Report> {
     let mut app = client::app_from_cache(&cache, (200, 60))?;
     let focused = client::open_first(&mut app, &cache)?.context("no conversation")?;
     let mut term = client::terminal(200, 60);
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<UiEvent>(1024);
+    // Each batch travels with the arrival times of the events it shows.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(UiEvent, Vec<Instant>)>(1024);
     let shown: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let cpu = CpuMeter::start(None);
     let rate = args.rate.max(1.0);
     let duration = Duration::from_secs_f64(args.duration);
     let convs = args.conversations.max(1);
-    let shown_e = shown.clone();
     let engine = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, Samples)> {
         let mut seqs = std::collections::HashMap::new();
         for c in cache.conversations()? {
@@ -239,18 +240,17 @@ async fn events_on(path: &Path, args: &ClientArgs) -> anyhow::Result<Report> {
                 focused_dirty = false;
                 last_publish = Instant::now();
                 let arrivals = std::mem::take(&mut pending);
-                let shown = shown_e.clone();
-                let focused = focused.clone();
-                let update = UiEvent::Update(Box::new(move |m| {
-                    m.conversations = list;
-                    if let Some(rows) = rows {
-                        m.messages.insert(focused, rows);
-                    }
-                    if let Ok(mut s) = shown.lock() {
-                        s.extend(arrivals);
-                    }
-                }));
-                if tx.blocking_send(update).is_err() {
+                let mut batch = vec![Update::Conversations(list)];
+                if let Some(rows) = rows {
+                    batch.push(Update::Messages {
+                        conv: focused.clone(),
+                        rows,
+                    });
+                }
+                if tx
+                    .blocking_send((UiEvent::Engine(batch), arrivals))
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -281,8 +281,11 @@ async fn events_on(path: &Path, args: &ClientArgs) -> anyhow::Result<Report> {
         };
         let mut next = Some(first);
         let mut handled = 0;
-        while let Some(ev) = next.take() {
+        while let Some((ev, arrivals)) = next.take() {
             let _ = app.handle_event(ev, Instant::now());
+            if let Ok(mut s) = shown.lock() {
+                s.extend(arrivals);
+            }
             handled += 1;
             if handled < 64 {
                 next = rx.try_recv().ok();

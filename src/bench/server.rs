@@ -89,7 +89,7 @@ impl Server {
                 .trim_end_matches('/')
                 .trim_end_matches("/ws")
                 .to_string();
-            if !crate::client::start::healthy(&addr).await {
+            if !crate::client::net::healthy(&addr).await {
                 bail!("no chatd answers /healthz at {addr}");
             }
             return Ok(Server {
@@ -133,7 +133,7 @@ impl Server {
             keep: opts.keep,
         };
         let deadline = Instant::now() + Duration::from_secs(15);
-        while !crate::client::start::healthy(&server.addr).await {
+        while !crate::client::net::healthy(&server.addr).await {
             if let Some(Ok(Some(status))) = server.child.as_mut().map(|c| c.try_wait()) {
                 bail!("chatd exited at start ({status}); see {}", server.log());
             }

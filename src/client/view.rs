@@ -1,7 +1,7 @@
 //! What the screen shows, as plain data: the client engine fills these from
 //! the cache, the TUI renders them. No I/O and no behaviour here.
 
-use crate::proto::{ConvKind, Millis, PresenceStatus};
+use crate::proto::{ConvKind, EventBody, Millis, PresenceStatus};
 
 /// One row of the conversation list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,17 +61,48 @@ pub struct ReplyQuote {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageRow {
     Message(MessageView),
-    /// "alice joined", "bob left", "alice renamed the group to x".
+    /// A membership or naming event ("alice joined"); its sentence comes
+    /// from [`crate::client::text::system_line`].
     System {
         seq: u64,
         ts: Millis,
-        text: String,
+        sender: String,
+        change: SystemChange,
     },
     /// Events `from..=to` are known to exist but are not held yet.
     Missing {
         from: u64,
         to: u64,
     },
+}
+
+/// What a system row records, as data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SystemChange {
+    Created { name: Option<String> },
+    Joined { members: Vec<String> },
+    Left { members: Vec<String> },
+    Renamed { name: String },
+}
+
+impl SystemChange {
+    /// The change an event makes, for the events shown as system rows.
+    pub fn of(body: &EventBody) -> Option<SystemChange> {
+        Some(match body {
+            EventBody::Create { name, .. } => SystemChange::Created { name: name.clone() },
+            EventBody::Join { members } => SystemChange::Joined {
+                members: members.clone(),
+            },
+            EventBody::Leave { members } => SystemChange::Left {
+                members: members.clone(),
+            },
+            EventBody::Rename { name } => SystemChange::Renamed { name: name.clone() },
+            EventBody::Message { .. }
+            | EventBody::Edit { .. }
+            | EventBody::Delete { .. }
+            | EventBody::Reaction { .. } => return None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +122,19 @@ pub struct MessageView {
     pub send_state: Option<SendState>,
     /// Whether the body mentions me.
     pub mentions_me: bool,
+}
+
+/// A message from someone else that just arrived live, as a notifier needs
+/// to see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    pub conv: String,
+    pub conv_title: String,
+    pub is_dm: bool,
+    pub sender: String,
+    pub body: String,
+    pub mentions_me: bool,
+    pub muted: bool,
 }
 
 /// Presence of another user as last heard.

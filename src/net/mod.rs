@@ -1,6 +1,6 @@
-//! Transports: the server's HTTP/WebSocket acceptor ([`transport`]) and the
-//! client's connections ([`client`]).
+//! The server's transport: the HTTP/WebSocket acceptor ([`transport`]) and
+//! the socket wrapper under tungstenite ([`sockio`]). The client's
+//! connections live in `crate::client::net`.
 
-pub mod client;
 pub mod sockio;
 pub mod transport;

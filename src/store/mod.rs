@@ -1,4 +1,4 @@
-//! Persistence: chatd's durable log and the client's local cache.
+//! chatd's durable log (SQLite, group commit). The client's local cache
+//! lives with the client, in `crate::client::cache`.
 
-pub mod cache;
 pub mod log;

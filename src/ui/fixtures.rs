@@ -3,9 +3,9 @@
 //! `TestBackend`.
 
 use super::app::App;
-use super::clock::TimeZone;
 use super::event::UiEvent;
 use super::model::Model;
+use crate::client::clock::TimeZone;
 use crate::client::view::{
     ConnState, ConvSummary, MessageRow, MessageView, PresenceView, ReactionView, ReplyQuote,
     SendState,
@@ -92,7 +92,10 @@ pub fn general_rows() -> Vec<MessageRow> {
         MessageRow::System {
             seq: 1,
             ts: y,
-            text: "alice created #general".into(),
+            sender: "alice".into(),
+            change: crate::client::view::SystemChange::Created {
+                name: Some("#general".into()),
+            },
         },
         row(msg(2, "alice", y + 2 * MIN, "Morning all!")),
         row(edited),
@@ -179,7 +182,7 @@ pub fn ch(c: char) -> UiEvent {
 }
 
 /// Types `text` into the App one key at a time.
-pub fn type_str(app: &mut App, text: &str, now: Instant) -> Vec<super::action::Action> {
+pub fn type_str(app: &mut App, text: &str, now: Instant) -> Vec<crate::client::Action> {
     text.chars()
         .flat_map(|c| app.handle_event(ch(c), now))
         .collect()

@@ -1,14 +1,12 @@
 //! The TUI. The engine fills the [`model::Model`]; the [`app::App`] owns UI
 //! state and turns each [`event::UiEvent`] into state changes plus
-//! [`action::Action`]s for the engine; [`render::render`] draws the App,
+//! [`Action`]s for the engine; [`render::render`] draws the App,
 //! purely. Keys are mapped in [`keys`], slash commands parsed in
 //! [`commands`], notifications decided in [`notify`], the terminal set up and
 //! restored in [`terminal`], colours in [`theme`], and every user-facing
 //! string lives in [`strings`]. [`run`] is the event loop over a channel.
 
-pub mod action;
 pub mod app;
-pub mod clock;
 pub mod commands;
 pub mod composer;
 pub mod event;
@@ -18,6 +16,7 @@ pub mod model;
 pub mod notify;
 pub mod render;
 pub mod run;
+pub mod start;
 pub mod strings;
 pub mod terminal;
 pub mod theme;
@@ -27,7 +26,7 @@ mod fixtures;
 #[cfg(test)]
 mod snapshot_tests;
 
-pub use action::Action;
+pub use crate::client::Action;
 pub use app::App;
 pub use event::UiEvent;
 pub use model::Model;

@@ -1,7 +1,8 @@
-//! The data the engine fills and the App renders. Plain data plus the few
-//! pure queries the UI needs (typing expiry, lookups); no I/O.
+//! What the App renders of the engine's world: the engine's [`Update`]s
+//! applied in order ([`Model::apply`]), plus the few pure queries the UI
+//! needs (typing expiry, lookups); no I/O.
 
-use super::notify::Incoming;
+use crate::client::Update;
 use crate::client::view::{ConnState, ConvSummary, MessageRow, PresenceView};
 use crate::proto::ReceiptPair;
 use std::collections::{BTreeMap, HashMap};
@@ -37,12 +38,6 @@ pub struct Model {
     pub login_error: Option<String>,
     /// A one-line message from the engine for the status line.
     pub notice: Option<String>,
-    /// New messages the engine just applied, queued for the notifier; the
-    /// App drains this after every event.
-    pub incoming: Vec<Incoming>,
-    /// A conversation the engine wants shown (one just created or joined);
-    /// the App focuses it once it is in the list.
-    pub focus_request: Option<String>,
 }
 
 impl Default for Model {
@@ -61,13 +56,67 @@ impl Default for Model {
             needs_login: false,
             login_error: None,
             notice: None,
-            incoming: Vec::new(),
-            focus_request: None,
         }
     }
 }
 
 impl Model {
+    /// Apply one of the engine's updates. Updates that are events for the
+    /// App rather than state (incoming messages, a focus request) and those
+    /// meant for other front ends leave the model as it is.
+    pub fn apply(&mut self, update: Update, now: Instant) {
+        match update {
+            Update::Conn(state) => self.conn = state,
+            Update::LoggedIn { user } => {
+                self.me = user;
+                self.needs_login = false;
+                self.login_error = None;
+            }
+            Update::AuthFailed { message } => {
+                self.needs_login = true;
+                self.login_error = Some(message);
+            }
+            Update::Conversations(list) => {
+                for c in &list {
+                    self.add_users(c.members.iter().cloned());
+                }
+                self.conversations = list;
+            }
+            Update::Messages { conv, rows } => {
+                // Only the focused conversation's window is kept in memory.
+                self.messages.retain(|k, _| *k == conv);
+                self.messages.insert(conv, rows);
+            }
+            Update::Receipts { conv, receipts } => {
+                self.receipts.insert(conv, receipts);
+            }
+            Update::Typing { conv, user, active } => self.set_typing(&conv, &user, active, now),
+            Update::Presence(list) => self.presence.extend(list),
+            Update::Users(users) => self.add_users(users),
+            Update::Notice(text) => self.notice = Some(text),
+            Update::LoadingOlder(loading) => self.loading_older = loading,
+            Update::Synced
+            | Update::Incoming(_)
+            | Update::Focus(_)
+            | Update::Events { .. }
+            | Update::Acked { .. }
+            | Update::Refused { .. } => {}
+        }
+    }
+
+    /// Add users to the known list, kept sorted and without repeats.
+    fn add_users(&mut self, users: impl IntoIterator<Item = String>) {
+        let before = self.users.len();
+        for u in users {
+            if !self.users.contains(&u) {
+                self.users.push(u);
+            }
+        }
+        if self.users.len() != before {
+            self.users.sort();
+        }
+    }
+
     pub fn conversation(&self, id: &str) -> Option<&ConvSummary> {
         self.conversations.iter().find(|c| c.id == id)
     }

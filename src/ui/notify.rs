@@ -35,17 +35,7 @@ impl Default for NotifyConfig {
     }
 }
 
-/// A message that just arrived, as the notifier needs to see it.
-#[derive(Debug, Clone)]
-pub struct Incoming {
-    pub conv: String,
-    pub conv_title: String,
-    pub is_dm: bool,
-    pub sender: String,
-    pub body: String,
-    pub mentions_me: bool,
-    pub muted: bool,
-}
+pub use crate::client::view::Incoming;
 
 /// Where the user's attention is.
 #[derive(Debug, Clone, Default)]

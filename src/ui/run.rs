@@ -3,11 +3,11 @@
 //! queued), hand the resulting actions to the engine, show notifications.
 //! The engine side is wired in elsewhere; this module only needs channels.
 
-use super::action::Action;
 use super::app::App;
 use super::event::UiEvent;
 use super::notify::DesktopSink;
 use super::render::render;
+use crate::client::Action;
 use futures_util::StreamExt;
 use ratatui::Terminal;
 use ratatui::backend::Backend;

@@ -7,15 +7,16 @@
 #![allow(dead_code)]
 
 use chat::client::credentials::TokenStore;
-use chat::client::engine::{Engine, Input};
+use chat::client::engine::Input;
+use chat::client::net::{Conn, Credentials, NetConfig, NetEvent, task};
 use chat::client::paths::Paths;
 use chat::client::view::{ConnState, MessageRow};
-use chat::net::client::{Conn, Credentials, NetConfig, NetEvent, task};
+use chat::client::{ClientOptions, Update};
 use chat::proto::{
     ConvKind, Conversation, ConversationOk, ConversationsOk, Event, EventBody, HistoryOk, Request,
 };
 use chat::server::Config;
-use chat::ui::{Action, Model, UiEvent};
+use chat::ui::{Action, Model};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -193,7 +194,7 @@ impl Raw {
         let go = async {
             let mut conn = Conn::connect(server, Duration::from_secs(5)).await?;
             let ok = conn.handshake(&creds, "raw").await?;
-            Ok::<_, chat::net::client::ClientError>((conn, ok))
+            Ok::<_, chat::client::net::ClientError>((conn, ok))
         };
         let (conn, ok) = tokio::time::timeout(WAIT, go)
             .await
@@ -341,6 +342,10 @@ pub struct Client {
     /// conversation with `has_gap`).
     pub saw_gap: Arc<std::sync::atomic::AtomicBool>,
     pub actions: mpsc::UnboundedSender<Action>,
+    /// The engine's updates that are events rather than state (focus
+    /// requests, acknowledgements, refusals, syncs, incoming messages), in
+    /// order.
+    pub log: Arc<Mutex<Vec<Update>>>,
     pub data: PathBuf,
     pub server: String,
     engine: Option<tokio::task::JoinHandle<()>>,
@@ -373,17 +378,23 @@ impl Client {
     ) -> Client {
         let tokens = TokenStore::file_only(data.join("credentials.toml"));
         let paths = Paths::new(data.to_path_buf());
-        let (ui_tx, mut ui_rx) = mpsc::channel::<UiEvent>(1024);
-        let (action_tx, action_rx) = mpsc::unbounded_channel();
         let (engine_tx, engine_rx) = mpsc::channel::<Input>(1024);
         let mut tasks = Vec::new();
         let net = if fault == Fault::None {
-            task::spawn(net_config(server), creds, engine_tx)
+            task::spawn(net_config(server), creds.clone(), engine_tx)
         } else {
             let (net_tx, net_rx) = mpsc::channel::<NetEvent>(1024);
             tasks.push(tokio::spawn(inject(fault, net_rx, engine_tx)));
-            task::spawn(net_config(server), creds, net_tx)
+            task::spawn(net_config(server), creds.clone(), net_tx)
         };
+        let opts = ClientOptions::interactive(
+            net_config(server),
+            me.map(str::to_string),
+            creds,
+            tokens,
+            paths,
+        );
+        let client = chat::client::spawn::spawn_on(opts, net, engine_rx);
         let model = Arc::new(Mutex::new(Model {
             server: server.to_string(),
             ..Model::default()
@@ -391,41 +402,40 @@ impl Client {
         let m = model.clone();
         let saw_gap = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let gap = saw_gap.clone();
+        let mut updates = client.updates;
+        let log: Arc<Mutex<Vec<Update>>> = Arc::default();
+        let events = log.clone();
         tasks.push(tokio::spawn(async move {
-            while let Some(ev) = ui_rx.recv().await {
-                if let UiEvent::Update(f) = ev {
-                    let mut m = m.lock().unwrap();
-                    f(&mut m);
-                    if m.conversations.iter().any(|c| c.has_gap)
-                        || m.messages.values().any(|rows| has_missing(rows))
+            while let Some(batch) = updates.recv().await {
+                let mut m = m.lock().unwrap();
+                for u in batch {
+                    if matches!(
+                        u,
+                        Update::Focus(_)
+                            | Update::Acked { .. }
+                            | Update::Refused { .. }
+                            | Update::Synced
+                            | Update::Incoming(_)
+                    ) && let Ok(mut log) = events.lock()
                     {
-                        gap.store(true, std::sync::atomic::Ordering::SeqCst);
+                        log.push(u.clone());
                     }
+                    m.apply(u, std::time::Instant::now());
+                }
+                if m.conversations.iter().any(|c| c.has_gap)
+                    || m.messages.values().any(|rows| has_missing(rows))
+                {
+                    gap.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
             }
         }));
-        let cache = me.map(|u| {
-            let (mut c, _) = chat::store::cache::Cache::open_or_recover(
-                Paths::new(data.to_path_buf()).cache_path(server, u),
-            )
-            .expect("open the cache");
-            c.set_me(u).expect("set me");
-            c
-        });
-        let engine = Engine::new(
-            server.to_string(),
-            me.map(str::to_string),
-            cache,
-            tokens,
-            paths,
-            net,
-            ui_tx,
-        );
-        let engine = tokio::spawn(engine.run(action_rx, engine_rx));
+        let engine = client.task;
+        let action_tx = client.actions;
         Client {
             model,
             saw_gap,
             actions: action_tx,
+            log,
             data: data.to_path_buf(),
             server: server.to_string(),
             engine: Some(engine),
@@ -466,6 +476,11 @@ impl Client {
 
     pub fn act(&self, a: Action) {
         self.actions.send(a).expect("engine running");
+    }
+
+    /// Whether the engine has published an update matching `f`.
+    pub fn logged(&self, f: impl Fn(&Update) -> bool) -> bool {
+        self.log.lock().unwrap().iter().any(f)
     }
 
     pub fn with<T>(&self, f: impl FnOnce(&Model) -> T) -> T {
@@ -630,7 +645,15 @@ pub fn describe_rows(rows: &[MessageRow]) -> String {
         .iter()
         .map(|r| match r {
             MessageRow::Message(m) => format!("{:?}:{}", m.seq, m.body),
-            MessageRow::System { seq, text, .. } => format!("{seq}:[{text}]"),
+            MessageRow::System {
+                seq,
+                sender,
+                change,
+                ..
+            } => format!(
+                "{seq}:[{}]",
+                chat::client::text::system_line(sender, change)
+            ),
             MessageRow::Missing { from, to } => format!("<missing {from}..={to}>"),
         })
         .collect();

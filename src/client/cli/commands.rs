@@ -1,12 +1,14 @@
 //! The command-line commands, each a short conversation with the server.
 
+use super::live::Live;
 use super::{Command, CreateWhat, Exit, Failure};
 use crate::client::config::Loaded;
 use crate::client::credentials::{Stored, TokenStore};
 use crate::client::engine::actions::new_client_msg_id;
+use crate::client::net::{ClientError, Conn, Credentials};
 use crate::client::paths::Paths;
-use crate::net::client::{Conn, Credentials};
-use crate::proto::{ConvKind, Conversation, ConversationOk, ConversationsOk, ErrorCode, Request};
+use crate::client::{Action, Update};
+use crate::proto::{ConvKind, Conversation, ConversationOk, ConversationsOk, Request};
 use std::io::{BufRead, Read};
 use std::time::Duration;
 
@@ -15,6 +17,8 @@ pub(super) const TIMEOUT: Duration = Duration::from_secs(15);
 /// Who we are on which server, for commands that need to be logged in.
 pub(super) struct Session {
     pub user: String,
+    /// The stored token this session authenticated with.
+    pub token: String,
     pub conn: Conn,
 }
 
@@ -45,7 +49,7 @@ pub(super) async fn session(loaded: &Loaded) -> Result<Session, Failure> {
         )
     })?;
     let mut conn = Conn::connect(&server, TIMEOUT).await?;
-    conn.handshake(&Credentials::Token(token), &loaded.config.device)
+    conn.handshake(&Credentials::Token(token.clone()), &loaded.config.device)
         .await
         .map_err(|e| {
             let mut f = Failure::from(e);
@@ -56,7 +60,7 @@ pub(super) async fn session(loaded: &Loaded) -> Result<Session, Failure> {
             }
             f
         })?;
-    Ok(Session { user, conn })
+    Ok(Session { user, token, conn })
 }
 
 pub(super) async fn dispatch(command: Command, loaded: Loaded) -> Result<(), Failure> {
@@ -71,7 +75,11 @@ pub(super) async fn dispatch(command: Command, loaded: Loaded) -> Result<(), Fai
         } => authenticate(&loaded, username, password_stdin, false).await,
         Command::Logout => logout(&loaded).await,
         Command::Conversations { json } => conversations(&loaded, json).await,
-        Command::Send { target, text } => send(&loaded, &target, text).await,
+        Command::Send {
+            target,
+            text,
+            timeout,
+        } => send(&loaded, &target, text, Duration::from_secs(timeout.max(1))).await,
         Command::Tail {
             target,
             follow,
@@ -319,7 +327,12 @@ pub(super) async fn resolve(
     })
 }
 
-async fn send(loaded: &Loaded, target: &str, text: Option<String>) -> Result<(), Failure> {
+async fn send(
+    loaded: &Loaded,
+    target: &str,
+    text: Option<String>,
+    timeout: Duration,
+) -> Result<(), Failure> {
     let body = match text {
         Some(t) => t,
         None => {
@@ -335,36 +348,44 @@ async fn send(loaded: &Loaded, target: &str, text: Option<String>) -> Result<(),
     }
     let mut s = session(loaded).await?;
     let conv = resolve(&mut s, target, true).await?;
-    let req = Request::Send {
-        conversation_id: conv.id.clone(),
-        client_msg_id: new_client_msg_id(),
+    let (user, token) = (s.user.clone(), s.token.clone());
+    s.conn.close().await;
+    // The engine sends from its outbox and retries through reconnects with
+    // the same client_msg_id: the server appends it at most once.
+    let mut live = Live::start(loaded, &user, token);
+    let cmid = new_client_msg_id();
+    live.act(Action::SendWithId {
+        conv: conv.id.clone(),
         body,
-        reply_to: None,
-    };
-    // Retry on a lost connection with the same client_msg_id: the server
-    // appends it at most once.
-    let mut attempt = 0;
-    loop {
-        match s.conn.request(&req).await {
-            Ok(_) => {
-                s.conn.close().await;
-                return Ok(());
-            }
-            Err(crate::net::client::ClientError::Server(e))
-                if e.code != ErrorCode::RateLimited && e.code != ErrorCode::Internal =>
-            {
-                return Err(Failure::from(crate::net::client::ClientError::Server(e)));
-            }
-            Err(e) => {
-                attempt += 1;
-                if attempt >= 4 {
-                    return Err(Failure::from(e));
+        client_msg_id: cmid.clone(),
+    });
+    let answer = async {
+        loop {
+            match live.next().await? {
+                Update::Acked { client_msg_id, .. } if client_msg_id == cmid => return Ok(()),
+                Update::Refused {
+                    client_msg_id,
+                    error,
+                    ..
+                } if client_msg_id == cmid => {
+                    return Err(Failure::from(ClientError::Server(error)));
                 }
-                tokio::time::sleep(Duration::from_millis(300 * attempt)).await;
-                s = session(loaded).await?;
+                _ => {}
             }
         }
-    }
+    };
+    let result = match tokio::time::timeout(timeout, answer).await {
+        Ok(r) => r,
+        Err(_) => Err(Failure::new(
+            Exit::Unreachable,
+            format!(
+                "the server did not acknowledge the message within {}s (it may still arrive: a retry with the same command could send it twice)",
+                timeout.as_secs()
+            ),
+        )),
+    };
+    live.stop().await;
+    result
 }
 
 async fn create(loaded: &Loaded, what: CreateWhat, json: bool) -> Result<(), Failure> {

@@ -3,6 +3,7 @@
 //! clear line on failure, and exit with a meaningful code (see [`Exit`]).
 
 mod commands;
+mod live;
 mod tail;
 
 use crate::client::config::Loaded;
@@ -54,11 +55,17 @@ pub enum Command {
         /// @user (a DM, created on first use), #name, or a conversation id
         target: String,
         text: Option<String>,
+        /// Give up (exit 5) when the server has not acknowledged the
+        /// message after this many seconds; until then it is retried
+        /// through reconnects, never sent twice
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        timeout: u64,
     },
     /// Print the last messages of a conversation
     Tail {
         target: String,
-        /// Keep printing new messages as they arrive
+        /// Keep printing new events as they arrive, each once and in order,
+        /// through reconnects, until interrupted
         #[arg(long, short)]
         follow: bool,
         /// One JSON event per line
@@ -118,6 +125,8 @@ pub enum Exit {
     Unreachable = 5,
     /// The server refused the request (forbidden, too large, ...).
     Refused = 6,
+    /// Interrupted (Ctrl-C) while following.
+    Interrupted = 130,
 }
 
 /// A command's failure: one line for the user and an exit code.
@@ -136,9 +145,9 @@ impl Failure {
     }
 }
 
-impl From<crate::net::client::ClientError> for Failure {
-    fn from(e: crate::net::client::ClientError) -> Failure {
-        use crate::net::client::ClientError as E;
+impl From<crate::client::net::ClientError> for Failure {
+    fn from(e: crate::client::net::ClientError) -> Failure {
+        use crate::client::net::ClientError as E;
         use crate::proto::ErrorCode as C;
         let code = match &e {
             E::Connect { .. } => Exit::Unreachable,

@@ -1,86 +1,30 @@
-//! `chat tail`: the last events of a conversation, and with `--follow` the
-//! new ones as they arrive — in seq order, gaps filled, across reconnects.
+//! `chat tail`: the last events of a conversation, and with `--follow` every
+//! new one as it arrives. Following runs on the engine, so it rides through
+//! lost connections and server restarts and prints each event exactly once,
+//! in seq order (the engine's cache fills every gap before it publishes).
 
 use super::commands::{Session, resolve, session};
+use super::live::Live;
 use super::{Exit, Failure};
+use crate::client::clock::TimeZone;
 use crate::client::config::Loaded;
-use crate::proto::{Event, EventBody, HistoryOk, Request, ServerFrame};
-use std::collections::BTreeMap;
+use crate::client::text::event_line;
+use crate::client::{Action, Update};
+use crate::proto::{Event, HistoryOk, Request};
+use std::io::Write;
 use std::time::Duration;
 
-/// One event as a line of text.
-pub fn format_event(ev: &Event) -> String {
-    let time = crate::ui::clock::TimeZone::Local.hhmm(ev.ts);
-    let who = &ev.sender;
-    match &ev.body {
-        EventBody::Message { body, reply_to } => {
-            let reply = reply_to
-                .map(|r| format!(" (reply to #{r})"))
-                .unwrap_or_default();
-            let mut lines = body.lines();
-            let first = lines.next().unwrap_or("");
-            let mut out = format!("#{} [{time}] {who}{reply}: {first}", ev.seq);
-            for l in lines {
-                out.push_str("\n    ");
-                out.push_str(l);
-            }
-            out
-        }
-        EventBody::Edit { target_seq, body } => {
-            format!("#{} [{time}] {who} edited #{target_seq}: {body}", ev.seq)
-        }
-        EventBody::Delete { target_seq } => {
-            format!("#{} [{time}] {who} deleted #{target_seq}", ev.seq)
-        }
-        EventBody::Reaction {
-            target_seq,
-            emoji,
-            remove,
-        } => format!(
-            "#{} [{time}] {who} {} {emoji} on #{target_seq}",
-            ev.seq,
-            if *remove { "took back" } else { "reacted" }
-        ),
-        EventBody::Join { members } => {
-            if members.len() == 1 && &members[0] == who {
-                format!("#{} [{time}] {who} joined", ev.seq)
-            } else {
-                format!("#{} [{time}] {who} added {}", ev.seq, members.join(", "))
-            }
-        }
-        EventBody::Leave { .. } => format!("#{} [{time}] {who} left", ev.seq),
-        EventBody::Rename { name } => format!("#{} [{time}] {who} renamed this to {name}", ev.seq),
-        EventBody::Create { name, members } => format!(
-            "#{} [{time}] {who} created {} with {}",
-            ev.seq,
-            name.clone().unwrap_or_else(|| "this conversation".into()),
-            members.join(", ")
-        ),
-    }
-}
+/// How long the first sync may take before `tail --follow` gives up.
+const FIRST_SYNC: Duration = Duration::from_secs(30);
 
-fn print(ev: &Event, json: bool) {
-    if json {
-        println!("{}", serde_json::to_string(ev).unwrap_or_default());
+/// Print one event; `false` once standard output is gone (a closed pipe).
+fn print(out: &mut impl Write, ev: &Event, json: bool) -> bool {
+    let line = if json {
+        serde_json::to_string(ev).unwrap_or_default()
     } else {
-        println!("{}", format_event(ev));
-    }
-}
-
-async fn history(
-    s: &mut Session,
-    conv: &str,
-    after: Option<u64>,
-    before: Option<u64>,
-    limit: u32,
-) -> Result<HistoryOk, Failure> {
-    s.ask(&Request::History {
-        conversation_id: conv.to_string(),
-        after,
-        before,
-        limit: Some(limit),
-    })
-    .await
+        event_line(ev, TimeZone::Local)
+    };
+    writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
 }
 
 pub(super) async fn tail(
@@ -92,84 +36,76 @@ pub(super) async fn tail(
 ) -> Result<(), Failure> {
     let mut s = session(loaded).await?;
     let conv = resolve(&mut s, target, false).await?;
-    let h = history(&mut s, &conv.id, None, Some(u64::MAX / 2), n.clamp(1, 500)).await?;
-    let mut printed = h.last_seq.min(conv.last_seq.max(h.last_seq));
-    for ev in &h.events {
-        print(ev, json);
-    }
-    if let Some(last) = h.events.last() {
-        printed = last.seq;
-    }
-    if !follow {
+    if follow {
+        let (user, token) = (s.user.clone(), s.token.clone());
         s.conn.close().await;
-        return Ok(());
+        return follow_on_engine(loaded, &user, token, &conv.id, u64::from(n), json).await;
     }
-    // Follow: print in seq order; hold early arrivals until the gap is filled.
-    let mut held: BTreeMap<u64, Event> = BTreeMap::new();
-    loop {
-        let frame = match s.conn.next_push().await {
-            Ok(f) => f,
-            Err(e) => {
-                eprintln!("chat: {e}; reconnecting");
-                s = reconnect(loaded).await?;
-                // Catch up on what happened meanwhile.
-                fill(&mut s, &conv.id, &mut printed, json).await?;
-                continue;
-            }
-        };
-        let ServerFrame::Event(ev) = frame else {
-            continue;
-        };
-        if ev.conversation_id != conv.id || ev.seq <= printed {
-            continue;
-        }
-        if ev.seq == printed + 1 {
-            print(&ev, json);
-            printed = ev.seq;
-            while let Some(next) = held.remove(&(printed + 1)) {
-                print(&next, json);
-                printed = next.seq;
-            }
-        } else {
-            held.insert(ev.seq, ev);
-            if held.len() > 10_000 {
-                held.clear();
-            }
-            fill(&mut s, &conv.id, &mut printed, json).await?;
-            held.retain(|seq, _| *seq > printed);
-        }
-    }
-}
-
-/// Print everything after `printed` from history.
-async fn fill(s: &mut Session, conv: &str, printed: &mut u64, json: bool) -> Result<(), Failure> {
-    for _ in 0..1000 {
-        let h = history(s, conv, Some(*printed), None, 500).await?;
-        for ev in &h.events {
-            if ev.seq == *printed + 1 {
-                print(ev, json);
-                *printed = ev.seq;
-            }
-        }
-        if h.events.is_empty() || *printed >= h.last_seq {
+    let h = last_events(&mut s, &conv.id, n.clamp(1, 500)).await?;
+    s.conn.close().await;
+    let mut out = std::io::stdout();
+    for ev in &h.events {
+        if !print(&mut out, ev, json) {
             break;
         }
     }
     Ok(())
 }
 
-async fn reconnect(loaded: &Loaded) -> Result<Session, Failure> {
-    let mut wait = Duration::from_millis(500);
-    for _ in 0..30 {
-        tokio::time::sleep(wait).await;
-        match session(loaded).await {
-            Ok(s) => return Ok(s),
-            Err(f) if f.code == Exit::Auth => return Err(f),
-            Err(_) => wait = (wait * 2).min(Duration::from_secs(10)),
+async fn last_events(s: &mut Session, conv: &str, limit: u32) -> Result<HistoryOk, Failure> {
+    s.ask(&Request::History {
+        conversation_id: conv.to_string(),
+        after: None,
+        before: Some(u64::MAX / 2),
+        limit: Some(limit),
+    })
+    .await
+}
+
+/// Follow `conv` until interrupted, standard output closes, or the server
+/// refuses the session.
+async fn follow_on_engine(
+    loaded: &Loaded,
+    user: &str,
+    token: String,
+    conv: &str,
+    last: u64,
+    json: bool,
+) -> Result<(), Failure> {
+    let mut live = Live::start(loaded, user, token);
+    let result = async {
+        live.synced(FIRST_SYNC).await?;
+        live.act(Action::Follow {
+            conv: conv.to_string(),
+            last,
+        });
+        let mut out = std::io::stdout();
+        loop {
+            let update = tokio::select! {
+                u = live.next() => u?,
+                _ = tokio::signal::ctrl_c() => {
+                    return Err(Failure::new(Exit::Interrupted, "interrupted"));
+                }
+            };
+            match update {
+                Update::Events { conv: c, events } if c == conv => {
+                    for ev in &events {
+                        if !print(&mut out, ev, json) {
+                            return Ok(());
+                        }
+                    }
+                }
+                Update::Conversations(list) if !list.iter().any(|c| c.id == conv) => {
+                    return Err(Failure::new(
+                        Exit::NotFound,
+                        "you are no longer a member of this conversation",
+                    ));
+                }
+                _ => {}
+            }
         }
     }
-    Err(Failure::new(
-        Exit::Unreachable,
-        "the server did not come back",
-    ))
+    .await;
+    live.stop().await;
+    result
 }

@@ -2,10 +2,11 @@
 //! user typed is lost) and requests.
 
 use super::{Engine, Pending, WINDOW};
-use crate::net::client::{Credentials, NetCommand};
+use crate::client::Action;
+use crate::client::cache::{OutboxItem, OutboxRequest};
+use crate::client::net::{Credentials, NetCommand};
+use crate::client::update::Update;
 use crate::proto::{ConvKind, Request, now_millis};
-use crate::store::cache::{OutboxItem, OutboxRequest};
-use crate::ui::Action;
 
 /// A fresh client_msg_id.
 pub fn new_client_msg_id() -> String {
@@ -19,17 +20,37 @@ impl Engine {
                 conv,
                 body,
                 reply_to,
-            } => self.enqueue(conv, OutboxRequest::Send { body, reply_to }),
+            } => self.enqueue(
+                new_client_msg_id(),
+                conv,
+                OutboxRequest::Send { body, reply_to },
+            ),
+            Action::SendWithId {
+                conv,
+                body,
+                client_msg_id,
+            } => self.enqueue(
+                client_msg_id,
+                conv,
+                OutboxRequest::Send {
+                    body,
+                    reply_to: None,
+                },
+            ),
+            Action::Follow { conv, last } => self.follow(conv, last),
             Action::Edit { conv, seq, body } => self.enqueue(
+                new_client_msg_id(),
                 conv,
                 OutboxRequest::Edit {
                     target_seq: seq,
                     body,
                 },
             ),
-            Action::Delete { conv, seq } => {
-                self.enqueue(conv, OutboxRequest::Delete { target_seq: seq })
-            }
+            Action::Delete { conv, seq } => self.enqueue(
+                new_client_msg_id(),
+                conv,
+                OutboxRequest::Delete { target_seq: seq },
+            ),
             Action::React { conv, seq, emoji } => {
                 // Reacting again with the same emoji takes it back.
                 let me = self.me.clone().unwrap_or_default();
@@ -51,6 +72,7 @@ impl Engine {
                             .any(|r| r.emoji == emoji && r.users.contains(&me))
                     });
                 self.enqueue(
+                    new_client_msg_id(),
                     conv,
                     OutboxRequest::React {
                         target_seq: seq,
@@ -61,8 +83,10 @@ impl Engine {
             }
             Action::MarkRead { conv, seq } => {
                 let me = self.me.clone().unwrap_or_default();
-                if let Some(cache) = self.cache.as_mut() {
-                    let _ = cache.apply_receipt(&conv, &me, seq, seq);
+                if let Some(cache) = self.cache.as_mut()
+                    && let Err(e) = cache.apply_receipt(&conv, &me, seq, seq)
+                {
+                    self.cache_error(e);
                 }
                 self.dirty.list = true;
                 self.dirty.receipts.insert(conv.clone());
@@ -150,8 +174,10 @@ impl Engine {
                 );
             }
             Action::Mute { conv, muted } => {
-                if let Some(cache) = self.cache.as_mut() {
-                    let _ = cache.set_muted(&conv, muted);
+                if let Some(cache) = self.cache.as_mut()
+                    && let Err(e) = cache.set_muted(&conv, muted)
+                {
+                    self.cache_error(e);
                 }
                 self.dirty.list = true;
             }
@@ -182,9 +208,9 @@ impl Engine {
     }
 
     /// Write to the outbox first, then send if connected.
-    fn enqueue(&mut self, conv: String, request: OutboxRequest) {
+    fn enqueue(&mut self, client_msg_id: String, conv: String, request: OutboxRequest) {
         let item = OutboxItem {
-            client_msg_id: new_client_msg_id(),
+            client_msg_id,
             conversation_id: conv,
             request,
             created_at: now_millis(),
@@ -210,9 +236,7 @@ impl Engine {
             .and_then(|c| c.oldest_held(&conv).ok().flatten())
             .is_some_and(|oldest| oldest < before_seq);
         if held_below || before_seq <= 1 || self.older.contains_key(&conv) || !self.connected {
-            self.dirty
-                .patches
-                .push(Box::new(|m| m.loading_older = false));
+            self.dirty.updates.push(Update::LoadingOlder(false));
             return;
         }
         let tag = self.request(
@@ -225,8 +249,6 @@ impl Engine {
             Pending::Older { conv: conv.clone() },
         );
         self.older.insert(conv, tag);
-        self.dirty
-            .patches
-            .push(Box::new(|m| m.loading_older = true));
+        self.dirty.updates.push(Update::LoadingOlder(true));
     }
 }

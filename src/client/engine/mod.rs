@@ -1,23 +1,27 @@
 //! The engine: the one owner of the client's durable state (the cache) and
-//! of everything the network task says. It turns UI actions into cache
-//! writes and requests, server events into cache writes, keeps every
+//! of everything the network task says. It turns a front end's actions into
+//! cache writes and requests, server events into cache writes, keeps every
 //! conversation caught up with no silent gap, drives the outbox, and after
-//! each batch of work publishes what changed to the UI as one model update.
+//! each batch of work publishes what changed as typed [`Update`]s.
 //!
-//! It never blocks the UI: the UI sends actions on an unbounded channel and
-//! receives updates on its event channel; requests go to the network task
-//! tagged, and their answers come back as events.
+//! It never blocks a front end: actions arrive on an unbounded channel and
+//! updates leave in batches on a bounded one; requests go to the network
+//! task tagged, and their answers come back as events.
 
 pub mod actions;
+mod follow;
+pub mod outbox;
 mod publish;
 mod sync;
 
+use crate::client::Action;
+use crate::client::cache::Cache;
 use crate::client::credentials::TokenStore;
+use crate::client::net::{NetCommand, NetEvent, NetHandle};
 use crate::client::paths::Paths;
-use crate::net::client::{NetCommand, NetEvent, NetHandle};
+use crate::client::update::Update;
+use crate::client::view::Incoming;
 use crate::proto::Request;
-use crate::store::cache::Cache;
-use crate::ui::{Action, UiEvent, notify::Incoming};
 use std::collections::{HashMap, HashSet, VecDeque};
 use tokio::sync::mpsc;
 use tokio::time::{Duration, Instant};
@@ -33,6 +37,18 @@ const INITIAL_DEPTH: u64 = 200;
 const PUBLISH_EVERY: Duration = Duration::from_millis(30);
 /// Rows of the focused conversation kept in the model, and the growth step.
 const WINDOW: usize = 200;
+/// A followed conversation with no news for this long is asked whether it
+/// has any (a lost push would otherwise go unnoticed until the next one).
+const PROBE_EVERY: Duration = Duration::from_secs(10);
+
+/// Which conversations the engine catches up by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatchUp {
+    /// Every conversation (the TUI: the whole list is shown).
+    All,
+    /// Only those followed or focused (the command line).
+    Watched,
+}
 
 /// What an answer from the server belongs to.
 #[derive(Debug, Clone)]
@@ -48,6 +64,7 @@ enum Pending {
     },
     Outbox {
         cmid: String,
+        conv: String,
     },
     /// create/join/add_members: the reply carries the conversation.
     Conv {
@@ -68,7 +85,8 @@ struct Dirty {
     receipts: HashSet<String>,
     /// Conversations whose delivered pointer should be sent.
     delivered: HashSet<String>,
-    patches: Vec<crate::ui::event::ModelUpdate>,
+    /// Updates made along the way, published first and in order.
+    updates: Vec<Update>,
     incoming: Vec<Incoming>,
 }
 
@@ -79,7 +97,10 @@ pub struct Engine {
     tokens: TokenStore,
     paths: Paths,
     net: NetHandle,
-    ui: mpsc::Sender<UiEvent>,
+    out: mpsc::Sender<Vec<Update>>,
+    catch_up: CatchUp,
+    /// Keep the cache in memory only (opened anew for each login).
+    memory_cache: bool,
     connected: bool,
     next_tag: u64,
     pending: HashMap<u64, Pending>,
@@ -93,6 +114,9 @@ pub struct Engine {
     window: usize,
     outbox_inflight: HashSet<String>,
     delivered_sent: HashMap<String, u64>,
+    /// Followed conversations: the last seq published as events, and when
+    /// the conversation last had news.
+    follows: HashMap<String, follow::Follow>,
     dirty: Dirty,
     quit: bool,
 }
@@ -111,14 +135,17 @@ impl From<NetEvent> for Input {
 impl Engine {
     /// An engine for `server`. `cache` is the cache of the account in use,
     /// when one is known before login.
-    pub fn new(
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
         server: String,
         me: Option<String>,
         cache: Option<Cache>,
         tokens: TokenStore,
         paths: Paths,
         net: NetHandle,
-        ui: mpsc::Sender<UiEvent>,
+        out: mpsc::Sender<Vec<Update>>,
+        catch_up: CatchUp,
+        memory_cache: bool,
     ) -> Engine {
         Engine {
             server,
@@ -127,7 +154,9 @@ impl Engine {
             tokens,
             paths,
             net,
-            ui,
+            out,
+            catch_up,
+            memory_cache,
             connected: false,
             next_tag: 1,
             pending: HashMap::new(),
@@ -138,6 +167,7 @@ impl Engine {
             window: WINDOW,
             outbox_inflight: HashSet::new(),
             delivered_sent: HashMap::new(),
+            follows: HashMap::new(),
             dirty: Dirty {
                 list: true,
                 ..Dirty::default()
@@ -146,7 +176,7 @@ impl Engine {
         }
     }
 
-    /// Run until the UI quits (or its channels close).
+    /// Run until the front end quits (or its channels close).
     pub async fn run(
         mut self,
         mut actions: mpsc::UnboundedReceiver<Action>,
@@ -206,14 +236,11 @@ impl Engine {
     }
 
     fn notice(&mut self, text: impl Into<String>) {
-        let text = text.into();
-        self.dirty
-            .patches
-            .push(Box::new(move |m| m.notice = Some(text)));
+        self.dirty.updates.push(Update::Notice(text.into()));
     }
 
     /// Report a cache failure once, quietly, and keep going.
-    fn cache_error(&mut self, e: crate::store::cache::CacheError) {
+    fn cache_error(&mut self, e: crate::client::cache::CacheError) {
         tracing::error!("cache: {e}");
         self.notice(format!("local cache error: {e}"));
     }
@@ -221,7 +248,15 @@ impl Engine {
     fn on_tick(&mut self) {
         if self.connected {
             self.send_outbox();
+            self.probe_follows();
         }
+    }
+
+    /// Whether the engine keeps `conv` caught up by itself.
+    fn watches(&self, conv: &str) -> bool {
+        self.catch_up == CatchUp::All
+            || self.focused.as_deref() == Some(conv)
+            || self.follows.contains_key(conv)
     }
 
     /// Open (or switch to) the cache of `user` on this server.
@@ -230,7 +265,12 @@ impl Engine {
             return;
         }
         let path = self.paths.cache_path(&self.server, user);
-        match Cache::open_or_recover(&path) {
+        let opened = if self.memory_cache {
+            Cache::open_in_memory().map(|c| (c, None))
+        } else {
+            Cache::open_or_recover(&path)
+        };
+        match opened {
             Ok((mut cache, moved)) => {
                 if let Some(moved) = moved {
                     self.notice(format!(
@@ -238,7 +278,9 @@ impl Engine {
                         moved.display()
                     ));
                 }
-                let _ = cache.set_me(user);
+                if let Err(e) = cache.set_me(user) {
+                    self.cache_error(e);
+                }
                 self.cache = Some(cache);
             }
             Err(e) => {
@@ -246,13 +288,9 @@ impl Engine {
                     "cannot open the local cache {}: {e}",
                     path.display()
                 ));
-                match Cache::open_in_memory() {
-                    Ok(mut c) => {
-                        let _ = c.set_me(user);
-                        self.cache = Some(c);
-                    }
-                    Err(_) => self.cache = None,
-                }
+                self.cache = Cache::open_in_memory()
+                    .and_then(|mut c| c.set_me(user).map(|()| c))
+                    .ok();
             }
         }
         self.me = Some(user.to_string());

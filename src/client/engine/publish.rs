@@ -1,81 +1,53 @@
-//! Publishing: after each batch of work, what changed goes to the UI as one
-//! model update, and delivered pointers go to the server.
+//! Publishing: after each batch of work, what changed leaves as one batch
+//! of [`Update`]s, and delivered pointers go to the server.
 
 use super::{Engine, Pending};
+use crate::client::update::Update;
 use crate::proto::Request;
-use crate::ui::UiEvent;
 
 impl Engine {
     pub(super) async fn publish(&mut self) {
         self.send_delivered();
+        self.publish_follows();
         let dirty = std::mem::take(&mut self.dirty);
-        let Some(cache) = self.cache.as_ref() else {
-            if !dirty.patches.is_empty() {
-                let patches = dirty.patches;
-                let _ = self
-                    .ui
-                    .send(UiEvent::Update(Box::new(move |m| {
-                        for p in patches {
-                            p(m);
-                        }
-                    })))
-                    .await;
-            }
-            return;
-        };
-        let list = if dirty.list {
-            cache.conversations().ok()
-        } else {
-            None
-        };
-        let messages = match (&self.focused, dirty.messages) {
-            (Some(conv), true) => cache
-                .messages(conv, None, self.window)
-                .ok()
-                .map(|rows| (conv.clone(), rows)),
-            _ => None,
-        };
-        let mut receipts = Vec::new();
-        for conv in &dirty.receipts {
-            if let Ok(r) = cache.receipts(conv) {
-                receipts.push((conv.clone(), r));
-            }
-        }
-        let focused = self.focused.clone();
-        let nothing = list.is_none()
-            && messages.is_none()
-            && receipts.is_empty()
-            && dirty.patches.is_empty()
-            && dirty.incoming.is_empty();
-        if nothing {
-            return;
-        }
-        let (patches, incoming) = (dirty.patches, dirty.incoming);
-        let update = move |m: &mut crate::ui::Model| {
-            for p in patches {
-                p(m);
-            }
-            if let Some(list) = list {
-                let users: Vec<String> = list.iter().flat_map(|c| c.members.clone()).collect();
-                m.conversations = list;
-                for u in users {
-                    if !m.users.contains(&u) {
-                        m.users.push(u);
-                    }
+        let mut batch = dirty.updates;
+        if let Some(cache) = self.cache.as_ref() {
+            if dirty.list {
+                match cache.conversations() {
+                    Ok(list) => batch.push(Update::Conversations(list)),
+                    Err(e) => tracing::error!("cache: {e}"),
                 }
-                m.users.sort();
             }
-            if let Some((conv, rows)) = messages {
-                // Only the focused conversation's window is kept in memory.
-                m.messages.retain(|k, _| Some(k) == focused.as_ref());
-                m.messages.insert(conv, rows);
+            if let (Some(conv), true) = (&self.focused, dirty.messages) {
+                match cache.messages(conv, None, self.window) {
+                    Ok(rows) => batch.push(Update::Messages {
+                        conv: conv.clone(),
+                        rows,
+                    }),
+                    Err(e) => tracing::error!("cache: {e}"),
+                }
             }
-            for (conv, r) in receipts {
-                m.receipts.insert(conv, r);
+            let mut receipts: Vec<&String> = dirty.receipts.iter().collect();
+            receipts.sort();
+            for conv in receipts {
+                if let Ok(r) = cache.receipts(conv) {
+                    batch.push(Update::Receipts {
+                        conv: conv.clone(),
+                        receipts: r,
+                    });
+                }
             }
-            m.incoming.extend(incoming);
-        };
-        let _ = self.ui.send(UiEvent::Update(Box::new(update))).await;
+        }
+        if !dirty.incoming.is_empty() {
+            batch.push(Update::Incoming(dirty.incoming));
+        }
+        if batch.is_empty() {
+            return;
+        }
+        if self.out.send(batch).await.is_err() {
+            // Nobody listens any more: the front end is gone.
+            self.quit = true;
+        }
     }
 
     /// Tell the server how far each touched conversation is delivered here.

@@ -3,14 +3,15 @@
 //! receipts, and the outbox's acknowledgements.
 
 use super::{Engine, FETCH_CONCURRENCY, INITIAL_DEPTH, PAGE, Pending};
-use crate::client::view::{ConnState, PresenceView};
-use crate::net::client::NetEvent;
-use crate::net::client::task::NOT_CONNECTED;
+use crate::client::net::NetEvent;
+use crate::client::net::task::NOT_CONNECTED;
+use crate::client::text::conv_title;
+use crate::client::update::Update;
+use crate::client::view::{ConnState, Incoming, PresenceView};
 use crate::proto::{
     AppendOk, ConvKind, ConversationOk, ConversationsOk, ErrorCode, Event, EventBody, HistoryOk,
     OkFrame, Presence, ProtoError, Request, ServerFrame, UsersOk,
 };
-use crate::ui::notify::Incoming;
 
 impl Engine {
     pub(super) fn on_net(&mut self, ev: NetEvent) {
@@ -20,18 +21,18 @@ impl Engine {
                 if !connected {
                     self.connected = false;
                 }
-                self.dirty.patches.push(Box::new(move |m| m.conn = state));
+                self.dirty.updates.push(Update::Conn(state));
             }
             NetEvent::Ready { user, token } => self.on_ready(user, token),
             NetEvent::AuthFailed(e) => {
-                if let Some(me) = self.me.clone() {
-                    let _ = self.tokens.remove(&me, &self.server);
+                if let Some(me) = self.me.clone()
+                    && let Err(e) = self.tokens.remove(&me, &self.server)
+                {
+                    tracing::warn!("cannot forget the refused token: {e}");
                 }
-                let msg = e.message;
-                self.dirty.patches.push(Box::new(move |m| {
-                    m.needs_login = true;
-                    m.login_error = Some(msg);
-                }));
+                self.dirty
+                    .updates
+                    .push(Update::AuthFailed { message: e.message });
             }
             NetEvent::Reply { tag, result } => {
                 if let Some(p) = self.pending.remove(&tag) {
@@ -56,12 +57,9 @@ impl Engine {
         self.paths.remember_user(&self.server, &user);
         self.open_cache(&user);
         self.connected = true;
-        let me = user.clone();
-        self.dirty.patches.push(Box::new(move |m| {
-            m.me = me;
-            m.needs_login = false;
-            m.login_error = None;
-        }));
+        self.dirty
+            .updates
+            .push(Update::LoggedIn { user: user.clone() });
         let cursors = self
             .cache
             .as_ref()
@@ -103,15 +101,24 @@ impl Engine {
                 if let Ok(h) = ok.parse::<HistoryOk>() {
                     self.apply_history(&conv, h);
                 }
-                self.dirty
-                    .patches
-                    .push(Box::new(|m| m.loading_older = false));
+                self.dirty.updates.push(Update::LoadingOlder(false));
                 self.dirty.messages = true;
             }
-            Pending::Outbox { cmid } => {
+            Pending::Outbox { cmid, conv } => {
                 self.outbox_inflight.remove(&cmid);
-                if let (Ok(a), Some(cache)) = (ok.parse::<AppendOk>(), self.cache.as_mut()) {
-                    let _ = cache.outbox_mark_sent(&cmid, a.seq);
+                match (ok.parse::<AppendOk>(), self.cache.as_mut()) {
+                    (Ok(a), Some(cache)) => {
+                        if let Err(e) = cache.outbox_mark_sent(&cmid, a.seq) {
+                            self.cache_error(e);
+                        }
+                        self.dirty.updates.push(Update::Acked {
+                            client_msg_id: cmid,
+                            conv,
+                            seq: a.seq,
+                        });
+                    }
+                    (Err(e), _) => tracing::warn!("bad send reply: {e}"),
+                    (_, None) => {}
                 }
                 self.dirty.list = true;
                 self.dirty.messages = true;
@@ -121,29 +128,22 @@ impl Engine {
                     let id = c.conversation.id.clone();
                     self.upsert(&c.conversation);
                     if focus {
-                        self.dirty
-                            .patches
-                            .push(Box::new(move |m| m.focus_request = Some(id)));
+                        self.dirty.updates.push(Update::Focus(id));
                     }
                 }
             }
             Pending::Leave { conv } => {
-                if let Some(cache) = self.cache.as_mut() {
-                    let _ = cache.remove_conversation(&conv);
+                if let Some(cache) = self.cache.as_mut()
+                    && let Err(e) = cache.remove_conversation(&conv)
+                {
+                    self.cache_error(e);
                 }
                 self.dirty.list = true;
             }
             Pending::Users => {
                 if let Ok(u) = ok.parse::<UsersOk>() {
                     let users: Vec<String> = u.users.iter().map(|p| p.user.clone()).collect();
-                    self.dirty.patches.push(Box::new(move |m| {
-                        for user in users {
-                            if !m.users.contains(&user) {
-                                m.users.push(user);
-                            }
-                        }
-                        m.users.sort();
-                    }));
+                    self.dirty.updates.push(Update::Users(users));
                     self.apply_presence(u.users);
                 }
             }
@@ -162,18 +162,23 @@ impl Engine {
             }
             Pending::Older { conv } => {
                 self.older.remove(&conv);
-                self.dirty
-                    .patches
-                    .push(Box::new(|m| m.loading_older = false));
+                self.dirty.updates.push(Update::LoadingOlder(false));
             }
-            Pending::Outbox { cmid } => {
+            Pending::Outbox { cmid, conv } => {
                 self.outbox_inflight.remove(&cmid);
                 // Transient failures stay pending and are retried; a refusal
                 // is final and shown.
                 if !disconnected && !e.code.is_transient() {
-                    if let Some(cache) = self.cache.as_mut() {
-                        let _ = cache.outbox_mark_failed(&cmid, &e.message);
+                    if let Some(cache) = self.cache.as_mut()
+                        && let Err(err) = cache.outbox_mark_failed(&cmid, &e.message)
+                    {
+                        self.cache_error(err);
                     }
+                    self.dirty.updates.push(Update::Refused {
+                        client_msg_id: cmid,
+                        conv,
+                        error: e,
+                    });
                     self.dirty.messages = true;
                     self.dirty.list = true;
                 }
@@ -190,24 +195,26 @@ impl Engine {
     }
 
     fn on_sync(&mut self, reply: ConversationsOk) {
-        let Some(cache) = self.cache.as_mut() else {
+        if self.cache.is_none() {
             return;
-        };
+        }
         let ids: std::collections::HashSet<String> =
             reply.conversations.iter().map(|c| c.id.clone()).collect();
         for conv in &reply.conversations {
-            let fresh = cache.cursor(&conv.id).unwrap_or(0) == 0;
-            if let Err(e) = cache.upsert_conversation(conv) {
-                tracing::error!("cache: {e}");
-            }
-            if fresh && conv.last_seq > INITIAL_DEPTH {
-                let _ = cache.set_floor(&conv.id, conv.last_seq - INITIAL_DEPTH + 1);
+            if let Err(e) = self.store_conversation(conv) {
+                self.cache_error(e);
             }
         }
+        let Some(cache) = self.cache.as_mut() else {
+            return;
+        };
         // Conversations I no longer belong to.
+        let mut failed = None;
         if let Ok(held) = cache.conversation_ids_by_activity() {
             for id in held.iter().filter(|id| !ids.contains(*id)) {
-                let _ = cache.remove_conversation(id);
+                if let Err(e) = cache.remove_conversation(id) {
+                    failed = Some(e);
+                }
             }
         }
         self.behind.clear();
@@ -222,6 +229,15 @@ impl Engine {
                 }
             }
         }
+        self.behind.retain(|id| {
+            self.catch_up == super::CatchUp::All
+                || self.follows.contains_key(id)
+                || self.focused.as_ref() == Some(id)
+        });
+        if let Some(e) = failed {
+            self.cache_error(e);
+        }
+        self.dirty.updates.push(Update::Synced);
         self.apply_presence(reply.presence);
         self.dirty.list = true;
         self.dirty.messages = true;
@@ -241,7 +257,7 @@ impl Engine {
 
     /// Fetch the first missing range of `conv`, if any and none in flight.
     pub(super) fn fill(&mut self, conv: &str) {
-        if !self.connected || self.fetching.contains_key(conv) {
+        if !self.connected || self.fetching.contains_key(conv) || !self.watches(conv) {
             return;
         }
         let Some(cache) = self.cache.as_ref() else {
@@ -273,7 +289,9 @@ impl Engine {
         let Some(cache) = self.cache.as_mut() else {
             return;
         };
-        let _ = cache.set_last_seq(conv, h.last_seq);
+        if let Err(e) = cache.set_last_seq(conv, h.last_seq) {
+            return self.cache_error(e);
+        }
         if let Err(e) = cache.apply_events(&h.events) {
             return self.cache_error(e);
         }
@@ -309,15 +327,10 @@ impl Engine {
         let conversation = cache.conversation(conv).ok().flatten();
         let muted = cache.is_muted(conv).unwrap_or(false);
         let (title, is_dm) = match &conversation {
-            Some(c) if c.kind == ConvKind::Dm => (
-                c.members
-                    .iter()
-                    .find(|m| **m != me)
-                    .cloned()
-                    .unwrap_or_default(),
-                true,
+            Some(c) => (
+                conv_title(conv, c.kind, c.name.as_deref(), &c.members, &me),
+                c.kind == ConvKind::Dm,
             ),
-            Some(c) => (c.name.clone().unwrap_or_else(|| conv.to_string()), false),
             None => (conv.to_string(), false),
         };
         for ev in events {
@@ -330,7 +343,7 @@ impl Engine {
                     is_dm,
                     sender: ev.sender.clone(),
                     body: body.clone(),
-                    mentions_me: crate::store::cache::mentions_user(body, &me),
+                    mentions_me: crate::client::cache::mentions_user(body, &me),
                     muted,
                 });
             }
@@ -365,27 +378,27 @@ impl Engine {
                 if conversation.members.contains(&me) {
                     self.upsert(&conversation);
                 } else if let Some(cache) = self.cache.as_mut() {
-                    let _ = cache.remove_conversation(&conversation.id);
+                    if let Err(e) = cache.remove_conversation(&conversation.id) {
+                        self.cache_error(e);
+                    }
                     self.dirty.list = true;
                 }
             }
             ServerFrame::Receipt(r) => {
-                if let Some(cache) = self.cache.as_mut() {
-                    let _ = cache.apply_receipt(&r.conversation_id, &r.user, r.delivered, r.read);
+                if let Some(cache) = self.cache.as_mut()
+                    && let Err(e) =
+                        cache.apply_receipt(&r.conversation_id, &r.user, r.delivered, r.read)
+                {
+                    self.cache_error(e);
                 }
                 self.dirty.list = true;
                 self.dirty.receipts.insert(r.conversation_id);
             }
-            ServerFrame::Typing(t) => {
-                self.dirty.patches.push(Box::new(move |m| {
-                    m.set_typing(
-                        &t.conversation_id,
-                        &t.user,
-                        t.active,
-                        std::time::Instant::now(),
-                    )
-                }));
-            }
+            ServerFrame::Typing(t) => self.dirty.updates.push(Update::Typing {
+                conv: t.conversation_id,
+                user: t.user,
+                active: t.active,
+            }),
             ServerFrame::Presence(p) => self.apply_presence(vec![p]),
             ServerFrame::Ok(_) | ServerFrame::Error(_) => {}
         }
@@ -393,36 +406,48 @@ impl Engine {
 
     /// Store a conversation's description and catch it up.
     pub(super) fn upsert(&mut self, conv: &crate::proto::Conversation) {
-        let Some(cache) = self.cache.as_mut() else {
-            return;
-        };
-        let fresh = cache.cursor(&conv.id).unwrap_or(0) == 0;
-        if let Err(e) = cache.upsert_conversation(conv) {
+        if let Err(e) = self.store_conversation(conv) {
             return self.cache_error(e);
-        }
-        if fresh && conv.last_seq > INITIAL_DEPTH {
-            let _ = cache.set_floor(&conv.id, conv.last_seq - INITIAL_DEPTH + 1);
         }
         self.dirty.list = true;
         self.dirty.receipts.insert(conv.id.clone());
         self.fill(&conv.id);
     }
 
+    /// Store a conversation's description; one seen for the first time is
+    /// held back only [`INITIAL_DEPTH`] events (older ones come on
+    /// scrollback), unless it is followed from a floor of its own.
+    fn store_conversation(
+        &mut self,
+        conv: &crate::proto::Conversation,
+    ) -> Result<(), crate::client::cache::CacheError> {
+        let followed = self.followed(&conv.id);
+        let Some(cache) = self.cache.as_mut() else {
+            return Ok(());
+        };
+        let fresh = cache.cursor(&conv.id).unwrap_or(0) == 0;
+        cache.upsert_conversation(conv)?;
+        if fresh && !followed && conv.last_seq > INITIAL_DEPTH {
+            cache.set_floor(&conv.id, conv.last_seq - INITIAL_DEPTH + 1)?;
+        }
+        Ok(())
+    }
+
     fn apply_presence(&mut self, list: Vec<Presence>) {
         if list.is_empty() {
             return;
         }
-        self.dirty.patches.push(Box::new(move |m| {
-            for p in list {
-                m.presence.insert(
-                    p.user,
-                    PresenceView {
-                        status: p.status,
-                        last_seen: p.last_seen,
-                    },
-                );
-            }
-        }));
+        let list = list
+            .into_iter()
+            .map(|p| {
+                let view = PresenceView {
+                    status: p.status,
+                    last_seen: p.last_seen,
+                };
+                (p.user, view)
+            })
+            .collect();
+        self.dirty.updates.push(Update::Presence(list));
     }
 
     /// Send every pending outbox entry not already in flight, in order.
@@ -439,11 +464,12 @@ impl Engine {
                 continue;
             }
             self.outbox_inflight.insert(item.client_msg_id.clone());
-            let req = item.to_request();
+            let req = super::outbox::request_of(&item);
             self.request(
                 req,
                 Pending::Outbox {
                     cmid: item.client_msg_id,
+                    conv: item.conversation_id,
                 },
             );
         }

@@ -2,8 +2,8 @@
 //! message-relative ones go through the same paths as their keys.
 
 use super::{App, Mode};
+use crate::client::Action;
 use crate::proto::PresenceStatus;
-use crate::ui::action::Action;
 use crate::ui::commands::Command;
 use crate::ui::strings;
 

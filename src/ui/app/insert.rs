@@ -6,7 +6,7 @@
 //! tick), on send, and when leaving the conversation.
 
 use super::{App, Mode};
-use crate::ui::action::Action;
+use crate::client::Action;
 use crate::ui::{commands, strings};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::time::{Duration, Instant};

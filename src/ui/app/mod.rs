@@ -24,14 +24,14 @@ pub use complete::Completion;
 pub use overlays::{LoginForm, SwitchItem, SwitchTarget, Switcher, kind_marker};
 pub(crate) use view::row_seq;
 
-use super::action::Action;
-use super::clock::TimeZone;
 use super::event::UiEvent;
 use super::keys::KeyMap;
 use super::model::Model;
 use super::notify::{Notification, Notifier, NotifyContext};
 use super::theme::Theme;
+use crate::client::clock::TimeZone;
 use crate::client::view::MessageRow;
+use crate::client::{Action, Update};
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEventKind};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -100,6 +100,9 @@ pub struct App {
     marked: HashMap<String, u64>,
     /// The last `LoadOlder` asked for, to never ask twice.
     older_requested: Option<(String, u64)>,
+    /// A conversation the engine created or joined for the user; focused
+    /// once it is in the list.
+    focus_request: Option<String>,
 }
 
 impl App {
@@ -129,6 +132,7 @@ impl App {
             typing: TypingOut::default(),
             marked: HashMap::new(),
             older_requested: None,
+            focus_request: None,
         }
     }
 
@@ -138,11 +142,31 @@ impl App {
         let mut out = Vec::new();
         match ev {
             UiEvent::Tick => self.on_tick(now, &mut out),
-            UiEvent::Update(f) => f(&mut self.model),
+            UiEvent::Engine(batch) => self.on_engine(batch, now),
             UiEvent::Term(ev) => self.on_term(ev, &mut out),
         }
         self.after_update(&mut out);
         out
+    }
+
+    /// The engine's updates: state goes to the model; incoming messages go
+    /// to the notifier; a focus request waits until its conversation is
+    /// listed.
+    fn on_engine(&mut self, batch: Vec<Update>, now: Instant) {
+        for update in batch {
+            match update {
+                Update::Incoming(list) => {
+                    let ctx = self.notify_context();
+                    for msg in &list {
+                        if let Some(n) = self.notifier.on_message(msg, &ctx, now) {
+                            self.notifications.push(n);
+                        }
+                    }
+                }
+                Update::Focus(conv) => self.focus_request = Some(conv),
+                other => self.model.apply(other, now),
+            }
+        }
     }
 
     fn on_term(&mut self, ev: Event, out: &mut Vec<Action>) {
@@ -216,17 +240,10 @@ impl App {
         } else if !self.model.needs_login && self.mode == Mode::Login {
             self.mode = Mode::Normal;
         }
-        let incoming = std::mem::take(&mut self.model.incoming);
-        let ctx = self.notify_context();
-        for msg in &incoming {
-            if let Some(n) = self.notifier.on_message(msg, &ctx, self.now) {
-                self.notifications.push(n);
-            }
-        }
-        if let Some(id) = self.model.focus_request.clone()
+        if let Some(id) = self.focus_request.clone()
             && self.model.conversation(&id).is_some()
         {
-            self.model.focus_request = None;
+            self.focus_request = None;
             self.focus(id, out);
         }
         let valid = self

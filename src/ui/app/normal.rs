@@ -3,8 +3,8 @@
 
 use super::view::row_seq;
 use super::{App, Mode};
+use crate::client::Action;
 use crate::client::view::{MessageRow, MessageView, SendState};
-use crate::ui::action::Action;
 use crate::ui::keys::KeyCmd;
 use crate::ui::strings;
 use crossterm::event::{KeyCode, KeyEvent};

@@ -2,8 +2,8 @@
 //! and users), the delete confirmation, and the login form.
 
 use super::{App, Mode};
+use crate::client::Action;
 use crate::proto::ConvKind;
-use crate::ui::action::Action;
 use crate::ui::{fuzzy, strings};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 

@@ -3,8 +3,8 @@
 
 use super::Mode;
 use crate::client::view::MessageRow;
+use crate::client::{Action, Update};
 use crate::proto::PresenceStatus;
-use crate::ui::action::Action;
 use crate::ui::event::UiEvent;
 use crate::ui::fixtures::*;
 use crate::ui::notify::Incoming;
@@ -153,7 +153,7 @@ fn mark_read_only_forward_and_only_when_focused() {
     let mut m = base_model();
     m.conversations[0].read_seq = 5;
     let mut a = App::new(m, t);
-    a.tz = crate::ui::clock::TimeZone::Utc;
+    a.tz = crate::client::clock::TimeZone::Utc;
     let out = a.handle_event(UiEvent::Tick, t);
     assert!(out.contains(&Action::MarkRead {
         conv: "c-general".into(),
@@ -161,11 +161,7 @@ fn mark_read_only_forward_and_only_when_focused() {
     }));
     assert!(a.handle_event(UiEvent::Tick, t).is_empty(), "asked once");
     a.handle_event(UiEvent::Term(Event::FocusLost), t);
-    let new_msg = UiEvent::Update(Box::new(|m| {
-        if let Some(rows) = m.messages.get_mut("c-general") {
-            rows.push(MessageRow::Message(msg(8, "bob", T0 + 3 * MIN, "new")));
-        }
-    }));
+    let new_msg = appended(&a, "c-general", msg(8, "bob", T0 + 3 * MIN, "new"));
     assert!(a.handle_event(new_msg, t).is_empty(), "terminal unfocused");
     let out = a.handle_event(UiEvent::Term(Event::FocusGained), t);
     assert_eq!(
@@ -185,11 +181,7 @@ fn no_mark_read_when_scrolled_up() {
     let mut a = app(m, 60, 12, t);
     a.handle_event(ch('g'), t);
     assert!(a.scroll > 0);
-    let new_msg = UiEvent::Update(Box::new(|m| {
-        if let Some(rows) = m.messages.get_mut("c-general") {
-            rows.push(MessageRow::Message(msg(8, "bob", T0 + 3 * MIN, "new")));
-        }
-    }));
+    let new_msg = appended(&a, "c-general", msg(8, "bob", T0 + 3 * MIN, "new"));
     let out = a.handle_event(new_msg, t);
     assert!(!out.iter().any(|x| matches!(x, Action::MarkRead { .. })));
     let out = a.handle_event(ch('G'), t);
@@ -203,6 +195,16 @@ fn no_mark_read_when_scrolled_up() {
 }
 
 use crate::ui::app::App;
+
+/// The engine's update that adds `m` to the window of `conv`.
+fn appended(a: &App, conv: &str, m: crate::client::view::MessageView) -> UiEvent {
+    let mut rows = a.model.rows(conv).to_vec();
+    rows.push(MessageRow::Message(m));
+    UiEvent::Engine(vec![Update::Messages {
+        conv: conv.into(),
+        rows,
+    }])
+}
 
 fn long_history(first: u64, last: u64) -> Vec<MessageRow> {
     (first..=last)
@@ -226,13 +228,16 @@ fn scrolling_to_the_top_loads_older_once() {
         seen += out.iter().filter(|x| **x == older).count();
     }
     assert_eq!(seen, 1);
-    a.handle_event(UiEvent::Update(Box::new(|m| m.loading_older = true)), t);
+    a.handle_event(UiEvent::Engine(vec![Update::LoadingOlder(true)]), t);
     let out = a.handle_event(key(KeyCode::PageUp), t);
     assert!(!out.iter().any(|x| matches!(x, Action::LoadOlder { .. })));
-    let page = UiEvent::Update(Box::new(|m| {
-        m.loading_older = false;
-        m.messages.insert("c-general".into(), long_history(20, 80));
-    }));
+    let page = UiEvent::Engine(vec![
+        Update::LoadingOlder(false),
+        Update::Messages {
+            conv: "c-general".into(),
+            rows: long_history(20, 80),
+        },
+    ]);
     assert!(
         a.handle_event(page, t).is_empty(),
         "the new page pushes the top off screen"
@@ -351,7 +356,9 @@ fn login_form_submits_and_toggles_register() {
             password: "x".into()
         }]
     );
-    let done = UiEvent::Update(Box::new(|m| m.needs_login = false));
+    let done = UiEvent::Engine(vec![Update::LoggedIn {
+        user: "dana".into(),
+    }]);
     a.handle_event(done, t);
     assert_eq!(a.mode, Mode::Normal);
 }
@@ -386,10 +393,9 @@ fn incoming_messages_become_notifications() {
     };
     let (here, there) = (incoming("c-general"), incoming("c-random"));
     a.handle_event(
-        UiEvent::Update(Box::new(move |m| m.incoming.extend([here, there]))),
+        UiEvent::Engine(vec![Update::Incoming(vec![here, there])]),
         t,
     );
     assert_eq!(a.notifications.len(), 1);
     assert_eq!(a.notifications[0].conv, "c-random");
-    assert!(a.model.incoming.is_empty());
 }

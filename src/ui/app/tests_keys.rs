@@ -2,7 +2,7 @@
 //! quick switcher.
 
 use super::Mode;
-use crate::ui::action::Action;
+use crate::client::Action;
 use crate::ui::fixtures::*;
 use crossterm::event::KeyCode;
 use std::time::Instant;

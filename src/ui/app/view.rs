@@ -3,8 +3,8 @@
 //! pointer when the newest message is visible.
 
 use super::{App, Mode};
+use crate::client::Action;
 use crate::client::view::MessageRow;
-use crate::ui::action::Action;
 use crate::ui::render;
 
 /// The seq a row carries, if any.

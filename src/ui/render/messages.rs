@@ -69,7 +69,10 @@ pub fn lay_out(app: &App, width: u16) -> Laid {
         let start = laid.lines.len();
         match row {
             MessageRow::Message(m) => message(app, m, &receipts, w, i, &mut laid),
-            MessageRow::System { ts, text, .. } => {
+            MessageRow::System {
+                ts, sender, change, ..
+            } => {
+                let text = crate::client::text::system_line(sender, change);
                 let segs = vec![(format!("· {text}"), dim.add_modifier(Modifier::ITALIC))];
                 let prefix = vec![Span::styled(format!("{} ", app.tz.hhmm(*ts)), dim)];
                 body_lines(prefix, &segs, w, i, &mut laid);

@@ -1,6 +1,6 @@
-//! What the UI asks the engine to do. The App never performs I/O itself: every
-//! request leaves `App::handle_event` as an [`Action`], and the engine answers
-//! by updating the [`Model`](super::model::Model).
+//! What a front end (the TUI, the command line, a test) asks the engine to
+//! do. Front ends never perform the work themselves: they send an
+//! [`Action`], and the engine answers with [`Update`](super::Update)s.
 
 use crate::proto::PresenceStatus;
 
@@ -10,6 +10,21 @@ pub enum Action {
         conv: String,
         body: String,
         reply_to: Option<u64>,
+    },
+    /// A send whose `client_msg_id` the caller chose, so it can recognise
+    /// the answer ([`Update::Acked`](super::Update::Acked) or
+    /// [`Update::Refused`](super::Update::Refused)).
+    SendWithId {
+        conv: String,
+        body: String,
+        client_msg_id: String,
+    },
+    /// Print-style following: publish every event of `conv` exactly once,
+    /// in seq order, as [`Update::Events`](super::Update::Events), starting
+    /// with the last `last` events held by the server.
+    Follow {
+        conv: String,
+        last: u64,
     },
     Edit {
         conv: String,

@@ -216,7 +216,9 @@ fn system_rows() {
         .unwrap()
         .into_iter()
         .map(|r| match r {
-            MessageRow::System { text, .. } => text,
+            MessageRow::System { sender, change, .. } => {
+                crate::client::text::system_line(&sender, &change)
+            }
             other => format!("{other:?}"),
         })
         .collect();

@@ -4,10 +4,10 @@
 //! message is never shown twice.
 
 use super::schema::Seq;
-use super::text::mentions;
 use super::{Cache, CacheError, corrupt};
+use crate::client::text::mentions;
 use crate::client::view::{MessageRow, MessageView, ReplyQuote, SendState};
-use crate::proto::{Millis, Request};
+use crate::proto::Millis;
 use rusqlite::{Connection, Row, params};
 use serde::{Deserialize, Serialize};
 
@@ -42,44 +42,6 @@ pub struct OutboxItem {
     pub conversation_id: String,
     pub request: OutboxRequest,
     pub created_at: Millis,
-}
-
-impl OutboxItem {
-    /// The wire request that carries this item.
-    pub fn to_request(&self) -> Request {
-        let conversation_id = self.conversation_id.clone();
-        let client_msg_id = self.client_msg_id.clone();
-        match self.request.clone() {
-            OutboxRequest::Send { body, reply_to } => Request::Send {
-                conversation_id,
-                client_msg_id,
-                body,
-                reply_to,
-            },
-            OutboxRequest::Edit { target_seq, body } => Request::Edit {
-                conversation_id,
-                client_msg_id,
-                target_seq,
-                body,
-            },
-            OutboxRequest::Delete { target_seq } => Request::Delete {
-                conversation_id,
-                client_msg_id,
-                target_seq,
-            },
-            OutboxRequest::React {
-                target_seq,
-                emoji,
-                remove,
-            } => Request::React {
-                conversation_id,
-                client_msg_id,
-                target_seq,
-                emoji,
-                remove,
-            },
-        }
-    }
 }
 
 /// Where an outbox entry stands.

@@ -15,14 +15,13 @@ mod convs;
 mod fold;
 mod outbox;
 mod schema;
-mod text;
 
 #[cfg(test)]
 mod tests;
 
+pub use crate::client::text::mentions as mentions_user;
 pub use apply::{ApplyOutcome, ConvProgress};
 pub use outbox::{OutboxItem, OutboxRequest};
-pub use text::mentions as mentions_user;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};

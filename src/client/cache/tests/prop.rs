@@ -4,9 +4,9 @@
 //! that log in seq order.
 
 use super::*;
+use crate::client::text::{excerpt, mentions};
 use crate::client::view::{MessageRow, MessageView, ReactionView, ReplyQuote, SendState};
 use crate::proto::{ConvKind, EventBody};
-use crate::store::cache::text::{excerpt, mentions, system_text};
 use proptest::prelude::*;
 use std::collections::HashMap;
 
@@ -144,11 +144,12 @@ fn reference_fold(log: &[Event], me: &str) -> Vec<MessageRow> {
                 }
             }
             (body, _) => {
-                if let Some(text) = system_text(&e.sender, body) {
+                if let Some(change) = crate::client::view::SystemChange::of(body) {
                     rows.push(MessageRow::System {
                         seq: e.seq,
                         ts: e.ts,
-                        text,
+                        sender: e.sender.clone(),
+                        change,
                     });
                 }
             }

@@ -6,9 +6,11 @@
 use super::apply::{EVENT_COLUMNS, MAX_SEQ, event_from_row};
 use super::outbox::{OutboxRequest, OutboxState, conversation_outbox, outbox_row};
 use super::schema::Seq;
-use super::text::{excerpt, mentions, system_text};
 use super::{Cache, CacheError};
-use crate::client::view::{MessageRow, MessageView, ReactionView, ReplyQuote, SendState};
+use crate::client::text::{excerpt, mentions};
+use crate::client::view::{
+    MessageRow, MessageView, ReactionView, ReplyQuote, SendState, SystemChange,
+};
 use crate::proto::{Event, EventBody};
 use rusqlite::{OptionalExtension, params};
 use std::collections::{BTreeMap, HashMap};
@@ -102,11 +104,12 @@ impl<'a> Window<'a> {
                 }));
             }
             body => {
-                if let Some(text) = system_text(&ev.sender, &body) {
+                if let Some(change) = SystemChange::of(&body) {
                     self.rows.push(MessageRow::System {
                         seq: ev.seq,
                         ts: ev.ts,
-                        text,
+                        sender: ev.sender.clone(),
+                        change,
                     });
                 }
             }

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::client::view::{MessageRow, SendState};
-use crate::proto::{EventBody, Request};
+use crate::proto::EventBody;
 
 fn item(id: &str, conv: &str, request: OutboxRequest, at: i64) -> OutboxItem {
     OutboxItem {
@@ -192,33 +192,4 @@ fn someone_elses_client_msg_id_does_not_ack_mine() {
     theirs.client_msg_id = Some("same".into());
     c.apply_events(&[theirs]).unwrap();
     assert_eq!(c.outbox_pending().unwrap().len(), 1);
-}
-
-#[test]
-fn items_become_wire_requests() {
-    let r = item(
-        "m",
-        "c",
-        OutboxRequest::React {
-            target_seq: 4,
-            emoji: "+1".into(),
-            remove: true,
-        },
-        0,
-    )
-    .to_request();
-    assert_eq!(
-        r,
-        Request::React {
-            conversation_id: "c".into(),
-            client_msg_id: "m".into(),
-            target_seq: 4,
-            emoji: "+1".into(),
-            remove: true
-        }
-    );
-    assert!(matches!(
-        send("m", "b", 0).to_request(),
-        Request::Send { .. }
-    ));
 }

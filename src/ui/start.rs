@@ -1,40 +1,21 @@
-//! Starting the full-screen client: find (or start) a server, rebuild the
-//! screen from the cache before the network connects, then run the UI, the
-//! engine and the network task side by side until the user quits.
+//! Starting the full-screen client: find (or start) a server, start a client
+//! through [`crate::client::spawn`] (which draws from the cache before the
+//! network connects), then run the UI beside it until the user quits.
 
 use crate::client::config::{DEFAULT_SERVER, Loaded};
 use crate::client::credentials::TokenStore;
-use crate::client::engine::{Engine, Input};
+use crate::client::net::healthy;
+use crate::client::net::{Credentials, NetConfig};
 use crate::client::paths::Paths;
-use crate::net::client::{Credentials, NetConfig};
-use crate::store::cache::Cache;
+use crate::client::{ClientOptions, spawn};
 use crate::ui::{self, App, Model, UiEvent};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Whether a chatd answers `/healthz` at `addr` (`host:port`).
-pub async fn healthy(addr: &str) -> bool {
-    let probe = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .await
-            .ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.ok()?;
-        let text = String::from_utf8_lossy(&buf);
-        Some(text.starts_with("HTTP/1.1 200") && text.ends_with("ok"))
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), probe).await,
-        Ok(Some(true))
-    )
-}
-
-/// Start a local chatd in the background (a detached `chat server`), with
-/// its log in its data dir. Returns a line to show the user.
-pub async fn start_local_server() -> Result<String, String> {
-    let data =
-        crate::server::config::default_data_dir().ok_or("no data directory for a local server")?;
+/// Start a local chatd in the background (a detached `chat server`) with
+/// its data and log in `data`. Returns a line to show the user.
+pub async fn start_local_server(data: Option<PathBuf>) -> Result<String, String> {
+    let data = data.ok_or("no data directory for a local server")?;
     std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
     let log_path = data.join("chatd.log");
     let log = std::fs::OpenOptions::new()
@@ -74,13 +55,14 @@ pub async fn start_local_server() -> Result<String, String> {
     ))
 }
 
-/// Run the TUI until the user quits.
-pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
+/// Run the TUI until the user quits. `local_data` is where a local server
+/// started on the user's behalf keeps its data.
+pub async fn run(loaded: Loaded, local_data: Option<PathBuf>) -> anyhow::Result<()> {
     let cfg = loaded.config.clone();
     let server = cfg.server.clone();
     let mut notice = None;
     if !loaded.server_chosen() && cfg.autostart_server && !healthy(&server).await {
-        match start_local_server().await {
+        match start_local_server(local_data).await {
             Ok(line) => notice = Some(line),
             Err(e) => notice = Some(e),
         }
@@ -97,49 +79,29 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         .as_ref()
         .and_then(|u| tokens.load(u, &server))
         .map(|(t, _)| t);
-    let mut model = Model {
+    let model = Model {
         server: server.clone(),
         needs_login: token.is_none(),
+        me: user.clone().filter(|_| token.is_some()).unwrap_or_default(),
         notice,
         ..Model::default()
     };
-    let mut cache = None;
-    if let (Some(u), Some(_)) = (&user, &token) {
-        let path = paths.cache_path(&server, u);
-        if let Ok((mut c, moved)) = Cache::open_or_recover(&path) {
-            let _ = c.set_me(u);
-            model.me = u.clone();
-            model.conversations = c.conversations().unwrap_or_default();
-            if let Some(moved) = moved {
-                model.notice = Some(format!(
-                    "the local cache was damaged; moved it to {}",
-                    moved.display()
-                ));
-            }
-            cache = Some(c);
-        }
-    }
-
-    let (ui_tx, mut ui_rx) = tokio::sync::mpsc::channel::<UiEvent>(1024);
-    let (action_tx, action_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (net_tx, net_rx) = tokio::sync::mpsc::channel::<Input>(1024);
-    let net = crate::net::client::task::spawn(
+    let opts = ClientOptions::interactive(
         NetConfig::new(&server, &cfg.device),
+        user.filter(|_| token.is_some()),
         token.map(Credentials::Token),
-        net_tx,
-    );
-    let engine = Engine::new(
-        server.clone(),
-        user.filter(|_| cache.is_some()),
-        cache,
         tokens,
         paths,
-        net,
-        ui_tx.clone(),
     );
-    let engine_task = tokio::spawn(engine.run(action_rx, net_rx));
+    let client = spawn(opts);
+    let (ui_tx, mut ui_rx) = tokio::sync::mpsc::channel::<UiEvent>(1024);
+    let action_tx = client.actions.clone();
+    forward_updates(client.updates, ui_tx.clone());
 
     let mut app = App::new(model, Instant::now());
+    if let Some(n) = client.notice {
+        app.model.notice = Some(n);
+    }
     if let Ok(theme) = theme_of(&cfg.ui.theme) {
         app.theme = theme;
     }
@@ -170,8 +132,22 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     drop(guard);
     ui::terminal::restore();
     let _ = action_tx.send(ui::Action::Quit);
-    let _ = tokio::time::timeout(Duration::from_secs(2), engine_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), client.task).await;
     result.map_err(Into::into)
+}
+
+/// Hand the engine's batches to the UI loop's channel.
+fn forward_updates(
+    mut updates: tokio::sync::mpsc::Receiver<Vec<crate::client::Update>>,
+    ui: tokio::sync::mpsc::Sender<UiEvent>,
+) {
+    tokio::spawn(async move {
+        while let Some(batch) = updates.recv().await {
+            if ui.send(UiEvent::Engine(batch)).await.is_err() {
+                return;
+            }
+        }
+    });
 }
 
 fn theme_of(name: &str) -> Result<ui::theme::Theme, String> {

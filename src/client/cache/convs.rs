@@ -2,8 +2,8 @@
 //! the forward-only receipt pointers, and the conversation list.
 
 use super::schema::Seq;
-use super::text::mentions;
 use super::{Cache, CacheError, corrupt};
+use crate::client::text::mentions;
 use crate::client::view::ConvSummary;
 use crate::proto::{ConvKind, Conversation, ReceiptPair};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -220,7 +220,7 @@ impl Cache {
             let kind = ConvKind::parse(&kind).ok_or_else(|| corrupt(format!("kind {kind:?}")))?;
             let members = parse_members(&members)?;
             out.push(ConvSummary {
-                title: title(&id, kind, name.as_deref(), &members, &me),
+                title: crate::client::text::conv_title(&id, kind, name.as_deref(), &members, &me),
                 mentions: self.count_mentions(&id, read_seq, &me)?,
                 id,
                 kind,
@@ -279,26 +279,4 @@ fn like_escape(s: &str) -> String {
         out.push(c);
     }
     out
-}
-
-/// What the list shows for a conversation.
-pub(crate) fn title(
-    id: &str,
-    kind: ConvKind,
-    name: Option<&str>,
-    members: &[String],
-    me: &str,
-) -> String {
-    let others: Vec<&str> = members
-        .iter()
-        .map(String::as_str)
-        .filter(|m| *m != me)
-        .collect();
-    let named = name.filter(|n| !n.is_empty());
-    match (kind, named) {
-        (ConvKind::Dm, _) if !others.is_empty() => others[0].to_string(),
-        (_, Some(n)) => n.to_string(),
-        _ if !others.is_empty() => others.join(", "),
-        _ => id.to_string(),
-    }
 }

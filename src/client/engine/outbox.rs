@@ -1,0 +1,81 @@
+//! The outbox on the wire: each entry the cache keeps becomes the request
+//! that carries it, with its `client_msg_id`, so a retry is idempotent.
+
+use crate::client::cache::{OutboxItem, OutboxRequest};
+use crate::proto::Request;
+
+/// The wire request that carries `item`.
+pub fn request_of(item: &OutboxItem) -> Request {
+    let conversation_id = item.conversation_id.clone();
+    let client_msg_id = item.client_msg_id.clone();
+    match item.request.clone() {
+        OutboxRequest::Send { body, reply_to } => Request::Send {
+            conversation_id,
+            client_msg_id,
+            body,
+            reply_to,
+        },
+        OutboxRequest::Edit { target_seq, body } => Request::Edit {
+            conversation_id,
+            client_msg_id,
+            target_seq,
+            body,
+        },
+        OutboxRequest::Delete { target_seq } => Request::Delete {
+            conversation_id,
+            client_msg_id,
+            target_seq,
+        },
+        OutboxRequest::React {
+            target_seq,
+            emoji,
+            remove,
+        } => Request::React {
+            conversation_id,
+            client_msg_id,
+            target_seq,
+            emoji,
+            remove,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(request: OutboxRequest) -> OutboxItem {
+        OutboxItem {
+            client_msg_id: "m".into(),
+            conversation_id: "c".into(),
+            request,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn items_become_wire_requests() {
+        let r = request_of(&item(OutboxRequest::React {
+            target_seq: 4,
+            emoji: "+1".into(),
+            remove: true,
+        }));
+        assert_eq!(
+            r,
+            Request::React {
+                conversation_id: "c".into(),
+                client_msg_id: "m".into(),
+                target_seq: 4,
+                emoji: "+1".into(),
+                remove: true
+            }
+        );
+        assert!(matches!(
+            request_of(&item(OutboxRequest::Send {
+                body: "b".into(),
+                reply_to: None
+            })),
+            Request::Send { .. }
+        ));
+    }
+}

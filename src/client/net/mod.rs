@@ -1,0 +1,30 @@
+//! The client side of the transport: a single connection ([`conn`]), the
+//! long-lived reconnecting task ([`task`]) every engine runs on, and a
+//! health probe.
+
+pub mod conn;
+pub mod task;
+
+pub use conn::{ClientError, Conn, Credentials, ws_url};
+pub use task::{NetCommand, NetConfig, NetEvent, NetHandle};
+
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Whether a chatd answers `/healthz` at `addr` (`host:port`).
+pub async fn healthy(addr: &str) -> bool {
+    let probe = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        let text = String::from_utf8_lossy(&buf);
+        Some(text.starts_with("HTTP/1.1 200") && text.ends_with("ok"))
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), probe).await,
+        Ok(Some(true))
+    )
+}

@@ -1,0 +1,64 @@
+//! What the engine publishes: plain typed data a front end applies to its
+//! own state (the TUI's model), prints (the command line) or asserts (the
+//! tests). The engine never reaches into a front end's state.
+
+use crate::client::view::{ConnState, ConvSummary, Incoming, MessageRow, PresenceView};
+use crate::proto::{Event, ProtoError, ReceiptPair};
+use std::collections::BTreeMap;
+
+/// One change, in the order the engine made it. The engine sends them in
+/// batches (one batch per publish, about a screen refresh apart).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Update {
+    /// The connection's state changed.
+    Conn(ConnState),
+    /// Authenticated as `user`.
+    LoggedIn { user: String },
+    /// The server refused the credentials (the front end asks for new ones).
+    AuthFailed { message: String },
+    /// The first sync after a (re)connect has been applied: the conversation
+    /// list is the server's.
+    Synced,
+    /// The whole conversation list, most recent activity first.
+    Conversations(Vec<ConvSummary>),
+    /// The window of the focused conversation, sorted by seq.
+    Messages { conv: String, rows: Vec<MessageRow> },
+    /// Every member's delivered/read pointers in `conv`.
+    Receipts {
+        conv: String,
+        receipts: BTreeMap<String, ReceiptPair>,
+    },
+    /// A typing push: `active` refreshes the indicator, inactive clears it.
+    Typing {
+        conv: String,
+        user: String,
+        active: bool,
+    },
+    /// Presence of users as last heard.
+    Presence(Vec<(String, PresenceView)>),
+    /// Users known to exist (for completion).
+    Users(Vec<String>),
+    /// A one-line message for the user.
+    Notice(String),
+    /// Messages from others that just arrived live (for notifications).
+    Incoming(Vec<Incoming>),
+    /// A conversation just created or joined at the user's request.
+    Focus(String),
+    /// Whether an older page of the focused conversation is being fetched.
+    LoadingOlder(bool),
+    /// Followed conversations: the next events, contiguous from the last
+    /// batch, each exactly once.
+    Events { conv: String, events: Vec<Event> },
+    /// The server acknowledged an outbox entry.
+    Acked {
+        client_msg_id: String,
+        conv: String,
+        seq: u64,
+    },
+    /// The server refused an outbox entry for good.
+    Refused {
+        client_msg_id: String,
+        conv: String,
+        error: ProtoError,
+    },
+}
