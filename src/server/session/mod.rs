@@ -7,7 +7,7 @@
 //! push queue. Reading pauses while too many requests are in flight; a
 //! connection that cannot keep up with its pushes is kicked.
 
-mod requests;
+mod cmd;
 
 use crate::net::sockio::SockIo;
 use crate::proto::{
