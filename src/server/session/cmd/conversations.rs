@@ -1,0 +1,117 @@
+//! Membership and naming: `create`, `join`, `leave`, `add_members` and
+//! `rename`. Each is checked here, applied by the writer (which holds the
+//! rules on who may do what), and answered once durable.
+
+use super::super::{Outcome, Session, error};
+use crate::proto::{ConvKind, ConversationOk, ProtoError, encode_ok};
+use crate::server::validate;
+use crate::store::log::{Append, StoreError};
+use futures_util::FutureExt;
+
+impl Session {
+    pub(super) async fn create(
+        &mut self,
+        rid: u64,
+        user: String,
+        kind: ConvKind,
+        name: Option<String>,
+        members: Vec<String>,
+    ) -> Result<Outcome, ProtoError> {
+        let limits = &self.shared.limits;
+        let name = validate::conv_name(name, limits)?;
+        validate::members(&members, limits)?;
+        let op = Append::Create {
+            user,
+            kind,
+            name,
+            members,
+        };
+        self.append_conv(rid, op).await
+    }
+
+    /// Join a channel, by id or by name.
+    pub(super) async fn join(
+        &mut self,
+        rid: u64,
+        user: String,
+        conversation_id: Option<String>,
+        name: Option<String>,
+    ) -> Result<Outcome, ProtoError> {
+        let op = Append::Join {
+            user,
+            conversation_id,
+            name,
+        };
+        self.append_conv(rid, op).await
+    }
+
+    pub(super) async fn leave(
+        &mut self,
+        rid: u64,
+        user: String,
+        conversation_id: String,
+    ) -> Result<Outcome, ProtoError> {
+        let op = Append::Leave {
+            user,
+            conversation_id,
+        };
+        self.append_conv(rid, op).await
+    }
+
+    pub(super) async fn add_members(
+        &mut self,
+        rid: u64,
+        user: String,
+        conversation_id: String,
+        members: Vec<String>,
+    ) -> Result<Outcome, ProtoError> {
+        validate::members(&members, &self.shared.limits)?;
+        let op = Append::AddMembers {
+            user,
+            conversation_id,
+            members,
+        };
+        self.append_conv(rid, op).await
+    }
+
+    /// A rename is an event in the log: it is answered with its seq.
+    pub(super) async fn rename(
+        &mut self,
+        rid: u64,
+        user: String,
+        conversation_id: String,
+        client_msg_id: Option<String>,
+        name: String,
+    ) -> Result<Outcome, ProtoError> {
+        let limits = &self.shared.limits;
+        let name = validate::conv_name(Some(name), limits)?.unwrap_or_default();
+        if let Some(c) = &client_msg_id {
+            validate::client_msg_id(c, limits)?;
+        }
+        let op = Append::Rename {
+            user,
+            conversation_id,
+            client_msg_id,
+            name,
+        };
+        self.append_event(rid, op).await
+    }
+
+    /// Queue a membership change; reply with the conversation once durable.
+    async fn append_conv(&mut self, rid: u64, op: Append) -> Result<Outcome, ProtoError> {
+        let rx = self.submit_append(op).await?;
+        let hub = self.shared.hub.clone();
+        Ok(Outcome::Later(
+            async move {
+                match rx.await.unwrap_or(Err(StoreError::Closed)) {
+                    Ok(done) => match hub.conversation(&done.conversation_id) {
+                        Some(conversation) => encode_ok(rid, &ConversationOk { conversation }),
+                        None => error(Some(rid), &ProtoError::internal()),
+                    },
+                    Err(e) => error(Some(rid), &e.to_proto()),
+                }
+            }
+            .boxed(),
+        ))
+    }
+}

@@ -1,0 +1,159 @@
+//! Requests after the handshake, one file per command family in the way of
+//! mini-redis's `cmd/`: each handler checks its request, applies it (a read
+//! of the hub, a read of the store, or an append queued to the writer) and
+//! encodes the answer, at once or once the write is durable.
+//!
+//! - [`auth`]: `logout`, and a second handshake refused.
+//! - [`sync`]: `sync`, `conversations`, `channels`.
+//! - [`users`]: `users`, `presence`.
+//! - [`conversations`]: `create`, `join`, `leave`, `add_members`, `rename`.
+//! - [`send`]: the log writes: `send`, `edit`, `delete`, `react`.
+//! - [`history`], [`receipts`], [`typing`]: one command each.
+
+mod auth;
+mod conversations;
+mod history;
+mod receipts;
+mod send;
+mod sync;
+mod typing;
+mod users;
+
+use super::{Outcome, Session};
+use crate::proto::{EventBody, ProtoError, Request, encode_ok_empty};
+use crate::store::log::{Append, Appended, StoreError};
+use tokio::sync::oneshot;
+
+impl Session {
+    /// Answer one request of an authenticated connection.
+    pub(super) async fn request(
+        &mut self,
+        id: Option<u64>,
+        req: Request,
+    ) -> Result<Outcome, ProtoError> {
+        let user = self.user.clone().unwrap_or_default();
+        let rid = id.unwrap_or(0);
+        Ok(match req {
+            Request::Register { .. } | Request::Login { .. } | Request::Auth { .. } => {
+                auth::already_authenticated(id)
+            }
+            Request::Logout {} => self.logout(rid).await?,
+            Request::Conversations {} => self.conversations(rid, &user),
+            Request::Sync { cursors } => self.sync(rid, &user, cursors.len())?,
+            Request::Channels {} => self.channels(rid),
+            Request::Users { prefix, limit } => self.users(rid, prefix, limit),
+            Request::Presence { status } => self.presence(id, &user, status)?,
+            Request::Create {
+                kind,
+                name,
+                members,
+            } => self.create(rid, user, kind, name, members).await?,
+            Request::Join {
+                conversation_id,
+                name,
+            } => self.join(rid, user, conversation_id, name).await?,
+            Request::Leave { conversation_id } => self.leave(rid, user, conversation_id).await?,
+            Request::AddMembers {
+                conversation_id,
+                members,
+            } => {
+                self.add_members(rid, user, conversation_id, members)
+                    .await?
+            }
+            Request::Rename {
+                conversation_id,
+                client_msg_id,
+                name,
+            } => {
+                self.rename(rid, user, conversation_id, client_msg_id, name)
+                    .await?
+            }
+            Request::Send {
+                conversation_id,
+                client_msg_id,
+                body,
+                reply_to,
+            } => {
+                let body = EventBody::Message { body, reply_to };
+                self.log_event(rid, user, conversation_id, client_msg_id, body)
+                    .await?
+            }
+            Request::Edit {
+                conversation_id,
+                client_msg_id,
+                target_seq,
+                body,
+            } => {
+                let body = EventBody::Edit { target_seq, body };
+                self.log_event(rid, user, conversation_id, client_msg_id, body)
+                    .await?
+            }
+            Request::Delete {
+                conversation_id,
+                client_msg_id,
+                target_seq,
+            } => {
+                let body = EventBody::Delete { target_seq };
+                self.log_event(rid, user, conversation_id, client_msg_id, body)
+                    .await?
+            }
+            Request::React {
+                conversation_id,
+                client_msg_id,
+                target_seq,
+                emoji,
+                remove,
+            } => {
+                let body = EventBody::Reaction {
+                    target_seq,
+                    emoji,
+                    remove,
+                };
+                self.log_event(rid, user, conversation_id, client_msg_id, body)
+                    .await?
+            }
+            Request::History {
+                conversation_id,
+                after,
+                before,
+                limit,
+            } => self.history(rid, &user, conversation_id, after, before, limit)?,
+            Request::Receipt {
+                conversation_id,
+                delivered,
+                read,
+            } => {
+                self.receipt(rid, user, conversation_id, delivered, read)
+                    .await?
+            }
+            Request::Typing {
+                conversation_id,
+                active,
+            } => self.typing_signal(id, &user, &conversation_id, active)?,
+        })
+    }
+}
+
+impl Session {
+    /// Queue an append to the writer, in arrival order; the receiver gets
+    /// what was committed, or why not.
+    async fn submit_append(
+        &self,
+        op: Append,
+    ) -> Result<oneshot::Receiver<Result<Appended, StoreError>>, ProtoError> {
+        self.shared
+            .store
+            .submit_append(op)
+            .await
+            .map_err(|e| e.to_proto())
+    }
+}
+
+/// The empty `ok` of a request that may come without an id (typing,
+/// presence): none is sent then.
+fn reply_if(id: Option<u64>) -> Outcome {
+    match id {
+        Some(id) => Outcome::Reply(encode_ok_empty(id)),
+        None => Outcome::None,
+    }
+}

@@ -1,0 +1,48 @@
+//! Users and their presence: `users` looks names up in the store and adds
+//! each one's presence from the hub; `presence` sets this user's status.
+
+use super::super::{Outcome, Session, error};
+use super::reply_if;
+use crate::proto::{PresenceStatus, ProtoError, UsersOk, encode_ok};
+use futures_util::FutureExt;
+
+impl Session {
+    /// Up to `limit` (50 by default, 200 at most) users whose name starts
+    /// with `prefix`, answered once the store has read them.
+    pub(super) fn users(&self, rid: u64, prefix: Option<String>, limit: Option<u32>) -> Outcome {
+        let shared = self.shared.clone();
+        let prefix = prefix.unwrap_or_default();
+        let limit = limit.unwrap_or(50).min(200);
+        Outcome::Later(
+            async move {
+                match shared.store.readers().users(&prefix, limit).await {
+                    Ok(users) => encode_ok(
+                        rid,
+                        &UsersOk {
+                            users: shared.hub.presence_of(&users),
+                        },
+                    ),
+                    Err(e) => error(Some(rid), &e.to_proto()),
+                }
+            }
+            .boxed(),
+        )
+    }
+
+    /// Set `user`'s status to online or away; offline is the connection
+    /// closing.
+    pub(super) fn presence(
+        &self,
+        id: Option<u64>,
+        user: &str,
+        status: PresenceStatus,
+    ) -> Result<Outcome, ProtoError> {
+        if status == PresenceStatus::Offline {
+            return Err(ProtoError::invalid(
+                "status must be online or away; close the connection to go offline",
+            ));
+        }
+        self.shared.hub.set_status(user, status);
+        Ok(reply_if(id))
+    }
+}

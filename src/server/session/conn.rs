@@ -1,0 +1,251 @@
+//! The connection task: one loop that waits on the socket, the push queue,
+//! replies of requests in flight, one deadline and (until it authenticates)
+//! the server's shutdown, then acts on whichever woke it.
+//!
+//! The wait only yields a small "why I woke" value ([`Wake`]); the work it
+//! leads to runs in a future boxed while it runs, so an idle connection's
+//! task stays small.
+
+use super::{Outcome, Session, close, error};
+use crate::net::sockio::SockIo;
+use crate::proto::{ErrorCode, ProtoError};
+use crate::server::Shared;
+use crate::server::limiter::{TokenBucket, TypingThrottle};
+use crate::server::queue::{Drained, PushQueue};
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::time::{Duration, Instant, Sleep};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+pub(super) type Ws = WebSocketStream<SockIo>;
+
+/// A connection's state between wake-ups.
+pub(super) struct ServerConn {
+    pub(super) ws: Box<Ws>,
+    pub(super) s: Session,
+    /// Requests in flight; created on the first one and dropped when all
+    /// are answered, so an idle connection holds none of its allocations.
+    inflight: Option<FuturesUnordered<BoxFuture<'static, String>>>,
+    /// The authentication deadline, then the shutdown drain: a timer that
+    /// lives on the heap only while it matters.
+    deadline: Option<(Pin<Box<Sleep>>, Deadline)>,
+    draining: bool,
+    pub(super) last_heard: Instant,
+    /// Until the connection authenticates, it watches the server's
+    /// shutdown itself; after, the hub tells it through its queue.
+    shutdown_wait: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+}
+
+/// After handling a wake-up: go on, or close (with this close frame).
+pub(super) enum Flow {
+    Continue,
+    Close(Option<CloseFrame>),
+}
+
+/// Serve one upgraded connection until it closes.
+pub async fn run(ws: Box<Ws>, shared: Arc<Shared>) {
+    let limits = &shared.limits;
+    let mut c = ServerConn {
+        ws,
+        s: Session {
+            shared: shared.clone(),
+            user: None,
+            token_digest: None,
+            registration: None,
+            queue: Arc::new(PushQueue::new(limits.outbound_queue)),
+            bucket: TokenBucket::new(limits.requests_per_sec, limits.request_burst),
+            typing: TypingThrottle::default(),
+            auth_failures: 0,
+        },
+        inflight: None,
+        deadline: Some((
+            Box::pin(tokio::time::sleep(Duration::from_secs(
+                limits.auth_timeout_secs.max(1),
+            ))),
+            Deadline::Auth,
+        )),
+        draining: false,
+        last_heard: Instant::now(),
+        shutdown_wait: Some(Box::pin(shared.shutdown.clone().cancelled_owned())),
+    };
+    let max_inflight = limits.max_inflight.max(1);
+    let queue = c.s.queue.clone();
+    let mut ready = queue.ready();
+    let closing: Option<CloseFrame> = loop {
+        // Waiting here is the state an idle connection sits in: the select
+        // only produces a small value, and the work it leads to runs in a
+        // future that is boxed while it runs, so the task stays small.
+        let wake = tokio::select! {
+            biased;
+            _ = async { if let Some(s) = c.shutdown_wait.as_mut() { s.await } }, if !c.draining && c.shutdown_wait.is_some() => Wake::Shutdown,
+            _ = async { if let Some((d, _)) = c.deadline.as_mut() { d.await } }, if c.deadline.is_some() => Wake::Deadline,
+            Some(reply) = async { match c.inflight.as_mut() { Some(f) => f.next().await, None => None } }, if c.inflight.is_some() => Wake::Reply(reply),
+            _ = &mut ready => Wake::Signal,
+            msg = c.ws.next(), if !c.draining && c.inflight.as_ref().map_or(0, |f| f.len()) < max_inflight => Wake::PeerFrame(PeerFrame::from(msg)),
+        };
+        let wake = match wake {
+            // The common case, pushes that the socket takes at once, is
+            // done here without boxing a step.
+            Wake::Signal => match c.signalled() {
+                Ok(Flow::Continue) => continue,
+                Ok(Flow::Close(frame)) => break frame,
+                Err(next) => next,
+            },
+            other => other,
+        };
+        if let Flow::Close(frame) = Box::pin(c.step(wake)).await {
+            break frame;
+        }
+    };
+    drop(c.s.registration.take());
+    if let Some(frame) = closing {
+        let _ = Box::pin(tokio::time::timeout(
+            Duration::from_secs(1),
+            (*c.ws).close(Some(frame)),
+        ))
+        .await;
+    }
+}
+
+impl ServerConn {
+    /// Act on one wake-up.
+    async fn step(&mut self, wake: Wake) -> Flow {
+        let flow = match wake {
+            Wake::Shutdown if self.draining => Flow::Continue,
+            Wake::Shutdown => {
+                self.draining = true;
+                self.shutdown_wait = None;
+                let grace = self.s.shared.grace;
+                self.deadline = Some((Box::pin(tokio::time::sleep(grace)), Deadline::Drain));
+                Flow::Continue
+            }
+            Wake::Deadline => Flow::Close(Some(match self.deadline.as_ref().map(|(_, d)| *d) {
+                Some(Deadline::Drain) => close(CloseCode::Away, "server shutting down"),
+                _ => close(CloseCode::Policy, "authenticate first"),
+            })),
+            Wake::Reply(reply) => {
+                if self.inflight.as_ref().is_some_and(|f| f.is_empty()) {
+                    self.inflight = None;
+                }
+                self.send_text(&reply).await
+            }
+            Wake::Signal => match self.signalled() {
+                Ok(flow) => flow,
+                // Never `Signal` again: one level deep.
+                Err(next) => Box::pin(self.step(next)).await,
+            },
+            Wake::Drained(drained) => self.finish_pushes(drained).await,
+            Wake::PeerFrame(incoming) => self.incoming(incoming).await,
+        };
+        if let Flow::Close(_) = flow {
+            return flow;
+        }
+        if self.draining && self.inflight.is_none() {
+            return Flow::Close(Some(close(CloseCode::Away, "server shutting down")));
+        }
+        if self.s.user.is_some() && matches!(self.deadline, Some((_, Deadline::Auth))) {
+            self.deadline = None;
+            // Registered with the hub now, which relays a shutdown.
+            self.shutdown_wait = None;
+        }
+        Flow::Continue
+    }
+
+    /// A frame from the peer.
+    async fn incoming(&mut self, incoming: PeerFrame) -> Flow {
+        self.last_heard = Instant::now();
+        let outcome = match incoming {
+            PeerFrame::Text(text) => Box::pin(self.s.handle_text(text.as_str())).await,
+            PeerFrame::Binary => Outcome::Reply(error(
+                None,
+                &ProtoError::new(
+                    ErrorCode::BadFrame,
+                    "binary frames are not supported; send JSON in text frames",
+                ),
+            )),
+            PeerFrame::Other => Outcome::None,
+            PeerFrame::Closed => return Flow::Close(None),
+            // The socket reader is fused after this error (and RFC 6455
+            // requires failing the connection): answer, then close 1007.
+            PeerFrame::BadUtf8 => Outcome::Close(
+                error(
+                    None,
+                    &ProtoError::new(ErrorCode::BadFrame, "text frame is not valid UTF-8"),
+                ),
+                close(CloseCode::Invalid, "text frame is not valid UTF-8"),
+            ),
+            PeerFrame::TooLarge => {
+                return Flow::Close(Some(close(CloseCode::Size, "frame too large")));
+            }
+        };
+        match outcome {
+            Outcome::Reply(text) => self.send_text(&text).await,
+            Outcome::None => Flow::Continue,
+            Outcome::Later(fut) => {
+                self.inflight
+                    .get_or_insert_with(FuturesUnordered::new)
+                    .push(fut);
+                Flow::Continue
+            }
+            Outcome::Close(text, frame) => {
+                let _ = self.send_text(&text).await;
+                Flow::Close(Some(frame))
+            }
+        }
+    }
+}
+
+/// Why the connection task woke up.
+pub(super) enum Wake {
+    Shutdown,
+    Deadline,
+    Reply(String),
+    /// Pushes, a ping due or a kick.
+    Signal,
+    /// Pushes drained into the socket buffer; a ping or a flush remains.
+    Drained(Drained),
+    PeerFrame(PeerFrame),
+}
+
+/// What the connection's one deadline is for.
+#[derive(Clone, Copy)]
+enum Deadline {
+    Auth,
+    Drain,
+}
+
+/// A frame from the peer, reduced to what the session acts on.
+pub(super) enum PeerFrame {
+    Text(Utf8Bytes),
+    Binary,
+    /// Ping, pong: tungstenite answers pings itself.
+    Other,
+    /// The peer closed, or the connection failed.
+    Closed,
+    BadUtf8,
+    TooLarge,
+}
+
+impl From<Option<Result<Message, WsError>>> for PeerFrame {
+    fn from(msg: Option<Result<Message, WsError>>) -> PeerFrame {
+        match msg {
+            None | Some(Ok(Message::Close(_))) => PeerFrame::Closed,
+            Some(Ok(Message::Text(text))) => PeerFrame::Text(text),
+            Some(Ok(Message::Binary(_))) => PeerFrame::Binary,
+            Some(Ok(_)) => PeerFrame::Other,
+            Some(Err(WsError::Utf8(_))) => PeerFrame::BadUtf8,
+            Some(Err(WsError::Capacity(_))) => PeerFrame::TooLarge,
+            Some(Err(e)) => {
+                tracing::debug!("connection error: {e}");
+                PeerFrame::Closed
+            }
+        }
+    }
+}
