@@ -20,6 +20,7 @@ pub struct ClientConfig {
     /// Start a local chatd when none answers and no server is configured.
     pub autostart_server: bool,
     pub notifications: NotifyConfig,
+    pub privacy: PrivacyConfig,
     pub ui: UiConfig,
     /// Key bindings: action name → key (e.g. `quick_switcher = "ctrl-k"`).
     pub keys: toml::Table,
@@ -34,6 +35,42 @@ pub struct NotifyConfig {
     pub bell: bool,
     /// Notify only for mentions.
     pub mentions_only: bool,
+    /// Notifications written to the terminal itself (OSC 9 or OSC 777),
+    /// for SSH sessions and desktops without a notification service.
+    pub terminal: TerminalNotify,
+}
+
+/// Which terminal escape carries a notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TerminalNotify {
+    /// OSC 777 or OSC 9 where no desktop notification service answers.
+    Auto,
+    /// `ESC ] 9 ; text BEL` (iTerm2, WezTerm, Windows Terminal, kitty).
+    Osc9,
+    /// `ESC ] 777 ; notify ; title ; body BEL` (foot, urxvt, WezTerm).
+    Osc777,
+    Off,
+}
+
+/// What the client tells others about the user's activity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// Let others see "alice is typing…".
+    pub send_typing: bool,
+    /// Let others see how far I have read. When off, the read pointer stays
+    /// on this device, so unread counts no longer follow me across devices.
+    pub send_read_receipts: bool,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        PrivacyConfig {
+            send_typing: true,
+            send_read_receipts: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +88,7 @@ impl Default for ClientConfig {
             device: default_device(),
             autostart_server: true,
             notifications: NotifyConfig::default(),
+            privacy: PrivacyConfig::default(),
             ui: UiConfig::default(),
             keys: toml::Table::new(),
         }
@@ -63,6 +101,7 @@ impl Default for NotifyConfig {
             desktop: true,
             bell: false,
             mentions_only: false,
+            terminal: TerminalNotify::Auto,
         }
     }
 }

@@ -6,7 +6,7 @@
 use crate::client::Action;
 use crate::client::cache::Cache;
 use crate::client::credentials::TokenStore;
-use crate::client::engine::{CatchUp, Engine, Input};
+use crate::client::engine::{CatchUp, Engine, Input, Privacy, Setup};
 use crate::client::net::{Credentials, NetConfig, NetHandle};
 use crate::client::paths::Paths;
 use crate::client::update::Update;
@@ -41,6 +41,7 @@ pub struct ClientOptions {
     pub paths: Paths,
     pub cache: CacheChoice,
     pub catch_up: CatchUp,
+    pub privacy: Privacy,
 }
 
 impl ClientOptions {
@@ -60,6 +61,7 @@ impl ClientOptions {
             paths,
             cache: CacheChoice::OnDisk,
             catch_up: CatchUp::All,
+            privacy: Privacy::default(),
         }
     }
 }
@@ -129,17 +131,17 @@ pub fn spawn_on(
     };
     let (out_tx, out_rx) = mpsc::channel(UPDATE_QUEUE);
     let (action_tx, action_rx) = mpsc::unbounded_channel();
-    let engine = Engine::new(
+    let setup = Setup {
         server,
-        opts.user.filter(|_| cache.is_some()),
+        me: opts.user.filter(|_| cache.is_some()),
         cache,
-        opts.tokens,
-        opts.paths,
-        net,
-        out_tx,
-        opts.catch_up,
-        opts.cache == CacheChoice::InMemory,
-    );
+        tokens: opts.tokens,
+        paths: opts.paths,
+        catch_up: opts.catch_up,
+        memory_cache: opts.cache == CacheChoice::InMemory,
+        privacy: opts.privacy,
+    };
+    let engine = Engine::new(setup, net, out_tx);
     let task = tokio::spawn(engine.run(action_rx, events));
     ClientHandle {
         actions: action_tx,

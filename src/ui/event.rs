@@ -11,6 +11,8 @@ pub enum UiEvent {
     Tick,
     /// What the engine changed, in order.
     Engine(Vec<Update>),
+    /// The user clicked the notification of this conversation.
+    OpenConversation(String),
 }
 
 impl From<crossterm::event::Event> for UiEvent {

@@ -14,6 +14,7 @@ pub mod fuzzy;
 pub mod keys;
 pub mod model;
 pub mod notify;
+pub mod notify_sink;
 pub mod render;
 pub mod run;
 pub mod start;

@@ -1,7 +1,5 @@
-//! Desktop notifications. [`Notifier`] decides, purely, whether a new message
-//! deserves one; [`DesktopSink`] shows it through `notify-rust` off the UI
-//! thread and goes quiet for good after the first failure (headless machine,
-//! no D-Bus session), so a missing service never shows an error or blocks.
+//! Notifications: [`Notifier`] decides, purely, whether a new message
+//! deserves one; [`super::notify_sink::NotifySink`] shows it.
 //!
 //! Policy: never for my own messages; always for mentions of me, even in a
 //! muted conversation (mute silences chatter, not people addressing me);
@@ -12,28 +10,9 @@
 
 use super::strings;
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub const COALESCE: Duration = Duration::from_secs(5);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NotifyConfig {
-    /// Desktop notifications at all.
-    pub desktop: bool,
-    /// Ring the terminal bell with each notification.
-    pub bell: bool,
-}
-
-impl Default for NotifyConfig {
-    fn default() -> Self {
-        NotifyConfig {
-            desktop: true,
-            bell: false,
-        }
-    }
-}
 
 pub use crate::client::view::Incoming;
 
@@ -158,66 +137,6 @@ impl Notifier {
     }
 }
 
-/// Shows notifications. Cheap to clone; safe to call from the UI task.
-#[derive(Debug, Clone)]
-pub struct DesktopSink {
-    enabled: Arc<AtomicBool>,
-    busy: Arc<AtomicBool>,
-    bell: bool,
-}
-
-/// Whether a notification service can plausibly exist here.
-fn service_available() -> bool {
-    cfg!(any(target_os = "macos", windows))
-        || std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some_and(|v| !v.is_empty())
-}
-
-impl DesktopSink {
-    pub fn new(cfg: NotifyConfig) -> DesktopSink {
-        DesktopSink {
-            enabled: Arc::new(AtomicBool::new(cfg.desktop && service_available())),
-            busy: Arc::new(AtomicBool::new(false)),
-            bell: cfg.bell,
-        }
-    }
-
-    pub fn is_enabled(&self) -> bool {
-        self.enabled.load(Ordering::Relaxed)
-    }
-
-    /// Rings the bell if configured and hands the notification to a blocking
-    /// task. Drops it when the service is off, when no tokio runtime is
-    /// running, or while a previous one is still in flight (a hung D-Bus
-    /// call never piles up threads).
-    pub fn show(&self, n: &Notification) {
-        if self.bell {
-            use std::io::Write;
-            let mut out = std::io::stdout();
-            let _ = out.write_all(b"\x07").and_then(|_| out.flush());
-        }
-        if !self.is_enabled() || self.busy.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            self.busy.store(false, Ordering::Release);
-            return;
-        };
-        let (enabled, busy) = (self.enabled.clone(), self.busy.clone());
-        let (title, body) = (n.title.clone(), n.body.clone());
-        rt.spawn_blocking(move || {
-            let shown = notify_rust::Notification::new()
-                .appname(strings::APP_NAME)
-                .summary(&title)
-                .body(&body)
-                .show();
-            if shown.is_err() {
-                enabled.store(false, Ordering::Relaxed);
-            }
-            busy.store(false, Ordering::Release);
-        });
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,24 +218,5 @@ mod tests {
         let after = after.expect("new window");
         assert_eq!(after.count, 2);
         assert!(after.body.ends_with("and 1 more"));
-    }
-
-    #[test]
-    fn sink_without_runtime_or_service_is_silent() {
-        let sink = DesktopSink::new(NotifyConfig {
-            desktop: true,
-            bell: false,
-        });
-        sink.show(&Notification {
-            conv: "a".into(),
-            title: "t".into(),
-            body: "b".into(),
-            count: 1,
-        });
-        let off = DesktopSink::new(NotifyConfig {
-            desktop: false,
-            bell: false,
-        });
-        assert!(!off.is_enabled());
     }
 }

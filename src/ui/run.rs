@@ -5,7 +5,7 @@
 
 use super::app::App;
 use super::event::UiEvent;
-use super::notify::DesktopSink;
+use super::notify_sink::NotifySink;
 use super::render::render;
 use crate::client::Action;
 use futures_util::StreamExt;
@@ -25,7 +25,7 @@ pub async fn run<B: Backend>(
     app: &mut App,
     events: &mut mpsc::Receiver<UiEvent>,
     actions: &mpsc::UnboundedSender<Action>,
-    notifications: Option<&DesktopSink>,
+    notifications: Option<&NotifySink>,
 ) -> Result<(), B::Error> {
     if let Ok(size) = terminal.size() {
         app.size = (size.width, size.height);

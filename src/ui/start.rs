@@ -2,8 +2,9 @@
 //! through [`crate::client::spawn`] (which draws from the cache before the
 //! network connects), then run the UI beside it until the user quits.
 
-use crate::client::config::{DEFAULT_SERVER, Loaded};
+use crate::client::config::{DEFAULT_SERVER, Loaded, TerminalNotify};
 use crate::client::credentials::TokenStore;
+use crate::client::engine::Privacy;
 use crate::client::net::healthy;
 use crate::client::net::{Credentials, NetConfig};
 use crate::client::paths::Paths;
@@ -86,13 +87,17 @@ pub async fn run(loaded: Loaded, local_data: Option<PathBuf>) -> anyhow::Result<
         notice,
         ..Model::default()
     };
-    let opts = ClientOptions::interactive(
+    let mut opts = ClientOptions::interactive(
         NetConfig::new(&server, &cfg.device),
         user.filter(|_| token.is_some()),
         token.map(Credentials::Token),
         tokens,
         paths,
     );
+    opts.privacy = Privacy {
+        typing: cfg.privacy.send_typing,
+        read_receipts: cfg.privacy.send_read_receipts,
+    };
     let client = spawn(opts);
     let (ui_tx, mut ui_rx) = tokio::sync::mpsc::channel::<UiEvent>(1024);
     let action_tx = client.actions.clone();
@@ -111,12 +116,18 @@ pub async fn run(loaded: Loaded, local_data: Option<PathBuf>) -> anyhow::Result<
             Err(e) => app.model.notice = Some(format!("key bindings: {e}")),
         }
     }
-    app.notifier = ui::notify::Notifier::new(cfg.notifications.desktop || cfg.notifications.bell);
+    let n = &cfg.notifications;
+    let any_channel = n.desktop || n.bell || n.terminal != TerminalNotify::Off;
+    app.notifier = ui::notify::Notifier::new(any_channel);
     app.notifier.mentions_only = cfg.notifications.mentions_only;
-    let sink = ui::notify::DesktopSink::new(ui::notify::NotifyConfig {
-        desktop: cfg.notifications.desktop,
-        bell: cfg.notifications.bell,
-    });
+    let sink = ui::notify_sink::NotifySink::new(
+        ui::notify_sink::SinkConfig {
+            desktop: cfg.notifications.desktop,
+            bell: cfg.notifications.bell,
+            terminal: cfg.notifications.terminal,
+        },
+        Some(ui_tx.clone()),
+    );
 
     let mut guard = ui::terminal::setup()?;
     spawn_signal_restore();

@@ -1,6 +1,8 @@
 //! Every user-facing string of the TUI, in one place.
 
 pub const APP_NAME: &str = "chat";
+/// The label of a notification's default action.
+pub const NOTIFY_OPEN: &str = "Open";
 
 // Header.
 pub const CONNECTING: &str = "connecting…";

@@ -6,7 +6,7 @@
 use super::{Exit, Failure};
 use crate::client::config::Loaded;
 use crate::client::credentials::TokenStore;
-use crate::client::engine::CatchUp;
+use crate::client::engine::{CatchUp, Privacy};
 use crate::client::net::{Credentials, NetConfig};
 use crate::client::paths::Paths;
 use crate::client::spawn::CacheChoice;
@@ -40,6 +40,10 @@ impl Live {
             paths: Paths::default(),
             cache: CacheChoice::InMemory,
             catch_up: CatchUp::Watched,
+            privacy: Privacy {
+                typing: loaded.config.privacy.send_typing,
+                read_receipts: loaded.config.privacy.send_read_receipts,
+            },
         });
         Live {
             client,

@@ -91,18 +91,19 @@ impl Engine {
                 self.dirty.list = true;
                 self.dirty.receipts.insert(conv.clone());
                 if self.connected {
+                    let read = self.privacy.read_receipts.then_some(seq);
                     self.request(
                         Request::Receipt {
                             conversation_id: conv,
                             delivered: Some(seq),
-                            read: Some(seq),
+                            read,
                         },
                         Pending::Ignore,
                     );
                 }
             }
             Action::Typing { conv, active } => {
-                if self.connected {
+                if self.connected && self.privacy.typing {
                     self.request(
                         Request::Typing {
                             conversation_id: conv,

@@ -41,6 +41,39 @@ const WINDOW: usize = 200;
 /// has any (a lost push would otherwise go unnoticed until the next one).
 const PROBE_EVERY: Duration = Duration::from_secs(10);
 
+/// What the engine tells others about the user's activity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Privacy {
+    /// Send typing notifications.
+    pub typing: bool,
+    /// Send the read pointer (others see how far I have read; it is also
+    /// what keeps unread counts equal across my devices).
+    pub read_receipts: bool,
+}
+
+impl Default for Privacy {
+    fn default() -> Self {
+        Privacy {
+            typing: true,
+            read_receipts: true,
+        }
+    }
+}
+
+/// What an engine starts with.
+pub(crate) struct Setup {
+    pub server: String,
+    /// The account whose cache is already open.
+    pub me: Option<String>,
+    pub cache: Option<Cache>,
+    pub tokens: TokenStore,
+    pub paths: Paths,
+    pub catch_up: CatchUp,
+    /// Keep the cache in memory only.
+    pub memory_cache: bool,
+    pub privacy: Privacy,
+}
+
 /// Which conversations the engine catches up by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CatchUp {
@@ -101,6 +134,7 @@ pub struct Engine {
     catch_up: CatchUp,
     /// Keep the cache in memory only (opened anew for each login).
     memory_cache: bool,
+    privacy: Privacy,
     connected: bool,
     next_tag: u64,
     pending: HashMap<u64, Pending>,
@@ -133,30 +167,19 @@ impl From<NetEvent> for Input {
 }
 
 impl Engine {
-    /// An engine for `server`. `cache` is the cache of the account in use,
-    /// when one is known before login.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        server: String,
-        me: Option<String>,
-        cache: Option<Cache>,
-        tokens: TokenStore,
-        paths: Paths,
-        net: NetHandle,
-        out: mpsc::Sender<Vec<Update>>,
-        catch_up: CatchUp,
-        memory_cache: bool,
-    ) -> Engine {
+    /// An engine for `setup.server`, reporting on `out`.
+    pub(crate) fn new(setup: Setup, net: NetHandle, out: mpsc::Sender<Vec<Update>>) -> Engine {
         Engine {
-            server,
-            me,
-            cache,
-            tokens,
-            paths,
+            server: setup.server,
+            me: setup.me,
+            cache: setup.cache,
+            tokens: setup.tokens,
+            paths: setup.paths,
             net,
             out,
-            catch_up,
-            memory_cache,
+            catch_up: setup.catch_up,
+            memory_cache: setup.memory_cache,
+            privacy: setup.privacy,
             connected: false,
             next_tag: 1,
             pending: HashMap::new(),

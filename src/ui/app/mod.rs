@@ -143,6 +143,12 @@ impl App {
         match ev {
             UiEvent::Tick => self.on_tick(now, &mut out),
             UiEvent::Engine(batch) => self.on_engine(batch, now),
+            UiEvent::OpenConversation(conv) => {
+                if self.model.conversation(&conv).is_some() {
+                    self.notifier.clear(&conv);
+                    self.focus(conv, &mut out);
+                }
+            }
             UiEvent::Term(ev) => self.on_term(ev, &mut out),
         }
         self.after_update(&mut out);

@@ -399,3 +399,18 @@ fn incoming_messages_become_notifications() {
     assert_eq!(a.notifications.len(), 1);
     assert_eq!(a.notifications[0].conv, "c-random");
 }
+
+#[test]
+fn a_clicked_notification_opens_its_conversation() {
+    let t = Instant::now();
+    let mut a = app(base_model(), 100, 24, t);
+    assert_eq!(a.focused.as_deref(), Some("c-general"));
+    let out = a.handle_event(UiEvent::OpenConversation("c-random".into()), t);
+    assert_eq!(a.focused.as_deref(), Some("c-random"));
+    assert!(out.contains(&Action::OpenConversation {
+        conv: "c-random".into()
+    }));
+    // A conversation that is gone by the time of the click changes nothing.
+    a.handle_event(UiEvent::OpenConversation("c-gone".into()), t);
+    assert_eq!(a.focused.as_deref(), Some("c-random"));
+}
