@@ -1,8 +1,8 @@
 //! `catchup`: a user goes offline while M messages arrive over K
-//! conversations, then reconnects with the client's own code — the real
-//! [`Conn`](crate::client::net::Conn) and SQLite [`Cache`] on disk, with the
-//! engine's algorithm (sync with cursors, then exact history ranges, pages
-//! of 500, four conversations at once) — and is timed until fully caught up.
+//! conversations, then reconnects with the client itself — an engine
+//! started through [`crate::client::spawn`], its connection task and its
+//! SQLite cache on disk — and is timed until the engine reports every
+//! conversation complete.
 
 use super::proc::CpuMeter;
 use super::report::Report;
@@ -10,17 +10,15 @@ use super::server::Server;
 use super::wire;
 use anyhow::{Context, bail};
 use serde_json::json;
-use std::collections::{HashMap, VecDeque};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::client::cache::Cache;
-use crate::client::net::{ClientError, Conn, Credentials};
-use crate::proto::{ConversationsOk, HistoryOk, Request, ServerFrame};
-
-/// The engine's constants (see `client::engine`).
-const FETCH_CONCURRENCY: usize = 4;
-const PAGE: u64 = 500;
-const INITIAL_DEPTH: u64 = 200;
+use crate::client::credentials::TokenStore;
+use crate::client::net::{Credentials, NetConfig};
+use crate::client::paths::Paths;
+use crate::client::view::ConnState;
+use crate::client::{Action, ClientOptions, Update, spawn};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct CatchupArgs {
@@ -37,110 +35,70 @@ pub struct CatchupArgs {
 /// What one catch-up took.
 #[derive(Debug, Default, Clone)]
 pub struct CatchupStats {
+    /// Until the connection is up and authenticated.
     pub connect_ms: f64,
+    /// Until the sync reply is applied.
     pub sync_ms: f64,
+    /// Until every conversation is complete in the cache.
     pub total_ms: f64,
-    pub pages: u64,
-    pub events: u64,
+    /// Engine notices (cache or request failures) seen on the way.
     pub errors: u64,
 }
 
-/// Connect as `token`, sync `cache` and fetch every missing range, as the
-/// engine does on (re)connect. Bounded by a 120 s deadline.
-pub async fn catch_up(addr: &str, token: &str, cache: &mut Cache) -> anyhow::Result<CatchupStats> {
+/// Start the client as `user` (token `token`) with its data in `data`, and
+/// wait until the engine has every conversation complete. Bounded by a
+/// 120 s deadline; the engine is stopped before returning.
+pub async fn catch_up(
+    addr: &str,
+    user: &str,
+    token: &str,
+    data: &Path,
+) -> anyhow::Result<CatchupStats> {
     let t0 = Instant::now();
+    let opts = ClientOptions::interactive(
+        NetConfig::new(addr, "bench"),
+        Some(user.to_string()),
+        Some(Credentials::Token(token.to_string())),
+        TokenStore::file_only(data.join("credentials.toml")),
+        Paths::new(data.to_path_buf()),
+    );
+    let mut client = spawn(opts);
+    let mut st = CatchupStats::default();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    let mut conn = Conn::connect(addr, Duration::from_secs(15)).await?;
-    conn.handshake(&Credentials::Token(token.to_string()), "bench")
-        .await?;
-    let mut st = CatchupStats {
-        connect_ms: t0.elapsed().as_secs_f64() * 1e3,
-        ..CatchupStats::default()
+    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
+    let mut synced = false;
+    let done = loop {
+        let Ok(Some(batch)) = tokio::time::timeout_at(deadline, client.updates.recv()).await else {
+            break false;
+        };
+        let mut complete = false;
+        for u in batch {
+            match u {
+                Update::Conn(ConnState::Connected) if st.connect_ms == 0.0 => {
+                    st.connect_ms = ms(t0);
+                }
+                Update::Synced => {
+                    st.sync_ms = ms(t0);
+                    synced = true;
+                }
+                Update::Notice(_) => st.errors += 1,
+                Update::Conversations(list) if synced => {
+                    complete = list.iter().all(|c| !c.has_gap && c.cursor >= c.last_seq);
+                }
+                _ => {}
+            }
+        }
+        if complete {
+            break true;
+        }
     };
-    let cursors = cache.cursors()?;
-    let reply: ConversationsOk = conn
-        .request(&Request::Sync { cursors })
-        .await?
-        .parse()
-        .context("sync reply")?;
-    st.sync_ms = t0.elapsed().as_secs_f64() * 1e3;
-    for conv in &reply.conversations {
-        let fresh = cache.cursor(&conv.id)? == 0;
-        cache.upsert_conversation(conv)?;
-        if fresh && conv.last_seq > INITIAL_DEPTH {
-            cache.set_floor(&conv.id, conv.last_seq - INITIAL_DEPTH + 1)?;
-        }
+    st.total_ms = ms(t0);
+    let _ = client.actions.send(Action::Quit);
+    let _ = tokio::time::timeout(Duration::from_secs(5), client.task).await;
+    if !done {
+        bail!("the client did not catch up within 120 s");
     }
-    let mut behind: VecDeque<String> = VecDeque::new();
-    for id in cache.conversation_ids_by_activity()? {
-        if !cache.missing_ranges(&id)?.is_empty() {
-            behind.push_back(id);
-        }
-    }
-    let mut inflight: HashMap<u64, String> = HashMap::new();
-    for _ in 0..1_000_000 {
-        while inflight.len() < FETCH_CONCURRENCY {
-            let Some(conv) = behind.pop_front() else {
-                break;
-            };
-            if let Some(id) = fill(&mut conn, cache, &conv).await? {
-                inflight.insert(id, conv);
-            }
-        }
-        if inflight.is_empty() {
-            break;
-        }
-        let frame = tokio::time::timeout_at(deadline, conn.next_frame())
-            .await
-            .map_err(|_| ClientError::Timeout)??;
-        match frame {
-            ServerFrame::Ok(ok) => {
-                let Some(conv) = inflight.remove(&ok.id) else {
-                    continue;
-                };
-                let h: HistoryOk = ok.parse().context("history reply")?;
-                st.pages += 1;
-                st.events += h.events.len() as u64;
-                cache.set_last_seq(&conv, h.last_seq)?;
-                cache.apply_events(&h.events)?;
-                if !h.events.is_empty()
-                    && let Some(id) = fill(&mut conn, cache, &conv).await?
-                {
-                    inflight.insert(id, conv);
-                }
-            }
-            ServerFrame::Error(e) => {
-                st.errors += 1;
-                if let Some(id) = e.id {
-                    inflight.remove(&id);
-                }
-            }
-            ServerFrame::Event(ev) => {
-                cache.apply_events(std::slice::from_ref(&ev))?;
-            }
-            _ => {}
-        }
-    }
-    st.total_ms = t0.elapsed().as_secs_f64() * 1e3;
-    conn.close().await;
     Ok(st)
-}
-
-/// Ask for the first missing range of `conv` (at most a page).
-async fn fill(conn: &mut Conn, cache: &Cache, conv: &str) -> anyhow::Result<Option<u64>> {
-    let Some(&(from, to)) = cache.missing_ranges(conv)?.first() else {
-        return Ok(None);
-    };
-    let limit = (to - from + 1).min(PAGE) as u32;
-    let id = conn
-        .send(&Request::History {
-            conversation_id: conv.to_string(),
-            after: Some(from - 1),
-            before: None,
-            limit: Some(limit),
-        })
-        .await?;
-    Ok(Some(id))
 }
 
 /// Send `count` messages round-robin over `convs`, up to `window` unacked.
@@ -210,16 +168,19 @@ pub async fn run(server: &Server, args: &CatchupArgs) -> anyhow::Result<Report> 
     }
     let dir = std::env::temp_dir().join(format!("chatd-bench-cache-{}", uuid::Uuid::new_v4()));
     let result = async {
-        let mut cache = Cache::open(dir.join("cache.db"))?;
-        cache.set_me(&reader)?;
         // Up to date once, then offline while the messages arrive.
-        catch_up(&server.addr, &reader_user.token, &mut cache).await?;
+        catch_up(&server.addr, &reader, &reader_user.token, &dir).await?;
         let t_post = Instant::now();
         post(&mut poster, &convs, args.missed, args.body_bytes).await?;
         let post_s = t_post.elapsed().as_secs_f64();
         let chatd_cpu = server.cpu();
         let self_cpu = CpuMeter::start(None);
-        let st = catch_up(&server.addr, &reader_user.token, &mut cache).await?;
+        let cache_path = Paths::new(dir.clone()).cache_path(&server.addr, &reader);
+        let held = |cache: &Cache| -> anyhow::Result<u64> { Ok(cache.cursors()?.values().sum()) };
+        let before = held(&Cache::open(&cache_path)?)?;
+        let st = catch_up(&server.addr, &reader, &reader_user.token, &dir).await?;
+        let cache = Cache::open(&cache_path)?;
+        let fetched = held(&cache)?.saturating_sub(before);
         let behind = cache
             .conversation_ids_by_activity()?
             .iter()
@@ -237,8 +198,7 @@ pub async fn run(server: &Server, args: &CatchupArgs) -> anyhow::Result<Report> 
             .set("caught_up_ms", st.total_ms)
             .set("connect_auth_ms", st.connect_ms)
             .set("sync_reply_ms", st.sync_ms)
-            .set("pages", st.pages)
-            .set("events_fetched", st.events)
+            .set("events_fetched", fetched)
             .set("errors", st.errors)
             .set("conversations_still_behind", behind as u64)
             .set("chatd", server.figures(chatd_cpu))
