@@ -15,7 +15,7 @@ use std::time::Duration;
 pub(super) const TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Who we are on which server, for commands that need to be logged in.
-pub(super) struct Session {
+pub(super) struct SignedIn {
     pub user: String,
     /// The stored token this session authenticated with.
     pub token: String,
@@ -33,7 +33,7 @@ fn user_of(loaded: &Loaded, server: &str) -> Option<String> {
 }
 
 /// Connect and authenticate with the stored token.
-pub(super) async fn session(loaded: &Loaded) -> Result<Session, Failure> {
+pub(super) async fn session(loaded: &Loaded) -> Result<SignedIn, Failure> {
     let server = server_of(loaded);
     let user = user_of(loaded, &server).ok_or_else(|| {
         Failure::new(
@@ -60,7 +60,7 @@ pub(super) async fn session(loaded: &Loaded) -> Result<Session, Failure> {
             }
             f
         })?;
-    Ok(Session { user, token, conn })
+    Ok(SignedIn { user, token, conn })
 }
 
 pub(super) async fn dispatch(command: Command, loaded: Loaded) -> Result<(), Failure> {
@@ -199,7 +199,7 @@ async fn logout(loaded: &Loaded) -> Result<(), Failure> {
     }
 }
 
-impl Session {
+impl SignedIn {
     /// Send a request and read its reply as `T`.
     pub(super) async fn ask<T: serde::de::DeserializeOwned>(
         &mut self,
@@ -220,7 +220,7 @@ impl Session {
     }
 }
 
-pub(super) async fn list(s: &mut Session) -> Result<Vec<Conversation>, Failure> {
+pub(super) async fn list(s: &mut SignedIn) -> Result<Vec<Conversation>, Failure> {
     let reply: ConversationsOk = s.ask(&Request::Conversations {}).await?;
     Ok(reply.conversations)
 }
@@ -267,7 +267,7 @@ async fn conversations(loaded: &Loaded, json: bool) -> Result<(), Failure> {
 
 /// Resolve TARGET: `@user` (a DM, created when `create_dm`), `#name`, or an id.
 pub(super) async fn resolve(
-    s: &mut Session,
+    s: &mut SignedIn,
     target: &str,
     create_dm: bool,
 ) -> Result<Conversation, Failure> {

@@ -3,7 +3,7 @@
 //! lost connections and server restarts and prints each event exactly once,
 //! in seq order (the engine's cache fills every gap before it publishes).
 
-use super::commands::{Session, resolve, session};
+use super::commands::{SignedIn, resolve, session};
 use super::live::Live;
 use super::{Exit, Failure};
 use crate::client::clock::TimeZone;
@@ -52,7 +52,7 @@ pub(super) async fn tail(
     Ok(())
 }
 
-async fn last_events(s: &mut Session, conv: &str, limit: u32) -> Result<HistoryOk, Failure> {
+async fn last_events(s: &mut SignedIn, conv: &str, limit: u32) -> Result<HistoryOk, Failure> {
     s.ask(&Request::History {
         conversation_id: conv.to_string(),
         after: None,
