@@ -70,7 +70,7 @@ pub async fn run(server: &ServerOpts, scenario: &Scenario) -> anyhow::Result<Rep
         }
         Scenario::ClientEvents(a) => client_run::events(a).await?,
         Scenario::ClientStartChild { cache } => {
-            client_run::child(cache)?;
+            client_run::child(cache).await?;
             Report::new("client-start-child")
         }
         _ => {

@@ -5,9 +5,13 @@
 use super::client::{self, WINDOW};
 use super::proc::{self, CpuMeter};
 use super::report::{Report, Samples};
-use crate::client::Update;
 use crate::client::cache::Cache;
-use crate::ui::UiEvent;
+use crate::client::credentials::TokenStore;
+use crate::client::net::NetConfig;
+use crate::client::paths::Paths;
+use crate::client::spawn::CacheChoice;
+use crate::client::{Action, ClientOptions, Update, spawn};
+use crate::ui::{App, Model, UiEvent};
 use anyhow::Context;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -72,24 +76,62 @@ fn remove_cache(path: &Path) {
     }
 }
 
-/// The child: `chat`'s start-up path on a 200×60 `TestBackend`. Prints one
-/// line at the first frame and one at the first full frame (times in ms
-/// since this function was entered, RSS in KiB).
-pub fn child(cache: &Path) -> anyhow::Result<()> {
+/// The child: `chat`'s start-up path on a 200×60 `TestBackend`: a client
+/// started through [`crate::client::spawn`] on the cache (no server), its
+/// first batch of updates applied to a fresh App and drawn, then the App's
+/// request for the first conversation's window answered by the engine and
+/// drawn. Prints one line at the first frame and one at the first full
+/// frame (times in ms since this function was entered, RSS in KiB).
+pub async fn child(cache: &Path) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let ms = |t: Instant| t.duration_since(t0).as_secs_f64() * 1e3;
-    let (cache, _) = Cache::open_or_recover(cache)?;
+    let me = Cache::open(cache)?.me()?.unwrap_or_default();
+    let server = "127.0.0.1:7878";
+    let dir = std::env::temp_dir().join(format!("chatd-bench-start-{}", uuid::Uuid::new_v4()));
+    let mut opts = ClientOptions::interactive(
+        NetConfig::new(server, "bench"),
+        Some(me.clone()),
+        None,
+        TokenStore::file_only(dir.join("credentials.toml")),
+        Paths::new(dir.clone()),
+    );
+    opts.cache = CacheChoice::At(cache.to_path_buf());
+    let mut c = spawn(opts);
     let t_open = Instant::now();
-    let mut app = client::app_from_cache(&cache, (200, 60))?;
-    let t_list = Instant::now();
+    let model = Model {
+        me,
+        server: server.into(),
+        ..Model::default()
+    };
+    let mut app = App::new(model, Instant::now());
+    app.size = (200, 60);
     let mut term = client::terminal(200, 60);
+    let first = c.updates.recv().await.context("no first update")?;
+    let t_list = Instant::now();
+    let mut actions = app.handle_event(UiEvent::Engine(first), Instant::now());
     client::draw(&mut term, &app);
     let t_first = Instant::now();
     let rss_first = proc::rss_kib(None).map(|r| r.0).unwrap_or(0);
     let mut out = std::io::stdout().lock();
     writeln!(out, "first {:.3} {rss_first}", ms(t_first))?;
     out.flush()?;
-    client::open_first(&mut app, &cache)?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        for a in actions.drain(..) {
+            let _ = c.actions.send(a);
+        }
+        let shown = app
+            .focused
+            .as_deref()
+            .is_some_and(|f| !app.model.rows(f).is_empty());
+        if shown {
+            break;
+        }
+        let Ok(Some(batch)) = tokio::time::timeout_at(deadline, c.updates.recv()).await else {
+            anyhow::bail!("the first conversation's window never came");
+        };
+        actions = app.handle_event(UiEvent::Engine(batch), Instant::now());
+    }
     client::draw(&mut term, &app);
     let t_full = Instant::now();
     let rss_full = proc::rss_kib(None).map(|r| r.0).unwrap_or(0);
@@ -102,6 +144,9 @@ pub fn child(cache: &Path) -> anyhow::Result<()> {
         app.model.conversations.len()
     )?;
     out.flush()?;
+    let _ = c.actions.send(Action::Quit);
+    let _ = tokio::time::timeout(Duration::from_secs(2), c.task).await;
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 

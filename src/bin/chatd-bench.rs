@@ -7,8 +7,15 @@ use clap::Parser;
 fn main() {
     let cli = Cli::parse();
     if let Scenario::ClientStartChild { cache } = &cli.scenario {
-        // Measured start-up: no runtime, nothing but the client's path.
-        if let Err(e) = chat::bench::client_run::child(cache) {
+        // Measured start-up: the runtime `chat` builds, then the client's
+        // path and nothing else.
+        let started = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(chat::bench::client_run::child(cache)));
+        if let Err(e) = started {
             eprintln!("chatd-bench: {e:#}");
             std::process::exit(1);
         }

@@ -20,7 +20,7 @@ const UPDATE_QUEUE: usize = 256;
 const NET_QUEUE: usize = 1024;
 
 /// Where the engine keeps its state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CacheChoice {
     /// The account's cache file in the data dir (the TUI: cache first, and
     /// the outbox survives a restart).
@@ -28,6 +28,8 @@ pub enum CacheChoice {
     /// A cache in memory for this run only (the command line: a one-shot
     /// command must not leave work behind for a later run to send).
     InMemory,
+    /// This cache file (benchmarks of the start-up path).
+    At(std::path::PathBuf),
 }
 
 /// How to start a client.
@@ -94,9 +96,12 @@ pub fn spawn_on(
 ) -> ClientHandle {
     let server = opts.net.server.clone();
     let mut notice = None;
-    let cache = match (&opts.user, opts.cache) {
-        (Some(user), CacheChoice::OnDisk) => {
-            let path = opts.paths.cache_path(&server, user);
+    let cache = match (&opts.user, &opts.cache) {
+        (Some(user), CacheChoice::OnDisk | CacheChoice::At(_)) => {
+            let path = match &opts.cache {
+                CacheChoice::At(path) => path.clone(),
+                _ => opts.paths.cache_path(&server, user),
+            };
             match Cache::open_or_recover(&path) {
                 Ok((c, moved)) => {
                     if let Some(moved) = moved {
@@ -138,7 +143,7 @@ pub fn spawn_on(
         tokens: opts.tokens,
         paths: opts.paths,
         catch_up: opts.catch_up,
-        memory_cache: opts.cache == CacheChoice::InMemory,
+        memory_cache: matches!(opts.cache, CacheChoice::InMemory),
         privacy: opts.privacy,
     };
     let engine = Engine::new(setup, net, out_tx);
