@@ -7,6 +7,7 @@ use crate::client::credentials::{Stored, TokenStore};
 use crate::client::engine::actions::new_client_msg_id;
 use crate::client::net::{ClientError, Conn, Credentials};
 use crate::client::paths::Paths;
+use crate::client::text::{conv_label, conv_title};
 use crate::client::{Action, Update};
 use crate::proto::{ConvKind, Conversation, ConversationOk, ConversationsOk, Request};
 use std::io::{BufRead, Read};
@@ -225,21 +226,10 @@ pub(super) async fn list(s: &mut SignedIn) -> Result<Vec<Conversation>, Failure>
     Ok(reply.conversations)
 }
 
-/// A conversation's display name for `me`.
+/// A conversation's display name for `me`, with its sigil (`@bob`, `#general`).
 pub(super) fn title(c: &Conversation, me: &str) -> String {
-    match c.kind {
-        ConvKind::Dm => {
-            let other = c
-                .members
-                .iter()
-                .find(|m| *m != me)
-                .cloned()
-                .unwrap_or_default();
-            format!("@{other}")
-        }
-        ConvKind::Channel => format!("#{}", c.name.clone().unwrap_or_default()),
-        ConvKind::Group => format!("+{}", c.name.clone().unwrap_or_default()),
-    }
+    let t = conv_title(&c.id, c.kind, c.name.as_deref(), &c.members, me);
+    conv_label(c.kind, &t)
 }
 
 async fn conversations(loaded: &Loaded, json: bool) -> Result<(), Failure> {
