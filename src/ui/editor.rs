@@ -75,7 +75,10 @@ mod tests {
     fn editor_then_visual_then_vi() {
         let s = |p: &str| p.to_string();
         assert_eq!(command(Some("nano"), Some("code")), (s("nano"), vec![]));
-        assert_eq!(command(None, Some("code --wait")), (s("code"), vec![s("--wait")]));
+        assert_eq!(
+            command(None, Some("code --wait")),
+            (s("code"), vec![s("--wait")])
+        );
         assert_eq!(command(Some("  "), Some("emacs")), (s("emacs"), vec![]));
         assert_eq!(command(Some(""), None), (s("vi"), vec![]));
         assert_eq!(command(None, None), (s("vi"), vec![]));

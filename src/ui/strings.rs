@@ -62,8 +62,7 @@ pub fn replying_to(sender: &str) -> String {
 }
 pub const EDITING: &str = "editing · Enter saves · Esc cancels";
 pub const NORMAL_HINTS: &str = "i write  ↑↓ select  r reply  e edit  ^K switch  ? help  q quit";
-pub const INSERT_HINTS: &str =
-    "Enter send  Alt-Enter newline  Tab complete  ^E editor  Esc back";
+pub const INSERT_HINTS: &str = "Enter send  Alt-Enter newline  Tab complete  ^E editor  Esc back";
 pub const CONFIRM_DELETE: &str = "Delete this message? y / n";
 pub const NO_CONVERSATION: &str =
     "No conversation is open: /dm USER, /join #name or /channel NAME starts one.";
@@ -121,7 +120,7 @@ pub const HELP_KEYS: &[(&str, &str)] = &[
     ("Tab S-Tab  ^N ^P", "next / prev conversation"),
     ("^K", "quick switcher"),
     ("r  e  d  +", "reply, edit, delete, react"),
-    ("y", "copy code block (or message)"),
+    ("y", "copy code block / message"),
     ("R", "raw text: selected / all"),
     ("mouse wheel", "scroll"),
     ("?", "this help"),

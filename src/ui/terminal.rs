@@ -10,10 +10,10 @@ use crossterm::event::{
     DisableBracketedPaste, DisableFocusChange, DisableMouseCapture, EnableBracketedPaste,
     EnableFocusChange, EnableMouseCapture,
 };
-use crossterm::{execute, queue};
 use crossterm::terminal::{
     EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
+use crossterm::{execute, queue};
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 use ratatui::buffer::{Buffer, Cell};
@@ -165,7 +165,11 @@ pub fn write_links(w: &mut impl Write, links: &[LinkCells]) -> io::Result<()> {
         let Some(url) = osc8_url(url) else {
             continue;
         };
-        queue!(w, MoveTo(rect.x, rect.y), Print(format!("\x1b]8;;{url}\x1b\\")))?;
+        queue!(
+            w,
+            MoveTo(rect.x, rect.y),
+            Print(format!("\x1b]8;;{url}\x1b\\"))
+        )?;
         let mut skip = 0;
         for cell in cells {
             if skip > 0 {

@@ -134,7 +134,11 @@ mod tests {
             a.terminal_requests.pop(),
             Some(TerminalRequest::Copy("no code here\njust words".into()))
         );
-        assert!(a.status.as_deref().is_some_and(|s| s.starts_with("copied 2 lines")));
+        assert!(
+            a.status
+                .as_deref()
+                .is_some_and(|s| s.starts_with("copied 2 lines"))
+        );
         a.handle_event(ch('k'), now);
         a.handle_event(ch('k'), now);
         a.handle_event(ch('y'), now);
@@ -173,7 +177,11 @@ mod tests {
         );
         a.editor_done(Err("cannot start vi".into()));
         assert_eq!(a.composer.text(), "draft");
-        assert!(a.status.as_deref().is_some_and(|s| s.contains("cannot start vi")));
+        assert!(
+            a.status
+                .as_deref()
+                .is_some_and(|s| s.contains("cannot start vi"))
+        );
         a.editor_done(Ok("longer\ndraft\n".into()));
         assert_eq!(a.composer.text(), "longer\ndraft");
         assert_eq!(a.mode, Mode::Insert);

@@ -96,10 +96,18 @@ mod tests {
 
     #[test]
     fn known_language_gets_colours() {
-        let lines = highlight("fn main() {\n\tlet x = 1;\n}\n", Some("rust"), "", Style::default());
+        let lines = highlight(
+            "fn main() {\n\tlet x = 1;\n}\n",
+            Some("rust"),
+            "",
+            Style::default(),
+        );
         assert_eq!(text(&lines), vec!["fn main() {", "    let x = 1;", "}"]);
-        let colours: std::collections::HashSet<_> =
-            lines.iter().flatten().map(|s| format!("{:?}", s.1.fg)).collect();
+        let colours: std::collections::HashSet<_> = lines
+            .iter()
+            .flatten()
+            .map(|s| format!("{:?}", s.1.fg))
+            .collect();
         assert!(colours.len() > 1, "{colours:?}");
     }
 

@@ -44,7 +44,11 @@ fn plain_bodies_lay_out_as_plain_wrapped_text() {
                 .iter()
                 .map(|l| to_spans(l))
                 .collect();
-            assert_eq!(lines_of(body, first, rest), plain, "{body:?} at {first}/{rest}");
+            assert_eq!(
+                lines_of(body, first, rest),
+                plain,
+                "{body:?} at {first}/{rest}"
+            );
         }
     }
 }
@@ -55,7 +59,11 @@ fn emphasis_strong_strikethrough_and_inline_code() {
     assert_eq!(text(body, 80), vec!["it bold gone code() both"]);
     assert!(style_of(body, "it").add_modifier.contains(Modifier::ITALIC));
     assert!(style_of(body, "bold").add_modifier.contains(Modifier::BOLD));
-    assert!(style_of(body, "gone").add_modifier.contains(Modifier::CROSSED_OUT));
+    assert!(
+        style_of(body, "gone")
+            .add_modifier
+            .contains(Modifier::CROSSED_OUT)
+    );
     assert_eq!(style_of(body, "code()").bg, pal().code.bg);
     let both = style_of(body, "both").add_modifier;
     assert!(both.contains(Modifier::BOLD | Modifier::ITALIC));
@@ -85,31 +93,58 @@ fn quotes_and_headings() {
     let body = "# Title\n\n> quoted words that wrap\n> more\n\nafter";
     assert_eq!(
         text(body, 14),
-        vec!["Title", "", "│ quoted words", "│ that wrap", "│ more", "", "after"]
+        vec![
+            "Title",
+            "",
+            "│ quoted words",
+            "│ that wrap",
+            "│ more",
+            "",
+            "after"
+        ]
     );
-    assert!(style_of(body, "Title").add_modifier.contains(Modifier::BOLD));
+    assert!(
+        style_of(body, "Title")
+            .add_modifier
+            .contains(Modifier::BOLD)
+    );
     assert_eq!(style_of("> q", "│").fg, pal().dim.fg);
 }
 
 #[test]
 fn links_show_text_then_url() {
-    let body = "see [the docs](https://example.org/docs) or <https://x.org> or https://bare.org/a_b. ok";
+    let body =
+        "see [the docs](https://example.org/docs) or <https://x.org> or https://bare.org/a_b. ok";
     assert_eq!(
         text(body, 200),
-        vec!["see the docs (https://example.org/docs) or https://x.org or https://bare.org/a_b. ok"]
+        vec![
+            "see the docs (https://example.org/docs) or https://x.org or https://bare.org/a_b. ok"
+        ]
     );
     let doc = parse(body, &pal());
     let shown: Vec<&str> = doc.links.iter().map(|l| l.0.as_str()).collect();
     assert_eq!(
         shown,
-        vec!["https://example.org/docs", "https://x.org", "https://bare.org/a_b"]
+        vec![
+            "https://example.org/docs",
+            "https://x.org",
+            "https://bare.org/a_b"
+        ]
     );
     let url = style_of(body, "https://example.org/docs");
     assert!(url.add_modifier.contains(Modifier::UNDERLINED));
-    assert!(!style_of(body, "the docs").add_modifier.contains(Modifier::UNDERLINED));
+    assert!(
+        !style_of(body, "the docs")
+            .add_modifier
+            .contains(Modifier::UNDERLINED)
+    );
     let evil = parse("[x](javascript:alert(1))", &pal());
     assert!(evil.links.is_empty());
-    assert!(!style_of("[x](javascript:alert(1))", "javascript").add_modifier.contains(Modifier::UNDERLINED));
+    assert!(
+        !style_of("[x](javascript:alert(1))", "javascript")
+            .add_modifier
+            .contains(Modifier::UNDERLINED)
+    );
 }
 
 #[test]
@@ -186,7 +221,11 @@ fn code_blocks_stand_apart_and_hard_wrap() {
     let fgs: std::collections::HashSet<_> = row[1..].iter().map(|s| s.style.fg).collect();
     assert!(fgs.len() > 1, "highlighted: {row:?}");
     let plain = lines_of("```klingon\nqapla'\n```", 20, 20);
-    assert_eq!(plain.len(), 2, "an empty line for the sender, then the code");
+    assert_eq!(
+        plain.len(),
+        2,
+        "an empty line for the sender, then the code"
+    );
     assert_eq!(plain[1][1].style, pal().code_block);
 }
 
@@ -196,7 +235,10 @@ fn trailer_follows_prose_or_gets_its_own_line() {
     let doc = parse("hi *there*", &pal());
     let lines = lay_out(&doc, 40, 40, &trailer);
     assert_eq!(lines.len(), 1);
-    assert_eq!(lines[0].last().map(|s| s.content.as_ref()), Some(" (edited)"));
+    assert_eq!(
+        lines[0].last().map(|s| s.content.as_ref()),
+        Some(" (edited)")
+    );
     let doc = parse("```\nx\n```", &pal());
     let lines = lay_out(&doc, 40, 40, &trailer);
     assert_eq!(lines.len(), 3);

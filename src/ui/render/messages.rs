@@ -362,7 +362,9 @@ pub fn links(app: &App, area: Rect) -> Vec<(Rect, String)> {
         .filter_map(|l| {
             let y = area.y + top + u16::try_from(l.line - start).ok()?;
             let x = area.x + u16::try_from(l.col).ok()?;
-            let width = u16::try_from(l.width).ok()?.min(area.right().saturating_sub(x));
+            let width = u16::try_from(l.width)
+                .ok()?
+                .min(area.right().saturating_sub(x));
             (width > 0).then(|| (Rect::new(x, y, width, 1), l.url))
         })
         .collect()
