@@ -78,6 +78,8 @@ impl Default for PrivacyConfig {
 pub struct UiConfig {
     /// `dark`, `light`, or a path to a theme file.
     pub theme: String,
+    /// Clickable URLs (OSC 8); always off when `TERM` is `dumb` or `linux`.
+    pub hyperlinks: bool,
 }
 
 impl Default for ClientConfig {
@@ -110,6 +112,7 @@ impl Default for UiConfig {
     fn default() -> Self {
         UiConfig {
             theme: "dark".into(),
+            hyperlinks: true,
         }
     }
 }

@@ -35,6 +35,8 @@ pub enum KeyCmd {
     Edit,
     Delete,
     React,
+    CopyCode,
+    ToggleRaw,
 }
 
 const NAMES: &[(&str, KeyCmd)] = &[
@@ -57,6 +59,8 @@ const NAMES: &[(&str, KeyCmd)] = &[
     ("edit", KeyCmd::Edit),
     ("delete", KeyCmd::Delete),
     ("react", KeyCmd::React),
+    ("copy_code", KeyCmd::CopyCode),
+    ("toggle_raw", KeyCmd::ToggleRaw),
 ];
 
 const DEFAULTS: &[(KeyCmd, &[&str])] = &[
@@ -79,6 +83,8 @@ const DEFAULTS: &[(KeyCmd, &[&str])] = &[
     (KeyCmd::Edit, &["e"]),
     (KeyCmd::Delete, &["d"]),
     (KeyCmd::React, &["+"]),
+    (KeyCmd::CopyCode, &["y"]),
+    (KeyCmd::ToggleRaw, &["R"]),
 ];
 
 /// A key with its modifiers, normalised so `G` and `shift-g` are one chord.

@@ -4,11 +4,13 @@
 //! purely. Keys are mapped in [`keys`], slash commands parsed in
 //! [`commands`], notifications decided in [`notify`], the terminal set up and
 //! restored in [`terminal`], colours in [`theme`], and every user-facing
-//! string lives in [`strings`]. [`run`] is the event loop over a channel.
+//! string lives in [`strings`]. [`run`] is the event loop over a channel;
+//! [`editor`] runs `$EDITOR` on a draft for it.
 
 pub mod app;
 pub mod commands;
 pub mod composer;
+pub mod editor;
 pub mod event;
 pub mod fuzzy;
 pub mod keys;

@@ -1,26 +1,43 @@
 //! The UI loop, generic over the backend and fed by one channel of
 //! [`UiEvent`]s: draw, wait for an event, apply it (and any others already
-//! queued), hand the resulting actions to the engine, show notifications.
-//! The engine side is wired in elsewhere; this module only needs channels.
+//! queued), hand the resulting actions to the engine, show notifications,
+//! and do the terminal work the App asked for (OSC 52 copies, the external
+//! editor) plus OSC 8 hyperlinks over the URLs just drawn. The engine side
+//! is wired in elsewhere; this module only needs channels.
 
-use super::app::App;
+use super::app::{App, TerminalRequest};
 use super::event::UiEvent;
 use super::notify_sink::NotifySink;
 use super::render::render;
+use super::terminal::{self, LinkCells};
+use super::{editor, strings};
 use crate::client::Action;
 use futures_util::StreamExt;
 use ratatui::Terminal;
 use ratatui::backend::Backend;
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::Modifier;
+use std::io::Write;
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+
+/// Set while an external program owns the terminal: the input task stops
+/// reading it, so the program gets every key.
+static INPUT_PAUSED: LazyLock<watch::Sender<bool>> = LazyLock::new(|| watch::Sender::new(false));
+/// The input task's answer: it holds no terminal reader.
+static INPUT_IDLE: LazyLock<watch::Sender<bool>> = LazyLock::new(|| watch::Sender::new(false));
+/// How long to wait for the input task to let go of the terminal.
+const PAUSE_WAIT: Duration = Duration::from_millis(500);
 
 /// Events applied between two frames at most, so input never starves drawing.
 const BATCH: usize = 64;
 
 /// Runs until the App asks to quit or the event channel closes. Actions go
 /// to `actions` without waiting (the UI never blocks on the engine).
-pub async fn run<B: Backend>(
+pub async fn run<B: Backend + Write>(
     terminal: &mut Terminal<B>,
     app: &mut App,
     events: &mut mpsc::Receiver<UiEvent>,
@@ -30,8 +47,20 @@ pub async fn run<B: Backend>(
     if let Ok(size) = terminal.size() {
         app.size = (size.width, size.height);
     }
+    let term = std::env::var("TERM").ok();
+    let mut links = LinkMemory::default();
     loop {
-        terminal.draw(|f| render(app, f))?;
+        let frame = terminal.draw(|f| render(app, f))?;
+        let fresh = if terminal::hyperlinks_wanted(app.markup.hyperlinks, term.as_deref()) {
+            links.fresh(app, frame.buffer, frame.area)
+        } else {
+            Vec::new()
+        };
+        if !fresh.is_empty()
+            && let Err(e) = terminal::write_links(terminal.backend_mut(), &fresh)
+        {
+            tracing::debug!("hyperlinks not written: {e}");
+        }
         let Some(first) = events.recv().await else {
             return Ok(());
         };
@@ -51,9 +80,79 @@ pub async fn run<B: Backend>(
                 sink.show(&n);
             }
         }
+        for req in std::mem::take(&mut app.terminal_requests) {
+            match req {
+                TerminalRequest::Copy(text) => {
+                    let backend = terminal.backend_mut();
+                    let written = write!(backend, "{}", terminal::osc52(&text))
+                        .and_then(|()| Write::flush(backend));
+                    if let Err(e) = written {
+                        app.status = Some(strings::copy_failed(&e.to_string()));
+                    }
+                }
+                TerminalRequest::Edit(draft) => {
+                    let result = edit_outside(&draft).await;
+                    terminal.clear()?;
+                    links = LinkMemory::default();
+                    app.editor_done(result);
+                }
+            }
+        }
         if app.quit {
             return Ok(());
         }
+    }
+}
+
+/// Hands the terminal to the editor on `draft` and takes it back.
+async fn edit_outside(draft: &str) -> Result<String, String> {
+    let mut idle = INPUT_IDLE.subscribe();
+    INPUT_PAUSED.send_replace(true);
+    let _ = tokio::time::timeout(PAUSE_WAIT, idle.wait_for(|idle| *idle)).await;
+    terminal::restore();
+    let result = editor::edit(draft).await;
+    let resumed = terminal::resume();
+    INPUT_PAUSED.send_replace(false);
+    match resumed {
+        Ok(()) => result,
+        Err(e) => Err(format!("cannot restore the terminal: {e}")),
+    }
+}
+
+/// The hyperlinks on screen, so each frame writes only new or changed ones
+/// (cells ratatui did not redraw keep their link).
+#[derive(Default)]
+struct LinkMemory {
+    area: Rect,
+    shown: Vec<LinkCells>,
+}
+
+impl LinkMemory {
+    /// The links of this frame not already on screen as they are.
+    fn fresh(&mut self, app: &App, buf: &Buffer, area: Rect) -> Vec<LinkCells> {
+        if area != self.area {
+            self.area = area;
+            self.shown.clear();
+        }
+        let underlined = buf
+            .content
+            .iter()
+            .any(|c| c.modifier.contains(Modifier::UNDERLINED));
+        let now: Vec<LinkCells> = if underlined {
+            super::render::links(app, area)
+                .into_iter()
+                .map(|(rect, url)| (rect, url, terminal::cells(buf, rect)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let fresh = now
+            .iter()
+            .filter(|l| !self.shown.contains(l))
+            .cloned()
+            .collect();
+        self.shown = now;
+        fresh
     }
 }
 
@@ -62,19 +161,29 @@ pub async fn run<B: Backend>(
 /// go on.
 pub fn spawn_input(tx: mpsc::Sender<UiEvent>, tick: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut input = crossterm::event::EventStream::new();
+        let mut input = Some(crossterm::event::EventStream::new());
+        let mut paused = INPUT_PAUSED.subscribe();
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut input_open = true;
         loop {
             let ev = tokio::select! {
-                ev = input.next(), if input_open => match ev {
+                ev = next_input(&mut input), if input_open => match ev {
                     Some(Ok(ev)) => UiEvent::Term(ev),
                     _ => {
                         input_open = false;
                         continue;
                     }
                 },
+                changed = paused.changed() => {
+                    if changed.is_err() {
+                        continue;
+                    }
+                    let pause = *paused.borrow_and_update();
+                    input = (!pause).then(crossterm::event::EventStream::new);
+                    INPUT_IDLE.send_replace(pause);
+                    continue;
+                }
                 _ = ticker.tick() => UiEvent::Tick,
             };
             if tx.send(ev).await.is_err() {
@@ -82,4 +191,14 @@ pub fn spawn_input(tx: mpsc::Sender<UiEvent>, tick: Duration) -> JoinHandle<()> 
             }
         }
     })
+}
+
+/// The next terminal event; never, while paused.
+async fn next_input(
+    input: &mut Option<crossterm::event::EventStream>,
+) -> Option<std::io::Result<crossterm::event::Event>> {
+    match input {
+        Some(stream) => stream.next().await,
+        None => std::future::pending().await,
+    }
 }

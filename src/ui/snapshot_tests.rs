@@ -240,3 +240,74 @@ fn selection_and_reply_composer() {
     assert_eq!(a.reply_to, Some(6));
     assert_snapshot!("reply_composer", draw(&a));
 }
+
+fn markdown_model() -> crate::ui::Model {
+    let mut m = base_model();
+    m.messages.insert(
+        "c-general".into(),
+        vec![
+            row(msg(
+                2,
+                "alice",
+                T0,
+                "## Release checklist\n**Heads up**: the *deploy* needs `cargo build --release` and ~~no~~ one review.\n\n\
+                 1. run the tests\n2. tag it\n   - push the tag\n\n> don't ship on Fridays\n\nGuide: [the runbook](https://example.org/runbook) or https://example.org/faq",
+            )),
+            row(msg(
+                3,
+                "bob",
+                T0 + MIN,
+                "like this:\n```rust\nfn main() {\n    let greeting = \"hello\"; // a comment that is long enough to be cut\n    println!(\"{greeting}\");\n}\n```",
+            )),
+        ],
+    );
+    m
+}
+
+#[test]
+fn markdown_and_highlighted_code() {
+    let now = Instant::now();
+    let a = app(markdown_model(), 80, 30, now);
+    assert_snapshot!("markdown_code", draw(&a));
+    let mut terminal =
+        ratatui::Terminal::new(ratatui::backend::TestBackend::new(80, 30)).expect("terminal");
+    terminal.draw(|f| super::render(&a, f)).expect("draw");
+    let buf = terminal.backend().buffer();
+    let row = (0..30)
+        .find(|y| {
+            (0..80)
+                .map(|x| buf[(x, *y)].symbol())
+                .collect::<String>()
+                .contains("fn main()")
+        })
+        .expect("code row");
+    let colours: std::collections::HashSet<_> = (0..80).map(|x| buf[(x, row)].fg).collect();
+    assert!(colours.len() > 2, "highlighted: {colours:?}");
+    let bgs: std::collections::HashSet<_> = (30..80).map(|x| buf[(x, row)].bg).collect();
+    assert_eq!(bgs.len(), 1, "one background for the block");
+    let links = super::render::links(&a, ratatui::layout::Rect::new(0, 0, 80, 30));
+    let urls: Vec<&str> = links.iter().map(|l| l.1.as_str()).collect();
+    assert_eq!(
+        urls,
+        vec!["https://example.org/runbook", "https://example.org/faq"]
+    );
+    for (rect, url) in &links {
+        let shown: String = (rect.x..rect.right())
+            .map(|x| buf[(x, rect.y)].symbol())
+            .collect();
+        assert_eq!(&shown, url);
+    }
+}
+
+#[test]
+fn raw_toggle() {
+    let now = Instant::now();
+    let mut a = app(markdown_model(), 80, 30, now);
+    a.handle_event(ch('k'), now);
+    a.handle_event(ch('R'), now);
+    assert_snapshot!("raw_selected", draw(&a));
+    a.handle_event(key(crossterm::event::KeyCode::Esc), now);
+    a.handle_event(ch('R'), now);
+    assert!(draw(&a).contains("## Release checklist"));
+    assert!(draw(&a).contains("```rust"));
+}

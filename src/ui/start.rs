@@ -107,6 +107,7 @@ pub async fn run(loaded: Loaded, local_data: Option<PathBuf>) -> anyhow::Result<
     if let Some(n) = client.notice {
         app.model.notice = Some(n);
     }
+    app.markup.hyperlinks = cfg.ui.hyperlinks;
     if let Ok(theme) = theme_of(&cfg.ui.theme) {
         app.theme = theme;
     }

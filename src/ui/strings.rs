@@ -64,7 +64,7 @@ pub fn replying_to(sender: &str) -> String {
 }
 pub const EDITING: &str = "editing · Enter saves · Esc cancels";
 pub const NORMAL_HINTS: &str = "i write  ↑↓ select  r reply  e edit  ^K switch  ? help  q quit";
-pub const INSERT_HINTS: &str = "Enter send  Alt-Enter newline  Tab complete  Esc back";
+pub const INSERT_HINTS: &str = "Enter send  Alt-Enter newline  Tab complete  ^E editor  Esc back";
 pub const CONFIRM_DELETE: &str = "Delete this message? y / n";
 pub const NO_CONVERSATION: &str =
     "No conversation is open: /dm USER, /join #name or /channel NAME starts one.";
@@ -73,6 +73,20 @@ pub const NOT_YOURS: &str = "You can only change your own messages.";
 pub const MESSAGE_NOT_SENT: &str = "That message is not sent yet.";
 pub const EMPTY_EDIT: &str = "An edit needs text (or /delete).";
 pub const COMPLETION_NONE: &str = "No completion.";
+pub const RAW_ON: &str = "showing raw text · R again for rendered markdown";
+pub const RAW_OFF: &str = "showing rendered markdown · R shows raw text";
+pub fn copied(lines: usize) -> String {
+    let s = if lines == 1 { "" } else { "s" };
+    format!(
+        "copied {lines} line{s} (OSC 52) · nothing to paste? allow OSC 52 in your terminal; tmux: set -g set-clipboard on"
+    )
+}
+pub fn copy_failed(reason: &str) -> String {
+    format!("Could not write to the terminal to copy ({reason}).")
+}
+pub fn editor_failed(reason: &str) -> String {
+    format!("Editor failed ({reason}); your draft is unchanged. Set $EDITOR to your editor.")
+}
 pub fn unknown_command(name: &str) -> String {
     format!("Unknown command /{name} — /help lists them")
 }
@@ -108,6 +122,8 @@ pub const HELP_KEYS: &[(&str, &str)] = &[
     ("Tab S-Tab  ^N ^P", "next / prev conversation"),
     ("^K", "quick switcher"),
     ("r  e  d  +", "reply, edit, delete, react"),
+    ("y", "copy code block / message"),
+    ("R", "raw text: selected / all"),
     ("mouse wheel", "scroll"),
     ("?", "this help"),
     ("q  ^C", "quit (^C from anywhere)"),
@@ -115,6 +131,7 @@ pub const HELP_KEYS: &[(&str, &str)] = &[
     ("Alt-Enter S-Enter", "composer: new line"),
     ("↑ ↓", "composer: history"),
     ("Tab", "composer: complete"),
+    ("^E", "composer: open $EDITOR"),
 ];
 pub const HELP_COMMANDS: &[(&str, &str)] = &[
     ("/join #name", "join a public channel"),

@@ -25,6 +25,10 @@ pub struct Theme {
     pub warn: Color,
     pub ok: Color,
     pub border: Color,
+    /// Background of code: inline code and fenced blocks.
+    pub code_bg: Color,
+    /// The syntect theme that highlights code blocks.
+    pub syntax: String,
     pub users: Vec<Color>,
 }
 
@@ -46,6 +50,8 @@ struct ThemeFile {
     warn: Option<String>,
     ok: Option<String>,
     border: Option<String>,
+    code_bg: Option<String>,
+    syntax: Option<String>,
     users: Option<Vec<String>>,
 }
 
@@ -68,18 +74,23 @@ impl Default for Theme {
 impl Theme {
     /// `dark` or `light`.
     pub fn builtin(name: &str) -> Result<Theme, ThemeError> {
-        let text = match name {
-            "dark" => DARK,
-            "light" => LIGHT,
+        let (text, code_bg, syntax) = match name {
+            "dark" => (DARK, Color::Rgb(0x1e, 0x22, 0x2a), "base16-ocean.dark"),
+            "light" => (LIGHT, Color::Rgb(0xf0, 0xf2, 0xf5), "InspiredGitHub"),
             other => return Err(ThemeError::Unknown(other.to_string())),
         };
-        Theme::fallback().overridden(text)
+        let under = Theme {
+            code_bg,
+            syntax: syntax.to_string(),
+            ..Theme::fallback()
+        };
+        under.overridden(text)
     }
 
     /// This theme with the keys present in `toml_text` replaced.
     pub fn overridden(mut self, toml_text: &str) -> Result<Theme, ThemeError> {
         let file: ThemeFile = toml::from_str(toml_text)?;
-        let slots: [(&'static str, &Option<String>, &mut Color); 14] = [
+        let slots: [(&'static str, &Option<String>, &mut Color); 15] = [
             ("fg", &file.fg, &mut self.fg),
             ("bg", &file.bg, &mut self.bg),
             ("dim", &file.dim, &mut self.dim),
@@ -94,11 +105,15 @@ impl Theme {
             ("warn", &file.warn, &mut self.warn),
             ("ok", &file.ok, &mut self.ok),
             ("border", &file.border, &mut self.border),
+            ("code_bg", &file.code_bg, &mut self.code_bg),
         ];
         for (key, value, slot) in slots {
             if let Some(v) = value {
                 *slot = parse_colour(key, v)?;
             }
+        }
+        if let Some(syntax) = file.syntax {
+            self.syntax = syntax;
         }
         if let Some(list) = &file.users {
             let users = list
@@ -129,6 +144,8 @@ impl Theme {
             warn: Color::Yellow,
             ok: Color::Green,
             border: Color::DarkGray,
+            code_bg: Color::Reset,
+            syntax: super::render::highlight::FALLBACK_THEME.to_string(),
             users: vec![Color::Red, Color::Green, Color::Yellow, Color::Blue],
         }
     }

@@ -64,7 +64,10 @@ impl App {
                 self.composer.take();
             }
             KeyCode::Char('a') if ctrl => self.composer.home(),
-            KeyCode::Char('e') if ctrl => self.composer.end(),
+            KeyCode::Char('e') if ctrl => {
+                self.open_editor();
+                edited = false;
+            }
             KeyCode::Char(c) if !ctrl => self.composer.insert_char(c),
             KeyCode::Backspace => self.composer.backspace(),
             KeyCode::Delete => self.composer.delete(),

@@ -6,11 +6,13 @@
 //! Sub-modules follow the modes: `normal` (navigation and message actions),
 //! `insert` (composer, sending, typing signals), `complete` (Tab
 //! completion), `exec` (slash commands), `overlays` (help, quick switcher,
-//! delete confirmation, login), `view` (scrolling, read pointers, scrollback).
+//! delete confirmation, login), `view` (scrolling, read pointers, scrollback),
+//! `markup` (raw or rendered bodies, copying code, the external editor).
 
 mod complete;
 mod exec;
 mod insert;
+mod markup;
 mod normal;
 mod overlays;
 mod view;
@@ -21,6 +23,7 @@ mod tests;
 mod tests_keys;
 
 pub use complete::Completion;
+pub use markup::{Markup, TerminalRequest};
 pub use overlays::{LoginForm, SwitchItem, SwitchTarget, Switcher, kind_marker};
 pub(crate) use view::row_seq;
 
@@ -95,6 +98,9 @@ pub struct App {
     /// Notifications decided but not yet shown; the UI loop drains them.
     pub notifications: Vec<Notification>,
     pub quit: bool,
+    pub markup: Markup,
+    /// Terminal work (clipboard, editor) for the UI loop to drain.
+    pub terminal_requests: Vec<TerminalRequest>,
     typing: TypingOut,
     /// Highest seq I asked to mark read, per conversation.
     marked: HashMap<String, u64>,
@@ -129,6 +135,8 @@ impl App {
             notifier: Notifier::new(true),
             notifications: Vec::new(),
             quit: false,
+            markup: Markup::default(),
+            terminal_requests: Vec::new(),
             typing: TypingOut::default(),
             marked: HashMap::new(),
             older_requested: None,

@@ -55,6 +55,8 @@ impl App {
                     self.composer.set("/react ");
                 }
             }
+            KeyCmd::CopyCode => self.copy_code(),
+            KeyCmd::ToggleRaw => self.toggle_raw(),
         }
     }
 

@@ -1,8 +1,10 @@
 //! The message view: rows laid out into styled lines for a given width
 //! (day separators, sender colours, wrapping, edits, deletions, reactions,
-//! reply quotes, delivery marks, receipts, gaps, the selection). The App
-//! uses the same layout to scroll, so this module is pure and width-driven.
+//! reply quotes, delivery marks, receipts, gaps, the selection). Bodies are
+//! markdown ([`super::markdown`]) unless shown raw. The App uses the same
+//! layout to scroll, so this module is pure and width-driven.
 
+use super::markdown::{self, Doc, Palette, mention_segments};
 use super::receipts::Receipts;
 use super::wrap::{Seg, pad, str_width, to_spans, truncate, wrap};
 use crate::client::view::{MessageRow, MessageView, SendState};
@@ -22,6 +24,17 @@ pub struct Laid {
     pub lines: Vec<Line<'static>>,
     /// For each line, the index of the row it belongs to.
     pub row_of_line: Vec<Option<usize>>,
+    /// Where URLs are shown, for terminal hyperlinks.
+    pub links: Vec<LinkSpan>,
+}
+
+/// A URL's cells on one laid-out line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkSpan {
+    pub line: usize,
+    pub col: usize,
+    pub width: usize,
+    pub url: String,
 }
 
 impl Laid {
@@ -52,6 +65,7 @@ pub fn lay_out(app: &App, width: u16) -> Laid {
         laid.push(Line::styled(truncate(&text, w), dim), None);
     }
     let selected = app.selected_index();
+    let palette = Palette::new(&app.theme, &app.model.me);
     let mut last_day = None;
     for (i, row) in rows.iter().enumerate() {
         let ts = match row {
@@ -68,7 +82,7 @@ pub fn lay_out(app: &App, width: u16) -> Laid {
         }
         let start = laid.lines.len();
         match row {
-            MessageRow::Message(m) => message(app, m, &receipts, w, i, &mut laid),
+            MessageRow::Message(m) => message(app, m, &receipts, &palette, (w, i), &mut laid),
             MessageRow::System {
                 ts, sender, change, ..
             } => {
@@ -131,7 +145,97 @@ fn body_lines(prefix: Vec<Span<'static>>, segs: &[Seg], w: usize, row: usize, la
     }
 }
 
-fn message(app: &App, m: &MessageView, receipts: &Receipts, w: usize, row: usize, laid: &mut Laid) {
+/// Lays out a parsed body after `head` and records where its links are.
+fn markdown_lines(
+    head: Vec<Span<'static>>,
+    doc: &Doc,
+    trailer: &[Seg],
+    (w, row): (usize, usize),
+    laid: &mut Laid,
+) {
+    let hw: usize = head.iter().map(Span::width).sum();
+    let lines = markdown::lay_out(doc, w.saturating_sub(hw), w.saturating_sub(INDENT), trailer);
+    let start = laid.lines.len();
+    let mut head = Some(head);
+    for spans in lines {
+        let mut line = head.take().unwrap_or_else(indent);
+        line.extend(spans);
+        laid.push(Line::from(line), Some(row));
+    }
+    if !doc.links.is_empty() {
+        find_links(&laid.lines[start..], start, &doc.links, &mut laid.links);
+    }
+}
+
+/// Finds the URLs of `known` (as shown) among the underlined runs of
+/// `lines`; a URL broken over lines is joined back when the pieces spell it.
+fn find_links(
+    lines: &[Line<'static>],
+    offset: usize,
+    known: &[(String, String)],
+    out: &mut Vec<LinkSpan>,
+) {
+    let mut pieces: Vec<(LinkSpan, String)> = Vec::new();
+    for (n, line) in lines.iter().enumerate() {
+        let mut col = 0;
+        let mut open: Option<(LinkSpan, String)> = None;
+        for span in &line.spans {
+            let sw = span.width();
+            if span.style.add_modifier.contains(Modifier::UNDERLINED) {
+                let (piece, text) = open.get_or_insert_with(|| {
+                    let at = LinkSpan {
+                        line: offset + n,
+                        col,
+                        width: 0,
+                        url: String::new(),
+                    };
+                    (at, String::new())
+                });
+                piece.width += sw;
+                text.push_str(&span.content);
+            } else if let Some(p) = open.take() {
+                pieces.push(p);
+            }
+            col += sw;
+        }
+        pieces.extend(open);
+    }
+    let shown = |text: &str| known.iter().find(|(s, _)| s == text).map(|(_, u)| u);
+    let mut i = 0;
+    while i < pieces.len() {
+        let mut text = pieces[i].1.clone();
+        let mut j = i + 1;
+        while shown(&text).is_none()
+            && j < pieces.len()
+            && pieces[j].0.line == pieces[j - 1].0.line + 1
+            && known.iter().any(|(s, _)| s.starts_with(&text))
+        {
+            text.push_str(&pieces[j].1);
+            j += 1;
+        }
+        match shown(&text) {
+            Some(url) => {
+                for (piece, _) in &pieces[i..j] {
+                    out.push(LinkSpan {
+                        url: url.clone(),
+                        ..piece.clone()
+                    });
+                }
+                i = j;
+            }
+            None => i += 1,
+        }
+    }
+}
+
+fn message(
+    app: &App,
+    m: &MessageView,
+    receipts: &Receipts,
+    palette: &Palette,
+    (w, row): (usize, usize),
+    laid: &mut Laid,
+) {
     let theme = &app.theme;
     let dim = theme.dimmed();
     let time_style = if m.mentions_me { theme.mention() } else { dim };
@@ -142,21 +246,26 @@ fn message(app: &App, m: &MessageView, receipts: &Receipts, w: usize, row: usize
         Span::styled(sender, theme.user(&m.sender)),
         Span::raw(" "),
     ];
+    let mut trailer: Vec<Seg> = Vec::new();
+    if m.edited && !m.deleted {
+        trailer.push((format!(" {}", strings::EDITED), dim));
+    }
+    if let Some((mark, style)) = receipts.mark(m, theme) {
+        trailer.push((format!(" {mark}"), style));
+    }
+    let raw = m.deleted || app.shows_raw(m.seq);
     let mut segs: Vec<Seg> = if m.deleted {
         vec![(
             strings::DELETED.to_string(),
             dim.add_modifier(Modifier::ITALIC),
         )]
-    } else {
+    } else if raw {
         mention_segments(&m.body, &app.model.me, theme.base(), theme.mention())
+    } else {
+        Vec::new()
     };
-    if m.edited && !m.deleted {
-        segs.push((format!(" {}", strings::EDITED), dim));
-    }
-    if let Some((mark, style)) = receipts.mark(m, theme) {
-        segs.push((format!(" {mark}"), style));
-    }
-    match &m.reply_to {
+    segs.extend(trailer.iter().cloned());
+    let head = match &m.reply_to {
         Some(q) => {
             let pw: usize = prefix.iter().map(Span::width).sum();
             let quote = strings::reply_quote(&q.sender, &q.excerpt);
@@ -166,9 +275,15 @@ fn message(app: &App, m: &MessageView, receipts: &Receipts, w: usize, row: usize
                 dim.add_modifier(Modifier::ITALIC),
             ));
             laid.push(Line::from(first), Some(row));
-            body_lines(indent(), &segs, w, row, laid);
+            indent()
         }
-        None => body_lines(prefix, &segs, w, row, laid),
+        None => prefix,
+    };
+    if raw {
+        body_lines(head, &segs, w, row, laid);
+    } else {
+        let doc = app.markup.cache.doc(&m.body, palette);
+        markdown_lines(head, &doc, &trailer, (w, row), laid);
     }
     if !m.reactions.is_empty() && !m.deleted {
         let me = app.model.me.as_str();
@@ -191,36 +306,25 @@ fn message(app: &App, m: &MessageView, receipts: &Receipts, w: usize, row: usize
     }
 }
 
-/// Splits `body` so every `@me` (case-insensitive, whole name) is styled as
-/// a mention.
-fn mention_segments(body: &str, me: &str, base: Style, mention: Style) -> Vec<Seg> {
-    if me.is_empty() {
-        return vec![(body.to_string(), base)];
+/// The layout of `area` and the slice of it on screen: lines
+/// `start..end`, drawn from `top` rows down. `None` while a placeholder
+/// shows instead.
+fn visible(app: &App, area: Rect) -> Option<(Laid, usize, usize, u16)> {
+    let shows_rows = app
+        .focused
+        .as_deref()
+        .is_some_and(|c| app.model.messages.contains_key(c) && !app.model.rows(c).is_empty());
+    if !shows_rows {
+        return None;
     }
-    let needle = format!("@{}", me.to_ascii_lowercase());
-    let hay = body.to_ascii_lowercase();
-    let mut segs = Vec::new();
-    let mut from = 0;
-    let mut search = 0;
-    while let Some(pos) = hay[search..].find(&needle).map(|p| p + search) {
-        let end = pos + needle.len();
-        let boundary = body[end..]
-            .chars()
-            .next()
-            .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '-'));
-        if boundary {
-            if pos > from {
-                segs.push((body[from..pos].to_string(), base));
-            }
-            segs.push((body[pos..end].to_string(), mention));
-            from = end;
-        }
-        search = end;
-    }
-    if from < body.len() || segs.is_empty() {
-        segs.push((body[from..].to_string(), base));
-    }
-    segs
+    let laid = lay_out(app, area.width);
+    let h = usize::from(area.height);
+    let total = laid.lines.len();
+    let scroll = app.scroll.min(total.saturating_sub(h));
+    let end = total - scroll;
+    let start = end.saturating_sub(h);
+    let top = (h - (end - start)) as u16;
+    Some((laid, start, end, top))
 }
 
 /// Draws the message view, bottom-anchored and scrolled by `app.scroll`.
@@ -235,43 +339,36 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         Some(c) if app.model.rows(c).is_empty() => Some(strings::NO_MESSAGES),
         _ => None,
     };
-    if let Some(text) = placeholder {
-        let p = Paragraph::new(text)
+    let shown = placeholder.is_none().then(|| visible(app, area)).flatten();
+    let Some((laid, start, end, top)) = shown else {
+        let p = Paragraph::new(placeholder.unwrap_or_default())
             .style(dim)
             .wrap(ratatui::widgets::Wrap { trim: true });
         frame.render_widget(p, area);
         return;
-    }
-    let laid = lay_out(app, area.width);
-    let h = usize::from(area.height);
-    let total = laid.lines.len();
-    let scroll = app.scroll.min(total.saturating_sub(h));
-    let end = total - scroll;
-    let start = end.saturating_sub(h);
+    };
     let lines: Vec<Line> = laid.lines[start..end].to_vec();
-    let pad_top = h - lines.len();
     let mut target = area;
-    target.y += pad_top as u16;
-    target.height -= pad_top as u16;
+    target.y += top;
+    target.height -= top;
     frame.render_widget(Paragraph::new(lines).style(app.theme.base()), target);
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mentions_need_a_word_boundary() {
-        let b = Style::default();
-        let m = Style::default().add_modifier(Modifier::BOLD);
-        let segs = mention_segments("hi @Me and @meg, @me!", "me", b, m);
-        let marked: Vec<&str> = segs
-            .iter()
-            .filter(|s| s.1 == m)
-            .map(|s| s.0.as_str())
-            .collect();
-        assert_eq!(marked, vec!["@Me", "@me"]);
-        let text: String = segs.iter().map(|s| s.0.as_str()).collect();
-        assert_eq!(text, "hi @Me and @meg, @me!");
-    }
+/// The screen cells of the URLs on screen in `area`, with their targets.
+pub fn links(app: &App, area: Rect) -> Vec<(Rect, String)> {
+    let Some((laid, start, end, top)) = visible(app, area) else {
+        return Vec::new();
+    };
+    laid.links
+        .into_iter()
+        .filter(|l| (start..end).contains(&l.line))
+        .filter_map(|l| {
+            let y = area.y + top + u16::try_from(l.line - start).ok()?;
+            let x = area.x + u16::try_from(l.col).ok()?;
+            let width = u16::try_from(l.width)
+                .ok()?
+                .min(area.right().saturating_sub(x));
+            (width > 0).then(|| (Rect::new(x, y, width, 1), l.url))
+        })
+        .collect()
 }

@@ -2,12 +2,15 @@
 //! I/O. One sub-module per region: `header`, `list`, `messages` (with
 //! `receipts` and `wrap`), `composer` (typing line, composer, status line),
 //! `overlays` (help, quick switcher), `login`; `layout` places them.
+//! Bodies go through `markdown` (with `highlight` for code).
 
 pub mod composer;
 pub mod header;
+pub mod highlight;
 pub mod layout;
 pub mod list;
 pub mod login;
+pub mod markdown;
 pub mod messages;
 pub mod overlays;
 pub mod receipts;
@@ -16,6 +19,7 @@ pub mod wrap;
 use crate::ui::app::{App, Mode};
 use layout::Areas;
 use ratatui::Frame;
+use ratatui::layout::Rect;
 use ratatui::widgets::Block;
 
 /// Draws the whole screen for `app`.
@@ -43,4 +47,17 @@ pub fn render(app: &App, frame: &mut Frame) {
         Mode::QuickSwitcher => overlays::render_switcher(app, frame, area),
         _ => {}
     }
+}
+
+/// The URLs on screen and their cells, for terminal hyperlinks; none while
+/// an overlay or the login screen covers the messages.
+pub fn links(app: &App, area: Rect) -> Vec<(Rect, String)> {
+    let open = matches!(
+        app.mode,
+        Mode::Normal | Mode::Insert | Mode::ConfirmDelete { .. }
+    );
+    if !open || app.model.needs_login || area.width == 0 || area.height == 0 {
+        return Vec::new();
+    }
+    messages::links(app, Areas::compute(area, app).messages)
 }
