@@ -673,6 +673,19 @@ pub struct Cache {
 struct CacheInner {
     palette: Option<Palette>,
     docs: HashMap<String, Arc<Doc>>,
+    /// Bodies laid out at a width, with their trailer: a frame that lays out
+    /// the same window again (every frame does) copies lines instead of
+    /// wrapping again.
+    laid: HashMap<LaidKey, Arc<Vec<Vec<Span<'static>>>>>,
+}
+
+/// What a laid-out body depends on: the body, both widths and the trailer.
+#[derive(PartialEq, Eq, Hash)]
+struct LaidKey {
+    body: String,
+    first: usize,
+    rest: usize,
+    trailer: Vec<Seg>,
 }
 
 impl Cache {
@@ -680,6 +693,7 @@ impl Cache {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if inner.palette.as_ref() != Some(palette) {
             inner.docs.clear();
+            inner.laid.clear();
             inner.palette = Some(palette.clone());
         }
         if let Some(doc) = inner.docs.get(body) {
@@ -691,6 +705,34 @@ impl Cache {
         }
         inner.docs.insert(body.to_string(), Arc::clone(&doc));
         doc
+    }
+
+    /// `body` parsed and laid out as [`lay_out`] does, from the cache when
+    /// the same body was laid out at the same widths with the same trailer.
+    pub fn laid(
+        &self,
+        body: &str,
+        palette: &Palette,
+        (first, rest): (usize, usize),
+        trailer: &[Seg],
+    ) -> (Arc<Doc>, Arc<Vec<Vec<Span<'static>>>>) {
+        let doc = self.doc(body, palette);
+        let key = LaidKey {
+            body: body.to_string(),
+            first,
+            rest,
+            trailer: trailer.to_vec(),
+        };
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(lines) = inner.laid.get(&key) {
+            return (doc, Arc::clone(lines));
+        }
+        let lines = Arc::new(lay_out(&doc, first, rest, trailer));
+        if inner.laid.len() >= CACHE_MAX {
+            inner.laid.clear();
+        }
+        inner.laid.insert(key, Arc::clone(&lines));
+        (doc, lines)
     }
 }
 

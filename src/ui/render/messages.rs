@@ -4,7 +4,7 @@
 //! markdown ([`super::markdown`]) unless shown raw. The App uses the same
 //! layout to scroll, so this module is pure and width-driven.
 
-use super::markdown::{self, Doc, Palette, mention_segments};
+use super::markdown::{Palette, mention_segments};
 use super::receipts::Receipts;
 use super::wrap::{Seg, pad, str_width, to_spans, truncate, wrap};
 use crate::client::view::{MessageRow, MessageView, SendState};
@@ -145,21 +145,25 @@ fn body_lines(prefix: Vec<Span<'static>>, segs: &[Seg], w: usize, row: usize, la
     }
 }
 
-/// Lays out a parsed body after `head` and records where its links are.
+/// Lays out a body as markdown after `head` (from the App's cache when the
+/// same body was laid out at this width before) and records where its links
+/// are.
 fn markdown_lines(
+    app: &App,
     head: Vec<Span<'static>>,
-    doc: &Doc,
+    (body, palette): (&str, &Palette),
     trailer: &[Seg],
     (w, row): (usize, usize),
     laid: &mut Laid,
 ) {
     let hw: usize = head.iter().map(Span::width).sum();
-    let lines = markdown::lay_out(doc, w.saturating_sub(hw), w.saturating_sub(INDENT), trailer);
+    let widths = (w.saturating_sub(hw), w.saturating_sub(INDENT));
+    let (doc, lines) = app.markup.cache.laid(body, palette, widths, trailer);
     let start = laid.lines.len();
     let mut head = Some(head);
-    for spans in lines {
+    for spans in lines.iter() {
         let mut line = head.take().unwrap_or_else(indent);
-        line.extend(spans);
+        line.extend(spans.iter().cloned());
         laid.push(Line::from(line), Some(row));
     }
     if !doc.links.is_empty() {
@@ -282,8 +286,7 @@ fn message(
     if raw {
         body_lines(head, &segs, w, row, laid);
     } else {
-        let doc = app.markup.cache.doc(&m.body, palette);
-        markdown_lines(head, &doc, &trailer, (w, row), laid);
+        markdown_lines(app, head, (&m.body, palette), &trailer, (w, row), laid);
     }
     if !m.reactions.is_empty() && !m.deleted {
         let me = app.model.me.as_str();
