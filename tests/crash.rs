@@ -5,13 +5,13 @@
 
 mod support;
 
-use support::{Peer, conv_id, seq_of};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
+use support::{Peer, conv_id, seq_of};
 use tokio::process::{Child, Command};
 
 const USERS: usize = 4;

@@ -60,7 +60,8 @@ async fn dms_are_created_once() {
 #[tokio::test]
 async fn groups_push_to_online_members_only() {
     let server = Server::start();
-    let [mut alice, mut bob, mut carol, mut dave] = server.users(["alice", "bob", "carol", "dave"]).await;
+    let [mut alice, mut bob, mut carol, mut dave] =
+        server.users(["alice", "bob", "carol", "dave"]).await;
 
     let g = alice
         .create("group", Some("launch"), &["bob", "carol"])

@@ -532,8 +532,7 @@ impl Peer {
     /// The conversations of this user, as the server lists them.
     pub async fn conversations(&mut self) -> Vec<Conversation> {
         let r = self.ok(json!({"type":"conversations"})).await;
-        serde_json::from_value(r["conversations"].clone())
-            .unwrap_or_else(|e| panic!("{e}: {r}"))
+        serde_json::from_value(r["conversations"].clone()).unwrap_or_else(|e| panic!("{e}: {r}"))
     }
 }
 
