@@ -30,6 +30,13 @@ enum Incoming {
     End(String),
 }
 
+/// Which of a peer's buffers to take from.
+#[derive(Clone, Copy)]
+enum Queue {
+    Replies,
+    Pushes,
+}
+
 /// How a connection ended, as seen by the peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Closed {
@@ -266,40 +273,37 @@ impl Peer {
 
     /// The next reply of any id (e.g. an error with `id: null`).
     pub async fn next_reply(&mut self) -> Value {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Some(r) = self.replies.pop_front() {
-                return r;
-            }
-            if !self.pump(deadline).await {
-                panic!(
-                    "{}: no reply within {WAIT:?} ({:?})",
-                    self.user, self.closed
-                );
-            }
+        match self.try_next_reply().await {
+            Some(r) => r,
+            None => panic!(
+                "{}: no reply within {WAIT:?} ({:?})",
+                self.user, self.closed
+            ),
         }
     }
 
     /// The next reply of any id, or `None` if the connection ends (or the
     /// wait times out) first.
     pub async fn try_next_reply(&mut self) -> Option<Value> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Some(r) = self.replies.pop_front() {
-                return Some(r);
-            }
-            if !self.pump(deadline).await {
-                return None;
-            }
-        }
+        self.next_of(Queue::Replies, WAIT).await
     }
 
     /// The next push, or `None` after `timeout`.
     pub async fn next_push(&mut self, timeout: Duration) -> Option<Value> {
+        self.next_of(Queue::Pushes, timeout).await
+    }
+
+    /// The first frame of `queue`, or `None` if the connection ends (or
+    /// `timeout` passes) first.
+    async fn next_of(&mut self, queue: Queue, timeout: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if let Some(p) = self.pushes.pop_front() {
-                return Some(p);
+            let q = match queue {
+                Queue::Replies => &mut self.replies,
+                Queue::Pushes => &mut self.pushes,
+            };
+            if let Some(v) = q.pop_front() {
+                return Some(v);
             }
             if !self.pump(deadline).await {
                 return None;
