@@ -2,11 +2,10 @@
 //! register, send (argument and stdin), tail --json, conversations --json,
 //! create/join, exit codes, and the keyring-less token file.
 
-mod client_support;
+mod support;
 
 use chat::proto::{ConvKind, Conversation, Event, EventBody};
-use client_support::{Home, PASSWORD, Server};
-use tempfile::TempDir;
+use support::{Home, PASSWORD, World};
 
 fn tail_json(home: &Home, target: &str, n: u32) -> Vec<Event> {
     let r = home.ok(&["tail", target, "--json", "-n", &n.to_string()], None);
@@ -34,11 +33,10 @@ fn messages(events: &[Event]) -> Vec<(String, String)> {
 
 #[test]
 fn cli_round_trip() {
-    let tmp = TempDir::new().unwrap();
-    let server = Server::start(&tmp.path().join("server"));
-    let url = server.url();
-    let alice = Home::new(tmp.path().join("alice"), &url);
-    let bob = Home::new(tmp.path().join("bob"), &url);
+    let mut w = World::new();
+    let url = w.url();
+    let alice = w.home("alice");
+    let bob = w.home("bob");
 
     let r = alice.register("alice");
     assert!(r.stderr.contains("alice"), "{r:?}");
@@ -101,7 +99,7 @@ fn cli_round_trip() {
     assert_eq!(r.code, 4, "{r:?}");
     assert!(r.stderr.starts_with("chat: "), "{r:?}");
     // Not logged in: 3.
-    let nobody = Home::new(tmp.path().join("nobody"), &url);
+    let nobody = w.home("nobody");
     for args in [&["send", "@bob", "hi"][..], &["conversations"][..]] {
         let r = nobody.run(args, None);
         assert_eq!(r.code, 3, "{args:?}: {r:?}");
@@ -111,7 +109,7 @@ fn cli_round_trip() {
     let r = nobody.run(&["login", "bob", "--password-stdin"], Some("wrong\n"));
     assert_eq!(r.code, 3, "{r:?}");
     // An unreachable server: 5.
-    let dead = Home::new(tmp.path().join("dead"), "127.0.0.1:1");
+    let dead = Home::new(w.dir("dead"), "127.0.0.1:1");
     let r = dead.run(&["register", "carol", "--password-stdin"], Some("pw\n"));
     assert_eq!(r.code, 5, "{r:?}");
 
@@ -153,5 +151,5 @@ fn cli_round_trip() {
     // Joining by id works too (idempotent for a member).
     let r = bob.run(&["join", &chan_id], None);
     assert_eq!(r.code, 0, "{r:?}");
-    server.stop_blocking();
+    w.stop_blocking();
 }

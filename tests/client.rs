@@ -2,7 +2,7 @@
 //! network task and engine of two or more clients, assertions on the model
 //! the UI would render, the client's cache, and the server's log.
 
-mod client_support;
+mod support;
 
 use chat::client::Update;
 use chat::client::cache::Cache;
@@ -10,9 +10,8 @@ use chat::client::paths::Paths;
 use chat::client::view::{ConnState, ConvSummary, MessageRow};
 use chat::proto::{ConvKind, EventBody, Request};
 use chat::ui::Action;
-use client_support::*;
 use std::time::Duration;
-use tempfile::TempDir;
+use support::*;
 
 fn summary(c: &Client, conv: &str) -> Option<ConvSummary> {
     c.with(|m| m.conversation(conv).cloned())
@@ -29,11 +28,11 @@ async fn dm_with(c: &Client, other: &str) -> String {
 
 /// Every acknowledged row is in strictly increasing seq order, with no
 /// pending or missing rows, and equals the server's log (seqs and bodies).
-async fn assert_rows_match_server(c: &Client, conv: &str, raw: &mut Raw) {
-    let log = raw.history(conv).await;
+async fn assert_rows_match_server(c: &Client, conv: &str, raw: &mut Peer) {
+    let log = raw.events(conv).await;
     let want_seqs: Vec<u64> = log.iter().map(|e| e.seq).collect();
     let want_bodies = folded_bodies(&log);
-    let ok = wait_until(WAIT, || {
+    let ok = wait_until(CLIENT_WAIT, || {
         c.with(|m| {
             let rows = m.rows(conv);
             let seqs = row_seqs(rows);
@@ -88,18 +87,14 @@ fn folded_bodies(log: &[chat::proto::Event]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dm_each_way_shows_in_both_models_in_seq_order() {
-    let tmp = TempDir::new().unwrap();
-    let server = Server::start(&tmp.path().join("server"));
-    let url = server.url();
-    let alice = Client::register(&url, &tmp.path().join("alice"), "alice");
-    let bob = Client::register(&url, &tmp.path().join("bob"), "bob");
-    alice.wait_connected().await;
-    bob.wait_connected().await;
+    let mut w = World::new();
+    let alice = w.client("alice").await;
+    let bob = w.client("bob").await;
 
     alice.act(Action::OpenDm { user: "bob".into() });
     let conv = dm_with(&alice, "bob").await;
     assert!(
-        wait_until(WAIT, || alice
+        wait_until(CLIENT_WAIT, || alice
             .logged(|u| matches!(u, Update::Focus(c) if *c == conv)))
         .await,
         "the engine asks to focus the new DM"
@@ -123,7 +118,7 @@ async fn a_dm_each_way_shows_in_both_models_in_seq_order() {
         reply_to: None,
     });
 
-    let mut raw = Raw::login(&url, "bob").await;
+    let mut raw = w.login("bob").await;
     for c in [&alice, &bob] {
         c.wait_rows(&conv, "both messages, acknowledged", |rows| {
             row_bodies(rows) == ["hi bob", "hi alice"]
@@ -143,7 +138,7 @@ async fn a_dm_each_way_shows_in_both_models_in_seq_order() {
             }
         });
     }
-    let log = raw.history(&conv).await;
+    let log = raw.events(&conv).await;
     let senders: Vec<(String, String)> = log
         .iter()
         .filter_map(|e| match &e.body {
@@ -160,20 +155,16 @@ async fn a_dm_each_way_shows_in_both_models_in_seq_order() {
     );
     alice.stop().await;
     bob.stop().await;
-    server.stop().await;
+    w.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offline_client_catches_up_1000_messages_exactly() {
-    let tmp = TempDir::new().unwrap();
-    let server = Server::start(&tmp.path().join("server"));
-    let url = server.url();
-    let mut alice = Raw::register(&url, "alice").await;
-    let bob_dir = tmp.path().join("bob");
-    let bob = Client::register(&url, &bob_dir, "bob");
-    bob.wait_connected().await;
-    let conv = alice.create(ConvKind::Dm, None, &["bob"]).await;
-    let first = alice.send(&conv, "before").await;
+    let mut w = World::new();
+    let mut alice = w.user("alice").await;
+    let bob = w.client("bob").await;
+    let conv = alice.create_dm("bob").await;
+    let first = alice.send_msg(&conv, "before").await;
     bob.wait("the DM, caught up", |m| {
         m.conversation(&conv)
             .is_some_and(|c| c.cursor == first && c.last_seq == first)
@@ -189,8 +180,8 @@ async fn an_offline_client_catches_up_1000_messages_exactly() {
     })
     .await;
     // Let the read receipt reach the server before going away.
-    let mut probe = Raw::login(&url, "bob").await;
-    let deadline = std::time::Instant::now() + WAIT;
+    let mut probe = w.login("bob").await;
+    let deadline = std::time::Instant::now() + CLIENT_WAIT;
     loop {
         let read = probe
             .conversations()
@@ -213,13 +204,13 @@ async fn an_offline_client_catches_up_1000_messages_exactly() {
     let mut sent = Vec::new();
     for i in 0..1000 {
         let body = format!("m{i:04}");
-        alice.send(&conv, &body).await;
+        alice.send_msg(&conv, &body).await;
         sent.push(body);
     }
     eprintln!("1000 sends took {:?}", started.elapsed());
     let last = first + 1000;
 
-    let bob = Client::resume(&url, &bob_dir, "bob");
+    let bob = w.client_resume("bob");
     bob.act(Action::OpenConversation { conv: conv.clone() });
     bob.wait("caught up to the last seq, no gap", |m| {
         m.conversation(&conv)
@@ -241,7 +232,7 @@ async fn an_offline_client_catches_up_1000_messages_exactly() {
     bob.stop().await;
 
     // The cache holds every event, dense, each message once.
-    let cache = Cache::open(Paths::new(bob_dir.clone()).cache_path(&url, "bob")).unwrap();
+    let cache = Cache::open(Paths::new(w.dir("bob")).cache_path(&w.url(), "bob")).unwrap();
     assert_eq!(cache.cursor(&conv).unwrap(), last);
     assert!(cache.missing_ranges(&conv).unwrap().is_empty());
     let events = cache.events(&conv, 1, last).unwrap();
@@ -250,22 +241,17 @@ async fn an_offline_client_catches_up_1000_messages_exactly() {
     let bodies = message_bodies(&events);
     assert_eq!(bodies[0], "before");
     assert_eq!(bodies[1..], sent[..]);
-    server.stop().await;
+    w.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_pushes_show_a_gap_that_is_then_filled() {
-    let tmp = TempDir::new().unwrap();
-    let server = Server::start(&tmp.path().join("server"));
-    let url = server.url();
-    let mut alice = Raw::register(&url, "alice").await;
-    Raw::register(&url, "bob").await;
-    let conv = alice.create(ConvKind::Dm, None, &["bob"]).await;
-    let base = alice.send(&conv, "base").await;
+    let mut w = World::new();
+    let (mut alice, _, conv) = w.dm("alice", "bob").await;
+    let base = alice.send_msg(&conv, "base").await;
     // Pushes of base+3..=base+5 never reach bob's engine.
     let drop: &'static [u64] = Box::leak(vec![base + 3, base + 4, base + 5].into_boxed_slice());
-    let bob = Client::login(&url, &tmp.path().join("bob"), "bob", Fault::DropSeqs(drop));
-    bob.wait_connected().await;
+    let bob = w.client_login("bob", Fault::DropSeqs(drop)).await;
     bob.wait("the DM caught up", |m| {
         m.conversation(&conv).is_some_and(|c| c.cursor == base)
     })
@@ -274,7 +260,7 @@ async fn dropped_pushes_show_a_gap_that_is_then_filled() {
     let mut bodies = vec!["base".to_string()];
     for i in 1..=8 {
         let b = format!("live {i}");
-        alice.send(&conv, &b).await;
+        alice.send_msg(&conv, &b).await;
         bodies.push(b);
     }
     let last = base + 8;
@@ -291,35 +277,30 @@ async fn dropped_pushes_show_a_gap_that_is_then_filled() {
         !has_missing(rows) && row_bodies(rows) == bodies
     })
     .await;
-    let mut raw = Raw::login(&url, "bob").await;
+    let mut raw = w.login("bob").await;
     assert_rows_match_server(&bob, &conv, &mut raw).await;
     bob.stop().await;
-    server.stop().await;
+    w.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicated_and_reordered_pushes_change_nothing() {
-    let tmp = TempDir::new().unwrap();
-    let server = Server::start(&tmp.path().join("server"));
-    let url = server.url();
-    let mut alice = Raw::register(&url, "alice").await;
-    Raw::register(&url, "bob").await;
-    let conv = alice.create(ConvKind::Dm, None, &["bob"]).await;
-    let dup = Client::login(&url, &tmp.path().join("dup"), "bob", Fault::Duplicate);
-    let rev = Client::login(&url, &tmp.path().join("rev"), "bob", Fault::Reverse(4));
+    let mut w = World::new();
+    let (mut alice, _, conv) = w.dm("alice", "bob").await;
+    let dup = w.client_login_in("dup", "bob", Fault::Duplicate).await;
+    let rev = w.client_login_in("rev", "bob", Fault::Reverse(4)).await;
     for c in [&dup, &rev] {
-        c.wait_connected().await;
         c.wait("the DM", |m| m.conversation(&conv).is_some()).await;
         c.act(Action::OpenConversation { conv: conv.clone() });
     }
     let mut seqs = Vec::new();
     for i in 0..30 {
-        seqs.push(alice.send(&conv, &format!("msg {i}")).await);
+        seqs.push(alice.send_msg(&conv, &format!("msg {i}")).await);
     }
     // Edits, a deletion and reactions, whose targets may arrive after them.
     for (target, body) in [(seqs[3], "edited 3"), (seqs[29], "edited 29")] {
         alice
-            .request(Request::Edit {
+            .call(&Request::Edit {
                 conversation_id: conv.clone(),
                 client_msg_id: format!("edit-{target}"),
                 target_seq: target,
@@ -328,14 +309,14 @@ async fn duplicated_and_reordered_pushes_change_nothing() {
             .await;
     }
     alice
-        .request(Request::Delete {
+        .call(&Request::Delete {
             conversation_id: conv.clone(),
             client_msg_id: "del".into(),
             target_seq: seqs[7],
         })
         .await;
     alice
-        .request(Request::React {
+        .call(&Request::React {
             conversation_id: conv.clone(),
             client_msg_id: "react".into(),
             target_seq: seqs[10],
@@ -343,8 +324,8 @@ async fn duplicated_and_reordered_pushes_change_nothing() {
             remove: false,
         })
         .await;
-    let last = alice.history(&conv).await.last().unwrap().seq;
-    let mut raw = Raw::login(&url, "bob").await;
+    let last = alice.events(&conv).await.last().unwrap().seq;
+    let mut raw = w.login("bob").await;
     for c in [&dup, &rev] {
         c.wait("caught up", |m| {
             m.conversation(&conv)
@@ -370,29 +351,22 @@ async fn duplicated_and_reordered_pushes_change_nothing() {
     assert_eq!(a, b);
     dup.stop().await;
     rev.stop().await;
-    server.stop().await;
+    w.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_outbox_survives_a_client_restart_and_sends_once() {
-    let tmp = TempDir::new().unwrap();
-    let data = tmp.path().join("server");
-    let server = Server::start(&data);
-    let url = server.url();
-    let addr = server.addr;
-    Raw::register(&url, "alice").await;
-    let mut bob = Raw::register(&url, "bob").await;
-    let conv = bob.create(ConvKind::Dm, None, &["alice"]).await;
+    let mut w = World::new();
+    let [_, mut bob] = w.users(["alice", "bob"]).await;
+    let conv = bob.create_dm("alice").await;
     drop(bob);
-    let alice_dir = tmp.path().join("alice");
-    let alice = Client::login(&url, &alice_dir, "alice", Fault::None);
-    alice.wait_connected().await;
+    let alice = w.client_login("alice", Fault::None).await;
     alice
         .wait("the DM", |m| m.conversation(&conv).is_some())
         .await;
     alice.act(Action::OpenConversation { conv: conv.clone() });
 
-    server.stop().await;
+    w.stop().await;
     alice
         .wait("disconnected", |m| m.conn != ConnState::Connected)
         .await;
@@ -414,7 +388,7 @@ async fn the_outbox_survives_a_client_restart_and_sends_once() {
     // A new engine on the same cache, started while the server is still
     // down: the pending message is on screen from the cache, and one more
     // is typed before it ever connects.
-    let alice = Client::resume(&url, &alice_dir, "alice");
+    let alice = w.client_resume("alice");
     alice.act(Action::OpenConversation { conv: conv.clone() });
     alice
         .wait_rows(&conv, "the pending message, from the cache", |rows| {
@@ -430,7 +404,7 @@ async fn the_outbox_survives_a_client_restart_and_sends_once() {
         body: "typed before connecting".into(),
         reply_to: None,
     });
-    let server = Server::start_on(&data, addr);
+    w.start_again();
     alice
         .wait_rows(&conv, "both acknowledged, nothing pending", |rows| {
             row_bodies(rows) == ["typed while offline", "typed before connecting"]
@@ -441,7 +415,7 @@ async fn the_outbox_survives_a_client_restart_and_sends_once() {
         .await;
     // Past the engine's 2 s outbox retry tick: still exactly once each.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let mut bob = Raw::login(&url, "bob").await;
+    let mut bob = w.login("bob").await;
     assert_eq!(
         bob.bodies(&conv).await,
         ["typed while offline", "typed before connecting"]
@@ -449,29 +423,23 @@ async fn the_outbox_survives_a_client_restart_and_sends_once() {
     let rows = alice.with(|m| row_bodies(m.rows(&conv)));
     assert_eq!(rows, ["typed while offline", "typed before connecting"]);
     alice.stop().await;
-    server.stop().await;
+    w.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_server_mid_send_loses_nothing_typed() {
-    let tmp = TempDir::new().unwrap();
-    let data = tmp.path().join("server");
-    let server = Server::start(&data);
-    let url = server.url();
-    let addr = server.addr;
-    Raw::register(&url, "alice").await;
-    let mut bob = Raw::register(&url, "bob").await;
-    let conv = bob.create(ConvKind::Dm, None, &["alice"]).await;
+    let mut w = World::new();
+    let addr = w.addr();
+    let [_, mut bob] = w.users(["alice", "bob"]).await;
+    let conv = bob.create_dm("alice").await;
     drop(bob);
-    let alice = Client::login(&url, &tmp.path().join("alice"), "alice", Fault::None);
-    alice.wait_connected().await;
+    let alice = w.client_login("alice", Fault::None).await;
     alice
         .wait("the DM", |m| m.conversation(&conv).is_some())
         .await;
     alice.act(Action::OpenConversation { conv: conv.clone() });
     // bob watches with a client of his own across the kill.
-    let watcher = Client::login(&url, &tmp.path().join("bob"), "bob", Fault::None);
-    watcher.wait_connected().await;
+    let watcher = w.client_login("bob", Fault::None).await;
     watcher
         .wait("the DM", |m| m.conversation(&conv).is_some())
         .await;
@@ -495,7 +463,7 @@ async fn killing_the_server_mid_send_loses_nothing_typed() {
                 >= 5
         })
         .await;
-    server.kill();
+    w.kill();
     let acked_at_kill = alice.with(|m| {
         m.rows(&conv)
             .iter()
@@ -510,10 +478,10 @@ async fn killing_the_server_mid_send_loses_nothing_typed() {
         });
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let server = Server::start_on(&data, addr);
-    assert_eq!(server.addr, addr);
+    w.start_again();
+    assert_eq!(w.addr(), addr);
 
-    let mut bob = Raw::login(&url, "bob").await;
+    let mut bob = w.login("bob").await;
     let (log, all_in) = bob
         .wait_bodies(&conv, Duration::from_secs(60), |b| b.len() >= typed.len())
         .await;
@@ -536,7 +504,7 @@ async fn killing_the_server_mid_send_loses_nothing_typed() {
         })
         .await;
     // The watcher ends with the server's log: dense, no hole, every message.
-    let last = bob.history(&conv).await.last().unwrap().seq;
+    let last = bob.events(&conv).await.last().unwrap().seq;
     watcher
         .wait("the watcher caught up", |m| {
             m.conversation(&conv)
@@ -554,24 +522,18 @@ async fn killing_the_server_mid_send_loses_nothing_typed() {
         .await;
     watcher.stop().await;
     alice.stop().await;
-    server.stop().await;
+    w.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_devices_of_one_user_share_read_state() {
-    let tmp = TempDir::new().unwrap();
-    let server = Server::start(&tmp.path().join("server"));
-    let url = server.url();
-    let mut alice = Raw::register(&url, "alice").await;
-    Raw::register(&url, "bob").await;
-    let conv = alice.create(ConvKind::Dm, None, &["bob"]).await;
-    let a = Client::login(&url, &tmp.path().join("bob-a"), "bob", Fault::None);
-    let b = Client::login(&url, &tmp.path().join("bob-b"), "bob", Fault::None);
-    a.wait_connected().await;
-    b.wait_connected().await;
+    let mut w = World::new();
+    let (mut alice, _, conv) = w.dm("alice", "bob").await;
+    let a = w.client_login_in("bob-a", "bob", Fault::None).await;
+    let b = w.client_login_in("bob-b", "bob", Fault::None).await;
     let mut last = 0;
     for i in 0..3 {
-        last = alice.send(&conv, &format!("unread {i}")).await;
+        last = alice.send_msg(&conv, &format!("unread {i}")).await;
     }
     for c in [&a, &b] {
         c.wait("three unread", |m| {
@@ -590,7 +552,7 @@ async fn two_devices_of_one_user_share_read_state() {
     })
     .await;
     // A new message is unread on both again, by one.
-    let next = alice.send(&conv, "one more").await;
+    let next = alice.send_msg(&conv, "one more").await;
     for c in [&a, &b] {
         c.wait("one unread", |m| {
             m.conversation(&conv)
@@ -600,18 +562,14 @@ async fn two_devices_of_one_user_share_read_state() {
     }
     a.stop().await;
     b.stop().await;
-    server.stop().await;
+    w.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn created_groups_and_joined_channels_show_in_both_lists() {
-    let tmp = TempDir::new().unwrap();
-    let server = Server::start(&tmp.path().join("server"));
-    let url = server.url();
-    let alice = Client::register(&url, &tmp.path().join("alice"), "alice");
-    let bob = Client::register(&url, &tmp.path().join("bob"), "bob");
-    alice.wait_connected().await;
-    bob.wait_connected().await;
+    let mut w = World::new();
+    let alice = w.client("alice").await;
+    let bob = w.client("bob").await;
     let titled = |m: &chat::ui::Model, kind: ConvKind, title: &str| {
         m.conversations
             .iter()
@@ -675,20 +633,16 @@ async fn created_groups_and_joined_channels_show_in_both_lists() {
         .await;
     alice.stop().await;
     bob.stop().await;
-    server.stop().await;
+    w.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_messages_during_catch_up_leave_no_hole() {
-    let tmp = TempDir::new().unwrap();
-    let server = Server::start(&tmp.path().join("server"));
-    let url = server.url();
-    let mut alice = Raw::register(&url, "alice").await;
-    let bob_dir = tmp.path().join("bob");
-    let bob = Client::register(&url, &bob_dir, "bob");
-    bob.wait_connected().await;
-    let conv = alice.create(ConvKind::Dm, None, &["bob"]).await;
-    let first = alice.send(&conv, "m0000").await;
+    let mut w = World::new();
+    let mut alice = w.user("alice").await;
+    let bob = w.client("bob").await;
+    let conv = alice.create_dm("bob").await;
+    let first = alice.send_msg(&conv, "m0000").await;
     bob.wait("the DM, caught up", |m| {
         m.conversation(&conv).is_some_and(|c| c.cursor == first)
     })
@@ -697,19 +651,19 @@ async fn live_messages_during_catch_up_leave_no_hole() {
     let mut sent = vec!["m0000".to_string()];
     for i in 1..=700 {
         let body = format!("m{i:04}");
-        alice.send(&conv, &body).await;
+        alice.send_msg(&conv, &body).await;
         sent.push(body);
     }
     // bob comes back while alice keeps talking: live pushes land above a
     // cursor that is still catching up.
-    let bob = Client::resume(&url, &bob_dir, "bob");
+    let bob = w.client_resume("bob");
     bob.act(Action::OpenConversation { conv: conv.clone() });
     for i in 701..=900 {
         let body = format!("m{i:04}");
-        alice.send(&conv, &body).await;
+        alice.send_msg(&conv, &body).await;
         sent.push(body);
     }
-    let last = alice.history(&conv).await.last().unwrap().seq;
+    let last = alice.events(&conv).await.last().unwrap().seq;
     bob.wait("caught up with no gap", |m| {
         m.conversation(&conv)
             .is_some_and(|c| c.cursor == last && c.last_seq == last && !c.has_gap)
@@ -723,7 +677,7 @@ async fn live_messages_during_catch_up_leave_no_hole() {
     })
     .await;
     bob.stop().await;
-    let cache = Cache::open(Paths::new(bob_dir.clone()).cache_path(&url, "bob")).unwrap();
+    let cache = Cache::open(Paths::new(w.dir("bob")).cache_path(&w.url(), "bob")).unwrap();
     assert!(cache.missing_ranges(&conv).unwrap().is_empty());
     let events = cache.events(&conv, 1, last).unwrap();
     assert_eq!(
@@ -731,5 +685,5 @@ async fn live_messages_during_catch_up_leave_no_hole() {
         (1..=last).collect::<Vec<_>>()
     );
     assert_eq!(message_bodies(&events), sent);
-    server.stop().await;
+    w.stop().await;
 }

@@ -3,15 +3,15 @@
 //! be there afterwards, unchanged, at its acknowledged seq, in a dense log;
 //! unacknowledged sends retried with their client_msg_id land exactly once.
 
-mod common;
+mod support;
 
-use common::{Peer, conv_id, seq_of};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
+use support::{Peer, conv_id, seq_of};
 use tokio::process::{Child, Command};
 
 const USERS: usize = 4;
@@ -152,7 +152,7 @@ async fn verify(
     let mut logs = HashMap::new();
     for conv in convs {
         let events = p.full_history(conv).await;
-        common::assert_dense(&events);
+        support::assert_dense(&events);
         let last = p.last_seq(conv).await;
         assert_eq!(events.len() as u64, last, "history ends at last_seq");
         let mut seen = HashMap::new();

@@ -3,16 +3,15 @@
 //! is cut several times while 500 messages arrive. Every message must be
 //! printed exactly once, in seq order, for several seeds.
 
-mod client_support;
+mod support;
 
-use chat::proto::{ConvKind, Event, EventBody};
-use client_support::{Home, Raw, Server};
+use chat::proto::{Event, EventBody};
 use std::io::BufRead;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tempfile::TempDir;
+use support::{Home, World};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -199,9 +198,8 @@ fn collect(
 
 fn follow_through_faults(seed: u64) {
     let started = Instant::now();
-    let tmp = TempDir::new().unwrap();
-    let server = Server::start(&tmp.path().join("server"));
-    let url = server.url();
+    let w = World::new();
+    let url = w.url();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -209,12 +207,12 @@ fn follow_through_faults(seed: u64) {
         .unwrap();
     let counts = Arc::new(Counts::default());
     let proxy = rt.block_on(start_proxy(url.clone(), seed, counts.clone()));
-    let bob = Home::new(tmp.path().join("bob"), &proxy);
+    let bob = Home::new(w.dir("bob"), &proxy);
     bob.register("bob");
     let (mut alice, conv) = rt.block_on(async {
-        let mut alice = Raw::register(&url, "alice").await;
-        let conv = alice.create(ConvKind::Dm, None, &["bob"]).await;
-        alice.send(&conv, "start").await;
+        let mut alice = w.user("alice").await;
+        let conv = alice.create_dm("bob").await;
+        alice.send_msg(&conv, "start").await;
         (alice, conv)
     });
 
@@ -260,7 +258,7 @@ fn follow_through_faults(seed: u64) {
     // 500 messages over about ten seconds, so the resets land among them.
     rt.block_on(async {
         for i in 0..MESSAGES {
-            alice.send(&conv, &format!("m{i}")).await;
+            alice.send_msg(&conv, &format!("m{i}")).await;
             if i % 10 == 9 {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -310,7 +308,7 @@ fn follow_through_faults(seed: u64) {
         "seed {seed}: a lost connection is said on stderr: {stderr}"
     );
     drop(rt);
-    drop(server);
+    drop(w);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! chatd through a real WebSocket: every invariant of the design, one module
-//! per area. chatd runs in process on `127.0.0.1:0` (see `common`).
+//! per area. chatd runs in process on `127.0.0.1:0` (see `support`).
 
-mod common;
+mod support;
 
 #[path = "server/handshake.rs"]
 mod handshake;

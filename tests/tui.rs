@@ -3,14 +3,13 @@
 //! appears in the list and clears when the conversation is opened.
 //! Skipped (with a notice) when tmux is not installed.
 
-mod client_support;
+mod support;
 
-use chat::client::net::{Conn, Credentials};
-use chat::proto::{Conversation, Event, EventBody, Request};
-use client_support::{Home, PASSWORD, Server};
+use chat::proto::{Conversation, Event, EventBody};
+use serde_json::json;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tempfile::TempDir;
+use support::{Home, Peer, World};
 
 /// One tmux server (own socket) with one session; killed on drop.
 struct Tmux {
@@ -133,11 +132,10 @@ fn the_tui_sends_receives_shows_typing_and_unread() {
         eprintln!("NOTICE: tmux is not installed; skipping the TUI end-to-end test");
         return;
     }
-    let tmp = TempDir::new().unwrap();
-    let server = Server::start(&tmp.path().join("server"));
-    let url = server.url();
-    let alice = Home::new(tmp.path().join("alice"), &url);
-    let bob = Home::new(tmp.path().join("bob"), &url);
+    let mut w = World::new();
+    let url = w.url();
+    let alice = w.home("alice");
+    let bob = w.home("bob");
     alice.register("alice");
     bob.register("bob");
     bob.ok(&["send", "@alice", "first from bob"], None);
@@ -220,40 +218,17 @@ fn the_tui_sends_receives_shows_typing_and_unread() {
         .enable_all()
         .build()
         .unwrap();
-    let mut conn = rt.block_on(async {
-        let mut c = Conn::connect(&url, Duration::from_secs(5)).await.unwrap();
-        c.handshake(
-            &Credentials::Login {
-                username: "bob".into(),
-                password: PASSWORD.into(),
-            },
-            "typist",
-        )
-        .await
-        .unwrap();
-        c
-    });
-    let typing = |conn: &mut Conn, active: bool| {
-        rt.block_on(async {
-            tokio::time::timeout(
-                Duration::from_secs(5),
-                conn.send(&Request::Typing {
-                    conversation_id: dm.clone(),
-                    active,
-                }),
-            )
-            .await
-            .expect("typing send timed out")
-            .expect("typing send");
-        })
+    let mut typist = rt.block_on(w.login("bob"));
+    let typing = |p: &mut Peer, active: bool| {
+        rt.block_on(p.send_req(json!({"type":"typing","conversation_id":dm,"active":active})));
     };
-    typing(&mut conn, true);
+    typing(&mut typist, true);
     tmux.wait("bob is typing", long, |s| s.contains("bob is typing"));
-    typing(&mut conn, false);
+    typing(&mut typist, false);
     tmux.wait("the typing line gone", long, |s| {
         !s.contains("bob is typing")
     });
-    rt.block_on(conn.close());
+    rt.block_on(typist.close());
 
     // Focus the channel, then a message to the DM shows as unread there.
     let screen = tmux.screen();
@@ -298,7 +273,7 @@ fn the_tui_sends_receives_shows_typing_and_unread() {
     }
     tmux.keys(&["q"]);
     drop(tmux);
-    server.stop_blocking();
+    w.stop_blocking();
 }
 
 fn rand_suffix() -> u64 {

@@ -1,7 +1,7 @@
 //! The authorization suite: a non-member tries every conversation request.
 //! Each is refused, and the log is exactly as it was.
 
-use crate::common::*;
+use crate::support::*;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -29,10 +29,8 @@ fn every_request(id: &str, target: u64) -> Vec<Value> {
 
 #[tokio::test]
 async fn non_members_are_refused_everything() {
-    let server = TestServer::start().await;
-    let mut alice = server.user("alice").await;
-    let mut bob = server.user("bob").await;
-    let mut mallory = server.user("mallory").await;
+    let server = Server::start();
+    let [mut alice, mut bob, mut mallory] = server.users(["alice", "bob", "mallory"]).await;
     let group = alice.create_group("secret", &["bob"]).await;
     let dm = alice.create_dm("bob").await;
     let channel = alice.create_channel("town").await;
@@ -97,9 +95,8 @@ async fn non_members_are_refused_everything() {
 
 #[tokio::test]
 async fn channel_history_once_joined_and_not_after_leaving() {
-    let server = TestServer::start().await;
-    let mut alice = server.user("alice").await;
-    let mut bob = server.user("bob").await;
+    let server = Server::start();
+    let [mut alice, mut bob] = server.users(["alice", "bob"]).await;
     let ch = alice.create_channel("town").await;
     alice.send_msg(&ch, "before bob").await;
     bob.err(json!({"type":"history","conversation_id":ch}), "forbidden")

@@ -1,16 +1,15 @@
 //! Bad input gets an answer with a stable code; the connection (where the
 //! protocol allows) and everyone else's connections carry on.
 
-use crate::common::*;
+use crate::support::*;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
 /// alice and bob share a group; returns (alice, bob, group id).
-async fn pair(server: &TestServer) -> (Peer, Peer, String) {
-    let mut alice = server.user("alice").await;
-    let bob = server.user("bob").await;
+async fn pair(server: &Server) -> (Peer, Peer, String) {
+    let [mut alice, bob] = server.users(["alice", "bob"]).await;
     let g = alice.create_group("g", &["bob"]).await;
     (alice, bob, g)
 }
@@ -45,7 +44,7 @@ fn assert_error(r: &Value, id: Value, code: &str) {
 
 #[tokio::test]
 async fn malformed_frames_get_error_answers() {
-    let server = TestServer::start().await;
+    let server = Server::start();
     let (mut alice, mut bob, g) = pair(&server).await;
     let cases: Vec<(String, Value, &str)> = vec![
         ("not json".into(), Value::Null, "bad_frame"),
@@ -130,7 +129,7 @@ async fn malformed_frames_get_error_answers() {
         .await;
     // Garbage before authentication is answered too, and does not count as
     // a failed login.
-    let mut p = Peer::connect(&server.url()).await;
+    let mut p = server.connect().await;
     for _ in 0..10 {
         p.send_raw("garbage").await;
         assert_error(&p.next_reply().await, Value::Null, "bad_frame");
@@ -140,7 +139,7 @@ async fn malformed_frames_get_error_answers() {
 
 #[tokio::test]
 async fn oversize_and_binary_frames() {
-    let server = TestServer::start().await;
+    let server = Server::start();
     let (mut alice, mut bob, g) = pair(&server).await;
     let max = chat::proto::Limits::default().max_frame_bytes;
 
@@ -167,7 +166,7 @@ async fn oversize_and_binary_frames() {
 
 #[tokio::test]
 async fn frames_over_the_hard_cap_close_only_that_connection() {
-    let server = TestServer::start_with(|c| c.limits.hard_frame_bytes = 128 * 1024).await;
+    let server = Server::start_with(|c| c.limits.hard_frame_bytes = 128 * 1024);
     let (mut alice, mut bob, g) = pair(&server).await;
     let mut a2 = server.device(&alice.token).await;
     a2.send_raw("z".repeat(200 * 1024)).await;
@@ -178,7 +177,7 @@ async fn frames_over_the_hard_cap_close_only_that_connection() {
 
 #[tokio::test]
 async fn invalid_utf8_is_answered_then_closed() {
-    let server = TestServer::start().await;
+    let server = Server::start();
     let (mut alice, mut bob, g) = pair(&server).await;
     let mut a2 = server.device(&alice.token).await;
     // A text frame whose payload is not UTF-8, built by hand.

@@ -1,6 +1,6 @@
 //! Catching up: `history` ranges and paging, `sync`, and receipts.
 
-use crate::common::*;
+use crate::support::*;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -34,7 +34,7 @@ async fn burst(p: &mut Peer, conv: &str, n: usize) -> Vec<u64> {
 
 #[tokio::test]
 async fn history_ranges_and_paging() {
-    let server = TestServer::start().await;
+    let server = Server::start();
     let mut alice = server.user("alice").await;
     let g = alice.create_group("g", &[]).await;
     let sent = burst(&mut alice, &g, 30).await;
@@ -88,7 +88,7 @@ async fn history_ranges_and_paging() {
 
 #[tokio::test]
 async fn history_pages_are_capped() {
-    let server = TestServer::start().await;
+    let server = Server::start();
     let mut alice = server.user("alice").await;
     let g = alice.create_group("g", &[]).await;
     burst(&mut alice, &g, 520).await;
@@ -105,7 +105,7 @@ async fn history_pages_are_capped() {
     assert_eq!(seqs(&r), (22..=521).collect::<Vec<_>>());
     assert_dense(&alice.full_history(&g).await);
 
-    let small = TestServer::start_with(|c| c.limits.history_page_cap = 3).await;
+    let small = Server::start_with(|c| c.limits.history_page_cap = 3);
     let mut bob = small.user("bob").await;
     let g = bob.create_group("g", &[]).await;
     burst(&mut bob, &g, 5).await;
@@ -117,10 +117,8 @@ async fn history_pages_are_capped() {
 
 #[tokio::test]
 async fn sync_lists_conversations_receipts_and_presence() {
-    let server = TestServer::start().await;
-    let mut alice = server.user("alice").await;
-    let mut bob = server.user("bob").await;
-    let _carol = server.user("carol").await;
+    let server = Server::start();
+    let [mut alice, mut bob, _carol] = server.users(["alice", "bob", "carol"]).await;
     let g = alice.create_group("g", &["bob"]).await;
     let dm = alice.create_dm("carol").await;
     alice.send_msg(&g, "one").await;
@@ -168,7 +166,7 @@ async fn sync_lists_conversations_receipts_and_presence() {
 
 #[tokio::test]
 async fn sync_cursors_are_bounded() {
-    let server = TestServer::start_with(|c| c.limits.max_sync_cursors = 2).await;
+    let server = Server::start_with(|c| c.limits.max_sync_cursors = 2);
     let mut alice = server.user("alice").await;
     alice
         .err(
@@ -183,9 +181,8 @@ async fn sync_cursors_are_bounded() {
 
 #[tokio::test]
 async fn receipts_move_forward_only() {
-    let server = TestServer::start().await;
-    let mut alice = server.user("alice").await;
-    let mut bob = server.user("bob").await;
+    let server = Server::start();
+    let [mut alice, mut bob] = server.users(["alice", "bob"]).await;
     let mut b2 = server.device(&bob.token).await;
     let g = alice.create_group("g", &["bob"]).await;
     for i in 0..3 {
@@ -238,7 +235,7 @@ async fn receipts_move_forward_only() {
 
 #[tokio::test]
 async fn pages_of_large_events_stay_under_the_frame_cap() {
-    let server = TestServer::start().await;
+    let server = Server::start();
     let mut alice = server.user("alice").await;
     let g = alice.create_group("g", &[]).await;
     let body = "é".repeat(chat::proto::Limits::default().max_body_bytes / 2);

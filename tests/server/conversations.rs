@@ -1,7 +1,7 @@
 //! Conversations: create, join, leave, add_members, rename, and the
 //! `conversation` pushes and membership events they produce.
 
-use crate::common::*;
+use crate::support::*;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -18,10 +18,8 @@ fn is_conv_push(v: &Value, id: &str) -> bool {
 
 #[tokio::test]
 async fn dms_are_created_once() {
-    let server = TestServer::start().await;
-    let mut alice = server.user("alice").await;
-    let mut bob = server.user("bob").await;
-    let mut carol = server.user("carol").await;
+    let server = Server::start();
+    let [mut alice, mut bob, mut carol] = server.users(["alice", "bob", "carol"]).await;
 
     let dm = alice.create("dm", None, &["bob"]).await;
     assert_eq!(dm["kind"], "dm");
@@ -61,11 +59,9 @@ async fn dms_are_created_once() {
 
 #[tokio::test]
 async fn groups_push_to_online_members_only() {
-    let server = TestServer::start().await;
-    let mut alice = server.user("alice").await;
-    let mut bob = server.user("bob").await;
-    let mut carol = server.user("carol").await;
-    let mut dave = server.user("dave").await;
+    let server = Server::start();
+    let [mut alice, mut bob, mut carol, mut dave] =
+        server.users(["alice", "bob", "carol", "dave"]).await;
 
     let g = alice
         .create("group", Some("launch"), &["bob", "carol"])
@@ -114,10 +110,8 @@ async fn groups_push_to_online_members_only() {
 
 #[tokio::test]
 async fn channels_join_by_id_and_name() {
-    let server = TestServer::start().await;
-    let mut alice = server.user("alice").await;
-    let mut bob = server.user("bob").await;
-    let mut carol = server.user("carol").await;
+    let server = Server::start();
+    let [mut alice, mut bob, mut carol] = server.users(["alice", "bob", "carol"]).await;
 
     let id = alice.create_channel("#general").await;
     let list = bob.ok(json!({"type":"channels"})).await;
@@ -168,10 +162,8 @@ async fn channels_join_by_id_and_name() {
 
 #[tokio::test]
 async fn private_conversations_cannot_be_joined() {
-    let server = TestServer::start().await;
-    let mut alice = server.user("alice").await;
-    let _bob = server.user("bob").await;
-    let mut mallory = server.user("mallory").await;
+    let server = Server::start();
+    let [mut alice, _bob, mut mallory] = server.users(["alice", "bob", "mallory"]).await;
     let g = alice.create_group("secret", &["bob"]).await;
     let dm = alice.create_dm("bob").await;
     for id in [&g, &dm] {
@@ -187,10 +179,8 @@ async fn private_conversations_cannot_be_joined() {
 
 #[tokio::test]
 async fn leave_add_members_and_rename_are_events() {
-    let server = TestServer::start().await;
-    let mut alice = server.user("alice").await;
-    let mut bob = server.user("bob").await;
-    let mut dave = server.user("dave").await;
+    let server = Server::start();
+    let [mut alice, mut bob, mut dave] = server.users(["alice", "bob", "dave"]).await;
     let id = alice.create_group("launch", &["bob"]).await;
     alice.send_msg(&id, "hello").await;
 
@@ -259,10 +249,8 @@ async fn leave_add_members_and_rename_are_events() {
 
 #[tokio::test]
 async fn dms_cannot_be_left_renamed_or_grown() {
-    let server = TestServer::start().await;
-    let mut alice = server.user("alice").await;
-    let _bob = server.user("bob").await;
-    let _carol = server.user("carol").await;
+    let server = Server::start();
+    let [mut alice, _bob, _carol] = server.users(["alice", "bob", "carol"]).await;
     let dm = alice.create_dm("bob").await;
     alice
         .err(
@@ -287,17 +275,16 @@ async fn dms_cannot_be_left_renamed_or_grown() {
 
 #[tokio::test]
 async fn state_rebuilt_after_restart_keeps_dms_channels_and_members_unique() {
-    let server = TestServer::start().await;
-    let mut alice = server.user("alice").await;
-    let _bob = server.user("bob").await;
+    let mut server = Server::start();
+    let [mut alice, _bob] = server.users(["alice", "bob"]).await;
     let dm = alice.create_dm("bob").await;
     let ch = alice.create("channel", Some("general"), &[]).await;
     let ch_id = ch["id"].as_str().unwrap().to_string();
     let alice_token = alice.token.clone();
     drop(alice);
-    let server = server.restart().await;
+    server.restart().await;
 
-    let mut alice = Peer::connect(&server.url()).await;
+    let mut alice = server.connect().await;
     assert_eq!(alice.auth(&alice_token).await["type"], "ok");
     // The same DM, not a second one; the channel name is still taken.
     assert_eq!(alice.create_dm("bob").await, dm);
@@ -308,7 +295,7 @@ async fn state_rebuilt_after_restart_keeps_dms_channels_and_members_unique() {
         )
         .await;
     // Membership survived: bob can join, and seqs continue densely.
-    let mut bob = Peer::connect(&server.url()).await;
+    let mut bob = server.connect().await;
     assert_eq!(bob.login("bob", PASSWORD).await["type"], "ok");
     let joined = bob
         .ok(json!({"type":"join","conversation_id": ch_id}))

@@ -1,7 +1,7 @@
 //! Typing and presence: relayed to the right people, rate-limited, and never
 //! written to the log.
 
-use crate::common::*;
+use crate::support::*;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -17,12 +17,10 @@ fn presence_of(user: &'static str) -> impl Fn(&Value) -> bool {
 
 #[tokio::test]
 async fn typing_is_relayed_to_other_members_and_throttled() {
-    let server = TestServer::start().await;
+    let server = Server::start();
     let mut alice = server.user("alice").await;
     let mut a2 = server.device(&alice.token).await;
-    let mut bob = server.user("bob").await;
-    let mut carol = server.user("carol").await;
-    let mut dave = server.user("dave").await;
+    let [mut bob, mut carol, mut dave] = server.users(["bob", "carol", "dave"]).await;
     let g = alice.create_group("g", &["bob", "carol"]).await;
     let h = alice.create_group("h", &["bob"]).await;
     let before = alice.last_seq(&g).await;
@@ -81,10 +79,8 @@ async fn typing_is_relayed_to_other_members_and_throttled() {
 
 #[tokio::test]
 async fn presence_goes_to_contacts_only() {
-    let server = TestServer::start().await;
-    let mut alice = server.user("alice").await;
-    let mut bob = server.user("bob").await;
-    let mut carol = server.user("carol").await;
+    let server = Server::start();
+    let [mut alice, mut bob, mut carol] = server.users(["alice", "bob", "carol"]).await;
     let dm = alice.create_dm("bob").await;
     let before = alice.last_seq(&dm).await;
     let bob_token = bob.token.clone();
@@ -147,10 +143,8 @@ async fn presence_goes_to_contacts_only() {
 
 #[tokio::test]
 async fn users_lists_names_with_presence() {
-    let server = TestServer::start().await;
-    let mut alice = server.user("alice").await;
-    let _bob = server.user("bob").await;
-    let _bert = server.user("bert").await;
+    let server = Server::start();
+    let [mut alice, _bob, _bert] = server.users(["alice", "bob", "bert"]).await;
     let r = alice.ok(json!({"type":"users","prefix":"b"})).await;
     let names: Vec<&str> = r["users"]
         .as_array()

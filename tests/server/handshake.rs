@@ -1,17 +1,17 @@
 //! The handshake: register, login, auth, failures, logout.
 
-use crate::common::*;
+use crate::support::*;
 use serde_json::json;
 use std::time::Duration;
 
 #[tokio::test]
 async fn register_login_and_token_reuse() {
-    let server = TestServer::start().await;
+    let server = Server::start();
     let mut a1 = server.user("alice").await;
     assert_eq!(a1.token.len(), 64, "an opaque token");
 
     // Login on a new connection gives a new session token.
-    let mut a2 = Peer::connect(&server.url()).await;
+    let mut a2 = server.connect().await;
     let r = a2.login("alice", PASSWORD).await;
     assert_eq!(r["type"], "ok", "{r}");
     assert_eq!(r["user"], "alice");
@@ -20,7 +20,7 @@ async fn register_login_and_token_reuse() {
 
     // Both tokens work on further connections.
     for token in [a1.token.clone(), a2.token.clone()] {
-        let mut p = Peer::connect(&server.url()).await;
+        let mut p = server.connect().await;
         let r = p.auth(&token).await;
         assert_eq!(r["type"], "ok", "{r}");
         assert_eq!(r["user"], "alice");
@@ -32,9 +32,9 @@ async fn register_login_and_token_reuse() {
 
 #[tokio::test]
 async fn wrong_password_and_unknown_user_both_fail_alike() {
-    let server = TestServer::start().await;
+    let server = Server::start();
     let _a = server.user("alice").await;
-    let mut p = Peer::connect(&server.url()).await;
+    let mut p = server.connect().await;
     let wrong = p.login("alice", "wrong password").await;
     let unknown = p.login("nobody", PASSWORD).await;
     for r in [&wrong, &unknown] {
@@ -54,9 +54,9 @@ async fn wrong_password_and_unknown_user_both_fail_alike() {
 
 #[tokio::test]
 async fn taken_and_invalid_usernames() {
-    let server = TestServer::start().await;
+    let server = Server::start();
     let _a = server.user("alice").await;
-    let mut p = Peer::connect(&server.url()).await;
+    let mut p = server.connect().await;
     p.err(
         json!({"type":"register","username":"alice","password":"x1","device":"d"}),
         "username_taken",
@@ -77,15 +77,15 @@ async fn taken_and_invalid_usernames() {
     .await;
     // Boundary names are accepted.
     p.register("b.-_9").await;
-    let mut q = Peer::connect(&server.url()).await;
+    let mut q = server.connect().await;
     q.register(&"z".repeat(32)).await;
 }
 
 #[tokio::test]
 async fn nothing_before_authentication() {
-    let server = TestServer::start().await;
+    let server = Server::start();
     let _bob = server.user("bob").await;
-    let mut p = Peer::connect(&server.url()).await;
+    let mut p = server.connect().await;
     for req in [
         json!({"type":"conversations"}),
         json!({"type":"create","kind":"dm","members":["bob"]}),
@@ -110,9 +110,9 @@ async fn nothing_before_authentication() {
 
 #[tokio::test]
 async fn too_many_failures_close_the_connection() {
-    let server = TestServer::start().await;
+    let server = Server::start();
     let _a = server.user("alice").await;
-    let mut p = Peer::connect(&server.url()).await;
+    let mut p = server.connect().await;
     let max = chat::proto::Limits::default().max_auth_failures;
     for _ in 0..max {
         let r = p.login("alice", "nope").await;
@@ -121,14 +121,14 @@ async fn too_many_failures_close_the_connection() {
     let closed = p.expect_closed(WAIT).await;
     assert_eq!(closed.code(), Some(1008), "{closed:?}");
     // Other connections may still log in.
-    let mut q = Peer::connect(&server.url()).await;
+    let mut q = server.connect().await;
     assert_eq!(q.login("alice", PASSWORD).await["type"], "ok");
 }
 
 #[tokio::test]
 async fn unauthenticated_connections_time_out() {
-    let server = TestServer::start_with(|c| c.limits.auth_timeout_secs = 1).await;
-    let mut p = Peer::connect(&server.url()).await;
+    let server = Server::start_with(|c| c.limits.auth_timeout_secs = 1);
+    let mut p = server.connect().await;
     let closed = p.expect_closed(Duration::from_secs(4)).await;
     assert_eq!(closed.code(), Some(1008), "{closed:?}");
     // An authenticated connection outlives the deadline.
@@ -139,18 +139,18 @@ async fn unauthenticated_connections_time_out() {
 
 #[tokio::test]
 async fn logout_revokes_only_its_token() {
-    let server = TestServer::start().await;
+    let server = Server::start();
     let mut a1 = server.user("alice").await;
-    let mut a2 = Peer::connect(&server.url()).await;
+    let mut a2 = server.connect().await;
     assert_eq!(a2.login("alice", PASSWORD).await["type"], "ok");
     let revoked = a1.token.clone();
     a1.ok(json!({"type":"logout"})).await;
     let closed = a1.expect_closed(WAIT).await;
     assert_eq!(closed.code(), Some(1000), "{closed:?}");
 
-    let mut p = Peer::connect(&server.url()).await;
+    let mut p = server.connect().await;
     assert_eq!(p.auth(&revoked).await["code"], "auth_failed");
-    let mut q = Peer::connect(&server.url()).await;
+    let mut q = server.connect().await;
     assert_eq!(
         q.auth(&a2.token).await["type"],
         "ok",
@@ -161,15 +161,15 @@ async fn logout_revokes_only_its_token() {
 
 #[tokio::test]
 async fn connections_per_user_are_bounded_and_a_refused_login_leaves_no_session() {
-    let server = TestServer::start_with(|c| c.limits.max_connections_per_user = 2).await;
+    let server = Server::start_with(|c| c.limits.max_connections_per_user = 2);
     let a1 = server.user("alice").await;
-    let mut a2 = Peer::connect(&server.url()).await;
+    let mut a2 = server.connect().await;
     assert_eq!(a2.auth(&a1.token).await["type"], "ok");
     // A third connection is refused, by token and by password alike.
-    let mut a3 = Peer::connect(&server.url()).await;
+    let mut a3 = server.connect().await;
     let r = a3.auth(&a1.token).await;
     assert_eq!(r["code"], "rate_limited", "{r}");
-    let mut a4 = Peer::connect(&server.url()).await;
+    let mut a4 = server.connect().await;
     let r = a4.login("alice", PASSWORD).await;
     assert_eq!(r["code"], "rate_limited", "{r}");
     // Only the registration's session exists: the refused login stored none.
@@ -186,7 +186,7 @@ async fn connections_per_user_are_bounded_and_a_refused_login_leaves_no_session(
     drop(a2);
     let mut ok = false;
     for _ in 0..50 {
-        let mut p = Peer::connect(&server.url()).await;
+        let mut p = server.connect().await;
         if p.auth(&a1.token).await["type"] == "ok" {
             ok = true;
             break;

@@ -1,7 +1,7 @@
 //! The log: dense seqs under concurrency, idempotent sends, fan-out to every
 //! member connection, edits, deletions, reactions and replies.
 
-use crate::common::*;
+use crate::support::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -10,7 +10,7 @@ use std::time::Duration;
 async fn seqs_are_dense_under_twenty_concurrent_senders() {
     const SENDERS: usize = 20;
     const EACH: usize = 50;
-    let server = TestServer::start().await;
+    let server = Server::start();
     let names: Vec<String> = (0..SENDERS).map(|i| format!("user{i:02}")).collect();
     let mut peers = Vec::new();
     for n in &names {
@@ -88,9 +88,8 @@ async fn seqs_are_dense_under_twenty_concurrent_senders() {
 
 #[tokio::test]
 async fn a_retried_send_gets_the_original_seq() {
-    let server = TestServer::start().await;
-    let mut alice = server.user("alice").await;
-    let mut bob = server.user("bob").await;
+    let server = Server::start();
+    let [mut alice, mut bob] = server.users(["alice", "bob"]).await;
     let g = alice.create_group("g", &["bob"]).await;
     let other = alice.create_group("h", &["bob"]).await;
 
@@ -151,7 +150,7 @@ async fn a_retried_send_gets_the_original_seq() {
 
 #[tokio::test]
 async fn events_reach_every_member_connection() {
-    let server = TestServer::start().await;
+    let server = Server::start();
     let mut a1 = server.user("alice").await;
     let mut a2 = server.device(&a1.token).await;
     let mut bob = server.user("bob").await;
@@ -176,9 +175,8 @@ async fn events_reach_every_member_connection() {
 
 #[tokio::test]
 async fn only_the_author_edits_or_deletes() {
-    let server = TestServer::start().await;
-    let mut alice = server.user("alice").await;
-    let mut bob = server.user("bob").await;
+    let server = Server::start();
+    let [mut alice, mut bob] = server.users(["alice", "bob"]).await;
     let g = alice.create_group("g", &["bob"]).await;
     let m = alice.send_msg(&g, "original").await;
     let edit = |cmid: &str, body: &str| json!({"type":"edit","conversation_id":g,"client_msg_id":cmid,"target_seq":m,"body":body});
@@ -221,9 +219,8 @@ async fn only_the_author_edits_or_deletes() {
 
 #[tokio::test]
 async fn reactions_and_replies() {
-    let server = TestServer::start().await;
-    let mut alice = server.user("alice").await;
-    let mut bob = server.user("bob").await;
+    let server = Server::start();
+    let [mut alice, mut bob] = server.users(["alice", "bob"]).await;
     let g = alice.create_group("g", &["bob"]).await;
     let m = alice.send_msg(&g, "ship it?").await;
     let react = |cmid: &str, emoji: &str, remove: bool| {
@@ -275,7 +272,7 @@ async fn reactions_and_replies() {
 
 #[tokio::test]
 async fn message_limits() {
-    let server = TestServer::start().await;
+    let server = Server::start();
     let mut alice = server.user("alice").await;
     let g = alice.create_group("g", &[]).await;
     let max = chat::proto::Limits::default().max_body_bytes;

@@ -1,7 +1,7 @@
 //! Slow readers, plain HTTP, graceful shutdown and restart, and a flood of
 //! garbage from many connections at once.
 
-use crate::common::*;
+use crate::support::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -10,8 +10,8 @@ use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::Message;
 
 /// A member that authenticates, then never reads its socket again.
-async fn stalled_member(server: &TestServer, token: &str) -> Ws {
-    let mut ws = connect_ws(&server.url()).await;
+async fn stalled_member(server: &Server, token: &str) -> Ws {
+    let mut ws = connect_ws(&server.ws_url()).await;
     ws.send(Message::Text(
         json!({"type":"auth","id":1,"token":token})
             .to_string()
@@ -33,17 +33,14 @@ async fn stalled_member(server: &TestServer, token: &str) -> Ws {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slow_reader_is_dropped_without_stalling_others() {
-    let server = TestServer::start_with(|c| {
+    let server = Server::start_with(|c| {
         // Above what one commit can push at once to a healthy member (the
         // 20 pipelined sends below), far below what the stalled one piles up.
         c.limits.outbound_queue = 64;
         c.limits.requests_per_sec = 100_000;
         c.limits.request_burst = 100_000;
-    })
-    .await;
-    let mut alice = server.user("alice").await;
-    let mut bob = server.user("bob").await;
-    let slow_peer = server.user("slow").await;
+    });
+    let [mut alice, mut bob, slow_peer] = server.users(["alice", "bob", "slow"]).await;
     let slow_token = slow_peer.token.clone();
     let g = alice.create_group("firehose", &["bob", "slow"]).await;
     let slow_is = |status: &'static str| {
@@ -130,7 +127,7 @@ async fn a_slow_reader_is_dropped_without_stalling_others() {
 
 #[tokio::test]
 async fn healthz_and_other_paths() {
-    let server = TestServer::start().await;
+    let server = Server::start();
     assert_eq!(
         server.http("GET", "/healthz").await,
         (200, "ok".to_string())
@@ -155,9 +152,8 @@ async fn healthz_and_other_paths() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_closes_1001_and_keeps_acked_messages() {
-    let server = TestServer::start().await;
-    let mut alice = server.user("alice").await;
-    let mut bob = server.user("bob").await;
+    let mut server = Server::start();
+    let [mut alice, mut bob] = server.users(["alice", "bob"]).await;
     let g = alice.create_group("g", &["bob"]).await;
     let mut acked = Vec::new();
     for i in 0..5 {
@@ -176,8 +172,7 @@ async fn graceful_shutdown_closes_1001_and_keeps_acked_messages() {
             .await;
         inflight.push((id, body));
     }
-    let mut server = server;
-    server.shutdown().await;
+    server.stop().await;
     for (id, body) in inflight {
         // Each got an answer before the close, or none at all.
         if let Some(r) = alice.try_reply(id).await
@@ -191,7 +186,7 @@ async fn graceful_shutdown_closes_1001_and_keeps_acked_messages() {
         assert_eq!(closed.code(), Some(1001), "{closed:?}");
     }
 
-    let server = server.restart().await;
+    server.restart().await;
     let mut alice = server.device(&alice.token).await;
     let events = alice.full_history(&g).await;
     assert_dense(&events);
@@ -206,7 +201,7 @@ async fn graceful_shutdown_closes_1001_and_keeps_acked_messages() {
     // Writes continue from where the log ended.
     let next = alice.send_msg(&g, "after restart").await;
     assert_eq!(next, events.len() as u64 + 1);
-    let mut dave = Peer::connect(&server.url()).await;
+    let mut dave = server.connect().await;
     dave.err(
         json!({"type":"register","username":"alice","password":"x","device":"d"}),
         "username_taken",
@@ -304,16 +299,14 @@ fn garbage(rng: &mut Rng, conv: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_garbage_flood_leaves_the_server_up() {
-    let server = TestServer::start().await;
-    let mut alice = server.user("alice").await;
-    let mut bob = server.user("bob").await;
-    let flood = server.user("flood").await;
+    let server = Server::start();
+    let [mut alice, mut bob, flood] = server.users(["alice", "bob", "flood"]).await;
     let g = alice.create_group("g", &["bob", "flood"]).await;
     let before = alice.full_history(&g).await;
 
     let mut tasks = Vec::new();
     for c in 0..12u64 {
-        let url = server.url();
+        let url = server.ws_url();
         let token = if c.is_multiple_of(2) {
             Some(flood.token.clone())
         } else {
@@ -357,13 +350,11 @@ async fn a_garbage_flood_leaves_the_server_up() {
 
 #[tokio::test]
 async fn silent_connections_are_closed_live_ones_are_kept() {
-    let server = TestServer::start_with(|c| {
+    let server = Server::start_with(|c| {
         c.limits.ping_interval_secs = 1;
         c.limits.idle_timeout_secs = 2;
-    })
-    .await;
-    let mut alice = server.user("alice").await;
-    let mut bob = server.user("bob").await;
+    });
+    let [mut alice, mut bob] = server.users(["alice", "bob"]).await;
     alice.create_dm("bob").await;
     // bob's reader answers pings (pongs count as traffic); a socket nobody
     // reads does not. Reading answers pings, so this one reads nothing for
@@ -408,12 +399,12 @@ async fn silent_connections_are_closed_live_ones_are_kept() {
 
 #[tokio::test]
 async fn shutdown_closes_connections_that_never_authenticated() {
-    let mut server = TestServer::start_with(|c| c.limits.auth_timeout_secs = 30).await;
+    let mut server = Server::start_with(|c| c.limits.auth_timeout_secs = 30);
     // Authenticated connections hear of a shutdown through the hub; this
     // one has not authenticated, so it must notice by itself.
-    let mut anon = connect_ws(&server.url()).await;
+    let mut anon = connect_ws(&server.ws_url()).await;
     let started = Instant::now();
-    server.shutdown().await;
+    server.stop().await;
     let code = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(Ok(m)) = anon.next().await {
             if let Message::Close(frame) = m {

@@ -1,177 +1,20 @@
-//! Test harness: chatd in process on `127.0.0.1:0`, and a raw protocol peer
-//! that speaks JSON over a real WebSocket.
-//!
-//! Every wait is bounded (see [`WAIT`]) so that no test can hang.
+//! A raw protocol peer: JSON over a real WebSocket, for driving chatd
+//! request by request (malformed input included) and for reading its log.
+//! A background task reads the socket, so a peer never looks slow to the
+//! server while a test is busy elsewhere.
 
-#![allow(dead_code)]
-
-use chat::server::{Config, serve};
+use super::{PASSWORD, WAIT, unique};
+use chat::proto::{Conversation, Event, EventBody, Request};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-/// How long any single wait in a test may take.
-pub const WAIT: Duration = Duration::from_secs(5);
-
-/// A password every test user shares.
-pub const PASSWORD: &str = "correct horse";
-
-// ---------------------------------------------------------------------------
-// The server
-
-/// chatd running in this process on a loopback port, on a temp data dir.
-pub struct TestServer {
-    addr: SocketAddr,
-    dir: PathBuf,
-    _temp: Option<tempfile::TempDir>,
-    config: Config,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), chat::server::ServeError>>>,
-}
-
-impl TestServer {
-    /// Start with the test defaults.
-    pub async fn start() -> TestServer {
-        Self::start_with(|_| {}).await
-    }
-
-    /// Start with the test defaults changed by `tweak`.
-    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
-        let temp = tempfile::tempdir().expect("temp dir");
-        let dir = temp.path().to_path_buf();
-        let mut config = Config::for_tests(dir.clone());
-        tweak(&mut config);
-        let mut server = Self::launch(dir, config).await;
-        server._temp = Some(temp);
-        server
-    }
-
-    async fn launch(dir: PathBuf, config: Config) -> TestServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local addr");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, config.clone(), async move {
-            let _ = stopped.await;
-        }));
-        TestServer {
-            addr,
-            dir,
-            _temp: None,
-            config,
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    pub fn url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
-    }
-
-    pub fn data_dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Shut down gracefully and wait for `serve` to return.
-    pub async fn shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let result = tokio::time::timeout(Duration::from_secs(15), task)
-                .await
-                .expect("serve did not return within 15 s of shutdown")
-                .expect("serve task panicked");
-            result.expect("serve returned an error");
-        }
-    }
-
-    /// Shut down, then start again on the same data dir (a new port).
-    pub async fn restart(mut self) -> TestServer {
-        self.shutdown().await;
-        let temp = self._temp.take();
-        let mut next = Self::launch(self.dir.clone(), self.config.clone()).await;
-        next._temp = temp;
-        next
-    }
-
-    /// Whether the serve task is still running.
-    pub fn is_running(&self) -> bool {
-        self.task.as_ref().is_some_and(|t| !t.is_finished())
-    }
-
-    /// Connect a peer and register a new user on it.
-    pub async fn user(&self, name: &str) -> Peer {
-        let mut p = Peer::connect(&self.url()).await;
-        p.register(name).await;
-        p
-    }
-
-    /// Another connection (device) of a registered user.
-    pub async fn device(&self, token: &str) -> Peer {
-        let mut p = Peer::connect(&self.url()).await;
-        let r = p.auth(token).await;
-        assert_eq!(r["type"], "ok", "auth: {r}");
-        p
-    }
-
-    /// One plain HTTP/1.1 request; returns (status, body).
-    pub async fn http(&self, method: &str, path: &str) -> (u16, String) {
-        http_request(self.addr, method, path).await
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-/// A raw HTTP/1.1 request over TCP; returns (status, body).
-pub async fn http_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let fut = async {
-        let mut s = TcpStream::connect(addr).await.expect("connect");
-        let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).await.expect("write request");
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.expect("read response");
-        let text = String::from_utf8_lossy(&buf).to_string();
-        let status: u16 = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no status line in {text:?}"));
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        (status, body)
-    };
-    tokio::time::timeout(WAIT, fut)
-        .await
-        .expect("HTTP request timed out")
-}
-
-// ---------------------------------------------------------------------------
-// The peer
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -185,6 +28,13 @@ enum Incoming {
     Close(Option<(u16, String)>),
     /// The stream ended or failed.
     End(String),
+}
+
+/// Which of a peer's buffers to take from.
+#[derive(Clone, Copy)]
+enum Queue {
+    Replies,
+    Pushes,
 }
 
 /// How a connection ended, as seen by the peer.
@@ -205,13 +55,6 @@ impl Closed {
             _ => None,
         }
     }
-}
-
-static UNIQUE: AtomicU64 = AtomicU64::new(1);
-
-/// A process-unique suffix for client_msg_ids and names.
-pub fn unique() -> u64 {
-    UNIQUE.fetch_add(1, Ordering::Relaxed)
 }
 
 /// A raw protocol client. A background task reads the socket continuously,
@@ -430,40 +273,37 @@ impl Peer {
 
     /// The next reply of any id (e.g. an error with `id: null`).
     pub async fn next_reply(&mut self) -> Value {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Some(r) = self.replies.pop_front() {
-                return r;
-            }
-            if !self.pump(deadline).await {
-                panic!(
-                    "{}: no reply within {WAIT:?} ({:?})",
-                    self.user, self.closed
-                );
-            }
+        match self.try_next_reply().await {
+            Some(r) => r,
+            None => panic!(
+                "{}: no reply within {WAIT:?} ({:?})",
+                self.user, self.closed
+            ),
         }
     }
 
     /// The next reply of any id, or `None` if the connection ends (or the
     /// wait times out) first.
     pub async fn try_next_reply(&mut self) -> Option<Value> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Some(r) = self.replies.pop_front() {
-                return Some(r);
-            }
-            if !self.pump(deadline).await {
-                return None;
-            }
-        }
+        self.next_of(Queue::Replies, WAIT).await
     }
 
     /// The next push, or `None` after `timeout`.
     pub async fn next_push(&mut self, timeout: Duration) -> Option<Value> {
+        self.next_of(Queue::Pushes, timeout).await
+    }
+
+    /// The first frame of `queue`, or `None` if the connection ends (or
+    /// `timeout` passes) first.
+    async fn next_of(&mut self, queue: Queue, timeout: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if let Some(p) = self.pushes.pop_front() {
-                return Some(p);
+            let q = match queue {
+                Queue::Replies => &mut self.replies,
+                Queue::Pushes => &mut self.pushes,
+            };
+            if let Some(v) = q.pop_front() {
+                return Some(v);
             }
             if !self.pump(deadline).await {
                 return None;
@@ -649,6 +489,55 @@ impl Peer {
             .await;
         r["last_seq"].as_u64().expect("last_seq")
     }
+
+    // -- typed readers -------------------------------------------------------
+
+    /// Send a typed request that must succeed; returns the `ok` frame.
+    pub async fn call(&mut self, req: &Request) -> Value {
+        let v: Value = serde_json::from_str(&req.encode(None)).expect("a request encodes to JSON");
+        self.ok(v).await
+    }
+
+    /// The whole log of `conv`, paged, as typed events.
+    pub async fn events(&mut self, conv: &str) -> Vec<Event> {
+        self.full_history(conv)
+            .await
+            .into_iter()
+            .map(|e| serde_json::from_value(e.clone()).unwrap_or_else(|err| panic!("{err}: {e}")))
+            .collect()
+    }
+
+    /// Bodies of the messages in `conv`'s log, in seq order.
+    pub async fn bodies(&mut self, conv: &str) -> Vec<String> {
+        message_bodies(&self.events(conv).await)
+    }
+
+    /// Poll the message bodies of `conv` until `cond` holds or `timeout`
+    /// passes; returns the last bodies seen and whether `cond` held.
+    pub async fn wait_bodies(
+        &mut self,
+        conv: &str,
+        timeout: Duration,
+        cond: impl Fn(&[String]) -> bool,
+    ) -> (Vec<String>, bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let bodies = self.bodies(conv).await;
+            if cond(&bodies) {
+                return (bodies, true);
+            }
+            if Instant::now() >= deadline {
+                return (bodies, false);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The conversations of this user, as the server lists them.
+    pub async fn conversations(&mut self) -> Vec<Conversation> {
+        let r = self.ok(json!({"type":"conversations"})).await;
+        serde_json::from_value(r["conversations"].clone()).unwrap_or_else(|e| panic!("{e}: {r}"))
+    }
 }
 
 impl Drop for Peer {
@@ -682,4 +571,15 @@ pub fn assert_dense(events: &[Value]) {
             "the log has a hole or a duplicate at position {i}: {e}"
         );
     }
+}
+
+/// Bodies of the message events in `events`, in order.
+pub fn message_bodies(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Message { body, .. } => Some(body.clone()),
+            _ => None,
+        })
+        .collect()
 }

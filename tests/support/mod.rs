@@ -1,0 +1,56 @@
+//! Test support shared by every integration test: chatd in process on
+//! `127.0.0.1:0` ([`server`]), raw protocol peers ([`raw`]), headless engine
+//! clients ([`client`]), homes for `chat` subprocesses ([`cli`]), the
+//! [`World`] fixture that puts them together, and bounded waits.
+//!
+//! Every wait is bounded, so that no test can hang.
+
+#![allow(dead_code, unused_imports)]
+
+pub mod cli;
+pub mod client;
+pub mod raw;
+pub mod server;
+pub mod world;
+
+pub use cli::{Home, Ran};
+pub use client::{Client, Fault, describe_rows, has_missing, row_bodies, row_seqs};
+pub use raw::{
+    Closed, Peer, Ws, assert_dense, connect_ws, conv_id, is_event, message_bodies, seq_of,
+};
+pub use server::Server;
+pub use world::World;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long one reply or push on a raw connection may take.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// How long a headless client may take to reach a state (it connects,
+/// reconnects and catches up first).
+pub const CLIENT_WAIT: Duration = Duration::from_secs(20);
+
+/// A password every test user shares.
+pub const PASSWORD: &str = "correct horse battery";
+
+static UNIQUE: AtomicU64 = AtomicU64::new(1);
+
+/// A process-unique suffix for client_msg_ids and names.
+pub fn unique() -> u64 {
+    UNIQUE.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Poll `cond` every 20 ms until it holds or `timeout` passes.
+pub async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,253 @@
+//! chatd in this process on loopback, over a temp data dir. It runs on a
+//! runtime of its own, so that [`Server::kill`] can drop every task of the
+//! server at once (nothing flushed or closed gracefully), and so that plain
+//! `#[test]`s can run `chat` subprocesses against it. It stops and starts
+//! again on the same data dir and address.
+
+use super::raw::Peer;
+use super::{CLIENT_WAIT, WAIT};
+use chat::server::{Config, ServeError, serve};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::runtime::Runtime;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long a graceful stop may take.
+const STOP_WAIT: Duration = Duration::from_secs(15);
+
+/// An in-process chatd.
+pub struct Server {
+    addr: SocketAddr,
+    dir: PathBuf,
+    config: Config,
+    _temp: Option<tempfile::TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), ServeError>>>,
+    runtime: Option<Runtime>,
+}
+
+impl Server {
+    /// Start on `127.0.0.1:0` with the test defaults, over a temp dir of its own.
+    pub fn start() -> Server {
+        Self::start_with(|_| {})
+    }
+
+    /// Like [`Server::start`], with the test defaults changed by `tweak`.
+    pub fn start_with(tweak: impl FnOnce(&mut Config)) -> Server {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().to_path_buf();
+        let mut config = Config::for_tests(dir.clone());
+        tweak(&mut config);
+        let mut server = Self::launch(dir, config, SocketAddr::from(([127, 0, 0, 1], 0)));
+        server._temp = Some(temp);
+        server
+    }
+
+    /// Start on `127.0.0.1:0` over `data` (which outlives the server).
+    pub fn start_in(data: &Path) -> Server {
+        Self::launch(
+            data.to_path_buf(),
+            Config::for_tests(data.to_path_buf()),
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        )
+    }
+
+    /// Bind `addr` (with SO_REUSEADDR, retrying for a while: a port just
+    /// released may still be busy for a moment) and serve on a new runtime.
+    fn launch(dir: PathBuf, config: Config, addr: SocketAddr) -> Server {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("chatd-test")
+            .enable_all()
+            .build()
+            .expect("server runtime");
+        let listener = {
+            let _enter = runtime.enter();
+            let deadline = Instant::now() + CLIENT_WAIT;
+            loop {
+                let bound = tokio::net::TcpSocket::new_v4().and_then(|s| {
+                    s.set_reuseaddr(true)?;
+                    s.bind(addr)?;
+                    s.listen(1024)
+                });
+                match bound {
+                    Ok(l) => break l,
+                    Err(_) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Err(e) => panic!("cannot bind {addr}: {e}"),
+                }
+            }
+        };
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = runtime.spawn(serve(listener, config.clone(), async move {
+            let _ = stopped.await;
+        }));
+        Server {
+            addr,
+            dir,
+            config,
+            _temp: None,
+            stop: Some(stop),
+            task: Some(task),
+            runtime: Some(runtime),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `host:port`, as the client and the `chat` binary take it.
+    pub fn url(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// The WebSocket URL a raw peer connects to.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether the serve task is still running.
+    pub fn is_running(&self) -> bool {
+        self.task.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Graceful stop: close connections, flush the store; `serve` must
+    /// return `Ok` within 15 s. The runtime lives on until the server is
+    /// dropped or started again, so nothing still closing is cut short.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let result = tokio::time::timeout(STOP_WAIT, task)
+                .await
+                .expect("serve did not return within 15 s of shutdown")
+                .expect("serve task panicked");
+            result.expect("serve returned an error");
+        }
+    }
+
+    /// [`Server::stop`] from a plain (non-async) test.
+    pub fn stop_blocking(&mut self) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime to stop the server");
+        rt.block_on(self.stop());
+    }
+
+    /// Abrupt stop: every task of the server is dropped where it stands;
+    /// nothing is flushed or closed gracefully (sockets close as their
+    /// owners drop). Committed data must survive this.
+    pub fn kill(&mut self) {
+        self.stop.take();
+        self.task.take();
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+
+    /// Start again, after a stop or a kill, on the same data dir, address
+    /// and configuration.
+    pub fn start_again(&mut self) {
+        assert!(self.task.is_none(), "the server is still running");
+        let next = Self::launch(self.dir.clone(), self.config.clone(), self.addr);
+        let temp = self._temp.take();
+        *self = next;
+        self._temp = temp;
+    }
+
+    /// Stop gracefully, then start again on the same data dir and address.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.start_again();
+    }
+
+    /// A connected peer, not yet authenticated.
+    pub async fn connect(&self) -> Peer {
+        Peer::connect(&self.ws_url()).await
+    }
+
+    /// Connect a peer and register a new user on it.
+    pub async fn user(&self, name: &str) -> Peer {
+        let mut p = self.connect().await;
+        p.register(name).await;
+        p
+    }
+
+    /// Register each of `names`, one peer each.
+    pub async fn users<const N: usize>(&self, names: [&str; N]) -> [Peer; N] {
+        let mut peers = Vec::with_capacity(N);
+        for name in names {
+            peers.push(self.user(name).await);
+        }
+        peers
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("one peer per name"))
+    }
+
+    /// A peer logged in as `name` (registered earlier) with the test password.
+    pub async fn login(&self, name: &str) -> Peer {
+        let mut p = self.connect().await;
+        let r = p.login(name, super::PASSWORD).await;
+        assert_eq!(r["type"], "ok", "login {name}: {r}");
+        p
+    }
+
+    /// Another connection (device) of a registered user.
+    pub async fn device(&self, token: &str) -> Peer {
+        let mut p = self.connect().await;
+        let r = p.auth(token).await;
+        assert_eq!(r["type"], "ok", "auth: {r}");
+        p
+    }
+
+    /// One plain HTTP/1.1 request; returns (status, body).
+    pub async fn http(&self, method: &str, path: &str) -> (u16, String) {
+        http_request(self.addr, method, path).await
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A raw HTTP/1.1 request over TCP; returns (status, body).
+pub async fn http_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fut = async {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.expect("write request");
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.expect("read response");
+        let text = String::from_utf8_lossy(&buf).to_string();
+        let status: u16 = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {text:?}"));
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    };
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .expect("HTTP request timed out")
+}
