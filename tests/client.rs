@@ -687,3 +687,44 @@ async fn live_messages_during_catch_up_leave_no_hole() {
     assert_eq!(message_bodies(&events), sent);
     w.stop().await;
 }
+
+/// With typing and read receipts turned off, the other member hears of
+/// neither; the read pointer still moves on this device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privacy_settings_keep_typing_and_read_pointer_to_myself() {
+    let w = World::new();
+    let (mut alice, _, dm) = w.dm("alice", "bob").await;
+    let privacy = chat::client::engine::Privacy {
+        typing: false,
+        read_receipts: false,
+    };
+    let bob = Client::login_private(&w.url(), &w.dir("bob"), "bob", privacy);
+    bob.wait_connected().await;
+    bob.act(Action::OpenConversation { conv: dm.clone() });
+    let seq = alice.send_msg(&dm, "are you there?").await;
+    bob.wait_rows(&dm, "alice's message", |rows| {
+        row_bodies(rows).contains(&"are you there?".to_string())
+    })
+    .await;
+    alice.clear_pushes();
+    bob.act(Action::Typing {
+        conv: dm.clone(),
+        active: true,
+    });
+    bob.act(Action::MarkRead {
+        conv: dm.clone(),
+        seq,
+    });
+    bob.wait("bob's own read pointer moved", |m| {
+        m.conversation(&dm).is_some_and(|c| c.read_seq == seq)
+    })
+    .await;
+    let leaked = |v: &serde_json::Value| {
+        v["user"] == "bob"
+            && (v["type"] == "typing" || (v["type"] == "receipt" && v["read"].as_u64() > Some(0)))
+    };
+    alice
+        .expect_no_push_matching(leaked, Duration::from_secs(2))
+        .await;
+    bob.stop().await;
+}

@@ -5,7 +5,7 @@
 
 use super::{CLIENT_WAIT, PASSWORD, wait_until};
 use chat::client::credentials::TokenStore;
-use chat::client::engine::Input;
+use chat::client::engine::{Input, Privacy};
 use chat::client::net::{Credentials, NetConfig, NetEvent, task};
 use chat::client::paths::Paths;
 use chat::client::view::{ConnState, MessageRow};
@@ -61,7 +61,16 @@ pub fn net_config(server: &str) -> NetConfig {
 impl Client {
     /// Start a client with its data (cache, token file) in `data`.
     pub fn start(server: &str, data: &Path, creds: Option<Credentials>, fault: Fault) -> Client {
-        Self::start_with(server, data, creds, fault, None)
+        Self::start_with(server, data, creds, fault, None, Privacy::default())
+    }
+
+    /// Log `user` in with the privacy settings `privacy`.
+    pub fn login_private(server: &str, data: &Path, user: &str, privacy: Privacy) -> Client {
+        let creds = Credentials::Login {
+            username: user.into(),
+            password: PASSWORD.into(),
+        };
+        Self::start_with(server, data, Some(creds), Fault::None, None, privacy)
     }
 
     /// Like [`Client::start`], with the cache of `me` opened up front, as
@@ -72,6 +81,7 @@ impl Client {
         creds: Option<Credentials>,
         fault: Fault,
         me: Option<&str>,
+        privacy: Privacy,
     ) -> Client {
         let tokens = TokenStore::file_only(data.join("credentials.toml"));
         let paths = Paths::new(data.to_path_buf());
@@ -84,13 +94,14 @@ impl Client {
             tasks.push(tokio::spawn(inject(fault, net_rx, engine_tx)));
             task::spawn(net_config(server), creds.clone(), net_tx)
         };
-        let opts = ClientOptions::interactive(
+        let mut opts = ClientOptions::interactive(
             net_config(server),
             me.map(str::to_string),
             creds,
             tokens,
             paths,
         );
+        opts.privacy = privacy;
         let client = chat::client::spawn::spawn_on(opts, net, engine_rx);
         let model = Arc::new(Mutex::new(Model {
             server: server.to_string(),
@@ -168,6 +179,7 @@ impl Client {
             Some(Credentials::Token(token)),
             Fault::None,
             Some(user),
+            Privacy::default(),
         )
     }
 
