@@ -728,3 +728,49 @@ async fn privacy_settings_keep_typing_and_read_pointer_to_myself() {
         .await;
     bob.stop().await;
 }
+
+/// A cache file damaged between two runs: the client still starts, says it
+/// set the file aside, and catches up from the server again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_cache_is_set_aside_and_rebuilt() {
+    let w = World::new();
+    let [mut alice] = w.users(["alice"]).await;
+    let bob = w.client("bob").await;
+    let conv = alice.create_dm("bob").await;
+    for i in 0..300 {
+        alice
+            .send_msg(&conv, &format!("message {i} {}", "x".repeat(200)))
+            .await;
+    }
+    bob.act(Action::OpenConversation { conv: conv.clone() });
+    bob.wait_rows(&conv, "the last message", |rows| {
+        row_bodies(rows)
+            .iter()
+            .any(|b| b.starts_with("message 299 "))
+    })
+    .await;
+    bob.stop().await;
+
+    // Overwrite pages in the middle of the file (the header stays intact,
+    // so the file still opens: only the check finds the damage).
+    let path = Paths::new(w.dir("bob")).cache_path(&w.url(), "bob");
+    let mut bytes = std::fs::read(&path).expect("the cache file");
+    assert!(bytes.len() > 64 * 1024, "cache of {} bytes", bytes.len());
+    let mid = bytes.len() / 2;
+    bytes[mid..mid + 16 * 1024].fill(0xA5);
+    std::fs::write(&path, &bytes).expect("write the damaged cache");
+
+    let bob = w.client_resume("bob");
+    bob.wait("a notice that the cache was set aside", |m| {
+        m.notice.as_deref().is_some_and(|n| n.contains("damaged"))
+    })
+    .await;
+    bob.act(Action::OpenConversation { conv: conv.clone() });
+    bob.wait_rows(&conv, "history again, from the server", |rows| {
+        row_bodies(rows)
+            .iter()
+            .any(|b| b.starts_with("message 299 "))
+    })
+    .await;
+    bob.stop().await;
+}

@@ -75,9 +75,6 @@ pub struct ClientHandle {
     /// The engine; it ends after [`Action::Quit`] or when `updates` is
     /// dropped.
     pub task: JoinHandle<()>,
-    /// Something to say before the first update (a cache that had to be
-    /// set aside, say).
-    pub notice: Option<String>,
 }
 
 /// Start a connection task and an engine on the current runtime.
@@ -96,13 +93,20 @@ pub fn spawn_on(
 ) -> ClientHandle {
     let server = opts.net.server.clone();
     let mut notice = None;
-    let cache = match (&opts.user, &opts.cache) {
-        (Some(user), CacheChoice::OnDisk | CacheChoice::At(_)) => {
-            let path = match &opts.cache {
-                CacheChoice::At(path) => path.clone(),
-                _ => opts.paths.cache_path(&server, user),
-            };
-            match Cache::open_or_recover(&path) {
+    let cache_path = match (&opts.user, &opts.cache) {
+        (_, CacheChoice::At(path)) => Some(path.clone()),
+        (Some(user), CacheChoice::OnDisk) => Some(opts.paths.cache_path(&server, user)),
+        _ => None,
+    };
+    let cache = match (&opts.user, &cache_path) {
+        (Some(_), Some(path)) => {
+            // Opened without the full check, so the screen is drawn at
+            // once; the engine checks the file right after its first
+            // update. A file that cannot even be opened is set aside now.
+            let opened = Cache::open(path)
+                .map(|c| (c, None))
+                .or_else(|_| Cache::open_or_recover(path));
+            match opened {
                 Ok((c, moved)) => {
                     if let Some(moved) = moved {
                         notice = Some(format!(
@@ -121,7 +125,7 @@ pub fn spawn_on(
                 }
             }
         }
-        (Some(_), CacheChoice::InMemory) => Cache::open_in_memory().ok(),
+        (Some(_), None) => Cache::open_in_memory().ok(),
         (None, _) => None,
     };
     let cache = match (cache, &opts.user) {
@@ -136,6 +140,7 @@ pub fn spawn_on(
     };
     let (out_tx, out_rx) = mpsc::channel(UPDATE_QUEUE);
     let (action_tx, action_rx) = mpsc::unbounded_channel();
+    let unverified = cache_path.filter(|_| cache.is_some());
     let setup = Setup {
         server,
         me: opts.user.filter(|_| cache.is_some()),
@@ -144,6 +149,8 @@ pub fn spawn_on(
         paths: opts.paths,
         catch_up: opts.catch_up,
         memory_cache: matches!(opts.cache, CacheChoice::InMemory),
+        unverified,
+        notice,
         privacy: opts.privacy,
     };
     let engine = Engine::new(setup, net, out_tx);
@@ -152,6 +159,5 @@ pub fn spawn_on(
         actions: action_tx,
         updates: out_rx,
         task,
-        notice,
     }
 }

@@ -104,9 +104,6 @@ pub async fn run(loaded: Loaded, local_data: Option<PathBuf>) -> anyhow::Result<
     forward_updates(client.updates, ui_tx.clone());
 
     let mut app = App::new(model, Instant::now());
-    if let Some(n) = client.notice {
-        app.model.notice = Some(n);
-    }
     app.markup.hyperlinks = cfg.ui.hyperlinks;
     if let Ok(theme) = theme_of(&cfg.ui.theme) {
         app.theme = theme;

@@ -84,6 +84,12 @@ impl Cache {
         Ok(Cache { conn })
     }
 
+    /// Check the file for damage (SQLite's `quick_check`): a corruption
+    /// error when it is damaged.
+    pub fn verify(&self) -> Result<(), CacheError> {
+        schema::quick_check(&self.conn)
+    }
+
     /// A cache that lives only as long as the value (tests, `--no-cache`).
     pub fn open_in_memory() -> Result<Cache, CacheError> {
         let mut conn = Connection::open_in_memory()?;
@@ -151,6 +157,10 @@ impl Cache {
 
     /// Record the signed-in username.
     pub fn set_me(&mut self, user: &str) -> Result<(), CacheError> {
+        // Most starts reopen the same account: no write (and no sync) then.
+        if self.me()?.as_deref() == Some(user) {
+            return Ok(());
+        }
         self.set_meta(META_ME, user)
     }
 }

@@ -72,6 +72,11 @@ pub(crate) struct Setup {
     /// Keep the cache in memory only.
     pub memory_cache: bool,
     pub privacy: Privacy,
+    /// The file of a cache opened without its damage check, which the
+    /// engine runs after its first update.
+    pub unverified: Option<std::path::PathBuf>,
+    /// Something to tell the user first (a cache set aside while opening).
+    pub notice: Option<String>,
 }
 
 /// Which conversations the engine catches up by itself.
@@ -135,6 +140,7 @@ pub struct Engine {
     /// Keep the cache in memory only (opened anew for each login).
     memory_cache: bool,
     privacy: Privacy,
+    unverified: Option<std::path::PathBuf>,
     connected: bool,
     next_tag: u64,
     pending: HashMap<u64, Pending>,
@@ -180,6 +186,7 @@ impl Engine {
             catch_up: setup.catch_up,
             memory_cache: setup.memory_cache,
             privacy: setup.privacy,
+            unverified: setup.unverified,
             connected: false,
             next_tag: 1,
             pending: HashMap::new(),
@@ -193,6 +200,7 @@ impl Engine {
             follows: HashMap::new(),
             dirty: Dirty {
                 list: true,
+                updates: setup.notice.into_iter().map(Update::Notice).collect(),
                 ..Dirty::default()
             },
             quit: false,
@@ -208,6 +216,7 @@ impl Engine {
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.publish().await;
+        self.verify_cache();
         let mut last_publish = Instant::now();
         // Work done but not yet published waits at most this long, so that
         // a burst of events becomes a few screen updates, not one each.
@@ -280,6 +289,44 @@ impl Engine {
         self.catch_up == CatchUp::All
             || self.focused.as_deref() == Some(conv)
             || self.follows.contains_key(conv)
+    }
+
+    /// Check a cache opened without its damage check; a damaged one is set
+    /// aside and started afresh (the server has everything it held but the
+    /// outbox).
+    fn verify_cache(&mut self) {
+        let (Some(path), Some(cache)) = (self.unverified.take(), self.cache.as_ref()) else {
+            return;
+        };
+        match cache.verify() {
+            Ok(()) => {}
+            Err(e) if e.is_corruption() => {
+                self.cache = None;
+                match Cache::open_or_recover(&path) {
+                    Ok((mut fresh, moved)) => {
+                        if let Some(me) = &self.me
+                            && let Err(e) = fresh.set_me(me)
+                        {
+                            tracing::error!("cache: {e}");
+                        }
+                        self.cache = Some(fresh);
+                        if let Some(moved) = moved {
+                            self.notice(format!(
+                                "the local cache was damaged; moved it to {} and started afresh",
+                                moved.display()
+                            ));
+                        }
+                    }
+                    Err(e) => self.notice(format!(
+                        "cannot open the local cache {}: {e}",
+                        path.display()
+                    )),
+                }
+                self.dirty.list = true;
+                self.dirty.messages = true;
+            }
+            Err(e) => self.cache_error(e),
+        }
     }
 
     /// Open (or switch to) the cache of `user` on this server.
