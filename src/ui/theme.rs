@@ -25,6 +25,8 @@ pub struct Theme {
     pub warn: Color,
     pub ok: Color,
     pub border: Color,
+    /// The "new messages" line above where the user left off.
+    pub new_messages: Color,
     pub users: Vec<Color>,
 }
 
@@ -46,6 +48,7 @@ struct ThemeFile {
     warn: Option<String>,
     ok: Option<String>,
     border: Option<String>,
+    new_messages: Option<String>,
     users: Option<Vec<String>>,
 }
 
@@ -79,7 +82,7 @@ impl Theme {
     /// This theme with the keys present in `toml_text` replaced.
     pub fn overridden(mut self, toml_text: &str) -> Result<Theme, ThemeError> {
         let file: ThemeFile = toml::from_str(toml_text)?;
-        let slots: [(&'static str, &Option<String>, &mut Color); 14] = [
+        let slots: [(&'static str, &Option<String>, &mut Color); 15] = [
             ("fg", &file.fg, &mut self.fg),
             ("bg", &file.bg, &mut self.bg),
             ("dim", &file.dim, &mut self.dim),
@@ -94,6 +97,7 @@ impl Theme {
             ("warn", &file.warn, &mut self.warn),
             ("ok", &file.ok, &mut self.ok),
             ("border", &file.border, &mut self.border),
+            ("new_messages", &file.new_messages, &mut self.new_messages),
         ];
         for (key, value, slot) in slots {
             if let Some(v) = value {
@@ -129,6 +133,7 @@ impl Theme {
             warn: Color::Yellow,
             ok: Color::Green,
             border: Color::DarkGray,
+            new_messages: Color::LightRed,
             users: vec![Color::Red, Color::Green, Color::Yellow, Color::Blue],
         }
     }
@@ -167,6 +172,13 @@ impl Theme {
         Style::default()
             .fg(self.mention)
             .bg(self.mention_bg)
+            .add_modifier(Modifier::BOLD)
+    }
+
+    /// The "new messages" line.
+    pub fn new_messages(&self) -> Style {
+        Style::default()
+            .fg(self.new_messages)
             .add_modifier(Modifier::BOLD)
     }
 }

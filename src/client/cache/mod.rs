@@ -15,6 +15,7 @@ mod convs;
 mod fold;
 mod outbox;
 mod schema;
+mod unread;
 
 #[cfg(test)]
 mod tests;
@@ -149,9 +150,11 @@ impl Cache {
         self.meta(META_ME)
     }
 
-    /// Record the signed-in username.
+    /// Record the signed-in username; the unread flags are recomputed
+    /// when they were kept for someone else.
     pub fn set_me(&mut self, user: &str) -> Result<(), CacheError> {
-        self.set_meta(META_ME, user)
+        self.set_meta(META_ME, user)?;
+        unread::ensure_flags(&mut self.conn)
     }
 }
 
