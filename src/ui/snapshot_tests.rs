@@ -240,3 +240,23 @@ fn selection_and_reply_composer() {
     assert_eq!(a.reply_to, Some(6));
     assert_snapshot!("reply_composer", draw(&a));
 }
+
+#[test]
+fn new_messages_line() {
+    let now = Instant::now();
+    let mut m = base_model();
+    m.conversations[0].read_seq = 4;
+    let a = app(m, 80, 22, now);
+    let screen = draw(&a);
+    assert!(screen.contains(crate::ui::strings::NEW_MESSAGES));
+    assert_snapshot!("new_messages_line", screen);
+}
+
+#[test]
+fn unread_only_list() {
+    let now = Instant::now();
+    let mut a = app(base_model(), 80, 16, now);
+    a.handle_event(ch('U'), now);
+    assert_eq!(a.listed_conversations().len(), 4);
+    assert_snapshot!("unread_only_list", draw(&a));
+}

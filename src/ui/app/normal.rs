@@ -15,7 +15,7 @@ impl App {
             self.selected = None;
             return;
         }
-        let Some(cmd) = self.keymap.lookup(&k) else {
+        let Some(cmd) = self.key_command(&k) else {
             return;
         };
         let page = self.page_height();
@@ -55,6 +55,9 @@ impl App {
                     self.composer.set("/react ");
                 }
             }
+            KeyCmd::NextUnread => self.jump_unread(false, out),
+            KeyCmd::NextMention => self.jump_unread(true, out),
+            KeyCmd::UnreadOnly => self.toggle_unread_only(),
         }
     }
 
