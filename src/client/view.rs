@@ -17,9 +17,10 @@ pub struct ConvSummary {
     pub cursor: u64,
     /// My read pointer.
     pub read_seq: u64,
-    /// `last_seq - read_seq`.
+    /// Messages from others above `read_seq` (not edits, deletions,
+    /// reactions, system events or my own messages; not deleted ones).
     pub unread: u64,
-    /// Messages above `read_seq` that mention me.
+    /// Of those, the ones whose current body mentions me.
     pub mentions: u64,
     /// Timestamp of the newest event held (for sorting by activity).
     pub last_activity: Millis,

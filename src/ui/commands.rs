@@ -10,7 +10,10 @@ pub enum Command {
     Join(String),
     Leave,
     Dm(String),
-    Group { name: String, users: Vec<String> },
+    Group {
+        name: String,
+        users: Vec<String>,
+    },
     Channel(String),
     Invite(Vec<String>),
     Edit(Option<String>),
@@ -23,12 +26,14 @@ pub enum Command {
     Unmute,
     Quit,
     Help,
+    /// Toggle the unread-only filter of the conversation list.
+    Unread,
 }
 
 /// Command names, in the order completion offers them.
 pub const NAMES: &[&str] = &[
     "join", "leave", "dm", "group", "channel", "invite", "edit", "delete", "react", "reply",
-    "away", "back", "mute", "unmute", "quit", "help",
+    "away", "back", "mute", "unmute", "quit", "help", "unread",
 ];
 
 /// What the argument at a position completes to.
@@ -104,6 +109,7 @@ pub fn parse(line: &str) -> Result<Command, String> {
         "unmute" => Ok(Command::Unmute),
         "quit" | "q" => Ok(Command::Quit),
         "help" | "?" => Ok(Command::Help),
+        "unread" => Ok(Command::Unread),
         other => Err(strings::unknown_command(other)),
     }
 }
@@ -146,6 +152,7 @@ mod tests {
         assert_eq!(parse("/unmute"), Ok(Command::Unmute));
         assert_eq!(parse("/quit"), Ok(Command::Quit));
         assert_eq!(parse("/help"), Ok(Command::Help));
+        assert_eq!(parse("/unread"), Ok(Command::Unread));
     }
 
     #[test]

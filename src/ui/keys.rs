@@ -37,6 +37,9 @@ pub enum KeyCmd {
     React,
     CopyCode,
     ToggleRaw,
+    NextUnread,
+    NextMention,
+    UnreadOnly,
 }
 
 const NAMES: &[(&str, KeyCmd)] = &[
@@ -61,6 +64,9 @@ const NAMES: &[(&str, KeyCmd)] = &[
     ("react", KeyCmd::React),
     ("copy_code", KeyCmd::CopyCode),
     ("toggle_raw", KeyCmd::ToggleRaw),
+    ("next_unread", KeyCmd::NextUnread),
+    ("next_mention", KeyCmd::NextMention),
+    ("unread_only", KeyCmd::UnreadOnly),
 ];
 
 const DEFAULTS: &[(KeyCmd, &[&str])] = &[
@@ -85,7 +91,29 @@ const DEFAULTS: &[(KeyCmd, &[&str])] = &[
     (KeyCmd::React, &["+"]),
     (KeyCmd::CopyCode, &["y"]),
     (KeyCmd::ToggleRaw, &["R"]),
+    (KeyCmd::UnreadOnly, &["U"]),
 ];
+
+/// Two-key defaults: a prefix chord, then the key that completes it.
+const SEQUENCE_DEFAULTS: &[(KeyCmd, &str)] =
+    &[(KeyCmd::NextUnread, "] u"), (KeyCmd::NextMention, "] m")];
+
+/// Parses a two-key sequence written as two chords with a space: `] u`.
+fn parse_sequence(spec: &str) -> Option<(Chord, Chord)> {
+    let mut parts = spec.split_whitespace();
+    let first = Chord::parse(parts.next()?)?;
+    let second = Chord::parse(parts.next()?)?;
+    parts.next().is_none().then_some((first, second))
+}
+
+/// What a key means, given the prefix of a sequence typed before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyLookup {
+    Cmd(KeyCmd),
+    /// The first key of a sequence: wait for the next one.
+    Prefix(Chord),
+    Unbound,
+}
 
 /// A key with its modifiers, normalised so `G` and `shift-g` are one chord.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -186,6 +214,8 @@ pub enum KeyMapError {
 #[derive(Debug, Clone)]
 pub struct KeyMap {
     map: HashMap<Chord, KeyCmd>,
+    /// Two-key sequences (prefix, key).
+    sequences: HashMap<(Chord, Chord), KeyCmd>,
 }
 
 impl Default for KeyMap {
@@ -198,13 +228,37 @@ impl Default for KeyMap {
                 }
             }
         }
-        KeyMap { map }
+        let sequences = SEQUENCE_DEFAULTS
+            .iter()
+            .filter_map(|(cmd, spec)| Some((parse_sequence(spec)?, *cmd)))
+            .collect();
+        KeyMap { map, sequences }
     }
 }
 
 impl KeyMap {
     pub fn lookup(&self, ev: &KeyEvent) -> Option<KeyCmd> {
         self.map.get(&Chord::from_event(ev)).copied()
+    }
+
+    /// Like [`KeyMap::lookup`], with two-key sequences: after `prefix`,
+    /// only a sequence completing it counts; a key that starts a sequence
+    /// (and is not bound alone) is reported as a prefix.
+    pub fn lookup_after(&self, prefix: Option<Chord>, ev: &KeyEvent) -> KeyLookup {
+        let chord = Chord::from_event(ev);
+        if let Some(p) = prefix {
+            return self
+                .sequences
+                .get(&(p, chord))
+                .map_or(KeyLookup::Unbound, |c| KeyLookup::Cmd(*c));
+        }
+        if let Some(cmd) = self.map.get(&chord) {
+            return KeyLookup::Cmd(*cmd);
+        }
+        if self.sequences.keys().any(|(p, _)| *p == chord) {
+            return KeyLookup::Prefix(chord);
+        }
+        KeyLookup::Unbound
     }
 
     /// The defaults with each command named in `table` rebound to exactly
@@ -230,7 +284,12 @@ impl KeyMap {
                 other => return Err(KeyMapError::BadKey(other.to_string())),
             };
             km.map.retain(|_, c| *c != cmd);
+            km.sequences.retain(|_, c| *c != cmd);
             for spec in specs {
+                if let Some(seq) = parse_sequence(&spec) {
+                    km.sequences.insert(seq, cmd);
+                    continue;
+                }
                 let chord = Chord::parse(&spec).ok_or(KeyMapError::BadKey(spec))?;
                 km.map.insert(chord, cmd);
             }
@@ -293,5 +352,44 @@ mod tests {
         assert_eq!(Chord::parse("ctrl-"), None);
         assert!(Chord::parse("ctrl--").is_some());
         assert_eq!(Chord::parse("f5").map(|c| c.code), Some(KeyCode::F(5)));
+    }
+
+    #[test]
+    fn sequences_wait_for_their_second_key() {
+        let km = KeyMap::default();
+        let plain = |c: char| key(KeyCode::Char(c), KeyModifiers::NONE);
+        let bracket = Chord::parse("]").expect("chord");
+        assert_eq!(
+            km.lookup_after(None, &plain(']')),
+            KeyLookup::Prefix(bracket)
+        );
+        assert_eq!(
+            km.lookup_after(Some(bracket), &plain('u')),
+            KeyLookup::Cmd(KeyCmd::NextUnread)
+        );
+        assert_eq!(
+            km.lookup_after(Some(bracket), &plain('m')),
+            KeyLookup::Cmd(KeyCmd::NextMention)
+        );
+        assert_eq!(
+            km.lookup_after(Some(bracket), &plain('x')),
+            KeyLookup::Unbound
+        );
+        assert_eq!(
+            km.lookup_after(None, &key(KeyCode::Char('U'), KeyModifiers::SHIFT)),
+            KeyLookup::Cmd(KeyCmd::UnreadOnly)
+        );
+        let table: toml::Table = toml::from_str("next_unread = \"space u\"").expect("toml");
+        let km = KeyMap::from_table(&table).expect("map");
+        let space = Chord::parse("space").expect("chord");
+        assert_eq!(km.lookup_after(None, &plain(' ')), KeyLookup::Prefix(space));
+        assert_eq!(
+            km.lookup_after(Some(space), &plain('u')),
+            KeyLookup::Cmd(KeyCmd::NextUnread)
+        );
+        assert_eq!(
+            km.lookup_after(Some(bracket), &plain('u')),
+            KeyLookup::Unbound
+        );
     }
 }

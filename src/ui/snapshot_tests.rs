@@ -311,3 +311,23 @@ fn raw_toggle() {
     assert!(draw(&a).contains("## Release checklist"));
     assert!(draw(&a).contains("```rust"));
 }
+
+#[test]
+fn new_messages_line() {
+    let now = Instant::now();
+    let mut m = base_model();
+    m.conversations[0].read_seq = 4;
+    let a = app(m, 80, 22, now);
+    let screen = draw(&a);
+    assert!(screen.contains(crate::ui::strings::NEW_MESSAGES));
+    assert_snapshot!("new_messages_line", screen);
+}
+
+#[test]
+fn unread_only_list() {
+    let now = Instant::now();
+    let mut a = app(base_model(), 80, 16, now);
+    a.handle_event(ch('U'), now);
+    assert_eq!(a.listed_conversations().len(), 4);
+    assert_snapshot!("unread_only_list", draw(&a));
+}

@@ -168,3 +168,14 @@ pub fn notification_summary(count: u32, conv_title: &str) -> String {
 pub fn login_unreachable(reason: &str, in_secs: u64) -> String {
     format!("cannot reach the server ({reason}); retrying in {in_secs} s")
 }
+
+// Unread navigation.
+pub const NO_UNREAD: &str = "No other conversation has unread messages.";
+pub const NO_UNREAD_MENTIONS: &str = "No other conversation has unread mentions.";
+pub const NEW_MESSAGES: &str = "new messages";
+pub const UNREAD_ONLY_TITLE: &str = "unread only · U shows all";
+pub const HELP_UNREAD_KEYS: &[(&str, &str)] = &[
+    ("]u  ]m", "next unread / mention"),
+    ("U", "unread only (toggle)"),
+];
+pub const HELP_UNREAD_COMMANDS: &[(&str, &str)] = &[("/unread", "only unread conversations")];

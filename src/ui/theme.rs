@@ -29,6 +29,8 @@ pub struct Theme {
     pub code_bg: Color,
     /// The syntect theme that highlights code blocks.
     pub syntax: String,
+    /// The "new messages" line above where the user left off.
+    pub new_messages: Color,
     pub users: Vec<Color>,
 }
 
@@ -52,6 +54,7 @@ struct ThemeFile {
     border: Option<String>,
     code_bg: Option<String>,
     syntax: Option<String>,
+    new_messages: Option<String>,
     users: Option<Vec<String>>,
 }
 
@@ -90,7 +93,7 @@ impl Theme {
     /// This theme with the keys present in `toml_text` replaced.
     pub fn overridden(mut self, toml_text: &str) -> Result<Theme, ThemeError> {
         let file: ThemeFile = toml::from_str(toml_text)?;
-        let slots: [(&'static str, &Option<String>, &mut Color); 15] = [
+        let slots: [(&'static str, &Option<String>, &mut Color); 16] = [
             ("fg", &file.fg, &mut self.fg),
             ("bg", &file.bg, &mut self.bg),
             ("dim", &file.dim, &mut self.dim),
@@ -106,6 +109,7 @@ impl Theme {
             ("ok", &file.ok, &mut self.ok),
             ("border", &file.border, &mut self.border),
             ("code_bg", &file.code_bg, &mut self.code_bg),
+            ("new_messages", &file.new_messages, &mut self.new_messages),
         ];
         for (key, value, slot) in slots {
             if let Some(v) = value {
@@ -146,6 +150,7 @@ impl Theme {
             border: Color::DarkGray,
             code_bg: Color::Reset,
             syntax: super::render::highlight::FALLBACK_THEME.to_string(),
+            new_messages: Color::LightRed,
             users: vec![Color::Red, Color::Green, Color::Yellow, Color::Blue],
         }
     }
@@ -184,6 +189,13 @@ impl Theme {
         Style::default()
             .fg(self.mention)
             .bg(self.mention_bg)
+            .add_modifier(Modifier::BOLD)
+    }
+
+    /// The "new messages" line.
+    pub fn new_messages(&self) -> Style {
+        Style::default()
+            .fg(self.new_messages)
             .add_modifier(Modifier::BOLD)
     }
 }

@@ -9,7 +9,9 @@
 
 use super::convs::ensure_conversation;
 use super::schema::Seq;
+use super::unread::refresh_message;
 use super::{Cache, CacheError, corrupt};
+use crate::client::text::mentions;
 use crate::proto::{Event, EventBody};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use std::collections::{BTreeMap, HashMap};
@@ -60,6 +62,51 @@ fn columns(body: &EventBody) -> (Option<u64>, Option<&str>) {
         }
         _ => (None, None),
     }
+}
+
+/// The message whose stored unread flags an edit or a deletion changes.
+fn changed_message(body: &EventBody) -> Option<u64> {
+    match body {
+        EventBody::Edit { target_seq, .. } | EventBody::Delete { target_seq } => Some(*target_seq),
+        _ => None,
+    }
+}
+
+/// The unread flags of a message as it arrives (its own body; edits and a
+/// deletion already held are applied by [`refresh_changed_before`]).
+fn message_flags(ev: &Event, me: &str) -> (bool, bool) {
+    match &ev.body {
+        EventBody::Message { body, .. } if ev.sender != me => (true, mentions(body, me)),
+        _ => (false, false),
+    }
+}
+
+/// Recompute the flags of messages just stored (`stored`, ascending) that
+/// edits or deletions held before them target: those arrived out of order.
+fn refresh_changed_before(
+    conn: &Connection,
+    conv: &str,
+    stored: &[u64],
+    me: &str,
+) -> Result<(), CacheError> {
+    let (Some(&lo), Some(&hi)) = (stored.first(), stored.last()) else {
+        return Ok(());
+    };
+    let targets: Vec<u64> = conn
+        .prepare_cached(
+            "SELECT DISTINCT target_seq FROM events INDEXED BY events_target
+             WHERE conversation_id = ?1 AND target_seq >= ?2 AND target_seq <= ?3
+             AND kind IN ('edit', 'delete')",
+        )?
+        .query_map(params![conv, Seq(lo), Seq(hi)], |r| r.get::<_, Seq>(0))?
+        .map(|s| s.map(|s| s.0))
+        .collect::<Result<_, _>>()?;
+    for seq in targets {
+        if stored.binary_search(&seq).is_ok() {
+            refresh_message(conn, conv, seq, me)?;
+        }
+    }
+    Ok(())
 }
 
 /// The columns [`event_from_row`] reads, in order.
@@ -153,17 +200,20 @@ impl Cache {
     /// Store events from the server, in one transaction. Idempotent: events
     /// already held (by conversation and seq) are ignored, so duplicates and
     /// any order give the same result. Raises each conversation's `last_seq`,
-    /// advances its cursor, and drops outbox entries the events acknowledge.
+    /// advances its cursor, keeps the unread flags of the messages touched,
+    /// and drops outbox entries the events acknowledge.
     /// Events of unknown conversations are kept under a placeholder row.
     pub fn apply_events(&mut self, events: &[Event]) -> Result<ApplyOutcome, CacheError> {
         let me = self.me()?;
+        let me_name = me.as_deref().unwrap_or_default();
         let tx = self.conn.transaction()?;
         let mut touched: BTreeMap<&str, (u64, Vec<u64>)> = BTreeMap::new();
         {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO events
-                 (conversation_id, seq, ts, sender, client_msg_id, kind, target_seq, text, data)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 (conversation_id, seq, ts, sender, client_msg_id, kind, target_seq, text, data,
+                  counts_unread, mentions_me)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
             let mut acked = tx.prepare_cached(
                 "DELETE FROM outbox WHERE client_msg_id = ?1 AND conversation_id = ?2",
@@ -180,6 +230,7 @@ impl Cache {
                 entry.0 = entry.0.max(ev.seq);
                 let (target, text) = columns(&ev.body);
                 let data = serde_json::to_string(&ev.body).map_err(corrupt)?;
+                let (counts, mention) = message_flags(ev, me_name);
                 let n = insert.execute(params![
                     conv,
                     Seq(ev.seq),
@@ -189,12 +240,17 @@ impl Cache {
                     ev.body.kind(),
                     target.map(Seq),
                     text,
-                    data
+                    data,
+                    counts,
+                    mention
                 ])?;
                 if n == 0 {
                     continue;
                 }
                 entry.1.push(ev.seq);
+                if let Some(message) = changed_message(&ev.body) {
+                    refresh_message(&tx, conv, message, me_name)?;
+                }
                 if let Some(id) = &ev.client_msg_id
                     && me.as_deref().is_none_or(|me| me == ev.sender)
                 {
@@ -210,6 +266,7 @@ impl Cache {
             .execute(params![conv, Seq(max_seq)])?;
             let (_, cursor) = advance(&tx, conv)?;
             stored.sort_unstable();
+            refresh_changed_before(&tx, conv, &stored, me_name)?;
             let last_seq = last_seq_and_cursor(&tx, conv)?.map_or(max_seq, |(l, _)| l);
             outcome.conversations.insert(
                 conv.to_string(),

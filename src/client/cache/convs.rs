@@ -3,7 +3,6 @@
 
 use super::schema::Seq;
 use super::{Cache, CacheError, corrupt};
-use crate::client::text::mentions;
 use crate::client::view::ConvSummary;
 use crate::proto::{ConvKind, Conversation, ReceiptPair};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -184,16 +183,23 @@ impl Cache {
             .map_or(0, |s| s.0))
     }
 
-    /// The conversation list, most recent activity first.
+    /// The conversation list, most recent activity first. `unread` and
+    /// `mentions` count the held messages from others above my read pointer
+    /// (and of those, the ones mentioning me), from the flags kept when
+    /// events are stored; events not held yet are not counted.
     pub fn conversations(&self) -> Result<Vec<ConvSummary>, CacheError> {
         let me = self.me()?.unwrap_or_default();
         let mut stmt = self.conn.prepare_cached(
             "SELECT c.id, c.kind, c.name, c.members, c.last_seq, c.cursor, c.muted,
                  COALESCE((SELECT ts FROM events e WHERE e.conversation_id = c.id
                            ORDER BY e.seq DESC LIMIT 1), 0),
-                 COALESCE((SELECT read FROM receipts r WHERE r.conversation_id = c.id
-                           AND r.user = ?1), 0)
-             FROM conversations c",
+                 COALESCE(r.read, 0),
+                 (SELECT COUNT(*) FROM events u WHERE u.conversation_id = c.id
+                  AND u.counts_unread = 1 AND u.seq > COALESCE(r.read, 0)),
+                 (SELECT COUNT(*) FROM events u WHERE u.conversation_id = c.id
+                  AND u.counts_unread = 1 AND u.seq > COALESCE(r.read, 0) AND u.mentions_me = 1)
+             FROM conversations c
+             LEFT JOIN receipts r ON r.conversation_id = c.id AND r.user = ?1",
         )?;
         let rows = stmt
             .query_map([&me], |r| {
@@ -209,26 +215,34 @@ impl Cache {
                         r.get::<_, Seq>(5)?.0,
                         r.get::<_, bool>(6)?,
                         r.get::<_, i64>(7)?,
+                    ),
+                    (
                         r.get::<_, Seq>(8)?.0,
+                        r.get::<_, Seq>(9)?.0,
+                        r.get::<_, Seq>(10)?.0,
                     ),
                 ))
             })?
             .collect::<Result<Vec<_>, _>>()?;
         let mut out = Vec::with_capacity(rows.len());
-        for ((id, kind, name, members), (last_seq, cursor, muted, last_activity, read_seq)) in rows
+        for (
+            (id, kind, name, members),
+            (last_seq, cursor, muted, last_activity),
+            (read_seq, unread, mentions),
+        ) in rows
         {
             let kind = ConvKind::parse(&kind).ok_or_else(|| corrupt(format!("kind {kind:?}")))?;
             let members = parse_members(&members)?;
             out.push(ConvSummary {
                 title: crate::client::text::conv_title(&id, kind, name.as_deref(), &members, &me),
-                mentions: self.count_mentions(&id, read_seq, &me)?,
+                mentions,
                 id,
                 kind,
                 members,
                 last_seq,
                 cursor,
                 read_seq,
-                unread: last_seq.saturating_sub(read_seq),
+                unread,
                 last_activity,
                 muted,
                 has_gap: cursor < last_seq,
@@ -247,36 +261,4 @@ impl Cache {
     pub fn conversation_ids_by_activity(&self) -> Result<Vec<String>, CacheError> {
         Ok(self.conversations()?.into_iter().map(|c| c.id).collect())
     }
-
-    /// Held messages above `read_seq`, not sent by me, that mention me.
-    fn count_mentions(&self, conv: &str, read_seq: u64, me: &str) -> Result<u64, CacheError> {
-        if me.is_empty() {
-            return Ok(0);
-        }
-        let pattern = format!("%@{}%", like_escape(me));
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT text FROM events WHERE conversation_id = ?1 AND seq > ?2
-             AND kind = 'message' AND sender <> ?3 AND text LIKE ?4 ESCAPE '\\'",
-        )?;
-        let mut rows = stmt.query(params![conv, Seq(read_seq), me, pattern])?;
-        let mut n = 0;
-        while let Some(row) = rows.next()? {
-            let text: Option<String> = row.get(0)?;
-            if text.is_some_and(|t| mentions(&t, me)) {
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
-}
-
-fn like_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }

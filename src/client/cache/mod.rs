@@ -15,6 +15,7 @@ mod convs;
 mod fold;
 mod outbox;
 mod schema;
+mod unread;
 
 #[cfg(test)]
 mod tests;
@@ -155,13 +156,14 @@ impl Cache {
         self.meta(META_ME)
     }
 
-    /// Record the signed-in username.
+    /// Record the signed-in username; the unread flags are recomputed
+    /// when they were kept for someone else.
     pub fn set_me(&mut self, user: &str) -> Result<(), CacheError> {
         // Most starts reopen the same account: no write (and no sync) then.
-        if self.me()?.as_deref() == Some(user) {
-            return Ok(());
+        if self.me()?.as_deref() != Some(user) {
+            self.set_meta(META_ME, user)?;
         }
-        self.set_meta(META_ME, user)
+        unread::ensure_flags(&mut self.conn)
     }
 }
 

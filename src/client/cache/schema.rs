@@ -10,7 +10,8 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Migrations in order; migration `i` brings the schema to version `i + 1`.
 /// Released entries are never edited, only appended to.
-pub(crate) const MIGRATIONS: &[&str] = &[r#"
+pub(crate) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -69,7 +70,14 @@ CREATE TABLE outbox (
     error           TEXT
 );
 CREATE INDEX outbox_conv ON outbox(conversation_id, id);
-"#];
+"#,
+    r#"
+-- unread bookkeeping (see unread.rs); filled in by unread::ensure_flags
+ALTER TABLE events ADD COLUMN counts_unread INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN mentions_me INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX events_unread ON events(conversation_id, seq, mentions_me) WHERE counts_unread = 1;
+"#,
+];
 
 /// The schema version this build writes.
 pub(crate) fn latest_version() -> u32 {
@@ -93,7 +101,8 @@ pub(crate) fn configure(conn: &Connection, file: bool) -> Result<(), CacheError>
     Ok(())
 }
 
-/// Bring the schema up to date, one transaction per migration.
+/// Bring the schema up to date, one transaction per migration, then the
+/// unread flags up to date for the signed-in user.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), CacheError> {
     let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let supported = latest_version();
@@ -106,7 +115,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), CacheError> {
         tx.pragma_update(None, "user_version", (i + 1) as u32)?;
         tx.commit()?;
     }
-    Ok(())
+    super::unread::ensure_flags(conn)
 }
 
 /// `PRAGMA quick_check`: `Ok(())` when SQLite reports the file sound.

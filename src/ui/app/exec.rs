@@ -28,6 +28,7 @@ impl App {
             Command::Back => out.push(Action::SetPresence(PresenceStatus::Online)),
             Command::Quit => self.request_quit(out),
             Command::Help => self.mode = Mode::Help,
+            Command::Unread => self.toggle_unread_only(),
             Command::Leave => {
                 if let Some(conv) = need_conv(self) {
                     self.stop_typing(out);

@@ -8,6 +8,7 @@
 //! completion), `exec` (slash commands), `overlays` (help, quick switcher,
 //! delete confirmation, login), `view` (scrolling, read pointers, scrollback),
 //! `markup` (raw or rendered bodies, copying code, the external editor).
+//! `unread` (unread jumps and filter, the "new messages" line).
 
 mod complete;
 mod exec;
@@ -15,12 +16,15 @@ mod insert;
 mod markup;
 mod normal;
 mod overlays;
+mod unread;
 mod view;
 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_keys;
+#[cfg(test)]
+mod tests_unread;
 
 pub use complete::Completion;
 pub use markup::{Markup, TerminalRequest};
@@ -109,6 +113,14 @@ pub struct App {
     /// A conversation the engine created or joined for the user; focused
     /// once it is in the list.
     focus_request: Option<String>,
+    /// The list shows only conversations with unread messages (and the
+    /// focused one).
+    pub unread_only: bool,
+    /// The first key of a two-key sequence, waiting for the second.
+    pending_key: Option<super::keys::Chord>,
+    /// The focused conversation and my read pointer there when it was
+    /// opened: where the "new messages" line goes.
+    opened_read: Option<(String, u64)>,
 }
 
 impl App {
@@ -141,6 +153,9 @@ impl App {
             marked: HashMap::new(),
             older_requested: None,
             focus_request: None,
+            unread_only: false,
+            pending_key: None,
+            opened_read: None,
         }
     }
 
@@ -205,6 +220,9 @@ impl App {
             return;
         }
         self.status = None;
+        if self.mode != Mode::Normal || k.code == KeyCode::Esc {
+            self.pending_key = None;
+        }
         match self.mode.clone() {
             Mode::Normal => self.normal_key(k, out),
             Mode::Insert => self.insert_key(k, out),
@@ -300,23 +318,25 @@ impl App {
             self.composer.take();
         }
         self.notifier.clear(&conv);
+        self.remember_read_pointer(&conv);
         out.push(Action::OpenConversation { conv: conv.clone() });
         self.focused = Some(conv);
     }
 
-    /// Moves `delta` conversations down the list (wrapping).
+    /// Moves `delta` conversations down the list as shown (wrapping).
     pub(crate) fn cycle_conversation(&mut self, delta: isize, out: &mut Vec<Action>) {
-        let n = self.model.conversations.len();
+        let listed = self.listed_conversations();
+        let n = listed.len();
         if n == 0 {
             return;
         }
         let cur = self
             .focused
             .as_ref()
-            .and_then(|f| self.model.conversations.iter().position(|c| &c.id == f))
+            .and_then(|f| listed.iter().position(|c| &c.id == f))
             .unwrap_or(0);
         let next = (cur as isize + delta).rem_euclid(n as isize) as usize;
-        let id = self.model.conversations[next].id.clone();
+        let id = listed[next].id.clone();
         self.focus(id, out);
     }
 

@@ -15,7 +15,7 @@ impl App {
             self.selected = None;
             return;
         }
-        let Some(cmd) = self.keymap.lookup(&k) else {
+        let Some(cmd) = self.key_command(&k) else {
             return;
         };
         let page = self.page_height();
@@ -57,6 +57,9 @@ impl App {
             }
             KeyCmd::CopyCode => self.copy_code(),
             KeyCmd::ToggleRaw => self.toggle_raw(),
+            KeyCmd::NextUnread => self.jump_unread(false, out),
+            KeyCmd::NextMention => self.jump_unread(true, out),
+            KeyCmd::UnreadOnly => self.toggle_unread_only(),
         }
     }
 

@@ -1,6 +1,8 @@
 //! The conversation list: kind marker, name, presence dot for DMs, mention
 //! badge and unread count; unread rows bold, muted rows dimmed, the focused
-//! row highlighted. Scrolls to keep the focused row visible.
+//! row highlighted. Scrolls to keep the focused row visible. With the
+//! unread-only filter, a title line says so and only the conversations
+//! with unread messages (and the focused one) are listed.
 
 use super::header::presence_dot;
 use super::wrap::{str_width, truncate};
@@ -18,13 +20,25 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let block = Block::new()
         .borders(Borders::RIGHT)
         .border_style(Style::default().fg(theme.border));
-    let inner = block.inner(area);
+    let mut inner = block.inner(area);
     frame.render_widget(block, area);
     if inner.width == 0 || inner.height == 0 {
         return;
     }
-    let convs = &app.model.conversations;
-    if convs.is_empty() {
+    if app.unread_only {
+        let title = truncate(
+            &format!(" {}", strings::UNREAD_ONLY_TITLE),
+            usize::from(inner.width),
+        );
+        let style = Style::default()
+            .fg(theme.accent)
+            .add_modifier(Modifier::BOLD);
+        frame.render_widget(Paragraph::new(Line::styled(title, style)), inner);
+        inner.y += 1;
+        inner.height -= 1;
+    }
+    let convs = app.listed_conversations();
+    if app.model.conversations.is_empty() {
         let p = Paragraph::new(strings::NO_CONVERSATIONS)
             .style(theme.dimmed())
             .wrap(Wrap { trim: true });

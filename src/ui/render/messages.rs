@@ -1,8 +1,9 @@
 //! The message view: rows laid out into styled lines for a given width
 //! (day separators, sender colours, wrapping, edits, deletions, reactions,
-//! reply quotes, delivery marks, receipts, gaps, the selection). Bodies are
-//! markdown ([`super::markdown`]) unless shown raw. The App uses the same
-//! layout to scroll, so this module is pure and width-driven.
+//! reply quotes, delivery marks, receipts, gaps, the selection, the "new
+//! messages" line). Bodies are markdown ([`super::markdown`]) unless shown
+//! raw. The App uses the same layout to scroll, so this module is pure and
+//! width-driven.
 
 use super::markdown::{Palette, mention_segments};
 use super::receipts::Receipts;
@@ -66,6 +67,7 @@ pub fn lay_out(app: &App, width: u16) -> Laid {
     }
     let selected = app.selected_index();
     let palette = Palette::new(&app.theme, &app.model.me);
+    let new_at = app.new_messages_index();
     let mut last_day = None;
     for (i, row) in rows.iter().enumerate() {
         let ts = match row {
@@ -79,6 +81,10 @@ pub fn lay_out(app: &App, width: u16) -> Laid {
                 laid.push(day_separator(&app.tz.day_label(ts), w, dim), None);
                 last_day = Some(day);
             }
+        }
+        if new_at == Some(i) {
+            let style = app.theme.new_messages();
+            laid.push(day_separator(strings::NEW_MESSAGES, w, style), None);
         }
         let start = laid.lines.len();
         match row {

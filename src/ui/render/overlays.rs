@@ -41,8 +41,10 @@ fn table(app: &App, heading: &str, rows: &[(&str, &str)], key_w: usize) -> Vec<L
 }
 
 pub fn render_help(app: &App, frame: &mut Frame, full: Rect) {
-    let keys = table(app, "Keys", strings::HELP_KEYS, 18);
-    let cmds = table(app, "Commands", strings::HELP_COMMANDS, 18);
+    let keys = [strings::HELP_KEYS, strings::HELP_UNREAD_KEYS].concat();
+    let cmds = [strings::HELP_COMMANDS, strings::HELP_UNREAD_COMMANDS].concat();
+    let keys = table(app, "Keys", &keys, 18);
+    let cmds = table(app, "Commands", &cmds, 18);
     let two_columns = full.width >= 100;
     let (w, h) = if two_columns {
         (

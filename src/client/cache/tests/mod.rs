@@ -5,6 +5,7 @@ mod fold;
 mod outbox;
 mod prop;
 mod sync;
+mod unread;
 
 use super::*;
 use crate::proto::{ConvKind, Conversation, Event, EventBody, ReceiptPair};
