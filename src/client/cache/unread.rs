@@ -25,11 +25,15 @@ use rusqlite::{Connection, OptionalExtension, params};
 pub(crate) const META_FLAGS_ME: &str = "flags_me";
 
 /// A message's sender, stored text, whether it is deleted, and the text of
-/// the sender's latest edit: everything its flags depend on.
-const MESSAGE_STATE: &str = "SELECT m.conversation_id, m.seq, m.sender, m.text,
-     EXISTS(SELECT 1 FROM events d WHERE d.conversation_id = m.conversation_id
+/// the sender's latest edit: everything its flags depend on. The lookups of
+/// edits and deletions go through `events_target` by name: left to itself,
+/// the planner walks the conversation's whole primary key for each message.
+pub(crate) const MESSAGE_STATE: &str = "SELECT m.conversation_id, m.seq, m.sender, m.text,
+     EXISTS(SELECT 1 FROM events d INDEXED BY events_target
+            WHERE d.conversation_id = m.conversation_id
             AND d.target_seq = m.seq AND d.kind = 'delete'),
-     (SELECT e.text FROM events e WHERE e.conversation_id = m.conversation_id
+     (SELECT e.text FROM events e INDEXED BY events_target
+      WHERE e.conversation_id = m.conversation_id
       AND e.target_seq = m.seq AND e.kind = 'edit' AND e.sender = m.sender
       ORDER BY e.seq DESC LIMIT 1)
  FROM events m WHERE m.kind = 'message'";

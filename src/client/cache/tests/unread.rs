@@ -202,3 +202,27 @@ fn an_old_cache_upgrades_in_place() {
     let c = Cache::open(&path).unwrap();
     assert_eq!(counts(&c, "g"), (2, 1));
 }
+
+#[test]
+fn a_message_state_looks_up_edits_and_deletions_by_index() {
+    let c = cache_as("alice");
+    let plan: Vec<String> = c
+        .conn
+        .prepare(&format!(
+            "EXPLAIN QUERY PLAN {} AND m.conversation_id = 'g' AND m.seq = 5",
+            crate::client::cache::unread::MESSAGE_STATE
+        ))
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let by_index = plan.iter().filter(|p| p.contains("events_target")).count();
+    assert_eq!(by_index, 2, "plan: {plan:?}");
+    assert!(
+        !plan
+            .iter()
+            .any(|p| p.contains("PRIMARY KEY (conversation_id=?)")),
+        "a subquery walks the conversation: {plan:?}"
+    );
+}
