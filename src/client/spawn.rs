@@ -101,8 +101,8 @@ pub fn spawn_on(
     let cache = match (&opts.user, &cache_path) {
         (Some(_), Some(path)) => {
             // Opened without the full check, so the screen is drawn at
-            // once; the engine checks the file right after its first
-            // update. A file that cannot even be opened is set aside now.
+            // once; the engine checks the file a moment later. A file that
+            // cannot even be opened is set aside now.
             let opened = Cache::open(path)
                 .map(|c| (c, None))
                 .or_else(|_| Cache::open_or_recover(path));

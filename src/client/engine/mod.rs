@@ -141,6 +141,8 @@ pub struct Engine {
     memory_cache: bool,
     privacy: Privacy,
     unverified: Option<std::path::PathBuf>,
+    /// When the engine started.
+    started: Instant,
     connected: bool,
     next_tag: u64,
     pending: HashMap<u64, Pending>,
@@ -187,6 +189,7 @@ impl Engine {
             memory_cache: setup.memory_cache,
             privacy: setup.privacy,
             unverified: setup.unverified,
+            started: Instant::now(),
             connected: false,
             next_tag: 1,
             pending: HashMap::new(),
@@ -216,7 +219,6 @@ impl Engine {
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.publish().await;
-        self.verify_cache();
         let mut last_publish = Instant::now();
         // Work done but not yet published waits at most this long, so that
         // a burst of events becomes a few screen updates, not one each.
@@ -278,6 +280,11 @@ impl Engine {
     }
 
     fn on_tick(&mut self) {
+        // The damage check reads the whole file: it waits until the first
+        // screens are drawn (the first tick comes at once, the next 2 s on).
+        if self.unverified.is_some() && self.started.elapsed() >= Duration::from_secs(1) {
+            self.verify_cache();
+        }
         if self.connected {
             self.send_outbox();
             self.probe_follows();
@@ -291,7 +298,8 @@ impl Engine {
             || self.follows.contains_key(conv)
     }
 
-    /// Check a cache opened without its damage check; a damaged one is set
+    /// Check a cache opened without its damage check (on the first tick a
+    /// second after start); a damaged one is set
     /// aside and started afresh (the server has everything it held but the
     /// outbox).
     fn verify_cache(&mut self) {
@@ -322,8 +330,21 @@ impl Engine {
                         path.display()
                     )),
                 }
+                self.fetching.clear();
+                self.behind.clear();
+                self.older.clear();
+                self.delivered_sent.clear();
+                self.outbox_inflight.clear();
                 self.dirty.list = true;
                 self.dirty.messages = true;
+                if self.connected {
+                    let cursors = self
+                        .cache
+                        .as_ref()
+                        .and_then(|c| c.cursors().ok())
+                        .unwrap_or_default();
+                    self.request(Request::Sync { cursors }, Pending::Sync);
+                }
             }
             Err(e) => self.cache_error(e),
         }
