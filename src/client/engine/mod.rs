@@ -299,9 +299,8 @@ impl Engine {
     }
 
     /// Check a cache opened without its damage check (on the first tick a
-    /// second after start); a damaged one is set
-    /// aside and started afresh (the server has everything it held but the
-    /// outbox).
+    /// second after start); a damaged one is set aside and started afresh
+    /// (the server has everything it held but the outbox).
     fn verify_cache(&mut self) {
         let (Some(path), Some(cache)) = (self.unverified.take(), self.cache.as_ref()) else {
             return;
@@ -310,44 +309,25 @@ impl Engine {
             Ok(()) => {}
             Err(e) if e.is_corruption() => {
                 self.cache = None;
-                match Cache::open_or_recover(&path) {
-                    Ok((mut fresh, moved)) => {
-                        if let Some(me) = &self.me
-                            && let Err(e) = fresh.set_me(me)
-                        {
-                            tracing::error!("cache: {e}");
-                        }
-                        self.cache = Some(fresh);
-                        if let Some(moved) = moved {
-                            self.notice(format!(
-                                "the local cache was damaged; moved it to {} and started afresh",
-                                moved.display()
-                            ));
-                        }
-                    }
-                    Err(e) => self.notice(format!(
-                        "cannot open the local cache {}: {e}",
-                        path.display()
-                    )),
+                if let Some(me) = self.me.clone() {
+                    self.open_cache_at(&me, &path);
                 }
-                self.fetching.clear();
-                self.behind.clear();
-                self.older.clear();
-                self.delivered_sent.clear();
-                self.outbox_inflight.clear();
-                self.dirty.list = true;
-                self.dirty.messages = true;
                 if self.connected {
-                    let cursors = self
-                        .cache
-                        .as_ref()
-                        .and_then(|c| c.cursors().ok())
-                        .unwrap_or_default();
-                    self.request(Request::Sync { cursors }, Pending::Sync);
+                    self.sync();
                 }
             }
             Err(e) => self.cache_error(e),
         }
+    }
+
+    /// Ask for everything after the cache's cursors.
+    fn sync(&mut self) {
+        let cursors = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.cursors().ok())
+            .unwrap_or_default();
+        self.request(Request::Sync { cursors }, Pending::Sync);
     }
 
     /// Open (or switch to) the cache of `user` on this server.
@@ -356,10 +336,16 @@ impl Engine {
             return;
         }
         let path = self.paths.cache_path(&self.server, user);
+        self.open_cache_at(user, &path);
+    }
+
+    /// Open the cache of `user` at `path` (in memory for the command line),
+    /// setting a damaged file aside, and start its bookkeeping afresh.
+    fn open_cache_at(&mut self, user: &str, path: &std::path::Path) {
         let opened = if self.memory_cache {
             Cache::open_in_memory().map(|c| (c, None))
         } else {
-            Cache::open_or_recover(&path)
+            Cache::open_or_recover(path)
         };
         match opened {
             Ok((mut cache, moved)) => {

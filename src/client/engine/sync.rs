@@ -60,12 +60,7 @@ impl Engine {
         self.dirty
             .updates
             .push(Update::LoggedIn { user: user.clone() });
-        let cursors = self
-            .cache
-            .as_ref()
-            .and_then(|c| c.cursors().ok())
-            .unwrap_or_default();
-        self.request(Request::Sync { cursors }, Pending::Sync);
+        self.sync();
         self.request(
             Request::Users {
                 prefix: None,
