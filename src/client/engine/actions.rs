@@ -189,6 +189,7 @@ impl Engine {
                 }
                 self.focused = Some(conv.clone());
                 self.dirty.messages = true;
+                self.dirty.now = true;
                 self.dirty.receipts.insert(conv);
             }
             Action::Login { username, password } => {

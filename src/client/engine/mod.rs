@@ -125,6 +125,9 @@ struct Dirty {
     delivered: HashSet<String>,
     /// Updates made along the way, published first and in order.
     updates: Vec<Update>,
+    /// The user is waiting on this (a conversation just opened): publish
+    /// without waiting out the interval.
+    now: bool,
     incoming: Vec<Incoming>,
 }
 
@@ -248,7 +251,7 @@ impl Engine {
                 }
             }
             let now = Instant::now();
-            if now >= last_publish + PUBLISH_EVERY || self.quit {
+            if now >= last_publish + PUBLISH_EVERY || self.quit || self.dirty.now {
                 self.publish().await;
                 last_publish = now;
                 due = None;
