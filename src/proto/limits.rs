@@ -43,6 +43,8 @@ pub struct Limits {
     pub max_emoji_bytes: usize,
     /// Length of a device name, in bytes.
     pub max_device_bytes: usize,
+    /// Shortest password a new account may have, in characters.
+    pub min_password_chars: usize,
     /// Length of a password, in bytes.
     pub max_password_bytes: usize,
     /// Conversations one `sync` may name in its cursors.
@@ -75,6 +77,7 @@ impl Default for Limits {
             max_client_msg_id_bytes: 64,
             max_emoji_bytes: 32,
             max_device_bytes: 64,
+            min_password_chars: 8,
             max_password_bytes: 1024,
             max_sync_cursors: 10_000,
             max_auth_failures: 5,

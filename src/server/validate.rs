@@ -17,9 +17,17 @@ pub fn username(name: &str) -> Result<(), ProtoError> {
     }
 }
 
+/// A new account's password: at least `min_password_chars` characters, at
+/// most `max_password_bytes` bytes.
 pub fn password(pw: &str, limits: &Limits) -> Result<(), ProtoError> {
     if pw.is_empty() {
         return Err(ProtoError::invalid("the password is empty"));
+    }
+    if pw.chars().count() < limits.min_password_chars {
+        return Err(ProtoError::invalid(format!(
+            "the password needs at least {} characters",
+            limits.min_password_chars
+        )));
     }
     if pw.len() > limits.max_password_bytes {
         return Err(too_large("the password", limits.max_password_bytes));

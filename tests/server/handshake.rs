@@ -195,3 +195,59 @@ async fn connections_per_user_are_bounded_and_a_refused_login_leaves_no_session(
     }
     assert!(ok, "a freed slot can be used");
 }
+
+#[tokio::test]
+async fn a_new_password_has_a_minimum_length() {
+    let server = Server::start();
+    let mut p = server.connect().await;
+    let short = p
+        .err(
+            json!({"type":"register","username":"carol","password":"seven77","device":"d"}),
+            "invalid_argument",
+        )
+        .await;
+    assert!(
+        short["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("at least 8"),
+        "{short}"
+    );
+    // Characters, not bytes: eight of them are enough.
+    let r = p
+        .request(json!({"type":"register","username":"carol","password":"éééééééé","device":"d"}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+}
+
+/// A taken name is refused without hashing: with the one hashing slot held
+/// by a slow login, the refusal still comes first (before, it queued for
+/// the slot and then hashed a password it was about to refuse).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_name_is_refused_before_any_hashing() {
+    let server = Server::start_with(|c| {
+        c.auth.argon2_memory_kib = 32 * 1024;
+        c.auth.argon2_iterations = 24;
+        c.auth.max_concurrent_hashes = 1;
+    });
+    let _alice = server.user("alice").await;
+    let mut slow = server.connect().await;
+    let login = slow
+        .send_req(json!({"type":"login","username":"alice","password":PASSWORD,"device":"d"}))
+        .await;
+    // Let the login take the hashing slot first.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut p = server.connect().await;
+    p.err(
+        json!({"type":"register","username":"alice","password":"another password","device":"d"}),
+        "username_taken",
+    )
+    .await;
+    let pending = tokio::time::timeout(Duration::ZERO, slow.wait_reply(login)).await;
+    assert!(
+        pending.is_err(),
+        "the refusal waited for the login's hash: {pending:?}"
+    );
+    let r = slow.wait_reply(login).await;
+    assert_eq!(r["type"], "ok", "{r}");
+}

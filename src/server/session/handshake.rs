@@ -53,8 +53,23 @@ impl Session {
         device: Option<String>,
     ) -> Result<AuthOk, ProtoError> {
         validate::username(&username)?;
-        validate::password(&password, &self.shared.limits)?;
         let device = validate::device(device, &self.shared.limits)?;
+        // A taken name is refused before any hashing: a loop of registers
+        // with taken names costs the server a lookup each, not a hash.
+        let taken = self
+            .shared
+            .store
+            .readers()
+            .password_hash(&username)
+            .await
+            .map_err(|e| e.to_proto())?;
+        if taken.is_some() {
+            return Err(ProtoError::new(
+                ErrorCode::UsernameTaken,
+                "that username is taken",
+            ));
+        }
+        validate::password(&password, &self.shared.limits)?;
         let hash = self
             .shared
             .hasher
