@@ -53,14 +53,30 @@ enum Route {
     /// A valid WebSocket upgrade; the `Sec-WebSocket-Accept` value.
     Upgrade(String),
     BadUpgrade,
+    /// An upgrade from a browser page whose origin is not allowed.
+    ForbiddenOrigin,
     BadMethod,
     NotFound,
     Unparsable,
 }
 
+/// Whether an upgrade with this `Origin` header may proceed: terminal clients
+/// send none; a browser page's origin must be listed.
+fn origin_allowed(origin: Option<&str>, allowed: &[String]) -> bool {
+    match origin {
+        None => true,
+        Some(o) => {
+            let o = o.trim().trim_end_matches('/');
+            allowed
+                .iter()
+                .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(o))
+        }
+    }
+}
+
 /// Parse a complete request head. Synchronous, so that the parser's header
 /// array never lives in a connection task's state.
-fn route(head: &[u8]) -> Route {
+fn route(head: &[u8], allowed_origins: &[String]) -> Route {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut req = httparse::Request::new(&mut headers);
     if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) {
@@ -83,6 +99,9 @@ fn route(head: &[u8]) -> Route {
                     .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
             });
             let version = header("sec-websocket-version") == Some("13");
+            if !origin_allowed(header("origin"), allowed_origins) {
+                return Route::ForbiddenOrigin;
+            }
             match (upgrade, connection, version, header("sec-websocket-key")) {
                 (true, true, true, Some(key)) => Route::Upgrade(derive_accept_key(key.as_bytes())),
                 _ => Route::BadUpgrade,
@@ -98,12 +117,13 @@ pub async fn accept(
     mut stream: TcpStream,
     config: WebSocketConfig,
     timeout: Duration,
+    allowed_origins: &[String],
 ) -> Result<Accepted, AcceptError> {
     let mut buf = Vec::with_capacity(512);
     let head_len = tokio::time::timeout(timeout, read_head(&mut stream, &mut buf))
         .await
         .map_err(|_| AcceptError::Timeout)??;
-    match route(&buf[..head_len]) {
+    match route(&buf[..head_len], allowed_origins) {
         Route::Health => {
             respond(&mut stream, "200 OK", "ok").await?;
             Ok(Accepted::Answered)
@@ -127,6 +147,15 @@ pub async fn accept(
             )
             .await?;
             Err(AcceptError::Bad("not a websocket upgrade"))
+        }
+        Route::ForbiddenOrigin => {
+            respond(
+                &mut stream,
+                "403 Forbidden",
+                "this origin may not open a connection (see [net] allowed_origins)\n",
+            )
+            .await?;
+            Err(AcceptError::Bad("browser origin not allowed"))
         }
         Route::Unparsable => {
             respond(&mut stream, "400 Bad Request", "bad request\n").await?;

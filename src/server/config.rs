@@ -17,8 +17,20 @@ pub struct Config {
     pub limits: Limits,
     pub store: StoreConfig,
     pub auth: AuthConfig,
+    pub net: NetSettings,
     /// Seconds to let in-flight requests finish on shutdown.
     pub shutdown_grace_secs: u64,
+}
+
+/// The network side of chatd.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetSettings {
+    /// Browser origins (`https://chat.example.org`) whose pages may open a
+    /// WebSocket. Terminal clients send no `Origin` and always pass; any
+    /// other origin is refused, so a web page a member opens cannot drive
+    /// the server in their name.
+    pub allowed_origins: Vec<String>,
 }
 
 /// Password hashing (argon2id) parameters.
@@ -51,6 +63,7 @@ impl Default for Config {
             limits: Limits::default(),
             store: StoreConfig::default(),
             auth: AuthConfig::default(),
+            net: NetSettings::default(),
             shutdown_grace_secs: 5,
         }
     }

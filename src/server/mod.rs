@@ -87,6 +87,7 @@ pub async fn serve(
     ));
     let ws_config = transport::ws_config(config.limits.hard_frame_bytes);
     let head_timeout = Duration::from_secs(config.limits.auth_timeout_secs.max(1));
+    let origins: Arc<[String]> = config.net.allowed_origins.clone().into();
     let tasks = TaskTracker::new();
     tracing::info!(addr = %listener.local_addr()?, data = %data.display(), "chatd listening");
     tokio::pin!(shutdown);
@@ -105,10 +106,11 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
+                let origins = origins.clone();
                 // The accept phase is boxed and freed once done, so that a
                 // connection's task carries only the session's state.
                 let accepting = Box::pin(async move {
-                    transport::accept(stream, ws_config, head_timeout)
+                    transport::accept(stream, ws_config, head_timeout, &origins)
                         .await
                         .map_err(|e| tracing::debug!(%peer, "rejected: {e}"))
                 });

@@ -251,3 +251,43 @@ async fn a_taken_name_is_refused_before_any_hashing() {
     let r = slow.wait_reply(login).await;
     assert_eq!(r["type"], "ok", "{r}");
 }
+
+/// The status line chatd answers a WebSocket upgrade with, sent with
+/// `origin` as its `Origin` header (none when `None`).
+async fn upgrade_status(server: &Server, origin: Option<&str>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let origin = origin
+        .map(|o| format!("Origin: {o}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{origin}\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 256];
+    let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn browser_origins_are_refused_unless_allowed() {
+    let server = Server::start_with(|c| {
+        c.net.allowed_origins = vec!["https://chat.example.org".into()];
+    });
+    assert!(upgrade_status(&server, None).await.contains("101"));
+    let evil = upgrade_status(&server, Some("https://evil.example")).await;
+    assert!(evil.contains("403"), "{evil}");
+    let null = upgrade_status(&server, Some("null")).await;
+    assert!(null.contains("403"), "{null}");
+    let listed = upgrade_status(&server, Some("https://chat.example.org")).await;
+    assert!(listed.contains("101"), "{listed}");
+    // With nothing listed, every browser origin is refused.
+    let closed = Server::start();
+    let evil = upgrade_status(&closed, Some("https://chat.example.org")).await;
+    assert!(evil.contains("403"), "{evil}");
+}
