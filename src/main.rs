@@ -15,7 +15,7 @@ fn main() {
             chat::client::config::data_dir().join("crash.log"),
         ));
     }
-    let loaded = match Loaded::load(
+    let mut loaded = match Loaded::load(
         cli.config.as_deref(),
         cli.server.as_deref(),
         cli.user.as_deref(),
@@ -26,6 +26,9 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if cli.insecure {
+        loaded.allow_insecure();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -19,6 +19,8 @@ pub struct ClientConfig {
     pub device: String,
     /// Start a local chatd when none answers and no server is configured.
     pub autostart_server: bool,
+    /// Allow a password or token over cleartext `ws://` to another machine.
+    pub insecure: bool,
     pub notifications: NotifyConfig,
     pub privacy: PrivacyConfig,
     pub ui: UiConfig,
@@ -89,6 +91,7 @@ impl Default for ClientConfig {
             user: String::new(),
             device: default_device(),
             autostart_server: true,
+            insecure: false,
             notifications: NotifyConfig::default(),
             privacy: PrivacyConfig::default(),
             ui: UiConfig::default(),
@@ -239,6 +242,12 @@ impl Loaded {
         } else {
             Source::Default
         }
+    }
+
+    /// `--insecure` on the command line.
+    pub fn allow_insecure(&mut self) {
+        self.config.insecure = true;
+        self.flag_keys.insert("insecure".to_string());
     }
 
     /// Whether the user chose a server (file or flag) rather than the default.

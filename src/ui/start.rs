@@ -87,8 +87,10 @@ pub async fn run(loaded: Loaded, local_data: Option<PathBuf>) -> anyhow::Result<
         notice,
         ..Model::default()
     };
+    let mut net = NetConfig::new(&server, &cfg.device);
+    net.insecure = cfg.insecure;
     let mut opts = ClientOptions::interactive(
-        NetConfig::new(&server, &cfg.device),
+        net,
         user.filter(|_| token.is_some()),
         token.map(Credentials::Token),
         tokens,

@@ -49,7 +49,7 @@ pub(super) async fn session(loaded: &Loaded) -> Result<SignedIn, Failure> {
             format!("not logged in as {user} on {server}: run `chat login {user}`"),
         )
     })?;
-    let mut conn = Conn::connect(&server, TIMEOUT).await?;
+    let mut conn = Conn::connect(&server, TIMEOUT, loaded.config.insecure).await?;
     conn.handshake(&Credentials::Token(token.clone()), &loaded.config.device)
         .await
         .map_err(|e| {
@@ -147,7 +147,7 @@ async fn authenticate(
             password,
         }
     };
-    let mut conn = Conn::connect(&server, TIMEOUT).await?;
+    let mut conn = Conn::connect(&server, TIMEOUT, loaded.config.insecure).await?;
     let ok = conn.handshake(&creds, &loaded.config.device).await?;
     let token = ok
         .token

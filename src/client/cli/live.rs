@@ -32,6 +32,7 @@ impl Live {
         let server = loaded.config.server.clone();
         let mut net = NetConfig::new(&server, &loaded.config.device);
         net.backoff_max = BACKOFF_MAX;
+        net.insecure = loaded.config.insecure;
         let client = spawn(ClientOptions {
             net,
             user: Some(user.to_string()),

@@ -23,6 +23,10 @@ pub struct Cli {
     /// Configuration file [default: the platform config dir's chat/config.toml]
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Allow sending a password or token over cleartext ws:// to another
+    /// machine (a bare host name uses wss://)
+    #[arg(long, global = true)]
+    pub insecure: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

@@ -49,6 +49,10 @@ pub enum ClientError {
     Server(ProtoError),
     #[error("unexpected reply from the server: {0}")]
     Protocol(String),
+    #[error(
+        "refusing to send a password or token in cleartext to {0}: use wss:// (or pass --insecure, or set insecure = true, to allow ws://)"
+    )]
+    Insecure(String),
 }
 
 impl ClientError {
@@ -58,8 +62,33 @@ impl ClientError {
     }
 }
 
+/// Whether `host` (a URL's host, with or without its port) is this machine.
+pub fn is_loopback(host: &str) -> bool {
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else if host.matches(':').count() > 1 {
+        host
+    } else {
+        host.split(':').next().unwrap_or(host)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The host (with port) of a `ws://` URL, when it is not this machine:
+/// credentials sent there would cross a network in cleartext.
+pub fn cleartext_remote(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("ws://")?;
+    let host = rest.split('/').next().unwrap_or(rest);
+    (!is_loopback(host)).then(|| host.to_string())
+}
+
 /// Normalize a server address: `host:port`, `http://…` or `ws://…`, with or
-/// without the `/ws` path.
+/// without the `/ws` path. A bare address is `ws://` on this machine and
+/// `wss://` anywhere else.
 pub fn ws_url(server: &str) -> String {
     let s = server.trim().trim_end_matches('/');
     let s = if let Some(rest) = s.strip_prefix("http://") {
@@ -68,8 +97,10 @@ pub fn ws_url(server: &str) -> String {
         format!("wss://{rest}")
     } else if s.starts_with("ws://") || s.starts_with("wss://") {
         s.to_string()
-    } else {
+    } else if is_loopback(s.split('/').next().unwrap_or(s)) {
         format!("ws://{s}")
+    } else {
+        format!("wss://{s}")
     };
     let after_scheme = s.split_once("://").map(|(_, r)| r).unwrap_or(&s);
     if after_scheme.contains('/') {
@@ -95,9 +126,19 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Open a WebSocket to `server` (see [`ws_url`]).
-    pub async fn connect(server: &str, timeout: Duration) -> Result<Conn, ClientError> {
+    /// Open a WebSocket to `server` (see [`ws_url`]). A cleartext `ws://`
+    /// URL to another machine is refused unless `insecure`.
+    pub async fn connect(
+        server: &str,
+        timeout: Duration,
+        insecure: bool,
+    ) -> Result<Conn, ClientError> {
         let url = ws_url(server);
+        if let Some(host) = cleartext_remote(&url)
+            && !insecure
+        {
+            return Err(ClientError::Insecure(host));
+        }
         let connect = tokio_tungstenite::connect_async_with_config(
             url.as_str(),
             Some(client_ws_config()),
@@ -248,6 +289,35 @@ fn truncate(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_remote_addresses_use_tls_and_cleartext_is_only_for_this_machine() {
+        assert_eq!(ws_url("chat.example.org"), "wss://chat.example.org/ws");
+        assert_eq!(ws_url("10.0.0.5:7878"), "wss://10.0.0.5:7878/ws");
+        assert_eq!(ws_url("localhost:7878"), "ws://localhost:7878/ws");
+        assert_eq!(ws_url("[::1]:7878"), "ws://[::1]:7878/ws");
+        assert_eq!(
+            cleartext_remote("ws://chat.example.org:7878/ws").as_deref(),
+            Some("chat.example.org:7878")
+        );
+        assert_eq!(cleartext_remote("ws://127.0.0.1:7878/ws"), None);
+        assert_eq!(cleartext_remote("ws://127.8.9.1/ws"), None);
+        assert_eq!(cleartext_remote("ws://[::1]:1/ws"), None);
+        assert_eq!(cleartext_remote("wss://chat.example.org/ws"), None);
+    }
+
+    #[tokio::test]
+    async fn credentials_never_go_to_a_remote_host_in_cleartext() {
+        // Refused before any connection is attempted (the address is never
+        // dialled: nothing leaves this machine).
+        let r = Conn::connect(
+            "ws://chat.example.invalid:7878",
+            Duration::from_secs(1),
+            false,
+        )
+        .await;
+        assert!(matches!(r, Err(ClientError::Insecure(_))), "{:?}", r.err());
+    }
 
     #[test]
     fn urls_are_normalized() {

@@ -62,6 +62,8 @@ pub struct NetConfig {
     pub backoff_max: Duration,
     /// Connected this long resets the backoff.
     pub healthy_after: Duration,
+    /// Allow credentials over cleartext `ws://` to another machine.
+    pub insecure: bool,
 }
 
 impl NetConfig {
@@ -75,6 +77,7 @@ impl NetConfig {
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
             healthy_after: Duration::from_secs(30),
+            insecure: false,
         }
     }
 }
@@ -152,7 +155,8 @@ async fn run<E: From<NetEvent> + Send + 'static>(
             return;
         }
         let outcome = async {
-            let mut conn = Conn::connect(&config.server, config.connect_timeout).await?;
+            let mut conn =
+                Conn::connect(&config.server, config.connect_timeout, config.insecure).await?;
             let ok =
                 tokio::time::timeout(config.connect_timeout, conn.handshake(&c, &config.device))
                     .await
@@ -194,6 +198,23 @@ async fn run<E: From<NetEvent> + Send + 'static>(
                     return;
                 }
                 continue;
+            }
+            Err(e @ ClientError::Insecure(_)) => {
+                // No retry changes the address: say why and wait.
+                if !emit(NetEvent::State(ConnState::Offline {
+                    reason: e.to_string(),
+                }))
+                .await
+                {
+                    return;
+                }
+                match wait_idle(&mut rx).await {
+                    Some(new) => {
+                        creds = Some(new);
+                        continue;
+                    }
+                    None => return,
+                }
             }
             Err(e) => e.to_string(),
         };
