@@ -17,17 +17,16 @@ use crate::ui::theme::Theme;
 use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag, TagEnd};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::Span;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
 use unicode_width::UnicodeWidthChar;
+
+pub use super::body_text::{mention_segments, split_urls};
+pub use super::markdown_cache::Cache;
 
 /// The gutter before a code line, and before the rest of a cut code line.
 const GUTTER: &str = "│ ";
 const GUTTER_MORE: &str = "↪ ";
 const QUOTE_BAR: &str = "│ ";
 const BULLET: &str = "• ";
-/// Bodies kept by a [`Cache`] before it starts over.
-const CACHE_MAX: usize = 4096;
 
 /// The styles a body is drawn in, and who "me" is for mentions.
 #[derive(Debug, Clone, PartialEq)]
@@ -584,156 +583,6 @@ pub fn first_code_block(body: &str) -> Option<String> {
         }
     }
     code
-}
-
-/// Splits `text` into runs, marking bare http, https and mailto URLs.
-/// A URL starts a word and ends at white space, quotes or angle brackets;
-/// trailing punctuation (and an unmatched `)`) stays outside it.
-pub fn split_urls(text: &str) -> Vec<(&str, bool)> {
-    let mut out = Vec::new();
-    let mut from = 0;
-    let mut prev: Option<char> = None;
-    let mut iter = text.char_indices();
-    while let Some((i, c)) = iter.next() {
-        let starts_word = prev.is_none_or(|p| !(p.is_alphanumeric() || p == '/' || p == '@'));
-        prev = Some(c);
-        if !starts_word || !matches!(c, 'h' | 'H' | 'm' | 'M') {
-            continue;
-        }
-        let end = text[i..]
-            .find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"' | '`'))
-            .map_or(text.len(), |n| i + n);
-        let mut url = &text[i..end];
-        while let Some(last) = url.chars().last() {
-            let unmatched = last == ')' && url.matches('(').count() < url.matches(')').count();
-            if unmatched || ".,;:!?'*_".contains(last) {
-                url = &url[..url.len() - last.len_utf8()];
-            } else {
-                break;
-            }
-        }
-        if !linkable(url) || url.ends_with("://") {
-            continue;
-        }
-        if i > from {
-            out.push((&text[from..i], false));
-        }
-        out.push((url, true));
-        from = i + url.len();
-        prev = url.chars().last();
-        while iter.offset() < from && iter.next().is_some() {}
-    }
-    if from < text.len() || out.is_empty() {
-        out.push((&text[from..], false));
-    }
-    out
-}
-
-/// Splits `body` so every `@me` (case-insensitive, whole name) is styled as
-/// a mention.
-pub fn mention_segments(body: &str, me: &str, base: Style, mention: Style) -> Vec<Seg> {
-    if me.is_empty() {
-        return vec![(body.to_string(), base)];
-    }
-    let needle = format!("@{}", me.to_ascii_lowercase());
-    let hay = body.to_ascii_lowercase();
-    let mut segs = Vec::new();
-    let mut from = 0;
-    let mut search = 0;
-    while let Some(pos) = hay[search..].find(&needle).map(|p| p + search) {
-        let end = pos + needle.len();
-        let boundary = body[end..]
-            .chars()
-            .next()
-            .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '-'));
-        if boundary {
-            if pos > from {
-                segs.push((body[from..pos].to_string(), base));
-            }
-            segs.push((body[pos..end].to_string(), mention));
-            from = end;
-        }
-        search = end;
-    }
-    if from < body.len() || segs.is_empty() {
-        segs.push((body[from..].to_string(), base));
-    }
-    segs
-}
-
-/// Parsed bodies by text, so a frame parses and highlights only bodies it
-/// has not seen. Starts over when the palette changes or it grows past
-/// [`CACHE_MAX`] bodies.
-#[derive(Default)]
-pub struct Cache {
-    inner: Mutex<CacheInner>,
-}
-
-#[derive(Default)]
-struct CacheInner {
-    palette: Option<Palette>,
-    docs: HashMap<String, Arc<Doc>>,
-    /// Bodies laid out at a width, with their trailer: a frame that lays out
-    /// the same window again (every frame does) copies lines instead of
-    /// wrapping again.
-    laid: HashMap<LaidKey, Arc<Vec<Vec<Span<'static>>>>>,
-}
-
-/// What a laid-out body depends on: the body, both widths and the trailer.
-#[derive(PartialEq, Eq, Hash)]
-struct LaidKey {
-    body: String,
-    first: usize,
-    rest: usize,
-    trailer: Vec<Seg>,
-}
-
-impl Cache {
-    pub fn doc(&self, body: &str, palette: &Palette) -> Arc<Doc> {
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if inner.palette.as_ref() != Some(palette) {
-            inner.docs.clear();
-            inner.laid.clear();
-            inner.palette = Some(palette.clone());
-        }
-        if let Some(doc) = inner.docs.get(body) {
-            return Arc::clone(doc);
-        }
-        let doc = Arc::new(parse(body, palette));
-        if inner.docs.len() >= CACHE_MAX {
-            inner.docs.clear();
-        }
-        inner.docs.insert(body.to_string(), Arc::clone(&doc));
-        doc
-    }
-
-    /// `body` parsed and laid out as [`lay_out`] does, from the cache when
-    /// the same body was laid out at the same widths with the same trailer.
-    pub fn laid(
-        &self,
-        body: &str,
-        palette: &Palette,
-        (first, rest): (usize, usize),
-        trailer: &[Seg],
-    ) -> (Arc<Doc>, Arc<Vec<Vec<Span<'static>>>>) {
-        let doc = self.doc(body, palette);
-        let key = LaidKey {
-            body: body.to_string(),
-            first,
-            rest,
-            trailer: trailer.to_vec(),
-        };
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(lines) = inner.laid.get(&key) {
-            return (doc, Arc::clone(lines));
-        }
-        let lines = Arc::new(lay_out(&doc, first, rest, trailer));
-        if inner.laid.len() >= CACHE_MAX {
-            inner.laid.clear();
-        }
-        inner.laid.insert(key, Arc::clone(&lines));
-        (doc, lines)
-    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@ use super::*;
 use crate::ui::render::wrap::str_width;
 use crate::ui::theme::Theme;
 use ratatui::style::Color;
+use std::sync::Arc;
 
 fn pal() -> Palette {
     Palette::new(&Theme::default(), "me")

@@ -4,6 +4,7 @@
 //! `overlays` (help, quick switcher), `login`; `layout` places them.
 //! Bodies go through `markdown` (with `highlight` for code).
 
+pub mod body_text;
 pub mod composer;
 pub mod header;
 pub mod highlight;
@@ -11,6 +12,7 @@ pub mod layout;
 pub mod list;
 pub mod login;
 pub mod markdown;
+pub mod markdown_cache;
 pub mod messages;
 pub mod overlays;
 pub mod receipts;
