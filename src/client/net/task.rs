@@ -136,14 +136,7 @@ async fn run<E: From<NetEvent> + Send + 'static>(
     loop {
         // Without credentials, wait for some.
         let Some(c) = creds.clone() else {
-            if !emit(NetEvent::State(ConnState::Offline {
-                reason: "not logged in".into(),
-            }))
-            .await
-            {
-                return;
-            }
-            match wait_idle(&mut rx).await {
+            match offline(&emit, "not logged in".into(), &mut rx).await {
                 Some(new) => {
                     creds = Some(new);
                     continue;
@@ -201,14 +194,7 @@ async fn run<E: From<NetEvent> + Send + 'static>(
             }
             Err(e @ ClientError::Insecure(_)) => {
                 // No retry changes the address: say why and wait.
-                if !emit(NetEvent::State(ConnState::Offline {
-                    reason: e.to_string(),
-                }))
-                .await
-                {
-                    return;
-                }
-                match wait_idle(&mut rx).await {
+                match offline(&emit, e.to_string(), &mut rx).await {
                     Some(new) => {
                         creds = Some(new);
                         continue;
@@ -267,6 +253,23 @@ fn not_connected(tag: u64) -> NetEvent {
 }
 
 /// Wait for credentials while offline, failing requests meanwhile.
+/// Say the task is offline for `reason`, then wait for new credentials
+/// (`None`: shut down, or nobody listens any more).
+async fn offline<F, Fut>(
+    emit: &F,
+    reason: String,
+    rx: &mut mpsc::Receiver<NetCommand>,
+) -> Option<Credentials>
+where
+    F: Fn(NetEvent) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    if !emit(NetEvent::State(ConnState::Offline { reason })).await {
+        return None;
+    }
+    wait_idle(rx).await
+}
+
 async fn wait_idle(rx: &mut mpsc::Receiver<NetCommand>) -> Option<Credentials> {
     loop {
         match rx.recv().await? {

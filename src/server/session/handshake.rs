@@ -56,14 +56,7 @@ impl Session {
         let device = validate::device(device, &self.shared.limits)?;
         // A taken name is refused before any hashing: a loop of registers
         // with taken names costs the server a lookup each, not a hash.
-        let taken = self
-            .shared
-            .store
-            .readers()
-            .password_hash(&username)
-            .await
-            .map_err(|e| e.to_proto())?;
-        if taken.is_some() {
+        if self.stored_hash(&username).await?.is_some() {
             return Err(ProtoError::new(
                 ErrorCode::UsernameTaken,
                 "that username is taken",
@@ -85,6 +78,16 @@ impl Session {
         self.new_session(username, device).await
     }
 
+    /// The password hash of `username`, if the account exists.
+    async fn stored_hash(&self, username: &str) -> Result<Option<String>, ProtoError> {
+        self.shared
+            .store
+            .readers()
+            .password_hash(username)
+            .await
+            .map_err(|e| e.to_proto())
+    }
+
     async fn login(
         &mut self,
         username: String,
@@ -96,13 +99,7 @@ impl Session {
         if password.len() > self.shared.limits.max_password_bytes {
             return Err(failed());
         }
-        let stored = self
-            .shared
-            .store
-            .readers()
-            .password_hash(&username)
-            .await
-            .map_err(|e| e.to_proto())?;
+        let stored = self.stored_hash(&username).await?;
         if !self.shared.hasher.verify(password, stored).await {
             tracing::info!(user = %username, "login failed");
             return Err(failed());
