@@ -9,6 +9,7 @@ use crate::client::credentials::TokenStore;
 use crate::client::engine::{CatchUp, Engine, Input, Privacy, Setup};
 use crate::client::net::{Credentials, NetConfig, NetHandle};
 use crate::client::paths::Paths;
+use crate::client::text;
 use crate::client::update::Update;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -93,6 +94,7 @@ pub fn spawn_on(
 ) -> ClientHandle {
     let server = opts.net.server.clone();
     let mut notice = None;
+    let mut checked = false;
     let cache_path = match (&opts.user, &opts.cache) {
         (_, CacheChoice::At(path)) => Some(path.clone()),
         (Some(user), CacheChoice::OnDisk) => Some(opts.paths.cache_path(&server, user)),
@@ -102,25 +104,21 @@ pub fn spawn_on(
         (Some(_), Some(path)) => {
             // Opened without the full check, so the screen is drawn at
             // once; the engine checks the file a moment later. A file that
-            // cannot even be opened is set aside now.
-            let opened = Cache::open(path)
-                .map(|c| (c, None))
-                .or_else(|_| Cache::open_or_recover(path));
+            // cannot even be opened is checked (and set aside) now.
+            let opened = match Cache::open(path) {
+                Ok(c) => Ok((c, None)),
+                Err(_) => {
+                    checked = true;
+                    Cache::open_or_recover(path)
+                }
+            };
             match opened {
                 Ok((c, moved)) => {
-                    if let Some(moved) = moved {
-                        notice = Some(format!(
-                            "the local cache was damaged; moved it to {} and started afresh",
-                            moved.display()
-                        ));
-                    }
+                    notice = moved.as_deref().map(text::cache_set_aside);
                     Some(c)
                 }
                 Err(e) => {
-                    notice = Some(format!(
-                        "cannot open the local cache {}: {e}",
-                        path.display()
-                    ));
+                    notice = Some(text::cache_unopenable(path, &e));
                     None
                 }
             }
@@ -140,7 +138,7 @@ pub fn spawn_on(
     };
     let (out_tx, out_rx) = mpsc::channel(UPDATE_QUEUE);
     let (action_tx, action_rx) = mpsc::unbounded_channel();
-    let unverified = cache_path.filter(|_| cache.is_some());
+    let unverified = cache_path.filter(|_| cache.is_some() && !checked);
     let setup = Setup {
         server,
         me: opts.user.filter(|_| cache.is_some()),

@@ -173,6 +173,19 @@ fn system_tail(sender: &str, change: &SystemChange) -> String {
     }
 }
 
+/// The notice for a damaged cache file moved to `moved`.
+pub fn cache_set_aside(moved: &std::path::Path) -> String {
+    format!(
+        "the local cache was damaged; moved it to {} and started afresh",
+        moved.display()
+    )
+}
+
+/// The notice for a cache file at `path` that cannot be opened.
+pub fn cache_unopenable(path: &std::path::Path, err: &dyn std::fmt::Display) -> String {
+    format!("cannot open the local cache {}: {err}", path.display())
+}
+
 /// `text` with every control character (C0, DEL, C1) replaced by U+FFFD, so
 /// what another user wrote cannot move the cursor, change colours or talk
 /// to the terminal.

@@ -77,9 +77,7 @@ impl Model {
                 self.login_error = Some(message);
             }
             Update::Conversations(list) => {
-                for c in &list {
-                    self.add_users(c.members.iter().cloned());
-                }
+                self.add_users(list.iter().flat_map(|c| c.members.iter().cloned()));
                 self.conversations = list;
             }
             Update::Messages { conv, rows } => {
@@ -104,16 +102,14 @@ impl Model {
         }
     }
 
-    /// Add users to the known list, kept sorted and without repeats.
+    /// Add users to the known list, kept sorted and without repeats; each
+    /// name is a binary search, so a publish that carries large groups
+    /// stays cheap.
     fn add_users(&mut self, users: impl IntoIterator<Item = String>) {
-        let before = self.users.len();
         for u in users {
-            if !self.users.contains(&u) {
-                self.users.push(u);
+            if let Err(at) = self.users.binary_search(&u) {
+                self.users.insert(at, u);
             }
-        }
-        if self.users.len() != before {
-            self.users.sort();
         }
     }
 

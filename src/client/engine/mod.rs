@@ -19,6 +19,7 @@ use crate::client::cache::Cache;
 use crate::client::credentials::TokenStore;
 use crate::client::net::{NetCommand, NetEvent, NetHandle};
 use crate::client::paths::Paths;
+use crate::client::text;
 use crate::client::update::Update;
 use crate::client::view::Incoming;
 use crate::proto::Request;
@@ -353,10 +354,7 @@ impl Engine {
         match opened {
             Ok((mut cache, moved)) => {
                 if let Some(moved) = moved {
-                    self.notice(format!(
-                        "the local cache was damaged; moved it to {} and started afresh",
-                        moved.display()
-                    ));
+                    self.notice(text::cache_set_aside(&moved));
                 }
                 if let Err(e) = cache.set_me(user) {
                     self.cache_error(e);
@@ -364,10 +362,7 @@ impl Engine {
                 self.cache = Some(cache);
             }
             Err(e) => {
-                self.notice(format!(
-                    "cannot open the local cache {}: {e}",
-                    path.display()
-                ));
+                self.notice(text::cache_unopenable(path, &e));
                 self.cache = Cache::open_in_memory()
                     .and_then(|mut c| c.set_me(user).map(|()| c))
                     .ok();

@@ -203,32 +203,31 @@ impl Engine {
         let Some(cache) = self.cache.as_mut() else {
             return;
         };
-        // Conversations I no longer belong to.
+        // Conversations I no longer belong to go; the rest, newest activity
+        // first, is the order catch-up takes.
         let mut failed = None;
-        if let Ok(held) = cache.conversation_ids_by_activity() {
-            for id in held.iter().filter(|id| !ids.contains(*id)) {
-                if let Err(e) = cache.remove_conversation(id) {
-                    failed = Some(e);
-                }
+        let mut order = cache.conversation_ids_by_activity().unwrap_or_default();
+        order.retain(|id| {
+            let kept = ids.contains(id);
+            if !kept && let Err(e) = cache.remove_conversation(id) {
+                failed = Some(e);
             }
-        }
-        self.behind.clear();
-        if let Ok(order) = cache.conversation_ids_by_activity() {
-            for id in order {
-                if cache
-                    .missing_ranges(&id)
-                    .map(|r| !r.is_empty())
-                    .unwrap_or(false)
-                {
-                    self.behind.push_back(id);
-                }
-            }
-        }
-        self.behind.retain(|id| {
-            self.catch_up == super::CatchUp::All
-                || self.follows.contains_key(id)
-                || self.focused.as_ref() == Some(id)
+            kept
         });
+        self.behind.clear();
+        for id in order {
+            if !self.watches(&id) {
+                continue;
+            }
+            let missing = self
+                .cache
+                .as_ref()
+                .and_then(|c| c.missing_ranges(&id).ok())
+                .is_some_and(|r| !r.is_empty());
+            if missing {
+                self.behind.push_back(id);
+            }
+        }
         if let Some(e) = failed {
             self.cache_error(e);
         }
