@@ -35,11 +35,20 @@ pub enum ErrorCode {
     Conflict,
     /// The server failed; the request may be retried.
     Internal,
+    /// `register` on a server whose registration is closed: only an admin
+    /// creates accounts.
+    RegistrationClosed,
+    /// `register` without an invitation on a server that needs one.
+    InviteRequired,
+    /// The invitation is unknown, expired, used up or revoked.
+    InviteInvalid,
+    /// The password was right but the account is deactivated.
+    AccountDisabled,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::BadFrame,
         ErrorCode::UnknownType,
         ErrorCode::Unauthenticated,
@@ -52,6 +61,10 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::Conflict,
         ErrorCode::Internal,
+        ErrorCode::RegistrationClosed,
+        ErrorCode::InviteRequired,
+        ErrorCode::InviteInvalid,
+        ErrorCode::AccountDisabled,
     ];
 
     /// The wire spelling of the code.
@@ -69,6 +82,10 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Conflict => "conflict",
             ErrorCode::Internal => "internal",
+            ErrorCode::RegistrationClosed => "registration_closed",
+            ErrorCode::InviteRequired => "invite_required",
+            ErrorCode::InviteInvalid => "invite_invalid",
+            ErrorCode::AccountDisabled => "account_disabled",
         }
     }
 
@@ -90,6 +107,8 @@ impl fmt::Display for ErrorCode {
 pub struct ProtoError {
     pub code: ErrorCode,
     pub message: String,
+    /// With `rate_limited`: how long to wait before trying again.
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ProtoError {
@@ -97,6 +116,14 @@ impl ProtoError {
         ProtoError {
             code,
             message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+    /// `rate_limited`, to be retried after `retry_after_ms`.
+    pub fn rate_limited(message: impl Into<String>, retry_after_ms: u64) -> Self {
+        ProtoError {
+            retry_after_ms: Some(retry_after_ms),
+            ..Self::new(ErrorCode::RateLimited, message)
         }
     }
     pub fn invalid(message: impl Into<String>) -> Self {

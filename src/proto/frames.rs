@@ -315,6 +315,9 @@ pub struct ErrorFrame {
     pub id: Option<u64>,
     pub code: ErrorCode,
     pub message: String,
+    /// With `rate_limited`: milliseconds to wait before trying again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -426,6 +429,7 @@ pub fn encode_error(id: Option<u64>, err: &ProtoError) -> String {
         id,
         code: err.code,
         message: err.message.clone(),
+        retry_after_ms: err.retry_after_ms,
     })
     .encode()
 }
