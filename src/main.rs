@@ -57,7 +57,19 @@ fn main() {
                 listen,
                 data,
                 server_config,
-            }) => chat::server::run_with_args(listen, data, server_config).await,
+                registration,
+            }) => {
+                use clap::ValueEnum;
+                let registration = registration
+                    .and_then(|r| chat::server::config::Registration::from_str(&r, true).ok());
+                chat::server::run_with_args(chat::server::Overrides {
+                    listen,
+                    data,
+                    file: server_config,
+                    registration,
+                })
+                .await
+            }
             Some(_) => {
                 init_stderr_logging();
                 chat::client::cli::run(cli, loaded).await

@@ -1,7 +1,9 @@
 //! chatd: the chat server. Parses arguments, then runs `chat::server` until
-//! SIGINT or SIGTERM.
+//! SIGINT or SIGTERM, or runs one `chatd admin` command.
 
-use clap::Parser;
+use chat::server::admin::AdminCommand;
+use chat::server::config::Registration;
+use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -13,20 +15,40 @@ struct Args {
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
     /// Data directory (the database lives here) [default: the platform data dir]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     data: Option<PathBuf>,
     /// TOML configuration file; flags override it
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
+    /// Who may register [default: the config's, else invite]
+    #[arg(long, value_name = "POLICY")]
+    registration: Option<Registration>,
     /// Print the effective configuration as TOML and exit
     #[arg(long)]
     print_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Account bootstrap on the server host (works while chatd runs)
+    Admin {
+        #[command(subcommand)]
+        what: AdminCommand,
+    },
 }
 
 fn main() {
     let args = Args::parse();
+    let overrides = chat::server::Overrides {
+        listen: args.listen,
+        data: args.data,
+        file: args.config,
+        registration: args.registration,
+    };
     if args.print_config {
-        let shown = chat::server::load_config(args.listen, args.data, args.config)
+        let shown = chat::server::load_config_with(&overrides)
             .map_err(|e| e.to_string())
             .and_then(|mut c| {
                 c.data = Some(c.data_dir().map_err(|e| e.to_string())?);
@@ -51,10 +73,15 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let code = runtime.block_on(chat::server::run_with_args(
-        args.listen,
-        args.data,
-        args.config,
-    ));
+    let code = match args.command {
+        Some(Command::Admin { what }) => match chat::server::load_config_with(&overrides) {
+            Ok(config) => runtime.block_on(chat::server::admin::run(&config, what)),
+            Err(e) => {
+                eprintln!("chatd: {e}");
+                2
+            }
+        },
+        None => runtime.block_on(chat::server::run_with_args(overrides)),
+    };
     std::process::exit(code);
 }

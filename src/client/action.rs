@@ -91,6 +91,8 @@ pub enum Action {
     Register {
         username: String,
         password: String,
+        /// An invitation code, where the server needs one.
+        invite: Option<String>,
     },
     Quit,
 }

@@ -3,7 +3,10 @@
 //! or the right error answer.
 
 use super::error::{ErrorCode, ProtoError};
-use super::types::{ConvKind, Conversation, Event, Millis, Presence, PresenceStatus};
+use super::types::{
+    Account, ConvKind, Conversation, Event, Invite, Millis, Presence, PresenceStatus, Role,
+    SessionInfo,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -16,6 +19,9 @@ pub enum Request {
         password: String,
         #[serde(default)]
         device: Option<String>,
+        /// An invitation code, needed where registration is by invitation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        invite: Option<String>,
     },
     Login {
         username: String,
@@ -118,6 +124,57 @@ pub enum Request {
     Presence {
         status: PresenceStatus,
     },
+    /// Change this account's password; every other session is revoked.
+    ChangePassword {
+        old_password: String,
+        new_password: String,
+    },
+    /// This account's device sessions.
+    Sessions {},
+    /// Revoke one of this account's sessions by id, or (`others`) every
+    /// session but this connection's.
+    RevokeSession {
+        #[serde(default)]
+        session_id: Option<String>,
+        #[serde(default)]
+        others: bool,
+    },
+    /// Create an invitation (admins; members where the server allows it).
+    InviteCreate {
+        /// How many accounts it may create (default 1).
+        #[serde(default)]
+        uses: Option<u32>,
+        /// Seconds until it expires (default: never).
+        #[serde(default)]
+        expires_in_secs: Option<u64>,
+    },
+    /// Invitations: all of them for an admin, one's own for a member.
+    InviteList {},
+    InviteRevoke {
+        code: String,
+    },
+    /// Every account, with role, state and last seen (admins).
+    AdminUsers {},
+    AdminCreateUser {
+        username: String,
+        password: String,
+        #[serde(default)]
+        role: Option<Role>,
+    },
+    /// Set a new password and revoke every session of the account.
+    AdminResetPassword {
+        username: String,
+        password: String,
+    },
+    /// Deactivate (disconnected at once, cannot log in) or reactivate.
+    AdminSetActive {
+        username: String,
+        active: bool,
+    },
+    AdminSetRole {
+        username: String,
+        role: Role,
+    },
 }
 
 /// Every `type` a client may send.
@@ -143,6 +200,17 @@ pub const REQUEST_TYPES: &[&str] = &[
     "receipt",
     "typing",
     "presence",
+    "change_password",
+    "sessions",
+    "revoke_session",
+    "invite_create",
+    "invite_list",
+    "invite_revoke",
+    "admin_users",
+    "admin_create_user",
+    "admin_reset_password",
+    "admin_set_active",
+    "admin_set_role",
 ];
 
 impl Request {
@@ -170,6 +238,17 @@ impl Request {
             Request::Receipt { .. } => "receipt",
             Request::Typing { .. } => "typing",
             Request::Presence { .. } => "presence",
+            Request::ChangePassword { .. } => "change_password",
+            Request::Sessions {} => "sessions",
+            Request::RevokeSession { .. } => "revoke_session",
+            Request::InviteCreate { .. } => "invite_create",
+            Request::InviteList {} => "invite_list",
+            Request::InviteRevoke { .. } => "invite_revoke",
+            Request::AdminUsers {} => "admin_users",
+            Request::AdminCreateUser { .. } => "admin_create_user",
+            Request::AdminResetPassword { .. } => "admin_reset_password",
+            Request::AdminSetActive { .. } => "admin_set_active",
+            Request::AdminSetRole { .. } => "admin_set_role",
         }
     }
 
@@ -353,6 +432,9 @@ pub struct AuthOk {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
     pub protocol: u32,
+    /// The account's role (an addition to the core).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
 }
 
 /// Reply to `send`, `edit`, `delete`, `react`, `rename`.
@@ -401,6 +483,42 @@ pub struct ChannelsOk {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsersOk {
     pub users: Vec<Presence>,
+}
+
+/// Reply to `sessions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionsOk {
+    pub sessions: Vec<SessionInfo>,
+}
+
+/// Reply to `revoke_session`: how many sessions ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedOk {
+    pub revoked: u32,
+}
+
+/// Reply to `invite_create`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteOk {
+    pub invite: Invite,
+}
+
+/// Reply to `invite_list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvitesOk {
+    pub invites: Vec<Invite>,
+}
+
+/// Reply to `admin_users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountsOk {
+    pub users: Vec<Account>,
+}
+
+/// Reply to `admin_create_user`, `admin_set_active` and `admin_set_role`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountOk {
+    pub user: Account,
 }
 
 /// Encode an `ok` reply: `{"type":"ok","id":id, ...body}`.

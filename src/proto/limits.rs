@@ -47,6 +47,12 @@ pub struct Limits {
     pub min_password_chars: usize,
     /// Length of a password, in bytes.
     pub max_password_bytes: usize,
+    /// Device sessions one account keeps; a new login ends the oldest.
+    pub max_sessions_per_user: usize,
+    /// Unexpired, unrevoked invitations one account may hold at once.
+    pub max_invites_per_user: usize,
+    /// Accounts one invitation may create.
+    pub max_invite_uses: u32,
     /// Conversations one `sync` may name in its cursors.
     pub max_sync_cursors: usize,
     /// Failed handshakes a connection may make before it is closed.
@@ -79,6 +85,9 @@ impl Default for Limits {
             max_device_bytes: 64,
             min_password_chars: 8,
             max_password_bytes: 1024,
+            max_sessions_per_user: 100,
+            max_invites_per_user: 100,
+            max_invite_uses: 1000,
             max_sync_cursors: 10_000,
             max_auth_failures: 5,
             auth_timeout_secs: 10,

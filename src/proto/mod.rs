@@ -4,6 +4,7 @@
 mod error;
 mod frames;
 mod limits;
+mod span;
 mod types;
 
 #[cfg(test)]
@@ -12,4 +13,5 @@ mod fuzz_tests;
 pub use error::{ErrorCode, ProtoError};
 pub use frames::*;
 pub use limits::{Limits, PROTOCOL_VERSION, valid_username};
+pub use span::parse_span;
 pub use types::*;

@@ -175,3 +175,81 @@ pub struct ChannelInfo {
     pub members: u64,
     pub last_seq: u64,
 }
+
+/// An account's role on the server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Manages accounts and invitations.
+    Admin,
+    #[default]
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Member => "member",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "member" => Some(Role::Member),
+            _ => None,
+        }
+    }
+}
+
+/// An account as an admin sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub username: String,
+    pub role: Role,
+    /// `false` once deactivated: cannot log in, messages stay.
+    pub active: bool,
+    pub created_at: Millis,
+    /// When the account last used any session (`null`: never).
+    #[serde(default)]
+    pub last_seen: Option<Millis>,
+    /// Connected right now.
+    #[serde(default)]
+    pub online: bool,
+}
+
+/// One device session of an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// Public id, for `revoke_session` (not the token).
+    pub id: String,
+    pub device: String,
+    pub created_at: Millis,
+    pub last_seen: Millis,
+    /// The client address it was last used from.
+    #[serde(default)]
+    pub last_address: Option<String>,
+    /// When it expires unless used again.
+    pub expires_at: Millis,
+    /// The session of the connection that asked.
+    #[serde(default)]
+    pub current: bool,
+}
+
+/// An invitation code and its use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invite {
+    pub code: String,
+    pub created_by: String,
+    pub created_at: Millis,
+    /// `null`: never expires.
+    #[serde(default)]
+    pub expires_at: Option<Millis>,
+    /// Accounts it may create in all.
+    pub max_uses: u32,
+    /// Accounts created with it, oldest first.
+    #[serde(default)]
+    pub used_by: Vec<String>,
+    #[serde(default)]
+    pub revoked: bool,
+}

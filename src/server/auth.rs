@@ -106,6 +106,7 @@ mod tests {
             argon2_iterations: 1,
             argon2_parallelism: 1,
             max_concurrent_hashes: 2,
+            ..AuthConfig::default()
         }
     }
 

@@ -1,7 +1,8 @@
 //! chatd's configuration: defaults, the TOML file, and command-line overrides.
 
 use crate::proto::Limits;
-use crate::store::log::StoreConfig;
+pub use crate::store::log::Registration;
+use crate::store::log::{SessionLife, StoreConfig};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,10 +34,20 @@ pub struct NetSettings {
     pub allowed_origins: Vec<String>,
 }
 
-/// Password hashing (argon2id) parameters.
+/// Accounts, sessions and password hashing (argon2id).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
+    /// Who may register. On an empty server the first account registers
+    /// without an invitation and becomes admin.
+    pub registration: Registration,
+    /// Whether members (not only admins) may create invitations.
+    pub members_invite: bool,
+    /// A session unused for this many days expires.
+    pub session_idle_days: u32,
+    /// A session expires this many days after login however much it is
+    /// used; 0 means no such limit.
+    pub session_max_days: u32,
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
@@ -44,9 +55,36 @@ pub struct AuthConfig {
     pub max_concurrent_hashes: usize,
 }
 
+/// What sessions apply of `[auth]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountRules {
+    pub registration: Registration,
+    pub members_invite: bool,
+    pub life: SessionLife,
+}
+
+impl AuthConfig {
+    pub fn rules(&self) -> AccountRules {
+        const DAY_MS: i64 = 24 * 3600 * 1000;
+        AccountRules {
+            registration: self.registration,
+            members_invite: self.members_invite,
+            life: SessionLife {
+                idle_ms: i64::from(self.session_idle_days.max(1)) * DAY_MS,
+                max_ms: (self.session_max_days > 0)
+                    .then(|| i64::from(self.session_max_days) * DAY_MS),
+            },
+        }
+    }
+}
+
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
+            registration: Registration::Invite,
+            members_invite: false,
+            session_idle_days: 30,
+            session_max_days: 0,
             argon2_memory_kib: 19 * 1024,
             argon2_iterations: 2,
             argon2_parallelism: 1,
@@ -113,6 +151,10 @@ impl Config {
                 argon2_iterations: 1,
                 argon2_parallelism: 1,
                 max_concurrent_hashes: 4,
+                // Tests make many accounts; the invitation rules have
+                // tests of their own.
+                registration: Registration::Open,
+                ..AuthConfig::default()
             },
             ..Config::default()
         }

@@ -7,7 +7,7 @@
 //! queue without waiting. A connection whose queue is full is kicked (it will
 //! resync when it reconnects) rather than ever making fan-out wait.
 
-use super::queue::PushQueue;
+use super::queue::{Ended, PushQueue};
 use crate::proto::{
     ChannelInfo, ConvKind, Conversation, Event, EventBody, Millis, Presence, PresenceStatus,
     ProtoError, ReceiptPair, ReceiptPush, ServerFrame, TypingPush, now_millis,
@@ -26,6 +26,8 @@ pub type Frame = Utf8Bytes;
 struct Conn {
     id: u64,
     queue: Arc<PushQueue>,
+    /// SHA-256 of the session token it authenticated with.
+    token: [u8; 32],
 }
 
 #[derive(Debug)]
@@ -210,6 +212,7 @@ impl Hub {
         self: &Arc<Self>,
         user: &str,
         queue: Arc<PushQueue>,
+        token: [u8; 32],
     ) -> Result<Registration, ProtoError> {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let mut st = self.lock();
@@ -224,14 +227,14 @@ impl Hub {
                         "too many connections for this user; close one first",
                     ));
                 }
-                o.conns.push(Conn { id, queue });
+                o.conns.push(Conn { id, queue, token });
                 false
             }
             None => {
                 st.online.insert(
                     user.to_string(),
                     Online {
-                        conns: vec![Conn { id, queue }],
+                        conns: vec![Conn { id, queue, token }],
                         status: PresenceStatus::Online,
                     },
                 );
@@ -367,6 +370,24 @@ impl Hub {
         );
         st.deliver_all(c.members.iter().filter(|m| *m != user), &frame);
         Ok(())
+    }
+
+    /// Close the connections of `user` that use one of the sessions
+    /// `tokens` (SHA-256 digests), or all of them (`None`).
+    pub fn end_sessions(&self, user: &str, tokens: Option<&[[u8; 32]]>, why: Ended) {
+        let st = self.lock();
+        if let Some(online) = st.online.get(user) {
+            for conn in &online.conns {
+                if tokens.is_none_or(|t| t.contains(&conn.token)) {
+                    conn.queue.end(why);
+                }
+            }
+        }
+    }
+
+    /// Whether `user` has a connection.
+    pub fn is_online(&self, user: &str) -> bool {
+        self.lock().online.contains_key(user)
     }
 
     /// Tell every authenticated connection, and every one that registers

@@ -7,6 +7,7 @@
 //! serves. Shared state is the [`hub::Hub`] (membership, presence, fan-out)
 //! and the [`LogStore`] (durable log, one writer).
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod hub;
@@ -18,10 +19,12 @@ mod validate;
 
 use crate::net::transport::{self, Accepted};
 use crate::proto::Limits;
-use crate::store::log::{LogStore, WriteLimits};
+use crate::store::log::{LogStore, Readers, WriteLimits};
 pub use config::Config;
 use hub::Hub;
-pub use run::{init_logging, load_config, run_with_args, shutdown_signal};
+pub use run::{
+    Overrides, init_logging, load_config, load_config_with, run_with_args, shutdown_signal,
+};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +38,7 @@ pub struct Shared {
     pub store: LogStore,
     pub hasher: auth::Hasher,
     pub limits: Limits,
+    pub accounts: config::AccountRules,
     pub shutdown: CancellationToken,
     pub grace: Duration,
 }
@@ -77,12 +81,18 @@ pub async fn serve(
         store: store.clone(),
         hasher,
         limits: config.limits.clone(),
+        accounts: config.auth.rules(),
         shutdown: token.clone(),
         grace: Duration::from_secs(config.shutdown_grace_secs),
     });
     tokio::spawn(pinger(
         shared.hub.clone(),
         Duration::from_secs(config.limits.ping_interval_secs.max(1)),
+        token.clone(),
+    ));
+    tokio::spawn(watch_account_changes(
+        store.readers().clone(),
+        shared.hub.clone(),
         token.clone(),
     ));
     let ws_config = transport::ws_config(config.limits.hard_frame_bytes);
@@ -133,6 +143,39 @@ pub async fn serve(
     tracing::info!("shutdown complete");
     Ok(())
 }
+
+/// Disconnect the users whose accounts `chatd admin` changed beside this
+/// server (a reset password, a new admin), within [`ACCOUNT_POLL`].
+async fn watch_account_changes(readers: Readers, hub: Arc<Hub>, stop: CancellationToken) {
+    let mut seen = match readers.last_account_change().await {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::warn!("cannot watch account changes: {e}");
+            return;
+        }
+    };
+    let mut tick = tokio::time::interval(ACCOUNT_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match readers.account_changes(seen).await {
+            Ok(changes) => {
+                for (id, user) in changes {
+                    seen = id;
+                    tracing::info!(user = %user, "account changed by chatd admin");
+                    hub.end_sessions(&user, None, queue::Ended::Revoked);
+                }
+            }
+            Err(e) => tracing::debug!("reading account changes: {e}"),
+        }
+    }
+}
+
+/// How often a running chatd looks for changes made by `chatd admin`.
+const ACCOUNT_POLL: Duration = Duration::from_secs(2);
 
 /// Ask every authenticated connection to ping its peer once per `every`,
 /// an eighth of them at a time (so that pings do not all go out at once),

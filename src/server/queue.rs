@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::task::{Context, Poll};
 
 /// Capacity above which an emptied queue gives its memory back.
@@ -44,6 +44,41 @@ pub struct PushQueue {
     kicked: AtomicBool,
     /// The server is shutting down: the connection should drain and close.
     shutdown: AtomicBool,
+    /// The connection's session ended ([`Ended`] as a number; 0: it did
+    /// not): the connection must close at once.
+    ended: AtomicU8,
+}
+
+/// Why a connection's session ended while it was open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Ended {
+    LoggedOut = 1,
+    Revoked = 2,
+    PasswordChanged = 3,
+    Deactivated = 4,
+}
+
+impl Ended {
+    fn from_u8(v: u8) -> Option<Ended> {
+        match v {
+            1 => Some(Ended::LoggedOut),
+            2 => Some(Ended::Revoked),
+            3 => Some(Ended::PasswordChanged),
+            4 => Some(Ended::Deactivated),
+            _ => None,
+        }
+    }
+
+    /// The close reason the peer reads.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Ended::LoggedOut => "logged out",
+            Ended::Revoked => "session revoked",
+            Ended::PasswordChanged => "password changed; log in again",
+            Ended::Deactivated => "account deactivated",
+        }
+    }
 }
 
 #[derive(Default)]
@@ -62,6 +97,7 @@ impl PushQueue {
             signalled: AtomicBool::new(false),
             kicked: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
+            ended: AtomicU8::new(0),
         }
     }
 
@@ -130,6 +166,17 @@ impl PushQueue {
     pub fn request_shutdown(&self) {
         self.shutdown.store(true, Ordering::Release);
         self.signal();
+    }
+
+    /// End the connection: its session is over.
+    pub fn end(&self, why: Ended) {
+        self.ended.store(why as u8, Ordering::Release);
+        self.signal();
+    }
+
+    /// Why the connection's session ended, if it did.
+    pub fn ended(&self) -> Option<Ended> {
+        Ended::from_u8(self.ended.load(Ordering::Acquire))
     }
 
     /// Whether shutdown was requested since the last call.

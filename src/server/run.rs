@@ -3,6 +3,7 @@
 //! on SIGINT or SIGTERM.
 
 use super::{Config, serve};
+use crate::store::log::Registration;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -12,7 +13,27 @@ pub fn load_config(
     data: Option<PathBuf>,
     file: Option<PathBuf>,
 ) -> Result<Config, super::config::ConfigError> {
-    let mut config = match &file {
+    load_config_with(&Overrides {
+        listen,
+        data,
+        file,
+        registration: None,
+    })
+}
+
+/// What a command line may set over the config file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data: Option<PathBuf>,
+    pub file: Option<PathBuf>,
+    pub registration: Option<Registration>,
+}
+
+/// Build the configuration: file (if any), then flags.
+pub fn load_config_with(o: &Overrides) -> Result<Config, super::config::ConfigError> {
+    let (listen, data, file) = (o.listen, o.data.clone(), &o.file);
+    let mut config = match file {
         Some(path) => Config::from_file(path)?,
         None => Config::default(),
     };
@@ -21,6 +42,9 @@ pub fn load_config(
     }
     if let Some(data) = data {
         config.data = Some(data);
+    }
+    if let Some(r) = o.registration {
+        config.auth.registration = r;
     }
     Ok(config)
 }
@@ -37,13 +61,9 @@ pub fn init_logging() {
 }
 
 /// Serve until a signal; returns the process exit code.
-pub async fn run_with_args(
-    listen: Option<SocketAddr>,
-    data: Option<PathBuf>,
-    file: Option<PathBuf>,
-) -> i32 {
+pub async fn run_with_args(overrides: Overrides) -> i32 {
     init_logging();
-    let config = match load_config(listen, data, file) {
+    let config = match load_config_with(&overrides) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("chatd: {e}");

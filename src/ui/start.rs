@@ -27,11 +27,19 @@ pub async fn start_local_server(data: Option<PathBuf>) -> Result<String, String>
     let err_log = log.try_clone().map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(["server", "--listen", DEFAULT_SERVER, "--data"])
-        .arg(&data)
-        .stdin(std::process::Stdio::null())
-        .stdout(log)
-        .stderr(err_log);
+    // A server of one's own on loopback: anyone on this machine may register.
+    cmd.args([
+        "server",
+        "--registration",
+        "open",
+        "--listen",
+        DEFAULT_SERVER,
+        "--data",
+    ])
+    .arg(&data)
+    .stdin(std::process::Stdio::null())
+    .stdout(log)
+    .stderr(err_log);
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;

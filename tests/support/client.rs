@@ -156,6 +156,7 @@ impl Client {
         let creds = Credentials::Register {
             username: user.into(),
             password: PASSWORD.into(),
+            invite: None,
         };
         Self::start(server, data, Some(creds), Fault::None)
     }

@@ -69,11 +69,12 @@ pub(super) async fn dispatch(command: Command, loaded: Loaded) -> Result<(), Fai
         Command::Register {
             username,
             password_stdin,
-        } => authenticate(&loaded, username, password_stdin, true).await,
+            invite,
+        } => authenticate(&loaded, username, password_stdin, Some(invite)).await,
         Command::Login {
             username,
             password_stdin,
-        } => authenticate(&loaded, username, password_stdin, false).await,
+        } => authenticate(&loaded, username, password_stdin, None).await,
         Command::Logout => logout(&loaded).await,
         Command::Conversations { json } => conversations(&loaded, json).await,
         Command::Send {
@@ -119,7 +120,8 @@ async fn authenticate(
     loaded: &Loaded,
     username: Option<String>,
     password_stdin: bool,
-    register: bool,
+    // `Some` to register, with an invitation code or none.
+    register: Option<Option<String>>,
 ) -> Result<(), Failure> {
     let server = server_of(loaded);
     let username =
@@ -136,10 +138,11 @@ async fn authenticate(
             }
         };
     let password = read_password(password_stdin)?;
-    let creds = if register {
+    let creds = if let Some(invite) = register.clone() {
         Credentials::Register {
             username: username.clone(),
             password,
+            invite,
         }
     } else {
         Credentials::Login {
@@ -165,7 +168,7 @@ async fn authenticate(
     conn.close().await;
     eprintln!(
         "{} as {} on {server}",
-        if register {
+        if register.is_some() {
             "Registered and logged in"
         } else {
             "Logged in"

@@ -40,6 +40,9 @@ pub enum Command {
         /// Read the password from standard input (one line)
         #[arg(long)]
         password_stdin: bool,
+        /// The invitation code a server admin gave you
+        #[arg(long, value_name = "CODE")]
+        invite: Option<String>,
     },
     /// Log in and store the session token
     Login {
@@ -102,6 +105,9 @@ pub enum Command {
         /// chatd's TOML configuration file
         #[arg(long = "server-config", value_name = "FILE")]
         server_config: Option<PathBuf>,
+        /// Who may register: open, invite or closed [default: the config's, else invite]
+        #[arg(long, value_name = "POLICY", value_parser = ["open", "invite", "closed"])]
+        registration: Option<String>,
     },
 }
 

@@ -198,11 +198,16 @@ impl Engine {
                     password,
                 }));
             }
-            Action::Register { username, password } => {
+            Action::Register {
+                username,
+                password,
+                invite,
+            } => {
                 self.net
                     .send(NetCommand::Credentials(Credentials::Register {
                         username,
                         password,
+                        invite,
                     }));
             }
             Action::Quit => self.quit = true,

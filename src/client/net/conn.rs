@@ -20,8 +20,15 @@ pub type ClientWs = WebSocketStream<MaybeTlsStream<TcpStream>>;
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credentials {
     Token(String),
-    Login { username: String, password: String },
-    Register { username: String, password: String },
+    Login {
+        username: String,
+        password: String,
+    },
+    Register {
+        username: String,
+        password: String,
+        invite: Option<String>,
+    },
 }
 
 impl std::fmt::Debug for Credentials {
@@ -177,10 +184,15 @@ impl Conn {
                 password: password.clone(),
                 device: Some(device.to_string()),
             },
-            Credentials::Register { username, password } => Request::Register {
+            Credentials::Register {
+                username,
+                password,
+                invite,
+            } => Request::Register {
                 username: username.clone(),
                 password: password.clone(),
                 device: Some(device.to_string()),
+                invite: invite.clone(),
             },
         };
         let ok: AuthOk = self

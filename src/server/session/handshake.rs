@@ -4,10 +4,12 @@
 //! too many failures close the connection.
 
 use super::{Outcome, Session, close, error};
-use crate::proto::{AuthOk, ErrorCode, PROTOCOL_VERSION, ProtoError, Request, encode_ok};
+use crate::proto::{AuthOk, ErrorCode, PROTOCOL_VERSION, ProtoError, Request, Role, encode_ok};
 use crate::server::auth::{new_token, token_digest};
 use crate::server::hub::Registration;
+use crate::server::queue::Ended;
 use crate::server::validate;
+use crate::store::log::{AccountOp, AccountReply, Registration as Policy, SessionUse};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 impl Session {
@@ -17,7 +19,8 @@ impl Session {
                 username,
                 password,
                 device,
-            } => self.register(username, password, device).await,
+                invite,
+            } => self.register(username, password, device, invite).await,
             Request::Login {
                 username,
                 password,
@@ -51,6 +54,7 @@ impl Session {
         username: String,
         password: String,
         device: Option<String>,
+        invite: Option<String>,
     ) -> Result<AuthOk, ProtoError> {
         validate::username(&username)?;
         let device = validate::device(device, &self.shared.limits)?;
@@ -62,6 +66,7 @@ impl Session {
                 "that username is taken",
             ));
         }
+        self.admissible(invite.as_deref()).await?;
         validate::password(&password, &self.shared.limits)?;
         let hash = self
             .shared
@@ -69,17 +74,56 @@ impl Session {
             .hash(password)
             .await
             .map_err(|_| ProtoError::internal())?;
-        self.shared
+        let reply = self
+            .shared
             .store
-            .register(&username, hash)
+            .account(AccountOp::Register {
+                username: username.clone(),
+                password_hash: hash,
+                invite,
+                policy: self.shared.accounts.registration,
+            })
             .await
             .map_err(|e| e.to_proto())?;
-        tracing::info!(user = %username, "registered");
+        let role = match reply {
+            AccountReply::Role(r) => r,
+            _ => Role::Member,
+        };
+        tracing::info!(user = %username, role = role.as_str(), "registered");
         self.new_session(username, device).await
     }
 
+    /// Refuse a registration the policy cannot allow before hashing its
+    /// password (the writer checks again, and checks the invitation).
+    async fn admissible(&self, invite: Option<&str>) -> Result<(), ProtoError> {
+        let policy = self.shared.accounts.registration;
+        let needs = match policy {
+            Policy::Open => return Ok(()),
+            Policy::Invite if invite.is_some_and(|c| !c.is_empty()) => return Ok(()),
+            _ => policy,
+        };
+        let empty = self
+            .shared
+            .store
+            .readers()
+            .no_accounts()
+            .await
+            .map_err(|e| e.to_proto())?;
+        match needs {
+            _ if empty => Ok(()),
+            Policy::Closed => Err(ProtoError::new(
+                ErrorCode::RegistrationClosed,
+                "registration is closed here: ask an admin for an account",
+            )),
+            _ => Err(ProtoError::new(
+                ErrorCode::InviteRequired,
+                "this server needs an invitation: register with --invite CODE",
+            )),
+        }
+    }
+
     /// The password hash of `username`, if the account exists.
-    async fn stored_hash(&self, username: &str) -> Result<Option<String>, ProtoError> {
+    pub(super) async fn stored_hash(&self, username: &str) -> Result<Option<String>, ProtoError> {
         self.shared
             .store
             .readers()
@@ -112,43 +156,89 @@ impl Session {
         let digest = token_digest(&token);
         // Join the hub first: a login refused for too many connections must
         // not leave a session behind.
-        let reg = self.shared.hub.register(&user, self.queue.clone())?;
-        self.shared
+        let reg = self
+            .shared
+            .hub
+            .register(&user, self.queue.clone(), digest)?;
+        let reply = self
+            .shared
             .store
-            .create_session(&user, hex::encode(digest), device)
+            .account(AccountOp::CreateSession {
+                username: user.clone(),
+                token_hash: hex::encode(digest),
+                device,
+                address: self.address(),
+                max_per_user: self.shared.limits.max_sessions_per_user,
+            })
             .await
             .map_err(|e| e.to_proto())?;
+        let AccountReply::Session { role, ended, .. } = reply else {
+            return Err(ProtoError::internal());
+        };
+        if !ended.is_empty() {
+            let ended = digests(&ended);
+            self.shared
+                .hub
+                .end_sessions(&user, Some(&ended), Ended::Revoked);
+        }
         self.become_user(reg, user.clone(), digest);
         Ok(AuthOk {
             user,
             token: Some(token),
             protocol: PROTOCOL_VERSION,
+            role: Some(role),
         })
     }
 
     async fn auth(&mut self, token: String) -> Result<AuthOk, ProtoError> {
         let digest = token_digest(&token);
-        let user = self
+        let reply = self
             .shared
             .store
-            .readers()
-            .session_user(&hex::encode(digest))
+            .account(AccountOp::UseSession {
+                token_hash: hex::encode(digest),
+                address: self.address(),
+                life: self.shared.accounts.life,
+            })
             .await
-            .map_err(|e| e.to_proto())?
-            .ok_or_else(|| ProtoError::new(ErrorCode::AuthFailed, "unknown or revoked token"))?;
-        self.start(user.clone(), digest)?;
+            .map_err(|e| e.to_proto())?;
+        let (user, role) = match reply {
+            AccountReply::Used(SessionUse::Live { username, role }) => (username, role),
+            AccountReply::Used(SessionUse::Expired) => {
+                return Err(ProtoError::new(
+                    ErrorCode::AuthFailed,
+                    "session expired; log in again",
+                ));
+            }
+            AccountReply::Used(SessionUse::Disabled) => {
+                return Err(ProtoError::new(
+                    ErrorCode::AccountDisabled,
+                    "this account is deactivated; ask an admin",
+                ));
+            }
+            _ => {
+                return Err(ProtoError::new(
+                    ErrorCode::AuthFailed,
+                    "unknown or revoked token",
+                ));
+            }
+        };
+        let reg = self
+            .shared
+            .hub
+            .register(&user, self.queue.clone(), digest)?;
+        self.become_user(reg, user.clone(), digest);
         Ok(AuthOk {
             user,
             token: None,
             protocol: PROTOCOL_VERSION,
+            role: Some(role),
         })
     }
 
-    /// Become `user`: join the hub so pushes start flowing.
-    fn start(&mut self, user: String, digest: [u8; 32]) -> Result<(), ProtoError> {
-        let reg = self.shared.hub.register(&user, self.queue.clone())?;
-        self.become_user(reg, user, digest);
-        Ok(())
+    /// The client's address as sessions record it.
+    pub(super) fn address(&self) -> Option<String> {
+        None
     }
 
     fn become_user(&mut self, reg: Registration, user: String, digest: [u8; 32]) {
@@ -157,4 +247,12 @@ impl Session {
         self.user = Some(user);
         self.token_digest = Some(digest);
     }
+}
+
+/// Token digests from their stored hex form (bad ones are skipped).
+pub(super) fn digests(hashes: &[String]) -> Vec<[u8; 32]> {
+    hashes
+        .iter()
+        .filter_map(|h| hex::decode(h).ok()?.try_into().ok())
+        .collect()
 }

@@ -21,6 +21,7 @@ mod conn;
 mod handshake;
 mod push;
 
+pub use cmd::new_invite_code;
 pub use conn::run;
 
 use crate::proto::{ErrorCode, ProtoError, decode_request, encode_error};

@@ -29,6 +29,9 @@ impl ServerConn {
     /// or a ping or a flush that has to wait ([`ServerConn::finish_pushes`]).
     pub(super) fn signalled(&mut self) -> Result<Flow, Wake> {
         let queue = &self.s.queue;
+        if let Some(why) = queue.ended() {
+            return Ok(Flow::Close(Some(close(CloseCode::Policy, why.reason()))));
+        }
         if queue.take_shutdown() {
             // Pushes may be waiting too: look again after the shutdown.
             queue.rearm();

@@ -12,6 +12,7 @@
 //! This type is the storage seam: the server talks to it only through the
 //! methods below, which a PostgreSQL backend can provide as well.
 
+mod accounts;
 mod checkpoint;
 mod mirror;
 mod ops;
@@ -27,6 +28,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
+pub use accounts::{
+    AccountOp, AccountReply, Registration, Revoke, SessionLife, SessionRow, SessionUse, offline,
+};
 pub use read::Readers;
 pub use writer::CommitSink;
 
@@ -188,20 +192,9 @@ pub struct WriteLimits {
 }
 
 pub(crate) enum WriteOp {
-    Register {
-        username: String,
-        password_hash: String,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    CreateSession {
-        username: String,
-        token_hash: String,
-        device: String,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
-    RevokeSession {
-        token_hash: String,
-        reply: oneshot::Sender<Result<(), StoreError>>,
+    Account {
+        op: AccountOp,
+        reply: oneshot::Sender<Result<AccountReply, StoreError>>,
     },
     Append {
         op: Append,
@@ -330,44 +323,9 @@ impl LogStore {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    pub async fn register(&self, username: &str, password_hash: String) -> Result<(), StoreError> {
-        let username = username.to_string();
-        Self::wait(
-            self.submit(|reply| WriteOp::Register {
-                username,
-                password_hash,
-                reply,
-            })
-            .await?,
-        )
-        .await
-    }
-
-    pub async fn create_session(
-        &self,
-        username: &str,
-        token_hash: String,
-        device: String,
-    ) -> Result<(), StoreError> {
-        let username = username.to_string();
-        Self::wait(
-            self.submit(|reply| WriteOp::CreateSession {
-                username,
-                token_hash,
-                device,
-                reply,
-            })
-            .await?,
-        )
-        .await
-    }
-
-    pub async fn revoke_session(&self, token_hash: String) -> Result<(), StoreError> {
-        Self::wait(
-            self.submit(|reply| WriteOp::RevokeSession { token_hash, reply })
-                .await?,
-        )
-        .await
+    /// Apply a change to accounts, sessions or invitations.
+    pub async fn account(&self, op: AccountOp) -> Result<AccountReply, StoreError> {
+        Self::wait(self.submit(|reply| WriteOp::Account { op, reply }).await?).await
     }
 
     /// Queue an append and return a receiver for its durable result.

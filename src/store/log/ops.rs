@@ -13,36 +13,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 impl Writer {
-    pub(super) fn register(
-        &mut self,
-        username: String,
-        password_hash: String,
-    ) -> Result<(), StoreError> {
-        if self.mirror.users.contains(&username) {
-            return Err(rejected(ErrorCode::UsernameTaken, "that username is taken"));
-        }
-        self.conn.execute(
-            "INSERT INTO users (username, password_hash, created_at) VALUES (?1, ?2, ?3)",
-            params![username, password_hash, now_millis()],
-        )?;
-        self.mirror.users.insert(username.clone());
-        self.changes.push(Committed::User(username));
-        Ok(())
-    }
-
-    pub(super) fn create_session(
-        &mut self,
-        user: &str,
-        token_hash: &str,
-        device: &str,
-    ) -> Result<(), StoreError> {
-        self.conn.execute(
-            "INSERT INTO sessions (token_hash, username, device, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![token_hash, user, device, now_millis()],
-        )?;
-        Ok(())
-    }
-
     pub(super) fn conv(&self, id: &str) -> Result<&ConvMirror, StoreError> {
         self.mirror
             .convs
@@ -200,7 +170,9 @@ impl Writer {
     }
 
     pub(super) fn check_user(&self, name: &str) -> Result<(), StoreError> {
-        if self.mirror.users.contains(name) {
+        // An account made beside the running server (`chatd admin`) is in
+        // the database before the mirror.
+        if self.mirror.users.contains(name) || super::accounts::exists(&self.conn, name)? {
             Ok(())
         } else {
             Err(rejected(

@@ -25,7 +25,7 @@ impl Readers {
     }
 
     /// Run `f` on a free read connection in a blocking task.
-    async fn with<T: Send + 'static>(
+    pub(super) async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -69,15 +69,6 @@ impl Readers {
         self.lookup(
             "SELECT password_hash FROM users WHERE username = ?1",
             username,
-        )
-        .await
-    }
-
-    /// The user a session token hash belongs to.
-    pub async fn session_user(&self, token_hash: &str) -> Result<Option<String>, StoreError> {
-        self.lookup(
-            "SELECT username FROM sessions WHERE token_hash = ?1",
-            token_hash,
         )
         .await
     }

@@ -58,6 +58,47 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_targets ON events(conversation_id, target_seq)
         WHERE target_seq IS NOT NULL;
     ",
+    // 2: roles and deactivation, sessions that expire and can be listed,
+    // invitations, and the account changes made from outside the server.
+    "
+    ALTER TABLE users ADD COLUMN role TEXT NOT NULL DEFAULT 'member'
+        CHECK (role IN ('admin','member'));
+    ALTER TABLE users ADD COLUMN deactivated_at INTEGER;
+    -- A server that had accounts before roles: its oldest account is admin.
+    UPDATE users SET role = 'admin'
+        WHERE username = (SELECT username FROM users ORDER BY created_at, username LIMIT 1);
+
+    ALTER TABLE sessions ADD COLUMN id TEXT;
+    ALTER TABLE sessions ADD COLUMN last_seen_at INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sessions ADD COLUMN last_address TEXT;
+    UPDATE sessions SET id = lower(hex(randomblob(8))), last_seen_at = created_at;
+    CREATE UNIQUE INDEX sessions_id ON sessions(id);
+
+    CREATE TABLE invites (
+        code       TEXT PRIMARY KEY,
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        max_uses   INTEGER NOT NULL,
+        revoked    INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE INDEX invites_creator ON invites(created_by);
+
+    CREATE TABLE invite_uses (
+        code     TEXT NOT NULL REFERENCES invites(code),
+        username TEXT NOT NULL,
+        used_at  INTEGER NOT NULL,
+        PRIMARY KEY (code, username)
+    ) WITHOUT ROWID;
+
+    -- Written by `chatd admin` beside a running server, which polls it and
+    -- disconnects what the change ends.
+    CREATE TABLE account_changes (
+        id       INTEGER PRIMARY KEY,
+        username TEXT NOT NULL,
+        at       INTEGER NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.

@@ -8,7 +8,7 @@
 
 use super::checkpoint::Checkpointer;
 use super::mirror::Mirror;
-use super::{Appended, Committed, StoreError, WriteLimits, WriteOp};
+use super::{AccountReply, Appended, Committed, StoreError, WriteLimits, WriteOp};
 use crate::proto::{ErrorCode, ProtoError, ReceiptPair};
 use rusqlite::Connection;
 use std::sync::{Arc, Mutex};
@@ -118,9 +118,9 @@ pub(super) struct Writer {
 
 /// A reply waiting for its batch to commit.
 enum Pending {
-    Unit(
-        tokio::sync::oneshot::Sender<Result<(), StoreError>>,
-        Result<(), StoreError>,
+    Account(
+        tokio::sync::oneshot::Sender<Result<AccountReply, StoreError>>,
+        Result<AccountReply, StoreError>,
     ),
     Append(
         tokio::sync::oneshot::Sender<Result<Appended, StoreError>>,
@@ -136,14 +136,14 @@ impl Pending {
     fn fail(self) -> Pending {
         let err = || StoreError::Open("commit failed".into());
         match self {
-            Pending::Unit(tx, _) => Pending::Unit(tx, Err(err())),
+            Pending::Account(tx, _) => Pending::Account(tx, Err(err())),
             Pending::Append(tx, _) => Pending::Append(tx, Err(err())),
             Pending::Receipt(tx, _) => Pending::Receipt(tx, Err(err())),
         }
     }
     fn send(self) {
         match self {
-            Pending::Unit(tx, r) => drop(tx.send(r)),
+            Pending::Account(tx, r) => drop(tx.send(r)),
             Pending::Append(tx, r) => drop(tx.send(r)),
             Pending::Receipt(tx, r) => drop(tx.send(r)),
         }
@@ -217,9 +217,7 @@ impl Writer {
 
     fn refuse(&mut self, op: WriteOp) -> Pending {
         match op {
-            WriteOp::Register { reply, .. }
-            | WriteOp::CreateSession { reply, .. }
-            | WriteOp::RevokeSession { reply, .. } => Pending::Unit(reply, Err(StoreError::Closed)),
+            WriteOp::Account { reply, .. } => Pending::Account(reply, Err(StoreError::Closed)),
             WriteOp::Append { reply, .. } => Pending::Append(reply, Err(StoreError::Closed)),
             WriteOp::Receipt { reply, .. } => Pending::Receipt(reply, Err(StoreError::Closed)),
         }
@@ -233,24 +231,7 @@ impl Writer {
             return self.refuse_with(op, e.into());
         }
         let result = match op {
-            WriteOp::Register {
-                username,
-                password_hash,
-                reply,
-            } => Pending::Unit(reply, self.register(username, password_hash)),
-            WriteOp::CreateSession {
-                username,
-                token_hash,
-                device,
-                reply,
-            } => Pending::Unit(reply, self.create_session(&username, &token_hash, &device)),
-            WriteOp::RevokeSession { token_hash, reply } => Pending::Unit(
-                reply,
-                self.conn
-                    .execute("DELETE FROM sessions WHERE token_hash = ?1", [token_hash])
-                    .map(|_| ())
-                    .map_err(Into::into),
-            ),
+            WriteOp::Account { op, reply } => Pending::Account(reply, self.account(op)),
             WriteOp::Append { op, reply } => Pending::Append(reply, self.append(op)),
             WriteOp::Receipt {
                 user,
@@ -264,7 +245,7 @@ impl Writer {
             ),
         };
         let (failed, db_error) = match &result {
-            Pending::Unit(_, r) => (r.is_err(), matches!(r, Err(StoreError::Db(_)))),
+            Pending::Account(_, r) => (r.is_err(), matches!(r, Err(StoreError::Db(_)))),
             Pending::Append(_, r) => (r.is_err(), matches!(r, Err(StoreError::Db(_)))),
             Pending::Receipt(_, r) => (r.is_err(), matches!(r, Err(StoreError::Db(_)))),
         };

@@ -183,7 +183,11 @@ impl App {
                 let password = std::mem::take(&mut form.password);
                 self.model.login_error = None;
                 out.push(if form.register {
-                    Action::Register { username, password }
+                    Action::Register {
+                        username,
+                        password,
+                        invite: None,
+                    }
                 } else {
                     Action::Login { username, password }
                 });

@@ -353,7 +353,8 @@ fn login_form_submits_and_toggles_register() {
         out,
         vec![Action::Register {
             username: "dana".into(),
-            password: "x".into()
+            password: "x".into(),
+            invite: None,
         }]
     );
     let done = UiEvent::Engine(vec![Update::LoggedIn {

@@ -3,13 +3,17 @@
 //! of the hub, a read of the store, or an append queued to the writer) and
 //! encodes the answer, at once or once the write is durable.
 //!
-//! - [`auth`]: `logout`, and a second handshake refused.
+//! - [`auth`]: a second handshake refused.
+//! - [`account`]: `logout`, `sessions`, `revoke_session`, `change_password`.
+//! - [`admin`]: `admin_*` and `invite_*`.
 //! - [`sync`]: `sync`, `conversations`, `channels`.
 //! - [`users`]: `users`, `presence`.
 //! - [`conversations`]: `create`, `join`, `leave`, `add_members`, `rename`.
 //! - [`send`]: the log writes: `send`, `edit`, `delete`, `react`.
 //! - [`history`], [`receipts`], [`typing`]: one command each.
 
+mod account;
+mod admin;
 mod auth;
 mod conversations;
 mod history;
@@ -18,6 +22,8 @@ mod send;
 mod sync;
 mod typing;
 mod users;
+
+pub use admin::new_invite_code;
 
 use super::{Outcome, Session};
 use crate::proto::{EventBody, ProtoError, Request, encode_ok_empty};
@@ -37,7 +43,46 @@ impl Session {
             Request::Register { .. } | Request::Login { .. } | Request::Auth { .. } => {
                 auth::already_authenticated(id)
             }
-            Request::Logout {} => self.logout(rid).await?,
+            Request::Logout {} => self.logout(rid, &user).await?,
+            Request::Sessions {} => self.sessions(rid, &user).await?,
+            Request::RevokeSession { session_id, others } => {
+                self.revoke_session(rid, &user, session_id, others).await?
+            }
+            Request::ChangePassword {
+                old_password,
+                new_password,
+            } => {
+                self.change_password(rid, &user, old_password, new_password)
+                    .await?
+            }
+            Request::AdminUsers {} => self.admin_users(rid, &user).await?,
+            Request::AdminCreateUser {
+                username,
+                password,
+                role,
+            } => {
+                self.admin_create_user(rid, &user, username, password, role)
+                    .await?
+            }
+            Request::AdminResetPassword { username, password } => {
+                self.admin_reset_password(rid, &user, username, password)
+                    .await?
+            }
+            Request::AdminSetActive { username, active } => {
+                self.admin_set_active(rid, &user, username, active).await?
+            }
+            Request::AdminSetRole { username, role } => {
+                self.admin_set_role(rid, &user, username, role).await?
+            }
+            Request::InviteCreate {
+                uses,
+                expires_in_secs,
+            } => {
+                self.invite_create(rid, &user, uses, expires_in_secs)
+                    .await?
+            }
+            Request::InviteList {} => self.invite_list(rid, &user).await?,
+            Request::InviteRevoke { code } => self.invite_revoke(rid, &user, code).await?,
             Request::Conversations {} => self.conversations(rid, &user),
             Request::Sync { cursors } => self.sync(rid, &user, cursors.len())?,
             Request::Channels {} => self.channels(rid),

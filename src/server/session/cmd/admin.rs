@@ -1,0 +1,278 @@
+//! Server administration: accounts (`admin_*`, admins only) and
+//! invitations (`invite_*`: admins, and members where the server allows
+//! it). The caller's role is read from the store on every request, so a
+//! demotion takes effect at once.
+
+use super::super::{Outcome, Session};
+use crate::proto::{
+    Account, AccountOk, AccountsOk, Invite, InviteOk, InvitesOk, ProtoError, Role, encode_ok,
+    encode_ok_empty, now_millis,
+};
+use crate::server::queue::Ended;
+use crate::server::validate;
+use crate::store::log::{AccountOp, AccountReply};
+
+/// Longest an invitation may stay valid: a year.
+const MAX_INVITE_SECS: u64 = 365 * 24 * 3600;
+
+impl Session {
+    /// The caller's account, which must be active.
+    async fn caller(&self, user: &str) -> Result<Account, ProtoError> {
+        self.account_of(user)
+            .await?
+            .filter(|a| a.active)
+            .ok_or_else(|| ProtoError::forbidden("your account is not active"))
+    }
+
+    async fn account_of(&self, user: &str) -> Result<Option<Account>, ProtoError> {
+        let mut account = self
+            .shared
+            .store
+            .readers()
+            .account(user)
+            .await
+            .map_err(|e| e.to_proto())?;
+        if let Some(a) = &mut account {
+            a.online = self.shared.hub.is_online(&a.username);
+        }
+        Ok(account)
+    }
+
+    async fn require_admin(&self, user: &str) -> Result<(), ProtoError> {
+        match self.caller(user).await?.role {
+            Role::Admin => Ok(()),
+            Role::Member => Err(ProtoError::forbidden("only an admin may do that")),
+        }
+    }
+
+    /// Answer with `username`'s account as it is now.
+    async fn account_reply(&self, rid: u64, username: &str) -> Result<Outcome, ProtoError> {
+        let user = self
+            .account_of(username)
+            .await?
+            .ok_or_else(|| ProtoError::not_found(format!("no user named {username}")))?;
+        Ok(Outcome::Reply(encode_ok(rid, &AccountOk { user })))
+    }
+
+    pub(super) async fn admin_users(&self, rid: u64, user: &str) -> Result<Outcome, ProtoError> {
+        self.require_admin(user).await?;
+        let mut users = self
+            .shared
+            .store
+            .readers()
+            .accounts()
+            .await
+            .map_err(|e| e.to_proto())?;
+        for u in &mut users {
+            u.online = self.shared.hub.is_online(&u.username);
+        }
+        Ok(Outcome::Reply(encode_ok(rid, &AccountsOk { users })))
+    }
+
+    pub(super) async fn admin_create_user(
+        &self,
+        rid: u64,
+        user: &str,
+        username: String,
+        password: String,
+        role: Option<Role>,
+    ) -> Result<Outcome, ProtoError> {
+        self.require_admin(user).await?;
+        validate::username(&username)?;
+        if self.stored_hash(&username).await?.is_some() {
+            return Err(ProtoError::new(
+                crate::proto::ErrorCode::UsernameTaken,
+                "that username is taken",
+            ));
+        }
+        validate::password(&password, &self.shared.limits)?;
+        let hash = self
+            .shared
+            .hasher
+            .hash(password)
+            .await
+            .map_err(|_| ProtoError::internal())?;
+        let role = role.unwrap_or_default();
+        self.shared
+            .store
+            .account(AccountOp::CreateUser {
+                username: username.clone(),
+                password_hash: hash,
+                role,
+            })
+            .await
+            .map_err(|e| e.to_proto())?;
+        tracing::info!(admin = %user, user = %username, role = role.as_str(), "account created");
+        self.account_reply(rid, &username).await
+    }
+
+    pub(super) async fn admin_reset_password(
+        &self,
+        rid: u64,
+        user: &str,
+        username: String,
+        password: String,
+    ) -> Result<Outcome, ProtoError> {
+        self.require_admin(user).await?;
+        validate::password(&password, &self.shared.limits)?;
+        if self.stored_hash(&username).await?.is_none() {
+            return Err(ProtoError::not_found(format!("no user named {username}")));
+        }
+        let hash = self
+            .shared
+            .hasher
+            .hash(password)
+            .await
+            .map_err(|_| ProtoError::internal())?;
+        let op = AccountOp::SetPassword {
+            username: username.clone(),
+            password_hash: hash,
+            keep: None,
+        };
+        let revoked = self
+            .end_sessions(&username, op, Ended::PasswordChanged)
+            .await?;
+        tracing::info!(admin = %user, user = %username, revoked, "password reset");
+        self.account_reply(rid, &username).await
+    }
+
+    pub(super) async fn admin_set_active(
+        &self,
+        rid: u64,
+        user: &str,
+        username: String,
+        active: bool,
+    ) -> Result<Outcome, ProtoError> {
+        self.require_admin(user).await?;
+        let op = AccountOp::SetActive {
+            username: username.clone(),
+            active,
+        };
+        self.end_sessions(&username, op, Ended::Deactivated).await?;
+        if !active {
+            // Connections that were between login and their session row.
+            self.shared
+                .hub
+                .end_sessions(&username, None, Ended::Deactivated);
+        }
+        tracing::info!(admin = %user, user = %username, active, "account state changed");
+        self.account_reply(rid, &username).await
+    }
+
+    pub(super) async fn admin_set_role(
+        &self,
+        rid: u64,
+        user: &str,
+        username: String,
+        role: Role,
+    ) -> Result<Outcome, ProtoError> {
+        self.require_admin(user).await?;
+        self.shared
+            .store
+            .account(AccountOp::SetRole {
+                username: username.clone(),
+                role,
+            })
+            .await
+            .map_err(|e| e.to_proto())?;
+        tracing::info!(admin = %user, user = %username, role = role.as_str(), "role changed");
+        self.account_reply(rid, &username).await
+    }
+
+    /// May `user` create invitations? Returns whether they are an admin.
+    async fn may_invite(&self, user: &str) -> Result<bool, ProtoError> {
+        let admin = self.caller(user).await?.role == Role::Admin;
+        if !admin && !self.shared.accounts.members_invite {
+            return Err(ProtoError::forbidden(
+                "only an admin may invite people to this server",
+            ));
+        }
+        Ok(admin)
+    }
+
+    pub(super) async fn invite_create(
+        &self,
+        rid: u64,
+        user: &str,
+        uses: Option<u32>,
+        expires_in_secs: Option<u64>,
+    ) -> Result<Outcome, ProtoError> {
+        self.may_invite(user).await?;
+        let limits = &self.shared.limits;
+        let max_uses = uses.unwrap_or(1);
+        if max_uses == 0 || max_uses > limits.max_invite_uses {
+            return Err(ProtoError::invalid(format!(
+                "uses must be 1 to {}",
+                limits.max_invite_uses
+            )));
+        }
+        if expires_in_secs.is_some_and(|s| s == 0 || s > MAX_INVITE_SECS) {
+            return Err(ProtoError::invalid(
+                "an invitation expires after a second to a year",
+            ));
+        }
+        let now = now_millis();
+        let invite = Invite {
+            code: new_invite_code(),
+            created_by: user.to_string(),
+            created_at: now,
+            expires_at: expires_in_secs.map(|s| now + s as i64 * 1000),
+            max_uses,
+            used_by: Vec::new(),
+            revoked: false,
+        };
+        self.shared
+            .store
+            .account(AccountOp::CreateInvite {
+                code: invite.code.clone(),
+                created_by: invite.created_by.clone(),
+                max_uses,
+                expires_at: invite.expires_at,
+                max_per_user: limits.max_invites_per_user,
+            })
+            .await
+            .map_err(|e| e.to_proto())?;
+        tracing::info!(user = %user, max_uses, "invitation created");
+        Ok(Outcome::Reply(encode_ok(rid, &InviteOk { invite })))
+    }
+
+    pub(super) async fn invite_list(&self, rid: u64, user: &str) -> Result<Outcome, ProtoError> {
+        let account = self.caller(user).await?;
+        let creator = (account.role != Role::Admin).then(|| user.to_string());
+        let invites = self
+            .shared
+            .store
+            .readers()
+            .invites(creator)
+            .await
+            .map_err(|e| e.to_proto())?;
+        Ok(Outcome::Reply(encode_ok(rid, &InvitesOk { invites })))
+    }
+
+    pub(super) async fn invite_revoke(
+        &self,
+        rid: u64,
+        user: &str,
+        code: String,
+    ) -> Result<Outcome, ProtoError> {
+        let admin = self.caller(user).await?.role == Role::Admin;
+        let reply = self
+            .shared
+            .store
+            .account(AccountOp::RevokeInvite {
+                code,
+                by: user.to_string(),
+                admin,
+            })
+            .await
+            .map_err(|e| e.to_proto())?;
+        debug_assert_eq!(reply, AccountReply::Done);
+        Ok(Outcome::Reply(encode_ok_empty(rid)))
+    }
+}
+
+/// A new invitation code: 20 random bytes, hex (unguessable, and easy to
+/// paste).
+pub fn new_invite_code() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
