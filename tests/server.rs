@@ -29,3 +29,6 @@ mod robustness;
 
 #[path = "server/docs.rs"]
 mod docs;
+
+#[path = "server/accounts.rs"]
+mod accounts;
