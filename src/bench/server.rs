@@ -44,6 +44,8 @@ pub fn bench_config(listen: &str, data: &std::path::Path) -> String {
 data = "{}"
 
 [auth]
+# Benchmarks register thousands of accounts.
+registration = "open"
 argon2_memory_kib = 64
 argon2_iterations = 1
 argon2_parallelism = 1
