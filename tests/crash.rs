@@ -42,7 +42,7 @@ fn write_config(dir: &Path) -> PathBuf {
     let path = dir.join("chatd.toml");
     std::fs::write(
         &path,
-        "[auth]\nargon2_memory_kib = 64\nargon2_iterations = 1\n\n\
+        "[auth]\nregistration = \"open\"\nargon2_memory_kib = 64\nargon2_iterations = 1\n\n\
          [limits]\nrequests_per_sec = 100000\nrequest_burst = 100000\n",
     )
     .expect("write config");
