@@ -7,9 +7,9 @@
 //!   ├─ ui      TUI: App state, keys, render     └─ server  listener → one task per
 //!   ├─ client  engine: cache-first state,           connection → shared Hub
 //!   │          gaps, outbox, CLI, config           ├─ hub      membership, fan-out,
-//!   ├─ net::client  the connection task            │           presence, typing
+//!   ├─ client::net  the connection task            │           presence, typing
 //!   │          (socket, auth, reconnect)           ├─ session  one connection's requests
-//!   └─ store::cache  SQLite cache                  └─ store::log  SQLite log, one
+//!   └─ client::cache  SQLite cache                 └─ store::log  SQLite log, one
 //!                                                       writer, group commit
 //!              proto: frames, events, error codes, limits (both sides)
 //! ```
@@ -18,14 +18,16 @@
 //! - [`server`] is chatd: it accepts WebSockets on one port ([`net::transport`]),
 //!   authenticates, and turns requests into appends on the [`store::log`];
 //!   committed events are fanned out in seq order by the hub.
-//! - [`store`] holds persistence: chatd's durable log and the client's cache.
-//! - [`net`] holds both transports: the server's listener/upgrader and the
-//!   client's connection task.
-//! - [`client`] and [`ui`] are the `chat` program.
+//! - [`store`] holds chatd's durable log; [`net`] its listener and upgrader.
+//! - [`client`] is the engine of the `chat` program (connection task, cache,
+//!   outbox, CLI); [`ui`] its full-screen screen.
+//! - [`private`] makes the files that hold secrets readable by their owner
+//!   only, on both sides.
 
 pub mod bench;
 pub mod client;
 pub mod net;
+pub mod private;
 pub mod proto;
 pub mod server;
 pub mod store;

@@ -32,3 +32,6 @@ mod docs;
 
 #[path = "server/accounts.rs"]
 mod accounts;
+
+#[path = "server/private_files.rs"]
+mod private_files;

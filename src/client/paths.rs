@@ -60,7 +60,7 @@ impl Paths {
 
     fn write_accounts(&self, map: &BTreeMap<String, String>) {
         let path = self.accounts_file();
-        let _ = std::fs::create_dir_all(&self.data);
+        let _ = crate::private::dir(&self.data);
         if let Ok(text) = toml::to_string(map) {
             let tmp = path.with_extension("tmp");
             if std::fs::write(&tmp, text).is_ok() {

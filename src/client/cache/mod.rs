@@ -78,7 +78,7 @@ impl std::fmt::Debug for Cache {
 impl Cache {
     /// Open (or create) the cache file at `path` and bring its schema up to date.
     pub fn open(path: impl AsRef<Path>) -> Result<Cache, CacheError> {
-        ensure_parent(path.as_ref())?;
+        prepare_file(path.as_ref())?;
         let mut conn = Connection::open(path.as_ref())?;
         schema::configure(&conn, true)?;
         schema::migrate(&mut conn)?;
@@ -124,7 +124,7 @@ impl Cache {
     }
 
     fn open_checked(path: &Path) -> Result<Cache, CacheError> {
-        ensure_parent(path)?;
+        prepare_file(path)?;
         let conn = Connection::open(path)?;
         schema::configure(&conn, true)?;
         schema::quick_check(&conn)?;
@@ -200,10 +200,15 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Create the directory a cache file lives in.
-fn ensure_parent(path: &Path) -> Result<(), CacheError> {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => Ok(std::fs::create_dir_all(dir)?),
-        _ => Ok(()),
+/// Create the directory a cache file lives in (`0700`), and the file itself
+/// `0600`: the cache holds the user's history.
+fn prepare_file(path: &Path) -> Result<(), CacheError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::private::dir(dir)?;
     }
+    crate::private::file(path)?;
+    for suffix in ["-wal", "-shm"] {
+        crate::private::restrict(&with_suffix(path, suffix))?;
+    }
+    Ok(())
 }

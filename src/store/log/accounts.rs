@@ -695,9 +695,9 @@ pub mod offline {
 
     /// Open the database of `data_dir` for writing, migrating it if needed.
     pub fn open(data_dir: &Path) -> Result<Connection, StoreError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| StoreError::Open(format!("{}: {e}", data_dir.display())))?;
-        let mut c = Connection::open(super::super::db_path(data_dir))?;
+        let path = super::super::db_path(data_dir);
+        super::super::private_files(data_dir, &path)?;
+        let mut c = Connection::open(path)?;
         c.busy_timeout(std::time::Duration::from_secs(10))?;
         c.pragma_update(None, "journal_mode", "WAL")?;
         super::super::schema::migrate(&mut c)?;

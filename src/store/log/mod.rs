@@ -258,6 +258,21 @@ fn open_conn(path: &Path, read_only: bool, sync: SyncMode) -> Result<Connection,
     Ok(conn)
 }
 
+/// The data dir `0700` and the database with its companions `0600`: they
+/// hold password hashes, token digests and every message.
+pub(crate) fn private_files(dir: &Path, db: &Path) -> Result<(), StoreError> {
+    let failed = |p: &Path, e: std::io::Error| StoreError::Open(format!("{}: {e}", p.display()));
+    crate::private::dir(dir).map_err(|e| failed(dir, e))?;
+    crate::private::file(db).map_err(|e| failed(db, e))?;
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        let p = PathBuf::from(p);
+        crate::private::restrict(&p).map_err(|e| failed(&p, e))?;
+    }
+    Ok(())
+}
+
 impl LogStore {
     /// Open (creating if needed) the database in `dir`, migrate it, start the
     /// writer, and return the store with what the server keeps in memory.
@@ -267,9 +282,8 @@ impl LogStore {
         limits: WriteLimits,
         sink: Arc<dyn CommitSink>,
     ) -> Result<(LogStore, Snapshot), StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Open(format!("{}: {e}", dir.display())))?;
         let path = db_path(dir);
+        private_files(dir, &path)?;
         let mut conn = open_conn(&path, false, config.sync)?;
         let integrity: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
         if integrity != "ok" {
