@@ -186,21 +186,42 @@ pub fn cache_unopenable(path: &std::path::Path, err: &dyn std::fmt::Display) -> 
     format!("cannot open the local cache {}: {err}", path.display())
 }
 
-/// `text` with every control character (C0, DEL, C1) replaced by U+FFFD, so
-/// what another user wrote cannot move the cursor, change colours or talk
-/// to the terminal.
+/// `text` with every control character (C0, DEL, C1) and bidi override or
+/// isolate replaced by U+FFFD, so what another user wrote cannot move the
+/// cursor, change colours, talk to the terminal or make text read in an
+/// order other than it is stored.
 pub fn clean(text: &str) -> String {
-    if !text.chars().any(char::is_control) {
+    if !text.chars().any(unsafe_char) {
         return text.to_string();
     }
     text.chars()
-        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .map(|c| if unsafe_char(c) { '\u{fffd}' } else { c })
         .collect()
+}
+
+/// A character another user's text must not bring to a terminal: a control
+/// character (C0 — newline and tab included, callers that keep them treat
+/// them first — DEL, C1), or a bidi embedding, override or isolate
+/// (U+202A–U+202E, U+2066–U+2069), which reorder what follows on screen.
+pub fn unsafe_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bidi_overrides_are_replaced_like_controls() {
+        let line = clean("invoice \u{202e}fdp.exe\u{202c} \u{2066}x\u{2069} \u{1b}[2J ok");
+        assert!(!line.chars().any(unsafe_char), "{line:?}");
+        assert_eq!(
+            line,
+            "invoice \u{fffd}fdp.exe\u{fffd} \u{fffd}x\u{fffd} \u{fffd}[2J ok"
+        );
+        // Ordinary right-to-left text is not touched.
+        assert_eq!(clean("שלום עולם"), "שלום עולם");
+    }
 
     #[test]
     fn mention_words() {

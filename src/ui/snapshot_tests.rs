@@ -331,3 +331,41 @@ fn unread_only_list() {
     assert_eq!(a.listed_conversations().len(), 4);
     assert_snapshot!("unread_only_list", draw(&a));
 }
+
+/// What other users wrote reaches the screen without terminal controls or
+/// bidi reordering: escapes, C1 controls and bidi overrides in a body, a
+/// sender's name and a conversation's name are dropped or replaced.
+#[test]
+fn hostile_text_is_neutralized() {
+    let now = Instant::now();
+    let mut m = base_model();
+    m.conversations[0].title = "gen\u{202e}lareral\u{1b}[2J".into();
+    m.messages.insert(
+        "c-general".into(),
+        vec![
+            row(msg(
+                2,
+                "mal\u{2067}lory",
+                T0,
+                "look \u{1b}]52;c;aGk=\u{7}here \u{202e}txt.exe\u{202c} and \u{9b}31m red",
+            )),
+            row(msg(
+                3,
+                "bob",
+                T0 + MIN,
+                "`code \u{2066}with\u{2069} isolate`",
+            )),
+        ],
+    );
+    let a = app(m, 80, 12, now);
+    let screen = draw(&a);
+    for bad in [
+        '\u{1b}', '\u{7}', '\u{9b}', '\u{202e}', '\u{202c}', '\u{2066}', '\u{2067}', '\u{2069}',
+    ] {
+        assert!(
+            !screen.contains(bad),
+            "{bad:?} reached the screen:\n{screen}"
+        );
+    }
+    assert_snapshot!("hostile_text", screen);
+}

@@ -4,6 +4,7 @@
 //! styled segments with control characters removed and tabs expanded.
 
 use super::wrap::Seg;
+use crate::client::text::unsafe_char;
 use ratatui::style::{Color, Modifier, Style};
 use std::sync::LazyLock;
 use syntect::easy::HighlightLines;
@@ -76,7 +77,7 @@ fn clean(text: &str) -> String {
     for c in text.chars() {
         match c {
             '\t' => out.push_str(TAB),
-            c if c.is_control() => {}
+            c if unsafe_char(c) => {}
             c => out.push(c),
         }
     }

@@ -13,6 +13,7 @@
 
 use super::highlight;
 use super::wrap::{Seg, str_width, to_spans, wrap};
+use crate::client::text::unsafe_char;
 use crate::ui::theme::Theme;
 use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag, TagEnd};
 use ratatui::style::{Modifier, Style};
@@ -440,7 +441,7 @@ fn clean(text: &str) -> String {
         .filter_map(|c| match c {
             '\t' => Some(' '),
             '\n' => Some('\n'),
-            c if c.is_control() => None,
+            c if unsafe_char(c) => None,
             c => Some(c),
         })
         .collect()
