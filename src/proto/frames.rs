@@ -482,7 +482,29 @@ pub struct ChannelsOk {
 /// Reply to `users`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsersOk {
-    pub users: Vec<Presence>,
+    pub users: Vec<UserEntry>,
+}
+
+/// One user found by `users`: presence only for contacts (people who share
+/// a conversation with the caller) and the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserEntry {
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<PresenceStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<Millis>,
+}
+
+impl UserEntry {
+    /// The presence it carries, if the caller may see it.
+    pub fn presence(&self) -> Option<Presence> {
+        self.status.map(|status| Presence {
+            user: self.user.clone(),
+            status,
+            last_seen: self.last_seen,
+        })
+    }
 }
 
 /// Reply to `sessions`.

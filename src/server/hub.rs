@@ -10,7 +10,7 @@
 use super::queue::{Ended, PushQueue};
 use crate::proto::{
     ChannelInfo, ConvKind, Conversation, Event, EventBody, Millis, Presence, PresenceStatus,
-    ProtoError, ReceiptPair, ReceiptPush, ServerFrame, TypingPush, now_millis,
+    ProtoError, ReceiptPair, ReceiptPush, ServerFrame, TypingPush, UserEntry, now_millis,
 };
 use crate::store::log::{CommitSink, Committed, Snapshot};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -296,9 +296,30 @@ impl Hub {
     }
 
     /// Presence of the named users.
-    pub fn presence_of(&self, users: &[String]) -> Vec<Presence> {
+    /// `users` as `viewer` may see them: presence and last seen only for
+    /// `viewer` and their contacts.
+    pub fn users_seen_by(&self, viewer: &str, users: &[String]) -> Vec<UserEntry> {
         let st = self.lock();
-        users.iter().map(|u| st.presence(u)).collect()
+        let contacts = st.contacts(viewer);
+        users
+            .iter()
+            .map(|u| {
+                if u == viewer || contacts.contains(u) {
+                    let p = st.presence(u);
+                    UserEntry {
+                        user: p.user,
+                        status: Some(p.status),
+                        last_seen: p.last_seen,
+                    }
+                } else {
+                    UserEntry {
+                        user: u.clone(),
+                        status: None,
+                        last_seen: None,
+                    }
+                }
+            })
+            .collect()
     }
 
     /// Every conversation `user` belongs to.

@@ -142,9 +142,10 @@ async fn presence_goes_to_contacts_only() {
 }
 
 #[tokio::test]
-async fn users_lists_names_with_presence() {
+async fn users_lists_names_with_presence_of_contacts_only() {
     let server = Server::start();
     let [mut alice, _bob, _bert] = server.users(["alice", "bob", "bert"]).await;
+    alice.create_dm("bert").await;
     let r = alice.ok(json!({"type":"users","prefix":"b"})).await;
     let names: Vec<&str> = r["users"]
         .as_array()
@@ -153,7 +154,13 @@ async fn users_lists_names_with_presence() {
         .map(|u| u["user"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["bert", "bob"]);
+    // bert shares a DM with alice: a contact. bob is a stranger: his
+    // presence and last-seen time are not alice's to see.
     assert_eq!(r["users"][0]["status"], "online");
+    assert!(r["users"][1].get("status").is_none(), "{r}");
+    assert!(r["users"][1].get("last_seen").is_none(), "{r}");
+    let me = alice.ok(json!({"type":"users","prefix":"alice"})).await;
+    assert_eq!(me["users"][0]["status"], "online");
     let r = alice
         .ok(json!({"type":"users","prefix":"","limit":1}))
         .await;

@@ -139,7 +139,7 @@ impl Engine {
                 if let Ok(u) = ok.parse::<UsersOk>() {
                     let users: Vec<String> = u.users.iter().map(|p| p.user.clone()).collect();
                     self.dirty.updates.push(Update::Users(users));
-                    self.apply_presence(u.users);
+                    self.apply_presence(u.users.iter().filter_map(|e| e.presence()).collect());
                 }
             }
             Pending::Ignore => {}

@@ -86,7 +86,7 @@ impl Session {
             Request::Conversations {} => self.conversations(rid, &user),
             Request::Sync { cursors } => self.sync(rid, &user, cursors.len())?,
             Request::Channels {} => self.channels(rid),
-            Request::Users { prefix, limit } => self.users(rid, prefix, limit),
+            Request::Users { prefix, limit } => self.users(rid, &user, prefix, limit),
             Request::Presence { status } => self.presence(id, &user, status)?,
             Request::Create {
                 kind,

@@ -1,5 +1,6 @@
 //! Users and their presence: `users` looks names up in the store and adds
-//! each one's presence from the hub; `presence` sets this user's status.
+//! the presence of those who are the caller's contacts from the hub;
+//! `presence` sets this user's status.
 
 use super::super::{Outcome, Session, error};
 use super::reply_if;
@@ -9,8 +10,15 @@ use futures_util::FutureExt;
 impl Session {
     /// Up to `limit` (50 by default, 200 at most) users whose name starts
     /// with `prefix`, answered once the store has read them.
-    pub(super) fn users(&self, rid: u64, prefix: Option<String>, limit: Option<u32>) -> Outcome {
+    pub(super) fn users(
+        &self,
+        rid: u64,
+        viewer: &str,
+        prefix: Option<String>,
+        limit: Option<u32>,
+    ) -> Outcome {
         let shared = self.shared.clone();
+        let viewer = viewer.to_string();
         let prefix = prefix.unwrap_or_default();
         let limit = limit.unwrap_or(50).min(200);
         Outcome::Later(
@@ -19,7 +27,7 @@ impl Session {
                     Ok(users) => encode_ok(
                         rid,
                         &UsersOk {
-                            users: shared.hub.presence_of(&users),
+                            users: shared.hub.users_seen_by(&viewer, &users),
                         },
                     ),
                     Err(e) => error(Some(rid), &e.to_proto()),
