@@ -38,3 +38,6 @@ mod private_files;
 
 #[path = "server/hostile.rs"]
 mod hostile;
+
+#[path = "server/roles.rs"]
+mod roles;

@@ -304,6 +304,8 @@ impl Engine {
                 e.body,
                 EventBody::Join { .. }
                     | EventBody::Leave { .. }
+                    | EventBody::Remove { .. }
+                    | EventBody::Role { .. }
                     | EventBody::Rename { .. }
                     | EventBody::Create { .. }
             )

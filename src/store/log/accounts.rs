@@ -116,6 +116,12 @@ pub enum AccountOp {
         by: String,
         admin: bool,
     },
+    /// `blocker` starts (`on`) or stops blocking `blocked`.
+    Block {
+        blocker: String,
+        blocked: String,
+        on: bool,
+    },
 }
 
 /// What an account change produced.
@@ -534,6 +540,14 @@ impl Writer {
                 create_invite(c, &code, &created_by, max_uses, expires_at)?;
                 Ok(AccountReply::Done)
             }
+            AccountOp::Block {
+                blocker,
+                blocked,
+                on,
+            } => {
+                self.block(&blocker, &blocked, on)?;
+                Ok(AccountReply::Done)
+            }
             AccountOp::RevokeInvite { code, by, admin } => {
                 let owner: Option<String> = c
                     .prepare_cached("SELECT created_by FROM invites WHERE code = ?1")?
@@ -629,6 +643,19 @@ impl Readers {
     /// Invitations, newest first: all, or those `creator` made.
     pub async fn invites(&self, creator: Option<String>) -> Result<Vec<Invite>, StoreError> {
         self.with(move |c| invites(c, creator.as_deref())).await
+    }
+
+    /// The users `blocker` blocks, by name.
+    pub async fn blocks(&self, blocker: &str) -> Result<Vec<String>, StoreError> {
+        let blocker = blocker.to_string();
+        self.with(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT blocked FROM blocks WHERE blocker = ?1 ORDER BY blocked LIMIT 10000",
+            )?
+            .query_map([blocker], |r| r.get(0))?
+            .collect::<Result<_, _>>()?)
+        })
+        .await
     }
 
     /// Changes noted by `chatd admin` after `after`: `(id, username)`.
