@@ -153,3 +153,71 @@ fn cli_round_trip() {
     assert_eq!(r.code, 0, "{r:?}");
     w.stop_blocking();
 }
+
+/// `chat export`: one JSON document with the account and every
+/// conversation's whole log, past the server's page size.
+#[test]
+fn export_writes_the_account_and_every_readable_event() {
+    let w = World::new();
+    let alice = w.home("alice");
+    let bob = w.home("bob");
+    alice.register("alice");
+    bob.register("bob");
+    alice.ok(&["send", "@bob", "first"], None);
+    let many: String = (0..620).map(|i| format!("line {i}\n")).collect();
+    // One message per line would take long; the body is one message.
+    alice.ok(&["send", "@bob"], Some(&many));
+    for i in 0..3 {
+        bob.ok(&["send", "@alice", &format!("reply {i}")], None);
+    }
+    bob.ok(&["create", "channel", "general"], None);
+    bob.ok(&["send", "#general", "bob only"], None);
+
+    let r = alice.ok(&["export"], None);
+    let doc: serde_json::Value =
+        serde_json::from_str(r.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", r.stdout));
+    assert_eq!(doc["format"], "chat-export");
+    assert_eq!(doc["version"], 1);
+    assert_eq!(doc["account"]["username"], "alice");
+    assert!(!doc["account"]["sessions"].as_array().unwrap().is_empty());
+    let convs = doc["conversations"].as_array().unwrap();
+    assert_eq!(convs.len(), 1, "only what alice belongs to");
+    let events: Vec<Event> = serde_json::from_value(convs[0]["events"].clone()).expect("events");
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "whole and dense"
+    );
+    let bodies: Vec<String> = messages(&events).into_iter().map(|(_, b)| b).collect();
+    assert_eq!(bodies.len(), 5);
+    assert_eq!(bodies[0], "first");
+    assert_eq!(bodies[4], "reply 2");
+}
+
+/// A history longer than one page comes out whole.
+#[test]
+fn export_pages_through_a_long_history() {
+    let w = World::new();
+    let alice = w.home("alice");
+    alice.register("alice");
+    // Two pages of the server's 500, within one connection's request burst.
+    let sent = 900;
+    {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let mut p = support::Peer::connect(&w.server.ws_url()).await;
+            let r = p.login("alice", PASSWORD).await;
+            assert_eq!(r["type"], "ok", "{r}");
+            let conv = p.create_channel("long").await;
+            for i in 0..sent {
+                p.send_msg(&conv, &format!("m{i}")).await;
+            }
+        });
+    }
+    let r = alice.ok(&["export"], None);
+    let doc: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    let events = doc["conversations"][0]["events"].as_array().unwrap();
+    assert_eq!(events.len(), sent + 1, "create and every message");
+    assert_eq!(events.last().unwrap()["body"], format!("m{}", sent - 1));
+}

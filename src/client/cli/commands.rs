@@ -90,6 +90,7 @@ pub(super) async fn dispatch(command: Command, loaded: Loaded) -> Result<(), Fai
         } => super::tail::tail(&loaded, &target, follow, json, n).await,
         Command::Create { what, json } => create(&loaded, what, json).await,
         Command::Join { channel } => join(&loaded, &channel).await,
+        Command::Export => super::export::export(&loaded).await,
         Command::Config => {
             println!("{}", loaded.describe());
             Ok(())

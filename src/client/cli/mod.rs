@@ -3,6 +3,7 @@
 //! clear line on failure, and exit with a meaningful code (see [`Exit`]).
 
 mod commands;
+mod export;
 mod live;
 mod tail;
 
@@ -94,6 +95,9 @@ pub enum Command {
         /// #name or a conversation id
         channel: String,
     },
+    /// Write everything the server holds that you may read (your account,
+    /// your conversations and their whole history) as JSON to standard output
+    Export,
     /// Print the effective configuration and where each value came from
     Config,
     /// Run a chat server (chatd) in the foreground
