@@ -196,6 +196,11 @@ pub enum Request {
         username: String,
         role: Role,
     },
+    /// Erase an account: deactivated for good, its messages deleted and
+    /// their text removed from the server.
+    AdminErase {
+        username: String,
+    },
 }
 
 /// Every `type` a client may send.
@@ -237,6 +242,7 @@ pub const REQUEST_TYPES: &[&str] = &[
     "admin_reset_password",
     "admin_set_active",
     "admin_set_role",
+    "admin_erase",
 ];
 
 impl Request {
@@ -280,6 +286,7 @@ impl Request {
             Request::AdminResetPassword { .. } => "admin_reset_password",
             Request::AdminSetActive { .. } => "admin_set_active",
             Request::AdminSetRole { .. } => "admin_set_role",
+            Request::AdminErase { .. } => "admin_erase",
         }
     }
 

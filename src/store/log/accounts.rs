@@ -116,6 +116,12 @@ pub enum AccountOp {
         by: String,
         admin: bool,
     },
+    /// Erase an account: deactivated, password unusable, sessions ended,
+    /// and every message it wrote deleted (a `delete` event each) with its
+    /// stored text cleared. The name stays taken.
+    Erase {
+        username: String,
+    },
     /// `blocker` starts (`on`) or stops blocking `blocked`.
     Block {
         blocker: String,
@@ -540,6 +546,7 @@ impl Writer {
                 create_invite(c, &code, &created_by, max_uses, expires_at)?;
                 Ok(AccountReply::Done)
             }
+            AccountOp::Erase { username } => self.erase(&username),
             AccountOp::Block {
                 blocker,
                 blocked,
@@ -566,6 +573,44 @@ impl Writer {
                 }
             }
         }
+    }
+
+    fn erase(&mut self, username: &str) -> Result<AccountReply, StoreError> {
+        let revoked = set_active(&self.conn, username, false)?;
+        self.conn.execute(
+            "UPDATE users SET password_hash = '!', role = 'member' WHERE username = ?1",
+            [username],
+        )?;
+        // Every message not deleted yet gets a deletion, so that clients
+        // drop the text from their caches as they catch up.
+        let live: Vec<(String, u64)> = self
+            .conn
+            .prepare(
+                "SELECT conversation_id, seq FROM events e
+                 WHERE sender = ?1 AND client_msg_id IS NOT NULL AND kind = 'message'
+                   AND NOT EXISTS (SELECT 1 FROM events d
+                                   WHERE d.conversation_id = e.conversation_id
+                                     AND d.target_seq = e.seq AND d.kind = 'delete')
+                 ORDER BY conversation_id, seq",
+            )?
+            .query_map([username], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+            .collect::<Result<_, _>>()?;
+        for (conv, seq) in live {
+            if self.mirror.convs.contains_key(&conv) {
+                self.write_event(
+                    username,
+                    &conv,
+                    None,
+                    crate::proto::EventBody::Delete { target_seq: seq },
+                )?;
+            }
+        }
+        self.conn.execute(
+            "UPDATE events SET data = json_set(data, '$.body', '')
+             WHERE sender = ?1 AND kind IN ('message', 'edit')",
+            [username],
+        )?;
+        Ok(AccountReply::Revoked(revoked))
     }
 
     fn added_user(&mut self, username: String) {

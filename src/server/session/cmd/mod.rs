@@ -71,6 +71,7 @@ impl Session {
             Request::AdminSetActive { username, active } => {
                 self.admin_set_active(rid, &user, username, active).await?
             }
+            Request::AdminErase { username } => self.admin_erase(rid, &user, username).await?,
             Request::AdminSetRole { username, role } => {
                 self.admin_set_role(rid, &user, username, role).await?
             }
