@@ -100,6 +100,21 @@ pub fn cleartext_remote(url: &str) -> Option<String> {
     (!is_loopback(host)).then(|| host.to_string())
 }
 
+/// Why a connection failed, in one line: for an HTTP refusal, with the
+/// first line the server gave as the reason (cleaned and cut short).
+fn connect_reason(e: &tokio_tungstenite::tungstenite::Error) -> String {
+    if let tokio_tungstenite::tungstenite::Error::Http(response) = e
+        && let Some(body) = response.body()
+        && let Some(line) = String::from_utf8_lossy(body)
+            .lines()
+            .map(crate::client::text::clean)
+            .find(|l| !l.trim().is_empty())
+    {
+        return format!("{e} ({})", truncate(line.trim()));
+    }
+    e.to_string()
+}
+
 /// The `host:port` of a URL.
 fn url_host(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
@@ -195,7 +210,7 @@ impl Conn {
                 },
                 None => ClientError::Connect {
                     url: url.clone(),
-                    reason: e.to_string(),
+                    reason: connect_reason(&e),
                 },
             })?;
         Ok(Conn {
