@@ -91,21 +91,38 @@ pub fn handshake_failure(err: &tungstenite::Error) -> Option<String> {
 }
 
 fn certificate_reason(e: &CertificateError) -> String {
+    use CertificateError as C;
     match e {
-        CertificateError::UnknownIssuer => "it is not signed by an authority this machine \
-             trusts (a self-signed certificate? pass --ca-file with it, or set ca_file)"
-            .into(),
-        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-            "it is not valid for this host name".into()
+        // No trusted certificate vouches for it: no known issuer, or one
+        // with the same name whose key did not sign it.
+        C::UnknownIssuer
+        | C::BadSignature
+        | C::UnsupportedSignatureAlgorithmContext { .. }
+        | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+            "it is not signed by an authority this machine trusts (a self-signed \
+             certificate? pass --ca-file with it, or set ca_file)"
+                .into()
         }
-        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-            "it has expired".into()
-        }
-        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+        C::NotValidForName => "it is not valid for this host name".into(),
+        C::Expired | C::ExpiredContext { .. } => "it has expired".into(),
+        C::NotValidYet | C::NotValidYetContext { .. } => {
             "it is not valid yet (is this machine's clock right?)".into()
         }
-        CertificateError::Revoked => "it has been revoked".into(),
-        other => format!("{other:?}"),
+        C::Revoked => "it has been revoked".into(),
+        // webpki's error, which rustls passes on only as `Other`.
+        C::Other(e) if e.to_string().contains("CaUsedAsEndEntity") => {
+            "it is a CA certificate (basicConstraints CA:TRUE), which a server may not \
+             present; make the server's certificate with CA:FALSE"
+                .into()
+        }
+        // The names in it come from the server: shown cleaned, cut short.
+        other => {
+            let text = crate::client::text::clean(&other.to_string());
+            match text.char_indices().nth(200) {
+                Some((i, _)) => format!("{}…", &text[..i]),
+                None => text,
+            }
+        }
     }
 }
 
