@@ -32,6 +32,13 @@ pub struct NetSettings {
     /// other origin is refused, so a web page a member opens cannot drive
     /// the server in their name.
     pub allowed_origins: Vec<String>,
+    /// PEM certificate chain to serve TLS with (with `tls_key`); reread on
+    /// SIGHUP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Accounts, sessions and password hashing (argon2id).

@@ -49,7 +49,13 @@ pub(super) async fn session(loaded: &Loaded) -> Result<SignedIn, Failure> {
             format!("not logged in as {user} on {server}: run `chat login {user}`"),
         )
     })?;
-    let mut conn = Conn::connect(&server, TIMEOUT, loaded.config.insecure).await?;
+    let mut conn = Conn::connect_with_ca(
+        &server,
+        TIMEOUT,
+        loaded.config.insecure,
+        loaded.config.ca_file.as_deref(),
+    )
+    .await?;
     conn.handshake(&Credentials::Token(token.clone()), &loaded.config.device)
         .await
         .map_err(|e| {
@@ -151,7 +157,13 @@ async fn authenticate(
             password,
         }
     };
-    let mut conn = Conn::connect(&server, TIMEOUT, loaded.config.insecure).await?;
+    let mut conn = Conn::connect_with_ca(
+        &server,
+        TIMEOUT,
+        loaded.config.insecure,
+        loaded.config.ca_file.as_deref(),
+    )
+    .await?;
     let ok = conn.handshake(&creds, &loaded.config.device).await?;
     let token = ok
         .token

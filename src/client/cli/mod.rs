@@ -28,6 +28,10 @@ pub struct Cli {
     /// machine (a bare host name uses wss://)
     #[arg(long, global = true)]
     pub insecure: bool,
+    /// Also trust the certificates in this PEM file for wss:// (a private CA,
+    /// or the server's self-signed certificate)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -164,7 +168,7 @@ impl From<crate::client::net::ClientError> for Failure {
         use crate::client::net::ClientError as E;
         use crate::proto::ErrorCode as C;
         let code = match &e {
-            E::Connect { .. } => Exit::Unreachable,
+            E::Connect { .. } | E::Tls { .. } => Exit::Unreachable,
             E::Server(p) => match p.code {
                 C::AuthFailed | C::Unauthenticated | C::UsernameTaken => Exit::Auth,
                 C::NotFound => Exit::NotFound,

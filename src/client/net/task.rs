@@ -10,6 +10,7 @@ use crate::client::view::ConnState;
 use crate::proto::{ErrorCode, OkFrame, ProtoError, Request, ServerFrame};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -64,6 +65,8 @@ pub struct NetConfig {
     pub healthy_after: Duration,
     /// Allow credentials over cleartext `ws://` to another machine.
     pub insecure: bool,
+    /// Certificates to trust for `wss://` besides the platform's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl NetConfig {
@@ -78,6 +81,7 @@ impl NetConfig {
             backoff_max: Duration::from_secs(30),
             healthy_after: Duration::from_secs(30),
             insecure: false,
+            ca_file: None,
         }
     }
 }
@@ -148,8 +152,13 @@ async fn run<E: From<NetEvent> + Send + 'static>(
             return;
         }
         let outcome = async {
-            let mut conn =
-                Conn::connect(&config.server, config.connect_timeout, config.insecure).await?;
+            let mut conn = Conn::connect_with_ca(
+                &config.server,
+                config.connect_timeout,
+                config.insecure,
+                config.ca_file.as_deref(),
+            )
+            .await?;
             let ok =
                 tokio::time::timeout(config.connect_timeout, conn.handshake(&c, &config.device))
                     .await
@@ -192,8 +201,11 @@ async fn run<E: From<NetEvent> + Send + 'static>(
                 }
                 continue;
             }
-            Err(e @ ClientError::Insecure(_)) => {
-                // No retry changes the address: say why and wait.
+            Err(
+                e @ (ClientError::Insecure(_) | ClientError::Tls { .. } | ClientError::CaFile(_)),
+            ) => {
+                // No retry changes the address, the certificate or the CA
+                // file: say why and wait.
                 match offline(&emit, e.to_string(), &mut rx).await {
                     Some(new) => {
                         creds = Some(new);
