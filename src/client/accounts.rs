@@ -87,6 +87,27 @@ pub fn within(now: Millis, ts: Millis) -> String {
     }
 }
 
+/// What ending sessions did: `one` names the session asked for (`None`:
+/// every other one).
+pub fn revoked_notice(one: Option<&str>, revoked: u32) -> String {
+    match (one, revoked) {
+        (Some(id), 0) => format!("session {id} had already ended"),
+        (Some(id), _) => format!("ended session {id}"),
+        (None, 0) => "no other session was open".to_string(),
+        (None, 1) => "ended 1 other session".to_string(),
+        (None, n) => format!("ended {n} other sessions"),
+    }
+}
+
+/// What a password change did.
+pub fn password_notice(revoked: u32) -> String {
+    match revoked {
+        0 => "password changed".to_string(),
+        1 => "password changed; 1 other session ended".to_string(),
+        n => format!("password changed; {n} other sessions ended"),
+    }
+}
+
 /// Whether an invitation can still create an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InviteState {
@@ -145,6 +166,17 @@ mod tests {
         assert!(refusal(&need).contains("invitation"));
         let other = ProtoError::new(ErrorCode::AuthFailed, "wrong username or password");
         assert_eq!(refusal(&other), "wrong username or password");
+    }
+
+    #[test]
+    fn notices() {
+        assert_eq!(revoked_notice(None, 2), "ended 2 other sessions");
+        assert_eq!(revoked_notice(None, 0), "no other session was open");
+        assert_eq!(revoked_notice(Some("ab12"), 1), "ended session ab12");
+        assert_eq!(
+            password_notice(1),
+            "password changed; 1 other session ended"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! notice; refusals become a notice saying what to do.
 
 use super::{Engine, Pending};
+use crate::client::accounts::{password_notice, revoked_notice};
 use crate::client::update::Update;
 use crate::proto::{OkFrame, Request, RevokedOk, SessionsOk};
 
@@ -13,26 +14,6 @@ pub(crate) enum AccountRequest {
     /// `Some(id)`: one session; `None`: every other one.
     Revoke(Option<String>),
     Password,
-}
-
-/// The notice after ending sessions.
-pub fn revoked_notice(one: Option<&str>, revoked: u32) -> String {
-    match (one, revoked) {
-        (Some(id), 0) => format!("session {id} had already ended"),
-        (Some(id), _) => format!("ended session {id}"),
-        (None, 0) => "no other session was open".to_string(),
-        (None, 1) => "ended 1 other session".to_string(),
-        (None, n) => format!("ended {n} other sessions"),
-    }
-}
-
-/// The notice after a password change.
-pub fn password_notice(revoked: u32) -> String {
-    match revoked {
-        0 => "password changed".to_string(),
-        1 => "password changed; 1 other session ended".to_string(),
-        n => format!("password changed; {n} other sessions ended"),
-    }
 }
 
 impl Engine {
@@ -81,21 +62,5 @@ impl Engine {
             }
         }
         self.dirty.now = true;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn notices() {
-        assert_eq!(revoked_notice(None, 2), "ended 2 other sessions");
-        assert_eq!(revoked_notice(None, 0), "no other session was open");
-        assert_eq!(revoked_notice(Some("ab12"), 1), "ended session ab12");
-        assert_eq!(
-            password_notice(1),
-            "password changed; 1 other session ended"
-        );
     }
 }
