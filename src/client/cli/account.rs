@@ -280,7 +280,7 @@ fn account_line(a: &Account, now: Millis) -> String {
         (false, None) => "never".to_string(),
     };
     format!(
-        "{:<20} {:<6} {:<11} {:<7} {}",
+        "{:<20} {:<7} {:<12} {:<8} {}",
         clean(&a.username),
         a.role.as_str(),
         if a.active { "active" } else { "deactivated" },
