@@ -775,3 +775,62 @@ async fn a_damaged_cache_is_set_aside_and_rebuilt() {
     .await;
     bob.stop().await;
 }
+
+/// A session ended from another device closes the connection with
+/// `session revoked`: the client forgets the token, shows the login screen
+/// with the reason and does not try the token again; a new login works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_session_returns_to_login_and_stays_there() {
+    use chat::client::credentials::TokenStore;
+    let w = World::new();
+    let alice = w.client("alice").await;
+    let tokens = TokenStore::file_only(alice.data.join("credentials.toml"));
+    assert!(tokens.load("alice", &alice.server).is_some());
+
+    // The client lists its sessions; another device ends all but its own.
+    alice.act(Action::Sessions);
+    alice
+        .wait("the session list", |m| {
+            m.sessions
+                .as_ref()
+                .is_some_and(|l| l.len() == 1 && l[0].current)
+        })
+        .await;
+    let mut phone = Peer::connect(&w.ws_url()).await;
+    assert_eq!(phone.login("alice", PASSWORD).await["type"], "ok");
+    let r = phone
+        .ok(serde_json::json!({"type":"revoke_session","others":true}))
+        .await;
+    assert_eq!(r["revoked"], 1, "{r}");
+
+    alice
+        .wait("the login screen with the reason", |m| {
+            m.needs_login
+                && m.login_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("session was ended"))
+        })
+        .await;
+    assert!(tokens.load("alice", &alice.server).is_none());
+    // Reconnects would come every 50-300 ms: none comes.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    alice.with(|m| {
+        assert!(m.needs_login);
+        assert_eq!(
+            m.conn,
+            ConnState::Offline {
+                reason: "not logged in".into()
+            }
+        );
+    });
+    let r = phone.ok(serde_json::json!({"type":"sessions"})).await;
+    assert_eq!(r["sessions"].as_array().map(Vec::len), Some(1), "{r}");
+
+    alice.act(Action::Login {
+        username: "alice".into(),
+        password: PASSWORD.into(),
+    });
+    alice.wait_connected().await;
+    assert!(tokens.load("alice", &alice.server).is_some());
+    alice.stop().await;
+}

@@ -24,6 +24,8 @@ mod view;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+pub(crate) mod tests_accounts;
+#[cfg(test)]
 mod tests_keys;
 #[cfg(test)]
 mod tests_unread;

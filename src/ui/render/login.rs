@@ -16,8 +16,16 @@ pub fn render(app: &App, frame: &mut Frame, full: Rect) {
     let theme = &app.theme;
     frame.render_widget(Clear, full);
     let form = &app.login;
-    let height = if form.register { 13 } else { 11 };
-    let area = centered(full, full.width.saturating_sub(2).min(56), height);
+    let width = full.width.saturating_sub(2).min(56);
+    // A long reason (a refusal, why the session ended) wraps onto up to
+    // three lines.
+    let error = app.status.as_deref().or(app.model.login_error.as_deref());
+    let error_w = error.map_or(0, str_width);
+    let error_lines = error_w
+        .div_ceil(usize::from(width.saturating_sub(2)).max(1))
+        .clamp(1, 3);
+    let height = if form.register { 13 } else { 11 } + error_lines as u16 - 1;
+    let area = centered(full, width, height);
     let title = if form.register {
         strings::REGISTER_TITLE
     } else {
@@ -81,9 +89,11 @@ pub fn render(app: &App, frame: &mut Frame, full: Rect) {
         lines.push(invite);
         lines.push(Line::raw(""));
     }
-    let error = app.status.as_deref().or(app.model.login_error.as_deref());
     lines.push(match error {
-        Some(e) => Line::styled(truncate(e, iw), Style::default().fg(theme.error)),
+        Some(e) => Line::styled(
+            truncate(e, iw * error_lines),
+            Style::default().fg(theme.error),
+        ),
         None => Line::raw(""),
     });
     lines.push(Line::styled(strings::LOGIN_HINTS, theme.dimmed()));
