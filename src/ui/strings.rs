@@ -149,7 +149,7 @@ pub const HELP_COMMANDS: &[(&str, &str)] = &[
     ("/reply [text]", "reply to selected / last"),
     ("/away  /back", "set presence"),
     ("/mute  /unmute", "mute (mentions notify)"),
-    ("/sessions", "my devices; revoke ID, others"),
+    ("/sessions", "devices logged in as me"),
     ("/quit  /help", "quit / this help"),
 ];
 

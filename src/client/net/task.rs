@@ -424,4 +424,30 @@ mod tests {
         }
         assert!(backoff(20, min, max) <= max);
     }
+
+    #[test]
+    fn which_handshake_errors_end_the_attempts() {
+        let server = |code| ClientError::Server(ProtoError::new(code, "x"));
+        let token = Credentials::Token("t".into());
+        let login = Credentials::Login {
+            username: "a".into(),
+            password: "p".into(),
+        };
+        for code in [
+            ErrorCode::AuthFailed,
+            ErrorCode::AccountDisabled,
+            ErrorCode::InviteRequired,
+            ErrorCode::InviteInvalid,
+            ErrorCode::RegistrationClosed,
+        ] {
+            assert!(refused(&server(code), &token), "{code}");
+            assert!(refused(&server(code), &login), "{code}");
+        }
+        // Too many connections: the token is fine, try again later. Too
+        // many failed logins: retrying the password only extends the wait.
+        assert!(!refused(&server(ErrorCode::RateLimited), &token));
+        assert!(refused(&server(ErrorCode::RateLimited), &login));
+        assert!(!refused(&server(ErrorCode::Internal), &login));
+        assert!(!refused(&ClientError::Timeout, &login));
+    }
 }
