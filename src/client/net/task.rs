@@ -126,7 +126,7 @@ enum Ended {
     Lost(String),
     /// The server ended this session (revoked, logged out, password
     /// changed, account deactivated): the token is dead.
-    SessionEnded(ProtoError),
+    SessionOver(ProtoError),
 }
 
 /// Whether a handshake error is the server refusing these credentials (as
@@ -206,7 +206,7 @@ async fn run<E: From<NetEvent> + Send + 'static>(
                 match ended {
                     Ended::Shutdown => return,
                     Ended::Lost(reason) => reason,
-                    Ended::SessionEnded(err) => {
+                    Ended::SessionOver(err) => {
                         // Never again with this token: wait for new credentials.
                         creds = None;
                         if !emit(NetEvent::AuthFailed(err)).await {
@@ -355,7 +355,7 @@ async fn connected<E: From<NetEvent> + Send + 'static>(
                     Some(Ok(Message::Close(f))) => {
                         let reason = f.map(|f| f.reason.to_string()).filter(|r| !r.is_empty());
                         if let Some(err) = reason.as_deref().and_then(accounts::session_ended) {
-                            break Ended::SessionEnded(err);
+                            break Ended::SessionOver(err);
                         }
                         break Ended::Lost(reason
                             .unwrap_or_else(|| "the server closed the connection".into()));
