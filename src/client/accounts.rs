@@ -75,15 +75,17 @@ pub fn ago(now: Millis, ts: Millis) -> String {
     }
 }
 
-/// `ts` relative to `now` in the future: `in 5 min`, `in 6 days`.
+/// `ts` relative to `now` in the future, to the nearest unit: `in 5 min`,
+/// `in 7 days`.
 pub fn within(now: Millis, ts: Millis) -> String {
     let secs = (ts - now).max(0) / 1000;
+    let near = |unit: i64| (secs + unit / 2) / unit;
     match secs {
         0..60 => "in under a minute".into(),
-        60..3600 => format!("in {} min", secs / 60),
-        3600..86_400 => format!("in {} h", secs / 3600),
-        86_400..172_800 => "in 1 day".into(),
-        _ => format!("in {} days", secs / 86_400),
+        60..3600 => format!("in {} min", near(60)),
+        3600..86_400 => format!("in {} h", near(3600)),
+        _ if near(86_400) == 1 => "in 1 day".into(),
+        _ => format!("in {} days", near(86_400)),
     }
 }
 
@@ -189,6 +191,8 @@ mod tests {
         assert_eq!(ago(now, now - 3 * 86_400_000), "3 days ago");
         assert_eq!(ago(now, now + 1_000), "just now");
         assert_eq!(within(now, now + 7 * 86_400_000), "in 7 days");
+        assert_eq!(within(now, now + 14 * 86_400_000 - 900), "in 14 days");
+        assert_eq!(within(now, now + 86_400_000), "in 1 day");
     }
 
     #[test]

@@ -166,6 +166,8 @@ fn invite_line(i: &Invite, now: Millis) -> String {
         InviteState::of(i, now).as_str(),
         used_by.join(", ")
     )
+    .trim_end()
+    .to_string()
 }
 
 pub(super) async fn admin(loaded: &Loaded, what: AdminWhat) -> Result<(), Failure> {
@@ -334,7 +336,7 @@ pub(super) async fn sessions(
     } else {
         let now = now_millis();
         for x in &list.sessions {
-            println!(
+            let line = format!(
                 "{} {:<16}  {:<16} {:<12} {:<16}{}",
                 if x.current { "*" } else { " " },
                 clean(&x.id),
@@ -343,6 +345,7 @@ pub(super) async fn sessions(
                 x.last_address.as_deref().map(clean).unwrap_or("-".into()),
                 if x.current { "  (this device)" } else { "" }
             );
+            println!("{}", line.trim_end());
         }
     }
     s.conn.close().await;
