@@ -834,3 +834,59 @@ async fn a_revoked_session_returns_to_login_and_stays_there() {
     assert!(tokens.load("alice", &alice.server).is_some());
     alice.stop().await;
 }
+
+/// A login refused for now with `retry_after_ms` says when to try again,
+/// and a refusal of the registration says what to do, on the login screen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_refusals_say_what_to_do() {
+    use chat::client::credentials::TokenStore;
+    use chat::client::engine::Input;
+    use chat::client::net::{NetEvent, task};
+    use chat::proto::{ErrorCode, ProtoError};
+    let tmp = tempfile::tempdir().unwrap();
+    // A network task with nothing to do; its events are played by hand.
+    let (idle_tx, _idle_rx) = tokio::sync::mpsc::channel::<Input>(8);
+    let net = task::spawn(support::client::net_config("127.0.0.1:1"), None, idle_tx);
+    let (events, events_rx) = tokio::sync::mpsc::channel::<Input>(8);
+    let opts = chat::client::ClientOptions::interactive(
+        support::client::net_config("127.0.0.1:1"),
+        None,
+        None,
+        TokenStore::file_only(tmp.path().join("credentials.toml")),
+        Paths::new(tmp.path().to_path_buf()),
+    );
+    let mut client = chat::client::spawn::spawn_on(opts, net, events_rx);
+    let mut said = Vec::new();
+    for err in [
+        ProtoError::rate_limited("too many failed logins; try again later", 4000),
+        ProtoError::new(ErrorCode::InviteRequired, "register with --invite CODE"),
+        ProtoError::new(ErrorCode::AccountDisabled, "ask an admin"),
+    ] {
+        events
+            .send(Input::Net(NetEvent::AuthFailed(err)))
+            .await
+            .unwrap();
+        let message = loop {
+            let batch = tokio::time::timeout(CLIENT_WAIT, client.updates.recv())
+                .await
+                .expect("an update")
+                .expect("the engine runs");
+            if let Some(m) = batch.into_iter().find_map(|u| match u {
+                Update::AuthFailed { message } => Some(message),
+                _ => None,
+            }) {
+                break m;
+            }
+        };
+        said.push(message);
+    }
+    assert_eq!(
+        said,
+        [
+            "too many attempts: try again in 4 s",
+            "this server needs an invitation: ask an admin for a code",
+            "this account is deactivated: ask an admin to reactivate it",
+        ]
+    );
+    let _ = client.actions.send(Action::Quit);
+}

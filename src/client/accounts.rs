@@ -35,7 +35,7 @@ pub fn session_ended(reason: &str) -> Option<ProtoError> {
         ),
         _ => ProtoError::new(
             ErrorCode::AuthFailed,
-            "this session was ended (revoked from another device or by an admin): log in again",
+            "this session was ended from another device or by an admin: log in again",
         ),
     })
 }

@@ -66,8 +66,7 @@ fn an_ended_session_shows_the_login_screen_with_the_reason() {
     let t = Instant::now();
     let mut a = app(base_model(), 80, 20, t);
     assert_eq!(a.mode, Mode::Normal);
-    let reason =
-        "this session was ended (revoked from another device or by an admin): log in again";
+    let reason = "this session was ended from another device or by an admin: log in again";
     a.handle_event(
         UiEvent::Engine(vec![Update::AuthFailed {
             message: reason.into(),
