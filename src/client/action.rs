@@ -94,5 +94,19 @@ pub enum Action {
         /// An invitation code, where the server needs one.
         invite: Option<String>,
     },
+    /// List this account's device sessions
+    /// ([`Update::Sessions`](super::Update::Sessions)).
+    Sessions,
+    /// End one of this account's sessions by its public id.
+    RevokeSession {
+        id: String,
+    },
+    /// End every session of this account but this one.
+    RevokeOtherSessions,
+    /// Change the password; the other sessions end, this one stays.
+    ChangePassword {
+        old: String,
+        new: String,
+    },
     Quit,
 }

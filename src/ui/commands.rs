@@ -28,12 +28,21 @@ pub enum Command {
     Help,
     /// Toggle the unread-only filter of the conversation list.
     Unread,
+    /// My device sessions: list them, end one, or end all others.
+    Sessions(SessionsCmd),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionsCmd {
+    List,
+    Revoke(String),
+    Others,
 }
 
 /// Command names, in the order completion offers them.
 pub const NAMES: &[&str] = &[
     "join", "leave", "dm", "group", "channel", "invite", "edit", "delete", "react", "reply",
-    "away", "back", "mute", "unmute", "quit", "help", "unread",
+    "away", "back", "mute", "unmute", "quit", "help", "unread", "sessions",
 ];
 
 /// What the argument at a position completes to.
@@ -110,6 +119,12 @@ pub fn parse(line: &str) -> Result<Command, String> {
         "quit" | "q" => Ok(Command::Quit),
         "help" | "?" => Ok(Command::Help),
         "unread" => Ok(Command::Unread),
+        "sessions" => match words.as_slice() {
+            [] => Ok(Command::Sessions(SessionsCmd::List)),
+            ["revoke", id] => Ok(Command::Sessions(SessionsCmd::Revoke(id.to_string()))),
+            ["others"] => Ok(Command::Sessions(SessionsCmd::Others)),
+            _ => usage(strings::SESSIONS_USAGE),
+        },
         other => Err(strings::unknown_command(other)),
     }
 }
@@ -153,6 +168,16 @@ mod tests {
         assert_eq!(parse("/quit"), Ok(Command::Quit));
         assert_eq!(parse("/help"), Ok(Command::Help));
         assert_eq!(parse("/unread"), Ok(Command::Unread));
+        assert_eq!(parse("/sessions"), Ok(Command::Sessions(SessionsCmd::List)));
+        assert_eq!(
+            parse("/sessions revoke 1a2b"),
+            Ok(Command::Sessions(SessionsCmd::Revoke("1a2b".into())))
+        );
+        assert_eq!(
+            parse("/sessions others"),
+            Ok(Command::Sessions(SessionsCmd::Others))
+        );
+        assert!(parse("/sessions revoke").is_err());
     }
 
     #[test]

@@ -210,6 +210,10 @@ impl Engine {
                         invite,
                     }));
             }
+            Action::Sessions => self.list_sessions(),
+            Action::RevokeSession { id } => self.revoke_session(Some(id)),
+            Action::RevokeOtherSessions => self.revoke_session(None),
+            Action::ChangePassword { old, new } => self.change_password(old, new),
             Action::Quit => self.quit = true,
         }
     }

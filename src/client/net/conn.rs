@@ -274,7 +274,11 @@ impl Conn {
             match frame {
                 ServerFrame::Ok(ok) if ok.id == id => return Ok(ok),
                 ServerFrame::Error(e) if e.id == Some(id) || e.id.is_none() => {
-                    return Err(ClientError::Server(ProtoError::new(e.code, e.message)));
+                    return Err(ClientError::Server(ProtoError {
+                        code: e.code,
+                        message: e.message,
+                        retry_after_ms: e.retry_after_ms,
+                    }));
                 }
                 ServerFrame::Ok(_) | ServerFrame::Error(_) => {}
                 push => {
