@@ -389,3 +389,33 @@ fn invitations_admin_sessions_and_password() {
     assert_eq!(carol.run(&["conversations"], None).code, 3);
     server.stop_blocking();
 }
+
+/// Blocking and erasing from the command line.
+#[test]
+fn block_and_erase_from_the_command_line() {
+    let w = World::new();
+    let root = w.home("root");
+    let alice = w.home("alice");
+    let mallory = w.home("mallory");
+    root.register("root");
+    alice.register("alice");
+    mallory.register("mallory");
+    alice.ok(&["block", "mallory"], None);
+    let r = alice.ok(&["blocks", "--json"], None);
+    assert_eq!(r.stdout.trim(), r#"["mallory"]"#);
+    let r = mallory.run(&["send", "@alice", "hi"], None);
+    assert_eq!(r.code, 6, "refused: {r:?}");
+    alice.ok(&["unblock", "mallory"], None);
+    mallory.ok(&["send", "@alice", "my secret"], None);
+
+    let r = root.run(&["admin", "erase", "mallory"], None);
+    assert_eq!(r.code, 1, "needs --yes: {r:?}");
+    assert!(r.stderr.contains("--yes"), "{r:?}");
+    root.ok(&["admin", "erase", "mallory", "--yes"], None);
+    let events = tail_json(&alice, "@mallory", 10);
+    assert!(
+        !messages(&events).iter().any(|(_, b)| b.contains("secret")),
+        "{events:?}"
+    );
+    assert_eq!(mallory.run(&["conversations"], None).code, 3);
+}

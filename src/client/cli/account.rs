@@ -250,6 +250,24 @@ pub(super) async fn admin(loaded: &Loaded, what: AdminWhat) -> Result<(), Failur
                 clean(&reply.user.username)
             );
         }
+        AdminWhat::Erase { name, yes } => {
+            if !yes {
+                return Err(Failure::new(
+                    Exit::Failure,
+                    format!(
+                        "erasing {} deletes every message they wrote and cannot be undone: \
+                         run again with --yes",
+                        clean(&name)
+                    ),
+                ));
+            }
+            let req = Request::AdminErase { username: name };
+            let reply: AccountOk = s.account(&req, &only("erase accounts")).await?;
+            eprintln!(
+                "Erased {}: their messages are deleted and the account cannot be used",
+                clean(&reply.user.username)
+            );
+        }
         AdminWhat::Promote { name } => set_role(&mut s, name, Role::Admin).await?,
         AdminWhat::Demote { name } => set_role(&mut s, name, Role::Member).await?,
     }
@@ -388,4 +406,43 @@ fn capital(text: &str) -> String {
         Some(f) => f.to_uppercase().chain(c).collect(),
         None => String::new(),
     }
+}
+
+/// `chat block NAME` / `chat unblock NAME`.
+pub(super) async fn block(loaded: &Loaded, name: String, on: bool) -> Result<(), Failure> {
+    let mut s = session(loaded).await?;
+    let shown = clean(&name);
+    let req = if on {
+        Request::Block { user: name }
+    } else {
+        Request::Unblock { user: name }
+    };
+    let _: serde_json::Value = s.ask(&req).await?;
+    s.conn.close().await;
+    if on {
+        eprintln!(
+            "Blocked {shown}: they cannot start a DM with you, add you anywhere or see your presence"
+        );
+    } else {
+        eprintln!("Unblocked {shown}");
+    }
+    Ok(())
+}
+
+/// `chat blocks`: the users this account blocks.
+pub(super) async fn blocks(loaded: &Loaded, json: bool) -> Result<(), Failure> {
+    let mut s = session(loaded).await?;
+    let reply: crate::proto::BlocksOk = s.ask(&Request::Blocks {}).await?;
+    s.conn.close().await;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&reply.users).unwrap_or_default()
+        );
+    } else {
+        for u in &reply.users {
+            println!("{}", clean(u));
+        }
+    }
+    Ok(())
 }

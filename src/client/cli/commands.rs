@@ -98,6 +98,9 @@ pub(super) async fn dispatch(command: Command, loaded: Loaded) -> Result<(), Fai
         Command::Create { what, json } => create(&loaded, what, json).await,
         Command::Join { channel } => join(&loaded, &channel).await,
         Command::Export => super::export::export(&loaded).await,
+        Command::Block { name } => super::account::block(&loaded, name, true).await,
+        Command::Unblock { name } => super::account::block(&loaded, name, false).await,
+        Command::Blocks { json } => super::account::blocks(&loaded, json).await,
         Command::Invite { what } => super::account::invite(&loaded, what).await,
         Command::Admin { what } => super::account::admin(&loaded, what).await,
         Command::Sessions {
@@ -315,7 +318,7 @@ pub(super) async fn resolve(
             .await
             .map_err(|e| {
                 let mut f = Failure::from(e);
-                if f.code == Exit::NotFound || f.code == Exit::Refused {
+                if f.code == Exit::NotFound {
                     f = Failure::new(Exit::NotFound, format!("no user named {user}"));
                 }
                 f

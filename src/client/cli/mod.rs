@@ -101,6 +101,16 @@ pub enum Command {
         /// #name or a conversation id
         channel: String,
     },
+    /// Block a user: they cannot start a DM with you, add you anywhere or
+    /// see your presence; nobody is told
+    Block { name: String },
+    /// Stop blocking a user
+    Unblock { name: String },
+    /// The users you block
+    Blocks {
+        #[arg(long)]
+        json: bool,
+    },
     /// Write everything the server holds that you may read (your account,
     /// your conversations and their whole history) as JSON to standard output
     Export,
@@ -210,6 +220,14 @@ pub enum AdminWhat {
     Promote { name: String },
     /// Make an admin a member
     Demote { name: String },
+    /// Erase an account for good: its messages are deleted and their text
+    /// removed from the server; the name stays taken
+    Erase {
+        name: String,
+        /// Confirm: this cannot be undone
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// Exit codes.
