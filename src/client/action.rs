@@ -71,6 +71,22 @@ pub enum Action {
         conv: String,
         users: Vec<String>,
     },
+    /// Remove members (admins of the conversation).
+    Kick {
+        conv: String,
+        users: Vec<String>,
+    },
+    /// Make a member an admin, or an admin a member.
+    SetAdmin {
+        conv: String,
+        user: String,
+        admin: bool,
+    },
+    /// Start (`on`) or stop blocking a user.
+    Block {
+        user: String,
+        on: bool,
+    },
     Mute {
         conv: String,
         muted: bool,

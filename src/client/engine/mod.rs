@@ -114,6 +114,8 @@ enum Pending {
         conv: String,
     },
     Users,
+    /// A request whose success is told with this notice.
+    Done(String),
     /// A request about the account (sessions, password).
     Account(account::AccountRequest),
     Ignore,

@@ -145,6 +145,7 @@ impl Engine {
             }
             Pending::Account(what) => self.on_account_reply(what, ok),
             Pending::Ignore => {}
+            Pending::Done(notice) => self.notice(notice),
         }
     }
 
@@ -188,7 +189,7 @@ impl Engine {
                 }
             }
             Pending::Sync | Pending::Users | Pending::Ignore => {}
-            Pending::Conv { .. } | Pending::Leave { .. } => {
+            Pending::Conv { .. } | Pending::Leave { .. } | Pending::Done(_) => {
                 if !disconnected {
                     self.notice(e.message);
                 } else {

@@ -45,6 +45,17 @@ impl App {
                     out.push(Action::Invite { conv, users });
                 }
             }
+            Command::Kick(users) => {
+                if let Some(conv) = need_conv(self) {
+                    out.push(Action::Kick { conv, users });
+                }
+            }
+            Command::Op(user, admin) => {
+                if let Some(conv) = need_conv(self) {
+                    out.push(Action::SetAdmin { conv, user, admin });
+                }
+            }
+            Command::Block(user, on) => out.push(Action::Block { user, on }),
             Command::Mute | Command::Unmute => {
                 if let Some(conv) = need_conv(self) {
                     let muted = cmd == Command::Mute;
