@@ -41,3 +41,6 @@ mod hostile;
 
 #[path = "server/roles.rs"]
 mod roles;
+
+#[path = "server/retention.rs"]
+mod retention;

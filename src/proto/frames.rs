@@ -495,6 +495,11 @@ pub struct ConversationsOk {
     /// Presence of every contact (an addition to the core, on `sync`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub presence: Vec<Presence>,
+    /// On `sync`, where the server keeps message text for a limited time:
+    /// the text of messages and edits older than this is gone, and clients
+    /// clear their copies too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_cutoff: Option<Millis>,
 }
 
 /// Reply to `history`.

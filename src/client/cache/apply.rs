@@ -317,6 +317,16 @@ impl Cache {
         Ok(outcome)
     }
 
+    /// Clear the text of messages and edits older than `cutoff` (the
+    /// server's retention); returns how many were cleared.
+    pub fn forget_text_before(&mut self, cutoff: i64) -> Result<usize, CacheError> {
+        Ok(self.conn.execute(
+            "UPDATE events SET text = '', data = json_set(data, '$.body', '')
+             WHERE kind IN ('message', 'edit') AND ts < ?1 AND coalesce(text, '') <> ''",
+            [cutoff],
+        )?)
+    }
+
     /// Highest seq up to which every event (from the floor) is held.
     pub fn cursor(&self, conv: &str) -> Result<u64, CacheError> {
         Ok(last_seq_and_cursor(&self.conn, conv)?.map_or(0, |(_, c)| c))

@@ -3,7 +3,7 @@
 //! and `channels`.
 
 use super::super::{Outcome, Session};
-use crate::proto::{ChannelsOk, ConversationsOk, ErrorCode, ProtoError, encode_ok};
+use crate::proto::{ChannelsOk, ConversationsOk, ErrorCode, ProtoError, encode_ok, now_millis};
 
 impl Session {
     /// The conversations `user` belongs to, without presence.
@@ -13,6 +13,7 @@ impl Session {
             &ConversationsOk {
                 conversations: self.shared.hub.conversations_of(user),
                 presence: Vec::new(),
+                retention_cutoff: None,
             },
         ))
     }
@@ -29,6 +30,7 @@ impl Session {
             &ConversationsOk {
                 conversations: hub.conversations_of(user),
                 presence: hub.contacts_presence(user),
+                retention_cutoff: self.shared.retention.cutoff(now_millis()),
             },
         )))
     }
