@@ -155,6 +155,7 @@ pub(crate) fn event_from_row(conv: &str, row: &Row<'_>) -> Result<Event, CacheEr
         ts: row.get(1)?,
         sender: row.get(2)?,
         client_msg_id: row.get(3)?,
+        eid: None,
         body: serde_json::from_str(&data).map_err(|e| corrupt(format!("event body: {e}")))?,
     })
 }
