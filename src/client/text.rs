@@ -194,6 +194,24 @@ pub fn cache_unopenable(path: &std::path::Path, err: &dyn std::fmt::Display) -> 
     format!("cannot open the local cache {}: {err}", path.display())
 }
 
+/// The one notice when the server's history differs from the cache's.
+pub fn diverged_notice(conversations: usize, resent: usize) -> String {
+    let what = if conversations == 1 {
+        "a conversation".to_string()
+    } else {
+        format!("{conversations} conversations")
+    };
+    let again = match resent {
+        0 => String::new(),
+        1 => "; one of your messages was sent again".to_string(),
+        n => format!("; {n} of your messages were sent again"),
+    };
+    format!(
+        "the server's history of {what} differs from this copy (restored from a backup, \
+         or lost in a power failure): reloaded it{again}"
+    )
+}
+
 /// `text` with every control character (C0, DEL, C1) and bidi override or
 /// isolate replaced by U+FFFD, so what another user wrote cannot move the
 /// cursor, change colours, talk to the terminal or make text read in an

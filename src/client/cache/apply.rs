@@ -144,7 +144,7 @@ fn refresh_changed_before(
 }
 
 /// The columns [`event_from_row`] reads, in order.
-pub(crate) const EVENT_COLUMNS: &str = "seq, ts, sender, client_msg_id, data";
+pub(crate) const EVENT_COLUMNS: &str = "seq, ts, sender, client_msg_id, data, eid";
 
 /// Decode an event selected with [`EVENT_COLUMNS`].
 pub(crate) fn event_from_row(conv: &str, row: &Row<'_>) -> Result<Event, CacheError> {
@@ -155,7 +155,7 @@ pub(crate) fn event_from_row(conv: &str, row: &Row<'_>) -> Result<Event, CacheEr
         ts: row.get(1)?,
         sender: row.get(2)?,
         client_msg_id: row.get(3)?,
-        eid: None,
+        eid: row.get(5)?,
         body: serde_json::from_str(&data).map_err(|e| corrupt(format!("event body: {e}")))?,
     })
 }
@@ -247,8 +247,8 @@ impl Cache {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO events
                  (conversation_id, seq, ts, sender, client_msg_id, kind, target_seq, text, data,
-                  counts_unread, mentions_me)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                  counts_unread, mentions_me, eid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?;
             let mut acked = tx.prepare_cached(
                 "DELETE FROM outbox WHERE client_msg_id = ?1 AND conversation_id = ?2",
@@ -277,7 +277,8 @@ impl Cache {
                     text,
                     data,
                     counts,
-                    mention
+                    mention,
+                    ev.eid
                 ])?;
                 if n == 0 {
                     continue;
@@ -316,6 +317,51 @@ impl Cache {
         }
         tx.commit()?;
         Ok(outcome)
+    }
+
+    /// For every conversation whose cursor event has a server id, that id:
+    /// what `sync` sends as `heads`, so the server can say whether this
+    /// copy is its own.
+    pub fn heads(&self) -> Result<HashMap<String, String>, CacheError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT c.id, e.eid FROM conversations c
+             JOIN events e ON e.conversation_id = c.id AND e.seq = c.cursor
+             WHERE e.eid IS NOT NULL",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// My messages in `conv` (newest `limit`, oldest first) as sends the
+    /// outbox can repeat: after the server's copy turned out to differ,
+    /// sending them again (same client_msg_id) restores the ones it lost
+    /// and is answered with the original seq for the ones it kept.
+    pub fn my_messages_to_resend(
+        &self,
+        conv: &str,
+        me: &str,
+        limit: u32,
+    ) -> Result<Vec<(String, String, Option<u64>)>, CacheError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT client_msg_id, data FROM events
+             WHERE conversation_id = ?1 AND sender = ?2 AND kind = 'message'
+               AND client_msg_id IS NOT NULL
+             ORDER BY seq DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![conv, me, limit], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (cmid, data) = row?;
+            if let Ok(EventBody::Message { body, reply_to }) = serde_json::from_str(&data)
+                && !body.is_empty()
+            {
+                out.push((cmid, body, reply_to));
+            }
+        }
+        out.reverse();
+        Ok(out)
     }
 
     /// Clear the text of messages and edits older than `cutoff` (the

@@ -107,6 +107,20 @@ impl Cache {
         Ok(())
     }
 
+    /// Forget a conversation's events and start it again from nothing (the
+    /// server's history turned out to differ): its settings, receipts and
+    /// outbox stay.
+    pub fn reset_history(&mut self, id: &str) -> Result<(), CacheError> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM events WHERE conversation_id = ?1", [id])?;
+        tx.execute(
+            "UPDATE conversations SET last_seq = 0, floor = 1, cursor = 0 WHERE id = ?1",
+            [id],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Raise the known last seq of a conversation (never lowers it).
     pub fn set_last_seq(&mut self, id: &str, seq: u64) -> Result<(), CacheError> {
         let tx = self.conn.transaction()?;

@@ -77,6 +77,10 @@ ALTER TABLE events ADD COLUMN counts_unread INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE events ADD COLUMN mentions_me INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX events_unread ON events(conversation_id, seq, mentions_me) WHERE counts_unread = 1;
 "#,
+    r#"
+-- the server's id of each event, to prove at sync that this copy is its
+ALTER TABLE events ADD COLUMN eid TEXT;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -336,13 +336,12 @@ impl Engine {
             .as_ref()
             .and_then(|c| c.cursors().ok())
             .unwrap_or_default();
-        self.request(
-            Request::Sync {
-                cursors,
-                heads: Default::default(),
-            },
-            Pending::Sync,
-        );
+        let heads = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.heads().ok())
+            .unwrap_or_default();
+        self.request(Request::Sync { cursors, heads }, Pending::Sync);
     }
 
     /// Open (or switch to) the cache of `user` on this server.

@@ -4,15 +4,20 @@
 
 use super::{Engine, FETCH_CONCURRENCY, INITIAL_DEPTH, PAGE, Pending};
 use crate::client::accounts;
+use crate::client::cache::{OutboxItem, OutboxRequest};
 use crate::client::net::NetEvent;
 use crate::client::net::task::NOT_CONNECTED;
-use crate::client::text::conv_title;
+use crate::client::text::{self, conv_title};
 use crate::client::update::Update;
 use crate::client::view::{ConnState, Incoming, PresenceView};
 use crate::proto::{
     AppendOk, ConvKind, ConversationOk, ConversationsOk, ErrorCode, Event, EventBody, HistoryOk,
-    OkFrame, Presence, ProtoError, Request, ServerFrame, UsersOk,
+    OkFrame, Presence, ProtoError, Request, ServerFrame, UsersOk, now_millis,
 };
+
+/// My newest messages sent again into a conversation whose history the
+/// server no longer has as this cache does.
+const RESEND_LIMIT: u32 = 1000;
 
 impl Engine {
     pub(super) fn on_net(&mut self, ev: NetEvent) {
@@ -202,6 +207,9 @@ impl Engine {
     fn on_sync(&mut self, reply: ConversationsOk) {
         if self.cache.is_none() {
             return;
+        }
+        if !reply.diverged.is_empty() {
+            self.start_over(&reply.diverged);
         }
         let ids: std::collections::HashSet<String> =
             reply.conversations.iter().map(|c| c.id.clone()).collect();
@@ -465,6 +473,56 @@ impl Engine {
     }
 
     /// Send every pending outbox entry not already in flight, in order.
+    /// The server's history of `convs` is not this cache's (it was
+    /// restored from a backup, or lost acknowledged writes in a power
+    /// failure): forget what is held of them, queue my own messages again
+    /// (the server answers the ones it kept with their seq and appends the
+    /// ones it lost), and fetch them anew. One notice says so.
+    fn start_over(&mut self, convs: &[String]) {
+        let me = self.me.clone().unwrap_or_default();
+        let Some(cache) = self.cache.as_mut() else {
+            return;
+        };
+        let mut again = 0usize;
+        let mut failed = None;
+        for conv in convs {
+            let mine = match cache.my_messages_to_resend(conv, &me, RESEND_LIMIT) {
+                Ok(m) => m,
+                Err(e) => {
+                    failed = Some(e);
+                    continue;
+                }
+            };
+            if let Err(e) = cache.reset_history(conv) {
+                failed = Some(e);
+                continue;
+            }
+            for (cmid, body, reply_to) in mine {
+                let item = OutboxItem {
+                    client_msg_id: cmid,
+                    conversation_id: conv.clone(),
+                    request: OutboxRequest::Send { body, reply_to },
+                    created_at: now_millis(),
+                };
+                match cache.outbox_push(&item) {
+                    Ok(()) => again += 1,
+                    Err(e) => failed = Some(e),
+                }
+            }
+        }
+        if let Some(e) = failed {
+            self.cache_error(e);
+        }
+        tracing::warn!(
+            conversations = convs.len(),
+            resent = again,
+            "history diverged from the server's"
+        );
+        self.notice(text::diverged_notice(convs.len(), again));
+        self.dirty.list = true;
+        self.dirty.messages = true;
+    }
+
     pub(super) fn send_outbox(&mut self) {
         if !self.connected {
             return;
