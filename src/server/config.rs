@@ -53,6 +53,8 @@ pub struct AuthConfig {
     pub argon2_parallelism: u32,
     /// Password hashes computed at once; more wait (each uses the memory above).
     pub max_concurrent_hashes: usize,
+    /// Hashes waiting for a hashing thread.
+    pub hash_queue: usize,
 }
 
 /// What sessions apply of `[auth]`.
@@ -89,6 +91,7 @@ impl Default for AuthConfig {
             argon2_iterations: 2,
             argon2_parallelism: 1,
             max_concurrent_hashes: 2,
+            hash_queue: 32,
         }
     }
 }
