@@ -1,5 +1,6 @@
 //! chatd's configuration: defaults, the TOML file, and command-line overrides.
 
+pub use crate::net::transport::IpNet;
 use crate::proto::Limits;
 pub use crate::store::log::Registration;
 use crate::store::log::{SessionLife, StoreConfig};
@@ -32,6 +33,10 @@ pub struct NetSettings {
     /// other origin is refused, so a web page a member opens cannot drive
     /// the server in their name.
     pub allowed_origins: Vec<String>,
+    /// Reverse proxies (addresses or CIDR blocks) whose `X-Forwarded-For`
+    /// or `X-Real-IP` header names the client. From any other peer those
+    /// headers are ignored and the socket's address is the client's.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 /// Accounts, sessions and password hashing (argon2id).

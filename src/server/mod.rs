@@ -98,6 +98,7 @@ pub async fn serve(
     let ws_config = transport::ws_config(config.limits.hard_frame_bytes);
     let head_timeout = Duration::from_secs(config.limits.auth_timeout_secs.max(1));
     let origins: Arc<[String]> = config.net.allowed_origins.clone().into();
+    let proxies: Arc<[config::IpNet]> = config.net.trusted_proxies.clone().into();
     let tasks = TaskTracker::new();
     tracing::info!(addr = %listener.local_addr()?, data = %data.display(), "chatd listening");
     tokio::pin!(shutdown);
@@ -117,16 +118,17 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 let origins = origins.clone();
+                let proxies = proxies.clone();
                 // The accept phase is boxed and freed once done, so that a
                 // connection's task carries only the session's state.
                 let accepting = Box::pin(async move {
-                    transport::accept(stream, ws_config, head_timeout, &origins)
+                    transport::accept(stream, peer.ip(), ws_config, head_timeout, &origins, &proxies)
                         .await
                         .map_err(|e| tracing::debug!(%peer, "rejected: {e}"))
                 });
                 tasks.spawn(async move {
-                    if let Ok(Accepted::WebSocket(ws)) = accepting.await {
-                        session::run(ws, shared).await;
+                    if let Ok(Accepted::WebSocket(ws, addr)) = accepting.await {
+                        session::run(ws, shared, addr).await;
                     }
                 });
             }

@@ -15,6 +15,7 @@ use crate::server::queue::{Drained, PushQueue};
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::time::{Duration, Instant, Sleep};
@@ -49,8 +50,8 @@ pub(super) enum Flow {
     Close(Option<CloseFrame>),
 }
 
-/// Serve one upgraded connection until it closes.
-pub async fn run(ws: Box<Ws>, shared: Arc<Shared>) {
+/// Serve one upgraded connection from `addr` until it closes.
+pub async fn run(ws: Box<Ws>, shared: Arc<Shared>, addr: IpAddr) {
     let limits = &shared.limits;
     let mut c = ServerConn {
         ws,
@@ -63,6 +64,7 @@ pub async fn run(ws: Box<Ws>, shared: Arc<Shared>) {
             bucket: TokenBucket::new(limits.requests_per_sec, limits.request_burst),
             typing: TypingThrottle::default(),
             auth_failures: 0,
+            addr,
         },
         inflight: None,
         deadline: Some((
@@ -128,7 +130,10 @@ impl ServerConn {
             }
             Wake::Deadline => Flow::Close(Some(match self.deadline.as_ref().map(|(_, d)| *d) {
                 Some(Deadline::Drain) => close(CloseCode::Away, "server shutting down"),
-                _ => close(CloseCode::Policy, "authenticate first"),
+                _ => {
+                    tracing::debug!(addr = %self.s.addr, "closed: not authenticated in time");
+                    close(CloseCode::Policy, "authenticate first")
+                }
             })),
             Wake::Reply(reply) => {
                 if self.inflight.as_ref().is_some_and(|f| f.is_empty()) {
