@@ -4,8 +4,9 @@
 //! (`max_concurrent_hashes`), fed by a bounded queue. Each thread owns one
 //! argon2 memory buffer for its whole life and reuses it for every hash, so
 //! the memory hashing takes is allocated once, not per hash: a burst of
-//! logins leaves the process's footprint where it was. [`Hasher::reserve`]
-//! takes a place in the queue, or says how long until one frees. Tokens are 32 random bytes shown to the client once and
+//! logins leaves the process's footprint where it was. Handshakes reserve
+//! a place in the queue first ([`Hasher::reserve`]) and are refused at once
+//! when it is full. Tokens are 32 random bytes shown to the client once and
 //! stored only as their SHA-256.
 
 use super::config::AuthConfig;

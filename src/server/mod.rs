@@ -15,6 +15,7 @@ mod limiter;
 mod queue;
 mod run;
 pub mod session;
+mod throttle;
 mod validate;
 
 use crate::net::transport::{self, Accepted};
@@ -37,6 +38,7 @@ pub struct Shared {
     pub hub: Arc<Hub>,
     pub store: LogStore,
     pub hasher: auth::Hasher,
+    pub throttle: Arc<throttle::Throttle>,
     pub limits: Limits,
     pub accounts: config::AccountRules,
     pub shutdown: CancellationToken,
@@ -80,6 +82,7 @@ pub async fn serve(
         hub,
         store: store.clone(),
         hasher,
+        throttle: throttle::Throttle::new(&config.auth, &config.limits),
         limits: config.limits.clone(),
         accounts: config.auth.rules(),
         shutdown: token.clone(),

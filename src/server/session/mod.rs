@@ -20,6 +20,7 @@ mod cmd;
 mod conn;
 mod handshake;
 mod push;
+mod throttled;
 
 pub use cmd::new_invite_code;
 pub use conn::run;
