@@ -35,3 +35,6 @@ mod accounts;
 
 #[path = "server/private_files.rs"]
 mod private_files;
+
+#[path = "server/throttle.rs"]
+mod throttle;
