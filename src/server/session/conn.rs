@@ -57,7 +57,7 @@ pub(super) enum Flow {
 /// Serve one upgraded connection from `addr` until it closes.
 pub async fn run(mut ws: Box<Ws>, shared: Arc<Shared>, addr: IpAddr) {
     let Some(unauthenticated) = shared.throttle.unauthenticated(addr) else {
-        tracing::info!(%addr, "refused: too many unauthenticated connections from this address");
+        tracing::debug!(%addr, "refused: too many unauthenticated connections from this address");
         let frame = close(
             CloseCode::Again,
             "too many unauthenticated connections from your address",

@@ -47,7 +47,9 @@ impl Session {
         if let Err(refusal) = throttle.check(self.addr, account) {
             return Err(match refusal {
                 Refusal::Failures(wait) => {
-                    tracing::info!(addr = %self.addr, user = %loggable(username),
+                    // Debug only: refusals cost nothing and may come by the
+                    // thousand; the failures that earned them are logged.
+                    tracing::debug!(addr = %self.addr, user = %loggable(username),
                         wait_ms = millis(wait), "throttled: too many failed attempts");
                     ProtoError::rate_limited(
                         "too many failed attempts; try again later",
