@@ -29,6 +29,9 @@ fn main() {
     if cli.insecure {
         loaded.allow_insecure();
     }
+    if let Some(path) = cli.ca_file.clone() {
+        loaded.set_ca_file(path);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -153,3 +153,269 @@ fn cli_round_trip() {
     assert_eq!(r.code, 0, "{r:?}");
     w.stop_blocking();
 }
+
+/// `chat export`: one JSON document with the account and every
+/// conversation's whole log, past the server's page size.
+#[test]
+fn export_writes_the_account_and_every_readable_event() {
+    let w = World::new();
+    let alice = w.home("alice");
+    let bob = w.home("bob");
+    alice.register("alice");
+    bob.register("bob");
+    alice.ok(&["send", "@bob", "first"], None);
+    let many: String = (0..620).map(|i| format!("line {i}\n")).collect();
+    // One message per line would take long; the body is one message.
+    alice.ok(&["send", "@bob"], Some(&many));
+    for i in 0..3 {
+        bob.ok(&["send", "@alice", &format!("reply {i}")], None);
+    }
+    bob.ok(&["create", "channel", "general"], None);
+    bob.ok(&["send", "#general", "bob only"], None);
+
+    let r = alice.ok(&["export"], None);
+    let doc: serde_json::Value =
+        serde_json::from_str(r.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", r.stdout));
+    assert_eq!(doc["format"], "chat-export");
+    assert_eq!(doc["version"], 1);
+    assert_eq!(doc["account"]["username"], "alice");
+    assert!(!doc["account"]["sessions"].as_array().unwrap().is_empty());
+    let convs = doc["conversations"].as_array().unwrap();
+    assert_eq!(convs.len(), 1, "only what alice belongs to");
+    let events: Vec<Event> = serde_json::from_value(convs[0]["events"].clone()).expect("events");
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "whole and dense"
+    );
+    let bodies: Vec<String> = messages(&events).into_iter().map(|(_, b)| b).collect();
+    assert_eq!(bodies.len(), 5);
+    assert_eq!(bodies[0], "first");
+    assert_eq!(bodies[4], "reply 2");
+}
+
+/// A history longer than one page comes out whole.
+#[test]
+fn export_pages_through_a_long_history() {
+    let w = World::new();
+    let alice = w.home("alice");
+    alice.register("alice");
+    // Two pages of the server's 500, within one connection's request burst.
+    let sent = 900;
+    {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let mut p = support::Peer::connect(&w.server.ws_url()).await;
+            let r = p.login("alice", PASSWORD).await;
+            assert_eq!(r["type"], "ok", "{r}");
+            let conv = p.create_channel("long").await;
+            for i in 0..sent {
+                p.send_msg(&conv, &format!("m{i}")).await;
+            }
+        });
+    }
+    let r = alice.ok(&["export"], None);
+    let doc: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    let events = doc["conversations"][0]["events"].as_array().unwrap();
+    assert_eq!(events.len(), sent + 1, "create and every message");
+    assert_eq!(events.last().unwrap()["body"], format!("m{}", sent - 1));
+}
+
+/// Accounts from the command line on a server that registers by
+/// invitation: the first account is admin and invites, a newcomer needs the
+/// code, admins manage accounts, sessions end from another device, and a
+/// password change keeps this device logged in.
+#[test]
+fn invitations_admin_sessions_and_password() {
+    use chat::proto::{Account, Role, SessionInfo};
+    let mut server = support::Server::start_with(|c| {
+        c.auth.registration = chat::server::config::Registration::Invite;
+    });
+    let url = server.url();
+    let tmp = tempfile::tempdir().unwrap();
+    let alice = Home::new(tmp.path().join("alice"), &url);
+    let laptop = Home::new(tmp.path().join("laptop"), &url);
+    let bob = Home::new(tmp.path().join("bob"), &url);
+    let pw = format!("{PASSWORD}\n");
+
+    // The first account needs no invitation and is the admin.
+    alice.register("alice");
+    let r = alice.ok(&["invite", "create"], None);
+    let code = r.stdout.trim().to_string();
+    assert_eq!(code.len(), 32, "{r:?}");
+    assert!(
+        r.stderr.contains(&format!(
+            "chat --server {url} register NAME --invite {code}"
+        )),
+        "{r:?}"
+    );
+
+    // Without the code, or with a wrong one: refused in one line, exit 3.
+    let r = bob.run(&["register", "bob", "--password-stdin"], Some(&pw));
+    assert_eq!(r.code, 3, "{r:?}");
+    assert_eq!(
+        r.stderr.trim(),
+        "chat: this server needs an invitation: ask an admin for a code and run `chat register NAME --invite CODE`"
+    );
+    let r = bob.run(
+        &["register", "bob", "--password-stdin", "--invite", "0000"],
+        Some(&pw),
+    );
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stderr.contains("invitation code is unknown"), "{r:?}");
+    bob.ok(
+        &["register", "bob", "--password-stdin", "--invite", &code],
+        Some(&pw),
+    );
+
+    // The invitation is used up; members may not invite here.
+    let r = alice.ok(&["invite", "list", "--json"], None);
+    let list: Vec<serde_json::Value> = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(list.len(), 1, "{r:?}");
+    assert_eq!(list[0]["used_by"], serde_json::json!(["bob"]));
+    assert_eq!(list[0]["state"], "used up");
+    let r = alice.ok(&["invite", "list"], None);
+    assert!(
+        r.stdout.contains("used up") && r.stdout.contains("bob"),
+        "{r:?}"
+    );
+    let r = bob.run(&["invite", "create"], None);
+    assert_eq!(r.code, 6, "{r:?}");
+    assert!(r.stderr.contains("only an admin may"), "{r:?}");
+
+    // Accounts: both listed; only an admin may ask.
+    let r = alice.ok(&["admin", "users", "--json"], None);
+    let users: Vec<Account> = serde_json::from_str(r.stdout.trim()).unwrap();
+    let roles: Vec<(&str, Role)> = users
+        .iter()
+        .map(|a| (a.username.as_str(), a.role))
+        .collect();
+    assert_eq!(roles, [("alice", Role::Admin), ("bob", Role::Member)]);
+    let r = alice.ok(&["admin", "users"], None);
+    assert!(
+        r.stdout.contains("alice") && r.stdout.contains("offline"),
+        "{r:?}"
+    );
+    let r = bob.run(&["admin", "users"], None);
+    assert_eq!(r.code, 6, "{r:?}");
+    assert_eq!(r.stderr.trim(), "chat: only an admin may list accounts");
+
+    // Deactivated: bob's stored session ends, and he cannot log in.
+    alice.ok(&["admin", "deactivate", "bob"], None);
+    let r = bob.run(&["conversations"], None);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stderr.contains("run `chat login bob`"), "{r:?}");
+    let r = bob.run(&["login", "bob", "--password-stdin"], Some(&pw));
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stderr.contains("deactivated"), "{r:?}");
+    alice.ok(&["admin", "reactivate", "bob"], None);
+    bob.ok(&["login", "bob", "--password-stdin"], Some(&pw));
+    bob.ok(&["conversations"], None);
+    // The last admin stays.
+    let r = alice.run(&["admin", "demote", "alice"], None);
+    assert_eq!(r.code, 6, "{r:?}");
+
+    // Sessions: a second device, listed, then ended from the first.
+    let sessions = |home: &Home| -> Vec<SessionInfo> {
+        let r = home.ok(&["--user", "alice", "sessions", "--json"], None);
+        serde_json::from_str(r.stdout.trim()).unwrap()
+    };
+    laptop.ok(&["login", "alice", "--password-stdin"], Some(&pw));
+    let list = sessions(&alice);
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list.iter().filter(|s| s.current).count(), 1, "{list:?}");
+    let r = alice.ok(&["sessions"], None);
+    assert!(r.stdout.contains("(this device)"), "{r:?}");
+    let r = alice.ok(&["sessions", "--others"], None);
+    assert!(r.stderr.contains("Ended 1 other session"), "{r:?}");
+    assert_eq!(laptop.run(&["conversations"], None).code, 3);
+    laptop.ok(&["login", "alice", "--password-stdin"], Some(&pw));
+    let other = sessions(&alice)
+        .into_iter()
+        .find(|s| !s.current)
+        .expect("the laptop's session");
+    alice.ok(&["sessions", "--revoke", &other.id], None);
+    assert_eq!(laptop.run(&["conversations"], None).code, 3);
+    let r = alice.run(&["sessions", "--revoke", "0123456789abcdef"], None);
+    assert_eq!(r.code, 4, "{r:?}");
+
+    // A new password: this device stays, the old password is gone.
+    laptop.ok(&["login", "alice", "--password-stdin"], Some(&pw));
+    let r = alice.run(
+        &["passwd", "--password-stdin"],
+        Some("not the password\nwhatever new one\n"),
+    );
+    assert_eq!(r.code, 3, "{r:?}");
+    let r = alice.ok(
+        &["passwd", "--password-stdin"],
+        Some(&format!("{PASSWORD}\na brand new password\n")),
+    );
+    assert!(
+        r.stderr.contains("Password changed; 1 other session ended"),
+        "{r:?}"
+    );
+    alice.ok(&["conversations"], None);
+    assert_eq!(laptop.run(&["conversations"], None).code, 3);
+    let r = laptop.run(&["login", "alice", "--password-stdin"], Some(&pw));
+    assert_eq!(r.code, 3, "{r:?}");
+    laptop.ok(
+        &["login", "alice", "--password-stdin"],
+        Some("a brand new password\n"),
+    );
+
+    // Accounts an admin creates, promotes and resets.
+    let carol = Home::new(tmp.path().join("carol"), &url);
+    alice.ok(
+        &["admin", "create", "carol", "--password-stdin"],
+        Some("carol's first password\n"),
+    );
+    carol.ok(
+        &["login", "carol", "--password-stdin"],
+        Some("carol's first password\n"),
+    );
+    alice.ok(&["admin", "promote", "carol"], None);
+    let r = alice.ok(&["admin", "users", "--json"], None);
+    let users: Vec<Account> = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert!(
+        users
+            .iter()
+            .any(|a| a.username == "carol" && a.role == Role::Admin)
+    );
+    alice.ok(
+        &["admin", "reset-password", "carol", "--password-stdin"],
+        Some("carol's second password\n"),
+    );
+    assert_eq!(carol.run(&["conversations"], None).code, 3);
+    server.stop_blocking();
+}
+
+/// Blocking and erasing from the command line.
+#[test]
+fn block_and_erase_from_the_command_line() {
+    let w = World::new();
+    let root = w.home("root");
+    let alice = w.home("alice");
+    let mallory = w.home("mallory");
+    root.register("root");
+    alice.register("alice");
+    mallory.register("mallory");
+    alice.ok(&["block", "mallory"], None);
+    let r = alice.ok(&["blocks", "--json"], None);
+    assert_eq!(r.stdout.trim(), r#"["mallory"]"#);
+    let r = mallory.run(&["send", "@alice", "hi"], None);
+    assert_eq!(r.code, 6, "refused: {r:?}");
+    alice.ok(&["unblock", "mallory"], None);
+    mallory.ok(&["send", "@alice", "my secret"], None);
+
+    let r = root.run(&["admin", "erase", "mallory"], None);
+    assert_eq!(r.code, 1, "needs --yes: {r:?}");
+    assert!(r.stderr.contains("--yes"), "{r:?}");
+    root.ok(&["admin", "erase", "mallory", "--yes"], None);
+    let events = tail_json(&alice, "@mallory", 10);
+    assert!(
+        !messages(&events).iter().any(|(_, b)| b.contains("secret")),
+        "{events:?}"
+    );
+    assert_eq!(mallory.run(&["conversations"], None).code, 3);
+}

@@ -775,3 +775,118 @@ async fn a_damaged_cache_is_set_aside_and_rebuilt() {
     .await;
     bob.stop().await;
 }
+
+/// A session ended from another device closes the connection with
+/// `session revoked`: the client forgets the token, shows the login screen
+/// with the reason and does not try the token again; a new login works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_session_returns_to_login_and_stays_there() {
+    use chat::client::credentials::TokenStore;
+    let w = World::new();
+    let alice = w.client("alice").await;
+    let tokens = TokenStore::file_only(alice.data.join("credentials.toml"));
+    assert!(tokens.load("alice", &alice.server).is_some());
+
+    // The client lists its sessions; another device ends all but its own.
+    alice.act(Action::Sessions);
+    alice
+        .wait("the session list", |m| {
+            m.sessions
+                .as_ref()
+                .is_some_and(|l| l.len() == 1 && l[0].current)
+        })
+        .await;
+    let mut phone = Peer::connect(&w.ws_url()).await;
+    assert_eq!(phone.login("alice", PASSWORD).await["type"], "ok");
+    let r = phone
+        .ok(serde_json::json!({"type":"revoke_session","others":true}))
+        .await;
+    assert_eq!(r["revoked"], 1, "{r}");
+
+    alice
+        .wait("the login screen with the reason", |m| {
+            m.needs_login
+                && m.login_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("session was ended"))
+        })
+        .await;
+    assert!(tokens.load("alice", &alice.server).is_none());
+    // Reconnects would come every 50-300 ms: none comes.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    alice.with(|m| {
+        assert!(m.needs_login);
+        assert_eq!(
+            m.conn,
+            ConnState::Offline {
+                reason: "not logged in".into()
+            }
+        );
+    });
+    let r = phone.ok(serde_json::json!({"type":"sessions"})).await;
+    assert_eq!(r["sessions"].as_array().map(Vec::len), Some(1), "{r}");
+
+    alice.act(Action::Login {
+        username: "alice".into(),
+        password: PASSWORD.into(),
+    });
+    alice.wait_connected().await;
+    assert!(tokens.load("alice", &alice.server).is_some());
+    alice.stop().await;
+}
+
+/// A login refused for now with `retry_after_ms` says when to try again,
+/// and a refusal of the registration says what to do, on the login screen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_refusals_say_what_to_do() {
+    use chat::client::credentials::TokenStore;
+    use chat::client::engine::Input;
+    use chat::client::net::{NetEvent, task};
+    use chat::proto::{ErrorCode, ProtoError};
+    let tmp = tempfile::tempdir().unwrap();
+    // A network task with nothing to do; its events are played by hand.
+    let (idle_tx, _idle_rx) = tokio::sync::mpsc::channel::<Input>(8);
+    let net = task::spawn(support::client::net_config("127.0.0.1:1"), None, idle_tx);
+    let (events, events_rx) = tokio::sync::mpsc::channel::<Input>(8);
+    let opts = chat::client::ClientOptions::interactive(
+        support::client::net_config("127.0.0.1:1"),
+        None,
+        None,
+        TokenStore::file_only(tmp.path().join("credentials.toml")),
+        Paths::new(tmp.path().to_path_buf()),
+    );
+    let mut client = chat::client::spawn::spawn_on(opts, net, events_rx);
+    let mut said = Vec::new();
+    for err in [
+        ProtoError::rate_limited("too many failed logins; try again later", 4000),
+        ProtoError::new(ErrorCode::InviteRequired, "register with --invite CODE"),
+        ProtoError::new(ErrorCode::AccountDisabled, "ask an admin"),
+    ] {
+        events
+            .send(Input::Net(NetEvent::AuthFailed(err)))
+            .await
+            .unwrap();
+        let message = loop {
+            let batch = tokio::time::timeout(CLIENT_WAIT, client.updates.recv())
+                .await
+                .expect("an update")
+                .expect("the engine runs");
+            if let Some(m) = batch.into_iter().find_map(|u| match u {
+                Update::AuthFailed { message } => Some(message),
+                _ => None,
+            }) {
+                break m;
+            }
+        };
+        said.push(message);
+    }
+    assert_eq!(
+        said,
+        [
+            "too many attempts: try again in 4 s",
+            "this server needs an invitation: ask an admin for a code",
+            "this account is deactivated: ask an admin to reactivate it",
+        ]
+    );
+    let _ = client.actions.send(Action::Quit);
+}

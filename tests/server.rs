@@ -36,5 +36,11 @@ mod accounts;
 #[path = "server/private_files.rs"]
 mod private_files;
 
+#[path = "server/hostile.rs"]
+mod hostile;
+
+#[path = "server/roles.rs"]
+mod roles;
+
 #[path = "server/throttle.rs"]
 mod throttle;

@@ -84,6 +84,7 @@ pub fn fill_cache(
             members: members.clone(),
             last_seq: 0,
             receipts: BTreeMap::new(),
+            roles: BTreeMap::new(),
         })?;
     }
     let mut seqs = vec![0u64; convs];

@@ -71,6 +71,22 @@ pub enum Action {
         conv: String,
         users: Vec<String>,
     },
+    /// Remove members (admins of the conversation).
+    Kick {
+        conv: String,
+        users: Vec<String>,
+    },
+    /// Make a member an admin, or an admin a member.
+    SetAdmin {
+        conv: String,
+        user: String,
+        admin: bool,
+    },
+    /// Start (`on`) or stop blocking a user.
+    Block {
+        user: String,
+        on: bool,
+    },
     Mute {
         conv: String,
         muted: bool,
@@ -93,6 +109,20 @@ pub enum Action {
         password: String,
         /// An invitation code, where the server needs one.
         invite: Option<String>,
+    },
+    /// List this account's device sessions
+    /// ([`Update::Sessions`](super::Update::Sessions)).
+    Sessions,
+    /// End one of this account's sessions by its public id.
+    RevokeSession {
+        id: String,
+    },
+    /// End every session of this account but this one.
+    RevokeOtherSessions,
+    /// Change the password; the other sessions end, this one stays.
+    ChangePassword {
+        old: String,
+        new: String,
     },
     Quit,
 }

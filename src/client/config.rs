@@ -21,6 +21,10 @@ pub struct ClientConfig {
     pub autostart_server: bool,
     /// Allow a password or token over cleartext `ws://` to another machine.
     pub insecure: bool,
+    /// A PEM file of certificates to trust for `wss://` besides the
+    /// platform's roots: a private CA, or a server's self-signed certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
     pub notifications: NotifyConfig,
     pub privacy: PrivacyConfig,
     pub ui: UiConfig,
@@ -92,6 +96,7 @@ impl Default for ClientConfig {
             device: default_device(),
             autostart_server: true,
             insecure: false,
+            ca_file: None,
             notifications: NotifyConfig::default(),
             privacy: PrivacyConfig::default(),
             ui: UiConfig::default(),
@@ -248,6 +253,12 @@ impl Loaded {
     pub fn allow_insecure(&mut self) {
         self.config.insecure = true;
         self.flag_keys.insert("insecure".to_string());
+    }
+
+    /// `--ca-file PATH` on the command line.
+    pub fn set_ca_file(&mut self, path: PathBuf) {
+        self.config.ca_file = Some(path);
+        self.flag_keys.insert("ca_file".to_string());
     }
 
     /// Whether the user chose a server (file or flag) rather than the default.

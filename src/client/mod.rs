@@ -2,11 +2,13 @@
 //! task ([`net`]), the local cache ([`cache`]), the engine that keeps the
 //! cache equal to the server's log and publishes typed [`Update`]s
 //! ([`engine`]), the view model and its text ([`view`], [`text`],
-//! [`clock`]), configuration, credentials and the command line ([`cli`]).
+//! [`clock`]), accounts in words ([`accounts`]), configuration,
+//! credentials and the command line ([`cli`]).
 //!
 //! [`spawn`] is the one composition root: the TUI, the command line, the
 //! tests and the benchmarks all start an engine through it.
 
+pub mod accounts;
 pub mod action;
 pub mod cache;
 pub mod cli;

@@ -5,7 +5,7 @@
 
 use crate::client::clock::TimeZone;
 use crate::client::view::SystemChange;
-use crate::proto::{ConvKind, Event, EventBody};
+use crate::proto::{ConvKind, Event, EventBody, MemberRole};
 
 /// Longest reply excerpt, in characters (an ellipsis marks a cut).
 pub(crate) const EXCERPT_CHARS: usize = 80;
@@ -85,6 +85,14 @@ pub fn system_line(sender: &str, change: &SystemChange) -> String {
                 format!("{sender} removed {}", members.join(", "))
             }
         }
+        SystemChange::Removed { members } => {
+            format!("{sender} removed {}", members.join(", "))
+        }
+        SystemChange::RoleSet { user, role } => match role {
+            MemberRole::Owner => format!("{sender} handed this over to {user}"),
+            MemberRole::Admin => format!("{sender} made {user} an admin"),
+            MemberRole::Member => format!("{sender} made {user} a member"),
+        },
         SystemChange::Renamed { name } => format!("{sender} renamed this to {name}"),
     }
 }
@@ -275,6 +283,26 @@ mod tests {
                 members: v(&["bob"])
             }),
             "alice removed bob"
+        );
+        assert_eq!(
+            s(SystemChange::Removed {
+                members: v(&["mallory"])
+            }),
+            "alice removed mallory"
+        );
+        assert_eq!(
+            s(SystemChange::RoleSet {
+                user: "bob".into(),
+                role: MemberRole::Admin
+            }),
+            "alice made bob an admin"
+        );
+        assert_eq!(
+            s(SystemChange::RoleSet {
+                user: "bob".into(),
+                role: MemberRole::Owner
+            }),
+            "alice handed this over to bob"
         );
         assert_eq!(
             s(SystemChange::Renamed {

@@ -3,7 +3,7 @@
 //! tests). The engine never reaches into a front end's state.
 
 use crate::client::view::{ConnState, ConvSummary, Incoming, MessageRow, PresenceView};
-use crate::proto::{Event, ProtoError, ReceiptPair};
+use crate::proto::{Event, ProtoError, ReceiptPair, SessionInfo};
 use std::collections::BTreeMap;
 
 /// One change, in the order the engine made it. The engine sends them in
@@ -40,6 +40,8 @@ pub enum Update {
     Users(Vec<String>),
     /// A one-line message for the user.
     Notice(String),
+    /// This account's device sessions, most recently used first.
+    Sessions(Vec<SessionInfo>),
     /// Messages from others that just arrived live (for notifications).
     Incoming(Vec<Incoming>),
     /// A conversation just created or joined at the user's request.

@@ -1,7 +1,7 @@
 //! What the screen shows, as plain data: the client engine fills these from
 //! the cache, the TUI renders them. No I/O and no behaviour here.
 
-use crate::proto::{ConvKind, EventBody, Millis, PresenceStatus};
+use crate::proto::{ConvKind, EventBody, MemberRole, Millis, PresenceStatus};
 
 /// One row of the conversation list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,10 +80,27 @@ pub enum MessageRow {
 /// What a system row records, as data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SystemChange {
-    Created { name: Option<String> },
-    Joined { members: Vec<String> },
-    Left { members: Vec<String> },
-    Renamed { name: String },
+    Created {
+        name: Option<String>,
+    },
+    Joined {
+        members: Vec<String>,
+    },
+    Left {
+        members: Vec<String>,
+    },
+    /// Removed by the sender, an admin of the conversation.
+    Removed {
+        members: Vec<String>,
+    },
+    /// The sender gave `user` a role.
+    RoleSet {
+        user: String,
+        role: MemberRole,
+    },
+    Renamed {
+        name: String,
+    },
 }
 
 impl SystemChange {
@@ -96,6 +113,13 @@ impl SystemChange {
             },
             EventBody::Leave { members } => SystemChange::Left {
                 members: members.clone(),
+            },
+            EventBody::Remove { members } => SystemChange::Removed {
+                members: members.clone(),
+            },
+            EventBody::Role { user, role } => SystemChange::RoleSet {
+                user: user.clone(),
+                role: *role,
             },
             EventBody::Rename { name } => SystemChange::Renamed { name: name.clone() },
             EventBody::Message { .. }

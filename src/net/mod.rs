@@ -1,6 +1,8 @@
-//! The server's transport: the HTTP/WebSocket acceptor ([`transport`]) and
-//! the socket wrapper under tungstenite ([`sockio`]). The client's
-//! connections live in `crate::client::net`.
+//! The server's transport: TLS when configured ([`tls`]), the
+//! HTTP/WebSocket acceptor ([`transport`]) and the socket wrapper under
+//! tungstenite ([`sockio`]). The client's connections live in
+//! `crate::client::net`.
 
 pub mod sockio;
+pub mod tls;
 pub mod transport;

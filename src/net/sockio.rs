@@ -37,9 +37,10 @@ thread_local! {
     static SCRATCH_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH]);
 }
 
-/// A TCP stream with shared-scratch reads and batched writes.
-pub struct SockIo {
-    stream: TcpStream,
+/// A stream (TCP, or TLS over it) with shared-scratch reads and batched
+/// writes.
+pub struct SockIo<S = TcpStream> {
+    stream: S,
     /// Read from the socket, not yet handed to tungstenite (from `unread_pos`).
     unread: Vec<u8>,
     unread_pos: usize,
@@ -48,9 +49,9 @@ pub struct SockIo {
     out_pos: usize,
 }
 
-impl SockIo {
+impl<S: AsyncRead + AsyncWrite + Unpin> SockIo<S> {
     /// Wrap `stream`; `already_read` are bytes read past the HTTP head.
-    pub fn new(stream: TcpStream, already_read: Vec<u8>) -> SockIo {
+    pub fn new(stream: S, already_read: Vec<u8>) -> SockIo<S> {
         SockIo {
             stream,
             unread: already_read,
@@ -94,7 +95,8 @@ impl SockIo {
         }
     }
 
-    /// Write everything buffered; then release the buffer.
+    /// Write everything buffered; then release the buffer. The stream is
+    /// flushed too: TLS keeps what the socket did not take yet.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.out_pos < self.out.len() {
             let n = ready!(Pin::new(&mut self.stream).poll_write(cx, &self.out[self.out_pos..]))?;
@@ -105,11 +107,11 @@ impl SockIo {
         }
         self.out = Vec::new();
         self.out_pos = 0;
-        Poll::Ready(Ok(()))
+        Pin::new(&mut self.stream).poll_flush(cx)
     }
 }
 
-impl AsyncRead for SockIo {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for SockIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -146,7 +148,7 @@ impl AsyncRead for SockIo {
     }
 }
 
-impl AsyncWrite for SockIo {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for SockIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -161,9 +163,7 @@ impl AsyncWrite for SockIo {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        ready!(this.poll_drain(cx))?;
-        Pin::new(&mut this.stream).poll_flush(cx)
+        self.get_mut().poll_drain(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

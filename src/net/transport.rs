@@ -1,4 +1,4 @@
-//! The server's transport: one TCP port serving `GET /healthz` as plain HTTP
+//! The server's transport: one port (TCP, or TLS over it) serving `GET /healthz` as plain HTTP
 //! and `GET /ws` as a WebSocket upgrade.
 //!
 //! The HTTP request head is read here (bounded in size and time) so that both
@@ -12,8 +12,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -23,10 +22,10 @@ use super::sockio::SockIo;
 /// Largest HTTP request head accepted.
 const MAX_HEAD: usize = 8 * 1024;
 
-/// What an accepted TCP connection turned out to be.
-pub enum Accepted {
+/// What an accepted connection turned out to be.
+pub enum Accepted<S> {
     /// An upgraded WebSocket, ready for frames, and the client's address.
-    WebSocket(Box<WebSocketStream<SockIo>>, IpAddr),
+    WebSocket(Box<WebSocketStream<SockIo<S>>>, IpAddr),
     /// A plain HTTP request that has been answered.
     Answered,
 }
@@ -128,14 +127,14 @@ fn route(head: &[u8], peer: IpAddr, allowed_origins: &[String], proxies: &[IpNet
 }
 
 /// Read the request head from `stream` (whose peer is `peer`) and serve it.
-pub async fn accept(
-    mut stream: TcpStream,
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     peer: IpAddr,
     config: WebSocketConfig,
     timeout: Duration,
     allowed_origins: &[String],
     trusted_proxies: &[IpNet],
-) -> Result<Accepted, AcceptError> {
+) -> Result<Accepted<S>, AcceptError> {
     let mut buf = Vec::with_capacity(512);
     let head_len = tokio::time::timeout(timeout, read_head(&mut stream, &mut buf))
         .await
@@ -195,7 +194,10 @@ pub async fn accept(
 }
 
 /// Read until the end of the request head; returns its length.
-async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize, AcceptError> {
+async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+) -> Result<usize, AcceptError> {
     loop {
         let start = buf.len().saturating_sub(3);
         buf.reserve(512);
@@ -226,7 +228,11 @@ async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize, A
     }
 }
 
-async fn respond(stream: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {
+async fn respond<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    status: &str,
+    body: &str,
+) -> std::io::Result<()> {
     let text = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()

@@ -4,8 +4,8 @@
 
 use super::error::{ErrorCode, ProtoError};
 use super::types::{
-    Account, ConvKind, Conversation, Event, Invite, Millis, Presence, PresenceStatus, Role,
-    SessionInfo,
+    Account, ConvKind, Conversation, Event, Invite, MemberRole, Millis, Presence, PresenceStatus,
+    Role, SessionInfo,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -54,6 +54,17 @@ pub enum Request {
     AddMembers {
         conversation_id: String,
         members: Vec<String>,
+    },
+    /// Remove members from a group or channel (its admins).
+    RemoveMembers {
+        conversation_id: String,
+        members: Vec<String>,
+    },
+    /// Give a member a role in a group or channel; `owner` hands it over.
+    SetMemberRole {
+        conversation_id: String,
+        user: String,
+        role: MemberRole,
     },
     Rename {
         conversation_id: String,
@@ -124,6 +135,16 @@ pub enum Request {
     Presence {
         status: PresenceStatus,
     },
+    /// Block a user: they cannot open a DM with you, add you to a group or
+    /// see your presence. Nobody is told.
+    Block {
+        user: String,
+    },
+    Unblock {
+        user: String,
+    },
+    /// The users you block.
+    Blocks {},
     /// Change this account's password; every other session is revoked.
     ChangePassword {
         old_password: String,
@@ -175,6 +196,11 @@ pub enum Request {
         username: String,
         role: Role,
     },
+    /// Erase an account: deactivated for good, its messages deleted and
+    /// their text removed from the server.
+    AdminErase {
+        username: String,
+    },
 }
 
 /// Every `type` a client may send.
@@ -187,6 +213,8 @@ pub const REQUEST_TYPES: &[&str] = &[
     "join",
     "leave",
     "add_members",
+    "remove_members",
+    "set_member_role",
     "rename",
     "conversations",
     "channels",
@@ -200,6 +228,9 @@ pub const REQUEST_TYPES: &[&str] = &[
     "receipt",
     "typing",
     "presence",
+    "block",
+    "unblock",
+    "blocks",
     "change_password",
     "sessions",
     "revoke_session",
@@ -211,6 +242,7 @@ pub const REQUEST_TYPES: &[&str] = &[
     "admin_reset_password",
     "admin_set_active",
     "admin_set_role",
+    "admin_erase",
 ];
 
 impl Request {
@@ -225,6 +257,8 @@ impl Request {
             Request::Join { .. } => "join",
             Request::Leave { .. } => "leave",
             Request::AddMembers { .. } => "add_members",
+            Request::RemoveMembers { .. } => "remove_members",
+            Request::SetMemberRole { .. } => "set_member_role",
             Request::Rename { .. } => "rename",
             Request::Conversations {} => "conversations",
             Request::Channels {} => "channels",
@@ -238,6 +272,9 @@ impl Request {
             Request::Receipt { .. } => "receipt",
             Request::Typing { .. } => "typing",
             Request::Presence { .. } => "presence",
+            Request::Block { .. } => "block",
+            Request::Unblock { .. } => "unblock",
+            Request::Blocks {} => "blocks",
             Request::ChangePassword { .. } => "change_password",
             Request::Sessions {} => "sessions",
             Request::RevokeSession { .. } => "revoke_session",
@@ -249,6 +286,7 @@ impl Request {
             Request::AdminResetPassword { .. } => "admin_reset_password",
             Request::AdminSetActive { .. } => "admin_set_active",
             Request::AdminSetRole { .. } => "admin_set_role",
+            Request::AdminErase { .. } => "admin_erase",
         }
     }
 
@@ -505,6 +543,12 @@ impl UserEntry {
             last_seen: self.last_seen,
         })
     }
+}
+
+/// Reply to `blocks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlocksOk {
+    pub users: Vec<String>,
 }
 
 /// Reply to `sessions`.

@@ -66,6 +66,44 @@ pub struct Conversation {
     pub last_seq: u64,
     #[serde(default)]
     pub receipts: BTreeMap<String, ReceiptPair>,
+    /// The owner and admins of a group or channel (an addition to the core);
+    /// everyone else is a member.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<String, MemberRole>,
+}
+
+/// A member's role in a group or channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberRole {
+    /// Made it or was handed it; one per conversation.
+    Owner,
+    /// Adds and removes members, renames, sets roles, deletes any message.
+    Admin,
+    #[default]
+    Member,
+}
+
+impl MemberRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberRole::Owner => "owner",
+            MemberRole::Admin => "admin",
+            MemberRole::Member => "member",
+        }
+    }
+    pub fn parse(s: &str) -> Option<MemberRole> {
+        match s {
+            "owner" => Some(MemberRole::Owner),
+            "admin" => Some(MemberRole::Admin),
+            "member" => Some(MemberRole::Member),
+            _ => None,
+        }
+    }
+    /// Owner or admin.
+    pub fn manages(self) -> bool {
+        self != MemberRole::Member
+    }
 }
 
 /// One entry of a conversation's log.
@@ -111,6 +149,16 @@ pub enum EventBody {
     Leave {
         members: Vec<String>,
     },
+    /// Users removed by `sender`, an admin of the conversation.
+    Remove {
+        members: Vec<String>,
+    },
+    /// `sender` gave `user` a role; `owner` hands the conversation over and
+    /// the previous owner becomes an admin.
+    Role {
+        user: String,
+        role: MemberRole,
+    },
     Rename {
         name: String,
     },
@@ -132,6 +180,8 @@ impl EventBody {
             EventBody::Reaction { .. } => "reaction",
             EventBody::Join { .. } => "join",
             EventBody::Leave { .. } => "leave",
+            EventBody::Remove { .. } => "remove",
+            EventBody::Role { .. } => "role",
             EventBody::Rename { .. } => "rename",
             EventBody::Create { .. } => "create",
         }

@@ -33,6 +33,13 @@ pub struct NetSettings {
     /// other origin is refused, so a web page a member opens cannot drive
     /// the server in their name.
     pub allowed_origins: Vec<String>,
+    /// PEM certificate chain to serve TLS with (with `tls_key`); reread on
+    /// SIGHUP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
     /// Reverse proxies (addresses or CIDR blocks) whose `X-Forwarded-For`
     /// or `X-Real-IP` header names the client. From any other peer those
     /// headers are ignored and the socket's address is the client's.

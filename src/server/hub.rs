@@ -9,8 +9,9 @@
 
 use super::queue::{Ended, PushQueue};
 use crate::proto::{
-    ChannelInfo, ConvKind, Conversation, Event, EventBody, Millis, Presence, PresenceStatus,
-    ProtoError, ReceiptPair, ReceiptPush, ServerFrame, TypingPush, UserEntry, now_millis,
+    ChannelInfo, ConvKind, Conversation, Event, EventBody, MemberRole, Millis, Presence,
+    PresenceStatus, ProtoError, ReceiptPair, ReceiptPush, ServerFrame, TypingPush, UserEntry,
+    now_millis,
 };
 use crate::store::log::{CommitSink, Committed, Snapshot};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -37,6 +38,8 @@ struct ConvState {
     members: BTreeSet<String>,
     last_seq: u64,
     receipts: HashMap<String, ReceiptPair>,
+    /// Owner and admins.
+    roles: BTreeMap<String, MemberRole>,
 }
 
 struct Online {
@@ -51,6 +54,9 @@ struct State {
     memberships: HashMap<String, HashSet<String>>,
     online: HashMap<String, Online>,
     last_seen: HashMap<String, Millis>,
+    /// (blocker, blocked): the blocked user does not see the blocker's
+    /// presence.
+    blocks: HashSet<(String, String)>,
 }
 
 /// Shared in-memory state. Locks are held briefly and never across `.await`.
@@ -89,7 +95,17 @@ impl State {
                 .iter()
                 .map(|m| (m.clone(), c.receipts.get(m).copied().unwrap_or_default()))
                 .collect::<BTreeMap<_, _>>(),
+            roles: c.roles.clone(),
         })
+    }
+
+    /// Whether `viewer` may see `user`'s presence: `user` does not block
+    /// them.
+    fn sees(&self, viewer: &str, user: &str) -> bool {
+        self.blocks.is_empty()
+            || !self
+                .blocks
+                .contains(&(user.to_string(), viewer.to_string()))
     }
 
     fn contacts(&self, user: &str) -> BTreeSet<String> {
@@ -180,6 +196,7 @@ impl Hub {
     /// Load what the store holds (called once, before serving).
     pub fn load(&self, snapshot: Snapshot) {
         let mut st = self.lock();
+        st.blocks = snapshot.blocks.into_iter().collect();
         for rec in snapshot.conversations {
             for user in rec.receipts.keys() {
                 st.memberships
@@ -195,6 +212,7 @@ impl Hub {
                     members: rec.receipts.keys().cloned().collect(),
                     last_seq: rec.last_seq,
                     receipts: rec.receipts.into_iter().collect(),
+                    roles: rec.roles,
                 },
             );
         }
@@ -270,7 +288,9 @@ impl Hub {
     fn broadcast_presence(st: &State, user: &str) {
         let frame = frame_of(ServerFrame::Presence(st.presence(user)).encode());
         for c in st.contacts(user) {
-            st.deliver(&c, &frame, None);
+            if st.sees(&c, user) {
+                st.deliver(&c, &frame, None);
+            }
         }
     }
 
@@ -292,10 +312,13 @@ impl Hub {
     /// Presence of everyone who shares a conversation with `user`.
     pub fn contacts_presence(&self, user: &str) -> Vec<Presence> {
         let st = self.lock();
-        st.contacts(user).iter().map(|c| st.presence(c)).collect()
+        st.contacts(user)
+            .iter()
+            .filter(|c| st.sees(user, c))
+            .map(|c| st.presence(c))
+            .collect()
     }
 
-    /// Presence of the named users.
     /// `users` as `viewer` may see them: presence and last seen only for
     /// `viewer` and their contacts.
     pub fn users_seen_by(&self, viewer: &str, users: &[String]) -> Vec<UserEntry> {
@@ -304,7 +327,7 @@ impl Hub {
         users
             .iter()
             .map(|u| {
-                if u == viewer || contacts.contains(u) {
+                if u == viewer || (contacts.contains(u) && st.sees(viewer, u)) {
                     let p = st.presence(u);
                     UserEntry {
                         user: p.user,
@@ -450,13 +473,39 @@ impl Hub {
                 for m in members {
                     st.add_member(id, m);
                 }
+                if let (EventBody::Create { .. }, Some(c)) = (&ev.body, st.convs.get_mut(id))
+                    && c.kind != ConvKind::Dm
+                {
+                    c.roles.insert(ev.sender.clone(), MemberRole::Owner);
+                }
                 changed = true;
             }
-            EventBody::Leave { members } => {
+            EventBody::Leave { members } | EventBody::Remove { members } => {
                 for m in members {
                     st.remove_member(id, m);
+                    if let Some(c) = st.convs.get_mut(id) {
+                        c.roles.remove(m);
+                    }
                 }
                 extra.extend(members.iter().cloned());
+                changed = true;
+            }
+            EventBody::Role { user, role } => {
+                if let Some(c) = st.convs.get_mut(id) {
+                    if *role == MemberRole::Owner {
+                        // The previous owner becomes an admin.
+                        for r in c.roles.values_mut() {
+                            if *r == MemberRole::Owner {
+                                *r = MemberRole::Admin;
+                            }
+                        }
+                    }
+                    if role.manages() {
+                        c.roles.insert(user.clone(), *role);
+                    } else {
+                        c.roles.remove(user);
+                    }
+                }
                 changed = true;
             }
             EventBody::Rename { name } => {
@@ -498,6 +547,7 @@ impl CommitSink for Hub {
                             members: BTreeSet::new(),
                             last_seq: 0,
                             receipts: HashMap::new(),
+                            roles: BTreeMap::new(),
                         },
                     );
                 }
@@ -525,6 +575,33 @@ impl CommitSink for Hub {
                     }
                 }
                 Committed::User(_) => {}
+                Committed::Block {
+                    blocker,
+                    blocked,
+                    on,
+                } => {
+                    let pair = (blocker.clone(), blocked.clone());
+                    if *on {
+                        st.blocks.insert(pair);
+                    } else {
+                        st.blocks.remove(&pair);
+                    }
+                    // The blocked user's view of the blocker's presence
+                    // changes now: offline with no last seen, or the truth.
+                    if st.contacts(blocker).contains(blocked) {
+                        let presence = if *on {
+                            Presence {
+                                user: blocker.clone(),
+                                status: PresenceStatus::Offline,
+                                last_seen: None,
+                            }
+                        } else {
+                            st.presence(blocker)
+                        };
+                        let frame = frame_of(ServerFrame::Presence(presence).encode());
+                        st.deliver(blocked, &frame, None);
+                    }
+                }
             }
         }
     }

@@ -18,6 +18,7 @@ pub mod session;
 mod throttle;
 mod validate;
 
+use crate::net::tls::{self, ServerTls};
 use crate::net::transport::{self, Accepted};
 use crate::proto::Limits;
 use crate::store::log::{LogStore, Readers, WriteLimits};
@@ -55,14 +56,32 @@ pub enum ServeError {
     Auth(#[from] auth::AuthError),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::net::tls::TlsError),
 }
 
 /// Serve on `listener` until `shutdown` completes; then stop accepting, let
 /// in-flight requests finish (up to the grace period), close every
-/// connection with "going away", and flush the store.
+/// connection with "going away", and flush the store. TLS when
+/// `[net] tls_cert` and `tls_key` are set.
 pub async fn serve(
     listener: TcpListener,
     config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let tls = ServerTls::configured(
+        config.net.tls_cert.as_deref(),
+        config.net.tls_key.as_deref(),
+    )?;
+    serve_tls(listener, config, tls, shutdown).await
+}
+
+/// [`serve`] with TLS loaded by the caller, which keeps a handle to reload
+/// its certificate.
+pub async fn serve_tls(
+    listener: TcpListener,
+    config: Config,
+    tls: Option<ServerTls>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let data = config.data_dir()?;
@@ -104,6 +123,9 @@ pub async fn serve(
     let proxies: Arc<[config::IpNet]> = config.net.trusted_proxies.clone().into();
     let tasks = TaskTracker::new();
     tracing::info!(addr = %listener.local_addr()?, data = %data.display(), "chatd listening");
+    if let Some(tls) = &tls {
+        tracing::info!(cert = %tls.cert_path().display(), "serving TLS");
+    }
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -122,12 +144,18 @@ pub async fn serve(
                 let shared = shared.clone();
                 let origins = origins.clone();
                 let proxies = proxies.clone();
+                let tls = tls.clone();
                 // The accept phase is boxed and freed once done, so that a
                 // connection's task carries only the session's state.
                 let accepting = Box::pin(async move {
-                    transport::accept(stream, peer.ip(), ws_config, head_timeout, &origins, &proxies)
-                        .await
-                        .map_err(|e| tracing::debug!(%peer, "rejected: {e}"))
+                    let accepted = match tls::wrap(tls.as_ref(), stream, head_timeout).await {
+                        Ok(stream) => {
+                            transport::accept(stream, peer.ip(), ws_config, head_timeout, &origins, &proxies)
+                                .await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    accepted.map_err(|e| tracing::debug!(%peer, "rejected: {e}"))
                 });
                 tasks.spawn(async move {
                     if let Ok(Accepted::WebSocket(ws, addr)) = accepting.await {

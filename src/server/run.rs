@@ -1,8 +1,9 @@
 //! Running chatd from a command line (the `chatd` binary and `chat server`):
-//! configuration from a file and flags, logging, the listener, and shutdown
-//! on SIGINT or SIGTERM.
+//! configuration from a file and flags, logging, TLS (its certificate
+//! reloaded on SIGHUP), the listener, and shutdown on SIGINT or SIGTERM.
 
-use super::{Config, serve};
+use super::{Config, serve_tls};
+use crate::net::tls::ServerTls;
 use crate::store::log::Registration;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -70,6 +71,19 @@ pub async fn run_with_args(overrides: Overrides) -> i32 {
             return 2;
         }
     };
+    let tls = match ServerTls::configured(
+        config.net.tls_cert.as_deref(),
+        config.net.tls_key.as_deref(),
+    ) {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("chatd: {e}");
+            return 2;
+        }
+    };
+    if let Some(tls) = &tls {
+        reload_on_hangup(tls.clone());
+    }
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -77,13 +91,47 @@ pub async fn run_with_args(overrides: Overrides) -> i32 {
             return 1;
         }
     };
-    match serve(listener, config, shutdown_signal()).await {
+    match serve_tls(listener, config, tls, shutdown_signal()).await {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("chatd: {e}");
             1
         }
     }
+}
+
+/// Reread the TLS certificate and key on each SIGHUP. Connections keep the
+/// certificate they started with; a reload that fails keeps the current one.
+/// The handler is in place when this returns, so an early SIGHUP does not
+/// end the process.
+fn reload_on_hangup(tls: ServerTls) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("no certificate reload on SIGHUP: {e}");
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                let tls = tls.clone();
+                match tokio::task::spawn_blocking(move || tls.reload()).await {
+                    Ok(Ok(())) => tracing::info!("SIGHUP: reloaded the TLS certificate"),
+                    Ok(Err(e)) => {
+                        tracing::error!(
+                            "SIGHUP: TLS reload failed, keeping the current certificate: {e}"
+                        )
+                    }
+                    Err(e) => tracing::error!("SIGHUP: TLS reload failed: {e}"),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = tls;
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

@@ -16,6 +16,11 @@ pub enum Command {
     },
     Channel(String),
     Invite(Vec<String>),
+    /// Remove members from the focused group or channel.
+    Kick(Vec<String>),
+    /// Make a member an admin (`true`) or an admin a member.
+    Op(String, bool),
+    Block(String, bool),
     Edit(Option<String>),
     Delete,
     React(String),
@@ -28,12 +33,22 @@ pub enum Command {
     Help,
     /// Toggle the unread-only filter of the conversation list.
     Unread,
+    /// My device sessions: list them, end one, or end all others.
+    Sessions(SessionsCmd),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionsCmd {
+    List,
+    Revoke(String),
+    Others,
 }
 
 /// Command names, in the order completion offers them.
 pub const NAMES: &[&str] = &[
-    "join", "leave", "dm", "group", "channel", "invite", "edit", "delete", "react", "reply",
-    "away", "back", "mute", "unmute", "quit", "help", "unread",
+    "join", "leave", "dm", "group", "channel", "invite", "kick", "op", "deop", "block", "unblock",
+    "edit", "delete", "react", "reply", "away", "back", "mute", "unmute", "quit", "help", "unread",
+    "sessions",
 ];
 
 /// What the argument at a position completes to.
@@ -47,7 +62,8 @@ pub enum ArgKind {
 /// The kind of argument number `index` (0-based) of command `name`.
 pub fn arg_kind(name: &str, index: usize) -> ArgKind {
     match (name, index) {
-        ("dm", _) | ("invite", _) => ArgKind::User,
+        ("dm", _) | ("invite", _) | ("kick", _) => ArgKind::User,
+        ("op", 0) | ("deop", 0) | ("block", 0) | ("unblock", 0) => ArgKind::User,
         ("group", i) if i >= 1 => ArgKind::User,
         ("join", 0) => ArgKind::Channel,
         _ => ArgKind::None,
@@ -96,6 +112,26 @@ pub fn parse(line: &str) -> Result<Command, String> {
                 users.iter().map(|u| strip_user(u)).collect(),
             )),
         },
+        "kick" | "remove" => match words.as_slice() {
+            [] => usage("/kick USER…"),
+            users => Ok(Command::Kick(users.iter().map(|u| strip_user(u)).collect())),
+        },
+        "op" | "deop" => match words.as_slice() {
+            [u] => Ok(Command::Op(strip_user(u), name == "op")),
+            _ => usage(if name == "op" {
+                "/op USER"
+            } else {
+                "/deop USER"
+            }),
+        },
+        "block" | "unblock" => match words.as_slice() {
+            [u] => Ok(Command::Block(strip_user(u), name == "block")),
+            _ => usage(if name == "block" {
+                "/block USER"
+            } else {
+                "/unblock USER"
+            }),
+        },
         "edit" => Ok(Command::Edit(text)),
         "delete" => Ok(Command::Delete),
         "react" => match words.as_slice() {
@@ -110,6 +146,12 @@ pub fn parse(line: &str) -> Result<Command, String> {
         "quit" | "q" => Ok(Command::Quit),
         "help" | "?" => Ok(Command::Help),
         "unread" => Ok(Command::Unread),
+        "sessions" => match words.as_slice() {
+            [] => Ok(Command::Sessions(SessionsCmd::List)),
+            ["revoke", id] => Ok(Command::Sessions(SessionsCmd::Revoke(id.to_string()))),
+            ["others"] => Ok(Command::Sessions(SessionsCmd::Others)),
+            _ => usage(strings::SESSIONS_USAGE),
+        },
         other => Err(strings::unknown_command(other)),
     }
 }
@@ -153,6 +195,32 @@ mod tests {
         assert_eq!(parse("/quit"), Ok(Command::Quit));
         assert_eq!(parse("/help"), Ok(Command::Help));
         assert_eq!(parse("/unread"), Ok(Command::Unread));
+        assert_eq!(
+            parse("/kick @mallory eve"),
+            Ok(Command::Kick(vec!["mallory".into(), "eve".into()]))
+        );
+        assert_eq!(parse("/op bob"), Ok(Command::Op("bob".into(), true)));
+        assert_eq!(parse("/deop @bob"), Ok(Command::Op("bob".into(), false)));
+        assert_eq!(
+            parse("/block mallory"),
+            Ok(Command::Block("mallory".into(), true))
+        );
+        assert_eq!(
+            parse("/unblock mallory"),
+            Ok(Command::Block("mallory".into(), false))
+        );
+        assert!(parse("/kick").is_err());
+        assert!(parse("/block a b").is_err());
+        assert_eq!(parse("/sessions"), Ok(Command::Sessions(SessionsCmd::List)));
+        assert_eq!(
+            parse("/sessions revoke 1a2b"),
+            Ok(Command::Sessions(SessionsCmd::Revoke("1a2b".into())))
+        );
+        assert_eq!(
+            parse("/sessions others"),
+            Ok(Command::Sessions(SessionsCmd::Others))
+        );
+        assert!(parse("/sessions revoke").is_err());
     }
 
     #[test]

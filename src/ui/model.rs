@@ -4,7 +4,7 @@
 
 use crate::client::Update;
 use crate::client::view::{ConnState, ConvSummary, MessageRow, PresenceView};
-use crate::proto::ReceiptPair;
+use crate::proto::{ReceiptPair, SessionInfo};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,8 @@ pub struct Model {
     pub login_error: Option<String>,
     /// A one-line message from the engine for the status line.
     pub notice: Option<String>,
+    /// This account's device sessions as last listed (`None`: not yet).
+    pub sessions: Option<Vec<SessionInfo>>,
 }
 
 impl Default for Model {
@@ -56,6 +58,7 @@ impl Default for Model {
             needs_login: false,
             login_error: None,
             notice: None,
+            sessions: None,
         }
     }
 }
@@ -75,6 +78,7 @@ impl Model {
             Update::AuthFailed { message } => {
                 self.needs_login = true;
                 self.login_error = Some(message);
+                self.sessions = None;
             }
             Update::Conversations(list) => {
                 self.add_users(list.iter().flat_map(|c| c.members.iter().cloned()));
@@ -92,6 +96,7 @@ impl Model {
             Update::Presence(list) => self.presence.extend(list),
             Update::Users(users) => self.add_users(users),
             Update::Notice(text) => self.notice = Some(text),
+            Update::Sessions(list) => self.sessions = Some(list),
             Update::LoadingOlder(loading) => self.loading_older = loading,
             Update::Synced
             | Update::Incoming(_)

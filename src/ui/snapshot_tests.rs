@@ -165,6 +165,61 @@ fn login_screen() {
 }
 
 #[test]
+fn register_screen_with_invitation() {
+    let now = Instant::now();
+    let mut m = base_model();
+    m.needs_login = true;
+    m.login_error = Some("this server needs an invitation: ask an admin for a code".into());
+    let mut a = app(m, 64, 18, now);
+    a.handle_event(ctrl('r'), now);
+    type_str(&mut a, "erin", now);
+    a.handle_event(key(crossterm::event::KeyCode::Tab), now);
+    type_str(&mut a, "hunter22", now);
+    assert!(draw(&a).contains("optional"));
+    a.handle_event(key(crossterm::event::KeyCode::Tab), now);
+    type_str(&mut a, "3f6c0d1e2a4b5c6d7e8f9a0b1c2d3e4f", now);
+    assert_snapshot!("register_invitation", draw(&a));
+}
+
+#[test]
+fn sessions_overlay() {
+    use super::app::tests_accounts::session;
+    use crate::client::Update;
+    let now = Instant::now();
+    let mut a = app(base_model(), 90, 14, now);
+    a.handle_event(ch('i'), now);
+    type_str(&mut a, "/sessions", now);
+    a.handle_event(key(crossterm::event::KeyCode::Enter), now);
+    assert!(draw(&a).contains("Loading…"));
+    let list = vec![
+        session("8c1f0e2d3a4b5c6d", "laptop", T0, Some("203.0.113.7"), true),
+        session(
+            "1a2b3c4d5e6f7a8b",
+            "phone\u{1b}[31m",
+            T0 - 3 * DAY,
+            None,
+            false,
+        ),
+        session(
+            "9f8e7d6c5b4a3f2e",
+            "work desktop",
+            T0 - 5 * MIN,
+            Some("2001:db8::1"),
+            false,
+        ),
+    ];
+    a.handle_event(
+        super::event::UiEvent::Engine(vec![Update::Sessions(list)]),
+        now,
+    );
+    a.handle_event(key(crossterm::event::KeyCode::Down), now);
+    a.wall = T0;
+    let screen = draw(&a);
+    assert!(!screen.contains('\u{1b}'));
+    assert_snapshot!("sessions", screen);
+}
+
+#[test]
 fn narrow_terminal() {
     let now = Instant::now();
     let a = app(base_model(), 40, 10, now);

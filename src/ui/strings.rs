@@ -104,6 +104,9 @@ pub const LOGIN_TITLE: &str = " Log in ";
 pub const REGISTER_TITLE: &str = " Create an account ";
 pub const USERNAME: &str = "Username";
 pub const PASSWORD: &str = "Password";
+pub const INVITATION: &str = "Invitation";
+/// Beside an empty invitation field.
+pub const INVITATION_OPTIONAL: &str = "optional: the code an admin gave you";
 pub const LOGIN_HINTS: &str =
     "Tab next field · Enter submit · Ctrl-R log in/register · Ctrl-C quit";
 pub const LOGIN_EMPTY: &str = "Enter a username and a password.";
@@ -139,13 +142,18 @@ pub const HELP_COMMANDS: &[(&str, &str)] = &[
     ("/dm USER", "direct conversation"),
     ("/group NAME USER…", "create a private group"),
     ("/channel NAME", "create a public channel"),
-    ("/invite USER…", "add people here"),
+    ("/invite USER…", "add people here (admins)"),
+    ("/kick USER…", "remove people (admins)"),
+    ("/op  /deop USER", "make or unmake an admin"),
+    ("/block USER", "stop them reaching me"),
+    ("/unblock USER", "let them again"),
     ("/edit [text]", "edit selected / last own"),
     ("/delete", "delete selected / last own"),
     ("/react EMOJI", "react to selected / last"),
     ("/reply [text]", "reply to selected / last"),
     ("/away  /back", "set presence"),
     ("/mute  /unmute", "mute (mentions notify)"),
+    ("/sessions", "devices logged in as me"),
     ("/quit  /help", "quit / this help"),
 ];
 
@@ -179,3 +187,11 @@ pub const HELP_UNREAD_KEYS: &[(&str, &str)] = &[
     ("U", "unread only (toggle)"),
 ];
 pub const HELP_UNREAD_COMMANDS: &[(&str, &str)] = &[("/unread", "only unread conversations")];
+
+// Sessions overlay.
+pub const SESSIONS_TITLE: &str = " My sessions · Esc closes ";
+pub const SESSIONS_LOADING: &str = "Loading…";
+pub const SESSIONS_HINTS: &str = "↑↓ select · x end selected · o end all others · r refresh";
+pub const SESSIONS_CURRENT: &str = "this device";
+pub const SESSIONS_NOT_CURRENT: &str = "This is the session you are using: log out to end it.";
+pub const SESSIONS_USAGE: &str = "/sessions [revoke ID | others]";

@@ -495,3 +495,62 @@ async fn chatd_admin_works_while_the_server_runs() {
     let dm = newcomer.create_dm("ops").await;
     newcomer.send_msg(&dm, "hello ops").await;
 }
+
+#[tokio::test]
+async fn an_erased_account_leaves_no_text_behind() {
+    let server = Server::start();
+    let [mut root, mut alice, mut bob] = server.users(["root", "alice", "bob"]).await;
+    let dm = bob.create_dm("alice").await;
+    let first = bob.send_msg(&dm, "my secret address").await;
+    bob.ok(json!({"type":"edit","conversation_id":dm,"client_msg_id":"e1","target_seq":first,"body":"my secret phone"}))
+        .await;
+    let group = alice.create_group("g", &["bob"]).await;
+    bob.send_msg(&group, "secret in a group").await;
+    alice.send_msg(&dm, "alice stays").await;
+
+    root.err(
+        json!({"type":"admin_erase","username":"root"}),
+        "invalid_argument",
+    )
+    .await;
+    alice
+        .err(json!({"type":"admin_erase","username":"bob"}), "forbidden")
+        .await;
+    let r = root
+        .ok(json!({"type":"admin_erase","username":"bob"}))
+        .await;
+    assert_eq!(r["user"]["active"], false);
+    assert_closed_with(&bob.expect_closed(CLOSE_WAIT).await, "account deactivated");
+    // Alice's clients hear the deletions like any other.
+    alice
+        .expect_push(|v| is_event(v, &dm, "delete"), WAIT)
+        .await;
+    for conv in [&dm, &group] {
+        let events = alice.full_history(conv).await;
+        assert_dense(&events);
+        for e in &events {
+            if e["sender"] == "bob" {
+                let body = e["body"].as_str().unwrap_or("");
+                assert!(!body.contains("secret"), "{e}");
+            }
+        }
+    }
+    assert_eq!(alice.bodies(&dm).await.last().unwrap(), "alice stays");
+    // Nothing of it is left in the server's database either.
+    let db = rusqlite::Connection::open(server.data_dir().join("chatd.db")).unwrap();
+    let found: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE data LIKE '%secret%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(found, 0);
+    // The account cannot be used or taken over.
+    let mut p = server.connect().await;
+    assert_eq!(p.login("bob", PASSWORD).await["code"], "auth_failed");
+    let r = p
+        .request(json!({"type":"register","username":"bob","password":PASSWORD}))
+        .await;
+    assert_eq!(r["code"], "username_taken");
+}

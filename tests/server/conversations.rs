@@ -209,8 +209,13 @@ async fn leave_add_members_and_rename_are_events() {
         )
         .await;
 
-    // rename
-    let r = bob
+    // rename: by an admin (the creator owns the group), not by a member
+    bob.err(
+        json!({"type":"rename","conversation_id":id,"name":"liftoff"}),
+        "forbidden",
+    )
+    .await;
+    let r = alice
         .ok(json!({"type":"rename","conversation_id":id,"name":"liftoff"}))
         .await;
     let rename_seq = seq_of(&r);

@@ -61,7 +61,19 @@ pub fn net_config(server: &str) -> NetConfig {
 impl Client {
     /// Start a client with its data (cache, token file) in `data`.
     pub fn start(server: &str, data: &Path, creds: Option<Credentials>, fault: Fault) -> Client {
-        Self::start_with(server, data, creds, fault, None, Privacy::default())
+        Self::start_with(
+            net_config(server),
+            data,
+            creds,
+            fault,
+            None,
+            Privacy::default(),
+        )
+    }
+
+    /// Start a client with the network settings `net`.
+    pub fn start_net(net: NetConfig, data: &Path, creds: Option<Credentials>) -> Client {
+        Self::start_with(net, data, creds, Fault::None, None, Privacy::default())
     }
 
     /// Log `user` in with the privacy settings `privacy`.
@@ -70,37 +82,40 @@ impl Client {
             username: user.into(),
             password: PASSWORD.into(),
         };
-        Self::start_with(server, data, Some(creds), Fault::None, None, privacy)
+        Self::start_with(
+            net_config(server),
+            data,
+            Some(creds),
+            Fault::None,
+            None,
+            privacy,
+        )
     }
 
     /// Like [`Client::start`], with the cache of `me` opened up front, as
     /// the TUI does (cache first, before the network connects).
     fn start_with(
-        server: &str,
+        net_settings: NetConfig,
         data: &Path,
         creds: Option<Credentials>,
         fault: Fault,
         me: Option<&str>,
         privacy: Privacy,
     ) -> Client {
+        let server = net_settings.server.clone();
         let tokens = TokenStore::file_only(data.join("credentials.toml"));
         let paths = Paths::new(data.to_path_buf());
         let (engine_tx, engine_rx) = mpsc::channel::<Input>(1024);
         let mut tasks = Vec::new();
         let net = if fault == Fault::None {
-            task::spawn(net_config(server), creds.clone(), engine_tx)
+            task::spawn(net_settings.clone(), creds.clone(), engine_tx)
         } else {
             let (net_tx, net_rx) = mpsc::channel::<NetEvent>(1024);
             tasks.push(tokio::spawn(inject(fault, net_rx, engine_tx)));
-            task::spawn(net_config(server), creds.clone(), net_tx)
+            task::spawn(net_settings.clone(), creds.clone(), net_tx)
         };
-        let mut opts = ClientOptions::interactive(
-            net_config(server),
-            me.map(str::to_string),
-            creds,
-            tokens,
-            paths,
-        );
+        let mut opts =
+            ClientOptions::interactive(net_settings, me.map(str::to_string), creds, tokens, paths);
         opts.privacy = privacy;
         let client = chat::client::spawn::spawn_on(opts, net, engine_rx);
         let model = Arc::new(Mutex::new(Model {
@@ -175,7 +190,7 @@ impl Client {
         let tokens = TokenStore::file_only(data.join("credentials.toml"));
         let (token, _) = tokens.load(user, server).expect("a stored token");
         Self::start_with(
-            server,
+            net_config(server),
             data,
             Some(Credentials::Token(token)),
             Fault::None,

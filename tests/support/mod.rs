@@ -1,5 +1,5 @@
 //! Test support shared by every integration test: chatd in process on
-//! `127.0.0.1:0` ([`server`]), raw protocol peers ([`raw`]), headless engine
+//! `127.0.0.1:0` ([`server`]) or as a child process ([`chatd`]), raw protocol peers ([`raw`]), headless engine
 //! clients ([`client`]), homes for `chat` subprocesses ([`cli`]), the
 //! [`World`] fixture that puts them together, and bounded waits.
 //!
@@ -7,6 +7,7 @@
 
 #![allow(dead_code, unused_imports)]
 
+pub mod chatd;
 pub mod cli;
 pub mod client;
 pub mod raw;

@@ -6,7 +6,8 @@
 
 use super::raw::Peer;
 use super::{CLIENT_WAIT, WAIT};
-use chat::server::{Config, ServeError, serve};
+use chat::net::tls::ServerTls;
+use chat::server::{Config, ServeError, serve_tls};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -23,6 +24,7 @@ pub struct Server {
     addr: SocketAddr,
     dir: PathBuf,
     config: Config,
+    tls: Option<ServerTls>,
     _temp: Option<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), ServeError>>>,
@@ -46,6 +48,23 @@ impl Server {
         server
     }
 
+    /// Like [`Server::start_with`], serving TLS with `tls` (which the test
+    /// may reload).
+    pub fn start_tls(tls: ServerTls, tweak: impl FnOnce(&mut Config)) -> Server {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().to_path_buf();
+        let mut config = Config::for_tests(dir.clone());
+        tweak(&mut config);
+        let mut server = Self::launch_tls(
+            dir,
+            config,
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            Some(tls),
+        );
+        server._temp = Some(temp);
+        server
+    }
+
     /// Start on `127.0.0.1:0` over `data` (which outlives the server).
     pub fn start_in(data: &Path) -> Server {
         Self::launch(
@@ -58,6 +77,15 @@ impl Server {
     /// Bind `addr` (with SO_REUSEADDR, retrying for a while: a port just
     /// released may still be busy for a moment) and serve on a new runtime.
     fn launch(dir: PathBuf, config: Config, addr: SocketAddr) -> Server {
+        Self::launch_tls(dir, config, addr, None)
+    }
+
+    fn launch_tls(
+        dir: PathBuf,
+        config: Config,
+        addr: SocketAddr,
+        tls: Option<ServerTls>,
+    ) -> Server {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("chatd-test")
@@ -84,13 +112,19 @@ impl Server {
         };
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = runtime.spawn(serve(listener, config.clone(), async move {
-            let _ = stopped.await;
-        }));
+        let task = runtime.spawn(serve_tls(
+            listener,
+            config.clone(),
+            tls.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Server {
             addr,
             dir,
             config,
+            tls,
             _temp: None,
             stop: Some(stop),
             task: Some(task),
@@ -161,7 +195,12 @@ impl Server {
     /// and configuration.
     pub fn start_again(&mut self) {
         assert!(self.task.is_none(), "the server is still running");
-        let next = Self::launch(self.dir.clone(), self.config.clone(), self.addr);
+        let next = Self::launch_tls(
+            self.dir.clone(),
+            self.config.clone(),
+            self.addr,
+            self.tls.clone(),
+        );
         let temp = self._temp.take();
         *self = next;
         self._temp = temp;

@@ -64,6 +64,40 @@ fn columns(body: &EventBody) -> (Option<u64>, Option<&str>) {
     }
 }
 
+/// A deleted message's text is not kept: when a deletion is stored, the
+/// stored body of its target and of the target's edits is cleared; a
+/// message or edit stored after its deletion is cleared as it arrives.
+fn forget_deleted_text(conn: &Connection, conv: &str, ev: &Event) -> Result<(), CacheError> {
+    let target = match &ev.body {
+        EventBody::Delete { target_seq } => Some(*target_seq),
+        EventBody::Message { .. } | EventBody::Edit { .. } => {
+            let message = match &ev.body {
+                EventBody::Edit { target_seq, .. } => *target_seq,
+                _ => ev.seq,
+            };
+            let deleted = conn
+                .prepare_cached(
+                    "SELECT 1 FROM events INDEXED BY events_target
+                     WHERE conversation_id = ?1 AND target_seq = ?2 AND kind = 'delete' LIMIT 1",
+                )?
+                .query_row(params![conv, Seq(message)], |_| Ok(()))
+                .optional()?
+                .is_some();
+            deleted.then_some(message)
+        }
+        _ => None,
+    };
+    if let Some(t) = target {
+        conn.prepare_cached(
+            "UPDATE events SET text = '', data = json_set(data, '$.body', '')
+             WHERE conversation_id = ?1
+               AND ((seq = ?2 AND kind = 'message') OR (target_seq = ?2 AND kind = 'edit'))",
+        )?
+        .execute(params![conv, Seq(t)])?;
+    }
+    Ok(())
+}
+
 /// The message whose stored unread flags an edit or a deletion changes.
 fn changed_message(body: &EventBody) -> Option<u64> {
     match body {
@@ -251,6 +285,7 @@ impl Cache {
                 if let Some(message) = changed_message(&ev.body) {
                     refresh_message(&tx, conv, message, me_name)?;
                 }
+                forget_deleted_text(&tx, conv, ev)?;
                 if let Some(id) = &ev.client_msg_id
                     && me.as_deref().is_none_or(|me| me == ev.sender)
                 {

@@ -92,6 +92,9 @@ impl Cache {
             members: parse_members(&members)?,
             last_seq,
             receipts: self.receipts(id)?,
+            // Roles come with the server's answers; the cache does not
+            // keep them.
+            roles: Default::default(),
         }))
     }
 

@@ -9,7 +9,7 @@ use crate::client::net::{ClientError, Conn, Credentials};
 use crate::client::paths::Paths;
 use crate::client::text::{conv_label, conv_title};
 use crate::client::{Action, Update};
-use crate::proto::{ConvKind, Conversation, ConversationOk, ConversationsOk, Request};
+use crate::proto::{ConvKind, Conversation, ConversationOk, ConversationsOk, ErrorCode, Request};
 use std::io::{BufRead, Read};
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ pub(super) struct SignedIn {
     pub conn: Conn,
 }
 
-fn server_of(loaded: &Loaded) -> String {
+pub(super) fn server_of(loaded: &Loaded) -> String {
     loaded.config.server.clone()
 }
 
@@ -49,14 +49,21 @@ pub(super) async fn session(loaded: &Loaded) -> Result<SignedIn, Failure> {
             format!("not logged in as {user} on {server}: run `chat login {user}`"),
         )
     })?;
-    let mut conn = Conn::connect(&server, TIMEOUT, loaded.config.insecure).await?;
+    let mut conn = Conn::connect_with_ca(
+        &server,
+        TIMEOUT,
+        loaded.config.insecure,
+        loaded.config.ca_file.as_deref(),
+    )
+    .await?;
     conn.handshake(&Credentials::Token(token.clone()), &loaded.config.device)
         .await
         .map_err(|e| {
+            let disabled = matches!(&e, ClientError::Server(p) if p.code == ErrorCode::AccountDisabled);
             let mut f = Failure::from(e);
-            if f.code == Exit::Auth {
+            if f.code == Exit::Auth && !disabled {
                 f.message = format!(
-                    "the stored session of {user} on {server} is no longer valid: run `chat login {user}`"
+                    "the stored session of {user} on {server} has ended (logged out, revoked, expired, or the account deactivated): run `chat login {user}`"
                 );
             }
             f
@@ -90,6 +97,18 @@ pub(super) async fn dispatch(command: Command, loaded: Loaded) -> Result<(), Fai
         } => super::tail::tail(&loaded, &target, follow, json, n).await,
         Command::Create { what, json } => create(&loaded, what, json).await,
         Command::Join { channel } => join(&loaded, &channel).await,
+        Command::Export => super::export::export(&loaded).await,
+        Command::Block { name } => super::account::block(&loaded, name, true).await,
+        Command::Unblock { name } => super::account::block(&loaded, name, false).await,
+        Command::Blocks { json } => super::account::blocks(&loaded, json).await,
+        Command::Invite { what } => super::account::invite(&loaded, what).await,
+        Command::Admin { what } => super::account::admin(&loaded, what).await,
+        Command::Sessions {
+            revoke,
+            others,
+            json,
+        } => super::account::sessions(&loaded, revoke, others, json).await,
+        Command::Passwd { password_stdin } => super::account::passwd(&loaded, password_stdin).await,
         Command::Config => {
             println!("{}", loaded.describe());
             Ok(())
@@ -98,7 +117,13 @@ pub(super) async fn dispatch(command: Command, loaded: Loaded) -> Result<(), Fai
     }
 }
 
-fn read_password(from_stdin: bool) -> Result<String, Failure> {
+pub(super) fn read_password(from_stdin: bool) -> Result<String, Failure> {
+    read_secret("Password: ", from_stdin)
+}
+
+/// A password: one line of standard input, or asked at the terminal with
+/// `prompt` (not echoed).
+pub(super) fn read_secret(prompt: &str, from_stdin: bool) -> Result<String, Failure> {
     let pw = if from_stdin {
         let mut line = String::new();
         std::io::stdin()
@@ -107,7 +132,7 @@ fn read_password(from_stdin: bool) -> Result<String, Failure> {
             .map_err(|e| Failure::new(Exit::Failure, format!("cannot read the password: {e}")))?;
         line.trim_end_matches(['\n', '\r']).to_string()
     } else {
-        rpassword::prompt_password("Password: ")
+        rpassword::prompt_password(prompt)
             .map_err(|e| Failure::new(Exit::Failure, format!("cannot read the password: {e}")))?
     };
     if pw.is_empty() {
@@ -150,7 +175,13 @@ async fn authenticate(
             password,
         }
     };
-    let mut conn = Conn::connect(&server, TIMEOUT, loaded.config.insecure).await?;
+    let mut conn = Conn::connect_with_ca(
+        &server,
+        TIMEOUT,
+        loaded.config.insecure,
+        loaded.config.ca_file.as_deref(),
+    )
+    .await?;
     let ok = conn.handshake(&creds, &loaded.config.device).await?;
     let token = ok
         .token
@@ -287,7 +318,7 @@ pub(super) async fn resolve(
             .await
             .map_err(|e| {
                 let mut f = Failure::from(e);
-                if f.code == Exit::NotFound || f.code == Exit::Refused {
+                if f.code == Exit::NotFound {
                     f = Failure::new(Exit::NotFound, format!("no user named {user}"));
                 }
                 f

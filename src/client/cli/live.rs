@@ -33,6 +33,7 @@ impl Live {
         let mut net = NetConfig::new(&server, &loaded.config.device);
         net.backoff_max = BACKOFF_MAX;
         net.insecure = loaded.config.insecure;
+        net.ca_file = loaded.config.ca_file.clone();
         let client = spawn(ClientOptions {
             net,
             user: Some(user.to_string()),

@@ -2,10 +2,13 @@
 //! for people and for scripts. They reuse stored credentials, print one
 //! clear line on failure, and exit with a meaningful code (see [`Exit`]).
 
+mod account;
 mod commands;
+mod export;
 mod live;
 mod tail;
 
+use crate::client::accounts;
 use crate::client::config::Loaded;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -27,6 +30,10 @@ pub struct Cli {
     /// machine (a bare host name uses wss://)
     #[arg(long, global = true)]
     pub insecure: bool,
+    /// Also trust the certificates in this PEM file for wss:// (a private CA,
+    /// or the server's self-signed certificate)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -94,6 +101,46 @@ pub enum Command {
         /// #name or a conversation id
         channel: String,
     },
+    /// Block a user: they cannot start a DM with you, add you anywhere or
+    /// see your presence; nobody is told
+    Block { name: String },
+    /// Stop blocking a user
+    Unblock { name: String },
+    /// The users you block
+    Blocks {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write everything the server holds that you may read (your account,
+    /// your conversations and their whole history) as JSON to standard output
+    Export,
+    /// Invitations to this server: create, list, revoke
+    Invite {
+        #[command(subcommand)]
+        what: InviteWhat,
+    },
+    /// Manage accounts (admins only)
+    Admin {
+        #[command(subcommand)]
+        what: AdminWhat,
+    },
+    /// List this account's sessions (devices), or end some
+    Sessions {
+        /// End the session with this id (from the list)
+        #[arg(long, value_name = "ID", conflicts_with = "others")]
+        revoke: Option<String>,
+        /// End every session but this one
+        #[arg(long)]
+        others: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change this account's password (other sessions end; this one stays)
+    Passwd {
+        /// Read the old and the new password from standard input (two lines)
+        #[arg(long)]
+        password_stdin: bool,
+    },
     /// Print the effective configuration and where each value came from
     Config,
     /// Run a chat server (chatd) in the foreground
@@ -119,6 +166,68 @@ pub enum CreateWhat {
     Group { name: String, users: Vec<String> },
     /// A public channel
     Channel { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InviteWhat {
+    /// Create an invitation; prints its code
+    Create {
+        /// How many accounts it may create
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        uses: u32,
+        /// When it stops working: 30m, 12h, 7d, 2w or never
+        #[arg(long, value_name = "SPAN", default_value = "7d")]
+        expires: String,
+    },
+    /// List invitations (all for an admin, one's own for a member)
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an invitation
+    Revoke { code: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminWhat {
+    /// Every account: role, state, last seen
+    Users {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create an account (under any registration policy)
+    Create {
+        name: String,
+        /// Make it an admin
+        #[arg(long)]
+        admin: bool,
+        /// Read its password from standard input (one line)
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a new password; the account's sessions end
+    ResetPassword {
+        name: String,
+        /// Read the new password from standard input (one line)
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Deactivate an account: disconnected at once, cannot log in
+    Deactivate { name: String },
+    /// Let a deactivated account log in again
+    Reactivate { name: String },
+    /// Make an account an admin
+    Promote { name: String },
+    /// Make an admin a member
+    Demote { name: String },
+    /// Erase an account for good: its messages are deleted and their text
+    /// removed from the server; the name stays taken
+    Erase {
+        name: String,
+        /// Confirm: this cannot be undone
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// Exit codes.
@@ -160,9 +269,15 @@ impl From<crate::client::net::ClientError> for Failure {
         use crate::client::net::ClientError as E;
         use crate::proto::ErrorCode as C;
         let code = match &e {
-            E::Connect { .. } => Exit::Unreachable,
+            E::Connect { .. } | E::Tls { .. } => Exit::Unreachable,
             E::Server(p) => match p.code {
-                C::AuthFailed | C::Unauthenticated | C::UsernameTaken => Exit::Auth,
+                C::AuthFailed
+                | C::Unauthenticated
+                | C::UsernameTaken
+                | C::AccountDisabled
+                | C::InviteRequired
+                | C::InviteInvalid
+                | C::RegistrationClosed => Exit::Auth,
                 C::NotFound => Exit::NotFound,
                 C::Forbidden | C::TooLarge | C::RateLimited | C::InvalidArgument | C::Conflict => {
                     Exit::Refused
@@ -171,7 +286,21 @@ impl From<crate::client::net::ClientError> for Failure {
             },
             _ => Exit::Failure,
         };
-        Failure::new(code, e.to_string())
+        let message = match &e {
+            E::Server(p) => match p.code {
+                C::InviteRequired => format!(
+                    "{} and run `chat register NAME --invite CODE`",
+                    accounts::refusal(p)
+                ),
+                C::InviteInvalid | C::RegistrationClosed | C::AccountDisabled => {
+                    accounts::refusal(p)
+                }
+                C::RateLimited if p.retry_after_ms.is_some() => accounts::refusal(p),
+                _ => e.to_string(),
+            },
+            _ => e.to_string(),
+        };
+        Failure::new(code, message)
     }
 }
 

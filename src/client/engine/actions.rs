@@ -5,8 +5,9 @@ use super::{Engine, Pending, WINDOW};
 use crate::client::Action;
 use crate::client::cache::{OutboxItem, OutboxRequest};
 use crate::client::net::{Credentials, NetCommand};
+use crate::client::text::clean;
 use crate::client::update::Update;
-use crate::proto::{ConvKind, Request, now_millis};
+use crate::proto::{ConvKind, MemberRole, Request, now_millis};
 
 /// A fresh client_msg_id.
 pub fn new_client_msg_id() -> String {
@@ -174,6 +175,42 @@ impl Engine {
                     Pending::Conv { focus: false },
                 );
             }
+            Action::Kick { conv, users } => {
+                self.request(
+                    Request::RemoveMembers {
+                        conversation_id: conv,
+                        members: users,
+                    },
+                    Pending::Conv { focus: false },
+                );
+            }
+            Action::SetAdmin { conv, user, admin } => {
+                let role = if admin {
+                    MemberRole::Admin
+                } else {
+                    MemberRole::Member
+                };
+                self.request(
+                    Request::SetMemberRole {
+                        conversation_id: conv,
+                        user,
+                        role,
+                    },
+                    Pending::Conv { focus: false },
+                );
+            }
+            Action::Block { user, on } => {
+                let shown = clean(&user);
+                let (req, notice) = if on {
+                    (
+                        Request::Block { user },
+                        format!("blocked {shown}: they cannot reach you or see your presence"),
+                    )
+                } else {
+                    (Request::Unblock { user }, format!("unblocked {shown}"))
+                };
+                self.request(req, Pending::Done(notice));
+            }
             Action::Mute { conv, muted } => {
                 if let Some(cache) = self.cache.as_mut()
                     && let Err(e) = cache.set_muted(&conv, muted)
@@ -210,6 +247,10 @@ impl Engine {
                         invite,
                     }));
             }
+            Action::Sessions => self.list_sessions(),
+            Action::RevokeSession { id } => self.revoke_session(Some(id)),
+            Action::RevokeOtherSessions => self.revoke_session(None),
+            Action::ChangePassword { old, new } => self.change_password(old, new),
             Action::Quit => self.quit = true,
         }
     }

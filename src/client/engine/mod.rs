@@ -8,6 +8,7 @@
 //! updates leave in batches on a bounded one; requests go to the network
 //! task tagged, and their answers come back as events.
 
+mod account;
 pub mod actions;
 mod follow;
 pub mod outbox;
@@ -113,6 +114,10 @@ enum Pending {
         conv: String,
     },
     Users,
+    /// A request whose success is told with this notice.
+    Done(String),
+    /// A request about the account (sessions, password).
+    Account(account::AccountRequest),
     Ignore,
 }
 

@@ -3,6 +3,7 @@
 //! receipts, and the outbox's acknowledgements.
 
 use super::{Engine, FETCH_CONCURRENCY, INITIAL_DEPTH, PAGE, Pending};
+use crate::client::accounts;
 use crate::client::net::NetEvent;
 use crate::client::net::task::NOT_CONNECTED;
 use crate::client::text::conv_title;
@@ -30,9 +31,9 @@ impl Engine {
                 {
                     tracing::warn!("cannot forget the refused token: {e}");
                 }
-                self.dirty
-                    .updates
-                    .push(Update::AuthFailed { message: e.message });
+                self.dirty.updates.push(Update::AuthFailed {
+                    message: accounts::refusal(&e),
+                });
             }
             NetEvent::Reply { tag, result } => {
                 if let Some(p) = self.pending.remove(&tag) {
@@ -142,7 +143,9 @@ impl Engine {
                     self.apply_presence(u.users.iter().filter_map(|e| e.presence()).collect());
                 }
             }
+            Pending::Account(what) => self.on_account_reply(what, ok),
             Pending::Ignore => {}
+            Pending::Done(notice) => self.notice(notice),
         }
     }
 
@@ -178,8 +181,15 @@ impl Engine {
                     self.dirty.list = true;
                 }
             }
+            Pending::Account(_) => {
+                if disconnected {
+                    self.notice("not connected; try again when the connection is back");
+                } else {
+                    self.notice(accounts::refusal(&e));
+                }
+            }
             Pending::Sync | Pending::Users | Pending::Ignore => {}
-            Pending::Conv { .. } | Pending::Leave { .. } => {
+            Pending::Conv { .. } | Pending::Leave { .. } | Pending::Done(_) => {
                 if !disconnected {
                     self.notice(e.message);
                 } else {
@@ -304,6 +314,8 @@ impl Engine {
                 e.body,
                 EventBody::Join { .. }
                     | EventBody::Leave { .. }
+                    | EventBody::Remove { .. }
+                    | EventBody::Role { .. }
                     | EventBody::Rename { .. }
                     | EventBody::Create { .. }
             )

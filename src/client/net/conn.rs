@@ -8,11 +8,12 @@ use crate::proto::{
 };
 use futures_util::{SinkExt, StreamExt};
 use std::collections::VecDeque;
+use std::path::Path;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 pub type ClientWs = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -60,6 +61,12 @@ pub enum ClientError {
         "refusing to send a password or token in cleartext to {0}: use wss:// (or pass --insecure, or set insecure = true, to allow ws://)"
     )]
     Insecure(String),
+    /// The TLS handshake failed: a refused certificate, or a server that
+    /// does not speak TLS. Retrying does not help until something changes.
+    #[error("cannot connect securely to {host}: {reason}")]
+    Tls { host: String, reason: String },
+    #[error("cannot use the CA file: {0}")]
+    CaFile(String),
 }
 
 impl ClientError {
@@ -91,6 +98,27 @@ pub fn cleartext_remote(url: &str) -> Option<String> {
     let rest = url.strip_prefix("ws://")?;
     let host = rest.split('/').next().unwrap_or(rest);
     (!is_loopback(host)).then(|| host.to_string())
+}
+
+/// Why a connection failed, in one line: for an HTTP refusal, with the
+/// first line the server gave as the reason (cleaned and cut short).
+fn connect_reason(e: &tokio_tungstenite::tungstenite::Error) -> String {
+    if let tokio_tungstenite::tungstenite::Error::Http(response) = e
+        && let Some(body) = response.body()
+        && let Some(line) = String::from_utf8_lossy(body)
+            .lines()
+            .map(crate::client::text::clean)
+            .find(|l| !l.trim().is_empty())
+    {
+        return format!("{e} ({})", truncate(line.trim()));
+    }
+    e.to_string()
+}
+
+/// The `host:port` of a URL.
+fn url_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest)
 }
 
 /// Normalize a server address: `host:port`, `http://…` or `ws://…`, with or
@@ -140,16 +168,34 @@ impl Conn {
         timeout: Duration,
         insecure: bool,
     ) -> Result<Conn, ClientError> {
+        Conn::connect_with_ca(server, timeout, insecure, None).await
+    }
+
+    /// [`Conn::connect`], trusting for `wss://` the certificates in
+    /// `ca_file` besides the platform's roots.
+    pub async fn connect_with_ca(
+        server: &str,
+        timeout: Duration,
+        insecure: bool,
+        ca_file: Option<&Path>,
+    ) -> Result<Conn, ClientError> {
         let url = ws_url(server);
         if let Some(host) = cleartext_remote(&url)
             && !insecure
         {
             return Err(ClientError::Insecure(host));
         }
-        let connect = tokio_tungstenite::connect_async_with_config(
+        let connector = if url.starts_with("wss://") {
+            let config = super::tls::client_config(ca_file).map_err(ClientError::CaFile)?;
+            Some(Connector::Rustls(config))
+        } else {
+            None
+        };
+        let connect = tokio_tungstenite::connect_async_tls_with_config(
             url.as_str(),
             Some(client_ws_config()),
             true,
+            connector,
         );
         let (ws, _) = tokio::time::timeout(timeout, connect)
             .await
@@ -157,9 +203,15 @@ impl Conn {
                 url: url.clone(),
                 reason: "timed out".into(),
             })?
-            .map_err(|e| ClientError::Connect {
-                url: url.clone(),
-                reason: e.to_string(),
+            .map_err(|e| match super::tls::handshake_failure(&e) {
+                Some(reason) => ClientError::Tls {
+                    host: url_host(&url).to_string(),
+                    reason,
+                },
+                None => ClientError::Connect {
+                    url: url.clone(),
+                    reason: connect_reason(&e),
+                },
             })?;
         Ok(Conn {
             ws,
@@ -222,7 +274,11 @@ impl Conn {
             match frame {
                 ServerFrame::Ok(ok) if ok.id == id => return Ok(ok),
                 ServerFrame::Error(e) if e.id == Some(id) || e.id.is_none() => {
-                    return Err(ClientError::Server(ProtoError::new(e.code, e.message)));
+                    return Err(ClientError::Server(ProtoError {
+                        code: e.code,
+                        message: e.message,
+                        retry_after_ms: e.retry_after_ms,
+                    }));
                 }
                 ServerFrame::Ok(_) | ServerFrame::Error(_) => {}
                 push => {

@@ -1,9 +1,10 @@
 //! The client side of the transport: a single connection ([`conn`]), the
-//! long-lived reconnecting task ([`task`]) every engine runs on, and a
-//! health probe.
+//! certificates it trusts ([`tls`]), the long-lived reconnecting task
+//! ([`task`]) every engine runs on, and a health probe.
 
 pub mod conn;
 pub mod task;
+pub mod tls;
 
 pub use conn::{ClientError, Conn, Credentials, ws_url};
 pub use task::{NetCommand, NetConfig, NetEvent, NetHandle};

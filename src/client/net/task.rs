@@ -2,14 +2,19 @@
 //! program. It connects and authenticates, answers and sends pings,
 //! reconnects with capped exponential backoff and jitter (reset after a
 //! healthy period), and reports everything as [`NetEvent`]s on one channel.
+//! A refused handshake or a close that ends the session (revoked, logged
+//! out, password changed, account deactivated) drops the credentials: the
+//! task reports [`NetEvent::AuthFailed`] and waits for new ones.
 //! Callers send [`NetCommand`]s and never wait on a reply: each request
 //! carries a caller's tag, and its answer comes back as an event.
 
 use super::conn::{ClientError, ClientWs, Conn, Credentials};
+use crate::client::accounts;
 use crate::client::view::ConnState;
 use crate::proto::{ErrorCode, OkFrame, ProtoError, Request, ServerFrame};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -64,6 +69,8 @@ pub struct NetConfig {
     pub healthy_after: Duration,
     /// Allow credentials over cleartext `ws://` to another machine.
     pub insecure: bool,
+    /// Certificates to trust for `wss://` besides the platform's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl NetConfig {
@@ -78,6 +85,7 @@ impl NetConfig {
             backoff_max: Duration::from_secs(30),
             healthy_after: Duration::from_secs(30),
             insecure: false,
+            ca_file: None,
         }
     }
 }
@@ -120,6 +128,29 @@ pub fn backoff(attempt: u32, min: Duration, max: Duration) -> Duration {
 enum Ended {
     Shutdown,
     Lost(String),
+    /// The server ended this session (revoked, logged out, password
+    /// changed, account deactivated): the token is dead.
+    SessionOver(ProtoError),
+}
+
+/// Whether a handshake error is the server refusing these credentials (as
+/// opposed to a connection problem worth retrying). A rate-limited login or
+/// registration is not retried either: retrying would only extend the wait.
+fn refused(e: &ClientError, creds: &Credentials) -> bool {
+    let ClientError::Server(p) = e else {
+        return false;
+    };
+    match p.code {
+        ErrorCode::AuthFailed
+        | ErrorCode::UsernameTaken
+        | ErrorCode::InvalidArgument
+        | ErrorCode::AccountDisabled
+        | ErrorCode::InviteRequired
+        | ErrorCode::InviteInvalid
+        | ErrorCode::RegistrationClosed => true,
+        ErrorCode::RateLimited => !matches!(creds, Credentials::Token(_)),
+        _ => false,
+    }
 }
 
 async fn run<E: From<NetEvent> + Send + 'static>(
@@ -148,8 +179,13 @@ async fn run<E: From<NetEvent> + Send + 'static>(
             return;
         }
         let outcome = async {
-            let mut conn =
-                Conn::connect(&config.server, config.connect_timeout, config.insecure).await?;
+            let mut conn = Conn::connect_with_ca(
+                &config.server,
+                config.connect_timeout,
+                config.insecure,
+                config.ca_file.as_deref(),
+            )
+            .await?;
             let ok =
                 tokio::time::timeout(config.connect_timeout, conn.handshake(&c, &config.device))
                     .await
@@ -179,9 +215,17 @@ async fn run<E: From<NetEvent> + Send + 'static>(
                 match ended {
                     Ended::Shutdown => return,
                     Ended::Lost(reason) => reason,
+                    Ended::SessionOver(err) => {
+                        // Never again with this token: wait for new credentials.
+                        creds = None;
+                        if !emit(NetEvent::AuthFailed(err)).await {
+                            return;
+                        }
+                        continue;
+                    }
                 }
             }
-            Err(e) if e.is_auth_failure() => {
+            Err(e) if refused(&e, &c) => {
                 let err = match e {
                     ClientError::Server(p) => p,
                     other => ProtoError::new(ErrorCode::AuthFailed, other.to_string()),
@@ -192,8 +236,11 @@ async fn run<E: From<NetEvent> + Send + 'static>(
                 }
                 continue;
             }
-            Err(e @ ClientError::Insecure(_)) => {
-                // No retry changes the address: say why and wait.
+            Err(
+                e @ (ClientError::Insecure(_) | ClientError::Tls { .. } | ClientError::CaFile(_)),
+            ) => {
+                // No retry changes the address, the certificate or the CA
+                // file: say why and wait.
                 match offline(&emit, e.to_string(), &mut rx).await {
                     Some(new) => {
                         creds = Some(new);
@@ -318,7 +365,11 @@ async fn connected<E: From<NetEvent> + Send + 'static>(
                     Some(Err(e)) => break Ended::Lost(e.to_string()),
                     Some(Ok(Message::Text(t))) => t,
                     Some(Ok(Message::Close(f))) => {
-                        break Ended::Lost(f.map(|f| f.reason.to_string()).filter(|r| !r.is_empty())
+                        let reason = f.map(|f| f.reason.to_string()).filter(|r| !r.is_empty());
+                        if let Some(err) = reason.as_deref().and_then(accounts::session_ended) {
+                            break Ended::SessionOver(err);
+                        }
+                        break Ended::Lost(reason
                             .unwrap_or_else(|| "the server closed the connection".into()));
                     }
                     Some(Ok(_)) => continue,
@@ -336,7 +387,11 @@ async fn connected<E: From<NetEvent> + Send + 'static>(
                         None => continue,
                     },
                     ServerFrame::Error(e) => match e.id.and_then(|id| tags.remove(&id)) {
-                        Some(tag) => NetEvent::Reply { tag, result: Err(ProtoError::new(e.code, e.message)) },
+                        Some(tag) => NetEvent::Reply { tag, result: Err(ProtoError {
+                            code: e.code,
+                            message: e.message,
+                            retry_after_ms: e.retry_after_ms,
+                        }) },
                         None => {
                             tracing::warn!("server error: {} {}", e.code, e.message);
                             continue;
@@ -380,5 +435,31 @@ mod tests {
             assert!(d >= cap / 2 && d <= cap, "attempt {attempt}: {d:?}");
         }
         assert!(backoff(20, min, max) <= max);
+    }
+
+    #[test]
+    fn which_handshake_errors_end_the_attempts() {
+        let server = |code| ClientError::Server(ProtoError::new(code, "x"));
+        let token = Credentials::Token("t".into());
+        let login = Credentials::Login {
+            username: "a".into(),
+            password: "p".into(),
+        };
+        for code in [
+            ErrorCode::AuthFailed,
+            ErrorCode::AccountDisabled,
+            ErrorCode::InviteRequired,
+            ErrorCode::InviteInvalid,
+            ErrorCode::RegistrationClosed,
+        ] {
+            assert!(refused(&server(code), &token), "{code}");
+            assert!(refused(&server(code), &login), "{code}");
+        }
+        // Too many connections: the token is fine, try again later. Too
+        // many failed logins: retrying the password only extends the wait.
+        assert!(!refused(&server(ErrorCode::RateLimited), &token));
+        assert!(refused(&server(ErrorCode::RateLimited), &login));
+        assert!(!refused(&server(ErrorCode::Internal), &login));
+        assert!(!refused(&ClientError::Timeout, &login));
     }
 }

@@ -8,6 +8,7 @@
 
 use super::{Outcome, Session, close, error};
 use crate::net::sockio::SockIo;
+use crate::net::tls::ServerStream;
 use crate::proto::{ErrorCode, ProtoError};
 use crate::server::Shared;
 use crate::server::limiter::{TokenBucket, TypingThrottle};
@@ -26,7 +27,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-pub(super) type Ws = WebSocketStream<SockIo>;
+/// The socket state: boxed in [`ServerConn`], so that TLS or plain, it
+/// costs the task's future one pointer.
+pub(super) type Ws = WebSocketStream<SockIo<ServerStream>>;
 
 /// A connection's state between wake-ups.
 pub(super) struct ServerConn {

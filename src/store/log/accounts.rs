@@ -116,6 +116,18 @@ pub enum AccountOp {
         by: String,
         admin: bool,
     },
+    /// Erase an account: deactivated, password unusable, sessions ended,
+    /// and every message it wrote deleted (a `delete` event each) with its
+    /// stored text cleared. The name stays taken.
+    Erase {
+        username: String,
+    },
+    /// `blocker` starts (`on`) or stops blocking `blocked`.
+    Block {
+        blocker: String,
+        blocked: String,
+        on: bool,
+    },
 }
 
 /// What an account change produced.
@@ -534,6 +546,15 @@ impl Writer {
                 create_invite(c, &code, &created_by, max_uses, expires_at)?;
                 Ok(AccountReply::Done)
             }
+            AccountOp::Erase { username } => self.erase(&username),
+            AccountOp::Block {
+                blocker,
+                blocked,
+                on,
+            } => {
+                self.block(&blocker, &blocked, on)?;
+                Ok(AccountReply::Done)
+            }
             AccountOp::RevokeInvite { code, by, admin } => {
                 let owner: Option<String> = c
                     .prepare_cached("SELECT created_by FROM invites WHERE code = ?1")?
@@ -552,6 +573,44 @@ impl Writer {
                 }
             }
         }
+    }
+
+    fn erase(&mut self, username: &str) -> Result<AccountReply, StoreError> {
+        let revoked = set_active(&self.conn, username, false)?;
+        self.conn.execute(
+            "UPDATE users SET password_hash = '!', role = 'member' WHERE username = ?1",
+            [username],
+        )?;
+        // Every message not deleted yet gets a deletion, so that clients
+        // drop the text from their caches as they catch up.
+        let live: Vec<(String, u64)> = self
+            .conn
+            .prepare(
+                "SELECT conversation_id, seq FROM events e
+                 WHERE sender = ?1 AND client_msg_id IS NOT NULL AND kind = 'message'
+                   AND NOT EXISTS (SELECT 1 FROM events d
+                                   WHERE d.conversation_id = e.conversation_id
+                                     AND d.target_seq = e.seq AND d.kind = 'delete')
+                 ORDER BY conversation_id, seq",
+            )?
+            .query_map([username], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+            .collect::<Result<_, _>>()?;
+        for (conv, seq) in live {
+            if self.mirror.convs.contains_key(&conv) {
+                self.write_event(
+                    username,
+                    &conv,
+                    None,
+                    crate::proto::EventBody::Delete { target_seq: seq },
+                )?;
+            }
+        }
+        self.conn.execute(
+            "UPDATE events SET data = json_set(data, '$.body', '')
+             WHERE sender = ?1 AND kind IN ('message', 'edit')",
+            [username],
+        )?;
+        Ok(AccountReply::Revoked(revoked))
     }
 
     fn added_user(&mut self, username: String) {
@@ -629,6 +688,19 @@ impl Readers {
     /// Invitations, newest first: all, or those `creator` made.
     pub async fn invites(&self, creator: Option<String>) -> Result<Vec<Invite>, StoreError> {
         self.with(move |c| invites(c, creator.as_deref())).await
+    }
+
+    /// The users `blocker` blocks, by name.
+    pub async fn blocks(&self, blocker: &str) -> Result<Vec<String>, StoreError> {
+        let blocker = blocker.to_string();
+        self.with(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT blocked FROM blocks WHERE blocker = ?1 ORDER BY blocked LIMIT 10000",
+            )?
+            .query_map([blocker], |r| r.get(0))?
+            .collect::<Result<_, _>>()?)
+        })
+        .await
     }
 
     /// Changes noted by `chatd admin` after `after`: `(id, username)`.

@@ -4,7 +4,7 @@
 //! failed commit.
 
 use super::{Snapshot, StoreError};
-use crate::proto::ConvKind;
+use crate::proto::{ConvKind, MemberRole};
 use rusqlite::Connection;
 use std::collections::{HashMap, HashSet};
 
@@ -13,6 +13,15 @@ pub(super) struct ConvMirror {
     pub(super) kind: ConvKind,
     pub(super) last_seq: u64,
     pub(super) members: HashSet<String>,
+    /// Owner and admins.
+    pub(super) roles: HashMap<String, MemberRole>,
+}
+
+impl ConvMirror {
+    /// `user`'s role (members without one are plain members).
+    pub(super) fn role(&self, user: &str) -> MemberRole {
+        self.roles.get(user).copied().unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -21,6 +30,8 @@ pub(super) struct Mirror {
     pub(super) channels: HashMap<String, String>,
     pub(super) dms: HashMap<String, String>,
     pub(super) users: HashSet<String>,
+    /// (blocker, blocked).
+    pub(super) blocks: HashSet<(String, String)>,
 }
 
 /// The key that makes a DM unique: its two members, sorted.
@@ -31,9 +42,16 @@ pub(super) fn dm_key<'a>(members: impl IntoIterator<Item = &'a String>) -> Strin
 }
 
 impl Mirror {
+    /// Whether `blocker` blocks `blocked`.
+    pub(super) fn blocks(&self, blocker: &str, blocked: &str) -> bool {
+        self.blocks
+            .contains(&(blocker.to_string(), blocked.to_string()))
+    }
+
     pub(super) fn from_snapshot(snap: &Snapshot) -> Mirror {
         let mut m = Mirror {
             users: snap.users.iter().cloned().collect(),
+            blocks: snap.blocks.iter().cloned().collect(),
             ..Mirror::default()
         };
         for c in &snap.conversations {
@@ -53,6 +71,7 @@ impl Mirror {
                     kind: c.kind,
                     last_seq: c.last_seq,
                     members: c.receipts.keys().cloned().collect(),
+                    roles: c.roles.iter().map(|(u, r)| (u.clone(), *r)).collect(),
                 },
             );
         }

@@ -17,10 +17,11 @@ mod checkpoint;
 mod mirror;
 mod ops;
 mod read;
+mod roles;
 mod schema;
 mod writer;
 
-use crate::proto::{ConvKind, Event, EventBody, ProtoError, ReceiptPair};
+use crate::proto::{ConvKind, Event, EventBody, MemberRole, ProtoError, ReceiptPair};
 use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -108,6 +109,8 @@ pub struct ConvRecord {
     pub name: Option<String>,
     pub last_seq: u64,
     pub receipts: BTreeMap<String, ReceiptPair>,
+    /// Owner and admins.
+    pub roles: BTreeMap<String, MemberRole>,
 }
 
 /// Everything the server keeps in memory, read once at start-up.
@@ -115,6 +118,8 @@ pub struct ConvRecord {
 pub struct Snapshot {
     pub users: Vec<String>,
     pub conversations: Vec<ConvRecord>,
+    /// (blocker, blocked) pairs.
+    pub blocks: Vec<(String, String)>,
 }
 
 /// A change to the log or to receipts, as the writer reports it after commit.
@@ -135,6 +140,12 @@ pub enum Committed {
     },
     /// A user was registered.
     User(String),
+    /// `blocker` started (`on`) or stopped blocking `blocked`.
+    Block {
+        blocker: String,
+        blocked: String,
+        on: bool,
+    },
 }
 
 /// Append requests. The `user` is the authenticated caller.
@@ -166,6 +177,17 @@ pub enum Append {
         user: String,
         conversation_id: String,
         members: Vec<String>,
+    },
+    RemoveMembers {
+        user: String,
+        conversation_id: String,
+        members: Vec<String>,
+    },
+    SetRole {
+        user: String,
+        conversation_id: String,
+        target: String,
+        role: MemberRole,
     },
     Rename {
         user: String,

@@ -6,10 +6,11 @@ use super::mirror::ConvMirror;
 use super::writer::{Writer, rejected};
 use super::{Append, Appended, Committed, StoreError};
 use crate::proto::{
-    ConvKind, ErrorCode, Event, EventBody, ReceiptPair, encode_event_with_body, now_millis,
+    ConvKind, ErrorCode, Event, EventBody, MemberRole, ReceiptPair, encode_event_with_body,
+    now_millis,
 };
 use rusqlite::{OptionalExtension, params};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 impl Writer {
@@ -27,16 +28,6 @@ impl Writer {
                 ErrorCode::Forbidden,
                 "you are not a member of this conversation",
             ));
-        }
-        Ok(conv)
-    }
-
-    /// [`Writer::member_conv`] for a change DMs do not allow (refused with
-    /// `why`).
-    fn group_conv(&self, user: &str, id: &str, why: &str) -> Result<&ConvMirror, StoreError> {
-        let conv = self.member_conv(user, id)?;
-        if conv.kind == ConvKind::Dm {
-            return Err(rejected(ErrorCode::InvalidArgument, why));
         }
         Ok(conv)
     }
@@ -63,38 +54,33 @@ impl Writer {
             Append::Leave {
                 user,
                 conversation_id,
-            } => {
-                self.group_conv(&user, &conversation_id, "you cannot leave a DM")?;
-                let ev = self.write_event(
-                    &user,
-                    &conversation_id,
-                    None,
-                    EventBody::Leave {
-                        members: vec![user.clone()],
-                    },
-                )?;
-                self.conn.execute(
-                    "DELETE FROM members WHERE conversation_id = ?1 AND username = ?2",
-                    params![conversation_id, user],
-                )?;
-                if let Some(c) = self.mirror.convs.get_mut(&conversation_id) {
-                    c.members.remove(&user);
-                }
-                Ok(ev)
-            }
+            } => self.leave(&user, &conversation_id),
+            Append::RemoveMembers {
+                user,
+                conversation_id,
+                members,
+            } => self.remove_members(&user, &conversation_id, members),
+            Append::SetRole {
+                user,
+                conversation_id,
+                target,
+                role,
+            } => self.set_role(&user, &conversation_id, &target, role),
             Append::AddMembers {
                 user,
                 conversation_id,
                 members,
             } => {
-                let conv = self.group_conv(
+                let conv = self.managed_conv(
                     &user,
                     &conversation_id,
                     "a DM has exactly two members; create a group instead",
+                    "only an admin of this conversation may add members",
                 )?;
                 let mut new: Vec<String> = Vec::new();
                 for m in members {
                     self.check_user(&m)?;
+                    self.check_not_blocked_by(&m, &user)?;
                     if !conv.members.contains(&m) && !new.contains(&m) {
                         new.push(m);
                     }
@@ -110,6 +96,7 @@ impl Writer {
                 }
                 new.sort();
                 self.add_members(&conversation_id, &new)?;
+                self.forget_removals(&conversation_id, &new)?;
                 self.write_event(
                     &user,
                     &conversation_id,
@@ -123,13 +110,18 @@ impl Writer {
                 client_msg_id,
                 name,
             } => {
-                let conv = self.member_conv(&user, &conversation_id)?;
-                let kind = conv.kind;
                 if let Some(done) =
                     self.prior(&user, client_msg_id.as_deref(), &conversation_id, "rename")?
                 {
                     return Ok(done);
                 }
+                let conv = self.managed_conv(
+                    &user,
+                    &conversation_id,
+                    "a DM has no name",
+                    "only an admin of this conversation may rename it",
+                )?;
+                let kind = conv.kind;
                 match kind {
                     ConvKind::Dm => {
                         return Err(rejected(ErrorCode::InvalidArgument, "a DM has no name"));
@@ -205,6 +197,7 @@ impl Writer {
         let mut everyone: Vec<String> = vec![user.to_string()];
         for m in members {
             self.check_user(&m)?;
+            self.check_not_blocked_by(&m, user)?;
             if !everyone.contains(&m) {
                 everyone.push(m);
             }
@@ -260,6 +253,7 @@ impl Writer {
                 kind,
                 last_seq: 0,
                 members: HashSet::new(),
+                roles: HashMap::new(),
             },
         );
         if let Some(key) = dm_key {
@@ -276,6 +270,9 @@ impl Writer {
             name: name.clone(),
         });
         self.add_members(&id, &everyone)?;
+        if kind != ConvKind::Dm {
+            self.store_role(&id, user, MemberRole::Owner)?;
+        }
         self.write_event(
             user,
             &id,
@@ -327,6 +324,7 @@ impl Writer {
         if conv.members.len() >= self.limits.max_members {
             return Err(rejected(ErrorCode::TooLarge, "this channel is full"));
         }
+        self.check_not_removed(&id, user)?;
         self.add_members(&id, &[user.to_string()])?;
         self.write_event(
             user,
@@ -346,7 +344,17 @@ impl Writer {
         client_msg_id: Option<String>,
         body: EventBody,
     ) -> Result<Appended, StoreError> {
-        self.member_conv(user, conv_id)?;
+        let conv = self.member_conv(user, conv_id)?;
+        let moderator = conv.role(user).manages();
+        if conv.kind == ConvKind::Dm
+            && let Some(other) = conv.members.iter().find(|m| *m != user)
+            && self.mirror.blocks(other, user)
+        {
+            return Err(rejected(
+                ErrorCode::Forbidden,
+                "you cannot write in this conversation",
+            ));
+        }
         // A retry must get its original answer even if what it refers to
         // has changed since, so requests that check a target look for a
         // prior copy first. A plain message leaves that to the insert
@@ -366,7 +374,12 @@ impl Writer {
             }
             EventBody::Edit { target_seq, .. } | EventBody::Delete { target_seq } => {
                 let (author, deleted) = self.target(conv_id, *target_seq)?;
-                if author != user {
+                // Admins of the conversation and of the server may delete
+                // any message; only its author edits it.
+                let may = author == user
+                    || (matches!(body, EventBody::Delete { .. })
+                        && (moderator || self.server_admin(user)?));
+                if !may {
                     return Err(rejected(
                         ErrorCode::Forbidden,
                         "only the author can edit or delete a message",

@@ -2,7 +2,7 @@
 //! blocking tasks, and the start-up snapshot.
 
 use super::{ConvRecord, Snapshot, StoreError};
-use crate::proto::{ConvKind, Event, EventBody, ReceiptPair};
+use crate::proto::{ConvKind, Event, EventBody, MemberRole, ReceiptPair};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -251,21 +251,26 @@ pub(super) fn load_snapshot(c: &Connection) -> Result<Snapshot, StoreError> {
             name,
             last_seq: last_seq as u64,
             receipts: Default::default(),
+            roles: Default::default(),
         });
     }
     let mut stmt =
-        c.prepare("SELECT conversation_id, username, delivered_seq, read_seq FROM members")?;
+        c.prepare("SELECT conversation_id, username, delivered_seq, read_seq, role FROM members")?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, String>(1)?,
             r.get::<_, i64>(2)?,
             r.get::<_, i64>(3)?,
+            r.get::<_, String>(4)?,
         ))
     })?;
     for row in rows {
-        let (conv, user, d, rd) = row?;
+        let (conv, user, d, rd, role) = row?;
         if let Some(&i) = index.get(&conv) {
+            if let Some(role) = MemberRole::parse(&role).filter(|r| r.manages()) {
+                snap.conversations[i].roles.insert(user.clone(), role);
+            }
             snap.conversations[i].receipts.insert(
                 user,
                 ReceiptPair {
@@ -274,6 +279,10 @@ pub(super) fn load_snapshot(c: &Connection) -> Result<Snapshot, StoreError> {
                 },
             );
         }
+    }
+    let mut stmt = c.prepare("SELECT blocker, blocked FROM blocks")?;
+    for b in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))? {
+        snap.blocks.push(b?);
     }
     Ok(snap)
 }

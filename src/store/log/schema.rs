@@ -99,6 +99,39 @@ const MIGRATIONS: &[&str] = &[
         at       INTEGER NOT NULL
     );
     ",
+    // 3: roles in groups and channels, removals, and blocking.
+    "
+    ALTER TABLE members ADD COLUMN role TEXT NOT NULL DEFAULT 'member'
+        CHECK (role IN ('owner','admin','member'));
+    -- The creator of a group or channel owns it, if still a member...
+    UPDATE members SET role = 'owner'
+        WHERE username = (SELECT sender FROM events e
+                          WHERE e.conversation_id = members.conversation_id AND e.seq = 1)
+          AND (SELECT kind FROM conversations c WHERE c.id = members.conversation_id) <> 'dm';
+    -- ...else its first member by name does.
+    UPDATE members SET role = 'owner'
+        WHERE (SELECT kind FROM conversations c WHERE c.id = members.conversation_id) <> 'dm'
+          AND NOT EXISTS (SELECT 1 FROM members o WHERE o.conversation_id = members.conversation_id
+                          AND o.role = 'owner')
+          AND username = (SELECT MIN(username) FROM members f
+                          WHERE f.conversation_id = members.conversation_id);
+
+    -- Removed from a channel: they may not join again until an admin adds them.
+    CREATE TABLE removed (
+        conversation_id TEXT NOT NULL,
+        username        TEXT NOT NULL,
+        removed_by      TEXT NOT NULL,
+        at              INTEGER NOT NULL,
+        PRIMARY KEY (conversation_id, username)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE blocks (
+        blocker    TEXT NOT NULL,
+        blocked    TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (blocker, blocked)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -134,6 +167,44 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    /// A server from before roles: each group's creator owns it, or its
+    /// first member by name when the creator has left; DMs have no owner.
+    #[test]
+    fn roles_come_to_existing_groups() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..2] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users (username, password_hash, created_at) VALUES
+                 ('alice','h',1), ('bob','h',2), ('carol','h',3);
+             INSERT INTO conversations (id, kind, name, created_at) VALUES
+                 ('g1','group','a',1), ('g2','group','b',1), ('d1','dm',NULL,1);
+             INSERT INTO members (conversation_id, username) VALUES
+                 ('g1','alice'), ('g1','bob'), ('g2','carol'), ('g2','bob'),
+                 ('d1','alice'), ('d1','bob');
+             INSERT INTO events (conversation_id, seq, ts, sender, kind, data) VALUES
+                 ('g1',1,1,'alice','create','{}'), ('g2',1,1,'alice','create','{}'),
+                 ('d1',1,1,'alice','create','{}');",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let owners: Vec<(String, String)> = conn
+            .prepare(
+                "SELECT conversation_id, username FROM members WHERE role = 'owner' ORDER BY 1",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            owners,
+            [("g1".into(), "alice".into()), ("g2".into(), "bob".into())]
+        );
     }
 
     #[test]

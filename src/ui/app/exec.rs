@@ -4,7 +4,7 @@
 use super::{App, Mode};
 use crate::client::Action;
 use crate::proto::PresenceStatus;
-use crate::ui::commands::Command;
+use crate::ui::commands::{Command, SessionsCmd};
 use crate::ui::strings;
 
 impl App {
@@ -29,6 +29,11 @@ impl App {
             Command::Quit => self.request_quit(out),
             Command::Help => self.mode = Mode::Help,
             Command::Unread => self.toggle_unread_only(),
+            Command::Sessions(what) => match what {
+                SessionsCmd::List => self.open_sessions(out),
+                SessionsCmd::Revoke(id) => out.push(Action::RevokeSession { id }),
+                SessionsCmd::Others => out.push(Action::RevokeOtherSessions),
+            },
             Command::Leave => {
                 if let Some(conv) = need_conv(self) {
                     self.stop_typing(out);
@@ -40,6 +45,17 @@ impl App {
                     out.push(Action::Invite { conv, users });
                 }
             }
+            Command::Kick(users) => {
+                if let Some(conv) = need_conv(self) {
+                    out.push(Action::Kick { conv, users });
+                }
+            }
+            Command::Op(user, admin) => {
+                if let Some(conv) = need_conv(self) {
+                    out.push(Action::SetAdmin { conv, user, admin });
+                }
+            }
+            Command::Block(user, on) => out.push(Action::Block { user, on }),
             Command::Mute | Command::Unmute => {
                 if let Some(conv) = need_conv(self) {
                     let muted = cmd == Command::Mute;

@@ -6,7 +6,8 @@
 //! Sub-modules follow the modes: `normal` (navigation and message actions),
 //! `insert` (composer, sending, typing signals), `complete` (Tab
 //! completion), `exec` (slash commands), `overlays` (help, quick switcher,
-//! delete confirmation, login), `view` (scrolling, read pointers, scrollback),
+//! delete confirmation, login), `sessions` (my device sessions), `view`
+//! (scrolling, read pointers, scrollback),
 //! `markup` (raw or rendered bodies, copying code, the external editor).
 //! `unread` (unread jumps and filter, the "new messages" line).
 
@@ -16,11 +17,14 @@ mod insert;
 mod markup;
 mod normal;
 mod overlays;
+mod sessions;
 mod unread;
 mod view;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub(crate) mod tests_accounts;
 #[cfg(test)]
 mod tests_keys;
 #[cfg(test)]
@@ -59,6 +63,8 @@ pub enum Mode {
         seq: u64,
     },
     Login,
+    /// This account's device sessions.
+    Sessions,
 }
 
 /// Debounce state of my typing indicator.
@@ -93,11 +99,15 @@ pub struct App {
     pub status: Option<String>,
     pub switcher: Switcher,
     pub login: LoginForm,
+    /// Selected row of the sessions overlay.
+    pub sessions_selected: usize,
     /// Terminal size in cells, for paging and scrollback decisions.
     pub size: (u16, u16),
     pub terminal_focused: bool,
     /// Time of the event being handled; rendering uses it for expiry.
     pub now: Instant,
+    /// The wall clock at that event, for "5 min ago".
+    pub wall: crate::proto::Millis,
     pub notifier: Notifier,
     /// Notifications decided but not yet shown; the UI loop drains them.
     pub notifications: Vec<Notification>,
@@ -141,9 +151,11 @@ impl App {
             status: None,
             switcher: Switcher::default(),
             login: LoginForm::default(),
+            sessions_selected: 0,
             size: (80, 24),
             terminal_focused: true,
             now,
+            wall: crate::proto::now_millis(),
             notifier: Notifier::new(true),
             notifications: Vec::new(),
             quit: false,
@@ -162,6 +174,7 @@ impl App {
     /// Applies one event; returns what the engine should do.
     pub fn handle_event(&mut self, ev: UiEvent, now: Instant) -> Vec<Action> {
         self.now = now;
+        self.wall = crate::proto::now_millis();
         let mut out = Vec::new();
         match ev {
             UiEvent::Tick => self.on_tick(now, &mut out),
@@ -193,6 +206,15 @@ impl App {
                     }
                 }
                 Update::Focus(conv) => self.focus_request = Some(conv),
+                Update::AuthFailed { .. } => {
+                    // Back at the login screen after a session ended: the
+                    // same account, the password to type.
+                    if self.login.username.is_empty() && !self.model.me.is_empty() {
+                        self.login.username = self.model.me.clone();
+                        self.login.field = 1;
+                    }
+                    self.model.apply(update, now);
+                }
                 other => self.model.apply(other, now),
             }
         }
@@ -230,6 +252,7 @@ impl App {
             Mode::QuickSwitcher => self.switcher_key(k, out),
             Mode::ConfirmDelete { seq } => self.confirm_key(k, seq, out),
             Mode::Login => self.login_key(k, out),
+            Mode::Sessions => self.sessions_key(k, out),
         }
     }
 

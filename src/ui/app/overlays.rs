@@ -34,7 +34,9 @@ pub struct SwitchItem {
 pub struct LoginForm {
     pub username: String,
     pub password: String,
-    /// 0 = username, 1 = password.
+    /// The invitation code (registering only; optional).
+    pub invite: String,
+    /// 0 = username, 1 = password, 2 = invitation.
     pub field: usize,
     /// Register a new account instead of logging in.
     pub register: bool,
@@ -42,11 +44,15 @@ pub struct LoginForm {
 
 impl LoginForm {
     fn current(&mut self) -> &mut String {
-        if self.field == 0 {
-            &mut self.username
-        } else {
-            &mut self.password
+        match self.field {
+            0 => &mut self.username,
+            1 => &mut self.password,
+            _ => &mut self.invite,
         }
+    }
+    /// How many fields the form shows.
+    pub fn fields(&self) -> usize {
+        if self.register { 3 } else { 2 }
     }
     pub(super) fn paste(&mut self, text: &str) {
         let line = text.lines().next().unwrap_or("").to_string();
@@ -165,9 +171,14 @@ impl App {
     pub(super) fn login_key(&mut self, k: KeyEvent, out: &mut Vec<Action>) {
         let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
         let form = &mut self.login;
+        let n = form.fields();
         match k.code {
-            KeyCode::Char('r') if ctrl => form.register = !form.register,
-            KeyCode::Tab | KeyCode::Down | KeyCode::BackTab | KeyCode::Up => form.field ^= 1,
+            KeyCode::Char('r') if ctrl => {
+                form.register = !form.register;
+                form.field = form.field.min(form.fields() - 1);
+            }
+            KeyCode::Tab | KeyCode::Down => form.field = (form.field + 1) % n,
+            KeyCode::BackTab | KeyCode::Up => form.field = (form.field + n - 1) % n,
             KeyCode::Backspace => {
                 form.current().pop();
             }
@@ -182,11 +193,12 @@ impl App {
                 }
                 let password = std::mem::take(&mut form.password);
                 self.model.login_error = None;
+                let invite = Some(form.invite.trim().to_string()).filter(|c| !c.is_empty());
                 out.push(if form.register {
                     Action::Register {
                         username,
                         password,
-                        invite: None,
+                        invite,
                     }
                 } else {
                     Action::Login { username, password }

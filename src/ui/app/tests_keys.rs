@@ -155,7 +155,7 @@ fn tab_completes_commands_and_names() {
     a.handle_event(tab(), t);
     assert_eq!(a.composer.text(), "thanks @carol ");
     a.handle_event(ctrl('u'), t);
-    type_str(&mut a, "/de", t);
+    type_str(&mut a, "/del", t);
     a.handle_event(tab(), t);
     assert_eq!(a.composer.text(), "/delete ");
     type_str(&mut a, "zz", t);

@@ -120,6 +120,7 @@ pub fn render_status(app: &App, frame: &mut Frame, area: Rect) {
         Mode::QuickSwitcher => ("GO TO", ""),
         Mode::ConfirmDelete { .. } => ("DELETE", strings::CONFIRM_DELETE),
         Mode::Login => ("LOGIN", ""),
+        Mode::Sessions => ("SESSIONS", ""),
     };
     let badge_style = Style::default()
         .fg(theme.header_fg)

@@ -1,5 +1,5 @@
-//! The login / register screen: username, masked password, the engine's
-//! error line and the keys.
+//! The login / register screen: username, masked password, the invitation
+//! code (registering), the engine's error line and the keys.
 
 use super::layout::centered;
 use super::wrap::{str_width, truncate};
@@ -15,8 +15,17 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 pub fn render(app: &App, frame: &mut Frame, full: Rect) {
     let theme = &app.theme;
     frame.render_widget(Clear, full);
-    let area = centered(full, full.width.saturating_sub(2).min(56), 11);
     let form = &app.login;
+    let width = full.width.saturating_sub(2).min(56);
+    // A long reason (a refusal, why the session ended) wraps onto up to
+    // three lines.
+    let error = app.status.as_deref().or(app.model.login_error.as_deref());
+    let error_w = error.map_or(0, str_width);
+    let error_lines = error_w
+        .div_ceil(usize::from(width.saturating_sub(2)).max(1))
+        .clamp(1, 3);
+    let height = if form.register { 13 } else { 11 } + error_lines as u16 - 1;
+    let area = centered(full, width, height);
     let title = if form.register {
         strings::REGISTER_TITLE
     } else {
@@ -32,7 +41,11 @@ pub fn render(app: &App, frame: &mut Frame, full: Rect) {
         return;
     }
     let iw = usize::from(inner.width);
-    let label_w = strings::USERNAME.len().max(strings::PASSWORD.len()) + 2;
+    let mut label_w = strings::USERNAME.len().max(strings::PASSWORD.len());
+    if form.register {
+        label_w = label_w.max(strings::INVITATION.len());
+    }
+    let label_w = label_w + 2;
     let field_w = iw.saturating_sub(label_w + 1);
     let masked: String = "•".repeat(form.password.chars().count());
     let field = |label: &str, value: &str, active: bool| {
@@ -59,21 +72,40 @@ pub fn render(app: &App, frame: &mut Frame, full: Rect) {
         field(strings::PASSWORD, &masked, form.field == 1),
         Line::raw(""),
     ];
-    let error = app.status.as_deref().or(app.model.login_error.as_deref());
+    if form.register {
+        let mut invite = field(strings::INVITATION, &form.invite, form.field == 2);
+        if form.invite.is_empty() && form.field != 2 {
+            invite = Line::from(vec![
+                Span::styled(
+                    format!(" {:<w$}", strings::INVITATION, w = label_w - 1),
+                    theme.base(),
+                ),
+                Span::styled(
+                    truncate(strings::INVITATION_OPTIONAL, field_w),
+                    theme.dimmed(),
+                ),
+            ]);
+        }
+        lines.push(invite);
+        lines.push(Line::raw(""));
+    }
     lines.push(match error {
-        Some(e) => Line::styled(truncate(e, iw), Style::default().fg(theme.error)),
+        Some(e) => Line::styled(
+            truncate(e, iw * error_lines),
+            Style::default().fg(theme.error),
+        ),
         None => Line::raw(""),
     });
     lines.push(Line::styled(strings::LOGIN_HINTS, theme.dimmed()));
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
-    let value = if form.field == 0 {
-        &form.username
-    } else {
-        &masked
+    let value = match form.field {
+        0 => &form.username,
+        1 => &masked,
+        _ => &form.invite,
     };
     let col = str_width(&tail(value, field_w.saturating_sub(1)));
     let x = inner.x + (label_w + col).min(iw.saturating_sub(1)) as u16;
-    let y = inner.y + if form.field == 0 { 2 } else { 4 };
+    let y = inner.y + 2 + 2 * form.field.min(2) as u16;
     if y < inner.y + inner.height {
         frame.set_cursor_position(Position::new(x, y));
     }

@@ -1,7 +1,8 @@
 //! Rendering: a pure function of the [`App`]. Never mutates, never does
 //! I/O. One sub-module per region: `header`, `list`, `messages` (with
 //! `receipts` and `wrap`), `composer` (typing line, composer, status line),
-//! `overlays` (help, quick switcher), `login`; `layout` places them.
+//! `overlays` (help, quick switcher), `sessions`, `login`; `layout` places
+//! them.
 //! Bodies go through `markdown` (with `highlight` for code).
 
 pub mod body_text;
@@ -16,6 +17,7 @@ pub mod markdown_cache;
 pub mod messages;
 pub mod overlays;
 pub mod receipts;
+pub mod sessions;
 pub mod wrap;
 
 use crate::ui::app::{App, Mode};
@@ -47,6 +49,7 @@ pub fn render(app: &App, frame: &mut Frame) {
     match app.mode {
         Mode::Help => overlays::render_help(app, frame, area),
         Mode::QuickSwitcher => overlays::render_switcher(app, frame, area),
+        Mode::Sessions => sessions::render(app, frame, area),
         _ => {}
     }
 }

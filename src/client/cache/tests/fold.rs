@@ -94,6 +94,46 @@ fn deletion_empties_the_body_and_wins_over_later_edits() {
     assert_eq!(v.send_state, Some(SendState::Sent));
 }
 
+/// The text of a deleted message does not stay in the cache file, whether
+/// the deletion arrives after it or (filling a gap) before it and its edits.
+#[test]
+fn deleted_text_is_not_kept() {
+    let stored = |c: &Cache| -> Vec<String> {
+        c.conn
+            .prepare("SELECT coalesce(text, '') || data FROM events ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let mut c = cache_as("alice");
+    c.apply_events(&[
+        msg("c", 1, "bob", "secret one"),
+        edit("c", 2, "bob", 1, "secret two"),
+    ])
+    .unwrap();
+    c.apply_events(&[ev("c", 3, "carol", EventBody::Delete { target_seq: 1 })])
+        .unwrap();
+    let mut out_of_order = cache_as("alice");
+    out_of_order
+        .apply_events(&[ev("c", 3, "bob", EventBody::Delete { target_seq: 1 })])
+        .unwrap();
+    out_of_order
+        .apply_events(&[
+            edit("c", 2, "bob", 1, "secret two"),
+            msg("c", 1, "bob", "secret one"),
+        ])
+        .unwrap();
+    for c in [&c, &out_of_order] {
+        let rows = stored(c);
+        assert_eq!(rows.len(), 3);
+        assert!(!rows.iter().any(|r| r.contains("secret")), "{rows:?}");
+        let v = one(c, 1);
+        assert!(v.deleted);
+    }
+}
+
 #[test]
 fn reactions_count_each_user_once() {
     let mut c = cache_as("alice");

@@ -47,6 +47,7 @@ pub(super) fn conversation(
         members: members.iter().map(|m| m.to_string()).collect(),
         last_seq: 0,
         receipts: BTreeMap::new(),
+        roles: BTreeMap::new(),
     }
 }
 

@@ -179,6 +179,29 @@ impl Session {
         self.account_reply(rid, &username).await
     }
 
+    pub(super) async fn admin_erase(
+        &self,
+        rid: u64,
+        user: &str,
+        username: String,
+    ) -> Result<Outcome, ProtoError> {
+        self.require_admin(user).await?;
+        if username == user {
+            return Err(ProtoError::invalid(
+                "you cannot erase your own account; ask another admin",
+            ));
+        }
+        let op = AccountOp::Erase {
+            username: username.clone(),
+        };
+        self.end_sessions(&username, op, Ended::Deactivated).await?;
+        self.shared
+            .hub
+            .end_sessions(&username, None, Ended::Deactivated);
+        tracing::info!(admin = %user, user = %username, "account erased");
+        self.account_reply(rid, &username).await
+    }
+
     /// May `user` create invitations? Returns whether they are an admin.
     async fn may_invite(&self, user: &str) -> Result<bool, ProtoError> {
         let admin = self.caller(user).await?.role == Role::Admin;

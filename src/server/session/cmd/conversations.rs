@@ -3,7 +3,7 @@
 //! rules on who may do what), and answered once durable.
 
 use super::super::{Outcome, Session, error};
-use crate::proto::{ConvKind, ConversationOk, ProtoError, encode_ok};
+use crate::proto::{ConvKind, ConversationOk, MemberRole, ProtoError, encode_ok};
 use crate::server::validate;
 use crate::store::log::{Append, StoreError};
 use futures_util::FutureExt;
@@ -70,6 +70,39 @@ impl Session {
             user,
             conversation_id,
             members,
+        };
+        self.append_conv(rid, op).await
+    }
+
+    pub(super) async fn remove_members(
+        &mut self,
+        rid: u64,
+        user: String,
+        conversation_id: String,
+        members: Vec<String>,
+    ) -> Result<Outcome, ProtoError> {
+        validate::members(&members, &self.shared.limits)?;
+        let op = Append::RemoveMembers {
+            user,
+            conversation_id,
+            members,
+        };
+        self.append_conv(rid, op).await
+    }
+
+    pub(super) async fn set_member_role(
+        &mut self,
+        rid: u64,
+        user: String,
+        conversation_id: String,
+        target: String,
+        role: MemberRole,
+    ) -> Result<Outcome, ProtoError> {
+        let op = Append::SetRole {
+            user,
+            conversation_id,
+            target,
+            role,
         };
         self.append_conv(rid, op).await
     }

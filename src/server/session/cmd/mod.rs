@@ -71,6 +71,7 @@ impl Session {
             Request::AdminSetActive { username, active } => {
                 self.admin_set_active(rid, &user, username, active).await?
             }
+            Request::AdminErase { username } => self.admin_erase(rid, &user, username).await?,
             Request::AdminSetRole { username, role } => {
                 self.admin_set_role(rid, &user, username, role).await?
             }
@@ -105,6 +106,24 @@ impl Session {
                 self.add_members(rid, user, conversation_id, members)
                     .await?
             }
+            Request::RemoveMembers {
+                conversation_id,
+                members,
+            } => {
+                self.remove_members(rid, user, conversation_id, members)
+                    .await?
+            }
+            Request::SetMemberRole {
+                conversation_id,
+                user: target,
+                role,
+            } => {
+                self.set_member_role(rid, user, conversation_id, target, role)
+                    .await?
+            }
+            Request::Block { user: target } => self.block(rid, &user, target, true).await?,
+            Request::Unblock { user: target } => self.block(rid, &user, target, false).await?,
+            Request::Blocks {} => self.blocks(rid, &user).await?,
             Request::Rename {
                 conversation_id,
                 client_msg_id,

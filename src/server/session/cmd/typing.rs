@@ -15,6 +15,10 @@ impl Session {
         conversation_id: &str,
         active: bool,
     ) -> Result<Outcome, ProtoError> {
+        // Membership first: the throttle keeps an entry per conversation,
+        // so only conversations the user is in (bounded, with short ids)
+        // may ever make one.
+        self.shared.hub.check_member(user, conversation_id)?;
         let interval = Duration::from_millis(self.shared.limits.typing_interval_ms);
         if !self.typing.allow(conversation_id, active, interval) {
             return Err(ProtoError::new(

@@ -4,7 +4,8 @@
 
 use super::super::{Outcome, Session, error};
 use super::reply_if;
-use crate::proto::{PresenceStatus, ProtoError, UsersOk, encode_ok};
+use crate::proto::{BlocksOk, PresenceStatus, ProtoError, UsersOk, encode_ok, encode_ok_empty};
+use crate::store::log::AccountOp;
 use futures_util::FutureExt;
 
 impl Session {
@@ -35,6 +36,39 @@ impl Session {
             }
             .boxed(),
         )
+    }
+
+    /// Start (`on`) or stop blocking `target`. Private: `target` is not
+    /// told, and only sees the blocker go offline.
+    pub(super) async fn block(
+        &self,
+        rid: u64,
+        user: &str,
+        target: String,
+        on: bool,
+    ) -> Result<Outcome, ProtoError> {
+        self.shared
+            .store
+            .account(AccountOp::Block {
+                blocker: user.to_string(),
+                blocked: target,
+                on,
+            })
+            .await
+            .map_err(|e| e.to_proto())?;
+        Ok(Outcome::Reply(encode_ok_empty(rid)))
+    }
+
+    /// The users `user` blocks.
+    pub(super) async fn blocks(&self, rid: u64, user: &str) -> Result<Outcome, ProtoError> {
+        let users = self
+            .shared
+            .store
+            .readers()
+            .blocks(user)
+            .await
+            .map_err(|e| e.to_proto())?;
+        Ok(Outcome::Reply(encode_ok(rid, &BlocksOk { users })))
     }
 
     /// Set `user`'s status to online or away; offline is the connection
