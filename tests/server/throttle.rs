@@ -3,6 +3,7 @@
 //! addresses are simulated by a trusted proxy's `X-Forwarded-For` (the test
 //! connects from 127.0.0.1 and lists it in `[net] trusted_proxies`).
 
+use crate::support::chatd::Chatd;
 use crate::support::{PASSWORD, Peer, Server, WAIT};
 use chat::server::Config;
 use chat::server::config::Registration;
@@ -393,116 +394,63 @@ async fn a_flood_from_one_address_leaves_other_logins_fast() {
 /// chatd's memory after a burst of 1,000 logins (real argon2 parameters)
 /// is back to within 10 % of where it was before the burst: the hashing
 /// threads reuse their buffers. Run against a chatd process of its own so
-/// that nothing else in this process counts; `CHATD_BIN` names another
-/// build to compare.
-#[test]
-fn memory_after_a_burst_of_logins_returns_to_where_it_was() {
-    use std::process::{Command, Stdio};
-    let bin = std::env::var("CHATD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_chatd").into());
+/// that nothing else in this process counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_after_a_burst_of_logins_returns_to_where_it_was() {
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let addr = format!("127.0.0.1:{port}");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
     let config = dir.path().join("chatd.toml");
-    std::fs::write(
-        &config,
-        format!("listen = \"{addr}\"\n\n[auth]\nregistration = \"open\"\n"),
-    )
-    .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
+    std::fs::write(&config, "[auth]\nregistration = \"open\"\n").unwrap();
+    let chatd = Chatd::start(&data, &config).await;
+    let url = chatd.url();
+    const USERS: usize = 8;
+    for u in 0..USERS {
+        let mut p = Peer::connect(&url).await;
+        p.register(&format!("user{u}")).await;
+        p.close().await;
     }
-    let child = Kill(
-        Command::new(&bin)
-            .arg("--config")
-            .arg(&config)
-            .arg("--data")
-            .arg(dir.path().join("data"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chatd"),
-    );
-    let pid = child.0.id();
-    let rss = || -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS")
+    // `n` logins, `USERS` at a time, each on a new connection.
+    let burst = |n: usize| {
+        let url = url.clone();
+        async move {
+            let t = Instant::now();
+            let mut tasks = Vec::new();
+            for u in 0..USERS {
+                let url = url.clone();
+                tasks.push(tokio::spawn(async move {
+                    for _ in 0..n / USERS {
+                        let mut p = Peer::connect(&url).await;
+                        let r = p.login(&format!("user{u}"), PASSWORD).await;
+                        assert_eq!(r["type"], "ok", "{r}");
+                        p.close().await;
+                    }
+                }));
+            }
+            for t in tasks {
+                tokio::time::timeout(Duration::from_secs(120), t)
+                    .await
+                    .expect("logins end")
+                    .expect("no panic");
+            }
+            t.elapsed()
+        }
     };
-
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let url = format!("ws://{addr}/ws");
-        let started = Instant::now();
-        loop {
-            if std::net::TcpStream::connect(&addr).is_ok() {
-                break;
-            }
-            assert!(started.elapsed() < Duration::from_secs(20), "chatd did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        const USERS: usize = 8;
-        for u in 0..USERS {
-            let mut p = Peer::connect(&url).await;
-            p.register(&format!("user{u}")).await;
-            p.close().await;
-        }
-        // `n` logins, `USERS` at a time, each on a new connection.
-        let burst = |n: usize| {
-            let url = url.clone();
-            async move {
-                let t = Instant::now();
-                let mut tasks = Vec::new();
-                for u in 0..USERS {
-                    let url = url.clone();
-                    tasks.push(tokio::spawn(async move {
-                        for _ in 0..n / USERS {
-                            let mut p = Peer::connect(&url).await;
-                            let r = p.login(&format!("user{u}"), PASSWORD).await;
-                            assert_eq!(r["type"], "ok", "{r}");
-                            p.close().await;
-                        }
-                    }));
-                }
-                for t in tasks {
-                    tokio::time::timeout(Duration::from_secs(120), t)
-                        .await
-                        .expect("logins end")
-                        .expect("no panic");
-                }
-                t.elapsed()
-            }
-        };
-        let start_kib = rss();
-        let warm = burst(200).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let before = rss();
-        let took = burst(1000).await;
-        tokio::time::sleep(Duration::from_millis(1000)).await;
-        let after = rss();
-        println!(
-            "chatd RSS: {start_kib} KiB at start, {before} KiB after 200 warm-up logins ({warm:?}), \
-             {after} KiB after 1000 more ({took:?}, {:.1} ms a login): {:+.1} %",
-            took.as_secs_f64() * 1000.0 / 1000.0,
-            (after as f64 - before as f64) * 100.0 / before as f64
-        );
-        assert!(
-            after * 10 <= before * 11,
-            "RSS grew from {before} KiB to {after} KiB over 1000 logins"
-        );
-    });
+    let start_kib = chatd.rss_kib();
+    let warm = burst(200).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = chatd.rss_kib();
+    let took = burst(1000).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let after = chatd.rss_kib();
+    println!(
+        "chatd RSS: {start_kib} KiB at start, {before} KiB after 200 warm-up logins ({warm:?}), \
+         {after} KiB after 1000 more ({took:?}, {:.1} ms a login): {:+.1} %",
+        took.as_secs_f64(),
+        (after as f64 - before as f64) * 100.0 / before as f64
+    );
+    assert!(
+        after * 10 <= before * 11,
+        "RSS grew from {before} KiB to {after} KiB over 1000 logins"
+    );
 }
