@@ -13,8 +13,9 @@ use super::config::AuthConfig;
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, Version};
 use sha2::{Digest, Sha256};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
@@ -154,16 +155,19 @@ fn work(
     mut memory: Vec<Block>,
 ) {
     loop {
-        let job = match rx.lock() {
-            Ok(mut rx) => rx.blocking_recv(),
-            Err(_) => None,
-        };
+        let job = rx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .blocking_recv();
         let Some(job) = job else { return };
         if memory.is_empty() {
             memory = vec![Block::new(); params.block_count()];
         }
         let started = Instant::now();
-        match job {
+        // A job that panics drops its reply (the caller sees a failure)
+        // and leaves this thread serving the next: the threads are fixed,
+        // none may be lost.
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| match job {
             Job::Hash { password, reply } => {
                 let _ = reply.send(hash_with(params, &password, &mut memory));
             }
@@ -174,7 +178,7 @@ fn work(
             } => {
                 let _ = reply.send(verify_with(&password, &stored, &mut memory));
             }
-        }
+        }));
         let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let before = recent_us.load(Ordering::Relaxed);
         let avg = if before == 0 {
