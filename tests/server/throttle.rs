@@ -454,3 +454,61 @@ async fn memory_after_a_burst_of_logins_returns_to_where_it_was() {
         "RSS grew from {before} KiB to {after} KiB over 1000 logins"
     );
 }
+
+/// When the hashing queue is full, a login is refused at once with a wait,
+/// not queued without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_hash_queue_answers_at_once() {
+    let server = Server::start_with(|c| {
+        c.auth.registration = Registration::Open;
+        c.auth.argon2_memory_kib = 19 * 1024;
+        c.auth.argon2_iterations = 8;
+        c.auth.max_concurrent_hashes = 1;
+        c.auth.hash_queue = 2;
+        c.net.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    });
+    let _alice = server.user("alice").await;
+    // One login alone: how long a hash takes here.
+    let t = Instant::now();
+    let r = login_as(&server, None, "alice", PASSWORD).await.unwrap();
+    assert_eq!(r["type"], "ok", "{r}");
+    let one = t.elapsed();
+    // Twelve at once from twelve addresses (all connected first): one
+    // hashing, two queued, the rest refused.
+    let ready = std::sync::Arc::new(tokio::sync::Barrier::new(12));
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let from = format!("192.0.2.{}", i + 1);
+        let mut p = connect_as(&server, Some(&from)).await.unwrap();
+        let ready = ready.clone();
+        tasks.push(tokio::spawn(async move {
+            ready.wait().await;
+            let t = Instant::now();
+            let r = p.login("alice", PASSWORD).await;
+            (r, t.elapsed())
+        }));
+    }
+    let (mut refused, mut ok) = (Vec::new(), Vec::new());
+    for task in tasks {
+        let (r, took) = tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("answered")
+            .expect("no panic");
+        match r["code"].as_str() {
+            None => ok.push(took),
+            Some("rate_limited") => {
+                assert!(r["retry_after_ms"].as_u64().unwrap() > 0, "{r}");
+                refused.push(took);
+            }
+            Some(_) => panic!("{r}"),
+        }
+    }
+    println!("one hash: {one:?}; logged in after {ok:?}; refused after {refused:?}");
+    assert!(ok.len() >= 3, "the thread and the queue were used");
+    assert!(!refused.is_empty(), "some were refused");
+    let slowest = ok.iter().max().copied().unwrap_or_default();
+    assert!(
+        refused.iter().all(|t| *t < slowest),
+        "refusals come before the queue is through ({slowest:?}): {refused:?}"
+    );
+}
