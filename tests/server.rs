@@ -42,5 +42,8 @@ mod hostile;
 #[path = "server/roles.rs"]
 mod roles;
 
+#[path = "server/retention.rs"]
+mod retention;
+
 #[path = "server/throttle.rs"]
 mod throttle;

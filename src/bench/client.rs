@@ -54,6 +54,7 @@ pub fn message(conv: &str, seq: u64, i: u64) -> Event {
             OTHERS[(i % 4) as usize].to_string()
         },
         client_msg_id: None,
+        eid: None,
         body: EventBody::Message {
             body: body(i),
             reply_to: None,

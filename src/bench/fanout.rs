@@ -503,6 +503,7 @@ mod tests {
             ts: 1,
             sender: "f1_0".into(),
             client_msg_id: Some("m3-9".into()),
+            eid: None,
             body: EventBody::Message {
                 body: "b3:12345:xxxx".into(),
                 reply_to: None,

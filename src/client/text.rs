@@ -363,6 +363,7 @@ mod tests {
             ts: 0,
             sender: "bo\u{1b}b".into(),
             client_msg_id: None,
+            eid: None,
             body,
         };
         let line = event_line(

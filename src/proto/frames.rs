@@ -111,6 +111,11 @@ pub enum Request {
     Sync {
         #[serde(default)]
         cursors: HashMap<String, u64>,
+        /// For some cursors, the `eid` of the event the client holds at that
+        /// seq (an addition to the core): the server answers which
+        /// conversations the client's copy has diverged in.
+        #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+        heads: HashMap<String, String>,
     },
     History {
         conversation_id: String,
@@ -495,6 +500,17 @@ pub struct ConversationsOk {
     /// Presence of every contact (an addition to the core, on `sync`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub presence: Vec<Presence>,
+    /// On `sync`: conversations whose history the client holds differs
+    /// from the server's (its cursor is past the server's last seq, or the
+    /// event at its cursor is another one). The client drops its copy,
+    /// fetches it again, and sends its own messages again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diverged: Vec<String>,
+    /// On `sync`, where the server keeps message text for a limited time:
+    /// the text of messages and edits older than this is gone, and clients
+    /// clear their copies too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_cutoff: Option<Millis>,
 }
 
 /// Reply to `history`.
@@ -637,7 +653,7 @@ pub fn encode_event_with_body(ev: &Event, body_json: &str) -> String {
     use std::fmt::Write;
     let string = |v: &str| serde_json::to_string(v).unwrap_or_default();
     let cmid = ev.client_msg_id.as_deref().map_or("null".into(), string);
-    let mut out = String::with_capacity(body_json.len() + 160);
+    let mut out = String::with_capacity(body_json.len() + 180);
     let _ = write!(
         out,
         r#"{{"type":"event","conversation_id":{},"seq":{},"ts":{},"sender":{},"client_msg_id":{}"#,
@@ -647,6 +663,9 @@ pub fn encode_event_with_body(ev: &Event, body_json: &str) -> String {
         string(&ev.sender),
         cmid,
     );
+    if let Some(eid) = &ev.eid {
+        let _ = write!(out, r#","eid":{}"#, string(eid));
+    }
     match body_json.strip_prefix('{') {
         Some(rest) if rest.trim_start() != "}" => {
             out.push(',');
@@ -738,6 +757,7 @@ mod tests {
             ts: 1764250000123,
             sender: "alice".into(),
             client_msg_id: Some("0f1c".into()),
+            eid: None,
             body: EventBody::Message {
                 body: "hello".into(),
                 reply_to: None,
@@ -806,6 +826,7 @@ mod tests {
                     ts: 1_700_000_000_000,
                     sender: "al\"ice".into(),
                     client_msg_id: cmid,
+                    eid: None,
                     body: body.clone(),
                 };
                 let stored = serde_json::to_string(&ev.body).unwrap();

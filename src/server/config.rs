@@ -3,6 +3,7 @@
 pub use crate::net::transport::IpNet;
 use crate::proto::Limits;
 pub use crate::store::log::Registration;
+pub use crate::store::log::retention::RetentionConfig;
 use crate::store::log::{SessionLife, StoreConfig};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub auth: AuthConfig,
     pub net: NetSettings,
+    pub retention: RetentionConfig,
     /// Seconds to let in-flight requests finish on shutdown.
     pub shutdown_grace_secs: u64,
 }
@@ -142,6 +144,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             auth: AuthConfig::default(),
             net: NetSettings::default(),
+            retention: RetentionConfig::default(),
             shutdown_grace_secs: 5,
         }
     }

@@ -42,6 +42,7 @@ pub struct Shared {
     pub throttle: Arc<throttle::Throttle>,
     pub limits: Limits,
     pub accounts: config::AccountRules,
+    pub retention: config::RetentionConfig,
     pub shutdown: CancellationToken,
     pub grace: Duration,
 }
@@ -104,6 +105,7 @@ pub async fn serve_tls(
         throttle: throttle::Throttle::new(&config.auth, &config.limits),
         limits: config.limits.clone(),
         accounts: config.auth.rules(),
+        retention: config.retention.clone(),
         shutdown: token.clone(),
         grace: Duration::from_secs(config.shutdown_grace_secs),
     });
@@ -115,6 +117,12 @@ pub async fn serve_tls(
     tokio::spawn(watch_account_changes(
         store.readers().clone(),
         shared.hub.clone(),
+        token.clone(),
+    ));
+    tokio::spawn(crate::store::log::retention::run(
+        data.clone(),
+        config.retention.clone(),
+        RETENTION_SWEEP,
         token.clone(),
     ));
     let ws_config = transport::ws_config(config.limits.hard_frame_bytes);
@@ -206,6 +214,9 @@ async fn watch_account_changes(readers: Readers, hub: Arc<Hub>, stop: Cancellati
         }
     }
 }
+
+/// How often old message text is looked for when retention is on.
+const RETENTION_SWEEP: Duration = Duration::from_secs(3600);
 
 /// How often a running chatd looks for changes made by `chatd admin`.
 const ACCOUNT_POLL: Duration = Duration::from_secs(2);

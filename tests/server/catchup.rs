@@ -277,3 +277,36 @@ async fn pages_of_large_events_stay_under_the_frame_cap() {
     assert_eq!(all.len(), 121);
     assert_eq!(all[120]["body"], body.as_str());
 }
+
+/// Every new event carries an id; `sync` with the id held at a cursor says
+/// whether the client's copy is the server's.
+#[tokio::test]
+async fn sync_tells_a_client_whose_copy_diverged() {
+    let server = Server::start();
+    let [mut alice, mut bob] = server.users(["alice", "bob"]).await;
+    let dm = alice.create_dm("bob").await;
+    alice.send_msg(&dm, "one").await;
+    let history = bob.full_history(&dm).await;
+    let last = history.last().unwrap();
+    let (seq, id) = (last["seq"].as_u64().unwrap(), last["eid"].as_str().unwrap());
+    assert_eq!(id.len(), 16, "{last}");
+    let push = alice.send_msg(&dm, "two").await;
+    assert!(push > seq);
+
+    let sync = |cursor: u64, head: &str| json!({"type":"sync","cursors":{dm.clone(): cursor},"heads":{dm.clone(): head}});
+    let r = bob.ok(sync(seq, id)).await;
+    assert!(r.get("diverged").is_none(), "the same event: {r}");
+    let r = bob.ok(sync(seq, "0000000000000000")).await;
+    assert_eq!(r["diverged"], json!([dm]), "another event at that seq");
+    let r = bob
+        .ok(json!({"type":"sync","cursors":{dm.clone(): 99}}))
+        .await;
+    assert_eq!(r["diverged"], json!([dm]), "a cursor past the end");
+    let r = bob
+        .ok(json!({"type":"sync","cursors":{dm.clone(): seq}}))
+        .await;
+    assert!(
+        r.get("diverged").is_none(),
+        "no head, nothing to prove: {r}"
+    );
+}

@@ -155,6 +155,7 @@ pub(crate) fn event_from_row(conv: &str, row: &Row<'_>) -> Result<Event, CacheEr
         ts: row.get(1)?,
         sender: row.get(2)?,
         client_msg_id: row.get(3)?,
+        eid: None,
         body: serde_json::from_str(&data).map_err(|e| corrupt(format!("event body: {e}")))?,
     })
 }
@@ -315,6 +316,16 @@ impl Cache {
         }
         tx.commit()?;
         Ok(outcome)
+    }
+
+    /// Clear the text of messages and edits older than `cutoff` (the
+    /// server's retention); returns how many were cleared.
+    pub fn forget_text_before(&mut self, cutoff: i64) -> Result<usize, CacheError> {
+        Ok(self.conn.execute(
+            "UPDATE events SET text = '', data = json_set(data, '$.body', '')
+             WHERE kind IN ('message', 'edit') AND ts < ?1 AND coalesce(text, '') <> ''",
+            [cutoff],
+        )?)
     }
 
     /// Highest seq up to which every event (from the floor) is held.

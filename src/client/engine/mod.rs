@@ -336,7 +336,13 @@ impl Engine {
             .as_ref()
             .and_then(|c| c.cursors().ok())
             .unwrap_or_default();
-        self.request(Request::Sync { cursors }, Pending::Sync);
+        self.request(
+            Request::Sync {
+                cursors,
+                heads: Default::default(),
+            },
+            Pending::Sync,
+        );
     }
 
     /// Open (or switch to) the cache of `user` on this server.

@@ -213,6 +213,14 @@ impl Engine {
         let Some(cache) = self.cache.as_mut() else {
             return;
         };
+        // Text the server no longer keeps is not kept here either.
+        if let Some(cutoff) = reply.retention_cutoff {
+            match cache.forget_text_before(cutoff) {
+                Ok(0) => {}
+                Ok(_) => self.dirty.messages = true,
+                Err(e) => tracing::warn!("clearing old text: {e}"),
+            }
+        }
         // Conversations I no longer belong to go; the rest, newest activity
         // first, is the order catch-up takes.
         let mut failed = None;

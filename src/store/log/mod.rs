@@ -17,6 +17,7 @@ mod checkpoint;
 mod mirror;
 mod ops;
 mod read;
+pub mod retention;
 mod roles;
 mod schema;
 mod writer;

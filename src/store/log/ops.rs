@@ -490,14 +490,15 @@ impl Writer {
         };
         let data = serde_json::to_string(&body)
             .map_err(|e| StoreError::Open(format!("encoding an event: {e}")))?;
+        let id = new_event_id();
         let inserted = self
             .conn
             .prepare_cached(
-                "INSERT INTO events (conversation_id, seq, ts, sender, kind, client_msg_id, target_seq, data)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                "INSERT INTO events (conversation_id, seq, ts, sender, kind, client_msg_id, target_seq, data, eid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (sender, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING",
             )?
-            .execute(params![conv_id, seq as i64, ts, user, body.kind(), client_msg_id, target, data])?;
+            .execute(params![conv_id, seq as i64, ts, user, body.kind(), client_msg_id, target, data, id])?;
         if inserted == 0 {
             // A retry: (sender, client_msg_id) is taken. Its original
             // answer, or a conflict if it was used for something else.
@@ -517,6 +518,7 @@ impl Writer {
             ts,
             sender: user.to_string(),
             client_msg_id,
+            eid: Some(id),
             body,
         };
         let push = encode_event_with_body(&event, &data);
@@ -562,4 +564,10 @@ impl Writer {
             receipt
         }))
     }
+}
+
+/// A new event id: 64 random bits in hex. Unique enough to tell two events
+/// at one seq apart, which is all it is for.
+fn new_event_id() -> String {
+    hex::encode(rand::random::<[u8; 8]>())
 }

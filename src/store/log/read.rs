@@ -73,6 +73,29 @@ impl Readers {
         .await
     }
 
+    /// The ids of the events at these `(conversation, seq)`s, in order
+    /// (`None`: no such event, or one written before ids).
+    pub async fn event_ids(
+        &self,
+        at: Vec<(String, u64)>,
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        self.with(move |c| {
+            let mut stmt =
+                c.prepare_cached("SELECT eid FROM events WHERE conversation_id = ?1 AND seq = ?2")?;
+            at.iter()
+                .map(|(conv, seq)| {
+                    Ok(stmt
+                        .query_row(params![conv, (*seq).min(i64::MAX as u64) as i64], |r| {
+                            r.get::<_, Option<String>>(0)
+                        })
+                        .optional()?
+                        .flatten())
+                })
+                .collect()
+        })
+        .await
+    }
+
     /// Events of a conversation: the first `limit` after `after`, or the last
     /// `limit` before `before`, ascending by seq.
     ///
@@ -98,7 +121,7 @@ impl Readers {
                 Some(before) => {
                     let lower = after.unwrap_or(0) as i64;
                     let mut stmt = c.prepare_cached(
-                        "SELECT seq, ts, sender, client_msg_id, data FROM events
+                        "SELECT seq, ts, sender, client_msg_id, data, eid FROM events
                          WHERE conversation_id = ?1 AND seq < ?2 AND seq > ?3
                          ORDER BY seq DESC LIMIT ?4",
                     )?;
@@ -116,7 +139,7 @@ impl Readers {
                 }
                 None => {
                     let mut stmt = c.prepare_cached(
-                        "SELECT seq, ts, sender, client_msg_id, data FROM events
+                        "SELECT seq, ts, sender, client_msg_id, data, eid FROM events
                          WHERE conversation_id = ?1 AND seq > ?2
                          ORDER BY seq ASC LIMIT ?3",
                     )?;
@@ -215,6 +238,7 @@ fn row(conv: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<RowResult> {
         ts: r.get(1)?,
         sender: r.get(2)?,
         client_msg_id: r.get(3)?,
+        eid: r.get(5)?,
         body,
     }))
 }

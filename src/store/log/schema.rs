@@ -132,6 +132,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (blocker, blocked)
     ) WITHOUT ROWID;
     ",
+    // 4: event ids, which let a client prove the event it holds at a seq is
+    // the one the server holds. Older events have none.
+    "
+    ALTER TABLE events ADD COLUMN eid TEXT;
+    ",
 ];
 
 /// The schema version this build writes.

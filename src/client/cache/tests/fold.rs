@@ -134,6 +134,23 @@ fn deleted_text_is_not_kept() {
     }
 }
 
+/// Text older than the server's retention cutoff is cleared; newer stays.
+#[test]
+fn text_before_the_retention_cutoff_is_cleared() {
+    let mut c = cache_as("alice");
+    c.apply_events(&[
+        msg("c", 1, "bob", "old"),
+        edit("c", 2, "bob", 1, "old edit"),
+        msg("c", 3, "bob", "new"),
+    ])
+    .unwrap();
+    // `msg` stamps seq n at n seconds.
+    assert_eq!(c.forget_text_before(2_500).unwrap(), 2);
+    assert_eq!(one(&c, 1).body, "");
+    assert_eq!(one(&c, 3).body, "new");
+    assert_eq!(c.forget_text_before(2_500).unwrap(), 0, "once");
+}
+
 #[test]
 fn reactions_count_each_user_once() {
     let mut c = cache_as("alice");

@@ -18,6 +18,7 @@ pub(super) fn ev(conv: &str, seq: u64, sender: &str, body: EventBody) -> Event {
         ts: 1_000 * seq as i64,
         sender: sender.into(),
         client_msg_id: None,
+        eid: None,
         body,
     }
 }

@@ -85,7 +85,7 @@ impl Session {
             Request::InviteList {} => self.invite_list(rid, &user).await?,
             Request::InviteRevoke { code } => self.invite_revoke(rid, &user, code).await?,
             Request::Conversations {} => self.conversations(rid, &user),
-            Request::Sync { cursors } => self.sync(rid, &user, cursors.len())?,
+            Request::Sync { cursors, heads } => self.sync(rid, &user, cursors, heads)?,
             Request::Channels {} => self.channels(rid),
             Request::Users { prefix, limit } => self.users(rid, &user, prefix, limit),
             Request::Presence { status } => self.presence(id, &user, status)?,
