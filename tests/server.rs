@@ -44,3 +44,6 @@ mod roles;
 
 #[path = "server/retention.rs"]
 mod retention;
+
+#[path = "server/throttle.rs"]
+mod throttle;

@@ -63,6 +63,13 @@ pub struct Limits {
     pub ping_interval_secs: u64,
     /// Seconds without any frame from the peer before the connection is closed.
     pub idle_timeout_secs: u64,
+    /// Connections from one client address that have not authenticated yet.
+    pub max_unauthenticated_per_address: usize,
+    /// `register` and `login` requests per second, server-wide (token
+    /// bucket rate).
+    pub handshakes_per_sec: u32,
+    /// Burst of `register` and `login` requests above the sustained rate.
+    pub handshake_burst: u32,
 }
 
 impl Default for Limits {
@@ -93,6 +100,9 @@ impl Default for Limits {
             auth_timeout_secs: 10,
             ping_interval_secs: 20,
             idle_timeout_secs: 60,
+            max_unauthenticated_per_address: 128,
+            handshakes_per_sec: 100,
+            handshake_burst: 500,
         }
     }
 }

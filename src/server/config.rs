@@ -1,5 +1,6 @@
 //! chatd's configuration: defaults, the TOML file, and command-line overrides.
 
+pub use crate::net::transport::IpNet;
 use crate::proto::Limits;
 pub use crate::store::log::Registration;
 pub use crate::store::log::retention::RetentionConfig;
@@ -41,6 +42,10 @@ pub struct NetSettings {
     /// PEM private key of `tls_cert`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
+    /// Reverse proxies (addresses or CIDR blocks) whose `X-Forwarded-For`
+    /// or `X-Real-IP` header names the client. From any other peer those
+    /// headers are ignored and the socket's address is the client's.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 /// Accounts, sessions and password hashing (argon2id).
@@ -62,6 +67,26 @@ pub struct AuthConfig {
     pub argon2_parallelism: u32,
     /// Password hashes computed at once; more wait (each uses the memory above).
     pub max_concurrent_hashes: usize,
+    /// Hashes waiting for a hashing thread; a `register` or `login` beyond
+    /// them is answered `rate_limited` at once.
+    pub hash_queue: usize,
+    /// Hashes one client address may have queued or running; more wait
+    /// their turn, so that one address cannot fill the queue.
+    pub hashes_per_address: usize,
+    /// Failed logins of one account before each further one waits.
+    pub account_free_failures: u32,
+    /// Failed logins and registrations from one address before each
+    /// further one waits.
+    pub address_free_failures: u32,
+    /// The first wait after the free failures; it doubles with each failure.
+    pub backoff_base_ms: u64,
+    /// The longest wait.
+    pub backoff_max_ms: u64,
+    /// Failures are forgotten after this long without a new one.
+    pub failure_memory_secs: u64,
+    /// Accounts, and separately addresses, whose failures are remembered;
+    /// beyond, the least recently failed are forgotten first.
+    pub throttle_entries: usize,
 }
 
 /// What sessions apply of `[auth]`.
@@ -98,6 +123,14 @@ impl Default for AuthConfig {
             argon2_iterations: 2,
             argon2_parallelism: 1,
             max_concurrent_hashes: 2,
+            hash_queue: 32,
+            hashes_per_address: 2,
+            account_free_failures: 5,
+            address_free_failures: 20,
+            backoff_base_ms: 1000,
+            backoff_max_ms: 300_000,
+            failure_memory_secs: 900,
+            throttle_entries: 65_536,
         }
     }
 }

@@ -25,15 +25,20 @@ impl TokenBucket {
 
     /// Take one token if there is one.
     pub fn take(&mut self) -> bool {
+        self.take_or_wait().is_ok()
+    }
+
+    /// Take one token, or learn how long until there is one.
+    pub fn take_or_wait(&mut self) -> Result<(), Duration> {
         let now = Instant::now();
         let elapsed = now.duration_since(self.last).as_secs_f32();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
-            true
+            Ok(())
         } else {
-            false
+            Err(Duration::from_secs_f32((1.0 - self.tokens) / self.rate))
         }
     }
 }

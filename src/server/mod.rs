@@ -15,6 +15,7 @@ mod limiter;
 mod queue;
 mod run;
 pub mod session;
+mod throttle;
 mod validate;
 
 use crate::net::tls::{self, ServerTls};
@@ -38,6 +39,7 @@ pub struct Shared {
     pub hub: Arc<Hub>,
     pub store: LogStore,
     pub hasher: auth::Hasher,
+    pub throttle: Arc<throttle::Throttle>,
     pub limits: Limits,
     pub accounts: config::AccountRules,
     pub retention: config::RetentionConfig,
@@ -100,6 +102,7 @@ pub async fn serve_tls(
         hub,
         store: store.clone(),
         hasher,
+        throttle: throttle::Throttle::new(&config.auth, &config.limits),
         limits: config.limits.clone(),
         accounts: config.auth.rules(),
         retention: config.retention.clone(),
@@ -125,6 +128,7 @@ pub async fn serve_tls(
     let ws_config = transport::ws_config(config.limits.hard_frame_bytes);
     let head_timeout = Duration::from_secs(config.limits.auth_timeout_secs.max(1));
     let origins: Arc<[String]> = config.net.allowed_origins.clone().into();
+    let proxies: Arc<[config::IpNet]> = config.net.trusted_proxies.clone().into();
     let tasks = TaskTracker::new();
     tracing::info!(addr = %listener.local_addr()?, data = %data.display(), "chatd listening");
     if let Some(tls) = &tls {
@@ -147,19 +151,23 @@ pub async fn serve_tls(
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 let origins = origins.clone();
+                let proxies = proxies.clone();
                 let tls = tls.clone();
                 // The accept phase is boxed and freed once done, so that a
                 // connection's task carries only the session's state.
                 let accepting = Box::pin(async move {
                     let accepted = match tls::wrap(tls.as_ref(), stream, head_timeout).await {
-                        Ok(stream) => transport::accept(stream, ws_config, head_timeout, &origins).await,
+                        Ok(stream) => {
+                            transport::accept(stream, peer.ip(), ws_config, head_timeout, &origins, &proxies)
+                                .await
+                        }
                         Err(e) => Err(e),
                     };
                     accepted.map_err(|e| tracing::debug!(%peer, "rejected: {e}"))
                 });
                 tasks.spawn(async move {
-                    if let Ok(Accepted::WebSocket(ws)) = accepting.await {
-                        session::run(ws, shared).await;
+                    if let Ok(Accepted::WebSocket(ws, addr)) = accepting.await {
+                        session::run(ws, shared, addr).await;
                     }
                 });
             }

@@ -13,9 +13,11 @@ use crate::proto::{ErrorCode, ProtoError};
 use crate::server::Shared;
 use crate::server::limiter::{TokenBucket, TypingThrottle};
 use crate::server::queue::{Drained, PushQueue};
+use crate::server::throttle::Unauthenticated;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::time::{Duration, Instant, Sleep};
@@ -44,6 +46,9 @@ pub(super) struct ServerConn {
     /// Until the connection authenticates, it watches the server's
     /// shutdown itself; after, the hub tells it through its queue.
     shutdown_wait: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    /// Counts this connection against its address's share of
+    /// unauthenticated connections, until it authenticates.
+    unauthenticated: Option<Unauthenticated>,
 }
 
 /// After handling a wake-up: go on, or close (with this close frame).
@@ -52,8 +57,21 @@ pub(super) enum Flow {
     Close(Option<CloseFrame>),
 }
 
-/// Serve one upgraded connection until it closes.
-pub async fn run(ws: Box<Ws>, shared: Arc<Shared>) {
+/// Serve one upgraded connection from `addr` until it closes.
+pub async fn run(mut ws: Box<Ws>, shared: Arc<Shared>, addr: IpAddr) {
+    let Some(unauthenticated) = shared.throttle.unauthenticated(addr) else {
+        tracing::debug!(%addr, "refused: too many unauthenticated connections from this address");
+        let frame = close(
+            CloseCode::Again,
+            "too many unauthenticated connections from your address",
+        );
+        let _ = Box::pin(tokio::time::timeout(
+            Duration::from_secs(1),
+            ws.close(Some(frame)),
+        ))
+        .await;
+        return;
+    };
     let limits = &shared.limits;
     let mut c = ServerConn {
         ws,
@@ -66,6 +84,7 @@ pub async fn run(ws: Box<Ws>, shared: Arc<Shared>) {
             bucket: TokenBucket::new(limits.requests_per_sec, limits.request_burst),
             typing: TypingThrottle::default(),
             auth_failures: 0,
+            addr,
         },
         inflight: None,
         deadline: Some((
@@ -77,6 +96,7 @@ pub async fn run(ws: Box<Ws>, shared: Arc<Shared>) {
         draining: false,
         last_heard: Instant::now(),
         shutdown_wait: Some(Box::pin(shared.shutdown.clone().cancelled_owned())),
+        unauthenticated: Some(unauthenticated),
     };
     let max_inflight = limits.max_inflight.max(1);
     let queue = c.s.queue.clone();
@@ -131,7 +151,10 @@ impl ServerConn {
             }
             Wake::Deadline => Flow::Close(Some(match self.deadline.as_ref().map(|(_, d)| *d) {
                 Some(Deadline::Drain) => close(CloseCode::Away, "server shutting down"),
-                _ => close(CloseCode::Policy, "authenticate first"),
+                _ => {
+                    tracing::debug!(addr = %self.s.addr, "closed: not authenticated in time");
+                    close(CloseCode::Policy, "authenticate first")
+                }
             })),
             Wake::Reply(reply) => {
                 if self.inflight.as_ref().is_some_and(|f| f.is_empty()) {
@@ -165,7 +188,15 @@ impl ServerConn {
     async fn incoming(&mut self, incoming: PeerFrame) -> Flow {
         self.last_heard = Instant::now();
         let outcome = match incoming {
-            PeerFrame::Text(text) => Box::pin(self.s.handle_text(text.as_str())).await,
+            PeerFrame::Text(text) => {
+                let outcome = Box::pin(self.s.handle_text(text.as_str())).await;
+                if self.s.user.is_some() {
+                    // Counted as waiting to authenticate no longer, before
+                    // the peer hears that it has.
+                    self.unauthenticated = None;
+                }
+                outcome
+            }
             PeerFrame::Binary => Outcome::Reply(error(
                 None,
                 &ProtoError::new(

@@ -3,6 +3,7 @@
 //! user, the protocol version and, for a new device session, its token;
 //! too many failures close the connection.
 
+use super::throttled::Attempt;
 use super::{Outcome, Session, close, error};
 use crate::proto::{AuthOk, ErrorCode, PROTOCOL_VERSION, ProtoError, Request, Role, encode_ok};
 use crate::server::auth::{new_token, token_digest};
@@ -20,12 +21,26 @@ impl Session {
                 password,
                 device,
                 invite,
-            } => self.register(username, password, device, invite).await,
+            } => match self.admit(Attempt::Register, &username).await {
+                Ok(admitted) => {
+                    let result = self.register(username, password, device, invite).await;
+                    self.settle(admitted, &result);
+                    result
+                }
+                Err(e) => Err(e),
+            },
             Request::Login {
                 username,
                 password,
                 device,
-            } => self.login(username, password, device).await,
+            } => match self.admit(Attempt::Login, &username).await {
+                Ok(admitted) => {
+                    let result = self.login(username, password, device).await;
+                    self.settle(admitted, &result);
+                    result
+                }
+                Err(e) => Err(e),
+            },
             Request::Auth { token } => self.auth(token).await,
             _ => Err(ProtoError::new(
                 ErrorCode::Unauthenticated,
@@ -35,7 +50,9 @@ impl Session {
         match result {
             Ok(ok) => Outcome::Reply(encode_ok(id.unwrap_or(0), &ok)),
             Err(e) => {
-                if e.code == ErrorCode::AuthFailed {
+                // Refusals count too, so that a throttled peer cannot keep
+                // one connection busy with them.
+                if matches!(e.code, ErrorCode::AuthFailed | ErrorCode::RateLimited) {
                     self.auth_failures += 1;
                     if self.auth_failures >= self.shared.limits.max_auth_failures {
                         return Outcome::Close(
@@ -145,7 +162,6 @@ impl Session {
         }
         let stored = self.stored_hash(&username).await?;
         if !self.shared.hasher.verify(password, stored).await {
-            tracing::info!(user = %username, "login failed");
             return Err(failed());
         }
         self.new_session(username, device).await

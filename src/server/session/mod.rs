@@ -20,6 +20,7 @@ mod cmd;
 mod conn;
 mod handshake;
 mod push;
+mod throttled;
 
 pub use cmd::new_invite_code;
 pub use conn::run;
@@ -53,6 +54,8 @@ pub(super) struct Session {
     pub(super) bucket: TokenBucket,
     pub(super) typing: TypingThrottle,
     pub(super) auth_failures: u32,
+    /// The client's address (see `[net] trusted_proxies`).
+    pub(super) addr: std::net::IpAddr,
 }
 
 pub(super) fn close(code: CloseCode, reason: &'static str) -> CloseFrame {
@@ -120,7 +123,7 @@ mod tests {
     use super::conn::Ws;
     use super::*;
 
-    fn future_size<A, B, F: std::future::Future>(_f: impl Fn(A, B) -> F) -> usize {
+    fn future_size<A, B, C, F: std::future::Future>(_f: impl Fn(A, B, C) -> F) -> usize {
         std::mem::size_of::<F>()
     }
 
