@@ -908,8 +908,13 @@ async fn a_restored_backup_under_a_newer_client_is_noticed_and_mended() {
         body: body.into(),
         reply_to: None,
     };
+    // The bodies, in any order (two senders race), all acknowledged.
     let acked = |rows: &[MessageRow], want: &[&str]| {
-        row_bodies(rows) == want
+        let mut have = row_bodies(rows);
+        have.sort();
+        let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        have == want
             && !rows
                 .iter()
                 .any(|r| matches!(r, MessageRow::Message(m) if m.seq.is_none()))

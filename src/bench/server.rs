@@ -50,11 +50,17 @@ argon2_memory_kib = 64
 argon2_iterations = 1
 argon2_parallelism = 1
 max_concurrent_hashes = 8
+# Thousands of accounts register from one address at once.
+hash_queue = 4096
+hashes_per_address = 64
 
 [limits]
 requests_per_sec = 1000000
 request_burst = 1000000
 max_connections_per_user = 10000
+max_unauthenticated_per_address = 100000
+handshakes_per_sec = 1000000
+handshake_burst = 1000000
 "#,
         data.display()
     )

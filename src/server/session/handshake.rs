@@ -254,7 +254,7 @@ impl Session {
 
     /// The client's address as sessions record it.
     pub(super) fn address(&self) -> Option<String> {
-        None
+        Some(self.addr.to_string())
     }
 
     fn become_user(&mut self, reg: Registration, user: String, digest: [u8; 32]) {
