@@ -94,7 +94,7 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
-            sync: SyncMode::Normal,
+            sync: SyncMode::Full,
             batch_max: 512,
             queue: 4096,
             readers: 4,
