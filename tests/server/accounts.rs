@@ -266,7 +266,10 @@ async fn sessions_are_listed_and_revoking_one_closes_its_connections_at_once() {
         let current: Vec<_> = sessions.iter().filter(|s| s["current"] == true).collect();
         assert_eq!(current.len(), 1);
         assert_eq!(current[0]["device"], "phone");
-        assert_eq!(current[0]["last_address"], "127.0.0.1", "where it was used from");
+        assert_eq!(
+            current[0]["last_address"], "127.0.0.1",
+            "where it was used from"
+        );
         assert!(
             current[0]["expires_at"].as_i64().unwrap() > current[0]["last_seen"].as_i64().unwrap()
         );
