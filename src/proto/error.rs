@@ -44,11 +44,14 @@ pub enum ErrorCode {
     InviteInvalid,
     /// The password was right but the account is deactivated.
     AccountDisabled,
+    /// A quota is used up (conversations created per hour, conversations a
+    /// user is in, connections); the message names it.
+    LimitExceeded,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::BadFrame,
         ErrorCode::UnknownType,
         ErrorCode::Unauthenticated,
@@ -65,6 +68,7 @@ impl ErrorCode {
         ErrorCode::InviteRequired,
         ErrorCode::InviteInvalid,
         ErrorCode::AccountDisabled,
+        ErrorCode::LimitExceeded,
     ];
 
     /// The wire spelling of the code.
@@ -86,6 +90,7 @@ impl ErrorCode {
             ErrorCode::InviteRequired => "invite_required",
             ErrorCode::InviteInvalid => "invite_invalid",
             ErrorCode::AccountDisabled => "account_disabled",
+            ErrorCode::LimitExceeded => "limit_exceeded",
         }
     }
 

@@ -27,9 +27,10 @@ pub struct Limits {
     pub outbound_queue: usize,
     /// Requests answered concurrently per connection before reading pauses.
     pub max_inflight: usize,
-    /// Sustained requests per second per connection (token bucket rate).
+    /// Sustained requests per second per user, all their connections
+    /// together (token bucket rate; a request costs 1 to 10 by type).
     pub requests_per_sec: u32,
-    /// Burst of requests a connection may make above the sustained rate.
+    /// Burst of requests a user may make above the sustained rate.
     pub request_burst: u32,
     /// Simultaneous connections per user.
     pub max_connections_per_user: usize,
@@ -70,6 +71,13 @@ pub struct Limits {
     pub handshakes_per_sec: u32,
     /// Burst of `register` and `login` requests above the sustained rate.
     pub handshake_burst: u32,
+    /// Connections open at once, server-wide; more are closed at once.
+    pub max_connections: usize,
+    /// Conversations one user may be a member of; creating, adding or
+    /// joining beyond gets `limit_exceeded`.
+    pub max_conversations_per_user: usize,
+    /// Conversations one user may create (`create` requests) in an hour.
+    pub max_creates_per_hour: usize,
 }
 
 impl Default for Limits {
@@ -103,6 +111,9 @@ impl Default for Limits {
             max_unauthenticated_per_address: 128,
             handshakes_per_sec: 100,
             handshake_burst: 500,
+            max_connections: 16_384,
+            max_conversations_per_user: 10_000,
+            max_creates_per_hour: 100,
         }
     }
 }

@@ -199,6 +199,15 @@ impl Config {
                 registration: Registration::Open,
                 ..AuthConfig::default()
             },
+            // In-process servers are "killed" by dropping their runtime;
+            // the writer thread then drains what is queued, and with an
+            // fsync per commit that outlasts a restart on the same file.
+            // A real kill ends the thread at once; the crash test runs the
+            // real binary with the default.
+            store: StoreConfig {
+                sync: crate::store::log::SyncMode::Normal,
+                ..StoreConfig::default()
+            },
             ..Config::default()
         }
     }

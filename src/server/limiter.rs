@@ -1,4 +1,5 @@
-//! Rate limiting: a token bucket per connection, and the typing throttle.
+//! Rate limiting: a token bucket (the server-wide handshake rate), and the
+//! typing throttle.
 
 use std::collections::HashMap;
 use tokio::time::{Duration, Instant};
@@ -21,11 +22,6 @@ impl TokenBucket {
             tokens: burst,
             last: Instant::now(),
         }
-    }
-
-    /// Take one token if there is one.
-    pub fn take(&mut self) -> bool {
-        self.take_or_wait().is_ok()
     }
 
     /// Take one token, or learn how long until there is one.
@@ -81,14 +77,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn bucket_refills_at_its_rate() {
         let mut b = TokenBucket::new(10, 3);
-        assert!(b.take() && b.take() && b.take());
-        assert!(!b.take());
+        assert!(b.take_or_wait().is_ok() && b.take_or_wait().is_ok() && b.take_or_wait().is_ok());
+        assert!(b.take_or_wait().is_err());
         tokio::time::advance(Duration::from_millis(100)).await;
-        assert!(b.take());
-        assert!(!b.take());
+        assert!(b.take_or_wait().is_ok());
+        assert!(b.take_or_wait().is_err());
         tokio::time::advance(Duration::from_secs(10)).await;
-        assert!(b.take() && b.take() && b.take());
-        assert!(!b.take(), "never more than the burst");
+        assert!(b.take_or_wait().is_ok() && b.take_or_wait().is_ok() && b.take_or_wait().is_ok());
+        assert!(b.take_or_wait().is_err(), "never more than the burst");
     }
 
     #[tokio::test(start_paused = true)]

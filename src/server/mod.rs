@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod budget;
 pub mod config;
 pub mod hub;
 mod limiter;
@@ -42,6 +43,8 @@ pub struct Shared {
     pub throttle: Arc<throttle::Throttle>,
     pub limits: Limits,
     pub accounts: config::AccountRules,
+    /// Every user's request budget.
+    pub budgets: budget::Budgets,
     pub retention: config::RetentionConfig,
     pub shutdown: CancellationToken,
     pub grace: Duration,
@@ -92,6 +95,7 @@ pub async fn serve_tls(
         &config.store,
         WriteLimits {
             max_members: config.limits.max_members,
+            max_conversations_per_user: config.limits.max_conversations_per_user,
         },
         hub.clone(),
     )?;
@@ -105,6 +109,7 @@ pub async fn serve_tls(
         throttle: throttle::Throttle::new(&config.auth, &config.limits),
         limits: config.limits.clone(),
         accounts: config.auth.rules(),
+        budgets: budget::Budgets::new(&config.limits),
         retention: config.retention.clone(),
         shutdown: token.clone(),
         grace: Duration::from_secs(config.shutdown_grace_secs),
@@ -148,6 +153,12 @@ pub async fn serve_tls(
                         continue;
                     }
                 };
+                if tasks.len() >= config.limits.max_connections {
+                    // Full: close at once rather than queue work.
+                    tracing::debug!(%peer, "refused: max_connections reached");
+                    drop(stream);
+                    continue;
+                }
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 let origins = origins.clone();

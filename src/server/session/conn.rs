@@ -11,7 +11,7 @@ use crate::net::sockio::SockIo;
 use crate::net::tls::ServerStream;
 use crate::proto::{ErrorCode, ProtoError};
 use crate::server::Shared;
-use crate::server::limiter::{TokenBucket, TypingThrottle};
+use crate::server::limiter::TypingThrottle;
 use crate::server::queue::{Drained, PushQueue};
 use crate::server::throttle::Unauthenticated;
 use futures_util::StreamExt;
@@ -81,7 +81,7 @@ pub async fn run(mut ws: Box<Ws>, shared: Arc<Shared>, addr: IpAddr) {
             token_digest: None,
             registration: None,
             queue: Arc::new(PushQueue::new(limits.outbound_queue)),
-            bucket: TokenBucket::new(limits.requests_per_sec, limits.request_burst),
+            budget: None,
             typing: TypingThrottle::default(),
             auth_failures: 0,
             addr,

@@ -259,6 +259,7 @@ impl Session {
 
     fn become_user(&mut self, reg: Registration, user: String, digest: [u8; 32]) {
         tracing::debug!(user = %user, "connection authenticated");
+        self.budget = Some(self.shared.budgets.of(&user));
         self.registration = Some(reg);
         self.user = Some(user);
         self.token_digest = Some(digest);

@@ -27,8 +27,9 @@ pub use conn::run;
 
 use crate::proto::{ErrorCode, ProtoError, decode_request, encode_error};
 use crate::server::Shared;
+use crate::server::budget::UserBudget;
 use crate::server::hub::Registration;
-use crate::server::limiter::{TokenBucket, TypingThrottle};
+use crate::server::limiter::TypingThrottle;
 use crate::server::queue::PushQueue;
 use futures_util::future::BoxFuture;
 use std::sync::Arc;
@@ -51,7 +52,9 @@ pub(super) struct Session {
     pub(super) token_digest: Option<[u8; 32]>,
     pub(super) registration: Option<Registration>,
     pub(super) queue: Arc<PushQueue>,
-    pub(super) bucket: TokenBucket,
+    /// This user's request budget, shared by their connections (set when
+    /// the connection authenticates).
+    pub(super) budget: Option<Arc<UserBudget>>,
     pub(super) typing: TypingThrottle,
     pub(super) auth_failures: u32,
     /// The client's address (see `[net] trusted_proxies`).
@@ -93,15 +96,13 @@ impl Session {
                 &ProtoError::invalid("already authenticated on this connection"),
             )),
             Some(_) => {
-                if !self.bucket.take() {
+                let spent = match &self.budget {
+                    Some(b) => b.spend(&req),
+                    None => Ok(()),
+                };
+                if let Err(e) = spent {
                     return match id {
-                        Some(_) => Outcome::Reply(error(
-                            id,
-                            &ProtoError::new(
-                                ErrorCode::RateLimited,
-                                "too many requests; slow down",
-                            ),
-                        )),
+                        Some(_) => Outcome::Reply(error(id, &e)),
                         None => Outcome::None,
                     };
                 }

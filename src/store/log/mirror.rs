@@ -32,6 +32,8 @@ pub(super) struct Mirror {
     pub(super) users: HashSet<String>,
     /// (blocker, blocked).
     pub(super) blocks: HashSet<(String, String)>,
+    /// How many conversations each user is in.
+    pub(super) memberships: HashMap<String, usize>,
 }
 
 /// The key that makes a DM unique: its two members, sorted.
@@ -64,6 +66,9 @@ impl Mirror {
                     m.dms.insert(dm_key(c.receipts.keys()), c.id.clone());
                 }
                 _ => {}
+            }
+            for u in c.receipts.keys() {
+                *m.memberships.entry(u.clone()).or_default() += 1;
             }
             m.convs.insert(
                 c.id.clone(),

@@ -212,6 +212,8 @@ pub struct Appended {
 #[derive(Debug, Clone)]
 pub struct WriteLimits {
     pub max_members: usize,
+    /// Conversations one user may be in.
+    pub max_conversations_per_user: usize,
 }
 
 pub(crate) enum WriteOp {

@@ -174,7 +174,26 @@ impl Writer {
         }
     }
 
+    /// Refuse when one of `users` is in as many conversations as allowed.
+    pub(super) fn check_room(&self, users: &[String]) -> Result<(), StoreError> {
+        let max = self.limits.max_conversations_per_user;
+        match users
+            .iter()
+            .find(|u| self.mirror.memberships.get(*u).copied().unwrap_or(0) >= max)
+        {
+            Some(full) => Err(rejected(
+                ErrorCode::LimitExceeded,
+                format!("max_conversations_per_user: {full} is in {max} conversations already"),
+            )),
+            None => Ok(()),
+        }
+    }
+
     pub(super) fn add_members(&mut self, conv: &str, users: &[String]) -> Result<(), StoreError> {
+        self.check_room(users)?;
+        for u in users {
+            *self.mirror.memberships.entry(u.clone()).or_default() += 1;
+        }
         let mut stmt = self
             .conn
             .prepare_cached("INSERT INTO members (conversation_id, username) VALUES (?1, ?2)")?;
@@ -241,6 +260,7 @@ impl Writer {
                 Some(name)
             }
         };
+        self.check_room(&everyone)?;
         let id = super::new_conversation_id();
         self.conn.execute(
             "INSERT INTO conversations (id, kind, name, dm_key, last_seq, created_at)

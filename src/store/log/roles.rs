@@ -117,7 +117,11 @@ impl Writer {
         }
         if let Some(c) = self.mirror.convs.get_mut(conv) {
             for u in users {
-                c.members.remove(u);
+                if c.members.remove(u)
+                    && let Some(n) = self.mirror.memberships.get_mut(u)
+                {
+                    *n = n.saturating_sub(1);
+                }
                 c.roles.remove(u);
             }
         }
