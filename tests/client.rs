@@ -983,3 +983,36 @@ async fn a_restored_backup_under_a_newer_client_is_noticed_and_mended() {
     alice.stop().await;
     w.stop().await;
 }
+
+/// A `sync` the server refuses does not leave the client quietly stale: it
+/// says so, and tries again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_sync_is_shown_and_retried() {
+    let server = Server::start_with(|c| c.limits.max_sync_cursors = 1);
+    let [mut alice, _bob, _carol] = server.users(["alice", "bob", "carol"]).await;
+    alice.create_dm("bob").await;
+    alice.create_dm("carol").await;
+    let temp = tempfile::tempdir().unwrap();
+    let client = Client::login(&server.url(), temp.path(), "alice", Fault::None);
+    client.wait_connected().await;
+    // The first sync has no cursors; once both DMs are held, the next one
+    // (after a reconnect) sends two and is refused.
+    client
+        .wait("both DMs", |m| m.conversations.len() == 2)
+        .await;
+    client.stop().await;
+    let client = Client::resume(&server.url(), temp.path(), "alice");
+    client
+        .wait("a notice that catching up failed", |m| {
+            m.notice
+                .as_deref()
+                .is_some_and(|n| n.contains("could not catch up") && n.contains("trying again"))
+        })
+        .await;
+    let notice = client.with(|m| m.notice.clone().unwrap_or_default());
+    assert!(
+        notice.contains("too many cursors"),
+        "the reason is given: {notice}"
+    );
+    client.stop().await;
+}

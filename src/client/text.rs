@@ -194,6 +194,14 @@ pub fn cache_unopenable(path: &std::path::Path, err: &dyn std::fmt::Display) -> 
     format!("cannot open the local cache {}: {err}", path.display())
 }
 
+/// The notice when catching up with the server failed.
+pub fn sync_failed_notice(why: &str, retry_secs: u64) -> String {
+    format!(
+        "could not catch up with the server ({}); the list may be out of date; trying again in {retry_secs} s",
+        clean(why)
+    )
+}
+
 /// The one notice when the server's history differs from the cache's.
 pub fn diverged_notice(conversations: usize, resent: usize) -> String {
     let what = if conversations == 1 {

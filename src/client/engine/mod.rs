@@ -153,6 +153,8 @@ pub struct Engine {
     /// When the engine started.
     started: Instant,
     connected: bool,
+    /// After a failed `sync`: when to try again, and how many have failed.
+    sync_retry: Option<(Instant, u32)>,
     next_tag: u64,
     pending: HashMap<u64, Pending>,
     /// Conversation → tag of its gap/catch-up fetch in flight.
@@ -200,6 +202,7 @@ impl Engine {
             unverified: setup.unverified,
             started: Instant::now(),
             connected: false,
+            sync_retry: None,
             next_tag: 1,
             pending: HashMap::new(),
             fetching: HashMap::new(),
@@ -297,6 +300,9 @@ impl Engine {
         if self.connected {
             self.send_outbox();
             self.probe_follows();
+            if self.sync_retry.is_some_and(|(at, _)| Instant::now() >= at) {
+                self.sync();
+            }
         }
     }
 
@@ -331,16 +337,25 @@ impl Engine {
 
     /// Ask for everything after the cache's cursors.
     fn sync(&mut self) {
-        let cursors = self
+        // The server takes at most `max_sync_cursors`; the cursors are what
+        // it checks the copy against, the catching up is the client's own.
+        let max = crate::proto::Limits::default().max_sync_cursors;
+        let mut cursors = self
             .cache
             .as_ref()
             .and_then(|c| c.cursors().ok())
             .unwrap_or_default();
+        if cursors.len() > max {
+            cursors = cursors.into_iter().take(max).collect();
+        }
         let heads = self
             .cache
             .as_ref()
             .and_then(|c| c.heads().ok())
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(conv, _)| cursors.contains_key(conv))
+            .collect();
         self.request(Request::Sync { cursors, heads }, Pending::Sync);
     }
 

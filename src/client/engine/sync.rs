@@ -14,6 +14,7 @@ use crate::proto::{
     AppendOk, ConvKind, ConversationOk, ConversationsOk, ErrorCode, Event, EventBody, HistoryOk,
     OkFrame, Presence, ProtoError, Request, ServerFrame, UsersOk, now_millis,
 };
+use tokio::time::{Duration, Instant};
 
 /// My newest messages sent again into a conversation whose history the
 /// server no longer has as this cache does.
@@ -83,8 +84,16 @@ impl Engine {
         };
         match pending {
             Pending::Sync => match ok.parse::<ConversationsOk>() {
-                Ok(reply) => self.on_sync(reply),
-                Err(e) => tracing::warn!("bad sync reply: {e}"),
+                Ok(reply) => {
+                    if self.sync_retry.take().is_some() {
+                        self.notice("caught up with the server again");
+                    }
+                    self.on_sync(reply)
+                }
+                Err(e) => {
+                    tracing::warn!("bad sync reply: {e}");
+                    self.sync_failed(&format!("an unreadable answer ({e})"));
+                }
             },
             Pending::Fill { conv } => {
                 self.fetching.remove(&conv);
@@ -193,6 +202,7 @@ impl Engine {
                     self.notice(accounts::refusal(&e));
                 }
             }
+            Pending::Sync if !disconnected => self.sync_failed(&e.to_string()),
             Pending::Sync | Pending::Users | Pending::Ignore => {}
             Pending::Conv { .. } | Pending::Leave { .. } | Pending::Done(_) => {
                 if !disconnected {
@@ -473,6 +483,15 @@ impl Engine {
     }
 
     /// Send every pending outbox entry not already in flight, in order.
+    /// `sync` failed: say so (the list may be stale) and try again with
+    /// backoff, rather than go quiet.
+    fn sync_failed(&mut self, why: &str) {
+        let failures = self.sync_retry.map_or(0, |(_, n)| n) + 1;
+        let wait = Duration::from_secs(2u64.saturating_pow(failures).min(60));
+        self.sync_retry = Some((Instant::now() + wait, failures));
+        self.notice(text::sync_failed_notice(why, wait.as_secs()));
+    }
+
     /// The server's history of `convs` is not this cache's (it was
     /// restored from a backup, or lost acknowledged writes in a power
     /// failure): forget what is held of them, queue my own messages again
