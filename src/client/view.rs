@@ -141,6 +141,8 @@ pub struct MessageView {
     pub body: String,
     pub edited: bool,
     pub deleted: bool,
+    /// Deleted by someone other than its author: a moderator.
+    pub moderated: bool,
     pub reactions: Vec<ReactionView>,
     pub reply_to: Option<ReplyQuote>,
     /// `Some` for my own messages.

@@ -48,6 +48,7 @@ pub fn msg(seq: u64, sender: &str, ts: Millis, body: &str) -> MessageView {
         body: body.into(),
         edited: false,
         deleted: false,
+        moderated: false,
         reactions: Vec::new(),
         reply_to: None,
         send_state: (sender == ME).then_some(SendState::Sent),

@@ -26,6 +26,7 @@ pub const NOT_LOADED: &str = "Loading…";
 pub const LOADING_OLDER: &str = "loading older messages…";
 pub const BEGINNING: &str = "── beginning of the conversation ──";
 pub const DELETED: &str = "message deleted";
+pub const REMOVED_BY_MODERATOR: &str = "message removed by a moderator";
 pub const EDITED: &str = "(edited)";
 pub const MISSING: &str = "missing messages — fetching…";
 pub const PENDING_MARK: &str = "…";

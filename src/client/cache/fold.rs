@@ -93,6 +93,7 @@ impl<'a> Window<'a> {
                     body,
                     edited: false,
                     deleted: false,
+                    moderated: false,
                     reactions: Vec::new(),
                     reply_to: reply_to.map(|seq| ReplyQuote {
                         seq,
@@ -131,6 +132,9 @@ impl<'a> Window<'a> {
                 }
             }
             Op::Delete => {
+                if !v.deleted {
+                    v.moderated = v.sender != sender;
+                }
                 v.deleted = true;
                 v.body.clear();
             }

@@ -117,6 +117,7 @@ pub(crate) fn outbox_row(me: &str, item: OutboxItem, state: OutboxState) -> Opti
         body,
         edited: false,
         deleted: false,
+        moderated: false,
         reactions: Vec::new(),
         reply_to: reply_to.map(|seq| ReplyQuote {
             seq,

@@ -265,10 +265,12 @@ fn message(
     }
     let raw = m.deleted || app.shows_raw(m.seq);
     let mut segs: Vec<Seg> = if m.deleted {
-        vec![(
-            strings::DELETED.to_string(),
-            dim.add_modifier(Modifier::ITALIC),
-        )]
+        let said = if m.moderated {
+            strings::REMOVED_BY_MODERATOR
+        } else {
+            strings::DELETED
+        };
+        vec![(said.to_string(), dim.add_modifier(Modifier::ITALIC))]
     } else if raw {
         mention_segments(&m.body, &app.model.me, theme.base(), theme.mention())
     } else {

@@ -151,6 +151,22 @@ fn text_before_the_retention_cutoff_is_cleared() {
     assert_eq!(c.forget_text_before(2_500).unwrap(), 0, "once");
 }
 
+/// A deletion by someone other than the author is a moderator's.
+#[test]
+fn a_deletion_by_another_is_a_moderators() {
+    let mut c = cache_as("alice");
+    c.apply_events(&[
+        msg("c", 1, "bob", "spam"),
+        msg("c", 2, "bob", "oops"),
+        ev("c", 3, "carol", EventBody::Delete { target_seq: 1 }),
+        ev("c", 4, "bob", EventBody::Delete { target_seq: 2 }),
+    ])
+    .unwrap();
+    let (spam, oops) = (one(&c, 1), one(&c, 2));
+    assert!(spam.deleted && spam.moderated);
+    assert!(oops.deleted && !oops.moderated);
+}
+
 #[test]
 fn reactions_count_each_user_once() {
     let mut c = cache_as("alice");

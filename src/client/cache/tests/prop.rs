@@ -109,6 +109,7 @@ fn reference_fold(log: &[Event], me: &str) -> Vec<MessageRow> {
                     body: body.clone(),
                     edited: false,
                     deleted: false,
+                    moderated: false,
                     reactions: vec![],
                     reply_to: reply_to.map(|seq| ReplyQuote {
                         seq,
@@ -124,6 +125,9 @@ fn reference_fold(log: &[Event], me: &str) -> Vec<MessageRow> {
                 v.edited = true;
             }
             (EventBody::Delete { .. }, Some(v)) => {
+                if !v.deleted {
+                    v.moderated = v.sender != e.sender;
+                }
                 v.deleted = true;
                 v.body.clear();
             }
