@@ -88,7 +88,7 @@ fn init_file_logging() {
         return;
     }
     let path = chat::client::config::data_dir().join("chat.log");
-    let _ = std::fs::create_dir_all(chat::client::config::data_dir());
+    let _ = chat::private::dir(&chat::client::config::data_dir());
     if let Ok(file) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 /// its data and log in `data`. Returns a line to show the user.
 pub async fn start_local_server(data: Option<PathBuf>) -> Result<String, String> {
     let data = data.ok_or("no data directory for a local server")?;
-    std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+    crate::private::dir(&data).map_err(|e| format!("{}: {e}", data.display()))?;
     let log_path = data.join("chatd.log");
+    crate::private::file(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
     let log = std::fs::OpenOptions::new()
-        .create(true)
         .append(true)
         .open(&log_path)
         .map_err(|e| format!("{}: {e}", log_path.display()))?;

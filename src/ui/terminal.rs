@@ -111,7 +111,7 @@ pub fn install_panic_hook(log: Option<PathBuf>) {
 fn append(path: &PathBuf, text: &str) -> io::Result<()> {
     use std::io::Write;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::private::dir(dir)?;
     }
     let mut f = std::fs::OpenOptions::new()
         .create(true)
