@@ -361,6 +361,15 @@ async fn an_admin_reset_ends_every_session() {
     assert_eq!(p.login("bob", "temporary pw").await["type"], "ok");
 }
 
+/// Close `p` and give the server time to finish with it: a closing
+/// connection refreshes its session (see
+/// `a_long_connection_refreshes_its_session_as_it_closes`), which must not
+/// land after a test has aged the session.
+async fn closed(p: Peer) {
+    p.close().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
 /// Move every session's last use (and creation) back by `days`.
 fn age_sessions(data: &std::path::Path, days: i64) {
     let db = rusqlite::Connection::open(data.join("chatd.db")).unwrap();
@@ -378,16 +387,16 @@ async fn an_idle_session_expires_and_use_keeps_one_alive() {
     let server = Server::start_with(|c| c.auth.session_idle_days = 30);
     let a = server.user("alice").await;
     let token = a.token.clone();
-    a.close().await;
+    closed(a).await;
     age_sessions(server.data_dir(), 29);
     let mut p = server.connect().await;
     assert_eq!(p.auth(&token).await["type"], "ok", "29 days idle: alive");
-    p.close().await;
+    closed(p).await;
     // That use refreshed it: another 29 days are fine too.
     age_sessions(server.data_dir(), 29);
     let mut p = server.connect().await;
     assert_eq!(p.auth(&token).await["type"], "ok", "refreshed on use");
-    p.close().await;
+    closed(p).await;
     age_sessions(server.data_dir(), 31);
     let mut p = server.connect().await;
     let r = p.auth(&token).await;
@@ -421,6 +430,9 @@ async fn old_sessions_beyond_the_cap_end() {
     let mut first = server.user("alice").await;
     let mut later = Vec::new();
     for _ in 0..3 {
+        // Sessions are ordered by last use in milliseconds: apart, so
+        // that the oldest is the first.
+        tokio::time::sleep(Duration::from_millis(3)).await;
         let mut p = server.connect().await;
         p.login("alice", PASSWORD).await;
         later.push(p);
@@ -557,4 +569,32 @@ async fn an_erased_account_leaves_no_text_behind() {
         .request(json!({"type":"register","username":"bob","password":PASSWORD}))
         .await;
     assert_eq!(r["code"], "username_taken");
+}
+
+/// A connection open for a long time keeps its session alive: closing it
+/// refreshes the session's last use.
+#[tokio::test]
+async fn a_long_connection_refreshes_its_session_as_it_closes() {
+    let server = Server::start_with(|c| c.auth.session_idle_days = 30);
+    let a = server.user("alice").await;
+    let token = a.token.clone();
+    // Connected all along, while the stored last use ages 29 days.
+    age_sessions(server.data_dir(), 29);
+    a.close().await;
+    // Two more days: without the refresh it would be 31 days idle.
+    let db = rusqlite::Connection::open(server.data_dir().join("chatd.db")).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let last: i64 = db
+            .query_row("SELECT last_seen_at FROM sessions", [], |r| r.get(0))
+            .unwrap();
+        if chat::proto::now_millis() - last < 60_000 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never refreshed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    age_sessions(server.data_dir(), 2);
+    let mut p = server.connect().await;
+    assert_eq!(p.auth(&token).await["type"], "ok");
 }

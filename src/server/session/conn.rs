@@ -128,6 +128,7 @@ pub async fn run(mut ws: Box<Ws>, shared: Arc<Shared>, addr: IpAddr) {
         }
     };
     drop(c.s.registration.take());
+    Box::pin(c.s.touch_on_leave()).await;
     if let Some(frame) = closing {
         let _ = Box::pin(tokio::time::timeout(
             Duration::from_secs(1),

@@ -252,6 +252,26 @@ impl Session {
         })
     }
 
+    /// A connection that stayed open a long time used its session all
+    /// along: refresh the session's last use as it closes (if it is over an
+    /// hour old), so that it does not expire for having been connected
+    /// rather than reconnecting.
+    pub(super) async fn touch_on_leave(&self) {
+        let Some(digest) = self.token_digest else {
+            return;
+        };
+        if self.queue.ended().is_some() {
+            return;
+        }
+        let op = AccountOp::TouchSession {
+            token_hash: hex::encode(digest),
+            address: self.address(),
+        };
+        if let Err(e) = self.shared.store.account(op).await {
+            tracing::debug!("refreshing a session on close: {e}");
+        }
+    }
+
     /// The client's address as sessions record it.
     pub(super) fn address(&self) -> Option<String> {
         Some(self.addr.to_string())

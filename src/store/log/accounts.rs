@@ -90,6 +90,11 @@ pub enum AccountOp {
         username: String,
         which: Revoke,
     },
+    /// A long connection on this session closed: it was in use until now.
+    TouchSession {
+        token_hash: String,
+        address: Option<String>,
+    },
     /// A new password; every session but `keep` ends.
     SetPassword {
         username: String,
@@ -502,6 +507,18 @@ impl Writer {
                     username,
                     role: role_of(&role),
                 }))
+            }
+            AccountOp::TouchSession {
+                token_hash,
+                address,
+            } => {
+                // Only a last use over an hour old is worth a write.
+                c.prepare_cached(
+                    "UPDATE sessions SET last_seen_at = ?2, last_address = COALESCE(?3, last_address)
+                     WHERE token_hash = ?1 AND last_seen_at < ?2 - 3600000",
+                )?
+                .execute(params![token_hash, now_millis(), address])?;
+                Ok(AccountReply::Done)
             }
             AccountOp::RevokeSessions { username, which } => {
                 Ok(AccountReply::Revoked(revoke(c, &username, &which)?))
