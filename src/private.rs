@@ -35,6 +35,23 @@ pub fn file(path: &Path) -> io::Result<()> {
     restrict(path)
 }
 
+/// Replace the contents of `path` with `bytes`, the file `0600`, and wait
+/// until they are on disk.
+pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    restrict(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
 /// Make an existing file `0600`; a missing one is left missing.
 pub fn restrict(path: &Path) -> io::Result<()> {
     #[cfg(unix)]

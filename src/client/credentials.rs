@@ -159,34 +159,14 @@ impl TokenStore {
         }
         let err = |e| CredError::Write(self.file.clone(), e);
         if let Some(dir) = self.file.parent() {
-            std::fs::create_dir_all(dir).map_err(err)?;
+            crate::private::dir(dir).map_err(err)?;
         }
         let text = toml::to_string(&map).unwrap_or_default();
         let tmp = self.file.with_extension("tmp");
-        write_private(&tmp, text.as_bytes()).map_err(err)?;
+        crate::private::write(&tmp, text.as_bytes()).map_err(err)?;
         std::fs::rename(&tmp, &self.file).map_err(err)?;
         Ok(())
     }
-}
-
-/// Write a file readable only by its owner.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    f.write_all(bytes)?;
-    f.sync_all()
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crate::proto::{
     PresenceStatus, ProtoError, ReceiptPair, ReceiptPush, ServerFrame, TypingPush, UserEntry,
     now_millis,
 };
-use crate::store::log::{CommitSink, Committed, Snapshot};
+use crate::store::log::{Blocks, CommitSink, Committed, Snapshot};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -56,7 +56,7 @@ struct State {
     last_seen: HashMap<String, Millis>,
     /// (blocker, blocked): the blocked user does not see the blocker's
     /// presence.
-    blocks: HashSet<(String, String)>,
+    blocks: Blocks,
 }
 
 /// Shared in-memory state. Locks are held briefly and never across `.await`.
@@ -102,10 +102,7 @@ impl State {
     /// Whether `viewer` may see `user`'s presence: `user` does not block
     /// them.
     fn sees(&self, viewer: &str, user: &str) -> bool {
-        self.blocks.is_empty()
-            || !self
-                .blocks
-                .contains(&(user.to_string(), viewer.to_string()))
+        !self.blocks.blocks(user, viewer)
     }
 
     fn contacts(&self, user: &str) -> BTreeSet<String> {
@@ -196,7 +193,7 @@ impl Hub {
     /// Load what the store holds (called once, before serving).
     pub fn load(&self, snapshot: Snapshot) {
         let mut st = self.lock();
-        st.blocks = snapshot.blocks.into_iter().collect();
+        st.blocks = Blocks::from_pairs(snapshot.blocks);
         for rec in snapshot.conversations {
             for user in rec.receipts.keys() {
                 st.memberships
@@ -580,12 +577,7 @@ impl CommitSink for Hub {
                     blocked,
                     on,
                 } => {
-                    let pair = (blocker.clone(), blocked.clone());
-                    if *on {
-                        st.blocks.insert(pair);
-                    } else {
-                        st.blocks.remove(&pair);
-                    }
+                    st.blocks.set(blocker, blocked, *on);
                     // The blocked user's view of the blocker's presence
                     // changes now: offline with no last seen, or the truth.
                     if st.contacts(blocker).contains(blocked) {

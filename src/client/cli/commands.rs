@@ -33,6 +33,18 @@ fn user_of(loaded: &Loaded, server: &str) -> Option<String> {
         .or_else(|| Paths::default().last_user(server))
 }
 
+/// Connect to `server` as the configuration says (`--insecure`,
+/// `--ca-file`).
+async fn connect(loaded: &Loaded, server: &str) -> Result<Conn, ClientError> {
+    Conn::connect_with_ca(
+        server,
+        TIMEOUT,
+        loaded.config.insecure,
+        loaded.config.ca_file.as_deref(),
+    )
+    .await
+}
+
 /// Connect and authenticate with the stored token.
 pub(super) async fn session(loaded: &Loaded) -> Result<SignedIn, Failure> {
     let server = server_of(loaded);
@@ -49,13 +61,7 @@ pub(super) async fn session(loaded: &Loaded) -> Result<SignedIn, Failure> {
             format!("not logged in as {user} on {server}: run `chat login {user}`"),
         )
     })?;
-    let mut conn = Conn::connect_with_ca(
-        &server,
-        TIMEOUT,
-        loaded.config.insecure,
-        loaded.config.ca_file.as_deref(),
-    )
-    .await?;
+    let mut conn = connect(loaded, &server).await?;
     conn.handshake(&Credentials::Token(token.clone()), &loaded.config.device)
         .await
         .map_err(|e| {
@@ -175,13 +181,7 @@ async fn authenticate(
             password,
         }
     };
-    let mut conn = Conn::connect_with_ca(
-        &server,
-        TIMEOUT,
-        loaded.config.insecure,
-        loaded.config.ca_file.as_deref(),
-    )
-    .await?;
+    let mut conn = connect(loaded, &server).await?;
     let ok = conn.handshake(&creds, &loaded.config.device).await?;
     let token = ok
         .token

@@ -10,7 +10,7 @@ use crate::server::auth::{new_token, token_digest};
 use crate::server::hub::Registration;
 use crate::server::queue::Ended;
 use crate::server::validate;
-use crate::store::log::{AccountOp, AccountReply, Registration as Policy, SessionUse};
+use crate::store::log::{AccountOp, AccountReply, SessionUse};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 impl Session {
@@ -75,33 +75,18 @@ impl Session {
     ) -> Result<AuthOk, ProtoError> {
         validate::username(&username)?;
         let device = validate::device(device, &self.shared.limits)?;
-        // A taken name is refused before any hashing: a loop of registers
-        // with taken names costs the server a lookup each, not a hash.
-        if self.stored_hash(&username).await?.is_some() {
-            return Err(ProtoError::new(
-                ErrorCode::UsernameTaken,
-                "that username is taken",
-            ));
-        }
+        self.check_name_free(&username).await?;
         self.admissible(invite.as_deref()).await?;
         validate::password(&password, &self.shared.limits)?;
-        let hash = self
-            .shared
-            .hasher
-            .hash(password)
-            .await
-            .map_err(|_| ProtoError::internal())?;
+        let hash = self.hash_password(password).await?;
         let reply = self
-            .shared
-            .store
-            .account(AccountOp::Register {
+            .account_change(AccountOp::Register {
                 username: username.clone(),
                 password_hash: hash,
                 invite,
                 policy: self.shared.accounts.registration,
             })
-            .await
-            .map_err(|e| e.to_proto())?;
+            .await?;
         let role = match reply {
             AccountReply::Role(r) => r,
             _ => Role::Member,
@@ -114,11 +99,10 @@ impl Session {
     /// password (the writer checks again, and checks the invitation).
     async fn admissible(&self, invite: Option<&str>) -> Result<(), ProtoError> {
         let policy = self.shared.accounts.registration;
-        let needs = match policy {
-            Policy::Open => return Ok(()),
-            Policy::Invite if invite.is_some_and(|c| !c.is_empty()) => return Ok(()),
-            _ => policy,
-        };
+        if policy.admits(false, invite).is_ok() {
+            return Ok(());
+        }
+        // Refused unless this is the server's first account.
         let empty = self
             .shared
             .store
@@ -126,17 +110,7 @@ impl Session {
             .no_accounts()
             .await
             .map_err(|e| e.to_proto())?;
-        match needs {
-            _ if empty => Ok(()),
-            Policy::Closed => Err(ProtoError::new(
-                ErrorCode::RegistrationClosed,
-                "registration is closed here: ask an admin for an account",
-            )),
-            _ => Err(ProtoError::new(
-                ErrorCode::InviteRequired,
-                "this server needs an invitation: register with --invite CODE",
-            )),
-        }
+        policy.admits(empty, invite)
     }
 
     /// The password hash of `username`, if the account exists.
@@ -177,17 +151,14 @@ impl Session {
             .hub
             .register(&user, self.queue.clone(), digest)?;
         let reply = self
-            .shared
-            .store
-            .account(AccountOp::CreateSession {
+            .account_change(AccountOp::CreateSession {
                 username: user.clone(),
                 token_hash: hex::encode(digest),
                 device,
                 address: self.address(),
                 max_per_user: self.shared.limits.max_sessions_per_user,
             })
-            .await
-            .map_err(|e| e.to_proto())?;
+            .await?;
         let AccountReply::Session { role, ended, .. } = reply else {
             return Err(ProtoError::internal());
         };
@@ -209,15 +180,12 @@ impl Session {
     async fn auth(&mut self, token: String) -> Result<AuthOk, ProtoError> {
         let digest = token_digest(&token);
         let reply = self
-            .shared
-            .store
-            .account(AccountOp::UseSession {
+            .account_change(AccountOp::UseSession {
                 token_hash: hex::encode(digest),
                 address: self.address(),
                 life: self.shared.accounts.life,
             })
-            .await
-            .map_err(|e| e.to_proto())?;
+            .await?;
         let (user, role) = match reply {
             AccountReply::Used(SessionUse::Live { username, role }) => (username, role),
             AccountReply::Used(SessionUse::Expired) => {

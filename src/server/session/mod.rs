@@ -31,6 +31,8 @@ use crate::server::budget::UserBudget;
 use crate::server::hub::Registration;
 use crate::server::limiter::TypingThrottle;
 use crate::server::queue::PushQueue;
+use crate::server::validate;
+use crate::store::log::{AccountOp, AccountReply};
 use futures_util::future::BoxFuture;
 use std::sync::Arc;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -73,6 +75,38 @@ pub(super) fn error(id: Option<u64>, e: &ProtoError) -> String {
 }
 
 impl Session {
+    /// Apply a change to accounts, sessions or invitations; its refusal
+    /// is the client's answer.
+    pub(super) async fn account_change(&self, op: AccountOp) -> Result<AccountReply, ProtoError> {
+        self.shared
+            .store
+            .account(op)
+            .await
+            .map_err(|e| e.to_proto())
+    }
+
+    /// Hash a new password (on the hashing threads).
+    pub(super) async fn hash_password(&self, password: String) -> Result<String, ProtoError> {
+        self.shared
+            .hasher
+            .hash(password)
+            .await
+            .map_err(|_| ProtoError::internal())
+    }
+
+    /// Refuse a name that is taken, before any hashing: a loop of
+    /// requests with taken names costs the server a lookup each.
+    pub(super) async fn check_name_free(&self, username: &str) -> Result<(), ProtoError> {
+        validate::username(username)?;
+        if self.stored_hash(username).await?.is_some() {
+            return Err(ProtoError::new(
+                ErrorCode::UsernameTaken,
+                "that username is taken",
+            ));
+        }
+        Ok(())
+    }
+
     async fn handle_text(&mut self, text: &str) -> Outcome {
         let limits = &self.shared.limits;
         if text.len() > limits.max_frame_bytes {

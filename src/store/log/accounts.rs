@@ -9,9 +9,10 @@
 
 use super::writer::{Writer, rejected};
 use super::{Committed, Readers, StoreError};
-use crate::proto::{Account, ErrorCode, Invite, Millis, Role, now_millis};
+use crate::proto::{Account, ErrorCode, Invite, Millis, ProtoError, Role, now_millis};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 /// Who may register (`[auth] registration`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -24,6 +25,26 @@ pub enum Registration {
     Invite,
     /// Only admins create accounts.
     Closed,
+}
+
+impl Registration {
+    /// Whether a `register` may go ahead, the invitation aside (that is
+    /// checked as it is used): the first account always may.
+    pub fn admits(self, first_account: bool, invite: Option<&str>) -> Result<(), ProtoError> {
+        match self {
+            _ if first_account => Ok(()),
+            Registration::Open => Ok(()),
+            Registration::Closed => Err(ProtoError::new(
+                ErrorCode::RegistrationClosed,
+                "registration is closed here: ask an admin for an account",
+            )),
+            Registration::Invite if invite.is_some_and(|c| !c.is_empty()) => Ok(()),
+            Registration::Invite => Err(ProtoError::new(
+                ErrorCode::InviteRequired,
+                "this server needs an invitation: register with --invite CODE",
+            )),
+        }
+    }
 }
 
 /// How long sessions live.
@@ -397,31 +418,12 @@ impl Writer {
                 }
                 let first: bool =
                     c.query_row("SELECT NOT EXISTS (SELECT 1 FROM users)", [], |r| r.get(0))?;
-                let role = if first {
-                    // The server's first account needs no invitation and
-                    // runs it.
-                    Role::Admin
-                } else {
-                    match policy {
-                        Registration::Open => Role::Member,
-                        Registration::Closed => {
-                            return Err(rejected(
-                                ErrorCode::RegistrationClosed,
-                                "registration is closed here: ask an admin for an account",
-                            ));
-                        }
-                        Registration::Invite => {
-                            let code = invite.filter(|c| !c.is_empty()).ok_or_else(|| {
-                                rejected(
-                                    ErrorCode::InviteRequired,
-                                    "this server needs an invitation: register with --invite CODE",
-                                )
-                            })?;
-                            use_invite(c, &code, &username)?;
-                            Role::Member
-                        }
-                    }
-                };
+                policy.admits(first, invite.as_deref())?;
+                // The server's first account needs no invitation and runs it.
+                let role = if first { Role::Admin } else { Role::Member };
+                if let (false, Registration::Invite, Some(code)) = (first, policy, &invite) {
+                    use_invite(c, code, &username)?;
+                }
                 insert_user(c, &username, &password_hash, role)?;
                 self.added_user(username);
                 Ok(AccountReply::Role(role))
@@ -764,12 +766,24 @@ pub(super) fn invites(c: &Connection, creator: Option<&str>) -> Result<Vec<Invit
             })
         })?
         .collect::<Result<_, _>>()?;
-    let mut uses =
-        c.prepare_cached("SELECT username FROM invite_uses WHERE code = ?1 ORDER BY used_at")?;
-    for inv in &mut out {
-        inv.used_by = uses
-            .query_map([&inv.code], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
+    // Who used them, in one pass rather than a query per invitation.
+    let at: HashMap<String, usize> = out
+        .iter()
+        .enumerate()
+        .map(|(i, inv)| (inv.code.clone(), i))
+        .collect();
+    let mut uses = c.prepare_cached(
+        "SELECT u.code, u.username FROM invite_uses u JOIN invites i ON i.code = u.code
+         WHERE ?1 IS NULL OR i.created_by = ?1 ORDER BY u.used_at",
+    )?;
+    let rows = uses.query_map([creator], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    for row in rows {
+        let (code, user) = row?;
+        if let Some(&i) = at.get(&code) {
+            out[i].used_by.push(user);
+        }
     }
     Ok(out)
 }

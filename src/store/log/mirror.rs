@@ -3,6 +3,7 @@
 //! snapshot the hub starts from, and rebuilt from the database after a
 //! failed commit.
 
+use super::roles::Blocks;
 use super::{Snapshot, StoreError};
 use crate::proto::{ConvKind, MemberRole};
 use rusqlite::Connection;
@@ -31,7 +32,7 @@ pub(super) struct Mirror {
     pub(super) dms: HashMap<String, String>,
     pub(super) users: HashSet<String>,
     /// (blocker, blocked).
-    pub(super) blocks: HashSet<(String, String)>,
+    pub(super) blocks: Blocks,
     /// How many conversations each user is in.
     pub(super) memberships: HashMap<String, usize>,
 }
@@ -44,16 +45,10 @@ pub(super) fn dm_key<'a>(members: impl IntoIterator<Item = &'a String>) -> Strin
 }
 
 impl Mirror {
-    /// Whether `blocker` blocks `blocked`.
-    pub(super) fn blocks(&self, blocker: &str, blocked: &str) -> bool {
-        self.blocks
-            .contains(&(blocker.to_string(), blocked.to_string()))
-    }
-
     pub(super) fn from_snapshot(snap: &Snapshot) -> Mirror {
         let mut m = Mirror {
             users: snap.users.iter().cloned().collect(),
-            blocks: snap.blocks.iter().cloned().collect(),
+            blocks: Blocks::from_pairs(snap.blocks.iter().cloned()),
             ..Mirror::default()
         };
         for c in &snap.conversations {

@@ -19,6 +19,7 @@ mod ops;
 mod read;
 pub mod retention;
 mod roles;
+pub use roles::Blocks;
 mod schema;
 mod writer;
 

@@ -368,7 +368,7 @@ impl Writer {
         let moderator = conv.role(user).manages();
         if conv.kind == ConvKind::Dm
             && let Some(other) = conv.members.iter().find(|m| *m != user)
-            && self.mirror.blocks(other, user)
+            && self.mirror.blocks.blocks(other, user)
         {
             return Err(rejected(
                 ErrorCode::Forbidden,

@@ -14,6 +14,42 @@ use super::writer::{Writer, rejected};
 use super::{Appended, Committed, StoreError};
 use crate::proto::{ConvKind, ErrorCode, EventBody, MemberRole, now_millis};
 use rusqlite::{OptionalExtension, params};
+use std::collections::{HashMap, HashSet};
+
+/// Who blocks whom, looked up without building keys: the writer's mirror
+/// and the hub (for presence) each keep one.
+#[derive(Debug, Default)]
+pub struct Blocks(HashMap<String, HashSet<String>>);
+
+impl Blocks {
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Blocks {
+        let mut b = Blocks::default();
+        for (blocker, blocked) in pairs {
+            b.set(&blocker, &blocked, true);
+        }
+        b
+    }
+
+    /// Whether `blocker` blocks `blocked`.
+    pub fn blocks(&self, blocker: &str, blocked: &str) -> bool {
+        self.0.get(blocker).is_some_and(|s| s.contains(blocked))
+    }
+
+    /// `blocker` starts (`on`) or stops blocking `blocked`.
+    pub fn set(&mut self, blocker: &str, blocked: &str, on: bool) {
+        if on {
+            self.0
+                .entry(blocker.to_string())
+                .or_default()
+                .insert(blocked.to_string());
+        } else if let Some(s) = self.0.get_mut(blocker) {
+            s.remove(blocked);
+            if s.is_empty() {
+                self.0.remove(blocker);
+            }
+        }
+    }
+}
 
 impl Writer {
     /// A group or channel `user` manages (owner or admin).
@@ -36,7 +72,7 @@ impl Writer {
 
     /// Refuse when `blocker` blocks `user` (without saying so).
     pub(super) fn check_not_blocked_by(&self, blocker: &str, user: &str) -> Result<(), StoreError> {
-        if self.mirror.blocks(blocker, user) {
+        if self.mirror.blocks.blocks(blocker, user) {
             return Err(rejected(
                 ErrorCode::Forbidden,
                 format!("you cannot add {blocker} to a conversation"),
@@ -317,18 +353,13 @@ impl Writer {
                 "INSERT OR IGNORE INTO blocks (blocker, blocked, created_at) VALUES (?1, ?2, ?3)",
                 params![blocker, blocked, now_millis()],
             )?;
-            self.mirror
-                .blocks
-                .insert((blocker.to_string(), blocked.to_string()));
         } else {
             self.conn.execute(
                 "DELETE FROM blocks WHERE blocker = ?1 AND blocked = ?2",
                 params![blocker, blocked],
             )?;
-            self.mirror
-                .blocks
-                .remove(&(blocker.to_string(), blocked.to_string()));
         }
+        self.mirror.blocks.set(blocker, blocked, on);
         self.changes.push(Committed::Block {
             blocker: blocker.to_string(),
             blocked: blocked.to_string(),

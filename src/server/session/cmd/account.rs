@@ -25,13 +25,7 @@ impl Session {
         op: AccountOp,
         why: Ended,
     ) -> Result<u32, ProtoError> {
-        let reply = self
-            .shared
-            .store
-            .account(op)
-            .await
-            .map_err(|e| e.to_proto())?;
-        let AccountReply::Revoked(hashes) = reply else {
+        let AccountReply::Revoked(hashes) = self.account_change(op).await? else {
             return Ok(0);
         };
         if !hashes.is_empty() {
@@ -129,12 +123,7 @@ impl Session {
             tracing::info!(user = %user, "password change refused: wrong password");
             return Err(ProtoError::new(ErrorCode::AuthFailed, "wrong password"));
         }
-        let hash = self
-            .shared
-            .hasher
-            .hash(new_password)
-            .await
-            .map_err(|_| ProtoError::internal())?;
+        let hash = self.hash_password(new_password).await?;
         let op = AccountOp::SetPassword {
             username: user.to_string(),
             password_hash: hash,

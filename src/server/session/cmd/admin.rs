@@ -78,30 +78,16 @@ impl Session {
         role: Option<Role>,
     ) -> Result<Outcome, ProtoError> {
         self.require_admin(user).await?;
-        validate::username(&username)?;
-        if self.stored_hash(&username).await?.is_some() {
-            return Err(ProtoError::new(
-                crate::proto::ErrorCode::UsernameTaken,
-                "that username is taken",
-            ));
-        }
+        self.check_name_free(&username).await?;
         validate::password(&password, &self.shared.limits)?;
-        let hash = self
-            .shared
-            .hasher
-            .hash(password)
-            .await
-            .map_err(|_| ProtoError::internal())?;
+        let hash = self.hash_password(password).await?;
         let role = role.unwrap_or_default();
-        self.shared
-            .store
-            .account(AccountOp::CreateUser {
-                username: username.clone(),
-                password_hash: hash,
-                role,
-            })
-            .await
-            .map_err(|e| e.to_proto())?;
+        self.account_change(AccountOp::CreateUser {
+            username: username.clone(),
+            password_hash: hash,
+            role,
+        })
+        .await?;
         tracing::info!(admin = %user, user = %username, role = role.as_str(), "account created");
         self.account_reply(rid, &username).await
     }
@@ -118,12 +104,7 @@ impl Session {
         if self.stored_hash(&username).await?.is_none() {
             return Err(ProtoError::not_found(format!("no user named {username}")));
         }
-        let hash = self
-            .shared
-            .hasher
-            .hash(password)
-            .await
-            .map_err(|_| ProtoError::internal())?;
+        let hash = self.hash_password(password).await?;
         let op = AccountOp::SetPassword {
             username: username.clone(),
             password_hash: hash,
@@ -148,12 +129,10 @@ impl Session {
             username: username.clone(),
             active,
         };
-        self.end_sessions(&username, op, Ended::Deactivated).await?;
-        if !active {
-            // Connections that were between login and their session row.
-            self.shared
-                .hub
-                .end_sessions(&username, None, Ended::Deactivated);
+        if active {
+            self.account_change(op).await?;
+        } else {
+            self.cut_off(&username, op).await?;
         }
         tracing::info!(admin = %user, user = %username, active, "account state changed");
         self.account_reply(rid, &username).await
@@ -167,14 +146,11 @@ impl Session {
         role: Role,
     ) -> Result<Outcome, ProtoError> {
         self.require_admin(user).await?;
-        self.shared
-            .store
-            .account(AccountOp::SetRole {
-                username: username.clone(),
-                role,
-            })
-            .await
-            .map_err(|e| e.to_proto())?;
+        self.account_change(AccountOp::SetRole {
+            username: username.clone(),
+            role,
+        })
+        .await?;
         tracing::info!(admin = %user, user = %username, role = role.as_str(), "role changed");
         self.account_reply(rid, &username).await
     }
@@ -194,12 +170,20 @@ impl Session {
         let op = AccountOp::Erase {
             username: username.clone(),
         };
-        self.end_sessions(&username, op, Ended::Deactivated).await?;
-        self.shared
-            .hub
-            .end_sessions(&username, None, Ended::Deactivated);
+        self.cut_off(&username, op).await?;
         tracing::info!(admin = %user, user = %username, "account erased");
         self.account_reply(rid, &username).await
+    }
+
+    /// Apply `op`, which deactivates `username`, and close every
+    /// connection of theirs: those of the sessions it ended, and any
+    /// between login and their session row.
+    async fn cut_off(&self, username: &str, op: AccountOp) -> Result<(), ProtoError> {
+        self.end_sessions(username, op, Ended::Deactivated).await?;
+        self.shared
+            .hub
+            .end_sessions(username, None, Ended::Deactivated);
+        Ok(())
     }
 
     /// May `user` create invitations? Returns whether they are an admin.
@@ -244,17 +228,14 @@ impl Session {
             used_by: Vec::new(),
             revoked: false,
         };
-        self.shared
-            .store
-            .account(AccountOp::CreateInvite {
-                code: invite.code.clone(),
-                created_by: invite.created_by.clone(),
-                max_uses,
-                expires_at: invite.expires_at,
-                max_per_user: limits.max_invites_per_user,
-            })
-            .await
-            .map_err(|e| e.to_proto())?;
+        self.account_change(AccountOp::CreateInvite {
+            code: invite.code.clone(),
+            created_by: invite.created_by.clone(),
+            max_uses,
+            expires_at: invite.expires_at,
+            max_per_user: limits.max_invites_per_user,
+        })
+        .await?;
         tracing::info!(user = %user, max_uses, "invitation created");
         Ok(Outcome::Reply(encode_ok(rid, &InviteOk { invite })))
     }
@@ -280,15 +261,12 @@ impl Session {
     ) -> Result<Outcome, ProtoError> {
         let admin = self.caller(user).await?.role == Role::Admin;
         let reply = self
-            .shared
-            .store
-            .account(AccountOp::RevokeInvite {
+            .account_change(AccountOp::RevokeInvite {
                 code,
                 by: user.to_string(),
                 admin,
             })
-            .await
-            .map_err(|e| e.to_proto())?;
+            .await?;
         debug_assert_eq!(reply, AccountReply::Done);
         Ok(Outcome::Reply(encode_ok_empty(rid)))
     }

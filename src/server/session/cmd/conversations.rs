@@ -58,34 +58,28 @@ impl Session {
         self.append_conv(rid, op).await
     }
 
-    pub(super) async fn add_members(
+    /// `add_members` or (`remove`) `remove_members`.
+    pub(super) async fn change_members(
         &mut self,
         rid: u64,
         user: String,
         conversation_id: String,
         members: Vec<String>,
+        remove: bool,
     ) -> Result<Outcome, ProtoError> {
         validate::members(&members, &self.shared.limits)?;
-        let op = Append::AddMembers {
-            user,
-            conversation_id,
-            members,
-        };
-        self.append_conv(rid, op).await
-    }
-
-    pub(super) async fn remove_members(
-        &mut self,
-        rid: u64,
-        user: String,
-        conversation_id: String,
-        members: Vec<String>,
-    ) -> Result<Outcome, ProtoError> {
-        validate::members(&members, &self.shared.limits)?;
-        let op = Append::RemoveMembers {
-            user,
-            conversation_id,
-            members,
+        let op = if remove {
+            Append::RemoveMembers {
+                user,
+                conversation_id,
+                members,
+            }
+        } else {
+            Append::AddMembers {
+                user,
+                conversation_id,
+                members,
+            }
         };
         self.append_conv(rid, op).await
     }

@@ -103,14 +103,14 @@ impl Session {
                 conversation_id,
                 members,
             } => {
-                self.add_members(rid, user, conversation_id, members)
+                self.change_members(rid, user, conversation_id, members, false)
                     .await?
             }
             Request::RemoveMembers {
                 conversation_id,
                 members,
             } => {
-                self.remove_members(rid, user, conversation_id, members)
+                self.change_members(rid, user, conversation_id, members, true)
                     .await?
             }
             Request::SetMemberRole {

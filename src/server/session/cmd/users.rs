@@ -47,15 +47,12 @@ impl Session {
         target: String,
         on: bool,
     ) -> Result<Outcome, ProtoError> {
-        self.shared
-            .store
-            .account(AccountOp::Block {
-                blocker: user.to_string(),
-                blocked: target,
-                on,
-            })
-            .await
-            .map_err(|e| e.to_proto())?;
+        self.account_change(AccountOp::Block {
+            blocker: user.to_string(),
+            blocked: target,
+            on,
+        })
+        .await?;
         Ok(Outcome::Reply(encode_ok_empty(rid)))
     }
 
