@@ -553,15 +553,7 @@ async fn an_erased_account_leaves_no_text_behind() {
     }
     assert_eq!(alice.bodies(&dm).await.last().unwrap(), "alice stays");
     // Nothing of it is left in the server's database either.
-    let db = rusqlite::Connection::open(server.data_dir().join("chatd.db")).unwrap();
-    let found: i64 = db
-        .query_row(
-            "SELECT COUNT(*) FROM events WHERE data LIKE '%secret%'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(found, 0);
+    assert_eq!(server.events_containing("secret"), 0);
     // The account cannot be used or taken over.
     let mut p = server.connect().await;
     assert_eq!(p.login("bob", PASSWORD).await["code"], "auth_failed");

@@ -82,6 +82,12 @@ async fn the_request_budget_is_per_user_not_per_connection() {
     bob.ok(json!({"type":"conversations"})).await;
 }
 
+/// `r` is a `limit_exceeded` refusal naming `limit`.
+fn assert_limit(r: &serde_json::Value, limit: &str) {
+    assert_eq!(r["code"], "limit_exceeded", "{r}");
+    assert!(r["message"].as_str().unwrap().contains(limit), "{r}");
+}
+
 /// Quotas: conversations a user may create in an hour, conversations a
 /// user can be put in, and connections server-wide; each refusal names
 /// what was exceeded.
@@ -98,28 +104,14 @@ async fn quotas_are_refused_with_limit_exceeded() {
     let r = mallory
         .request(json!({"type":"create","kind":"group","name":"g3","members":["victim"]}))
         .await;
-    assert_eq!(r["code"], "limit_exceeded", "{r}");
-    assert!(
-        r["message"]
-            .as_str()
-            .unwrap()
-            .contains("max_creates_per_hour"),
-        "{r}"
-    );
+    assert_limit(&r, "max_creates_per_hour");
     // Carol fills the victim's last place; then nobody can add them.
     carol.create_group("c0", &["victim"]).await;
     let g = carol.create_group("c1", &[]).await;
     let r = carol
         .request(json!({"type":"add_members","conversation_id":g,"members":["victim"]}))
         .await;
-    assert_eq!(r["code"], "limit_exceeded", "{r}");
-    assert!(
-        r["message"]
-            .as_str()
-            .unwrap()
-            .contains("max_conversations_per_user"),
-        "{r}"
-    );
+    assert_limit(&r, "max_conversations_per_user");
     // The victim still syncs, and leaving makes room.
     let convs = victim.conversations().await;
     assert_eq!(convs.len(), 4);

@@ -150,6 +150,20 @@ impl Server {
         &self.dir
     }
 
+    /// How many stored events hold `text` in their body or other data
+    /// (read from the database file directly).
+    pub fn events_containing(&self, text: &str) -> i64 {
+        let db = rusqlite::Connection::open(self.dir.join("chatd.db")).expect("open chatd.db");
+        db.busy_timeout(Duration::from_secs(5))
+            .expect("busy timeout");
+        db.query_row(
+            "SELECT COUNT(*) FROM events WHERE instr(data, ?1) > 0",
+            [text],
+            |r| r.get(0),
+        )
+        .expect("count events")
+    }
+
     /// Whether the serve task is still running.
     pub fn is_running(&self) -> bool {
         self.task.as_ref().is_some_and(|t| !t.is_finished())
