@@ -117,8 +117,8 @@ pub struct Event {
     pub client_msg_id: Option<String>,
     /// A random id the server gave the event when it wrote it (an addition
     /// to the core): a client proves with it that the event it holds at a
-    /// seq is the one the server holds (see `sync`'s `heads`). Events
-    /// written before ids existed have none. (Not `id`: that is the
+    /// seq is the one the server holds (see `sync`'s `heads`). `None` only
+    /// from a server without ids. (Not `id`: that is the
     /// envelope's request id, which pushes never carry.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eid: Option<String>,

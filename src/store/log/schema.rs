@@ -133,9 +133,10 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     ",
     // 4: event ids, which let a client prove the event it holds at a seq is
-    // the one the server holds. Older events have none.
+    // the one the server holds; events already written get one too.
     "
     ALTER TABLE events ADD COLUMN eid TEXT;
+    UPDATE events SET eid = lower(hex(randomblob(8)));
     ",
 ];
 
@@ -210,6 +211,12 @@ mod tests {
             owners,
             [("g1".into(), "alice".into()), ("g2".into(), "bob".into())]
         );
+        let without_eid: i64 = conn
+            .query_row("SELECT COUNT(*) FROM events WHERE eid IS NULL", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(without_eid, 0, "events written before ids get one");
     }
 
     #[test]

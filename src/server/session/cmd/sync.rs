@@ -69,8 +69,8 @@ impl Session {
                 {
                     Ok(ids) => {
                         for ((conv, _, head), id) in to_check.into_iter().zip(ids) {
-                            // An event without an id (older than ids) proves
-                            // nothing either way.
+                            // No event there (it was checked against
+                            // last_seq above) proves nothing either way.
                             if id.is_some_and(|id| id != head) {
                                 reply.diverged.push(conv);
                             }
