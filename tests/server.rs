@@ -47,3 +47,6 @@ mod retention;
 
 #[path = "server/throttle.rs"]
 mod throttle;
+
+#[path = "server/paging.rs"]
+mod paging;

@@ -242,21 +242,30 @@ async fn a_reload_serves_new_connections_the_new_certificate_and_keeps_old_ones(
         .expect("registers");
 
     // The connection made before the reload goes on.
-    old.request(&Request::Conversations {})
-        .await
-        .expect("the old connection still works");
+    old.request(&Request::Conversations {
+        after: None,
+        limit: None,
+    })
+    .await
+    .expect("the old connection still works");
 
     // A reload from broken files keeps the certificate.
     std::fs::write(&live.key, "not a key\n").unwrap();
     let e = tls.reload().expect_err("a broken key does not load");
     assert!(e.to_string().contains("live.key"), "{e}");
     assert_eq!(presented(&server, &second).await, second.der);
-    old.request(&Request::Conversations {})
-        .await
-        .expect("still");
-    new.request(&Request::Conversations {})
-        .await
-        .expect("still");
+    old.request(&Request::Conversations {
+        after: None,
+        limit: None,
+    })
+    .await
+    .expect("still");
+    new.request(&Request::Conversations {
+        after: None,
+        limit: None,
+    })
+    .await
+    .expect("still");
 }
 
 #[tokio::test]
@@ -475,9 +484,12 @@ async fn sighup_reloads_the_certificate_of_a_running_chatd() {
     Conn::connect_with_ca(&url, WAIT, false, Some(&second.cert))
         .await
         .expect("new connections get the second certificate");
-    old.request(&Request::Conversations {})
-        .await
-        .expect("the old connection still works");
+    old.request(&Request::Conversations {
+        after: None,
+        limit: None,
+    })
+    .await
+    .expect("the old connection still works");
 
     // A broken file: logged, and the second certificate stays.
     std::fs::write(&live.cert, "garbage\n").unwrap();

@@ -82,6 +82,7 @@ pub fn fill_cache(
             id: conv_id(c),
             kind: ConvKind::Group,
             name: Some(format!("team-{c}")),
+            member_count: members.len() as u64,
             members: members.clone(),
             last_seq: 0,
             receipts: BTreeMap::new(),

@@ -19,6 +19,11 @@ pub enum Update {
     /// The first sync after a (re)connect has been applied: the conversation
     /// list is the server's.
     Synced,
+    /// A sync is under way over several pages: this many conversations
+    /// described so far.
+    Syncing { conversations: usize },
+    /// A sync failed; it is tried again in this many seconds.
+    SyncFailed { retry_in_secs: u64 },
     /// The whole conversation list, most recent activity first.
     Conversations(Vec<ConvSummary>),
     /// The window of the focused conversation, sorted by seq.

@@ -11,6 +11,8 @@ pub struct ConvSummary {
     /// Group/channel name; for a DM, the other member's username.
     pub title: String,
     pub members: Vec<String>,
+    /// Members, listed or not (large conversations are not listed).
+    pub member_count: u64,
     /// The server's last seq of this conversation (as far as we know).
     pub last_seq: u64,
     /// Highest seq up to which the cache holds every event.

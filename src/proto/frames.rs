@@ -72,9 +72,32 @@ pub enum Request {
         client_msg_id: Option<String>,
         name: String,
     },
-    Conversations {},
-    /// Public channels, to find one to join.
-    Channels {},
+    /// A page of the conversations the user belongs to, by id, after
+    /// `after` (an addition to the core: the reply's `next` names the
+    /// next page's `after`).
+    Conversations {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    /// Public channels, to find one to join: a page by name, after `after`.
+    Channels {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    /// A page of a conversation's members, by name, after `after`, with
+    /// their roles and receipts (for conversations too large to list them
+    /// inline).
+    Members {
+        conversation_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
     /// Users whose name starts with `prefix` (for completion and switching).
     Users {
         #[serde(default)]
@@ -116,6 +139,14 @@ pub enum Request {
         /// conversations the client's copy has diverged in.
         #[serde(default, skip_serializing_if = "HashMap::is_empty")]
         heads: HashMap<String, String>,
+        /// The page of conversations to describe: those with an id after
+        /// `after`, at most `limit` (an addition to the core). `limit: 0`
+        /// only checks the cursors (for a client holding more of them than
+        /// one request carries).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
     },
     History {
         conversation_id: String,
@@ -222,6 +253,7 @@ pub const REQUEST_TYPES: &[&str] = &[
     "set_member_role",
     "rename",
     "conversations",
+    "members",
     "channels",
     "users",
     "send",
@@ -265,14 +297,15 @@ impl Request {
             Request::RemoveMembers { .. } => "remove_members",
             Request::SetMemberRole { .. } => "set_member_role",
             Request::Rename { .. } => "rename",
-            Request::Conversations {} => "conversations",
-            Request::Channels {} => "channels",
+            Request::Conversations { .. } => "conversations",
+            Request::Channels { .. } => "channels",
             Request::Users { .. } => "users",
             Request::Send { .. } => "send",
             Request::Edit { .. } => "edit",
             Request::Delete { .. } => "delete",
             Request::React { .. } => "react",
             Request::Sync { .. } => "sync",
+            Request::Members { .. } => "members",
             Request::History { .. } => "history",
             Request::Receipt { .. } => "receipt",
             Request::Typing { .. } => "typing",
@@ -511,6 +544,9 @@ pub struct ConversationsOk {
     /// clear their copies too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_cutoff: Option<Millis>,
+    /// More conversations follow: ask again with this as `after`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// Reply to `history`.
@@ -531,6 +567,18 @@ pub struct ReceiptOk {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelsOk {
     pub channels: Vec<super::types::ChannelInfo>,
+    /// More channels follow: ask again with this as `after`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// Reply to `members`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersOk {
+    pub members: Vec<super::types::MemberEntry>,
+    /// More members follow: ask again with this as `after`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// Reply to `users`.
@@ -746,7 +794,13 @@ mod tests {
         let (id, req) =
             decode_request(r#"{"type":"conversations","id":8,"future":{"x":1}}"#).unwrap();
         assert_eq!(id, Some(8));
-        assert_eq!(req, Request::Conversations {});
+        assert_eq!(
+            req,
+            Request::Conversations {
+                after: None,
+                limit: None
+            }
+        );
     }
 
     #[test]

@@ -56,6 +56,11 @@ pub struct Limits {
     pub max_invite_uses: u32,
     /// Conversations one `sync` may name in its cursors.
     pub max_sync_cursors: usize,
+    /// Conversations one page of `sync` or `conversations` describes (a page
+    /// also ends before its reply passes [`Limits::reply_bytes`]).
+    pub sync_page_cap: u32,
+    /// Entries one page of `channels` or `members` lists.
+    pub list_page_cap: u32,
     /// Failed handshakes a connection may make before it is closed.
     pub max_auth_failures: u32,
     /// Seconds a new connection has to authenticate.
@@ -104,6 +109,8 @@ impl Default for Limits {
             max_invites_per_user: 100,
             max_invite_uses: 1000,
             max_sync_cursors: 10_000,
+            sync_page_cap: 500,
+            list_page_cap: 1000,
             max_auth_failures: 5,
             auth_timeout_secs: 10,
             ping_interval_secs: 20,
@@ -115,6 +122,17 @@ impl Default for Limits {
             max_conversations_per_user: 10_000,
             max_creates_per_hour: 100,
         }
+    }
+}
+
+impl Limits {
+    /// The bytes a paged reply's entries may take: the largest frame
+    /// chatd sends is `hard_frame_bytes`, less room for what a reply
+    /// echoes of its request (at most `max_frame_bytes`) and its envelope.
+    pub fn reply_bytes(&self) -> usize {
+        self.hard_frame_bytes
+            .saturating_sub(self.max_frame_bytes + 1024)
+            .max(64 * 1024)
     }
 }
 

@@ -60,9 +60,16 @@ pub struct Conversation {
     /// Group and channel names; `null` for DMs (show the other member).
     #[serde(default)]
     pub name: Option<String>,
-    /// Every member, sorted.
+    /// Every member, sorted; empty when the conversation has more than
+    /// [`INLINE_MEMBERS`] (see `member_count`).
     #[serde(default)]
     pub members: Vec<String>,
+    /// How many members there are (an addition to the core). Above
+    /// [`INLINE_MEMBERS`], `members` is empty, `roles` and `receipts` hold
+    /// only the reader's own (none in pushes), and `members` requests page
+    /// through the rest.
+    #[serde(default)]
+    pub member_count: u64,
     pub last_seq: u64,
     #[serde(default)]
     pub receipts: BTreeMap<String, ReceiptPair>,
@@ -70,6 +77,34 @@ pub struct Conversation {
     /// everyone else is a member.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub roles: BTreeMap<String, MemberRole>,
+}
+
+/// Conversations with more members than this are described without
+/// their member list (it would make every description of them large).
+pub const INLINE_MEMBERS: usize = 100;
+
+impl Conversation {
+    /// Members, whether or not they are listed.
+    pub fn member_total(&self) -> u64 {
+        self.member_count.max(self.members.len() as u64)
+    }
+
+    /// Whether `members` lists everyone.
+    pub fn members_listed(&self) -> bool {
+        self.members.len() as u64 >= self.member_count
+    }
+}
+
+/// One member, as `members` lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberEntry {
+    pub user: String,
+    #[serde(default)]
+    pub role: MemberRole,
+    #[serde(default)]
+    pub delivered: u64,
+    #[serde(default)]
+    pub read: u64,
 }
 
 /// A member's role in a group or channel.

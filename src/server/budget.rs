@@ -39,8 +39,8 @@ struct Inner {
 pub fn cost(req: &Request) -> f64 {
     match req {
         Request::Sync { .. } => 10.0,
-        Request::Conversations {} | Request::Channels {} => 5.0,
-        Request::History { .. } | Request::Users { .. } => 2.0,
+        Request::Conversations { .. } | Request::Channels { .. } => 5.0,
+        Request::History { .. } | Request::Users { .. } | Request::Members { .. } => 2.0,
         Request::Create { .. } | Request::AddMembers { .. } | Request::RemoveMembers { .. } => 2.0,
         Request::AdminUsers {}
         | Request::InviteList {}
@@ -168,7 +168,10 @@ mod tests {
     }
 
     fn conversations() -> Request {
-        Request::Conversations {}
+        Request::Conversations {
+            after: None,
+            limit: None,
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -9,12 +9,13 @@
 
 use super::queue::{Ended, PushQueue};
 use crate::proto::{
-    ChannelInfo, ConvKind, Conversation, Event, EventBody, MemberRole, Millis, Presence,
-    PresenceStatus, ProtoError, ReceiptPair, ReceiptPush, ServerFrame, TypingPush, UserEntry,
-    now_millis,
+    ChannelInfo, ConvKind, Conversation, Event, EventBody, INLINE_MEMBERS, MemberEntry, MemberRole,
+    Millis, Presence, PresenceStatus, ProtoError, ReceiptPair, ReceiptPush, ServerFrame,
+    TypingPush, UserEntry, now_millis,
 };
 use crate::store::log::{Blocks, CommitSink, Committed, Snapshot};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -50,8 +51,10 @@ struct Online {
 #[derive(Default)]
 struct State {
     convs: HashMap<String, ConvState>,
-    /// user → conversations they belong to.
-    memberships: HashMap<String, HashSet<String>>,
+    /// user → conversations they belong to, in id order (pages follow it).
+    memberships: HashMap<String, BTreeSet<String>>,
+    /// Channel name → id, in name order.
+    channels: BTreeMap<String, String>,
     online: HashMap<String, Online>,
     last_seen: HashMap<String, Millis>,
     /// (blocker, blocked): the blocked user does not see the blocker's
@@ -82,20 +85,66 @@ impl Drop for Registration {
     }
 }
 
+/// One conversation of a page, and the presence of the contacts it is the
+/// first on the page to introduce.
+pub struct PageItem {
+    pub conversation: Conversation,
+    pub presence: Vec<Presence>,
+}
+
+/// A page of the conversations a user belongs to.
+pub struct ConvPage {
+    pub items: Vec<PageItem>,
+    /// Whether conversations follow the last item.
+    pub more: bool,
+}
+
+impl ConvState {
+    /// Whether the members are listed wherever it is described.
+    fn small(&self) -> bool {
+        self.members.len() <= INLINE_MEMBERS
+    }
+}
+
 impl State {
-    fn conversation(&self, id: &str) -> Option<Conversation> {
-        self.convs.get(id).map(|c| Conversation {
+    /// A conversation as `viewer` sees it, or as a push to every member
+    /// (`None`): above [`INLINE_MEMBERS`] without the member list, and with
+    /// only the viewer's own receipts and role.
+    fn conversation(&self, id: &str, viewer: Option<&str>) -> Option<Conversation> {
+        let c = self.convs.get(id)?;
+        let (members, receipts, roles) = if c.small() {
+            (
+                c.members.iter().cloned().collect(),
+                c.members
+                    .iter()
+                    .map(|m| (m.clone(), c.receipts.get(m).copied().unwrap_or_default()))
+                    .collect::<BTreeMap<_, _>>(),
+                c.roles.clone(),
+            )
+        } else {
+            let me = viewer.filter(|v| c.members.contains(*v));
+            (
+                Vec::new(),
+                me.map(|v| {
+                    let r = c.receipts.get(v).copied().unwrap_or_default();
+                    (v.to_string(), r)
+                })
+                .into_iter()
+                .collect(),
+                me.and_then(|v| c.roles.get(v).map(|r| (v.to_string(), *r)))
+                    .into_iter()
+                    .collect(),
+            )
+        };
+        Some(Conversation {
             id: id.to_string(),
             kind: c.kind,
             name: c.name.clone(),
-            members: c.members.iter().cloned().collect(),
+            members,
+            member_count: c.members.len() as u64,
             last_seq: c.last_seq,
-            receipts: c
-                .members
-                .iter()
-                .map(|m| (m.clone(), c.receipts.get(m).copied().unwrap_or_default()))
-                .collect::<BTreeMap<_, _>>(),
-            roles: c.roles.clone(),
+            receipts,
+            roles,
         })
     }
 
@@ -105,16 +154,29 @@ impl State {
         !self.blocks.blocks(user, viewer)
     }
 
+    /// Whom `user`'s presence goes to: the members of their DMs and of
+    /// conversations small enough to list their members. In larger ones
+    /// presence is not pushed (a user coming online would otherwise wake
+    /// thousands); `users` still answers it for anyone sharing one.
     fn contacts(&self, user: &str) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
         if let Some(convs) = self.memberships.get(user) {
             for id in convs {
-                if let Some(c) = self.convs.get(id) {
+                if let Some(c) = self.convs.get(id).filter(|c| c.small()) {
                     out.extend(c.members.iter().filter(|m| *m != user).cloned());
                 }
             }
         }
         out
+    }
+
+    /// Whether `a` and `b` share a conversation.
+    fn share(&self, a: &str, b: &str) -> bool {
+        let (Some(x), Some(y)) = (self.memberships.get(a), self.memberships.get(b)) else {
+            return false;
+        };
+        let (small, large) = if x.len() <= y.len() { (x, y) } else { (y, x) };
+        small.iter().any(|id| large.contains(id))
     }
 
     fn presence(&self, user: &str) -> Presence {
@@ -151,6 +213,23 @@ impl State {
     fn deliver_all<'a>(&self, users: impl IntoIterator<Item = &'a String>, frame: &Frame) {
         for u in users {
             self.deliver(u, frame, None);
+        }
+    }
+
+    /// The conversation's name changed or it was created: keep the channel
+    /// index.
+    fn index_channel(&mut self, conv: &str, old: Option<&str>) {
+        let Some(c) = self.convs.get(conv).filter(|c| c.kind == ConvKind::Channel) else {
+            return;
+        };
+        let new = c.name.clone();
+        if let Some(old) = old
+            && self.channels.get(old).is_some_and(|id| id == conv)
+        {
+            self.channels.remove(old);
+        }
+        if let Some(new) = new {
+            self.channels.insert(new, conv.to_string());
         }
     }
 
@@ -201,6 +280,7 @@ impl Hub {
                     .or_default()
                     .insert(rec.id.clone());
             }
+            let id = rec.id.clone();
             st.convs.insert(
                 rec.id,
                 ConvState {
@@ -212,6 +292,7 @@ impl Hub {
                     roles: rec.roles,
                 },
             );
+            st.index_channel(&id, None);
         }
     }
 
@@ -306,25 +387,14 @@ impl Hub {
         }
     }
 
-    /// Presence of everyone who shares a conversation with `user`.
-    pub fn contacts_presence(&self, user: &str) -> Vec<Presence> {
-        let st = self.lock();
-        st.contacts(user)
-            .iter()
-            .filter(|c| st.sees(user, c))
-            .map(|c| st.presence(c))
-            .collect()
-    }
-
     /// `users` as `viewer` may see them: presence and last seen only for
-    /// `viewer` and their contacts.
+    /// `viewer` and those who share a conversation with them.
     pub fn users_seen_by(&self, viewer: &str, users: &[String]) -> Vec<UserEntry> {
         let st = self.lock();
-        let contacts = st.contacts(viewer);
         users
             .iter()
             .map(|u| {
-                if u == viewer || (contacts.contains(u) && st.sees(viewer, u)) {
+                if u == viewer || (st.share(viewer, u) && st.sees(viewer, u)) {
                     let p = st.presence(u);
                     UserEntry {
                         user: p.user,
@@ -342,21 +412,107 @@ impl Hub {
             .collect()
     }
 
-    /// Every conversation `user` belongs to.
-    pub fn conversations_of(&self, user: &str) -> Vec<Conversation> {
+    /// A page of the conversations `user` belongs to: at most `limit`, by
+    /// id, after `after`. With `presence`, each item carries the presence
+    /// of the contacts it is the first on the page to introduce (members of
+    /// conversations small enough to list them). The copy is bounded
+    /// (`limit` conversations of at most [`INLINE_MEMBERS`] members each)
+    /// and nothing is encoded under the lock.
+    pub fn conversations_page(
+        &self,
+        user: &str,
+        after: Option<&str>,
+        limit: usize,
+        presence: bool,
+    ) -> ConvPage {
         let st = self.lock();
-        let mut out: Vec<Conversation> = st
-            .memberships
-            .get(user)
-            .map(|ids| ids.iter().filter_map(|id| st.conversation(id)).collect())
-            .unwrap_or_default();
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        out
+        let Some(ids) = st.memberships.get(user) else {
+            return ConvPage {
+                items: Vec::new(),
+                more: false,
+            };
+        };
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut range = ids.range::<str, _>((lower, Bound::Unbounded));
+        let mut items = Vec::with_capacity(limit.min(ids.len()));
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
+        for id in range.by_ref().take(limit) {
+            let Some(conversation) = st.conversation(id, Some(user)) else {
+                continue;
+            };
+            let mut introduced = Vec::new();
+            if presence && let Some(c) = st.convs.get(id).filter(|c| c.small()) {
+                for m in &c.members {
+                    if m != user && seen.insert(m.as_str()) && st.sees(user, m) {
+                        introduced.push(st.presence(m));
+                    }
+                }
+            }
+            items.push(PageItem {
+                conversation,
+                presence: introduced,
+            });
+        }
+        let more = range.next().is_some();
+        ConvPage { items, more }
     }
 
-    /// A conversation as its members see it.
-    pub fn conversation(&self, id: &str) -> Option<Conversation> {
-        self.lock().conversation(id)
+    /// The last seqs of those of `ids` that `user` belongs to.
+    pub fn last_seqs<'a>(
+        &self,
+        user: &str,
+        ids: impl IntoIterator<Item = &'a String>,
+    ) -> Vec<(String, u64)> {
+        let st = self.lock();
+        let Some(mine) = st.memberships.get(user) else {
+            return Vec::new();
+        };
+        ids.into_iter()
+            .filter(|id| mine.contains(*id))
+            .filter_map(|id| st.convs.get(id).map(|c| (id.clone(), c.last_seq)))
+            .collect()
+    }
+
+    /// A page of a conversation's members, by name, after `after`, and
+    /// whether more follow. Refused unless `viewer` is a member.
+    pub fn members_page(
+        &self,
+        viewer: &str,
+        conv: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<MemberEntry>, bool), ProtoError> {
+        let st = self.lock();
+        let c = match st.convs.get(conv) {
+            None => return Err(ProtoError::not_found("no such conversation")),
+            Some(c) if !c.members.contains(viewer) => {
+                return Err(ProtoError::forbidden(
+                    "you are not a member of this conversation",
+                ));
+            }
+            Some(c) => c,
+        };
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut range = c.members.range::<str, _>((lower, Bound::Unbounded));
+        let page = range
+            .by_ref()
+            .take(limit)
+            .map(|m| {
+                let r = c.receipts.get(m).copied().unwrap_or_default();
+                MemberEntry {
+                    user: m.clone(),
+                    role: c.roles.get(m).copied().unwrap_or_default(),
+                    delivered: r.delivered,
+                    read: r.read,
+                }
+            })
+            .collect();
+        Ok((page, range.next().is_some()))
+    }
+
+    /// A conversation as `viewer` sees it.
+    pub fn conversation(&self, id: &str, viewer: &str) -> Option<Conversation> {
+        self.lock().conversation(id, Some(viewer))
     }
 
     /// Refuse unless `user` belongs to conversation `id`.
@@ -371,22 +527,25 @@ impl Hub {
         }
     }
 
-    /// Public channels, by name.
-    pub fn channels(&self) -> Vec<ChannelInfo> {
+    /// A page of the public channels, by name, after `after`; and whether
+    /// more follow.
+    pub fn channels(&self, after: Option<&str>, limit: usize) -> (Vec<ChannelInfo>, bool) {
         let st = self.lock();
-        let mut out: Vec<ChannelInfo> = st
-            .convs
-            .iter()
-            .filter(|(_, c)| c.kind == ConvKind::Channel)
-            .map(|(id, c)| ChannelInfo {
-                id: id.clone(),
-                name: c.name.clone().unwrap_or_default(),
-                members: c.members.len() as u64,
-                last_seq: c.last_seq,
+        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut range = st.channels.range::<str, _>((lower, Bound::Unbounded));
+        let page = range
+            .by_ref()
+            .take(limit)
+            .filter_map(|(name, id)| {
+                st.convs.get(id).map(|c| ChannelInfo {
+                    id: id.clone(),
+                    name: name.clone(),
+                    members: c.members.len() as u64,
+                    last_seq: c.last_seq,
+                })
             })
             .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        out
+        (page, range.next().is_some())
     }
 
     /// Relay a typing signal to the other members of a conversation.
@@ -507,7 +666,8 @@ impl Hub {
             }
             EventBody::Rename { name } => {
                 if let Some(c) = st.convs.get_mut(id) {
-                    c.name = Some(name.clone());
+                    let old = c.name.replace(name.clone());
+                    st.index_channel(id, old.as_deref());
                 }
                 changed = true;
             }
@@ -523,7 +683,9 @@ impl Hub {
         };
         let frame = frame_of(push.to_string());
         st.deliver_all(c.members.iter().chain(extra.iter()), &frame);
-        if changed && let Some(conv) = st.conversation(id) {
+        // Members apply the event itself to what they hold; the description
+        // that follows is bounded (no member list above INLINE_MEMBERS).
+        if changed && let Some(conv) = st.conversation(id, None) {
             let frame = frame_of(ServerFrame::Conversation { conversation: conv }.encode());
             st.deliver_all(c.members.iter().chain(extra.iter()), &frame);
         }
@@ -547,6 +709,7 @@ impl CommitSink for Hub {
                             roles: BTreeMap::new(),
                         },
                     );
+                    st.index_channel(id, None);
                 }
                 Committed::Event(ev, push) => Self::apply_event(&mut st, ev, push),
                 Committed::Receipt {

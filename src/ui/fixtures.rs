@@ -28,6 +28,7 @@ pub fn conv(id: &str, kind: ConvKind, title: &str, members: &[&str]) -> ConvSumm
         kind,
         title: title.into(),
         members: members.iter().map(|m| m.to_string()).collect(),
+        member_count: members.len() as u64,
         last_seq: 0,
         cursor: 0,
         read_seq: 0,

@@ -11,6 +11,15 @@ use std::time::{Duration, Instant};
 /// How long a typing indicator lives without a refresh.
 pub const TYPING_TTL: Duration = Duration::from_secs(5);
 
+/// A sync that is not done, as the header shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncNote {
+    /// Pages are coming in: this many conversations so far.
+    Paging { conversations: usize },
+    /// The last attempt failed; the next is this many seconds away.
+    Failed { retry_in_secs: u64 },
+}
+
 #[derive(Debug, Clone)]
 pub struct Model {
     /// My username (empty before login).
@@ -32,6 +41,8 @@ pub struct Model {
     pub users: Vec<String>,
     /// An older page is being fetched for the focused conversation.
     pub loading_older: bool,
+    /// Where the sync after connecting stands, until it is done.
+    pub sync: Option<SyncNote>,
     /// No credentials: show the login screen.
     pub needs_login: bool,
     /// The last login/register failure, shown on the login screen.
@@ -55,6 +66,7 @@ impl Default for Model {
             receipts: HashMap::new(),
             users: Vec::new(),
             loading_older: false,
+            sync: None,
             needs_login: false,
             login_error: None,
             notice: None,
@@ -69,7 +81,19 @@ impl Model {
     /// meant for other front ends leave the model as it is.
     pub fn apply(&mut self, update: Update, now: Instant) {
         match update {
-            Update::Conn(state) => self.conn = state,
+            Update::Conn(state) => {
+                if state != ConnState::Connected {
+                    self.sync = None;
+                }
+                self.conn = state;
+            }
+            Update::Syncing { conversations } => {
+                self.sync = Some(SyncNote::Paging { conversations });
+            }
+            Update::SyncFailed { retry_in_secs } => {
+                self.sync = Some(SyncNote::Failed { retry_in_secs });
+            }
+            Update::Synced => self.sync = None,
             Update::LoggedIn { user } => {
                 self.me = user;
                 self.needs_login = false;
@@ -98,8 +122,7 @@ impl Model {
             Update::Notice(text) => self.notice = Some(text),
             Update::Sessions(list) => self.sessions = Some(list),
             Update::LoadingOlder(loading) => self.loading_older = loading,
-            Update::Synced
-            | Update::Incoming(_)
+            Update::Incoming(_)
             | Update::Focus(_)
             | Update::Events { .. }
             | Update::Acked { .. }

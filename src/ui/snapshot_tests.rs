@@ -131,6 +131,30 @@ fn reconnecting_header_over_cached_content() {
     assert!(draw(&app(m, 100, 16, now)).contains("offline · showing cached messages"));
 }
 
+/// A sync of many pages shows its progress in the header, and a failed
+/// one says so instead of going quiet; both go once it is done.
+#[test]
+fn sync_progress_and_failure_in_the_header() {
+    use crate::client::Update;
+    let now = Instant::now();
+    let mut m = base_model();
+    m.conn = ConnState::Connected;
+    m.apply(
+        Update::Syncing {
+            conversations: 1500,
+        },
+        now,
+    );
+    assert_snapshot!("syncing", draw(&app(m.clone(), 100, 16, now)));
+    m.apply(Update::SyncFailed { retry_in_secs: 8 }, now);
+    assert!(
+        draw(&app(m.clone(), 100, 16, now)).contains("connected · sync failed, retrying in 8 s")
+    );
+    m.apply(Update::Synced, now);
+    let done = draw(&app(m, 100, 16, now));
+    assert!(!done.contains("sync"), "{done}");
+}
+
 #[test]
 fn help_overlay() {
     let now = Instant::now();

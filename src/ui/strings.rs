@@ -8,6 +8,12 @@ pub const NOTIFY_OPEN: &str = "Open";
 pub const CONNECTING: &str = "connecting…";
 pub const CONNECTED: &str = "connected";
 pub const CACHED: &str = "showing cached messages";
+pub fn syncing(conversations: usize) -> String {
+    format!("syncing… {conversations} conversations")
+}
+pub fn sync_failed(retry_in_secs: u64) -> String {
+    format!("sync failed, retrying in {retry_in_secs} s")
+}
 pub fn reconnecting(in_secs: u64) -> String {
     format!("reconnecting in {in_secs} s")
 }

@@ -9,6 +9,8 @@ use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -70,6 +72,8 @@ pub struct Peer {
     /// Every other frame, in arrival order.
     pushes: VecDeque<Value>,
     closed: Option<Closed>,
+    /// The largest text frame received, in bytes.
+    largest: Arc<AtomicUsize>,
     pub user: String,
     pub token: String,
 }
@@ -91,13 +95,18 @@ impl Peer {
     pub fn from_ws(ws: Ws) -> Peer {
         let (sink, mut stream) = ws.split();
         let (tx, rx) = mpsc::unbounded_channel();
+        let largest = Arc::new(AtomicUsize::new(0));
+        let seen = largest.clone();
         let reader = tokio::spawn(async move {
             loop {
                 let incoming = match stream.next().await {
-                    Some(Ok(Message::Text(t))) => match serde_json::from_str::<Value>(&t) {
-                        Ok(v) => Incoming::Json(v),
-                        Err(_) => Incoming::Text(t.to_string()),
-                    },
+                    Some(Ok(Message::Text(t))) => {
+                        seen.fetch_max(t.len(), Ordering::Relaxed);
+                        match serde_json::from_str::<Value>(&t) {
+                            Ok(v) => Incoming::Json(v),
+                            Err(_) => Incoming::Text(t.to_string()),
+                        }
+                    }
                     Some(Ok(Message::Close(frame))) => {
                         let _ = tx.send(Incoming::Close(
                             frame.map(|f| (u16::from(f.code), f.reason.to_string())),
@@ -127,6 +136,7 @@ impl Peer {
             replies: VecDeque::new(),
             pushes: VecDeque::new(),
             closed: None,
+            largest,
             user: String::new(),
             token: String::new(),
         }
@@ -534,9 +544,26 @@ impl Peer {
     }
 
     /// The conversations of this user, as the server lists them.
+    /// Every conversation, page after page.
     pub async fn conversations(&mut self) -> Vec<Conversation> {
-        let r = self.ok(json!({"type":"conversations"})).await;
-        serde_json::from_value(r["conversations"].clone()).unwrap_or_else(|e| panic!("{e}: {r}"))
+        let mut out = Vec::new();
+        let mut after = Value::Null;
+        for _ in 0..1000 {
+            let r = self.ok(json!({"type":"conversations","after":after})).await;
+            let page: Vec<Conversation> = serde_json::from_value(r["conversations"].clone())
+                .unwrap_or_else(|e| panic!("{e}: {r}"));
+            out.extend(page);
+            if r["next"].is_null() {
+                return out;
+            }
+            after = r["next"].clone();
+        }
+        panic!("the pages of conversations do not end");
+    }
+
+    /// The largest text frame this peer has received, in bytes.
+    pub fn largest_frame(&self) -> usize {
+        self.largest.load(Ordering::Relaxed)
     }
 }
 

@@ -45,17 +45,19 @@ impl Cache {
         let members = serde_json::to_string(&conv.members).map_err(corrupt)?;
         let tx = self.conn.transaction()?;
         tx.execute(
-            "INSERT INTO conversations(id, kind, name, members, last_seq, stub)
-             VALUES (?1, ?2, ?3, ?4, ?5, 0)
+            "INSERT INTO conversations(id, kind, name, members, last_seq, stub, member_count)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)
              ON CONFLICT(id) DO UPDATE SET
                  kind = excluded.kind, name = excluded.name, members = excluded.members,
-                 last_seq = max(last_seq, excluded.last_seq), stub = 0",
+                 last_seq = max(last_seq, excluded.last_seq), stub = 0,
+                 member_count = excluded.member_count",
             params![
                 conv.id,
                 conv.kind.as_str(),
                 conv.name,
                 members,
-                Seq(conv.last_seq)
+                Seq(conv.last_seq),
+                Seq(conv.member_total())
             ],
         )?;
         for (user, pair) in &conv.receipts {
@@ -70,7 +72,8 @@ impl Cache {
         let row = self
             .conn
             .query_row(
-                "SELECT kind, name, members, last_seq FROM conversations WHERE id = ?1",
+                "SELECT kind, name, members, last_seq, member_count FROM conversations
+                 WHERE id = ?1",
                 [id],
                 |r| {
                     Ok((
@@ -78,11 +81,12 @@ impl Cache {
                         r.get::<_, Option<String>>(1)?,
                         r.get::<_, String>(2)?,
                         r.get::<_, Seq>(3)?.0,
+                        r.get::<_, Seq>(4)?.0,
                     ))
                 },
             )
             .optional()?;
-        let Some((kind, name, members, last_seq)) = row else {
+        let Some((kind, name, members, last_seq, member_count)) = row else {
             return Ok(None);
         };
         Ok(Some(Conversation {
@@ -90,6 +94,7 @@ impl Cache {
             kind: ConvKind::parse(&kind).ok_or_else(|| corrupt(format!("kind {kind:?}")))?,
             name,
             members: parse_members(&members)?,
+            member_count,
             last_seq,
             receipts: self.receipts(id)?,
             // Roles come with the server's answers; the cache does not
@@ -208,6 +213,7 @@ impl Cache {
         let me = self.me()?.unwrap_or_default();
         let mut stmt = self.conn.prepare_cached(
             "SELECT c.id, c.kind, c.name, c.members, c.last_seq, c.cursor, c.muted,
+                 c.member_count,
                  COALESCE((SELECT ts FROM events e WHERE e.conversation_id = c.id
                            ORDER BY e.seq DESC LIMIT 1), 0),
                  COALESCE(r.read, 0),
@@ -231,12 +237,13 @@ impl Cache {
                         r.get::<_, Seq>(4)?.0,
                         r.get::<_, Seq>(5)?.0,
                         r.get::<_, bool>(6)?,
-                        r.get::<_, i64>(7)?,
+                        r.get::<_, i64>(8)?,
                     ),
                     (
-                        r.get::<_, Seq>(8)?.0,
                         r.get::<_, Seq>(9)?.0,
                         r.get::<_, Seq>(10)?.0,
+                        r.get::<_, Seq>(11)?.0,
+                        r.get::<_, Seq>(7)?.0,
                     ),
                 ))
             })?
@@ -245,7 +252,7 @@ impl Cache {
         for (
             (id, kind, name, members),
             (last_seq, cursor, muted, last_activity),
-            (read_seq, unread, mentions),
+            (read_seq, unread, mentions, member_count),
         ) in rows
         {
             let kind = ConvKind::parse(&kind).ok_or_else(|| corrupt(format!("kind {kind:?}")))?;
@@ -255,6 +262,7 @@ impl Cache {
                 mentions,
                 id,
                 kind,
+                member_count: member_count.max(members.len() as u64),
                 members,
                 last_seq,
                 cursor,

@@ -81,6 +81,10 @@ CREATE INDEX events_unread ON events(conversation_id, seq, mentions_me) WHERE co
 -- the server's id of each event, to prove at sync that this copy is its
 ALTER TABLE events ADD COLUMN eid TEXT;
 "#,
+    r#"
+-- members of conversations too large for the server to list them
+ALTER TABLE conversations ADD COLUMN member_count INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -255,9 +255,29 @@ impl SignedIn {
     }
 }
 
+/// Every conversation I belong to, page after page.
 pub(super) async fn list(s: &mut SignedIn) -> Result<Vec<Conversation>, Failure> {
-    let reply: ConversationsOk = s.ask(&Request::Conversations {}).await?;
-    Ok(reply.conversations)
+    let mut out = Vec::new();
+    let mut after = None;
+    // Each page holds at least one conversation and a user belongs to a
+    // bounded number: the loop ends; the bound guards a broken server.
+    for _ in 0..100_000 {
+        let reply: ConversationsOk = s
+            .ask(&Request::Conversations {
+                after: after.take(),
+                limit: None,
+            })
+            .await?;
+        out.extend(reply.conversations);
+        match reply.next {
+            Some(next) => after = Some(next),
+            None => return Ok(out),
+        }
+    }
+    Err(Failure::new(
+        Exit::Failure,
+        "the server's list of conversations does not end",
+    ))
 }
 
 /// A conversation's display name for `me`, with its sigil (`@bob`, `#general`).

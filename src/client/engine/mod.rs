@@ -93,7 +93,10 @@ pub enum CatchUp {
 /// What an answer from the server belongs to.
 #[derive(Debug, Clone)]
 enum Pending {
-    Sync,
+    /// A page of the sync run numbered so.
+    Sync {
+        run: u64,
+    },
     /// Filling a gap or catching up a conversation.
     Fill {
         conv: String,
@@ -155,6 +158,10 @@ pub struct Engine {
     connected: bool,
     /// After a failed `sync`: when to try again, and how many have failed.
     sync_retry: Option<(Instant, u32)>,
+    /// The sync under way, page by page.
+    sync_run: Option<sync::SyncRun>,
+    /// Sync runs started, to tell a stale page's answer.
+    sync_runs: u64,
     next_tag: u64,
     pending: HashMap<u64, Pending>,
     /// Conversation → tag of its gap/catch-up fetch in flight.
@@ -203,6 +210,8 @@ impl Engine {
             started: Instant::now(),
             connected: false,
             sync_retry: None,
+            sync_run: None,
+            sync_runs: 0,
             next_tag: 1,
             pending: HashMap::new(),
             fetching: HashMap::new(),
@@ -333,30 +342,6 @@ impl Engine {
             }
             Err(e) => self.cache_error(e),
         }
-    }
-
-    /// Ask for everything after the cache's cursors.
-    fn sync(&mut self) {
-        // The server takes at most `max_sync_cursors`; the cursors are what
-        // it checks the copy against, the catching up is the client's own.
-        let max = crate::proto::Limits::default().max_sync_cursors;
-        let mut cursors = self
-            .cache
-            .as_ref()
-            .and_then(|c| c.cursors().ok())
-            .unwrap_or_default();
-        if cursors.len() > max {
-            cursors = cursors.into_iter().take(max).collect();
-        }
-        let heads = self
-            .cache
-            .as_ref()
-            .and_then(|c| c.heads().ok())
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(conv, _)| cursors.contains_key(conv))
-            .collect();
-        self.request(Request::Sync { cursors, heads }, Pending::Sync);
     }
 
     /// Open (or switch to) the cache of `user` on this server.

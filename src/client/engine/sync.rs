@@ -14,7 +14,57 @@ use crate::proto::{
     AppendOk, ConvKind, ConversationOk, ConversationsOk, ErrorCode, Event, EventBody, HistoryOk,
     OkFrame, Presence, ProtoError, Request, ServerFrame, UsersOk, now_millis,
 };
+use std::collections::{HashMap, HashSet, VecDeque};
 use tokio::time::{Duration, Instant};
+
+/// Bytes of cursors and heads one `sync` request carries (the server
+/// takes frames up to 64 KiB).
+const CURSOR_CHUNK_BYTES: usize = 48 * 1024;
+
+/// A sync under way: pages asked for one after another, the client's
+/// cursors sent along in chunks, and the conversations described so far.
+pub(super) struct SyncRun {
+    pub(super) id: u64,
+    chunks: VecDeque<CursorChunk>,
+    seen: HashSet<String>,
+    pages: u32,
+}
+
+type CursorChunk = (HashMap<String, u64>, HashMap<String, String>);
+
+impl SyncRun {
+    fn new(id: u64, cursors: HashMap<String, u64>, heads: HashMap<String, String>) -> SyncRun {
+        let max = crate::proto::Limits::default().max_sync_cursors;
+        let mut ids: Vec<&String> = cursors.keys().collect();
+        ids.sort();
+        let mut chunks = VecDeque::new();
+        let mut chunk: CursorChunk = Default::default();
+        let mut bytes = 0;
+        for id in ids {
+            let head = heads.get(id);
+            // `"id":seq,` and `"id":"eid",`
+            let size = id.len() + 24 + head.map_or(0, |h| id.len() + h.len() + 6);
+            if !chunk.0.is_empty() && (bytes + size > CURSOR_CHUNK_BYTES || chunk.0.len() >= max) {
+                chunks.push_back(std::mem::take(&mut chunk));
+                bytes = 0;
+            }
+            bytes += size;
+            chunk.0.insert(id.clone(), cursors[id]);
+            if let Some(h) = head {
+                chunk.1.insert(id.clone(), h.clone());
+            }
+        }
+        if !chunk.0.is_empty() {
+            chunks.push_back(chunk);
+        }
+        SyncRun {
+            id,
+            chunks,
+            seen: HashSet::new(),
+            pages: 0,
+        }
+    }
+}
 
 /// My newest messages sent again into a conversation whose history the
 /// server no longer has as this cache does.
@@ -83,18 +133,17 @@ impl Engine {
             Err(e) => return self.on_failure(pending, e),
         };
         match pending {
-            Pending::Sync => match ok.parse::<ConversationsOk>() {
-                Ok(reply) => {
-                    if self.sync_retry.take().is_some() {
-                        self.notice("caught up with the server again");
+            Pending::Sync { run } if self.sync_run.as_ref().is_some_and(|r| r.id == run) => {
+                match ok.parse::<ConversationsOk>() {
+                    Ok(reply) => self.on_sync_page(reply),
+                    Err(e) => {
+                        tracing::warn!("bad sync reply: {e}");
+                        self.sync_failed(&format!("an unreadable answer ({e})"));
                     }
-                    self.on_sync(reply)
                 }
-                Err(e) => {
-                    tracing::warn!("bad sync reply: {e}");
-                    self.sync_failed(&format!("an unreadable answer ({e})"));
-                }
-            },
+            }
+            // A page of a run given up on.
+            Pending::Sync { .. } => {}
             Pending::Fill { conv } => {
                 self.fetching.remove(&conv);
                 if let Ok(h) = ok.parse::<HistoryOk>() {
@@ -202,8 +251,12 @@ impl Engine {
                     self.notice(accounts::refusal(&e));
                 }
             }
-            Pending::Sync if !disconnected => self.sync_failed(&e.to_string()),
-            Pending::Sync | Pending::Users | Pending::Ignore => {}
+            Pending::Sync { run }
+                if !disconnected && self.sync_run.as_ref().is_some_and(|r| r.id == run) =>
+            {
+                self.sync_failed(&e.to_string())
+            }
+            Pending::Sync { .. } | Pending::Users | Pending::Ignore => {}
             Pending::Conv { .. } | Pending::Leave { .. } | Pending::Done(_) => {
                 if !disconnected {
                     self.notice(e.message);
@@ -214,31 +267,102 @@ impl Engine {
         }
     }
 
-    fn on_sync(&mut self, reply: ConversationsOk) {
+    /// Ask for everything after the cache's cursors: the first page of a
+    /// new sync run (one already under way is dropped).
+    pub(super) fn sync(&mut self) {
+        let cursors = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.cursors().ok())
+            .unwrap_or_default();
+        let heads = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.heads().ok())
+            .unwrap_or_default();
+        self.sync_runs += 1;
+        self.sync_run = Some(SyncRun::new(self.sync_runs, cursors, heads));
+        self.next_sync_page(None);
+    }
+
+    /// Ask for the page after `after` (the first with `None`), carrying the
+    /// next chunk of cursors.
+    fn next_sync_page(&mut self, after: Option<String>) {
+        let Some(run) = self.sync_run.as_mut() else {
+            return;
+        };
+        let (cursors, heads) = run.chunks.pop_front().unwrap_or_default();
+        let first = run.pages == 0;
+        run.pages += 1;
+        let id = run.id;
+        // Past the last page, the cursors left are only checked.
+        let limit = (!first && after.is_none()).then_some(0);
+        self.request(
+            Request::Sync {
+                cursors,
+                heads,
+                after,
+                limit,
+            },
+            Pending::Sync { run: id },
+        );
+    }
+
+    /// One page of a sync run: store what it describes, and ask for the
+    /// next or finish.
+    fn on_sync_page(&mut self, reply: ConversationsOk) {
         if self.cache.is_none() {
             return;
         }
         if !reply.diverged.is_empty() {
             self.start_over(&reply.diverged);
         }
-        let ids: std::collections::HashSet<String> =
-            reply.conversations.iter().map(|c| c.id.clone()).collect();
         for conv in &reply.conversations {
             if let Err(e) = self.store_conversation(conv) {
                 self.cache_error(e);
             }
         }
-        let Some(cache) = self.cache.as_mut() else {
+        let Some(run) = self.sync_run.as_mut() else {
             return;
         };
-        // Text the server no longer keeps is not kept here either.
-        if let Some(cutoff) = reply.retention_cutoff {
+        run.seen
+            .extend(reply.conversations.iter().map(|c| c.id.clone()));
+        let first = run.pages == 1;
+        let (described, more_cursors) = (run.seen.len(), !run.chunks.is_empty());
+        if first
+            && let Some(cutoff) = reply.retention_cutoff
+            && let Some(cache) = self.cache.as_mut()
+        {
+            // Text the server no longer keeps is not kept here either.
             match cache.forget_text_before(cutoff) {
                 Ok(0) => {}
                 Ok(_) => self.dirty.messages = true,
                 Err(e) => tracing::warn!("clearing old text: {e}"),
             }
         }
+        self.apply_presence(reply.presence);
+        self.dirty.list = true;
+        if reply.next.is_some() || more_cursors {
+            self.dirty.updates.push(Update::Syncing {
+                conversations: described,
+            });
+            return self.next_sync_page(reply.next);
+        }
+        let Some(run) = self.sync_run.take() else {
+            return;
+        };
+        if self.sync_retry.take().is_some() {
+            self.notice("caught up with the server again");
+        }
+        self.finish_sync(run.seen);
+    }
+
+    /// Every page is in: drop the conversations no page described, and
+    /// catch up the rest.
+    fn finish_sync(&mut self, ids: HashSet<String>) {
+        let Some(cache) = self.cache.as_mut() else {
+            return;
+        };
         // Conversations I no longer belong to go; the rest, newest activity
         // first, is the order catch-up takes.
         let mut failed = None;
@@ -268,7 +392,6 @@ impl Engine {
             self.cache_error(e);
         }
         self.dirty.updates.push(Update::Synced);
-        self.apply_presence(reply.presence);
         self.dirty.list = true;
         self.dirty.messages = true;
         self.pump();
@@ -401,13 +524,41 @@ impl Engine {
                 if stored {
                     self.after_events(&conv, std::slice::from_ref(&ev), true);
                 }
+                // Taken out of it: the description that follows may not
+                // list its members to say so.
+                let me = self.me.as_deref().unwrap_or_default();
+                if let EventBody::Leave { members } | EventBody::Remove { members } = &ev.body
+                    && members.iter().any(|m| m == me)
+                {
+                    if let Some(cache) = self.cache.as_mut()
+                        && let Err(e) = cache.remove_conversation(&conv)
+                    {
+                        self.cache_error(e);
+                    }
+                    self.dirty.list = true;
+                    return;
+                }
                 if gap {
                     self.fill(&conv);
                 }
             }
             ServerFrame::Conversation { conversation } => {
                 let me = self.me.clone().unwrap_or_default();
-                if conversation.members.contains(&me) {
+                let known = || {
+                    self.cache
+                        .as_ref()
+                        .and_then(|c| c.conversation(&conversation.id).ok())
+                        .flatten()
+                        .is_some()
+                };
+                // One too large to list its members comes after the event
+                // that added me (which the cache holds) or not at all.
+                let member = if conversation.members_listed() {
+                    conversation.members.contains(&me)
+                } else {
+                    known()
+                };
+                if member {
                     self.upsert(&conversation);
                 } else if let Some(cache) = self.cache.as_mut() {
                     if let Err(e) = cache.remove_conversation(&conversation.id) {
@@ -440,6 +591,11 @@ impl Engine {
     pub(super) fn upsert(&mut self, conv: &crate::proto::Conversation) {
         if let Err(e) = self.store_conversation(conv) {
             return self.cache_error(e);
+        }
+        // A page already past it will not describe it: the run's end must
+        // not take it for one I left.
+        if let Some(run) = self.sync_run.as_mut() {
+            run.seen.insert(conv.id.clone());
         }
         self.dirty.list = true;
         self.dirty.receipts.insert(conv.id.clone());
@@ -486,9 +642,13 @@ impl Engine {
     /// `sync` failed: say so (the list may be stale) and try again with
     /// backoff, rather than go quiet.
     fn sync_failed(&mut self, why: &str) {
+        self.sync_run = None;
         let failures = self.sync_retry.map_or(0, |(_, n)| n) + 1;
         let wait = Duration::from_secs(2u64.saturating_pow(failures).min(60));
         self.sync_retry = Some((Instant::now() + wait, failures));
+        self.dirty.updates.push(Update::SyncFailed {
+            retry_in_secs: wait.as_secs(),
+        });
         self.notice(text::sync_failed_notice(why, wait.as_secs()));
     }
 

@@ -5,6 +5,7 @@ use super::wrap::{str_width, truncate};
 use crate::client::view::ConnState;
 use crate::proto::{ConvKind, PresenceStatus};
 use crate::ui::app::{App, kind_marker};
+use crate::ui::model::SyncNote;
 use crate::ui::strings;
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -25,6 +26,19 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     if cached && !app.model.conversations.is_empty() {
         left.push_str(&format!(" · {}", strings::CACHED));
     }
+    let mut sync_failed = false;
+    if !cached {
+        match app.model.sync {
+            Some(SyncNote::Paging { conversations }) => {
+                left.push_str(&format!(" · {}", strings::syncing(conversations)));
+            }
+            Some(SyncNote::Failed { retry_in_secs }) => {
+                sync_failed = true;
+                left.push_str(&format!(" · {}", strings::sync_failed(retry_in_secs)));
+            }
+            None => {}
+        }
+    }
     let conv = app
         .focused
         .as_deref()
@@ -36,7 +50,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                     t.push_str(&format!(" ({})", p.status.as_str()));
                 }
             } else {
-                t.push_str(&format!(" · {} members", c.members.len()));
+                t.push_str(&format!(" · {} members", c.member_count));
             }
             if c.muted {
                 t.push_str(" · muted");
@@ -50,7 +64,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     };
     let w = usize::from(area.width);
     let state_style = match app.model.conn {
-        ConnState::Connected => base,
+        ConnState::Connected if !sync_failed => base,
         _ => base.add_modifier(Modifier::BOLD),
     };
     let mut spans = vec![Span::styled(truncate(&left, w), state_style)];

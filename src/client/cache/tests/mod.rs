@@ -46,6 +46,7 @@ pub(super) fn conversation(
         kind,
         name: name.map(Into::into),
         members: members.iter().map(|m| m.to_string()).collect(),
+        member_count: members.len() as u64,
         last_seq: 0,
         receipts: BTreeMap::new(),
         roles: BTreeMap::new(),

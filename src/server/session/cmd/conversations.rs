@@ -128,10 +128,11 @@ impl Session {
     async fn append_conv(&mut self, rid: u64, op: Append) -> Result<Outcome, ProtoError> {
         let rx = self.submit_append(op).await?;
         let hub = self.shared.hub.clone();
+        let user = self.user.clone().unwrap_or_default();
         Ok(Outcome::Later(
             async move {
                 match rx.await.unwrap_or(Err(StoreError::Closed)) {
-                    Ok(done) => match hub.conversation(&done.conversation_id) {
+                    Ok(done) => match hub.conversation(&done.conversation_id, &user) {
                         Some(conversation) => encode_ok(rid, &ConversationOk { conversation }),
                         None => error(Some(rid), &ProtoError::internal()),
                     },

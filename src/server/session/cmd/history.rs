@@ -22,9 +22,9 @@ impl Session {
         let last_seq = shared.hub.check_member(user, &conversation_id)?;
         let cap = limits.history_page_cap;
         let limit = limit.unwrap_or(cap).min(cap);
-        // A reply must fit the socket's write buffer (see
-        // transport::ws_config): large events make shorter pages.
-        let max_bytes = limits.hard_frame_bytes.max(64 * 1024);
+        // A reply must fit the largest frame chatd sends: large events
+        // make shorter pages.
+        let max_bytes = limits.reply_bytes();
         Ok(Outcome::Later(
             async move {
                 match shared

@@ -6,7 +6,7 @@
 //! - [`auth`]: a second handshake refused.
 //! - [`account`]: `logout`, `sessions`, `revoke_session`, `change_password`.
 //! - [`admin`]: `admin_*` and `invite_*`.
-//! - [`sync`]: `sync`, `conversations`, `channels`.
+//! - [`sync`]: `sync`, `conversations`, `channels`, `members`.
 //! - [`users`]: `users`, `presence`.
 //! - [`conversations`]: `create`, `join`, `leave`, `add_members`, `rename`.
 //! - [`send`]: the log writes: `send`, `edit`, `delete`, `react`.
@@ -84,9 +84,21 @@ impl Session {
             }
             Request::InviteList {} => self.invite_list(rid, &user).await?,
             Request::InviteRevoke { code } => self.invite_revoke(rid, &user, code).await?,
-            Request::Conversations {} => self.conversations(rid, &user),
-            Request::Sync { cursors, heads } => self.sync(rid, &user, cursors, heads)?,
-            Request::Channels {} => self.channels(rid),
+            Request::Conversations { after, limit } => {
+                self.conversations(rid, &user, after, limit)?
+            }
+            Request::Sync {
+                cursors,
+                heads,
+                after,
+                limit,
+            } => self.sync(rid, &user, cursors, heads, after, limit)?,
+            Request::Channels { after, limit } => self.channels(rid, after, limit),
+            Request::Members {
+                conversation_id,
+                after,
+                limit,
+            } => self.members(rid, &user, conversation_id, after, limit)?,
             Request::Users { prefix, limit } => self.users(rid, &user, prefix, limit),
             Request::Presence { status } => self.presence(id, &user, status)?,
             Request::Create {

@@ -1,62 +1,143 @@
-//! What a client fetches on (re)connect, all read from the hub at once:
-//! `sync` (its conversations and its contacts' presence), `conversations`
-//! and `channels`.
+//! What a client fetches on (re)connect, read from the hub a page at a
+//! time: `sync` (its conversations, its contacts' presence, and where its
+//! copy diverged), `conversations`, `channels` and `members`.
+//!
+//! Every page is bounded twice: by count (`sync_page_cap`,
+//! `list_page_cap`) and by bytes ([`Limits::reply_bytes`]), so no reply
+//! passes `hard_frame_bytes` however many conversations a user is in or
+//! however large they are. The hub hands over a bounded copy; encoding
+//! happens after its lock is released.
 
 use super::super::{Outcome, Session, error};
-use crate::proto::{ChannelsOk, ConversationsOk, ErrorCode, ProtoError, encode_ok, now_millis};
+use crate::proto::{
+    ChannelsOk, ErrorCode, Limits, MembersOk, Millis, ProtoError, encode_ok, now_millis,
+};
+use crate::server::hub::ConvPage;
 use futures_util::FutureExt;
+use serde::Serialize;
+use serde_json::value::RawValue;
 use std::collections::HashMap;
 
+/// A page of conversations as sent: each entry encoded once, to count
+/// its bytes.
+#[derive(Serialize)]
+struct Page {
+    conversations: Vec<Box<RawValue>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    presence: Vec<Box<RawValue>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    diverged: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retention_cutoff: Option<Millis>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+}
+
+impl Page {
+    /// Encode the hub's page, ending it early where the bytes run out.
+    fn encode(page: ConvPage, limits: &Limits) -> Result<Page, ProtoError> {
+        let mut left = limits.reply_bytes();
+        let mut out = Page {
+            conversations: Vec::with_capacity(page.items.len()),
+            presence: Vec::new(),
+            diverged: Vec::new(),
+            retention_cutoff: None,
+            next: None,
+        };
+        let total = page.items.len();
+        let mut last = None;
+        for (i, item) in page.items.into_iter().enumerate() {
+            let conv = raw(&item.conversation)?;
+            let presence = item
+                .presence
+                .iter()
+                .map(raw)
+                .collect::<Result<Vec<_>, _>>()?;
+            let size = conv.get().len() + presence.iter().map(|p| p.get().len() + 1).sum::<usize>();
+            if i > 0 && size + 1 > left {
+                // Ends here: the next page starts after the last one sent.
+                out.next = last;
+                return Ok(out);
+            }
+            left = left.saturating_sub(size + 1);
+            last = Some(item.conversation.id);
+            out.conversations.push(conv);
+            out.presence.extend(presence);
+            if i + 1 == total && page.more {
+                out.next = last.clone();
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn raw<T: Serialize>(v: &T) -> Result<Box<RawValue>, ProtoError> {
+    serde_json::value::to_raw_value(v).map_err(|_| ProtoError::internal())
+}
+
+/// A page size: what was asked for, capped.
+fn page_size(limit: Option<u32>, cap: u32) -> usize {
+    limit.unwrap_or(cap).min(cap) as usize
+}
+
 impl Session {
-    /// The conversations `user` belongs to, without presence.
-    pub(super) fn conversations(&self, rid: u64, user: &str) -> Outcome {
-        Outcome::Reply(encode_ok(
-            rid,
-            &ConversationsOk {
-                conversations: self.shared.hub.conversations_of(user),
-                presence: Vec::new(),
-                diverged: Vec::new(),
-                retention_cutoff: None,
-            },
-        ))
+    /// A page of the conversations `user` belongs to, without presence.
+    pub(super) fn conversations(
+        &self,
+        rid: u64,
+        user: &str,
+        after: Option<String>,
+        limit: Option<u32>,
+    ) -> Result<Outcome, ProtoError> {
+        let limits = &self.shared.limits;
+        let size = page_size(limit, limits.sync_page_cap);
+        let page = self
+            .shared
+            .hub
+            .conversations_page(user, after.as_deref(), size, false);
+        Ok(Outcome::Reply(encode_ok(rid, &Page::encode(page, limits)?)))
     }
 
-    /// The conversations `user` belongs to and the presence of their
-    /// contacts, and the conversations where the client's copy (its
+    /// A page of the conversations `user` belongs to with the presence of
+    /// their contacts, and the conversations where the client's copy (its
     /// `cursors`, and the event `heads` it holds there) is not the
-    /// server's: a cursor past the last seq, or another event at it.
+    /// server's: a cursor past the last seq, or another event at it. The
+    /// cursors are checked whichever page they fall on, so a client holding
+    /// many sends them in chunks with its page requests.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn sync(
         &self,
         rid: u64,
         user: &str,
         cursors: HashMap<String, u64>,
         heads: HashMap<String, String>,
+        after: Option<String>,
+        limit: Option<u32>,
     ) -> Result<Outcome, ProtoError> {
-        let limit = self.shared.limits.max_sync_cursors;
-        if cursors.len() > limit || heads.len() > limit {
-            return Err(ProtoError::new(ErrorCode::TooLarge, "too many cursors"));
+        let limits = &self.shared.limits;
+        let max = limits.max_sync_cursors;
+        if cursors.len() > max || heads.len() > max {
+            return Err(ProtoError::new(
+                ErrorCode::TooLarge,
+                format!("too many cursors (at most {max} per sync; send the rest in another)"),
+            ));
         }
         let hub = &self.shared.hub;
-        let conversations = hub.conversations_of(user);
-        let mut diverged: Vec<String> = Vec::new();
+        let size = page_size(limit, limits.sync_page_cap);
+        let page = hub.conversations_page(user, after.as_deref(), size, true);
+        let mut reply = Page::encode(page, limits)?;
+        reply.retention_cutoff = self.shared.retention.cutoff(now_millis());
         let mut to_check: Vec<(String, u64, String)> = Vec::new();
-        for c in &conversations {
-            let Some(&cursor) = cursors.get(&c.id) else {
-                continue;
-            };
-            if cursor > c.last_seq {
-                diverged.push(c.id.clone());
-            } else if let Some(head) = heads.get(&c.id).filter(|_| cursor > 0) {
-                to_check.push((c.id.clone(), cursor, head.clone()));
+        for (id, last_seq) in hub.last_seqs(user, cursors.keys()) {
+            let cursor = cursors[&id];
+            if cursor > last_seq {
+                reply.diverged.push(id);
+            } else if let Some(head) = heads.get(&id).filter(|_| cursor > 0) {
+                to_check.push((id, cursor, head.clone()));
             }
         }
-        let reply = ConversationsOk {
-            conversations,
-            presence: hub.contacts_presence(user),
-            diverged,
-            retention_cutoff: self.shared.retention.cutoff(now_millis()),
-        };
         if to_check.is_empty() {
+            reply.diverged.sort();
             return Ok(Outcome::Reply(encode_ok(rid, &reply)));
         }
         let readers = self.shared.store.readers().clone();
@@ -75,6 +156,7 @@ impl Session {
                                 reply.diverged.push(conv);
                             }
                         }
+                        reply.diverged.sort();
                         encode_ok(rid, &reply)
                     }
                     Err(e) => error(Some(rid), &e.to_proto()),
@@ -84,13 +166,33 @@ impl Session {
         ))
     }
 
-    /// The server's public channels, to find one to join.
-    pub(super) fn channels(&self, rid: u64) -> Outcome {
-        Outcome::Reply(encode_ok(
-            rid,
-            &ChannelsOk {
-                channels: self.shared.hub.channels(),
-            },
-        ))
+    /// A page of the server's public channels, to find one to join.
+    pub(super) fn channels(&self, rid: u64, after: Option<String>, limit: Option<u32>) -> Outcome {
+        let size = page_size(limit, self.shared.limits.list_page_cap);
+        let (channels, more) = self.shared.hub.channels(after.as_deref(), size);
+        let next = more
+            .then(|| channels.last().map(|c| c.name.clone()))
+            .flatten();
+        Outcome::Reply(encode_ok(rid, &ChannelsOk { channels, next }))
+    }
+
+    /// A page of a conversation's members, with roles and receipts.
+    pub(super) fn members(
+        &self,
+        rid: u64,
+        user: &str,
+        conversation_id: String,
+        after: Option<String>,
+        limit: Option<u32>,
+    ) -> Result<Outcome, ProtoError> {
+        let size = page_size(limit, self.shared.limits.list_page_cap);
+        let (members, more) =
+            self.shared
+                .hub
+                .members_page(user, &conversation_id, after.as_deref(), size)?;
+        let next = more
+            .then(|| members.last().map(|m| m.user.clone()))
+            .flatten();
+        Ok(Outcome::Reply(encode_ok(rid, &MembersOk { members, next })))
     }
 }
