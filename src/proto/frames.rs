@@ -205,13 +205,23 @@ pub enum Request {
         #[serde(default)]
         expires_in_secs: Option<u64>,
     },
-    /// Invitations: all of them for an admin, one's own for a member.
-    InviteList {},
+    /// Invitations, newest first: all of them for an admin, one's own for
+    /// a member; a page after the invitation `after`.
+    InviteList {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+    },
     InviteRevoke {
         code: String,
     },
-    /// Every account, with role, state and last seen (admins).
-    AdminUsers {},
+    /// The accounts, with role, state and last seen (admins): a page by
+    /// name, after `after`.
+    AdminUsers {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
     AdminCreateUser {
         username: String,
         password: String,
@@ -317,9 +327,9 @@ impl Request {
             Request::Sessions {} => "sessions",
             Request::RevokeSession { .. } => "revoke_session",
             Request::InviteCreate { .. } => "invite_create",
-            Request::InviteList {} => "invite_list",
+            Request::InviteList { .. } => "invite_list",
             Request::InviteRevoke { .. } => "invite_revoke",
-            Request::AdminUsers {} => "admin_users",
+            Request::AdminUsers { .. } => "admin_users",
             Request::AdminCreateUser { .. } => "admin_create_user",
             Request::AdminResetPassword { .. } => "admin_reset_password",
             Request::AdminSetActive { .. } => "admin_set_active",
@@ -637,12 +647,18 @@ pub struct InviteOk {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvitesOk {
     pub invites: Vec<Invite>,
+    /// More follow: ask again with this as `after`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// Reply to `admin_users`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountsOk {
     pub users: Vec<Account>,
+    /// More follow: ask again with this as `after`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// Reply to `admin_create_user`, `admin_set_active` and `admin_set_role`.

@@ -42,8 +42,8 @@ pub fn cost(req: &Request) -> f64 {
         Request::Conversations { .. } | Request::Channels { .. } => 5.0,
         Request::History { .. } | Request::Users { .. } | Request::Members { .. } => 2.0,
         Request::Create { .. } | Request::AddMembers { .. } | Request::RemoveMembers { .. } => 2.0,
-        Request::AdminUsers {}
-        | Request::InviteList {}
+        Request::AdminUsers { .. }
+        | Request::InviteList { .. }
         | Request::Sessions {}
         | Request::Blocks {}
         | Request::AdminErase { .. } => 2.0,

@@ -331,3 +331,63 @@ async fn channels_come_in_pages_by_name() {
     assert_eq!(r["channels"][0]["name"], "aa");
     assert_eq!(r["next"], "aa");
 }
+
+/// The admin's lists are paged too: accounts by name, invitations newest
+/// first, each without repeats or gaps.
+#[tokio::test]
+async fn accounts_and_invitations_come_in_pages() {
+    let server = Server::start_with(|c| c.limits.max_invites_per_user = 300);
+    // The first account is the admin.
+    let mut admin = server.user("admin").await;
+    for name in ["bea", "cal", "dov", "eli"] {
+        server.user(name).await;
+    }
+    let mut names = Vec::new();
+    let mut after = Value::Null;
+    for _ in 0..10 {
+        let r = admin
+            .ok(json!({"type":"admin_users","after":after,"limit":2}))
+            .await;
+        let page = r["users"].as_array().unwrap();
+        assert!(page.len() <= 2);
+        names.extend(
+            page.iter()
+                .map(|u| u["username"].as_str().unwrap().to_string()),
+        );
+        after = r["next"].clone();
+        if after.is_null() {
+            break;
+        }
+    }
+    assert_eq!(names, ["admin", "bea", "cal", "dov", "eli"]);
+
+    let mut made = Vec::new();
+    for _ in 0..230 {
+        let r = admin.ok(json!({"type":"invite_create"})).await;
+        made.push(r["invite"]["code"].as_str().unwrap().to_string());
+    }
+    let mut listed = Vec::new();
+    let mut pages = 0;
+    let mut after = Value::Null;
+    for _ in 0..10 {
+        let r = admin.ok(json!({"type":"invite_list","after":after})).await;
+        pages += 1;
+        listed.extend(
+            r["invites"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["code"].as_str().unwrap().to_string()),
+        );
+        after = r["next"].clone();
+        if after.is_null() {
+            break;
+        }
+    }
+    assert_eq!(pages, 3);
+    let mut expected = made.clone();
+    expected.sort();
+    let mut got = listed.clone();
+    got.sort();
+    assert_eq!(got, expected, "every invitation once");
+}

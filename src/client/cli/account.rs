@@ -46,6 +46,50 @@ impl SignedIn {
             .parse()
             .map_err(|e| Failure::new(Exit::Failure, format!("unexpected reply: {e}")))
     }
+
+    /// Every invitation I may see, page after page.
+    async fn all_invites(&mut self) -> Result<Vec<Invite>, Failure> {
+        let mut out = Vec::new();
+        let mut after = None;
+        for _ in 0..PAGES {
+            let req = Request::InviteList { after };
+            let page: InvitesOk = self
+                .account(&req, "only an admin may list invitations")
+                .await?;
+            out.extend(page.invites);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(out),
+            }
+        }
+        Err(endless())
+    }
+
+    /// Every account, page after page.
+    async fn all_accounts(&mut self) -> Result<Vec<Account>, Failure> {
+        let mut out = Vec::new();
+        let mut after = None;
+        for _ in 0..PAGES {
+            let req = Request::AdminUsers { after, limit: None };
+            let page: AccountsOk = self
+                .account(&req, "only an admin may list accounts")
+                .await?;
+            out.extend(page.users);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(out),
+            }
+        }
+        Err(endless())
+    }
+}
+
+/// Pages a listing may take before the server is taken to be broken (each
+/// page holds at least one entry).
+const PAGES: usize = 1_000_000;
+
+fn endless() -> Failure {
+    Failure::new(Exit::Failure, "the server's list does not end")
 }
 
 /// A new password: one line of standard input, or asked twice.
@@ -108,12 +152,10 @@ pub(super) async fn invite(loaded: &Loaded, what: InviteWhat) -> Result<(), Fail
             );
         }
         InviteWhat::List { json } => {
-            let reply: InvitesOk = s
-                .account(
-                    &Request::InviteList {},
-                    "only an admin may list invitations",
-                )
-                .await?;
+            let reply = InvitesOk {
+                invites: s.all_invites().await?,
+                next: None,
+            };
             let now = now_millis();
             if json {
                 let list: Vec<serde_json::Value> = reply
@@ -191,9 +233,10 @@ pub(super) async fn admin(loaded: &Loaded, what: AdminWhat) -> Result<(), Failur
     let only = |verb: &str| format!("only an admin may {verb}");
     match what {
         AdminWhat::Users { json } => {
-            let reply: AccountsOk = s
-                .account(&Request::AdminUsers {}, &only("list accounts"))
-                .await?;
+            let reply = AccountsOk {
+                users: s.all_accounts().await?,
+                next: None,
+            };
             if json {
                 print_json(&reply.users);
             } else {

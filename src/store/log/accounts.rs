@@ -12,7 +12,6 @@ use super::{Committed, Readers, StoreError};
 use crate::proto::{Account, ErrorCode, Invite, Millis, ProtoError, Role, now_millis};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// Who may register (`[auth] registration`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -672,11 +671,18 @@ impl Readers {
     }
 
     /// Every account, by name (`online` left false for the caller to fill).
-    pub async fn accounts(&self) -> Result<Vec<Account>, StoreError> {
-        self.with(|c| {
-            Ok(c.prepare_cached(&format!("{ACCOUNT} ORDER BY username"))?
-                .query_map([], account_row)?
-                .collect::<Result<_, _>>()?)
+    /// Accounts by name, after `after`, at most `limit`.
+    pub async fn accounts(
+        &self,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<Account>, StoreError> {
+        self.with(move |c| {
+            Ok(c.prepare_cached(&format!(
+                "{ACCOUNT} WHERE ?1 IS NULL OR username > ?1 ORDER BY username LIMIT ?2"
+            ))?
+            .query_map(params![after, limit], account_row)?
+            .collect::<Result<_, _>>()?)
         })
         .await
     }
@@ -705,8 +711,16 @@ impl Readers {
     }
 
     /// Invitations, newest first: all, or those `creator` made.
-    pub async fn invites(&self, creator: Option<String>) -> Result<Vec<Invite>, StoreError> {
-        self.with(move |c| invites(c, creator.as_deref())).await
+    /// Invitations, newest first (those of `creator`, or all), after the
+    /// invitation `after`, at most `limit`.
+    pub async fn invites(
+        &self,
+        creator: Option<String>,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<Invite>, StoreError> {
+        self.with(move |c| invites(c, creator.as_deref(), after.as_deref(), limit))
+            .await
     }
 
     /// The users `blocker` blocks, by name.
@@ -748,13 +762,21 @@ impl Readers {
 }
 
 /// Invitations with who used them, newest first.
-pub(super) fn invites(c: &Connection, creator: Option<&str>) -> Result<Vec<Invite>, StoreError> {
+pub(super) fn invites(
+    c: &Connection,
+    creator: Option<&str>,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Vec<Invite>, StoreError> {
     let mut stmt = c.prepare_cached(
         "SELECT code, created_by, created_at, expires_at, max_uses, revoked FROM invites
-         WHERE ?1 IS NULL OR created_by = ?1 ORDER BY created_at DESC, code LIMIT 10000",
+         WHERE (?1 IS NULL OR created_by = ?1)
+           AND (?2 IS NULL OR (created_at, code) <
+                (SELECT created_at, code FROM invites WHERE code = ?2))
+         ORDER BY created_at DESC, code DESC LIMIT ?3",
     )?;
     let mut out: Vec<Invite> = stmt
-        .query_map([creator], |r| {
+        .query_map(params![creator, after, limit], |r| {
             Ok(Invite {
                 code: r.get(0)?,
                 created_by: r.get(1)?,
@@ -766,24 +788,12 @@ pub(super) fn invites(c: &Connection, creator: Option<&str>) -> Result<Vec<Invit
             })
         })?
         .collect::<Result<_, _>>()?;
-    // Who used them, in one pass rather than a query per invitation.
-    let at: HashMap<String, usize> = out
-        .iter()
-        .enumerate()
-        .map(|(i, inv)| (inv.code.clone(), i))
-        .collect();
-    let mut uses = c.prepare_cached(
-        "SELECT u.code, u.username FROM invite_uses u JOIN invites i ON i.code = u.code
-         WHERE ?1 IS NULL OR i.created_by = ?1 ORDER BY u.used_at",
-    )?;
-    let rows = uses.query_map([creator], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-    })?;
-    for row in rows {
-        let (code, user) = row?;
-        if let Some(&i) = at.get(&code) {
-            out[i].used_by.push(user);
-        }
+    let mut uses =
+        c.prepare_cached("SELECT username FROM invite_uses WHERE code = ?1 ORDER BY used_at")?;
+    for invite in &mut out {
+        invite.used_by = uses
+            .query_map([&invite.code], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
     }
     Ok(out)
 }
@@ -857,6 +867,6 @@ pub mod offline {
 
     /// Invitations, newest first.
     pub fn invites(c: &Connection) -> Result<Vec<Invite>, StoreError> {
-        super::invites(c, None)
+        super::invites(c, None, None, u32::MAX)
     }
 }

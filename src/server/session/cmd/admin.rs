@@ -5,8 +5,7 @@
 
 use super::super::{Outcome, Session};
 use crate::proto::{
-    Account, AccountOk, AccountsOk, Invite, InviteOk, InvitesOk, ProtoError, Role, encode_ok,
-    encode_ok_empty, now_millis,
+    Account, AccountOk, Invite, InviteOk, ProtoError, Role, encode_ok, encode_ok_empty, now_millis,
 };
 use crate::server::queue::Ended;
 use crate::server::validate;
@@ -14,6 +13,14 @@ use crate::store::log::{AccountOp, AccountReply};
 
 /// Longest an invitation may stay valid: a year.
 const MAX_INVITE_SECS: u64 = 365 * 24 * 3600;
+
+/// A page of accounts as sent.
+#[derive(serde::Serialize)]
+struct Page {
+    users: Vec<Box<serde_json::value::RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+}
 
 impl Session {
     /// The caller's account, which must be active.
@@ -54,19 +61,44 @@ impl Session {
         Ok(Outcome::Reply(encode_ok(rid, &AccountOk { user })))
     }
 
-    pub(super) async fn admin_users(&self, rid: u64, user: &str) -> Result<Outcome, ProtoError> {
+    /// A page of the accounts, by name.
+    pub(super) async fn admin_users(
+        &self,
+        rid: u64,
+        user: &str,
+        after: Option<String>,
+        limit: Option<u32>,
+    ) -> Result<Outcome, ProtoError> {
         self.require_admin(user).await?;
+        let limits = &self.shared.limits;
+        let size = limit
+            .unwrap_or(limits.list_page_cap)
+            .min(limits.list_page_cap);
         let mut users = self
             .shared
             .store
             .readers()
-            .accounts()
+            .accounts(after, size.saturating_add(1))
             .await
             .map_err(|e| e.to_proto())?;
+        let mut more = users.len() > size as usize;
+        users.truncate(size as usize);
         for u in &mut users {
             u.online = self.shared.hub.is_online(&u.username);
         }
-        Ok(Outcome::Reply(encode_ok(rid, &AccountsOk { users })))
+        let (encoded, cut) = super::fit(&users, limits)?;
+        more |= cut;
+        let next = more
+            .then(|| users.get(encoded.len().wrapping_sub(1)))
+            .flatten()
+            .map(|u| u.username.clone());
+        Ok(Outcome::Reply(encode_ok(
+            rid,
+            &Page {
+                users: encoded,
+                next,
+            },
+        )))
     }
 
     pub(super) async fn admin_create_user(
@@ -240,17 +272,44 @@ impl Session {
         Ok(Outcome::Reply(encode_ok(rid, &InviteOk { invite })))
     }
 
-    pub(super) async fn invite_list(&self, rid: u64, user: &str) -> Result<Outcome, ProtoError> {
+    /// A page of the invitations, newest first.
+    pub(super) async fn invite_list(
+        &self,
+        rid: u64,
+        user: &str,
+        after: Option<String>,
+    ) -> Result<Outcome, ProtoError> {
+        const PAGE: u32 = 100;
         let account = self.caller(user).await?;
         let creator = (account.role != Role::Admin).then(|| user.to_string());
-        let invites = self
+        let mut invites = self
             .shared
             .store
             .readers()
-            .invites(creator)
+            .invites(creator, after, PAGE + 1)
             .await
             .map_err(|e| e.to_proto())?;
-        Ok(Outcome::Reply(encode_ok(rid, &InvitesOk { invites })))
+        let mut more = invites.len() > PAGE as usize;
+        invites.truncate(PAGE as usize);
+        let (encoded, cut) = super::fit(&invites, &self.shared.limits)?;
+        more |= cut;
+        let next = more
+            .then(|| invites.get(encoded.len().wrapping_sub(1)))
+            .flatten()
+            .map(|i| i.code.clone());
+        #[derive(serde::Serialize)]
+        struct InvitesPage {
+            invites: Vec<Box<serde_json::value::RawValue>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            next: Option<String>,
+        }
+        Ok(Outcome::Reply(encode_ok(
+            rid,
+            &InvitesPage {
+                invites: encoded,
+                next,
+            },
+        )))
     }
 
     pub(super) async fn invite_revoke(

@@ -55,7 +55,9 @@ impl Session {
                 self.change_password(rid, &user, old_password, new_password)
                     .await?
             }
-            Request::AdminUsers {} => self.admin_users(rid, &user).await?,
+            Request::AdminUsers { after, limit } => {
+                self.admin_users(rid, &user, after, limit).await?
+            }
             Request::AdminCreateUser {
                 username,
                 password,
@@ -82,7 +84,7 @@ impl Session {
                 self.invite_create(rid, &user, uses, expires_in_secs)
                     .await?
             }
-            Request::InviteList {} => self.invite_list(rid, &user).await?,
+            Request::InviteList { after } => self.invite_list(rid, &user, after).await?,
             Request::InviteRevoke { code } => self.invite_revoke(rid, &user, code).await?,
             Request::Conversations { after, limit } => {
                 self.conversations(rid, &user, after, limit)?
@@ -223,6 +225,27 @@ impl Session {
             .await
             .map_err(|e| e.to_proto())
     }
+}
+
+/// `items` encoded one by one, as many as fit in a reply's bytes
+/// ([`crate::proto::Limits::reply_bytes`]; the first always does), and
+/// whether some were left out.
+fn fit<T: serde::Serialize>(
+    items: &[T],
+    limits: &crate::proto::Limits,
+) -> Result<(Vec<Box<serde_json::value::RawValue>>, bool), ProtoError> {
+    let mut left = limits.reply_bytes();
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let raw = serde_json::value::to_raw_value(item).map_err(|_| ProtoError::internal())?;
+        let size = raw.get().len() + 1;
+        if !out.is_empty() && size > left {
+            return Ok((out, true));
+        }
+        left = left.saturating_sub(size);
+        out.push(raw);
+    }
+    Ok((out, false))
 }
 
 /// The empty `ok` of a request that may come without an id (typing,
