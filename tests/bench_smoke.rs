@@ -163,3 +163,19 @@ fn client_start_draws_a_first_frame() {
     assert_eq!(v["conversations"], 3);
     assert!(v["rss_first_frame_kib"].as_u64().unwrap() > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noisy_measures_latency_quiet_and_under_syncs() {
+    let r = go(Scenario::Noisy(chat::bench::noisy::NoisyArgs {
+        groups: 3,
+        group_size: 5,
+        syncers: 2,
+        rate: 20.0,
+        duration: 0.5,
+    }))
+    .await;
+    assert_eq!(r.num("quiet_delivered"), 10.0, "{}", r.to_text());
+    assert_eq!(r.num("noisy_delivered"), 10.0, "{}", r.to_text());
+    assert!(r.num("sync_runs") >= 1.0, "{}", r.to_text());
+    assert_eq!(r.num("sync_errors"), 0.0);
+}

@@ -37,6 +37,8 @@ pub enum Scenario {
     Catchup(CatchupArgs),
     /// Many clients drop and reconnect at once: time until all caught up.
     Storm(StormArgs),
+    /// One user put in many large groups syncs hard: others' latency.
+    Noisy(super::noisy::NoisyArgs),
     /// Client start-up with a large cache: time and RSS at the first frame.
     ClientStart(ClientArgs),
     /// The UI loop's latency while incoming events are applied.
@@ -56,6 +58,7 @@ impl Scenario {
                 | Scenario::Idle(_)
                 | Scenario::Catchup(_)
                 | Scenario::Storm(_)
+                | Scenario::Noisy(_)
         )
     }
 }
@@ -81,6 +84,7 @@ pub async fn run(server: &ServerOpts, scenario: &Scenario) -> anyhow::Result<Rep
                 Scenario::Idle(a) => super::idle::run(&srv, a).await,
                 Scenario::Catchup(a) => super::catchup::run(&srv, a).await,
                 Scenario::Storm(a) => super::storm::run(&srv, a).await,
+                Scenario::Noisy(a) => super::noisy::run(&srv, a).await,
                 _ => unreachable!("client scenarios are handled above"),
             };
             srv.stop();

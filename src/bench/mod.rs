@@ -11,7 +11,7 @@
 //! - [`proc`] reads `/proc` for CPU time and RSS;
 //! - [`report`] holds the percentiles and the JSON/text report;
 //! - one module per scenario: [`fanout`], [`ingest`], [`idle`], [`catchup`]
-//!   (also the storm), and [`client`] for the client figures.
+//!   (also the storm), [`noisy`], and [`client`] for the client figures.
 //!
 //! Every scenario is bounded in time; every wait has a deadline.
 
@@ -22,6 +22,7 @@ pub mod client_run;
 pub mod fanout;
 pub mod idle;
 pub mod ingest;
+pub mod noisy;
 pub mod proc;
 pub mod report;
 pub mod server;

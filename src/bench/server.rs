@@ -61,6 +61,8 @@ max_connections_per_user = 10000
 max_unauthenticated_per_address = 100000
 handshakes_per_sec = 1000000
 handshake_burst = 1000000
+# `noisy` builds hundreds of groups as one user.
+max_creates_per_hour = 1000000
 "#,
         data.display()
     )
