@@ -44,6 +44,8 @@ struct SyncCounts {
     pages: AtomicU64,
     bytes: AtomicU64,
     largest: AtomicU64,
+    /// Pages refused for the user's request budget (and retried).
+    refused: AtomicU64,
     errors: AtomicU64,
 }
 
@@ -136,6 +138,7 @@ pub async fn run(srv: &Server, a: &NoisyArgs) -> anyhow::Result<Report> {
             counts.bytes.load(Ordering::Relaxed) / runs.max(1),
         )
         .set("largest_sync_frame", counts.largest.load(Ordering::Relaxed))
+        .set("sync_refused", counts.refused.load(Ordering::Relaxed))
         .set("sync_errors", counts.errors.load(Ordering::Relaxed))
         .set("chatd", srv.figures(cpu));
     Ok(r)
@@ -204,9 +207,24 @@ async fn sync_loop(mut c: Client, stop: Arc<AtomicBool>, counts: Arc<SyncCounts>
             let reply = c
                 .call(json!({"type":"sync","cursors":{},"after":after}))
                 .await;
-            let Ok(page) = reply else {
-                counts.errors.fetch_add(1, Ordering::Relaxed);
-                return;
+            let page = match reply {
+                Ok(page) => page,
+                // Out of budget: wait as a client would, then go on.
+                Err(e)
+                    if e.downcast_ref::<wire::Refused>()
+                        .is_some_and(|r| r.code == "rate_limited") =>
+                {
+                    counts.refused.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    continue;
+                }
+                Err(_) => {
+                    counts.errors.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
             };
             let size = page.to_string().len() as u64;
             counts.pages.fetch_add(1, Ordering::Relaxed);

@@ -26,6 +26,10 @@ pub struct ServerOpts {
     /// Keep chatd's data dir and log after the run (printed on stderr).
     #[arg(long, global = true)]
     pub keep: bool,
+    /// Give the started chatd its default per-user request budget
+    /// (`requests_per_sec`, `request_burst`) instead of an unlimited one.
+    #[arg(long, global = true)]
+    pub default_budget: bool,
 }
 
 /// A running chatd (owned or not).
@@ -38,7 +42,12 @@ pub struct Server {
 }
 
 /// The `[limits]`/`[auth]` overrides every started chatd gets.
-pub fn bench_config(listen: &str, data: &std::path::Path) -> String {
+pub fn bench_config(listen: &str, data: &std::path::Path, default_budget: bool) -> String {
+    let budget = if default_budget {
+        ""
+    } else {
+        "requests_per_sec = 1000000\nrequest_burst = 1000000\n"
+    };
     format!(
         r#"listen = "{listen}"
 data = "{}"
@@ -55,9 +64,7 @@ hash_queue = 4096
 hashes_per_address = 64
 
 [limits]
-requests_per_sec = 1000000
-request_burst = 1000000
-max_connections_per_user = 10000
+{budget}max_connections_per_user = 10000
 max_unauthenticated_per_address = 100000
 handshakes_per_sec = 1000000
 handshake_burst = 1000000
@@ -117,7 +124,10 @@ impl Server {
         std::fs::create_dir_all(dir.join("data"))?;
         let addr = format!("127.0.0.1:{}", free_port()?);
         let config = dir.join("chatd.toml");
-        std::fs::write(&config, bench_config(&addr, &dir.join("data")))?;
+        std::fs::write(
+            &config,
+            bench_config(&addr, &dir.join("data"), opts.default_budget),
+        )?;
         let log = std::fs::File::create(dir.join("chatd.log"))?;
         let mut cmd = match &opts.chatd_cpu {
             Some(cpus) => {
