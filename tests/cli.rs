@@ -419,3 +419,31 @@ fn block_and_erase_from_the_command_line() {
     );
     assert_eq!(mallory.run(&["conversations"], None).code, 3);
 }
+
+/// What another user wrote reaches the terminal of `chat tail` without
+/// control characters, escape sequences or bidi overrides (a clipboard
+/// write, a screen clear, a reordered file name); `--json` keeps it exact.
+#[test]
+fn tail_prints_others_text_without_control_sequences() {
+    let w = World::new();
+    let alice = w.home("alice");
+    let mallory = w.home("mallory");
+    alice.register("alice");
+    mallory.register("mallory");
+    let hostile = "see \u{1b}]52;c;aGk=\u{7}\u{1b}[2Jreport\u{202e}fdp.exe\u{9b}31m";
+    mallory.ok(&["send", "@alice", hostile], None);
+    let r = alice.ok(&["tail", "@mallory", "-n", "5"], None);
+    assert!(r.stdout.contains("see"), "{r:?}");
+    assert!(
+        !r.stdout
+            .chars()
+            .any(|c| (c.is_control() && c != '\n') || ('\u{202a}'..='\u{202e}').contains(&c)),
+        "{:?}",
+        r.stdout
+    );
+    let events = tail_json(&alice, "@mallory", 5);
+    assert!(
+        messages(&events).iter().any(|(_, b)| b == hostile),
+        "{events:?}"
+    );
+}
