@@ -79,6 +79,8 @@ pub async fn run(srv: &Server, a: &NoisyArgs) -> anyhow::Result<Report> {
         }
     }
     let setup_s = setup.elapsed().as_secs_f64();
+    // Let the set-up's writes settle (checkpoints) before measuring.
+    tokio::time::sleep(Duration::from_secs(3)).await;
 
     let (tx, _) = wire::register(addr, wire::setup_source(2, 4), &format!("s{tag}")).await?;
     let (rx, rx_user) = wire::register(addr, wire::setup_source(3, 4), &format!("r{tag}")).await?;
