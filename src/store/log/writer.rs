@@ -242,6 +242,7 @@ impl Writer {
             }
             if written && let Some(c) = &self.checkpointer {
                 c.committed();
+                c.finish(&self.conn);
             }
         }
         self.checkpointer = None;
