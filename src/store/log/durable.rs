@@ -23,8 +23,9 @@
 //!   synced yet into the database file: SQLite syncs the WAL before it
 //!   copies any frame, and the database file after, whenever `synchronous`
 //!   is not `OFF` on the checkpointing connection (`walCheckpoint` in
-//!   `wal.c`; the checkpoint connection keeps `synchronous=FULL`). A
-//!   checkpoint therefore only ever makes such commits durable for real.
+//!   `wal.c`; the checkpoint thread's connection keeps `synchronous=FULL`,
+//!   the writer's, which finishes a checkpoint now and then, has `NORMAL`).
+//!   A checkpoint therefore only ever makes such commits durable for real.
 //! - The WAL is restarted (written again from its start, with new salts)
 //!   only after every frame in it has been checkpointed, so frames this
 //!   stage has yet to sync are never overwritten; the new header is synced
