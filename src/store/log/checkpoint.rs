@@ -8,9 +8,22 @@
 //! (which never blocks the writer or readers) shortly after commits, at
 //! most once per [`MIN_INTERVAL`]. The WAL file is cut back to
 //! [`WAL_SIZE_LIMIT`] after it has been reset.
+//!
+//! Under a steady stream of commits such a checkpoint is never complete: the
+//! writer appends while it copies, and SQLite starts the WAL over (at the
+//! writer's next transaction) only once every frame in it has been copied.
+//! The WAL would then grow without bound, every commit appending to fresh
+//! blocks of the file. So when a pass finds the WAL longer than
+//! [`RESTART_FRAMES`], it asks the writer to finish the job: between two
+//! groups, the writer runs a passive checkpoint of its own, which copies the
+//! few frames written since and lets its next transaction restart the WAL
+//! (unless a reader still uses it; then a later pass asks again). Like every
+//! checkpoint it syncs the WAL before copying from it.
 
 use super::StoreError;
 use rusqlite::Connection;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -21,30 +34,52 @@ const MIN_INTERVAL: Duration = Duration::from_millis(200);
 /// Size the WAL file is truncated to after a reset (`journal_size_limit`).
 pub(super) const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
+/// WAL frames (pages of 4 KiB) beyond which the writer is asked to let the
+/// WAL start over.
+const RESTART_FRAMES: i64 = 4096;
+
 /// The writer's handle: [`Checkpointer::committed`] after each commit.
 pub(super) struct Checkpointer {
     wake: SyncSender<()>,
+    /// Set by the checkpoint thread when the writer should finish a
+    /// checkpoint (see the module doc).
+    restart: Arc<AtomicBool>,
 }
 
 impl Checkpointer {
     /// Start the checkpoint thread on `conn` (a read-write connection).
     pub(super) fn start(conn: Connection) -> Result<(Checkpointer, JoinHandle<()>), StoreError> {
         let (wake, rx) = sync_channel(1);
+        let restart = Arc::new(AtomicBool::new(false));
+        let asks = restart.clone();
         let handle = std::thread::Builder::new()
             .name("chatd-checkpoint".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || run(conn, rx, &asks))
             .map_err(|e| StoreError::Open(format!("cannot start the checkpoint thread: {e}")))?;
-        Ok((Checkpointer { wake }, handle))
+        Ok((Checkpointer { wake, restart }, handle))
     }
 
     /// A commit added to the WAL. Never blocks.
     pub(super) fn committed(&self) {
         let _ = self.wake.try_send(());
     }
+
+    /// Called by the writer between transactions, on its own connection:
+    /// if the checkpoint thread asked for it, copy what is left of the WAL
+    /// so that the next transaction starts it over.
+    pub(super) fn finish(&self, writer: &Connection) {
+        if !self.restart.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        match checkpoint(writer) {
+            Ok((log, done)) => tracing::debug!(log, done, "checkpoint: finished by the writer"),
+            Err(e) => tracing::warn!("checkpoint by the writer failed: {e}"),
+        }
+    }
 }
 
 /// Checkpoint after commits until the writer is gone.
-fn run(conn: Connection, wake: Receiver<()>) {
+fn run(conn: Connection, wake: Receiver<()>, restart: &AtomicBool) {
     let mut last = Instant::now() - MIN_INTERVAL;
     while wake.recv().is_ok() {
         let since = last.elapsed();
@@ -58,10 +93,14 @@ fn run(conn: Connection, wake: Receiver<()>) {
         }
         last = Instant::now();
         match checkpoint(&conn) {
-            Ok((log, done)) if log > 0 && done < log => {
-                tracing::debug!(log, done, "checkpoint: part of the WAL is still in use")
+            Ok((log, done)) => {
+                if log > 0 && done < log {
+                    tracing::debug!(log, done, "checkpoint: part of the WAL is still in use")
+                }
+                if log >= RESTART_FRAMES {
+                    restart.store(true, Ordering::Relaxed);
+                }
             }
-            Ok(_) => {}
             Err(e) => tracing::warn!("checkpoint failed: {e}"),
         }
     }
@@ -113,5 +152,50 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 50);
+    }
+
+    #[test]
+    fn a_wal_written_without_pause_starts_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let writer = Connection::open(&path).unwrap();
+        writer
+            .query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+            .unwrap();
+        writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        writer.pragma_update(None, "journal_size_limit", 0).unwrap();
+        writer.pragma_update(None, "synchronous", "OFF").unwrap();
+        writer
+            .execute_batch("CREATE TABLE t(k INTEGER PRIMARY KEY, x BLOB)")
+            .unwrap();
+        let (cp, handle) = Checkpointer::start(Connection::open(&path).unwrap()).unwrap();
+        // Commit without pause, rewriting the same rows; the WAL grows
+        // until the writer is asked to finish a checkpoint, and then its
+        // next commit restarts it (cut back to `journal_size_limit`).
+        let wal_len = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        let big = (RESTART_FRAMES as u64) * 4096;
+        let (mut peak, mut i) = (0, 0i64);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            assert!(Instant::now() < deadline, "the WAL never started over");
+            writer
+                .execute(
+                    "INSERT OR REPLACE INTO t VALUES (?1, zeroblob(3000))",
+                    [i % 64],
+                )
+                .unwrap();
+            i += 1;
+            cp.committed();
+            cp.finish(&writer);
+            let len = wal_len();
+            peak = peak.max(len);
+            if peak >= big && len < peak / 2 {
+                break;
+            }
+        }
+        drop(cp);
+        handle.join().unwrap();
     }
 }

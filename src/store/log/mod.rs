@@ -5,7 +5,9 @@
 //! bounded queue, applies as many as are waiting in one transaction (group
 //! commit: a lone request commits at once, a burst shares one fsync), assigns
 //! each conversation's next seq, and only then answers. Committed changes go
-//! to a [`CommitSink`] in commit order, before any caller hears `ok`.
+//! to a [`CommitSink`] in commit order, before any caller hears `ok`. With
+//! `sync = "full"` a sync stage of its own fsyncs the WAL and only then
+//! publishes, while the writer applies the next group (see `durable`).
 //! Reads go through a small pool of read-only connections (WAL lets them run
 //! beside the writer).
 //!
@@ -14,6 +16,7 @@
 
 mod accounts;
 mod checkpoint;
+mod durable;
 mod mirror;
 mod ops;
 mod read;
@@ -47,6 +50,10 @@ pub enum StoreError {
     Db(#[from] rusqlite::Error),
     #[error("cannot open the database: {0}")]
     Open(String),
+    /// A write failed as a whole (its commit, or the sync that makes it
+    /// durable).
+    #[error("write failed: {0}")]
+    Write(String),
     /// The store is shutting down.
     #[error("the store is closed")]
     Closed,
@@ -72,7 +79,9 @@ impl From<ProtoError> for StoreError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncMode {
-    /// fsync the WAL on every commit: acknowledged writes survive power loss.
+    /// fsync the WAL after every commit, before anything is acknowledged:
+    /// acknowledged writes survive power loss. The writer does not wait for
+    /// the fsync; a sync stage does (see `durable`).
     Full,
     /// Write the WAL on every commit, fsync only at checkpoints: acknowledged
     /// writes survive a crash or `kill -9` of chatd, not a power loss.
@@ -254,6 +263,13 @@ pub fn db_path(dir: &Path) -> PathBuf {
     dir.join("chatd.db")
 }
 
+/// The WAL file beside the database.
+fn wal_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push("-wal");
+    PathBuf::from(p)
+}
+
 fn open_conn(path: &Path, read_only: bool, sync: SyncMode) -> Result<Connection, StoreError> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -323,19 +339,40 @@ impl LogStore {
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.pragma_update(None, "journal_size_limit", checkpoint::WAL_SIZE_LIMIT)?;
         let snapshot = read::load_snapshot(&conn)?;
+        // With "full", the writer commits without waiting for the disk and
+        // the sync stage fsyncs the WAL before anything is published. The
+        // WAL file exists by now (the migration and the snapshot went
+        // through it) and stays while any connection is open.
+        let wal = match config.sync {
+            SyncMode::Full => {
+                conn.pragma_update(None, "synchronous", "NORMAL")?;
+                let wal = wal_path(&path);
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&wal)
+                    .map_err(|e| StoreError::Open(format!("{}: {e}", wal.display())))?;
+                Some(file)
+            }
+            SyncMode::Normal => None,
+        };
         let mut readers = Vec::new();
         for _ in 0..config.readers.max(1) {
             readers.push(open_conn(&path, true, config.sync)?);
         }
         let (tx, rx) = mpsc::channel(config.queue.max(1));
-        let writer = writer::WriterThread::start(
+        let disk = writer::Disk {
             conn,
+            checkpoint: open_conn(&path, false, config.sync)?,
+            wal,
+        };
+        let writer = writer::WriterThread::start(
+            disk,
             &snapshot,
             rx,
             config.batch_max.max(1),
             limits,
             sink,
-            open_conn(&path, false, config.sync)?,
         )?;
         Ok((
             LogStore {

@@ -5,8 +5,14 @@
 //! checked and sequenced without extra reads. The mirror changes only as
 //! operations succeed inside the open transaction; if a commit fails the
 //! mirror is reloaded from the database and every request of the batch fails.
+//!
+//! With `sync = "normal"` a commit is published (sink, then answers) by the
+//! writer as soon as it is made. With `sync = "full"` it goes to the sync
+//! stage (see `durable`), which publishes it once the WAL is synced, while
+//! the writer goes on with the next group.
 
 use super::checkpoint::Checkpointer;
+use super::durable::{Batch, Failed, Publisher, SyncStage, not_durable};
 use super::mirror::Mirror;
 use super::{AccountReply, Appended, Committed, StoreError, WriteLimits, WriteOp};
 use crate::proto::{ErrorCode, ProtoError, ReceiptPair};
@@ -15,29 +21,41 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use tokio::sync::mpsc;
 
-/// Receives committed changes in commit order, on the writer thread. It must
-/// not block: it is called between a commit and the replies to its callers.
+/// Receives committed changes in commit order, on the writer thread (or, with
+/// `sync = "full"`, on the sync stage's, once they are durable). It must not
+/// block: it is called between a commit and the replies to its callers.
 pub trait CommitSink: Send + Sync + 'static {
     fn committed(&self, changes: &[Committed]);
 }
 
 pub(super) struct WriterThread {
-    /// The writer's thread, then the checkpoint thread (which ends after
-    /// the writer, with a last checkpoint).
+    /// The writer's thread, the sync stage's (which ends after the writer,
+    /// once everything queued is synced and published), then the checkpoint
+    /// thread (which ends after the writer, with a last checkpoint).
     handles: Mutex<Vec<JoinHandle<()>>>,
     /// The task that publishes commits and answers callers.
     publisher: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-/// The answers to one commit's callers.
-struct Replies(Vec<Pending>);
+/// The answers to one commit's callers (or to several commits', in order).
+pub(super) struct Replies(pub(super) Vec<Pending>);
 
 impl Replies {
-    fn send(self) {
+    pub(super) fn send(self) {
         for p in self.0 {
             p.send();
         }
     }
+}
+
+/// What the writer writes through.
+pub(super) struct Disk {
+    /// The write connection.
+    pub(super) conn: Connection,
+    /// A read-write connection for the checkpoint thread.
+    pub(super) checkpoint: Connection,
+    /// The WAL file, which the sync stage syncs (`sync = "full"` only).
+    pub(super) wal: Option<std::fs::File>,
 }
 
 /// Commits whose answers wait for the replier before the writer waits.
@@ -45,14 +63,18 @@ const REPLY_QUEUE: usize = 64;
 
 impl WriterThread {
     pub(super) fn start(
-        conn: Connection,
+        disk: Disk,
         snapshot: &super::Snapshot,
         rx: mpsc::Receiver<WriteOp>,
         batch_max: usize,
         limits: WriteLimits,
         sink: Arc<dyn CommitSink>,
-        checkpoint_conn: Connection,
     ) -> Result<WriterThread, StoreError> {
+        let Disk {
+            conn,
+            checkpoint: checkpoint_conn,
+            wal,
+        } = disk;
         let mirror = Mirror::from_snapshot(snapshot);
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| StoreError::Open("the store must be opened inside the runtime".into()))?;
@@ -64,12 +86,24 @@ impl WriterThread {
         // the writer: it runs before the answers are handed over, so that
         // no caller hears `ok` before its change is in the hub, and the
         // connections it wakes do not queue behind the answers.
-        let (publish, mut to_send) = mpsc::channel::<Replies>(REPLY_QUEUE);
+        let (answers, mut to_send) = mpsc::channel::<Replies>(REPLY_QUEUE);
         let publisher = runtime.spawn(async move {
             while let Some(r) = to_send.recv().await {
                 r.send();
             }
         });
+        let publish = Publisher { sink, answers };
+        let failed = Failed::default();
+        let mut handles = Vec::new();
+        let out = match wal {
+            None => Output::Inline(publish),
+            Some(wal) => {
+                let (stage, handle) = SyncStage::start(wal, publish, failed.clone())
+                    .map_err(|e| StoreError::Open(format!("cannot start the sync thread: {e}")))?;
+                handles.push(handle);
+                Output::Synced(stage)
+            }
+        };
         let mut writer = Writer {
             conn,
             mirror,
@@ -79,10 +113,12 @@ impl WriterThread {
         };
         let handle = std::thread::Builder::new()
             .name("chatd-writer".into())
-            .spawn(move || writer.run(rx, batch_max, publish, sink))
+            .spawn(move || writer.run(rx, batch_max, out, failed))
             .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
+        handles.insert(0, handle);
+        handles.push(checkpoint_handle);
         Ok(WriterThread {
-            handles: Mutex::new(vec![handle, checkpoint_handle]),
+            handles: Mutex::new(handles),
             publisher: Mutex::new(Some(publisher)),
         })
     }
@@ -92,8 +128,8 @@ impl WriterThread {
         self.publisher.lock().ok().and_then(|mut p| p.take())
     }
 
-    /// Wait for the writer, then the checkpoint thread, to finish (after
-    /// every sender is gone).
+    /// Wait for the writer, then the sync stage and the checkpoint thread,
+    /// to finish (after every sender is gone).
     pub(super) fn join(&self) {
         let handles = self
             .handles
@@ -116,8 +152,16 @@ pub(super) struct Writer {
     pub(super) checkpointer: Option<Checkpointer>,
 }
 
+/// Where a commit goes once it is made.
+enum Output {
+    /// Published by the writer at once (`sync = "normal"`).
+    Inline(Publisher),
+    /// Published by the sync stage once the WAL is synced (`sync = "full"`).
+    Synced(SyncStage),
+}
+
 /// A reply waiting for its batch to commit.
-enum Pending {
+pub(super) enum Pending {
     Account(
         tokio::sync::oneshot::Sender<Result<AccountReply, StoreError>>,
         Result<AccountReply, StoreError>,
@@ -134,14 +178,17 @@ enum Pending {
 
 impl Pending {
     fn fail(self) -> Pending {
-        let err = || StoreError::Open("commit failed".into());
+        self.fail_with(StoreError::Write("commit failed".into()))
+    }
+    /// The same caller, answered with `err` instead.
+    pub(super) fn fail_with(self, err: StoreError) -> Pending {
         match self {
-            Pending::Account(tx, _) => Pending::Account(tx, Err(err())),
-            Pending::Append(tx, _) => Pending::Append(tx, Err(err())),
-            Pending::Receipt(tx, _) => Pending::Receipt(tx, Err(err())),
+            Pending::Account(tx, _) => Pending::Account(tx, Err(err)),
+            Pending::Append(tx, _) => Pending::Append(tx, Err(err)),
+            Pending::Receipt(tx, _) => Pending::Receipt(tx, Err(err)),
         }
     }
-    fn send(self) {
+    pub(super) fn send(self) {
         match self {
             Pending::Account(tx, r) => drop(tx.send(r)),
             Pending::Append(tx, r) => drop(tx.send(r)),
@@ -159,8 +206,8 @@ impl Writer {
         &mut self,
         mut rx: mpsc::Receiver<WriteOp>,
         batch_max: usize,
-        publish: mpsc::Sender<Replies>,
-        sink: Arc<dyn CommitSink>,
+        out: Output,
+        failed: Failed,
     ) {
         let mut batch = Vec::with_capacity(batch_max);
         while let Some(first) = rx.blocking_recv() {
@@ -171,33 +218,47 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let replies = Replies(self.commit_batch(&mut batch));
-            if !self.changes.is_empty() {
-                sink.committed(&self.changes);
-                self.changes.clear();
+            let (replies, written) = if failed.is_set() {
+                // A sync failed: nothing written from now on could be
+                // acknowledged.
+                let replies = batch
+                    .drain(..)
+                    .map(|op| self.refuse(op).fail_with(not_durable()))
+                    .collect();
+                (replies, false)
+            } else {
+                self.commit_batch(&mut batch)
+            };
+            match &out {
+                Output::Inline(publish) => {
+                    publish.publish(&self.changes, replies);
+                    self.changes.clear();
+                }
+                Output::Synced(stage) => stage.push(Batch {
+                    changes: std::mem::take(&mut self.changes),
+                    replies,
+                    written,
+                }),
             }
-            // Waits while the replier is behind; if it is gone (the runtime
-            // is stopping), answer from here so that nobody is left without
-            // an answer.
-            if let Err(e) = publish.blocking_send(replies) {
-                e.0.send();
-            }
-            if let Some(c) = &self.checkpointer {
+            if written && let Some(c) = &self.checkpointer {
                 c.committed();
+                c.finish(&self.conn);
             }
         }
         self.checkpointer = None;
         tracing::debug!("writer: queue closed, exiting");
     }
 
-    fn commit_batch(&mut self, batch: &mut Vec<WriteOp>) -> Vec<Pending> {
+    /// Apply and commit a batch: its callers' answers, and whether it
+    /// committed.
+    fn commit_batch(&mut self, batch: &mut Vec<WriteOp>) -> (Vec<Pending>, bool) {
         let mut pending = Vec::with_capacity(batch.len());
         if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
             tracing::error!("writer: cannot begin a transaction: {e}");
             for op in batch.drain(..) {
                 pending.push(self.refuse(op));
             }
-            return pending.into_iter().map(Pending::fail).collect();
+            return (pending.into_iter().map(Pending::fail).collect(), false);
         }
         for op in batch.drain(..) {
             pending.push(self.apply(op));
@@ -210,9 +271,9 @@ impl Writer {
                 Ok(m) => self.mirror = m,
                 Err(e) => tracing::error!("writer: cannot reload state: {e}"),
             }
-            return pending.into_iter().map(Pending::fail).collect();
+            return (pending.into_iter().map(Pending::fail).collect(), false);
         }
-        pending
+        (pending, true)
     }
 
     fn refuse(&mut self, op: WriteOp) -> Pending {

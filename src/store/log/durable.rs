@@ -1,0 +1,413 @@
+//! The sync stage of `sync = "full"`: commits are made durable off the
+//! writer's path, and only then published.
+//!
+//! With `synchronous=FULL` SQLite fsyncs the WAL inside every `COMMIT`, so
+//! the writer sat in the fsync while the next group of requests waited to
+//! be started. Instead the writer's connection commits with
+//! `synchronous=NORMAL` (the commit is written to the WAL, not synced) and
+//! hands each commit, with its changes and its callers' answers, to this
+//! stage. The stage fdatasyncs the WAL file (once for every commit that
+//! arrived meanwhile: the next group is applied and written while the
+//! previous one is being synced), then reports the changes to the
+//! [`CommitSink`] and hands the answers to the publisher, strictly in commit
+//! order. So no caller hears `ok` and no client gets a push for a change
+//! before it is durable against power loss, as with `synchronous=FULL`.
+//!
+//! Why syncing the WAL file from here is enough:
+//!
+//! - `fdatasync` on any descriptor of the WAL file flushes every write made
+//!   to it before the call, whichever connection made it; the WAL is
+//!   replayed on recovery up to its last valid commit, so what is durable is
+//!   always a prefix of the commits, and the answers go out in that order.
+//! - Checkpoints (see `checkpoint`) may copy commits that this stage has not
+//!   synced yet into the database file: SQLite syncs the WAL before it
+//!   copies any frame, and the database file after, whenever `synchronous`
+//!   is not `OFF` on the checkpointing connection (`walCheckpoint` in
+//!   `wal.c`; the checkpoint thread's connection keeps `synchronous=FULL`,
+//!   the writer's, which finishes a checkpoint now and then, has `NORMAL`).
+//!   A checkpoint therefore only ever makes such commits durable for real.
+//! - The WAL is restarted (written again from its start, with new salts)
+//!   only after every frame in it has been checkpointed, so frames this
+//!   stage has yet to sync are never overwritten; the new header is synced
+//!   by SQLite itself (`syncHeader`), and the frames after it by this stage.
+//!   The file is the same inode throughout: SQLite deletes it only when the
+//!   last connection closes, and chatd's stay open until the stage is done.
+//!
+//! What is visible early: read connections (history) and the writer's own
+//! validation see a commit as soon as it is in the WAL, a fraction of a
+//! millisecond before it is synced and acknowledged. A power loss in that
+//! window loses such a commit together with everything after it; a client
+//! that has read it meanwhile notices at its next sync, since its copy then
+//! holds events the server does not (see PROTOCOL.md, "No silent
+//! divergence"). No `ok` and no push is ever sent for it.
+//!
+//! If the sync fails, nothing that was waiting for it can be called durable
+//! (after a failed fsync Linux may have dropped the dirty pages, and a second
+//! fsync proves nothing): its callers and those of every later commit get an
+//! error, the sink is not told, and the store is marked failed, so the
+//! writer refuses every further write. The commits stay in the database and
+//! in the writer's mirror, which thus agree; the hub never heard of them.
+//! chatd must be restarted (it then loads whatever the disk holds).
+
+use super::writer::{CommitSink, Pending, Replies};
+use super::{Committed, StoreError};
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+use tokio::sync::mpsc;
+
+/// Commits the writer may be ahead of the sync stage before it waits.
+const AHEAD: usize = 64;
+
+/// One commit on its way to the callers.
+pub(super) struct Batch {
+    /// What the commit changed, in order.
+    pub(super) changes: Vec<Committed>,
+    pub(super) replies: Vec<Pending>,
+    /// The transaction committed, so the WAL holds writes to sync. `false`
+    /// for a batch that failed as a whole: its answers are errors already.
+    pub(super) written: bool,
+}
+
+/// Reports commits and hands over their answers, in commit order.
+pub(super) struct Publisher {
+    pub(super) sink: Arc<dyn CommitSink>,
+    /// To the task that answers callers.
+    pub(super) answers: mpsc::Sender<Replies>,
+}
+
+impl Publisher {
+    /// Fan-out first, so that no caller hears `ok` before its change is in
+    /// the hub; then the answers.
+    pub(super) fn publish(&self, changes: &[Committed], replies: Vec<Pending>) {
+        if !changes.is_empty() {
+            self.sink.committed(changes);
+        }
+        self.answer(replies);
+    }
+
+    /// Hand answers to the publisher task. Waits while it is behind; if it
+    /// is gone (the runtime is stopping), answers from here so that nobody
+    /// is left without an answer.
+    fn answer(&self, replies: Vec<Pending>) {
+        if replies.is_empty() {
+            return;
+        }
+        if let Err(e) = self.answers.blocking_send(Replies(replies)) {
+            e.0.send();
+        }
+    }
+}
+
+/// The file whose writes a commit must wait for.
+pub(super) trait SyncFile: Send + 'static {
+    fn sync(&mut self) -> io::Result<()>;
+}
+
+impl SyncFile for std::fs::File {
+    fn sync(&mut self) -> io::Result<()> {
+        self.sync_data()
+    }
+}
+
+/// Set once a sync has failed: from then on nothing can be acknowledged.
+#[derive(Clone, Default)]
+pub(super) struct Failed(Arc<AtomicBool>);
+
+impl Failed {
+    pub(super) fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+    fn set(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// The error callers get once the WAL could not be synced.
+pub(super) fn not_durable() -> StoreError {
+    StoreError::Write("the log could not be synced to disk".into())
+}
+
+/// The writer's side of the stage.
+pub(super) struct SyncStage {
+    tx: SyncSender<Batch>,
+}
+
+impl SyncStage {
+    /// Start the stage's thread, syncing `file` (the WAL).
+    pub(super) fn start(
+        file: impl SyncFile,
+        publisher: Publisher,
+        failed: Failed,
+    ) -> io::Result<(SyncStage, JoinHandle<()>)> {
+        let (tx, rx) = sync_channel(AHEAD);
+        let handle = std::thread::Builder::new()
+            .name("chatd-sync".into())
+            .spawn(move || run(rx, file, publisher, failed))?;
+        Ok((SyncStage { tx }, handle))
+    }
+
+    /// Queue a commit. Waits while the stage is [`AHEAD`] commits behind.
+    pub(super) fn push(&self, batch: Batch) {
+        if let Err(e) = self.tx.send(batch) {
+            // The stage is gone (it panicked): this commit cannot be
+            // published; its callers must not wait forever.
+            tracing::error!("sync stage: gone; failing a commit's callers");
+            for p in e.0.replies {
+                p.fail_with(not_durable()).send();
+            }
+        }
+    }
+}
+
+/// Sync and publish until the writer is gone (then everything it queued is
+/// done before this returns).
+fn run(rx: Receiver<Batch>, mut file: impl SyncFile, publisher: Publisher, failed: Failed) {
+    let mut changes = Vec::new();
+    let mut replies = Vec::new();
+    while let Ok(first) = rx.recv() {
+        // Everything committed by now shares one sync.
+        let mut group = vec![first];
+        group.extend(rx.try_iter());
+        let written = group.iter().any(|b| b.written);
+        if written
+            && !failed.is_set()
+            && let Err(e) = file.sync()
+        {
+            tracing::error!(
+                "cannot sync the WAL: {e}; no further write will be accepted, restart chatd"
+            );
+            failed.set();
+        }
+        let ok = !failed.is_set();
+        for mut b in group {
+            if ok {
+                changes.append(&mut b.changes);
+                replies.append(&mut b.replies);
+            } else {
+                replies.extend(b.replies.into_iter().map(|p| p.fail_with(not_durable())));
+            }
+        }
+        publisher.publish(&changes, std::mem::take(&mut replies));
+        changes.clear();
+    }
+    tracing::debug!("sync stage: writer gone, exiting");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::ReceiptPair;
+    use std::sync::Mutex;
+    use std::time::Duration;
+    use tokio::sync::oneshot;
+
+    /// What happened, in the order it happened.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Ev {
+        Handed(u64),
+        SyncStart,
+        SyncEnd,
+        Committed(u64),
+    }
+
+    type Log = Arc<Mutex<Vec<Ev>>>;
+
+    struct TestFile {
+        log: Log,
+        /// Syncs after this many succeed fail.
+        fail_after: usize,
+        done: usize,
+    }
+
+    impl SyncFile for TestFile {
+        fn sync(&mut self) -> io::Result<()> {
+            self.log.lock().unwrap().push(Ev::SyncStart);
+            // Long enough for later commits to queue up behind this sync.
+            std::thread::sleep(Duration::from_millis(3));
+            self.done += 1;
+            if self.done > self.fail_after {
+                return Err(io::Error::other("disk gone"));
+            }
+            self.log.lock().unwrap().push(Ev::SyncEnd);
+            Ok(())
+        }
+    }
+
+    struct TestSink(Log);
+
+    impl CommitSink for TestSink {
+        fn committed(&self, changes: &[Committed]) {
+            let mut log = self.0.lock().unwrap();
+            for c in changes {
+                let Committed::User(n) = c else {
+                    panic!("unexpected change")
+                };
+                log.push(Ev::Committed(n.parse().unwrap()));
+            }
+        }
+    }
+
+    type Answer = oneshot::Receiver<Result<Option<ReceiptPair>, StoreError>>;
+
+    /// Each commit's number and whether its caller heard `ok`.
+    type Outcomes = Vec<(u64, Result<(), String>)>;
+
+    /// Hand `n` commits (one change and one caller each; every fourth one
+    /// a failed batch) to a stage that syncs through `file`. Returns the
+    /// answers in the order the publisher handed them over, the log, and
+    /// whether the stage marked the store failed. With `first_alone`, the
+    /// first commit is published before the others are handed over.
+    fn drive(n: u64, fail_after: usize, first_alone: bool) -> (Outcomes, Vec<Ev>, bool) {
+        let log: Log = Arc::default();
+        let (answers, mut answered) = mpsc::channel::<Replies>(4);
+        let publisher = Publisher {
+            sink: Arc::new(TestSink(log.clone())),
+            answers,
+        };
+        let failed = Failed::default();
+        let file = TestFile {
+            log: log.clone(),
+            fail_after,
+            done: 0,
+        };
+        let (stage, handle) = SyncStage::start(file, publisher, failed.clone()).unwrap();
+        let collector = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            while let Some(Replies(ps)) = answered.blocking_recv() {
+                for p in ps {
+                    let Pending::Receipt(_, r) = p else {
+                        panic!("unexpected reply")
+                    };
+                    out.push(r);
+                }
+            }
+            out
+        });
+        let mut waiting: Vec<Answer> = Vec::new();
+        for i in 0..n {
+            let (tx, rx) = oneshot::channel();
+            waiting.push(rx);
+            let batch = if i % 4 == 3 {
+                Batch {
+                    changes: Vec::new(),
+                    replies: vec![Pending::Receipt(tx, Err(StoreError::Write("x".into())))],
+                    written: false,
+                }
+            } else {
+                let pair = ReceiptPair {
+                    delivered: i,
+                    read: 0,
+                };
+                Batch {
+                    changes: vec![Committed::User(i.to_string())],
+                    replies: vec![Pending::Receipt(tx, Ok(Some(pair)))],
+                    written: true,
+                }
+            };
+            log.lock().unwrap().push(Ev::Handed(i));
+            stage.push(batch);
+            if i == 0 && first_alone {
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while !log.lock().unwrap().contains(&Ev::Committed(0)) {
+                    assert!(std::time::Instant::now() < deadline);
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            if i % 3 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        drop(stage);
+        handle.join().unwrap();
+        let results = collector.join().unwrap();
+        assert_eq!(results.len(), n as usize, "every caller is answered");
+        let results = results
+            .into_iter()
+            .zip(0..)
+            .map(|(r, i)| match r {
+                Ok(Some(p)) => {
+                    assert_eq!(p.delivered, i, "answers in commit order");
+                    (i, Ok(()))
+                }
+                Ok(None) => panic!("unexpected answer"),
+                Err(e) => (i, Err(e.to_string())),
+            })
+            .collect();
+        let log = log.lock().unwrap().clone();
+        (results, log, failed.is_set())
+    }
+
+    /// Index of `ev` in `log`.
+    fn at(log: &[Ev], ev: &Ev) -> usize {
+        log.iter().position(|e| e == ev).unwrap()
+    }
+
+    #[test]
+    fn changes_are_published_in_order_after_a_sync_that_covers_them() {
+        let (results, log, failed) = drive(40, usize::MAX, false);
+        assert!(!failed);
+        for (i, r) in &results {
+            assert_eq!(r.is_ok(), i % 4 != 3, "commit {i}: {r:?}");
+        }
+        let committed: Vec<u64> = log
+            .iter()
+            .filter_map(|e| match e {
+                Ev::Committed(i) => Some(*i),
+                _ => None,
+            })
+            .collect();
+        let expected: Vec<u64> = (0..40).filter(|i| i % 4 != 3).collect();
+        assert_eq!(committed, expected, "the sink sees every commit, in order");
+        for i in expected {
+            let reported = at(&log, &Ev::Committed(i));
+            let handed = at(&log, &Ev::Handed(i));
+            // The last sync that ended before the report began after the
+            // commit was handed over.
+            let end = log[..reported]
+                .iter()
+                .rposition(|e| *e == Ev::SyncEnd)
+                .expect("reported before any sync");
+            let start = log[..end]
+                .iter()
+                .rposition(|e| *e == Ev::SyncStart)
+                .unwrap();
+            assert!(
+                start > handed,
+                "commit {i} reported before a sync covered it"
+            );
+        }
+        let syncs = log.iter().filter(|e| **e == Ev::SyncStart).count();
+        assert!(
+            syncs < 30,
+            "commits waiting together share a sync ({syncs})"
+        );
+    }
+
+    #[test]
+    fn a_failed_sync_fails_its_callers_and_every_later_one() {
+        // The first sync succeeds (commit 0 alone), the second fails.
+        let (results, log, failed) = drive(40, 1, true);
+        assert!(failed);
+        let reported: Vec<&Ev> = log
+            .iter()
+            .filter(|e| matches!(e, Ev::Committed(_)))
+            .collect();
+        assert_eq!(reported, [&Ev::Committed(0)], "nothing after the failure");
+        assert!(results[0].1.is_ok());
+        for (i, r) in &results[1..] {
+            let e = r.as_ref().unwrap_err();
+            if i % 4 != 3 {
+                assert!(e.contains("could not be synced"), "commit {i}: {e}");
+            }
+        }
+        assert_eq!(log.iter().filter(|e| **e == Ev::SyncEnd).count(), 1);
+        assert_eq!(
+            log.iter().filter(|e| **e == Ev::SyncStart).count(),
+            2,
+            "no sync is tried after one failed"
+        );
+    }
+}
