@@ -358,6 +358,10 @@ async fn send_loop(
     (sink, next_id, sent)
 }
 
+/// One sender's step: its sink and next request id back (raw mode), and
+/// how many it sent.
+type Sent = (Option<(Sink, u64)>, u64);
+
 /// Figures of one step at one rate.
 async fn step(
     server: &Server,
@@ -382,8 +386,7 @@ async fn step(
     let self_cpu = CpuMeter::start(None);
     let t0 = tokio::time::Instant::now();
     let end = t0 + Duration::from_secs_f64(args.duration);
-    // Each sender's sending: (its sink back, in raw mode; how many sent).
-    let mut tasks: Vec<(usize, JoinHandle<(Option<(Sink, u64)>, u64)>)> = Vec::new();
+    let mut tasks: Vec<(usize, JoinHandle<Sent>)> = Vec::new();
     for (i, sender) in world.senders.iter_mut().enumerate() {
         let pace = Pace {
             step: step_no,
