@@ -4,7 +4,7 @@
 use chat::bench::catchup::CatchupArgs;
 use chat::bench::cli::{Scenario, run};
 use chat::bench::client_run::ClientArgs;
-use chat::bench::fanout::FanoutArgs;
+use chat::bench::fanout::{FanoutArgs, MembersRead};
 use chat::bench::idle::IdleArgs;
 use chat::bench::ingest::IngestArgs;
 use chat::bench::storm::StormArgs;
@@ -26,39 +26,62 @@ async fn go(s: Scenario) -> Report {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fanout_delivers_to_every_member() {
-    let r = go(Scenario::Fanout(FanoutArgs {
-        members: 3,
-        senders: 2,
-        rate: 20.0,
-        duration: 1.0,
-        find_max: false,
-        p99_limit_ms: 50.0,
-        body_bytes: 32,
-        sources: 2,
-    }))
-    .await;
-    assert!(r.num("sent") > 0.0);
-    assert_eq!(r.num("expected"), r.num("sent") * 3.0);
-    assert_eq!(r.num("received"), r.num("expected"), "{}", r.to_text());
-    assert!(r.get("chatd").unwrap()["rss_kib"].as_u64().unwrap() > 0);
+async fn fanout_delivers_to_every_member_in_both_reading_modes() {
+    for mode in [MembersRead::Client, MembersRead::Raw] {
+        let r = go(Scenario::Fanout(FanoutArgs {
+            members: 3,
+            senders: 2,
+            rate: 20.0,
+            duration: 1.0,
+            find_max: false,
+            p99_limit_ms: 50.0,
+            body_bytes: 32,
+            sources: 2,
+            members_read: mode,
+        }))
+        .await;
+        let text = r.to_text();
+        assert_eq!(r.get("members_read").unwrap(), mode.as_str(), "{text}");
+        assert!(r.num("sent") > 0.0);
+        assert_eq!(r.num("expected"), r.num("sent") * 3.0);
+        assert_eq!(r.num("received"), r.num("expected"), "{text}");
+        assert_eq!(r.num("acked"), r.num("sent"), "{text}");
+        assert_eq!(r.num("send_errors"), 0.0, "{text}");
+        assert_eq!(r.num("disconnected"), 0.0, "{text}");
+        let lat = r.get("latency").unwrap();
+        let (p50, p99) = (
+            lat["p50_ms"].as_f64().unwrap(),
+            lat["p99_ms"].as_f64().unwrap(),
+        );
+        assert!(p50 > 0.0 && p50 <= p99 && p99 < 10_000.0, "{text}");
+        if mode == MembersRead::Client {
+            assert_eq!(r.num("unreadable_frames"), 0.0, "{text}");
+            assert!(r.get("ack_latency").unwrap()["p99_ms"].as_f64().unwrap() > 0.0);
+        }
+        assert!(r.get("chatd").unwrap()["rss_kib"].as_u64().unwrap() > 0);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fanout_find_max_reports_a_rate() {
-    let r = go(Scenario::Fanout(FanoutArgs {
-        members: 3,
-        senders: 1,
-        rate: 10.0,
-        duration: 0.3,
-        find_max: true,
-        // Low enough that the search stops after a few steps.
-        p99_limit_ms: 50.0,
-        body_bytes: 32,
-        sources: 1,
-    }))
-    .await;
-    assert!(!r.get("steps").unwrap().as_array().unwrap().is_empty());
+async fn fanout_find_max_reports_a_rate_in_both_reading_modes() {
+    for mode in [MembersRead::Client, MembersRead::Raw] {
+        let r = go(Scenario::Fanout(FanoutArgs {
+            members: 3,
+            senders: 1,
+            rate: 10.0,
+            duration: 0.3,
+            find_max: true,
+            // Low enough that the search stops after a few steps.
+            p99_limit_ms: 50.0,
+            body_bytes: 32,
+            sources: 1,
+            members_read: mode,
+        }))
+        .await;
+        assert_eq!(r.get("members_read").unwrap(), mode.as_str());
+        assert!(!r.get("steps").unwrap().as_array().unwrap().is_empty());
+        assert!(r.num("max_passing_rate") >= 10.0, "{}", r.to_text());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,10 +115,48 @@ async fn idle_connections_are_held() {
         hold: 0.2,
         concurrency: 10,
         sources: 2,
+        room_size: 0,
     }))
     .await;
     assert_eq!(r.num("connections_alive"), 10.0);
     assert!(r.num("chatd_rss_after_kib") > 0.0);
+    assert!(r.get("rooms").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_users_are_held_in_rooms() {
+    let r = go(Scenario::Idle(IdleArgs {
+        connections: 10,
+        per_user: 1,
+        hold: 0.2,
+        concurrency: 10,
+        sources: 2,
+        room_size: 4,
+    }))
+    .await;
+    let text = r.to_text();
+    assert_eq!(r.num("users"), 10.0, "{text}");
+    assert_eq!(r.num("rooms"), 3.0, "{text}");
+    assert_eq!(r.num("connections_alive"), 10.0, "{text}");
+    // Every added member hears of its room.
+    assert!(r.num("frames_received") >= 7.0, "{text}");
+    let (before, after) = (r.num("chatd_rss_before_kib"), r.num("chatd_rss_after_kib"));
+    assert!(before > 0.0 && after > 0.0, "{text}");
+    let per_user = r.num("kib_per_user");
+    assert!(per_user.is_finite() && per_user >= 0.0, "{text}");
+    // Two connections per user: the second ones authenticate with tokens.
+    let r = go(Scenario::Idle(IdleArgs {
+        connections: 6,
+        per_user: 2,
+        hold: 0.2,
+        concurrency: 6,
+        sources: 2,
+        room_size: 2,
+    }))
+    .await;
+    assert_eq!(r.num("users"), 3.0, "{}", r.to_text());
+    assert_eq!(r.num("rooms"), 2.0, "{}", r.to_text());
+    assert_eq!(r.num("connections_alive"), 6.0, "{}", r.to_text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,12 @@
 //! R; every member records send→receive latency from the send instant the
 //! body carries. `--find-max` raises R until p99 passes the limit or any
 //! delivery is lost.
+//!
+//! Members read like the client by default (see [`super::member`]);
+//! `--members-read raw` keeps the lighter reading below, where members that
+//! only receive scan raw socket bytes for bodies.
 
+use super::member::{self, Burst};
 use super::proc::CpuMeter;
 use super::report::{Report, Samples};
 use super::server::Server;
@@ -14,8 +19,30 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
+
+/// How members read what chatd pushes.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MembersRead {
+    /// Like the client: tungstenite with the client's settings, one task
+    /// per connection, every frame decoded into a `ServerFrame`.
+    #[default]
+    Client,
+    /// Light: members that only receive scan raw socket bytes for bodies;
+    /// senders read through tungstenite with small buffers.
+    Raw,
+}
+
+impl MembersRead {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MembersRead::Client => "client",
+            MembersRead::Raw => "raw",
+        }
+    }
+}
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct FanoutArgs {
@@ -43,31 +70,46 @@ pub struct FanoutArgs {
     /// Source addresses (127.0.0.1…) to spread connections over.
     #[arg(long, default_value_t = 4)]
     pub sources: usize,
+    /// How members read: like the client, or raw bytes scanned for bodies.
+    #[arg(long, value_enum, default_value_t = MembersRead::Client)]
+    pub members_read: MembersRead,
 }
 
+/// What one member counted during the current step.
 #[derive(Default)]
-struct Stats {
-    step: u32,
-    deliveries: u64,
-    stale: u64,
-    acks: u64,
-    errors: u64,
-    closed: bool,
-    lat: Samples,
+pub(super) struct Stats {
+    pub step: u32,
+    pub deliveries: u64,
+    pub stale: u64,
+    pub acks: u64,
+    pub errors: u64,
+    /// Text frames that did not decode (client-like members).
+    pub unreadable: u64,
+    pub closed: bool,
+    pub lat: Samples,
+    /// Send → `ok` (client-like senders).
+    pub ack_lat: Samples,
 }
 
 type Sink = SplitSink<Ws, Message>;
+
+/// How a sending member is driven.
+enum Sender {
+    /// A paced loop on the sink half; the stream half is read apart.
+    Raw { sink: Option<Sink>, next_id: u64 },
+    /// The member's own task sends the bursts it is handed.
+    Client(mpsc::Sender<Burst>),
+}
 
 struct World {
     conv: String,
     stats: Vec<Arc<Mutex<Stats>>>,
     readers: Vec<JoinHandle<()>>,
-    sinks: Vec<Option<Sink>>,
-    next_msg: Vec<u64>,
+    senders: Vec<Sender>,
     epoch: Instant,
 }
 
-fn parse_body(b: &str) -> Option<(u32, u64)> {
+pub(super) fn parse_body(b: &str) -> Option<(u32, u64)> {
     let rest = b.strip_prefix('b')?;
     let mut parts = rest.splitn(3, ':');
     let step = parts.next()?.parse().ok()?;
@@ -86,19 +128,25 @@ fn event_body(text: &str) -> Option<&str> {
     body.find('"').map(|end| &body[..end])
 }
 
-/// Count one text frame from the server.
+/// Count one message body received: a delivery of this step (with its
+/// latency) or a stale one.
+pub(super) fn count_body(body: &str, stats: &Mutex<Stats>, epoch: Instant) {
+    let now = wire::micros_since(epoch);
+    let mut st = stats.lock().unwrap_or_else(|p| p.into_inner());
+    match parse_body(body) {
+        Some((step, t)) if step == st.step => {
+            st.deliveries += 1;
+            st.lat.push(now.saturating_sub(t));
+        }
+        Some(_) => st.stale += 1,
+        None => {}
+    }
+}
+
+/// Count one text frame from the server (raw mode).
 fn on_text(text: &str, stats: &Mutex<Stats>, epoch: Instant) {
     if let Some(body) = event_body(text) {
-        let now = wire::micros_since(epoch);
-        let mut st = stats.lock().unwrap_or_else(|p| p.into_inner());
-        match parse_body(body) {
-            Some((step, t)) if step == st.step => {
-                st.deliveries += 1;
-                st.lat.push(now.saturating_sub(t));
-            }
-            Some(_) => st.stale += 1,
-            None => {}
-        }
+        count_body(body, stats, epoch);
         return;
     }
     let Some(hot) = Hot::parse(text) else {
@@ -188,7 +236,13 @@ async fn setup(server: &Server, args: &FanoutArgs) -> anyhow::Result<World> {
     let names: Vec<String> = (0..args.members.max(2))
         .map(|i| format!("f{tag}_{i}"))
         .collect();
-    let users = wire::register_many(&server.addr, names.clone(), 64, args.sources, true).await?;
+    let config = match args.members_read {
+        MembersRead::Client => crate::client::net::conn::client_ws_config(),
+        MembersRead::Raw => wire::ws_config(),
+    };
+    let users =
+        wire::register_many_with(&server.addr, names.clone(), 64, args.sources, true, config)
+            .await?;
     let mut clients: Vec<wire::Client> = users.into_iter().filter_map(|(c, _)| c).collect();
     let reply = clients[0]
         .call(json!({"type": "create", "kind": "group", "name": "fanout", "members": &names[1..]}))
@@ -202,51 +256,70 @@ async fn setup(server: &Server, args: &FanoutArgs) -> anyhow::Result<World> {
         conv,
         stats: Vec::new(),
         readers: Vec::new(),
-        sinks: Vec::new(),
-        next_msg: Vec::new(),
+        senders: Vec::new(),
         epoch,
     };
-    // Members that only receive go raw. A request answered first puts
-    // each at a frame boundary with nothing left in tungstenite's buffer
-    // (after the group's creation nothing else is pushed to them).
     let senders = args.senders.max(1);
-    let quiet = clients
-        .iter_mut()
-        .skip(senders)
-        .map(|c| c.call(json!({"type": "conversations"})));
-    for r in futures_util::future::join_all(quiet).await {
-        r?;
+    if args.members_read == MembersRead::Raw {
+        // Members that only receive go raw. A request answered first puts
+        // each at a frame boundary with nothing left in tungstenite's
+        // buffer (after the group's creation nothing else is pushed to
+        // them).
+        let quiet = clients
+            .iter_mut()
+            .skip(senders)
+            .map(|c| c.call(json!({"type": "conversations"})));
+        for r in futures_util::future::join_all(quiet).await {
+            r?;
+        }
     }
     for (i, c) in clients.into_iter().enumerate() {
-        let next = c.next_id();
+        let next_id = c.next_id();
         let stats = Arc::new(Mutex::new(Stats::default()));
-        if i < senders {
-            let (sink, stream) = c.ws.split();
-            world
-                .readers
-                .push(tokio::spawn(read_loop(stream, stats.clone(), epoch)));
-            world.sinks.push(Some(sink));
-        } else {
-            let sock = c.ws.into_inner();
-            world
-                .readers
-                .push(tokio::spawn(raw_read_loop(sock, stats.clone(), epoch)));
-            world.sinks.push(None);
+        let st = stats.clone();
+        match (args.members_read, i < senders) {
+            (MembersRead::Raw, true) => {
+                let (sink, stream) = c.ws.split();
+                world
+                    .readers
+                    .push(tokio::spawn(read_loop(stream, st, epoch)));
+                world.senders.push(Sender::Raw {
+                    sink: Some(sink),
+                    next_id,
+                });
+            }
+            (MembersRead::Raw, false) => {
+                let sock = c.ws.into_inner();
+                world
+                    .readers
+                    .push(tokio::spawn(raw_read_loop(sock, st, epoch)));
+            }
+            (MembersRead::Client, true) => {
+                let (tx, rx) = mpsc::channel(1);
+                world.readers.push(tokio::spawn(member::send_and_receive(
+                    c.ws, next_id, st, epoch, rx,
+                )));
+                world.senders.push(Sender::Client(tx));
+            }
+            (MembersRead::Client, false) => {
+                world
+                    .readers
+                    .push(tokio::spawn(member::receive(c.ws, st, epoch)));
+            }
         }
         world.stats.push(stats);
-        world.next_msg.push(next);
     }
     Ok(world)
 }
 
 /// When one sender sends during a step.
 #[derive(Clone, Copy)]
-struct Pace {
-    step: u32,
-    period: Duration,
-    start: tokio::time::Instant,
-    end: tokio::time::Instant,
-    epoch: Instant,
+pub(super) struct Pace {
+    pub step: u32,
+    pub period: Duration,
+    pub start: tokio::time::Instant,
+    pub end: tokio::time::Instant,
+    pub epoch: Instant,
 }
 
 /// One sender's paced loop; returns the sink, its next id and how many it sent.
@@ -285,6 +358,10 @@ async fn send_loop(
     (sink, next_id, sent)
 }
 
+/// One sender's step: its sink and next request id back (raw mode), and
+/// how many it sent.
+type Sent = (Option<(Sink, u64)>, u64);
+
 /// Figures of one step at one rate.
 async fn step(
     server: &Server,
@@ -302,72 +379,102 @@ async fn step(
             ..Stats::default()
         };
     }
-    let senders = args.senders.clamp(1, world.sinks.len());
+    let senders = world.senders.len().max(1);
     let period = Duration::from_secs_f64(senders as f64 / rate.max(0.001));
     let pad = "x".repeat(args.body_bytes.saturating_sub(24));
     let chatd_cpu = server.cpu();
     let self_cpu = CpuMeter::start(None);
     let t0 = tokio::time::Instant::now();
     let end = t0 + Duration::from_secs_f64(args.duration);
-    let mut tasks = Vec::new();
-    for i in 0..senders {
-        let Some(sink) = world.sinks[i].take() else {
-            continue;
+    let mut tasks: Vec<(usize, JoinHandle<Sent>)> = Vec::new();
+    for (i, sender) in world.senders.iter_mut().enumerate() {
+        let pace = Pace {
+            step: step_no,
+            period,
+            start: t0 + period.mul_f64(i as f64 / senders as f64),
+            end,
+            epoch: world.epoch,
         };
-        let start = t0 + period.mul_f64(i as f64 / senders as f64);
-        tasks.push((
-            i,
-            tokio::spawn(send_loop(
-                sink,
-                world.conv.clone(),
-                world.next_msg[i],
-                Pace {
-                    step: step_no,
-                    period,
-                    start,
-                    end,
-                    epoch: world.epoch,
-                },
-                pad.clone(),
-            )),
-        ));
+        match sender {
+            Sender::Raw { sink, next_id } => {
+                let Some(sink) = sink.take() else {
+                    continue;
+                };
+                let run = send_loop(sink, world.conv.clone(), *next_id, pace, pad.clone());
+                tasks.push((
+                    i,
+                    tokio::spawn(async move {
+                        let (sink, next, n) = run.await;
+                        (Some((sink, next)), n)
+                    }),
+                ));
+            }
+            Sender::Client(tx) => {
+                let (done, sent) = oneshot::channel();
+                let burst = Burst {
+                    pace,
+                    conv: world.conv.clone(),
+                    pad: pad.clone(),
+                    done,
+                };
+                if tx.send(burst).await.is_err() {
+                    continue;
+                }
+                tasks.push((
+                    i,
+                    tokio::spawn(async move { (None, sent.await.unwrap_or(0)) }),
+                ));
+            }
+        }
     }
     let mut sent = 0;
     for (i, t) in tasks {
-        if let Ok((sink, next, n)) = t.await {
-            world.sinks[i] = Some(sink);
-            world.next_msg[i] = next;
+        if let Ok((back, n)) = t.await {
+            if let (Some((s, next)), Sender::Raw { sink, next_id }) = (back, &mut world.senders[i])
+            {
+                *sink = Some(s);
+                *next_id = next;
+            }
             sent += n;
         }
     }
     let send_secs = t0.elapsed().as_secs_f64();
     let members = world.stats.len() as u64;
     let expected = sent * members;
-    let total = |w: &World| -> u64 {
-        w.stats
-            .iter()
-            .map(|s| s.lock().map(|s| s.deliveries).unwrap_or(0))
-            .sum()
+    // Every delivery received and every send answered.
+    let total = |w: &World| -> (u64, u64) {
+        w.stats.iter().fold((0, 0), |(d, a), s| {
+            let st = s.lock().unwrap_or_else(|p| p.into_inner());
+            (d + st.deliveries, a + st.acks)
+        })
     };
     let drain_deadline = Instant::now() + Duration::from_secs(5);
-    while total(world) < expected && Instant::now() < drain_deadline {
+    while Instant::now() < drain_deadline {
+        let (delivered, answered) = total(world);
+        if delivered >= expected && answered >= sent {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = t0.elapsed().as_secs_f64();
-    let (mut lat, mut received, mut stale, mut acks, mut errors, mut closed) =
-        (Samples::default(), 0, 0, 0, 0, 0);
+    let (mut lat, mut ack_lat) = (Samples::default(), Samples::default());
+    let (mut received, mut stale, mut acks, mut errors, mut unreadable, mut closed) =
+        (0, 0, 0, 0, 0, 0);
     for s in &world.stats {
         let mut st = s.lock().unwrap_or_else(|p| p.into_inner());
         lat.extend(std::mem::take(&mut st.lat));
+        ack_lat.extend(std::mem::take(&mut st.ack_lat));
         received += st.deliveries;
         stale += st.stale;
         acks += st.acks;
         errors += st.errors;
+        unreadable += st.unreadable;
         closed += u64::from(st.closed);
     }
     let p = lat.summary();
     let mut r = Report::new("fanout");
-    r.set("members", members)
+    r.set("members_read", args.members_read.as_str())
+        .set("members", members)
         .set("senders", senders as u64)
         .set("rate_target", rate)
         .set("duration_s", args.duration)
@@ -381,8 +488,14 @@ async fn step(
         .set("late_or_stale", stale)
         .set("disconnected", closed)
         .set("deliveries_per_s", received as f64 / elapsed.max(1e-9))
-        .set("latency", p.to_json())
-        .set("chatd", server.figures(chatd_cpu))
+        .set("latency", p.to_json());
+    if !ack_lat.is_empty() {
+        r.set("ack_latency", ack_lat.summary().to_json());
+    }
+    if args.members_read == MembersRead::Client {
+        r.set("unreadable_frames", unreadable);
+    }
+    r.set("chatd", server.figures(chatd_cpu))
         .set("generator_cpu_pct", self_cpu.percent());
     r
 }
@@ -395,6 +508,7 @@ fn passes(r: &Report, limit_ms: f64) -> bool {
     r.num("lost") == 0.0
         && r.num("disconnected") == 0.0
         && r.num("send_errors") == 0.0
+        && r.num("unreadable_frames") == 0.0
         && r.num("sent") > 0.0
         && p99 <= limit_ms
 }
@@ -414,10 +528,11 @@ pub async fn run(server: &Server, args: &FanoutArgs) -> anyhow::Result<Report> {
 impl World {
     /// Stop reading and close every member's connection.
     fn close(&mut self) {
+        // A client-like sender's task ends when its control channel closes.
+        self.senders.clear();
         for r in self.readers.drain(..) {
             r.abort();
         }
-        self.sinks.clear();
     }
 }
 

@@ -10,6 +10,8 @@
 //!   JSON requests for set-up, a tiny hot-path frame parse);
 //! - [`proc`] reads `/proc` for CPU time and RSS;
 //! - [`report`] holds the percentiles and the JSON/text report;
+//! - [`member`] is the fan-out member that reads like the client (the
+//!   default; `--members-read raw` keeps the light one in [`fanout`]);
 //! - one module per scenario: [`fanout`], [`ingest`], [`idle`], [`catchup`]
 //!   (also the storm), [`noisy`], and [`client`] for the client figures.
 //!
@@ -22,6 +24,7 @@ pub mod client_run;
 pub mod fanout;
 pub mod idle;
 pub mod ingest;
+pub mod member;
 pub mod noisy;
 pub mod proc;
 pub mod report;

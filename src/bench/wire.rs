@@ -72,6 +72,12 @@ pub fn setup_source(i: usize, spread: usize) -> IpAddr {
 
 /// Open a WebSocket to chatd at `addr` from `src`.
 pub async fn connect(addr: &str, src: IpAddr) -> anyhow::Result<Ws> {
+    connect_with(addr, src, ws_config()).await
+}
+
+/// [`connect`] with these WebSocket settings (the client's, for members
+/// that read like the client).
+pub async fn connect_with(addr: &str, src: IpAddr, config: WebSocketConfig) -> anyhow::Result<Ws> {
     let target: SocketAddr = tokio::net::lookup_host(addr)
         .await?
         .next()
@@ -85,7 +91,7 @@ pub async fn connect(addr: &str, src: IpAddr) -> anyhow::Result<Ws> {
     let url = format!("ws://{addr}/ws");
     let (ws, _) = tokio::time::timeout(
         Duration::from_secs(15),
-        tokio_tungstenite::client_async_with_config(url, stream, Some(ws_config())),
+        tokio_tungstenite::client_async_with_config(url, stream, Some(config)),
     )
     .await
     .context("websocket handshake timed out")??;
@@ -168,7 +174,17 @@ pub struct User {
 
 /// Register `name`; returns the authenticated connection and the user.
 pub async fn register(addr: &str, src: IpAddr, name: &str) -> anyhow::Result<(Client, User)> {
-    let mut c = Client::new(connect(addr, src).await?);
+    register_with(addr, src, name, ws_config()).await
+}
+
+/// [`register`] over a WebSocket with these settings.
+pub async fn register_with(
+    addr: &str,
+    src: IpAddr,
+    name: &str,
+    config: WebSocketConfig,
+) -> anyhow::Result<(Client, User)> {
+    let mut c = Client::new(connect_with(addr, src, config).await?);
     let ok = c
         .call(
             json!({"type": "register", "username": name, "password": PASSWORD, "device": "bench"}),
@@ -201,12 +217,24 @@ pub async fn register_many(
     spread: usize,
     keep: bool,
 ) -> anyhow::Result<Vec<(Option<Client>, User)>> {
+    register_many_with(addr, names, concurrency, spread, keep, ws_config()).await
+}
+
+/// [`register_many`] over WebSockets with these settings.
+pub async fn register_many_with(
+    addr: &str,
+    names: Vec<String>,
+    concurrency: usize,
+    spread: usize,
+    keep: bool,
+    config: WebSocketConfig,
+) -> anyhow::Result<Vec<(Option<Client>, User)>> {
     let t0 = Instant::now();
     let n = names.len();
     let results: Vec<anyhow::Result<(Option<Client>, User)>> =
         stream::iter(names.into_iter().enumerate())
             .map(|(i, name)| async move {
-                let (c, u) = register(addr, setup_source(i, spread), &name).await?;
+                let (c, u) = register_with(addr, setup_source(i, spread), &name, config).await?;
                 if keep {
                     Ok((Some(c), u))
                 } else {
