@@ -71,18 +71,16 @@ impl Session {
     ) -> Result<Outcome, ProtoError> {
         self.require_admin(user).await?;
         let limits = &self.shared.limits;
-        let size = limit
-            .unwrap_or(limits.list_page_cap)
-            .min(limits.list_page_cap);
+        let size = super::page_size(limit, limits.list_page_cap);
         let mut users = self
             .shared
             .store
             .readers()
-            .accounts(after, size.saturating_add(1))
+            .accounts(after, size as u32 + 1)
             .await
             .map_err(|e| e.to_proto())?;
-        let mut more = users.len() > size as usize;
-        users.truncate(size as usize);
+        let mut more = users.len() > size;
+        users.truncate(size);
         for u in &mut users {
             u.online = self.shared.hub.is_online(&u.username);
         }

@@ -227,6 +227,11 @@ impl Session {
     }
 }
 
+/// A page size: what was asked for, capped.
+fn page_size(limit: Option<u32>, cap: u32) -> usize {
+    limit.unwrap_or(cap).min(cap) as usize
+}
+
 /// `items` encoded one by one, as many as fit in a reply's bytes
 /// ([`crate::proto::Limits::reply_bytes`]; the first always does), and
 /// whether some were left out.

@@ -9,6 +9,7 @@
 //! happens after its lock is released.
 
 use super::super::{Outcome, Session, error};
+use super::page_size;
 use crate::proto::{
     ChannelsOk, ErrorCode, Limits, MembersOk, Millis, ProtoError, encode_ok, now_millis,
 };
@@ -73,11 +74,6 @@ impl Page {
 
 fn raw<T: Serialize>(v: &T) -> Result<Box<RawValue>, ProtoError> {
     serde_json::value::to_raw_value(v).map_err(|_| ProtoError::internal())
-}
-
-/// A page size: what was asked for, capped.
-fn page_size(limit: Option<u32>, cap: u32) -> usize {
-    limit.unwrap_or(cap).min(cap) as usize
 }
 
 impl Session {
