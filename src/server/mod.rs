@@ -11,6 +11,7 @@ pub mod admin;
 pub mod auth;
 pub mod budget;
 pub mod config;
+pub mod files;
 pub mod hub;
 mod limiter;
 mod queue;
