@@ -447,3 +447,36 @@ fn tail_prints_others_text_without_control_sequences() {
         "{events:?}"
     );
 }
+
+/// `chat members` lists everyone in a conversation with their role, from
+/// the paged `members` request.
+#[test]
+fn members_lists_a_channels_members_with_roles() {
+    let w = World::new();
+    let alice = w.home("alice");
+    let bob = w.home("bob");
+    alice.register("alice");
+    bob.register("bob");
+    alice.ok(&["create", "channel", "ops"], None);
+    bob.ok(&["join", "#ops"], None);
+    let r = bob.ok(&["members", "#ops", "--json"], None);
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(r.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {r:?}"));
+    let roles: Vec<(&str, &str)> = list
+        .iter()
+        .map(|m| (m["user"].as_str().unwrap(), m["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(roles, [("alice", "owner"), ("bob", "member")]);
+    let r = alice.ok(&["members", "#ops"], None);
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with("alice") && l.contains("owner")),
+        "{r:?}"
+    );
+    assert_eq!(
+        alice.run(&["members", "#nowhere"], None).code,
+        4,
+        "not found"
+    );
+}

@@ -7,9 +7,12 @@ use crate::client::credentials::{Stored, TokenStore};
 use crate::client::engine::actions::new_client_msg_id;
 use crate::client::net::{ClientError, Conn, Credentials};
 use crate::client::paths::Paths;
-use crate::client::text::{conv_label, conv_title};
+use crate::client::text::{clean, conv_label, conv_title};
 use crate::client::{Action, Update};
-use crate::proto::{ConvKind, Conversation, ConversationOk, ConversationsOk, ErrorCode, Request};
+use crate::proto::{
+    ConvKind, Conversation, ConversationOk, ConversationsOk, ErrorCode, MemberEntry, MembersOk,
+    Request,
+};
 use std::io::{BufRead, Read};
 use std::time::Duration;
 
@@ -103,6 +106,7 @@ pub(super) async fn dispatch(command: Command, loaded: Loaded) -> Result<(), Fai
         } => super::tail::tail(&loaded, &target, follow, json, n).await,
         Command::Create { what, json } => create(&loaded, what, json).await,
         Command::Join { channel } => join(&loaded, &channel).await,
+        Command::Members { target, json } => members(&loaded, &target, json).await,
         Command::Export => super::export::export(&loaded).await,
         Command::Block { name } => super::account::block(&loaded, name, true).await,
         Command::Unblock { name } => super::account::block(&loaded, name, false).await,
@@ -278,6 +282,44 @@ pub(super) async fn list(s: &mut SignedIn) -> Result<Vec<Conversation>, Failure>
         Exit::Failure,
         "the server's list of conversations does not end",
     ))
+}
+
+/// `chat members TARGET`: every member, page after page.
+async fn members(loaded: &Loaded, target: &str, json: bool) -> Result<(), Failure> {
+    let mut s = session(loaded).await?;
+    let conv = resolve(&mut s, target, false).await?;
+    let mut all: Vec<MemberEntry> = Vec::new();
+    let mut after = None;
+    // Each page holds at least one member, and a conversation at most
+    // `max_members`: the bound guards a broken server.
+    for _ in 0..100_000 {
+        let page: MembersOk = s
+            .ask(&Request::Members {
+                conversation_id: conv.id.clone(),
+                after: after.take(),
+                limit: None,
+            })
+            .await?;
+        all.extend(page.members);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    s.conn.close().await;
+    if json {
+        println!("{}", serde_json::to_string(&all).unwrap_or_default());
+    } else {
+        for m in &all {
+            println!(
+                "{:<32} {:<6} read {}",
+                clean(&m.user),
+                m.role.as_str(),
+                m.read
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A conversation's display name for `me`, with its sigil (`@bob`, `#general`).

@@ -96,6 +96,14 @@ pub enum Command {
         #[arg(long, global = true)]
         json: bool,
     },
+    /// List a conversation's members, with their roles and how far each
+    /// has read
+    Members {
+        /// @user, #name, or a conversation id
+        target: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Join a channel
     Join {
         /// #name or a conversation id
