@@ -78,28 +78,17 @@ pub async fn run(server: &Server, args: &IdleArgs) -> anyhow::Result<Report> {
     let clients = wire::auth_many(&server.addr, &tokens, args.concurrency, args.sources).await?;
     let connect_s = t0.elapsed().as_secs_f64();
     // Keep reading so pings are answered; hold.
+    let frames = Arc::new(AtomicU64::new(0));
     let readers: Vec<_> = clients
         .into_iter()
-        .map(|cl| {
-            tokio::spawn(async move {
-                let mut ws = cl.ws;
-                while let Some(Ok(m)) = ws.next().await {
-                    if matches!(m, Message::Close(_)) {
-                        break;
-                    }
-                }
-            })
-        })
+        .map(|cl| hold(cl, frames.clone()))
         .collect();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = server.rss_kib().map(|r| r.0);
-    tokio::time::sleep(Duration::from_secs_f64(args.hold)).await;
-    let after_hold = server.rss_kib();
-    let alive = readers.iter().filter(|r| !r.is_finished()).count();
-    let self_after = super::proc::rss_kib(None).map(|r| r.0).unwrap_or(0);
-    for r in &readers {
-        r.abort();
-    }
+    let Held {
+        after,
+        after_hold,
+        alive,
+        self_after,
+    } = held(server, readers, args.hold).await;
     let mut rep = Report::new("idle");
     rep.set("connections", c as u64)
         .set("users", users as u64)
@@ -122,6 +111,38 @@ pub async fn run(server: &Server, args: &IdleArgs) -> anyhow::Result<Report> {
         self_after.saturating_sub(self_before) as f64 / c as f64,
     );
     Ok(rep)
+}
+
+/// chatd's RSS (and its high-water mark) once the connections are held,
+/// and the generator's own.
+struct Held {
+    /// A second after the last connection is up.
+    after: Option<u64>,
+    /// After holding them: (RSS, peak).
+    after_hold: Option<(u64, u64)>,
+    /// Connections still open at the end.
+    alive: usize,
+    self_after: u64,
+}
+
+/// Hold `readers` for `secs` (after a second to settle), measuring, then
+/// stop them.
+async fn held(server: &Server, readers: Vec<JoinHandle<()>>, secs: f64) -> Held {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = server.rss_kib().map(|r| r.0);
+    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    let after_hold = server.rss_kib();
+    let alive = readers.iter().filter(|r| !r.is_finished()).count();
+    let self_after = super::proc::rss_kib(None).map(|r| r.0).unwrap_or(0);
+    for r in &readers {
+        r.abort();
+    }
+    Held {
+        after,
+        after_hold,
+        alive,
+        self_after,
+    }
 }
 
 /// Read (and so answer pings) until the connection ends, counting frames.
@@ -226,15 +247,12 @@ async fn run_rooms(server: &Server, args: &IdleArgs) -> anyhow::Result<Report> {
     for creator in built {
         readers.push(hold(creator?, frames.clone()));
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = server.rss_kib().map(|r| r.0);
-    tokio::time::sleep(Duration::from_secs_f64(args.hold)).await;
-    let after_hold = server.rss_kib();
-    let alive = readers.iter().filter(|r| !r.is_finished()).count();
-    let self_after = super::proc::rss_kib(None).map(|r| r.0).unwrap_or(0);
-    for r in &readers {
-        r.abort();
-    }
+    let Held {
+        after,
+        after_hold,
+        alive,
+        self_after,
+    } = held(server, readers, args.hold).await;
     let mut rep = Report::new("idle");
     rep.set("connections", c as u64)
         .set("users", users as u64)

@@ -136,6 +136,32 @@ impl Limits {
     }
 }
 
+/// What a page of a reply may still take, in bytes: the first entry always
+/// fits (each is far below the budget), the rest while they do.
+pub struct ByteBudget {
+    left: usize,
+    first: bool,
+}
+
+impl ByteBudget {
+    pub fn new(bytes: usize) -> ByteBudget {
+        ByteBudget {
+            left: bytes,
+            first: true,
+        }
+    }
+
+    /// Whether an entry of `size` bytes still fits; if so it is counted.
+    pub fn admit(&mut self, size: usize) -> bool {
+        if !self.first && size > self.left {
+            return false;
+        }
+        self.first = false;
+        self.left = self.left.saturating_sub(size);
+        true
+    }
+}
+
 /// Usernames: 2–32 characters of `a-z 0-9 _ . -`.
 pub fn valid_username(name: &str) -> bool {
     (2..=32).contains(&name.len())

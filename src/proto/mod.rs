@@ -12,6 +12,6 @@ mod fuzz_tests;
 
 pub use error::{ErrorCode, ProtoError};
 pub use frames::*;
-pub use limits::{Limits, PROTOCOL_VERSION, valid_username};
+pub use limits::{ByteBudget, Limits, PROTOCOL_VERSION, valid_username};
 pub use span::parse_span;
 pub use types::*;

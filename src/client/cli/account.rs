@@ -16,7 +16,7 @@ use crate::proto::{
 };
 
 /// A refused account request as one line: `forbidden` says who may.
-fn refused(e: ClientError, forbidden: &str) -> Failure {
+pub(super) fn refused(e: ClientError, forbidden: &str) -> Failure {
     let ClientError::Server(p) = &e else {
         return e.into();
     };
@@ -39,57 +39,8 @@ impl SignedIn {
         req: &Request,
         forbidden: &str,
     ) -> Result<T, Failure> {
-        self.conn
-            .request(req)
-            .await
-            .map_err(|e| refused(e, forbidden))?
-            .parse()
-            .map_err(|e| Failure::new(Exit::Failure, format!("unexpected reply: {e}")))
+        self.ask_or(req, Some(forbidden)).await
     }
-
-    /// Every invitation I may see, page after page.
-    async fn all_invites(&mut self) -> Result<Vec<Invite>, Failure> {
-        let mut out = Vec::new();
-        let mut after = None;
-        for _ in 0..PAGES {
-            let req = Request::InviteList { after };
-            let page: InvitesOk = self
-                .account(&req, "only an admin may list invitations")
-                .await?;
-            out.extend(page.invites);
-            match page.next {
-                Some(next) => after = Some(next),
-                None => return Ok(out),
-            }
-        }
-        Err(endless())
-    }
-
-    /// Every account, page after page.
-    async fn all_accounts(&mut self) -> Result<Vec<Account>, Failure> {
-        let mut out = Vec::new();
-        let mut after = None;
-        for _ in 0..PAGES {
-            let req = Request::AdminUsers { after, limit: None };
-            let page: AccountsOk = self
-                .account(&req, "only an admin may list accounts")
-                .await?;
-            out.extend(page.users);
-            match page.next {
-                Some(next) => after = Some(next),
-                None => return Ok(out),
-            }
-        }
-        Err(endless())
-    }
-}
-
-/// Pages a listing may take before the server is taken to be broken (each
-/// page holds at least one entry).
-const PAGES: usize = 1_000_000;
-
-fn endless() -> Failure {
-    Failure::new(Exit::Failure, "the server's list does not end")
 }
 
 /// A new password: one line of standard input, or asked twice.
@@ -153,7 +104,13 @@ pub(super) async fn invite(loaded: &Loaded, what: InviteWhat) -> Result<(), Fail
         }
         InviteWhat::List { json } => {
             let reply = InvitesOk {
-                invites: s.all_invites().await?,
+                invites: s
+                    .all_pages(
+                        Some("only an admin may list invitations"),
+                        |after| Request::InviteList { after },
+                        |p: InvitesOk| (p.invites, p.next),
+                    )
+                    .await?,
                 next: None,
             };
             let now = now_millis();
@@ -234,7 +191,13 @@ pub(super) async fn admin(loaded: &Loaded, what: AdminWhat) -> Result<(), Failur
     match what {
         AdminWhat::Users { json } => {
             let reply = AccountsOk {
-                users: s.all_accounts().await?,
+                users: s
+                    .all_pages(
+                        Some(&only("list accounts")),
+                        |after| Request::AdminUsers { after, limit: None },
+                        |p: AccountsOk| (p.users, p.next),
+                    )
+                    .await?,
                 next: None,
             };
             if json {

@@ -244,11 +244,52 @@ impl SignedIn {
         &mut self,
         req: &Request,
     ) -> Result<T, Failure> {
+        self.ask_or(req, None).await
+    }
+
+    /// [`SignedIn::ask`]; with `forbidden`, a `forbidden` refusal is worded
+    /// so.
+    pub(super) async fn ask_or<T: serde::de::DeserializeOwned>(
+        &mut self,
+        req: &Request,
+        forbidden: Option<&str>,
+    ) -> Result<T, Failure> {
         self.conn
             .request(req)
-            .await?
+            .await
+            .map_err(|e| match forbidden {
+                Some(f) => super::account::refused(e, f),
+                None => e.into(),
+            })?
             .parse()
             .map_err(|e| Failure::new(Exit::Failure, format!("unexpected reply: {e}")))
+    }
+
+    /// Every entry of a paged list: `req` asks for the page after its
+    /// argument, `split` takes a reply apart into its entries and the next
+    /// page's `after` (none: the list is complete).
+    pub(super) async fn all_pages<R: serde::de::DeserializeOwned, T>(
+        &mut self,
+        forbidden: Option<&str>,
+        req: impl Fn(Option<String>) -> Request,
+        split: impl Fn(R) -> (Vec<T>, Option<String>),
+    ) -> Result<Vec<T>, Failure> {
+        let mut out = Vec::new();
+        let mut after = None;
+        // Each page holds at least one entry: the bound only guards
+        // against a broken server.
+        for _ in 0..1_000_000 {
+            let (page, next) = split(self.ask_or(&req(after.take()), forbidden).await?);
+            out.extend(page);
+            match next {
+                Some(next) => after = Some(next),
+                None => return Ok(out),
+            }
+        }
+        Err(Failure::new(
+            Exit::Failure,
+            "the server's list does not end",
+        ))
     }
 
     /// Ask for a conversation (create, join) and print it.
@@ -261,51 +302,29 @@ impl SignedIn {
 
 /// Every conversation I belong to, page after page.
 pub(super) async fn list(s: &mut SignedIn) -> Result<Vec<Conversation>, Failure> {
-    let mut out = Vec::new();
-    let mut after = None;
-    // Each page holds at least one conversation and a user belongs to a
-    // bounded number: the loop ends; the bound guards a broken server.
-    for _ in 0..100_000 {
-        let reply: ConversationsOk = s
-            .ask(&Request::Conversations {
-                after: after.take(),
-                limit: None,
-            })
-            .await?;
-        out.extend(reply.conversations);
-        match reply.next {
-            Some(next) => after = Some(next),
-            None => return Ok(out),
-        }
-    }
-    Err(Failure::new(
-        Exit::Failure,
-        "the server's list of conversations does not end",
-    ))
+    s.all_pages(
+        None,
+        |after| Request::Conversations { after, limit: None },
+        |p: ConversationsOk| (p.conversations, p.next),
+    )
+    .await
 }
 
 /// `chat members TARGET`: every member, page after page.
 async fn members(loaded: &Loaded, target: &str, json: bool) -> Result<(), Failure> {
     let mut s = session(loaded).await?;
     let conv = resolve(&mut s, target, false).await?;
-    let mut all: Vec<MemberEntry> = Vec::new();
-    let mut after = None;
-    // Each page holds at least one member, and a conversation at most
-    // `max_members`: the bound guards a broken server.
-    for _ in 0..100_000 {
-        let page: MembersOk = s
-            .ask(&Request::Members {
+    let all: Vec<MemberEntry> = s
+        .all_pages(
+            None,
+            |after| Request::Members {
                 conversation_id: conv.id.clone(),
-                after: after.take(),
+                after,
                 limit: None,
-            })
-            .await?;
-        all.extend(page.members);
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
+            },
+            |p: MembersOk| (p.members, p.next),
+        )
+        .await?;
     s.conn.close().await;
     if json {
         println!("{}", serde_json::to_string(&all).unwrap_or_default());

@@ -133,15 +133,13 @@ impl Engine {
             Err(e) => return self.on_failure(pending, e),
         };
         match pending {
-            Pending::Sync { run } if self.sync_run.as_ref().is_some_and(|r| r.id == run) => {
-                match ok.parse::<ConversationsOk>() {
-                    Ok(reply) => self.on_sync_page(reply),
-                    Err(e) => {
-                        tracing::warn!("bad sync reply: {e}");
-                        self.sync_failed(&format!("an unreadable answer ({e})"));
-                    }
+            Pending::Sync { run } if self.sync_run_is(run) => match ok.parse::<ConversationsOk>() {
+                Ok(reply) => self.on_sync_page(reply),
+                Err(e) => {
+                    tracing::warn!("bad sync reply: {e}");
+                    self.sync_failed(&format!("an unreadable answer ({e})"));
                 }
-            }
+            },
             // A page of a run given up on.
             Pending::Sync { .. } => {}
             Pending::Fill { conv } => {
@@ -251,9 +249,7 @@ impl Engine {
                     self.notice(accounts::refusal(&e));
                 }
             }
-            Pending::Sync { run }
-                if !disconnected && self.sync_run.as_ref().is_some_and(|r| r.id == run) =>
-            {
+            Pending::Sync { run } if !disconnected && self.sync_run_is(run) => {
                 self.sync_failed(&e.to_string())
             }
             Pending::Sync { .. } | Pending::Users | Pending::Ignore => {}
@@ -265,6 +261,11 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Whether `run` is the sync under way (not one given up on).
+    fn sync_run_is(&self, run: u64) -> bool {
+        self.sync_run.as_ref().is_some_and(|r| r.id == run)
     }
 
     /// Ask for everything after the cache's cursors: the first page of a

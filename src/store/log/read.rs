@@ -2,7 +2,7 @@
 //! blocking tasks, and the start-up snapshot.
 
 use super::{ConvRecord, Snapshot, StoreError};
-use crate::proto::{ConvKind, Event, EventBody, MemberRole, ReceiptPair};
+use crate::proto::{ByteBudget, ConvKind, Event, EventBody, MemberRole, ReceiptPair};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -116,7 +116,7 @@ impl Readers {
         let before = before.map(|b| b.min(i64::MAX as u64));
         self.with(move |c| {
             let mut events = Vec::with_capacity(limit.min(1024) as usize);
-            let mut budget = PageBudget::new(max_bytes);
+            let mut budget = ByteBudget::new(max_bytes);
             match before {
                 Some(before) => {
                     let lower = after.unwrap_or(0) as i64;
@@ -130,7 +130,7 @@ impl Readers {
                     })?;
                     for ev in rows {
                         let ev = ev??;
-                        if !budget.admit(&ev) {
+                        if !budget.admit(json_len(&ev) + 1) {
                             break;
                         }
                         events.push(ev);
@@ -149,7 +149,7 @@ impl Readers {
                         })?;
                     for ev in rows {
                         let ev = ev??;
-                        if !budget.admit(&ev) {
+                        if !budget.admit(json_len(&ev) + 1) {
                             break;
                         }
                         events.push(ev);
@@ -173,32 +173,6 @@ impl Readers {
             Ok(rows.collect::<Result<Vec<String>, _>>()?)
         })
         .await
-    }
-}
-
-/// The byte budget of one history page.
-struct PageBudget {
-    left: usize,
-    first: bool,
-}
-
-impl PageBudget {
-    fn new(max_bytes: usize) -> PageBudget {
-        PageBudget {
-            left: max_bytes,
-            first: true,
-        }
-    }
-
-    /// Whether `ev` still fits (the first event always does).
-    fn admit(&mut self, ev: &Event) -> bool {
-        let size = json_len(ev) + 1;
-        if !self.first && size > self.left {
-            return false;
-        }
-        self.first = false;
-        self.left = self.left.saturating_sub(size);
-        true
     }
 }
 

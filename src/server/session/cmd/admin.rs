@@ -79,17 +79,10 @@ impl Session {
             .accounts(after, size as u32 + 1)
             .await
             .map_err(|e| e.to_proto())?;
-        let mut more = users.len() > size;
-        users.truncate(size);
         for u in &mut users {
             u.online = self.shared.hub.is_online(&u.username);
         }
-        let (encoded, cut) = super::fit(&users, limits)?;
-        more |= cut;
-        let next = more
-            .then(|| users.get(encoded.len().wrapping_sub(1)))
-            .flatten()
-            .map(|u| u.username.clone());
+        let (encoded, next) = super::page_of(users, size, limits, |u| u.username.clone())?;
         Ok(Outcome::Reply(encode_ok(
             rid,
             &Page {
@@ -280,21 +273,16 @@ impl Session {
         const PAGE: u32 = 100;
         let account = self.caller(user).await?;
         let creator = (account.role != Role::Admin).then(|| user.to_string());
-        let mut invites = self
+        let invites = self
             .shared
             .store
             .readers()
             .invites(creator, after, PAGE + 1)
             .await
             .map_err(|e| e.to_proto())?;
-        let mut more = invites.len() > PAGE as usize;
-        invites.truncate(PAGE as usize);
-        let (encoded, cut) = super::fit(&invites, &self.shared.limits)?;
-        more |= cut;
-        let next = more
-            .then(|| invites.get(encoded.len().wrapping_sub(1)))
-            .flatten()
-            .map(|i| i.code.clone());
+        let (encoded, next) = super::page_of(invites, PAGE as usize, &self.shared.limits, |i| {
+            i.code.clone()
+        })?;
         #[derive(serde::Serialize)]
         struct InvitesPage {
             invites: Vec<Box<serde_json::value::RawValue>>,

@@ -232,25 +232,37 @@ fn page_size(limit: Option<u32>, cap: u32) -> usize {
     limit.unwrap_or(cap).min(cap) as usize
 }
 
-/// `items` encoded one by one, as many as fit in a reply's bytes
-/// ([`crate::proto::Limits::reply_bytes`]; the first always does), and
-/// whether some were left out.
-fn fit<T: serde::Serialize>(
-    items: &[T],
+/// `v` encoded once, to be counted and then sent as it is.
+fn raw<T: serde::Serialize>(v: &T) -> Result<Box<serde_json::value::RawValue>, ProtoError> {
+    serde_json::value::to_raw_value(v).map_err(|_| ProtoError::internal())
+}
+
+/// A page of `items` as sent: at most `size` of them (the store was asked
+/// for one more, to tell whether more follow), as many as fit in a reply's
+/// bytes ([`crate::proto::Limits::reply_bytes`]), each encoded once; and
+/// the `after` of the next page (`key` of the last one sent) if any.
+fn page_of<T: serde::Serialize>(
+    mut items: Vec<T>,
+    size: usize,
     limits: &crate::proto::Limits,
-) -> Result<(Vec<Box<serde_json::value::RawValue>>, bool), ProtoError> {
-    let mut left = limits.reply_bytes();
+    key: impl Fn(&T) -> String,
+) -> Result<(Vec<Box<serde_json::value::RawValue>>, Option<String>), ProtoError> {
+    let mut more = items.len() > size;
+    items.truncate(size);
+    let mut budget = crate::proto::ByteBudget::new(limits.reply_bytes());
     let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        let raw = serde_json::value::to_raw_value(item).map_err(|_| ProtoError::internal())?;
-        let size = raw.get().len() + 1;
-        if !out.is_empty() && size > left {
-            return Ok((out, true));
+    for item in &items {
+        let raw = raw(item)?;
+        if !budget.admit(raw.get().len() + 1) {
+            more = true;
+            break;
         }
-        left = left.saturating_sub(size);
         out.push(raw);
     }
-    Ok((out, false))
+    let next = more
+        .then(|| items.get(out.len().wrapping_sub(1)).map(key))
+        .flatten();
+    Ok((out, next))
 }
 
 /// The empty `ok` of a request that may come without an id (typing,

@@ -9,9 +9,9 @@
 //! happens after its lock is released.
 
 use super::super::{Outcome, Session, error};
-use super::page_size;
+use super::{page_size, raw};
 use crate::proto::{
-    ChannelsOk, ErrorCode, Limits, MembersOk, Millis, ProtoError, encode_ok, now_millis,
+    ByteBudget, ChannelsOk, ErrorCode, Limits, MembersOk, Millis, ProtoError, encode_ok, now_millis,
 };
 use crate::server::hub::ConvPage;
 use futures_util::FutureExt;
@@ -37,7 +37,7 @@ struct Page {
 impl Page {
     /// Encode the hub's page, ending it early where the bytes run out.
     fn encode(page: ConvPage, limits: &Limits) -> Result<Page, ProtoError> {
-        let mut left = limits.reply_bytes();
+        let mut budget = ByteBudget::new(limits.reply_bytes());
         let mut out = Page {
             conversations: Vec::with_capacity(page.items.len()),
             presence: Vec::new(),
@@ -45,9 +45,8 @@ impl Page {
             retention_cutoff: None,
             next: None,
         };
-        let total = page.items.len();
         let mut last = None;
-        for (i, item) in page.items.into_iter().enumerate() {
+        for item in page.items {
             let conv = raw(&item.conversation)?;
             let presence = item
                 .presence
@@ -55,25 +54,20 @@ impl Page {
                 .map(raw)
                 .collect::<Result<Vec<_>, _>>()?;
             let size = conv.get().len() + presence.iter().map(|p| p.get().len() + 1).sum::<usize>();
-            if i > 0 && size + 1 > left {
+            if !budget.admit(size + 1) {
                 // Ends here: the next page starts after the last one sent.
                 out.next = last;
                 return Ok(out);
             }
-            left = left.saturating_sub(size + 1);
             last = Some(item.conversation.id);
             out.conversations.push(conv);
             out.presence.extend(presence);
-            if i + 1 == total && page.more {
-                out.next = last.clone();
-            }
+        }
+        if page.more {
+            out.next = last;
         }
         Ok(out)
     }
-}
-
-fn raw<T: Serialize>(v: &T) -> Result<Box<RawValue>, ProtoError> {
-    serde_json::value::to_raw_value(v).map_err(|_| ProtoError::internal())
 }
 
 impl Session {
