@@ -125,6 +125,7 @@ impl SystemChange {
             },
             EventBody::Rename { name } => SystemChange::Renamed { name: name.clone() },
             EventBody::Message { .. }
+            | EventBody::File { .. }
             | EventBody::Edit { .. }
             | EventBody::Delete { .. }
             | EventBody::Reaction { .. } => return None,

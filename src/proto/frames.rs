@@ -4,7 +4,7 @@
 
 use super::error::{ErrorCode, ProtoError};
 use super::types::{
-    Account, ConvKind, Conversation, Event, Invite, MemberRole, Millis, Presence, PresenceStatus,
+    Account, ConvKind, Conversation, Event, FileInfo, Invite, MemberRole, Millis, Presence, PresenceStatus,
     Role, SessionInfo,
 };
 use serde::{Deserialize, Serialize};
@@ -110,6 +110,16 @@ pub enum Request {
         client_msg_id: String,
         body: String,
         #[serde(default)]
+        reply_to: Option<u64>,
+    },
+    /// Share a file uploaded before (`POST /files`) as a `file` event.
+    SendFile {
+        conversation_id: String,
+        client_msg_id: String,
+        file: FileInfo,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caption: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_to: Option<u64>,
     },
     Edit {
@@ -267,6 +277,7 @@ pub const REQUEST_TYPES: &[&str] = &[
     "channels",
     "users",
     "send",
+    "send_file",
     "edit",
     "delete",
     "react",
@@ -311,6 +322,7 @@ impl Request {
             Request::Channels { .. } => "channels",
             Request::Users { .. } => "users",
             Request::Send { .. } => "send",
+            Request::SendFile { .. } => "send_file",
             Request::Edit { .. } => "edit",
             Request::Delete { .. } => "delete",
             Request::React { .. } => "react",

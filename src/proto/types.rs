@@ -204,6 +204,16 @@ pub enum EventBody {
     Rename {
         name: String,
     },
+    /// A file shared in the conversation (an addition to the core). Its
+    /// bytes are uploaded over HTTP first (`POST /files`); members download
+    /// them by digest (`GET /files/{digest}`).
+    File {
+        file: FileInfo,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caption: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<u64>,
+    },
     /// The first event of every conversation.
     Create {
         #[serde(default)]
@@ -226,7 +236,39 @@ impl EventBody {
             EventBody::Role { .. } => "role",
             EventBody::Rename { .. } => "rename",
             EventBody::Create { .. } => "create",
+            EventBody::File { .. } => "file",
         }
+    }
+}
+
+/// What a `file` event says about its file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    /// The SHA-256 of its bytes, 64 lowercase hex digits: the name it is
+    /// downloaded by.
+    pub digest: String,
+    /// The file's name as the sender's client gave it (no directories).
+    pub name: String,
+    /// Its size in bytes, as stored.
+    pub size: u64,
+    /// Its media type as the sender's client guessed it (`image/png`,
+    /// `text/plain`, `application/octet-stream`).
+    pub media_type: String,
+    /// An image's size in pixels, where the sender's client could read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// A small preview of an image: a PNG or JPEG of a few KiB, in
+    /// standard base64, where the sender's client could make one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<String>,
+}
+
+impl FileInfo {
+    /// Whether the file is an image by its media type.
+    pub fn is_image(&self) -> bool {
+        self.media_type.starts_with("image/")
     }
 }
 

@@ -4,6 +4,7 @@ pub use crate::net::transport::IpNet;
 use crate::proto::Limits;
 pub use crate::store::log::Registration;
 pub use crate::store::log::retention::RetentionConfig;
+pub use crate::server::files::FilesConfig;
 use crate::store::log::{SessionLife, StoreConfig};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -22,6 +23,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub net: NetSettings,
     pub retention: RetentionConfig,
+    pub files: FilesConfig,
     /// Seconds to let in-flight requests finish on shutdown.
     pub shutdown_grace_secs: u64,
 }
@@ -145,6 +147,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             net: NetSettings::default(),
             retention: RetentionConfig::default(),
+            files: FilesConfig::default(),
             shutdown_grace_secs: 5,
         }
     }

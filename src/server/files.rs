@@ -17,11 +17,39 @@
 //! `object_store` crate) would implement the same [`Blobs`] operations:
 //! multipart upload for `begin`/`write`/`finish`, ranged GET for `open`.
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+
+/// `[files]` in chatd's config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilesConfig {
+    /// Largest file one upload may carry, in bytes.
+    pub max_upload_bytes: u64,
+    /// What one user's uploads may take in all, in bytes (a file counts
+    /// once however often it is shared).
+    pub quota_bytes: u64,
+    /// Uploads no conversation refers to are removed after this many
+    /// hours (so are files whose every `file` event was deleted).
+    pub unreferenced_grace_hours: u64,
+    /// Uploads one user may have in progress at once.
+    pub max_concurrent_uploads: usize,
+}
+
+impl Default for FilesConfig {
+    fn default() -> FilesConfig {
+        FilesConfig {
+            max_upload_bytes: 100 * 1024 * 1024,
+            quota_bytes: 2 * 1024 * 1024 * 1024,
+            unreferenced_grace_hours: 24,
+            max_concurrent_uploads: 4,
+        }
+    }
+}
 
 /// The SHA-256 of a blob's bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

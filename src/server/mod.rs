@@ -47,6 +47,7 @@ pub struct Shared {
     /// Every user's request budget.
     pub budgets: budget::Budgets,
     pub retention: config::RetentionConfig,
+    pub files: config::FilesConfig,
     pub shutdown: CancellationToken,
     pub grace: Duration,
 }
@@ -112,6 +113,7 @@ pub async fn serve_tls(
         accounts: config.auth.rules(),
         budgets: budget::Budgets::new(&config.limits),
         retention: config.retention.clone(),
+        files: config.files.clone(),
         shutdown: token.clone(),
         grace: Duration::from_secs(config.shutdown_grace_secs),
     });

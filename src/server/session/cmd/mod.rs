@@ -156,6 +156,21 @@ impl Session {
                 self.log_event(rid, user, conversation_id, client_msg_id, body)
                     .await?
             }
+            Request::SendFile {
+                conversation_id,
+                client_msg_id,
+                file,
+                caption,
+                reply_to,
+            } => {
+                let body = EventBody::File {
+                    file,
+                    caption: caption.filter(|c| !c.trim().is_empty()),
+                    reply_to,
+                };
+                self.log_event(rid, user, conversation_id, client_msg_id, body)
+                    .await?
+            }
             Request::Edit {
                 conversation_id,
                 client_msg_id,

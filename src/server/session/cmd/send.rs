@@ -1,4 +1,4 @@
-//! The log writes: `send`, `edit`, `delete` and `react` become one event
+//! The log writes: `send`, `send_file`, `edit`, `delete` and `react` become one event
 //! each, checked here, appended by the writer (which assigns the seq and
 //! enforces authorship and idempotency) and answered with the seq once
 //! committed.
@@ -26,6 +26,12 @@ impl Session {
                 validate::body(body, limits)?
             }
             EventBody::Reaction { emoji, .. } => validate::emoji(emoji, limits)?,
+            EventBody::File { file, caption, .. } => {
+                validate::file(file, self.shared.files.max_upload_bytes)?;
+                if let Some(caption) = caption {
+                    validate::body(caption, limits)?;
+                }
+            }
             _ => {}
         }
         self.append_event(
