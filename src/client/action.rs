@@ -2,7 +2,9 @@
 //! do. Front ends never perform the work themselves: they send an
 //! [`Action`], and the engine answers with [`Update`](super::Update)s.
 
-use crate::proto::PresenceStatus;
+use crate::client::update::Fetch;
+use crate::proto::{FileInfo, PresenceStatus};
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -18,6 +20,19 @@ pub enum Action {
         conv: String,
         body: String,
         client_msg_id: String,
+    },
+    /// Upload a file in the background and share it in `conv` (progress
+    /// as [`Update::Transfer`](super::Update::Transfer)).
+    Upload {
+        conv: String,
+        path: PathBuf,
+        caption: Option<String>,
+    },
+    /// Fetch a shared file in the background; when it is on disk,
+    /// [`Update::FileReady`](super::Update::FileReady).
+    Download {
+        file: FileInfo,
+        purpose: Fetch,
     },
     /// Print-style following: publish every event of `conv` exactly once,
     /// in seq order, as [`Update::Events`](super::Update::Events), starting

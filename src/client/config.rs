@@ -86,6 +86,18 @@ pub struct UiConfig {
     pub theme: String,
     /// Clickable URLs (OSC 8); always off when `TERM` is `dumb` or `linux`.
     pub hyperlinks: bool,
+    /// Shared images drawn under their file row: `auto` (with the
+    /// terminal's graphics protocol where it has one, as half-blocks
+    /// elsewhere) or `off`.
+    pub images: ImagesSetting,
+}
+
+/// `[ui] images`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImagesSetting {
+    Auto,
+    Off,
 }
 
 impl Default for ClientConfig {
@@ -121,6 +133,7 @@ impl Default for UiConfig {
         UiConfig {
             theme: "dark".into(),
             hyperlinks: true,
+            images: ImagesSetting::Auto,
         }
     }
 }

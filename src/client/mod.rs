@@ -10,6 +10,7 @@
 
 pub mod accounts;
 pub mod action;
+pub mod attach;
 pub mod cache;
 pub mod cli;
 pub mod clock;

@@ -45,6 +45,8 @@ pub struct ClientOptions {
     pub cache: CacheChoice,
     pub catch_up: CatchUp,
     pub privacy: Privacy,
+    /// Where saved files go [default: the user's downloads directory].
+    pub downloads: Option<std::path::PathBuf>,
 }
 
 impl ClientOptions {
@@ -65,6 +67,7 @@ impl ClientOptions {
             cache: CacheChoice::OnDisk,
             catch_up: CatchUp::All,
             privacy: Privacy::default(),
+            downloads: None,
         }
     }
 }
@@ -150,6 +153,11 @@ pub fn spawn_on(
         unverified,
         notice,
         privacy: opts.privacy,
+        files: crate::client::engine::transfer::FilesSetup {
+            insecure: opts.net.insecure,
+            ca_file: opts.net.ca_file.clone(),
+            downloads: opts.downloads.clone(),
+        },
     };
     let engine = Engine::new(setup, net, out_tx);
     let task = tokio::spawn(engine.run(action_rx, events));

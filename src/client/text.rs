@@ -152,6 +152,21 @@ pub fn event_line(ev: &Event, tz: TimeZone) -> String {
             }
             out
         }
+        EventBody::File {
+            file,
+            caption,
+            reply_to,
+        } => {
+            let reply = reply_to
+                .map(|r| format!(" (reply to #{r})"))
+                .unwrap_or_default();
+            let mut out = format!("{head}{reply}: {}", file_line(file, caption.as_deref()));
+            for l in caption.as_deref().unwrap_or("").lines().skip(1) {
+                out.push_str("\n    ");
+                out.push_str(&clean(l));
+            }
+            out
+        }
         EventBody::Edit { target_seq, body } => {
             format!("{head} edited #{target_seq}: {}", clean(body))
         }
@@ -170,6 +185,24 @@ pub fn event_line(ev: &Event, tz: TimeZone) -> String {
             None => head,
         },
     }
+}
+
+/// A shared file in one line: `📎 deploy.log (47 KiB) — the failing run`
+/// (the caption's first line).
+pub fn file_line(file: &crate::proto::FileInfo, caption: Option<&str>) -> String {
+    let mut out = format!(
+        "📎 {} ({})",
+        clean(&file.name),
+        crate::client::attach::human_size(file.size)
+    );
+    if let Some(first) = caption
+        .and_then(|c| c.lines().next())
+        .filter(|l| !l.is_empty())
+    {
+        out.push_str(" — ");
+        out.push_str(&clean(first));
+    }
+    out
 }
 
 /// `system_line` without its leading sender (the line already names them).
@@ -379,6 +412,35 @@ mod tests {
         assert_eq!(conv_label(ConvKind::Channel, "general"), "#general");
         assert_eq!(conv_label(ConvKind::Dm, "bob"), "@bob");
         assert_eq!(conv_label(ConvKind::Group, "launch"), "+launch");
+    }
+
+    #[test]
+    fn a_file_event_reads_as_one_line() {
+        let ev = Event {
+            conversation_id: "c".into(),
+            seq: 52,
+            ts: 0,
+            sender: "alice".into(),
+            client_msg_id: None,
+            eid: None,
+            body: EventBody::File {
+                file: crate::proto::FileInfo {
+                    digest: "ab".repeat(32),
+                    name: "deploy\u{1b}.log".into(),
+                    size: 48213,
+                    media_type: "text/plain".into(),
+                    width: None,
+                    height: None,
+                    preview: None,
+                },
+                caption: Some("the failing run\nsee line 3".into()),
+                reply_to: None,
+            },
+        };
+        assert_eq!(
+            event_line(&ev, TimeZone::Utc),
+            "#52 [00:00] alice: 📎 deploy\u{fffd}.log (47 KiB) — the failing run\n    see line 3"
+        );
     }
 
     #[test]

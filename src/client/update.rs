@@ -6,6 +6,39 @@ use crate::client::view::{ConnState, ConvSummary, Incoming, MessageRow, Presence
 use crate::proto::{Event, ProtoError, ReceiptPair, SessionInfo};
 use std::collections::BTreeMap;
 
+/// Why a shared file is fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetch {
+    /// To open with the system's opener (kept in the data dir).
+    Open,
+    /// To keep: into the downloads directory.
+    Save,
+    /// To draw inline (an image; kept in the data dir, fetched quietly).
+    Show,
+}
+
+/// Where a file transfer stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferState {
+    Running,
+    Done,
+    Failed(String),
+}
+
+/// One upload or download, as its progress is shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferView {
+    /// Numbers the transfers of this run.
+    pub id: u64,
+    /// The file's name (cleaned).
+    pub name: String,
+    /// Bytes moved so far, of `total` (0 while an upload's size is read).
+    pub done: u64,
+    pub total: u64,
+    pub upload: bool,
+    pub state: TransferState,
+}
+
 /// One change, in the order the engine made it. The engine sends them in
 /// batches (one batch per publish, about a screen refresh apart).
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +94,14 @@ pub enum Update {
         client_msg_id: String,
         conv: String,
         seq: u64,
+    },
+    /// An upload or download moved on, finished or failed.
+    Transfer(TransferView),
+    /// A shared file is on disk at `path`, fetched for `purpose`.
+    FileReady {
+        digest: String,
+        path: std::path::PathBuf,
+        purpose: Fetch,
     },
     /// The server refused an outbox entry for good.
     Refused {

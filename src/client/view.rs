@@ -1,7 +1,7 @@
 //! What the screen shows, as plain data: the client engine fills these from
 //! the cache, the TUI renders them. No I/O and no behaviour here.
 
-use crate::proto::{ConvKind, EventBody, MemberRole, Millis, PresenceStatus};
+use crate::proto::{ConvKind, EventBody, FileInfo, MemberRole, Millis, PresenceStatus};
 
 /// One row of the conversation list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,8 +140,11 @@ pub struct MessageView {
     pub client_msg_id: Option<String>,
     pub sender: String,
     pub ts: Millis,
-    /// Current body (after edits); empty when deleted.
+    /// Current body (after edits), or a shared file's caption; empty when
+    /// deleted.
     pub body: String,
+    /// The file a `file` event shares (`None` once deleted).
+    pub file: Option<FileInfo>,
     pub edited: bool,
     pub deleted: bool,
     /// Deleted by someone other than its author: a moderator.

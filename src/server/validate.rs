@@ -142,7 +142,12 @@ pub const MAX_PREVIEW_BYTES: usize = 16 * 1024;
 /// directories, no control characters), a size within the upload limit, a
 /// media type of the `type/subtype` shape, and a small PNG or JPEG preview.
 pub fn file(f: &FileInfo, max_upload_bytes: u64) -> Result<(), ProtoError> {
-    if f.digest.len() != 64 || !f.digest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    if f.digest.len() != 64
+        || !f
+            .digest
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
         return Err(ProtoError::invalid(
             "the file digest is 64 lowercase hex digits (its SHA-256)",
         ));
@@ -171,8 +176,7 @@ pub fn file(f: &FileInfo, max_upload_bytes: u64) -> Result<(), ProtoError> {
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
     };
     let shaped = f.media_type.len() <= 127
-        && f
-            .media_type
+        && f.media_type
             .split_once('/')
             .is_some_and(|(t, s)| token(t) && token(s));
     if !shaped {

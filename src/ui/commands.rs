@@ -35,6 +35,8 @@ pub enum Command {
     Unread,
     /// My device sessions: list them, end one, or end all others.
     Sessions(SessionsCmd),
+    /// Share a file (the path as typed).
+    Upload(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +50,7 @@ pub enum SessionsCmd {
 pub const NAMES: &[&str] = &[
     "join", "leave", "dm", "group", "channel", "invite", "kick", "op", "deop", "block", "unblock",
     "edit", "delete", "react", "reply", "away", "back", "mute", "unmute", "quit", "help", "unread",
-    "sessions",
+    "sessions", "upload",
 ];
 
 /// What the argument at a position completes to.
@@ -56,6 +58,8 @@ pub const NAMES: &[&str] = &[
 pub enum ArgKind {
     User,
     Channel,
+    /// A path on this machine.
+    Path,
     None,
 }
 
@@ -66,6 +70,7 @@ pub fn arg_kind(name: &str, index: usize) -> ArgKind {
         ("op", 0) | ("deop", 0) | ("block", 0) | ("unblock", 0) => ArgKind::User,
         ("group", i) if i >= 1 => ArgKind::User,
         ("join", 0) => ArgKind::Channel,
+        ("upload", _) => ArgKind::Path,
         _ => ArgKind::None,
     }
 }
@@ -152,6 +157,10 @@ pub fn parse(line: &str) -> Result<Command, String> {
             ["others"] => Ok(Command::Sessions(SessionsCmd::Others)),
             _ => usage(strings::SESSIONS_USAGE),
         },
+        "upload" => match text {
+            Some(path) => Ok(Command::Upload(path)),
+            None => usage("/upload PATH"),
+        },
         other => Err(strings::unknown_command(other)),
     }
 }
@@ -221,6 +230,11 @@ mod tests {
             Ok(Command::Sessions(SessionsCmd::Others))
         );
         assert!(parse("/sessions revoke").is_err());
+        assert_eq!(
+            parse("/upload ~/a b.png"),
+            Ok(Command::Upload("~/a b.png".into()))
+        );
+        assert!(parse("/upload").is_err());
     }
 
     #[test]

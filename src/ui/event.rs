@@ -13,6 +13,10 @@ pub enum UiEvent {
     Engine(Vec<Update>),
     /// The user clicked the notification of this conversation.
     OpenConversation(String),
+    /// An inline image decoded off the UI thread.
+    Image(super::images::Decoded),
+    /// The system's opener ran (or could not).
+    Opened(Result<(), String>),
 }
 
 impl From<crossterm::event::Event> for UiEvent {

@@ -47,6 +47,7 @@ pub fn msg(seq: u64, sender: &str, ts: Millis, body: &str) -> MessageView {
         sender: sender.into(),
         ts,
         body: body.into(),
+        file: None,
         edited: false,
         deleted: false,
         moderated: false,

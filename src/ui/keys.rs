@@ -40,6 +40,10 @@ pub enum KeyCmd {
     NextUnread,
     NextMention,
     UnreadOnly,
+    /// Download the selected file and open it with the system's opener.
+    OpenFile,
+    /// Save the selected file into the downloads directory.
+    SaveFile,
 }
 
 const NAMES: &[(&str, KeyCmd)] = &[
@@ -67,6 +71,8 @@ const NAMES: &[(&str, KeyCmd)] = &[
     ("next_unread", KeyCmd::NextUnread),
     ("next_mention", KeyCmd::NextMention),
     ("unread_only", KeyCmd::UnreadOnly),
+    ("open_file", KeyCmd::OpenFile),
+    ("save_file", KeyCmd::SaveFile),
 ];
 
 const DEFAULTS: &[(KeyCmd, &[&str])] = &[
@@ -92,6 +98,8 @@ const DEFAULTS: &[(KeyCmd, &[&str])] = &[
     (KeyCmd::CopyCode, &["y"]),
     (KeyCmd::ToggleRaw, &["R"]),
     (KeyCmd::UnreadOnly, &["U"]),
+    (KeyCmd::OpenFile, &["o"]),
+    (KeyCmd::SaveFile, &["s"]),
 ];
 
 /// Two-key defaults: a prefix chord, then the key that completes it.

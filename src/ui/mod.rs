@@ -13,6 +13,7 @@ pub mod composer;
 pub mod editor;
 pub mod event;
 pub mod fuzzy;
+pub mod images;
 pub mod keys;
 pub mod model;
 pub mod notify;

@@ -126,6 +126,8 @@ impl Model {
             | Update::Focus(_)
             | Update::Events { .. }
             | Update::Acked { .. }
+            | Update::Transfer(_)
+            | Update::FileReady { .. }
             | Update::Refused { .. } => {}
         }
     }

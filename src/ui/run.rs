@@ -49,20 +49,31 @@ pub async fn run<B: Backend + Write>(
     }
     let term = std::env::var("TERM").ok();
     let mut links = LinkMemory::default();
+    // Results of work done off this task (image decodes, the opener).
+    let (side_tx, mut side_rx) = mpsc::unbounded_channel::<UiEvent>();
     loop {
         let frame = terminal.draw(|f| render(app, f))?;
+        let area = frame.area;
         let fresh = if terminal::hyperlinks_wanted(app.markup.hyperlinks, term.as_deref()) {
-            links.fresh(app, frame.buffer, frame.area)
+            links.fresh(app, frame.buffer, area)
         } else {
             Vec::new()
         };
+        let on_screen = super::render::images_on_screen(app, area);
+        for action in app.fetch_visible_images(&on_screen) {
+            let _ = actions.send(action);
+        }
         if !fresh.is_empty()
             && let Err(e) = terminal::write_links(terminal.backend_mut(), &fresh)
         {
             tracing::debug!("hyperlinks not written: {e}");
         }
-        let Some(first) = events.recv().await else {
-            return Ok(());
+        let first = tokio::select! {
+            ev = events.recv() => match ev {
+                Some(ev) => ev,
+                None => return Ok(()),
+            },
+            Some(ev) = side_rx.recv() => ev,
         };
         let mut next = Some(first);
         let mut handled = 0;
@@ -74,6 +85,12 @@ pub async fn run<B: Backend + Write>(
             if handled < BATCH {
                 next = events.try_recv().ok();
             }
+        }
+        for job in app.images.jobs.drain(..) {
+            let tx = side_tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let _ = tx.send(UiEvent::Image(super::images::decode(job)));
+            });
         }
         for n in app.notifications.drain(..) {
             if let Some(sink) = notifications {
@@ -90,6 +107,7 @@ pub async fn run<B: Backend + Write>(
                         app.status = Some(strings::copy_failed(&e.to_string()));
                     }
                 }
+                TerminalRequest::Open(path) => open_detached(&path, side_tx.clone()),
                 TerminalRequest::Edit(draft) => {
                     let result = edit_outside(&draft).await;
                     terminal.clear()?;
@@ -100,6 +118,39 @@ pub async fn run<B: Backend + Write>(
         }
         if app.quit {
             return Ok(());
+        }
+    }
+}
+
+/// Opens `path` with the system's opener in a process group of its own,
+/// without waiting for it; whether it worked comes back as
+/// [`UiEvent::Opened`].
+fn open_detached(path: &std::path::Path, tx: mpsc::UnboundedSender<UiEvent>) {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else {
+        "xdg-open"
+    };
+    let mut cmd = tokio::process::Command::new(opener);
+    cmd.arg(path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    #[cfg(unix)]
+    cmd.process_group(0);
+    match cmd.spawn() {
+        Err(e) => {
+            let _ = tx.send(UiEvent::Opened(Err(format!("{opener}: {e}"))));
+        }
+        Ok(mut child) => {
+            tokio::spawn(async move {
+                let result = match child.wait().await {
+                    Ok(s) if s.success() => Ok(()),
+                    Ok(s) => Err(format!("{opener} failed ({s})")),
+                    Err(e) => Err(format!("{opener}: {e}")),
+                };
+                let _ = tx.send(UiEvent::Opened(result));
+            });
         }
     }
 }

@@ -139,6 +139,12 @@ pub async fn run(loaded: Loaded, local_data: Option<PathBuf>) -> anyhow::Result<
     );
 
     let mut guard = ui::terminal::setup()?;
+    // Before anything reads the terminal's input: the graphics query reads
+    // its answer there (bounded by a short timeout).
+    let wanted = cfg.ui.images == crate::client::config::ImagesSetting::Auto;
+    if let Some(picker) = ui::images::detect(wanted) {
+        app.images = ui::images::Images::with_picker(picker);
+    }
     spawn_signal_restore();
     let _input = ui::run::spawn_input(ui_tx, Duration::from_millis(250));
     let result = ui::run::run(

@@ -134,6 +134,7 @@ pub const HELP_KEYS: &[(&str, &str)] = &[
     ("r  e  d  +", "reply, edit, delete, react"),
     ("y", "copy code block / message"),
     ("R", "raw text: selected / all"),
+    ("o  s", "file: open / save to downloads"),
     ("mouse wheel", "scroll"),
     ("?", "this help"),
     ("q  ^C", "quit (^C from anywhere)"),
@@ -158,6 +159,7 @@ pub const HELP_COMMANDS: &[(&str, &str)] = &[
     ("/delete", "delete selected / last own"),
     ("/react EMOJI", "react to selected / last"),
     ("/reply [text]", "reply to selected / last"),
+    ("/upload PATH", "share a file (Tab completes)"),
     ("/away  /back", "set presence"),
     ("/mute  /unmute", "mute (mentions notify)"),
     ("/sessions", "devices logged in as me"),
@@ -194,6 +196,39 @@ pub const HELP_UNREAD_KEYS: &[(&str, &str)] = &[
     ("U", "unread only (toggle)"),
 ];
 pub const HELP_UNREAD_COMMANDS: &[(&str, &str)] = &[("/unread", "only unread conversations")];
+
+// Files.
+pub const NO_FILE_SELECTED: &str = "Select a file first (↑/k), then o opens it, s saves it.";
+pub fn upload_offer(name: &str) -> String {
+    format!("Upload {name} here? (y/n)")
+}
+pub fn no_such_file(path: &str) -> String {
+    format!("No such file: {path}")
+}
+pub fn transfer_progress(upload: bool, name: &str, done: &str, total: &str, pct: u64) -> String {
+    let way = if upload { "uploading" } else { "downloading" };
+    format!("{way} {name}: {done} of {total} ({pct}%)")
+}
+pub fn transfer_done(upload: bool, name: &str) -> String {
+    if upload {
+        format!("uploaded {name}; sharing it")
+    } else {
+        format!("downloaded {name}")
+    }
+}
+pub fn transfer_failed(upload: bool, name: &str, why: &str) -> String {
+    let way = if upload { "upload" } else { "download" };
+    format!("{way} of {name} failed: {why}")
+}
+pub fn saved_to(path: &str) -> String {
+    format!("saved to {path}")
+}
+pub fn opening(name: &str) -> String {
+    format!("opening {name}…")
+}
+pub fn open_failed(why: &str) -> String {
+    format!("cannot open the file: {why}")
+}
 
 // Sessions overlay.
 pub const SESSIONS_TITLE: &str = " My sessions · Esc closes ";

@@ -56,6 +56,7 @@ impl ApplyOutcome {
 fn columns(body: &EventBody) -> (Option<u64>, Option<&str>) {
     match body {
         EventBody::Message { body, .. } => (None, Some(body)),
+        EventBody::File { caption, .. } => (None, Some(caption.as_deref().unwrap_or(""))),
         EventBody::Edit { target_seq, body } => (Some(*target_seq), Some(body)),
         EventBody::Delete { target_seq } | EventBody::Reaction { target_seq, .. } => {
             (Some(*target_seq), None)
@@ -70,7 +71,7 @@ fn columns(body: &EventBody) -> (Option<u64>, Option<&str>) {
 fn forget_deleted_text(conn: &Connection, conv: &str, ev: &Event) -> Result<(), CacheError> {
     let target = match &ev.body {
         EventBody::Delete { target_seq } => Some(*target_seq),
-        EventBody::Message { .. } | EventBody::Edit { .. } => {
+        EventBody::Message { .. } | EventBody::File { .. } | EventBody::Edit { .. } => {
             let message = match &ev.body {
                 EventBody::Edit { target_seq, .. } => *target_seq,
                 _ => ev.seq,
@@ -94,6 +95,12 @@ fn forget_deleted_text(conn: &Connection, conv: &str, ev: &Event) -> Result<(), 
                AND ((seq = ?2 AND kind = 'message') OR (target_seq = ?2 AND kind = 'edit'))",
         )?
         .execute(params![conv, Seq(t)])?;
+        // A shared file's caption goes the same way.
+        conn.prepare_cached(
+            "UPDATE events SET text = '', data = json_remove(data, '$.caption')
+             WHERE conversation_id = ?1 AND seq = ?2 AND kind = 'file'",
+        )?
+        .execute(params![conv, Seq(t)])?;
     }
     Ok(())
 }
@@ -111,6 +118,9 @@ fn changed_message(body: &EventBody) -> Option<u64> {
 fn message_flags(ev: &Event, me: &str) -> (bool, bool) {
     match &ev.body {
         EventBody::Message { body, .. } if ev.sender != me => (true, mentions(body, me)),
+        EventBody::File { caption, .. } if ev.sender != me => {
+            (true, caption.as_deref().is_some_and(|c| mentions(c, me)))
+        }
         _ => (false, false),
     }
 }

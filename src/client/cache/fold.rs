@@ -43,7 +43,7 @@ fn event_op(body: &EventBody) -> Option<(u64, Op<'_>)> {
 
 fn request_op(req: &OutboxRequest) -> Option<(u64, Op<'_>)> {
     match req {
-        OutboxRequest::Send { .. } => None,
+        OutboxRequest::Send { .. } | OutboxRequest::SendFile { .. } => None,
         OutboxRequest::Edit { target_seq, body } => Some((*target_seq, Op::Edit(body))),
         OutboxRequest::Delete { target_seq } => Some((*target_seq, Op::Delete)),
         OutboxRequest::React {
@@ -81,40 +81,46 @@ impl<'a> Window<'a> {
     }
 
     fn push(&mut self, ev: Event) {
-        match ev.body {
-            EventBody::Message { body, reply_to } => {
-                self.messages.insert(ev.seq, self.rows.len());
-                let mine = !self.me.is_empty() && ev.sender == self.me;
-                self.rows.push(MessageRow::Message(MessageView {
-                    seq: Some(ev.seq),
-                    client_msg_id: ev.client_msg_id,
-                    sender: ev.sender,
-                    ts: ev.ts,
-                    body,
-                    edited: false,
-                    deleted: false,
-                    moderated: false,
-                    reactions: Vec::new(),
-                    reply_to: reply_to.map(|seq| ReplyQuote {
-                        seq,
-                        sender: String::new(),
-                        excerpt: String::new(),
-                    }),
-                    send_state: mine.then_some(SendState::Sent),
-                    mentions_me: false,
-                }));
-            }
+        let (body, file, reply_to) = match ev.body {
+            EventBody::Message { body, reply_to } => (body, None, reply_to),
+            EventBody::File {
+                file,
+                caption,
+                reply_to,
+            } => (caption.unwrap_or_default(), Some(file), reply_to),
             body => {
                 if let Some(change) = SystemChange::of(&body) {
                     self.rows.push(MessageRow::System {
                         seq: ev.seq,
                         ts: ev.ts,
-                        sender: ev.sender.clone(),
+                        sender: ev.sender,
                         change,
                     });
                 }
+                return;
             }
-        }
+        };
+        self.messages.insert(ev.seq, self.rows.len());
+        let mine = !self.me.is_empty() && ev.sender == self.me;
+        self.rows.push(MessageRow::Message(MessageView {
+            seq: Some(ev.seq),
+            client_msg_id: ev.client_msg_id,
+            sender: ev.sender,
+            ts: ev.ts,
+            body,
+            file,
+            edited: false,
+            deleted: false,
+            moderated: false,
+            reactions: Vec::new(),
+            reply_to: reply_to.map(|seq| ReplyQuote {
+                seq,
+                sender: String::new(),
+                excerpt: String::new(),
+            }),
+            send_state: mine.then_some(SendState::Sent),
+            mentions_me: false,
+        }));
     }
 
     fn apply(&mut self, target: u64, sender: &str, op: Op<'_>, key: u64) {
@@ -126,7 +132,8 @@ impl<'a> Window<'a> {
         };
         match op {
             Op::Edit(body) => {
-                if !v.deleted && v.sender == sender {
+                // A shared file cannot be edited.
+                if !v.deleted && v.sender == sender && v.file.is_none() {
                     v.body = body.to_string();
                     v.edited = true;
                 }
@@ -137,6 +144,7 @@ impl<'a> Window<'a> {
                 }
                 v.deleted = true;
                 v.body.clear();
+                v.file = None;
             }
             Op::React { emoji, remove } => {
                 let set = self.reactions.entry(target).or_default();

@@ -20,6 +20,14 @@ pub enum OutboxRequest {
         #[serde(default)]
         reply_to: Option<u64>,
     },
+    /// Share a file already uploaded.
+    SendFile {
+        file: crate::proto::FileInfo,
+        #[serde(default)]
+        caption: Option<String>,
+        #[serde(default)]
+        reply_to: Option<u64>,
+    },
     Edit {
         target_seq: u64,
         body: String,
@@ -100,8 +108,14 @@ pub(crate) fn conversation_outbox(
 
 /// The row an outbox `send` shows as until its event is held.
 pub(crate) fn outbox_row(me: &str, item: OutboxItem, state: OutboxState) -> Option<MessageRow> {
-    let OutboxRequest::Send { body, reply_to } = item.request else {
-        return None;
+    let (body, file, reply_to) = match item.request {
+        OutboxRequest::Send { body, reply_to } => (body, None, reply_to),
+        OutboxRequest::SendFile {
+            file,
+            caption,
+            reply_to,
+        } => (caption.unwrap_or_default(), Some(file), reply_to),
+        _ => return None,
     };
     let (seq, send_state) = match state {
         OutboxState::Pending => (None, SendState::Pending),
@@ -115,6 +129,7 @@ pub(crate) fn outbox_row(me: &str, item: OutboxItem, state: OutboxState) -> Opti
         ts: item.created_at,
         mentions_me: mentions(&body, me),
         body,
+        file,
         edited: false,
         deleted: false,
         moderated: false,

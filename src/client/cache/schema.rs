@@ -85,6 +85,12 @@ ALTER TABLE events ADD COLUMN eid TEXT;
 -- members of conversations too large for the server to list them
 ALTER TABLE conversations ADD COLUMN member_count INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+-- shared files count as messages: their caption is their text, and the
+-- unread flags are computed again with them (see unread::ensure_flags)
+UPDATE events SET text = coalesce(json_extract(data, '$.caption'), '') WHERE kind = 'file';
+DELETE FROM meta WHERE key = 'flags_me';
+"#,
 ];
 
 /// The schema version this build writes.

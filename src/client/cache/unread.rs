@@ -1,7 +1,8 @@
 //! Unread bookkeeping kept when events are stored, so the conversation list
 //! counts flags through an index instead of reading message bodies.
 //!
-//! Each `message` row carries two flags:
+//! Each `message` and `file` row carries two flags (a file's caption is its
+//! text):
 //! - `counts_unread`: a live message from someone else. My own messages,
 //!   deleted messages and every other kind (edits, deletions, reactions,
 //!   joins, leaves, renames, creates) are 0.
@@ -36,7 +37,7 @@ pub(crate) const MESSAGE_STATE: &str = "SELECT m.conversation_id, m.seq, m.sende
       WHERE e.conversation_id = m.conversation_id
       AND e.target_seq = m.seq AND e.kind = 'edit' AND e.sender = m.sender
       ORDER BY e.seq DESC LIMIT 1)
- FROM events m WHERE m.kind = 'message'";
+ FROM events m WHERE m.kind IN ('message', 'file')";
 
 /// One message's flag inputs, as [`MESSAGE_STATE`] selects them.
 struct MessageState {

@@ -104,6 +104,17 @@ pub(super) async fn dispatch(command: Command, loaded: Loaded) -> Result<(), Fai
             json,
             n,
         } => super::tail::tail(&loaded, &target, follow, json, n).await,
+        Command::Upload {
+            target,
+            paths,
+            caption,
+        } => super::files::upload(&loaded, &target, &paths, caption).await,
+        Command::Download {
+            target,
+            seq,
+            output,
+            force,
+        } => super::files::download(&loaded, &target, seq, output, force).await,
         Command::Create { what, json } => create(&loaded, what, json).await,
         Command::Join { channel } => join(&loaded, &channel).await,
         Command::Members { target, json } => members(&loaded, &target, json).await,

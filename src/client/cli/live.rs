@@ -46,6 +46,7 @@ impl Live {
                 typing: loaded.config.privacy.send_typing,
                 read_receipts: loaded.config.privacy.send_read_receipts,
             },
+            downloads: None,
         });
         Live {
             client,

@@ -5,6 +5,7 @@
 mod account;
 mod commands;
 mod export;
+mod files;
 mod live;
 mod tail;
 
@@ -74,6 +75,32 @@ pub enum Command {
         /// through reconnects, never sent twice
         #[arg(long, value_name = "SECS", default_value_t = 30)]
         timeout: u64,
+    },
+    /// Upload files and share each in a conversation (the caption goes
+    /// with the first)
+    Upload {
+        /// @user (a DM, created on first use), #name, or a conversation id
+        target: String,
+        /// The files to share, in order
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// A line of text shown with the (first) file
+        #[arg(long, value_name = "TEXT")]
+        caption: Option<String>,
+    },
+    /// Download a shared file by its event's seq (as `chat tail` shows it)
+    Download {
+        /// @user, #name, or a conversation id
+        target: String,
+        /// The seq of the file event
+        seq: u64,
+        /// Where to write it [default: the file's name in the current
+        /// directory]; a directory puts it there under its name
+        #[arg(short = 'o', long = "output", value_name = "PATH")]
+        output: Option<PathBuf>,
+        /// Replace an existing file
+        #[arg(long)]
+        force: bool,
     },
     /// Print the last messages of a conversation
     Tail {

@@ -39,6 +39,12 @@ impl Engine {
                 },
             ),
             Action::Follow { conv, last } => self.follow(conv, last),
+            Action::Upload {
+                conv,
+                path,
+                caption,
+            } => self.upload(conv, path, caption),
+            Action::Download { file, purpose } => self.download(file, purpose),
             Action::Edit { conv, seq, body } => self.enqueue(
                 new_client_msg_id(),
                 conv,
@@ -256,7 +262,7 @@ impl Engine {
     }
 
     /// Write to the outbox first, then send if connected.
-    fn enqueue(&mut self, client_msg_id: String, conv: String, request: OutboxRequest) {
+    pub(super) fn enqueue(&mut self, client_msg_id: String, conv: String, request: OutboxRequest) {
         let item = OutboxItem {
             client_msg_id,
             conversation_id: conv,

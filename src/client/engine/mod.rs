@@ -14,6 +14,7 @@ mod follow;
 pub mod outbox;
 mod publish;
 mod sync;
+pub mod transfer;
 
 use crate::client::Action;
 use crate::client::cache::Cache;
@@ -79,6 +80,7 @@ pub(crate) struct Setup {
     pub unverified: Option<std::path::PathBuf>,
     /// Something to tell the user first (a cache set aside while opening).
     pub notice: Option<String>,
+    pub files: transfer::FilesSetup,
 }
 
 /// Which conversations the engine catches up by itself.
@@ -179,6 +181,13 @@ pub struct Engine {
     follows: HashMap<String, follow::Follow>,
     dirty: Dirty,
     quit: bool,
+    files: transfer::FilesSetup,
+    /// Transfers started (their ids).
+    transfers: u64,
+    /// Digests of inline images being fetched.
+    showing: HashSet<String>,
+    transfer_tx: mpsc::UnboundedSender<transfer::TransferEvent>,
+    transfer_rx: Option<mpsc::UnboundedReceiver<transfer::TransferEvent>>,
 }
 
 /// Inputs of the engine besides UI actions.
@@ -195,6 +204,7 @@ impl From<NetEvent> for Input {
 impl Engine {
     /// An engine for `setup.server`, reporting on `out`.
     pub(crate) fn new(setup: Setup, net: NetHandle, out: mpsc::Sender<Vec<Update>>) -> Engine {
+        let (transfer_tx, transfer_rx) = mpsc::unbounded_channel();
         Engine {
             server: setup.server,
             me: setup.me,
@@ -228,6 +238,11 @@ impl Engine {
                 ..Dirty::default()
             },
             quit: false,
+            files: setup.files,
+            transfers: 0,
+            showing: HashSet::new(),
+            transfer_tx,
+            transfer_rx: Some(transfer_rx),
         }
     }
 
@@ -237,6 +252,10 @@ impl Engine {
         mut actions: mpsc::UnboundedReceiver<Action>,
         mut net: mpsc::Receiver<Input>,
     ) {
+        let mut transfers = self
+            .transfer_rx
+            .take()
+            .unwrap_or_else(|| mpsc::unbounded_channel().1);
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.publish().await;
@@ -255,6 +274,7 @@ impl Engine {
                     Some(Input::Net(ev)) => self.on_net(ev),
                     None => break,
                 },
+                Some(t) = transfers.recv() => self.on_transfer(t),
                 _ = tick.tick() => self.on_tick(),
                 _ = tokio::time::sleep_until(deadline), if due.is_some() => {}
             }
@@ -264,6 +284,8 @@ impl Engine {
                     self.on_action(a);
                 } else if let Ok(Input::Net(ev)) = net.try_recv() {
                     self.on_net(ev);
+                } else if let Ok(t) = transfers.try_recv() {
+                    self.on_transfer(t);
                 } else {
                     break;
                 }

@@ -15,6 +15,17 @@ pub fn request_of(item: &OutboxItem) -> Request {
             body,
             reply_to,
         },
+        OutboxRequest::SendFile {
+            file,
+            caption,
+            reply_to,
+        } => Request::SendFile {
+            conversation_id,
+            client_msg_id,
+            file,
+            caption,
+            reply_to,
+        },
         OutboxRequest::Edit { target_seq, body } => Request::Edit {
             conversation_id,
             client_msg_id,

@@ -3,6 +3,7 @@
 //! ([`task`]) every engine runs on, and a health probe.
 
 pub mod conn;
+pub mod files;
 pub mod task;
 pub mod tls;
 

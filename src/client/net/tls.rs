@@ -78,6 +78,12 @@ pub fn handshake_failure(err: &tungstenite::Error) -> Option<String> {
     let tungstenite::Error::Io(io) = err else {
         return None;
     };
+    io_failure(io)
+}
+
+/// [`handshake_failure`] for an I/O error of a TLS stream (the file
+/// transfers' connections).
+pub fn io_failure(io: &std::io::Error) -> Option<String> {
     let tls = io.get_ref()?.downcast_ref::<rustls::Error>()?;
     Some(match tls {
         rustls::Error::InvalidCertificate(c) => {

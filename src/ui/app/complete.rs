@@ -1,6 +1,7 @@
 //! Tab completion in the composer: command names after a leading `/`,
 //! usernames for user arguments and `@mentions`, channel names for `/join`
-//! and `#name`. Repeated Tab cycles through the candidates.
+//! and `#name`, paths for `/upload`. Repeated Tab cycles through the
+//! candidates.
 
 use super::App;
 use crate::proto::ConvKind;
@@ -72,6 +73,9 @@ impl App {
         } else {
             ArgKind::None
         };
+        if kind == ArgKind::Path {
+            return path_matches(token);
+        }
         if let Some(prefix) = token.strip_prefix('@') {
             return self.user_matches(prefix, "@");
         }
@@ -81,7 +85,7 @@ impl App {
         match kind {
             ArgKind::User => self.user_matches(token, ""),
             ArgKind::Channel => self.channel_matches(token, "#"),
-            ArgKind::None => Vec::new(),
+            ArgKind::Path | ArgKind::None => Vec::new(),
         }
     }
 
@@ -117,5 +121,75 @@ impl App {
         names.sort_unstable();
         names.dedup();
         names.into_iter().map(|n| format!("{sigil}{n} ")).collect()
+    }
+}
+
+/// Most directory entries read for one path completion.
+const MAX_PATH_CANDIDATES: usize = 200;
+
+/// Entries of the directory `token` names that start with its last part:
+/// directories end in `/` (Tab again goes inside), files in a space. Hidden
+/// entries only when the part starts with a dot. `~/` stays as typed.
+pub(crate) fn path_matches(token: &str) -> Vec<String> {
+    let (dir_text, part) = match token.rfind('/') {
+        Some(i) => (&token[..=i], &token[i + 1..]),
+        None => ("", token),
+    };
+    let dir = if let Some(rest) = dir_text.strip_prefix("~/") {
+        match directories::BaseDirs::new() {
+            Some(b) => b.home_dir().join(rest),
+            None => return Vec::new(),
+        }
+    } else if dir_text.is_empty() {
+        std::path::PathBuf::from(".")
+    } else {
+        std::path::PathBuf::from(dir_text)
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = entries
+        .filter_map(Result::ok)
+        .take(10_000)
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let shown = name.starts_with(part) && (part.starts_with('.') || !name.starts_with('.'));
+            if !shown || name.chars().any(crate::client::text::unsafe_char) {
+                return None;
+            }
+            let is_dir = e.file_type().ok()?.is_dir()
+                || (e.file_type().ok()?.is_symlink() && e.path().is_dir());
+            Some(if is_dir {
+                format!("{dir_text}{name}/")
+            } else {
+                format!("{dir_text}{name} ")
+            })
+        })
+        .collect();
+    out.sort_unstable();
+    out.truncate(MAX_PATH_CANDIDATES);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_complete_from_the_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("photos")).unwrap();
+        std::fs::write(dir.path().join("plan.txt"), "x").unwrap();
+        std::fs::write(dir.path().join(".profile"), "x").unwrap();
+        let base = format!("{}/", dir.path().display());
+        assert_eq!(
+            path_matches(&format!("{base}p")),
+            vec![format!("{base}photos/"), format!("{base}plan.txt ")]
+        );
+        assert_eq!(
+            path_matches(&format!("{base}.p")),
+            vec![format!("{base}.profile ")]
+        );
+        assert!(path_matches(&format!("{base}nothing")).is_empty());
     }
 }

@@ -18,6 +18,7 @@ impl App {
         };
         match cmd {
             Command::Join(name) => out.push(Action::Join { name }),
+            Command::Upload(path) => self.upload_path(&path, out),
             Command::Dm(user) => match self.model.dm_with(&user).map(|c| c.id.clone()) {
                 Some(id) => self.focus(id, out),
                 None => out.push(Action::OpenDm { user }),

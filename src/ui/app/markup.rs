@@ -40,6 +40,8 @@ pub enum TerminalRequest {
     /// Open the draft in `$EDITOR`; the result comes back through
     /// [`App::editor_done`].
     Edit(String),
+    /// Open a file with the system's opener, detached.
+    Open(std::path::PathBuf),
 }
 
 impl App {

@@ -13,6 +13,7 @@
 
 mod complete;
 mod exec;
+mod files;
 mod insert;
 mod markup;
 mod normal;
@@ -43,6 +44,7 @@ use super::theme::Theme;
 use crate::client::clock::TimeZone;
 use crate::client::view::MessageRow;
 use crate::client::{Action, Update};
+use crate::ui::strings;
 use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEventKind};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -61,6 +63,11 @@ pub enum Mode {
     /// Waiting for y/n before deleting message `seq`.
     ConfirmDelete {
         seq: u64,
+    },
+    /// Waiting for y/n before uploading a pasted path (`text` as pasted).
+    ConfirmUpload {
+        path: std::path::PathBuf,
+        text: String,
     },
     Login,
     /// This account's device sessions.
@@ -115,6 +122,8 @@ pub struct App {
     pub markup: Markup,
     /// Terminal work (clipboard, editor) for the UI loop to drain.
     pub terminal_requests: Vec<TerminalRequest>,
+    /// Inline images ready to draw, and decodes for the UI loop to run.
+    pub images: super::images::Images,
     typing: TypingOut,
     /// Highest seq I asked to mark read, per conversation.
     marked: HashMap<String, u64>,
@@ -161,6 +170,7 @@ impl App {
             quit: false,
             markup: Markup::default(),
             terminal_requests: Vec::new(),
+            images: Default::default(),
             typing: TypingOut::default(),
             marked: HashMap::new(),
             older_requested: None,
@@ -186,6 +196,9 @@ impl App {
                 }
             }
             UiEvent::Term(ev) => self.on_term(ev, &mut out),
+            UiEvent::Image(done) => self.images.insert(done),
+            UiEvent::Opened(Err(why)) => self.status = Some(strings::open_failed(&why)),
+            UiEvent::Opened(Ok(())) => {}
         }
         self.after_update(&mut out);
         out
@@ -206,6 +219,16 @@ impl App {
                     }
                 }
                 Update::Focus(conv) => self.focus_request = Some(conv),
+                Update::Transfer(t) => self.on_transfer(t),
+                Update::FileReady {
+                    digest,
+                    path,
+                    purpose,
+                } => self.on_file_ready(&digest, path, purpose),
+                Update::Messages { .. } => {
+                    self.model.apply(update, now);
+                    self.queue_previews();
+                }
                 Update::AuthFailed { .. } => {
                     // Back at the login screen after a session ended: the
                     // same account, the password to type.
@@ -251,12 +274,16 @@ impl App {
             Mode::Help => self.help_key(k),
             Mode::QuickSwitcher => self.switcher_key(k, out),
             Mode::ConfirmDelete { seq } => self.confirm_key(k, seq, out),
+            Mode::ConfirmUpload { path, text } => self.confirm_upload_key(k, path, text, out),
             Mode::Login => self.login_key(k, out),
             Mode::Sessions => self.sessions_key(k, out),
         }
     }
 
     fn on_paste(&mut self, text: &str, out: &mut Vec<Action>) {
+        if matches!(self.mode, Mode::Insert | Mode::Normal) && self.offer_upload(text) {
+            return;
+        }
         match self.mode {
             Mode::Insert => self.insert_paste(text, out),
             Mode::Normal if self.focused.is_some() => {

@@ -60,6 +60,8 @@ impl App {
             KeyCmd::NextUnread => self.jump_unread(false, out),
             KeyCmd::NextMention => self.jump_unread(true, out),
             KeyCmd::UnreadOnly => self.toggle_unread_only(),
+            KeyCmd::OpenFile => self.fetch_selected(crate::client::update::Fetch::Open, out),
+            KeyCmd::SaveFile => self.fetch_selected(crate::client::update::Fetch::Save, out),
         }
     }
 

@@ -107,7 +107,7 @@ impl App {
         };
         let visible = matches!(
             self.mode,
-            Mode::Normal | Mode::Insert | Mode::ConfirmDelete { .. }
+            Mode::Normal | Mode::Insert | Mode::ConfirmDelete { .. } | Mode::ConfirmUpload { .. }
         );
         if !visible || !self.terminal_focused || self.scroll != 0 {
             return;

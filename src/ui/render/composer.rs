@@ -119,6 +119,7 @@ pub fn render_status(app: &App, frame: &mut Frame, area: Rect) {
         Mode::Help => ("HELP", ""),
         Mode::QuickSwitcher => ("GO TO", ""),
         Mode::ConfirmDelete { .. } => ("DELETE", strings::CONFIRM_DELETE),
+        Mode::ConfirmUpload { .. } => ("UPLOAD", ""),
         Mode::Login => ("LOGIN", ""),
         Mode::Sessions => ("SESSIONS", ""),
     };
@@ -128,6 +129,16 @@ pub fn render_status(app: &App, frame: &mut Frame, area: Rect) {
         .add_modifier(Modifier::BOLD);
     let (text, style) = match (&app.mode, &app.status, &app.model.notice) {
         (Mode::ConfirmDelete { .. }, _, _) => (hints.to_string(), Style::default().fg(theme.warn)),
+        (Mode::ConfirmUpload { path, .. }, _, _) => {
+            let name = path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into(),
+            );
+            (
+                strings::upload_offer(&crate::client::text::clean(&name)),
+                Style::default().fg(theme.warn),
+            )
+        }
         (_, Some(s), _) => (s.clone(), Style::default().fg(theme.warn)),
         (_, None, Some(n)) => (n.clone(), theme.base()),
         _ => (hints.to_string(), theme.dimmed()),

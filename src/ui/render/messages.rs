@@ -1,7 +1,8 @@
 //! The message view: rows laid out into styled lines for a given width
 //! (day separators, sender colours, wrapping, edits, deletions, reactions,
 //! reply quotes, delivery marks, receipts, gaps, the selection, the "new
-//! messages" line). Bodies are markdown ([`super::markdown`]) unless shown
+//! messages" line, shared files with their caption and inline image).
+//! Bodies are markdown ([`super::markdown`]) unless shown
 //! raw. The App uses the same layout to scroll, so this module is pure and
 //! width-driven.
 
@@ -27,6 +28,18 @@ pub struct Laid {
     pub row_of_line: Vec<Option<usize>>,
     /// Where URLs are shown, for terminal hyperlinks.
     pub links: Vec<LinkSpan>,
+    /// Blank lines kept for inline images.
+    pub images: Vec<ImageSpot>,
+}
+
+/// Lines `line..line + rows` hold the image of `digest`, `cols` wide, from
+/// column [`INDENT`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSpot {
+    pub line: usize,
+    pub rows: u16,
+    pub cols: u16,
+    pub digest: String,
 }
 
 /// A URL's cells on one laid-out line.
@@ -291,7 +304,15 @@ fn message(
         }
         None => prefix,
     };
-    if raw {
+    if let Some(file) = &m.file {
+        file_lines(app, head, file, &trailer, (w, row), laid);
+        if raw && !m.body.is_empty() {
+            let segs = mention_segments(&m.body, &app.model.me, theme.base(), theme.mention());
+            body_lines(indent(), &segs, w, row, laid);
+        } else if !m.body.is_empty() {
+            markdown_lines(app, indent(), (&m.body, palette), &[], (w, row), laid);
+        }
+    } else if raw {
         body_lines(head, &segs, w, row, laid);
     } else {
         markdown_lines(app, head, (&m.body, palette), &trailer, (w, row), laid);
@@ -314,6 +335,49 @@ fn message(
     if let Some(SendState::Failed(reason)) = &m.send_state {
         let segs = vec![(strings::failed(reason), Style::default().fg(theme.error))];
         body_lines(indent(), &segs, w, row, laid);
+    }
+}
+
+/// A shared file: `📎 name  47 KiB · text/plain` after `head`, then the
+/// blank lines its inline image is drawn over.
+fn file_lines(
+    app: &App,
+    head: Vec<Span<'static>>,
+    file: &crate::proto::FileInfo,
+    trailer: &[Seg],
+    (w, row): (usize, usize),
+    laid: &mut Laid,
+) {
+    let theme = &app.theme;
+    let clean = crate::client::text::clean;
+    let mut segs: Vec<Seg> = vec![
+        ("📎 ".to_string(), theme.base()),
+        (clean(&file.name), theme.base().add_modifier(Modifier::BOLD)),
+        (
+            format!(
+                "  {} · {}",
+                crate::client::attach::human_size(file.size),
+                clean(&file.media_type)
+            ),
+            theme.dimmed(),
+        ),
+    ];
+    segs.extend(trailer.iter().cloned());
+    body_lines(head, &segs, w, row, laid);
+    let Some(size) = app.images.protocol(&file.digest).map(|p| p.size()) else {
+        return;
+    };
+    if size.width == 0 || w < INDENT + 2 {
+        return;
+    }
+    laid.images.push(ImageSpot {
+        line: laid.lines.len(),
+        rows: size.height,
+        cols: size.width.min((w - INDENT) as u16),
+        digest: file.digest.clone(),
+    });
+    for _ in 0..size.height {
+        laid.push(Line::default(), Some(row));
     }
 }
 
@@ -363,6 +427,37 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     target.y += top;
     target.height -= top;
     frame.render_widget(Paragraph::new(lines).style(app.theme.base()), target);
+    for (rect, digest) in spots_on_screen(&laid, (start, end, top), area) {
+        if let Some(p) = app.images.protocol(&digest) {
+            frame.render_widget(ratatui_image::Image::new(p), rect);
+        }
+    }
+}
+
+/// The images wholly on screen and where.
+fn spots_on_screen(
+    laid: &Laid,
+    (start, end, top): (usize, usize, u16),
+    area: Rect,
+) -> Vec<(Rect, String)> {
+    laid.images
+        .iter()
+        .filter(|s| s.line >= start && s.line + usize::from(s.rows) <= end)
+        .filter_map(|s| {
+            let y = area.y + top + u16::try_from(s.line - start).ok()?;
+            let x = area.x + INDENT as u16;
+            let cols = s.cols.min(area.right().saturating_sub(x));
+            (cols > 0).then(|| (Rect::new(x, y, cols, s.rows), s.digest.clone()))
+        })
+        .collect()
+}
+
+/// The inline images on screen in `area`, with their digests.
+pub fn image_spots(app: &App, area: Rect) -> Vec<(Rect, String)> {
+    match visible(app, area) {
+        Some((laid, start, end, top)) => spots_on_screen(&laid, (start, end, top), area),
+        None => Vec::new(),
+    }
 }
 
 /// The screen cells of the URLs on screen in `area`, with their targets.

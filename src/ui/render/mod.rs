@@ -54,12 +54,27 @@ pub fn render(app: &App, frame: &mut Frame) {
     }
 }
 
+/// The digests of the inline images on screen, as last drawn.
+pub fn images_on_screen(app: &App, area: Rect) -> Vec<String> {
+    let open = matches!(
+        app.mode,
+        Mode::Normal | Mode::Insert | Mode::ConfirmDelete { .. } | Mode::ConfirmUpload { .. }
+    );
+    if !open || app.model.needs_login || area.width == 0 || area.height == 0 {
+        return Vec::new();
+    }
+    messages::image_spots(app, Areas::compute(area, app).messages)
+        .into_iter()
+        .map(|(_, digest)| digest)
+        .collect()
+}
+
 /// The URLs on screen and their cells, for terminal hyperlinks; none while
 /// an overlay or the login screen covers the messages.
 pub fn links(app: &App, area: Rect) -> Vec<(Rect, String)> {
     let open = matches!(
         app.mode,
-        Mode::Normal | Mode::Insert | Mode::ConfirmDelete { .. }
+        Mode::Normal | Mode::Insert | Mode::ConfirmDelete { .. } | Mode::ConfirmUpload { .. }
     );
     if !open || app.model.needs_login || area.width == 0 || area.height == 0 {
         return Vec::new();

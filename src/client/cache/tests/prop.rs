@@ -107,6 +107,7 @@ fn reference_fold(log: &[Event], me: &str) -> Vec<MessageRow> {
                     sender: e.sender.clone(),
                     ts: e.ts,
                     body: body.clone(),
+                    file: None,
                     edited: false,
                     deleted: false,
                     moderated: false,

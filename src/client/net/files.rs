@@ -1,0 +1,704 @@
+//! Files over HTTP on chatd's port: `POST /files` up, `GET /files/{digest}`
+//! down (see PROTOCOL.md, "Files").
+//!
+//! The connection is made the way the WebSocket's is: the same host and
+//! port, cleartext for `ws://` (and refused to another machine unless
+//! insecure), TLS for `wss://` with exactly the WebSocket's trust settings.
+//! One request per connection, through hyper's HTTP/1 client.
+//!
+//! Both directions stream in constant memory: an upload reads its file in
+//! chunks into the request body; a download writes each chunk to a partial
+//! file beside its target, which is synced, checked against the digest and
+//! only then renamed into place. A partial file left by an interrupted
+//! download is resumed with `Range` from its size. A transfer that makes no
+//! progress for [`IDLE`] ends with a timeout.
+
+use super::conn::{cleartext_remote, ws_url};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use sha2::{Digest as _, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// Bytes read from a file (or written to one) at a time.
+const CHUNK: usize = 64 * 1024;
+/// A transfer that moves no byte for this long is given up.
+pub const IDLE: Duration = Duration::from_secs(30);
+/// Connecting (TCP and TLS) may take this long.
+const CONNECT: Duration = Duration::from_secs(15);
+/// Largest error or answer body read.
+const MAX_REPLY: usize = 4096;
+
+/// Why a transfer failed, in words a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error("the server refused the session token (401): log in again (`chat login`)")]
+    Unauthorized,
+    #[error("the server refused: the account is deactivated (403)")]
+    Forbidden,
+    #[error(
+        "no such file here (404): it was deleted, or it is not shared in a conversation you belong to"
+    )]
+    NotFound,
+    #[error("the file is larger than this server accepts (413)")]
+    TooLarge,
+    #[error(
+        "over your storage quota on this server (507): delete files you shared, or ask an admin"
+    )]
+    Quota,
+    #[error("too many uploads in progress for this account (429): wait for one to finish")]
+    Busy,
+    #[error("the server refused the transfer ({status}){}", if .message.is_empty() { String::new() } else { format!(": {message}") })]
+    Refused { status: u16, message: String },
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect { addr: String, reason: String },
+    #[error("cannot connect securely to {host}: {reason}")]
+    Tls { host: String, reason: String },
+    #[error(
+        "refusing to send the session token in cleartext to {0}: use wss:// (or pass --insecure)"
+    )]
+    Insecure(String),
+    #[error("cannot use the CA file: {0}")]
+    CaFile(String),
+    #[error("the connection was lost during the transfer ({0}); run it again to resume")]
+    Lost(String),
+    #[error("timed out: nothing moved for {} s", IDLE.as_secs())]
+    Timeout,
+    #[error("the downloaded bytes do not match the file's digest; they were removed")]
+    DigestMismatch,
+    #[error("unexpected answer from the server: {0}")]
+    BadReply(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl TransferError {
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TransferError + '_ {
+        move |source| TransferError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Whether trying again later could help (the network, a busy server).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            TransferError::Connect { .. }
+                | TransferError::Lost(_)
+                | TransferError::Timeout
+                | TransferError::Busy
+        )
+    }
+}
+
+/// What the server answered to an upload.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Uploaded {
+    pub digest: String,
+    pub size: u64,
+}
+
+/// How a download went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Downloaded {
+    pub path: PathBuf,
+    /// Bytes already held from an earlier, interrupted download.
+    pub resumed_from: u64,
+}
+
+/// What to do with a partial file of `have` bytes of a file of `size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Nothing usable: start from the first byte.
+    Fresh,
+    /// Ask for the bytes from this offset on.
+    From(u64),
+    /// Every byte is there: only check the digest.
+    Complete,
+}
+
+impl Resume {
+    pub fn plan(have: u64, size: u64) -> Resume {
+        match have {
+            0 => Resume::Fresh,
+            h if h == size => Resume::Complete,
+            h if h > size => Resume::Fresh,
+            h => Resume::From(h),
+        }
+    }
+}
+
+/// The `Range` header asking for the bytes from `start` on.
+pub fn range_header(start: u64) -> String {
+    format!("bytes={start}-")
+}
+
+/// The first byte a `206` answer's `Content-Range` (`bytes START-END/SIZE`)
+/// starts at.
+pub fn content_range_start(value: &str) -> Option<u64> {
+    let rest = value.trim().strip_prefix("bytes ")?;
+    rest.split('-').next()?.trim().parse().ok()
+}
+
+/// The partial file a download of `digest` to `dest` writes into: beside
+/// it (so the final rename never crosses file systems), hidden, and named
+/// by the digest so that a resume continues the same bytes.
+pub fn partial_path(dest: &Path, digest: &str) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "download".into());
+    let short: String = digest.chars().take(16).collect();
+    dest.with_file_name(format!(".{name}.{short}.part"))
+}
+
+/// A stream to the server, cleartext or TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+/// Where files go and come from: chatd's HTTP side, with a session token.
+#[derive(Clone)]
+pub struct FileClient {
+    /// `host:port` to connect to.
+    addr: String,
+    /// The `Host` header.
+    authority: String,
+    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    token: String,
+}
+
+impl std::fmt::Debug for FileClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileClient")
+            .field("addr", &self.addr)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileClient {
+    /// A client for `server` (as the WebSocket takes it), authenticating
+    /// with `token`.
+    pub fn new(
+        server: &str,
+        token: String,
+        insecure: bool,
+        ca_file: Option<&Path>,
+    ) -> Result<FileClient, TransferError> {
+        let url = ws_url(server);
+        if let Some(host) = cleartext_remote(&url)
+            && !insecure
+        {
+            return Err(TransferError::Insecure(host));
+        }
+        let secure = url.starts_with("wss://");
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+        let authority = rest.split('/').next().unwrap_or(rest).to_string();
+        let (host, port) = split_host_port(&authority, if secure { 443 } else { 80 });
+        let tls = if secure {
+            let config = super::tls::client_config(ca_file).map_err(TransferError::CaFile)?;
+            let name = ServerName::try_from(host.clone()).map_err(|e| TransferError::Tls {
+                host: host.clone(),
+                reason: e.to_string(),
+            })?;
+            Some((config, name))
+        } else {
+            None
+        };
+        let addr = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        Ok(FileClient {
+            addr,
+            authority,
+            tls,
+            token,
+        })
+    }
+
+    async fn connect(&self) -> Result<Box<dyn Io>, TransferError> {
+        let connect_err = |reason: String| TransferError::Connect {
+            addr: self.addr.clone(),
+            reason,
+        };
+        let tcp = tokio::time::timeout(CONNECT, TcpStream::connect(&self.addr))
+            .await
+            .map_err(|_| connect_err("timed out".into()))?
+            .map_err(|e| connect_err(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let Some((config, name)) = &self.tls else {
+            return Ok(Box::new(tcp));
+        };
+        let connector = tokio_rustls::TlsConnector::from(config.clone());
+        let tls = tokio::time::timeout(CONNECT, connector.connect(name.clone(), tcp))
+            .await
+            .map_err(|_| connect_err("timed out during the TLS handshake".into()))?
+            .map_err(|e| TransferError::Tls {
+                host: self.authority.clone(),
+                reason: super::tls::io_failure(&e).unwrap_or_else(|| e.to_string()),
+            })?;
+        Ok(Box::new(tls))
+    }
+
+    /// Send one request on a connection of its own.
+    async fn exchange(&self, req: Request<Body>) -> Result<Response<Incoming>, TransferError> {
+        let io = self.connect().await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| TransferError::Lost(e.to_string()))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("file transfer connection: {e}");
+            }
+        });
+        sender
+            .send_request(req)
+            .await
+            .map_err(|e| TransferError::Lost(lost_reason(&e)))
+    }
+
+    fn request(&self, method: hyper::Method, path: &str) -> hyper::http::request::Builder {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, &self.authority)
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
+            .header(
+                header::USER_AGENT,
+                concat!("chat/", env!("CARGO_PKG_VERSION")),
+            )
+    }
+
+    /// Upload the `size` bytes of `path`, whose SHA-256 is `digest` (hex).
+    /// `progress` counts the bytes sent.
+    pub async fn upload(
+        &self,
+        path: &Path,
+        digest: &str,
+        size: u64,
+        progress: &watch::Sender<u64>,
+    ) -> Result<Uploaded, TransferError> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(TransferError::io(path))?;
+        let counter = progress.clone();
+        let chunks = futures_util::stream::unfold((file, 0u64), move |(mut file, sent)| {
+            let counter = counter.clone();
+            async move {
+                let mut buf = vec![0u8; CHUNK];
+                match file.read(&mut buf).await {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        let sent = sent + n as u64;
+                        counter.send_replace(sent);
+                        Some((Ok(Frame::data(Bytes::from(buf))), (file, sent)))
+                    }
+                    Err(e) => Some((Err(e), (file, sent))),
+                }
+            }
+        });
+        let req = self
+            .request(hyper::Method::POST, "/files")
+            .header(header::CONTENT_LENGTH, size)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header("x-content-sha256", digest)
+            .body(StreamBody::new(chunks).boxed())
+            .map_err(|e| TransferError::BadReply(e.to_string()))?;
+        let resp = stall_guard(progress.subscribe(), self.exchange(req)).await?;
+        let status = resp.status();
+        let body = read_small(resp.into_body()).await?;
+        if status != StatusCode::CREATED && status != StatusCode::OK {
+            return Err(refusal(status, &body));
+        }
+        let up: Uploaded = serde_json::from_slice(&body)
+            .map_err(|e| TransferError::BadReply(format!("upload answer: {e}")))?;
+        if !up.digest.eq_ignore_ascii_case(digest) || up.size != size {
+            return Err(TransferError::BadReply(format!(
+                "the server stored {} bytes as {}, not {size} bytes as {digest}",
+                up.size, up.digest
+            )));
+        }
+        Ok(up)
+    }
+
+    /// Download the file `digest` of `size` bytes to `dest`, resuming a
+    /// partial file left beside it; an existing `dest` is replaced only
+    /// when `overwrite`. `progress` counts the bytes held.
+    pub async fn download(
+        &self,
+        digest: &str,
+        size: u64,
+        dest: &Path,
+        overwrite: bool,
+        progress: &watch::Sender<u64>,
+    ) -> Result<Downloaded, TransferError> {
+        if !is_digest(digest) {
+            return Err(TransferError::BadReply(format!("not a digest: {digest:?}")));
+        }
+        let part = partial_path(dest, digest);
+        match self.fetch_into(&part, digest, size, progress).await {
+            // The server could not serve the range (the partial file was
+            // not a prefix of this file): once more from the start.
+            Err(Retry::FromStart) => {
+                remove_quietly(&part).await;
+                match self.fetch_into(&part, digest, size, progress).await {
+                    Ok(from) => finish(&part, dest, overwrite, from).await,
+                    Err(Retry::FromStart) => Err(TransferError::BadReply(
+                        "the server keeps refusing the range".into(),
+                    )),
+                    Err(Retry::Fail(e)) => Err(e),
+                }
+            }
+            Err(Retry::Fail(e)) => Err(e),
+            Ok(from) => finish(&part, dest, overwrite, from).await,
+        }
+    }
+
+    /// Fill `part` with the file's bytes and check them; returns where it
+    /// resumed from.
+    async fn fetch_into(
+        &self,
+        part: &Path,
+        digest: &str,
+        size: u64,
+        progress: &watch::Sender<u64>,
+    ) -> Result<u64, Retry> {
+        let have = tokio::fs::metadata(part)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let plan = Resume::plan(have, size);
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(part)
+            .await
+            .map_err(TransferError::io(part))?;
+        let mut hasher = Sha256::new();
+        let mut held = match plan {
+            Resume::Fresh => {
+                file.set_len(0).await.map_err(TransferError::io(part))?;
+                0
+            }
+            Resume::From(_) | Resume::Complete => {
+                hash_prefix(part, have, &mut hasher).await?;
+                have
+            }
+        };
+        let resumed_from = held;
+        progress.send_replace(held);
+        if plan != Resume::Complete {
+            let mut req = self.request(hyper::Method::GET, &format!("/files/{digest}"));
+            if let Resume::From(start) = plan {
+                req = req.header(header::RANGE, range_header(start));
+            }
+            let req = req
+                .body(Empty::new().map_err(|never| match never {}).boxed())
+                .map_err(|e| TransferError::BadReply(e.to_string()))?;
+            let resp = tokio::time::timeout(IDLE, self.exchange(req))
+                .await
+                .map_err(|_| TransferError::Timeout)??;
+            let status = resp.status();
+            match status {
+                StatusCode::OK if held > 0 => {
+                    // The server sent the whole file after all.
+                    file.set_len(0).await.map_err(TransferError::io(part))?;
+                    hasher = Sha256::new();
+                    held = 0;
+                }
+                StatusCode::OK => {}
+                StatusCode::PARTIAL_CONTENT => {
+                    let start = resp
+                        .headers()
+                        .get(header::CONTENT_RANGE)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(content_range_start);
+                    if start != Some(held) {
+                        return Err(Retry::FromStart);
+                    }
+                }
+                StatusCode::RANGE_NOT_SATISFIABLE => return Err(Retry::FromStart),
+                _ => {
+                    let body = read_small(resp.into_body()).await?;
+                    return Err(refusal(status, &body).into());
+                }
+            }
+            let mut body = resp.into_body();
+            loop {
+                let frame = tokio::time::timeout(IDLE, body.frame())
+                    .await
+                    .map_err(|_| TransferError::Timeout)?;
+                let Some(frame) = frame else { break };
+                let frame = frame.map_err(|e| TransferError::Lost(lost_reason(&e)))?;
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                held += data.len() as u64;
+                if held > size {
+                    return Err(Retry::FromStart);
+                }
+                file.write_all(&data)
+                    .await
+                    .map_err(TransferError::io(part))?;
+                hasher.update(&data);
+                progress.send_replace(held);
+            }
+            file.flush().await.map_err(TransferError::io(part))?;
+            file.sync_all().await.map_err(TransferError::io(part))?;
+        }
+        if held != size {
+            return Err(TransferError::Lost(format!("got {held} of {size} bytes")).into());
+        }
+        if hex::encode(hasher.finalize()) != digest.to_ascii_lowercase() {
+            remove_quietly(part).await;
+            return Err(TransferError::DigestMismatch.into());
+        }
+        Ok(resumed_from)
+    }
+}
+
+/// Why a download attempt stopped.
+enum Retry {
+    FromStart,
+    Fail(TransferError),
+}
+
+impl From<TransferError> for Retry {
+    fn from(e: TransferError) -> Self {
+        Retry::Fail(e)
+    }
+}
+
+/// Put the checked partial file in place: replacing `dest` when
+/// `overwrite`, otherwise only if nothing is there (atomically, by a link).
+async fn finish(
+    part: &Path,
+    dest: &Path,
+    overwrite: bool,
+    resumed_from: u64,
+) -> Result<Downloaded, TransferError> {
+    if overwrite {
+        tokio::fs::rename(part, dest)
+            .await
+            .map_err(TransferError::io(dest))?;
+    } else {
+        match tokio::fs::hard_link(part, dest).await {
+            Ok(()) => remove_quietly(part).await,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(TransferError::Io {
+                    path: dest.to_path_buf(),
+                    source: std::io::Error::new(
+                        e.kind(),
+                        "already exists (the download is kept beside it until replaced)",
+                    ),
+                });
+            }
+            // A file system without hard links.
+            Err(_) if tokio::fs::metadata(dest).await.is_err() => tokio::fs::rename(part, dest)
+                .await
+                .map_err(TransferError::io(dest))?,
+            Err(e) => return Err(TransferError::io(dest)(e)),
+        }
+    }
+    if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty())
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(Downloaded {
+        path: dest.to_path_buf(),
+        resumed_from,
+    })
+}
+
+async fn remove_quietly(path: &Path) {
+    if let Err(e) = tokio::fs::remove_file(path).await
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("cannot remove {}: {e}", path.display());
+    }
+}
+
+/// Feed the first `n` bytes of `path` to `hasher`.
+async fn hash_prefix(path: &Path, n: u64, hasher: &mut Sha256) -> Result<(), TransferError> {
+    let mut f = tokio::fs::File::open(path)
+        .await
+        .map_err(TransferError::io(path))?
+        .take(n);
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let got = f.read(&mut buf).await.map_err(TransferError::io(path))?;
+        if got == 0 {
+            return Ok(());
+        }
+        hasher.update(&buf[..got]);
+    }
+}
+
+/// Run `work` while `progress` keeps moving; a pause of [`IDLE`] ends it.
+async fn stall_guard<T>(
+    mut progress: watch::Receiver<u64>,
+    work: impl Future<Output = Result<T, TransferError>>,
+) -> Result<T, TransferError> {
+    let watchdog = async move {
+        loop {
+            match tokio::time::timeout(IDLE, progress.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => std::future::pending::<()>().await,
+                Err(_) => return,
+            }
+        }
+    };
+    tokio::select! {
+        r = work => r,
+        () = watchdog => Err(TransferError::Timeout),
+    }
+}
+
+/// At most [`MAX_REPLY`] bytes of a small answer.
+async fn read_small(mut body: Incoming) -> Result<Vec<u8>, TransferError> {
+    let mut out = Vec::new();
+    while out.len() < MAX_REPLY {
+        let frame = tokio::time::timeout(IDLE, body.frame())
+            .await
+            .map_err(|_| TransferError::Timeout)?;
+        let Some(frame) = frame else { break };
+        let frame = frame.map_err(|e| TransferError::Lost(lost_reason(&e)))?;
+        if let Ok(data) = frame.into_data() {
+            out.extend_from_slice(&data[..data.len().min(MAX_REPLY - out.len())]);
+        }
+    }
+    Ok(out)
+}
+
+/// The error for a refusing status, with the server's first line.
+fn refusal(status: StatusCode, body: &[u8]) -> TransferError {
+    match status {
+        StatusCode::UNAUTHORIZED => TransferError::Unauthorized,
+        StatusCode::FORBIDDEN => TransferError::Forbidden,
+        StatusCode::NOT_FOUND => TransferError::NotFound,
+        StatusCode::PAYLOAD_TOO_LARGE => TransferError::TooLarge,
+        StatusCode::INSUFFICIENT_STORAGE => TransferError::Quota,
+        StatusCode::TOO_MANY_REQUESTS => TransferError::Busy,
+        _ => {
+            let text = String::from_utf8_lossy(body);
+            let line = text.lines().map(str::trim).find(|l| !l.is_empty());
+            let line = crate::client::text::clean(line.unwrap_or(""));
+            TransferError::Refused {
+                status: status.as_u16(),
+                message: line.chars().take(200).collect(),
+            }
+        }
+    }
+}
+
+fn lost_reason(e: &hyper::Error) -> String {
+    if e.is_incomplete_message() {
+        "the server closed the connection mid-transfer".into()
+    } else {
+        e.to_string()
+    }
+}
+
+/// Whether `s` is 64 hex digits.
+pub fn is_digest(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// `host` and port of an authority (`[::1]:7878`, `example.org`).
+fn split_host_port(authority: &str, default_port: u16) -> (String, u16) {
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').unwrap_or((rest, ""));
+        let port = after
+            .strip_prefix(':')
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(default_port);
+        return (host.to_string(), port);
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => {
+            (host.to_string(), port.parse().unwrap_or(default_port))
+        }
+        _ => (authority.to_string(), default_port),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_plans_from_the_partial_size() {
+        assert_eq!(Resume::plan(0, 100), Resume::Fresh);
+        assert_eq!(Resume::plan(40, 100), Resume::From(40));
+        assert_eq!(Resume::plan(100, 100), Resume::Complete);
+        // Longer than the file: not a prefix of it.
+        assert_eq!(Resume::plan(140, 100), Resume::Fresh);
+        assert_eq!(Resume::plan(0, 0), Resume::Fresh);
+        assert_eq!(range_header(40), "bytes=40-");
+    }
+
+    #[test]
+    fn content_range_gives_the_first_byte() {
+        assert_eq!(content_range_start("bytes 40-99/100"), Some(40));
+        assert_eq!(content_range_start("bytes 0-0/1"), Some(0));
+        assert_eq!(content_range_start("bytes */100"), None);
+        assert_eq!(content_range_start("items 1-2/3"), None);
+    }
+
+    #[test]
+    fn the_partial_file_sits_beside_the_target_hidden() {
+        let p = partial_path(Path::new("/tmp/x/deploy.log"), &"ab".repeat(32));
+        assert_eq!(p, Path::new("/tmp/x/.deploy.log.abababababababab.part"));
+    }
+
+    #[test]
+    fn the_address_follows_the_websocket_url() {
+        let c = FileClient::new("127.0.0.1:7878", "t".into(), false, None).unwrap();
+        assert_eq!(
+            (c.addr.as_str(), c.tls.is_some()),
+            ("127.0.0.1:7878", false)
+        );
+        let c = FileClient::new("wss://[::1]:9000", "t".into(), false, None).unwrap();
+        assert_eq!((c.addr.as_str(), c.tls.is_some()), ("[::1]:9000", true));
+        let c = FileClient::new("chat.example.org", "t".into(), false, None).unwrap();
+        assert_eq!(c.addr, "chat.example.org:443");
+        assert!(c.tls.is_some());
+        let e = FileClient::new("ws://chat.example.org:80", "t".into(), false, None).unwrap_err();
+        assert!(matches!(e, TransferError::Insecure(_)), "{e}");
+    }
+
+    #[test]
+    fn refusals_read_as_sentences() {
+        for (status, words) in [
+            (401, "log in again"),
+            (403, "deactivated"),
+            (404, "not shared"),
+            (413, "larger"),
+            (507, "quota"),
+            (429, "wait"),
+            (500, "boom"),
+        ] {
+            let e = refusal(StatusCode::from_u16(status).unwrap(), b"boom\n");
+            assert!(e.to_string().contains(words), "{status}: {e}");
+        }
+    }
+}
