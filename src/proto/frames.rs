@@ -4,8 +4,8 @@
 
 use super::error::{ErrorCode, ProtoError};
 use super::types::{
-    Account, ConvKind, Conversation, Event, FileInfo, Invite, MemberRole, Millis, Presence, PresenceStatus,
-    Role, SessionInfo,
+    Account, ConvKind, Conversation, Event, FileInfo, Invite, MemberRole, Millis, Presence,
+    PresenceStatus, Role, SessionInfo,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

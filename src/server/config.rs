@@ -2,9 +2,9 @@
 
 pub use crate::net::transport::IpNet;
 use crate::proto::Limits;
+pub use crate::server::files::FilesConfig;
 pub use crate::store::log::Registration;
 pub use crate::store::log::retention::RetentionConfig;
-pub use crate::server::files::FilesConfig;
 use crate::store::log::{SessionLife, StoreConfig};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;

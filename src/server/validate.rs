@@ -100,6 +100,79 @@ pub fn members(members: &[String], limits: &Limits) -> Result<(), ProtoError> {
     Ok(())
 }
 
+/// Longest file name, in bytes.
+pub const MAX_FILE_NAME_BYTES: usize = 255;
+
+/// Largest image preview, decoded.
+pub const MAX_PREVIEW_BYTES: usize = 16 * 1024;
+
+/// What a `file` event may say about its file: a digest, a plain name (no
+/// directories, no control characters), a size within the upload limit, a
+/// media type of the `type/subtype` shape, and a small PNG or JPEG preview.
+pub fn file(f: &FileInfo, max_upload_bytes: u64) -> Result<(), ProtoError> {
+    if f.digest.len() != 64
+        || !f
+            .digest
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(ProtoError::invalid(
+            "the file digest is 64 lowercase hex digits (its SHA-256)",
+        ));
+    }
+    let name = f.name.as_str();
+    if name.trim().is_empty() || name == "." || name == ".." {
+        return Err(ProtoError::invalid("the file has no name"));
+    }
+    if name.len() > MAX_FILE_NAME_BYTES {
+        return Err(too_large("the file name", MAX_FILE_NAME_BYTES));
+    }
+    if name.contains(['/', '\\']) || name.chars().any(char::is_control) {
+        return Err(ProtoError::invalid(
+            "a file name has no directories and no control characters",
+        ));
+    }
+    if f.size > max_upload_bytes {
+        return Err(ProtoError::new(
+            ErrorCode::TooLarge,
+            format!("files are limited to {max_upload_bytes} bytes"),
+        ));
+    }
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    let shaped = f.media_type.len() <= 127
+        && f.media_type
+            .split_once('/')
+            .is_some_and(|(t, s)| token(t) && token(s));
+    if !shaped {
+        return Err(ProtoError::invalid(
+            "the media type is type/subtype, like image/png",
+        ));
+    }
+    for side in [f.width, f.height].into_iter().flatten() {
+        if side == 0 || side > 1_000_000 {
+            return Err(ProtoError::invalid("an image side is 1 to 1000000 pixels"));
+        }
+    }
+    if let Some(p) = &f.preview {
+        if p.len() > MAX_PREVIEW_BYTES / 3 * 4 + 4 {
+            return Err(too_large("the preview", MAX_PREVIEW_BYTES));
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(p)
+            .map_err(|_| ProtoError::invalid("the preview is not base64"))?;
+        let png = bytes.starts_with(b"\x89PNG\r\n\x1a\n");
+        let jpeg = bytes.starts_with(&[0xff, 0xd8, 0xff]);
+        if !png && !jpeg {
+            return Err(ProtoError::invalid("the preview is a PNG or a JPEG"));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,73 +203,4 @@ mod tests {
             ErrorCode::NotFound
         );
     }
-}
-
-/// Longest file name, in bytes.
-pub const MAX_FILE_NAME_BYTES: usize = 255;
-
-/// Largest image preview, decoded.
-pub const MAX_PREVIEW_BYTES: usize = 16 * 1024;
-
-/// What a `file` event may say about its file: a digest, a plain name (no
-/// directories, no control characters), a size within the upload limit, a
-/// media type of the `type/subtype` shape, and a small PNG or JPEG preview.
-pub fn file(f: &FileInfo, max_upload_bytes: u64) -> Result<(), ProtoError> {
-    if f.digest.len() != 64 || !f.digest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(ProtoError::invalid(
-            "the file digest is 64 lowercase hex digits (its SHA-256)",
-        ));
-    }
-    let name = f.name.as_str();
-    if name.trim().is_empty() || name == "." || name == ".." {
-        return Err(ProtoError::invalid("the file has no name"));
-    }
-    if name.len() > MAX_FILE_NAME_BYTES {
-        return Err(too_large("the file name", MAX_FILE_NAME_BYTES));
-    }
-    if name.contains(['/', '\\']) || name.chars().any(char::is_control) {
-        return Err(ProtoError::invalid(
-            "a file name has no directories and no control characters",
-        ));
-    }
-    if f.size > max_upload_bytes {
-        return Err(ProtoError::new(
-            ErrorCode::TooLarge,
-            format!("files are limited to {max_upload_bytes} bytes"),
-        ));
-    }
-    let token = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
-    };
-    let shaped = f.media_type.len() <= 127
-        && f
-            .media_type
-            .split_once('/')
-            .is_some_and(|(t, s)| token(t) && token(s));
-    if !shaped {
-        return Err(ProtoError::invalid(
-            "the media type is type/subtype, like image/png",
-        ));
-    }
-    for side in [f.width, f.height].into_iter().flatten() {
-        if side == 0 || side > 1_000_000 {
-            return Err(ProtoError::invalid("an image side is 1 to 1000000 pixels"));
-        }
-    }
-    if let Some(p) = &f.preview {
-        if p.len() > MAX_PREVIEW_BYTES / 3 * 4 + 4 {
-            return Err(too_large("the preview", MAX_PREVIEW_BYTES));
-        }
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(p)
-            .map_err(|_| ProtoError::invalid("the preview is not base64"))?;
-        let png = bytes.starts_with(b"\x89PNG\r\n\x1a\n");
-        let jpeg = bytes.starts_with(&[0xff, 0xd8, 0xff]);
-        if !png && !jpeg {
-            return Err(ProtoError::invalid("the preview is a PNG or a JPEG"));
-        }
-    }
-    Ok(())
 }
