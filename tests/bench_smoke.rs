@@ -240,3 +240,17 @@ async fn noisy_measures_latency_quiet_and_under_syncs() {
     assert!(r.num("sync_runs") >= 1.0, "{}", r.to_text());
     assert_eq!(r.num("sync_errors"), 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_moves_a_file_both_ways_and_reports_memory() {
+    let r = go(Scenario::Files(chat::bench::files::FilesArgs {
+        mib: 3,
+        chunk: 64 * 1024,
+    }))
+    .await;
+    assert_eq!(r.num("size_mib"), 3.0, "{}", r.to_text());
+    assert!(r.num("upload_mib_s") > 0.0, "{}", r.to_text());
+    assert!(r.num("download_mib_s") > 0.0, "{}", r.to_text());
+    let rss = r.get("rss_kib").expect("rss figures");
+    assert!(rss["peak_upload"].as_u64().unwrap() > 0, "{}", r.to_text());
+}

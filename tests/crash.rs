@@ -224,3 +224,96 @@ async fn server_peer(server: &Chatd, token: &str) -> Peer {
     assert_eq!(p.auth(token).await["type"], "ok");
     p
 }
+
+/// A SIGKILL in the middle of an upload leaves no partial file where files
+/// are kept; the next start sweeps the temporary one, and the same upload
+/// then goes through whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_mid_upload_leaves_no_partial_file() {
+    use sha2::{Digest, Sha256};
+    use tokio::io::AsyncWriteExt;
+    let temp = tempfile::tempdir().expect("temp dir");
+    let data = temp.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    let config = write_config(temp.path());
+    let files = data.join("files");
+    let blobs = |files: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(files)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name() != "tmp")
+            .flat_map(|shard| {
+                std::fs::read_dir(shard.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+            })
+            .map(|b| b.file_name().to_string_lossy().to_string())
+            .collect()
+    };
+    let temps = |files: &std::path::Path| -> Vec<u64> {
+        std::fs::read_dir(files.join("tmp"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+            .collect()
+    };
+
+    let chatd = Chatd::start(&data, &config).await;
+    let mut p = Peer::connect(&chatd.url()).await;
+    p.register("uploader").await;
+    let body: Vec<u8> = (0..5 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let digest = hex::encode(Sha256::digest(&body));
+    let mut s = tokio::net::TcpStream::connect(chatd.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /files HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nX-Content-Sha256: {digest}\r\nContent-Length: {}\r\n\r\n",
+        p.token,
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.expect("head");
+    s.write_all(&body[..2 * 1024 * 1024])
+        .await
+        .expect("first part");
+    // Wait until some of it is on disk, then kill.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !temps(&files).iter().any(|n| *n > 0) {
+        assert!(
+            Instant::now() < deadline,
+            "the upload never reached the disk"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    chatd.kill9().await;
+    drop(s);
+    assert!(
+        blobs(&files).is_empty(),
+        "no partial file among the stored ones"
+    );
+
+    let chatd = Chatd::start(&data, &config).await;
+    assert!(
+        temps(&files).is_empty(),
+        "the temporary file is swept at start"
+    );
+    assert!(blobs(&files).is_empty());
+    let mut s = tokio::net::TcpStream::connect(chatd.addr)
+        .await
+        .expect("connect");
+    let head = head.replace("Content-Length", "Connection: close\r\nContent-Length");
+    s.write_all(head.as_bytes()).await.expect("head");
+    s.write_all(&body).await.expect("body");
+    let mut answer = Vec::new();
+    use tokio::io::AsyncReadExt;
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut answer))
+        .await
+        .expect("answered")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert_eq!(blobs(&files), vec![digest]);
+    chatd.kill9().await;
+}

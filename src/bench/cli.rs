@@ -39,6 +39,8 @@ pub enum Scenario {
     Storm(StormArgs),
     /// One user put in many large groups syncs hard: others' latency.
     Noisy(super::noisy::NoisyArgs),
+    /// One large file up and down: throughput and chatd's memory meanwhile.
+    Files(super::files::FilesArgs),
     /// Client start-up with a large cache: time and RSS at the first frame.
     ClientStart(ClientArgs),
     /// The UI loop's latency while incoming events are applied.
@@ -59,6 +61,7 @@ impl Scenario {
                 | Scenario::Catchup(_)
                 | Scenario::Storm(_)
                 | Scenario::Noisy(_)
+                | Scenario::Files(_)
         )
     }
 }
@@ -85,6 +88,7 @@ pub async fn run(server: &ServerOpts, scenario: &Scenario) -> anyhow::Result<Rep
                 Scenario::Catchup(a) => super::catchup::run(&srv, a).await,
                 Scenario::Storm(a) => super::storm::run(&srv, a).await,
                 Scenario::Noisy(a) => super::noisy::run(&srv, a).await,
+                Scenario::Files(a) => super::files::run(&srv, a).await,
                 _ => unreachable!("client scenarios are handled above"),
             };
             srv.stop();

@@ -22,6 +22,7 @@ pub mod cli;
 pub mod client;
 pub mod client_run;
 pub mod fanout;
+pub mod files;
 pub mod idle;
 pub mod ingest;
 pub mod member;

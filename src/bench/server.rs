@@ -70,6 +70,11 @@ handshakes_per_sec = 1000000
 handshake_burst = 1000000
 # `noisy` builds hundreds of groups as one user.
 max_creates_per_hour = 1000000
+
+[files]
+# `files` moves one file of up to a few GiB.
+max_upload_bytes = 17179869184
+quota_bytes = 68719476736
 "#,
         data.display()
     )

@@ -254,7 +254,7 @@ mod tests {
         assert_eq!(media_type("a.png"), "image/png");
         assert_eq!(media_type("A.JPG"), "image/jpeg");
         assert_eq!(media_type("x.webp"), "image/webp");
-        assert_eq!(media_type("deploy.log"), "text/x-log");
+        assert_eq!(media_type("deploy.log"), "text/plain");
         assert_eq!(media_type("notes.txt"), "text/plain");
         assert_eq!(media_type("blob"), "application/octet-stream");
         assert!(previewable("image/gif") && !previewable("image/svg+xml"));

@@ -424,7 +424,7 @@ mod tests {
             client_msg_id: None,
             eid: None,
             body: EventBody::File {
-                file: crate::proto::FileInfo {
+                file: Box::new(crate::proto::FileInfo {
                     digest: "ab".repeat(32),
                     name: "deploy\u{1b}.log".into(),
                     size: 48213,
@@ -432,7 +432,7 @@ mod tests {
                     width: None,
                     height: None,
                     preview: None,
-                },
+                }),
                 caption: Some("the failing run\nsee line 3".into()),
                 reply_to: None,
             },

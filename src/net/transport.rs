@@ -1,9 +1,11 @@
-//! The server's transport: one port (TCP, or TLS over it) serving `GET /healthz` as plain HTTP
-//! and `GET /ws` as a WebSocket upgrade.
+//! The server's transport: one port (TCP, or TLS over it) serving `GET /ws`
+//! as a WebSocket upgrade and every other path as plain HTTP.
 //!
-//! The HTTP request head is read here (bounded in size and time) so that both
-//! routes share the port without a web framework; the WebSocket handshake
-//! answer is computed with tungstenite's own key derivation. The client's
+//! The first request head is read here (bounded in size and time). An
+//! upgrade stays on a lean path: the handshake answer is computed with
+//! tungstenite's own key derivation and the socket becomes a WebSocket. Any
+//! other request is handed, with the bytes already read put back in front
+//! ([`Rewind`]), to the HTTP server (hyper) that serves files and health. The client's
 //! address is the socket's, or, behind a trusted reverse proxy, the one its
 //! `X-Forwarded-For` (or `X-Real-IP`) header names.
 
@@ -26,8 +28,85 @@ const MAX_HEAD: usize = 8 * 1024;
 pub enum Accepted<S> {
     /// An upgraded WebSocket, ready for frames, and the client's address.
     WebSocket(Box<WebSocketStream<SockIo<S>>>, IpAddr),
+    /// A plain HTTP request, not read yet (its head is in front of the
+    /// stream again), and the client's address.
+    Http(Rewind<S>, IpAddr),
     /// A plain HTTP request that has been answered.
     Answered,
+}
+
+/// A stream with bytes already read from it put back in front.
+pub struct Rewind<S> {
+    front: Vec<u8>,
+    pos: usize,
+    inner: S,
+}
+
+impl<S> Rewind<S> {
+    pub fn new(front: Vec<u8>, inner: S) -> Rewind<S> {
+        Rewind {
+            front,
+            pos: 0,
+            inner,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.pos < this.front.len() {
+            let n = buf.remaining().min(this.front.len() - this.pos);
+            buf.put_slice(&this.front[this.pos..this.pos + n]);
+            this.pos += n;
+            if this.pos == this.front.len() {
+                this.front = Vec::new();
+                this.pos = 0;
+            }
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +133,8 @@ pub fn ws_config(hard_frame_bytes: usize) -> WebSocketConfig {
 
 /// Where a request head leads.
 enum Route {
-    Health,
+    /// Plain HTTP, for the HTTP server, and the client's address.
+    Http(IpAddr),
     /// A valid WebSocket upgrade: the `Sec-WebSocket-Accept` value and the
     /// client's address.
     Upgrade(String, IpAddr),
@@ -62,7 +142,6 @@ enum Route {
     /// An upgrade from a browser page whose origin is not allowed.
     ForbiddenOrigin,
     BadMethod,
-    NotFound,
     Unparsable,
 }
 
@@ -90,15 +169,22 @@ fn route(head: &[u8], peer: IpAddr, allowed_origins: &[String], proxies: &[IpNet
     }
     let path = req.path.unwrap_or("/");
     let path = path.split('?').next().unwrap_or(path);
+    let header = |name: &str| {
+        req.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+    };
+    let client = || {
+        let forwarded = req
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+            .filter_map(|h| std::str::from_utf8(h.value).ok());
+        client_addr(peer, proxies, forwarded, header("x-real-ip"))
+    };
     match (req.method.unwrap_or(""), path) {
-        ("GET", "/healthz") | ("HEAD", "/healthz") => Route::Health,
         ("GET", "/ws") => {
-            let header = |name: &str| {
-                req.headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case(name))
-                    .and_then(|h| std::str::from_utf8(h.value).ok())
-            };
             let upgrade = header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
             let connection = header("connection").is_some_and(|v| {
                 v.split(',')
@@ -110,19 +196,13 @@ fn route(head: &[u8], peer: IpAddr, allowed_origins: &[String], proxies: &[IpNet
             }
             match (upgrade, connection, version, header("sec-websocket-key")) {
                 (true, true, true, Some(key)) => {
-                    let forwarded = req
-                        .headers
-                        .iter()
-                        .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
-                        .filter_map(|h| std::str::from_utf8(h.value).ok());
-                    let client = client_addr(peer, proxies, forwarded, header("x-real-ip"));
-                    Route::Upgrade(derive_accept_key(key.as_bytes()), client)
+                    Route::Upgrade(derive_accept_key(key.as_bytes()), client())
                 }
                 _ => Route::BadUpgrade,
             }
         }
-        (_, "/ws") | (_, "/healthz") => Route::BadMethod,
-        _ => Route::NotFound,
+        (_, "/ws") => Route::BadMethod,
+        _ => Route::Http(client()),
     }
 }
 
@@ -140,10 +220,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         .await
         .map_err(|_| AcceptError::Timeout)??;
     match route(&buf[..head_len], peer, allowed_origins, trusted_proxies) {
-        Route::Health => {
-            respond(&mut stream, "200 OK", "ok").await?;
-            Ok(Accepted::Answered)
-        }
+        Route::Http(client) => Ok(Accepted::Http(Rewind::new(buf, stream), client)),
         Route::Upgrade(accept, client) => {
             let answer = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
@@ -184,10 +261,6 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
                 "method not allowed\n",
             )
             .await?;
-            Ok(Accepted::Answered)
-        }
-        Route::NotFound => {
-            respond(&mut stream, "404 Not Found", "not found\n").await?;
             Ok(Accepted::Answered)
         }
     }

@@ -208,7 +208,7 @@ pub enum EventBody {
     /// bytes are uploaded over HTTP first (`POST /files`); members download
     /// them by digest (`GET /files/{digest}`).
     File {
-        file: FileInfo,
+        file: Box<FileInfo>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         caption: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]

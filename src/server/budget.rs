@@ -73,12 +73,18 @@ impl UserBudget {
     /// Spend what `req` costs, or refuse it with `rate_limited` and how
     /// long until it would pass.
     pub fn spend(&self, req: &Request) -> Result<(), ProtoError> {
+        self.spend_units(cost(req), matches!(req, Request::Create { .. }))
+    }
+
+    /// Spend `units` requests' worth (an HTTP request on files costs what
+    /// a request of the same weight on the WebSocket would).
+    pub fn spend_units(&self, units: f64, create: bool) -> Result<(), ProtoError> {
         let mut b = self.lock();
         let now = Instant::now();
         let elapsed = now.duration_since(b.last).as_secs_f64();
         b.last = now;
         b.tokens = (b.tokens + elapsed * b.rate).min(b.burst);
-        let cost = cost(req).min(b.burst);
+        let cost = units.min(b.burst);
         if b.tokens < cost {
             let wait = ((cost - b.tokens) / b.rate * 1000.0).ceil() as u64;
             return Err(ProtoError::rate_limited(
@@ -86,7 +92,7 @@ impl UserBudget {
                 wait.max(1),
             ));
         }
-        if matches!(req, Request::Create { .. }) {
+        if create {
             while b
                 .creates
                 .front()

@@ -23,6 +23,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 /// `[files]` in chatd's config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,8 +35,8 @@ pub struct FilesConfig {
     /// once however often it is shared).
     pub quota_bytes: u64,
     /// Uploads no conversation refers to are removed after this many
-    /// hours (so are files whose every `file` event was deleted).
-    pub unreferenced_grace_hours: u64,
+    /// seconds (so are files whose every `file` event was deleted).
+    pub unreferenced_grace_secs: u64,
     /// Uploads one user may have in progress at once.
     pub max_concurrent_uploads: usize,
 }
@@ -45,7 +46,7 @@ impl Default for FilesConfig {
         FilesConfig {
             max_upload_bytes: 100 * 1024 * 1024,
             quota_bytes: 2 * 1024 * 1024 * 1024,
-            unreferenced_grace_hours: 24,
+            unreferenced_grace_secs: 24 * 3600,
             max_concurrent_uploads: 4,
         }
     }
@@ -124,7 +125,132 @@ pub trait Upload {
     fn size(&self) -> u64;
 }
 
+/// The files side of a running chatd: its blob store, its settings, the
+/// uploads in progress per user, and the lock that keeps collection from
+/// removing bytes an upload is just recording.
+pub struct Files {
+    pub blobs: FsBlobs,
+    pub config: FilesConfig,
+    busy: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    /// Held while an upload stores and records its bytes, and while
+    /// collection checks and removes a blob.
+    pub store_lock: tokio::sync::Mutex<()>,
+}
+
+/// An upload in progress for a user; dropping it frees the place.
+pub struct UploadSlot<'a> {
+    files: &'a Files,
+    user: String,
+}
+
+impl Drop for UploadSlot<'_> {
+    fn drop(&mut self) {
+        let mut busy = self.files.busy.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = busy.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                busy.remove(&self.user);
+            }
+        }
+    }
+}
+
+impl Files {
+    /// The files of the data directory `data` (under `files/`).
+    pub fn open(data: &Path, config: FilesConfig) -> Result<Files, FileError> {
+        Ok(Files {
+            blobs: FsBlobs::open(data.join("files"))?,
+            config,
+            busy: Default::default(),
+            store_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// A place for one more upload by `user`, if they have one left.
+    pub fn slot(&self, user: &str) -> Option<UploadSlot<'_>> {
+        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        let n = busy.entry(user.to_string()).or_insert(0);
+        if *n >= self.config.max_concurrent_uploads.max(1) {
+            return None;
+        }
+        *n += 1;
+        Some(UploadSlot {
+            files: self,
+            user: user.to_string(),
+        })
+    }
+}
+
+/// Collect what nothing refers to, once soon after start and then every
+/// so often (a quarter of the grace period, at most hourly), until `stop`.
+pub async fn collect(
+    shared: std::sync::Arc<super::Shared>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let grace = Duration::from_secs(shared.files.config.unreferenced_grace_secs);
+    let every = (grace / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match collect_once(&shared, grace).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(files = n, "unreferenced files removed"),
+            Err(e) => tracing::warn!("collecting files: {e}"),
+        }
+    }
+}
+
+/// One collection: uploads older than `grace` that no `file` event of
+/// their uploader refers to are forgotten, and blobs older than `grace`
+/// that nothing refers to (those just forgotten, or left by a crash
+/// between storing and recording) are removed. Returns how many blobs went.
+pub async fn collect_once(shared: &super::Shared, grace: Duration) -> Result<usize, String> {
+    use crate::store::log::{AccountOp, AccountReply};
+    let now = std::time::SystemTime::now();
+    let before = crate::proto::now_millis() - grace.as_millis() as i64;
+    match shared
+        .store
+        .account(AccountOp::CollectUploads { before })
+        .await
+    {
+        Ok(AccountReply::Digests(_)) | Ok(_) => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    let blobs = shared.files.blobs.clone();
+    let listed = tokio::task::spawn_blocking(move || blobs.list())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let mut removed = 0;
+    for (digest, _, modified) in listed {
+        if now.duration_since(modified).unwrap_or_default() < grace {
+            continue;
+        }
+        let _held = shared.files.store_lock.lock().await;
+        let referenced = shared
+            .store
+            .readers()
+            .file_referenced(&digest.to_string())
+            .await
+            .map_err(|e| e.to_string())?;
+        if !referenced {
+            let blobs = shared.files.blobs.clone();
+            tokio::task::spawn_blocking(move || blobs.remove(&digest))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Blobs on the local filesystem under `root`.
+#[derive(Clone)]
 pub struct FsBlobs {
     root: PathBuf,
 }
@@ -275,6 +401,11 @@ impl Blobs for FsBlobs {
             let dest = self.path_of(&digest);
             if dest.is_file() {
                 std::fs::remove_file(&temp)?;
+                // Stored again: young again, for collection.
+                std::fs::File::options()
+                    .write(true)
+                    .open(&dest)?
+                    .set_modified(std::time::SystemTime::now())?;
                 return Ok(Stored {
                     digest,
                     size: upload.size,

@@ -3,7 +3,7 @@
 //! [`serve`] takes a bound listener, a configuration and a shutdown signal, so
 //! that the binary and the tests run it the same way (tests on
 //! `127.0.0.1:0`). Each accepted socket gets one task: the transport answers
-//! plain HTTP (`/healthz`) or upgrades to a WebSocket, which a [`session`]
+//! plain HTTP (health, files: [`http`]) or upgrades to a WebSocket, which a [`session`]
 //! serves. Shared state is the [`hub::Hub`] (membership, presence, fan-out)
 //! and the [`LogStore`] (durable log, one writer).
 
@@ -12,6 +12,7 @@ pub mod auth;
 pub mod budget;
 pub mod config;
 pub mod files;
+pub mod http;
 pub mod hub;
 mod limiter;
 mod queue;
@@ -47,7 +48,7 @@ pub struct Shared {
     /// Every user's request budget.
     pub budgets: budget::Budgets,
     pub retention: config::RetentionConfig,
-    pub files: config::FilesConfig,
+    pub files: files::Files,
     pub shutdown: CancellationToken,
     pub grace: Duration,
 }
@@ -103,6 +104,8 @@ pub async fn serve_tls(
     )?;
     hub.load(snapshot);
     let hasher = auth::Hasher::new(&config.auth)?;
+    let files = files::Files::open(&data, config.files.clone())
+        .map_err(|e| ServeError::Io(std::io::Error::other(format!("file storage: {e}"))))?;
     let token = CancellationToken::new();
     let shared = Arc::new(Shared {
         hub,
@@ -113,7 +116,7 @@ pub async fn serve_tls(
         accounts: config.auth.rules(),
         budgets: budget::Budgets::new(&config.limits),
         retention: config.retention.clone(),
-        files: config.files.clone(),
+        files,
         shutdown: token.clone(),
         grace: Duration::from_secs(config.shutdown_grace_secs),
     });
@@ -127,6 +130,7 @@ pub async fn serve_tls(
         shared.hub.clone(),
         token.clone(),
     ));
+    tokio::spawn(files::collect(shared.clone(), token.clone()));
     tokio::spawn(crate::store::log::retention::run(
         data.clone(),
         config.retention.clone(),
@@ -180,8 +184,10 @@ pub async fn serve_tls(
                     accepted.map_err(|e| tracing::debug!(%peer, "rejected: {e}"))
                 });
                 tasks.spawn(async move {
-                    if let Ok(Accepted::WebSocket(ws, addr)) = accepting.await {
-                        session::run(ws, shared, addr).await;
+                    match accepting.await {
+                        Ok(Accepted::WebSocket(ws, addr)) => session::run(ws, shared, addr).await,
+                        Ok(Accepted::Http(io, addr)) => http::serve(io, addr, shared).await,
+                        _ => {}
                     }
                 });
             }

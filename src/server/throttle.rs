@@ -268,6 +268,12 @@ impl Throttle {
         lock(&self.handshakes).take_or_wait().map_err(Refusal::Busy)
     }
 
+    /// How long `addr` must wait after its recent failures, if at all
+    /// (for requests that present a token and hash nothing).
+    pub fn address_wait(&self, addr: IpAddr) -> Option<Duration> {
+        lock(&self.addresses).wait(&address_key(addr), Instant::now())
+    }
+
     /// Count a failed attempt; returns the wait it earns (the longer of
     /// the account's and the address's).
     pub fn fail(&self, addr: IpAddr, account: Option<u64>) -> Duration {

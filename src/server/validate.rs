@@ -100,38 +100,6 @@ pub fn members(members: &[String], limits: &Limits) -> Result<(), ProtoError> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_and_shapes() {
-        let l = Limits::default();
-        assert!(body("hi", &l).is_ok());
-        assert_eq!(
-            body(" \n", &l).unwrap_err().code,
-            ErrorCode::InvalidArgument
-        );
-        assert_eq!(
-            body(&"x".repeat(l.max_body_bytes + 1), &l)
-                .unwrap_err()
-                .code,
-            ErrorCode::TooLarge
-        );
-        assert_eq!(
-            conv_name(Some(" #general ".into()), &l).unwrap(),
-            Some("general".into())
-        );
-        assert!(conv_name(Some("a\u{7}b".into()), &l).is_err());
-        assert!(client_msg_id("", &l).is_err());
-        assert!(emoji("👍", &l).is_ok());
-        assert_eq!(
-            members(&["Bad Name".into()], &l).unwrap_err().code,
-            ErrorCode::NotFound
-        );
-    }
-}
-
 /// Longest file name, in bytes.
 pub const MAX_FILE_NAME_BYTES: usize = 255;
 
@@ -203,4 +171,36 @@ pub fn file(f: &FileInfo, max_upload_bytes: u64) -> Result<(), ProtoError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_shapes() {
+        let l = Limits::default();
+        assert!(body("hi", &l).is_ok());
+        assert_eq!(
+            body(" \n", &l).unwrap_err().code,
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            body(&"x".repeat(l.max_body_bytes + 1), &l)
+                .unwrap_err()
+                .code,
+            ErrorCode::TooLarge
+        );
+        assert_eq!(
+            conv_name(Some(" #general ".into()), &l).unwrap(),
+            Some("general".into())
+        );
+        assert!(conv_name(Some("a\u{7}b".into()), &l).is_err());
+        assert!(client_msg_id("", &l).is_err());
+        assert!(emoji("👍", &l).is_ok());
+        assert_eq!(
+            members(&["Bad Name".into()], &l).unwrap_err().code,
+            ErrorCode::NotFound
+        );
+    }
 }

@@ -147,6 +147,19 @@ pub enum AccountOp {
     Erase {
         username: String,
     },
+    /// `username` holds the bytes of `digest` (an upload finished),
+    /// within `quota` bytes of uploads.
+    RecordUpload {
+        username: String,
+        digest: String,
+        size: u64,
+        quota: u64,
+    },
+    /// Forget uploads made before `before` that no `file` event of their
+    /// uploader refers to; answers the digests nothing refers to any more.
+    CollectUploads {
+        before: Millis,
+    },
     /// `blocker` starts (`on`) or stops blocking `blocked`.
     Block {
         blocker: String,
@@ -171,6 +184,8 @@ pub enum AccountReply {
     Used(SessionUse),
     /// Token hashes of the sessions that ended.
     Revoked(Vec<String>),
+    /// File digests nothing refers to any more.
+    Digests(Vec<String>),
 }
 
 /// The answer to a token presented at `auth`.
@@ -565,6 +580,13 @@ impl Writer {
                 Ok(AccountReply::Done)
             }
             AccountOp::Erase { username } => self.erase(&username),
+            AccountOp::RecordUpload {
+                username,
+                digest,
+                size,
+                quota,
+            } => self.record_upload(&username, &digest, size, quota),
+            AccountOp::CollectUploads { before } => self.collect_uploads(before),
             AccountOp::Block {
                 blocker,
                 blocked,
@@ -605,7 +627,7 @@ impl Writer {
             .conn
             .prepare(
                 "SELECT conversation_id, seq FROM events e
-                 WHERE sender = ?1 AND client_msg_id IS NOT NULL AND kind = 'message'
+                 WHERE sender = ?1 AND client_msg_id IS NOT NULL AND kind IN ('message', 'file')
                    AND NOT EXISTS (SELECT 1 FROM events d
                                    WHERE d.conversation_id = e.conversation_id
                                      AND d.target_seq = e.seq AND d.kind = 'delete')
@@ -626,6 +648,12 @@ impl Writer {
         self.conn.execute(
             "UPDATE events SET data = json_set(data, '$.body', '')
              WHERE sender = ?1 AND kind IN ('message', 'edit')",
+            [username],
+        )?;
+        self.conn.execute(
+            "UPDATE events SET data = json_remove(json_set(data, '$.file.name', 'file'),
+                                                  '$.caption', '$.file.preview')
+             WHERE sender = ?1 AND kind = 'file'",
             [username],
         )?;
         Ok(AccountReply::Revoked(revoked))

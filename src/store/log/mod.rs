@@ -17,6 +17,7 @@
 mod accounts;
 mod checkpoint;
 mod durable;
+mod files;
 mod mirror;
 mod ops;
 mod read;

@@ -379,7 +379,10 @@ impl Writer {
         // has changed since, so requests that check a target look for a
         // prior copy first. A plain message leaves that to the insert
         // (`write_event`), which finds a prior copy through the same index.
-        let checks_target = !matches!(body, EventBody::Message { reply_to: None, .. });
+        let checks_target = !matches!(
+            body,
+            EventBody::Message { reply_to: None, .. } | EventBody::File { reply_to: None, .. }
+        );
         if checks_target
             && let Some(done) = self.prior(user, client_msg_id.as_deref(), conv_id, body.kind())?
         {
@@ -389,11 +392,21 @@ impl Writer {
             EventBody::Message {
                 reply_to: Some(target),
                 ..
+            }
+            | EventBody::File {
+                reply_to: Some(target),
+                ..
             } => {
                 self.target(conv_id, *target)?;
             }
             EventBody::Edit { target_seq, .. } | EventBody::Delete { target_seq } => {
-                let (author, deleted) = self.target(conv_id, *target_seq)?;
+                let (author, deleted, file) = self.target(conv_id, *target_seq)?;
+                if file && matches!(body, EventBody::Edit { .. }) {
+                    return Err(rejected(
+                        ErrorCode::InvalidArgument,
+                        "a shared file cannot be edited; delete it and share it again",
+                    ));
+                }
                 // Admins of the conversation and of the server may delete
                 // any message; only its author edits it.
                 let may = author == user
@@ -410,13 +423,15 @@ impl Writer {
                 }
             }
             EventBody::Reaction { target_seq, .. } => {
-                let (_, deleted) = self.target(conv_id, *target_seq)?;
+                let (_, deleted, _) = self.target(conv_id, *target_seq)?;
                 if deleted {
                     return Err(rejected(ErrorCode::NotFound, "that message was deleted"));
                 }
             }
+            EventBody::File { .. } => {}
             _ => {}
         }
+        self.check_file(user, &body)?;
         self.write_event(user, conv_id, client_msg_id, body)
     }
 
@@ -455,8 +470,9 @@ impl Writer {
         }
     }
 
-    /// The author of message `seq` and whether it has been deleted.
-    pub(super) fn target(&self, conv: &str, seq: u64) -> Result<(String, bool), StoreError> {
+    /// The author of message (or shared file) `seq`, whether it has been
+    /// deleted, and whether it is a file.
+    pub(super) fn target(&self, conv: &str, seq: u64) -> Result<(String, bool, bool), StoreError> {
         let row: Option<(String, String)> = self
             .conn
             .prepare_cached(
@@ -465,7 +481,7 @@ impl Writer {
             .query_row(params![conv, seq as i64], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         match row {
-            Some((sender, kind)) if kind == "message" => {
+            Some((sender, kind)) if kind == "message" || kind == "file" => {
                 let deleted: bool = self
                     .conn
                     .prepare_cached(
@@ -473,7 +489,7 @@ impl Writer {
                          WHERE conversation_id = ?1 AND target_seq = ?2 AND kind = 'delete')",
                     )?
                     .query_row(params![conv, seq as i64], |r| r.get(0))?;
-                Ok((sender, deleted))
+                Ok((sender, deleted, kind == "file"))
             }
             Some(_) => Err(rejected(
                 ErrorCode::InvalidArgument,
@@ -526,6 +542,7 @@ impl Writer {
                 .prior(user, client_msg_id.as_deref(), conv_id, body.kind())?
                 .ok_or_else(|| StoreError::Open("idempotency index out of step".into()));
         }
+        self.track_file(user, conv_id, seq, &body)?;
         let conv = self
             .mirror
             .convs

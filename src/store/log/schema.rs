@@ -138,6 +138,28 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE events ADD COLUMN eid TEXT;
     UPDATE events SET eid = lower(hex(randomblob(8)));
     ",
+    // 5: files. What each user uploaded (their quota, and proof they hold
+    // the bytes they share), and which events share which file (who may
+    // download it, and what may be collected).
+    "
+    CREATE TABLE uploads (
+        username TEXT NOT NULL,
+        digest   TEXT NOT NULL,
+        size     INTEGER NOT NULL,
+        at       INTEGER NOT NULL,
+        PRIMARY KEY (username, digest)
+    ) WITHOUT ROWID;
+    CREATE INDEX uploads_digest ON uploads(digest);
+
+    CREATE TABLE file_refs (
+        digest          TEXT NOT NULL,
+        conversation_id TEXT NOT NULL,
+        seq             INTEGER NOT NULL,
+        sender          TEXT NOT NULL,
+        PRIMARY KEY (digest, conversation_id, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX file_refs_event ON file_refs(conversation_id, seq);
+    ",
 ];
 
 /// The schema version this build writes.

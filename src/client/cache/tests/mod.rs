@@ -1,6 +1,7 @@
 //! Tests of the cache: opening, recovery and persistence here; events and
 //! cursors, folding, the outbox and the whole-sync property in submodules.
 
+mod files;
 mod fold;
 mod outbox;
 mod prop;

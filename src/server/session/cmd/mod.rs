@@ -164,7 +164,7 @@ impl Session {
                 reply_to,
             } => {
                 let body = EventBody::File {
-                    file,
+                    file: Box::new(file),
                     caption: caption.filter(|c| !c.trim().is_empty()),
                     reply_to,
                 };

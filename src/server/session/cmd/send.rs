@@ -27,7 +27,7 @@ impl Session {
             }
             EventBody::Reaction { emoji, .. } => validate::emoji(emoji, limits)?,
             EventBody::File { file, caption, .. } => {
-                validate::file(file, self.shared.files.max_upload_bytes)?;
+                validate::file(file, self.shared.files.config.max_upload_bytes)?;
                 if let Some(caption) = caption {
                     validate::body(caption, limits)?;
                 }
