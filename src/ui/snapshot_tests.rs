@@ -448,3 +448,85 @@ fn hostile_text_is_neutralized() {
     }
     assert_snapshot!("hostile_text", screen);
 }
+
+/// A file of `name` with a preview: the left half red, the right half blue,
+/// both darker towards the bottom.
+fn shared_file(name: &str, media_type: &str, preview: bool) -> crate::proto::FileInfo {
+    use base64::Engine as _;
+    let preview = preview.then(|| {
+        let img = image::RgbImage::from_fn(16, 8, |x, y| {
+            let v = 255 - (y * 24) as u8;
+            if x < 8 {
+                image::Rgb([v, 0, 0])
+            } else {
+                image::Rgb([0, 0, v])
+            }
+        });
+        let mut png = Vec::new();
+        image::DynamicImage::ImageRgb8(img)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        base64::engine::general_purpose::STANDARD.encode(png)
+    });
+    crate::proto::FileInfo {
+        digest: format!("{:0>64}", name.len()),
+        name: name.into(),
+        size: 48213,
+        media_type: media_type.into(),
+        width: preview.as_ref().map(|_| 16),
+        height: preview.as_ref().map(|_| 8),
+        preview,
+    }
+}
+
+#[test]
+fn file_rows_with_caption_without_and_with_an_image() {
+    use crate::client::Update;
+    use crate::ui::UiEvent;
+    let now = Instant::now();
+    let mut captioned = msg(8, "alice", T0 + 10 * MIN, "the **failing** run");
+    captioned.file = Some(shared_file("deploy.log", "text/plain", false));
+    let mut bare = msg(9, "bob", T0 + 11 * MIN, "");
+    bare.file = Some(shared_file("notes.pdf", "application/pdf", false));
+    let mut picture = msg(10, ME, T0 + 12 * MIN, "");
+    picture.file = Some(shared_file("flag.png", "image/png", true));
+    let rows = vec![row(captioned), row(bare), row(picture)];
+    let mut a = app(base_model(), 72, 20, now);
+    a.images = super::images::Images::with_picker(ratatui_image::picker::Picker::halfblocks());
+    a.handle_event(
+        UiEvent::Engine(vec![Update::Messages {
+            conv: "c-general".into(),
+            rows,
+        }]),
+        now,
+    );
+    let jobs: Vec<_> = a.images.jobs.drain(..).collect();
+    assert_eq!(jobs.len(), 1, "one preview to decode");
+    for job in jobs {
+        a.handle_event(UiEvent::Image(super::images::decode(job)), now);
+    }
+    let screen = draw(&a);
+    assert_snapshot!("file_rows", screen);
+    // The preview is drawn as half-blocks in its colours.
+    let mut terminal = ratatui::Terminal::new(ratatui::backend::TestBackend::new(72, 20)).unwrap();
+    terminal.draw(|f| super::render(&a, f)).unwrap();
+    let buf = terminal.backend().buffer().clone();
+    use ratatui::style::Color;
+    let colours: Vec<(u8, u8, u8)> = buf
+        .content
+        .iter()
+        .filter(|c| c.symbol() == "▀")
+        .filter_map(|c| match c.fg {
+            Color::Rgb(r, g, b) => Some((r, g, b)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        colours.iter().any(|&(r, _, b)| r > 128 && b == 0),
+        "red half-blocks"
+    );
+    assert!(
+        colours.iter().any(|&(r, _, b)| b > 128 && r == 0),
+        "blue half-blocks"
+    );
+}

@@ -117,6 +117,7 @@ impl Client {
         let mut opts =
             ClientOptions::interactive(net_settings, me.map(str::to_string), creds, tokens, paths);
         opts.privacy = privacy;
+        opts.downloads = Some(data.join("downloads"));
         let client = chat::client::spawn::spawn_on(opts, net, engine_rx);
         let model = Arc::new(Mutex::new(Model {
             server: server.to_string(),
@@ -139,6 +140,8 @@ impl Client {
                             | Update::Refused { .. }
                             | Update::Synced
                             | Update::Incoming(_)
+                            | Update::Transfer(_)
+                            | Update::FileReady { .. }
                     ) && let Ok(mut log) = events.lock()
                     {
                         log.push(u.clone());
@@ -206,6 +209,11 @@ impl Client {
     /// Whether the engine has published an update matching `f`.
     pub fn logged(&self, f: impl Fn(&Update) -> bool) -> bool {
         self.log.lock().unwrap().iter().any(f)
+    }
+
+    /// Read the updates logged so far.
+    pub fn with_log<T>(&self, f: impl FnOnce(&[Update]) -> T) -> T {
+        f(&self.log.lock().unwrap())
     }
 
     pub fn with<T>(&self, f: impl FnOnce(&Model) -> T) -> T {

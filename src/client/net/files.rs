@@ -385,24 +385,15 @@ impl FileClient {
             .map(|m| m.len())
             .unwrap_or(0);
         let plan = Resume::plan(have, size);
-        let mut file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(part)
-            .await
-            .map_err(TransferError::io(part))?;
         let mut hasher = Sha256::new();
         let mut held = match plan {
-            Resume::Fresh => {
-                file.set_len(0).await.map_err(TransferError::io(part))?;
-                0
-            }
+            Resume::Fresh => 0,
             Resume::From(_) | Resume::Complete => {
                 hash_prefix(part, have, &mut hasher).await?;
                 have
             }
         };
-        let resumed_from = held;
+        let mut resumed_from = held;
         progress.send_replace(held);
         if plan != Resume::Complete {
             let mut req = self.request(hyper::Method::GET, &format!("/files/{digest}"));
@@ -416,14 +407,26 @@ impl FileClient {
                 .await
                 .map_err(|_| TransferError::Timeout)??;
             let status = resp.status();
-            match status {
-                StatusCode::OK if held > 0 => {
-                    // The server sent the whole file after all.
+            // Opened only once the server serves the bytes, so a refusal
+            // leaves nothing behind.
+            let open = || async {
+                tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(part)
+                    .await
+                    .map_err(TransferError::io(part))
+            };
+            let mut file = match status {
+                StatusCode::OK => {
+                    // The whole file (also when a range was asked for).
+                    let file = open().await?;
                     file.set_len(0).await.map_err(TransferError::io(part))?;
                     hasher = Sha256::new();
                     held = 0;
+                    resumed_from = 0;
+                    file
                 }
-                StatusCode::OK => {}
                 StatusCode::PARTIAL_CONTENT => {
                     let start = resp
                         .headers()
@@ -433,13 +436,14 @@ impl FileClient {
                     if start != Some(held) {
                         return Err(Retry::FromStart);
                     }
+                    open().await?
                 }
                 StatusCode::RANGE_NOT_SATISFIABLE => return Err(Retry::FromStart),
                 _ => {
                     let body = read_small(resp.into_body()).await?;
                     return Err(refusal(status, &body).into());
                 }
-            }
+            };
             let mut body = resp.into_body();
             loop {
                 let frame = tokio::time::timeout(IDLE, body.frame())

@@ -106,7 +106,9 @@ fn a_file_is_deleted_and_reacted_to_like_a_message() {
     assert!(gone.deleted && gone.file.is_none() && gone.body.is_empty());
     let stored = c.event("c", 1).unwrap().unwrap();
     assert!(
-        !serde_json::to_string(&stored).unwrap().contains("secret plan"),
+        !serde_json::to_string(&stored)
+            .unwrap()
+            .contains("secret plan"),
         "the caption of a deleted file is forgotten"
     );
     let kept = row(&c, 2);
@@ -131,7 +133,10 @@ fn a_reply_quotes_a_file_by_its_caption() {
     ])
     .unwrap();
     let q = row(&c, 2).reply_to.unwrap();
-    assert_eq!((q.sender.as_str(), q.excerpt.as_str()), ("bob", "deploy log"));
+    assert_eq!(
+        (q.sender.as_str(), q.excerpt.as_str()),
+        ("bob", "deploy log")
+    );
 }
 
 #[test]
