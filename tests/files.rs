@@ -253,7 +253,7 @@ fn an_interrupted_download_resumes_and_a_corrupt_one_is_refused() {
 fn file_rows(rows: &[MessageRow]) -> Vec<(Option<u64>, FileInfo)> {
     rows.iter()
         .filter_map(|r| match r {
-            MessageRow::Message(m) => Some((m.seq, m.file.clone()?)),
+            MessageRow::Message(m) => Some((m.seq, *m.file.clone()?)),
             _ => None,
         })
         .collect()
@@ -337,4 +337,26 @@ async fn the_engine_uploads_and_downloads_in_the_background() {
 
 fn second_exists(p: &Path) -> bool {
     p.is_file()
+}
+
+#[test]
+fn an_upload_over_the_limit_is_refused_clearly() {
+    let server = support::Server::start_with(|c| c.files.max_upload_bytes = 64 * 1024);
+    let tmp = tempfile::tempdir().unwrap();
+    let alice = Home::new(tmp.path().join("alice"), &server.url());
+    let bob = Home::new(tmp.path().join("bob"), &server.url());
+    alice.register("alice");
+    bob.register("bob");
+    let big = tmp.path().join("big.bin");
+    std::fs::write(&big, pattern(1024 * 1024)).unwrap();
+    let r = alice.run(&["upload", "@bob", &big.display().to_string()], None);
+    assert_eq!(r.code, 6, "{r:?}");
+    assert!(
+        r.stderr.contains("larger than this server accepts (413)"),
+        "{r:?}"
+    );
+    assert!(file_events(&bob, "@alice").is_empty());
+    let r = alice.run(&["upload", "@bob", "/no/such/file"], None);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("/no/such/file"), "{r:?}");
 }

@@ -1,6 +1,8 @@
 //! The real `chat` TUI in tmux against an in-process chatd: compose and
 //! send, see a reply, see "bob is typing…", and an unread count that
-//! appears in the list and clears when the conversation is opened.
+//! appears in the list and clears when the conversation is opened; a file
+//! shared with `/upload` (its path completed with Tab) and by pasting its
+//! path.
 //! Skipped (with a notice) when tmux is not installed.
 
 mod support;
@@ -268,6 +270,116 @@ fn the_tui_sends_receives_shows_typing_and_unread() {
         assert!(
             Instant::now() < deadline,
             "alice's read pointer never reached the server: {c:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    tmux.keys(&["q"]);
+    drop(tmux);
+    w.stop_blocking();
+}
+
+/// `chat` for `home` in a new tmux session of 120×30.
+fn start_tui(home: &Home, url: &str, session: &str) -> Tmux {
+    let tmux = Tmux {
+        socket: format!("chat-test-{}-{}", std::process::id(), rand_suffix()),
+        session: session.into(),
+    };
+    let mut env = String::new();
+    for (k, v) in home.envs() {
+        env.push_str(&format!("{k}='{v}' "));
+    }
+    let command = format!(
+        "env -u CHAT_SERVER -u CHAT_USER -u DBUS_SESSION_BUS_ADDRESS {env} TERM=xterm-256color '{}' --server {url}; sleep 30",
+        env!("CARGO_BIN_EXE_chat")
+    );
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        session,
+        "-x",
+        "120",
+        "-y",
+        "30",
+        &command,
+    ]);
+    assert!(out.status.success(), "tmux new-session: {out:?}");
+    tmux
+}
+
+/// The names of the files shared in `target`, as `home` sees them.
+fn shared_files(home: &Home, target: &str) -> Vec<String> {
+    let r = home.ok(&["tail", target, "--json", "-n", "20"], None);
+    r.stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Event>(l).ok())
+        .filter_map(|e| match e.body {
+            EventBody::File { file, .. } => Some(file.name),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_tui_uploads_with_a_command_and_a_pasted_path() {
+    if !tmux_available() {
+        eprintln!("NOTICE: tmux is not installed; skipping the TUI upload test");
+        return;
+    }
+    let mut w = World::new();
+    let url = w.url();
+    let alice = w.home("alice");
+    let bob = w.home("bob");
+    alice.register("alice");
+    bob.register("bob");
+    bob.ok(&["send", "@alice", "send me the report"], None);
+    let dir = w.dir("alice").join("outbox");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("report-2026.txt"), "all green\n").unwrap();
+    std::fs::write(dir.join("photo.png"), "not really a png").unwrap();
+
+    let tmux = start_tui(&alice, &url, "alice");
+    let long = Duration::from_secs(20);
+    tmux.wait("the DM", long, |s| s.contains("send me the report"));
+
+    // `/upload DIR/rep` and Tab completes the file name.
+    tmux.keys(&["i"]);
+    tmux.keys(&["-l", &format!("/upload {}/rep", dir.display())]);
+    tmux.keys(&["Tab"]);
+    tmux.wait("the completed path", long, |s| {
+        s.contains("report-2026.txt")
+    });
+    tmux.keys(&["Enter"]);
+    tmux.wait("the file row", long, |s| s.contains("📎 report-2026.txt"));
+    let deadline = Instant::now() + long;
+    while !shared_files(&bob, "@alice").contains(&"report-2026.txt".to_string()) {
+        assert!(
+            Instant::now() < deadline,
+            "the upload never reached bob\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A pasted path (as a terminal pastes a dropped file) is offered.
+    tmux.keys(&["Escape"]);
+    let path = format!("'{}'", dir.join("photo.png").display());
+    assert!(tmux.cmd(&["set-buffer", &path]).status.success());
+    assert!(
+        tmux.cmd(&["paste-buffer", "-p", "-t", &tmux.session])
+            .status
+            .success()
+    );
+    tmux.wait("the offer", long, |s| {
+        s.contains("Upload photo.png here? (y/n)")
+    });
+    tmux.keys(&["y"]);
+    tmux.wait("the second file row", long, |s| s.contains("📎 photo.png"));
+    let deadline = Instant::now() + long;
+    while !shared_files(&bob, "@alice").contains(&"photo.png".to_string()) {
+        assert!(
+            Instant::now() < deadline,
+            "the pasted file never reached bob"
         );
         std::thread::sleep(Duration::from_millis(200));
     }

@@ -144,7 +144,7 @@ pub struct MessageView {
     /// deleted.
     pub body: String,
     /// The file a `file` event shares (`None` once deleted).
-    pub file: Option<FileInfo>,
+    pub file: Option<Box<FileInfo>>,
     pub edited: bool,
     pub deleted: bool,
     /// Deleted by someone other than its author: a moderator.

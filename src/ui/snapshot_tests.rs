@@ -485,11 +485,11 @@ fn file_rows_with_caption_without_and_with_an_image() {
     use crate::ui::UiEvent;
     let now = Instant::now();
     let mut captioned = msg(8, "alice", T0 + 10 * MIN, "the **failing** run");
-    captioned.file = Some(shared_file("deploy.log", "text/plain", false));
+    captioned.file = Some(Box::new(shared_file("deploy.log", "text/plain", false)));
     let mut bare = msg(9, "bob", T0 + 11 * MIN, "");
-    bare.file = Some(shared_file("notes.pdf", "application/pdf", false));
+    bare.file = Some(Box::new(shared_file("notes.pdf", "application/pdf", false)));
     let mut picture = msg(10, ME, T0 + 12 * MIN, "");
-    picture.file = Some(shared_file("flag.png", "image/png", true));
+    picture.file = Some(Box::new(shared_file("flag.png", "image/png", true)));
     let rows = vec![row(captioned), row(bare), row(picture)];
     let mut a = app(base_model(), 72, 20, now);
     a.images = super::images::Images::with_picker(ratatui_image::picker::Picker::halfblocks());

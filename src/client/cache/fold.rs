@@ -87,7 +87,7 @@ impl<'a> Window<'a> {
                 file,
                 caption,
                 reply_to,
-            } => (caption.unwrap_or_default(), Some(*file), reply_to),
+            } => (caption.unwrap_or_default(), Some(file), reply_to),
             body => {
                 if let Some(change) = SystemChange::of(&body) {
                     self.rows.push(MessageRow::System {

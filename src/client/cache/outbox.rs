@@ -114,7 +114,7 @@ pub(crate) fn outbox_row(me: &str, item: OutboxItem, state: OutboxState) -> Opti
             file,
             caption,
             reply_to,
-        } => (caption.unwrap_or_default(), Some(file), reply_to),
+        } => (caption.unwrap_or_default(), Some(Box::new(file)), reply_to),
         _ => return None,
     };
     let (seq, send_state) = match state {

@@ -243,7 +243,7 @@ async fn draw(
 /// `deploy.log  [#########-----------]  47%  22 KiB of 47 KiB  1.2 MiB/s`.
 pub fn progress_line(name: &str, done: u64, total: u64, elapsed: Duration, way: &str) -> String {
     const WIDTH: u64 = 20;
-    let pct = if total == 0 { 100 } else { done * 100 / total };
+    let pct = (done * 100).checked_div(total).unwrap_or(100);
     let filled = (pct * WIDTH / 100) as usize;
     let bar = format!(
         "{}{}",

@@ -34,6 +34,8 @@ const CHUNK: usize = 64 * 1024;
 pub const IDLE: Duration = Duration::from_secs(30);
 /// Connecting (TCP and TLS) may take this long.
 const CONNECT: Duration = Duration::from_secs(15);
+/// How long a server may take to refuse an upload from its head.
+const PROBE: Duration = Duration::from_secs(3);
 /// Largest error or answer body read.
 const MAX_REPLY: usize = 4096;
 
@@ -321,7 +323,20 @@ impl FileClient {
             .header("x-content-sha256", digest)
             .body(StreamBody::new(chunks).boxed())
             .map_err(|e| TransferError::BadReply(e.to_string()))?;
-        let resp = stall_guard(progress.subscribe(), self.exchange(req)).await?;
+        let resp = match stall_guard(progress.subscribe(), self.exchange(req)).await {
+            Ok(resp) => resp,
+            // A server that refuses an upload from its head (too large,
+            // over quota, busy) answers before reading the body and closes;
+            // the body still being written, the answer is lost on the way.
+            // Asking again with the head alone hears it.
+            Err(TransferError::Lost(why)) => {
+                return Err(self
+                    .refusal_of_head(digest, size)
+                    .await
+                    .unwrap_or(TransferError::Lost(why)));
+            }
+            Err(e) => return Err(e),
+        };
         let status = resp.status();
         let body = read_small(resp.into_body()).await?;
         if status != StatusCode::CREATED && status != StatusCode::OK {
@@ -336,6 +351,30 @@ impl FileClient {
             )));
         }
         Ok(up)
+    }
+
+    /// The refusal an upload of `size` bytes gets from its head alone: the
+    /// request is sent without its body, and an answer that does not come
+    /// within [`PROBE`] means the head was accepted.
+    async fn refusal_of_head(&self, digest: &str, size: u64) -> Option<TransferError> {
+        let never = futures_util::stream::pending::<Result<Frame<Bytes>, std::io::Error>>();
+        let req = self
+            .request(hyper::Method::POST, "/files")
+            .header(header::CONTENT_LENGTH, size)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header("x-content-sha256", digest)
+            .body(StreamBody::new(never).boxed())
+            .ok()?;
+        let resp = tokio::time::timeout(PROBE, self.exchange(req))
+            .await
+            .ok()?
+            .ok()?;
+        let status = resp.status();
+        if status.is_success() {
+            return None;
+        }
+        let body = read_small(resp.into_body()).await.unwrap_or_default();
+        Some(refusal(status, &body))
     }
 
     /// Download the file `digest` of `size` bytes to `dest`, resuming a

@@ -27,7 +27,7 @@ impl App {
                         Some(SendState::Pending | SendState::Failed(_))
                     ) =>
             {
-                m.file.clone()
+                m.file.as_deref().cloned()
             }
             _ => None,
         });
@@ -116,11 +116,7 @@ impl App {
         let name = t.name.as_str();
         self.status = Some(match &t.state {
             TransferState::Running => {
-                let pct = if t.total == 0 {
-                    0
-                } else {
-                    t.done * 100 / t.total
-                };
+                let pct = (t.done * 100).checked_div(t.total).unwrap_or(0);
                 strings::transfer_progress(
                     t.upload,
                     name,
@@ -165,21 +161,20 @@ impl App {
         if !self.images.enabled() {
             return;
         }
-        let wanted: Vec<(String, String, Option<(u32, u32)>)> = self
+        let wanted: Vec<FileInfo> = self
             .rows()
             .iter()
             .filter_map(|r| match r {
-                MessageRow::Message(m) if !m.deleted => m.file.as_ref(),
+                MessageRow::Message(m) if !m.deleted => m.file.as_deref(),
                 _ => None,
             })
-            .filter(|f| attach::previewable(&f.media_type))
-            .filter_map(|f| {
-                let dims = f.width.zip(f.height);
-                Some((f.digest.clone(), f.preview.clone()?, dims))
-            })
+            .filter(|f| attach::previewable(&f.media_type) && f.preview.is_some())
+            .cloned()
             .collect();
-        for (digest, preview, dims) in wanted {
-            self.images.want_preview(&digest, &preview, dims);
+        for f in wanted {
+            let preview = f.preview.as_deref().unwrap_or_default();
+            self.images
+                .want_preview(&f.digest, preview, f.width.zip(f.height));
         }
     }
 
@@ -192,7 +187,7 @@ impl App {
                 continue;
             }
             let file = self.rows().iter().find_map(|r| match r {
-                MessageRow::Message(m) => m.file.as_ref().filter(|f| &f.digest == digest),
+                MessageRow::Message(m) => m.file.as_deref().filter(|f| &f.digest == digest),
                 _ => None,
             });
             if let Some(file) = file {

@@ -54,7 +54,7 @@ fn a_file_is_a_row_with_its_file_and_caption() {
     c.apply_events(&[msg("c", 1, "bob", "look"), file(2, "bob", Some("the run"))])
         .unwrap();
     let v = row(&c, 2);
-    assert_eq!(v.file, Some(info("shot.png")));
+    assert_eq!(v.file.as_deref(), Some(&info("shot.png")));
     assert_eq!(v.body, "the run");
     assert_eq!(c.messages("c", None, 100).unwrap().len(), 2);
 }
