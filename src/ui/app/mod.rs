@@ -27,6 +27,8 @@ mod tests;
 #[cfg(test)]
 pub(crate) mod tests_accounts;
 #[cfg(test)]
+mod tests_files;
+#[cfg(test)]
 mod tests_keys;
 #[cfg(test)]
 mod tests_unread;
