@@ -27,7 +27,7 @@ impl From<TransferError> for Failure {
             TransferError::Connect { .. }
             | TransferError::Tls { .. }
             | TransferError::Lost(_)
-            | TransferError::Timeout => Exit::Unreachable,
+            | TransferError::Timeout(_) => Exit::Unreachable,
             _ => Exit::Failure,
         };
         Failure::new(code, e.to_string())

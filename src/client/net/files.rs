@@ -11,7 +11,7 @@
 //! file beside its target, which is synced, checked against the digest and
 //! only then renamed into place. A partial file left by an interrupted
 //! download is resumed with `Range` from its size. A transfer that makes no
-//! progress for [`IDLE`] ends with a timeout.
+//! progress for [`IDLE`] (by default) ends with a timeout.
 
 use super::conn::{cleartext_remote, ws_url};
 use bytes::Bytes;
@@ -72,8 +72,8 @@ pub enum TransferError {
     CaFile(String),
     #[error("the connection was lost during the transfer ({0}); run it again to resume")]
     Lost(String),
-    #[error("timed out: nothing moved for {} s", IDLE.as_secs())]
-    Timeout,
+    #[error("timed out: the server sent or took nothing for {} s", .0.as_secs_f32())]
+    Timeout(Duration),
     #[error("the downloaded bytes do not match the file's digest; they were removed")]
     DigestMismatch,
     #[error("unexpected answer from the server: {0}")]
@@ -99,7 +99,7 @@ impl TransferError {
             self,
             TransferError::Connect { .. }
                 | TransferError::Lost(_)
-                | TransferError::Timeout
+                | TransferError::Timeout(_)
                 | TransferError::Busy
         )
     }
@@ -181,6 +181,8 @@ pub struct FileClient {
     authority: String,
     tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
     token: String,
+    /// A transfer that moves nothing for this long is given up.
+    idle: Duration,
 }
 
 impl std::fmt::Debug for FileClient {
@@ -231,7 +233,13 @@ impl FileClient {
             authority,
             tls,
             token,
+            idle: IDLE,
         })
+    }
+
+    /// The same client, giving up after `idle` without progress.
+    pub fn with_idle(self, idle: Duration) -> FileClient {
+        FileClient { idle, ..self }
     }
 
     async fn connect(&self) -> Result<Box<dyn Io>, TransferError> {
@@ -323,7 +331,7 @@ impl FileClient {
             .header("x-content-sha256", digest)
             .body(StreamBody::new(chunks).boxed())
             .map_err(|e| TransferError::BadReply(e.to_string()))?;
-        let resp = match stall_guard(progress.subscribe(), self.exchange(req)).await {
+        let resp = match stall_guard(self.idle, progress.subscribe(), self.exchange(req)).await {
             Ok(resp) => resp,
             // A server that refuses an upload from its head (too large,
             // over quota, busy) answers before reading the body and closes;
@@ -442,9 +450,9 @@ impl FileClient {
             let req = req
                 .body(Empty::new().map_err(|never| match never {}).boxed())
                 .map_err(|e| TransferError::BadReply(e.to_string()))?;
-            let resp = tokio::time::timeout(IDLE, self.exchange(req))
+            let resp = tokio::time::timeout(self.idle, self.exchange(req))
                 .await
-                .map_err(|_| TransferError::Timeout)??;
+                .map_err(|_| TransferError::Timeout(self.idle))??;
             let status = resp.status();
             // Opened only once the server serves the bytes, so a refusal
             // leaves nothing behind.
@@ -485,9 +493,9 @@ impl FileClient {
             };
             let mut body = resp.into_body();
             loop {
-                let frame = tokio::time::timeout(IDLE, body.frame())
+                let frame = tokio::time::timeout(self.idle, body.frame())
                     .await
-                    .map_err(|_| TransferError::Timeout)?;
+                    .map_err(|_| TransferError::Timeout(self.idle))?;
                 let Some(frame) = frame else { break };
                 let frame = frame.map_err(|e| TransferError::Lost(lost_reason(&e)))?;
                 let Ok(data) = frame.into_data() else {
@@ -595,14 +603,15 @@ async fn hash_prefix(path: &Path, n: u64, hasher: &mut Sha256) -> Result<(), Tra
     }
 }
 
-/// Run `work` while `progress` keeps moving; a pause of [`IDLE`] ends it.
+/// Run `work` while `progress` keeps moving; a pause of `idle` ends it.
 async fn stall_guard<T>(
+    idle: Duration,
     mut progress: watch::Receiver<u64>,
     work: impl Future<Output = Result<T, TransferError>>,
 ) -> Result<T, TransferError> {
     let watchdog = async move {
         loop {
-            match tokio::time::timeout(IDLE, progress.changed()).await {
+            match tokio::time::timeout(idle, progress.changed()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => std::future::pending::<()>().await,
                 Err(_) => return,
@@ -611,17 +620,18 @@ async fn stall_guard<T>(
     };
     tokio::select! {
         r = work => r,
-        () = watchdog => Err(TransferError::Timeout),
+        () = watchdog => Err(TransferError::Timeout(idle)),
     }
 }
 
 /// At most [`MAX_REPLY`] bytes of a small answer.
 async fn read_small(mut body: Incoming) -> Result<Vec<u8>, TransferError> {
+    let idle = IDLE;
     let mut out = Vec::new();
     while out.len() < MAX_REPLY {
-        let frame = tokio::time::timeout(IDLE, body.frame())
+        let frame = tokio::time::timeout(idle, body.frame())
             .await
-            .map_err(|_| TransferError::Timeout)?;
+            .map_err(|_| TransferError::Timeout(idle))?;
         let Some(frame) = frame else { break };
         let frame = frame.map_err(|e| TransferError::Lost(lost_reason(&e)))?;
         if let Ok(data) = frame.into_data() {
@@ -727,6 +737,91 @@ mod tests {
         assert!(c.tls.is_some());
         let e = FileClient::new("ws://chat.example.org:80", "t".into(), false, None).unwrap_err();
         assert!(matches!(e, TransferError::Insecure(_)), "{e}");
+    }
+
+    /// A one-shot HTTP server on loopback that answers the first request
+    /// with `head` and `body`, then either closes or stays silent.
+    async fn fake_server(head: String, body: Vec<u8>, stall: bool) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            let _ = sock.write_all(head.as_bytes()).await;
+            let _ = sock.write_all(&body).await;
+            let _ = sock.flush().await;
+            if stall {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_server_that_vanishes_leaves_a_partial_file_to_resume() {
+        let bytes: Vec<u8> = (0..100u8).collect();
+        let digest = hex::encode(Sha256::digest(&bytes));
+        let head = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n".to_string();
+        let addr = fake_server(head, bytes[..40].to_vec(), false).await;
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f.bin");
+        let (progress, _) = watch::channel(0);
+        let client = FileClient::new(&addr, "t".into(), false, None).unwrap();
+        let err = client
+            .download(&digest, 100, &dest, false, &progress)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TransferError::Lost(_)), "{err:?}");
+        assert!(err.to_string().contains("run it again to resume"), "{err}");
+        let part = partial_path(&dest, &digest);
+        assert_eq!(std::fs::metadata(&part).unwrap().len(), 40);
+
+        // The next try asks for the rest and checks the whole.
+        let head = "HTTP/1.1 206 Partial Content\r\ncontent-length: 60\r\ncontent-range: bytes 40-99/100\r\n\r\n".to_string();
+        let addr = fake_server(head, bytes[40..].to_vec(), false).await;
+        let client = FileClient::new(&addr, "t".into(), false, None).unwrap();
+        let done = client
+            .download(&digest, 100, &dest, false, &progress)
+            .await
+            .unwrap();
+        assert_eq!(done.resumed_from, 40);
+        assert_eq!(std::fs::read(&dest).unwrap(), bytes);
+        assert!(!part.exists());
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_times_out() {
+        let head = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n".to_string();
+        let addr = fake_server(head, vec![1; 10], true).await;
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f.bin");
+        let (progress, _) = watch::channel(0);
+        let client = FileClient::new(&addr, "t".into(), false, None)
+            .unwrap()
+            .with_idle(Duration::from_millis(200));
+        let err = client
+            .download(&"00".repeat(32), 100, &dest, false, &progress)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TransferError::Timeout(_)), "{err:?}");
+        assert!(err.to_string().starts_with("timed out"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_a_connect_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        let client = FileClient::new(&addr, "t".into(), false, None).unwrap();
+        let (progress, _) = watch::channel(0);
+        let dir = tempfile::tempdir().unwrap();
+        let err = client
+            .download(&"00".repeat(32), 1, &dir.path().join("x"), false, &progress)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, TransferError::Connect { .. }), "{err:?}");
+        assert!(err.is_transient());
     }
 
     #[test]
