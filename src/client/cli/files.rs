@@ -54,7 +54,7 @@ pub(super) async fn upload(
 ) -> Result<(), Failure> {
     let mut s = session(loaded).await?;
     let conv = resolve(&mut s, target, true).await?;
-    let (user, token) = (s.user.clone(), s.token.clone());
+    let token = s.token.clone();
     s.conn.close().await;
     let files = file_client(loaded, &token)?;
     let mut caption = caption.filter(|c| !c.trim().is_empty());
@@ -84,7 +84,7 @@ pub(super) async fn upload(
         let mut s = session(loaded).await?;
         let seq = share(&mut s, &conv.id, file, caption.take()).await?;
         s.conn.close().await;
-        eprintln!("chat: shared {} as #{seq} ({user})", path.display());
+        eprintln!("chat: shared {} as #{seq}", path.display());
     }
     Ok(())
 }

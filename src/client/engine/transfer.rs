@@ -65,6 +65,7 @@ pub fn default_downloads() -> PathBuf {
                 .map(Path::to_path_buf)
                 .or_else(|| Some(u.home_dir().join("Downloads")).filter(|d| d.is_dir()))
         })
+        .or_else(|| std::env::current_dir().ok())
         .unwrap_or_else(|| PathBuf::from("."))
 }
 

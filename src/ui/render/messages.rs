@@ -305,13 +305,14 @@ fn message(
         None => prefix,
     };
     if let Some(file) = &m.file {
-        file_lines(app, head, file, &trailer, (w, row), laid);
+        file_line(app, head, file, &trailer, (w, row), laid);
         if raw && !m.body.is_empty() {
             let segs = mention_segments(&m.body, &app.model.me, theme.base(), theme.mention());
             body_lines(indent(), &segs, w, row, laid);
         } else if !m.body.is_empty() {
             markdown_lines(app, indent(), (&m.body, palette), &[], (w, row), laid);
         }
+        image_lines(app, file, (w, row), laid);
     } else if raw {
         body_lines(head, &segs, w, row, laid);
     } else {
@@ -338,9 +339,8 @@ fn message(
     }
 }
 
-/// A shared file: `📎 name  47 KiB · text/plain` after `head`, then the
-/// blank lines its inline image is drawn over.
-fn file_lines(
+/// A shared file: `📎 name  47 KiB · text/plain` after `head`.
+fn file_line(
     app: &App,
     head: Vec<Span<'static>>,
     file: &crate::proto::FileInfo,
@@ -364,6 +364,15 @@ fn file_lines(
     ];
     segs.extend(trailer.iter().cloned());
     body_lines(head, &segs, w, row, laid);
+}
+
+/// The blank lines an inline image is drawn over, when it is decoded.
+fn image_lines(
+    app: &App,
+    file: &crate::proto::FileInfo,
+    (w, row): (usize, usize),
+    laid: &mut Laid,
+) {
     let Some(size) = app.images.protocol(&file.digest).map(|p| p.size()) else {
         return;
     };
