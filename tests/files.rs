@@ -295,6 +295,15 @@ async fn the_engine_uploads_and_downloads_in_the_background() {
     bob.wait_rows(&conv, "the file row", |rows| !file_rows(rows).is_empty())
         .await;
     let (_, info) = bob.with(|m| file_rows(m.rows(&conv)).remove(0));
+    // It arrived live, for notifications, as its one-line description.
+    let notified = wait_until(CLIENT_WAIT, || {
+        bob.logged(|u| {
+            matches!(u, Update::Incoming(list)
+                if list.iter().any(|i| i.body == "📎 notes.txt (18 B) — list"))
+        })
+    })
+    .await;
+    assert!(notified, "no notification of the file");
     assert_eq!(info.media_type, "text/plain");
     for purpose in [Fetch::Save, Fetch::Open] {
         bob.act(Action::Download {

@@ -490,19 +490,28 @@ impl Engine {
             None => (conv.to_string(), false),
         };
         for ev in events {
-            if let EventBody::Message { body, .. } = &ev.body
-                && ev.sender != me
-            {
-                self.dirty.incoming.push(Incoming {
-                    conv: conv.to_string(),
-                    conv_title: title.clone(),
-                    is_dm,
-                    sender: ev.sender.clone(),
-                    body: body.clone(),
-                    mentions_me: crate::client::cache::mentions_user(body, &me),
-                    muted,
-                });
+            // A shared file notifies as its one-line description; its
+            // caption may mention me.
+            let (body, said) = match &ev.body {
+                EventBody::Message { body, .. } => (body.clone(), body.as_str()),
+                EventBody::File { file, caption, .. } => (
+                    crate::client::text::file_line(file, caption.as_deref()),
+                    caption.as_deref().unwrap_or(""),
+                ),
+                _ => continue,
+            };
+            if ev.sender == me {
+                continue;
             }
+            self.dirty.incoming.push(Incoming {
+                conv: conv.to_string(),
+                conv_title: title.clone(),
+                is_dm,
+                sender: ev.sender.clone(),
+                mentions_me: crate::client::cache::mentions_user(said, &me),
+                body,
+                muted,
+            });
         }
     }
 
