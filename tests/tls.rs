@@ -506,3 +506,75 @@ async fn sighup_reloads_the_certificate_of_a_running_chatd() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_travel_over_tls_with_the_websockets_trust() {
+    use chat::client::net::files::{FileClient, TransferError};
+    let dir = tempfile::tempdir().unwrap();
+    let cert = Cert::new(dir.path(), "server");
+    let (server, _tls) = tls_server(&cert);
+    let mut conn = connect(&server, Some(&cert.cert)).await.expect("trusted");
+    let token = conn
+        .handshake(&register("alice"), "test")
+        .await
+        .unwrap()
+        .token
+        .unwrap();
+    let bytes = b"over tls".to_vec();
+    let src = dir.path().join("a.txt");
+    std::fs::write(&src, &bytes).unwrap();
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    let (progress, _) = tokio::sync::watch::channel(0);
+
+    // Without the CA file the upload is refused as the WebSocket is.
+    let untrusted = FileClient::new(&wss(&server), token.clone(), false, None).unwrap();
+    let err = untrusted
+        .upload(&src, &digest, bytes.len() as u64, &progress)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TransferError::Tls { .. }), "{err:?}");
+    assert!(err.to_string().contains("--ca-file"), "{err}");
+
+    let trusted = FileClient::new(&wss(&server), token, false, Some(&cert.cert)).unwrap();
+    let up = trusted
+        .upload(&src, &digest, bytes.len() as u64, &progress)
+        .await
+        .expect("uploaded over TLS");
+    assert_eq!(up.digest, digest);
+    // Shared, so that it can be downloaded.
+    let dm = conn
+        .request(&Request::Create {
+            kind: chat::proto::ConvKind::Group,
+            name: Some("files".into()),
+            members: vec![],
+        })
+        .await
+        .unwrap()
+        .parse::<chat::proto::ConversationOk>()
+        .unwrap()
+        .conversation
+        .id;
+    conn.request(&Request::SendFile {
+        conversation_id: dm,
+        client_msg_id: "f1".into(),
+        file: chat::proto::FileInfo {
+            digest: digest.clone(),
+            name: "a.txt".into(),
+            size: bytes.len() as u64,
+            media_type: "text/plain".into(),
+            width: None,
+            height: None,
+            preview: None,
+        },
+        caption: None,
+        reply_to: None,
+    })
+    .await
+    .expect("shared");
+    let dest = dir.path().join("back.txt");
+    trusted
+        .download(&digest, bytes.len() as u64, &dest, false, &progress)
+        .await
+        .expect("downloaded over TLS");
+    assert_eq!(std::fs::read(&dest).unwrap(), bytes);
+}
