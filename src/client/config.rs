@@ -337,6 +337,24 @@ mod tests {
     }
 
     #[test]
+    fn inline_images_can_be_turned_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let l = Loaded::load(Some(&path), None, None).unwrap();
+        assert_eq!(l.config.ui.images, ImagesSetting::Auto);
+        std::fs::write(&path, "[ui]\nimages = \"off\"\n").unwrap();
+        let l = Loaded::load(Some(&path), None, None).unwrap();
+        assert_eq!(l.config.ui.images, ImagesSetting::Off);
+        assert!(
+            l.describe().contains("ui.images = \"off\""),
+            "{}",
+            l.describe()
+        );
+        std::fs::write(&path, "[ui]\nimages = \"sometimes\"\n").unwrap();
+        assert!(Loaded::load(Some(&path), None, None).is_err());
+    }
+
+    #[test]
     fn a_missing_file_means_defaults_and_a_bad_one_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let l = Loaded::load(Some(&dir.path().join("none.toml")), None, None).unwrap();

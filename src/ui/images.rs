@@ -8,6 +8,10 @@
 //! ([`decode`]); the App only keeps the results, at most [`KEEP`] of them.
 //! The size an image takes on screen is fixed by its pixel size, so the
 //! full image replaces the preview without moving anything.
+//!
+//! The terminal is asked which protocol it speaks once, at start, only when
+//! standard input and output are a terminal and `CHAT_NO_TERMINAL_QUERY`
+//! is not set (the tests set it), and for at most [`QUERY_TIMEOUT`].
 
 use base64::Engine as _;
 use image::DynamicImage;

@@ -59,6 +59,8 @@ impl Home {
             ),
             ("HOME".into(), self.root.display().to_string()),
             ("CHAT_NO_KEYRING".into(), "1".into()),
+            // No graphics query to the terminal under tests.
+            ("CHAT_NO_TERMINAL_QUERY".into(), "1".into()),
         ]
     }
 
