@@ -29,8 +29,8 @@ const KEEP: usize = 48;
 pub const MAX_CELLS: (u16, u16) = (32, 8);
 /// How long the terminal may take to answer the graphics query.
 const QUERY_TIMEOUT: Duration = Duration::from_millis(300);
-/// Largest image file decoded.
-const MAX_FILE: u64 = 32 * 1024 * 1024;
+/// Largest image file fetched and decoded for drawing.
+pub const MAX_FILE: u64 = 32 * 1024 * 1024;
 
 /// Where an image's pixels come from.
 #[derive(Debug, Clone)]

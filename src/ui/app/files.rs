@@ -190,6 +190,8 @@ impl App {
                 MessageRow::Message(m) => m.file.as_deref().filter(|f| &f.digest == digest),
                 _ => None,
             });
+            // Too large to draw: the preview stays.
+            let file = file.filter(|f| f.size <= crate::ui::images::MAX_FILE);
             if let Some(file) = file {
                 out.push(Action::Download {
                     file: file.clone(),

@@ -191,4 +191,12 @@ fn an_image_on_screen_is_fetched_once() {
         }]
     );
     assert!(a.fetch_visible_images(&[digest]).is_empty());
+    // An image too large to draw is not fetched.
+    let mut b = with_file(t);
+    b.images = crate::ui::images::Images::with_picker(ratatui_image::picker::Picker::halfblocks());
+    if let Some(MessageRow::Message(m)) = b.model.messages.get_mut("c-general").unwrap().last_mut()
+    {
+        m.file.as_mut().unwrap().size = 1 << 30;
+    }
+    assert!(b.fetch_visible_images(&["ab".repeat(32)]).is_empty());
 }
