@@ -289,6 +289,20 @@ async fn the_engine_uploads_and_downloads_in_the_background() {
     assert!(alice.logged(
         |u| matches!(u, Update::Transfer(t) if t.upload && t.state == TransferState::Done)
     ));
+    // A path that is gone fails with a sentence naming it.
+    alice.act(Action::Upload {
+        conv: conv.clone(),
+        path: w.dir("alice").join("gone.txt"),
+        caption: None,
+    });
+    let failed = wait_until(CLIENT_WAIT, || {
+        alice.logged(|u| {
+            matches!(u, Update::Transfer(t)
+                if matches!(&t.state, TransferState::Failed(why) if why.contains("gone.txt")))
+        })
+    })
+    .await;
+    assert!(failed, "no failure reported");
 
     bob.wait("the DM", |m| !m.conversations.is_empty()).await;
     bob.act(Action::OpenConversation { conv: conv.clone() });
