@@ -50,3 +50,6 @@ mod throttle;
 
 #[path = "server/paging.rs"]
 mod paging;
+
+#[path = "server/search.rs"]
+mod search;

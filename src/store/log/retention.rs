@@ -51,23 +51,29 @@ pub fn sweep(dir: &Path, cutoff: Millis, stop: impl Fn() -> bool) -> Result<u64,
             }
             // Seqs of one conversation grow with time: walk them in order
             // and stop at the first event young enough to keep.
-            let rows: Vec<(i64, Millis, String, bool)> = conn
+            type Row = (i64, Millis, String, bool, Option<i64>);
+            let rows: Vec<Row> = conn
                 .prepare_cached(
-                    "SELECT seq, ts, kind, coalesce(json_extract(data, '$.body'), '') <> ''
+                    "SELECT seq, ts, kind, coalesce(json_extract(data, '$.body'), '') <> '',
+                            target_seq
                      FROM events WHERE conversation_id = ?1 AND seq > ?2
                      ORDER BY seq LIMIT ?3",
                 )?
                 .query_map(params![conv, from, BATCH], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                 })?
                 .collect::<Result<_, _>>()?;
-            let old: Vec<&(i64, Millis, String, bool)> =
-                rows.iter().take_while(|r| r.1 < cutoff).collect();
-            let targets: Vec<i64> = old
+            let old: Vec<&Row> = rows.iter().take_while(|r| r.1 < cutoff).collect();
+            let clearing: Vec<&Row> = old
                 .iter()
                 .filter(|r| r.3 && (r.2 == "message" || r.2 == "edit"))
-                .map(|r| r.0)
+                .copied()
                 .collect();
+            let targets: Vec<i64> = clearing.iter().map(|r| r.0).collect();
+            // The messages whose searchable text this changes.
+            let mut messages: Vec<i64> = clearing.iter().map(|r| r.4.unwrap_or(r.0)).collect();
+            messages.sort_unstable();
+            messages.dedup();
             if !targets.is_empty() {
                 let tx = conn.unchecked_transaction()?;
                 {
@@ -78,6 +84,9 @@ pub fn sweep(dir: &Path, cutoff: Millis, stop: impl Fn() -> bool) -> Result<u64,
                     for seq in &targets {
                         clear.execute(params![conv, seq])?;
                     }
+                }
+                for seq in &messages {
+                    super::search::reindex(&tx, &conv, *seq)?;
                 }
                 tx.commit()?;
                 cleared += targets.len() as u64;
