@@ -197,6 +197,14 @@ impl Engine {
                 }
                 self.dirty.list = true;
             }
+            Pending::Search { id } => {
+                let reply = ok
+                    .parse::<crate::proto::SearchOk>()
+                    .map_err(|e| {
+                        crate::proto::ProtoError::new(crate::proto::ErrorCode::Internal, e.to_string())
+                    });
+                self.on_search_reply(id, reply);
+            }
             Pending::Users => {
                 if let Ok(u) = ok.parse::<UsersOk>() {
                     let users: Vec<String> = u.users.iter().map(|p| p.user.clone()).collect();
@@ -252,6 +260,7 @@ impl Engine {
             Pending::Sync { run } if !disconnected && self.sync_run_is(run) => {
                 self.sync_failed(&e.to_string())
             }
+            Pending::Search { id } => self.on_search_reply(id, Err(e)),
             Pending::Sync { .. } | Pending::Users | Pending::Ignore => {}
             Pending::Conv { .. } | Pending::Leave { .. } | Pending::Done(_) => {
                 if !disconnected {
