@@ -260,7 +260,14 @@ impl Engine {
             Pending::Sync { run } if !disconnected && self.sync_run_is(run) => {
                 self.sync_failed(&e.to_string())
             }
-            Pending::Search { id } => self.on_search_reply(id, Err(e)),
+            Pending::Search { id } => {
+                let e = if disconnected {
+                    ProtoError::new(ErrorCode::Internal, crate::client::text::SEARCH_OFFLINE)
+                } else {
+                    e
+                };
+                self.on_search_reply(id, Err(e));
+            }
             Pending::Sync { .. } | Pending::Users | Pending::Ignore => {}
             Pending::Conv { .. } | Pending::Leave { .. } | Pending::Done(_) => {
                 if !disconnected {
