@@ -530,18 +530,24 @@ async fn cli_search_cache_then_server_and_offline() {
         path.exists()
             && chat::client::cache::Cache::open(&path)
                 .and_then(|c| c.search(&query, None, 10))
-            .is_ok_and(|h| h.len() == 2)
+                .is_ok_and(|h| h.len() == 2)
     })
     .await;
     if !filled {
         let c = chat::client::cache::Cache::open(&path).unwrap();
         let convs = c.conversations().unwrap();
         let ev = convs.first().map(|x| c.events(&x.id, 0, 100).unwrap());
-        panic!("the cache never held both messages: {:?} {convs:?} {ev:?}", c.search(&query, None, 10));
+        panic!(
+            "the cache never held both messages: {:?} {convs:?} {ev:?}",
+            c.search(&query, None, 10)
+        );
     }
     client.stop().await;
 
-    bob.ok(&["send", "@alice", "deploy notes, only on the server"], None);
+    bob.ok(
+        &["send", "@alice", "deploy notes, only on the server"],
+        None,
+    );
     let (code, hits, stderr) = search_json(&alice, &["deploy"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(

@@ -1033,7 +1033,8 @@ async fn search_reaches_past_the_cache_and_jumps_there() {
     alice.send_msg(&dm, "a fresh needle").await;
     let bob = w.client_resume("bob");
     bob.wait("the newest part of the DM", |m| {
-        m.conversation(&dm).is_some_and(|c| c.cursor >= needle + 261)
+        m.conversation(&dm)
+            .is_some_and(|c| c.cursor >= needle + 261)
     })
     .await;
 

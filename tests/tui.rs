@@ -317,13 +317,24 @@ fn the_tui_searches_and_jumps_to_the_message() {
         env!("CARGO_BIN_EXE_chat")
     );
     let out = tmux.cmd(&[
-        "new-session", "-d", "-s", &tmux.session, "-x", "120", "-y", "30", &command,
+        "new-session",
+        "-d",
+        "-s",
+        &tmux.session,
+        "-x",
+        "120",
+        "-y",
+        "30",
+        &command,
     ]);
     assert!(out.status.success(), "tmux new-session: {out:?}");
     let long = Duration::from_secs(20);
     tmux.wait("the newest messages", long, |s| s.contains("hay number 59"));
     let s = tmux.screen();
-    assert!(!s.contains("the needle is in"), "the needle is not on screen yet:\n{s}");
+    assert!(
+        !s.contains("the needle is in"),
+        "the needle is not on screen yet:\n{s}"
+    );
 
     tmux.keys(&["s"]);
     tmux.wait("the search prompt", long, |s| s.contains("Search ·"));
@@ -336,7 +347,10 @@ fn the_tui_searches_and_jumps_to_the_message() {
     let s = tmux.wait("the message, the overlay closed", long, |s| {
         !s.contains("Search ·") && s.contains("the needle is in the haystack")
     });
-    assert!(!s.contains("hay number 59"), "the view did not move to the message:\n{s}");
+    assert!(
+        !s.contains("hay number 59"),
+        "the view did not move to the message:\n{s}"
+    );
     tmux.keys(&["q"]);
     drop(tmux);
     w.stop_blocking();

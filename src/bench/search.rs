@@ -15,7 +15,9 @@ use super::wire;
 use crate::client::cache::Cache;
 use crate::proto::search::SearchQuery;
 use crate::proto::{ConvKind, Conversation, Event, EventBody};
-use crate::store::log::{Append, CommitSink, Committed, LogStore, StoreConfig, SyncMode, WriteLimits};
+use crate::store::log::{
+    Append, CommitSink, Committed, LogStore, StoreConfig, SyncMode, WriteLimits,
+};
 use anyhow::Context;
 use serde_json::json;
 use std::collections::{BTreeMap, VecDeque};
@@ -248,8 +250,10 @@ fn offline(
         cache.apply_events(&batch)?;
         let fill = t0.elapsed().as_secs_f64();
         let mut all = Samples::default();
-        let mut per: Vec<(&'static str, Samples)> =
-            KINDS.iter().map(|(_, n)| (*n, Samples::default())).collect();
+        let mut per: Vec<(&'static str, Samples)> = KINDS
+            .iter()
+            .map(|(_, n)| (*n, Samples::default()))
+            .collect();
         let mut hits = 0;
         for _ in 0..rounds {
             for (k, (kind, _)) in KINDS.iter().enumerate() {
@@ -318,8 +322,10 @@ pub async fn run(
 
     let mut c = wire::auth(&server.addr, wire::source(0, 1), &token).await?;
     let mut all = Samples::default();
-    let mut per: Vec<(&'static str, Samples)> =
-        KINDS.iter().map(|(_, n)| (*n, Samples::default())).collect();
+    let mut per: Vec<(&'static str, Samples)> = KINDS
+        .iter()
+        .map(|(_, n)| (*n, Samples::default()))
+        .collect();
     let mut hits = 0usize;
     let mut errors = 0u64;
     // One round unmeasured: the first queries read the index from disk.
@@ -328,7 +334,11 @@ pub async fn run(
             let group = &mine[rng.below(mine.len())];
             let user = &names[1 + rng.below(users - 1)];
             let q = query(*kind, &mut rng, group, user);
-            let order = if matches!(kind, Kind::Ranked) { "rank" } else { "newest" };
+            let order = if matches!(kind, Kind::Ranked) {
+                "rank"
+            } else {
+                "newest"
+            };
             let t = Instant::now();
             let r = c
                 .call(json!({"type":"search","query":q,"order":order,"limit":20}))

@@ -173,7 +173,8 @@ pub fn event_line(ev: &Event, tz: TimeZone) -> String {
 }
 
 /// Why a search has only the cache's hits.
-pub const SEARCH_OFFLINE: &str = "the server was not reached; these are results from the local cache";
+pub const SEARCH_OFFLINE: &str =
+    "the server was not reached; these are results from the local cache";
 
 /// One search hit as a line of plain text (`chat search`):
 /// `cache  #ops #42 [2026-12-04 10:05] alice: …snippet…`. Everything but

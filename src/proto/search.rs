@@ -160,7 +160,11 @@ pub fn day_start(text: &str) -> Option<Millis> {
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    let num = |s: &str| s.bytes().all(|c| c.is_ascii_digit()).then(|| s.parse::<i64>().ok())?;
+    let num = |s: &str| {
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse::<i64>().ok())?
+    };
     let (y, m, d) = (num(&text[..4])?, num(&text[5..7])?, num(&text[8..])?);
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
     let days_in = match m {
@@ -222,7 +226,9 @@ impl SearchQuery {
         if let (Some(b), Some(a)) = (q.before, q.after)
             && a >= b
         {
-            return Err(invalid("after: is not before before:, so nothing can match"));
+            return Err(invalid(
+                "after: is not before before:, so nothing can match",
+            ));
         }
         Ok(q)
     }
@@ -271,7 +277,10 @@ impl SearchQuery {
     }
 
     fn has_filters(&self) -> bool {
-        self.from.is_some() || self.within.is_some() || self.before.is_some() || self.after.is_some()
+        self.from.is_some()
+            || self.within.is_some()
+            || self.before.is_some()
+            || self.after.is_some()
     }
 
     /// The FTS5 `MATCH` expression of the words, `None` for a query of
@@ -369,10 +378,7 @@ mod tests {
         assert_eq!(query.within, Some(Place::Channel("ops".into())));
         assert_eq!(query.before, day_start("2026-12-02"));
         assert_eq!(query.after, day_start("2026-12-01"));
-        assert_eq!(
-            query.fts_match().as_deref(),
-            Some(r#""deploy" "the key""#)
-        );
+        assert_eq!(query.fts_match().as_deref(), Some(r#""deploy" "the key""#));
         assert_eq!(q("in:@bob x").within, Some(Place::Dm("bob".into())));
         assert_eq!(
             q(r#"in:"release team" x"#).within,

@@ -46,7 +46,8 @@ fn check(c: &Connection, text: &str) {
                 "ünïcödé wörds and 数字 123",
             ];
             for id in rows {
-                let have: Vec<String> = tokens(docs[id as usize]).into_iter().map(|t| t.2).collect();
+                let have: Vec<String> =
+                    tokens(docs[id as usize]).into_iter().map(|t| t.2).collect();
                 for w in q.words() {
                     assert!(have.contains(&w), "{text:?} matched doc {id} without {w:?}");
                 }
@@ -98,7 +99,11 @@ fn fts5_is_built_in_with_contentless_delete() {
     let c = index();
     c.execute("DELETE FROM t WHERE rowid = 1", []).unwrap();
     let n: i64 = c
-        .query_row("SELECT count(*) FROM t WHERE t MATCH '\"vault\"'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM t WHERE t MATCH '\"vault\"'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(n, 0);
 }

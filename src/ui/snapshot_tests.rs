@@ -456,16 +456,15 @@ fn search_overlay() {
     use crate::proto::SearchHit;
     let now = Instant::now();
     let mut a = app(base_model(), 90, 20, now);
-    let hit = |conv: &str, seq, sender: &str, ts, snippet: &str, highlights: Vec<[usize; 2]>| {
-        SearchHit {
+    let hit =
+        |conv: &str, seq, sender: &str, ts, snippet: &str, highlights: Vec<[usize; 2]>| SearchHit {
             conversation_id: conv.into(),
             seq,
             ts,
             sender: sender.into(),
             snippet: snippet.into(),
             highlights,
-        }
-    };
+        };
     a.mode = Mode::Search;
     a.search = SearchPanel {
         query: "deploy key".into(),
@@ -473,11 +472,25 @@ fn search_overlay() {
         id: 1,
         hits: vec![
             (
-                hit("c-general", 7, "alice", T0 + 5 * MIN, "the deploy key is in the vault", vec![[4, 10], [11, 14]]),
+                hit(
+                    "c-general",
+                    7,
+                    "alice",
+                    T0 + 5 * MIN,
+                    "the deploy key is in the vault",
+                    vec![[4, 10], [11, 14]],
+                ),
                 HitSource::Cache,
             ),
             (
-                hit("d-alice", 3, "alice", T0 - 3 * DAY, "…old deploy key, rotated since", vec![[7, 13], [14, 17]]),
+                hit(
+                    "d-alice",
+                    3,
+                    "alice",
+                    T0 - 3 * DAY,
+                    "…old deploy key, rotated since",
+                    vec![[7, 13], [14, 17]],
+                ),
                 HitSource::Server,
             ),
         ],

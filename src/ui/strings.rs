@@ -206,7 +206,8 @@ pub const SESSIONS_USAGE: &str = "/sessions [revoke ID | others]";
 
 // Search overlay.
 pub const SEARCH_TITLE: &str = " Search · Enter runs / opens · Esc closes ";
-pub const SEARCH_HINT: &str = "words \"a phrase\" from:USER in:#channel in:@user before:/after:YYYY-MM-DD";
+pub const SEARCH_HINT: &str =
+    "words \"a phrase\" from:USER in:#channel in:@user before:/after:YYYY-MM-DD";
 pub const SEARCH_NONE: &str = "No messages match.";
 pub const SEARCH_WAITING: &str = "asking the server…";
 pub fn search_failed(why: &str) -> String {

@@ -26,8 +26,10 @@ async fn search_holds_current_text_only() {
     let gone = alice.send_msg(&dm, "the launch codes are 1234").await;
     let kept = bob.send_msg(&dm, "ok, deploy at\u{7}noon").await;
     alice
-        .ok(json!({"type":"edit","conversation_id":dm,"client_msg_id":"e1",
-                   "target_seq":edited,"body":"the rotated token is in the vault"}))
+        .ok(
+            json!({"type":"edit","conversation_id":dm,"client_msg_id":"e1",
+                   "target_seq":edited,"body":"the rotated token is in the vault"}),
+        )
         .await;
     alice
         .ok(json!({"type":"delete","conversation_id":dm,"client_msg_id":"d1","target_seq":gone}))
@@ -81,20 +83,49 @@ async fn search_never_shows_what_the_user_cannot_read() {
     assert_eq!(hits[0]["conversation_id"], own.as_str());
     for id in [&group, &dm, &channel] {
         mallory
-            .err(json!({"type":"search","query":"private","conversation_id":id}), "forbidden")
+            .err(
+                json!({"type":"search","query":"private","conversation_id":id}),
+                "forbidden",
+            )
             .await;
     }
-    for q in ["private in:secret", "private in:#ops", "private in:@bob", "private in:@alice"] {
-        mallory.err(json!({"type":"search","query":q}), "not_found").await;
+    for q in [
+        "private in:secret",
+        "private in:#ops",
+        "private in:@bob",
+        "private in:@alice",
+    ] {
+        mallory
+            .err(json!({"type":"search","query":q}), "not_found")
+            .await;
     }
     // A channel is readable once joined, and no longer once left.
-    mallory.ok(json!({"type":"join","conversation_id":channel})).await;
-    assert_eq!(search(&mut mallory, json!({"query":"private in:#ops"})).await.0.len(), 1);
-    mallory.ok(json!({"type":"leave","conversation_id":channel})).await;
-    assert_eq!(search(&mut mallory, json!({"query":"private"})).await.0.len(), 1);
+    mallory
+        .ok(json!({"type":"join","conversation_id":channel}))
+        .await;
+    assert_eq!(
+        search(&mut mallory, json!({"query":"private in:#ops"}))
+            .await
+            .0
+            .len(),
+        1
+    );
+    mallory
+        .ok(json!({"type":"leave","conversation_id":channel}))
+        .await;
+    assert_eq!(
+        search(&mut mallory, json!({"query":"private"}))
+            .await
+            .0
+            .len(),
+        1
+    );
     // Bob sees the group and the DM, not the channel he never joined.
     let (hits, _) = search(&mut bob, json!({"query":"private"})).await;
-    let mut convs: Vec<&str> = hits.iter().map(|h| h["conversation_id"].as_str().unwrap()).collect();
+    let mut convs: Vec<&str> = hits
+        .iter()
+        .map(|h| h["conversation_id"].as_str().unwrap())
+        .collect();
     convs.sort();
     let mut want = vec![group.as_str(), dm.as_str()];
     want.sort();
@@ -161,10 +192,34 @@ async fn search_filters_and_pages() {
     assert_eq!(ranked.len(), 8, "{ranked:?}");
 
     // Filters alone, names and dates.
-    assert_eq!(search(&mut bob, json!({"query":"from:bob"})).await.0.len(), 2);
-    assert_eq!(search(&mut bob, json!({"query":"page in:team"})).await.0.len(), 1);
-    assert_eq!(search(&mut bob, json!({"query":"page before:2000-01-01"})).await.0.len(), 0);
-    assert_eq!(search(&mut bob, json!({"query":"page after:2000-01-01","limit":50})).await.0.len(), 9);
+    assert_eq!(
+        search(&mut bob, json!({"query":"from:bob"})).await.0.len(),
+        2
+    );
+    assert_eq!(
+        search(&mut bob, json!({"query":"page in:team"}))
+            .await
+            .0
+            .len(),
+        1
+    );
+    assert_eq!(
+        search(&mut bob, json!({"query":"page before:2000-01-01"}))
+            .await
+            .0
+            .len(),
+        0
+    );
+    assert_eq!(
+        search(
+            &mut bob,
+            json!({"query":"page after:2000-01-01","limit":50})
+        )
+        .await
+        .0
+        .len(),
+        9
+    );
     // The cap holds.
     let (hits, next) = search(&mut bob, json!({"query":"page","limit":100000})).await;
     assert_eq!(hits.len(), 9);
@@ -172,11 +227,24 @@ async fn search_filters_and_pages() {
 
     // Bad input is an answer, never a database error.
     for q in ["", "   ", "before:soon", "from:a from:b"] {
-        bob.err(json!({"type":"search","query":q}), "invalid_argument").await;
+        bob.err(json!({"type":"search","query":q}), "invalid_argument")
+            .await;
     }
-    for q in ["NEAR(page item)", "page*", "\"unclosed", "a OR b", "^page", "{body}:page", "page -item"] {
+    for q in [
+        "NEAR(page item)",
+        "page*",
+        "\"unclosed",
+        "a OR b",
+        "^page",
+        "{body}:page",
+        "page -item",
+    ] {
         let r = bob.request(json!({"type":"search","id":0,"query":q})).await;
         assert_eq!(r["type"], "ok", "{q}: {r}");
     }
-    bob.err(json!({"type":"search","query":"page","after":"zz"}), "invalid_argument").await;
+    bob.err(
+        json!({"type":"search","query":"page","after":"zz"}),
+        "invalid_argument",
+    )
+    .await;
 }

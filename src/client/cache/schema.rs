@@ -84,7 +84,7 @@ ALTER TABLE events ADD COLUMN eid TEXT;
     r#"
 -- members of conversations too large for the server to list them
 ALTER TABLE conversations ADD COLUMN member_count INTEGER NOT NULL DEFAULT 0;
-"#,    // the search index (see search.rs), filled by search::fill
+"#, // the search index (see search.rs), filled by search::fill
     super::search::SCHEMA,
 ];
 

@@ -35,7 +35,11 @@ CREATE VIRTUAL TABLE search_text USING fts5(
 pub(crate) const SEARCH_VERSION: usize = 5;
 
 /// One message's current text, `None` when it is deleted, empty or not held.
-fn current(conn: &Connection, conv: &str, seq: u64) -> Result<Option<(String, i64, String)>, CacheError> {
+fn current(
+    conn: &Connection,
+    conv: &str,
+    seq: u64,
+) -> Result<Option<(String, i64, String)>, CacheError> {
     let row: Option<(String, Option<String>, bool, Option<String>, i64)> = conn
         .prepare_cached(
             "SELECT m.sender, m.text,
@@ -191,7 +195,9 @@ impl Cache {
         let words = query.words();
         let mut hits = Vec::with_capacity(rows.len());
         for (conv, seq, ts, sender) in rows {
-            let body = current(&self.conn, &conv, seq.0)?.map(|c| c.0).unwrap_or_default();
+            let body = current(&self.conn, &conv, seq.0)?
+                .map(|c| c.0)
+                .unwrap_or_default();
             let (snippet, highlights) = snippet(&body, &words);
             hits.push(SearchHit {
                 conversation_id: conv,

@@ -56,7 +56,10 @@ fn cached_target(cache: &Cache, target: &str) -> Option<String> {
         .find(|c| {
             if let Some(u) = target.strip_prefix('@') {
                 c.kind == ConvKind::Dm && c.title == u
-            } else if let Some(n) = target.strip_prefix('#').or_else(|| target.strip_prefix('+')) {
+            } else if let Some(n) = target
+                .strip_prefix('#')
+                .or_else(|| target.strip_prefix('+'))
+            {
                 c.kind != ConvKind::Dm && c.title == n
             } else {
                 c.id == target
@@ -148,7 +151,10 @@ pub(super) async fn search(
         .collect();
     for h in reply.hits {
         if shown.insert((h.conversation_id.clone(), h.seq)) {
-            let label = labels.get(h.conversation_id.as_str()).cloned().unwrap_or_default();
+            let label = labels
+                .get(h.conversation_id.as_str())
+                .cloned()
+                .unwrap_or_default();
             print(&h, &label, Source::Server, json);
         }
     }

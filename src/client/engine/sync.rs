@@ -198,11 +198,9 @@ impl Engine {
                 self.dirty.list = true;
             }
             Pending::Search { id } => {
-                let reply = ok
-                    .parse::<crate::proto::SearchOk>()
-                    .map_err(|e| {
-                        crate::proto::ProtoError::new(crate::proto::ErrorCode::Internal, e.to_string())
-                    });
+                let reply = ok.parse::<crate::proto::SearchOk>().map_err(|e| {
+                    crate::proto::ProtoError::new(crate::proto::ErrorCode::Internal, e.to_string())
+                });
                 self.on_search_reply(id, reply);
             }
             Pending::Users => {

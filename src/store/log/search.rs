@@ -53,7 +53,9 @@ const CURRENT: &str = "
 /// gets a doc number in the order of its time; the ones not deleted and
 /// with text are indexed.
 pub(super) fn fill(conn: &Connection) -> Result<(), StoreError> {
-    let mut select = conn.prepare(&format!("{CURRENT} ORDER BY m.ts, m.conversation_id, m.seq"))?;
+    let mut select = conn.prepare(&format!(
+        "{CURRENT} ORDER BY m.ts, m.conversation_id, m.seq"
+    ))?;
     let mut set_doc =
         conn.prepare("UPDATE events SET doc = ?3 WHERE conversation_id = ?1 AND seq = ?2")?;
     let mut doc = 0i64;
@@ -336,7 +338,11 @@ fn run(c: &Connection, scope: &SearchScope) -> Result<SearchPage, StoreError> {
             let mut rows = stmt.query(params![expr, SCAN_BUDGET as i64, skip])?;
             while let Some(r) = rows.next()? {
                 scanned += 1;
-                keep(candidate(r)?, Cursor::Skip(skip + scanned as i64), &mut page)?;
+                keep(
+                    candidate(r)?,
+                    Cursor::Skip(skip + scanned as i64),
+                    &mut page,
+                )?;
                 if page.hits.len() >= want {
                     return Ok(page);
                 }

@@ -26,7 +26,12 @@ fn snippet_line(app: &App, hit: &SearchHit, width: usize, base: Style) -> Line<'
     for [a, b] in &hit.highlights {
         let (a, b) = (*a, *b);
         let after_last = ranges.last().is_none_or(|r| a >= r.1);
-        if a < b && b <= text.len() && text.is_char_boundary(a) && text.is_char_boundary(b) && after_last {
+        if a < b
+            && b <= text.len()
+            && text.is_char_boundary(a)
+            && text.is_char_boundary(b)
+            && after_last
+        {
             ranges.push((a, b));
         }
     }
@@ -56,7 +61,13 @@ fn snippet_line(app: &App, hit: &SearchHit, width: usize, base: Style) -> Line<'
     Line::from(spans)
 }
 
-fn head_line(app: &App, hit: &SearchHit, source: HitSource, width: usize, style: Style) -> Line<'static> {
+fn head_line(
+    app: &App,
+    hit: &SearchHit,
+    source: HitSource,
+    width: usize,
+    style: Style,
+) -> Line<'static> {
     let conv = match app.model.conversation(&hit.conversation_id) {
         Some(c) => format!("{}{}", kind_marker(c.kind), c.title),
         None => hit.conversation_id.clone(),
@@ -87,7 +98,10 @@ pub fn render(app: &App, frame: &mut Frame, full: Rect) {
     let block = Block::new()
         .borders(Borders::ALL)
         .border_style(Style::default().fg(app.theme.accent))
-        .title(truncate(strings::SEARCH_TITLE, usize::from(area.width.saturating_sub(2))))
+        .title(truncate(
+            strings::SEARCH_TITLE,
+            usize::from(area.width.saturating_sub(2)),
+        ))
         .style(app.theme.base());
     let inner = block.inner(area);
     frame.render_widget(block, area);
@@ -102,7 +116,9 @@ pub fn render(app: &App, frame: &mut Frame, full: Rect) {
     )];
     let footer = match (&s.server, s.ran.is_some(), s.hits.is_empty()) {
         (_, false, _) => Some((strings::SEARCH_HINT.to_string(), app.theme.dimmed())),
-        (ServerState::Waiting, _, _) => Some((strings::SEARCH_WAITING.to_string(), app.theme.dimmed())),
+        (ServerState::Waiting, _, _) => {
+            Some((strings::SEARCH_WAITING.to_string(), app.theme.dimmed()))
+        }
         (ServerState::Failed(e), _, _) => Some((
             strings::search_failed(&clean(e)),
             Style::default().fg(app.theme.warn),

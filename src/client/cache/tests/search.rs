@@ -30,13 +30,18 @@ fn edit(conv: &str, seq: u64, sender: &str, target: u64, text: &str) -> Event {
 fn the_index_holds_current_text_in_any_order() {
     let mut c = cache_as("alice");
     // An edit that arrives before its message still wins.
-    c.apply_events(&[edit("d", 3, "bob", 2, "rotated token")]).unwrap();
-    c.apply_events(&[msg("d", 2, "bob", "old deploy key"), msg("d", 1, "alice", "deploy now")])
+    c.apply_events(&[edit("d", 3, "bob", 2, "rotated token")])
         .unwrap();
+    c.apply_events(&[
+        msg("d", 2, "bob", "old deploy key"),
+        msg("d", 1, "alice", "deploy now"),
+    ])
+    .unwrap();
     assert_eq!(find(&c, "deploy"), [("d".into(), 1)]);
     assert_eq!(find(&c, "token"), [("d".into(), 2)]);
     // Someone else's "edit" changes nothing.
-    c.apply_events(&[edit("d", 4, "mallory", 1, "hijacked")]).unwrap();
+    c.apply_events(&[edit("d", 4, "mallory", 1, "hijacked")])
+        .unwrap();
     assert!(find(&c, "hijacked").is_empty());
     // Deleted: gone, in either order.
     c.apply_events(&[ev("d", 5, "bob", EventBody::Delete { target_seq: 2 })])
@@ -56,19 +61,37 @@ fn the_index_holds_current_text_in_any_order() {
 #[test]
 fn filters_apply_locally() {
     let mut c = cache_as("alice");
-    c.upsert_conversation(&conversation("ops", ConvKind::Channel, Some("ops"), &["alice", "bob"]))
-        .unwrap();
+    c.upsert_conversation(&conversation(
+        "ops",
+        ConvKind::Channel,
+        Some("ops"),
+        &["alice", "bob"],
+    ))
+    .unwrap();
     c.upsert_conversation(&conversation("dm", ConvKind::Dm, None, &["alice", "bob"]))
         .unwrap();
-    c.upsert_conversation(&conversation("g", ConvKind::Group, Some("team"), &["alice", "carol"]))
+    c.upsert_conversation(&conversation(
+        "g",
+        ConvKind::Group,
+        Some("team"),
+        &["alice", "carol"],
+    ))
+    .unwrap();
+    c.apply_events(&[
+        msg("ops", 1, "bob", "release today"),
+        msg("ops", 2, "alice", "release soon"),
+    ])
+    .unwrap();
+    c.apply_events(&[msg("dm", 1, "bob", "release notes")])
         .unwrap();
-    c.apply_events(&[msg("ops", 1, "bob", "release today"), msg("ops", 2, "alice", "release soon")])
+    c.apply_events(&[msg("g", 1, "carol", "release party")])
         .unwrap();
-    c.apply_events(&[msg("dm", 1, "bob", "release notes")]).unwrap();
-    c.apply_events(&[msg("g", 1, "carol", "release party")]).unwrap();
     assert_eq!(find(&c, "release").len(), 5 - 1);
     assert_eq!(find(&c, "release from:bob").len(), 2);
-    assert_eq!(find(&c, "release in:#ops"), [("ops".into(), 2), ("ops".into(), 1)]);
+    assert_eq!(
+        find(&c, "release in:#ops"),
+        [("ops".into(), 2), ("ops".into(), 1)]
+    );
     assert_eq!(find(&c, "release in:@bob"), [("dm".into(), 1)]);
     assert_eq!(find(&c, "release in:team"), [("g".into(), 1)]);
     assert!(find(&c, "release in:#nowhere").is_empty());
@@ -84,9 +107,13 @@ fn filters_apply_locally() {
 #[test]
 fn retention_and_forgetting_leave_the_index() {
     let mut c = cache_as("alice");
-    c.apply_events(&[msg("a", 1, "bob", "old secret"), msg("a", 50, "bob", "new secret")])
+    c.apply_events(&[
+        msg("a", 1, "bob", "old secret"),
+        msg("a", 50, "bob", "new secret"),
+    ])
+    .unwrap();
+    c.apply_events(&[msg("b", 20, "bob", "other secret")])
         .unwrap();
-    c.apply_events(&[msg("b", 20, "bob", "other secret")]).unwrap();
     c.forget_text_before(10_000).unwrap();
     assert_eq!(find(&c, "secret"), [("a".into(), 50), ("b".into(), 20)]);
     c.reset_history("a").unwrap();

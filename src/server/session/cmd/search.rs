@@ -4,9 +4,7 @@
 
 use super::super::{Outcome, Session, error};
 use crate::proto::search::{Place, SearchQuery};
-use crate::proto::{
-    ByteBudget, ConvKind, ProtoError, SearchOk, SearchOrder, encode_ok,
-};
+use crate::proto::{ByteBudget, ConvKind, ProtoError, SearchOk, SearchOrder, encode_ok};
 use crate::server::hub::Readable;
 use crate::store::log::{Cursor, SearchScope};
 use futures_util::FutureExt;
@@ -79,7 +77,13 @@ impl Session {
         Ok(Outcome::Later(
             async move {
                 if scope.readable.is_empty() {
-                    return encode_ok(rid, &SearchOk { hits: Vec::new(), next: None });
+                    return encode_ok(
+                        rid,
+                        &SearchOk {
+                            hits: Vec::new(),
+                            next: None,
+                        },
+                    );
                 }
                 let page = match shared.store.readers().search(scope).await {
                     Ok(p) => p,
