@@ -2,7 +2,10 @@
 //! contentless FTS5 table like chatd's, so that a search answers at once
 //! and offline with the same query language ([`crate::proto::search`]).
 //!
-//! `search_docs` maps each index row to its message. The index is set from
+//! `search_docs` maps each index row to its message. A row's number is
+//! the message's time (ms) times 4,096, plus a few to keep it unique, so
+//! that the index's own rowid order is newest first and a search stops as
+//! soon as its page is full. The index is set from
 //! a message's current state (the sender's latest edit, not deleted)
 //! whenever the message, an edit of it or its deletion is stored, in
 //! whatever order they arrive; text cleared by retention and forgotten
@@ -24,7 +27,6 @@ CREATE TABLE search_docs (
     sender          TEXT NOT NULL,
     UNIQUE (conversation_id, seq)
 );
-CREATE INDEX search_docs_ts ON search_docs(ts);
 CREATE VIRTUAL TABLE search_text USING fts5(
     body, content='', contentless_delete=1,
     tokenize='unicode61 remove_diacritics 0'
@@ -63,6 +65,20 @@ fn current(
     }))
 }
 
+/// Messages per millisecond a doc number can tell apart before it runs
+/// into the next millisecond's (harmless: order is then only close).
+const PER_MS: i64 = 4096;
+
+/// A doc number for a message sent at `ts`: ordered by time.
+fn free_doc(conn: &Connection, ts: i64) -> Result<i64, CacheError> {
+    let mut doc = ts.clamp(0, i64::MAX / PER_MS - 1) * PER_MS;
+    let mut taken = conn.prepare_cached("SELECT 1 FROM search_docs WHERE id = ?1")?;
+    while taken.exists([doc])? {
+        doc += 1;
+    }
+    Ok(doc)
+}
+
 /// Set message `seq`'s index rows from what the cache holds now.
 pub(crate) fn refresh(conn: &Connection, conv: &str, seq: u64) -> Result<(), CacheError> {
     let doc: Option<i64> = conn
@@ -78,12 +94,13 @@ pub(crate) fn refresh(conn: &Connection, conv: &str, seq: u64) -> Result<(), Cac
             let doc = match doc {
                 Some(d) => d,
                 None => {
+                    let doc = free_doc(conn, ts)?;
                     conn.prepare_cached(
-                        "INSERT INTO search_docs (conversation_id, seq, ts, sender)
-                         VALUES (?1, ?2, ?3, ?4)",
+                        "INSERT INTO search_docs (id, conversation_id, seq, ts, sender)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
                     )?
-                    .execute(params![conv, Seq(seq), ts, sender])?;
-                    conn.last_insert_rowid()
+                    .execute(params![doc, conv, Seq(seq), ts, sender])?;
+                    doc
                 }
             };
             conn.prepare_cached("INSERT INTO search_text (rowid, body) VALUES (?1, ?2)")?
@@ -142,7 +159,8 @@ impl Cache {
     }
 
     /// The newest `limit` messages held that match `query` (restricted to
-    /// `only`, a conversation id, when given), newest first.
+    /// `only`, a conversation id, when given), newest first (by time, to
+    /// the millisecond).
     pub fn search(
         &self,
         query: &SearchQuery,
@@ -170,11 +188,11 @@ impl Cache {
                 "SELECT d.conversation_id, d.seq, d.ts, d.sender
                  FROM search_text JOIN search_docs d ON d.id = search_text.rowid
                  WHERE search_text MATCH ?1 AND {filters}
-                 ORDER BY +d.ts DESC, d.seq DESC LIMIT ?6"
+                 ORDER BY search_text.rowid DESC LIMIT ?6"
             ),
             None => format!(
                 "SELECT d.conversation_id, d.seq, d.ts, d.sender FROM search_docs d
-                 WHERE ?1 IS NULL AND {filters} ORDER BY d.ts DESC, d.seq DESC LIMIT ?6"
+                 WHERE ?1 IS NULL AND {filters} ORDER BY d.id DESC LIMIT ?6"
             ),
         };
         let rows: Vec<(String, Seq, i64, String)> = self

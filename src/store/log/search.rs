@@ -39,11 +39,11 @@ pub(super) const SCHEMA: &str = "
 /// body; with whether it was deleted.
 const CURRENT: &str = "
     SELECT m.conversation_id, m.seq, m.ts, m.sender,
-        coalesce((SELECT json_extract(e.data, '$.body') FROM events e
+        coalesce((SELECT json_extract(e.data, '$.body') FROM events e INDEXED BY events_targets
                   WHERE e.conversation_id = m.conversation_id AND e.target_seq = m.seq
                     AND e.kind = 'edit' ORDER BY e.seq DESC LIMIT 1),
                  json_extract(m.data, '$.body'), ''),
-        EXISTS (SELECT 1 FROM events d
+        EXISTS (SELECT 1 FROM events d INDEXED BY events_targets
                 WHERE d.conversation_id = m.conversation_id AND d.target_seq = m.seq
                   AND d.kind = 'delete'),
         m.doc
@@ -275,10 +275,14 @@ fn candidate(r: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
 }
 
 /// The current text of message `seq`: its latest edit's, else its own.
+/// The edits are found through `events_targets` by name: left to itself,
+/// the planner walks the conversation's whole primary key for the
+/// `ORDER BY seq DESC`.
 fn current_text(c: &Connection, conv: &str, seq: i64) -> Result<String, StoreError> {
     let edited: Option<String> = c
         .prepare_cached(
-            "SELECT data FROM events WHERE conversation_id = ?1 AND target_seq = ?2
+            "SELECT data FROM events INDEXED BY events_targets
+             WHERE conversation_id = ?1 AND target_seq = ?2
              AND kind = 'edit' ORDER BY seq DESC LIMIT 1",
         )?
         .query_row(params![conv, seq], |r| r.get(0))
