@@ -245,6 +245,9 @@ impl Cursor {
     }
 }
 
+/// Matches `rank` order ranks, the newest first.
+pub const RANK_WINDOW: i64 = 20_000;
+
 /// Candidate rows one page looks at, at most: a query whose filters reject
 /// most matches answers with fewer hits and a `next` to go on from.
 pub const SCAN_BUDGET: usize = 10_000;
@@ -333,13 +336,25 @@ fn run(c: &Connection, scope: &SearchScope) -> Result<SearchPage, StoreError> {
                 Some(Cursor::Skip(n)) => n,
                 _ => 0,
             };
+            // bm25 scores every match it ranks: only the newest
+            // RANK_WINDOW matches are ranked, so a very common word costs
+            // a bounded amount.
+            let floor: i64 = c
+                .prepare_cached(
+                    "SELECT rowid FROM search_text WHERE search_text MATCH ?1
+                     ORDER BY rowid DESC LIMIT 1 OFFSET ?2",
+                )?
+                .query_row(params![expr, RANK_WINDOW - 1], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
             let mut stmt = c.prepare_cached(
                 "SELECT d.id, d.conversation_id, d.seq, d.ts, d.sender
-                 FROM (SELECT rowid AS doc, rank FROM search_text WHERE search_text MATCH ?1
+                 FROM (SELECT rowid AS doc, rank FROM search_text
+                       WHERE search_text MATCH ?1 AND rowid >= ?4
                        ORDER BY rank LIMIT ?2 OFFSET ?3) AS m
                  JOIN search_docs d ON d.id = m.doc ORDER BY m.rank",
             )?;
-            let mut rows = stmt.query(params![expr, SCAN_BUDGET as i64, skip])?;
+            let mut rows = stmt.query(params![expr, SCAN_BUDGET as i64, skip, floor])?;
             while let Some(r) = rows.next()? {
                 scanned += 1;
                 keep(
