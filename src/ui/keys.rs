@@ -40,6 +40,7 @@ pub enum KeyCmd {
     NextUnread,
     NextMention,
     UnreadOnly,
+    Search,
 }
 
 const NAMES: &[(&str, KeyCmd)] = &[
@@ -67,6 +68,7 @@ const NAMES: &[(&str, KeyCmd)] = &[
     ("next_unread", KeyCmd::NextUnread),
     ("next_mention", KeyCmd::NextMention),
     ("unread_only", KeyCmd::UnreadOnly),
+    ("search", KeyCmd::Search),
 ];
 
 const DEFAULTS: &[(KeyCmd, &[&str])] = &[
@@ -92,6 +94,7 @@ const DEFAULTS: &[(KeyCmd, &[&str])] = &[
     (KeyCmd::CopyCode, &["y"]),
     (KeyCmd::ToggleRaw, &["R"]),
     (KeyCmd::UnreadOnly, &["U"]),
+    (KeyCmd::Search, &["s"]),
 ];
 
 /// Two-key defaults: a prefix chord, then the key that completes it.

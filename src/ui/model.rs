@@ -126,7 +126,9 @@ impl Model {
             | Update::Focus(_)
             | Update::Events { .. }
             | Update::Acked { .. }
-            | Update::Refused { .. } => {}
+            | Update::Refused { .. }
+            | Update::SearchHits { .. }
+            | Update::SearchEnded { .. } => {}
         }
     }
 

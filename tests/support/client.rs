@@ -139,6 +139,8 @@ impl Client {
                             | Update::Refused { .. }
                             | Update::Synced
                             | Update::Incoming(_)
+                            | Update::SearchHits { .. }
+                            | Update::SearchEnded { .. }
                     ) && let Ok(mut log) = events.lock()
                     {
                         log.push(u.clone());

@@ -60,6 +60,7 @@ impl App {
             KeyCmd::NextUnread => self.jump_unread(false, out),
             KeyCmd::NextMention => self.jump_unread(true, out),
             KeyCmd::UnreadOnly => self.toggle_unread_only(),
+            KeyCmd::Search => self.open_search(String::new(), out),
         }
     }
 

@@ -121,6 +121,7 @@ pub fn render_status(app: &App, frame: &mut Frame, area: Rect) {
         Mode::ConfirmDelete { .. } => ("DELETE", strings::CONFIRM_DELETE),
         Mode::Login => ("LOGIN", ""),
         Mode::Sessions => ("SESSIONS", ""),
+        Mode::Search => ("SEARCH", ""),
     };
     let badge_style = Style::default()
         .fg(theme.header_fg)

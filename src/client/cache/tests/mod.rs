@@ -4,6 +4,7 @@
 mod fold;
 mod outbox;
 mod prop;
+mod search;
 mod sync;
 mod unread;
 
