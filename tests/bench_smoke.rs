@@ -7,6 +7,7 @@ use chat::bench::client_run::ClientArgs;
 use chat::bench::fanout::{FanoutArgs, MembersRead};
 use chat::bench::idle::IdleArgs;
 use chat::bench::ingest::IngestArgs;
+use chat::bench::search::SearchArgs;
 use chat::bench::storm::StormArgs;
 use chat::bench::{Report, ServerOpts};
 
@@ -253,4 +254,24 @@ async fn files_moves_a_file_both_ways_and_reports_memory() {
     assert!(r.num("download_mib_s") > 0.0, "{}", r.to_text());
     let rss = r.get("rss_kib").expect("rss figures");
     assert!(rss["peak_upload"].as_u64().unwrap() > 0, "{}", r.to_text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_fills_a_store_and_a_cache_and_times_queries() {
+    let r = go(Scenario::Search(SearchArgs {
+        messages: 3000,
+        conversations: 8,
+        users: 8,
+        cache_messages: 2000,
+        rounds: 2,
+    }))
+    .await;
+    let text = r.to_text();
+    assert_eq!(r.num("errors"), 0.0, "{text}");
+    assert_eq!(r.num("queries"), 18.0, "{text}");
+    assert!(r.num("hits") > 0.0, "{text}");
+    assert!(r.num("offline_hits") > 0.0, "{text}");
+    assert_eq!(r.num("offline_queries"), 18.0, "{text}");
+    let p99 = r.get("latency").unwrap()["p99_ms"].as_f64().unwrap();
+    assert!(p99 > 0.0 && p99 < 10_000.0, "{text}");
 }

@@ -480,3 +480,108 @@ fn members_lists_a_channels_members_with_roles() {
         "not found"
     );
 }
+
+fn search_json(home: &Home, args: &[&str]) -> (i32, Vec<serde_json::Value>, String) {
+    let mut all = vec!["search"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let r = home.run(&all, None);
+    let hits = r
+        .stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    (r.code, hits, r.stderr)
+}
+
+fn sources(hits: &[serde_json::Value]) -> Vec<(String, String)> {
+    hits.iter()
+        .map(|h| {
+            (
+                h["source"].as_str().unwrap().to_string(),
+                h["snippet"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `chat search`: the cache first (what the TUI stored), then what the
+/// server adds, each hit once and marked; with chatd stopped, the cache's
+/// hits and a word that the server was not reached.
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_search_cache_then_server_and_offline() {
+    let mut w = World::new();
+    let alice = w.home("alice");
+    let bob = w.home("bob");
+    alice.register("alice");
+    bob.register("bob");
+    bob.ok(&["send", "@alice", "the deploy key is in the vault"], None);
+    bob.ok(&["send", "@alice", "deploy\u{1b}[2J tomorrow"], None);
+
+    // Alice's TUI cache, as a client running against the server leaves it.
+    let data = alice.data_dir().join("chat");
+    let client = support::Client::login(&w.url(), &data, "alice", support::Fault::None);
+    let path = chat::client::paths::Paths::new(data.clone()).cache_path(&w.url(), "alice");
+    let query = chat::proto::search::SearchQuery::parse("deploy").unwrap();
+    let filled = support::wait_until(std::time::Duration::from_secs(40), || {
+        // Opened only once the client has made it, so the two never race
+        // to create it.
+        path.exists()
+            && chat::client::cache::Cache::open(&path)
+                .and_then(|c| c.search(&query, None, 10))
+                .is_ok_and(|h| h.len() == 2)
+    })
+    .await;
+    if !filled {
+        let c = chat::client::cache::Cache::open(&path).unwrap();
+        let convs = c.conversations().unwrap();
+        let ev = convs.first().map(|x| c.events(&x.id, 0, 100).unwrap());
+        panic!(
+            "the cache never held both messages: {:?} {convs:?} {ev:?}",
+            c.search(&query, None, 10)
+        );
+    }
+    client.stop().await;
+
+    bob.ok(
+        &["send", "@alice", "deploy notes, only on the server"],
+        None,
+    );
+    let (code, hits, stderr) = search_json(&alice, &["deploy"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        sources(&hits),
+        [
+            ("cache".into(), "deploy [2J tomorrow".into()),
+            ("cache".into(), "the deploy key is in the vault".into()),
+            ("server".into(), "deploy notes, only on the server".into()),
+        ]
+    );
+    assert_eq!(hits[0]["conversation"], "@bob");
+    assert_eq!(hits[2]["conversation"], "@bob");
+    assert_eq!(hits[0]["sender"], "bob");
+    // Plain lines, control characters gone.
+    let r = alice.ok(&["search", "deploy", "--in", "@bob"], None);
+    assert_eq!(r.stdout.lines().count(), 3, "{r:?}");
+    assert!(r.stdout.lines().all(|l| l.contains("@bob")), "{r:?}");
+    assert!(!r.stdout.contains('\u{1b}'), "{r:?}");
+    assert!(r.stdout.starts_with("cache "), "{r:?}");
+
+    // Offline: the cache answers, and says the server was not reached.
+    w.server.stop().await;
+    let (code, hits, stderr) = search_json(&alice, &["deploy from:bob"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(hits.len(), 2);
+    assert!(hits.iter().all(|h| h["source"] == "cache"));
+    assert!(stderr.contains("not reached"), "{stderr}");
+    let (code, hits, _) = search_json(&alice, &["vault", "--in", "@bob"]);
+    assert_eq!((code, hits.len()), (0, 1));
+    // Nothing cached and no server: unreachable.
+    let (code, hits, _) = search_json(&alice, &["nothing-like-this"]);
+    assert_eq!((code, hits.len()), (5, 0));
+    // A bad query is refused before anything is asked.
+    let r = alice.run(&["search", "from:"], None);
+    assert_eq!(r.code, 6, "{r:?}");
+    assert!(r.stderr.contains("needs a value"), "{r:?}");
+}

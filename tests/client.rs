@@ -1016,3 +1016,53 @@ async fn a_refused_sync_is_shown_and_retried() {
     );
     client.stop().await;
 }
+
+/// Search through the engine: the cache's hits at once (none here: the
+/// message is older than what the first sync keeps), then the server's;
+/// the jump to that message loads it and the messages around it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_reaches_past_the_cache_and_jumps_there() {
+    let w = World::new();
+    w.client("bob").await.stop().await;
+    let [mut alice] = w.users(["alice"]).await;
+    let dm = alice.create_dm("bob").await;
+    let needle = alice.send_msg(&dm, "the needle is here").await;
+    for i in 0..260 {
+        alice.send_msg(&dm, &format!("hay {i}")).await;
+    }
+    alice.send_msg(&dm, "a fresh needle").await;
+    let bob = w.client_resume("bob");
+    bob.wait("the newest part of the DM", |m| {
+        m.conversation(&dm)
+            .is_some_and(|c| c.cursor >= needle + 261)
+    })
+    .await;
+
+    bob.act(Action::Search {
+        id: 1,
+        query: "needle".into(),
+        conv: None,
+    });
+    let ok = wait_until(CLIENT_WAIT, || {
+        bob.logged(|u| matches!(u, Update::SearchEnded { id: 1, error: None }))
+    })
+    .await;
+    assert!(ok, "the search never ended");
+    assert!(bob.logged(|u| matches!(u,
+        Update::SearchHits { id: 1, source: chat::client::HitSource::Cache, hits }
+            if hits.len() == 1 && hits[0].snippet == "a fresh needle")));
+    assert!(bob.logged(|u| matches!(u,
+        Update::SearchHits { id: 1, source: chat::client::HitSource::Server, hits }
+            if hits.len() == 2 && hits[1].seq == needle)));
+
+    bob.act(Action::JumpTo {
+        conv: dm.clone(),
+        seq: needle,
+    });
+    bob.wait_rows(&dm, "the old message and its neighbours", |rows| {
+        let seqs = row_seqs(rows);
+        seqs.contains(&needle) && seqs.contains(&(needle + 50))
+    })
+    .await;
+    bob.stop().await;
+}

@@ -53,3 +53,5 @@ mod paging;
 
 #[path = "server/files.rs"]
 mod files;
+#[path = "server/search.rs"]
+mod search;

@@ -1,8 +1,8 @@
 //! The real `chat` TUI in tmux against an in-process chatd: compose and
 //! send, see a reply, see "bob is typing…", and an unread count that
-//! appears in the list and clears when the conversation is opened; a file
-//! shared with `/upload` (its path completed with Tab) and by pasting its
-//! path.
+//! appears in the list and clears when the conversation is opened; a
+//! search that jumps to a message far out of view; and a file shared with
+//! `/upload` (its path completed with Tab) and by pasting its path.
 //! Skipped (with a notice) when tmux is not installed.
 
 mod support;
@@ -273,6 +273,85 @@ fn the_tui_sends_receives_shows_typing_and_unread() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    tmux.keys(&["q"]);
+    drop(tmux);
+    w.stop_blocking();
+}
+
+/// Search in the TUI: `s`, a query, Enter shows the hits; Enter on the
+/// hit closes the overlay and shows the message, which had scrolled far
+/// out of view.
+#[test]
+fn the_tui_searches_and_jumps_to_the_message() {
+    if !tmux_available() {
+        eprintln!("NOTICE: tmux is not installed; skipping the TUI search test");
+        return;
+    }
+    let mut w = World::new();
+    let url = w.url();
+    let alice = w.home("alice");
+    let bob = w.home("bob");
+    alice.register("alice");
+    bob.register("bob");
+    bob.ok(&["send", "@alice", "the needle is in the haystack"], None);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut sender = rt.block_on(w.login("bob"));
+    let dm = rt.block_on(sender.create_dm("alice"));
+    for i in 0..60 {
+        rt.block_on(sender.send_msg(&dm, &format!("hay number {i}")));
+    }
+    rt.block_on(sender.close());
+
+    let tmux = Tmux {
+        socket: format!("chat-search-{}-{}", std::process::id(), rand_suffix()),
+        session: "alice".into(),
+    };
+    let mut env = String::new();
+    for (k, v) in alice.envs() {
+        env.push_str(&format!("{k}='{v}' "));
+    }
+    let command = format!(
+        "env -u CHAT_SERVER -u CHAT_USER -u DBUS_SESSION_BUS_ADDRESS {env} TERM=xterm-256color '{}' --server {url}; sleep 30",
+        env!("CARGO_BIN_EXE_chat")
+    );
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        &tmux.session,
+        "-x",
+        "120",
+        "-y",
+        "30",
+        &command,
+    ]);
+    assert!(out.status.success(), "tmux new-session: {out:?}");
+    let long = Duration::from_secs(20);
+    tmux.wait("the newest messages", long, |s| s.contains("hay number 59"));
+    let s = tmux.screen();
+    assert!(
+        !s.contains("the needle is in"),
+        "the needle is not on screen yet:\n{s}"
+    );
+
+    tmux.keys(&["s"]);
+    tmux.wait("the search prompt", long, |s| s.contains("Search ·"));
+    tmux.keys(&["-l", "needle"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait("the hit", long, |s| {
+        s.contains("the needle is in the haystack") && s.contains("[cache]")
+    });
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait("the message, the overlay closed", long, |s| {
+        !s.contains("Search ·") && s.contains("the needle is in the haystack")
+    });
+    assert!(
+        !s.contains("hay number 59"),
+        "the view did not move to the message:\n{s}"
+    );
     tmux.keys(&["q"]);
     drop(tmux);
     w.stop_blocking();

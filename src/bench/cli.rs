@@ -37,6 +37,8 @@ pub enum Scenario {
     Catchup(CatchupArgs),
     /// Many clients drop and reconnect at once: time until all caught up.
     Storm(StormArgs),
+    /// Search latency over a large store, and offline over a large cache.
+    Search(super::search::SearchArgs),
     /// One user put in many large groups syncs hard: others' latency.
     Noisy(super::noisy::NoisyArgs),
     /// One large file up and down: throughput and chatd's memory meanwhile.
@@ -62,6 +64,7 @@ impl Scenario {
                 | Scenario::Storm(_)
                 | Scenario::Noisy(_)
                 | Scenario::Files(_)
+                | Scenario::Search(_)
         )
     }
 }
@@ -80,7 +83,7 @@ pub async fn run(server: &ServerOpts, scenario: &Scenario) -> anyhow::Result<Rep
             Report::new("client-start-child")
         }
         _ => {
-            let srv = Server::start(server).await?;
+            let mut srv = Server::start(server).await?;
             let r = match scenario {
                 Scenario::Fanout(a) => super::fanout::run(&srv, a).await,
                 Scenario::Ingest(a) => super::ingest::run(&srv, a).await,
@@ -89,6 +92,7 @@ pub async fn run(server: &ServerOpts, scenario: &Scenario) -> anyhow::Result<Rep
                 Scenario::Storm(a) => super::storm::run(&srv, a).await,
                 Scenario::Noisy(a) => super::noisy::run(&srv, a).await,
                 Scenario::Files(a) => super::files::run(&srv, a).await,
+                Scenario::Search(a) => super::search::run(&mut srv, server, a).await,
                 _ => unreachable!("client scenarios are handled above"),
             };
             srv.stop();

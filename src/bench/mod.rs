@@ -13,7 +13,8 @@
 //! - [`member`] is the fan-out member that reads like the client (the
 //!   default; `--members-read raw` keeps the light one in [`fanout`]);
 //! - one module per scenario: [`fanout`], [`ingest`], [`idle`], [`catchup`]
-//!   (also the storm), [`noisy`], and [`client`] for the client figures.
+//!   (also the storm), [`noisy`], [`search`] (server and offline search),
+//!   and [`client`] for the client figures.
 //!
 //! Every scenario is bounded in time; every wait has a deadline.
 
@@ -29,6 +30,7 @@ pub mod member;
 pub mod noisy;
 pub mod proc;
 pub mod report;
+pub mod search;
 pub mod server;
 pub mod storm;
 pub mod wire;

@@ -133,7 +133,25 @@ impl Server {
             &config,
             bench_config(&addr, &dir.join("data"), opts.default_budget),
         )?;
-        let log = std::fs::File::create(dir.join("chatd.log"))?;
+        let mut server = Server {
+            addr,
+            child: None,
+            dir: Some(dir),
+            keep: opts.keep,
+        };
+        server.spawn(opts, &chatd).await?;
+        Ok(server)
+    }
+
+    /// Start the chatd process on this server's config and wait for
+    /// `/healthz`.
+    async fn spawn(&mut self, opts: &ServerOpts, chatd: &std::path::Path) -> anyhow::Result<()> {
+        let dir = self.dir.clone().context("not a chatd started here")?;
+        let config = dir.join("chatd.toml");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("chatd.log"))?;
         let mut cmd = match &opts.chatd_cpu {
             Some(cpus) => {
                 let mut c = Command::new("taskset");
@@ -151,12 +169,8 @@ impl Server {
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", chatd.display()))?;
-        let mut server = Server {
-            addr,
-            child: Some(child),
-            dir: Some(dir),
-            keep: opts.keep,
-        };
+        self.child = Some(child);
+        let server = self;
         let deadline = Instant::now() + Duration::from_secs(15);
         while !crate::client::net::healthy(&server.addr).await {
             if let Some(Ok(Some(status))) = server.child.as_mut().map(|c| c.try_wait()) {
@@ -170,7 +184,29 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Ok(server)
+        Ok(())
+    }
+
+    /// chatd's data directory, when started here.
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join("data"))
+    }
+
+    /// Stop the chatd process but keep its data, so that the store can be
+    /// written directly; [`Server::resume`] starts it again on it.
+    pub fn pause(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child);
+        }
+    }
+
+    /// Start chatd again after [`Server::pause`].
+    pub async fn resume(&mut self, opts: &ServerOpts) -> anyhow::Result<()> {
+        let chatd = match &opts.chatd {
+            Some(p) => p.clone(),
+            None => default_chatd()?,
+        };
+        self.spawn(opts, &chatd).await
     }
 
     /// The chatd process id, when started here.
@@ -215,22 +251,7 @@ impl Server {
 
     fn shutdown(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // SAFETY: kill(2) on our own child's pid.
-            unsafe {
-                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-            }
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if Instant::now() > deadline => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
+            stop_child(&mut child);
         }
         if let Some(dir) = self.dir.take() {
             if self.keep {
@@ -245,5 +266,25 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// SIGTERM, then SIGKILL after 5 s.
+fn stop_child(child: &mut Child) {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) | Err(_) => break,
+            Ok(None) if Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+        }
     }
 }

@@ -139,5 +139,18 @@ pub enum Action {
         old: String,
         new: String,
     },
+    /// Search: the cache's hits at once, then the server's, as
+    /// [`Update::SearchHits`](super::Update::SearchHits) numbered `id`,
+    /// ended by [`Update::SearchEnded`](super::Update::SearchEnded).
+    Search {
+        id: u64,
+        query: String,
+        conv: Option<String>,
+    },
+    /// Focus `conv` with message `seq` loaded (fetched if not held).
+    JumpTo {
+        conv: String,
+        seq: u64,
+    },
     Quit,
 }

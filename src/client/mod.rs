@@ -26,4 +26,4 @@ pub mod view;
 
 pub use action::Action;
 pub use spawn::{ClientHandle, ClientOptions, spawn};
-pub use update::Update;
+pub use update::{HitSource, Update};

@@ -205,6 +205,34 @@ pub fn file_line(file: &crate::proto::FileInfo, caption: Option<&str>) -> String
     out
 }
 
+/// Why a search has only the cache's hits.
+pub const SEARCH_OFFLINE: &str =
+    "the server was not reached; these are results from the local cache";
+
+/// One search hit as a line of plain text (`chat search`):
+/// `cache  #ops #42 [2026-12-04 10:05] alice: …snippet…`. Everything but
+/// the fixed words came from other users and is cleaned.
+pub fn search_line(
+    source: &str,
+    label: &str,
+    hit: &crate::proto::SearchHit,
+    tz: TimeZone,
+) -> String {
+    let w = tz.wall(hit.ts);
+    format!(
+        "{source:<6} {} #{} [{:04}-{:02}-{:02} {:02}:{:02}] {}: {}",
+        clean(label),
+        hit.seq,
+        w.year,
+        w.month,
+        w.day,
+        w.hour,
+        w.minute,
+        clean(&hit.sender),
+        clean(&hit.snippet)
+    )
+}
+
 /// `system_line` without its leading sender (the line already names them).
 fn system_tail(sender: &str, change: &SystemChange) -> String {
     let line = system_line(sender, change);

@@ -3,7 +3,7 @@
 //! tests). The engine never reaches into a front end's state.
 
 use crate::client::view::{ConnState, ConvSummary, Incoming, MessageRow, PresenceView};
-use crate::proto::{Event, ProtoError, ReceiptPair, SessionInfo};
+use crate::proto::{Event, ProtoError, ReceiptPair, SearchHit, SessionInfo};
 use std::collections::BTreeMap;
 
 /// Why a shared file is fetched.
@@ -103,10 +103,34 @@ pub enum Update {
         path: std::path::PathBuf,
         purpose: Fetch,
     },
+    /// Hits of search `id` from one source.
+    SearchHits {
+        id: u64,
+        source: HitSource,
+        hits: Vec<SearchHit>,
+    },
+    /// Search `id` is over: the server answered, or why it did not.
+    SearchEnded { id: u64, error: Option<String> },
     /// The server refused an outbox entry for good.
     Refused {
         client_msg_id: String,
         conv: String,
         error: ProtoError,
     },
+}
+
+/// Where a search hit came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HitSource {
+    Cache,
+    Server,
+}
+
+impl HitSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HitSource::Cache => "cache",
+            HitSource::Server => "server",
+        }
+    }
 }

@@ -158,6 +158,21 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
+    /// Search the messages of the conversations one belongs to (see
+    /// [`crate::proto::search`] for the query language).
+    Search {
+        query: String,
+        /// Only this conversation.
+        #[serde(default)]
+        conversation_id: Option<String>,
+        #[serde(default)]
+        order: SearchOrder,
+        /// The `next` of the previous page.
+        #[serde(default)]
+        after: Option<String>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
     History {
         conversation_id: String,
         #[serde(default)]
@@ -283,6 +298,7 @@ pub const REQUEST_TYPES: &[&str] = &[
     "react",
     "sync",
     "history",
+    "search",
     "receipt",
     "typing",
     "presence",
@@ -329,6 +345,7 @@ impl Request {
             Request::Sync { .. } => "sync",
             Request::Members { .. } => "members",
             Request::History { .. } => "history",
+            Request::Search { .. } => "search",
             Request::Receipt { .. } => "receipt",
             Request::Typing { .. } => "typing",
             Request::Presence { .. } => "presence",
@@ -568,6 +585,40 @@ pub struct ConversationsOk {
     pub retention_cutoff: Option<Millis>,
     /// More conversations follow: ask again with this as `after`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// How search results are ordered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchOrder {
+    /// Most recently sent first.
+    #[default]
+    Newest,
+    /// Best match first (bm25).
+    Rank,
+}
+
+/// One message a search found: where it is, who sent it when, and the part
+/// of its current text around what matched, with the byte ranges in
+/// `snippet` of the matched words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchHit {
+    pub conversation_id: String,
+    pub seq: u64,
+    pub ts: Millis,
+    pub sender: String,
+    pub snippet: String,
+    #[serde(default)]
+    pub highlights: Vec<[usize; 2]>,
+}
+
+/// Reply to `search`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchOk {
+    pub hits: Vec<SearchHit>,
+    /// The `after` of the next page, if there may be more.
+    #[serde(default)]
     pub next: Option<String>,
 }
 

@@ -61,6 +61,8 @@ pub struct Limits {
     pub sync_page_cap: u32,
     /// Entries one page of `channels` or `members` lists.
     pub list_page_cap: u32,
+    /// Hits one `search` reply carries; larger `limit`s are capped.
+    pub search_page_cap: u32,
     /// Failed handshakes a connection may make before it is closed.
     pub max_auth_failures: u32,
     /// Seconds a new connection has to authenticate.
@@ -111,6 +113,7 @@ impl Default for Limits {
             max_sync_cursors: 10_000,
             sync_page_cap: 500,
             list_page_cap: 1000,
+            search_page_cap: 50,
             max_auth_failures: 5,
             auth_timeout_secs: 10,
             ping_interval_secs: 20,

@@ -4,11 +4,14 @@
 mod error;
 mod frames;
 mod limits;
+pub mod search;
 mod span;
 mod types;
 
 #[cfg(test)]
 mod fuzz_tests;
+#[cfg(test)]
+mod search_tests;
 
 pub use error::{ErrorCode, ProtoError};
 pub use frames::*;

@@ -39,7 +39,7 @@ struct Inner {
 pub fn cost(req: &Request) -> f64 {
     match req {
         Request::Sync { .. } => 10.0,
-        Request::Conversations { .. } | Request::Channels { .. } => 5.0,
+        Request::Conversations { .. } | Request::Channels { .. } | Request::Search { .. } => 5.0,
         Request::History { .. } | Request::Users { .. } | Request::Members { .. } => 2.0,
         Request::Create { .. } | Request::AddMembers { .. } | Request::RemoveMembers { .. } => 2.0,
         Request::AdminUsers { .. }

@@ -73,6 +73,16 @@ pub struct Hub {
 }
 
 /// Registration of one connection; unregisters on drop.
+/// A conversation a user may read, as [`Hub::readable`] lists it.
+#[derive(Debug, Clone)]
+pub struct Readable {
+    pub id: String,
+    pub kind: ConvKind,
+    pub name: Option<String>,
+    /// For a DM: the other member.
+    pub dm_with: Option<String>,
+}
+
 pub struct Registration {
     hub: Arc<Hub>,
     user: String,
@@ -513,6 +523,28 @@ impl Hub {
     /// A conversation as `viewer` sees it.
     pub fn conversation(&self, id: &str, viewer: &str) -> Option<Conversation> {
         self.lock().conversation(id, Some(viewer))
+    }
+
+    /// The conversations `user` belongs to now, as a search resolves its
+    /// `in:` filter and limits its results to them.
+    pub fn readable(&self, user: &str) -> Vec<Readable> {
+        let st = self.lock();
+        let Some(ids) = st.memberships.get(user) else {
+            return Vec::new();
+        };
+        ids.iter()
+            .filter_map(|id| {
+                let c = st.convs.get(id)?;
+                Some(Readable {
+                    id: id.clone(),
+                    kind: c.kind,
+                    name: c.name.clone(),
+                    dm_with: (c.kind == ConvKind::Dm)
+                        .then(|| c.members.iter().find(|m| *m != user).cloned())
+                        .flatten(),
+                })
+            })
+            .collect()
     }
 
     /// Refuse unless `user` belongs to conversation `id`.

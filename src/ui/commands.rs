@@ -37,6 +37,8 @@ pub enum Command {
     Sessions(SessionsCmd),
     /// Share a file (the path as typed).
     Upload(String),
+    /// Search messages (an empty query opens the search prompt).
+    Search(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +52,7 @@ pub enum SessionsCmd {
 pub const NAMES: &[&str] = &[
     "join", "leave", "dm", "group", "channel", "invite", "kick", "op", "deop", "block", "unblock",
     "edit", "delete", "react", "reply", "away", "back", "mute", "unmute", "quit", "help", "unread",
-    "sessions", "upload",
+    "sessions", "search", "upload",
 ];
 
 /// What the argument at a position completes to.
@@ -151,6 +153,7 @@ pub fn parse(line: &str) -> Result<Command, String> {
         "quit" | "q" => Ok(Command::Quit),
         "help" | "?" => Ok(Command::Help),
         "unread" => Ok(Command::Unread),
+        "search" | "find" => Ok(Command::Search(args.to_string())),
         "sessions" => match words.as_slice() {
             [] => Ok(Command::Sessions(SessionsCmd::List)),
             ["revoke", id] => Ok(Command::Sessions(SessionsCmd::Revoke(id.to_string()))),
@@ -204,6 +207,11 @@ mod tests {
         assert_eq!(parse("/quit"), Ok(Command::Quit));
         assert_eq!(parse("/help"), Ok(Command::Help));
         assert_eq!(parse("/unread"), Ok(Command::Unread));
+        assert_eq!(
+            parse("/search deploy from:alice"),
+            Ok(Command::Search("deploy from:alice".into()))
+        );
+        assert_eq!(parse("/search"), Ok(Command::Search(String::new())));
         assert_eq!(
             parse("/kick @mallory eve"),
             Ok(Command::Kick(vec!["mallory".into(), "eve".into()]))

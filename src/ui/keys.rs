@@ -42,8 +42,10 @@ pub enum KeyCmd {
     UnreadOnly,
     /// Download the selected file and open it with the system's opener.
     OpenFile,
-    /// Save the selected file into the downloads directory.
+    /// Save the selected file into the downloads directory (`s` does too
+    /// while a file is selected).
     SaveFile,
+    Search,
 }
 
 const NAMES: &[(&str, KeyCmd)] = &[
@@ -73,6 +75,7 @@ const NAMES: &[(&str, KeyCmd)] = &[
     ("unread_only", KeyCmd::UnreadOnly),
     ("open_file", KeyCmd::OpenFile),
     ("save_file", KeyCmd::SaveFile),
+    ("search", KeyCmd::Search),
 ];
 
 const DEFAULTS: &[(KeyCmd, &[&str])] = &[
@@ -99,7 +102,8 @@ const DEFAULTS: &[(KeyCmd, &[&str])] = &[
     (KeyCmd::ToggleRaw, &["R"]),
     (KeyCmd::UnreadOnly, &["U"]),
     (KeyCmd::OpenFile, &["o"]),
-    (KeyCmd::SaveFile, &["s"]),
+    (KeyCmd::SaveFile, &["S"]),
+    (KeyCmd::Search, &["s"]),
 ];
 
 /// Two-key defaults: a prefix chord, then the key that completes it.

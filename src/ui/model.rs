@@ -128,7 +128,9 @@ impl Model {
             | Update::Acked { .. }
             | Update::Transfer(_)
             | Update::FileReady { .. }
-            | Update::Refused { .. } => {}
+            | Update::Refused { .. }
+            | Update::SearchHits { .. }
+            | Update::SearchEnded { .. } => {}
         }
     }
 

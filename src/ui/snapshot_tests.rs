@@ -530,3 +530,57 @@ fn file_rows_with_caption_without_and_with_an_image() {
         "blue half-blocks"
     );
 }
+
+#[test]
+fn search_overlay() {
+    use super::app::{SearchPanel, ServerState};
+    use crate::client::HitSource;
+    use crate::proto::SearchHit;
+    let now = Instant::now();
+    let mut a = app(base_model(), 90, 20, now);
+    let hit =
+        |conv: &str, seq, sender: &str, ts, snippet: &str, highlights: Vec<[usize; 2]>| SearchHit {
+            conversation_id: conv.into(),
+            seq,
+            ts,
+            sender: sender.into(),
+            snippet: snippet.into(),
+            highlights,
+        };
+    a.mode = Mode::Search;
+    a.search = SearchPanel {
+        query: "deploy key".into(),
+        ran: Some("deploy key".into()),
+        id: 1,
+        hits: vec![
+            (
+                hit(
+                    "c-general",
+                    7,
+                    "alice",
+                    T0 + 5 * MIN,
+                    "the deploy key is in the vault",
+                    vec![[4, 10], [11, 14]],
+                ),
+                HitSource::Cache,
+            ),
+            (
+                hit(
+                    "d-alice",
+                    3,
+                    "alice",
+                    T0 - 3 * DAY,
+                    "…old deploy key, rotated since",
+                    vec![[7, 13], [14, 17]],
+                ),
+                HitSource::Server,
+            ),
+        ],
+        selected: 1,
+        server: ServerState::Answered,
+    };
+    let screen = draw(&a);
+    assert_snapshot!("search_overlay", screen);
+    a.search.server = ServerState::Failed("the server was not reached".into());
+    assert!(draw(&a).contains("server: the server was not reached"));
+}

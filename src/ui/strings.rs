@@ -130,11 +130,11 @@ pub const HELP_KEYS: &[(&str, &str)] = &[
     ("PgUp PgDn  ^U ^D", "scroll page / half page"),
     ("Home End  g G", "oldest / newest message"),
     ("Tab S-Tab  ^N ^P", "next / prev conversation"),
-    ("^K", "quick switcher"),
+    ("^K  s", "quick switcher / search"),
     ("r  e  d  +", "reply, edit, delete, react"),
     ("y", "copy code block / message"),
     ("R", "raw text: selected / all"),
-    ("o  s", "open / save a file"),
+    ("o  S", "open / save selected file"),
     ("mouse wheel", "scroll"),
     ("?  q  ^C", "help / quit (^C anywhere)"),
     ("Enter", "composer: send"),
@@ -161,6 +161,7 @@ pub const HELP_COMMANDS: &[(&str, &str)] = &[
     ("/away  /back", "set presence"),
     ("/mute  /unmute", "mute (mentions notify)"),
     ("/sessions", "devices logged in as me"),
+    ("/search QUERY", "search messages"),
     ("/quit  /help", "quit / this help"),
 ];
 
@@ -235,3 +236,13 @@ pub const SESSIONS_HINTS: &str = "↑↓ select · x end selected · o end all o
 pub const SESSIONS_CURRENT: &str = "this device";
 pub const SESSIONS_NOT_CURRENT: &str = "This is the session you are using: log out to end it.";
 pub const SESSIONS_USAGE: &str = "/sessions [revoke ID | others]";
+
+// Search overlay.
+pub const SEARCH_TITLE: &str = " Search · Enter runs / opens · Esc closes ";
+pub const SEARCH_HINT: &str =
+    "words \"a phrase\" from:USER in:#channel in:@user before:/after:YYYY-MM-DD";
+pub const SEARCH_NONE: &str = "No messages match.";
+pub const SEARCH_WAITING: &str = "asking the server…";
+pub fn search_failed(why: &str) -> String {
+    format!("server: {why}")
+}

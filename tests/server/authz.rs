@@ -17,6 +17,7 @@ fn every_request(id: &str, target: u64) -> Vec<Value> {
         json!({"type":"react","conversation_id":id,"client_msg_id":cmid("x"),"target_seq":target,"emoji":"💀"}),
         json!({"type":"history","conversation_id":id}),
         json!({"type":"history","conversation_id":id,"before":100,"limit":5}),
+        json!({"type":"search","conversation_id":id,"query":"private"}),
         json!({"type":"receipt","conversation_id":id,"delivered":1,"read":1}),
         json!({"type":"typing","conversation_id":id,"active":true}),
         json!({"type":"typing","conversation_id":id,"active":false}),

@@ -437,3 +437,67 @@ async fn plain_http_routes() {
     assert!(text.starts_with("HTTP/1.1 401"), "{text}");
     assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 1, "{text}");
 }
+
+#[tokio::test]
+async fn retention_stops_sharing_old_files() {
+    const DAY: i64 = 24 * 3600 * 1000;
+    let server = Server::start_with(|c| c.retention.days = 30);
+    let [mut alice, bob] = server.users(["alice", "bob"]).await;
+    let dm = alice.create_dm("bob").await;
+    let old = bytes(300, 10);
+    let new = bytes(300, 11);
+    for data in [&old, &new] {
+        assert_eq!(upload(&server, &alice.token, data).await.status, 201);
+    }
+    let r = alice
+        .request(json!({"type":"send_file","conversation_id":dm,"client_msg_id":"o1","file":file_info(&old, "old.bin"),"caption":"an old secret"}))
+        .await;
+    let old_seq = seq_of(&r);
+    let db = rusqlite::Connection::open(server.data_dir().join("chatd.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db.execute(
+        "UPDATE events SET ts = ts - ?1 WHERE conversation_id = ?2",
+        rusqlite::params![40 * DAY, dm],
+    )
+    .unwrap();
+    let r = share(&mut alice, &dm, "n1", file_info(&new, "new.bin")).await;
+    assert_eq!(r["type"], "ok", "{r}");
+    assert_eq!(
+        download(&server, &bob.token, &sha(&old), &[]).await.status,
+        200
+    );
+
+    let cutoff = chat::proto::now_millis() - 30 * DAY;
+    let dir = server.data_dir().to_path_buf();
+    let cleared = tokio::task::spawn_blocking(move || {
+        chat::store::log::retention::sweep(&dir, cutoff, || false).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(cleared, 1, "the old file event");
+    assert_eq!(
+        download(&server, &bob.token, &sha(&old), &[]).await.status,
+        404
+    );
+    assert_eq!(
+        download(&server, &bob.token, &sha(&new), &[]).await.status,
+        200
+    );
+    assert_eq!(
+        server.events_containing("an old secret"),
+        0,
+        "its caption is gone"
+    );
+    let events = alice.full_history(&dm).await;
+    let ev = events.iter().find(|e| e["seq"] == old_seq).unwrap();
+    assert_eq!(ev["kind"], "file");
+    assert!(ev.get("caption").is_none(), "{ev}");
+    // A second sweep finds nothing more to do.
+    let dir = server.data_dir().to_path_buf();
+    let again = tokio::task::spawn_blocking(move || {
+        chat::store::log::retention::sweep(&dir, cutoff, || false).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(again, 0);
+}

@@ -43,6 +43,11 @@ async fn old_text_is_cleared_and_clients_are_told() {
     assert_eq!(events[2]["body"], "");
     assert_eq!(events[3]["body"], "fresh news");
     assert_eq!(server.events_containing("secret"), 0);
+    // Cleared text is not searchable either.
+    let found = bob.ok(json!({"type":"search","query":"secret"})).await;
+    assert_eq!(found["hits"], json!([]));
+    let found = bob.ok(json!({"type":"search","query":"fresh"})).await;
+    assert_eq!(found["hits"].as_array().unwrap().len(), 1);
 
     let sync = bob.ok(json!({"type":"sync"})).await;
     let told = sync["retention_cutoff"].as_i64().expect("a cutoff");

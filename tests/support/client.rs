@@ -142,6 +142,8 @@ impl Client {
                             | Update::Incoming(_)
                             | Update::Transfer(_)
                             | Update::FileReady { .. }
+                            | Update::SearchHits { .. }
+                            | Update::SearchEnded { .. }
                     ) && let Ok(mut log) = events.lock()
                     {
                         log.push(u.clone());

@@ -298,6 +298,13 @@ impl Cache {
                     refresh_message(&tx, conv, message, me_name)?;
                 }
                 forget_deleted_text(&tx, conv, ev)?;
+                match &ev.body {
+                    EventBody::Message { .. } => super::search::refresh(&tx, conv, ev.seq)?,
+                    EventBody::Edit { target_seq, .. } | EventBody::Delete { target_seq } => {
+                        super::search::refresh(&tx, conv, *target_seq)?
+                    }
+                    _ => {}
+                }
                 if let Some(id) = &ev.client_msg_id
                     && me.as_deref().is_none_or(|me| me == ev.sender)
                 {
@@ -377,11 +384,23 @@ impl Cache {
     /// Clear the text of messages and edits older than `cutoff` (the
     /// server's retention); returns how many were cleared.
     pub fn forget_text_before(&mut self, cutoff: i64) -> Result<usize, CacheError> {
-        Ok(self.conn.execute(
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
             "UPDATE events SET text = '', data = json_set(data, '$.body', '')
              WHERE kind IN ('message', 'edit') AND ts < ?1 AND coalesce(text, '') <> ''",
             [cutoff],
-        )?)
+        )?;
+        if n > 0 {
+            let old: Vec<(String, Seq)> = tx
+                .prepare("SELECT conversation_id, seq FROM search_docs WHERE ts < ?1")?
+                .query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            for (conv, seq) in old {
+                super::search::refresh(&tx, &conv, seq.0)?;
+            }
+        }
+        tx.commit()?;
+        Ok(n)
     }
 
     /// Highest seq up to which every event (from the floor) is held.

@@ -107,6 +107,7 @@ impl Cache {
     pub fn remove_conversation(&mut self, id: &str) -> Result<(), CacheError> {
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM outbox WHERE conversation_id = ?1", [id])?;
+        super::search::forget_conversation(&tx, id)?;
         tx.execute("DELETE FROM conversations WHERE id = ?1", [id])?;
         tx.commit()?;
         Ok(())
@@ -118,6 +119,7 @@ impl Cache {
     pub fn reset_history(&mut self, id: &str) -> Result<(), CacheError> {
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM events WHERE conversation_id = ?1", [id])?;
+        super::search::forget_conversation(&tx, id)?;
         tx.execute(
             "UPDATE conversations SET last_seq = 0, floor = 1, cursor = 0 WHERE id = ?1",
             [id],

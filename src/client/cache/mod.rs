@@ -9,12 +9,14 @@
 //!   rows at read time, so arrival order never matters.
 //! - [`Cache::conversations`] gives the conversation list.
 //! - The outbox keeps requests until the server's event for them is held.
+//! - [`Cache::search`] answers searches from what is held (see `search`).
 
 mod apply;
 mod convs;
 mod fold;
 mod outbox;
 mod schema;
+mod search;
 mod unread;
 
 #[cfg(test)]

@@ -84,7 +84,8 @@ ALTER TABLE events ADD COLUMN eid TEXT;
     r#"
 -- members of conversations too large for the server to list them
 ALTER TABLE conversations ADD COLUMN member_count INTEGER NOT NULL DEFAULT 0;
-"#,
+"#, // the search index (see search.rs), filled by search::fill
+    super::search::SCHEMA,
     r#"
 -- shared files count as messages: their caption is their text, and the
 -- unread flags are computed again with them (see unread::ensure_flags)
@@ -126,6 +127,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), CacheError> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        if i + 1 == super::search::SEARCH_VERSION {
+            super::search::fill(&tx)?;
+        }
         tx.pragma_update(None, "user_version", (i + 1) as u32)?;
         tx.commit()?;
     }

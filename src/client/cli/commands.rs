@@ -115,6 +115,12 @@ pub(super) async fn dispatch(command: Command, loaded: Loaded) -> Result<(), Fai
             output,
             force,
         } => super::files::download(&loaded, &target, seq, output, force).await,
+        Command::Search {
+            query,
+            within,
+            json,
+            limit,
+        } => super::search::search(&loaded, &query, within.as_deref(), json, limit).await,
         Command::Create { what, json } => create(&loaded, what, json).await,
         Command::Join { channel } => join(&loaded, &channel).await,
         Command::Members { target, json } => members(&loaded, &target, json).await,

@@ -7,6 +7,7 @@ mod commands;
 mod export;
 mod files;
 mod live;
+mod search;
 mod tail;
 
 use crate::client::accounts;
@@ -115,6 +116,21 @@ pub enum Command {
         /// How many events
         #[arg(short = 'n', default_value_t = 20)]
         n: u32,
+    },
+    /// Search messages: the local cache at once (offline too), then the
+    /// server. Words and "phrases", from:USER, in:#channel, in:@user,
+    /// in:group, before:YYYY-MM-DD, after:YYYY-MM-DD
+    Search {
+        query: String,
+        /// Only this conversation: @user, #name or an id
+        #[arg(long = "in", value_name = "TARGET")]
+        within: Option<String>,
+        /// One JSON object per hit, with its `source` (cache or server)
+        #[arg(long)]
+        json: bool,
+        /// How many hits from each source (at most 50)
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        limit: u32,
     },
     /// Create a conversation
     Create {

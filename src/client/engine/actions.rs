@@ -257,6 +257,8 @@ impl Engine {
             Action::RevokeSession { id } => self.revoke_session(Some(id)),
             Action::RevokeOtherSessions => self.revoke_session(None),
             Action::ChangePassword { old, new } => self.change_password(old, new),
+            Action::Search { id, query, conv } => self.search(id, query, conv),
+            Action::JumpTo { conv, seq } => self.jump_to(conv, seq),
             Action::Quit => self.quit = true,
         }
     }

@@ -13,6 +13,7 @@ pub mod actions;
 mod follow;
 pub mod outbox;
 mod publish;
+mod search;
 mod sync;
 pub mod transfer;
 
@@ -119,6 +120,10 @@ enum Pending {
         conv: String,
     },
     Users,
+    /// A search the front end numbered so.
+    Search {
+        id: u64,
+    },
     /// A request whose success is told with this notice.
     Done(String),
     /// A request about the account (sessions, password).

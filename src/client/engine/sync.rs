@@ -197,6 +197,12 @@ impl Engine {
                 }
                 self.dirty.list = true;
             }
+            Pending::Search { id } => {
+                let reply = ok.parse::<crate::proto::SearchOk>().map_err(|e| {
+                    crate::proto::ProtoError::new(crate::proto::ErrorCode::Internal, e.to_string())
+                });
+                self.on_search_reply(id, reply);
+            }
             Pending::Users => {
                 if let Ok(u) = ok.parse::<UsersOk>() {
                     let users: Vec<String> = u.users.iter().map(|p| p.user.clone()).collect();
@@ -251,6 +257,14 @@ impl Engine {
             }
             Pending::Sync { run } if !disconnected && self.sync_run_is(run) => {
                 self.sync_failed(&e.to_string())
+            }
+            Pending::Search { id } => {
+                let e = if disconnected {
+                    ProtoError::new(ErrorCode::Internal, crate::client::text::SEARCH_OFFLINE)
+                } else {
+                    e
+                };
+                self.on_search_reply(id, Err(e));
             }
             Pending::Sync { .. } | Pending::Users | Pending::Ignore => {}
             Pending::Conv { .. } | Pending::Leave { .. } | Pending::Done(_) => {

@@ -25,6 +25,8 @@ pub mod retention;
 mod roles;
 pub use roles::Blocks;
 mod schema;
+mod search;
+pub use search::{Cursor, SCAN_BUDGET, SearchPage, SearchScope};
 mod writer;
 
 use crate::proto::{ConvKind, Event, EventBody, MemberRole, ProtoError, ReceiptPair};

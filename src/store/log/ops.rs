@@ -527,14 +527,15 @@ impl Writer {
         let data = serde_json::to_string(&body)
             .map_err(|e| StoreError::Open(format!("encoding an event: {e}")))?;
         let id = new_event_id();
+        let doc = self.doc_for(&body);
         let inserted = self
             .conn
             .prepare_cached(
-                "INSERT INTO events (conversation_id, seq, ts, sender, kind, client_msg_id, target_seq, data, eid)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                "INSERT INTO events (conversation_id, seq, ts, sender, kind, client_msg_id, target_seq, data, eid, doc)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (sender, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING",
             )?
-            .execute(params![conv_id, seq as i64, ts, user, body.kind(), client_msg_id, target, data, id])?;
+            .execute(params![conv_id, seq as i64, ts, user, body.kind(), client_msg_id, target, data, id, doc])?;
         if inserted == 0 {
             // A retry: (sender, client_msg_id) is taken. Its original
             // answer, or a conflict if it was used for something else.
@@ -543,6 +544,7 @@ impl Writer {
                 .ok_or_else(|| StoreError::Open("idempotency index out of step".into()));
         }
         self.track_file(user, conv_id, seq, &body)?;
+        self.index_event(conv_id, seq, ts, user, &body)?;
         let conv = self
             .mirror
             .convs

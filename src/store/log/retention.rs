@@ -1,5 +1,5 @@
 //! Retention: message text older than `[retention] days` is cleared from
-//! the log (seqs, senders and times stay, so history has no holes), a small
+//! the log (and files shared before then stop being shared) (seqs, senders and times stay, so history has no holes), a small
 //! batch at a time on a connection of its own, so that the writer never
 //! waits more than one short batch. Clients learn the cutoff from `sync`
 //! and clear their copies too.
@@ -51,23 +51,63 @@ pub fn sweep(dir: &Path, cutoff: Millis, stop: impl Fn() -> bool) -> Result<u64,
             }
             // Seqs of one conversation grow with time: walk them in order
             // and stop at the first event young enough to keep.
-            let rows: Vec<(i64, Millis, String, bool)> = conn
+            type Row = (i64, Millis, String, bool, Option<i64>, bool);
+            let rows: Vec<Row> = conn
                 .prepare_cached(
-                    "SELECT seq, ts, kind, coalesce(json_extract(data, '$.body'), '') <> ''
+                    "SELECT seq, ts, kind, coalesce(json_extract(data, '$.body'), '') <> '',
+                            target_seq,
+                            kind = 'file' AND (
+                                EXISTS (SELECT 1 FROM file_refs f
+                                        WHERE f.conversation_id = events.conversation_id
+                                          AND f.seq = events.seq)
+                                OR json_type(data, '$.caption') IS NOT NULL
+                                OR json_type(data, '$.file.preview') IS NOT NULL)
                      FROM events WHERE conversation_id = ?1 AND seq > ?2
                      ORDER BY seq LIMIT ?3",
                 )?
                 .query_map(params![conv, from, BATCH], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
                 })?
                 .collect::<Result<_, _>>()?;
-            let old: Vec<&(i64, Millis, String, bool)> =
-                rows.iter().take_while(|r| r.1 < cutoff).collect();
-            let targets: Vec<i64> = old
+            let old: Vec<&Row> = rows.iter().take_while(|r| r.1 < cutoff).collect();
+            let clearing: Vec<&Row> = old
                 .iter()
                 .filter(|r| r.3 && (r.2 == "message" || r.2 == "edit"))
-                .map(|r| r.0)
+                .copied()
                 .collect();
+            let targets: Vec<i64> = clearing.iter().map(|r| r.0).collect();
+            // The messages whose searchable text this changes.
+            let mut messages: Vec<i64> = clearing.iter().map(|r| r.4.unwrap_or(r.0)).collect();
+            messages.sort_unstable();
+            messages.dedup();
+            // Shared files stop being shared (collection then removes
+            // their bytes) and lose their caption and preview.
+            let files: Vec<i64> = old.iter().filter(|r| r.5).map(|r| r.0).collect();
+            if !files.is_empty() {
+                let tx = conn.unchecked_transaction()?;
+                {
+                    let mut unshare = tx.prepare_cached(
+                        "DELETE FROM file_refs WHERE conversation_id = ?1 AND seq = ?2",
+                    )?;
+                    let mut clear = tx.prepare_cached(
+                        "UPDATE events SET data = json_remove(data, '$.caption', '$.file.preview')
+                         WHERE conversation_id = ?1 AND seq = ?2",
+                    )?;
+                    for seq in &files {
+                        unshare.execute(params![conv, seq])?;
+                        clear.execute(params![conv, seq])?;
+                    }
+                }
+                tx.commit()?;
+                cleared += files.len() as u64;
+            }
             if !targets.is_empty() {
                 let tx = conn.unchecked_transaction()?;
                 {
@@ -78,6 +118,9 @@ pub fn sweep(dir: &Path, cutoff: Millis, stop: impl Fn() -> bool) -> Result<u64,
                     for seq in &targets {
                         clear.execute(params![conv, seq])?;
                     }
+                }
+                for seq in &messages {
+                    super::search::reindex(&tx, &conv, *seq)?;
                 }
                 tx.commit()?;
                 cleared += targets.len() as u64;

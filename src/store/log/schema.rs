@@ -160,7 +160,13 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX file_refs_event ON file_refs(conversation_id, seq);
     ",
+    // 6: the search index (see `search`), filled from the log by
+    // `search::fill` in the same transaction.
+    super::search::SCHEMA,
 ];
+
+/// The schema version that brought the search index.
+const SEARCH_VERSION: usize = 6;
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -176,6 +182,9 @@ pub fn migrate(conn: &mut Connection) -> Result<(), super::StoreError> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
+        if i + 1 == SEARCH_VERSION {
+            super::search::fill(&tx)?;
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         tx.commit()?;
     }
@@ -239,6 +248,60 @@ mod tests {
             })
             .unwrap();
         assert_eq!(without_eid, 0, "events written before ids get one");
+    }
+
+    /// A server from before search: the index comes with the upgrade,
+    /// holding each message's current text (its latest edit), and neither
+    /// deleted messages nor text cleared by retention.
+    #[test]
+    fn search_index_is_filled_on_upgrade() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..4] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        conn.execute_batch(
+            r#"INSERT INTO events (conversation_id, seq, ts, sender, kind, target_seq, data) VALUES
+                 ('c',1,10,'alice','create',NULL,'{"name":null,"members":["alice","bob"]}'),
+                 ('c',2,20,'alice','message',NULL,'{"body":"old deploy key","reply_to":null}'),
+                 ('c',3,30,'bob','message',NULL,'{"body":"launch codes","reply_to":null}'),
+                 ('c',4,40,'alice','edit',2,'{"target_seq":2,"body":"first edit"}'),
+                 ('c',5,50,'alice','edit',2,'{"target_seq":2,"body":"rotated token"}'),
+                 ('c',6,60,'bob','delete',3,'{"target_seq":3}'),
+                 ('c',7,70,'bob','message',NULL,'{"body":"","reply_to":null}'),
+                 ('d',1,15,'carol','message',NULL,'{"body":"token elsewhere","reply_to":null}');"#,
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let hits = |q: &str| -> Vec<(String, i64)> {
+            conn.prepare(
+                "SELECT d.conversation_id, d.seq FROM search_text
+                 JOIN search_docs d ON d.id = search_text.rowid
+                 WHERE search_text MATCH ?1 ORDER BY search_text.rowid",
+            )
+            .unwrap()
+            .query_map([q], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+        };
+        assert_eq!(hits("token"), [("d".into(), 1), ("c".into(), 2)]);
+        assert!(hits("deploy").is_empty());
+        assert!(hits("edit").is_empty());
+        assert!(hits("launch").is_empty());
+        // Every message has its doc, in the order of time; new ones follow.
+        let docs: Vec<(i64, Option<i64>)> = conn
+            .prepare("SELECT ts, doc FROM events WHERE kind = 'message' ORDER BY ts")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            docs,
+            [(15, Some(1)), (20, Some(2)), (30, Some(3)), (70, Some(4))]
+        );
+        assert_eq!(super::super::search::next_doc(&conn).unwrap(), 5);
     }
 
     #[test]

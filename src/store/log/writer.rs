@@ -104,7 +104,9 @@ impl WriterThread {
                 Output::Synced(stage)
             }
         };
+        let next_doc = super::search::next_doc(&conn)?;
         let mut writer = Writer {
+            next_doc,
             conn,
             mirror,
             limits,
@@ -150,6 +152,8 @@ pub(super) struct Writer {
     pub(super) changes: Vec<Committed>,
     /// Told about each commit; dropped when the writer stops.
     pub(super) checkpointer: Option<Checkpointer>,
+    /// The search index's next doc number (see `search`).
+    pub(super) next_doc: i64,
 }
 
 /// Where a commit goes once it is made.

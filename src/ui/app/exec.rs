@@ -30,6 +30,7 @@ impl App {
             Command::Quit => self.request_quit(out),
             Command::Help => self.mode = Mode::Help,
             Command::Unread => self.toggle_unread_only(),
+            Command::Search(query) => self.open_search(query, out),
             Command::Sessions(what) => match what {
                 SessionsCmd::List => self.open_sessions(out),
                 SessionsCmd::Revoke(id) => out.push(Action::RevokeSession { id }),

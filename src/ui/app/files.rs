@@ -37,6 +37,16 @@ impl App {
         found
     }
 
+    /// Whether the selected row (chosen, not the default newest) is a file.
+    pub(super) fn selected_file(&self) -> bool {
+        let Some(seq) = self.selected else {
+            return false;
+        };
+        self.rows().iter().any(|r| {
+            matches!(r, MessageRow::Message(m) if m.seq == Some(seq) && !m.deleted && m.file.is_some())
+        })
+    }
+
     /// `o` (open) and `s` (save) on the selected file.
     pub(super) fn fetch_selected(&mut self, purpose: Fetch, out: &mut Vec<Action>) {
         if let Some(file) = self.file_target() {

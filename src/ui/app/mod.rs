@@ -8,7 +8,8 @@
 //! completion), `exec` (slash commands), `overlays` (help, quick switcher,
 //! delete confirmation, login), `sessions` (my device sessions), `view`
 //! (scrolling, read pointers, scrollback),
-//! `markup` (raw or rendered bodies, copying code, the external editor).
+//! `markup` (raw or rendered bodies, copying code, the external editor),
+//! `search` (the search prompt, its results and the jump to a hit).
 //! `unread` (unread jumps and filter, the "new messages" line).
 
 mod complete;
@@ -18,6 +19,7 @@ mod insert;
 mod markup;
 mod normal;
 mod overlays;
+mod search;
 mod sessions;
 mod unread;
 mod view;
@@ -31,11 +33,14 @@ mod tests_files;
 #[cfg(test)]
 mod tests_keys;
 #[cfg(test)]
+mod tests_search;
+#[cfg(test)]
 mod tests_unread;
 
 pub use complete::Completion;
 pub use markup::{Markup, TerminalRequest};
 pub use overlays::{LoginForm, SwitchItem, SwitchTarget, Switcher, kind_marker};
+pub use search::{SearchPanel, ServerState};
 pub(crate) use view::row_seq;
 
 use super::event::UiEvent;
@@ -74,6 +79,8 @@ pub enum Mode {
     Login,
     /// This account's device sessions.
     Sessions,
+    /// The search prompt and its results.
+    Search,
 }
 
 /// Debounce state of my typing indicator.
@@ -107,6 +114,7 @@ pub struct App {
     /// A one-line message for the status line (cleared by the next key).
     pub status: Option<String>,
     pub switcher: Switcher,
+    pub search: SearchPanel,
     pub login: LoginForm,
     /// Selected row of the sessions overlay.
     pub sessions_selected: usize,
@@ -139,6 +147,8 @@ pub struct App {
     pub unread_only: bool,
     /// The first key of a two-key sequence, waiting for the second.
     pending_key: Option<super::keys::Chord>,
+    /// A search hit being opened: selected once its row is loaded.
+    jump_target: Option<(String, u64)>,
     /// The focused conversation and my read pointer there when it was
     /// opened: where the "new messages" line goes.
     opened_read: Option<(String, u64)>,
@@ -161,6 +171,7 @@ impl App {
             completion: None,
             status: None,
             switcher: Switcher::default(),
+            search: SearchPanel::default(),
             login: LoginForm::default(),
             sessions_selected: 0,
             size: (80, 24),
@@ -179,6 +190,7 @@ impl App {
             focus_request: None,
             unread_only: false,
             pending_key: None,
+            jump_target: None,
             opened_read: None,
         }
     }
@@ -231,6 +243,8 @@ impl App {
                     self.model.apply(update, now);
                     self.queue_previews();
                 }
+                Update::SearchHits { id, source, hits } => self.search.add(id, source, hits),
+                Update::SearchEnded { id, error } => self.search.ended(id, error),
                 Update::AuthFailed { .. } => {
                     // Back at the login screen after a session ended: the
                     // same account, the password to type.
@@ -279,6 +293,7 @@ impl App {
             Mode::ConfirmUpload { path, text } => self.confirm_upload_key(k, path, text, out),
             Mode::Login => self.login_key(k, out),
             Mode::Sessions => self.sessions_key(k, out),
+            Mode::Search => self.search_key(k, out),
         }
     }
 
@@ -299,6 +314,7 @@ impl App {
                 self.switcher.selected = 0;
             }
             Mode::Login => self.login.paste(text),
+            Mode::Search => self.search.edit(text.lines().next().unwrap_or("")),
             _ => {}
         }
     }
@@ -343,6 +359,7 @@ impl App {
         if self.mode == Mode::Login {
             return;
         }
+        self.land_jump();
         self.clamp_view();
         self.check_scrollback(out);
         self.check_read(out);

@@ -62,6 +62,11 @@ impl App {
             KeyCmd::UnreadOnly => self.toggle_unread_only(),
             KeyCmd::OpenFile => self.fetch_selected(crate::client::update::Fetch::Open, out),
             KeyCmd::SaveFile => self.fetch_selected(crate::client::update::Fetch::Save, out),
+            // On a selected file, `s` saves it; elsewhere it searches.
+            KeyCmd::Search if self.selected_file() => {
+                self.fetch_selected(crate::client::update::Fetch::Save, out)
+            }
+            KeyCmd::Search => self.open_search(String::new(), out),
         }
     }
 

@@ -37,7 +37,7 @@ fn with_file(t: Instant) -> crate::ui::app::App {
 }
 
 #[test]
-fn o_and_s_fetch_the_selected_file() {
+fn o_s_and_shift_s_fetch_the_selected_file() {
     let t = Instant::now();
     let mut a = with_file(t);
     a.handle_event(key(KeyCode::Up), t);
@@ -58,11 +58,13 @@ fn o_and_s_fetch_the_selected_file() {
             ..
         }]
     ));
-    // A message without a file says what to do.
+    // On a message without a file, `S` says what to do and `s` searches.
     a.handle_event(key(KeyCode::Up), t);
-    let out = a.handle_event(ch('s'), t);
+    let out = a.handle_event(ch('S'), t);
     assert!(out.is_empty());
     assert!(a.status.as_deref().unwrap_or("").contains("Select a file"));
+    a.handle_event(ch('s'), t);
+    assert_eq!(a.mode, Mode::Search);
 }
 
 #[test]

@@ -122,6 +122,7 @@ pub fn render_status(app: &App, frame: &mut Frame, area: Rect) {
         Mode::ConfirmUpload { .. } => ("UPLOAD", ""),
         Mode::Login => ("LOGIN", ""),
         Mode::Sessions => ("SESSIONS", ""),
+        Mode::Search => ("SEARCH", ""),
     };
     let badge_style = Style::default()
         .fg(theme.header_fg)

@@ -17,6 +17,7 @@ pub mod markdown_cache;
 pub mod messages;
 pub mod overlays;
 pub mod receipts;
+pub mod search;
 pub mod sessions;
 pub mod wrap;
 
@@ -50,6 +51,7 @@ pub fn render(app: &App, frame: &mut Frame) {
         Mode::Help => overlays::render_help(app, frame, area),
         Mode::QuickSwitcher => overlays::render_switcher(app, frame, area),
         Mode::Sessions => sessions::render(app, frame, area),
+        Mode::Search => search::render(app, frame, area),
         _ => {}
     }
 }

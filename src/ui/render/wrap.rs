@@ -9,7 +9,7 @@ use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 /// A run of text in one style.
 pub type Seg = (String, Style);
 
-fn char_width(c: char) -> usize {
+pub fn char_width(c: char) -> usize {
     if c == '\t' { 1 } else { c.width().unwrap_or(0) }
 }
 

@@ -5,6 +5,7 @@ mod files;
 mod fold;
 mod outbox;
 mod prop;
+mod search;
 mod sync;
 mod unread;
 

@@ -172,12 +172,22 @@ impl FileClient {
                 }
             };
             let mut body = resp.into_body();
+            // Stopped early (lost, silent): what arrived is written out all
+            // the same, so that the next try resumes after it.
+            let mut stopped = None;
             loop {
-                let frame = tokio::time::timeout(self.idle, body.frame())
-                    .await
-                    .map_err(|_| TransferError::Timeout(self.idle))?;
-                let Some(frame) = frame else { break };
-                let frame = frame.map_err(|e| TransferError::Lost(lost_reason(&e)))?;
+                let frame = match tokio::time::timeout(self.idle, body.frame()).await {
+                    Err(_) => {
+                        stopped = Some(TransferError::Timeout(self.idle));
+                        break;
+                    }
+                    Ok(None) => break,
+                    Ok(Some(Err(e))) => {
+                        stopped = Some(TransferError::Lost(lost_reason(&e)));
+                        break;
+                    }
+                    Ok(Some(Ok(frame))) => frame,
+                };
                 let Ok(data) = frame.into_data() else {
                     continue;
                 };
@@ -193,6 +203,9 @@ impl FileClient {
             }
             file.flush().await.map_err(TransferError::io(part))?;
             file.sync_all().await.map_err(TransferError::io(part))?;
+            if let Some(e) = stopped {
+                return Err(e.into());
+            }
         }
         if held != size {
             return Err(TransferError::Lost(format!("got {held} of {size} bytes")).into());

@@ -54,13 +54,22 @@ async fn fake_server(head: String, body: Vec<u8>, stall: bool) -> String {
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move {
         let (mut sock, _) = listener.accept().await.unwrap();
+        // The whole request head, so that closing sends no reset.
+        let mut got = Vec::new();
         let mut buf = vec![0u8; 4096];
-        let _ = sock.read(&mut buf).await;
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match sock.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
         let _ = sock.write_all(head.as_bytes()).await;
         let _ = sock.write_all(&body).await;
         let _ = sock.flush().await;
         if stall {
             tokio::time::sleep(Duration::from_secs(30)).await;
+        } else {
+            let _ = sock.shutdown().await;
         }
     });
     addr

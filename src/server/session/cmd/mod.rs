@@ -10,7 +10,7 @@
 //! - [`users`]: `users`, `presence`.
 //! - [`conversations`]: `create`, `join`, `leave`, `add_members`, `rename`.
 //! - [`send`]: the log writes: `send`, `edit`, `delete`, `react`.
-//! - [`history`], [`receipts`], [`typing`]: one command each.
+//! - [`history`], [`search`], [`receipts`], [`typing`]: one command each.
 
 mod account;
 mod admin;
@@ -18,6 +18,7 @@ mod auth;
 mod conversations;
 mod history;
 mod receipts;
+mod search;
 mod send;
 mod sync;
 mod typing;
@@ -211,6 +212,13 @@ impl Session {
                 before,
                 limit,
             } => self.history(rid, &user, conversation_id, after, before, limit)?,
+            Request::Search {
+                query,
+                conversation_id,
+                order,
+                after,
+                limit,
+            } => self.search(rid, &user, query, conversation_id, order, after, limit)?,
             Request::Receipt {
                 conversation_id,
                 delivered,

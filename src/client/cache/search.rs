@@ -1,0 +1,231 @@
+//! The cache's search index: the current text of every message held, in a
+//! contentless FTS5 table like chatd's, so that a search answers at once
+//! and offline with the same query language ([`crate::proto::search`]).
+//!
+//! `search_docs` maps each index row to its message. A row's number is
+//! the message's time (ms) times 4,096, plus a few to keep it unique, so
+//! that the index's own rowid order is newest first and a search stops as
+//! soon as its page is full. The index is set from
+//! a message's current state (the sender's latest edit, not deleted)
+//! whenever the message, an edit of it or its deletion is stored, in
+//! whatever order they arrive; text cleared by retention and forgotten
+//! conversations leave it too.
+
+use super::schema::Seq;
+use super::{Cache, CacheError};
+use crate::proto::search::{Place, SearchQuery, snippet};
+use crate::proto::{ConvKind, SearchHit};
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// The schema of the index (cache migration 5).
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE search_docs (
+    id              INTEGER PRIMARY KEY,
+    conversation_id TEXT NOT NULL,
+    seq             INTEGER NOT NULL,
+    ts              INTEGER NOT NULL,
+    sender          TEXT NOT NULL,
+    UNIQUE (conversation_id, seq)
+);
+CREATE VIRTUAL TABLE search_text USING fts5(
+    body, content='', contentless_delete=1,
+    tokenize='unicode61 remove_diacritics 0'
+);
+";
+
+/// The migration that brings [`SCHEMA`]; [`fill`] runs with it.
+pub(crate) const SEARCH_VERSION: usize = 5;
+
+/// One message's current text, `None` when it is deleted, empty or not held.
+fn current(
+    conn: &Connection,
+    conv: &str,
+    seq: u64,
+) -> Result<Option<(String, i64, String)>, CacheError> {
+    let row: Option<(String, Option<String>, bool, Option<String>, i64)> = conn
+        .prepare_cached(
+            "SELECT m.sender, m.text,
+                 EXISTS(SELECT 1 FROM events d INDEXED BY events_target
+                        WHERE d.conversation_id = m.conversation_id
+                        AND d.target_seq = m.seq AND d.kind = 'delete'),
+                 (SELECT e.text FROM events e INDEXED BY events_target
+                  WHERE e.conversation_id = m.conversation_id
+                  AND e.target_seq = m.seq AND e.kind = 'edit' AND e.sender = m.sender
+                  ORDER BY e.seq DESC LIMIT 1),
+                 m.ts
+             FROM events m WHERE m.conversation_id = ?1 AND m.seq = ?2 AND m.kind = 'message'",
+        )?
+        .query_row(params![conv, Seq(seq)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .optional()?;
+    Ok(row.and_then(|(sender, text, deleted, edited, ts)| {
+        let body = edited.or(text).unwrap_or_default();
+        (!deleted && !body.trim().is_empty()).then_some((body, ts, sender))
+    }))
+}
+
+/// Messages per millisecond a doc number can tell apart before it runs
+/// into the next millisecond's (harmless: order is then only close).
+const PER_MS: i64 = 4096;
+
+/// A doc number for a message sent at `ts`: ordered by time.
+fn free_doc(conn: &Connection, ts: i64) -> Result<i64, CacheError> {
+    let mut doc = ts.clamp(0, i64::MAX / PER_MS - 1) * PER_MS;
+    let mut taken = conn.prepare_cached("SELECT 1 FROM search_docs WHERE id = ?1")?;
+    while taken.exists([doc])? {
+        doc += 1;
+    }
+    Ok(doc)
+}
+
+/// Set message `seq`'s index rows from what the cache holds now.
+pub(crate) fn refresh(conn: &Connection, conv: &str, seq: u64) -> Result<(), CacheError> {
+    let doc: Option<i64> = conn
+        .prepare_cached("SELECT id FROM search_docs WHERE conversation_id = ?1 AND seq = ?2")?
+        .query_row(params![conv, Seq(seq)], |r| r.get(0))
+        .optional()?;
+    if let Some(doc) = doc {
+        conn.prepare_cached("DELETE FROM search_text WHERE rowid = ?1")?
+            .execute([doc])?;
+    }
+    match current(conn, conv, seq)? {
+        Some((body, ts, sender)) => {
+            let doc = match doc {
+                Some(d) => d,
+                None => {
+                    let doc = free_doc(conn, ts)?;
+                    conn.prepare_cached(
+                        "INSERT INTO search_docs (id, conversation_id, seq, ts, sender)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![doc, conv, Seq(seq), ts, sender])?;
+                    doc
+                }
+            };
+            conn.prepare_cached("INSERT INTO search_text (rowid, body) VALUES (?1, ?2)")?
+                .execute(params![doc, body])?;
+        }
+        None => {
+            if let Some(doc) = doc {
+                conn.prepare_cached("DELETE FROM search_docs WHERE id = ?1")?
+                    .execute([doc])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Drop the index rows of conversation `conv`.
+pub(crate) fn forget_conversation(conn: &Connection, conv: &str) -> Result<(), CacheError> {
+    conn.execute(
+        "DELETE FROM search_text WHERE rowid IN
+             (SELECT id FROM search_docs WHERE conversation_id = ?1)",
+        [conv],
+    )?;
+    conn.execute("DELETE FROM search_docs WHERE conversation_id = ?1", [conv])?;
+    Ok(())
+}
+
+/// Index every message held (the upgrade to [`SEARCH_VERSION`]).
+pub(crate) fn fill(conn: &Connection) -> Result<(), CacheError> {
+    let all: Vec<(String, Seq)> = conn
+        .prepare("SELECT conversation_id, seq FROM events WHERE kind = 'message'")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (conv, seq) in all {
+        refresh(conn, &conv, seq.0)?;
+    }
+    Ok(())
+}
+
+impl Cache {
+    /// The conversations held that `place` names, for `me`.
+    fn named(&self, place: &Place, me: &str) -> Result<Vec<String>, CacheError> {
+        let mut out = Vec::new();
+        for c in self.conversations()? {
+            let hit = match place {
+                Place::Channel(n) => c.kind == ConvKind::Channel && c.title == *n,
+                Place::Named(n) => c.kind != ConvKind::Dm && c.title == *n,
+                Place::Dm(u) => {
+                    c.kind == ConvKind::Dm && u != me && c.members.iter().any(|m| m == u)
+                }
+            };
+            if hit {
+                out.push(c.id.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// The newest `limit` messages held that match `query` (restricted to
+    /// `only`, a conversation id, when given), newest first (by time, to
+    /// the millisecond).
+    pub fn search(
+        &self,
+        query: &SearchQuery,
+        only: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SearchHit>, CacheError> {
+        let me = self.me()?.unwrap_or_default();
+        let mut convs: Option<Vec<String>> = only.map(|c| vec![c.to_string()]);
+        if let Some(place) = &query.within {
+            let named = self.named(place, &me)?;
+            convs = Some(match convs {
+                Some(c) => c.into_iter().filter(|x| named.contains(x)).collect(),
+                None => named,
+            });
+        }
+        if convs.as_ref().is_some_and(Vec::is_empty) {
+            return Ok(Vec::new());
+        }
+        let convs = convs.map(|c| serde_json::to_string(&c).unwrap_or_default());
+        let filters = "(?2 IS NULL OR d.sender = ?2) AND (?3 IS NULL OR d.ts < ?3)
+             AND (?4 IS NULL OR d.ts >= ?4)
+             AND (?5 IS NULL OR d.conversation_id IN (SELECT value FROM json_each(?5)))";
+        let sql = match query.fts_match() {
+            Some(_) => format!(
+                "SELECT d.conversation_id, d.seq, d.ts, d.sender
+                 FROM search_text JOIN search_docs d ON d.id = search_text.rowid
+                 WHERE search_text MATCH ?1 AND {filters}
+                 ORDER BY search_text.rowid DESC LIMIT ?6"
+            ),
+            None => format!(
+                "SELECT d.conversation_id, d.seq, d.ts, d.sender FROM search_docs d
+                 WHERE ?1 IS NULL AND {filters} ORDER BY d.id DESC LIMIT ?6"
+            ),
+        };
+        let rows: Vec<(String, Seq, i64, String)> = self
+            .conn
+            .prepare_cached(&sql)?
+            .query_map(
+                params![
+                    query.fts_match(),
+                    query.from,
+                    query.before,
+                    query.after,
+                    convs,
+                    limit as i64
+                ],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?
+            .collect::<Result<_, _>>()?;
+        let words = query.words();
+        let mut hits = Vec::with_capacity(rows.len());
+        for (conv, seq, ts, sender) in rows {
+            let body = current(&self.conn, &conv, seq.0)?
+                .map(|c| c.0)
+                .unwrap_or_default();
+            let (snippet, highlights) = snippet(&body, &words);
+            hits.push(SearchHit {
+                conversation_id: conv,
+                seq: seq.0,
+                ts,
+                sender,
+                snippet,
+                highlights,
+            });
+        }
+        Ok(hits)
+    }
+}
