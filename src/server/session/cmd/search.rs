@@ -35,6 +35,7 @@ fn resolve(readable: &[Readable], place: &Place) -> Result<HashSet<String>, Prot
 }
 
 impl Session {
+    #[allow(clippy::too_many_arguments)] // the request's fields, as dispatched
     pub(super) fn search(
         &self,
         rid: u64,
