@@ -197,14 +197,12 @@ async fn fill_store(
     Ok(secs)
 }
 
+/// Fill seconds, every sample, the samples of each kind, hits.
+type Offline = (f64, Samples, Vec<(&'static str, Samples)>, usize);
+
 /// Fill a client cache with `n` messages over `convs` groups; time each
 /// kind of query on it. Returns (fill seconds, all samples, per kind).
-fn offline(
-    n: usize,
-    convs: usize,
-    rounds: usize,
-    rng: &mut Rng,
-) -> anyhow::Result<(f64, Samples, Vec<(&'static str, Samples)>, usize)> {
+fn offline(n: usize, convs: usize, rounds: usize, rng: &mut Rng) -> anyhow::Result<Offline> {
     let dir = std::env::temp_dir().join(format!("chat-bench-search-{}", super::run_tag()));
     std::fs::create_dir_all(&dir)?;
     let result = (|| {

@@ -150,10 +150,10 @@ impl Server {
         let mut cmd = match &opts.chatd_cpu {
             Some(cpus) => {
                 let mut c = Command::new("taskset");
-                c.arg("-c").arg(cpus).arg(&chatd);
+                c.arg("-c").arg(cpus).arg(chatd);
                 c
             }
-            None => Command::new(&chatd),
+            None => Command::new(chatd),
         };
         cmd.arg("--config")
             .arg(&config)

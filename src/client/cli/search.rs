@@ -104,10 +104,7 @@ pub(super) async fn search(
             .into_iter()
             .map(|c| (c.id.clone(), conv_label(c.kind, &c.title)))
             .collect();
-        let only = match within {
-            Some(t) => Some(cached_target(&cache, t).unwrap_or_else(|| t.to_string())),
-            None => None,
-        };
+        let only = within.map(|t| cached_target(&cache, t).unwrap_or_else(|| t.to_string()));
         match cache.search(&parsed, only.as_deref(), limit as usize) {
             Ok(hits) => {
                 for h in hits {

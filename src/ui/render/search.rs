@@ -91,7 +91,7 @@ fn head_line(
 pub fn render(app: &App, frame: &mut Frame, full: Rect) {
     let s = &app.search;
     let w = full.width.saturating_sub(4).min(100);
-    let h = full.height.saturating_sub(2).min(3 + 2 * 8 + 1).max(5);
+    let h = full.height.saturating_sub(2).clamp(5, 3 + 2 * 8 + 1);
     let mut area = centered(full, w, h);
     area.y = full.y + (full.height.saturating_sub(h) / 4);
     frame.render_widget(Clear, area);
