@@ -14,11 +14,13 @@
 //!              proto: frames, events, error codes, limits (both sides)
 //! ```
 //!
-//! - [`proto`] is the wire protocol, shared by both sides.
+//! - [`proto`] is the wire protocol, shared by both sides, with the search
+//!   query language both sides parse ([`proto::search`]).
 //! - [`server`] is chatd: it accepts WebSockets on one port ([`net::transport`]),
 //!   authenticates, and turns requests into appends on the [`store::log`];
 //!   committed events are fanned out in seq order by the hub.
-//! - [`store`] holds chatd's durable log; [`net`] its listener and upgrader.
+//! - [`store`] holds chatd's durable log and its search index; [`net`] its
+//!   listener and upgrader.
 //! - [`client`] is the engine of the `chat` program (connection task, cache,
 //!   outbox, CLI); [`ui`] its full-screen screen.
 //! - [`private`] makes the files that hold secrets readable by their owner

@@ -197,8 +197,7 @@ async fn fill_store(
     Ok(secs)
 }
 
-/// What [`offline`] measured: fill seconds, all samples, samples per kind
-/// of query, and the hits found.
+/// Fill seconds, every sample, the samples of each kind, hits.
 type Offline = (f64, Samples, Vec<(&'static str, Samples)>, usize);
 
 /// Fill a client cache with `n` messages over `convs` groups; time each

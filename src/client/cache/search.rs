@@ -36,9 +36,8 @@ CREATE VIRTUAL TABLE search_text USING fts5(
 /// The migration that brings [`SCHEMA`]; [`fill`] runs with it.
 pub(crate) const SEARCH_VERSION: usize = 5;
 
-/// A message row as [`current`] reads it: sender, text, deleted, the
-/// sender's latest edit, time.
-type MessageRowParts = (String, Option<String>, bool, Option<String>, i64);
+/// Sender, text, deleted, the sender's latest edit, time.
+type MessageState = (String, Option<String>, bool, Option<String>, i64);
 
 /// One message's current text, `None` when it is deleted, empty or not held.
 fn current(
@@ -46,7 +45,7 @@ fn current(
     conv: &str,
     seq: u64,
 ) -> Result<Option<(String, i64, String)>, CacheError> {
-    let row: Option<MessageRowParts> = conn
+    let row: Option<MessageState> = conn
         .prepare_cached(
             "SELECT m.sender, m.text,
                  EXISTS(SELECT 1 FROM events d INDEXED BY events_target

@@ -246,7 +246,7 @@ impl Cursor {
 }
 
 /// Matches `rank` order ranks, the newest first.
-pub const RANK_WINDOW: i64 = 20_000;
+pub const RANK_WINDOW: i64 = 10_000;
 
 /// Candidate rows one page looks at, at most: a query whose filters reject
 /// most matches answers with fewer hits and a `next` to go on from.

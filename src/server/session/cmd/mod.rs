@@ -218,7 +218,16 @@ impl Session {
                 order,
                 after,
                 limit,
-            } => self.search(rid, &user, query, conversation_id, order, after, limit)?,
+            } => {
+                let req = search::SearchRequest {
+                    query,
+                    conversation_id,
+                    order,
+                    after,
+                    limit,
+                };
+                self.search(rid, &user, req)?
+            }
             Request::Receipt {
                 conversation_id,
                 delivered,

@@ -10,6 +10,15 @@ use crate::store::log::{Cursor, SearchScope};
 use futures_util::FutureExt;
 use std::collections::HashSet;
 
+/// The fields of a `search` request.
+pub(super) struct SearchRequest {
+    pub query: String,
+    pub conversation_id: Option<String>,
+    pub order: SearchOrder,
+    pub after: Option<String>,
+    pub limit: Option<u32>,
+}
+
 /// The conversations of `readable` that `place` names.
 fn resolve(readable: &[Readable], place: &Place) -> Result<HashSet<String>, ProtoError> {
     let found: HashSet<String> = readable
@@ -40,12 +49,15 @@ impl Session {
         &self,
         rid: u64,
         user: &str,
-        query: String,
-        conversation_id: Option<String>,
-        order: SearchOrder,
-        after: Option<String>,
-        limit: Option<u32>,
+        req: SearchRequest,
     ) -> Result<Outcome, ProtoError> {
+        let SearchRequest {
+            query,
+            conversation_id,
+            order,
+            after,
+            limit,
+        } = req;
         let shared = self.shared.clone();
         let query = SearchQuery::parse(&query)?;
         let cursor = match after.as_deref() {
