@@ -69,10 +69,14 @@ async fn setup(server: &Server, args: &IngestArgs) -> anyhow::Result<Vec<Sender>
     Ok(senders)
 }
 
+/// A `send` as `chat` makes it: its `client_msg_id` is made the way the
+/// client makes one (the shape of the ids decides how the server's
+/// idempotency index grows).
 fn send_frame(id: u64, conv: &str, pad: &str) -> Message {
+    let cmid = crate::client::engine::actions::new_client_msg_id();
     Message::Text(
         format!(
-            r#"{{"type":"send","id":{id},"conversation_id":"{conv}","client_msg_id":"c{id}","body":"{pad}"}}"#
+            r#"{{"type":"send","id":{id},"conversation_id":"{conv}","client_msg_id":"{cmid}","body":"{pad}"}}"#
         )
         .into(),
     )

@@ -9,9 +9,13 @@ use crate::client::text::clean;
 use crate::client::update::Update;
 use crate::proto::{ConvKind, MemberRole, Request, now_millis};
 
-/// A fresh client_msg_id.
+/// A fresh client_msg_id: a UUIDv7, so that one client's ids grow with
+/// time. The server's idempotency index is ordered by (sender, id): ids
+/// that grow land next to the sender's previous one, on a page that is
+/// already being written, where random ones would each touch a page of
+/// their own.
 pub fn new_client_msg_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    uuid::Uuid::now_v7().simple().to_string()
 }
 
 impl Engine {

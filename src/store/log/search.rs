@@ -33,6 +33,7 @@ pub(super) const SCHEMA: &str = "
         body, content='', contentless_delete=1,
         tokenize='unicode61 remove_diacritics 0'
     );
+    INSERT INTO search_text(search_text, rank) VALUES ('automerge', 16);
 ";
 
 /// Every message's current text: the author's latest edit, else its own
