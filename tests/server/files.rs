@@ -501,3 +501,36 @@ async fn retention_stops_sharing_old_files() {
     .unwrap();
     assert_eq!(again, 0);
 }
+
+#[tokio::test]
+async fn shared_files_are_found_by_name_and_caption() {
+    let server = Server::start();
+    let [mut alice, mut bob, mut mallory] = server.users(["alice", "bob", "mallory"]).await;
+    let dm = alice.create_dm("bob").await;
+    let data = bytes(500, 12);
+    assert_eq!(upload(&server, &alice.token, &data).await.status, 201);
+    let r = alice
+        .request(json!({"type":"send_file","conversation_id":dm,"client_msg_id":"q1","file":file_info(&data, "quarterly-report.pdf"),"caption":"the numbers for Q3"}))
+        .await;
+    let seq = seq_of(&r);
+    for q in ["quarterly", "numbers", "report from:alice"] {
+        let found = bob.ok(json!({"type":"search","query":q})).await;
+        let hits = found["hits"].as_array().unwrap();
+        assert_eq!(hits.len(), 1, "{q}: {found}");
+        assert_eq!(hits[0]["seq"], seq);
+    }
+    let found = bob.ok(json!({"type":"search","query":"quarterly"})).await;
+    assert_eq!(
+        found["hits"][0]["snippet"],
+        "quarterly-report.pdf — the numbers for Q3"
+    );
+    let found = mallory
+        .ok(json!({"type":"search","query":"quarterly"}))
+        .await;
+    assert_eq!(found["hits"], json!([]), "not a member");
+    alice
+        .ok(json!({"type":"delete","conversation_id":dm,"client_msg_id":"qd","target_seq":seq}))
+        .await;
+    let found = bob.ok(json!({"type":"search","query":"quarterly"})).await;
+    assert_eq!(found["hits"], json!([]), "deleted");
+}

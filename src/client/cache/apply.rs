@@ -299,7 +299,9 @@ impl Cache {
                 }
                 forget_deleted_text(&tx, conv, ev)?;
                 match &ev.body {
-                    EventBody::Message { .. } => super::search::refresh(&tx, conv, ev.seq)?,
+                    EventBody::Message { .. } | EventBody::File { .. } => {
+                        super::search::refresh(&tx, conv, ev.seq)?
+                    }
                     EventBody::Edit { target_seq, .. } | EventBody::Delete { target_seq } => {
                         super::search::refresh(&tx, conv, *target_seq)?
                     }

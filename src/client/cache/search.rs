@@ -47,7 +47,11 @@ fn current(
 ) -> Result<Option<(String, i64, String)>, CacheError> {
     let row: Option<MessageState> = conn
         .prepare_cached(
-            "SELECT m.sender, m.text,
+            "SELECT m.sender,
+                 CASE WHEN m.kind = 'file'
+                      THEN coalesce(json_extract(m.data, '$.file.name'), '')
+                           || coalesce(' — ' || json_extract(m.data, '$.caption'), '')
+                      ELSE m.text END,
                  EXISTS(SELECT 1 FROM events d INDEXED BY events_target
                         WHERE d.conversation_id = m.conversation_id
                         AND d.target_seq = m.seq AND d.kind = 'delete'),
@@ -56,7 +60,8 @@ fn current(
                   AND e.target_seq = m.seq AND e.kind = 'edit' AND e.sender = m.sender
                   ORDER BY e.seq DESC LIMIT 1),
                  m.ts
-             FROM events m WHERE m.conversation_id = ?1 AND m.seq = ?2 AND m.kind = 'message'",
+             FROM events m WHERE m.conversation_id = ?1 AND m.seq = ?2
+               AND m.kind IN ('message', 'file')",
         )?
         .query_row(params![conv, Seq(seq)], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
@@ -133,7 +138,7 @@ pub(crate) fn forget_conversation(conn: &Connection, conv: &str) -> Result<(), C
 /// Index every message held (the upgrade to [`SEARCH_VERSION`]).
 pub(crate) fn fill(conn: &Connection) -> Result<(), CacheError> {
     let all: Vec<(String, Seq)> = conn
-        .prepare("SELECT conversation_id, seq FROM events WHERE kind = 'message'")?
+        .prepare("SELECT conversation_id, seq FROM events WHERE kind IN ('message', 'file')")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     for (conv, seq) in all {

@@ -105,6 +105,9 @@ pub fn sweep(dir: &Path, cutoff: Millis, stop: impl Fn() -> bool) -> Result<u64,
                         clear.execute(params![conv, seq])?;
                     }
                 }
+                for seq in &files {
+                    super::search::reindex(&tx, &conv, *seq)?;
+                }
                 tx.commit()?;
                 cleared += files.len() as u64;
             }

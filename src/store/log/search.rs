@@ -9,7 +9,8 @@
 //!   Doc numbers are given out in commit order, so "newest first" is the
 //!   index's own rowid order and a page stops as soon as it is full.
 //!
-//! A `message` adds its doc; an `edit` replaces the words under the same
+//! A `message` (or a shared `file`, by its name and caption) adds its doc;
+//! an `edit` replaces the words under the same
 //! doc (the message keeps its place); a `delete` removes both rows.
 
 use super::writer::Writer;
@@ -40,15 +41,18 @@ pub(super) const SCHEMA: &str = "
 /// body; with whether it was deleted.
 const CURRENT: &str = "
     SELECT m.conversation_id, m.seq, m.ts, m.sender,
-        coalesce((SELECT json_extract(e.data, '$.body') FROM events e INDEXED BY events_targets
+        CASE WHEN m.kind = 'file'
+             THEN coalesce(json_extract(m.data, '$.file.name'), '')
+                  || coalesce(' — ' || json_extract(m.data, '$.caption'), '')
+             ELSE coalesce((SELECT json_extract(e.data, '$.body') FROM events e INDEXED BY events_targets
                   WHERE e.conversation_id = m.conversation_id AND e.target_seq = m.seq
                     AND e.kind = 'edit' ORDER BY e.seq DESC LIMIT 1),
-                 json_extract(m.data, '$.body'), ''),
+                 json_extract(m.data, '$.body'), '') END,
         EXISTS (SELECT 1 FROM events d INDEXED BY events_targets
                 WHERE d.conversation_id = m.conversation_id AND d.target_seq = m.seq
                   AND d.kind = 'delete'),
         m.doc
-    FROM events m WHERE m.kind = 'message'";
+    FROM events m WHERE m.kind IN ('message', 'file')";
 
 /// Fill the index from the log (the upgrade to schema 5): every message
 /// gets a doc number in the order of its time; the ones not deleted and
@@ -135,7 +139,7 @@ pub(super) fn reindex(conn: &Connection, conv: &str, seq: i64) -> Result<(), Sto
 impl Writer {
     /// The doc number a new message takes, if `body` is one.
     pub(super) fn doc_for(&self, body: &EventBody) -> Option<i64> {
-        matches!(body, EventBody::Message { .. }).then_some(self.next_doc)
+        matches!(body, EventBody::Message { .. } | EventBody::File { .. }).then_some(self.next_doc)
     }
 
     /// Keep the index in step with an event just written (inside the same
@@ -156,6 +160,12 @@ impl Writer {
                 if !body.trim().is_empty() {
                     add(&self.conn, doc, conv, seq as i64, ts, sender, body)?;
                 }
+            }
+            EventBody::File { file, caption, .. } => {
+                let doc = self.next_doc;
+                self.next_doc += 1;
+                let text = file_text(&file.name, caption.as_deref());
+                add(&self.conn, doc, conv, seq as i64, ts, sender, &text)?;
             }
             EventBody::Edit { target_seq, body } => {
                 let target = *target_seq as i64;
@@ -299,8 +309,17 @@ fn current_text(c: &Connection, conv: &str, seq: i64) -> Result<String, StoreErr
     };
     Ok(match serde_json::from_str::<EventBody>(&data) {
         Ok(EventBody::Message { body, .. } | EventBody::Edit { body, .. }) => body,
+        Ok(EventBody::File { file, caption, .. }) => file_text(&file.name, caption.as_deref()),
         _ => String::new(),
     })
+}
+
+/// What a shared file is found by: its name, then its caption.
+pub(super) fn file_text(name: &str, caption: Option<&str>) -> String {
+    match caption {
+        Some(c) => format!("{name} — {c}"),
+        None => name.to_string(),
+    }
 }
 
 fn run(c: &Connection, scope: &SearchScope) -> Result<SearchPage, StoreError> {

@@ -149,3 +149,51 @@ fn a_cache_from_before_the_index_is_filled_on_upgrade() {
     assert!(find(&c, "deploy").is_empty());
     assert_eq!(find(&c, "token"), [("d".into(), 5), ("d".into(), 1)]);
 }
+
+#[test]
+fn shared_files_are_found_by_name_and_caption() {
+    let mut c = cache_as("alice");
+    let file = |name: &str| crate::proto::FileInfo {
+        digest: "a".repeat(64),
+        name: name.into(),
+        size: 10,
+        media_type: "application/pdf".into(),
+        width: None,
+        height: None,
+        preview: None,
+    };
+    c.apply_events(&[
+        ev(
+            "d",
+            1,
+            "bob",
+            EventBody::File {
+                file: Box::new(file("quarterly-report.pdf")),
+                caption: Some("the numbers for Q3".into()),
+                reply_to: None,
+            },
+        ),
+        ev(
+            "d",
+            2,
+            "bob",
+            EventBody::File {
+                file: Box::new(file("notes.txt")),
+                caption: None,
+                reply_to: None,
+            },
+        ),
+    ])
+    .unwrap();
+    assert_eq!(find(&c, "quarterly"), [("d".into(), 1)]);
+    assert_eq!(find(&c, "numbers"), [("d".into(), 1)]);
+    assert_eq!(find(&c, "notes"), [("d".into(), 2)]);
+    let q = SearchQuery::parse("report").unwrap();
+    assert_eq!(
+        c.search(&q, None, 5).unwrap()[0].snippet,
+        "quarterly-report.pdf — the numbers for Q3"
+    );
+    c.apply_events(&[ev("d", 3, "bob", EventBody::Delete { target_seq: 1 })])
+        .unwrap();
+    assert!(find(&c, "quarterly").is_empty());
+}
