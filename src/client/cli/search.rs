@@ -119,11 +119,20 @@ pub(super) async fn search(
     let mut s = match session(loaded).await {
         Ok(s) => s,
         Err(f) if f.code == Exit::Unreachable => {
+            if shown.is_empty() {
+                return Err(Failure::new(
+                    Exit::Unreachable,
+                    format!(
+                        "the server was not reached ({}), and the local cache holds no match",
+                        f.message
+                    ),
+                ));
+            }
             eprintln!(
                 "chat: the server was not reached ({}); these are results from the local cache only",
                 f.message
             );
-            return if shown.is_empty() { Err(f) } else { Ok(()) };
+            return Ok(());
         }
         Err(f) => return Err(f),
     };
