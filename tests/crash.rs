@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 use support::chatd::{Chatd, write_config};
+use support::server::{stored_blobs, upload_temps};
 use support::{Peer, conv_id, seq_of};
 
 const USERS: usize = 4;
@@ -236,31 +237,6 @@ async fn a_kill_mid_upload_leaves_no_partial_file() {
     let data = temp.path().join("data");
     std::fs::create_dir_all(&data).expect("data dir");
     let config = write_config(temp.path());
-    let files = data.join("files");
-    let blobs = |files: &std::path::Path| -> Vec<String> {
-        std::fs::read_dir(files)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.file_name() != "tmp")
-            .flat_map(|shard| {
-                std::fs::read_dir(shard.path())
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-            })
-            .map(|b| b.file_name().to_string_lossy().to_string())
-            .collect()
-    };
-    let temps = |files: &std::path::Path| -> Vec<u64> {
-        std::fs::read_dir(files.join("tmp"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
-            .collect()
-    };
-
     let chatd = Chatd::start(&data, &config).await;
     let mut p = Peer::connect(&chatd.url()).await;
     p.register("uploader").await;
@@ -280,7 +256,7 @@ async fn a_kill_mid_upload_leaves_no_partial_file() {
         .expect("first part");
     // Wait until some of it is on disk, then kill.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !temps(&files).iter().any(|n| *n > 0) {
+    while !upload_temps(&data).iter().any(|n| *n > 0) {
         assert!(
             Instant::now() < deadline,
             "the upload never reached the disk"
@@ -290,16 +266,16 @@ async fn a_kill_mid_upload_leaves_no_partial_file() {
     chatd.kill9().await;
     drop(s);
     assert!(
-        blobs(&files).is_empty(),
+        stored_blobs(&data).is_empty(),
         "no partial file among the stored ones"
     );
 
     let chatd = Chatd::start(&data, &config).await;
     assert!(
-        temps(&files).is_empty(),
+        upload_temps(&data).is_empty(),
         "the temporary file is swept at start"
     );
-    assert!(blobs(&files).is_empty());
+    assert!(stored_blobs(&data).is_empty());
     let mut s = tokio::net::TcpStream::connect(chatd.addr)
         .await
         .expect("connect");
@@ -314,6 +290,6 @@ async fn a_kill_mid_upload_leaves_no_partial_file() {
         .expect("read");
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
-    assert_eq!(blobs(&files), vec![digest]);
+    assert_eq!(stored_blobs(&data), vec![digest]);
     chatd.kill9().await;
 }

@@ -143,30 +143,7 @@ fn the_tui_sends_receives_shows_typing_and_unread() {
     bob.ok(&["send", "@alice", "first from bob"], None);
     alice.ok(&["create", "channel", "lobby"], None);
 
-    let tmux = Tmux {
-        socket: format!("chat-test-{}-{}", std::process::id(), rand_suffix()),
-        session: "alice".into(),
-    };
-    let mut env = String::new();
-    for (k, v) in alice.envs() {
-        env.push_str(&format!("{k}='{v}' "));
-    }
-    let command = format!(
-        "env -u CHAT_SERVER -u CHAT_USER -u DBUS_SESSION_BUS_ADDRESS {env} TERM=xterm-256color '{}' --server {url}; sleep 30",
-        env!("CARGO_BIN_EXE_chat")
-    );
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        &tmux.session,
-        "-x",
-        "120",
-        "-y",
-        "30",
-        &command,
-    ]);
-    assert!(out.status.success(), "tmux new-session: {out:?}");
+    let tmux = start_tui(&alice, &url, "alice");
     let long = Duration::from_secs(20);
     tmux.wait("the conversation list", long, |s| {
         s.contains("bob") && s.contains("lobby")
@@ -305,30 +282,7 @@ fn the_tui_searches_and_jumps_to_the_message() {
     }
     rt.block_on(sender.close());
 
-    let tmux = Tmux {
-        socket: format!("chat-search-{}-{}", std::process::id(), rand_suffix()),
-        session: "alice".into(),
-    };
-    let mut env = String::new();
-    for (k, v) in alice.envs() {
-        env.push_str(&format!("{k}='{v}' "));
-    }
-    let command = format!(
-        "env -u CHAT_SERVER -u CHAT_USER -u DBUS_SESSION_BUS_ADDRESS {env} TERM=xterm-256color '{}' --server {url}; sleep 30",
-        env!("CARGO_BIN_EXE_chat")
-    );
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        &tmux.session,
-        "-x",
-        "120",
-        "-y",
-        "30",
-        &command,
-    ]);
-    assert!(out.status.success(), "tmux new-session: {out:?}");
+    let tmux = start_tui(&alice, &url, "alice");
     let long = Duration::from_secs(20);
     tmux.wait("the newest messages", long, |s| s.contains("hay number 59"));
     let s = tmux.screen();

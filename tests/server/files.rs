@@ -1,11 +1,10 @@
 //! Files over HTTP on chatd's port: upload, share with `send_file`,
 //! download by members only, ranges, limits, quota and collection.
 
-use crate::support::server::{HttpReply, http_exchange};
+use crate::support::server::{HttpReply, http_exchange, stored_blobs, upload_temps};
 use crate::support::{Peer, Server, seq_of};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn sha(bytes: &[u8]) -> String {
@@ -59,33 +58,6 @@ fn file_info(data: &[u8], name: &str) -> Value {
 async fn share(p: &mut Peer, conv: &str, cmid: &str, file: Value) -> Value {
     p.request(json!({"type":"send_file","conversation_id":conv,"client_msg_id":cmid,"file":file}))
         .await
-}
-
-/// Blobs stored under the data dir (not counting uploads in progress).
-fn stored_blobs(data: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let Ok(shards) = std::fs::read_dir(data.join("files")) else {
-        return out;
-    };
-    for shard in shards.flatten() {
-        if shard.file_name() == "tmp" {
-            continue;
-        }
-        for blob in std::fs::read_dir(shard.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            out.push(blob.file_name().to_string_lossy().to_string());
-        }
-    }
-    out
-}
-
-fn temp_files(data: &Path) -> usize {
-    std::fs::read_dir(data.join("files").join("tmp"))
-        .map(|d| d.count())
-        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -314,7 +286,11 @@ async fn limits_refuse_early_and_leave_nothing_behind() {
     .await;
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(stored_blobs(server.data_dir()).is_empty(), "nothing stored");
-    assert_eq!(temp_files(server.data_dir()), 0, "no temporary file left");
+    assert_eq!(
+        upload_temps(server.data_dir()).len(),
+        0,
+        "no temporary file left"
+    );
     // The quota: 60 KiB fits, 60 KiB more does not, the same bytes again do.
     let first = bytes(60 * 1024, 6);
     assert_eq!(upload(&server, &alice.token, &first).await.status, 201);

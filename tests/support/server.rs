@@ -396,3 +396,31 @@ pub fn parse_http(buf: &[u8]) -> HttpReply {
         body,
     }
 }
+
+/// The files stored under a data dir's `files/`, by digest (uploads in
+/// progress not counted).
+pub fn stored_blobs(data: &Path) -> Vec<String> {
+    std::fs::read_dir(data.join("files"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name() != "tmp")
+        .flat_map(|shard| {
+            std::fs::read_dir(shard.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .map(|b| b.file_name().to_string_lossy().to_string())
+        .collect()
+}
+
+/// The sizes of the uploads in progress (temporary files) under a data dir.
+pub fn upload_temps(data: &Path) -> Vec<u64> {
+    std::fs::read_dir(data.join("files").join("tmp"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .collect()
+}

@@ -12,6 +12,7 @@
 //! conversations leave it too.
 
 use super::schema::Seq;
+use super::unread::{MESSAGE_STATE, MessageState};
 use super::{Cache, CacheError};
 use crate::proto::search::{Place, SearchQuery, snippet};
 use crate::proto::{ConvKind, SearchHit};
@@ -36,40 +37,21 @@ CREATE VIRTUAL TABLE search_text USING fts5(
 /// The migration that brings [`SCHEMA`]; [`fill`] runs with it.
 pub(crate) const SEARCH_VERSION: usize = 5;
 
-/// Sender, text, deleted, the sender's latest edit, time.
-type MessageState = (String, Option<String>, bool, Option<String>, i64);
-
 /// One message's current text, `None` when it is deleted, empty or not held.
 fn current(
     conn: &Connection,
     conv: &str,
     seq: u64,
 ) -> Result<Option<(String, i64, String)>, CacheError> {
-    let row: Option<MessageState> = conn
-        .prepare_cached(
-            "SELECT m.sender,
-                 CASE WHEN m.kind = 'file'
-                      THEN coalesce(json_extract(m.data, '$.file.name'), '')
-                           || coalesce(' — ' || json_extract(m.data, '$.caption'), '')
-                      ELSE m.text END,
-                 EXISTS(SELECT 1 FROM events d INDEXED BY events_target
-                        WHERE d.conversation_id = m.conversation_id
-                        AND d.target_seq = m.seq AND d.kind = 'delete'),
-                 (SELECT e.text FROM events e INDEXED BY events_target
-                  WHERE e.conversation_id = m.conversation_id
-                  AND e.target_seq = m.seq AND e.kind = 'edit' AND e.sender = m.sender
-                  ORDER BY e.seq DESC LIMIT 1),
-                 m.ts
-             FROM events m WHERE m.conversation_id = ?1 AND m.seq = ?2
-               AND m.kind IN ('message', 'file')",
-        )?
-        .query_row(params![conv, Seq(seq)], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
+    let state = conn
+        .prepare_cached(&format!(
+            "{MESSAGE_STATE} AND m.conversation_id = ?1 AND m.seq = ?2"
+        ))?
+        .query_row(params![conv, Seq(seq)], MessageState::from_row)
         .optional()?;
-    Ok(row.and_then(|(sender, text, deleted, edited, ts)| {
-        let body = edited.or(text).unwrap_or_default();
-        (!deleted && !body.trim().is_empty()).then_some((body, ts, sender))
+    Ok(state.and_then(|m| {
+        let text = m.search_text();
+        (!m.deleted && !text.trim().is_empty()).then_some((text, m.ts, m.sender))
     }))
 }
 

@@ -36,21 +36,27 @@ pub(crate) const MESSAGE_STATE: &str = "SELECT m.conversation_id, m.seq, m.sende
      (SELECT e.text FROM events e INDEXED BY events_target
       WHERE e.conversation_id = m.conversation_id
       AND e.target_seq = m.seq AND e.kind = 'edit' AND e.sender = m.sender
-      ORDER BY e.seq DESC LIMIT 1)
+      ORDER BY e.seq DESC LIMIT 1),
+     m.ts, json_extract(m.data, '$.file.name')
  FROM events m WHERE m.kind IN ('message', 'file')";
 
-/// One message's flag inputs, as [`MESSAGE_STATE`] selects them.
-struct MessageState {
+/// One message's state, as [`MESSAGE_STATE`] selects it: what its flags
+/// and its search text depend on.
+pub(crate) struct MessageState {
     conv: String,
     seq: Seq,
-    sender: String,
+    pub(crate) sender: String,
+    /// A message's body, a shared file's caption.
     text: Option<String>,
-    deleted: bool,
+    pub(crate) deleted: bool,
     edited: Option<String>,
+    pub(crate) ts: i64,
+    /// A shared file's name (`None` for a message).
+    file_name: Option<String>,
 }
 
 impl MessageState {
-    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageState> {
+    pub(crate) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageState> {
         Ok(MessageState {
             conv: r.get(0)?,
             seq: r.get(1)?,
@@ -58,7 +64,24 @@ impl MessageState {
             text: r.get(3)?,
             deleted: r.get(4)?,
             edited: r.get(5)?,
+            ts: r.get(6)?,
+            file_name: r.get(7)?,
         })
+    }
+
+    /// What a search finds it by: a message's current body, a shared
+    /// file's name and caption (`name — caption`).
+    pub(crate) fn search_text(&self) -> String {
+        let body = self
+            .edited
+            .as_deref()
+            .or(self.text.as_deref())
+            .unwrap_or("");
+        match &self.file_name {
+            Some(name) if body.is_empty() => name.clone(),
+            Some(name) => format!("{name} — {body}"),
+            None => body.to_string(),
+        }
     }
 
     /// `(counts_unread, mentions_me)` for the user `me` ("" when unknown:

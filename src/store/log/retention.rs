@@ -90,28 +90,7 @@ pub fn sweep(dir: &Path, cutoff: Millis, stop: impl Fn() -> bool) -> Result<u64,
             // Shared files stop being shared (collection then removes
             // their bytes) and lose their caption and preview.
             let files: Vec<i64> = old.iter().filter(|r| r.5).map(|r| r.0).collect();
-            if !files.is_empty() {
-                let tx = conn.unchecked_transaction()?;
-                {
-                    let mut unshare = tx.prepare_cached(
-                        "DELETE FROM file_refs WHERE conversation_id = ?1 AND seq = ?2",
-                    )?;
-                    let mut clear = tx.prepare_cached(
-                        "UPDATE events SET data = json_remove(data, '$.caption', '$.file.preview')
-                         WHERE conversation_id = ?1 AND seq = ?2",
-                    )?;
-                    for seq in &files {
-                        unshare.execute(params![conv, seq])?;
-                        clear.execute(params![conv, seq])?;
-                    }
-                }
-                for seq in &files {
-                    super::search::reindex(&tx, &conv, *seq)?;
-                }
-                tx.commit()?;
-                cleared += files.len() as u64;
-            }
-            if !targets.is_empty() {
+            if !targets.is_empty() || !files.is_empty() {
                 let tx = conn.unchecked_transaction()?;
                 {
                     let mut clear = tx.prepare_cached(
@@ -121,12 +100,23 @@ pub fn sweep(dir: &Path, cutoff: Millis, stop: impl Fn() -> bool) -> Result<u64,
                     for seq in &targets {
                         clear.execute(params![conv, seq])?;
                     }
+                    let mut unshare = tx.prepare_cached(
+                        "DELETE FROM file_refs WHERE conversation_id = ?1 AND seq = ?2",
+                    )?;
+                    let mut strip = tx.prepare_cached(
+                        "UPDATE events SET data = json_remove(data, '$.caption', '$.file.preview')
+                         WHERE conversation_id = ?1 AND seq = ?2",
+                    )?;
+                    for seq in &files {
+                        unshare.execute(params![conv, seq])?;
+                        strip.execute(params![conv, seq])?;
+                    }
                 }
-                for seq in &messages {
+                for seq in messages.iter().chain(&files) {
                     super::search::reindex(&tx, &conv, *seq)?;
                 }
                 tx.commit()?;
-                cleared += targets.len() as u64;
+                cleared += (targets.len() + files.len()) as u64;
                 std::thread::sleep(PAUSE);
             }
             match old.last() {
