@@ -32,6 +32,9 @@ fn main() {
     if let Some(path) = cli.ca_file.clone() {
         loaded.set_ca_file(path);
     }
+    if let Some(t) = cli.transport {
+        loaded.set_transport(t);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -25,6 +25,10 @@ pub struct ClientConfig {
     /// platform's roots: a private CA, or a server's self-signed certificate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// `ws`, `http` (server-sent events and POST, for networks whose
+    /// proxies refuse WebSockets) or `auto` (the WebSocket, falling back to
+    /// HTTP when the upgrade is refused or never answered).
+    pub transport: crate::client::net::Transport,
     pub notifications: NotifyConfig,
     pub privacy: PrivacyConfig,
     pub ui: UiConfig,
@@ -109,6 +113,7 @@ impl Default for ClientConfig {
             autostart_server: true,
             insecure: false,
             ca_file: None,
+            transport: crate::client::net::Transport::Auto,
             notifications: NotifyConfig::default(),
             privacy: PrivacyConfig::default(),
             ui: UiConfig::default(),
@@ -272,6 +277,12 @@ impl Loaded {
     pub fn set_ca_file(&mut self, path: PathBuf) {
         self.config.ca_file = Some(path);
         self.flag_keys.insert("ca_file".to_string());
+    }
+
+    /// `--transport ws|http|auto` on the command line.
+    pub fn set_transport(&mut self, transport: crate::client::net::Transport) {
+        self.config.transport = transport;
+        self.flag_keys.insert("transport".to_string());
     }
 
     /// Whether the user chose a server (file or flag) rather than the default.

@@ -47,6 +47,9 @@ pub enum Update {
     Conn(ConnState),
     /// Authenticated as `user`.
     LoggedIn { user: String },
+    /// Connected over the HTTP fallback (`true`: the WebSocket did not get
+    /// through) or the WebSocket.
+    Transport { http: bool },
     /// The server refused the credentials (the front end asks for new ones).
     AuthFailed { message: String },
     /// The first sync after a (re)connect has been applied: the conversation

@@ -85,6 +85,12 @@ pub struct Limits {
     pub max_conversations_per_user: usize,
     /// Conversations one user may create (`create` requests) in an hour.
     pub max_creates_per_hour: usize,
+    /// Seconds an HTTP event stream's session outlives its connection,
+    /// waiting to be resumed (pushes meanwhile wait in its queue).
+    pub stream_linger_secs: u64,
+    /// Frames an HTTP event stream keeps after sending them, so that a
+    /// stream resumed from a lost connection misses none.
+    pub stream_replay_frames: usize,
 }
 
 impl Default for Limits {
@@ -124,6 +130,8 @@ impl Default for Limits {
             max_connections: 16_384,
             max_conversations_per_user: 10_000,
             max_creates_per_hour: 100,
+            stream_linger_secs: 30,
+            stream_replay_frames: 256,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! chatd's plain HTTP side, served by hyper on the same port as the
-//! WebSocket: `GET /healthz`, and files (`POST /files`, `GET`/`HEAD
-//! /files/{digest}`).
+//! WebSocket: `GET /healthz`, files (`POST /files`, `GET`/`HEAD
+//! /files/{digest}`), and the session over HTTP for clients whose network
+//! refuses the WebSocket (`/stream` and `/rpc`, see [`stream`]).
 //!
 //! Files are authorized by the session token (`Authorization: Bearer`), the
 //! same one the WebSocket's `auth` takes, and streamed both ways a chunk at a
@@ -10,6 +11,7 @@
 
 use super::Shared;
 use super::files::{Blobs, Digest, FileError, FsUpload, Stored, Upload};
+use super::session::stream;
 use crate::proto::ErrorCode;
 use crate::store::log::{AccountOp, AccountReply, SessionUse, StoreError};
 use bytes::Bytes;
@@ -26,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite};
 
-type Body = BoxBody<Bytes, std::io::Error>;
+pub use stream::Body;
 
 /// Bytes gathered from an upload's body before they are written out.
 const WRITE_CHUNK: usize = 256 * 1024;
@@ -69,7 +71,7 @@ where
     }
 }
 
-async fn route(req: Request<Incoming>, addr: IpAddr, shared: &Shared) -> Response<Body> {
+async fn route(req: Request<Incoming>, addr: IpAddr, shared: &Arc<Shared>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let head = method == Method::HEAD;
@@ -97,11 +99,77 @@ async fn route(req: Request<Incoming>, addr: IpAddr, shared: &Shared) -> Respons
             },
             _ => not_allowed("GET, HEAD"),
         },
+        "/stream" => match method {
+            Method::POST => {
+                // A handshake frame is small.
+                match read_body(req, shared.limits.max_frame_bytes).await {
+                    Ok(body) => stream::open(body, addr, shared.clone()).await,
+                    Err(r) => r,
+                }
+            }
+            Method::GET => match address_wait(addr, shared) {
+                Some(r) => r,
+                None => stream::resume(req.headers(), addr, shared.clone()),
+            },
+            Method::DELETE => match address_wait(addr, shared) {
+                Some(r) => r,
+                None => stream::close(req.headers(), addr, shared.clone()).await,
+            },
+            _ => not_allowed("GET, POST, DELETE"),
+        },
+        "/rpc" => match method {
+            Method::POST => match address_wait(addr, shared) {
+                Some(r) => r,
+                None => {
+                    let headers = req.headers().clone();
+                    match read_body(req, shared.limits.hard_frame_bytes).await {
+                        Ok(body) => stream::rpc(&headers, body, addr, shared.clone()).await,
+                        Err(r) => r,
+                    }
+                }
+            },
+            _ => not_allowed("POST"),
+        },
         "/ws" => text(
             StatusCode::BAD_REQUEST,
             "open a new connection for the WebSocket upgrade\n",
         ),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+/// The refusal of a request from an address that failed too often.
+fn address_wait(addr: IpAddr, shared: &Shared) -> Option<Response<Body>> {
+    let wait = shared.throttle.address_wait(addr)?;
+    Some(too_many(
+        "too many failed attempts from your address; wait",
+        wait,
+    ))
+}
+
+/// A request's whole body, refused past `max` bytes.
+async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, Response<Body>> {
+    if req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|n| n > max as u64)
+    {
+        return Err(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body is limited to {max} bytes\n"),
+        ));
+    }
+    match http_body_util::Limited::new(req.into_body(), max)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body is limited to {max} bytes\n"),
+        )),
+        Err(_) => Err(text(StatusCode::BAD_REQUEST, "the body was cut short\n")),
     }
 }
 

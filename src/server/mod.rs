@@ -49,6 +49,8 @@ pub struct Shared {
     pub budgets: budget::Budgets,
     pub retention: config::RetentionConfig,
     pub files: files::Files,
+    /// Sessions carried over HTTP (server-sent events and `POST`).
+    pub streams: session::stream::Streams,
     pub shutdown: CancellationToken,
     pub grace: Duration,
 }
@@ -117,6 +119,7 @@ pub async fn serve_tls(
         budgets: budget::Budgets::new(&config.limits),
         retention: config.retention.clone(),
         files,
+        streams: session::stream::Streams::default(),
         shutdown: token.clone(),
         grace: Duration::from_secs(config.shutdown_grace_secs),
     });
@@ -199,6 +202,9 @@ pub async fn serve_tls(
     shared.hub.shutdown_all();
     tasks.close();
     tasks.wait().await;
+    // Sessions waiting for their HTTP stream to be resumed hold the
+    // shared state: end them before it goes.
+    shared.streams.clear();
     drop(shared);
     store.close().await;
     tracing::info!("shutdown complete");

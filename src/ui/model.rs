@@ -27,6 +27,8 @@ pub struct Model {
     /// The server as shown in the header (`host:port`).
     pub server: String,
     pub conn: ConnState,
+    /// Connected over the HTTP fallback rather than the WebSocket.
+    pub via_http: bool,
     /// Sorted by the engine (most recent activity first).
     pub conversations: Vec<ConvSummary>,
     /// The loaded window of each open conversation, by conversation id,
@@ -59,6 +61,7 @@ impl Default for Model {
             me: String::new(),
             server: String::new(),
             conn: ConnState::Connecting,
+            via_http: false,
             conversations: Vec::new(),
             messages: HashMap::new(),
             typing: HashMap::new(),
@@ -94,6 +97,7 @@ impl Model {
                 self.sync = Some(SyncNote::Failed { retry_in_secs });
             }
             Update::Synced => self.sync = None,
+            Update::Transport { http } => self.via_http = http,
             Update::LoggedIn { user } => {
                 self.me = user;
                 self.needs_login = false;

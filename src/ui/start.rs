@@ -98,6 +98,7 @@ pub async fn run(loaded: Loaded, local_data: Option<PathBuf>) -> anyhow::Result<
     let mut net = NetConfig::new(&server, &cfg.device);
     net.insecure = cfg.insecure;
     net.ca_file = cfg.ca_file.clone();
+    net.transport = cfg.transport;
     let mut opts = ClientOptions::interactive(
         net,
         user.filter(|_| token.is_some()),

@@ -37,13 +37,14 @@ fn user_of(loaded: &Loaded, server: &str) -> Option<String> {
 }
 
 /// Connect to `server` as the configuration says (`--insecure`,
-/// `--ca-file`).
+/// `--ca-file`, `--transport`).
 async fn connect(loaded: &Loaded, server: &str) -> Result<Conn, ClientError> {
-    Conn::connect_with_ca(
+    Conn::connect_via(
         server,
         TIMEOUT,
         loaded.config.insecure,
         loaded.config.ca_file.as_deref(),
+        loaded.config.transport,
     )
     .await
 }

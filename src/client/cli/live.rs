@@ -34,6 +34,7 @@ impl Live {
         net.backoff_max = BACKOFF_MAX;
         net.insecure = loaded.config.insecure;
         net.ca_file = loaded.config.ca_file.clone();
+        net.transport = loaded.config.transport;
         let client = spawn(ClientOptions {
             net,
             user: Some(user.to_string()),

@@ -36,6 +36,16 @@ pub struct Cli {
     /// or the server's self-signed certificate)
     #[arg(long, global = true, value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
+    /// How to reach the server: ws (WebSocket), http (server-sent events
+    /// and POST, where proxies refuse WebSockets) or auto (the WebSocket,
+    /// falling back to HTTP) [default: auto]
+    #[arg(
+        long,
+        global = true,
+        value_name = "ws|http|auto",
+        env = "CHAT_TRANSPORT"
+    )]
+    pub transport: Option<crate::client::net::Transport>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

@@ -80,7 +80,10 @@ impl Engine {
                 }
                 self.dirty.updates.push(Update::Conn(state));
             }
-            NetEvent::Ready { user, token } => self.on_ready(user, token),
+            NetEvent::Ready { user, token, http } => {
+                self.dirty.updates.push(Update::Transport { http });
+                self.on_ready(user, token)
+            }
             NetEvent::AuthFailed(e) => {
                 if let Some(me) = self.me.clone()
                     && let Err(e) = self.tokens.remove(&me, &self.server)

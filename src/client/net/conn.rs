@@ -3,15 +3,15 @@
 //! Used directly by the command line and the load generator, and by the
 //! reconnecting [`super::task`] for each of its attempts.
 
+use super::http_link::HttpLink;
+use super::link::{Incoming, Link, Transport};
 use crate::proto::{
     AuthOk, ErrorCode, OkFrame, PROTOCOL_VERSION, ProtoError, Request, ServerFrame,
 };
-use futures_util::{SinkExt, StreamExt};
 use std::collections::VecDeque;
 use std::path::Path;
 use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
@@ -154,11 +154,79 @@ pub fn client_ws_config() -> WebSocketConfig {
 
 /// A connected (and possibly authenticated) client.
 pub struct Conn {
-    ws: ClientWs,
+    link: Link,
     next_id: u64,
     pushes: VecDeque<ServerFrame>,
     timeout: Duration,
 }
+
+/// Why a WebSocket could not be opened, and whether the HTTP fallback
+/// might get through where it did not.
+struct WsFailure {
+    error: ClientError,
+    /// The upgrade was refused or never answered: something between here
+    /// and the server may be stripping it.
+    blocked: bool,
+}
+
+/// Open a WebSocket to `url`.
+async fn open_ws(
+    url: &str,
+    timeout: Duration,
+    ca_file: Option<&Path>,
+) -> Result<ClientWs, WsFailure> {
+    let connector = if url.starts_with("wss://") {
+        let config = super::tls::client_config(ca_file).map_err(|e| WsFailure {
+            error: ClientError::CaFile(e),
+            blocked: false,
+        })?;
+        Some(Connector::Rustls(config))
+    } else {
+        None
+    };
+    let connect = tokio_tungstenite::connect_async_tls_with_config(
+        url,
+        Some(client_ws_config()),
+        true,
+        connector,
+    );
+    match tokio::time::timeout(timeout, connect).await {
+        Err(_) => Err(WsFailure {
+            error: ClientError::Connect {
+                url: url.to_string(),
+                reason: "timed out".into(),
+            },
+            blocked: true,
+        }),
+        Ok(Ok((ws, _))) => Ok(ws),
+        Ok(Err(e)) => {
+            use tokio_tungstenite::tungstenite::Error as E;
+            if let Some(reason) = super::tls::handshake_failure(&e) {
+                return Err(WsFailure {
+                    error: ClientError::Tls {
+                        host: url_host(url).to_string(),
+                        reason,
+                    },
+                    blocked: false,
+                });
+            }
+            // An HTTP answer that is not the upgrade, or an upgrade the
+            // handshake could not complete: a proxy in the way.
+            let blocked = matches!(e, E::Http(_) | E::Protocol(_));
+            Err(WsFailure {
+                error: ClientError::Connect {
+                    url: url.to_string(),
+                    reason: connect_reason(&e),
+                },
+                blocked,
+            })
+        }
+    }
+}
+
+/// How long the WebSocket's upgrade may take, in `auto`, before the HTTP
+/// fallback is tried.
+pub const UPGRADE_WAIT: Duration = Duration::from_secs(5);
 
 impl Conn {
     /// Open a WebSocket to `server` (see [`ws_url`]). A cleartext `ws://`
@@ -179,46 +247,66 @@ impl Conn {
         insecure: bool,
         ca_file: Option<&Path>,
     ) -> Result<Conn, ClientError> {
+        Conn::connect_via(server, timeout, insecure, ca_file, Transport::Ws).await
+    }
+
+    /// Connect over `transport`: in `auto`, the WebSocket, and the HTTP
+    /// fallback if the upgrade is refused or not answered within
+    /// [`UPGRADE_WAIT`].
+    pub async fn connect_via(
+        server: &str,
+        timeout: Duration,
+        insecure: bool,
+        ca_file: Option<&Path>,
+        transport: Transport,
+    ) -> Result<Conn, ClientError> {
         let url = ws_url(server);
         if let Some(host) = cleartext_remote(&url)
             && !insecure
         {
             return Err(ClientError::Insecure(host));
         }
-        let connector = if url.starts_with("wss://") {
-            let config = super::tls::client_config(ca_file).map_err(ClientError::CaFile)?;
-            Some(Connector::Rustls(config))
-        } else {
-            None
+        let link = match transport {
+            Transport::Ws => Link::Ws(Box::new(
+                open_ws(&url, timeout, ca_file).await.map_err(|f| f.error)?,
+            )),
+            Transport::Http => Link::Http(Box::new(
+                HttpLink::connect(&url, timeout, insecure, ca_file).await?,
+            )),
+            Transport::Auto => match open_ws(&url, timeout.min(UPGRADE_WAIT), ca_file).await {
+                Ok(ws) => Link::Ws(Box::new(ws)),
+                Err(f) if f.blocked => {
+                    tracing::info!("WebSocket refused ({}); trying HTTP", f.error);
+                    Link::Http(Box::new(
+                        HttpLink::connect(&url, timeout, insecure, ca_file).await?,
+                    ))
+                }
+                Err(f) => return Err(f.error),
+            },
         };
-        let connect = tokio_tungstenite::connect_async_tls_with_config(
-            url.as_str(),
-            Some(client_ws_config()),
-            true,
-            connector,
-        );
-        let (ws, _) = tokio::time::timeout(timeout, connect)
-            .await
-            .map_err(|_| ClientError::Connect {
-                url: url.clone(),
-                reason: "timed out".into(),
-            })?
-            .map_err(|e| match super::tls::handshake_failure(&e) {
-                Some(reason) => ClientError::Tls {
-                    host: url_host(&url).to_string(),
-                    reason,
-                },
-                None => ClientError::Connect {
-                    url: url.clone(),
-                    reason: connect_reason(&e),
-                },
-            })?;
         Ok(Conn {
-            ws,
+            link,
             next_id: 1,
             pushes: VecDeque::new(),
             timeout,
         })
+    }
+
+    /// Whether a WebSocket to `server` opens now (and closes it again): for
+    /// a client on the HTTP fallback, to learn when to move back.
+    pub async fn websocket_opens(server: &str, timeout: Duration, ca_file: Option<&Path>) -> bool {
+        match open_ws(&ws_url(server), timeout, ca_file).await {
+            Ok(mut ws) => {
+                let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Whether this connection is the HTTP fallback.
+    pub fn is_http(&self) -> bool {
+        self.link.is_http()
     }
 
     /// Authenticate; returns who we are and (for login/register) the token.
@@ -294,10 +382,7 @@ impl Conn {
     pub async fn send(&mut self, req: &Request) -> Result<u64, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
-        self.ws
-            .send(Message::Text(req.encode(Some(id)).into()))
-            .await
-            .map_err(|e| ClientError::Lost(e.to_string()))?;
+        self.link.send_text(req.encode(Some(id))).await?;
         Ok(id)
     }
 
@@ -321,29 +406,26 @@ impl Conn {
 
     async fn read_frame(&mut self) -> Result<ServerFrame, ClientError> {
         loop {
-            match self.ws.next().await {
-                None => return Err(ClientError::Closed(None)),
-                Some(Err(e)) => return Err(ClientError::Lost(e.to_string())),
-                Some(Ok(Message::Text(text))) => {
-                    return ServerFrame::decode(text.as_str())
+            match self.link.recv().await {
+                Incoming::Closed(reason) => return Err(ClientError::Closed(reason)),
+                Incoming::Lost(e) => return Err(ClientError::Lost(e)),
+                Incoming::Text(text) => {
+                    return ServerFrame::decode(&text)
                         .map_err(|e| ClientError::Protocol(format!("{e}: {}", truncate(&text))));
                 }
-                Some(Ok(Message::Close(frame))) => {
-                    return Err(ClientError::Closed(frame.map(|f| f.reason.to_string())));
-                }
-                Some(Ok(_)) => continue,
+                Incoming::Keepalive => continue,
             }
         }
     }
 
     /// Close politely.
-    pub async fn close(mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close(None)).await;
+    pub async fn close(self) {
+        self.link.close().await;
     }
 
-    /// The socket, for the reconnecting task.
-    pub(super) fn into_parts(self) -> (ClientWs, u64) {
-        (self.ws, self.next_id)
+    /// The link, for the reconnecting task.
+    pub(super) fn into_parts(self) -> (Link, u64) {
+        (self.link, self.next_id)
     }
 }
 

@@ -4,10 +4,13 @@
 
 pub mod conn;
 pub mod files;
+mod http_link;
+pub mod link;
 pub mod task;
 pub mod tls;
 
 pub use conn::{ClientError, Conn, Credentials, ws_url};
+pub use link::Transport;
 pub use task::{NetCommand, NetConfig, NetEvent, NetHandle};
 
 use std::time::Duration;

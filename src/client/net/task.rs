@@ -8,26 +8,27 @@
 //! Callers send [`NetCommand`]s and never wait on a reply: each request
 //! carries a caller's tag, and its answer comes back as an event.
 
-use super::conn::{ClientError, ClientWs, Conn, Credentials};
+use super::conn::{ClientError, Conn, Credentials, UPGRADE_WAIT};
+use super::link::{Incoming, Link, Transport};
 use crate::client::accounts;
 use crate::client::view::ConnState;
 use crate::proto::{ErrorCode, OkFrame, ProtoError, Request, ServerFrame};
-use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 
 /// What the task reports.
 #[derive(Debug, Clone)]
 pub enum NetEvent {
     State(ConnState),
-    /// Authenticated. `token` is set after a login or registration.
+    /// Authenticated. `token` is set after a login or registration;
+    /// `http`: over the HTTP fallback rather than the WebSocket.
     Ready {
         user: String,
         token: Option<String>,
+        http: bool,
     },
     /// The server refused the credentials; the task waits for new ones.
     AuthFailed(ProtoError),
@@ -71,6 +72,11 @@ pub struct NetConfig {
     pub insecure: bool,
     /// Certificates to trust for `wss://` besides the platform's roots.
     pub ca_file: Option<PathBuf>,
+    /// The WebSocket, the HTTP fallback, or the first that works.
+    pub transport: Transport,
+    /// On the HTTP fallback (in `auto`), how often to see whether the
+    /// WebSocket gets through again.
+    pub ws_retry: Duration,
 }
 
 impl NetConfig {
@@ -86,6 +92,8 @@ impl NetConfig {
             healthy_after: Duration::from_secs(30),
             insecure: false,
             ca_file: None,
+            transport: Transport::Auto,
+            ws_retry: Duration::from_secs(300),
         }
     }
 }
@@ -131,6 +139,9 @@ enum Ended {
     /// The server ended this session (revoked, logged out, password
     /// changed, account deactivated): the token is dead.
     SessionOver(ProtoError),
+    /// On the HTTP fallback, the WebSocket gets through again: reconnect
+    /// at once.
+    Upgrade,
 }
 
 /// Whether a handshake error is the server refusing these credentials (as
@@ -179,11 +190,12 @@ async fn run<E: From<NetEvent> + Send + 'static>(
             return;
         }
         let outcome = async {
-            let mut conn = Conn::connect_with_ca(
+            let mut conn = Conn::connect_via(
                 &config.server,
                 config.connect_timeout,
                 config.insecure,
                 config.ca_file.as_deref(),
+                config.transport,
             )
             .await?;
             let ok =
@@ -201,6 +213,7 @@ async fn run<E: From<NetEvent> + Send + 'static>(
                 if !emit(NetEvent::Ready {
                     user: ok.user.clone(),
                     token: ok.token.clone(),
+                    http: conn.is_http(),
                 })
                 .await
                     || !emit(NetEvent::State(ConnState::Connected)).await
@@ -214,6 +227,7 @@ async fn run<E: From<NetEvent> + Send + 'static>(
                 }
                 match ended {
                     Ended::Shutdown => return,
+                    Ended::Upgrade => continue,
                     Ended::Lost(reason) => reason,
                     Ended::SessionOver(err) => {
                         // Never again with this token: wait for new credentials.
@@ -335,10 +349,14 @@ async fn connected<E: From<NetEvent> + Send + 'static>(
     events: &mpsc::Sender<E>,
     creds: &mut Option<Credentials>,
 ) -> Ended {
-    let (mut ws, mut next_id): (ClientWs, u64) = conn.into_parts();
+    let (mut link, mut next_id): (Link, u64) = conn.into_parts();
     let mut tags: HashMap<u64, u64> = HashMap::new();
     let mut ping =
         tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
+    // On the HTTP fallback in `auto`, look now and then whether the
+    // WebSocket gets through again.
+    let retry_ws = link.is_http() && config.transport == Transport::Auto;
+    let mut ws_check = tokio::time::interval_at(Instant::now() + config.ws_retry, config.ws_retry);
     let mut last_heard = Instant::now();
     let ended = loop {
         tokio::select! {
@@ -353,28 +371,27 @@ async fn connected<E: From<NetEvent> + Send + 'static>(
                     let id = next_id;
                     next_id += 1;
                     tags.insert(id, tag);
-                    if let Err(e) = ws.send(Message::Text(req.encode(Some(id)).into())).await {
+                    if let Err(e) = link.send_text(req.encode(Some(id))).await {
                         break Ended::Lost(e.to_string());
                     }
                 }
             },
-            msg = ws.next() => {
+            msg = link.recv() => {
                 last_heard = Instant::now();
                 let text = match msg {
-                    None => break Ended::Lost("the server closed the connection".into()),
-                    Some(Err(e)) => break Ended::Lost(e.to_string()),
-                    Some(Ok(Message::Text(t))) => t,
-                    Some(Ok(Message::Close(f))) => {
-                        let reason = f.map(|f| f.reason.to_string()).filter(|r| !r.is_empty());
+                    Incoming::Text(t) => t,
+                    Incoming::Keepalive => continue,
+                    Incoming::Lost(e) => break Ended::Lost(e),
+                    Incoming::Closed(reason) => {
+                        let reason = reason.filter(|r| !r.is_empty());
                         if let Some(err) = reason.as_deref().and_then(accounts::session_ended) {
                             break Ended::SessionOver(err);
                         }
                         break Ended::Lost(reason
                             .unwrap_or_else(|| "the server closed the connection".into()));
                     }
-                    Some(Ok(_)) => continue,
                 };
-                let frame = match ServerFrame::decode(text.as_str()) {
+                let frame = match ServerFrame::decode(&text) {
                     Ok(f) => f,
                     Err(e) => {
                         tracing::warn!("ignoring an unreadable frame: {e}");
@@ -407,8 +424,14 @@ async fn connected<E: From<NetEvent> + Send + 'static>(
                 if last_heard.elapsed() > config.dead_after {
                     break Ended::Lost("no answer from the server".into());
                 }
-                if let Err(e) = ws.send(Message::Ping(Default::default())).await {
+                if let Err(e) = link.ping().await {
                     break Ended::Lost(e.to_string());
+                }
+            }
+            _ = ws_check.tick(), if retry_ws => {
+                if Conn::websocket_opens(&config.server, UPGRADE_WAIT, config.ca_file.as_deref()).await {
+                    tracing::info!("the WebSocket gets through again: moving back to it");
+                    break Ended::Upgrade;
                 }
             }
         }
@@ -417,7 +440,7 @@ async fn connected<E: From<NetEvent> + Send + 'static>(
     for (_, tag) in tags {
         let _ = events.send(E::from(not_connected(tag))).await;
     }
-    let _ = tokio::time::timeout(Duration::from_millis(500), ws.close(None)).await;
+    link.close().await;
     ended
 }
 

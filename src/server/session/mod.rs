@@ -11,6 +11,8 @@
 //! - `push`: the write side: replies, queued pushes, pings, flushes.
 //! - `handshake`: `register`, `login` and `auth`, the first request.
 //! - `cmd`: every later request, one file per command family.
+//! - `stream`: the same session over plain HTTP (server-sent events and
+//!   `POST`), for networks that refuse the WebSocket upgrade.
 //!
 //! This file holds what the connection knows of its peer ([`Session`]) and
 //! the path of one text frame: size, decoding, rate limit, then the
@@ -20,6 +22,7 @@ mod cmd;
 mod conn;
 mod handshake;
 mod push;
+pub mod stream;
 mod throttled;
 
 pub use cmd::new_invite_code;

@@ -17,6 +17,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let theme = &app.theme;
     let base = theme.header();
     let (glyph, state, cached) = match &app.model.conn {
+        ConnState::Connected if app.model.via_http => {
+            ("●", strings::CONNECTED_HTTP.to_string(), false)
+        }
         ConnState::Connected => ("●", strings::CONNECTED.to_string(), false),
         ConnState::Connecting => ("◌", strings::CONNECTING.to_string(), true),
         ConnState::Reconnecting { in_secs, .. } => ("⟳", strings::reconnecting(*in_secs), true),

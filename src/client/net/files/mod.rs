@@ -118,7 +118,7 @@ pub struct Uploaded {
 }
 
 /// A stream to the server, cleartext or TLS.
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 type Body = BoxBody<Bytes, std::io::Error>;
@@ -188,12 +188,18 @@ impl FileClient {
         })
     }
 
+    /// The `Host` header's value.
+    pub(crate) fn authority(&self) -> &str {
+        &self.authority
+    }
+
     /// The same client, giving up after `idle` without progress.
     pub fn with_idle(self, idle: Duration) -> FileClient {
         FileClient { idle, ..self }
     }
 
-    async fn connect(&self) -> Result<Box<dyn Io>, TransferError> {
+    /// A new connection to the server (TCP, and TLS for `wss://`).
+    pub(crate) async fn connect(&self) -> Result<Box<dyn Io>, TransferError> {
         let connect_err = |reason: String| TransferError::Connect {
             addr: self.addr.clone(),
             reason,
