@@ -10,6 +10,7 @@
 pub mod chatd;
 pub mod cli;
 pub mod client;
+pub mod proxy;
 pub mod raw;
 pub mod server;
 pub mod world;
