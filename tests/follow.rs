@@ -1,7 +1,9 @@
 //! `chat tail --follow --json` as a subprocess behind a fault-injecting
 //! proxy: pushes are dropped, duplicated and reordered, and the connection
 //! is cut several times while 500 messages arrive. Every message must be
-//! printed exactly once, in seq order, for several seeds.
+//! printed exactly once, in seq order, for several seeds, over the
+//! WebSocket and over the HTTP fallback (behind a proxy that refuses the
+//! upgrade).
 
 mod support;
 
@@ -11,6 +13,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use support::proxy::{Faults, Proxy, Upgrade};
 use support::{Home, Rng, World};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -179,7 +182,22 @@ fn collect(
     }
 }
 
+/// Which way `chat tail` reaches chatd.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// A WebSocket, through a proxy that drops, duplicates and reorders
+    /// pushes and cuts the connection.
+    WebSocket,
+    /// A proxy that refuses WebSocket upgrades (so the client falls back to
+    /// HTTP) and does the same to the event stream.
+    Http,
+}
+
 fn follow_through_faults(seed: u64) {
+    follow_through(seed, Via::WebSocket)
+}
+
+fn follow_through(seed: u64, via: Via) {
     let started = Instant::now();
     let w = World::new();
     let url = w.url();
@@ -189,7 +207,24 @@ fn follow_through_faults(seed: u64) {
         .build()
         .unwrap();
     let counts = Arc::new(Counts::default());
-    let proxy = rt.block_on(start_proxy(url.clone(), seed, counts.clone()));
+    let mut http_proxy = None;
+    let proxy = match via {
+        Via::WebSocket => rt.block_on(start_proxy(url.clone(), seed, counts.clone())),
+        Via::Http => {
+            let resets_at: Vec<u64> = vec![30 + seed % 20, 90 + seed % 30, 160, 240 + seed % 40];
+            let p = rt.block_on(Proxy::start(
+                &url,
+                Upgrade::Refuse,
+                Faults {
+                    seed: Some(seed),
+                    resets_at,
+                },
+            ));
+            let addr = p.addr.clone();
+            http_proxy = Some(p);
+            addr
+        }
+    };
     let bob = Home::new(w.dir("bob"), &proxy);
     bob.register("bob");
     let (mut alice, conv) = rt.block_on(async {
@@ -280,16 +315,34 @@ fn follow_through_faults(seed: u64) {
         bodies.len()
     );
     let c = |a: &AtomicU64| a.load(Ordering::SeqCst);
-    assert!(
-        c(&counts.resets) >= 2,
-        "seed {seed}: only {} resets",
-        c(&counts.resets)
-    );
-    assert!(c(&counts.dropped) > 0 && c(&counts.duplicated) > 0 && c(&counts.reordered) > 0);
-    assert!(
-        stderr.contains("reconnecting"),
-        "seed {seed}: a lost connection is said on stderr: {stderr}"
-    );
+    if let Some(p) = &http_proxy {
+        let counts = &p.counts;
+        assert!(
+            c(&counts.resets) >= 2,
+            "seed {seed}: only {} resets",
+            c(&counts.resets)
+        );
+        assert!(c(&counts.dropped) > 0 && c(&counts.duplicated) > 0 && c(&counts.reordered) > 0);
+        assert!(c(&counts.upgrades) >= 1, "seed {seed}: the WebSocket was tried first");
+        // A cut stream is resumed where it stopped (or, if that fails,
+        // opened anew and caught up by seq).
+        assert!(
+            c(&counts.resumes) + c(&counts.streams) > 2,
+            "seed {seed}: the stream was never resumed"
+        );
+    } else {
+        assert!(
+            c(&counts.resets) >= 2,
+            "seed {seed}: only {} resets",
+            c(&counts.resets)
+        );
+        assert!(c(&counts.dropped) > 0 && c(&counts.duplicated) > 0 && c(&counts.reordered) > 0);
+        assert!(
+            stderr.contains("reconnecting"),
+            "seed {seed}: a lost connection is said on stderr: {stderr}"
+        );
+    }
+    drop(http_proxy);
     drop(rt);
     drop(w);
 }
@@ -307,4 +360,14 @@ fn tail_follow_prints_every_event_once_in_order_seed_2() {
 #[test]
 fn tail_follow_prints_every_event_once_in_order_seed_3() {
     follow_through_faults(3);
+}
+
+#[test]
+fn tail_follow_over_the_http_fallback_prints_every_event_once_in_order_seed_4() {
+    follow_through(4, Via::Http);
+}
+
+#[test]
+fn tail_follow_over_the_http_fallback_prints_every_event_once_in_order_seed_5() {
+    follow_through(5, Via::Http);
 }
