@@ -323,7 +323,10 @@ fn follow_through(seed: u64, via: Via) {
             c(&counts.resets)
         );
         assert!(c(&counts.dropped) > 0 && c(&counts.duplicated) > 0 && c(&counts.reordered) > 0);
-        assert!(c(&counts.upgrades) >= 1, "seed {seed}: the WebSocket was tried first");
+        assert!(
+            c(&counts.upgrades) >= 1,
+            "seed {seed}: the WebSocket was tried first"
+        );
         // A cut stream is resumed where it stopped (or, if that fails,
         // opened anew and caught up by seq).
         assert!(

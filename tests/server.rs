@@ -55,3 +55,6 @@ mod paging;
 mod files;
 #[path = "server/search.rs"]
 mod search;
+
+#[path = "server/http_stream.rs"]
+mod http_stream;

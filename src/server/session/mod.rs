@@ -113,7 +113,12 @@ impl Session {
     async fn handle_text(&mut self, text: &str) -> Outcome {
         let limits = &self.shared.limits;
         if text.len() > limits.max_frame_bytes {
-            let id = decode_request(text).ok().and_then(|(id, _)| id);
+            // The id, even of a frame that does not decode as a request,
+            // so that the client can match the refusal.
+            let id = match decode_request(text) {
+                Ok((id, _)) => id,
+                Err(e) => e.id,
+            };
             return Outcome::Reply(error(
                 id,
                 &ProtoError::new(
