@@ -155,6 +155,21 @@ fn sync_progress_and_failure_in_the_header() {
     assert!(!done.contains("sync"), "{done}");
 }
 
+/// On the HTTP fallback the header says so; back on the WebSocket it does
+/// not.
+#[test]
+fn the_http_fallback_shows_in_the_header() {
+    use crate::client::Update;
+    let now = Instant::now();
+    let mut m = base_model();
+    m.conn = ConnState::Connected;
+    m.apply(Update::Transport { http: true }, now);
+    assert_snapshot!("connected_over_http", draw(&app(m.clone(), 100, 16, now)));
+    m.apply(Update::Transport { http: false }, now);
+    let ws = draw(&app(m, 100, 16, now));
+    assert!(ws.contains("● connected ") && !ws.contains("HTTP"), "{ws}");
+}
+
 #[test]
 fn help_overlay() {
     let now = Instant::now();
