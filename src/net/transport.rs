@@ -145,9 +145,10 @@ enum Route {
     Unparsable,
 }
 
-/// Whether an upgrade with this `Origin` header may proceed: terminal clients
-/// send none; a browser page's origin must be listed.
-fn origin_allowed(origin: Option<&str>, allowed: &[String]) -> bool {
+/// Whether an upgrade (or a request of the HTTP fallback) with this `Origin`
+/// header may proceed: terminal clients send none; a browser page's origin
+/// must be listed.
+pub fn origin_allowed(origin: Option<&str>, allowed: &[String]) -> bool {
     match origin {
         None => true,
         Some(o) => {

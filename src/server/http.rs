@@ -75,6 +75,21 @@ async fn route(req: Request<Incoming>, addr: IpAddr, shared: &Arc<Shared>) -> Re
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let head = method == Method::HEAD;
+    if matches!(path.as_str(), "/stream" | "/rpc")
+        && !crate::net::transport::origin_allowed(
+            req.headers()
+                .get(header::ORIGIN)
+                .and_then(|v| v.to_str().ok()),
+            &shared.allowed_origins,
+        )
+    {
+        // A browser page may not drive a session for its visitor (as it may
+        // not open the WebSocket).
+        return text(
+            StatusCode::FORBIDDEN,
+            "this origin may not open a session (see [net] allowed_origins)\n",
+        );
+    }
     match path.as_str() {
         "/healthz" => match method {
             Method::GET | Method::HEAD => {

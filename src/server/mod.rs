@@ -51,6 +51,8 @@ pub struct Shared {
     pub files: files::Files,
     /// Sessions carried over HTTP (server-sent events and `POST`).
     pub streams: session::stream::Streams,
+    /// Browser origins allowed to open a session (`[net] allowed_origins`).
+    pub allowed_origins: Arc<[String]>,
     pub shutdown: CancellationToken,
     pub grace: Duration,
 }
@@ -120,6 +122,7 @@ pub async fn serve_tls(
         retention: config.retention.clone(),
         files,
         streams: session::stream::Streams::default(),
+        allowed_origins: config.net.allowed_origins.clone().into(),
         shutdown: token.clone(),
         grace: Duration::from_secs(config.shutdown_grace_secs),
     });
@@ -142,7 +145,7 @@ pub async fn serve_tls(
     ));
     let ws_config = transport::ws_config(config.limits.hard_frame_bytes);
     let head_timeout = Duration::from_secs(config.limits.auth_timeout_secs.max(1));
-    let origins: Arc<[String]> = config.net.allowed_origins.clone().into();
+    let origins = shared.allowed_origins.clone();
     let proxies: Arc<[config::IpNet]> = config.net.trusted_proxies.clone().into();
     let tasks = TaskTracker::new();
     tracing::info!(addr = %listener.local_addr()?, data = %data.display(), "chatd listening");

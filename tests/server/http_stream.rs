@@ -274,6 +274,15 @@ async fn refusals_have_a_status_and_the_error_frame() {
     // Not JSON.
     let s = Sse::open(addr, "POST", &[], "{{{").await;
     assert_eq!(s.status, 400);
+    // A browser page of another origin may not drive a session.
+    let s = Sse::open(
+        addr,
+        "POST",
+        &[("Origin", "https://evil.example")],
+        &register_frame("visitor"),
+    )
+    .await;
+    assert_eq!(s.status, 403);
 
     let (_s, token, id) = stream_of(&server, "alice").await;
     // No stream named, an unknown one, the wrong token.
