@@ -253,10 +253,7 @@ impl Conn {
                 }
             }
             // De-chunk what is complete.
-            loop {
-                let Some(line_end) = raw.windows(2).position(|w| w == b"\r\n") else {
-                    break;
-                };
+            while let Some(line_end) = raw.windows(2).position(|w| w == b"\r\n") {
                 let size_text = String::from_utf8_lossy(&raw[..line_end]).to_string();
                 let Ok(size) =
                     usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
