@@ -25,6 +25,7 @@ use hyper::body::Incoming as Body;
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, Response, StatusCode, header};
 use hyper_util::rt::TokioIo;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -39,6 +40,8 @@ const MAX_EVENT: usize = 16 * 1024 * 1024;
 const RESUMES: u32 = 3;
 /// Events and replies buffered for the reader of the link.
 const INCOMING: usize = 1024;
+/// Frames waiting to be posted before the link counts as stuck.
+const MAX_WAITING: usize = 8192;
 
 type ReqBody = Full<Bytes>;
 
@@ -108,8 +111,12 @@ pub struct HttpLink {
     /// stream.
     first: Option<SendRequest<ReqBody>>,
     session: Option<Arc<Session>>,
-    /// To the sender task: a frame, or `None` for a heartbeat.
-    out: Option<mpsc::Sender<Option<String>>>,
+    /// To the sender task: a frame, or `None` for a heartbeat. Never
+    /// waited on (the sender task waits on the reader of the link, which
+    /// may be the one sending), bounded by [`MAX_WAITING`] instead.
+    out: Option<mpsc::UnboundedSender<Option<String>>>,
+    /// Frames handed to the sender task and not yet posted.
+    waiting: Arc<AtomicUsize>,
     rx: mpsc::Receiver<Incoming>,
     tx: mpsc::Sender<Incoming>,
     tasks: Vec<JoinHandle<()>>,
@@ -184,6 +191,7 @@ impl HttpLink {
             first: Some(first),
             session: None,
             out: None,
+            waiting: Arc::new(AtomicUsize::new(0)),
             rx,
             tx,
             tasks: Vec::new(),
@@ -193,10 +201,16 @@ impl HttpLink {
     /// Send one frame: the first opens the stream, the rest are posted.
     pub async fn send_text(&mut self, text: String) -> Result<(), ClientError> {
         match &self.out {
-            Some(out) => out
-                .send(Some(text))
-                .await
-                .map_err(|_| ClientError::Lost("the HTTP link has stopped".into())),
+            Some(out) => {
+                if self.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING {
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    return Err(ClientError::Lost(
+                        "too many frames waiting for the server to take them".into(),
+                    ));
+                }
+                out.send(Some(text))
+                    .map_err(|_| ClientError::Lost("the HTTP link has stopped".into()))
+            }
             None => self.open(text).await,
         }
     }
@@ -206,7 +220,6 @@ impl HttpLink {
         match &self.out {
             Some(out) => out
                 .send(None)
-                .await
                 .map_err(|_| ClientError::Lost("the HTTP link has stopped".into())),
             None => Ok(()),
         }
@@ -305,7 +318,7 @@ impl HttpLink {
             token: Mutex::new(token),
         });
         self.session = Some(session.clone());
-        let (out_tx, out_rx) = mpsc::channel(BATCH * 4);
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
         self.out = Some(out_tx);
         self.tasks.push(tokio::spawn(read_stream(
             self.dial.clone(),
@@ -317,6 +330,7 @@ impl HttpLink {
             self.dial.clone(),
             session,
             out_rx,
+            self.waiting.clone(),
             self.tx.clone(),
         )));
         Ok(())
@@ -451,7 +465,8 @@ async fn resume(
 async fn post_frames(
     dial: Dial,
     session: Arc<Session>,
-    mut rx: mpsc::Receiver<Option<String>>,
+    mut rx: mpsc::UnboundedReceiver<Option<String>>,
+    waiting: Arc<AtomicUsize>,
     tx: mpsc::Sender<Incoming>,
 ) {
     let mut conn: Option<SendRequest<ReqBody>> = None;
@@ -464,6 +479,7 @@ async fn post_frames(
                 Err(_) => break,
             }
         }
+        waiting.fetch_sub(frames.len(), Ordering::AcqRel);
         let body = if frames.len() == 1 {
             frames[0].clone()
         } else {
