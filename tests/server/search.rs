@@ -248,3 +248,53 @@ async fn search_filters_and_pages() {
     )
     .await;
 }
+
+/// Messages are indexed together just before their batch commits: an
+/// edit or a deletion pipelined right behind its message (so most likely
+/// in the same batch), and a refused request among them, leave the index
+/// as if each had been sent alone.
+#[tokio::test]
+async fn pipelined_messages_edits_and_refusals_index_like_single_ones() {
+    let server = Server::start();
+    let [mut alice, mut bob] = server.users(["alice", "bob"]).await;
+    let dm = alice.create_dm("bob").await;
+    let base = alice.last_seq(&dm).await;
+    let mut ids = Vec::new();
+    for round in 0..20u64 {
+        let first = base + 1 + round * 4;
+        for req in [
+            json!({"type":"send","conversation_id":dm,"client_msg_id":format!("a{round}"),
+                   "body":format!("original{round} words")}),
+            json!({"type":"edit","conversation_id":dm,"client_msg_id":format!("e{round}"),
+                   "target_seq":first,"body":format!("edited{round} words")}),
+            // Refused: no such message to edit.
+            json!({"type":"edit","conversation_id":dm,"client_msg_id":format!("x{round}"),
+                   "target_seq":first + 1000,"body":format!("ghost{round}")}),
+            json!({"type":"send","conversation_id":dm,"client_msg_id":format!("b{round}"),
+                   "body":format!("kept{round} words")}),
+            json!({"type":"delete","conversation_id":dm,"client_msg_id":format!("d{round}"),
+                   "target_seq":first + 2}),
+        ] {
+            ids.push(alice.send_req(req).await);
+        }
+    }
+    let mut refused = 0;
+    for id in ids {
+        let r = alice.wait_reply(id).await;
+        if r["type"] == "error" {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 20, "every ghost edit is refused, nothing else");
+    for round in [0u64, 7, 19] {
+        let first = base + 1 + round * 4;
+        assert_eq!(seqs(&mut bob, &format!("edited{round}")).await, [first]);
+        assert!(seqs(&mut bob, &format!("original{round}")).await.is_empty());
+        assert!(seqs(&mut bob, &format!("ghost{round}")).await.is_empty());
+        assert!(
+            seqs(&mut bob, &format!("kept{round}")).await.is_empty(),
+            "deleted"
+        );
+    }
+    assert_eq!(seqs(&mut bob, "words").await.len(), 20);
+}

@@ -107,6 +107,30 @@ fn add(
     Ok(())
 }
 
+/// A message written in the open transaction and not yet indexed.
+pub(super) struct Unindexed {
+    doc: i64,
+    conv: String,
+    seq: i64,
+    ts: Millis,
+    sender: String,
+    text: String,
+}
+
+impl Unindexed {
+    pub(super) fn add(&self, conn: &Connection) -> Result<(), StoreError> {
+        add(
+            conn,
+            self.doc,
+            &self.conv,
+            self.seq,
+            self.ts,
+            &self.sender,
+            &self.text,
+        )
+    }
+}
+
 fn remove(conn: &Connection, doc: i64) -> Result<(), StoreError> {
     conn.prepare_cached("DELETE FROM search_text WHERE rowid = ?1")?
         .execute([doc])?;
@@ -143,8 +167,9 @@ impl Writer {
     }
 
     /// Keep the index in step with an event just written (inside the same
-    /// transaction). Doc numbers only grow: one skipped by a refused
-    /// operation is never reused, which is harmless.
+    /// transaction: a new message is indexed with the others of its batch
+    /// just before the commit). Doc numbers only grow: one skipped by a
+    /// refused operation is never reused, which is harmless.
     pub(super) fn index_event(
         &mut self,
         conv: &str,
@@ -158,14 +183,27 @@ impl Writer {
                 let doc = self.next_doc;
                 self.next_doc += 1;
                 if !body.trim().is_empty() {
-                    add(&self.conn, doc, conv, seq as i64, ts, sender, body)?;
+                    self.unindexed.push(Unindexed {
+                        doc,
+                        conv: conv.to_string(),
+                        seq: seq as i64,
+                        ts,
+                        sender: sender.to_string(),
+                        text: body.clone(),
+                    });
                 }
             }
             EventBody::File { file, caption, .. } => {
                 let doc = self.next_doc;
                 self.next_doc += 1;
-                let text = file_text(&file.name, caption.as_deref());
-                add(&self.conn, doc, conv, seq as i64, ts, sender, &text)?;
+                self.unindexed.push(Unindexed {
+                    doc,
+                    conv: conv.to_string(),
+                    seq: seq as i64,
+                    ts,
+                    sender: sender.to_string(),
+                    text: file_text(&file.name, caption.as_deref()),
+                });
             }
             EventBody::Edit { target_seq, body } => {
                 let target = *target_seq as i64;

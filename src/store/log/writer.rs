@@ -112,6 +112,7 @@ impl WriterThread {
             limits,
             changes: Vec::new(),
             checkpointer: Some(checkpointer),
+            unindexed: Vec::new(),
         };
         let handle = std::thread::Builder::new()
             .name("chatd-writer".into())
@@ -154,6 +155,11 @@ pub(super) struct Writer {
     pub(super) checkpointer: Option<Checkpointer>,
     /// The search index's next doc number (see `search`).
     pub(super) next_doc: i64,
+    /// New messages of the open transaction not yet in the search index:
+    /// indexed together before it commits, outside the operations'
+    /// savepoints (at each of which the full-text index would otherwise
+    /// write out what it holds, a segment per message).
+    pub(super) unindexed: Vec<super::search::Unindexed>,
 }
 
 /// Where a commit goes once it is made.
@@ -198,6 +204,22 @@ impl Pending {
             Pending::Append(tx, r) => drop(tx.send(r)),
             Pending::Receipt(tx, r) => drop(tx.send(r)),
         }
+    }
+}
+
+/// Whether an operation may change or remove what is in the search index
+/// (rather than only add to it).
+fn touches_index(op: &WriteOp) -> bool {
+    match op {
+        WriteOp::Append {
+            op: super::Append::Event { body, .. },
+            ..
+        } => matches!(
+            body,
+            crate::proto::EventBody::Edit { .. } | crate::proto::EventBody::Delete { .. }
+        ),
+        WriteOp::Append { .. } | WriteOp::Receipt { .. } => false,
+        WriteOp::Account { .. } => true,
     }
 }
 
@@ -267,10 +289,15 @@ impl Writer {
         for op in batch.drain(..) {
             pending.push(self.apply(op));
         }
-        if let Err(e) = self.conn.execute_batch("COMMIT") {
+        let committed = self
+            .index_pending()
+            .map_err(|e| e.to_string())
+            .and_then(|()| self.conn.execute_batch("COMMIT").map_err(|e| e.to_string()));
+        if let Err(e) = committed {
             tracing::error!("writer: commit failed: {e}");
             let _ = self.conn.execute_batch("ROLLBACK");
             self.changes.clear();
+            self.unindexed.clear();
             match Mirror::load(&self.conn) {
                 Ok(m) => self.mirror = m,
                 Err(e) => tracing::error!("writer: cannot reload state: {e}"),
@@ -291,7 +318,17 @@ impl Writer {
     /// Apply one operation inside a savepoint, so that a failure undoes
     /// only its own writes.
     fn apply(&mut self, op: WriteOp) -> Pending {
+        // An edit, a deletion or an account change may take messages out
+        // of the index or change them: those waiting go in first, outside
+        // this operation's savepoint (so that its failure cannot undo
+        // them).
+        if touches_index(&op)
+            && let Err(e) = self.index_pending()
+        {
+            return self.refuse_with(op, e);
+        }
         let mark = self.changes.len();
+        let index_mark = self.unindexed.len();
         if let Err(e) = self.exec_cached("SAVEPOINT op") {
             return self.refuse_with(op, e.into());
         }
@@ -316,6 +353,7 @@ impl Writer {
         };
         let end = if failed {
             self.changes.truncate(mark);
+            self.unindexed.truncate(index_mark);
             self.exec_cached("ROLLBACK TO op")
                 .and_then(|_| self.exec_cached("RELEASE op"))
         } else {
@@ -333,6 +371,14 @@ impl Writer {
             }
         }
         result
+    }
+
+    /// Index the messages waiting (see [`Writer::unindexed`]).
+    fn index_pending(&mut self) -> Result<(), StoreError> {
+        for u in std::mem::take(&mut self.unindexed) {
+            u.add(&self.conn)?;
+        }
+        Ok(())
     }
 
     /// Run a statement without parameters through the statement cache (the
