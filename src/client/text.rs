@@ -451,6 +451,7 @@ mod tests {
             sender: "alice".into(),
             client_msg_id: None,
             eid: None,
+            bot: false,
             body: EventBody::File {
                 file: Box::new(crate::proto::FileInfo {
                     digest: "ab".repeat(32),
@@ -480,6 +481,7 @@ mod tests {
             sender: "bo\u{1b}b".into(),
             client_msg_id: None,
             eid: None,
+            bot: false,
             body,
         };
         let line = event_line(

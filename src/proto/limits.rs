@@ -85,6 +85,10 @@ pub struct Limits {
     pub max_conversations_per_user: usize,
     /// Conversations one user may create (`create` requests) in an hour.
     pub max_creates_per_hour: usize,
+    /// Posts per second one incoming webhook may make, sustained.
+    pub webhook_posts_per_sec: u32,
+    /// Posts one incoming webhook may make at once above that rate.
+    pub webhook_burst: u32,
 }
 
 impl Default for Limits {
@@ -124,6 +128,8 @@ impl Default for Limits {
             max_connections: 16_384,
             max_conversations_per_user: 10_000,
             max_creates_per_hour: 100,
+            webhook_posts_per_sec: 1,
+            webhook_burst: 10,
         }
     }
 }

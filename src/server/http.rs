@@ -1,6 +1,7 @@
 //! chatd's plain HTTP side, served by hyper on the same port as the
-//! WebSocket: `GET /healthz`, and files (`POST /files`, `GET`/`HEAD
-//! /files/{digest}`).
+//! WebSocket: `GET /healthz`, files (`POST /files`, `GET`/`HEAD
+//! /files/{digest}`) and incoming webhooks (`POST /hooks/{id}/{secret}`,
+//! see `webhooks`).
 //!
 //! Files are authorized by the session token (`Authorization: Bearer`), the
 //! same one the WebSocket's `auth` takes, and streamed both ways a chunk at a
@@ -96,6 +97,10 @@ async fn route(req: Request<Incoming>, addr: IpAddr, shared: &Shared) -> Respons
                 Err(r) => r,
             },
             _ => not_allowed("GET, HEAD"),
+        },
+        p if p.starts_with("/hooks/") => match method {
+            Method::POST => super::webhooks::post(req, addr, shared, &p["/hooks/".len()..]).await,
+            _ => not_allowed("POST"),
         },
         "/ws" => text(
             StatusCode::BAD_REQUEST,
