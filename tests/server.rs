@@ -51,7 +51,11 @@ mod throttle;
 #[path = "server/paging.rs"]
 mod paging;
 
+#[path = "server/bots.rs"]
+mod bots;
 #[path = "server/files.rs"]
 mod files;
 #[path = "server/search.rs"]
 mod search;
+#[path = "server/webhooks.rs"]
+mod webhooks;

@@ -184,7 +184,13 @@ async fn read_text(
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
     let form = match kind.as_deref() {
         None | Some("") | Some("application/json") | Some("text/plain") => false,
         Some("application/x-www-form-urlencoded") => true,
@@ -202,7 +208,12 @@ async fn read_text(
     let key = match key {
         None => None,
         Some(Ok(k)) => Some(k),
-        Some(Err(_)) => return Err(refuse(StatusCode::BAD_REQUEST, "Idempotency-Key is not text")),
+        Some(Err(_)) => {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "Idempotency-Key is not text",
+            ));
+        }
     };
     let declared = req
         .headers()
@@ -219,7 +230,9 @@ async fn read_text(
         let frame = match tokio::time::timeout(idle, body.frame()).await {
             Err(_) => return Err(refuse(StatusCode::REQUEST_TIMEOUT, "the request stalled")),
             Ok(None) => break,
-            Ok(Some(Err(_))) => return Err(refuse(StatusCode::BAD_REQUEST, "the request was cut off")),
+            Ok(Some(Err(_))) => {
+                return Err(refuse(StatusCode::BAD_REQUEST, "the request was cut off"));
+            }
             Ok(Some(Ok(frame))) => frame,
         };
         if let Ok(data) = frame.into_data() {

@@ -84,10 +84,11 @@ fn insert_session(c: &Connection, username: &str, token_hash: &str) -> Result<()
 }
 
 fn kind_of(c: &Connection, username: &str) -> Result<Option<String>, StoreError> {
-    Ok(c
-        .prepare_cached("SELECT kind FROM users WHERE username = ?1")?
-        .query_row([username], |r| r.get(0))
-        .optional()?)
+    Ok(
+        c.prepare_cached("SELECT kind FROM users WHERE username = ?1")?
+            .query_row([username], |r| r.get(0))
+            .optional()?,
+    )
 }
 
 const WEBHOOK: &str = "SELECT w.id, w.username, w.conversation_id, w.created_by, w.created_at,
@@ -111,8 +112,7 @@ fn webhook_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Webhook> {
 }
 
 fn webhook(c: &Connection, id: &str) -> Result<Option<Webhook>, StoreError> {
-    Ok(c
-        .prepare_cached(&format!("{WEBHOOK} WHERE w.id = ?1"))?
+    Ok(c.prepare_cached(&format!("{WEBHOOK} WHERE w.id = ?1"))?
         .query_row([id], webhook_row)
         .optional()?)
 }
@@ -270,7 +270,11 @@ impl Readers {
     }
 
     /// Bot accounts (not webhooks') by name, after `after`, at most `limit`.
-    pub async fn bots(&self, after: Option<String>, limit: u32) -> Result<Vec<Account>, StoreError> {
+    pub async fn bots(
+        &self,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<Account>, StoreError> {
         self.with(move |c| {
             Ok(c.prepare_cached(&format!(
                 "{} WHERE kind = 'bot' AND (?1 IS NULL OR username > ?1)
@@ -305,9 +309,8 @@ impl Readers {
     /// Which of `names` are bots (of either kind).
     pub async fn bots_among(&self, names: Vec<String>) -> Result<Vec<String>, StoreError> {
         self.with(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT 1 FROM users WHERE username = ?1 AND kind <> 'person'",
-            )?;
+            let mut stmt =
+                c.prepare_cached("SELECT 1 FROM users WHERE username = ?1 AND kind <> 'person'")?;
             let mut out = Vec::new();
             for n in names {
                 if stmt.query_row([&n], |_| Ok(())).optional()?.is_some() {

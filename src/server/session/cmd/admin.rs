@@ -53,7 +53,11 @@ impl Session {
     }
 
     /// Answer with `username`'s account as it is now.
-    pub(super) async fn account_reply(&self, rid: u64, username: &str) -> Result<Outcome, ProtoError> {
+    pub(super) async fn account_reply(
+        &self,
+        rid: u64,
+        username: &str,
+    ) -> Result<Outcome, ProtoError> {
         let user = self
             .account_of(username)
             .await?

@@ -5,9 +5,7 @@
 //! as their SHA-256.
 
 use super::super::{Outcome, Session};
-use crate::proto::{
-    BotOk, ProtoError, Role, WebhookOk, WebhooksOk, encode_ok, encode_ok_empty,
-};
+use crate::proto::{BotOk, ProtoError, Role, WebhookOk, WebhooksOk, encode_ok, encode_ok_empty};
 use crate::server::auth::{new_token, token_digest};
 use crate::server::queue::Ended;
 use crate::server::validate;
@@ -54,7 +52,12 @@ impl Session {
         self.bot_reply(rid, &username, token).await
     }
 
-    async fn bot_reply(&self, rid: u64, username: &str, token: String) -> Result<Outcome, ProtoError> {
+    async fn bot_reply(
+        &self,
+        rid: u64,
+        username: &str,
+        token: String,
+    ) -> Result<Outcome, ProtoError> {
         let user = self
             .account_of(username)
             .await?
