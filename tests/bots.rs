@@ -129,7 +129,9 @@ fn a_ping_bot_on_chat_token() {
         .stdout;
     let token = token.trim().to_string();
     alice.ok(&["create", "group", "team", "pingbot"], None);
-    let bot = w.home("pingbot");
+    // The bot runs in alice's home: on CHAT_TOKEN it must leave her
+    // stored session and her last user alone.
+    let bot = w.home("alice");
     let out = run_bot(&bot, &token, &["conversations", "--json"]);
     let convs: Vec<chat::proto::Conversation> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(convs.len(), 1, "{out:?}");

@@ -94,6 +94,12 @@ impl TokenStore {
         }
     }
 
+    /// Whether this store holds a token given from outside (`CHAT_TOKEN`):
+    /// then nothing about the session is remembered on this machine.
+    pub fn is_fixed(&self) -> bool {
+        self.fixed.is_some()
+    }
+
     /// A store holding only `token` (from `CHAT_TOKEN`): it answers that
     /// token for anyone and never writes or forgets anything.
     pub fn fixed(token: String) -> TokenStore {

@@ -8,19 +8,9 @@ use super::commands::{resolve, session};
 use super::{BotWhat, Failure, WebhookWhat};
 use crate::client::accounts::ago;
 use crate::client::config::Loaded;
-use crate::client::net::ws_url;
+use crate::client::net::hook_url;
 use crate::client::text::clean;
 use crate::proto::{AccountsOk, BotOk, Request, WebhookOk, WebhooksOk, now_millis};
-
-/// The URL of a webhook whose path the server gave, on the server this
-/// client talks to: `http://` for `ws://`, `https://` for `wss://`.
-pub fn hook_url(server: &str, path: &str) -> String {
-    let ws = ws_url(server);
-    let (scheme, rest) = ws.split_once("://").unwrap_or(("ws", &ws));
-    let host = rest.split('/').next().unwrap_or(rest);
-    let scheme = if scheme == "wss" { "https" } else { "http" };
-    format!("{scheme}://{host}{path}")
-}
 
 pub(super) async fn bot(loaded: &Loaded, what: BotWhat) -> Result<(), Failure> {
     let mut s = session(loaded).await?;
@@ -143,26 +133,4 @@ pub(super) async fn webhook(loaded: &Loaded, what: WebhookWhat) -> Result<(), Fa
     }
     s.conn.close().await;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_follow_the_servers_scheme() {
-        assert_eq!(
-            hook_url("127.0.0.1:7000", "/hooks/a/b"),
-            "http://127.0.0.1:7000/hooks/a/b"
-        );
-        assert_eq!(
-            hook_url("ws://h:1/ws", "/hooks/a/b"),
-            "http://h:1/hooks/a/b"
-        );
-        assert_eq!(
-            hook_url("chat.example.org:443", "/hooks/a/b"),
-            "https://chat.example.org:443/hooks/a/b"
-        );
-        assert_eq!(hook_url("wss://h/ws", "/hooks/a/b"), "https://h/hooks/a/b");
-    }
 }

@@ -7,7 +7,7 @@ pub mod files;
 pub mod task;
 pub mod tls;
 
-pub use conn::{ClientError, Conn, Credentials, ws_url};
+pub use conn::{ClientError, Conn, Credentials, hook_url, ws_url};
 pub use task::{NetCommand, NetConfig, NetEvent, NetHandle};
 
 use std::time::Duration;
