@@ -87,9 +87,10 @@ pub async fn post(
         Ok(t) => t,
         Err(r) => return r,
     };
-    let client_msg_id = match idempotency_key(&text.1, shared) {
+    let max_key = shared.limits.max_client_msg_id_bytes;
+    let client_msg_id = match idempotency_key(text.1.as_deref(), max_key) {
         Ok(k) => k,
-        Err(r) => return r,
+        Err(why) => return refuse(StatusCode::BAD_REQUEST, why),
     };
     let op = Append::Event {
         user: hook.info.name.clone(),
@@ -293,19 +294,14 @@ fn percent_decode(s: &[u8]) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The client_msg_id of a post: its `Idempotency-Key`, or a new one.
-fn idempotency_key(key: &Option<String>, shared: &Shared) -> Result<String, Response<Body>> {
-    match key {
-        Some(k) => {
-            let k = k.trim();
-            if k.is_empty() || k.len() > shared.limits.max_client_msg_id_bytes {
-                return Err(refuse(
-                    StatusCode::BAD_REQUEST,
-                    "Idempotency-Key is 1 to max_client_msg_id_bytes bytes",
-                ));
-            }
-            Ok(format!("hook:{k}"))
+/// The client_msg_id of a post: its `Idempotency-Key` (the webhook's
+/// account sends nothing else, so the keys are its own), or a new one.
+fn idempotency_key(key: Option<&str>, max: usize) -> Result<String, &'static str> {
+    match key.map(str::trim) {
+        Some(k) if k.is_empty() || k.len() > max => {
+            Err("Idempotency-Key is 1 to max_client_msg_id_bytes bytes")
         }
+        Some(k) => Ok(k.to_string()),
         None => Ok(uuid::Uuid::now_v7().to_string()),
     }
 }
