@@ -51,6 +51,8 @@ mod throttle;
 #[path = "server/paging.rs"]
 mod paging;
 
+#[path = "server/bots.rs"]
+mod bots;
 #[path = "server/files.rs"]
 mod files;
 #[path = "server/search.rs"]
@@ -58,3 +60,5 @@ mod search;
 
 #[path = "server/http_stream.rs"]
 mod http_stream;
+#[path = "server/webhooks.rs"]
+mod webhooks;

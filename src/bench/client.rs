@@ -55,6 +55,7 @@ pub fn message(conv: &str, seq: u64, i: u64) -> Event {
         },
         client_msg_id: None,
         eid: None,
+        bot: false,
         body: EventBody::Message {
             body: body(i),
             reply_to: None,

@@ -619,6 +619,7 @@ mod tests {
             sender: "f1_0".into(),
             client_msg_id: Some("m3-9".into()),
             eid: None,
+            bot: false,
             body: EventBody::Message {
                 body: "b3:12345:xxxx".into(),
                 reply_to: None,

@@ -235,6 +235,7 @@ fn offline(n: usize, convs: usize, rounds: usize, rng: &mut Rng) -> anyhow::Resu
                 sender: members[rng.below(members.len())].clone(),
                 client_msg_id: None,
                 eid: None,
+                bot: false,
                 body: EventBody::Message {
                     body: body(rng),
                     reply_to: None,

@@ -134,6 +134,12 @@ pub enum Action {
     },
     /// End every session of this account but this one.
     RevokeOtherSessions,
+    /// Incoming webhooks of a group or channel (its admins); answers are
+    /// notices (a new webhook's URL is shown once).
+    Webhook {
+        conv: String,
+        op: WebhookOp,
+    },
     /// Change the password; the other sessions end, this one stays.
     ChangePassword {
         old: String,
@@ -153,4 +159,14 @@ pub enum Action {
         seq: u64,
     },
     Quit,
+}
+
+/// What to do with a conversation's webhooks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookOp {
+    /// A new webhook posting as the new bot account of this name.
+    Create(String),
+    List,
+    /// Revoke the webhook with this id.
+    Revoke(String),
 }

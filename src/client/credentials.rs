@@ -25,6 +25,30 @@ pub enum Stored {
 pub struct TokenStore {
     file: PathBuf,
     use_keyring: bool,
+    /// A token given from outside (`CHAT_TOKEN`): the only one this store
+    /// answers, and it stores nothing.
+    fixed: Option<Fixed>,
+}
+
+/// A token that never shows in debug output or logs.
+#[derive(Clone)]
+struct Fixed(String);
+
+impl std::fmt::Debug for Fixed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fixed(<token>)")
+    }
+}
+
+/// The environment variable scripts and bots pass a token in.
+pub const TOKEN_VAR: &str = "CHAT_TOKEN";
+
+/// The token in `CHAT_TOKEN`, if set and not empty.
+pub fn env_token() -> Option<String> {
+    std::env::var(TOKEN_VAR)
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +90,23 @@ impl TokenStore {
         TokenStore {
             file,
             use_keyring: !disabled,
+            fixed: None,
+        }
+    }
+
+    /// Whether this store holds a token given from outside (`CHAT_TOKEN`):
+    /// then nothing about the session is remembered on this machine.
+    pub fn is_fixed(&self) -> bool {
+        self.fixed.is_some()
+    }
+
+    /// A store holding only `token` (from `CHAT_TOKEN`): it answers that
+    /// token for anyone and never writes or forgets anything.
+    pub fn fixed(token: String) -> TokenStore {
+        TokenStore {
+            file: PathBuf::new(),
+            use_keyring: false,
+            fixed: Some(Fixed(token)),
         }
     }
 
@@ -74,6 +115,7 @@ impl TokenStore {
         TokenStore {
             file,
             use_keyring: false,
+            fixed: None,
         }
     }
 
@@ -90,6 +132,10 @@ impl TokenStore {
 
     /// Store a token; returns where it went.
     pub fn save(&self, user: &str, server: &str, token: &str) -> Result<Stored, CredError> {
+        if self.fixed.is_some() {
+            // Nothing is stored: the token comes from the environment.
+            return Ok(Stored::Keyring);
+        }
         let acct = account(user, server);
         if self.use_keyring {
             let (a, t) = (acct.clone(), token.to_string());
@@ -111,6 +157,9 @@ impl TokenStore {
 
     /// Find the token of `user@server`.
     pub fn load(&self, user: &str, server: &str) -> Option<(String, Stored)> {
+        if let Some(Fixed(t)) = &self.fixed {
+            return Some((t.clone(), Stored::Keyring));
+        }
         let acct = account(user, server);
         if self.use_keyring {
             let a = acct.clone();
@@ -127,6 +176,9 @@ impl TokenStore {
 
     /// Forget the token of `user@server`, wherever it is.
     pub fn remove(&self, user: &str, server: &str) -> Result<(), CredError> {
+        if self.fixed.is_some() {
+            return Ok(());
+        }
         let acct = account(user, server);
         if self.use_keyring {
             let a = acct.clone();
@@ -172,6 +224,16 @@ impl TokenStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fixed_token_is_answered_never_stored_and_never_shown() {
+        let store = TokenStore::fixed("s3cret-token".into());
+        assert_eq!(store.load("bot", "h:1").unwrap().0, "s3cret-token");
+        store.save("bot", "h:1", "other").unwrap();
+        store.remove("bot", "h:1").unwrap();
+        assert_eq!(store.load("bot", "h:1").unwrap().0, "s3cret-token");
+        assert!(!format!("{store:?}").contains("s3cret"));
+    }
 
     #[test]
     fn file_fallback_is_private_and_round_trips() {

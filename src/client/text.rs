@@ -136,7 +136,10 @@ pub fn conv_label(kind: ConvKind, title: &str) -> String {
 /// The text comes from other users, so control characters are replaced.
 pub fn event_line(ev: &Event, tz: TimeZone) -> String {
     let time = tz.hhmm(ev.ts);
-    let who = clean(&ev.sender);
+    let mut who = clean(&ev.sender);
+    if ev.bot {
+        who.push_str(" [bot]");
+    }
     let head = format!("#{} [{time}] {who}", ev.seq);
     match &ev.body {
         EventBody::Message { body, reply_to } => {
@@ -451,6 +454,7 @@ mod tests {
             sender: "alice".into(),
             client_msg_id: None,
             eid: None,
+            bot: false,
             body: EventBody::File {
                 file: Box::new(crate::proto::FileInfo {
                     digest: "ab".repeat(32),
@@ -472,6 +476,32 @@ mod tests {
     }
 
     #[test]
+    fn a_bots_event_says_so() {
+        let ev = Event {
+            conversation_id: "c".into(),
+            seq: 9,
+            ts: 0,
+            sender: "deploys".into(),
+            client_msg_id: None,
+            eid: None,
+            bot: true,
+            body: EventBody::Message {
+                body: "done".into(),
+                reply_to: None,
+            },
+        };
+        assert_eq!(
+            event_line(&ev, TimeZone::Utc),
+            "#9 [00:00] deploys [bot]: done"
+        );
+        assert!(
+            serde_json::to_string(&ev)
+                .unwrap()
+                .contains(r#""bot":true"#)
+        );
+    }
+
+    #[test]
     fn event_lines_strip_control_characters() {
         let ev = |body: EventBody| Event {
             conversation_id: "c".into(),
@@ -480,6 +510,7 @@ mod tests {
             sender: "bo\u{1b}b".into(),
             client_msg_id: None,
             eid: None,
+            bot: false,
             body,
         };
         let line = event_line(

@@ -155,6 +155,8 @@ pub struct MessageView {
     pub send_state: Option<SendState>,
     /// Whether the body mentions me.
     pub mentions_me: bool,
+    /// Sent by a bot account.
+    pub bot: bool,
 }
 
 /// A message from someone else that just arrived live, as a notifier needs

@@ -5,7 +5,7 @@
 use super::error::{ErrorCode, ProtoError};
 use super::types::{
     Account, ConvKind, Conversation, Event, FileInfo, Invite, MemberRole, Millis, Presence,
-    PresenceStatus, Role, SessionInfo,
+    PresenceStatus, Role, SessionInfo, WebhookInfo, is_false,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -272,6 +272,36 @@ pub enum Request {
     AdminErase {
         username: String,
     },
+    /// Create a bot account (admins): no password; the reply carries its
+    /// token, shown once.
+    AdminCreateBot {
+        username: String,
+    },
+    /// The bot accounts, by name (admins): a page after `after`.
+    AdminBots {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+    },
+    /// End every session of a bot and give it a new token (admins).
+    AdminBotToken {
+        username: String,
+    },
+    /// Create an incoming webhook in a group or channel (its owner and
+    /// admins): a bot account named `name` that posts what is sent to a
+    /// secret URL.
+    WebhookCreate {
+        conversation_id: String,
+        name: String,
+    },
+    /// The webhooks of a conversation (its owner and admins).
+    WebhookList {
+        conversation_id: String,
+    },
+    /// Stop a webhook for good (its conversation's owner and admins, and
+    /// its creator).
+    WebhookRevoke {
+        webhook_id: String,
+    },
 }
 
 /// Every `type` a client may send.
@@ -317,6 +347,12 @@ pub const REQUEST_TYPES: &[&str] = &[
     "admin_set_active",
     "admin_set_role",
     "admin_erase",
+    "admin_create_bot",
+    "admin_bots",
+    "admin_bot_token",
+    "webhook_create",
+    "webhook_list",
+    "webhook_revoke",
 ];
 
 impl Request {
@@ -364,6 +400,12 @@ impl Request {
             Request::AdminSetActive { .. } => "admin_set_active",
             Request::AdminSetRole { .. } => "admin_set_role",
             Request::AdminErase { .. } => "admin_erase",
+            Request::AdminCreateBot { .. } => "admin_create_bot",
+            Request::AdminBots { .. } => "admin_bots",
+            Request::AdminBotToken { .. } => "admin_bot_token",
+            Request::WebhookCreate { .. } => "webhook_create",
+            Request::WebhookList { .. } => "webhook_list",
+            Request::WebhookRevoke { .. } => "webhook_revoke",
         }
     }
 
@@ -669,6 +711,9 @@ pub struct UserEntry {
     pub status: Option<PresenceStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<Millis>,
+    /// A bot account (an addition to the core).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub bot: bool,
 }
 
 impl UserEntry {
@@ -728,6 +773,28 @@ pub struct AccountsOk {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountOk {
     pub user: Account,
+}
+
+/// Reply to `admin_create_bot` and `admin_bot_token`: the bot and its
+/// token, which the server does not keep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BotOk {
+    pub user: Account,
+    pub token: String,
+}
+
+/// Reply to `webhook_create`: the webhook and the path of its URL
+/// (`/hooks/{id}/{secret}`), which holds the secret and is shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookOk {
+    pub webhook: WebhookInfo,
+    pub path: String,
+}
+
+/// Reply to `webhook_list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhooksOk {
+    pub webhooks: Vec<WebhookInfo>,
 }
 
 /// Encode an `ok` reply: `{"type":"ok","id":id, ...body}`.
@@ -792,6 +859,9 @@ pub fn encode_event_with_body(ev: &Event, body_json: &str) -> String {
     );
     if let Some(eid) = &ev.eid {
         let _ = write!(out, r#","eid":{}"#, string(eid));
+    }
+    if ev.bot {
+        out.push_str(r#","bot":true"#);
     }
     match body_json.strip_prefix('{') {
         Some(rest) if rest.trim_start() != "}" => {
@@ -891,6 +961,7 @@ mod tests {
             sender: "alice".into(),
             client_msg_id: Some("0f1c".into()),
             eid: None,
+            bot: false,
             body: EventBody::Message {
                 body: "hello".into(),
                 reply_to: None,
@@ -960,6 +1031,7 @@ mod tests {
                     sender: "al\"ice".into(),
                     client_msg_id: cmid,
                     eid: None,
+                    bot: i % 2 == 1,
                     body: body.clone(),
                 };
                 let stored = serde_json::to_string(&ev.body).unwrap();

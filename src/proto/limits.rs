@@ -91,6 +91,10 @@ pub struct Limits {
     /// Frames an HTTP event stream keeps after sending them, so that a
     /// stream resumed from a lost connection misses none.
     pub stream_replay_frames: usize,
+    /// Posts per second one incoming webhook may make, sustained.
+    pub webhook_posts_per_sec: u32,
+    /// Posts one incoming webhook may make at once above that rate.
+    pub webhook_burst: u32,
 }
 
 impl Default for Limits {
@@ -132,6 +136,8 @@ impl Default for Limits {
             max_creates_per_hour: 100,
             stream_linger_secs: 30,
             stream_replay_frames: 256,
+            webhook_posts_per_sec: 1,
+            webhook_burst: 10,
         }
     }
 }

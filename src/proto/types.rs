@@ -157,8 +157,17 @@ pub struct Event {
     /// envelope's request id, which pushes never carry.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eid: Option<String>,
+    /// The sender is a bot account (an addition to the core): set by the
+    /// server when it writes the event, absent for people.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub bot: bool,
     #[serde(flatten)]
     pub body: EventBody,
+}
+
+/// For `skip_serializing_if`: leave a `false` flag out of the JSON.
+pub fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The kind-specific part of an event, tagged by `kind`.
@@ -350,6 +359,25 @@ pub struct Account {
     /// Connected right now.
     #[serde(default)]
     pub online: bool,
+    /// A bot account (no password; a token or a webhook URL is its
+    /// credential).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub bot: bool,
+}
+
+/// An incoming webhook as its conversation's admins see it (never its
+/// secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookInfo {
+    pub id: String,
+    /// The name of the bot account it posts as.
+    pub name: String,
+    pub conversation_id: String,
+    pub created_by: String,
+    pub created_at: Millis,
+    /// When it last posted (kept to about a minute); `null`: never.
+    #[serde(default)]
+    pub last_used: Option<Millis>,
 }
 
 /// One device session of an account.

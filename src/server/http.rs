@@ -1,6 +1,7 @@
 //! chatd's plain HTTP side, served by hyper on the same port as the
 //! WebSocket: `GET /healthz`, files (`POST /files`, `GET`/`HEAD
-//! /files/{digest}`), and the session over HTTP for clients whose network
+//! /files/{digest}`), incoming webhooks (`POST /hooks/{id}/{secret}`, see
+//! `webhooks`), and the session over HTTP for clients whose network
 //! refuses the WebSocket (`/stream` and `/rpc`, see [`stream`]).
 //!
 //! Files are authorized by the session token (`Authorization: Bearer`), the
@@ -143,6 +144,10 @@ async fn route(req: Request<Incoming>, addr: IpAddr, shared: &Arc<Shared>) -> Re
                     }
                 }
             },
+            _ => not_allowed("POST"),
+        },
+        p if p.starts_with("/hooks/") => match method {
+            Method::POST => super::webhooks::post(req, addr, shared, &p["/hooks/".len()..]).await,
             _ => not_allowed("POST"),
         },
         "/ws" => text(

@@ -410,12 +410,14 @@ impl Hub {
                         user: p.user,
                         status: Some(p.status),
                         last_seen: p.last_seen,
+                        bot: false,
                     }
                 } else {
                     UserEntry {
                         user: u.clone(),
                         status: None,
                         last_seen: None,
+                        bot: false,
                     }
                 }
             })

@@ -20,6 +20,7 @@ mod run;
 pub mod session;
 mod throttle;
 mod validate;
+pub mod webhooks;
 
 use crate::net::tls::{self, ServerTls};
 use crate::net::transport::{self, Accepted};

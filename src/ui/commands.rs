@@ -39,6 +39,8 @@ pub enum Command {
     Upload(String),
     /// Search messages (an empty query opens the search prompt).
     Search(String),
+    /// The focused conversation's incoming webhooks.
+    Webhook(crate::client::action::WebhookOp),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +54,7 @@ pub enum SessionsCmd {
 pub const NAMES: &[&str] = &[
     "join", "leave", "dm", "group", "channel", "invite", "kick", "op", "deop", "block", "unblock",
     "edit", "delete", "react", "reply", "away", "back", "mute", "unmute", "quit", "help", "unread",
-    "sessions", "search", "upload",
+    "sessions", "search", "upload", "webhook",
 ];
 
 /// What the argument at a position completes to.
@@ -160,6 +162,15 @@ pub fn parse(line: &str) -> Result<Command, String> {
             ["others"] => Ok(Command::Sessions(SessionsCmd::Others)),
             _ => usage(strings::SESSIONS_USAGE),
         },
+        "webhook" => {
+            use crate::client::action::WebhookOp;
+            match words.as_slice() {
+                ["create", name] => Ok(Command::Webhook(WebhookOp::Create(strip_user(name)))),
+                ["list"] | [] => Ok(Command::Webhook(WebhookOp::List)),
+                ["revoke", id] => Ok(Command::Webhook(WebhookOp::Revoke(id.to_string()))),
+                _ => usage("/webhook create NAME | list | revoke ID"),
+            }
+        }
         "upload" => match text {
             Some(path) => Ok(Command::Upload(path)),
             None => usage("/upload PATH"),
@@ -176,6 +187,22 @@ mod tests {
     fn parses_every_command() {
         assert_eq!(parse("/join #rust"), Ok(Command::Join("rust".into())));
         assert_eq!(parse("/leave"), Ok(Command::Leave));
+        {
+            use crate::client::action::WebhookOp;
+            assert_eq!(
+                parse("/webhook create deploys"),
+                Ok(Command::Webhook(WebhookOp::Create("deploys".into())))
+            );
+            assert_eq!(
+                parse("/webhook list"),
+                Ok(Command::Webhook(WebhookOp::List))
+            );
+            assert_eq!(
+                parse("/webhook revoke 4f3a"),
+                Ok(Command::Webhook(WebhookOp::Revoke("4f3a".into())))
+            );
+            assert!(parse("/webhook make x").is_err());
+        }
         assert_eq!(parse("/dm @bob"), Ok(Command::Dm("bob".into())));
         assert_eq!(
             parse("/group ops alice bob"),

@@ -55,6 +55,7 @@ pub fn msg(seq: u64, sender: &str, ts: Millis, body: &str) -> MessageView {
         reply_to: None,
         send_state: (sender == ME).then_some(SendState::Sent),
         mentions_me: body.contains("@dana"),
+        bot: false,
     }
 }
 

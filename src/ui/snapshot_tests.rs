@@ -599,3 +599,21 @@ fn search_overlay() {
     a.search.server = ServerState::Failed("the server was not reached".into());
     assert!(draw(&a).contains("server: the server was not reached"));
 }
+
+#[test]
+fn a_bots_messages_carry_a_badge() {
+    let now = Instant::now();
+    let mut m = base_model();
+    let mut rows = general_rows();
+    rows.truncate(2);
+    let mut hook = msg(3, "deploys", T0 + 2 * MIN, "deploy **done**");
+    hook.bot = true;
+    rows.push(row(hook));
+    rows.push(row(msg(4, "bob", T0 + 3 * MIN, "nice")));
+    m.messages.insert("c-general".into(), rows);
+    let a = app(m, 64, 12, now);
+    let screen = draw(&a);
+    assert!(screen.contains("deploys bot deploy"), "{screen}");
+    assert!(!screen.contains("bob bot"), "{screen}");
+    assert_snapshot!("bot_badge", screen);
+}

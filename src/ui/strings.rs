@@ -36,6 +36,8 @@ pub const BEGINNING: &str = "── beginning of the conversation ──";
 pub const DELETED: &str = "message deleted";
 pub const REMOVED_BY_MODERATOR: &str = "message removed by a moderator";
 pub const EDITED: &str = "(edited)";
+/// After the name of a bot, in message rows.
+pub const BOT_BADGE: &str = "bot";
 pub const MISSING: &str = "missing messages — fetching…";
 pub const PENDING_MARK: &str = "…";
 pub const SENT_MARK: &str = "✓";

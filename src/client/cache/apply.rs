@@ -154,7 +154,7 @@ fn refresh_changed_before(
 }
 
 /// The columns [`event_from_row`] reads, in order.
-pub(crate) const EVENT_COLUMNS: &str = "seq, ts, sender, client_msg_id, data, eid";
+pub(crate) const EVENT_COLUMNS: &str = "seq, ts, sender, client_msg_id, data, eid, bot";
 
 /// Decode an event selected with [`EVENT_COLUMNS`].
 pub(crate) fn event_from_row(conv: &str, row: &Row<'_>) -> Result<Event, CacheError> {
@@ -166,6 +166,7 @@ pub(crate) fn event_from_row(conv: &str, row: &Row<'_>) -> Result<Event, CacheEr
         sender: row.get(2)?,
         client_msg_id: row.get(3)?,
         eid: row.get(5)?,
+        bot: row.get::<_, Option<bool>>(6)?.unwrap_or(false),
         body: serde_json::from_str(&data).map_err(|e| corrupt(format!("event body: {e}")))?,
     })
 }
@@ -257,8 +258,8 @@ impl Cache {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO events
                  (conversation_id, seq, ts, sender, client_msg_id, kind, target_seq, text, data,
-                  counts_unread, mentions_me, eid)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                  counts_unread, mentions_me, eid, bot)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?;
             let mut acked = tx.prepare_cached(
                 "DELETE FROM outbox WHERE client_msg_id = ?1 AND conversation_id = ?2",
@@ -288,7 +289,8 @@ impl Cache {
                     data,
                     counts,
                     mention,
-                    ev.eid
+                    ev.eid,
+                    ev.bot.then_some(1)
                 ])?;
                 if n == 0 {
                     continue;

@@ -120,6 +120,7 @@ impl<'a> Window<'a> {
             }),
             send_state: mine.then_some(SendState::Sent),
             mentions_me: false,
+            bot: ev.bot,
         }));
     }
 

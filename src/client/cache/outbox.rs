@@ -128,6 +128,7 @@ pub(crate) fn outbox_row(me: &str, item: OutboxItem, state: OutboxState) -> Opti
         sender: me.to_string(),
         ts: item.created_at,
         mentions_me: mentions(&body, me),
+        bot: false,
         body,
         file,
         edited: false,

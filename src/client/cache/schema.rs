@@ -92,6 +92,10 @@ ALTER TABLE conversations ADD COLUMN member_count INTEGER NOT NULL DEFAULT 0;
 UPDATE events SET text = coalesce(json_extract(data, '$.caption'), '') WHERE kind = 'file';
 DELETE FROM meta WHERE key = 'flags_me';
 "#,
+    r#"
+-- 1 when a bot sent the event (the server marks it)
+ALTER TABLE events ADD COLUMN bot INTEGER;
+"#,
 ];
 
 /// The schema version this build writes.

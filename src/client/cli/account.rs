@@ -170,6 +170,10 @@ fn invite_line(i: &Invite, now: Millis) -> String {
 }
 
 pub(super) async fn admin(loaded: &Loaded, what: AdminWhat) -> Result<(), Failure> {
+    let what = match what {
+        AdminWhat::Bot { what } => return super::bots::bot(loaded, what).await,
+        other => other,
+    };
     // Passwords first: a prompt must not wait on an open connection.
     let password = match &what {
         AdminWhat::Create {
@@ -276,6 +280,7 @@ pub(super) async fn admin(loaded: &Loaded, what: AdminWhat) -> Result<(), Failur
         }
         AdminWhat::Promote { name } => set_role(&mut s, name, Role::Admin).await?,
         AdminWhat::Demote { name } => set_role(&mut s, name, Role::Member).await?,
+        AdminWhat::Bot { .. } => {}
     }
     s.conn.close().await;
     Ok(())

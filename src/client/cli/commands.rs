@@ -49,9 +49,28 @@ async fn connect(loaded: &Loaded, server: &str) -> Result<Conn, ClientError> {
     .await
 }
 
-/// Connect and authenticate with the stored token.
+/// Connect and authenticate with the token in `CHAT_TOKEN`, if set, else
+/// the stored one.
 pub(super) async fn session(loaded: &Loaded) -> Result<SignedIn, Failure> {
     let server = server_of(loaded);
+    if let Some(token) = crate::client::credentials::env_token() {
+        let mut conn = connect(loaded, &server).await?;
+        let ok = conn
+            .handshake(&Credentials::Token(token.clone()), &loaded.config.device)
+            .await
+            .map_err(|e| {
+                let mut f = Failure::from(e);
+                if f.code == Exit::Auth {
+                    f.message = format!("{server} refused the token in CHAT_TOKEN: {}", f.message);
+                }
+                f
+            })?;
+        return Ok(SignedIn {
+            user: ok.user,
+            token,
+            conn,
+        });
+    }
     let user = user_of(loaded, &server).ok_or_else(|| {
         Failure::new(
             Exit::Auth,
@@ -131,6 +150,7 @@ pub(super) async fn dispatch(command: Command, loaded: Loaded) -> Result<(), Fai
         Command::Blocks { json } => super::account::blocks(&loaded, json).await,
         Command::Invite { what } => super::account::invite(&loaded, what).await,
         Command::Admin { what } => super::account::admin(&loaded, what).await,
+        Command::Webhook { what } => super::bots::webhook(&loaded, what).await,
         Command::Sessions {
             revoke,
             others,

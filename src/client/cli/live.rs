@@ -39,7 +39,11 @@ impl Live {
             net,
             user: Some(user.to_string()),
             credentials: Some(Credentials::Token(token)),
-            tokens: TokenStore::new(TokenStore::default_file()),
+            // A token from the environment is never stored, nor forgotten.
+            tokens: match crate::client::credentials::env_token() {
+                Some(t) => TokenStore::fixed(t),
+                None => TokenStore::new(TokenStore::default_file()),
+            },
             paths: Paths::default(),
             cache: CacheChoice::InMemory,
             catch_up: CatchUp::Watched,

@@ -3,6 +3,7 @@
 //! clear line on failure, and exit with a meaningful code (see [`Exit`]).
 
 mod account;
+mod bots;
 mod commands;
 mod export;
 mod files;
@@ -185,6 +186,12 @@ pub enum Command {
         #[command(subcommand)]
         what: AdminWhat,
     },
+    /// Incoming webhooks of a group or channel (its admins): create, list,
+    /// revoke
+    Webhook {
+        #[command(subcommand)]
+        what: WebhookWhat,
+    },
     /// List this account's sessions (devices), or end some
     Sessions {
         /// End the session with this id (from the list)
@@ -289,6 +296,44 @@ pub enum AdminWhat {
         #[arg(long)]
         yes: bool,
     },
+    /// Bot accounts: create, list, give a new token (deactivate one with
+    /// `chat admin deactivate NAME`)
+    Bot {
+        #[command(subcommand)]
+        what: BotWhat,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BotWhat {
+    /// Create a bot account; prints its token once (for CHAT_TOKEN)
+    Create { name: String },
+    /// The bot accounts
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give a bot a new token; the old one stops working at once
+    Token { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WebhookWhat {
+    /// Create a webhook posting as a new bot account NAME; prints its
+    /// secret URL once
+    Create {
+        /// #channel, group name, or a conversation id
+        target: String,
+        name: String,
+    },
+    /// A conversation's webhooks: id, name, creator, created, last used
+    List {
+        target: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a webhook by its id
+    Revoke { id: String },
 }
 
 /// Exit codes.

@@ -4,8 +4,10 @@
 
 use super::{Engine, Pending};
 use crate::client::accounts::{password_notice, revoked_notice};
+use crate::client::action::WebhookOp;
+use crate::client::text::clean;
 use crate::client::update::Update;
-use crate::proto::{OkFrame, Request, RevokedOk, SessionsOk};
+use crate::proto::{OkFrame, Request, RevokedOk, SessionsOk, WebhookOk, WebhooksOk, now_millis};
 
 /// Which account request an answer belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +16,8 @@ pub(crate) enum AccountRequest {
     /// `Some(id)`: one session; `None`: every other one.
     Revoke(Option<String>),
     Password,
+    /// A webhook request (the id of the one revoked).
+    Webhook(WebhookOp),
 }
 
 impl Engine {
@@ -35,6 +39,22 @@ impl Engine {
             new_password: new,
         };
         self.account_request(req, AccountRequest::Password);
+    }
+
+    pub(super) fn webhook(&mut self, conv: String, op: WebhookOp) {
+        let req = match &op {
+            WebhookOp::Create(name) => Request::WebhookCreate {
+                conversation_id: conv,
+                name: name.clone(),
+            },
+            WebhookOp::List => Request::WebhookList {
+                conversation_id: conv,
+            },
+            WebhookOp::Revoke(id) => Request::WebhookRevoke {
+                webhook_id: id.clone(),
+            },
+        };
+        self.account_request(req, AccountRequest::Webhook(op));
     }
 
     fn account_request(&mut self, req: Request, what: AccountRequest) {
@@ -60,7 +80,50 @@ impl Engine {
                 let revoked = ok.parse::<RevokedOk>().map(|r| r.revoked).unwrap_or(0);
                 self.notice(password_notice(revoked));
             }
+            AccountRequest::Webhook(op) => {
+                let text = webhook_notice(&op, ok, &self.server);
+                self.notice(text);
+            }
         }
         self.dirty.now = true;
+    }
+}
+
+/// The one line a webhook answer becomes.
+fn webhook_notice(op: &WebhookOp, ok: OkFrame, server: &str) -> String {
+    match op {
+        WebhookOp::Create(_) => match ok.parse::<WebhookOk>() {
+            Ok(w) => format!(
+                "webhook {} posts as {}; its URL, shown once: {}",
+                clean(&w.webhook.id),
+                clean(&w.webhook.name),
+                crate::client::net::hook_url(server, &clean(&w.path))
+            ),
+            Err(_) => "the server's answer was not understood".into(),
+        },
+        WebhookOp::List => match ok.parse::<WebhooksOk>() {
+            Ok(l) if l.webhooks.is_empty() => "no webhooks here".into(),
+            Ok(l) => {
+                let now = now_millis();
+                let each: Vec<String> = l
+                    .webhooks
+                    .iter()
+                    .map(|w| {
+                        let used = w
+                            .last_used
+                            .map_or("never".into(), |t| crate::client::accounts::ago(now, t));
+                        format!(
+                            "{} {} by {}, last used {used}",
+                            clean(&w.id),
+                            clean(&w.name),
+                            clean(&w.created_by)
+                        )
+                    })
+                    .collect();
+                format!("webhooks: {}", each.join("; "))
+            }
+            Err(_) => "the server's answer was not understood".into(),
+        },
+        WebhookOp::Revoke(id) => format!("revoked webhook {}", clean(id)),
     }
 }

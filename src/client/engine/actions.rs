@@ -260,6 +260,7 @@ impl Engine {
             Action::Sessions => self.list_sessions(),
             Action::RevokeSession { id } => self.revoke_session(Some(id)),
             Action::RevokeOtherSessions => self.revoke_session(None),
+            Action::Webhook { conv, op } => self.webhook(conv, op),
             Action::ChangePassword { old, new } => self.change_password(old, new),
             Action::Search { id, query, conv } => self.search(id, query, conv),
             Action::JumpTo { conv, seq } => self.jump_to(conv, seq),

@@ -114,7 +114,10 @@ impl Engine {
                 Err(e) => self.notice(format!("cannot store the login token: {e}")),
             }
         }
-        self.paths.remember_user(&self.server, &user);
+        // A bot on CHAT_TOKEN must not become this machine's last user.
+        if !self.tokens.is_fixed() {
+            self.paths.remember_user(&self.server, &user);
+        }
         self.open_cache(&user);
         self.connected = true;
         self.dirty

@@ -145,6 +145,16 @@ pub fn ws_url(server: &str) -> String {
     }
 }
 
+/// The URL of a webhook whose path the server gave, on the server this
+/// client talks to: `http://` for `ws://`, `https://` for `wss://`.
+pub fn hook_url(server: &str, path: &str) -> String {
+    let ws = ws_url(server);
+    let (scheme, rest) = ws.split_once("://").unwrap_or(("ws", &ws));
+    let host = rest.split('/').next().unwrap_or(rest);
+    let scheme = if scheme == "wss" { "https" } else { "http" };
+    format!("{scheme}://{host}{path}")
+}
+
 /// The client's WebSocket settings: frames up to the protocol's hard cap.
 pub fn client_ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
@@ -473,6 +483,19 @@ mod tests {
     fn urls_are_normalized() {
         assert_eq!(ws_url("127.0.0.1:7878"), "ws://127.0.0.1:7878/ws");
         assert_eq!(ws_url("http://h:1/"), "ws://h:1/ws");
+        assert_eq!(
+            hook_url("127.0.0.1:7000", "/hooks/a/b"),
+            "http://127.0.0.1:7000/hooks/a/b"
+        );
+        assert_eq!(
+            hook_url("ws://h:1/ws", "/hooks/a/b"),
+            "http://h:1/hooks/a/b"
+        );
+        assert_eq!(
+            hook_url("chat.example.org:443", "/hooks/a/b"),
+            "https://chat.example.org:443/hooks/a/b"
+        );
+        assert_eq!(hook_url("wss://h/ws", "/hooks/a/b"), "https://h/hooks/a/b");
         assert_eq!(
             ws_url("https://chat.example.org"),
             "wss://chat.example.org/ws"

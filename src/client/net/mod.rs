@@ -9,7 +9,7 @@ pub mod link;
 pub mod task;
 pub mod tls;
 
-pub use conn::{ClientError, Conn, Credentials, ws_url};
+pub use conn::{ClientError, Conn, Credentials, hook_url, ws_url};
 pub use link::Transport;
 pub use task::{NetCommand, NetConfig, NetEvent, NetHandle};
 

@@ -101,7 +101,14 @@ impl Session {
     /// requests with taken names costs the server a lookup each.
     pub(super) async fn check_name_free(&self, username: &str) -> Result<(), ProtoError> {
         validate::username(username)?;
-        if self.stored_hash(username).await?.is_some() {
+        let taken = self
+            .shared
+            .store
+            .readers()
+            .account(username)
+            .await
+            .map_err(|e| e.to_proto())?;
+        if taken.is_some() {
             return Err(ProtoError::new(
                 ErrorCode::UsernameTaken,
                 "that username is taken",

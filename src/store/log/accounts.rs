@@ -166,6 +166,8 @@ pub enum AccountOp {
         blocked: String,
         on: bool,
     },
+    /// Bots and webhooks (see `bots`).
+    Bot(super::BotOp),
 }
 
 /// What an account change produced.
@@ -186,6 +188,8 @@ pub enum AccountReply {
     Revoked(Vec<String>),
     /// File digests nothing refers to any more.
     Digests(Vec<String>),
+    /// A webhook just created.
+    Webhook(super::Webhook),
 }
 
 /// The answer to a token presented at `auth`.
@@ -493,21 +497,23 @@ impl Writer {
                 address,
                 life,
             } => {
-                let row: Option<(String, Millis, Millis, String, bool)> = c
+                let row: Option<(String, Millis, Millis, String, bool, bool)> = c
                     .prepare_cached(
-                        "SELECT s.username, s.created_at, s.last_seen_at, u.role, u.deactivated_at IS NULL
+                        "SELECT s.username, s.created_at, s.last_seen_at, u.role, u.deactivated_at IS NULL,
+                                u.kind = 'bot'
                          FROM sessions s JOIN users u ON u.username = s.username
                          WHERE s.token_hash = ?1",
                     )?
                     .query_row([&token_hash], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
                     })
                     .optional()?;
-                let Some((username, created, last_seen, role, active)) = row else {
+                let Some((username, created, last_seen, role, active, bot)) = row else {
                     return Ok(AccountReply::Used(SessionUse::Unknown));
                 };
                 let now = now_millis();
-                if life.expires_at(created, last_seen) <= now {
+                // A bot's token lasts until an admin replaces it.
+                if !bot && life.expires_at(created, last_seen) <= now {
                     c.execute("DELETE FROM sessions WHERE token_hash = ?1", [&token_hash])?;
                     return Ok(AccountReply::Used(SessionUse::Expired));
                 }
@@ -580,6 +586,7 @@ impl Writer {
                 Ok(AccountReply::Done)
             }
             AccountOp::Erase { username } => self.erase(&username),
+            AccountOp::Bot(op) => self.bot(op),
             AccountOp::RecordUpload {
                 username,
                 digest,
@@ -659,13 +666,13 @@ impl Writer {
         Ok(AccountReply::Revoked(revoked))
     }
 
-    fn added_user(&mut self, username: String) {
+    pub(super) fn added_user(&mut self, username: String) {
         self.mirror.users.insert(username.clone());
         self.changes.push(Committed::User(username));
     }
 }
 
-fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
+pub(super) fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
     Ok(Account {
         username: r.get(0)?,
         role: role_of(&r.get::<_, String>(1)?),
@@ -673,11 +680,12 @@ fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
         created_at: r.get(3)?,
         last_seen: r.get(4)?,
         online: false,
+        bot: r.get::<_, String>(5)? != "person",
     })
 }
 
-const ACCOUNT: &str = "SELECT username, role, deactivated_at IS NULL, created_at,
-     (SELECT MAX(last_seen_at) FROM sessions s WHERE s.username = users.username)
+pub(super) const ACCOUNT: &str = "SELECT username, role, deactivated_at IS NULL, created_at,
+     (SELECT MAX(last_seen_at) FROM sessions s WHERE s.username = users.username), kind
      FROM users";
 
 impl Readers {

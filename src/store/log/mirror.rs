@@ -31,6 +31,8 @@ pub(super) struct Mirror {
     pub(super) channels: HashMap<String, String>,
     pub(super) dms: HashMap<String, String>,
     pub(super) users: HashSet<String>,
+    /// Bot accounts: their events are marked `bot`.
+    pub(super) bots: HashSet<String>,
     /// (blocker, blocked).
     pub(super) blocks: Blocks,
     /// How many conversations each user is in.
@@ -48,6 +50,7 @@ impl Mirror {
     pub(super) fn from_snapshot(snap: &Snapshot) -> Mirror {
         let mut m = Mirror {
             users: snap.users.iter().cloned().collect(),
+            bots: snap.bots.iter().cloned().collect(),
             blocks: Blocks::from_pairs(snap.blocks.iter().cloned()),
             ..Mirror::default()
         };

@@ -15,6 +15,8 @@
 //! methods below, which a PostgreSQL backend can provide as well.
 
 mod accounts;
+mod bots;
+pub use bots::{BotOp, Webhook};
 mod checkpoint;
 mod durable;
 mod files;
@@ -131,6 +133,8 @@ pub struct ConvRecord {
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub users: Vec<String>,
+    /// Bot accounts (with a token, or a webhook's).
+    pub bots: Vec<String>,
     pub conversations: Vec<ConvRecord>,
     /// (blocker, blocked) pairs.
     pub blocks: Vec<(String, String)>,

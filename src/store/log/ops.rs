@@ -528,14 +528,15 @@ impl Writer {
             .map_err(|e| StoreError::Open(format!("encoding an event: {e}")))?;
         let id = new_event_id();
         let doc = self.doc_for(&body);
+        let bot = self.mirror.bots.contains(user);
         let inserted = self
             .conn
             .prepare_cached(
-                "INSERT INTO events (conversation_id, seq, ts, sender, kind, client_msg_id, target_seq, data, eid, doc)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                "INSERT INTO events (conversation_id, seq, ts, sender, kind, client_msg_id, target_seq, data, eid, doc, bot)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT (sender, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING",
             )?
-            .execute(params![conv_id, seq as i64, ts, user, body.kind(), client_msg_id, target, data, id, doc])?;
+            .execute(params![conv_id, seq as i64, ts, user, body.kind(), client_msg_id, target, data, id, doc, bot.then_some(1)])?;
         if inserted == 0 {
             // A retry: (sender, client_msg_id) is taken. Its original
             // answer, or a conflict if it was used for something else.
@@ -558,6 +559,7 @@ impl Writer {
             sender: user.to_string(),
             client_msg_id,
             eid: Some(id),
+            bot,
             body,
         };
         let push = encode_event_with_body(&event, &data);

@@ -67,7 +67,9 @@ impl Readers {
     /// The password hash of a user, if the user exists.
     pub async fn password_hash(&self, username: &str) -> Result<Option<String>, StoreError> {
         self.lookup(
-            "SELECT password_hash FROM users WHERE username = ?1",
+            // Bots have no password: their login fails as an unknown
+            // user's does, against the decoy hash.
+            "SELECT password_hash FROM users WHERE username = ?1 AND kind = 'person'",
             username,
         )
         .await
@@ -121,7 +123,7 @@ impl Readers {
                 Some(before) => {
                     let lower = after.unwrap_or(0) as i64;
                     let mut stmt = c.prepare_cached(
-                        "SELECT seq, ts, sender, client_msg_id, data, eid FROM events
+                        "SELECT seq, ts, sender, client_msg_id, data, eid, bot FROM events
                          WHERE conversation_id = ?1 AND seq < ?2 AND seq > ?3
                          ORDER BY seq DESC LIMIT ?4",
                     )?;
@@ -139,7 +141,7 @@ impl Readers {
                 }
                 None => {
                     let mut stmt = c.prepare_cached(
-                        "SELECT seq, ts, sender, client_msg_id, data, eid FROM events
+                        "SELECT seq, ts, sender, client_msg_id, data, eid, bot FROM events
                          WHERE conversation_id = ?1 AND seq > ?2
                          ORDER BY seq ASC LIMIT ?3",
                     )?;
@@ -213,6 +215,7 @@ fn row(conv: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<RowResult> {
         sender: r.get(2)?,
         client_msg_id: r.get(3)?,
         eid: r.get(5)?,
+        bot: r.get::<_, Option<bool>>(6)?.unwrap_or(false),
         body,
     }))
 }
@@ -277,6 +280,10 @@ pub(super) fn load_snapshot(c: &Connection) -> Result<Snapshot, StoreError> {
                 },
             );
         }
+    }
+    let mut stmt = c.prepare("SELECT username FROM users WHERE kind <> 'person'")?;
+    for u in stmt.query_map([], |r| r.get::<_, String>(0))? {
+        snap.bots.push(u?);
     }
     let mut stmt = c.prepare("SELECT blocker, blocked FROM blocks")?;
     for b in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))? {

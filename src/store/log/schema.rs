@@ -163,6 +163,26 @@ const MIGRATIONS: &[&str] = &[
     // 6: the search index (see `search`), filled from the log by
     // `search::fill` in the same transaction.
     super::search::SCHEMA,
+    // 7: bots and incoming webhooks. An account's kind (a person, a bot
+    // with a token, or the account a webhook posts as), events marked when
+    // a bot sent them, and the webhooks (their secret only as a SHA-256).
+    "
+    ALTER TABLE users ADD COLUMN kind TEXT NOT NULL DEFAULT 'person'
+        CHECK (kind IN ('person','bot','webhook'));
+    ALTER TABLE events ADD COLUMN bot INTEGER;
+
+    CREATE TABLE webhooks (
+        id              TEXT PRIMARY KEY,
+        conversation_id TEXT NOT NULL,
+        username        TEXT NOT NULL UNIQUE,
+        secret_sha256   TEXT NOT NULL,
+        created_by      TEXT NOT NULL,
+        created_at      INTEGER NOT NULL,
+        last_used_at    INTEGER,
+        revoked_at      INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX webhooks_conversation ON webhooks(conversation_id);
+    ",
 ];
 
 /// The schema version that brought the search index.

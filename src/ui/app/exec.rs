@@ -47,6 +47,11 @@ impl App {
                     out.push(Action::Invite { conv, users });
                 }
             }
+            Command::Webhook(op) => {
+                if let Some(conv) = need_conv(self) {
+                    out.push(Action::Webhook { conv, op });
+                }
+            }
             Command::Kick(users) => {
                 if let Some(conv) = need_conv(self) {
                     out.push(Action::Kick { conv, users });

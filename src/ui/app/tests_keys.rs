@@ -60,6 +60,13 @@ fn commands_become_actions() {
         ),
         ("/leave", vec![Action::Leave { conv: conv() }]),
         (
+            "/webhook create deploys",
+            vec![Action::Webhook {
+                conv: conv(),
+                op: crate::client::action::WebhookOp::Create("deploys".into()),
+            }],
+        ),
+        (
             "/mute",
             vec![Action::Mute {
                 conv: conv(),

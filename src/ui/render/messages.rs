@@ -263,12 +263,19 @@ fn message(
     let dim = theme.dimmed();
     let time_style = if m.mentions_me { theme.mention() } else { dim };
     let sender = truncate(&m.sender, (w / 3).max(4));
-    let prefix = vec![
+    let mut prefix = vec![
         Span::styled(app.tz.hhmm(m.ts), time_style),
         Span::raw(" "),
         Span::styled(sender, theme.user(&m.sender)),
         Span::raw(" "),
     ];
+    if m.bot {
+        prefix.push(Span::styled(
+            strings::BOT_BADGE,
+            dim.add_modifier(Modifier::REVERSED),
+        ));
+        prefix.push(Span::raw(" "));
+    }
     let mut trailer: Vec<Seg> = Vec::new();
     if m.edited && !m.deleted {
         trailer.push((format!(" {}", strings::EDITED), dim));

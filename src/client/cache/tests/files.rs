@@ -174,12 +174,16 @@ fn a_cache_from_before_files_counts_them_after_the_upgrade() {
         c.set_me("alice").unwrap();
         c.apply_events(&[file(1, "bob", Some("hi @alice"))])
             .unwrap();
-        // As the previous version stored it: no text, no flags.
+        // As the version before files stored it: no text, no flags (and
+        // no bot marks, which came after).
         c.conn
-            .execute_batch("UPDATE events SET text = NULL, counts_unread = 0, mentions_me = 0;")
+            .execute_batch(
+                "UPDATE events SET text = NULL, counts_unread = 0, mentions_me = 0;
+                 ALTER TABLE events DROP COLUMN bot;",
+            )
             .unwrap();
         c.conn
-            .pragma_update(None, "user_version", schema::latest_version() - 1)
+            .pragma_update(None, "user_version", schema::latest_version() - 2)
             .unwrap();
     }
     let c = Cache::open(&path).unwrap();

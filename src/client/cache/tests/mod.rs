@@ -21,6 +21,7 @@ pub(super) fn ev(conv: &str, seq: u64, sender: &str, body: EventBody) -> Event {
         sender: sender.into(),
         client_msg_id: None,
         eid: None,
+        bot: false,
         body,
     }
 }

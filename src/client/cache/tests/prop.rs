@@ -119,6 +119,7 @@ fn reference_fold(log: &[Event], me: &str) -> Vec<MessageRow> {
                     }),
                     send_state: (e.sender == me).then_some(SendState::Sent),
                     mentions_me: false,
+                    bot: e.bot,
                 }));
             }
             (EventBody::Edit { body, .. }, Some(v)) if !v.deleted && v.sender == e.sender => {

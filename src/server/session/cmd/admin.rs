@@ -24,14 +24,14 @@ struct Page {
 
 impl Session {
     /// The caller's account, which must be active.
-    async fn caller(&self, user: &str) -> Result<Account, ProtoError> {
+    pub(super) async fn caller(&self, user: &str) -> Result<Account, ProtoError> {
         self.account_of(user)
             .await?
             .filter(|a| a.active)
             .ok_or_else(|| ProtoError::forbidden("your account is not active"))
     }
 
-    async fn account_of(&self, user: &str) -> Result<Option<Account>, ProtoError> {
+    pub(super) async fn account_of(&self, user: &str) -> Result<Option<Account>, ProtoError> {
         let mut account = self
             .shared
             .store
@@ -45,7 +45,7 @@ impl Session {
         Ok(account)
     }
 
-    async fn require_admin(&self, user: &str) -> Result<(), ProtoError> {
+    pub(super) async fn require_admin(&self, user: &str) -> Result<(), ProtoError> {
         match self.caller(user).await?.role {
             Role::Admin => Ok(()),
             Role::Member => Err(ProtoError::forbidden("only an admin may do that")),
@@ -53,7 +53,11 @@ impl Session {
     }
 
     /// Answer with `username`'s account as it is now.
-    async fn account_reply(&self, rid: u64, username: &str) -> Result<Outcome, ProtoError> {
+    pub(super) async fn account_reply(
+        &self,
+        rid: u64,
+        username: &str,
+    ) -> Result<Outcome, ProtoError> {
         let user = self
             .account_of(username)
             .await?
@@ -123,6 +127,11 @@ impl Session {
         password: String,
     ) -> Result<Outcome, ProtoError> {
         self.require_admin(user).await?;
+        if self.account_of(&username).await?.is_some_and(|a| a.bot) {
+            return Err(ProtoError::invalid(format!(
+                "{username} is a bot and has no password; `chat admin bot token {username}` gives it a new token"
+            )));
+        }
         validate::password(&password, &self.shared.limits)?;
         if self.stored_hash(&username).await?.is_none() {
             return Err(ProtoError::not_found(format!("no user named {username}")));

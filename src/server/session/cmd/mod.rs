@@ -6,6 +6,8 @@
 //! - [`auth`]: a second handshake refused.
 //! - [`account`]: `logout`, `sessions`, `revoke_session`, `change_password`.
 //! - [`admin`]: `admin_*` and `invite_*`.
+//! - [`bots`]: `admin_create_bot`, `admin_bots`, `admin_bot_token`,
+//!   `webhook_*`.
 //! - [`sync`]: `sync`, `conversations`, `channels`, `members`.
 //! - [`users`]: `users`, `presence`.
 //! - [`conversations`]: `create`, `join`, `leave`, `add_members`, `rename`.
@@ -15,6 +17,7 @@
 mod account;
 mod admin;
 mod auth;
+mod bots;
 mod conversations;
 mod history;
 mod receipts;
@@ -77,6 +80,26 @@ impl Session {
             Request::AdminErase { username } => self.admin_erase(rid, &user, username).await?,
             Request::AdminSetRole { username, role } => {
                 self.admin_set_role(rid, &user, username, role).await?
+            }
+            Request::AdminCreateBot { username } => {
+                self.admin_create_bot(rid, &user, username).await?
+            }
+            Request::AdminBots { after } => self.admin_bots(rid, &user, after).await?,
+            Request::AdminBotToken { username } => {
+                self.admin_bot_token(rid, &user, username).await?
+            }
+            Request::WebhookCreate {
+                conversation_id,
+                name,
+            } => {
+                self.webhook_create(rid, &user, conversation_id, name)
+                    .await?
+            }
+            Request::WebhookList { conversation_id } => {
+                self.webhook_list(rid, &user, conversation_id).await?
+            }
+            Request::WebhookRevoke { webhook_id } => {
+                self.webhook_revoke(rid, &user, webhook_id).await?
             }
             Request::InviteCreate {
                 uses,

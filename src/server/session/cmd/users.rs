@@ -24,15 +24,20 @@ impl Session {
         let limit = limit.unwrap_or(50).min(200);
         Outcome::Later(
             async move {
-                match shared.store.readers().users(&prefix, limit).await {
-                    Ok(users) => encode_ok(
-                        rid,
-                        &UsersOk {
-                            users: shared.hub.users_seen_by(&viewer, &users),
-                        },
-                    ),
-                    Err(e) => error(Some(rid), &e.to_proto()),
+                let readers = shared.store.readers();
+                let found = match readers.users(&prefix, limit).await {
+                    Ok(users) => users,
+                    Err(e) => return error(Some(rid), &e.to_proto()),
+                };
+                let bots = match readers.bots_among(found.clone()).await {
+                    Ok(bots) => bots,
+                    Err(e) => return error(Some(rid), &e.to_proto()),
+                };
+                let mut users = shared.hub.users_seen_by(&viewer, &found);
+                for u in &mut users {
+                    u.bot = bots.contains(&u.user);
                 }
+                encode_ok(rid, &UsersOk { users })
             }
             .boxed(),
         )
