@@ -70,6 +70,7 @@ fn main() {
                     data,
                     file: server_config,
                     registration,
+                    ..Default::default()
                 })
                 .await
             }

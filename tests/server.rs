@@ -53,5 +53,7 @@ mod paging;
 
 #[path = "server/files.rs"]
 mod files;
+#[path = "server/metrics.rs"]
+mod metrics;
 #[path = "server/search.rs"]
 mod search;

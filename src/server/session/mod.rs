@@ -108,6 +108,7 @@ impl Session {
     }
 
     async fn handle_text(&mut self, text: &str) -> Outcome {
+        self.shared.metrics.frame_in();
         let limits = &self.shared.limits;
         if text.len() > limits.max_frame_bytes {
             let id = decode_request(text).ok().and_then(|(id, _)| id);
