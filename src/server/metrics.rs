@@ -296,7 +296,8 @@ impl CommitSink for CountingSink {
     }
 }
 
-/// What is read from the server's parts when scraped.
+/// What is read from the server's parts when scraped. (Help texts end
+/// with a period here as the registry adds one to those it encodes.)
 struct Sampled {
     hub: Arc<Hub>,
     store: Arc<WriteStats>,
@@ -316,19 +317,19 @@ impl Collector for Sampled {
         gauge(
             &mut enc,
             "chatd_authenticated_users",
-            "Users with at least one authenticated connection",
+            "Users with at least one authenticated connection.",
             fanout.users as u64,
         )?;
         gauge(
             &mut enc,
             "chatd_authenticated_connections",
-            "Authenticated connections",
+            "Authenticated connections.",
             fanout.connections as u64,
         )?;
         {
             let mut m = enc.encode_descriptor(
                 "chatd_frames_out",
-                "Frames sent to clients: replies to requests, and pushes queued to connections",
+                "Frames sent to clients: replies to requests, and pushes queued to connections.",
                 None,
                 MetricType::Counter,
             )?;
@@ -339,52 +340,52 @@ impl Collector for Sampled {
         gauge(
             &mut enc,
             "chatd_push_queue_frames",
-            "Frames waiting in the push queues of all authenticated connections",
+            "Frames waiting in the push queues of all authenticated connections.",
             fanout.queued as u64,
         )?;
         gauge(
             &mut enc,
             "chatd_push_queue_max_frames",
-            "Frames waiting in the fullest push queue",
+            "Frames waiting in the fullest push queue.",
             fanout.largest_queue as u64,
         )?;
         counter(
             &mut enc,
             "chatd_pushes_dropped",
-            "Pushes refused because the connection's queue was full or it was being closed for that",
+            "Pushes refused because the connection's queue was full or it was being closed for that.",
             fanout.dropped,
         )?;
         histogram(
             &mut enc,
             "chatd_commit_batch_requests",
-            "Write requests applied by one group commit",
+            "Write requests applied by one group commit.",
             None,
             &self.store.batch_ops.snapshot(),
         )?;
         histogram(
             &mut enc,
             "chatd_commit_duration",
-            "From a group commit's first request taken by the writer to its answers handed over, durable",
+            "From a group commit's first request taken by the writer to its answers handed over, durable.",
             Some(&Unit::Seconds),
             &self.store.commit_time.snapshot(),
         )?;
         histogram(
             &mut enc,
             "chatd_wal_sync_duration",
-            "Each fdatasync of the WAL (sync = \"full\" only)",
+            "Each fdatasync of the WAL (sync = \"full\" only).",
             Some(&Unit::Seconds),
             &self.store.sync_time.snapshot(),
         )?;
         gauge(
             &mut enc,
             "chatd_store_up",
-            "1 while the store accepts writes; 0 after a failed sync of the WAL stopped them (restart chatd)",
+            "1 while the store accepts writes; 0 after a failed sync of the WAL stopped them (restart chatd).",
             u64::from(!self.store.writes_failed()),
         )?;
         {
             let mut m = enc.encode_descriptor(
                 "chatd_bus_up",
-                "1 while the bus between chatd nodes is reachable; bus=\"none\" in the embedded mode, which has none",
+                "1 while the bus between chatd nodes is reachable; bus=\"none\" in the embedded mode, which has none.",
                 None,
                 MetricType::Gauge,
             )?;
@@ -394,13 +395,13 @@ impl Collector for Sampled {
         gauge(
             &mut enc,
             "chatd_password_hashes_waiting",
-            "Password hashes and checks waiting for a hashing thread",
+            "Password hashes and checks waiting for a hashing thread.",
             waiting as u64,
         )?;
         gauge(
             &mut enc,
             "chatd_password_hashes_running",
-            "Password hashes and checks being computed",
+            "Password hashes and checks being computed.",
             running as u64,
         )
     }
@@ -658,6 +659,54 @@ mod tests {
             value(&text, "chatd_events_appended_total", r#"kind="edit""#),
             0.0
         );
+    }
+
+    #[test]
+    fn fanout_counts_pushes_drops_and_queue_depth() {
+        use crate::proto::{ConvKind, Event};
+        use crate::server::queue::PushQueue;
+        let hub = Arc::new(Hub::new(8));
+        let create = Event {
+            conversation_id: "g".into(),
+            seq: 1,
+            ts: 0,
+            sender: "alice".into(),
+            client_msg_id: None,
+            eid: None,
+            body: EventBody::Create {
+                name: Some("g".into()),
+                members: vec!["alice".into(), "bob".into()],
+            },
+        };
+        hub.committed(&[
+            Committed::Created {
+                id: "g".into(),
+                kind: ConvKind::Group,
+                name: Some("g".into()),
+            },
+            Committed::Event(Arc::new(create), "{}".into()),
+        ]);
+        let alice_queue = Arc::new(PushQueue::new(100));
+        let bob_queue = Arc::new(PushQueue::new(2));
+        let _alice = hub.register("alice", alice_queue.clone(), [1; 32]).unwrap();
+        // Bob coming online is pushed to alice.
+        let _bob = hub.register("bob", bob_queue.clone(), [2; 32]).unwrap();
+        // Bob's queue holds two; the third push overflows it.
+        for _ in 0..3 {
+            hub.typing("alice", "g", true).unwrap();
+        }
+        let stats = hub.fanout_stats();
+        assert_eq!(stats.users, 2);
+        assert_eq!(stats.connections, 2);
+        assert_eq!(
+            stats.pushed, 3,
+            "presence to alice, two typing pushes to bob"
+        );
+        assert_eq!(stats.dropped, 1);
+        assert_eq!(stats.queued, 1, "bob's frames went with the kick");
+        assert_eq!(stats.largest_queue, 1);
+        assert_eq!(alice_queue.queued(), 1);
+        assert_eq!(bob_queue.queued(), 0);
     }
 
     #[test]
