@@ -5,7 +5,9 @@
 //! `127.0.0.1:0`). Each accepted socket gets one task: the transport answers
 //! plain HTTP (health, files: [`http`]) or upgrades to a WebSocket, which a [`session`]
 //! serves. Shared state is the [`hub::Hub`] (membership, presence, fan-out)
-//! and the [`LogStore`] (durable log, one writer).
+//! and the [`LogStore`] (durable log, one writer). With `[net]
+//! metrics_listen` set, a second listener serves `GET /metrics`
+//! ([`metrics`]).
 
 pub mod admin;
 pub mod auth;
