@@ -73,6 +73,7 @@ fn main() {
                     data,
                     file: server_config,
                     registration,
+                    ..Default::default()
                 })
                 .await
             }

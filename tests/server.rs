@@ -55,6 +55,8 @@ mod paging;
 mod bots;
 #[path = "server/files.rs"]
 mod files;
+#[path = "server/metrics.rs"]
+mod metrics;
 #[path = "server/search.rs"]
 mod search;
 

@@ -23,6 +23,10 @@ struct Args {
     /// Who may register [default: the config's, else invite]
     #[arg(long, value_name = "POLICY")]
     registration: Option<Registration>,
+    /// Serve Prometheus metrics on GET /metrics at this address (keep it
+    /// private) [default: the config's, else off]
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// Print the effective configuration as TOML and exit
     #[arg(long)]
     print_config: bool,
@@ -46,6 +50,7 @@ fn main() {
         data: args.data,
         file: args.config,
         registration: args.registration,
+        metrics_listen: args.metrics_listen,
     };
     if args.print_config {
         let shown = chat::server::load_config_with(&overrides)

@@ -14,7 +14,7 @@ use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, Version};
 use sha2::{Digest, Sha256};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
@@ -28,6 +28,8 @@ pub struct Hasher {
     threads: usize,
     /// Recent time of one hash, in microseconds (a moving average).
     recent_us: Arc<AtomicU64>,
+    /// Hashes being computed now.
+    running: Arc<AtomicUsize>,
     /// A hash of a random password, verified against when the user does not
     /// exist so that both failures take the same time.
     decoy: Arc<String>,
@@ -73,6 +75,7 @@ impl Hasher {
         let (jobs, rx) = mpsc::channel(queue);
         let rx = Arc::new(Mutex::new(rx));
         let recent_us = Arc::new(AtomicU64::new(0));
+        let running = Arc::new(AtomicUsize::new(0));
         // The decoy is hashed in the first thread's buffer, which that
         // thread then keeps; the others allocate theirs on their first job.
         let mut first = vec![Block::new(); params.block_count()];
@@ -82,10 +85,11 @@ impl Hasher {
             let rx = rx.clone();
             let params = params.clone();
             let recent = recent_us.clone();
+            let busy = running.clone();
             let memory = first.take().unwrap_or_default();
             std::thread::Builder::new()
                 .name(format!("chatd-hash-{n}"))
-                .spawn(move || work(&rx, &params, &recent, memory))
+                .spawn(move || work(&rx, &params, &recent, &busy, memory))
                 .map_err(AuthError::Thread)?;
         }
         Ok(Hasher {
@@ -93,6 +97,7 @@ impl Hasher {
             slots: Arc::new(Semaphore::new(threads + queue)),
             threads,
             recent_us,
+            running,
             decoy: Arc::new(decoy),
         })
     }
@@ -112,6 +117,13 @@ impl Hasher {
         let one = Duration::from_micros(self.recent_us.load(Ordering::Relaxed).max(1_000));
         let waiting = self.jobs.max_capacity() - self.jobs.capacity() + self.threads;
         one * (waiting.div_ceil(self.threads) as u32)
+    }
+
+    /// Hashes (and verifications) waiting for a thread, and being
+    /// computed.
+    pub fn load(&self) -> (usize, usize) {
+        let waiting = self.jobs.max_capacity() - self.jobs.capacity();
+        (waiting, self.running.load(Ordering::Relaxed))
     }
 
     /// Hash a new password.
@@ -152,6 +164,7 @@ fn work(
     rx: &Mutex<mpsc::Receiver<Job>>,
     params: &Params,
     recent_us: &AtomicU64,
+    running: &AtomicUsize,
     mut memory: Vec<Block>,
 ) {
     loop {
@@ -164,6 +177,7 @@ fn work(
             memory = vec![Block::new(); params.block_count()];
         }
         let started = Instant::now();
+        running.fetch_add(1, Ordering::Relaxed);
         // A job that panics drops its reply (the caller sees a failure)
         // and leaves this thread serving the next: the threads are fixed,
         // none may be lost.
@@ -179,6 +193,7 @@ fn work(
                 let _ = reply.send(verify_with(&password, &stored, &mut memory));
             }
         }));
+        running.fetch_sub(1, Ordering::Relaxed);
         let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let before = recent_us.load(Ordering::Relaxed);
         let avg = if before == 0 {

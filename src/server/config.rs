@@ -48,6 +48,12 @@ pub struct NetSettings {
     /// or `X-Real-IP` header names the client. From any other peer those
     /// headers are ignored and the socket's address is the client's.
     pub trusted_proxies: Vec<IpNet>,
+    /// Where to serve `GET /metrics` (Prometheus text format), on a
+    /// listener of its own; `None` (the default): no metrics. Keep it on a
+    /// private address: the numbers are not secret, but they are not for
+    /// everyone either, and the listener has no authentication.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Accounts, sessions and password hashing (argon2id).
@@ -241,6 +247,18 @@ mod tests {
         assert_eq!(c.limits.max_body_bytes, 100);
         assert_eq!(c.limits.max_frame_bytes, Limits::default().max_frame_bytes);
         assert_eq!(c.store.sync, crate::store::log::SyncMode::Normal);
+        assert_eq!(c.net.metrics_listen, None, "metrics are off by default");
+    }
+
+    #[test]
+    fn metrics_listen_is_read() {
+        let c: Config = toml::from_str("[net]\nmetrics_listen = \"127.0.0.1:9464\"\n").unwrap();
+        assert_eq!(
+            c.net.metrics_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+        );
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(toml::from_str::<Config>(&text).unwrap(), c);
     }
 
     #[test]

@@ -60,6 +60,10 @@ struct State {
     /// (blocker, blocked): the blocked user does not see the blocker's
     /// presence.
     blocks: Blocks,
+    /// Frames queued to connections, and frames refused by a full (or
+    /// already kicked) queue: changed only under the lock, read without it.
+    pushed: AtomicU64,
+    dropped: AtomicU64,
 }
 
 /// Shared in-memory state. Locks are held briefly and never across `.await`.
@@ -93,6 +97,24 @@ impl Drop for Registration {
     fn drop(&mut self) {
         self.hub.unregister(&self.user, self.id);
     }
+}
+
+/// What [`Hub::fanout_stats`] reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FanoutStats {
+    /// Users with at least one authenticated connection.
+    pub users: usize,
+    /// Authenticated connections.
+    pub connections: usize,
+    /// Frames waiting in all their push queues.
+    pub queued: usize,
+    /// Frames waiting in the fullest queue.
+    pub largest_queue: usize,
+    /// Frames ever queued to connections.
+    pub pushed: u64,
+    /// Frames refused because the connection's queue was full (it is then
+    /// closed) or it had been closed so already.
+    pub dropped: u64,
 }
 
 /// One conversation of a page, and the presence of the contacts it is the
@@ -208,21 +230,44 @@ impl State {
 
     /// Queue `frame` for every connection of `user`, except `skip`.
     fn deliver(&self, user: &str, frame: &Frame, skip: Option<u64>) {
+        let n = self.queue_to(user, frame, skip);
+        self.count_pushed(n);
+    }
+
+    fn deliver_all<'a>(&self, users: impl IntoIterator<Item = &'a String>, frame: &Frame) {
+        let mut n = 0;
+        for u in users {
+            n += self.queue_to(u, frame, None);
+        }
+        self.count_pushed(n);
+    }
+
+    /// [`State::deliver`] without counting: the frames queued.
+    fn queue_to(&self, user: &str, frame: &Frame, skip: Option<u64>) -> u64 {
         let Some(online) = self.online.get(user) else {
-            return;
+            return 0;
         };
+        let mut n = 0;
         for conn in &online.conns {
             if Some(conn.id) == skip {
                 continue;
             }
             // A full queue kicks its connection; fan-out never waits.
-            conn.queue.push(frame.clone());
+            if conn.queue.push(frame.clone()) {
+                n += 1;
+            } else {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
+        n
     }
 
-    fn deliver_all<'a>(&self, users: impl IntoIterator<Item = &'a String>, frame: &Frame) {
-        for u in users {
-            self.deliver(u, frame, None);
+    /// Count pushes once per delivery rather than once per frame. Only
+    /// the lock's holder writes, so a plain load and store suffice.
+    fn count_pushed(&self, n: u64) {
+        if n > 0 {
+            let total = self.pushed.load(Ordering::Relaxed);
+            self.pushed.store(total + n, Ordering::Relaxed);
         }
     }
 
@@ -652,6 +697,28 @@ impl Hub {
     /// Number of users with at least one connection.
     pub fn online_users(&self) -> usize {
         self.lock().online.len()
+    }
+
+    /// What fan-out holds and has done, for the metrics: one pass over the
+    /// authenticated connections under the lock, reading each queue's
+    /// length without locking it.
+    pub fn fanout_stats(&self) -> FanoutStats {
+        let st = self.lock();
+        let mut out = FanoutStats {
+            users: st.online.len(),
+            pushed: st.pushed.load(Ordering::Relaxed),
+            dropped: st.dropped.load(Ordering::Relaxed),
+            ..FanoutStats::default()
+        };
+        for online in st.online.values() {
+            for conn in &online.conns {
+                let queued = conn.queue.queued();
+                out.connections += 1;
+                out.queued += queued;
+                out.largest_queue = out.largest_queue.max(queued);
+            }
+        }
+        out
     }
 
     fn apply_event(st: &mut State, ev: &Event, push: &str) {

@@ -5,7 +5,9 @@
 //! `127.0.0.1:0`). Each accepted socket gets one task: the transport answers
 //! plain HTTP (health, files: [`http`]) or upgrades to a WebSocket, which a [`session`]
 //! serves. Shared state is the [`hub::Hub`] (membership, presence, fan-out)
-//! and the [`LogStore`] (durable log, one writer).
+//! and the [`LogStore`] (durable log, one writer). With `[net]
+//! metrics_listen` set, a second listener serves `GET /metrics`
+//! ([`metrics`]).
 
 pub mod admin;
 pub mod auth;
@@ -15,6 +17,7 @@ pub mod files;
 pub mod http;
 pub mod hub;
 mod limiter;
+pub mod metrics;
 mod queue;
 mod run;
 pub mod session;
@@ -56,6 +59,8 @@ pub struct Shared {
     pub allowed_origins: Arc<[String]>,
     pub shutdown: CancellationToken,
     pub grace: Duration,
+    /// This server's metrics (served when `[net] metrics_listen` is set).
+    pub metrics: metrics::Metrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,8 +101,30 @@ pub async fn serve_tls(
     tls: Option<ServerTls>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    let metrics_listener = match config.net.metrics_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {addr} for metrics: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    serve_listeners(listener, metrics_listener, config, tls, shutdown).await
+}
+
+/// [`serve_tls`] with the metrics listener (`[net] metrics_listen`) bound
+/// by the caller, as tests do to learn its port.
+pub async fn serve_listeners(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    config: Config,
+    tls: Option<ServerTls>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
     let data = config.data_dir()?;
     let hub = Arc::new(Hub::new(config.limits.max_connections_per_user));
+    let mut metrics = metrics::Metrics::new();
     let (store, snapshot) = LogStore::open(
         &data,
         &config.store,
@@ -105,10 +132,11 @@ pub async fn serve_tls(
             max_members: config.limits.max_members,
             max_conversations_per_user: config.limits.max_conversations_per_user,
         },
-        hub.clone(),
+        metrics.commit_sink(hub.clone()),
     )?;
     hub.load(snapshot);
     let hasher = auth::Hasher::new(&config.auth)?;
+    metrics.sample(hub.clone(), store.stats(), hasher.clone());
     let files = files::Files::open(&data, config.files.clone())
         .map_err(|e| ServeError::Io(std::io::Error::other(format!("file storage: {e}"))))?;
     let token = CancellationToken::new();
@@ -126,6 +154,7 @@ pub async fn serve_tls(
         allowed_origins: config.net.allowed_origins.clone().into(),
         shutdown: token.clone(),
         grace: Duration::from_secs(config.shutdown_grace_secs),
+        metrics,
     });
     tokio::spawn(pinger(
         shared.hub.clone(),
@@ -150,6 +179,9 @@ pub async fn serve_tls(
     let proxies: Arc<[config::IpNet]> = config.net.trusted_proxies.clone().into();
     let tasks = TaskTracker::new();
     tracing::info!(addr = %listener.local_addr()?, data = %data.display(), "chatd listening");
+    if let Some(l) = metrics_listener {
+        tasks.spawn(metrics::serve(l, shared.clone()));
+    }
     if let Some(tls) = &tls {
         tracing::info!(cert = %tls.cert_path().display(), "serving TLS");
     }

@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 /// Capacity above which an emptied queue gives its memory back.
@@ -47,6 +47,9 @@ pub struct PushQueue {
     /// The connection's session ended ([`Ended`] as a number; 0: it did
     /// not): the connection must close at once.
     ended: AtomicU8,
+    /// Frames waiting, as of the last change (set under the lock, read
+    /// without it by the metrics).
+    queued: AtomicUsize,
 }
 
 /// Why a connection's session ended while it was open.
@@ -98,6 +101,7 @@ impl PushQueue {
             kicked: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             ended: AtomicU8::new(0),
+            queued: AtomicUsize::new(0),
         }
     }
 
@@ -122,6 +126,7 @@ impl PushQueue {
         if inner.frames.len() >= self.cap {
             self.kicked.store(true, Ordering::Release);
             inner.frames = VecDeque::new();
+            self.queued.store(0, Ordering::Relaxed);
             drop(inner);
             // Wake even if already signalled: a write blocked on a full
             // socket is watching for this.
@@ -130,6 +135,7 @@ impl PushQueue {
             return false;
         }
         inner.frames.push_back(frame);
+        self.queued.store(inner.frames.len(), Ordering::Relaxed);
         drop(inner);
         self.signal();
         true
@@ -146,6 +152,7 @@ impl PushQueue {
         if inner.frames.is_empty() && inner.frames.capacity() > KEEP_CAPACITY {
             inner.frames = VecDeque::new();
         }
+        self.queued.store(inner.frames.len(), Ordering::Relaxed);
         Drained {
             kicked: self.kicked.load(Ordering::Acquire),
             ping: std::mem::take(&mut inner.ping_due),
@@ -188,6 +195,11 @@ impl PushQueue {
     /// kick. It can be awaited again and again (by the connection's task).
     pub fn ready(&self) -> Ready<'_> {
         Ready(self)
+    }
+
+    /// Frames waiting to be written, without taking the lock.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Make the task look again (after a batch, when more is waiting).

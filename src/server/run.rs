@@ -18,7 +18,7 @@ pub fn load_config(
         listen,
         data,
         file,
-        registration: None,
+        ..Overrides::default()
     })
 }
 
@@ -29,6 +29,8 @@ pub struct Overrides {
     pub data: Option<PathBuf>,
     pub file: Option<PathBuf>,
     pub registration: Option<Registration>,
+    /// `[net] metrics_listen`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Build the configuration: file (if any), then flags.
@@ -46,6 +48,9 @@ pub fn load_config_with(o: &Overrides) -> Result<Config, super::config::ConfigEr
     }
     if let Some(r) = o.registration {
         config.auth.registration = r;
+    }
+    if let Some(addr) = o.metrics_listen {
+        config.net.metrics_listen = Some(addr);
     }
     Ok(config)
 }

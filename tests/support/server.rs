@@ -7,7 +7,7 @@
 use super::raw::Peer;
 use super::{CLIENT_WAIT, WAIT};
 use chat::net::tls::ServerTls;
-use chat::server::{Config, ServeError, serve_tls};
+use chat::server::{Config, ServeError, serve_listeners};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -22,6 +22,8 @@ const STOP_WAIT: Duration = Duration::from_secs(15);
 /// An in-process chatd.
 pub struct Server {
     addr: SocketAddr,
+    /// Where `GET /metrics` is served, when `[net] metrics_listen` is set.
+    metrics_addr: Option<SocketAddr>,
     dir: PathBuf,
     config: Config,
     tls: Option<ServerTls>,
@@ -111,9 +113,19 @@ impl Server {
             }
         };
         let addr = listener.local_addr().expect("local addr");
+        let metrics = config.net.metrics_listen.map(|at| {
+            let _enter = runtime.enter();
+            let l = std::net::TcpListener::bind(at).expect("bind the metrics listener");
+            l.set_nonblocking(true).expect("nonblocking");
+            tokio::net::TcpListener::from_std(l).expect("metrics listener")
+        });
+        let metrics_addr = metrics
+            .as_ref()
+            .map(|l| l.local_addr().expect("metrics addr"));
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = runtime.spawn(serve_tls(
+        let task = runtime.spawn(serve_listeners(
             listener,
+            metrics,
             config.clone(),
             tls.clone(),
             async move {
@@ -122,6 +134,7 @@ impl Server {
         ));
         Server {
             addr,
+            metrics_addr,
             dir,
             config,
             tls,
@@ -134,6 +147,12 @@ impl Server {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The metrics listener's address (set `[net] metrics_listen` to
+    /// `127.0.0.1:0` to have one).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// `host:port`, as the client and the `chat` binary take it.

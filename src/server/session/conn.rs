@@ -12,6 +12,7 @@ use crate::net::tls::ServerStream;
 use crate::proto::{ErrorCode, ProtoError};
 use crate::server::Shared;
 use crate::server::limiter::TypingThrottle;
+use crate::server::metrics::Transport;
 use crate::server::queue::{Drained, PushQueue};
 use crate::server::throttle::Unauthenticated;
 use futures_util::StreamExt;
@@ -59,6 +60,7 @@ pub(super) enum Flow {
 
 /// Serve one upgraded connection from `addr` until it closes.
 pub async fn run(mut ws: Box<Ws>, shared: Arc<Shared>, addr: IpAddr) {
+    let _open = shared.metrics.connection_opened(Transport::Ws);
     let Some(unauthenticated) = shared.throttle.unauthenticated(addr) else {
         tracing::debug!(%addr, "refused: too many unauthenticated connections from this address");
         let frame = close(

@@ -118,6 +118,7 @@ impl Session {
     }
 
     async fn handle_text(&mut self, text: &str) -> Outcome {
+        self.shared.metrics.frame_in();
         let limits = &self.shared.limits;
         if text.len() > limits.max_frame_bytes {
             // The id, even of a frame that does not decode as a request,

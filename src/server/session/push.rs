@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 impl ServerConn {
     /// Write a reply; close quietly if the peer is gone.
     pub(super) async fn send_text(&mut self, text: &str) -> Flow {
+        self.s.shared.metrics.reply(text);
         match write_text(&mut self.ws, &self.s.queue, text).await {
             Ok(()) => Flow::Continue,
             Err(()) => Flow::Close(None),
@@ -40,6 +41,7 @@ impl ServerConn {
         let io = self.ws.get_mut();
         let drained = queue.drain(PUSH_BATCH, |frame| io.queue_text(frame.as_bytes()));
         if drained.kicked {
+            self.s.shared.metrics.kicked();
             return Ok(Flow::Close(Some(close(
                 CloseCode::Policy,
                 "too slow: outbound queue full; reconnect and resync",

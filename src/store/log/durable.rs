@@ -49,6 +49,7 @@
 //! in the writer's mirror, which thus agree; the hub never heard of them.
 //! chatd must be restarted (it then loads whatever the disk holds).
 
+use super::stats::WriteStats;
 use super::writer::{CommitSink, Pending, Replies};
 use super::{Committed, StoreError};
 use std::io;
@@ -56,6 +57,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
+use std::time::Instant;
 use tokio::sync::mpsc;
 
 /// Commits the writer may be ahead of the sync stage before it waits.
@@ -69,6 +71,10 @@ pub(super) struct Batch {
     /// The transaction committed, so the WAL holds writes to sync. `false`
     /// for a batch that failed as a whole: its answers are errors already.
     pub(super) written: bool,
+    /// Write requests the commit applied.
+    pub(super) ops: usize,
+    /// When the writer took the commit's first request.
+    pub(super) started: Instant,
 }
 
 /// Reports commits and hands over their answers, in commit order.
@@ -76,6 +82,8 @@ pub(super) struct Publisher {
     pub(super) sink: Arc<dyn CommitSink>,
     /// To the task that answers callers.
     pub(super) answers: mpsc::Sender<Replies>,
+    /// Where commit sizes and times are counted.
+    pub(super) stats: Arc<WriteStats>,
 }
 
 impl Publisher {
@@ -113,7 +121,7 @@ impl SyncFile for std::fs::File {
 }
 
 /// Set once a sync has failed: from then on nothing can be acknowledged.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct Failed(Arc<AtomicBool>);
 
 impl Failed {
@@ -167,31 +175,42 @@ impl SyncStage {
 fn run(rx: Receiver<Batch>, mut file: impl SyncFile, publisher: Publisher, failed: Failed) {
     let mut changes = Vec::new();
     let mut replies = Vec::new();
+    // (ops, started) of the commits being published.
+    let mut timed = Vec::new();
     while let Ok(first) = rx.recv() {
         // Everything committed by now shares one sync.
         let mut group = vec![first];
         group.extend(rx.try_iter());
         let written = group.iter().any(|b| b.written);
-        if written
-            && !failed.is_set()
-            && let Err(e) = file.sync()
-        {
-            tracing::error!(
-                "cannot sync the WAL: {e}; no further write will be accepted, restart chatd"
-            );
-            failed.set();
+        if written && !failed.is_set() {
+            let syncing = Instant::now();
+            let synced = file.sync();
+            publisher.stats.sync_time.observe_time(syncing.elapsed());
+            if let Err(e) = synced {
+                tracing::error!(
+                    "cannot sync the WAL: {e}; no further write will be accepted, restart chatd"
+                );
+                failed.set();
+            }
         }
         let ok = !failed.is_set();
         for mut b in group {
             if ok {
                 changes.append(&mut b.changes);
                 replies.append(&mut b.replies);
+                if b.written {
+                    timed.push((b.ops, b.started));
+                }
             } else {
                 replies.extend(b.replies.into_iter().map(|p| p.fail_with(not_durable())));
             }
         }
         publisher.publish(&changes, std::mem::take(&mut replies));
         changes.clear();
+        for (ops, started) in timed.drain(..) {
+            publisher.stats.batch_ops.observe(ops as u64);
+            publisher.stats.commit_time.observe_time(started.elapsed());
+        }
     }
     tracing::debug!("sync stage: writer gone, exiting");
 }
@@ -266,6 +285,7 @@ mod tests {
         let publisher = Publisher {
             sink: Arc::new(TestSink(log.clone())),
             answers,
+            stats: Arc::default(),
         };
         let failed = Failed::default();
         let file = TestFile {
@@ -295,6 +315,8 @@ mod tests {
                     changes: Vec::new(),
                     replies: vec![Pending::Receipt(tx, Err(StoreError::Write("x".into())))],
                     written: false,
+                    ops: 1,
+                    started: Instant::now(),
                 }
             } else {
                 let pair = ReceiptPair {
@@ -305,6 +327,8 @@ mod tests {
                     changes: vec![Committed::User(i.to_string())],
                     replies: vec![Pending::Receipt(tx, Ok(Some(pair)))],
                     written: true,
+                    ops: 1,
+                    started: Instant::now(),
                 }
             };
             log.lock().unwrap().push(Ev::Handed(i));

@@ -29,6 +29,8 @@ pub use roles::Blocks;
 mod schema;
 mod search;
 pub use search::{Cursor, SCAN_BUDGET, SearchPage, SearchScope};
+mod stats;
+pub use stats::{Buckets, Snapshot as BucketsSnapshot, WriteStats};
 mod writer;
 
 use crate::proto::{ConvKind, Event, EventBody, MemberRole, ProtoError, ReceiptPair};
@@ -257,6 +259,7 @@ pub struct LogStore {
     tx: mpsc::Sender<WriteOp>,
     readers: Readers,
     writer: Arc<writer::WriterThread>,
+    stats: Arc<WriteStats>,
 }
 
 /// A conversation's last seq, read from its log (the events table is the
@@ -373,6 +376,7 @@ impl LogStore {
             checkpoint: open_conn(&path, false, config.sync)?,
             wal,
         };
+        let stats = Arc::new(WriteStats::default());
         let writer = writer::WriterThread::start(
             disk,
             &snapshot,
@@ -380,12 +384,14 @@ impl LogStore {
             config.batch_max.max(1),
             limits,
             sink,
+            stats.clone(),
         )?;
         Ok((
             LogStore {
                 tx,
                 readers: Readers::new(readers),
                 writer: Arc::new(writer),
+                stats,
             },
             snapshot,
         ))
@@ -465,6 +471,11 @@ impl LogStore {
     /// The read side.
     pub fn readers(&self) -> &Readers {
         &self.readers
+    }
+
+    /// What the writer measures of its commits, and whether writes failed.
+    pub fn stats(&self) -> Arc<WriteStats> {
+        self.stats.clone()
     }
 
     /// Stop accepting writes, finish everything queued, and wait for the

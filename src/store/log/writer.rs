@@ -14,11 +14,13 @@
 use super::checkpoint::Checkpointer;
 use super::durable::{Batch, Failed, Publisher, SyncStage, not_durable};
 use super::mirror::Mirror;
+use super::stats::WriteStats;
 use super::{AccountReply, Appended, Committed, StoreError, WriteLimits, WriteOp};
 use crate::proto::{ErrorCode, ProtoError, ReceiptPair};
 use rusqlite::Connection;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 use tokio::sync::mpsc;
 
 /// Receives committed changes in commit order, on the writer thread (or, with
@@ -69,6 +71,7 @@ impl WriterThread {
         batch_max: usize,
         limits: WriteLimits,
         sink: Arc<dyn CommitSink>,
+        stats: Arc<WriteStats>,
     ) -> Result<WriterThread, StoreError> {
         let Disk {
             conn,
@@ -92,8 +95,12 @@ impl WriterThread {
                 r.send();
             }
         });
-        let publish = Publisher { sink, answers };
-        let failed = Failed::default();
+        let failed = stats.failed();
+        let publish = Publisher {
+            sink,
+            answers,
+            stats,
+        };
         let mut handles = Vec::new();
         let out = match wal {
             None => Output::Inline(publish),
@@ -237,6 +244,7 @@ impl Writer {
     ) {
         let mut batch = Vec::with_capacity(batch_max);
         while let Some(first) = rx.blocking_recv() {
+            let started = Instant::now();
             batch.push(first);
             while batch.len() < batch_max {
                 match rx.try_recv() {
@@ -244,6 +252,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            let ops = batch.len();
             let (replies, written) = if failed.is_set() {
                 // A sync failed: nothing written from now on could be
                 // acknowledged.
@@ -259,11 +268,17 @@ impl Writer {
                 Output::Inline(publish) => {
                     publish.publish(&self.changes, replies);
                     self.changes.clear();
+                    if written {
+                        publish.stats.batch_ops.observe(ops as u64);
+                        publish.stats.commit_time.observe_time(started.elapsed());
+                    }
                 }
                 Output::Synced(stage) => stage.push(Batch {
                     changes: std::mem::take(&mut self.changes),
                     replies,
                     written,
+                    ops,
+                    started,
                 }),
             }
             if written && let Some(c) = &self.checkpointer {
