@@ -628,6 +628,7 @@ mod tests {
                     ts: 0,
                     client_msg_id: None,
                     eid: None,
+                    bot: false,
                     body,
                 }),
                 String::new(),
@@ -673,6 +674,7 @@ mod tests {
             sender: "alice".into(),
             client_msg_id: None,
             eid: None,
+            bot: false,
             body: EventBody::Create {
                 name: Some("g".into()),
                 members: vec!["alice".into(), "bob".into()],

@@ -514,3 +514,44 @@ async fn a_revoked_session_closes_its_stream_with_the_reason() {
     };
     assert_eq!(close["reason"], "session revoked");
 }
+
+#[tokio::test]
+async fn http_streams_are_counted_as_connections_of_their_transport() {
+    use crate::support::server::http_request;
+    let server = Server::start_with(|c| {
+        c.net.metrics_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    });
+    let at = server.metrics_addr().expect("a metrics listener");
+    let gauge = |body: &str| -> f64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(r#"chatd_connections{transport="http"} "#))
+            .expect("the http series")
+            .parse()
+            .unwrap()
+    };
+    let (_, body) = http_request(at, "GET", "/metrics").await;
+    assert_eq!(gauge(&body), 0.0);
+    let (_s, token, id) = stream_of(&server, "alice").await;
+    let (_, body) = http_request(at, "GET", "/metrics").await;
+    assert_eq!(gauge(&body), 1.0);
+    let auth = format!("Bearer {token}");
+    let d = http_exchange(
+        server.addr(),
+        "DELETE",
+        "/stream",
+        &[("X-Chat-Stream", &id), ("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(d.status, 204);
+    let mut last = 1.0;
+    for _ in 0..50 {
+        let (_, body) = http_request(at, "GET", "/metrics").await;
+        last = gauge(&body);
+        if last == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(last, 0.0, "the stream is no longer counted once it ended");
+}

@@ -30,6 +30,7 @@ use crate::server::Shared;
 use crate::server::auth::token_digest;
 use crate::server::hub::Frame;
 use crate::server::limiter::TypingThrottle;
+use crate::server::metrics::{ConnectionGuard, Transport};
 use crate::server::queue::PushQueue;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::future::BoxFuture;
@@ -110,6 +111,8 @@ struct Stream {
     queue: Arc<PushQueue>,
     /// Frames of this stream being answered at once (`max_inflight`).
     inflight: Semaphore,
+    /// Counts the stream among open connections while it lives.
+    _open: ConnectionGuard,
     state: Mutex<State>,
 }
 
@@ -231,6 +234,7 @@ pub async fn open(body: Bytes, addr: IpAddr, shared: Arc<Shared>) -> Response<Bo
         Outcome::None | Outcome::Later(_) => encode_error(None, &ProtoError::internal()),
     };
     drop(unauthenticated);
+    shared.metrics.reply(&reply);
     let Some(token) = session.token_digest.filter(|_| session.user.is_some()) else {
         return refused_handshake(reply);
     };
@@ -241,6 +245,7 @@ pub async fn open(body: Bytes, addr: IpAddr, shared: Arc<Shared>) -> Response<Bo
         session: tokio::sync::Mutex::new(session),
         queue,
         inflight: Semaphore::new(limits.max_inflight.max(1)),
+        _open: shared.metrics.connection_opened(Transport::Http),
         state: Mutex::new(State {
             next: 1,
             sent: VecDeque::new(),
@@ -397,6 +402,9 @@ pub async fn rpc(
         }
     }
     let replies = futures_util::future::join_all(answers).await;
+    for r in &replies {
+        shared.metrics.reply(r);
+    }
     if let Some(why) = close {
         stream.end(&why);
         shared.streams.remove(&stream);
@@ -571,6 +579,7 @@ impl Attachment {
                 queue.drain(PUSH_BATCH, |f| stream.record(&mut st, f, max, &mut out))
             };
             if drained.kicked {
+                self.shared.metrics.kicked();
                 return Some(
                     self.finish(out, "too slow: outbound queue full; reconnect and resync"),
                 );
