@@ -55,6 +55,8 @@ pub struct Shared {
     pub files: files::Files,
     /// Sessions carried over HTTP (server-sent events and `POST`).
     pub streams: session::stream::Streams,
+    /// The incoming webhooks that posted lately: their rates.
+    pub webhooks: webhooks::Hooks,
     /// Browser origins allowed to open a session (`[net] allowed_origins`).
     pub allowed_origins: Arc<[String]>,
     pub shutdown: CancellationToken,
@@ -151,6 +153,7 @@ pub async fn serve_listeners(
         retention: config.retention.clone(),
         files,
         streams: session::stream::Streams::default(),
+        webhooks: webhooks::Hooks::default(),
         allowed_origins: config.net.allowed_origins.clone().into(),
         shutdown: token.clone(),
         grace: Duration::from_secs(config.shutdown_grace_secs),

@@ -28,7 +28,7 @@ use hyper::body::Incoming;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::IpAddr;
-use std::sync::{LazyLock, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -53,8 +53,9 @@ struct HookState {
     seen: Instant,
 }
 
-static HOOKS: LazyLock<Mutex<HashMap<String, HookState>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+/// The webhooks of one server that posted lately (see [`HookState`]).
+#[derive(Default)]
+pub struct Hooks(Mutex<HashMap<String, HookState>>);
 
 /// Answer `POST /hooks/{rest}`.
 pub async fn post(
@@ -79,7 +80,7 @@ pub async fn post(
         shared.throttle.fail(addr, None);
         return unknown();
     };
-    let touch = match admit(id, &shared.limits) {
+    let touch = match admit(&shared.webhooks, id, &shared.limits) {
         Ok(touch) => touch,
         Err(wait) => return too_many("this webhook posts too often; wait", wait),
     };
@@ -152,8 +153,8 @@ fn secret_matches(stored: &str, secret: &str) -> bool {
 
 /// Take a token of webhook `id`'s bucket; `Ok(true)` when its last use is
 /// due to be written, `Err` with the wait when it is over its rate.
-fn admit(id: &str, limits: &crate::proto::Limits) -> Result<bool, Duration> {
-    let mut hooks = HOOKS.lock().unwrap_or_else(PoisonError::into_inner);
+fn admit(hooks: &Hooks, id: &str, limits: &crate::proto::Limits) -> Result<bool, Duration> {
+    let mut hooks = hooks.0.lock().unwrap_or_else(PoisonError::into_inner);
     let now = Instant::now();
     if hooks.len() >= TRACKED && !hooks.contains_key(id) {
         hooks.retain(|_, h| now.duration_since(h.seen) < TOUCH_EVERY);
