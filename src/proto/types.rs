@@ -105,6 +105,9 @@ pub struct MemberEntry {
     pub delivered: u64,
     #[serde(default)]
     pub read: u64,
+    /// A bot account.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub bot: bool,
 }
 
 /// A member's role in a group or channel.

@@ -561,6 +561,7 @@ impl Hub {
                     role: c.roles.get(m).copied().unwrap_or_default(),
                     delivered: r.delivered,
                     read: r.read,
+                    bot: false,
                 }
             })
             .collect();

@@ -162,6 +162,7 @@ pub const HELP_COMMANDS: &[(&str, &str)] = &[
     ("/react EMOJI", "react to selected / last"),
     ("/reply [text]", "reply to selected / last"),
     ("/upload PATH", "share a file"),
+    ("/webhook …", "create, list, revoke hooks"),
     ("/away  /back", "set presence"),
     ("/mute  /unmute", "mute (mentions notify)"),
     ("/sessions", "devices logged in as me"),

@@ -95,13 +95,14 @@ async fn the_webhooks_account_is_a_member_marked_as_a_bot() {
     let members = alice
         .ok(json!({"type":"members","conversation_id":conv}))
         .await;
-    assert!(
-        members["members"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|m| m["user"] == "deploys")
-    );
+    let list = members["members"].as_array().unwrap();
+    let hook = list
+        .iter()
+        .find(|m| m["user"] == "deploys")
+        .expect("listed");
+    assert_eq!(hook["bot"], true, "marked in the member list");
+    let person = list.iter().find(|m| m["user"] == "alice").unwrap();
+    assert!(person.get("bot").is_none());
     let users = alice.ok(json!({"type":"users","prefix":"de"})).await;
     assert_eq!(users["users"][0]["user"], "deploys");
     assert_eq!(users["users"][0]["bot"], true);

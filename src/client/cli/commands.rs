@@ -368,12 +368,12 @@ async fn members(loaded: &Loaded, target: &str, json: bool) -> Result<(), Failur
         println!("{}", serde_json::to_string(&all).unwrap_or_default());
     } else {
         for m in &all {
-            println!(
-                "{:<32} {:<6} read {}",
-                clean(&m.user),
-                m.role.as_str(),
-                m.read
-            );
+            let name = if m.bot {
+                format!("{} [bot]", clean(&m.user))
+            } else {
+                clean(&m.user)
+            };
+            println!("{:<32} {:<6} read {}", name, m.role.as_str(), m.read);
         }
     }
     Ok(())

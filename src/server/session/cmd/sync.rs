@@ -183,6 +183,24 @@ impl Session {
         let next = more
             .then(|| members.last().map(|m| m.user.clone()))
             .flatten();
-        Ok(Outcome::Reply(encode_ok(rid, &MembersOk { members, next })))
+        // Which of them are bots, read from the store once the hub's
+        // lock is let go.
+        let shared = self.shared.clone();
+        Ok(Outcome::Later(
+            async move {
+                let mut members = members;
+                let names: Vec<String> = members.iter().map(|m| m.user.clone()).collect();
+                match shared.store.readers().bots_among(names).await {
+                    Ok(bots) => {
+                        for m in &mut members {
+                            m.bot = bots.contains(&m.user);
+                        }
+                        encode_ok(rid, &MembersOk { members, next })
+                    }
+                    Err(e) => crate::proto::encode_error(Some(rid), &e.to_proto()),
+                }
+            }
+            .boxed(),
+        ))
     }
 }
