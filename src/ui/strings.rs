@@ -8,7 +8,7 @@ pub const NOTIFY_OPEN: &str = "Open";
 pub const CONNECTING: &str = "connecting…";
 pub const CONNECTED: &str = "connected";
 /// Connected, but over plain HTTP: the WebSocket did not get through.
-pub const CONNECTED_HTTP: &str = "connected over HTTP (WebSocket blocked)";
+pub const CONNECTED_HTTP: &str = "connected over HTTP";
 pub const CACHED: &str = "showing cached messages";
 pub fn syncing(conversations: usize) -> String {
     format!("syncing… {conversations} conversations")
