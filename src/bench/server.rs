@@ -65,6 +65,8 @@ hashes_per_address = 64
 
 [limits]
 {budget}max_connections_per_user = 10000
+# `idle` holds up to 19,000 (the machine's open-file limit is 20,000).
+max_connections = 19500
 max_unauthenticated_per_address = 100000
 handshakes_per_sec = 1000000
 handshake_burst = 1000000
