@@ -555,3 +555,30 @@ async fn http_streams_are_counted_as_connections_of_their_transport() {
     }
     assert_eq!(last, 0.0, "the stream is no longer counted once it ended");
 }
+
+#[tokio::test]
+async fn a_session_revoked_while_its_stream_waits_for_a_resume_answers_nothing_more() {
+    let server = Server::start();
+    let (s, token, id) = stream_of(&server, "alice").await;
+    drop(s); // lost: the session lingers, waiting for a resume
+    let mut other = server.login("alice").await;
+    other
+        .ok(json!({"type":"revoke_session","others":true}))
+        .await;
+    let mut status = 0;
+    for _ in 0..50 {
+        status = rpc(
+            &server,
+            &id,
+            &token,
+            &json!({"type":"sync","id":2}).to_string(),
+        )
+        .await
+        .status;
+        if status == 410 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 410, "a revoked session answers no request");
+}

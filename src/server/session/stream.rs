@@ -340,7 +340,9 @@ pub async fn rpc(
         shared.throttle.fail(addr, None);
         return r;
     }
-    if stream.state().ended.is_some() {
+    // Ended, or its session ended while no connection carried it (revoked,
+    // logged out elsewhere): nothing more is answered on it.
+    if stream.state().ended.is_some() || stream.queue.ended().is_some() {
         return refusal(
             StatusCode::GONE,
             &ProtoError::new(
