@@ -273,3 +273,28 @@ async fn a_logout_elsewhere_ends_the_http_session_like_a_websocket_one() {
     alice.stop().await;
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_fallen_back_a_reconnect_goes_straight_to_http() {
+    let mut w = World::new();
+    let (_, _, _conv) = w.dm("alice", "bob").await;
+    let proxy = Proxy::start(&w.url(), Upgrade::Swallow, Faults::default()).await;
+    let alice = through(&w, &proxy, "alice", Transport::Auto).await;
+    assert!(alice.with(|m| m.via_http));
+    assert_eq!(Counts::get(&proxy.counts.upgrades), 1);
+    proxy.set_down(true);
+    alice
+        .wait("disconnected", |m| m.conn != ConnState::Connected)
+        .await;
+    proxy.set_down(false);
+    alice.wait_connected().await;
+    assert!(alice.with(|m| m.via_http));
+    assert_eq!(
+        Counts::get(&proxy.counts.upgrades),
+        1,
+        "no second wait on a swallowed upgrade"
+    );
+    assert!(Counts::get(&proxy.counts.streams) >= 2);
+    alice.stop().await;
+    w.stop().await;
+}

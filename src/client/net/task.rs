@@ -175,6 +175,10 @@ async fn run<E: From<NetEvent> + Send + 'static>(
         async move { events.send(E::from(ev)).await.is_ok() }
     };
     let mut attempt: u32 = 0;
+    // In `auto`, once the WebSocket did not get through: reconnect over
+    // HTTP at once (not after another wait for the upgrade) until it is
+    // time to look at the WebSocket again.
+    let mut http_until: Option<Instant> = None;
     loop {
         // Without credentials, wait for some.
         let Some(c) = creds.clone() else {
@@ -189,13 +193,17 @@ async fn run<E: From<NetEvent> + Send + 'static>(
         if !emit(NetEvent::State(ConnState::Connecting)).await {
             return;
         }
+        let transport = match (config.transport, http_until) {
+            (Transport::Auto, Some(until)) if Instant::now() < until => Transport::Http,
+            (chosen, _) => chosen,
+        };
         let outcome = async {
             let mut conn = Conn::connect_via(
                 &config.server,
                 config.connect_timeout,
                 config.insecure,
                 config.ca_file.as_deref(),
-                config.transport,
+                transport,
             )
             .await?;
             let ok =
@@ -220,6 +228,10 @@ async fn run<E: From<NetEvent> + Send + 'static>(
                 {
                     return;
                 }
+                // The WebSocket was just tried, and did not get through.
+                if transport == Transport::Auto && conn.is_http() {
+                    http_until = Some(Instant::now() + config.ws_retry);
+                }
                 let started = Instant::now();
                 let ended = connected(conn, &config, &mut rx, &events, &mut creds).await;
                 if started.elapsed() >= config.healthy_after {
@@ -227,7 +239,10 @@ async fn run<E: From<NetEvent> + Send + 'static>(
                 }
                 match ended {
                     Ended::Shutdown => return,
-                    Ended::Upgrade => continue,
+                    Ended::Upgrade => {
+                        http_until = None;
+                        continue;
+                    }
                     Ended::Lost(reason) => reason,
                     Ended::SessionOver(err) => {
                         // Never again with this token: wait for new credentials.
