@@ -71,8 +71,14 @@ impl Checkpointer {
         if !self.restart.swap(false, Ordering::Relaxed) {
             return;
         }
+        let started = Instant::now();
         match checkpoint(writer) {
-            Ok((log, done)) => tracing::debug!(log, done, "checkpoint: finished by the writer"),
+            Ok((log, done)) => tracing::debug!(
+                log,
+                done,
+                ms = started.elapsed().as_secs_f64() * 1000.0,
+                "checkpoint: finished by the writer"
+            ),
             Err(e) => tracing::warn!("checkpoint by the writer failed: {e}"),
         }
     }
@@ -94,6 +100,12 @@ fn run(conn: Connection, wake: Receiver<()>, restart: &AtomicBool) {
         last = Instant::now();
         match checkpoint(&conn) {
             Ok((log, done)) => {
+                tracing::trace!(
+                    log,
+                    done,
+                    ms = last.elapsed().as_secs_f64() * 1000.0,
+                    "checkpoint: a pass"
+                );
                 if log > 0 && done < log {
                     tracing::debug!(log, done, "checkpoint: part of the WAL is still in use")
                 }
