@@ -582,3 +582,25 @@ async fn a_session_revoked_while_its_stream_waits_for_a_resume_answers_nothing_m
     }
     assert_eq!(status, 410, "a revoked session answers no request");
 }
+
+#[tokio::test]
+async fn a_graceful_shutdown_closes_streams_attached_or_waiting() {
+    let mut server = Server::start();
+    let (mut attached, _t1, _id1) = stream_of(&server, "alice").await;
+    let (waiting, _t2, _id2) = stream_of(&server, "bob").await;
+    drop(waiting); // lingering, waiting for a resume
+    let started = std::time::Instant::now();
+    server.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "a lingering stream does not hold the shutdown: {:?}",
+        started.elapsed()
+    );
+    let close = loop {
+        let ev = attached.next(WAIT).await.expect("a close event");
+        if ev.kind.as_deref() == Some("close") {
+            break ev.json();
+        }
+    };
+    assert_eq!(close["reason"], "server shutting down");
+}
