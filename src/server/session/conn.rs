@@ -38,7 +38,7 @@ pub(super) struct ServerConn {
     pub(super) s: Session,
     /// Requests in flight; created on the first one and dropped when all
     /// are answered, so an idle connection holds none of its allocations.
-    inflight: Option<FuturesUnordered<BoxFuture<'static, String>>>,
+    pub(super) inflight: Option<FuturesUnordered<BoxFuture<'static, String>>>,
     /// The authentication deadline, then the shutdown drain: a timer that
     /// lives on the heap only while it matters.
     deadline: Option<(Pin<Box<Sleep>>, Deadline)>,
@@ -159,12 +159,7 @@ impl ServerConn {
                     close(CloseCode::Policy, "authenticate first")
                 }
             })),
-            Wake::Reply(reply) => {
-                if self.inflight.as_ref().is_some_and(|f| f.is_empty()) {
-                    self.inflight = None;
-                }
-                self.send_text(&reply).await
-            }
+            Wake::Reply(reply) => self.send_replies(reply).await,
             Wake::Signal => match self.signalled() {
                 Ok(flow) => flow,
                 // Never `Signal` again: one level deep.

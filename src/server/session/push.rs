@@ -8,7 +8,7 @@
 use super::close;
 use super::conn::{Flow, ServerConn, Wake, Ws};
 use crate::server::queue::{Drained, PushQueue};
-use futures_util::SinkExt;
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -18,6 +18,30 @@ impl ServerConn {
     pub(super) async fn send_text(&mut self, text: &str) -> Flow {
         self.s.shared.metrics.reply(text);
         match write_text(&mut self.ws, &self.s.queue, text).await {
+            Ok(()) => Flow::Continue,
+            Err(()) => Flow::Close(None),
+        }
+    }
+
+    /// Write a reply, and every other reply already answered, with one
+    /// flush: a client that pipelines requests (a catch-up's history
+    /// pages) gets them in one send rather than one each.
+    pub(super) async fn send_replies(&mut self, first: String) -> Flow {
+        let metrics = &self.s.shared.metrics;
+        metrics.reply(&first);
+        self.ws.get_mut().queue_text(first.as_bytes());
+        if let Some(inflight) = self.inflight.as_mut() {
+            // Polled without the task's waker: the connection's wait polls
+            // `inflight` again (with it) before it sleeps.
+            while let Some(Some(reply)) = inflight.next().now_or_never() {
+                metrics.reply(&reply);
+                self.ws.get_mut().queue_text(reply.as_bytes());
+            }
+            if inflight.is_empty() {
+                self.inflight = None;
+            }
+        }
+        match flush(&mut self.ws, &self.s.queue).await {
             Ok(()) => Flow::Continue,
             Err(()) => Flow::Close(None),
         }
