@@ -29,7 +29,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite};
 
-pub use stream::Body;
+/// The body of chatd's HTTP responses.
+pub type Body = BoxBody<Bytes, std::io::Error>;
 
 /// Bytes gathered from an upload's body before they are written out.
 const WRITE_CHUNK: usize = 256 * 1024;
@@ -208,17 +209,7 @@ async fn authorize(
             wait,
         ));
     }
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() <= 512);
-    let Some(token) = token else {
+    let Some(token) = bearer(req.headers()) else {
         return Err(unauthorized(
             "an Authorization: Bearer TOKEN header is needed",
         ));
@@ -615,6 +606,19 @@ fn internal() -> Response<Body> {
     text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
 }
 
+/// The token of an `Authorization: Bearer` header, if one of a sane size.
+pub(super) fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 512)
+}
+
 fn unauthorized(why: &str) -> Response<Body> {
     let mut r = text(StatusCode::UNAUTHORIZED, &format!("{why}\n"));
     set(&mut r, header::WWW_AUTHENTICATE, "Bearer");
@@ -623,8 +627,21 @@ fn unauthorized(why: &str) -> Response<Body> {
 
 fn too_many(why: &str, wait: Duration) -> Response<Body> {
     let mut r = text(StatusCode::TOO_MANY_REQUESTS, &format!("{why}\n"));
+    retry_after(&mut r, wait);
+    r
+}
+
+/// `Retry-After` in whole seconds (at least one), rounded up.
+pub(super) fn retry_after(r: &mut Response<Body>, wait: Duration) {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    set(&mut r, header::RETRY_AFTER, &secs.max(1).to_string());
+    set(r, header::RETRY_AFTER, &secs.max(1).to_string());
+}
+
+/// A JSON answer.
+pub(super) fn json(status: StatusCode, body: String) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    set(&mut r, header::CONTENT_TYPE, "application/json");
     r
 }
 
@@ -647,11 +664,11 @@ fn set(r: &mut Response<Body>, name: header::HeaderName, value: &str) {
     }
 }
 
-fn full(s: String) -> Body {
-    BoxBody::new(Full::new(Bytes::from(s)).map_err(|never: Infallible| match never {}))
+pub(super) fn full(b: impl Into<Bytes>) -> Body {
+    BoxBody::new(Full::new(b.into()).map_err(|never: Infallible| match never {}))
 }
 
-fn empty() -> Body {
+pub(super) fn empty() -> Body {
     BoxBody::new(Empty::new().map_err(|never: Infallible| match never {}))
 }
 

@@ -20,19 +20,17 @@ use super::Shared;
 use super::limiter::TokenBucket;
 use crate::proto::{ErrorCode, EventBody};
 use crate::store::log::{AccountOp, Append, BotOp, StoreError};
-use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 use tokio::time::Instant;
 
-type Body = BoxBody<Bytes, std::io::Error>;
+use super::http::Body;
 
 /// Bytes of a request body beyond `max_body_bytes` allowed for the JSON
 /// around the text and its escapes.
@@ -320,10 +318,7 @@ fn too_large(max: usize) -> Response<Body> {
 
 fn too_many(why: &str, wait: Duration) -> Response<Body> {
     let mut r = refuse(StatusCode::TOO_MANY_REQUESTS, why);
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
-        r.headers_mut().insert(header::RETRY_AFTER, v);
-    }
+    super::http::retry_after(&mut r, wait);
     r
 }
 
@@ -350,14 +345,7 @@ fn refuse(status: StatusCode, why: &str) -> Response<Body> {
 }
 
 fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
-    let body = Full::new(Bytes::from(v.to_string())).map_err(|never: Infallible| match never {});
-    let mut r = Response::new(BoxBody::new(body));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
+    super::http::json(status, v.to_string())
 }
 
 #[cfg(test)]

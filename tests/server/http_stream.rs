@@ -198,6 +198,19 @@ async fn rpc(server: &Server, stream: &str, token: &str, body: &str) -> HttpRepl
     .await
 }
 
+/// `DELETE /stream`: the client leaves.
+async fn leave(server: &Server, stream: &str, token: &str) -> HttpReply {
+    let auth = format!("Bearer {token}");
+    http_exchange(
+        server.addr(),
+        "DELETE",
+        "/stream",
+        &[("X-Chat-Stream", stream), ("Authorization", &auth)],
+        b"",
+    )
+    .await
+}
+
 fn body_json(r: &HttpReply) -> Value {
     serde_json::from_str(&r.text()).unwrap_or_else(|e| panic!("{e}: {}", r.text()))
 }
@@ -468,15 +481,7 @@ async fn presence_outlives_a_lost_stream_briefly_and_a_delete_ends_it_at_once() 
     let id = r.header("x-chat-stream").unwrap();
     let v = alice.expect_push(presence_of_bob, WAIT).await;
     assert_eq!(v["status"], "online");
-    let auth = format!("Bearer {token}");
-    let d = http_exchange(
-        server.addr(),
-        "DELETE",
-        "/stream",
-        &[("X-Chat-Stream", &id), ("Authorization", &auth)],
-        b"",
-    )
-    .await;
+    let d = leave(&server, &id, &token).await;
     assert_eq!(d.status, 204);
     let v = alice
         .expect_push(presence_of_bob, Duration::from_millis(800))
@@ -534,15 +539,7 @@ async fn http_streams_are_counted_as_connections_of_their_transport() {
     let (_s, token, id) = stream_of(&server, "alice").await;
     let (_, body) = http_request(at, "GET", "/metrics").await;
     assert_eq!(gauge(&body), 1.0);
-    let auth = format!("Bearer {token}");
-    let d = http_exchange(
-        server.addr(),
-        "DELETE",
-        "/stream",
-        &[("X-Chat-Stream", &id), ("Authorization", &auth)],
-        b"",
-    )
-    .await;
+    let d = leave(&server, &id, &token).await;
     assert_eq!(d.status, 204);
     let mut last = 1.0;
     for _ in 0..50 {

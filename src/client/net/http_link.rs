@@ -61,10 +61,7 @@ impl Dial {
             .files
             .connect()
             .await
-            .map_err(|e| ClientError::Connect {
-                url: self.files.authority().to_string(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| client_error(self.files.authority(), e))?;
         handshake(io).await
     }
 
@@ -77,6 +74,20 @@ impl Dial {
                 header::USER_AGENT,
                 concat!("chat/", env!("CARGO_PKG_VERSION")),
             )
+    }
+}
+
+/// A connection failure as the WebSocket's would be reported.
+fn client_error(url: &str, e: super::files::TransferError) -> ClientError {
+    use super::files::TransferError as T;
+    match e {
+        T::Insecure(host) => ClientError::Insecure(host),
+        T::CaFile(why) => ClientError::CaFile(why),
+        T::Tls { host, reason } => ClientError::Tls { host, reason },
+        other => ClientError::Connect {
+            url: url.to_string(),
+            reason: other.to_string(),
+        },
     }
 }
 
@@ -139,18 +150,8 @@ impl HttpLink {
         insecure: bool,
         ca_file: Option<&std::path::Path>,
     ) -> Result<HttpLink, ClientError> {
-        let files = FileClient::new(url, String::new(), insecure, ca_file).map_err(|e| {
-            use super::files::TransferError as T;
-            match e {
-                T::Insecure(host) => ClientError::Insecure(host),
-                T::CaFile(why) => ClientError::CaFile(why),
-                T::Tls { host, reason } => ClientError::Tls { host, reason },
-                other => ClientError::Connect {
-                    url: url.to_string(),
-                    reason: other.to_string(),
-                },
-            }
-        })?;
+        let files = FileClient::new(url, String::new(), insecure, ca_file)
+            .map_err(|e| client_error(url, e))?;
         let path = url
             .split_once("://")
             .map_or(url, |(_, r)| r)
@@ -173,16 +174,7 @@ impl HttpLink {
                     reason: "timed out".into(),
                 });
             }
-            Ok(Err(e)) => {
-                use super::files::TransferError as T;
-                return Err(match e {
-                    T::Tls { host, reason } => ClientError::Tls { host, reason },
-                    other => ClientError::Connect {
-                        url: url.to_string(),
-                        reason: other.to_string(),
-                    },
-                });
-            }
+            Ok(Err(e)) => return Err(client_error(url, e)),
             Ok(Ok(io)) => handshake(io).await?,
         };
         let (tx, rx) = mpsc::channel(INCOMING);

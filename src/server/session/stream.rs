@@ -28,6 +28,7 @@ use super::{Outcome, Session};
 use crate::proto::{ErrorCode, ProtoError, encode_error};
 use crate::server::Shared;
 use crate::server::auth::token_digest;
+use crate::server::http::{Body, bearer, full, json, retry_after};
 use crate::server::hub::Frame;
 use crate::server::limiter::TypingThrottle;
 use crate::server::metrics::{ConnectionGuard, Transport};
@@ -36,17 +37,13 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::future::BoxFuture;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
-use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use http_body_util::{StreamBody, combinators::BoxBody};
 use std::collections::{HashMap, VecDeque};
-use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-
-/// The body type of chatd's HTTP responses.
-pub type Body = BoxBody<Bytes, std::io::Error>;
 
 /// The header naming the stream a `POST /rpc` belongs to.
 pub const STREAM_HEADER: &str = "x-chat-stream";
@@ -83,12 +80,8 @@ impl Streams {
     }
 
     /// Streams open, attached or waiting to be resumed.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Forget every stream (at shutdown: their sessions hold the server's
@@ -454,16 +447,7 @@ pub async fn close(headers: &HeaderMap, addr: IpAddr, shared: Arc<Shared>) -> Re
 /// authenticated with.
 #[allow(clippy::result_large_err)]
 fn check_token(headers: &HeaderMap, stream: &Stream) -> Result<(), Response<Body>> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| t.len() <= 512);
-    let matches = token.is_some_and(|t| {
+    let matches = bearer(headers).is_some_and(|t| {
         let d = token_digest(t);
         // Constant time: no early exit on the first differing byte.
         d.iter()
@@ -668,10 +652,7 @@ fn new_stream_id() -> String {
 fn refusal(status: StatusCode, e: &ProtoError) -> Response<Body> {
     let mut r = json(status, encode_error(None, e));
     if let Some(ms) = e.retry_after_ms {
-        let secs = ms.div_ceil(1000).max(1);
-        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-            r.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+        retry_after(&mut r, Duration::from_millis(ms));
     }
     r
 }
@@ -694,20 +675,6 @@ fn refused_handshake(reply: String) -> Response<Body> {
         _ => StatusCode::BAD_REQUEST,
     };
     json(status, reply)
-}
-
-fn json(status: StatusCode, body: String) -> Response<Body> {
-    let mut r = Response::new(full(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
-fn full(b: Bytes) -> Body {
-    BoxBody::new(Full::new(b).map_err(|never: Infallible| match never {}))
 }
 
 #[cfg(test)]

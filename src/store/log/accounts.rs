@@ -672,6 +672,22 @@ impl Writer {
     }
 }
 
+/// Accounts matching `filter` (SQL over the users table), by name, after
+/// `after`, at most `limit`.
+pub(super) fn account_page(
+    c: &Connection,
+    filter: &str,
+    after: Option<String>,
+    limit: u32,
+) -> Result<Vec<Account>, StoreError> {
+    Ok(c.prepare_cached(&format!(
+        "{ACCOUNT} WHERE ({filter}) AND (?1 IS NULL OR username > ?1)
+         ORDER BY username LIMIT ?2"
+    ))?
+    .query_map(params![after, limit], account_row)?
+    .collect::<Result<_, _>>()?)
+}
+
 pub(super) fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
     Ok(Account {
         username: r.get(0)?,
@@ -706,21 +722,15 @@ impl Readers {
         .await
     }
 
-    /// Every account, by name (`online` left false for the caller to fill).
-    /// Accounts by name, after `after`, at most `limit`.
+    /// Accounts by name, after `after`, at most `limit` (`online` left
+    /// false for the caller to fill).
     pub async fn accounts(
         &self,
         after: Option<String>,
         limit: u32,
     ) -> Result<Vec<Account>, StoreError> {
-        self.with(move |c| {
-            Ok(c.prepare_cached(&format!(
-                "{ACCOUNT} WHERE ?1 IS NULL OR username > ?1 ORDER BY username LIMIT ?2"
-            ))?
-            .query_map(params![after, limit], account_row)?
-            .collect::<Result<_, _>>()?)
-        })
-        .await
+        self.with(move |c| account_page(c, "TRUE", after, limit))
+            .await
     }
 
     /// The sessions of `username`, most recently used first.

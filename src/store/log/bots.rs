@@ -8,7 +8,7 @@
 //! `webhooks` holding the SHA-256 of its secret: its URL is its only
 //! credential, and it posts through the same append path as anyone.
 
-use super::accounts::{account_row, exists, revoke};
+use super::accounts::{exists, revoke};
 use super::writer::{Writer, rejected};
 use super::{AccountReply, Readers, Revoke, StoreError};
 use crate::proto::{
@@ -275,16 +275,8 @@ impl Readers {
         after: Option<String>,
         limit: u32,
     ) -> Result<Vec<Account>, StoreError> {
-        self.with(move |c| {
-            Ok(c.prepare_cached(&format!(
-                "{} WHERE kind = 'bot' AND (?1 IS NULL OR username > ?1)
-                 ORDER BY username LIMIT ?2",
-                super::accounts::ACCOUNT
-            ))?
-            .query_map(params![after, limit], account_row)?
-            .collect::<Result<_, _>>()?)
-        })
-        .await
+        self.with(move |c| super::accounts::account_page(c, "kind = 'bot'", after, limit))
+            .await
     }
 
     /// `user`'s role in a conversation, if a member.

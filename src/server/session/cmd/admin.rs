@@ -16,10 +16,10 @@ const MAX_INVITE_SECS: u64 = 365 * 24 * 3600;
 
 /// A page of accounts as sent.
 #[derive(serde::Serialize)]
-struct Page {
-    users: Vec<Box<serde_json::value::RawValue>>,
+pub(super) struct Page {
+    pub(super) users: Vec<Box<serde_json::value::RawValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    next: Option<String>,
+    pub(super) next: Option<String>,
 }
 
 impl Session {

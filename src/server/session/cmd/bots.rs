@@ -86,15 +86,9 @@ impl Session {
         }
         let (encoded, next) =
             super::page_of(bots, PAGE, &self.shared.limits, |b| b.username.clone())?;
-        #[derive(serde::Serialize)]
-        struct BotsPage {
-            users: Vec<Box<serde_json::value::RawValue>>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            next: Option<String>,
-        }
         Ok(Outcome::Reply(encode_ok(
             rid,
-            &BotsPage {
+            &super::admin::Page {
                 users: encoded,
                 next,
             },
