@@ -27,6 +27,15 @@ struct Args {
     /// private) [default: the config's, else off]
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+    /// Keep the log in this PostgreSQL database (postgres://USER@HOST/DB)
+    /// instead of the embedded SQLite file [default: the config's, else
+    /// embedded]
+    #[arg(long, value_name = "URL", global = true)]
+    store: Option<String>,
+    /// Share events, typing and presence with other nodes through this
+    /// Redis server (redis://HOST) [default: the config's, else none]
+    #[arg(long, value_name = "URL")]
+    bus: Option<String>,
     /// Print the effective configuration as TOML and exit
     #[arg(long)]
     print_config: bool,
@@ -51,6 +60,8 @@ fn main() {
         file: args.config,
         registration: args.registration,
         metrics_listen: args.metrics_listen,
+        store: args.store,
+        bus: args.bus,
     };
     if args.print_config {
         let shown = chat::server::load_config_with(&overrides)

@@ -20,6 +20,7 @@ pub struct Config {
     pub data: Option<PathBuf>,
     pub limits: Limits,
     pub store: StoreConfig,
+    pub bus: BusConfig,
     pub auth: AuthConfig,
     pub net: NetSettings,
     pub retention: RetentionConfig,
@@ -54,6 +55,30 @@ pub struct NetSettings {
     /// everyone either, and the listener has no authentication.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<SocketAddr>,
+}
+
+/// The bus between chatd nodes (`[bus]`): with several nodes on one
+/// PostgreSQL database, Redis carries committed events, typing, presence and
+/// revocations from the node that saw them to the others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusConfig {
+    /// `redis://HOST[:PORT][/DB]`; `None` (the default): one node, fan-out
+    /// in process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Seconds a node's word that a user is online lasts without being
+    /// renewed: a node that dies takes its users offline within this.
+    pub presence_ttl_secs: u64,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig {
+            url: None,
+            presence_ttl_secs: 30,
+        }
+    }
 }
 
 /// Accounts, sessions and password hashing (argon2id).
@@ -150,6 +175,7 @@ impl Default for Config {
             data: None,
             limits: Limits::default(),
             store: StoreConfig::default(),
+            bus: BusConfig::default(),
             auth: AuthConfig::default(),
             net: NetSettings::default(),
             retention: RetentionConfig::default(),

@@ -31,6 +31,10 @@ pub struct Overrides {
     pub registration: Option<Registration>,
     /// `[net] metrics_listen`.
     pub metrics_listen: Option<SocketAddr>,
+    /// `[store] url`.
+    pub store: Option<String>,
+    /// `[bus] url`.
+    pub bus: Option<String>,
 }
 
 /// Build the configuration: file (if any), then flags.
@@ -51,6 +55,12 @@ pub fn load_config_with(o: &Overrides) -> Result<Config, super::config::ConfigEr
     }
     if let Some(addr) = o.metrics_listen {
         config.net.metrics_listen = Some(addr);
+    }
+    if let Some(url) = &o.store {
+        config.store.url = Some(url.clone());
+    }
+    if let Some(url) = &o.bus {
+        config.bus.url = Some(url.clone());
     }
     Ok(config)
 }

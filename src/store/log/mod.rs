@@ -106,6 +106,13 @@ pub struct StoreConfig {
     pub queue: usize,
     /// Read-only connections for history and lookups.
     pub readers: usize,
+    /// Where the store lives: `None` (the default) is the embedded SQLite
+    /// database in the data directory; `postgres://USER@HOST/DB` is a
+    /// PostgreSQL database that any number of chatd nodes share.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Connections each node keeps to PostgreSQL.
+    pub pool: usize,
 }
 
 impl Default for StoreConfig {
@@ -115,6 +122,8 @@ impl Default for StoreConfig {
             batch_max: 512,
             queue: 4096,
             readers: 4,
+            url: None,
+            pool: 16,
         }
     }
 }
