@@ -47,11 +47,14 @@ pub enum ErrorCode {
     /// A quota is used up (conversations created per hour, conversations a
     /// user is in, connections); the message names it.
     LimitExceeded,
+    /// The server cannot reach its database or the bus between its nodes
+    /// just now; nothing was done, and the request may be retried.
+    Unavailable,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::BadFrame,
         ErrorCode::UnknownType,
         ErrorCode::Unauthenticated,
@@ -69,6 +72,7 @@ impl ErrorCode {
         ErrorCode::InviteInvalid,
         ErrorCode::AccountDisabled,
         ErrorCode::LimitExceeded,
+        ErrorCode::Unavailable,
     ];
 
     /// The wire spelling of the code.
@@ -91,12 +95,16 @@ impl ErrorCode {
             ErrorCode::InviteInvalid => "invite_invalid",
             ErrorCode::AccountDisabled => "account_disabled",
             ErrorCode::LimitExceeded => "limit_exceeded",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 
     /// Whether a client may retry the same request later and expect success.
     pub fn is_transient(self) -> bool {
-        matches!(self, ErrorCode::RateLimited | ErrorCode::Internal)
+        matches!(
+            self,
+            ErrorCode::RateLimited | ErrorCode::Internal | ErrorCode::Unavailable
+        )
     }
 }
 
@@ -130,6 +138,10 @@ impl ProtoError {
             retry_after_ms: Some(retry_after_ms),
             ..Self::new(ErrorCode::RateLimited, message)
         }
+    }
+    /// `unavailable`: the database or the bus cannot be reached.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unavailable, message)
     }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidArgument, message)

@@ -64,6 +64,13 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("the store is closed")]
     Closed,
+    /// A PostgreSQL statement failed.
+    #[error("database error: {0}")]
+    Postgres(String),
+    /// The database cannot be reached (no connection from the pool, a
+    /// dropped connection): nothing was done.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
@@ -71,6 +78,9 @@ impl StoreError {
     pub fn to_proto(&self) -> ProtoError {
         match self {
             StoreError::Rejected(e) => e.clone(),
+            StoreError::Unavailable(_) => {
+                ProtoError::unavailable("the database is unreachable; retry later")
+            }
             _ => ProtoError::internal(),
         }
     }
