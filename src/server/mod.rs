@@ -5,7 +5,7 @@
 //! `127.0.0.1:0`). Each accepted socket gets one task: the transport answers
 //! plain HTTP (health, files: [`http`]) or upgrades to a WebSocket, which a [`session`]
 //! serves. Shared state is the [`hub::Hub`] (membership, presence, fan-out)
-//! and the [`LogStore`] (durable log, one writer). With `[net]
+//! and the [`Store`] (the durable log: embedded SQLite, or PostgreSQL). With `[net]
 //! metrics_listen` set, a second listener serves `GET /metrics`
 //! ([`metrics`]).
 
@@ -18,6 +18,7 @@ pub mod http;
 pub mod hub;
 mod limiter;
 pub mod metrics;
+pub mod migrate;
 mod queue;
 mod run;
 pub mod session;
@@ -28,7 +29,8 @@ pub mod webhooks;
 use crate::net::tls::{self, ServerTls};
 use crate::net::transport::{self, Accepted};
 use crate::proto::Limits;
-use crate::store::log::{LogStore, Readers, WriteLimits};
+use crate::store::log::WriteLimits;
+use crate::store::{Readers, Store};
 pub use config::Config;
 use hub::Hub;
 pub use run::{
@@ -45,7 +47,7 @@ use tokio_util::task::TaskTracker;
 /// What every connection task shares.
 pub struct Shared {
     pub hub: Arc<Hub>,
-    pub store: LogStore,
+    pub store: Store,
     pub hasher: auth::Hasher,
     pub throttle: Arc<throttle::Throttle>,
     pub limits: Limits,
@@ -128,7 +130,7 @@ pub async fn serve_listeners(
     let data = config.data_dir()?;
     let hub = Arc::new(Hub::new(config.limits.max_connections_per_user));
     let mut metrics = metrics::Metrics::new();
-    let (store, snapshot) = LogStore::open(
+    let (store, snapshot) = Store::open(
         &data,
         &config.store,
         WriteLimits {
@@ -136,7 +138,8 @@ pub async fn serve_listeners(
             max_conversations_per_user: config.limits.max_conversations_per_user,
         },
         metrics.commit_sink(hub.clone()),
-    )?;
+    )
+    .await?;
     hub.load(snapshot);
     let hasher = auth::Hasher::new(&config.auth)?;
     metrics.sample(hub.clone(), store.stats(), hasher.clone());
@@ -171,12 +174,24 @@ pub async fn serve_listeners(
         token.clone(),
     ));
     tokio::spawn(files::collect(shared.clone(), token.clone()));
-    tokio::spawn(crate::store::log::retention::run(
-        data.clone(),
-        config.retention.clone(),
-        RETENTION_SWEEP,
-        token.clone(),
-    ));
+    match store.postgres() {
+        None => {
+            tokio::spawn(crate::store::log::retention::run(
+                data.clone(),
+                config.retention.clone(),
+                RETENTION_SWEEP,
+                token.clone(),
+            ));
+        }
+        Some(pg) => {
+            tokio::spawn(crate::store::pg::retention::run(
+                pg.clone(),
+                config.retention.clone(),
+                RETENTION_SWEEP,
+                token.clone(),
+            ));
+        }
+    }
     let ws_config = transport::ws_config(config.limits.hard_frame_bytes);
     let head_timeout = Duration::from_secs(config.limits.auth_timeout_secs.max(1));
     let origins = shared.allowed_origins.clone();

@@ -106,10 +106,14 @@ pub(super) async fn apply(w: &mut W<'_>, op: BotOp) -> Result<AccountReply, Stor
             username,
             token_hash,
         } => {
-            let kind = opt(c, "SELECT kind FROM users WHERE username = $1", &[&username])
-                .await?
-                .map(|r| get::<String>(&r, 0))
-                .transpose()?;
+            let kind = opt(
+                c,
+                "SELECT kind FROM users WHERE username = $1",
+                &[&username],
+            )
+            .await?
+            .map(|r| get::<String>(&r, 0))
+            .transpose()?;
             if kind.as_deref() != Some("bot") {
                 return Err(rejected(
                     ErrorCode::NotFound,
@@ -171,12 +175,14 @@ async fn create_webhook(
 ) -> Result<AccountReply, StoreError> {
     let c = w.tx;
     let conv = super::events::lock_conversation(c, &conversation_id).await?;
-    let role = member_role(c, &conversation_id, &by).await?.ok_or_else(|| {
-        rejected(
-            ErrorCode::Forbidden,
-            "you are not a member of this conversation",
-        )
-    })?;
+    let role = member_role(c, &conversation_id, &by)
+        .await?
+        .ok_or_else(|| {
+            rejected(
+                ErrorCode::Forbidden,
+                "you are not a member of this conversation",
+            )
+        })?;
     if conv.kind == ConvKind::Dm {
         return Err(rejected(
             ErrorCode::InvalidArgument,

@@ -32,11 +32,13 @@
 mod accounts;
 mod append;
 mod bots;
+pub mod copy;
 mod db;
 mod erase;
 mod events;
 mod files;
 mod read;
+pub mod retention;
 mod schema;
 mod search;
 #[cfg(test)]
@@ -47,8 +49,8 @@ pub use schema::SCHEMA_VERSION;
 
 use crate::proto::{ErrorCode, ProtoError, ReceiptPair};
 use crate::store::log::{
-    AccountOp, AccountReply, Append, Appended, BotOp, CommitSink, Committed, Snapshot,
-    StoreConfig, StoreError, WriteLimits, WriteStats,
+    AccountOp, AccountReply, Append, Appended, BotOp, CommitSink, Committed, Snapshot, StoreConfig,
+    StoreError, WriteLimits, WriteStats,
 };
 use db::{Db, Timeouts, retryable, within};
 use deadpool_postgres::Transaction;

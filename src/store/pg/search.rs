@@ -135,7 +135,11 @@ pub(super) async fn remove(c: &impl GenericClient, doc: i64) -> Result<(), Store
 
 /// Set one message's index row from the log as it is now (after its text
 /// was cleared, say).
-pub(super) async fn reindex(c: &impl GenericClient, conv: &str, seq: i64) -> Result<(), StoreError> {
+pub(super) async fn reindex(
+    c: &impl GenericClient,
+    conv: &str,
+    seq: i64,
+) -> Result<(), StoreError> {
     let Some(row) = opt(
         c,
         "SELECT doc, ts, sender,
@@ -339,7 +343,10 @@ mod tests {
 
     #[test]
     fn words_keep_positions_and_quote_what_needs_it() {
-        assert_eq!(words("Deploy the KEY, deploy!"), "'deploy':1,4 'key':3 'the':2");
+        assert_eq!(
+            words("Deploy the KEY, deploy!"),
+            "'deploy':1,4 'key':3 'the':2"
+        );
         assert_eq!(quote("it's"), "'it''s'");
         assert_eq!(words("  — "), "");
     }
