@@ -35,6 +35,7 @@ mod bots;
 mod db;
 mod erase;
 mod events;
+mod facts;
 mod files;
 mod read;
 mod schema;
