@@ -485,18 +485,7 @@ pub(super) async fn create_invite(
 
 /// `blocker` starts (`on`) or stops blocking `blocked`.
 async fn block(w: &mut W<'_>, blocker: &str, blocked: &str, on: bool) -> Result<(), StoreError> {
-    if blocker == blocked {
-        return Err(rejected(
-            ErrorCode::InvalidArgument,
-            "you cannot block yourself",
-        ));
-    }
-    if !exists(w.tx, blocked).await? {
-        return Err(rejected(
-            ErrorCode::NotFound,
-            format!("no user named {blocked}"),
-        ));
-    }
+    crate::store::rules::block(&mut super::facts::PgFacts::reading(w.tx), blocker, blocked).await?;
     if on {
         exec(
             w.tx,

@@ -5,8 +5,10 @@
 
 use super::accounts::{account_page, added_user, exists, revoke, session_id};
 use super::db::{exec, get, opt, rows};
+use super::facts::PgFacts;
 use super::{PgReaders, W, rejected};
-use crate::proto::{Account, ConvKind, ErrorCode, EventBody, MemberRole, WebhookInfo, now_millis};
+use crate::proto::{Account, ErrorCode, EventBody, MemberRole, WebhookInfo, now_millis};
+use crate::store::rules;
 use crate::store::log::{AccountReply, BotOp, Revoke, StoreError, Webhook};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
@@ -106,14 +108,10 @@ pub(super) async fn apply(w: &mut W<'_>, op: BotOp) -> Result<AccountReply, Stor
             username,
             token_hash,
         } => {
-            let kind = opt(
-                c,
-                "SELECT kind FROM users WHERE username = $1",
-                &[&username],
-            )
-            .await?
-            .map(|r| get::<String>(&r, 0))
-            .transpose()?;
+            let kind = opt(c, "SELECT kind FROM users WHERE username = $1", &[&username])
+                .await?
+                .map(|r| get::<String>(&r, 0))
+                .transpose()?;
             if kind.as_deref() != Some("bot") {
                 return Err(rejected(
                     ErrorCode::NotFound,
@@ -174,33 +172,14 @@ async fn create_webhook(
     secret_sha256: String,
 ) -> Result<AccountReply, StoreError> {
     let c = w.tx;
-    let conv = super::events::lock_conversation(c, &conversation_id).await?;
-    let role = member_role(c, &conversation_id, &by)
-        .await?
-        .ok_or_else(|| {
-            rejected(
-                ErrorCode::Forbidden,
-                "you are not a member of this conversation",
-            )
-        })?;
-    if conv.kind == ConvKind::Dm {
-        return Err(rejected(
-            ErrorCode::InvalidArgument,
-            "webhooks post in groups and channels, not in DMs",
-        ));
-    }
-    if !role.manages() {
-        return Err(rejected(
-            ErrorCode::Forbidden,
-            "only an admin of this conversation may add a webhook",
-        ));
-    }
-    if conv.members >= w.limits.max_members {
-        return Err(rejected(ErrorCode::TooLarge, "too many members"));
-    }
-    if exists(c, &username).await? {
-        return Err(rejected(ErrorCode::UsernameTaken, "that username is taken"));
-    }
+    rules::webhook(
+        &mut PgFacts::locking(c),
+        w.limits,
+        &by,
+        &conversation_id,
+        &username,
+    )
+    .await?;
     insert_account(c, &username, "webhook").await?;
     let now = now_millis();
     exec(

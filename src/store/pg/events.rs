@@ -7,49 +7,24 @@
 use super::db::{exec, get, opt};
 use super::{W, rejected};
 use crate::proto::{
-    ConvKind, ErrorCode, Event, EventBody, Millis, encode_event_with_body, now_millis,
+    ErrorCode, Event, EventBody, Millis, encode_event_with_body, now_millis,
 };
 use crate::store::log::{Appended, Committed, StoreError};
 use deadpool_postgres::GenericClient;
 use std::sync::Arc;
 
-/// A conversation as its row lock finds it.
-#[derive(Debug, Clone)]
-pub(super) struct LockedConv {
-    pub(super) kind: ConvKind,
-    pub(super) name: Option<String>,
-    pub(super) members: usize,
-}
-
 /// Lock conversation `id` against other writers of it, on any node, until
-/// the transaction ends: every change to a conversation's log, members or
-/// roles takes this lock first. `not_found` if there is no such
-/// conversation.
-pub(super) async fn lock_conversation(
-    c: &impl GenericClient,
-    id: &str,
-) -> Result<LockedConv, StoreError> {
-    let row = opt(
+/// the transaction ends (as the rules' facts do when they first read it).
+/// `not_found` if there is no such conversation.
+pub(super) async fn lock_conversation(c: &impl GenericClient, id: &str) -> Result<(), StoreError> {
+    opt(
         c,
-        "SELECT kind, name FROM conversations WHERE id = $1 FOR NO KEY UPDATE",
+        "SELECT 1 FROM conversations WHERE id = $1 FOR NO KEY UPDATE",
         &[&id],
     )
     .await?
     .ok_or_else(|| rejected(ErrorCode::NotFound, "no such conversation"))?;
-    let kind: String = get(&row, 0)?;
-    let kind = ConvKind::parse(&kind)
-        .ok_or_else(|| StoreError::Postgres(format!("conversation {id}: bad kind {kind}")))?;
-    let count = super::db::one(
-        c,
-        "SELECT COUNT(*) FROM members WHERE conversation_id = $1",
-        &[&id],
-    )
-    .await?;
-    Ok(LockedConv {
-        kind,
-        name: get(&row, 1)?,
-        members: get::<i64>(&count, 0)?.max(0) as usize,
-    })
+    Ok(())
 }
 
 /// Insert members (known not to be members yet).

@@ -36,6 +36,7 @@ pub mod copy;
 mod db;
 mod erase;
 mod events;
+mod facts;
 mod files;
 mod read;
 pub mod retention;
