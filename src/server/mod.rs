@@ -7,13 +7,16 @@
 //! serves. Shared state is the [`hub::Hub`] (membership, presence, fan-out)
 //! and the [`Store`] (the durable log: embedded SQLite, or PostgreSQL). With `[net]
 //! metrics_listen` set, a second listener serves `GET /metrics`
-//! ([`metrics`]).
+//! ([`metrics`]). With `[bus] url` set, a [`bus::Bus`] on Redis joins this
+//! node to the others that share its database.
 
 pub mod admin;
 pub mod auth;
 pub mod budget;
+pub mod bus;
 pub mod config;
 pub mod files;
+pub mod health;
 pub mod http;
 pub mod hub;
 mod limiter;
@@ -37,6 +40,7 @@ pub use run::{
     Overrides, init_logging, load_config, load_config_with, run_with_args, shutdown_signal,
 };
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +70,8 @@ pub struct Shared {
     pub grace: Duration,
     /// This server's metrics (served when `[net] metrics_listen` is set).
     pub metrics: metrics::Metrics,
+    /// What `/healthz` and `/readyz` check.
+    pub health: health::Health,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +86,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Tls(#[from] crate::net::tls::TlsError),
+    #[error(transparent)]
+    Bus(#[from] bus::BusError),
 }
 
 /// Serve on `listener` until `shutdown` completes; then stop accepting, let
@@ -141,6 +149,17 @@ pub async fn serve_listeners(
     )
     .await?;
     hub.load(snapshot);
+    let bus = match &config.bus.url {
+        Some(url) => Some(bus::Bus::start(
+            url,
+            &bus_namespace(&data),
+            Duration::from_secs(config.bus.presence_ttl_secs),
+            hub.clone(),
+            store.readers().clone(),
+        )?),
+        None => None,
+    };
+    let health = health::Health::default().with_bus(bus.as_ref().map(|b| b.status()));
     let hasher = auth::Hasher::new(&config.auth)?;
     metrics.sample(hub.clone(), store.stats(), hasher.clone());
     let files = files::Files::open(&data, config.files.clone())
@@ -162,6 +181,7 @@ pub async fn serve_listeners(
         shutdown: token.clone(),
         grace: Duration::from_secs(config.shutdown_grace_secs),
         metrics,
+        health,
     });
     tokio::spawn(pinger(
         shared.hub.clone(),
@@ -255,6 +275,10 @@ pub async fn serve_listeners(
     // shared state: end them before it goes.
     shared.streams.clear();
     drop(shared);
+    if let Some(bus) = bus {
+        // After the connections: their going offline is published first.
+        bus.close().await;
+    }
     store.close().await;
     tracing::info!("shutdown complete");
     Ok(())
@@ -273,6 +297,16 @@ async fn connection(
         Ok(Accepted::Http(io, addr)) => Box::pin(http::serve(io, addr, shared)).await,
         Ok(Accepted::Answered) | Err(()) => {}
     }
+}
+
+/// The namespace of this node's cluster on the bus: the nodes sharing one
+/// store share it, and no other. The embedded store is one data directory
+/// (which only nodes on one machine could share): its path names it.
+fn bus_namespace(data: &Path) -> String {
+    use sha2::Digest;
+    let path = data.canonicalize().unwrap_or_else(|_| data.to_path_buf());
+    let digest = sha2::Sha256::digest(path.to_string_lossy().as_bytes());
+    hex::encode(&digest[..8])
 }
 
 /// Disconnect the users whose accounts `chatd admin` changed beside this
