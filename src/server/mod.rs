@@ -40,7 +40,6 @@ pub use run::{
     Overrides, init_logging, load_config, load_config_with, run_with_args, shutdown_signal,
 };
 use std::future::Future;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -152,14 +151,21 @@ pub async fn serve_listeners(
     let bus = match &config.bus.url {
         Some(url) => Some(bus::Bus::start(
             url,
-            &bus_namespace(&data),
+            &store.cluster_id(),
             Duration::from_secs(config.bus.presence_ttl_secs),
             hub.clone(),
             store.readers().clone(),
         )?),
         None => None,
     };
-    let health = health::Health::default().with_bus(bus.as_ref().map(|b| b.status()));
+    let mut health = health::Health::default().with_bus(bus.as_ref().map(|b| b.status()));
+    if store.postgres().is_some() {
+        let probe = store.clone();
+        health = health.with_store(Arc::new(move || {
+            let store = probe.clone();
+            Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
+        }));
+    }
     let hasher = auth::Hasher::new(&config.auth)?;
     metrics.sample(hub.clone(), store.stats(), hasher.clone());
     let files = files::Files::open(&data, config.files.clone())
@@ -297,16 +303,6 @@ async fn connection(
         Ok(Accepted::Http(io, addr)) => Box::pin(http::serve(io, addr, shared)).await,
         Ok(Accepted::Answered) | Err(()) => {}
     }
-}
-
-/// The namespace of this node's cluster on the bus: the nodes sharing one
-/// store share it, and no other. The embedded store is one data directory
-/// (which only nodes on one machine could share): its path names it.
-fn bus_namespace(data: &Path) -> String {
-    use sha2::Digest;
-    let path = data.canonicalize().unwrap_or_else(|_| data.to_path_buf());
-    let digest = sha2::Sha256::digest(path.to_string_lossy().as_bytes());
-    hex::encode(&digest[..8])
 }
 
 /// Disconnect the users whose accounts `chatd admin` changed beside this
