@@ -7,13 +7,16 @@
 //! serves. Shared state is the [`hub::Hub`] (membership, presence, fan-out)
 //! and the [`Store`] (the durable log: embedded SQLite, or PostgreSQL). With `[net]
 //! metrics_listen` set, a second listener serves `GET /metrics`
-//! ([`metrics`]).
+//! ([`metrics`]). With `[bus] url` set, a [`bus::Bus`] on Redis joins this
+//! node to the others that share its database.
 
 pub mod admin;
 pub mod auth;
 pub mod budget;
+pub mod bus;
 pub mod config;
 pub mod files;
+pub mod health;
 pub mod http;
 pub mod hub;
 mod limiter;
@@ -66,6 +69,8 @@ pub struct Shared {
     pub grace: Duration,
     /// This server's metrics (served when `[net] metrics_listen` is set).
     pub metrics: metrics::Metrics,
+    /// What `/healthz` and `/readyz` check.
+    pub health: health::Health,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +85,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Tls(#[from] crate::net::tls::TlsError),
+    #[error(transparent)]
+    Bus(#[from] bus::BusError),
 }
 
 /// Serve on `listener` until `shutdown` completes; then stop accepting, let
@@ -141,6 +148,24 @@ pub async fn serve_listeners(
     )
     .await?;
     hub.load(snapshot);
+    let bus = match &config.bus.url {
+        Some(url) => Some(bus::Bus::start(
+            url,
+            &store.cluster_id(),
+            Duration::from_secs(config.bus.presence_ttl_secs),
+            hub.clone(),
+            store.readers().clone(),
+        )?),
+        None => None,
+    };
+    let mut health = health::Health::default().with_bus(bus.as_ref().map(|b| b.status()));
+    if store.postgres().is_some() {
+        let probe = store.clone();
+        health = health.with_store(Arc::new(move || {
+            let store = probe.clone();
+            Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
+        }));
+    }
     let hasher = auth::Hasher::new(&config.auth)?;
     metrics.sample(hub.clone(), store.stats(), hasher.clone());
     let files = files::Files::open(&data, config.files.clone())
@@ -162,6 +187,7 @@ pub async fn serve_listeners(
         shutdown: token.clone(),
         grace: Duration::from_secs(config.shutdown_grace_secs),
         metrics,
+        health,
     });
     tokio::spawn(pinger(
         shared.hub.clone(),
@@ -255,6 +281,10 @@ pub async fn serve_listeners(
     // shared state: end them before it goes.
     shared.streams.clear();
     drop(shared);
+    if let Some(bus) = bus {
+        // After the connections: their going offline is published first.
+        bus.close().await;
+    }
     store.close().await;
     tracing::info!("shutdown complete");
     Ok(())

@@ -1,0 +1,1 @@
+//! Tests of the bus against a real Redis (set `CHATD_TEST_REDIS`).
