@@ -224,6 +224,36 @@ impl Server {
         .expect("count events")
     }
 
+    /// Wait (at most [`CLIENT_WAIT`]) until `/readyz` answers `200`: the
+    /// store and the bus answer. Usable in and out of a runtime.
+    pub fn wait_ready(&self) {
+        let addr = self.addr;
+        let ready = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            rt.block_on(async {
+                let deadline = Instant::now() + CLIENT_WAIT;
+                loop {
+                    let (status, body) = http_request(addr, "GET", "/readyz").await;
+                    if status == 200 {
+                        return Ok(());
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(body);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+        })
+        .join()
+        .expect("the readiness probe");
+        if let Err(body) = ready {
+            panic!("chatd at {addr} not ready within {CLIENT_WAIT:?}: {body}");
+        }
+    }
+
     /// Whether the serve task is still running.
     pub fn is_running(&self) -> bool {
         self.task.as_ref().is_some_and(|t| !t.is_finished())
