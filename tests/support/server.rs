@@ -146,15 +146,18 @@ impl Server {
             .as_ref()
             .map(|l| l.local_addr().expect("metrics addr"));
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = runtime.spawn(serve_listeners(
-            listener,
-            metrics,
-            config.clone(),
-            tls.clone(),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let serve = serve_listeners(listener, metrics, config.clone(), tls.clone(), async move {
+            let _ = stopped.await;
+        });
+        // A server that stops on its own says why (connections to it are
+        // refused from then on).
+        let task = runtime.spawn(async move {
+            let served = serve.await;
+            if let Err(e) = &served {
+                eprintln!("chatd at {addr} stopped: {e}");
+            }
+            served
+        });
         Server {
             addr,
             metrics_addr,
