@@ -158,7 +158,7 @@ impl Server {
             }
             served
         });
-        Server {
+        let server = Server {
             addr,
             metrics_addr,
             dir,
@@ -169,7 +169,13 @@ impl Server {
             stop: Some(stop),
             task: Some(task),
             runtime: Some(runtime),
+        };
+        // On PostgreSQL (and Redis), serve once the database and the bus
+        // answer, as a balancer would.
+        if server.config.store.url.is_some() {
+            server.wait_ready();
         }
+        server
     }
 
     pub fn addr(&self) -> SocketAddr {
