@@ -163,15 +163,6 @@ pub fn release(dir: &Path) {
     drop_database(&name);
 }
 
-/// Run `sql` (one statement) on the database of `dir`; the first column of
-/// each row, as text. Panics unless the servers run on PostgreSQL.
-pub fn query_dir(dir: &Path, sql: &str) -> Vec<Option<String>> {
-    let url = store_url_for(dir).expect("a PostgreSQL database (CHATD_TEST_PG)");
-    run_sql(&url, vec![sql.to_string()])
-        .unwrap_or_else(|e| panic!("{e}"))
-        .remove(0)
-}
-
 /// `base` with its database name replaced by `name` (user, password, host,
 /// port and parameters kept).
 pub fn database_url(base: &str, name: &str) -> String {
