@@ -24,9 +24,11 @@ pub(super) fn session_id() -> String {
 
 /// Whether an account exists.
 pub(super) async fn exists(c: &impl GenericClient, username: &str) -> Result<bool, StoreError> {
-    Ok(opt(c, "SELECT 1 FROM users WHERE username = $1", &[&username])
-        .await?
-        .is_some())
+    Ok(
+        opt(c, "SELECT 1 FROM users WHERE username = $1", &[&username])
+            .await?
+            .is_some(),
+    )
 }
 
 async fn insert_user(
@@ -101,14 +103,12 @@ pub(super) async fn revoke(
             )
             .await?
         }
-        Revoke::AllBut(t) => {
-            rows(
-                c,
-                "DELETE FROM sessions WHERE username = $1 AND token_hash <> $2 RETURNING token_hash",
-                &[&username, t],
-            )
-            .await?
-        }
+        Revoke::AllBut(t) => rows(
+            c,
+            "DELETE FROM sessions WHERE username = $1 AND token_hash <> $2 RETURNING token_hash",
+            &[&username, t],
+        )
+        .await?,
         Revoke::All => {
             rows(
                 c,
@@ -365,7 +365,7 @@ pub(super) async fn apply(w: &mut W<'_>, op: AccountOp) -> Result<AccountReply, 
             exec(
                 c,
                 "UPDATE sessions SET last_seen_at = $2, last_address = COALESCE($3, last_address)
-                 WHERE token_hash = $1 AND last_seen_at < $2 - 3600000",
+                 WHERE token_hash = $1 AND last_seen_at < $2::bigint - 3600000",
                 &[&token_hash, &now_millis(), &address],
             )
             .await?;
@@ -603,12 +603,7 @@ impl PgReaders {
         self.db
             .bounded(async {
                 let c = self.db.client().await?;
-                let row = opt(
-                    &c,
-                    &format!("{ACCOUNT} WHERE username = $1"),
-                    &[&username],
-                )
-                .await?;
+                let row = opt(&c, &format!("{ACCOUNT} WHERE username = $1"), &[&username]).await?;
                 row.as_ref().map(account_row).transpose()
             })
             .await
@@ -702,10 +697,7 @@ impl PgReaders {
                     &[&after],
                 )
                 .await?;
-                found
-                    .iter()
-                    .map(|r| Ok((get(r, 0)?, get(r, 1)?)))
-                    .collect()
+                found.iter().map(|r| Ok((get(r, 0)?, get(r, 1)?))).collect()
             })
             .await
     }

@@ -8,8 +8,8 @@ use super::db::{exec, get, opt, rows};
 use super::facts::PgFacts;
 use super::{PgReaders, W, rejected};
 use crate::proto::{Account, ErrorCode, EventBody, MemberRole, WebhookInfo, now_millis};
-use crate::store::rules;
 use crate::store::log::{AccountReply, BotOp, Revoke, StoreError, Webhook};
+use crate::store::rules;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
@@ -108,10 +108,14 @@ pub(super) async fn apply(w: &mut W<'_>, op: BotOp) -> Result<AccountReply, Stor
             username,
             token_hash,
         } => {
-            let kind = opt(c, "SELECT kind FROM users WHERE username = $1", &[&username])
-                .await?
-                .map(|r| get::<String>(&r, 0))
-                .transpose()?;
+            let kind = opt(
+                c,
+                "SELECT kind FROM users WHERE username = $1",
+                &[&username],
+            )
+            .await?
+            .map(|r| get::<String>(&r, 0))
+            .transpose()?;
             if kind.as_deref() != Some("bot") {
                 return Err(rejected(
                     ErrorCode::NotFound,

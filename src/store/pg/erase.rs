@@ -4,9 +4,9 @@
 //! text of its messages, edits and shared files cleared. The name stays
 //! taken.
 
+use super::W;
 use super::accounts::set_active;
 use super::db::{exec, get, rows};
-use super::W;
 use super::events::{lock_conversation, write_event};
 use crate::proto::EventBody;
 use crate::store::log::{AccountReply, StoreError};
@@ -18,9 +18,11 @@ pub(super) async fn conversations(
     c: &impl GenericClient,
     username: &str,
 ) -> Result<Vec<String>, StoreError> {
-    let found = rows(c, &format!("SELECT DISTINCT conversation_id FROM ({LIVE}) l ORDER BY 1"), &[
-        &username,
-    ])
+    let found = rows(
+        c,
+        &format!("SELECT DISTINCT conversation_id FROM ({LIVE}) l ORDER BY 1"),
+        &[&username],
+    )
     .await?;
     found.iter().map(|r| get(r, 0)).collect()
 }
@@ -41,7 +43,12 @@ pub(super) async fn erase(w: &mut W<'_>, username: &str) -> Result<AccountReply,
         &[&username],
     )
     .await?;
-    let live = rows(c, &format!("{LIVE} ORDER BY conversation_id, seq"), &[&username]).await?;
+    let live = rows(
+        c,
+        &format!("{LIVE} ORDER BY conversation_id, seq"),
+        &[&username],
+    )
+    .await?;
     let mut locked: Option<String> = None;
     for r in &live {
         let (conv, seq): (String, i64) = (get(r, 0)?, get(r, 1)?);

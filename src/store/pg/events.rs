@@ -6,9 +6,7 @@
 
 use super::db::{exec, get, opt};
 use super::{W, rejected};
-use crate::proto::{
-    ErrorCode, Event, EventBody, Millis, encode_event_with_body, now_millis,
-};
+use crate::proto::{ErrorCode, Event, EventBody, Millis, encode_event_with_body, now_millis};
 use crate::store::log::{Appended, Committed, StoreError};
 use deadpool_postgres::GenericClient;
 use std::sync::Arc;

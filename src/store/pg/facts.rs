@@ -141,7 +141,11 @@ impl Facts for PgFacts<'_> {
         .is_some())
     }
 
-    async fn prior(&mut self, user: &str, client_msg_id: &str) -> Result<Option<Prior>, StoreError> {
+    async fn prior(
+        &mut self,
+        user: &str,
+        client_msg_id: &str,
+    ) -> Result<Option<Prior>, StoreError> {
         let row = opt(
             self.tx,
             "SELECT conversation_id, seq, ts, kind FROM events

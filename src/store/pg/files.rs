@@ -69,7 +69,9 @@ pub(super) async fn record_upload(
         if used.saturating_add(size) > quota {
             return Err(rejected(
                 ErrorCode::LimitExceeded,
-                format!("over your storage quota: {used} of {quota} bytes are used by your uploads"),
+                format!(
+                    "over your storage quota: {used} of {quota} bytes are used by your uploads"
+                ),
             ));
         }
     }

@@ -48,8 +48,8 @@ pub use schema::SCHEMA_VERSION;
 
 use crate::proto::{ErrorCode, ProtoError, ReceiptPair};
 use crate::store::log::{
-    AccountOp, AccountReply, Append, Appended, BotOp, CommitSink, Committed, Snapshot,
-    StoreConfig, StoreError, WriteLimits, WriteStats,
+    AccountOp, AccountReply, Append, Appended, BotOp, CommitSink, Committed, Snapshot, StoreConfig,
+    StoreError, WriteLimits, WriteStats,
 };
 use db::{Db, Timeouts, retryable, within};
 use deadpool_postgres::Transaction;

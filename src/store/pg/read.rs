@@ -66,11 +66,7 @@ impl PgReaders {
                 }
                 Ok(at
                     .iter()
-                    .map(|(conv, seq)| {
-                        ids.get(&(conv.clone(), seq_bound(*seq)))
-                            .cloned()
-                            .flatten()
-                    })
+                    .map(|(conv, seq)| ids.get(&(conv.clone(), seq_bound(*seq))).cloned().flatten())
                     .collect())
             })
             .await
