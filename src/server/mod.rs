@@ -5,7 +5,7 @@
 //! `127.0.0.1:0`). Each accepted socket gets one task: the transport answers
 //! plain HTTP (health, files: [`http`]) or upgrades to a WebSocket, which a [`session`]
 //! serves. Shared state is the [`hub::Hub`] (membership, presence, fan-out)
-//! and the [`LogStore`] (durable log, one writer). With `[net]
+//! and the [`Store`] (the durable log: embedded SQLite, or PostgreSQL). With `[net]
 //! metrics_listen` set, a second listener serves `GET /metrics`
 //! ([`metrics`]). With `[bus] url` set, a [`bus::Bus`] on Redis joins this
 //! node to the others that share its database.
@@ -21,6 +21,7 @@ pub mod http;
 pub mod hub;
 mod limiter;
 pub mod metrics;
+pub mod migrate;
 mod queue;
 mod run;
 pub mod session;
@@ -31,14 +32,14 @@ pub mod webhooks;
 use crate::net::tls::{self, ServerTls};
 use crate::net::transport::{self, Accepted};
 use crate::proto::Limits;
-use crate::store::log::{LogStore, Readers, WriteLimits};
+use crate::store::log::WriteLimits;
+use crate::store::{Readers, Store};
 pub use config::Config;
 use hub::Hub;
 pub use run::{
     Overrides, init_logging, load_config, load_config_with, run_with_args, shutdown_signal,
 };
 use std::future::Future;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,7 +50,7 @@ use tokio_util::task::TaskTracker;
 /// What every connection task shares.
 pub struct Shared {
     pub hub: Arc<Hub>,
-    pub store: LogStore,
+    pub store: Store,
     pub hasher: auth::Hasher,
     pub throttle: Arc<throttle::Throttle>,
     pub limits: Limits,
@@ -136,7 +137,7 @@ pub async fn serve_listeners(
     let data = config.data_dir()?;
     let hub = Arc::new(Hub::new(config.limits.max_connections_per_user));
     let mut metrics = metrics::Metrics::new();
-    let (store, snapshot) = LogStore::open(
+    let (store, snapshot) = Store::open(
         &data,
         &config.store,
         WriteLimits {
@@ -144,19 +145,27 @@ pub async fn serve_listeners(
             max_conversations_per_user: config.limits.max_conversations_per_user,
         },
         metrics.commit_sink(hub.clone()),
-    )?;
+    )
+    .await?;
     hub.load(snapshot);
     let bus = match &config.bus.url {
         Some(url) => Some(bus::Bus::start(
             url,
-            &bus_namespace(&data),
+            &store.cluster_id(),
             Duration::from_secs(config.bus.presence_ttl_secs),
             hub.clone(),
             store.readers().clone(),
         )?),
         None => None,
     };
-    let health = health::Health::default().with_bus(bus.as_ref().map(|b| b.status()));
+    let mut health = health::Health::default().with_bus(bus.as_ref().map(|b| b.status()));
+    if store.postgres().is_some() {
+        let probe = store.clone();
+        health = health.with_store(Arc::new(move || {
+            let store = probe.clone();
+            Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
+        }));
+    }
     let hasher = auth::Hasher::new(&config.auth)?;
     metrics.sample(hub.clone(), store.stats(), hasher.clone());
     let files = files::Files::open(&data, config.files.clone())
@@ -191,12 +200,24 @@ pub async fn serve_listeners(
         token.clone(),
     ));
     tokio::spawn(files::collect(shared.clone(), token.clone()));
-    tokio::spawn(crate::store::log::retention::run(
-        data.clone(),
-        config.retention.clone(),
-        RETENTION_SWEEP,
-        token.clone(),
-    ));
+    match store.postgres() {
+        None => {
+            tokio::spawn(crate::store::log::retention::run(
+                data.clone(),
+                config.retention.clone(),
+                RETENTION_SWEEP,
+                token.clone(),
+            ));
+        }
+        Some(pg) => {
+            tokio::spawn(crate::store::pg::retention::run(
+                pg.clone(),
+                config.retention.clone(),
+                RETENTION_SWEEP,
+                token.clone(),
+            ));
+        }
+    }
     let ws_config = transport::ws_config(config.limits.hard_frame_bytes);
     let head_timeout = Duration::from_secs(config.limits.auth_timeout_secs.max(1));
     let origins = shared.allowed_origins.clone();
@@ -282,16 +303,6 @@ async fn connection(
         Ok(Accepted::Http(io, addr)) => Box::pin(http::serve(io, addr, shared)).await,
         Ok(Accepted::Answered) | Err(()) => {}
     }
-}
-
-/// The namespace of this node's cluster on the bus: the nodes sharing one
-/// store share it, and no other. The embedded store is one data directory
-/// (which only nodes on one machine could share): its path names it.
-fn bus_namespace(data: &Path) -> String {
-    use sha2::Digest;
-    let path = data.canonicalize().unwrap_or_else(|_| data.to_path_buf());
-    let digest = sha2::Sha256::digest(path.to_string_lossy().as_bytes());
-    hex::encode(&digest[..8])
 }
 
 /// Disconnect the users whose accounts `chatd admin` changed beside this

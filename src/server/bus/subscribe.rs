@@ -14,7 +14,8 @@ use super::{
     connect, parse_status, wire,
 };
 use crate::server::hub::Gap;
-use crate::store::log::{Readers, StoreError};
+use crate::store::Readers;
+use crate::store::log::StoreError;
 use futures_util::StreamExt;
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use std::collections::HashMap;

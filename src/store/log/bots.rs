@@ -11,9 +11,8 @@
 use super::accounts::{exists, revoke};
 use super::writer::{Writer, rejected};
 use super::{AccountReply, Readers, Revoke, StoreError};
-use crate::proto::{
-    Account, ConvKind, ErrorCode, EventBody, MemberRole, Millis, WebhookInfo, now_millis,
-};
+use crate::proto::{Account, ErrorCode, EventBody, MemberRole, Millis, WebhookInfo, now_millis};
+use crate::store::rules::{self, decide_now};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// A change to bots or webhooks, applied by the writer.
@@ -194,27 +193,15 @@ impl Writer {
         username: String,
         secret_sha256: String,
     ) -> Result<AccountReply, StoreError> {
-        let conv = self.member_conv(&by, &conversation_id)?;
-        if conv.kind == ConvKind::Dm {
-            return Err(rejected(
-                ErrorCode::InvalidArgument,
-                "webhooks post in groups and channels, not in DMs",
-            ));
-        }
-        if !conv.role(&by).manages() {
-            return Err(rejected(
-                ErrorCode::Forbidden,
-                "only an admin of this conversation may add a webhook",
-            ));
-        }
-        if conv.members.len() >= self.limits.max_members {
-            return Err(rejected(ErrorCode::TooLarge, "too many members"));
-        }
-        if exists(&self.conn, &username)? {
-            return Err(rejected(ErrorCode::UsernameTaken, "that username is taken"));
-        }
+        let limits = self.limits.clone();
+        decide_now(rules::webhook(
+            &mut self.facts(),
+            &limits,
+            &by,
+            &conversation_id,
+            &username,
+        ))?;
         let members = [username.clone()];
-        self.check_room(&members)?;
         insert_account(&self.conn, &username, "webhook")?;
         let now = now_millis();
         self.conn.execute(

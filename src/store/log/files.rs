@@ -72,30 +72,6 @@ impl Writer {
         Ok(AccountReply::Digests(orphans))
     }
 
-    /// Check a `file` event before it is written: the sender uploaded
-    /// those bytes, of that size.
-    pub(super) fn check_file(&self, user: &str, body: &EventBody) -> Result<(), StoreError> {
-        let EventBody::File { file, .. } = body else {
-            return Ok(());
-        };
-        let size: Option<i64> = self
-            .conn
-            .prepare_cached("SELECT size FROM uploads WHERE username = ?1 AND digest = ?2")?
-            .query_row(params![user, file.digest], |r| r.get(0))
-            .optional()?;
-        match size {
-            None => Err(rejected(
-                ErrorCode::NotFound,
-                "no upload of that file by you; upload it first",
-            )),
-            Some(s) if s as u64 != file.size => Err(rejected(
-                ErrorCode::InvalidArgument,
-                format!("that file is {s} bytes, not {}", file.size),
-            )),
-            Some(_) => Ok(()),
-        }
-    }
-
     /// Keep `file_refs` in step with an event just written at `seq`: a
     /// `file` event refers to its bytes, deleting it ends that.
     pub(super) fn track_file(

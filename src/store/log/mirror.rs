@@ -39,12 +39,7 @@ pub(super) struct Mirror {
     pub(super) memberships: HashMap<String, usize>,
 }
 
-/// The key that makes a DM unique: its two members, sorted.
-pub(super) fn dm_key<'a>(members: impl IntoIterator<Item = &'a String>) -> String {
-    let mut m: Vec<&str> = members.into_iter().map(String::as_str).collect();
-    m.sort_unstable();
-    m.join("\n")
-}
+pub(super) use crate::store::rules::dm_key;
 
 impl Mirror {
     pub(super) fn from_snapshot(snap: &Snapshot) -> Mirror {
@@ -83,17 +78,5 @@ impl Mirror {
 
     pub(super) fn load(conn: &Connection) -> Result<Mirror, StoreError> {
         Ok(Mirror::from_snapshot(&super::read::load_snapshot(conn)?))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dm_keys_do_not_depend_on_order() {
-        let (a, b) = ("bob".to_string(), "alice".to_string());
-        assert_eq!(dm_key([&a, &b]), "alice\nbob");
-        assert_eq!(dm_key([&b, &a]), dm_key([&a, &b]));
     }
 }

@@ -19,6 +19,7 @@ mod bots;
 pub use bots::{BotOp, Webhook};
 mod checkpoint;
 mod durable;
+mod facts;
 mod files;
 mod mirror;
 mod ops;

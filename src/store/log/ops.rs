@@ -1,7 +1,8 @@
-//! The writer's operations: accounts, conversations and membership, and the
-//! log itself (validation, idempotency, sequencing), each run inside the
-//! writer's open transaction.
+//! The writer's operations on conversations, membership and the log itself
+//! (sequencing, idempotency), each run inside the writer's open transaction
+//! once [`crate::store::rules`] has decided what to write.
 
+use super::facts::Mirrored;
 use super::mirror::ConvMirror;
 use super::writer::{Writer, rejected};
 use super::{Append, Appended, Committed, StoreError};
@@ -9,100 +10,163 @@ use crate::proto::{
     ConvKind, ErrorCode, Event, EventBody, MemberRole, ReceiptPair, encode_event_with_body,
     now_millis,
 };
+use crate::store::rules::{self, Decision, decide_now};
 use rusqlite::{OptionalExtension, params};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 impl Writer {
-    pub(super) fn conv(&self, id: &str) -> Result<&ConvMirror, StoreError> {
-        self.mirror
-            .convs
-            .get(id)
-            .ok_or_else(|| rejected(ErrorCode::NotFound, "no such conversation"))
-    }
-
-    pub(super) fn member_conv(&self, user: &str, id: &str) -> Result<&ConvMirror, StoreError> {
-        let conv = self.conv(id)?;
-        if !conv.members.contains(user) {
-            return Err(rejected(
-                ErrorCode::Forbidden,
-                "you are not a member of this conversation",
-            ));
-        }
-        Ok(conv)
+    /// The rules' view of this writer.
+    pub(super) fn facts(&self) -> Mirrored<'_> {
+        Mirrored(self)
     }
 
     pub(super) fn append(&mut self, op: Append) -> Result<Appended, StoreError> {
+        let limits = self.limits.clone();
         match op {
             Append::Event {
                 user,
                 conversation_id,
                 client_msg_id,
                 body,
-            } => self.append_event(&user, &conversation_id, Some(client_msg_id), body),
+            } => {
+                let cmid = Some(client_msg_id);
+                let decided = decide_now(rules::event(
+                    &mut self.facts(),
+                    &user,
+                    &conversation_id,
+                    cmid.as_deref(),
+                    &body,
+                ))?;
+                match decided {
+                    Decision::Done(done) => Ok(done),
+                    Decision::Write(()) => self.write_event(&user, &conversation_id, cmid, body),
+                }
+            }
             Append::Create {
                 user,
                 kind,
                 name,
                 members,
-            } => self.create(&user, kind, name, members),
+            } => {
+                let decided = decide_now(rules::create(
+                    &mut self.facts(),
+                    &limits,
+                    &user,
+                    kind,
+                    name,
+                    members,
+                ))?;
+                match decided {
+                    Decision::Done(done) => Ok(done),
+                    Decision::Write(new) => self.create(&user, kind, new),
+                }
+            }
             Append::Join {
                 user,
                 conversation_id,
                 name,
-            } => self.join(&user, conversation_id, name),
+            } => {
+                let decided = decide_now(rules::join(
+                    &mut self.facts(),
+                    &limits,
+                    &user,
+                    conversation_id,
+                    name,
+                ))?;
+                match decided {
+                    Decision::Done(done) => Ok(done),
+                    Decision::Write(id) => {
+                        let me = [user.clone()];
+                        self.add_members(&id, &me)?;
+                        self.write_event(
+                            &user,
+                            &id,
+                            None,
+                            EventBody::Join {
+                                members: me.to_vec(),
+                            },
+                        )
+                    }
+                }
+            }
             Append::Leave {
                 user,
                 conversation_id,
-            } => self.leave(&user, &conversation_id),
+            } => {
+                let heir = decide_now(rules::leave(&mut self.facts(), &user, &conversation_id))?;
+                self.leave(&user, &conversation_id, heir)
+            }
             Append::RemoveMembers {
                 user,
                 conversation_id,
                 members,
-            } => self.remove_members(&user, &conversation_id, members),
+            } => {
+                let decided = decide_now(rules::remove_members(
+                    &mut self.facts(),
+                    &user,
+                    &conversation_id,
+                    members,
+                ))?;
+                match decided {
+                    Decision::Done(done) => Ok(done),
+                    Decision::Write(gone) => self.remove_members(&user, &conversation_id, gone),
+                }
+            }
             Append::SetRole {
                 user,
                 conversation_id,
                 target,
                 role,
-            } => self.set_role(&user, &conversation_id, &target, role),
+            } => {
+                let decided = decide_now(rules::set_role(
+                    &mut self.facts(),
+                    &user,
+                    &conversation_id,
+                    &target,
+                    role,
+                ))?;
+                match decided {
+                    Decision::Done(done) => Ok(done),
+                    Decision::Write(change) => {
+                        if change.hand_over {
+                            self.store_role(&conversation_id, &user, MemberRole::Admin)?;
+                        }
+                        self.store_role(&conversation_id, &target, role)?;
+                        self.write_event(
+                            &user,
+                            &conversation_id,
+                            None,
+                            EventBody::Role { user: target, role },
+                        )
+                    }
+                }
+            }
             Append::AddMembers {
                 user,
                 conversation_id,
                 members,
             } => {
-                let conv = self.managed_conv(
+                let decided = decide_now(rules::add_members(
+                    &mut self.facts(),
+                    &limits,
                     &user,
                     &conversation_id,
-                    "a DM has exactly two members; create a group instead",
-                    "only an admin of this conversation may add members",
-                )?;
-                let mut new: Vec<String> = Vec::new();
-                for m in members {
-                    self.check_user(&m)?;
-                    self.check_not_blocked_by(&m, &user)?;
-                    if !conv.members.contains(&m) && !new.contains(&m) {
-                        new.push(m);
+                    members,
+                ))?;
+                match decided {
+                    Decision::Done(done) => Ok(done),
+                    Decision::Write(new) => {
+                        self.add_members(&conversation_id, &new)?;
+                        self.forget_removals(&conversation_id, &new)?;
+                        self.write_event(
+                            &user,
+                            &conversation_id,
+                            None,
+                            EventBody::Join { members: new },
+                        )
                     }
                 }
-                if new.is_empty() {
-                    return Ok(Appended {
-                        conversation_id,
-                        seq: None,
-                    });
-                }
-                if conv.members.len() + new.len() > self.limits.max_members {
-                    return Err(rejected(ErrorCode::TooLarge, "too many members"));
-                }
-                new.sort();
-                self.add_members(&conversation_id, &new)?;
-                self.forget_removals(&conversation_id, &new)?;
-                self.write_event(
-                    &user,
-                    &conversation_id,
-                    None,
-                    EventBody::Join { members: new },
-                )
             }
             Append::Rename {
                 user,
@@ -110,37 +174,17 @@ impl Writer {
                 client_msg_id,
                 name,
             } => {
-                if let Some(done) =
-                    self.prior(&user, client_msg_id.as_deref(), &conversation_id, "rename")?
-                {
-                    return Ok(done);
-                }
-                let conv = self.managed_conv(
+                let decided = decide_now(rules::rename(
+                    &mut self.facts(),
                     &user,
                     &conversation_id,
-                    "a DM has no name",
-                    "only an admin of this conversation may rename it",
-                )?;
-                let kind = conv.kind;
-                match kind {
-                    ConvKind::Dm => {
-                        return Err(rejected(ErrorCode::InvalidArgument, "a DM has no name"));
-                    }
-                    ConvKind::Channel => {
-                        if self
-                            .mirror
-                            .channels
-                            .get(&name)
-                            .is_some_and(|other| *other != conversation_id)
-                        {
-                            return Err(rejected(
-                                ErrorCode::Conflict,
-                                "a channel with that name exists",
-                            ));
-                        }
-                    }
-                    ConvKind::Group => {}
-                }
+                    client_msg_id.as_deref(),
+                    &name,
+                ))?;
+                let kind = match decided {
+                    Decision::Done(done) => return Ok(done),
+                    Decision::Write(kind) => kind,
+                };
                 self.conn.execute(
                     "UPDATE conversations SET name = ?1 WHERE id = ?2",
                     params![name, conversation_id],
@@ -161,36 +205,8 @@ impl Writer {
         }
     }
 
-    pub(super) fn check_user(&self, name: &str) -> Result<(), StoreError> {
-        // An account made beside the running server (`chatd admin`) is in
-        // the database before the mirror.
-        if self.mirror.users.contains(name) || super::accounts::exists(&self.conn, name)? {
-            Ok(())
-        } else {
-            Err(rejected(
-                ErrorCode::NotFound,
-                format!("no user named {name}"),
-            ))
-        }
-    }
-
-    /// Refuse when one of `users` is in as many conversations as allowed.
-    pub(super) fn check_room(&self, users: &[String]) -> Result<(), StoreError> {
-        let max = self.limits.max_conversations_per_user;
-        match users
-            .iter()
-            .find(|u| self.mirror.memberships.get(*u).copied().unwrap_or(0) >= max)
-        {
-            Some(full) => Err(rejected(
-                ErrorCode::LimitExceeded,
-                format!("max_conversations_per_user: {full} is in {max} conversations already"),
-            )),
-            None => Ok(()),
-        }
-    }
-
+    /// Put `users` in `conv` (the rules have checked who and how many).
     pub(super) fn add_members(&mut self, conv: &str, users: &[String]) -> Result<(), StoreError> {
-        self.check_room(users)?;
         for u in users {
             *self.mirror.memberships.entry(u.clone()).or_default() += 1;
         }
@@ -206,61 +222,19 @@ impl Writer {
         Ok(())
     }
 
-    pub(super) fn create(
+    /// Write a conversation the rules accepted, its members, its owner and
+    /// its `create` event.
+    fn create(
         &mut self,
         user: &str,
         kind: ConvKind,
-        name: Option<String>,
-        members: Vec<String>,
+        new: rules::NewConversation,
     ) -> Result<Appended, StoreError> {
-        let mut everyone: Vec<String> = vec![user.to_string()];
-        for m in members {
-            self.check_user(&m)?;
-            self.check_not_blocked_by(&m, user)?;
-            if !everyone.contains(&m) {
-                everyone.push(m);
-            }
-        }
-        everyone.sort();
-        if everyone.len() > self.limits.max_members {
-            return Err(rejected(ErrorCode::TooLarge, "too many members"));
-        }
-        let mut dm_key = None;
-        let name = match kind {
-            ConvKind::Dm => {
-                if everyone.len() != 2 {
-                    return Err(rejected(
-                        ErrorCode::InvalidArgument,
-                        "a DM is with exactly one other user",
-                    ));
-                }
-                let key = super::mirror::dm_key(&everyone);
-                if let Some(id) = self.mirror.dms.get(&key) {
-                    return Ok(Appended {
-                        conversation_id: id.clone(),
-                        seq: None,
-                    });
-                }
-                dm_key = Some(key);
-                None
-            }
-            ConvKind::Group | ConvKind::Channel => {
-                let name = name.filter(|n| !n.trim().is_empty()).ok_or_else(|| {
-                    rejected(
-                        ErrorCode::InvalidArgument,
-                        "a group or channel needs a name",
-                    )
-                })?;
-                if kind == ConvKind::Channel && self.mirror.channels.contains_key(&name) {
-                    return Err(rejected(
-                        ErrorCode::Conflict,
-                        format!("a channel named {name} exists; join it instead"),
-                    ));
-                }
-                Some(name)
-            }
-        };
-        self.check_room(&everyone)?;
+        let rules::NewConversation {
+            members: everyone,
+            name,
+            dm_key,
+        } = new;
         let id = super::new_conversation_id();
         self.conn.execute(
             "INSERT INTO conversations (id, kind, name, dm_key, last_seq, created_at)
@@ -304,204 +278,6 @@ impl Writer {
         )
     }
 
-    pub(super) fn join(
-        &mut self,
-        user: &str,
-        id: Option<String>,
-        name: Option<String>,
-    ) -> Result<Appended, StoreError> {
-        let id = match (id, name) {
-            (Some(id), _) => id,
-            (None, Some(name)) => {
-                let name = name.trim_start_matches('#');
-                self.mirror.channels.get(name).cloned().ok_or_else(|| {
-                    rejected(ErrorCode::NotFound, format!("no channel named #{name}"))
-                })?
-            }
-            (None, None) => {
-                return Err(rejected(
-                    ErrorCode::InvalidArgument,
-                    "join needs a conversation_id or a name",
-                ));
-            }
-        };
-        let conv = self.conv(&id)?;
-        if conv.kind != ConvKind::Channel {
-            // Do not reveal private conversations to non-members.
-            if !conv.members.contains(user) {
-                return Err(rejected(
-                    ErrorCode::Forbidden,
-                    "only channels can be joined",
-                ));
-            }
-        }
-        if conv.members.contains(user) {
-            return Ok(Appended {
-                conversation_id: id,
-                seq: None,
-            });
-        }
-        if conv.members.len() >= self.limits.max_members {
-            return Err(rejected(ErrorCode::TooLarge, "this channel is full"));
-        }
-        self.check_not_removed(&id, user)?;
-        self.add_members(&id, &[user.to_string()])?;
-        self.write_event(
-            user,
-            &id,
-            None,
-            EventBody::Join {
-                members: vec![user.to_string()],
-            },
-        )
-    }
-
-    /// Validate and write a message, edit, deletion, reaction or rename.
-    pub(super) fn append_event(
-        &mut self,
-        user: &str,
-        conv_id: &str,
-        client_msg_id: Option<String>,
-        body: EventBody,
-    ) -> Result<Appended, StoreError> {
-        let conv = self.member_conv(user, conv_id)?;
-        let moderator = conv.role(user).manages();
-        if conv.kind == ConvKind::Dm
-            && let Some(other) = conv.members.iter().find(|m| *m != user)
-            && self.mirror.blocks.blocks(other, user)
-        {
-            return Err(rejected(
-                ErrorCode::Forbidden,
-                "you cannot write in this conversation",
-            ));
-        }
-        // A retry must get its original answer even if what it refers to
-        // has changed since, so requests that check a target look for a
-        // prior copy first. A plain message leaves that to the insert
-        // (`write_event`), which finds a prior copy through the same index.
-        let checks_target = !matches!(
-            body,
-            EventBody::Message { reply_to: None, .. } | EventBody::File { reply_to: None, .. }
-        );
-        if checks_target
-            && let Some(done) = self.prior(user, client_msg_id.as_deref(), conv_id, body.kind())?
-        {
-            return Ok(done);
-        }
-        match &body {
-            EventBody::Message {
-                reply_to: Some(target),
-                ..
-            }
-            | EventBody::File {
-                reply_to: Some(target),
-                ..
-            } => {
-                self.target(conv_id, *target)?;
-            }
-            EventBody::Edit { target_seq, .. } | EventBody::Delete { target_seq } => {
-                let (author, deleted, file) = self.target(conv_id, *target_seq)?;
-                if file && matches!(body, EventBody::Edit { .. }) {
-                    return Err(rejected(
-                        ErrorCode::InvalidArgument,
-                        "a shared file cannot be edited; delete it and share it again",
-                    ));
-                }
-                // Admins of the conversation and of the server may delete
-                // any message; only its author edits it.
-                let may = author == user
-                    || (matches!(body, EventBody::Delete { .. })
-                        && (moderator || self.server_admin(user)?));
-                if !may {
-                    return Err(rejected(
-                        ErrorCode::Forbidden,
-                        "only the author can edit or delete a message",
-                    ));
-                }
-                if deleted {
-                    return Err(rejected(ErrorCode::NotFound, "that message was deleted"));
-                }
-            }
-            EventBody::Reaction { target_seq, .. } => {
-                let (_, deleted, _) = self.target(conv_id, *target_seq)?;
-                if deleted {
-                    return Err(rejected(ErrorCode::NotFound, "that message was deleted"));
-                }
-            }
-            EventBody::File { .. } => {}
-            _ => {}
-        }
-        self.check_file(user, &body)?;
-        self.write_event(user, conv_id, client_msg_id, body)
-    }
-
-    /// The original result of a retried request (same sender and
-    /// client_msg_id), or `None` for a new one.
-    pub(super) fn prior(
-        &self,
-        user: &str,
-        client_msg_id: Option<&str>,
-        conv_id: &str,
-        kind: &str,
-    ) -> Result<Option<Appended>, StoreError> {
-        let Some(cmid) = client_msg_id else {
-            return Ok(None);
-        };
-        let prior: Option<(String, i64, i64, String)> = self
-            .conn
-            .prepare_cached(
-                "SELECT conversation_id, seq, ts, kind FROM events
-                 WHERE sender = ?1 AND client_msg_id = ?2",
-            )?
-            .query_row(params![user, cmid], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .optional()?;
-        match prior {
-            None => Ok(None),
-            Some((conv, seq, ts, k)) if conv == conv_id && k == kind => Ok(Some(Appended {
-                conversation_id: conv,
-                seq: Some((seq as u64, ts)),
-            })),
-            Some(_) => Err(rejected(
-                ErrorCode::Conflict,
-                "client_msg_id already used for a different request",
-            )),
-        }
-    }
-
-    /// The author of message (or shared file) `seq`, whether it has been
-    /// deleted, and whether it is a file.
-    pub(super) fn target(&self, conv: &str, seq: u64) -> Result<(String, bool, bool), StoreError> {
-        let row: Option<(String, String)> = self
-            .conn
-            .prepare_cached(
-                "SELECT sender, kind FROM events WHERE conversation_id = ?1 AND seq = ?2",
-            )?
-            .query_row(params![conv, seq as i64], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        match row {
-            Some((sender, kind)) if kind == "message" || kind == "file" => {
-                let deleted: bool = self
-                    .conn
-                    .prepare_cached(
-                        "SELECT EXISTS (SELECT 1 FROM events
-                         WHERE conversation_id = ?1 AND target_seq = ?2 AND kind = 'delete')",
-                    )?
-                    .query_row(params![conv, seq as i64], |r| r.get(0))?;
-                Ok((sender, deleted, kind == "file"))
-            }
-            Some(_) => Err(rejected(
-                ErrorCode::InvalidArgument,
-                format!("event {seq} is not a message"),
-            )),
-            None => Err(rejected(
-                ErrorCode::NotFound,
-                format!("no message with seq {seq}"),
-            )),
-        }
-    }
-
     /// Assign the next seq and write the event.
     pub(super) fn write_event(
         &mut self,
@@ -540,9 +316,14 @@ impl Writer {
         if inserted == 0 {
             // A retry: (sender, client_msg_id) is taken. Its original
             // answer, or a conflict if it was used for something else.
-            return self
-                .prior(user, client_msg_id.as_deref(), conv_id, body.kind())?
-                .ok_or_else(|| StoreError::Open("idempotency index out of step".into()));
+            return decide_now(rules::prior(
+                &mut self.facts(),
+                user,
+                client_msg_id.as_deref(),
+                conv_id,
+                body.kind(),
+            ))?
+            .ok_or_else(|| StoreError::Open("idempotency index out of step".into()));
         }
         self.track_file(user, conv_id, seq, &body)?;
         self.index_event(conv_id, seq, ts, user, &body)?;
@@ -577,9 +358,9 @@ impl Writer {
         delivered: u64,
         read: u64,
     ) -> Result<Option<ReceiptPair>, StoreError> {
-        let conv = self.member_conv(user, conv_id)?;
-        let read = read.min(conv.last_seq);
-        let delivered = delivered.max(read).min(conv.last_seq);
+        decide_now(rules::member(&mut self.facts(), user, conv_id))?;
+        let last_seq = self.mirror.convs.get(conv_id).map_or(0, |c| c.last_seq);
+        let (delivered, read) = rules::receipt_bounds(last_seq, delivered, read);
         let row: Option<(i64, i64)> = self
             .conn
             .prepare_cached(

@@ -16,7 +16,7 @@ use super::durable::{Batch, Failed, Publisher, SyncStage, not_durable};
 use super::mirror::Mirror;
 use super::stats::WriteStats;
 use super::{AccountReply, Appended, Committed, StoreError, WriteLimits, WriteOp};
-use crate::proto::{ErrorCode, ProtoError, ReceiptPair};
+use crate::proto::ReceiptPair;
 use rusqlite::Connection;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -230,9 +230,7 @@ fn touches_index(op: &WriteOp) -> bool {
     }
 }
 
-pub(super) fn rejected(code: ErrorCode, msg: impl Into<String>) -> StoreError {
-    StoreError::Rejected(ProtoError::new(code, msg))
-}
+pub(super) use crate::store::rules::rejected;
 
 impl Writer {
     fn run(

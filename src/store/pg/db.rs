@@ -1,0 +1,229 @@
+//! The connection pool and what every statement shares: the timeouts that
+//! turn a database that does not answer into [`StoreError::Unavailable`],
+//! the mapping of PostgreSQL's errors onto store errors, and small helpers
+//! that run a statement through the connection's statement cache.
+
+use crate::store::log::StoreError;
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use std::time::Duration;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+/// How long the store waits for the database.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timeouts {
+    /// For a connection from the pool (when all are busy), and for a new
+    /// one to be made.
+    pub(super) connect: Duration,
+    /// For one statement, on the server (`statement_timeout`).
+    pub(super) statement: Duration,
+    /// For a whole read or write transaction, on this side.
+    pub(super) operation: Duration,
+}
+
+pub(super) const TIMEOUTS: Timeouts = Timeouts {
+    connect: Duration::from_secs(3),
+    statement: Duration::from_secs(10),
+    operation: Duration::from_secs(15),
+};
+
+/// How long a health check waits.
+pub(super) const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Parameters of a statement.
+pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// A pool of connections to one database.
+#[derive(Clone)]
+pub(super) struct Db {
+    pool: Pool,
+    pub(super) timeouts: Timeouts,
+}
+
+/// The connection settings of `url`, with the store's timeouts added.
+pub(super) fn pg_config(url: &str, t: Timeouts) -> Result<tokio_postgres::Config, StoreError> {
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Open(format!("bad PostgreSQL URL: {e}")))?;
+    let ours = format!(
+        "-c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+        t.statement.as_millis(),
+        t.operation.as_millis() * 2
+    );
+    let options = match config.get_options() {
+        Some(theirs) if !theirs.is_empty() => format!("{theirs} {ours}"),
+        _ => ours,
+    };
+    config
+        .options(options)
+        .connect_timeout(t.connect)
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30))
+        .tcp_user_timeout(t.operation);
+    if config.get_application_name().is_none() {
+        config.application_name("chatd");
+    }
+    Ok(config)
+}
+
+impl Db {
+    pub(super) fn new(url: &str, size: usize, timeouts: Timeouts) -> Result<Db, StoreError> {
+        let config = pg_config(url, timeouts)?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(size.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(timeouts.connect))
+            .create_timeout(Some(timeouts.connect))
+            .recycle_timeout(Some(timeouts.connect))
+            .build()
+            .map_err(|e| StoreError::Open(format!("cannot make the connection pool: {e}")))?;
+        Ok(Db { pool, timeouts })
+    }
+
+    /// A connection from the pool, or `Unavailable` within the connect
+    /// timeout.
+    pub(super) async fn client(&self) -> Result<Object, StoreError> {
+        self.pool.get().await.map_err(|e| {
+            use deadpool_postgres::PoolError;
+            match e {
+                PoolError::Backend(e) => unavailable(&e),
+                PoolError::Closed => StoreError::Closed,
+                e => StoreError::Unavailable(e.to_string()),
+            }
+        })
+    }
+
+    /// Run `op`, or answer `Unavailable` once it has taken the operation
+    /// timeout.
+    pub(super) async fn bounded<T>(
+        &self,
+        op: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        within(self.timeouts.operation, op).await
+    }
+
+    pub(super) fn close(&self) {
+        self.pool.close();
+    }
+}
+
+/// `op`, or `Unavailable` after `limit`.
+pub(super) async fn within<T>(
+    limit: Duration,
+    op: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(limit, op).await {
+        Ok(r) => r,
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no answer from the database within {} ms",
+            limit.as_millis()
+        ))),
+    }
+}
+
+fn unavailable(e: &tokio_postgres::Error) -> StoreError {
+    StoreError::Unavailable(match e.as_db_error() {
+        Some(db) => db.to_string(),
+        None => e.to_string(),
+    })
+}
+
+/// Whether `code` says the server cannot serve us now, rather than that
+/// the statement was wrong.
+fn down(code: &SqlState) -> bool {
+    let c = code.code();
+    c.starts_with("08")
+        || c.starts_with("57P")
+        || *code == SqlState::TOO_MANY_CONNECTIONS
+        || *code == SqlState::QUERY_CANCELED
+        || *code == SqlState::CANNOT_CONNECT_NOW
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        match e.code() {
+            _ if e.is_closed() => unavailable(&e),
+            None => unavailable(&e),
+            Some(code) if down(code) => unavailable(&e),
+            // The SQLSTATE first: [`retryable`] reads it.
+            Some(code) => StoreError::Postgres(match e.as_db_error() {
+                Some(db) => format!("{} {db}", code.code()),
+                None => format!("{} {e}", code.code()),
+            }),
+        }
+    }
+}
+
+/// Whether a failed transaction may simply be run again: it lost a race
+/// with another one (a serialization failure, a deadlock, or a unique key
+/// another transaction took first, which the retry then sees).
+pub(super) fn retryable(e: &StoreError) -> bool {
+    let StoreError::Postgres(msg) = e else {
+        return false;
+    };
+    [
+        SqlState::T_R_SERIALIZATION_FAILURE,
+        SqlState::T_R_DEADLOCK_DETECTED,
+        SqlState::UNIQUE_VIOLATION,
+    ]
+    .iter()
+    .any(|s| msg.starts_with(s.code()))
+}
+
+/// Rows of a statement (prepared once per connection).
+pub(super) async fn rows(
+    c: &impl GenericClient,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<Vec<Row>, StoreError> {
+    let st = c.prepare_cached(sql).await?;
+    Ok(c.query(&st, params).await?)
+}
+
+/// The row of a statement, if any.
+pub(super) async fn opt(
+    c: &impl GenericClient,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<Option<Row>, StoreError> {
+    let st = c.prepare_cached(sql).await?;
+    Ok(c.query_opt(&st, params).await?)
+}
+
+/// The one row of a statement.
+pub(super) async fn one(
+    c: &impl GenericClient,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<Row, StoreError> {
+    let st = c.prepare_cached(sql).await?;
+    Ok(c.query_one(&st, params).await?)
+}
+
+/// Run a statement; the number of rows it changed.
+pub(super) async fn exec(
+    c: &impl GenericClient,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<u64, StoreError> {
+    let st = c.prepare_cached(sql).await?;
+    Ok(c.execute(&st, params).await?)
+}
+
+/// A row's column, or a database error naming it (a column of an
+/// unexpected type is a bug, not a panic).
+pub(super) fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    i: usize,
+) -> Result<T, StoreError> {
+    row.try_get(i)
+        .map_err(|e| StoreError::Postgres(format!("column {i}: {e}")))
+}

@@ -1,0 +1,492 @@
+//! chatd's store on PostgreSQL: the same accounts, conversations, receipts
+//! and logs as the embedded SQLite store, in a database that any number of
+//! chatd nodes share.
+//!
+//! [`PgStore`] and [`PgReaders`] offer the methods of `LogStore` and
+//! `Readers`, with the same arguments, answers and errors. Each write runs
+//! in one transaction of its own on a connection from a pool:
+//!
+//! - **Sequencing.** An event takes its seq with `UPDATE conversations SET
+//!   last_seq = last_seq + 1 ... RETURNING` inside the transaction that
+//!   inserts it; every change to a conversation first takes that row's
+//!   lock, so appenders on every node queue there and a seq is never
+//!   skipped or given twice (a transaction that fails gives its seq back
+//!   by rolling back).
+//! - **Idempotency** is the unique index on `(sender, client_msg_id)`: a
+//!   retry finds the original event and gets its seq.
+//! - **Durability and order.** A caller hears `ok` only after `COMMIT`.
+//!   Committed changes then go to the [`CommitSink`], in commit order for
+//!   each conversation on this node: a node-local lock per conversation
+//!   (striped) is held from before the row lock until the changes are
+//!   published, so the node's own writers of one conversation publish in
+//!   seq order. Appends submitted one after another by one task take that
+//!   lock in submission order, as `LogStore` sequences them.
+//! - **Races** between nodes end in a serialization failure, a deadlock or
+//!   a unique key taken first; such a transaction is run again, a bounded
+//!   number of times, and then sees what the other one wrote.
+//! - **A database that does not answer** costs at most a timeout: waits for
+//!   a connection, statements and whole operations are bounded, and the
+//!   caller gets [`StoreError::Unavailable`]. The pool makes new
+//!   connections when the database is back.
+
+mod accounts;
+mod append;
+mod bots;
+pub mod copy;
+mod db;
+mod erase;
+mod events;
+mod facts;
+mod files;
+mod read;
+pub mod retention;
+mod schema;
+mod search;
+#[cfg(test)]
+mod tests;
+
+pub use read::PgReaders;
+pub use schema::SCHEMA_VERSION;
+
+use crate::proto::{ErrorCode, ProtoError, ReceiptPair};
+use crate::store::log::{
+    AccountOp, AccountReply, Append, Appended, BotOp, CommitSink, Committed, Snapshot, StoreConfig,
+    StoreError, WriteLimits, WriteStats,
+};
+use db::{Db, Timeouts, retryable, within};
+use deadpool_postgres::Transaction;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
+use tokio_postgres::IsolationLevel;
+use tokio_util::task::TaskTracker;
+
+/// Times a transaction that lost a race is run in all.
+const ATTEMPTS: u32 = 5;
+
+/// Node-local conversation locks (see the module doc).
+const STRIPES: usize = 1024;
+
+pub(crate) fn rejected(code: ErrorCode, msg: impl Into<String>) -> StoreError {
+    StoreError::Rejected(ProtoError::new(code, msg))
+}
+
+/// Apply the migrations to the database at `url` and nothing else
+/// (`chatd migrate`); answers the schema version it is at.
+pub async fn migrate(url: &str) -> Result<u32, StoreError> {
+    let db = Db::new(url, 1, db::TIMEOUTS)?;
+    let mut c = db.client().await?;
+    let version = schema::migrate(&mut c).await;
+    drop(c);
+    db.close();
+    version
+}
+
+/// A write's open transaction and what it changed so far.
+pub(crate) struct W<'a> {
+    pub(crate) tx: &'a Transaction<'a>,
+    /// Published after the commit, in this order.
+    pub(crate) changes: Vec<Committed>,
+    pub(crate) limits: &'a WriteLimits,
+}
+
+/// A write request.
+#[derive(Clone)]
+enum Op {
+    Account(AccountOp),
+    Append(Append),
+    Receipt {
+        user: String,
+        conversation_id: String,
+        delivered: u64,
+        read: u64,
+    },
+}
+
+enum Reply {
+    Account(AccountReply),
+    Append(Appended),
+    Receipt(Option<ReceiptPair>),
+}
+
+impl Op {
+    /// Hot, single-row changes, and changes to conversations (whose row
+    /// lock orders them) run at read committed; other account changes
+    /// check-then-act across rows and run serializable.
+    fn isolation(&self) -> IsolationLevel {
+        match self {
+            Op::Account(
+                AccountOp::UseSession { .. }
+                | AccountOp::TouchSession { .. }
+                | AccountOp::Erase { .. }
+                | AccountOp::Bot(BotOp::Used { .. } | BotOp::CreateWebhook { .. }),
+            )
+            | Op::Append(_)
+            | Op::Receipt { .. } => IsolationLevel::ReadCommitted,
+            Op::Account(_) => IsolationLevel::Serializable,
+        }
+    }
+}
+
+/// Node-local locks on conversations, striped by id.
+struct Gate(Vec<Arc<Mutex<()>>>);
+
+type Held = Vec<OwnedMutexGuard<()>>;
+
+impl Gate {
+    fn new() -> Gate {
+        Gate((0..STRIPES).map(|_| Arc::new(Mutex::new(()))).collect())
+    }
+
+    /// Lock the stripes of `convs`, in stripe order (so that two holders
+    /// of several never wait for each other).
+    async fn lock(&self, convs: &[&str]) -> Held {
+        let mut stripes: Vec<usize> = convs
+            .iter()
+            .map(|c| {
+                let mut h = std::hash::DefaultHasher::new();
+                c.hash(&mut h);
+                (h.finish() % STRIPES as u64) as usize
+            })
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut held = Vec::with_capacity(stripes.len());
+        for s in stripes {
+            held.push(self.0[s].clone().lock_owned().await);
+        }
+        held
+    }
+}
+
+struct Inner {
+    db: Db,
+    readers: PgReaders,
+    sink: Arc<dyn CommitSink>,
+    limits: WriteLimits,
+    cluster_id: String,
+    stats: Arc<WriteStats>,
+    gate: Gate,
+    tasks: TaskTracker,
+}
+
+/// Handle to the PostgreSQL store. Cheap to clone.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+impl PgStore {
+    /// Connect to the database at `url`, migrate it, and return the store
+    /// with what the server keeps in memory.
+    pub async fn open(
+        url: &str,
+        config: &StoreConfig,
+        limits: WriteLimits,
+        sink: Arc<dyn CommitSink>,
+    ) -> Result<(PgStore, Snapshot), StoreError> {
+        Self::open_with(url, config, limits, sink, db::TIMEOUTS).await
+    }
+
+    async fn open_with(
+        url: &str,
+        config: &StoreConfig,
+        limits: WriteLimits,
+        sink: Arc<dyn CommitSink>,
+        timeouts: Timeouts,
+    ) -> Result<(PgStore, Snapshot), StoreError> {
+        let db = Db::new(url, config.pool, timeouts)?;
+        let mut c = db.client().await?;
+        within(timeouts.operation, schema::migrate(&mut c)).await?;
+        let cluster_id = schema::cluster_id(&c).await?;
+        // One consistent view, however long it takes to read.
+        let tx = c
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        tx.batch_execute("SET LOCAL statement_timeout = 0").await?;
+        let snapshot = read::load_snapshot(&tx).await?;
+        tx.commit().await?;
+        drop(c);
+        let store = PgStore {
+            inner: Arc::new(Inner {
+                readers: PgReaders { db: db.clone() },
+                db,
+                sink,
+                limits,
+                cluster_id,
+                stats: Arc::new(WriteStats::default()),
+                gate: Gate::new(),
+                tasks: TaskTracker::new(),
+            }),
+        };
+        Ok((store, snapshot))
+    }
+
+    /// Whether the database answers, within a short timeout.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        within(db::PING_TIMEOUT, async {
+            let c = self.inner.db.client().await?;
+            c.simple_query("SELECT 1").await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The id the database was given when first migrated: the same for
+    /// every node that shares it.
+    pub fn cluster_id(&self) -> String {
+        self.inner.cluster_id.clone()
+    }
+
+    /// Apply a change to accounts, sessions or invitations.
+    pub async fn account(&self, op: AccountOp) -> Result<AccountReply, StoreError> {
+        self.open_for_writes()?;
+        let held = match &op {
+            AccountOp::Bot(BotOp::CreateWebhook {
+                conversation_id, ..
+            }) => self.inner.gate.lock(&[conversation_id]).await,
+            AccountOp::Erase { username } => {
+                let convs = self
+                    .inner
+                    .db
+                    .bounded(async {
+                        let c = self.inner.db.client().await?;
+                        erase::conversations(&c, username).await
+                    })
+                    .await?;
+                let convs: Vec<&str> = convs.iter().map(String::as_str).collect();
+                self.inner.gate.lock(&convs).await
+            }
+            _ => Vec::new(),
+        };
+        match self.write(Op::Account(op), held).await? {
+            Reply::Account(r) => Ok(r),
+            _ => Err(mixed_up()),
+        }
+    }
+
+    /// Start an append and return a receiver for its durable result.
+    ///
+    /// Appends submitted one after another from one task are sequenced in
+    /// that order (each takes its conversation's node lock before this
+    /// returns); awaiting the receivers can then happen concurrently.
+    pub async fn submit_append(
+        &self,
+        op: Append,
+    ) -> Result<oneshot::Receiver<Result<Appended, StoreError>>, StoreError> {
+        self.open_for_writes()?;
+        let conv = self.append_target(&op).await;
+        let held = match &conv {
+            Some(c) => self.inner.gate.lock(&[c]).await,
+            None => Vec::new(),
+        };
+        let (tx, rx) = oneshot::channel();
+        let store = self.clone();
+        self.inner.tasks.spawn(async move {
+            let r = match store.write(Op::Append(op), held).await {
+                Ok(Reply::Append(a)) => Ok(a),
+                Ok(_) => Err(mixed_up()),
+                Err(e) => Err(e),
+            };
+            let _ = tx.send(r);
+        });
+        Ok(rx)
+    }
+
+    /// Append and wait until the result is durable.
+    pub async fn append(&self, op: Append) -> Result<Appended, StoreError> {
+        self.submit_append(op)
+            .await?
+            .await
+            .map_err(|_| StoreError::Closed)?
+    }
+
+    /// Start a receipt update; the receiver yields the new pointers, or
+    /// `None` when nothing moved.
+    pub async fn submit_receipt(
+        &self,
+        user: &str,
+        conversation_id: &str,
+        delivered: u64,
+        read: u64,
+    ) -> Result<oneshot::Receiver<Result<Option<ReceiptPair>, StoreError>>, StoreError> {
+        self.open_for_writes()?;
+        let held = self.inner.gate.lock(&[conversation_id]).await;
+        let op = Op::Receipt {
+            user: user.to_string(),
+            conversation_id: conversation_id.to_string(),
+            delivered,
+            read,
+        };
+        let (tx, rx) = oneshot::channel();
+        let store = self.clone();
+        self.inner.tasks.spawn(async move {
+            let r = match store.write(op, held).await {
+                Ok(Reply::Receipt(r)) => Ok(r),
+                Ok(_) => Err(mixed_up()),
+                Err(e) => Err(e),
+            };
+            let _ = tx.send(r);
+        });
+        Ok(rx)
+    }
+
+    pub async fn receipt(
+        &self,
+        user: &str,
+        conversation_id: &str,
+        delivered: u64,
+        read: u64,
+    ) -> Result<Option<ReceiptPair>, StoreError> {
+        self.submit_receipt(user, conversation_id, delivered, read)
+            .await?
+            .await
+            .map_err(|_| StoreError::Closed)?
+    }
+
+    /// The read side.
+    pub fn readers(&self) -> &PgReaders {
+        &self.inner.readers
+    }
+
+    /// What the store measures of its commits.
+    pub fn stats(&self) -> Arc<WriteStats> {
+        self.inner.stats.clone()
+    }
+
+    /// Stop accepting writes, finish those under way, and close the pool.
+    /// Other clones become unusable.
+    pub async fn close(self) {
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+        self.inner.db.close();
+    }
+
+    fn open_for_writes(&self) -> Result<(), StoreError> {
+        if self.inner.tasks.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        Ok(())
+    }
+
+    /// The existing conversation an append writes to, if known before its
+    /// transaction (a channel joined by name is looked up).
+    async fn append_target(&self, op: &Append) -> Option<String> {
+        match op {
+            Append::Event {
+                conversation_id, ..
+            }
+            | Append::Leave {
+                conversation_id, ..
+            }
+            | Append::AddMembers {
+                conversation_id, ..
+            }
+            | Append::RemoveMembers {
+                conversation_id, ..
+            }
+            | Append::SetRole {
+                conversation_id, ..
+            }
+            | Append::Rename {
+                conversation_id, ..
+            }
+            | Append::Join {
+                conversation_id: Some(conversation_id),
+                ..
+            } => Some(conversation_id.clone()),
+            Append::Join {
+                conversation_id: None,
+                name: Some(name),
+                ..
+            } => {
+                // Not found: the transaction answers so.
+                let name = name.trim_start_matches('#');
+                self.inner
+                    .db
+                    .bounded(async {
+                        let c = self.inner.db.client().await?;
+                        append::channel_named(&c, name).await
+                    })
+                    .await
+                    .ok()
+                    .flatten()
+            }
+            Append::Join { .. } | Append::Create { .. } => None,
+        }
+    }
+
+    /// Run a write in a transaction of its own, again if it lost a race;
+    /// publish its changes once committed, then let go of its locks.
+    async fn write(&self, op: Op, held: Held) -> Result<Reply, StoreError> {
+        let started = Instant::now();
+        let mut attempt = 1;
+        let (reply, changes) = loop {
+            match self.inner.db.bounded(self.attempt(&op)).await {
+                Err(e) if retryable(&e) && attempt < ATTEMPTS => {
+                    tracing::debug!(attempt, "store: running a transaction again: {e}");
+                    let jitter = rand::random::<u64>() % (2 << attempt);
+                    tokio::time::sleep(Duration::from_millis(jitter)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+                Ok(done) => break done,
+            }
+        };
+        if !changes.is_empty() {
+            self.inner.sink.committed(&changes);
+        }
+        drop(held);
+        let stats = &self.inner.stats;
+        stats.batch_ops.observe(1);
+        stats.commit_time.observe_time(started.elapsed());
+        Ok(reply)
+    }
+
+    async fn attempt(&self, op: &Op) -> Result<(Reply, Vec<Committed>), StoreError> {
+        let mut client = self.inner.db.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(op.isolation())
+            .start()
+            .await?;
+        let mut w = W {
+            tx: &tx,
+            changes: Vec::new(),
+            limits: &self.inner.limits,
+        };
+        let reply = match op.clone() {
+            Op::Account(op) => accounts::apply(&mut w, op).await.map(Reply::Account),
+            Op::Append(op) => append::apply(&mut w, op).await.map(Reply::Append),
+            Op::Receipt {
+                user,
+                conversation_id,
+                delivered,
+                read,
+            } => append::receipt(&mut w, &user, &conversation_id, delivered, read)
+                .await
+                .map(Reply::Receipt),
+        };
+        let changes = std::mem::take(&mut w.changes);
+        match reply {
+            Ok(reply) => {
+                tx.commit().await?;
+                Ok((reply, changes))
+            }
+            Err(e) => {
+                // A failed statement has aborted the transaction already;
+                // a refusal leaves nothing to undo either way.
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+fn mixed_up() -> StoreError {
+    StoreError::Write("a write was answered with another's reply".into())
+}
