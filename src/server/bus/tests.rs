@@ -10,6 +10,7 @@ use super::{Bus, BusStatus};
 use crate::proto::{ConvKind, EventBody, PresenceStatus, Role, ServerFrame};
 use crate::server::hub::{Hub, Registration};
 use crate::server::queue::{Ended, PushQueue};
+use crate::store::Store;
 use crate::store::log::{
     AccountOp, Append, CommitSink, Committed, LogStore, StoreConfig, SyncMode, WriteLimits,
 };
@@ -44,7 +45,7 @@ struct Cluster {
     _dir: tempfile::TempDir,
     url: String,
     namespace: String,
-    store: LogStore,
+    store: Store,
     tap: Arc<Tap>,
     a: Arc<Hub>,
     b: Arc<Hub>,
@@ -73,7 +74,8 @@ impl Cluster {
             max_members: 100,
             max_conversations_per_user: 100,
         };
-        let (store, snap) = LogStore::open(dir.path(), &config, limits, tap.clone()).unwrap();
+        let (log, snap) = LogStore::open(dir.path(), &config, limits, tap.clone()).unwrap();
+        let store = Store::sqlite(log);
         a.load(snap);
         b.load(store.readers().snapshot().await.unwrap());
         let namespace = format!("test-{}", uuid::Uuid::new_v4().simple());
