@@ -50,6 +50,18 @@ enum Command {
         #[command(subcommand)]
         what: AdminCommand,
     },
+    /// Bring a PostgreSQL database to this chatd's schema; with --from,
+    /// copy an embedded server's data directory into it (empty) and verify
+    /// the copy
+    Migrate {
+        /// The data directory of an embedded (SQLite) chatd to copy
+        #[arg(long, value_name = "DATA_DIR")]
+        from: Option<PathBuf>,
+        /// The database: postgres://USER@HOST/DB [default: --store, else
+        /// the config's [store] url]
+        #[arg(long, value_name = "URL")]
+        to: Option<String>,
+    },
 }
 
 fn main() {
@@ -92,6 +104,13 @@ fn main() {
     let code = match args.command {
         Some(Command::Admin { what }) => match chat::server::load_config_with(&overrides) {
             Ok(config) => runtime.block_on(chat::server::admin::run(&config, what)),
+            Err(e) => {
+                eprintln!("chatd: {e}");
+                2
+            }
+        },
+        Some(Command::Migrate { from, to }) => match chat::server::load_config_with(&overrides) {
+            Ok(config) => runtime.block_on(chat::server::migrate::run(&config, from, to)),
             Err(e) => {
                 eprintln!("chatd: {e}");
                 2

@@ -73,6 +73,29 @@ where
     }
 }
 
+/// `/healthz` (liveness: `200` while the process answers, with what it
+/// reaches) or `/readyz` (readiness: `200` only while the store and the bus
+/// are reachable and chatd is not shutting down, else `503`).
+async fn health(path: &str, shared: &Arc<Shared>) -> Response<Body> {
+    let report = shared.health.check().await;
+    let mut r = if path == "/readyz" {
+        let ready = report.ok() && !shared.shutdown.is_cancelled();
+        let status = if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        json(status, report.to_json())
+    } else if shared.health.detailed() {
+        json(StatusCode::OK, report.to_json())
+    } else {
+        text(StatusCode::OK, "ok")
+    };
+    // Probes rarely reuse a connection: close it at once.
+    set(&mut r, header::CONNECTION, "close");
+    r
+}
+
 async fn route(req: Request<Incoming>, addr: IpAddr, shared: &Arc<Shared>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
@@ -93,13 +116,8 @@ async fn route(req: Request<Incoming>, addr: IpAddr, shared: &Arc<Shared>) -> Re
         );
     }
     match path.as_str() {
-        "/healthz" => match method {
-            Method::GET | Method::HEAD => {
-                // Probes rarely reuse a connection: close it at once.
-                let mut r = text(StatusCode::OK, "ok");
-                set(&mut r, header::CONNECTION, "close");
-                r
-            }
+        "/healthz" | "/readyz" => match method {
+            Method::GET | Method::HEAD => health(&path, shared).await,
             _ => not_allowed("GET, HEAD"),
         },
         "/files" | "/files/" => match method {

@@ -5,19 +5,23 @@
 //! `127.0.0.1:0`). Each accepted socket gets one task: the transport answers
 //! plain HTTP (health, files: [`http`]) or upgrades to a WebSocket, which a [`session`]
 //! serves. Shared state is the [`hub::Hub`] (membership, presence, fan-out)
-//! and the [`LogStore`] (durable log, one writer). With `[net]
+//! and the [`Store`] (the durable log: embedded SQLite, or PostgreSQL). With `[net]
 //! metrics_listen` set, a second listener serves `GET /metrics`
-//! ([`metrics`]).
+//! ([`metrics`]). With `[bus] url` set, a [`bus::Bus`] on Redis joins this
+//! node to the others that share its database.
 
 pub mod admin;
 pub mod auth;
 pub mod budget;
+pub mod bus;
 pub mod config;
 pub mod files;
+pub mod health;
 pub mod http;
 pub mod hub;
 mod limiter;
 pub mod metrics;
+pub mod migrate;
 mod queue;
 mod run;
 pub mod session;
@@ -28,7 +32,8 @@ pub mod webhooks;
 use crate::net::tls::{self, ServerTls};
 use crate::net::transport::{self, Accepted};
 use crate::proto::Limits;
-use crate::store::log::{LogStore, Readers, WriteLimits};
+use crate::store::log::WriteLimits;
+use crate::store::{Readers, Store};
 pub use config::Config;
 use hub::Hub;
 pub use run::{
@@ -45,7 +50,7 @@ use tokio_util::task::TaskTracker;
 /// What every connection task shares.
 pub struct Shared {
     pub hub: Arc<Hub>,
-    pub store: LogStore,
+    pub store: Store,
     pub hasher: auth::Hasher,
     pub throttle: Arc<throttle::Throttle>,
     pub limits: Limits,
@@ -64,6 +69,8 @@ pub struct Shared {
     pub grace: Duration,
     /// This server's metrics (served when `[net] metrics_listen` is set).
     pub metrics: metrics::Metrics,
+    /// What `/healthz` and `/readyz` check.
+    pub health: health::Health,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +85,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Tls(#[from] crate::net::tls::TlsError),
+    #[error(transparent)]
+    Bus(#[from] bus::BusError),
 }
 
 /// Serve on `listener` until `shutdown` completes; then stop accepting, let
@@ -128,7 +137,7 @@ pub async fn serve_listeners(
     let data = config.data_dir()?;
     let hub = Arc::new(Hub::new(config.limits.max_connections_per_user));
     let mut metrics = metrics::Metrics::new();
-    let (store, snapshot) = LogStore::open(
+    let (store, snapshot) = Store::open(
         &data,
         &config.store,
         WriteLimits {
@@ -136,8 +145,27 @@ pub async fn serve_listeners(
             max_conversations_per_user: config.limits.max_conversations_per_user,
         },
         metrics.commit_sink(hub.clone()),
-    )?;
+    )
+    .await?;
     hub.load(snapshot);
+    let bus = match &config.bus.url {
+        Some(url) => Some(bus::Bus::start(
+            url,
+            &store.cluster_id(),
+            Duration::from_secs(config.bus.presence_ttl_secs),
+            hub.clone(),
+            store.readers().clone(),
+        )?),
+        None => None,
+    };
+    let mut health = health::Health::default().with_bus(bus.as_ref().map(|b| b.status()));
+    if store.postgres().is_some() {
+        let probe = store.clone();
+        health = health.with_store(Arc::new(move || {
+            let store = probe.clone();
+            Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
+        }));
+    }
     let hasher = auth::Hasher::new(&config.auth)?;
     metrics.sample(hub.clone(), store.stats(), hasher.clone());
     let files = files::Files::open(&data, config.files.clone())
@@ -159,6 +187,7 @@ pub async fn serve_listeners(
         shutdown: token.clone(),
         grace: Duration::from_secs(config.shutdown_grace_secs),
         metrics,
+        health,
     });
     tokio::spawn(pinger(
         shared.hub.clone(),
@@ -171,12 +200,24 @@ pub async fn serve_listeners(
         token.clone(),
     ));
     tokio::spawn(files::collect(shared.clone(), token.clone()));
-    tokio::spawn(crate::store::log::retention::run(
-        data.clone(),
-        config.retention.clone(),
-        RETENTION_SWEEP,
-        token.clone(),
-    ));
+    match store.postgres() {
+        None => {
+            tokio::spawn(crate::store::log::retention::run(
+                data.clone(),
+                config.retention.clone(),
+                RETENTION_SWEEP,
+                token.clone(),
+            ));
+        }
+        Some(pg) => {
+            tokio::spawn(crate::store::pg::retention::run(
+                pg.clone(),
+                config.retention.clone(),
+                RETENTION_SWEEP,
+                token.clone(),
+            ));
+        }
+    }
     let ws_config = transport::ws_config(config.limits.hard_frame_bytes);
     let head_timeout = Duration::from_secs(config.limits.auth_timeout_secs.max(1));
     let origins = shared.allowed_origins.clone();
@@ -240,6 +281,10 @@ pub async fn serve_listeners(
     // shared state: end them before it goes.
     shared.streams.clear();
     drop(shared);
+    if let Some(bus) = bus {
+        // After the connections: their going offline is published first.
+        bus.close().await;
+    }
     store.close().await;
     tracing::info!("shutdown complete");
     Ok(())

@@ -63,7 +63,7 @@ pub enum Ended {
 }
 
 impl Ended {
-    fn from_u8(v: u8) -> Option<Ended> {
+    pub(crate) fn from_u8(v: u8) -> Option<Ended> {
         match v {
             1 => Some(Ended::LoggedOut),
             2 => Some(Ended::Revoked),

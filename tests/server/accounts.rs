@@ -384,6 +384,9 @@ fn age_sessions(data: &std::path::Path, days: i64) {
 
 #[tokio::test]
 async fn an_idle_session_expires_and_use_keeps_one_alive() {
+    if crate::support::skip_on_postgres("ages sessions in chatd.db") {
+        return;
+    }
     let server = Server::start_with(|c| c.auth.session_idle_days = 30);
     let a = server.user("alice").await;
     let token = a.token.clone();
@@ -409,6 +412,9 @@ async fn an_idle_session_expires_and_use_keeps_one_alive() {
 
 #[tokio::test]
 async fn a_session_past_its_maximum_age_expires_however_used() {
+    if crate::support::skip_on_postgres("ages sessions in chatd.db") {
+        return;
+    }
     let server = Server::start_with(|c| c.auth.session_max_days = 7);
     let a = server.user("alice").await;
     let token = a.token.clone();
@@ -446,6 +452,9 @@ async fn old_sessions_beyond_the_cap_end() {
 /// password ends the sessions the running server holds, within seconds.
 #[tokio::test]
 async fn chatd_admin_works_while_the_server_runs() {
+    if crate::support::skip_on_postgres("runs `chatd admin` on the data dir's SQLite file") {
+        return;
+    }
     let server = Server::start();
     let [_root, mut bob] = server.users(["root", "bob"]).await;
     let data = server.data_dir().to_path_buf();
@@ -567,6 +576,9 @@ async fn an_erased_account_leaves_no_text_behind() {
 /// refreshes the session's last use.
 #[tokio::test]
 async fn a_long_connection_refreshes_its_session_as_it_closes() {
+    if crate::support::skip_on_postgres("ages and reads sessions in chatd.db") {
+        return;
+    }
     let server = Server::start_with(|c| c.auth.session_idle_days = 30);
     let a = server.user("alice").await;
     let token = a.token.clone();

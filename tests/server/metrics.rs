@@ -153,6 +153,9 @@ async fn metrics_follow_what_clients_do() {
 
 #[tokio::test]
 async fn the_wal_sync_is_timed_with_sync_full() {
+    if crate::support::skip_on_postgres("times the SQLite WAL sync") {
+        return;
+    }
     let server = Server::start_with(|c| {
         with_metrics(c);
         c.store.sync = SyncMode::Full;

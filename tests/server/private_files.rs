@@ -16,6 +16,9 @@ fn mode(p: &Path) -> u32 {
 
 #[tokio::test]
 async fn chatd_makes_its_data_dir_and_database_private() {
+    if crate::support::skip_on_postgres("checks the modes of chatd.db and its WAL") {
+        return;
+    }
     let temp = tempfile::tempdir().unwrap();
     let data = temp.path().join("chatd-data");
     let server = Server::start_in(&data);
@@ -29,6 +32,9 @@ async fn chatd_makes_its_data_dir_and_database_private() {
 
 #[tokio::test]
 async fn an_existing_database_is_made_private_at_start() {
+    if crate::support::skip_on_postgres("checks the mode of chatd.db") {
+        return;
+    }
     let temp = tempfile::tempdir().unwrap();
     let data = temp.path().join("d");
     {

@@ -1,5 +1,7 @@
 //! The real `chatd` binary as a child process on a data dir, for tests that
-//! kill it, or measure its memory apart from the test process.
+//! kill it, or measure its memory apart from the test process. On
+//! PostgreSQL (see [`backend`](super::backend)) the data dir's database is
+//! passed with `--store`, the same one at every start.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -60,6 +62,7 @@ impl Chatd {
             .arg(data)
             .arg("--config")
             .arg(config)
+            .args(super::backend::chatd_args(data))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -1,20 +1,27 @@
 //! Test support shared by every integration test: chatd in process on
 //! `127.0.0.1:0` ([`server`]) or as a child process ([`chatd`]), raw protocol peers ([`raw`]), headless engine
 //! clients ([`client`]), homes for `chat` subprocesses ([`cli`]), the
-//! [`World`] fixture that puts them together, and bounded waits.
+//! [`World`] fixture that puts them together, and bounded waits. The
+//! servers run on SQLite, or on PostgreSQL and Redis when `CHATD_TEST_PG`
+//! and `CHATD_TEST_REDIS` say so ([`backend`]).
 //!
 //! Every wait is bounded, so that no test can hang.
 
 #![allow(dead_code, unused_imports)]
 
+pub mod backend;
+pub mod balancer;
 pub mod chatd;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod proxy;
 pub mod raw;
+pub mod redis;
 pub mod server;
 pub mod world;
 
+pub use backend::skip_on_postgres;
 pub use cli::{Home, Ran};
 pub use client::{Client, Fault, describe_rows, has_missing, row_bodies, row_seqs};
 pub use raw::{

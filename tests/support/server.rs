@@ -2,10 +2,11 @@
 //! runtime of its own, so that [`Server::kill`] can drop every task of the
 //! server at once (nothing flushed or closed gracefully), and so that plain
 //! `#[test]`s can run `chat` subprocesses against it. It stops and starts
-//! again on the same data dir and address.
+//! again on the same data dir and address (and on the same database, when
+//! the tests run on PostgreSQL: see [`backend`](super::backend)).
 
 use super::raw::Peer;
-use super::{CLIENT_WAIT, WAIT};
+use super::{CLIENT_WAIT, WAIT, backend};
 use chat::net::tls::ServerTls;
 use chat::server::{Config, ServeError, serve_listeners};
 use std::net::SocketAddr;
@@ -28,6 +29,9 @@ pub struct Server {
     config: Config,
     tls: Option<ServerTls>,
     _temp: Option<tempfile::TempDir>,
+    /// Whether dropping this server (with its temp dir) drops the test
+    /// database of its data dir.
+    owns_store: bool,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), ServeError>>>,
     runtime: Option<Runtime>,
@@ -44,8 +48,24 @@ impl Server {
         let temp = tempfile::tempdir().expect("temp dir");
         let dir = temp.path().to_path_buf();
         let mut config = Config::for_tests(dir.clone());
+        backend::apply(&dir, &mut config);
         tweak(&mut config);
         let mut server = Self::launch(dir, config, SocketAddr::from(([127, 0, 0, 1], 0)));
+        server._temp = Some(temp);
+        server
+    }
+
+    /// A node of a cluster: over a temp dir of its own, on the store and bus
+    /// `config` names (set by `tweak`), with nothing of the test backend
+    /// added; see `support::cluster`.
+    pub fn start_node(tweak: impl FnOnce(&mut Config)) -> Server {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().to_path_buf();
+        let mut config = Config::for_tests(dir.clone());
+        tweak(&mut config);
+        let mut server = Self::launch(dir, config, SocketAddr::from(([127, 0, 0, 1], 0)));
+        // The cluster owns the database: dropping a node leaves it.
+        server.owns_store = false;
         server._temp = Some(temp);
         server
     }
@@ -56,6 +76,7 @@ impl Server {
         let temp = tempfile::tempdir().expect("temp dir");
         let dir = temp.path().to_path_buf();
         let mut config = Config::for_tests(dir.clone());
+        backend::apply(&dir, &mut config);
         tweak(&mut config);
         let mut server = Self::launch_tls(
             dir,
@@ -69,9 +90,11 @@ impl Server {
 
     /// Start on `127.0.0.1:0` over `data` (which outlives the server).
     pub fn start_in(data: &Path) -> Server {
+        let mut config = Config::for_tests(data.to_path_buf());
+        backend::apply(data, &mut config);
         Self::launch(
             data.to_path_buf(),
-            Config::for_tests(data.to_path_buf()),
+            config,
             SocketAddr::from(([127, 0, 0, 1], 0)),
         )
     }
@@ -139,6 +162,7 @@ impl Server {
             config,
             tls,
             _temp: None,
+            owns_store: true,
             stop: Some(stop),
             task: Some(task),
             runtime: Some(runtime),
@@ -169,9 +193,26 @@ impl Server {
         &self.dir
     }
 
+    /// Whether this server keeps its data in PostgreSQL.
+    pub fn on_postgres(&self) -> bool {
+        self.config.store.url.is_some()
+    }
+
     /// How many stored events hold `text` in their body or other data
-    /// (read from the database file directly).
+    /// (read from the database directly).
     pub fn events_containing(&self, text: &str) -> i64 {
+        if let Some(url) = &self.config.store.url {
+            // Any column of the row: the whole row as text.
+            let sql = format!(
+                "SELECT count(*) FROM events e WHERE strpos(e::text, '{}') > 0",
+                text.replace('\'', "''")
+            );
+            let rows = backend::run_sql(url, vec![sql]).unwrap_or_else(|e| panic!("{e}"));
+            return rows[0][0]
+                .as_deref()
+                .and_then(|n| n.parse().ok())
+                .expect("a count");
+        }
         let db = rusqlite::Connection::open(self.dir.join("chatd.db")).expect("open chatd.db");
         db.busy_timeout(Duration::from_secs(5))
             .expect("busy timeout");
@@ -235,8 +276,10 @@ impl Server {
             self.tls.clone(),
         );
         let temp = self._temp.take();
+        let owns_store = self.owns_store;
         *self = next;
         self._temp = temp;
+        self.owns_store = owns_store;
     }
 
     /// Stop gracefully, then start again on the same data dir and address.
@@ -294,6 +337,11 @@ impl Drop for Server {
     fn drop(&mut self) {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
+        }
+        // A server that made its temp dir made its database too; a server
+        // being replaced by `start_again` has handed its temp dir on.
+        if self._temp.is_some() && self.owns_store {
+            backend::release(&self.dir);
         }
     }
 }

@@ -77,6 +77,14 @@ impl World {
     }
 }
 
+impl Drop for World {
+    fn drop(&mut self) {
+        // Its database (on PostgreSQL) goes with it, the server first.
+        self.server.kill();
+        super::backend::release(self.server.data_dir());
+    }
+}
+
 impl Deref for World {
     type Target = Server;
 

@@ -163,6 +163,18 @@ impl Readers {
         .await
     }
 
+    /// What the server keeps in memory, read again (as at start-up), in
+    /// one read transaction so that it is one point of the log.
+    pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            let snap = load_snapshot(&tx)?;
+            tx.finish()?;
+            Ok(snap)
+        })
+        .await
+    }
+
     /// Usernames starting with `prefix`, sorted, at most `limit`.
     pub async fn users(&self, prefix: &str, limit: u32) -> Result<Vec<String>, StoreError> {
         let prefix = prefix.to_string();

@@ -32,12 +32,15 @@
 mod accounts;
 mod append;
 mod bots;
+pub mod copy;
 mod db;
 mod erase;
 mod events;
 mod facts;
 mod files;
+pub mod offline;
 mod read;
+pub mod retention;
 mod schema;
 mod search;
 #[cfg(test)]

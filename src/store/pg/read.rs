@@ -20,6 +20,21 @@ fn seq_bound(s: u64) -> i64 {
 }
 
 impl PgReaders {
+    /// What the server keeps in memory, read again (as at start-up), in one
+    /// repeatable-read transaction so that it is one point of the log.
+    pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let mut c = self.db.client().await?;
+        let tx = c
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let snapshot = load_snapshot(&tx).await?;
+        tx.commit().await?;
+        Ok(snapshot)
+    }
+
     /// The password hash of a user, if the user exists.
     pub async fn password_hash(&self, username: &str) -> Result<Option<String>, StoreError> {
         self.db

@@ -133,6 +133,56 @@ pub(super) async fn remove(c: &impl GenericClient, doc: i64) -> Result<(), Store
     Ok(())
 }
 
+/// Set one message's index row from the log as it is now (after its text
+/// was cleared, say).
+pub(super) async fn reindex(
+    c: &impl GenericClient,
+    conv: &str,
+    seq: i64,
+) -> Result<(), StoreError> {
+    let Some(row) = opt(
+        c,
+        "SELECT doc, ts, sender,
+                EXISTS (SELECT 1 FROM events d WHERE d.conversation_id = m.conversation_id
+                        AND d.target_seq = m.seq AND d.kind = 'delete')
+         FROM events m WHERE conversation_id = $1 AND seq = $2 AND kind IN ('message', 'file')",
+        &[&conv, &seq],
+    )
+    .await?
+    else {
+        return Ok(());
+    };
+    let Some(doc) = get::<Option<i64>>(&row, 0)? else {
+        return Ok(());
+    };
+    let (ts, sender, deleted): (Millis, String, bool) =
+        (get(&row, 1)?, get(&row, 2)?, get(&row, 3)?);
+    remove(c, doc).await?;
+    if !deleted {
+        let text = current_text(c, conv, seq).await?;
+        add(c, doc, conv, seq, ts, &sender, &text).await?;
+    }
+    Ok(())
+}
+
+/// The current text of message `seq`: its latest edit's, else its own.
+async fn current_text(c: &impl GenericClient, conv: &str, seq: i64) -> Result<String, StoreError> {
+    let row = opt(
+        c,
+        "SELECT COALESCE(
+             (SELECT e.data FROM events e WHERE e.conversation_id = $1 AND e.target_seq = $2
+              AND e.kind = 'edit' ORDER BY e.seq DESC LIMIT 1),
+             (SELECT m.data FROM events m WHERE m.conversation_id = $1 AND m.seq = $2))",
+        &[&conv, &seq],
+    )
+    .await?;
+    let data: Option<String> = match row {
+        Some(r) => get(&r, 0)?,
+        None => None,
+    };
+    Ok(text_of(data.as_deref()))
+}
+
 /// The searchable text of a stored message or edit.
 fn text_of(data: Option<&str>) -> String {
     match data.map(serde_json::from_str::<EventBody>) {

@@ -6,7 +6,15 @@
 //! push once and hands the same bytes to every recipient connection's bounded
 //! queue without waiting. A connection whose queue is full is kicked (it will
 //! resync when it reconnects) rather than ever making fan-out wait.
+//!
+//! With a bus (several nodes on one database), the hub also tells the bus
+//! what other nodes must hear, applies committed events strictly in seq
+//! order, and keeps other nodes' presence: see `cluster`.
 
+mod cluster;
+pub use cluster::Gap;
+
+use super::bus::Link;
 use super::queue::{Ended, PushQueue};
 use crate::proto::{
     ChannelInfo, ConvKind, Conversation, Event, EventBody, INLINE_MEMBERS, MemberEntry, MemberRole,
@@ -17,7 +25,7 @@ use crate::store::log::{Blocks, CommitSink, Committed, Snapshot};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// An encoded frame, shared among recipients.
@@ -56,6 +64,8 @@ struct State {
     /// Channel name → id, in name order.
     channels: BTreeMap<String, String>,
     online: HashMap<String, Online>,
+    /// Other nodes' connected users: node → user → status.
+    remote: HashMap<String, HashMap<String, PresenceStatus>>,
     last_seen: HashMap<String, Millis>,
     /// (blocker, blocked): the blocked user does not see the blocker's
     /// presence.
@@ -74,6 +84,8 @@ pub struct Hub {
     /// Set by [`Hub::shutdown_all`]; a connection registering after it is
     /// told at once.
     shutting_down: AtomicBool,
+    /// The bus to the other nodes, once attached.
+    bus: OnceLock<Link>,
 }
 
 /// Registration of one connection; unregisters on drop.
@@ -211,12 +223,28 @@ impl State {
         small.iter().any(|id| large.contains(id))
     }
 
-    fn presence(&self, user: &str) -> Presence {
-        let status = self
+    /// A user's status across the nodes: online if a connection anywhere
+    /// says so, away if one says that, else offline.
+    fn status(&self, user: &str) -> PresenceStatus {
+        let mut best = self
             .online
             .get(user)
-            .map(|o| o.status)
-            .unwrap_or(PresenceStatus::Offline);
+            .map_or(PresenceStatus::Offline, |o| o.status);
+        if best == PresenceStatus::Online {
+            return best;
+        }
+        for users in self.remote.values() {
+            match users.get(user) {
+                Some(PresenceStatus::Online) => return PresenceStatus::Online,
+                Some(PresenceStatus::Away) => best = PresenceStatus::Away,
+                _ => {}
+            }
+        }
+        best
+    }
+
+    fn presence(&self, user: &str) -> Presence {
+        let status = self.status(user);
         Presence {
             user: user.to_string(),
             status,
@@ -321,6 +349,7 @@ impl Hub {
             next_conn: AtomicU64::new(1),
             max_conns_per_user,
             shutting_down: AtomicBool::new(false),
+            bus: OnceLock::new(),
         }
     }
 
@@ -370,6 +399,7 @@ impl Hub {
         if self.shutting_down.load(Ordering::Acquire) {
             queue.request_shutdown();
         }
+        let before = st.status(user);
         let first = match st.online.get_mut(user) {
             Some(o) => {
                 if o.conns.len() >= self.max_conns_per_user {
@@ -393,8 +423,9 @@ impl Hub {
             }
         };
         if first {
-            Self::broadcast_presence(&st, user);
+            self.tell_presence(user, PresenceStatus::Online);
         }
+        Self::presence_moved(&mut st, user, before);
         Ok(Registration {
             hub: self.clone(),
             user: user.to_string(),
@@ -404,6 +435,7 @@ impl Hub {
 
     fn unregister(&self, user: &str, id: u64) {
         let mut st = self.lock();
+        let before = st.status(user);
         let last = match st.online.get_mut(user) {
             Some(o) => {
                 o.conns.retain(|c| c.id != id);
@@ -414,8 +446,24 @@ impl Hub {
         if last {
             st.online.remove(user);
             st.last_seen.insert(user.to_string(), now_millis());
-            Self::broadcast_presence(&st, user);
+            self.tell_presence(user, PresenceStatus::Offline);
+            Self::presence_moved(&mut st, user, before);
         }
+    }
+
+    /// Push `user`'s presence to their contacts if their status across the
+    /// nodes is no longer `before`.
+    fn presence_moved(st: &mut State, user: &str, before: PresenceStatus) {
+        let now = st.status(user);
+        if now == before {
+            return;
+        }
+        if now == PresenceStatus::Offline {
+            st.last_seen
+                .entry(user.to_string())
+                .or_insert_with(now_millis);
+        }
+        Self::broadcast_presence(st, user);
     }
 
     fn broadcast_presence(st: &State, user: &str) {
@@ -430,6 +478,7 @@ impl Hub {
     /// Set a user's status (online or away) for all their devices.
     pub fn set_status(&self, user: &str, status: PresenceStatus) {
         let mut st = self.lock();
+        let before = st.status(user);
         let changed = match st.online.get_mut(user) {
             Some(o) if o.status != status => {
                 o.status = status;
@@ -438,7 +487,8 @@ impl Hub {
             _ => false,
         };
         if changed {
-            Self::broadcast_presence(&st, user);
+            self.tell_presence(user, status);
+            Self::presence_moved(&mut st, user, before);
         }
     }
 
@@ -649,12 +699,23 @@ impl Hub {
             .encode(),
         );
         st.deliver_all(c.members.iter().filter(|m| *m != user), &frame);
+        if let Some(bus) = self.bus.get() {
+            bus.typing(conv, user, active);
+        }
         Ok(())
     }
 
     /// Close the connections of `user` that use one of the sessions
     /// `tokens` (SHA-256 digests), or all of them (`None`).
     pub fn end_sessions(&self, user: &str, tokens: Option<&[[u8; 32]]>, why: Ended) {
+        if let Some(bus) = self.bus.get() {
+            bus.end(user, tokens, why);
+        }
+        self.end_here(user, tokens, why);
+    }
+
+    /// [`Hub::end_sessions`] on this node only.
+    fn end_here(&self, user: &str, tokens: Option<&[[u8; 32]]>, why: Ended) {
         let st = self.lock();
         if let Some(online) = st.online.get(user) {
             for conn in &online.conns {
@@ -665,9 +726,9 @@ impl Hub {
         }
     }
 
-    /// Whether `user` has a connection.
+    /// Whether `user` has a connection (on any node).
     pub fn is_online(&self, user: &str) -> bool {
-        self.lock().online.contains_key(user)
+        self.lock().status(user) != PresenceStatus::Offline
     }
 
     /// Tell every authenticated connection, and every one that registers
@@ -796,10 +857,34 @@ impl Hub {
 
 impl CommitSink for Hub {
     fn committed(&self, changes: &[Committed]) {
+        match self.bus.get() {
+            None => {
+                self.apply(changes, false);
+            }
+            Some(bus) => {
+                let gaps = self.apply(changes, true);
+                bus.committed(changes, gaps);
+            }
+        }
+    }
+}
+
+impl Hub {
+    /// Apply committed changes. `in_order` (with a bus, where changes come
+    /// from several nodes): an event is applied only right after its
+    /// predecessor; one seen before (a duplicate) is skipped, one ahead of
+    /// a missing event is left for the store to fill and reported as a
+    /// [`Gap`]; receipts only move forward. Without it (one node, one
+    /// writer) everything is applied as it comes, in commit order.
+    pub(crate) fn apply(&self, changes: &[Committed], in_order: bool) -> Vec<Gap> {
+        let mut gaps = Vec::new();
         let mut st = self.lock();
         for change in changes {
             match change {
                 Committed::Created { id, kind, name } => {
+                    if st.convs.contains_key(id) {
+                        continue;
+                    }
                     st.convs.insert(
                         id.clone(),
                         ConvState {
@@ -813,7 +898,26 @@ impl CommitSink for Hub {
                     );
                     st.index_channel(id, None);
                 }
-                Committed::Event(ev, push) => Self::apply_event(&mut st, ev, push),
+                Committed::Event(ev, push) => {
+                    if in_order {
+                        match st.convs.get(&ev.conversation_id).map(|c| c.last_seq) {
+                            None => {
+                                gaps.push(Gap::Unknown);
+                                continue;
+                            }
+                            Some(last) if ev.seq <= last => continue,
+                            Some(last) if ev.seq > last + 1 => {
+                                gaps.push(Gap::Behind {
+                                    conversation: ev.conversation_id.clone(),
+                                    upto: ev.seq,
+                                });
+                                continue;
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                    Self::apply_event(&mut st, ev, push)
+                }
                 Committed::Receipt {
                     conversation_id,
                     user,
@@ -822,7 +926,16 @@ impl CommitSink for Hub {
                     let Some(c) = st.convs.get_mut(conversation_id) else {
                         continue;
                     };
-                    c.receipts.insert(user.clone(), *receipt);
+                    let mut receipt = *receipt;
+                    if in_order {
+                        let old = c.receipts.get(user).copied().unwrap_or_default();
+                        receipt.delivered = receipt.delivered.max(old.delivered);
+                        receipt.read = receipt.read.max(old.read);
+                        if receipt == old && c.receipts.contains_key(user) {
+                            continue;
+                        }
+                    }
+                    c.receipts.insert(user.clone(), receipt);
                     let frame = frame_of(
                         ServerFrame::Receipt(ReceiptPush {
                             conversation_id: conversation_id.clone(),
@@ -861,6 +974,7 @@ impl CommitSink for Hub {
                 }
             }
         }
+        gaps
     }
 }
 
