@@ -1,5 +1,5 @@
 //! chatd's plain HTTP side, served by hyper on the same port as the
-//! WebSocket: `GET /healthz`, files (`POST /files`, `GET`/`HEAD
+//! WebSocket: `GET /healthz` and `/readyz`, files (`POST /files`, `GET`/`HEAD
 //! /files/{digest}`), incoming webhooks (`POST /hooks/{id}/{secret}`, see
 //! `webhooks`), and the session over HTTP for clients whose network
 //! refuses the WebSocket (`/stream` and `/rpc`, see [`stream`]).
@@ -73,12 +73,18 @@ where
     }
 }
 
-/// `/healthz` (liveness: `200` while the process answers, with what it
-/// reaches) or `/readyz` (readiness: `200` only while the store and the bus
-/// are reachable and chatd is not shutting down, else `503`).
-async fn health(path: &str, shared: &Arc<Shared>) -> Response<Body> {
-    let report = shared.health.check().await;
+/// `/healthz` (liveness: `200 ok` while the process answers; asked for
+/// `application/json`, what it reaches as well) or `/readyz` (readiness,
+/// JSON: `200` only while the store and the bus are reachable and chatd is
+/// not shutting down, else `503`).
+async fn health(path: &str, headers: &http::HeaderMap, shared: &Arc<Shared>) -> Response<Body> {
+    let wants_json = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/json"));
     let mut r = if path == "/readyz" {
+        let report = shared.health.check().await;
         let ready = report.ok() && !shared.shutdown.is_cancelled();
         let status = if ready {
             StatusCode::OK
@@ -86,8 +92,8 @@ async fn health(path: &str, shared: &Arc<Shared>) -> Response<Body> {
             StatusCode::SERVICE_UNAVAILABLE
         };
         json(status, report.to_json())
-    } else if shared.health.detailed() {
-        json(StatusCode::OK, report.to_json())
+    } else if wants_json {
+        json(StatusCode::OK, shared.health.check().await.to_json())
     } else {
         text(StatusCode::OK, "ok")
     };
@@ -117,7 +123,7 @@ async fn route(req: Request<Incoming>, addr: IpAddr, shared: &Arc<Shared>) -> Re
     }
     match path.as_str() {
         "/healthz" | "/readyz" => match method {
-            Method::GET | Method::HEAD => health(&path, shared).await,
+            Method::GET | Method::HEAD => health(&path, req.headers(), shared).await,
             _ => not_allowed("GET, HEAD"),
         },
         "/files" | "/files/" => match method {

@@ -285,9 +285,10 @@ async fn presence_typing_and_revocation_cross_nodes() {
     })
     .await;
     c.a.typing("alice", &c.conv, true).unwrap();
-    bob.wait("alice typing", |f| {
-        matches!(f, ServerFrame::Typing(t) if t.user == "alice" && t.active)
-    })
+    bob.wait(
+        "alice typing",
+        |f| matches!(f, ServerFrame::Typing(t) if t.user == "alice" && t.active),
+    )
     .await;
     // Revoking bob's session on node A closes his connection on node B.
     let other = Client::on(&c.b, "bob", 9);

@@ -39,7 +39,10 @@ pub enum Incoming<'a> {
     End(EndNote<'a>),
     /// A node (re)joined the bus. With `lost`, it failed to publish some
     /// messages: everyone reconciles with the store.
-    Hello { node: &'a str, lost: bool },
+    Hello {
+        node: &'a str,
+        lost: bool,
+    },
 }
 
 // The bodies of the messages, after their tag. (A tagged enum would

@@ -320,7 +320,9 @@ mod tests {
 
     fn frames(q: &PushQueue) -> Vec<ServerFrame> {
         let mut out = Vec::new();
-        q.drain(usize::MAX, |f| out.push(serde_json::from_str(f.as_str()).unwrap()));
+        q.drain(usize::MAX, |f| {
+            out.push(serde_json::from_str(f.as_str()).unwrap())
+        });
         out
     }
 
