@@ -149,7 +149,7 @@ pub async fn run(server: &Server, args: &CatchupArgs) -> anyhow::Result<Report> 
     let tag = super::run_tag();
     let reader = format!("r{tag}");
     let names = vec![reader.clone(), format!("p{tag}")];
-    let mut users = wire::register_many(&server.addr, names, 2, 1, true).await?;
+    let mut users = wire::register_many(&server.addrs, names, 2, 1, true).await?;
     let (poster_conn, _) = users.pop().context("poster")?;
     let (reader_conn, reader_user) = users.pop().context("reader")?;
     drop(reader_conn);

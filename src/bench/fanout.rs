@@ -241,7 +241,7 @@ async fn setup(server: &Server, args: &FanoutArgs) -> anyhow::Result<World> {
         MembersRead::Raw => wire::ws_config(),
     };
     let users =
-        wire::register_many_with(&server.addr, names.clone(), 64, args.sources, true, config)
+        wire::register_many_with(&server.addrs, names.clone(), 64, args.sources, true, config)
             .await?;
     let mut clients: Vec<wire::Client> = users.into_iter().filter_map(|(c, _)| c).collect();
     let reply = clients[0]

@@ -65,7 +65,7 @@ pub async fn run(server: &Server, args: &IdleArgs) -> anyhow::Result<Report> {
     let users = c.div_ceil(per);
     let t_reg = Instant::now();
     let names: Vec<String> = (0..users).map(|i| format!("d{tag}_{i}")).collect();
-    let registered = wire::register_many(&server.addr, names, 64, args.sources, false).await?;
+    let registered = wire::register_many(&server.addrs, names, 64, args.sources, false).await?;
     let register_s = t_reg.elapsed().as_secs_f64();
     let tokens: Vec<String> = (0..c)
         .map(|i| registered[i % users].1.token.clone())
@@ -75,7 +75,7 @@ pub async fn run(server: &Server, args: &IdleArgs) -> anyhow::Result<Report> {
     let before = server.rss_kib().map(|r| r.0);
     let self_before = super::proc::rss_kib(None).map(|r| r.0).unwrap_or(0);
     let t0 = Instant::now();
-    let clients = wire::auth_many(&server.addr, &tokens, args.concurrency, args.sources).await?;
+    let clients = wire::auth_many(&server.addrs, &tokens, args.concurrency, args.sources).await?;
     let connect_s = t0.elapsed().as_secs_f64();
     // Keep reading so pings are answered; hold.
     let frames = Arc::new(AtomicU64::new(0));
@@ -209,14 +209,14 @@ async fn run_rooms(server: &Server, args: &IdleArgs) -> anyhow::Result<Report> {
     let t_reg = Instant::now();
     let names: Vec<String> = (0..users).map(|i| format!("r{tag}_{i}")).collect();
     let registered =
-        wire::register_many(&server.addr, names.clone(), 64, args.sources, true).await?;
+        wire::register_many(&server.addrs, names.clone(), 64, args.sources, true).await?;
     let register_s = t_reg.elapsed().as_secs_f64();
     let tokens: Vec<String> = (users..c)
         .map(|i| registered[i % users].1.token.clone())
         .collect();
     let mut clients: Vec<Option<Client>> = registered.into_iter().map(|(c, _)| c).collect();
     let t_more = Instant::now();
-    let more = wire::auth_many(&server.addr, &tokens, args.concurrency, args.sources).await?;
+    let more = wire::auth_many(&server.addrs, &tokens, args.concurrency, args.sources).await?;
     let connect_more_s = t_more.elapsed().as_secs_f64();
     let registered_rss = server.rss_kib().map(|r| r.0);
     // Everyone but the rooms' creators reads from now on.

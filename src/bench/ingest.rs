@@ -46,7 +46,7 @@ async fn setup(server: &Server, args: &IngestArgs) -> anyhow::Result<Vec<Sender>
     let mut names: Vec<String> = (0..n).map(|i| format!("i{tag}_{i}")).collect();
     names.extend((0..n).map(|i| format!("i{tag}_p{i}")));
     let mut users =
-        wire::register_many(&server.addr, names.clone(), 64, args.sources, true).await?;
+        wire::register_many(&server.addrs, names.clone(), 64, args.sources, true).await?;
     // Partners go offline: only the sender's own echo is pushed.
     for (c, _) in users.iter_mut().skip(n) {
         if let Some(c) = c.take() {

@@ -54,7 +54,7 @@ pub async fn run(srv: &Server, a: &NoisyArgs) -> anyhow::Result<Report> {
     let tag = super::run_tag();
     let others = a.group_size.saturating_sub(2).max(1);
     let names: Vec<String> = (0..others).map(|i| format!("n{tag}{i}")).collect();
-    wire::register_many(addr, names.clone(), 64, 4, false).await?;
+    wire::register_many(&srv.addrs, names.clone(), 64, 4, false).await?;
     let (_, noisy) = wire::register(addr, wire::setup_source(0, 4), &format!("q{tag}")).await?;
     let (mut flooder, _) =
         wire::register(addr, wire::setup_source(1, 4), &format!("f{tag}")).await?;

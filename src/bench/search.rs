@@ -285,7 +285,7 @@ pub async fn run(
     let mut rng = Rng(0x5eed_cafe_f00d_1234);
     let users = args.users.max(6);
     let names: Vec<String> = (0..users).map(|i| format!("u{i}")).collect();
-    let registered = wire::register_many(&server.addr, names.clone(), 16, 4, true).await?;
+    let registered = wire::register_many(&server.addrs, names.clone(), 16, 4, true).await?;
     let token = registered[0].1.token.clone();
     let mut conns: Vec<wire::Client> = registered.into_iter().filter_map(|(c, _)| c).collect();
     let mut groups: Vec<(String, Vec<String>)> = Vec::new();

@@ -1,7 +1,9 @@
 //! The chatd under test: started here from the release `chatd` next to this
 //! executable (on a temp data dir, with a config that makes password hashing
 //! cheap and lifts the per-connection request limits), or an existing one at
-//! `--url`.
+//! `--url`. With `--store postgres://…` the started chatd keeps its log in a
+//! PostgreSQL database made for the run, and with `--nodes N` (and `--bus
+//! redis://…`) N chatd nodes share it; clients are spread over the nodes.
 
 use super::proc;
 use anyhow::{Context, bail};
@@ -13,8 +15,9 @@ use std::time::{Duration, Instant};
 /// Where the server comes from.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ServerOpts {
-    /// Use the chatd at this address (`host:port`) instead of starting one;
-    /// its CPU and memory are then not reported.
+    /// Use the chatd at this address (`host:port`) instead of starting one,
+    /// or the nodes of one cluster separated by commas; its CPU and memory
+    /// are then not reported.
     #[arg(long, global = true)]
     pub url: Option<String>,
     /// The chatd binary to start [default: `chatd` next to this executable]
@@ -30,19 +33,68 @@ pub struct ServerOpts {
     /// (`requests_per_sec`, `request_burst`) instead of an unlimited one.
     #[arg(long, global = true)]
     pub default_budget: bool,
+    /// Keep the log in PostgreSQL: a database of its own is made for the
+    /// run on the server this URL reaches (and dropped after it).
+    #[arg(long, global = true, value_name = "URL")]
+    pub store: Option<String>,
+    /// The Redis server between nodes (with `--nodes` above 1).
+    #[arg(long, global = true, value_name = "URL")]
+    pub bus: Option<String>,
+    /// chatd nodes to start on one `--store` and `--bus`; clients are
+    /// spread over them.
+    #[arg(long, global = true, default_value_t = 1)]
+    pub nodes: usize,
 }
 
-/// A running chatd (owned or not).
-pub struct Server {
-    /// `127.0.0.1:port`.
-    pub addr: String,
+/// A started chatd process.
+struct Node {
+    addr: String,
     child: Option<Child>,
-    dir: Option<PathBuf>,
+    dir: PathBuf,
+}
+
+/// The chatd under test: one node or several (owned or not).
+pub struct Server {
+    /// `127.0.0.1:port` of the first node.
+    pub addr: String,
+    /// Every node's address; client `i` uses `addrs[i % addrs.len()]`.
+    pub addrs: Vec<String>,
+    nodes: Vec<Node>,
+    /// The database made for the run.
+    database: Option<(String, String)>,
     keep: bool,
+}
+
+/// CPU meters on every node.
+pub struct Meters(Vec<proc::CpuMeter>);
+
+impl Meters {
+    /// Percent of one core used since the start, all nodes together.
+    pub fn percent(&self) -> f64 {
+        self.0.iter().map(proc::CpuMeter::percent).sum()
+    }
 }
 
 /// The `[limits]`/`[auth]` overrides every started chatd gets.
 pub fn bench_config(listen: &str, data: &std::path::Path, default_budget: bool) -> String {
+    cluster_config(listen, data, default_budget, None, None)
+}
+
+/// [`bench_config`] on a PostgreSQL store and a bus, when given.
+fn cluster_config(
+    listen: &str,
+    data: &std::path::Path,
+    default_budget: bool,
+    store: Option<&str>,
+    bus: Option<&str>,
+) -> String {
+    let mut extra = String::new();
+    if let Some(url) = store {
+        extra.push_str(&format!("\n[store]\nurl = \"{url}\"\npool = 32\n"));
+    }
+    if let Some(url) = bus {
+        extra.push_str(&format!("\n[bus]\nurl = \"{url}\"\n"));
+    }
     let budget = if default_budget {
         ""
     } else {
@@ -77,7 +129,7 @@ max_creates_per_hour = 1000000
 # `files` moves one file of up to a few GiB.
 max_upload_bytes = 17179869184
 quota_bytes = 68719476736
-"#,
+{extra}"#,
         data.display()
     )
 }
@@ -107,19 +159,25 @@ impl Server {
     /// Start (or reach) the server and wait until `/healthz` answers.
     pub async fn start(opts: &ServerOpts) -> anyhow::Result<Server> {
         if let Some(url) = &opts.url {
-            let addr = url
-                .trim_start_matches("ws://")
-                .trim_start_matches("http://")
-                .trim_end_matches('/')
-                .trim_end_matches("/ws")
-                .to_string();
-            if !crate::client::net::healthy(&addr).await {
-                bail!("no chatd answers /healthz at {addr}");
+            let mut addrs = Vec::new();
+            for one in url.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+                let addr = one
+                    .trim_start_matches("ws://")
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/')
+                    .trim_end_matches("/ws")
+                    .to_string();
+                if !crate::client::net::healthy(&addr).await {
+                    bail!("no chatd answers /healthz at {addr}");
+                }
+                addrs.push(addr);
             }
+            let addr = addrs.first().cloned().context("--url names no address")?;
             return Ok(Server {
                 addr,
-                child: None,
-                dir: None,
+                addrs,
+                nodes: Vec::new(),
+                database: None,
                 keep: true,
             });
         }
@@ -127,78 +185,105 @@ impl Server {
             Some(p) => p.clone(),
             None => default_chatd()?,
         };
-        let dir = std::env::temp_dir().join(format!("chatd-bench-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(dir.join("data"))?;
-        let addr = format!("127.0.0.1:{}", free_port()?);
-        let config = dir.join("chatd.toml");
-        std::fs::write(
-            &config,
-            bench_config(&addr, &dir.join("data"), opts.default_budget),
-        )?;
+        if opts.nodes > 1 && (opts.store.is_none() || opts.bus.is_none()) {
+            bail!("--nodes above 1 needs --store postgres://… and --bus redis://…");
+        }
+        let database = match &opts.store {
+            Some(base) => Some(make_database(base).await?),
+            None => None,
+        };
         let mut server = Server {
-            addr,
-            child: None,
-            dir: Some(dir),
+            addr: String::new(),
+            addrs: Vec::new(),
+            nodes: Vec::new(),
+            database,
             keep: opts.keep,
         };
+        let store = server.database.as_ref().map(|(_, url)| url.clone());
+        for _ in 0..opts.nodes.max(1) {
+            let dir = std::env::temp_dir().join(format!("chatd-bench-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(dir.join("data"))?;
+            let addr = format!("127.0.0.1:{}", free_port()?);
+            std::fs::write(
+                dir.join("chatd.toml"),
+                cluster_config(
+                    &addr,
+                    &dir.join("data"),
+                    opts.default_budget,
+                    store.as_deref(),
+                    opts.bus.as_deref(),
+                ),
+            )?;
+            server.addrs.push(addr.clone());
+            server.nodes.push(Node {
+                addr,
+                child: None,
+                dir,
+            });
+        }
+        server.addr = server.addrs[0].clone();
         server.spawn(opts, &chatd).await?;
         Ok(server)
     }
 
-    /// Start the chatd process on this server's config and wait for
-    /// `/healthz`.
+    /// The address client `i` uses: the nodes in turn.
+    pub fn addr_for(&self, i: usize) -> &str {
+        &self.addrs[i % self.addrs.len()]
+    }
+
+    /// Start every node on its config and wait for `/healthz`.
     async fn spawn(&mut self, opts: &ServerOpts, chatd: &std::path::Path) -> anyhow::Result<()> {
-        let dir = self.dir.clone().context("not a chatd started here")?;
-        let config = dir.join("chatd.toml");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("chatd.log"))?;
-        let mut cmd = match &opts.chatd_cpu {
-            Some(cpus) => {
-                let mut c = Command::new("taskset");
-                c.arg("-c").arg(cpus).arg(chatd);
-                c
+        for node in &mut self.nodes {
+            let config = node.dir.join("chatd.toml");
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(node.dir.join("chatd.log"))?;
+            let mut cmd = match &opts.chatd_cpu {
+                Some(cpus) => {
+                    let mut c = Command::new("taskset");
+                    c.arg("-c").arg(cpus).arg(chatd);
+                    c
+                }
+                None => Command::new(chatd),
+            };
+            cmd.arg("--config")
+                .arg(&config)
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log);
+            let child = cmd
+                .spawn()
+                .with_context(|| format!("cannot start {}", chatd.display()))?;
+            node.child = Some(child);
+            let log = node.dir.join("chatd.log").display().to_string();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while !crate::client::net::healthy(&node.addr).await {
+                if let Some(Ok(Some(status))) = node.child.as_mut().map(|c| c.try_wait()) {
+                    bail!("chatd exited at start ({status}); see {log}");
+                }
+                if Instant::now() > deadline {
+                    bail!("chatd did not answer /healthz in 15 s; see {log}");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            None => Command::new(chatd),
-        };
-        cmd.arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {}", chatd.display()))?;
-        self.child = Some(child);
-        let server = self;
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !crate::client::net::healthy(&server.addr).await {
-            if let Some(Ok(Some(status))) = server.child.as_mut().map(|c| c.try_wait()) {
-                bail!("chatd exited at start ({status}); see {}", server.log());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "chatd did not answer /healthz in 15 s; see {}",
-                    server.log()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(())
     }
 
-    /// chatd's data directory, when started here.
+    /// The first node's data directory, when started here.
     pub fn data_dir(&self) -> Option<PathBuf> {
-        self.dir.as_ref().map(|d| d.join("data"))
+        self.nodes.first().map(|n| n.dir.join("data"))
     }
 
-    /// Stop the chatd process but keep its data, so that the store can be
-    /// written directly; [`Server::resume`] starts it again on it.
+    /// Stop the chatd processes but keep their data, so that the store can
+    /// be written directly; [`Server::resume`] starts them again on it.
     pub fn pause(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            stop_child(&mut child);
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                stop_child(&mut child);
+            }
         }
     }
 
@@ -211,39 +296,63 @@ impl Server {
         self.spawn(opts, &chatd).await
     }
 
-    /// The chatd process id, when started here.
+    /// The first node's process id, when started here.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.pids().first().copied()
     }
 
-    fn log(&self) -> String {
-        self.dir
-            .as_ref()
-            .map(|d| d.join("chatd.log").display().to_string())
-            .unwrap_or_default()
+    fn pids(&self) -> Vec<u32> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.child.as_ref().map(Child::id))
+            .collect()
     }
 
-    /// chatd's RSS and peak RSS in KiB (`None` for an external server).
+    /// chatd's RSS and peak RSS in KiB, all nodes together (`None` for an
+    /// external server).
     pub fn rss_kib(&self) -> Option<(u64, u64)> {
-        self.pid().and_then(|p| proc::rss_kib(Some(p)))
+        let pids = self.pids();
+        if pids.is_empty() {
+            return None;
+        }
+        let mut sum = (0, 0);
+        for p in pids {
+            let (rss, hwm) = proc::rss_kib(Some(p))?;
+            sum = (sum.0 + rss, sum.1 + hwm);
+        }
+        Some(sum)
     }
 
-    /// A CPU meter on chatd (`None` for an external server).
-    pub fn cpu(&self) -> Option<proc::CpuMeter> {
-        self.pid().map(|p| proc::CpuMeter::start(Some(p)))
+    /// CPU meters on chatd (`None` for an external server).
+    pub fn cpu(&self) -> Option<Meters> {
+        let pids = self.pids();
+        (!pids.is_empty()).then(|| {
+            Meters(
+                pids.into_iter()
+                    .map(|p| proc::CpuMeter::start(Some(p)))
+                    .collect(),
+            )
+        })
     }
 
-    /// chatd's process figures for a report.
-    pub fn figures(&self, cpu: Option<proc::CpuMeter>) -> Value {
-        match (self.rss_kib(), cpu) {
+    /// chatd's process figures for a report (all nodes together).
+    pub fn figures(&self, cpu: Option<Meters>) -> Value {
+        let mut v = match (self.rss_kib(), cpu) {
             (Some((rss, hwm)), Some(cpu)) => json!({
                 "cpu_pct": super::report::r3(cpu.percent()),
                 "rss_kib": rss,
                 "peak_rss_kib": hwm,
             }),
             (Some((rss, hwm)), None) => json!({"rss_kib": rss, "peak_rss_kib": hwm}),
-            _ => Value::Null,
+            _ => return Value::Null,
+        };
+        if self.nodes.len() > 1 {
+            v["nodes"] = self.nodes.len().into();
         }
+        if self.database.is_some() {
+            v["store"] = "postgres".into();
+        }
+        v
     }
 
     /// Stop chatd (SIGTERM, then SIGKILL after 5 s) and remove its files.
@@ -252,14 +361,26 @@ impl Server {
     }
 
     fn shutdown(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            stop_child(&mut child);
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                stop_child(&mut child);
+            }
         }
-        if let Some(dir) = self.dir.take() {
+        for node in self.nodes.drain(..) {
             if self.keep {
-                eprintln!("chatd-bench: kept {}", dir.display());
+                eprintln!("chatd-bench: kept {}", node.dir.display());
             } else {
-                let _ = std::fs::remove_dir_all(dir);
+                let _ = std::fs::remove_dir_all(node.dir);
+            }
+        }
+        if let Some((base, url)) = self.database.take() {
+            if self.keep {
+                eprintln!(
+                    "chatd-bench: kept the database {}",
+                    crate::store::redact(&url)
+                );
+            } else {
+                drop_database(base, url);
             }
         }
     }
@@ -268,6 +389,75 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// The name of the database in a PostgreSQL URL replaced by `name`.
+fn with_database(base: &str, name: &str) -> anyhow::Result<String> {
+    let scheme = base.find("://").context("a PostgreSQL URL has a scheme")? + 3;
+    let (head, query) = match base.find('?') {
+        Some(q) => (&base[..q], &base[q..]),
+        None => (base, ""),
+    };
+    let host_end = head[scheme..].find('/').map_or(head.len(), |i| scheme + i);
+    Ok(format!("{}/{name}{query}", &head[..host_end]))
+}
+
+async fn run_sql(url: &str, sql: &str) -> anyhow::Result<()> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("cannot reach {}", crate::store::redact(url)))?;
+    let driver = tokio::spawn(conn);
+    let r = client.batch_execute(sql).await;
+    drop(client);
+    let _ = driver.await;
+    Ok(r?)
+}
+
+/// A new database on the server `base` reaches: (base, its URL).
+async fn make_database(base: &str) -> anyhow::Result<(String, String)> {
+    let name = format!("chatd_bench_{}", uuid::Uuid::new_v4().simple());
+    run_sql(base, &format!("CREATE DATABASE {name}")).await?;
+    Ok((base.to_string(), with_database(base, &name)?))
+}
+
+/// Drop the run's database, on a thread of its own (this runs from `Drop`).
+fn drop_database(base: String, url: String) {
+    let Some(name) = url
+        .rsplit('/')
+        .next()
+        .map(|n| n.split('?').next().unwrap_or(n).to_string())
+    else {
+        return;
+    };
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        rt.block_on(run_sql(
+            &base,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        ))
+        .ok()
+    })
+    .join();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_name_replaces_the_one_in_the_url() {
+        assert_eq!(
+            with_database("postgres://u:p@h:5432/postgres", "x").unwrap(),
+            "postgres://u:p@h:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://h?sslmode=disable", "x").unwrap(),
+            "postgres://h/x?sslmode=disable"
+        );
     }
 }
 

@@ -163,7 +163,7 @@ pub async fn run(server: &Server, args: &StormArgs) -> anyhow::Result<Report> {
     let mut names: Vec<String> = (0..n).map(|i| format!("s{tag}_{i}")).collect();
     names.push(format!("s{tag}_poster"));
     let mut users =
-        wire::register_many(&server.addr, names.clone(), 64, args.sources, false).await?;
+        wire::register_many(&server.addrs, names.clone(), 64, args.sources, false).await?;
     let poster_user = users.pop().context("poster")?.1;
     let tokens: Vec<String> = users.into_iter().map(|(_, u)| u.token).collect();
     let mut poster = wire::auth(&server.addr, wire::source(0, 1), &poster_user.token).await?;
@@ -193,7 +193,7 @@ pub async fn run(server: &Server, args: &StormArgs) -> anyhow::Result<Report> {
     drop(poster);
     // Everyone connects and syncs once: their cursors are the state they hold.
     let counters = Arc::new(Counters::default());
-    let mut clients = wire::auth_many(&server.addr, &tokens, 256, args.sources).await?;
+    let mut clients = wire::auth_many(&server.addrs, &tokens, 256, args.sources).await?;
     let mut cursors: Vec<HashMap<String, u64>> = Vec::new();
     for c in clients.iter_mut() {
         let mut cur = HashMap::new();

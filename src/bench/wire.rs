@@ -208,21 +208,22 @@ pub async fn auth(addr: &str, src: IpAddr, token: &str) -> anyhow::Result<Client
     Ok(c)
 }
 
-/// Register `names` with up to `concurrency` at once; keeps each connection
+/// Register `names` with up to `concurrency` at once, user `i` on node
+/// `addrs[i % addrs.len()]`; keeps each connection
 /// when `keep`, else closes it. Returns users (and connections) in order.
 pub async fn register_many(
-    addr: &str,
+    addrs: &[String],
     names: Vec<String>,
     concurrency: usize,
     spread: usize,
     keep: bool,
 ) -> anyhow::Result<Vec<(Option<Client>, User)>> {
-    register_many_with(addr, names, concurrency, spread, keep, ws_config()).await
+    register_many_with(addrs, names, concurrency, spread, keep, ws_config()).await
 }
 
 /// [`register_many`] over WebSockets with these settings.
 pub async fn register_many_with(
-    addr: &str,
+    addrs: &[String],
     names: Vec<String>,
     concurrency: usize,
     spread: usize,
@@ -234,6 +235,7 @@ pub async fn register_many_with(
     let results: Vec<anyhow::Result<(Option<Client>, User)>> =
         stream::iter(names.into_iter().enumerate())
             .map(|(i, name)| async move {
+                let addr = &addrs[i % addrs.len()];
                 let (c, u) = register_with(addr, setup_source(i, spread), &name, config).await?;
                 if keep {
                     Ok((Some(c), u))
@@ -250,15 +252,16 @@ pub async fn register_many_with(
     results.into_iter().collect()
 }
 
-/// Authenticate every token, up to `concurrency` at once, in order.
+/// Authenticate every token, up to `concurrency` at once, in order, spread
+/// over the nodes as [`register_many`] does.
 pub async fn auth_many(
-    addr: &str,
+    addrs: &[String],
     tokens: &[String],
     concurrency: usize,
     spread: usize,
 ) -> anyhow::Result<Vec<Client>> {
     let results: Vec<anyhow::Result<Client>> = stream::iter(tokens.iter().enumerate())
-        .map(|(i, t)| async move { auth(addr, source(i, spread), t).await })
+        .map(|(i, t)| async move { auth(&addrs[i % addrs.len()], source(i, spread), t).await })
         .buffered(concurrency.max(1))
         .collect()
         .await;

@@ -10,11 +10,14 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod backend;
+pub mod balancer;
 pub mod chatd;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod proxy;
 pub mod raw;
+pub mod redis;
 pub mod server;
 pub mod world;
 

@@ -38,6 +38,7 @@ mod erase;
 mod events;
 mod facts;
 mod files;
+pub mod offline;
 mod read;
 pub mod retention;
 mod schema;
