@@ -53,6 +53,13 @@ impl Health {
         self
     }
 
+    /// Whether there is more to report than that the process answers: a
+    /// store to probe or a bus. (The embedded node's `/healthz` stays a
+    /// plain `ok`.)
+    pub fn detailed(&self) -> bool {
+        self.store.is_some() || self.bus.is_some()
+    }
+
     pub async fn check(&self) -> Report {
         let store = match &self.store {
             None => Check::Ok,
@@ -119,6 +126,7 @@ mod tests {
     #[tokio::test]
     async fn the_embedded_node_is_healthy_with_nothing_to_report() {
         let h = Health::default();
+        assert!(!h.detailed());
         let r = h.check().await;
         assert!(r.ok());
         assert_eq!(r.to_json(), r#"{"status":"ok","store":"ok"}"#);
@@ -130,6 +138,7 @@ mod tests {
         let h = Health::default()
             .with_store(probe)
             .with_bus(Some(Arc::new(BusStatus::default())));
+        assert!(h.detailed());
         let r = h.check().await;
         assert!(!r.ok());
         let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();

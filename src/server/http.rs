@@ -73,16 +73,11 @@ where
     }
 }
 
-/// `/healthz` (liveness: `200 ok` while the process answers; asked for
-/// `application/json`, what it reaches as well) or `/readyz` (readiness,
-/// JSON: `200` only while the store and the bus are reachable and chatd is
-/// not shutting down, else `503`).
-async fn health(path: &str, headers: &http::HeaderMap, shared: &Arc<Shared>) -> Response<Body> {
-    let wants_json = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("application/json"));
+/// `/healthz` (liveness: `200` while the process answers; the embedded
+/// node says `ok`, a node with a store to probe or a bus a JSON report of
+/// them) or `/readyz` (readiness: the report, `200` only while the store
+/// and the bus are reachable and chatd is not shutting down, else `503`).
+async fn health(path: &str, shared: &Arc<Shared>) -> Response<Body> {
     let mut r = if path == "/readyz" {
         let report = shared.health.check().await;
         let ready = report.ok() && !shared.shutdown.is_cancelled();
@@ -92,7 +87,7 @@ async fn health(path: &str, headers: &http::HeaderMap, shared: &Arc<Shared>) -> 
             StatusCode::SERVICE_UNAVAILABLE
         };
         json(status, report.to_json())
-    } else if wants_json {
+    } else if shared.health.detailed() {
         json(StatusCode::OK, shared.health.check().await.to_json())
     } else {
         text(StatusCode::OK, "ok")
@@ -123,7 +118,7 @@ async fn route(req: Request<Incoming>, addr: IpAddr, shared: &Arc<Shared>) -> Re
     }
     match path.as_str() {
         "/healthz" | "/readyz" => match method {
-            Method::GET | Method::HEAD => health(&path, req.headers(), shared).await,
+            Method::GET | Method::HEAD => health(&path, shared).await,
             _ => not_allowed("GET, HEAD"),
         },
         "/files" | "/files/" => match method {

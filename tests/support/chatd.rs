@@ -44,7 +44,11 @@ pub async fn healthy(addr: SocketAddr) -> bool {
     }
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(1), s.read_to_end(&mut buf)).await;
-    buf.starts_with(b"HTTP/1.1 200") && buf.ends_with(b"ok")
+    // The embedded store answers `ok`; a node on PostgreSQL a JSON report
+    // whose status is `ok`.
+    let report = String::from_utf8_lossy(&buf);
+    report.starts_with("HTTP/1.1 200")
+        && (report.ends_with("ok") || report.contains(r#""status":"ok""#))
 }
 
 impl Chatd {
