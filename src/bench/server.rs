@@ -444,23 +444,6 @@ fn drop_database(base: String, url: String) {
     .join();
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_database_name_replaces_the_one_in_the_url() {
-        assert_eq!(
-            with_database("postgres://u:p@h:5432/postgres", "x").unwrap(),
-            "postgres://u:p@h:5432/x"
-        );
-        assert_eq!(
-            with_database("postgres://h?sslmode=disable", "x").unwrap(),
-            "postgres://h/x?sslmode=disable"
-        );
-    }
-}
-
 /// SIGTERM, then SIGKILL after 5 s.
 fn stop_child(child: &mut Child) {
     // SAFETY: kill(2) on our own child's pid.
@@ -478,5 +461,22 @@ fn stop_child(child: &mut Child) {
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_name_replaces_the_one_in_the_url() {
+        assert_eq!(
+            with_database("postgres://u:p@h:5432/postgres", "x").unwrap(),
+            "postgres://u:p@h:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://h?sslmode=disable", "x").unwrap(),
+            "postgres://h/x?sslmode=disable"
+        );
     }
 }

@@ -1,15 +1,18 @@
 //! `chatd admin`: what an operator on the server host needs when nobody can
 //! log in as an admin — create an admin, reset a password, create and list
-//! invitations. It writes the server's database file directly (in one
-//! transaction each, waiting for the running server's writer if need be)
-//! and notes each account change, which a running chatd picks up within
-//! seconds to disconnect the sessions the change ended.
+//! invitations. It writes the server's database directly (the SQLite file in
+//! its data dir, waiting for the running server's writer if need be, or the
+//! PostgreSQL database of `[store] url`), in one transaction each, and notes
+//! each account change, which every running chatd picks up within seconds
+//! to disconnect the sessions the change ended.
 
 use super::auth::Hasher;
 use super::config::Config;
 use super::session::new_invite_code;
+use crate::proto::Invite;
 use crate::proto::{Limits, Role, now_millis, parse_span, valid_username};
-use crate::store::log::offline;
+use crate::store::log::{StoreError, offline};
+use crate::store::pg::offline::Offline;
 use std::io::BufRead;
 
 /// One `chatd admin` command.
@@ -53,9 +56,65 @@ pub async fn run(config: &Config, command: AdminCommand) -> i32 {
     }
 }
 
+/// The database `chatd admin` writes.
+enum Db {
+    Sqlite(rusqlite::Connection),
+    Postgres(Offline),
+}
+
+impl Db {
+    async fn open(config: &Config) -> Result<Db, StoreError> {
+        match &config.store.url {
+            Some(url) => {
+                crate::store::kind_of(Some(url))?;
+                Ok(Db::Postgres(Offline::open(url).await?))
+            }
+            None => {
+                let data = config
+                    .data_dir()
+                    .map_err(|e| StoreError::Open(e.to_string()))?;
+                Ok(Db::Sqlite(offline::open(&data)?))
+            }
+        }
+    }
+
+    async fn put_user(&mut self, name: &str, hash: &str, role: Role) -> Result<bool, StoreError> {
+        match self {
+            Db::Sqlite(c) => offline::put_user(c, name, hash, role),
+            Db::Postgres(p) => p.put_user(name, hash, role).await,
+        }
+    }
+
+    async fn reset_password(&mut self, name: &str, hash: &str) -> Result<(), StoreError> {
+        match self {
+            Db::Sqlite(c) => offline::reset_password(c, name, hash),
+            Db::Postgres(p) => p.reset_password(name, hash).await,
+        }
+    }
+
+    async fn create_invite(
+        &mut self,
+        code: &str,
+        by: &str,
+        uses: u32,
+        expires_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Db::Sqlite(c) => offline::create_invite(c, code, by, uses, expires_at),
+            Db::Postgres(p) => p.create_invite(code, by, uses, expires_at).await,
+        }
+    }
+
+    async fn invites(&self) -> Result<Vec<Invite>, StoreError> {
+        match self {
+            Db::Sqlite(c) => offline::invites(c),
+            Db::Postgres(p) => p.invites().await,
+        }
+    }
+}
+
 async fn run_inner(config: &Config, command: AdminCommand) -> Result<(), String> {
-    let data = config.data_dir().map_err(|e| e.to_string())?;
-    let mut db = offline::open(&data).map_err(|e| e.to_string())?;
+    let mut db = Db::open(config).await.map_err(|e| e.to_string())?;
     let limits = &config.limits;
     match command {
         AdminCommand::CreateAdmin {
@@ -64,7 +123,9 @@ async fn run_inner(config: &Config, command: AdminCommand) -> Result<(), String>
         } => {
             check_name(&username)?;
             let hash = new_hash(config, limits, password_stdin).await?;
-            let existed = offline::put_user(&mut db, &username, &hash, Role::Admin)
+            let existed = db
+                .put_user(&username, &hash, Role::Admin)
+                .await
                 .map_err(|e| e.to_string())?;
             if existed {
                 println!("{username} is now an admin with the new password; their sessions ended");
@@ -78,7 +139,9 @@ async fn run_inner(config: &Config, command: AdminCommand) -> Result<(), String>
         } => {
             check_name(&username)?;
             let hash = new_hash(config, limits, password_stdin).await?;
-            offline::reset_password(&mut db, &username, &hash).map_err(|e| e.to_string())?;
+            db.reset_password(&username, &hash)
+                .await
+                .map_err(|e| e.to_string())?;
             println!("set a new password for {username}; their sessions ended");
         }
         AdminCommand::Invite { uses, expires } => {
@@ -96,7 +159,8 @@ async fn run_inner(config: &Config, command: AdminCommand) -> Result<(), String>
                 ),
             };
             let code = new_invite_code();
-            offline::create_invite(&mut db, &code, "chatd-admin", uses, expires_at)
+            db.create_invite(&code, "chatd-admin", uses, expires_at)
+                .await
                 .map_err(|e| e.to_string())?;
             println!("{code}");
             eprintln!(
@@ -111,7 +175,7 @@ async fn run_inner(config: &Config, command: AdminCommand) -> Result<(), String>
             );
         }
         AdminCommand::Invites => {
-            let invites = offline::invites(&db).map_err(|e| e.to_string())?;
+            let invites = db.invites().await.map_err(|e| e.to_string())?;
             let now = now_millis();
             for i in invites {
                 let state = if i.revoked {

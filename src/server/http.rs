@@ -1,5 +1,5 @@
 //! chatd's plain HTTP side, served by hyper on the same port as the
-//! WebSocket: `GET /healthz`, files (`POST /files`, `GET`/`HEAD
+//! WebSocket: `GET /healthz` and `/readyz`, files (`POST /files`, `GET`/`HEAD
 //! /files/{digest}`), incoming webhooks (`POST /hooks/{id}/{secret}`, see
 //! `webhooks`), and the session over HTTP for clients whose network
 //! refuses the WebSocket (`/stream` and `/rpc`, see [`stream`]).
@@ -73,12 +73,13 @@ where
     }
 }
 
-/// `/healthz` (liveness: `200` while the process answers, with what it
-/// reaches) or `/readyz` (readiness: `200` only while the store and the bus
-/// are reachable and chatd is not shutting down, else `503`).
+/// `/healthz` (liveness: `200` while the process answers; the embedded
+/// node says `ok`, a node with a store to probe or a bus a JSON report of
+/// them) or `/readyz` (readiness: the report, `200` only while the store
+/// and the bus are reachable and chatd is not shutting down, else `503`).
 async fn health(path: &str, shared: &Arc<Shared>) -> Response<Body> {
-    let report = shared.health.check().await;
     let mut r = if path == "/readyz" {
+        let report = shared.health.check().await;
         let ready = report.ok() && !shared.shutdown.is_cancelled();
         let status = if ready {
             StatusCode::OK
@@ -87,7 +88,7 @@ async fn health(path: &str, shared: &Arc<Shared>) -> Response<Body> {
         };
         json(status, report.to_json())
     } else if shared.health.detailed() {
-        json(StatusCode::OK, report.to_json())
+        json(StatusCode::OK, shared.health.check().await.to_json())
     } else {
         text(StatusCode::OK, "ok")
     };

@@ -133,10 +133,22 @@ async fn healthz_and_other_paths() {
         return;
     }
     let server = Server::start();
-    assert_eq!(
-        server.http("GET", "/healthz").await,
-        (200, "ok".to_string())
-    );
+    // A node on a bus is ready once it has subscribed.
+    let deadline = std::time::Instant::now() + WAIT;
+    while server.http("GET", "/readyz").await.0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (status, body) = server.http("GET", "/healthz").await;
+    assert_eq!(status, 200);
+    if server.on_postgres() {
+        // A node on PostgreSQL (and Redis) says how its store and bus are.
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["status"], "ok", "{body}");
+        assert_eq!(v["store"], "ok", "{body}");
+    } else {
+        assert_eq!(body, "ok");
+    }
     assert_eq!(server.http("GET", "/healthz?probe=1").await.0, 200);
     assert_eq!(server.http("GET", "/nope").await.0, 404);
     assert_eq!(server.http("GET", "/").await.0, 404);

@@ -26,7 +26,12 @@ pub async fn healthy(addr: &str) -> bool {
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await.ok()?;
         let text = String::from_utf8_lossy(&buf);
-        Some(text.starts_with("HTTP/1.1 200") && text.ends_with("ok"))
+        // The embedded server says `ok`; a node on PostgreSQL reports its
+        // store and bus, with a status of `ok` when it can serve.
+        Some(
+            text.starts_with("HTTP/1.1 200")
+                && (text.ends_with("ok") || text.contains(r#""status":"ok""#)),
+        )
     };
     matches!(
         tokio::time::timeout(Duration::from_secs(2), probe).await,

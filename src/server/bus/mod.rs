@@ -342,6 +342,18 @@ impl Bus {
     }
 }
 
+#[cfg(test)]
+impl Bus {
+    /// Stop at once, as a node that dies would: nothing published, no
+    /// keys removed.
+    fn crash(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.status.publishing.store(false, Ordering::Release);
+    }
+}
+
 /// Delays between attempts to reach Redis: doubling, bounded, with some
 /// jitter so that nodes cut off together do not return together.
 struct Backoff {

@@ -92,6 +92,7 @@ async fn join(
     if dropped {
         ctx.status.lost.store(true, Ordering::Release);
     }
+    ctx.status.presence_lost.store(false, Ordering::Release);
     rewrite_presence(ctx, &mut c).await?;
     beat(ctx, &mut c).await?;
     let lost = ctx.status.lost.swap(false, Ordering::AcqRel);

@@ -22,41 +22,64 @@ use std::sync::Arc;
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
 /// A message as received, borrowing from its text.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "t")]
+#[derive(Debug)]
 pub enum Incoming<'a> {
     /// Committed changes, in commit order.
-    #[serde(rename = "c")]
     Commit {
-        #[serde(rename = "n", borrow)]
         node: &'a str,
-        #[serde(rename = "c", borrow)]
         changes: Vec<WireChange<'a>>,
     },
-    #[serde(rename = "typ")]
     Typing {
-        #[serde(rename = "n")]
         node: &'a str,
-        #[serde(rename = "c")]
         conversation: String,
-        #[serde(rename = "u")]
         user: String,
-        #[serde(rename = "a")]
         active: bool,
     },
-    #[serde(rename = "pr")]
     Presence(PresenceNote<'a>),
-    #[serde(rename = "end")]
     End(EndNote<'a>),
     /// A node (re)joined the bus. With `lost`, it failed to publish some
     /// messages: everyone reconciles with the store.
-    #[serde(rename = "hello")]
     Hello {
-        #[serde(rename = "n")]
         node: &'a str,
-        #[serde(rename = "l", default)]
         lost: bool,
     },
+}
+
+// The bodies of the messages, after their tag. (A tagged enum would
+// buffer each message, which the verbatim push frames cannot go through.)
+
+#[derive(Deserialize)]
+struct CommitBody<'a> {
+    #[serde(rename = "n", borrow)]
+    node: &'a str,
+    #[serde(rename = "c", borrow)]
+    changes: Vec<WireChange<'a>>,
+}
+
+#[derive(Deserialize)]
+struct TypingBody<'a> {
+    #[serde(rename = "n", borrow)]
+    node: &'a str,
+    #[serde(rename = "c")]
+    conversation: String,
+    #[serde(rename = "u")]
+    user: String,
+    #[serde(rename = "a")]
+    active: bool,
+}
+
+#[derive(Deserialize)]
+struct HelloBody<'a> {
+    #[serde(rename = "n", borrow)]
+    node: &'a str,
+    #[serde(rename = "l", default)]
+    lost: bool,
+}
+
+#[derive(Deserialize)]
+struct Tag<'a> {
+    #[serde(borrow)]
+    t: std::borrow::Cow<'a, str>,
 }
 
 /// One change of a committed batch.
@@ -78,7 +101,7 @@ pub enum WireChange<'a> {
 /// A user's presence on one node: `None` is offline there.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PresenceNote<'a> {
-    #[serde(rename = "n")]
+    #[serde(rename = "n", borrow)]
     pub node: &'a str,
     #[serde(rename = "u")]
     pub user: String,
@@ -93,7 +116,7 @@ pub struct PresenceNote<'a> {
 /// digests (hex) are listed, or all of them.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EndNote<'a> {
-    #[serde(rename = "n")]
+    #[serde(rename = "n", borrow)]
     pub node: &'a str,
     #[serde(rename = "u")]
     pub user: String,
@@ -109,11 +132,49 @@ pub enum WireError {
     Json(#[from] serde_json::Error),
     #[error("a bus event frame is not an event")]
     NotAnEvent,
+    #[error("unknown bus message {0:?}")]
+    Unknown(String),
 }
 
 impl Incoming<'_> {
     pub fn decode(text: &str) -> Result<Incoming<'_>, WireError> {
-        Ok(serde_json::from_str(text)?)
+        // The tag comes first in what nodes write; read it without a parse
+        // where it does.
+        let tag = match text
+            .strip_prefix(r#"{"t":""#)
+            .and_then(|rest| rest.split_once('"'))
+        {
+            Some((tag, _)) => std::borrow::Cow::Borrowed(tag),
+            None => serde_json::from_str::<Tag>(text)?.t,
+        };
+        Ok(match &*tag {
+            "c" => {
+                let b: CommitBody = serde_json::from_str(text)?;
+                Incoming::Commit {
+                    node: b.node,
+                    changes: b.changes,
+                }
+            }
+            "typ" => {
+                let b: TypingBody = serde_json::from_str(text)?;
+                Incoming::Typing {
+                    node: b.node,
+                    conversation: b.conversation,
+                    user: b.user,
+                    active: b.active,
+                }
+            }
+            "pr" => Incoming::Presence(serde_json::from_str(text)?),
+            "end" => Incoming::End(serde_json::from_str(text)?),
+            "hello" => {
+                let b: HelloBody = serde_json::from_str(text)?;
+                Incoming::Hello {
+                    node: b.node,
+                    lost: b.lost,
+                }
+            }
+            other => return Err(WireError::Unknown(other.to_string())),
+        })
     }
 
     /// The node that sent it.

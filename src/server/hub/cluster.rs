@@ -265,3 +265,212 @@ fn adopt(st: &mut State, rec: ConvRecord, jump: bool) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{ConvKind, EventBody, ReceiptPair};
+    use crate::server::queue::PushQueue;
+
+    fn created(conv: &str) -> Committed {
+        Committed::Created {
+            id: conv.into(),
+            kind: ConvKind::Group,
+            name: None,
+        }
+    }
+
+    fn event(conv: &str, seq: u64, body: EventBody) -> Committed {
+        let ev = Event {
+            conversation_id: conv.into(),
+            seq,
+            ts: 0,
+            sender: "alice".into(),
+            client_msg_id: None,
+            eid: None,
+            bot: false,
+            body,
+        };
+        let push = ServerFrame::Event(ev.clone()).encode();
+        Committed::Event(Arc::new(ev), push)
+    }
+
+    fn message(conv: &str, seq: u64) -> Committed {
+        event(
+            conv,
+            seq,
+            EventBody::Message {
+                body: format!("m{seq}"),
+                reply_to: None,
+            },
+        )
+    }
+
+    fn group(hub: &Hub, conv: &str) {
+        let create = event(
+            conv,
+            1,
+            EventBody::Create {
+                name: None,
+                members: vec!["alice".into(), "bob".into()],
+            },
+        );
+        assert!(hub.apply(&[created(conv), create], true).is_empty());
+    }
+
+    fn frames(q: &PushQueue) -> Vec<ServerFrame> {
+        let mut out = Vec::new();
+        q.drain(usize::MAX, |f| {
+            out.push(serde_json::from_str(f.as_str()).unwrap())
+        });
+        out
+    }
+
+    fn seqs(q: &PushQueue) -> Vec<u64> {
+        frames(q)
+            .into_iter()
+            .filter_map(|f| match f {
+                ServerFrame::Event(ev) => Some(ev.seq),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn events_apply_in_seq_order_and_gaps_are_reported() {
+        let hub = Arc::new(Hub::new(8));
+        let bob = Arc::new(PushQueue::new(64));
+        let _reg = hub.register("bob", bob.clone(), [2; 32]).unwrap();
+        group(&hub, "c");
+        assert!(hub.apply(&[message("c", 2)], true).is_empty());
+        // A duplicate is skipped.
+        assert!(hub.apply(&[message("c", 2)], true).is_empty());
+        // One ahead of a missing event waits for the store.
+        assert_eq!(
+            hub.apply(&[message("c", 4)], true),
+            vec![Gap::Behind {
+                conversation: "c".into(),
+                upto: 4
+            }]
+        );
+        assert_eq!(hub.last_seq("c"), Some(2));
+        assert_eq!(hub.apply(&[message("x", 3)], true), vec![Gap::Unknown]);
+        let from_store: Vec<Event> = [message("c", 3), message("c", 4)]
+            .into_iter()
+            .map(|c| match c {
+                Committed::Event(ev, _) => (*ev).clone(),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert!(hub.replay(&from_store).is_empty());
+        assert_eq!(hub.last_seq("c"), Some(4));
+        assert_eq!(seqs(&bob), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn without_a_bus_events_apply_as_they_come() {
+        let hub = Hub::new(8);
+        group(&hub, "c");
+        assert!(hub.apply(&[message("c", 5)], false).is_empty());
+        assert_eq!(hub.last_seq("c"), Some(5));
+    }
+
+    #[test]
+    fn receipts_from_other_nodes_only_move_forward() {
+        let hub = Hub::new(8);
+        group(&hub, "c");
+        let receipt = |d, r| Committed::Receipt {
+            conversation_id: "c".into(),
+            user: "bob".into(),
+            receipt: ReceiptPair {
+                delivered: d,
+                read: r,
+            },
+        };
+        hub.apply(&[receipt(5, 3)], true);
+        hub.apply(&[receipt(4, 4)], true);
+        assert_eq!(
+            super::super::receipt_of(&hub, "bob", "c"),
+            ReceiptPair {
+                delivered: 5,
+                read: 4
+            }
+        );
+    }
+
+    #[test]
+    fn reconcile_replays_a_short_gap_and_jumps_a_long_one() {
+        let hub = Arc::new(Hub::new(8));
+        let carol = Arc::new(PushQueue::new(64));
+        let _reg = hub.register("carol", carol.clone(), [3; 32]).unwrap();
+        group(&hub, "c");
+        let record = |id: &str, last_seq, members: &[&str]| ConvRecord {
+            id: id.into(),
+            kind: ConvKind::Group,
+            name: Some(format!("{id} name")),
+            last_seq,
+            receipts: members
+                .iter()
+                .map(|m| (m.to_string(), ReceiptPair::default()))
+                .collect(),
+            roles: BTreeMap::new(),
+        };
+        let snap = Snapshot {
+            conversations: vec![
+                record("c", 5, &["alice", "bob"]),
+                record("far", 5000, &["alice", "carol"]),
+            ],
+            ..Snapshot::default()
+        };
+        let gaps = hub.reconcile(snap, 1024);
+        assert_eq!(
+            gaps,
+            vec![Gap::Behind {
+                conversation: "c".into(),
+                upto: 5
+            }]
+        );
+        // The far one took the store's state, and carol heard of it.
+        assert_eq!(hub.last_seq("far"), Some(5000));
+        assert!(hub.check_member("carol", "far").is_ok());
+        assert!(frames(&carol).iter().any(|f| matches!(
+            f,
+            ServerFrame::Conversation { conversation } if conversation.id == "far"
+        )));
+        // Where the hub is at the store's seq, membership follows the store.
+        let snap = Snapshot {
+            conversations: vec![record("far", 5000, &["alice"])],
+            ..Snapshot::default()
+        };
+        assert!(hub.reconcile(snap, 1024).is_empty());
+        assert!(hub.check_member("carol", "far").is_err());
+    }
+
+    #[test]
+    fn presence_is_the_best_of_every_node() {
+        let hub = Arc::new(Hub::new(8));
+        let alice = Arc::new(PushQueue::new(64));
+        let _reg = hub.register("alice", alice.clone(), [1; 32]).unwrap();
+        group(&hub, "c");
+        frames(&alice);
+        let statuses = |q: &PushQueue| -> Vec<(PresenceStatus, Option<Millis>)> {
+            frames(q)
+                .into_iter()
+                .filter_map(|f| match f {
+                    ServerFrame::Presence(p) if p.user == "bob" => Some((p.status, p.last_seen)),
+                    _ => None,
+                })
+                .collect()
+        };
+        hub.remote_presence("n2", "bob", PresenceStatus::Online, 10);
+        hub.remote_presence("n3", "bob", PresenceStatus::Away, 11);
+        assert_eq!(statuses(&alice).len(), 1);
+        assert!(hub.is_online("bob"));
+        hub.remote_node_gone("n2");
+        assert_eq!(statuses(&alice)[0].0, PresenceStatus::Away);
+        hub.remote_presence("n3", "bob", PresenceStatus::Offline, 42);
+        assert_eq!(statuses(&alice), vec![(PresenceStatus::Offline, Some(42))]);
+        assert!(!hub.is_online("bob"));
+        assert!(hub.remote_nodes().is_empty());
+    }
+}

@@ -365,7 +365,7 @@ pub(super) async fn apply(w: &mut W<'_>, op: AccountOp) -> Result<AccountReply, 
             exec(
                 c,
                 "UPDATE sessions SET last_seen_at = $2, last_address = COALESCE($3, last_address)
-                 WHERE token_hash = $1 AND last_seen_at < $2 - 3600000",
+                 WHERE token_hash = $1 AND last_seen_at < $2::bigint - 3600000",
                 &[&token_hash, &now_millis(), &address],
             )
             .await?;

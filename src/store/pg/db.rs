@@ -149,9 +149,10 @@ fn down(code: &SqlState) -> bool {
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
+        let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
         match e.code() {
-            _ if e.is_closed() => unavailable(&e),
-            None => unavailable(&e),
+            _ if e.is_closed() || io => unavailable(&e),
+            None => StoreError::Postgres(e.to_string()),
             Some(code) if down(code) => unavailable(&e),
             // The SQLSTATE first: [`retryable`] reads it.
             Some(code) => StoreError::Postgres(match e.as_db_error() {

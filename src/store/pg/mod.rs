@@ -38,6 +38,7 @@ mod erase;
 mod events;
 mod facts;
 mod files;
+pub mod offline;
 mod read;
 pub mod retention;
 mod schema;
@@ -110,10 +111,21 @@ enum Reply {
     Receipt(Option<ReceiptPair>),
 }
 
+/// The advisory lock that orders account changes which check, then act,
+/// across rows (the first account becomes admin, the last admin stays).
+const ACCOUNTS_LOCK: i64 = 0x6368_6174_6163_6374;
+
 impl Op {
-    /// Hot, single-row changes, and changes to conversations (whose row
-    /// lock orders them) run at read committed; other account changes
-    /// check-then-act across rows and run serializable.
+    /// Every write runs at read committed. Hot, single-row changes, and
+    /// changes to conversations (whose row lock orders them) need nothing
+    /// more; other account changes check-then-act across rows and take
+    /// [`ACCOUNTS_LOCK`] first, which orders them on every node. (At
+    /// serializable they would fail and retry under a burst of
+    /// registrations or logins instead of waiting their turn.)
+    fn serialized(&self) -> bool {
+        matches!(self.isolation(), IsolationLevel::Serializable)
+    }
+
     fn isolation(&self) -> IsolationLevel {
         match self {
             Op::Account(
@@ -451,9 +463,13 @@ impl PgStore {
         let mut client = self.inner.db.client().await?;
         let tx = client
             .build_transaction()
-            .isolation_level(op.isolation())
+            .isolation_level(IsolationLevel::ReadCommitted)
             .start()
             .await?;
+        if op.serialized() {
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ACCOUNTS_LOCK])
+                .await?;
+        }
         let mut w = W {
             tx: &tx,
             changes: Vec::new(),

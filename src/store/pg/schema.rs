@@ -18,7 +18,7 @@ const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// The advisory lock key migrations hold ("chatd" in ASCII).
-const LOCK_KEY: i64 = 0x63_68_61_74_64;
+const LOCK_KEY: i64 = 0x0063_6861_7464;
 
 /// Bring the database up to [`SCHEMA_VERSION`]; answers the version.
 pub(super) async fn migrate(c: &mut Object) -> Result<u32, StoreError> {

@@ -1,1 +1,1231 @@
-//! Tests against a real PostgreSQL server, given by `CHATD_TEST_PG`.
+//! Tests against a real PostgreSQL server. They run only when
+//! `CHATD_TEST_PG` holds a base URL (a superuser's, e.g.
+//! `postgres://postgres:postgres@127.0.0.1:5432/postgres`); each creates a
+//! database of its own with a random name and drops it at the end.
+
+use super::*;
+use crate::proto::search::SearchQuery;
+use crate::proto::{ConvKind, ErrorCode, Event, EventBody, MemberRole, Role, SearchOrder};
+use crate::store::log::{
+    Registration, Revoke, SearchPage, SearchScope, SessionLife, SessionUse, Webhook,
+};
+use std::collections::HashSet;
+use std::sync::Mutex as StdMutex;
+
+/// A database made for one test, dropped when it ends.
+struct TestDb {
+    base: String,
+    name: String,
+    url: String,
+}
+
+/// `base` with its database name replaced by `name`.
+fn with_db(base: &str, name: &str) -> String {
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    let (head, query) = match base.find('?') {
+        Some(q) => (&base[..q], &base[q..]),
+        None => (base, ""),
+    };
+    let head = match head[after_scheme..].find('/') {
+        Some(slash) => &head[..after_scheme + slash],
+        None => head,
+    };
+    format!("{head}/{name}{query}")
+}
+
+async fn admin(base: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(base, tokio_postgres::NoTls)
+        .await
+        .expect("CHATD_TEST_PG does not connect");
+    tokio::spawn(conn);
+    client
+}
+
+impl TestDb {
+    async fn new() -> Option<TestDb> {
+        let Some(base) = std::env::var("CHATD_TEST_PG")
+            .ok()
+            .filter(|s| !s.is_empty())
+        else {
+            eprintln!("skipped: set CHATD_TEST_PG to a PostgreSQL URL to run this test");
+            return None;
+        };
+        let name = format!("chatd_test_{}", hex::encode(rand::random::<[u8; 6]>()));
+        admin(&base)
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let url = with_db(&base, &name);
+        Some(TestDb { base, name, url })
+    }
+
+    async fn sql(&self) -> tokio_postgres::Client {
+        admin(&self.url).await
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (base, name) = (self.base.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                admin(&base)
+                    .await
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}", self.name);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Sink(StdMutex<Vec<Committed>>);
+
+impl CommitSink for Sink {
+    fn committed(&self, changes: &[Committed]) {
+        self.0.lock().unwrap().extend_from_slice(changes);
+    }
+}
+
+impl Sink {
+    /// The seqs of `conv`'s events, in the order they were published.
+    fn seqs(&self, conv: &str) -> Vec<u64> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|c| match c {
+                Committed::Event(e, _) if e.conversation_id == conv => Some(e.seq),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn limits() -> WriteLimits {
+    WriteLimits {
+        max_members: 50,
+        max_conversations_per_user: 20,
+    }
+}
+
+async fn open(db: &TestDb) -> (PgStore, Arc<Sink>) {
+    let sink = Arc::new(Sink::default());
+    let config = StoreConfig {
+        pool: 8,
+        ..StoreConfig::default()
+    };
+    let (store, _) = PgStore::open(&db.url, &config, limits(), sink.clone())
+        .await
+        .unwrap();
+    (store, sink)
+}
+
+fn code<T: std::fmt::Debug>(r: Result<T, StoreError>) -> ErrorCode {
+    match r {
+        Err(StoreError::Rejected(e)) => e.code,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+async fn user(store: &PgStore, name: &str) {
+    store
+        .account(AccountOp::CreateUser {
+            username: name.into(),
+            password_hash: format!("hash-{name}"),
+            role: Role::Member,
+        })
+        .await
+        .unwrap();
+}
+
+async fn create(store: &PgStore, by: &str, kind: ConvKind, name: &str, members: &[&str]) -> String {
+    store
+        .append(Append::Create {
+            user: by.into(),
+            kind,
+            name: (kind != ConvKind::Dm).then(|| name.to_string()),
+            members: members.iter().map(|m| m.to_string()).collect(),
+        })
+        .await
+        .unwrap()
+        .conversation_id
+}
+
+fn say(user: &str, conv: &str, cmid: &str, text: &str) -> Append {
+    Append::Event {
+        user: user.into(),
+        conversation_id: conv.into(),
+        client_msg_id: cmid.into(),
+        body: EventBody::Message {
+            body: text.into(),
+            reply_to: None,
+        },
+    }
+}
+
+fn seq(a: &Appended) -> u64 {
+    a.seq.expect("an event was written").0
+}
+
+#[tokio::test]
+async fn migrations_run_once_and_nodes_share_a_cluster_id() {
+    let Some(db) = TestDb::new().await else {
+        return;
+    };
+    assert_eq!(migrate(&db.url).await.unwrap(), SCHEMA_VERSION);
+    assert_eq!(migrate(&db.url).await.unwrap(), SCHEMA_VERSION);
+    // Nodes starting together migrate once between them.
+    let (a, b) = tokio::join!(open(&db), open(&db));
+    let (a, b) = (a.0, b.0);
+    assert_eq!(a.cluster_id(), b.cluster_id());
+    assert_eq!(a.cluster_id().len(), 32);
+    let sql = db.sql().await;
+    let n: i64 = sql
+        .query_one("SELECT COUNT(*) FROM schema_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, i64::from(SCHEMA_VERSION));
+    a.ping().await.unwrap();
+    // A database from a newer chatd is refused.
+    sql.batch_execute("INSERT INTO schema_migrations VALUES (999, 0)")
+        .await
+        .unwrap();
+    assert!(matches!(migrate(&db.url).await, Err(StoreError::Open(_))));
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn appenders_on_three_nodes_get_dense_seqs() {
+    let Some(db) = TestDb::new().await else {
+        return;
+    };
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(open(&db).await);
+    }
+    let names: Vec<String> = (0..20).map(|i| format!("u{i:02}")).collect();
+    for n in &names {
+        user(&nodes[0].0, n).await;
+    }
+    let others: Vec<&str> = names[1..].iter().map(String::as_str).collect();
+    let conv = create(&nodes[0].0, &names[0], ConvKind::Group, "busy", &others).await;
+    const EACH: usize = 10;
+    let mut tasks = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let store = nodes[i % 3].0.clone();
+        let (name, conv) = (name.clone(), conv.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for k in 0..EACH {
+                let a = store
+                    .append(say(&name, &conv, &format!("{name}-{k}"), "hello"))
+                    .await
+                    .unwrap();
+                got.push(seq(&a));
+            }
+            got
+        }));
+    }
+    let mut seqs = Vec::new();
+    for t in tasks {
+        let got = t.await.unwrap();
+        assert!(
+            got.windows(2).all(|w| w[0] < w[1]),
+            "one appender's seqs rise"
+        );
+        seqs.extend(got);
+    }
+    seqs.sort_unstable();
+    let total = names.len() * EACH;
+    assert_eq!(
+        seqs,
+        (2..=total as u64 + 1).collect::<Vec<_>>(),
+        "dense, no duplicates"
+    );
+    let history = nodes[1]
+        .0
+        .readers()
+        .history(&conv, None, None, 1000, usize::MAX)
+        .await
+        .unwrap();
+    let logged: Vec<u64> = history.iter().map(|e| e.seq).collect();
+    assert_eq!(logged, (1..=total as u64 + 1).collect::<Vec<_>>());
+    for (_, sink) in &nodes {
+        let published = sink.seqs(&conv);
+        assert!(
+            published.windows(2).all(|w| w[0] < w[1]),
+            "each node publishes a conversation's events in seq order"
+        );
+    }
+    let all: usize = nodes.iter().map(|(_, s)| s.seqs(&conv).len()).sum();
+    assert_eq!(all, total + 1, "every event published once, by its node");
+    for (store, _) in nodes {
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_retry_gets_the_original_seq() {
+    let Some(db) = TestDb::new().await else {
+        return;
+    };
+    let (a, sink) = open(&db).await;
+    let (b, _) = open(&db).await;
+    for n in ["alice", "bob"] {
+        user(&a, n).await;
+    }
+    let conv = create(&a, "alice", ConvKind::Dm, "", &["bob"]).await;
+    assert_eq!(
+        create(&b, "bob", ConvKind::Dm, "", &["alice"]).await,
+        conv,
+        "the DM that exists"
+    );
+    let first = a.append(say("alice", &conv, "m1", "hi")).await.unwrap();
+    let again = b.append(say("alice", &conv, "m1", "hi")).await.unwrap();
+    assert_eq!(first, again);
+    // The same retry racing itself on two nodes: one event.
+    let (x, y) = tokio::join!(
+        a.append(say("alice", &conv, "m2", "x")),
+        b.append(say("alice", &conv, "m2", "x"))
+    );
+    assert_eq!(x.unwrap(), y.unwrap());
+    let history = a
+        .readers()
+        .history(&conv, None, None, 100, usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 3, "create, m1, m2");
+    // The id reused for something else is a conflict.
+    let other = create(&a, "alice", ConvKind::Group, "g", &["bob"]).await;
+    assert_eq!(
+        code(a.append(say("alice", &other, "m1", "hi")).await),
+        ErrorCode::Conflict
+    );
+    let edit = Append::Event {
+        user: "alice".into(),
+        conversation_id: conv.clone(),
+        client_msg_id: "m1".into(),
+        body: EventBody::Edit {
+            target_seq: seq(&first),
+            body: "changed".into(),
+        },
+    };
+    assert_eq!(code(a.append(edit).await), ErrorCode::Conflict);
+    // The push frame is built from the stored text.
+    let pushed = sink.0.lock().unwrap().iter().find_map(|c| match c {
+        Committed::Event(e, push) if e.client_msg_id.as_deref() == Some("m1") => Some(push.clone()),
+        _ => None,
+    });
+    let pushed = pushed.unwrap();
+    assert!(pushed.contains(r#""body":"hi""#), "{pushed}");
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn history_and_event_ids_page() {
+    let Some(db) = TestDb::new().await else {
+        return;
+    };
+    let (s, _) = open(&db).await;
+    for n in ["alice", "bob"] {
+        user(&s, n).await;
+    }
+    let conv = create(&s, "alice", ConvKind::Group, "g", &["bob"]).await;
+    for i in 0..30 {
+        s.append(say("bob", &conv, &format!("c{i}"), &format!("message {i}")))
+            .await
+            .unwrap();
+    }
+    let r = s.readers();
+    let seqs = |evs: Vec<Event>| evs.iter().map(|e| e.seq).collect::<Vec<_>>();
+    assert_eq!(
+        seqs(
+            r.history(&conv, Some(0), None, 10, usize::MAX)
+                .await
+                .unwrap()
+        ),
+        (1..=10).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        seqs(
+            r.history(&conv, Some(25), None, 10, usize::MAX)
+                .await
+                .unwrap()
+        ),
+        (26..=31).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        seqs(
+            r.history(&conv, None, Some(31), 5, usize::MAX)
+                .await
+                .unwrap()
+        ),
+        (26..=30).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        seqs(
+            r.history(&conv, Some(3), Some(8), 100, usize::MAX)
+                .await
+                .unwrap()
+        ),
+        (4..=7).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        seqs(
+            r.history(&conv, None, Some(u64::MAX), 2, usize::MAX)
+                .await
+                .unwrap()
+        ),
+        [30, 31]
+    );
+    // A byte budget stops a page early, but never before one event.
+    assert_eq!(
+        r.history(&conv, Some(1), None, 10, 1).await.unwrap().len(),
+        1
+    );
+    let page = r.history(&conv, Some(1), None, 10, 400).await.unwrap();
+    assert!(page.len() > 1 && page.len() < 10, "{}", page.len());
+    let all = r.history(&conv, None, None, 100, usize::MAX).await.unwrap();
+    let ids = r
+        .event_ids(vec![
+            (conv.clone(), 2),
+            ("nope".into(), 1),
+            (conv.clone(), 99),
+            (conv.clone(), u64::MAX),
+            (conv.clone(), 31),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        ids,
+        [all[1].eid.clone(), None, None, None, all[30].eid.clone()]
+    );
+    assert!(ids[0].is_some());
+    assert_eq!(r.users("a", 10).await.unwrap(), ["alice"]);
+    assert_eq!(r.users("", 10).await.unwrap(), ["alice", "bob"]);
+    s.close().await;
+}
+
+#[tokio::test]
+async fn registration_follows_the_policy() {
+    let Some(db) = TestDb::new().await else {
+        return;
+    };
+    let (s, sink) = open(&db).await;
+    let register = |name: &str, invite: Option<&str>, policy| AccountOp::Register {
+        username: name.into(),
+        password_hash: "h".into(),
+        invite: invite.map(str::to_string),
+        policy,
+    };
+    assert!(s.readers().no_accounts().await.unwrap());
+    assert_eq!(
+        s.account(register("root", None, Registration::Closed))
+            .await
+            .unwrap(),
+        AccountReply::Role(Role::Admin),
+        "the first account runs the server"
+    );
+    assert!(!s.readers().no_accounts().await.unwrap());
+    assert_eq!(
+        code(s.account(register("x", None, Registration::Closed)).await),
+        ErrorCode::RegistrationClosed
+    );
+    assert_eq!(
+        code(s.account(register("x", None, Registration::Invite)).await),
+        ErrorCode::InviteRequired
+    );
+    assert_eq!(
+        code(
+            s.account(register("x", Some("nope"), Registration::Invite))
+                .await
+        ),
+        ErrorCode::InviteInvalid
+    );
+    let invite = |code: &str, max_uses, max_per_user| AccountOp::CreateInvite {
+        code: code.into(),
+        created_by: "root".into(),
+        max_uses,
+        expires_at: None,
+        max_per_user,
+    };
+    s.account(invite("one", 1, 2)).await.unwrap();
+    s.account(invite("two", 2, 2)).await.unwrap();
+    assert_eq!(
+        code(s.account(invite("three", 1, 2)).await),
+        ErrorCode::TooLarge
+    );
+    assert_eq!(
+        s.account(register("x", Some("one"), Registration::Invite))
+            .await
+            .unwrap(),
+        AccountReply::Role(Role::Member)
+    );
+    assert_eq!(
+        code(
+            s.account(register("y", Some("one"), Registration::Invite))
+                .await
+        ),
+        ErrorCode::InviteInvalid,
+        "used up"
+    );
+    assert_eq!(
+        code(s.account(register("x", None, Registration::Open)).await),
+        ErrorCode::UsernameTaken
+    );
+    assert_eq!(
+        code(
+            s.account(AccountOp::RevokeInvite {
+                code: "two".into(),
+                by: "x".into(),
+                admin: false
+            })
+            .await
+        ),
+        ErrorCode::Forbidden
+    );
+    s.account(AccountOp::RevokeInvite {
+        code: "two".into(),
+        by: "root".into(),
+        admin: false,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        code(
+            s.account(register("y", Some("two"), Registration::Invite))
+                .await
+        ),
+        ErrorCode::InviteInvalid,
+        "revoked"
+    );
+    let listed = s.readers().invites(None, None, 10).await.unwrap();
+    let codes: Vec<&str> = listed.iter().map(|i| i.code.as_str()).collect();
+    assert_eq!(codes, ["two", "one"]);
+    assert_eq!(listed[1].used_by, ["x"]);
+    assert!(listed[0].revoked);
+    let rest = s
+        .readers()
+        .invites(Some("root".into()), Some("two".into()), 10)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    let users: Vec<String> = sink
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|c| match c {
+            Committed::User(u) => Some(u.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(users, ["root", "x"]);
+    let accounts = s.readers().accounts(None, 10).await.unwrap();
+    assert_eq!(accounts.len(), 2);
+    assert_eq!(accounts[0].role, Role::Admin);
+    assert_eq!(
+        s.readers().password_hash("x").await.unwrap().as_deref(),
+        Some("h")
+    );
+    s.close().await;
+}
+
+#[tokio::test]
+async fn sessions_expire_are_capped_and_revoked() {
+    let Some(db) = TestDb::new().await else {
+        return;
+    };
+    let (s, _) = open(&db).await;
+    user(&s, "root").await;
+    s.account(AccountOp::SetRole {
+        username: "root".into(),
+        role: Role::Admin,
+    })
+    .await
+    .unwrap();
+    user(&s, "ann").await;
+    let session = |token: &str| AccountOp::CreateSession {
+        username: "ann".into(),
+        token_hash: token.into(),
+        device: "laptop".into(),
+        address: Some("10.0.0.1".into()),
+        max_per_user: 2,
+    };
+    let use_ = |token: &str, idle_ms| AccountOp::UseSession {
+        token_hash: token.into(),
+        address: None,
+        life: SessionLife {
+            idle_ms,
+            max_ms: None,
+        },
+    };
+    let AccountReply::Session { id, role, ended } = s.account(session("t1")).await.unwrap() else {
+        panic!("a session");
+    };
+    assert_eq!((role, ended.len()), (Role::Member, 0));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    s.account(session("t2")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let AccountReply::Session { ended, .. } = s.account(session("t3")).await.unwrap() else {
+        panic!("a session");
+    };
+    assert_eq!(ended, ["t1"], "the oldest beyond the cap ends");
+    assert_eq!(
+        s.account(use_("t1", 60_000)).await.unwrap(),
+        AccountReply::Used(SessionUse::Unknown)
+    );
+    assert_eq!(
+        s.account(use_("t2", 60_000)).await.unwrap(),
+        AccountReply::Used(SessionUse::Live {
+            username: "ann".into(),
+            role: Role::Member
+        })
+    );
+    assert_eq!(
+        s.account(use_("t3", 0)).await.unwrap(),
+        AccountReply::Used(SessionUse::Expired)
+    );
+    assert_eq!(s.readers().sessions("ann").await.unwrap().len(), 1);
+    s.account(AccountOp::TouchSession {
+        token_hash: "t2".into(),
+        address: None,
+    })
+    .await
+    .unwrap();
+    s.account(session("t4")).await.unwrap();
+    let listed = s.readers().sessions("ann").await.unwrap();
+    assert_eq!(listed[0].token_hash, "t4", "most recently used first");
+    assert_eq!(listed[0].last_address.as_deref(), Some("10.0.0.1"));
+    assert!(!listed.iter().any(|r| r.id == id));
+    let t4 = listed[0].id.clone();
+    assert_eq!(
+        s.account(AccountOp::RevokeSessions {
+            username: "ann".into(),
+            which: Revoke::Id(t4)
+        })
+        .await
+        .unwrap(),
+        AccountReply::Revoked(vec!["t4".into()])
+    );
+    // A new password ends every session but the one kept.
+    s.account(session("t5")).await.unwrap();
+    assert_eq!(
+        s.account(AccountOp::SetPassword {
+            username: "ann".into(),
+            password_hash: "h2".into(),
+            keep: Some("t5".into()),
+        })
+        .await
+        .unwrap(),
+        AccountReply::Revoked(vec!["t2".into()])
+    );
+    assert_eq!(
+        code(
+            s.account(AccountOp::SetPassword {
+                username: "nobody".into(),
+                password_hash: "h".into(),
+                keep: None
+            })
+            .await
+        ),
+        ErrorCode::NotFound
+    );
+    // Deactivation ends the rest and refuses new sessions.
+    assert_eq!(
+        s.account(AccountOp::SetActive {
+            username: "ann".into(),
+            active: false
+        })
+        .await
+        .unwrap(),
+        AccountReply::Revoked(vec!["t5".into()])
+    );
+    assert_eq!(
+        code(s.account(session("t6")).await),
+        ErrorCode::AccountDisabled
+    );
+    assert!(!s.readers().account("ann").await.unwrap().unwrap().active);
+    // The last active admin stays.
+    let demote = AccountOp::SetRole {
+        username: "root".into(),
+        role: Role::Member,
+    };
+    assert_eq!(code(s.account(demote.clone()).await), ErrorCode::Conflict);
+    let off = AccountOp::SetActive {
+        username: "root".into(),
+        active: false,
+    };
+    assert_eq!(code(s.account(off).await), ErrorCode::Conflict);
+    s.account(AccountOp::SetActive {
+        username: "ann".into(),
+        active: true,
+    })
+    .await
+    .unwrap();
+    s.account(AccountOp::SetRole {
+        username: "ann".into(),
+        role: Role::Admin,
+    })
+    .await
+    .unwrap();
+    s.account(demote).await.unwrap();
+    assert_eq!(
+        s.readers().account("root").await.unwrap().unwrap().role,
+        Role::Member
+    );
+    s.close().await;
+}
+
+#[tokio::test]
+async fn uploads_blocks_bots_and_webhooks() {
+    let Some(db) = TestDb::new().await else {
+        return;
+    };
+    let (s, sink) = open(&db).await;
+    for n in ["alice", "bob"] {
+        user(&s, n).await;
+    }
+    let upload = |digest: &str, size| AccountOp::RecordUpload {
+        username: "alice".into(),
+        digest: digest.into(),
+        size,
+        quota: 100,
+    };
+    s.account(upload("d1", 60)).await.unwrap();
+    s.account(upload("d1", 60)).await.unwrap();
+    assert_eq!(
+        code(s.account(upload("d2", 41)).await),
+        ErrorCode::LimitExceeded
+    );
+    assert_eq!(
+        s.readers()
+            .upload_usage("alice", Some("d1".into()))
+            .await
+            .unwrap(),
+        (60, true)
+    );
+    assert!(s.readers().may_read_file("alice", "d1").await.unwrap());
+    assert!(!s.readers().may_read_file("bob", "d1").await.unwrap());
+    assert_eq!(
+        s.account(AccountOp::CollectUploads {
+            before: crate::proto::now_millis() + 1
+        })
+        .await
+        .unwrap(),
+        AccountReply::Digests(vec!["d1".into()])
+    );
+    assert!(!s.readers().file_referenced("d1").await.unwrap());
+
+    let block = |blocker: &str, blocked: &str, on| AccountOp::Block {
+        blocker: blocker.into(),
+        blocked: blocked.into(),
+        on,
+    };
+    assert_eq!(
+        code(s.account(block("bob", "bob", true)).await),
+        ErrorCode::InvalidArgument
+    );
+    assert_eq!(
+        code(s.account(block("bob", "eve", true)).await),
+        ErrorCode::NotFound
+    );
+    s.account(block("bob", "alice", true)).await.unwrap();
+    assert_eq!(s.readers().blocks("bob").await.unwrap(), ["alice"]);
+    assert_eq!(
+        code(
+            s.append(Append::Create {
+                user: "alice".into(),
+                kind: ConvKind::Group,
+                name: Some("g".into()),
+                members: vec!["bob".into()],
+            })
+            .await
+        ),
+        ErrorCode::Forbidden,
+        "not put in a group by someone they block"
+    );
+    s.account(block("bob", "alice", false)).await.unwrap();
+    assert!(s.readers().blocks("bob").await.unwrap().is_empty());
+    assert!(
+        sink.0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|c| matches!(c, Committed::Block { on: false, .. }))
+    );
+
+    s.account(AccountOp::Bot(BotOp::Create {
+        username: "ci".into(),
+        token_hash: "bt1".into(),
+    }))
+    .await
+    .unwrap();
+    assert_eq!(s.readers().password_hash("ci").await.unwrap(), None);
+    assert_eq!(
+        s.account(AccountOp::Bot(BotOp::NewToken {
+            username: "ci".into(),
+            token_hash: "bt2".into()
+        }))
+        .await
+        .unwrap(),
+        AccountReply::Revoked(vec!["bt1".into()])
+    );
+    assert_eq!(
+        code(
+            s.account(AccountOp::Bot(BotOp::NewToken {
+                username: "alice".into(),
+                token_hash: "x".into()
+            }))
+            .await
+        ),
+        ErrorCode::NotFound
+    );
+    let bots = s.readers().bots(None, 10).await.unwrap();
+    assert_eq!(bots.len(), 1);
+    assert!(bots[0].bot);
+
+    let conv = create(&s, "alice", ConvKind::Group, "team", &["bob"]).await;
+    let hook = |by: &str, name: &str| {
+        AccountOp::Bot(BotOp::CreateWebhook {
+            id: format!("w-{name}"),
+            conversation_id: conv.clone(),
+            by: by.into(),
+            username: name.into(),
+            secret_sha256: "00".into(),
+        })
+    };
+    assert_eq!(
+        code(s.account(hook("bob", "hook1")).await),
+        ErrorCode::Forbidden
+    );
+    let AccountReply::Webhook(Webhook { info, .. }) =
+        s.account(hook("alice", "hook1")).await.unwrap()
+    else {
+        panic!("a webhook");
+    };
+    assert_eq!(info.name, "hook1");
+    assert_eq!(
+        code(s.account(hook("alice", "bob")).await),
+        ErrorCode::UsernameTaken
+    );
+    assert_eq!(s.readers().webhooks(&conv).await.unwrap().len(), 1);
+    assert_eq!(
+        s.readers().member_role(&conv, "hook1").await.unwrap(),
+        Some(MemberRole::Member)
+    );
+    assert_eq!(
+        s.readers()
+            .bots_among(vec!["alice".into(), "hook1".into(), "ci".into()])
+            .await
+            .unwrap(),
+        ["hook1", "ci"]
+    );
+    let posted = s
+        .append(say("hook1", &conv, "h1", "build passed"))
+        .await
+        .unwrap();
+    let history = s
+        .readers()
+        .history(&conv, Some(seq(&posted) - 1), None, 1, usize::MAX)
+        .await
+        .unwrap();
+    assert!(history[0].bot, "a webhook's events are marked");
+    s.account(AccountOp::Bot(BotOp::Used {
+        id: "w-hook1".into(),
+        at: 5,
+    }))
+    .await
+    .unwrap();
+    assert_eq!(
+        code(
+            s.account(AccountOp::Bot(BotOp::RevokeWebhook {
+                id: "w-hook1".into(),
+                by: "bob".into(),
+                admin: false
+            }))
+            .await
+        ),
+        ErrorCode::Forbidden
+    );
+    s.account(AccountOp::Bot(BotOp::RevokeWebhook {
+        id: "w-hook1".into(),
+        by: "bob".into(),
+        admin: true,
+    }))
+    .await
+    .unwrap();
+    let hook = s.readers().webhook("w-hook1").await.unwrap().unwrap();
+    assert!(hook.disabled);
+    assert_eq!(hook.info.last_used, Some(5));
+    assert!(s.readers().webhooks(&conv).await.unwrap().is_empty());
+    s.close().await;
+}
+
+#[tokio::test]
+async fn membership_roles_and_receipts() {
+    let Some(db) = TestDb::new().await else {
+        return;
+    };
+    let (s, sink) = open(&db).await;
+    for n in ["alice", "bob", "carol"] {
+        user(&s, n).await;
+    }
+    let ch = create(&s, "alice", ConvKind::Channel, "general", &[]).await;
+    assert_eq!(
+        code(
+            s.append(Append::Create {
+                user: "bob".into(),
+                kind: ConvKind::Channel,
+                name: Some("general".into()),
+                members: vec![],
+            })
+            .await
+        ),
+        ErrorCode::Conflict
+    );
+    let join = |u: &str| Append::Join {
+        user: u.into(),
+        conversation_id: None,
+        name: Some("#general".into()),
+    };
+    assert!(s.append(join("bob")).await.unwrap().seq.is_some());
+    assert_eq!(s.append(join("bob")).await.unwrap().seq, None, "already in");
+    s.append(join("carol")).await.unwrap();
+    s.append(Append::SetRole {
+        user: "alice".into(),
+        conversation_id: ch.clone(),
+        target: "carol".into(),
+        role: MemberRole::Admin,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        code(
+            s.append(Append::RemoveMembers {
+                user: "carol".into(),
+                conversation_id: ch.clone(),
+                members: vec!["alice".into()],
+            })
+            .await
+        ),
+        ErrorCode::Forbidden
+    );
+    s.append(Append::RemoveMembers {
+        user: "carol".into(),
+        conversation_id: ch.clone(),
+        members: vec!["bob".into()],
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        code(s.append(join("bob")).await),
+        ErrorCode::Forbidden,
+        "removed"
+    );
+    // The owner leaves: the admin inherits.
+    s.append(Append::Leave {
+        user: "alice".into(),
+        conversation_id: ch.clone(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        s.readers().member_role(&ch, "carol").await.unwrap(),
+        Some(MemberRole::Owner)
+    );
+    s.append(Append::AddMembers {
+        user: "carol".into(),
+        conversation_id: ch.clone(),
+        members: vec!["bob".into()],
+    })
+    .await
+    .unwrap();
+    let renamed = s
+        .append(Append::Rename {
+            user: "carol".into(),
+            conversation_id: ch.clone(),
+            client_msg_id: Some("r1".into()),
+            name: "lobby".into(),
+        })
+        .await
+        .unwrap();
+    let history = s
+        .readers()
+        .history(&ch, None, None, 100, usize::MAX)
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = history.iter().map(|e| e.body.kind()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "create", "join", "join", "role", "remove", "role", "leave", "join", "rename"
+        ]
+    );
+    assert_eq!(seq(&renamed), 9);
+    // Receipts move forward only, within the log.
+    let r = s.receipt("bob", &ch, 100, 4).await.unwrap();
+    assert_eq!(
+        r,
+        Some(ReceiptPair {
+            delivered: 9,
+            read: 4
+        })
+    );
+    assert_eq!(s.receipt("bob", &ch, 3, 3).await.unwrap(), None);
+    assert_eq!(
+        code(s.receipt("alice", &ch, 1, 1).await),
+        ErrorCode::Forbidden
+    );
+    assert_eq!(
+        code(s.receipt("bob", "nope", 1, 1).await),
+        ErrorCode::NotFound
+    );
+    assert!(
+        sink.0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|c| matches!(c, Committed::Receipt { .. }))
+    );
+    // What a node starts from.
+    s.close().await;
+    let (_, snapshot) = PgStore::open(
+        &db.url,
+        &StoreConfig::default(),
+        limits(),
+        Arc::new(Sink::default()),
+    )
+    .await
+    .unwrap();
+    let rec = snapshot.conversations.iter().find(|c| c.id == ch).unwrap();
+    assert_eq!(rec.name.as_deref(), Some("lobby"));
+    assert_eq!(rec.last_seq, 9);
+    assert_eq!(
+        rec.receipts["bob"],
+        ReceiptPair {
+            delivered: 9,
+            read: 4
+        }
+    );
+    assert_eq!(rec.roles.get("carol"), Some(&MemberRole::Owner));
+    assert_eq!(snapshot.users, ["alice", "bob", "carol"]);
+}
+
+fn scope(text: &str, readable: &[&str], order: SearchOrder) -> SearchScope {
+    SearchScope {
+        query: SearchQuery::parse(text).unwrap(),
+        readable: readable
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<HashSet<_>>(),
+        order,
+        cursor: None,
+        limit: 10,
+    }
+}
+
+#[tokio::test]
+async fn search_finds_current_text_where_one_may_read() {
+    let Some(db) = TestDb::new().await else {
+        return;
+    };
+    let (s, _) = open(&db).await;
+    for n in ["alice", "bob", "carol"] {
+        user(&s, n).await;
+    }
+    let ab = create(&s, "alice", ConvKind::Group, "ab", &["bob"]).await;
+    let cc = create(&s, "carol", ConvKind::Group, "cc", &[]).await;
+    let old = s
+        .append(say("alice", &ab, "1", "old deploy key"))
+        .await
+        .unwrap();
+    s.append(Append::Event {
+        user: "alice".into(),
+        conversation_id: ab.clone(),
+        client_msg_id: "2".into(),
+        body: EventBody::Edit {
+            target_seq: seq(&old),
+            body: "rotated Token".into(),
+        },
+    })
+    .await
+    .unwrap();
+    let gone = s
+        .append(say("bob", &ab, "3", "launch codes token"))
+        .await
+        .unwrap();
+    s.append(Append::Event {
+        user: "bob".into(),
+        conversation_id: ab.clone(),
+        client_msg_id: "4".into(),
+        body: EventBody::Delete {
+            target_seq: seq(&gone),
+        },
+    })
+    .await
+    .unwrap();
+    s.append(say("carol", &cc, "5", "token elsewhere"))
+        .await
+        .unwrap();
+    s.append(say("bob", &ab, "6", "the token rotated again, token"))
+        .await
+        .unwrap();
+    let hits = |page: SearchPage| {
+        page.hits
+            .iter()
+            .map(|(h, _)| (h.sender.clone(), h.snippet.clone()))
+            .collect::<Vec<_>>()
+    };
+    let r = s.readers();
+    let page = r
+        .search(scope("token", &[&ab], SearchOrder::Newest))
+        .await
+        .unwrap();
+    assert_eq!(
+        hits(page),
+        [
+            (
+                "bob".to_string(),
+                "the token rotated again, token".to_string()
+            ),
+            ("alice".to_string(), "rotated Token".to_string())
+        ]
+    );
+    assert!(
+        hits(
+            r.search(scope("deploy", &[&ab], SearchOrder::Newest))
+                .await
+                .unwrap()
+        )
+        .is_empty()
+    );
+    assert!(
+        hits(
+            r.search(scope("launch", &[&ab], SearchOrder::Newest))
+                .await
+                .unwrap()
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        hits(
+            r.search(scope("\"rotated token\"", &[&ab], SearchOrder::Rank))
+                .await
+                .unwrap()
+        )
+        .len(),
+        1,
+        "a phrase matches its words in order"
+    );
+    let ranked = r
+        .search(scope("token", &[&ab, &cc], SearchOrder::Rank))
+        .await
+        .unwrap();
+    assert_eq!(ranked.hits.len(), 3);
+    assert_eq!(ranked.hits[0].0.sender, "bob", "two matches rank first");
+    let from = r
+        .search(scope("token from:carol", &[&ab, &cc], SearchOrder::Newest))
+        .await
+        .unwrap();
+    assert_eq!(hits(from).len(), 1);
+    // Paging: a page of one, then the rest from its cursor.
+    let mut first = scope("token", &[&ab, &cc], SearchOrder::Newest);
+    first.limit = 1;
+    let page = r.search(first).await.unwrap();
+    assert_eq!(page.hits.len(), 2, "one more when more follow");
+    let mut next = scope("token", &[&ab, &cc], SearchOrder::Newest);
+    next.cursor = Some(page.hits[0].1);
+    let rest = r.search(next).await.unwrap();
+    assert_eq!(rest.hits.len(), 2);
+    // Erasing an account deletes its messages and clears their text.
+    let AccountReply::Revoked(_) = s
+        .account(AccountOp::Erase {
+            username: "bob".into(),
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("revoked sessions");
+    };
+    let left = r
+        .search(scope("token", &[&ab], SearchOrder::Newest))
+        .await
+        .unwrap();
+    assert_eq!(hits(left).len(), 1, "only alice's");
+    let history = r.history(&ab, None, None, 100, usize::MAX).await.unwrap();
+    let last = history.last().unwrap();
+    assert!(matches!(last.body, EventBody::Delete { .. }) && last.sender == "bob");
+    for e in &history {
+        if let (true, EventBody::Message { body, .. }) = (e.sender == "bob", &e.body) {
+            assert!(body.is_empty(), "cleared");
+        }
+    }
+    assert_eq!(r.password_hash("bob").await.unwrap().as_deref(), Some("!"));
+    s.close().await;
+}
+
+#[tokio::test]
+async fn a_database_that_does_not_answer_is_unavailable_quickly() {
+    // No server needed: nothing listens on port 1.
+    let started = Instant::now();
+    let opened = PgStore::open(
+        "postgres://chatd@127.0.0.1:1/chatd",
+        &StoreConfig::default(),
+        limits(),
+        Arc::new(Sink::default()),
+    )
+    .await;
+    assert!(
+        matches!(opened, Err(StoreError::Unavailable(_))),
+        "{:?}",
+        opened.err()
+    );
+    assert!(started.elapsed() < db::TIMEOUTS.connect + Duration::from_secs(1));
+    assert!(matches!(
+        migrate("postgres://chatd@127.0.0.1:1/chatd").await,
+        Err(StoreError::Unavailable(_))
+    ));
+    let Some(db) = TestDb::new().await else {
+        return;
+    };
+    // Connections dropped under a running store: it answers Unavailable
+    // at worst, and works again without a restart.
+    let (s, _) = open(&db).await;
+    user(&s, "ann").await;
+    let sql = db.sql().await;
+    sql.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = $1 AND application_name = 'chatd'",
+        &[&db.name],
+    )
+    .await
+    .unwrap();
+    let mut recovered = false;
+    for _ in 0..3 {
+        match s.readers().account("ann").await {
+            Ok(a) => {
+                assert!(a.is_some());
+                recovered = true;
+                break;
+            }
+            Err(e) => assert!(matches!(e, StoreError::Unavailable(_)), "{e}"),
+        }
+    }
+    assert!(recovered);
+    s.ping().await.unwrap();
+    s.close().await;
+}
