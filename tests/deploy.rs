@@ -373,9 +373,17 @@ fn nginx_accepts_its_configuration() {
 
 /// The balancers' health check is served.
 #[tokio::test]
-#[ignore = "chatd does not serve /readyz yet"]
 async fn a_node_answers_the_balancers_health_check() {
     let server = support::Server::start();
-    let (status, _) = server.http("GET", READY_PATH).await;
-    assert_eq!(status, 200);
+    // On PostgreSQL and Redis, ready once both answer (moments after start).
+    let deadline = std::time::Instant::now() + support::CLIENT_WAIT;
+    loop {
+        let (status, body) = server.http("GET", READY_PATH).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(std::time::Instant::now() < deadline, "never ready: {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -95,8 +95,11 @@ pub fn store_url_for(dir: &Path) -> Option<String> {
         return Some(database_url(&base, name));
     }
     sweep_leftovers(&base);
-    // The databases of data dirs that are gone belong to finished tests.
-    let (gone, kept): (Vec<_>, Vec<_>) = dbs.drain(..).partition(|(d, _)| !d.exists());
+    // The databases of data dirs that are gone belong to finished tests. A
+    // data dir the server has yet to make is not gone: its parent (the
+    // test's temp dir) must be gone too.
+    let gone = |d: &Path| !d.exists() && !d.parent().is_some_and(Path::exists);
+    let (gone, kept): (Vec<_>, Vec<_>) = dbs.drain(..).partition(|(d, _)| gone(d));
     *dbs = kept;
     for (_, name) in gone {
         drop_database(&name);
@@ -158,15 +161,6 @@ pub fn release(dir: &Path) {
         dbs.remove(at).1
     };
     drop_database(&name);
-}
-
-/// Run `sql` (one statement) on the database of `dir`; the first column of
-/// each row, as text. Panics unless the servers run on PostgreSQL.
-pub fn query_dir(dir: &Path, sql: &str) -> Vec<Option<String>> {
-    let url = store_url_for(dir).expect("a PostgreSQL database (CHATD_TEST_PG)");
-    run_sql(&url, vec![sql.to_string()])
-        .unwrap_or_else(|e| panic!("{e}"))
-        .remove(0)
 }
 
 /// `base` with its database name replaced by `name` (user, password, host,

@@ -51,7 +51,11 @@ impl Cluster {
                 })
             })
             .collect();
-        Some(Cluster { nodes, bus, db })
+        let cluster = Cluster { nodes, bus, db };
+        for node in &cluster.nodes {
+            node.wait_ready();
+        }
+        Some(cluster)
     }
 
     pub fn node(&self, i: usize) -> &Server {

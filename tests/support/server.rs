@@ -146,16 +146,19 @@ impl Server {
             .as_ref()
             .map(|l| l.local_addr().expect("metrics addr"));
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = runtime.spawn(serve_listeners(
-            listener,
-            metrics,
-            config.clone(),
-            tls.clone(),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        Server {
+        let serve = serve_listeners(listener, metrics, config.clone(), tls.clone(), async move {
+            let _ = stopped.await;
+        });
+        // A server that stops on its own says why (connections to it are
+        // refused from then on).
+        let task = runtime.spawn(async move {
+            let served = serve.await;
+            if let Err(e) = &served {
+                eprintln!("chatd at {addr} stopped: {e}");
+            }
+            served
+        });
+        let server = Server {
             addr,
             metrics_addr,
             dir,
@@ -166,7 +169,13 @@ impl Server {
             stop: Some(stop),
             task: Some(task),
             runtime: Some(runtime),
+        };
+        // On PostgreSQL (and Redis), serve once the database and the bus
+        // answer, as a balancer would.
+        if server.config.store.url.is_some() {
+            server.wait_ready();
         }
+        server
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -222,6 +231,36 @@ impl Server {
             |r| r.get(0),
         )
         .expect("count events")
+    }
+
+    /// Wait (at most [`CLIENT_WAIT`]) until `/readyz` answers `200`: the
+    /// store and the bus answer. Usable in and out of a runtime.
+    pub fn wait_ready(&self) {
+        let addr = self.addr;
+        let ready = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            rt.block_on(async {
+                let deadline = Instant::now() + CLIENT_WAIT;
+                loop {
+                    let (status, body) = http_request(addr, "GET", "/readyz").await;
+                    if status == 200 {
+                        return Ok(());
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(body);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+        })
+        .join()
+        .expect("the readiness probe");
+        if let Err(body) = ready {
+            panic!("chatd at {addr} not ready within {CLIENT_WAIT:?}: {body}");
+        }
     }
 
     /// Whether the serve task is still running.
