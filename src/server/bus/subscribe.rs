@@ -14,6 +14,10 @@ use super::{
     connect, parse_status, wire,
 };
 use crate::server::hub::Gap;
+
+/// How long an offline from another node waits before contacts hear it
+/// (see `Hub::remote_presence`).
+const OFFLINE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 use crate::store::Readers;
 use crate::store::log::StoreError;
 use futures_util::StreamExt;
@@ -208,7 +212,15 @@ impl Subscriber {
                 active,
                 ..
             } => hub.typing_from(&conversation, &user, active),
-            wire::Incoming::Presence(p) => hub.remote_presence(p.node, &p.user, p.status, p.at),
+            wire::Incoming::Presence(p) => {
+                if let Some(before) = hub.remote_presence(p.node, &p.user, p.status, p.at) {
+                    let (hub, user) = (hub.clone(), p.user.to_string());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(OFFLINE_GRACE).await;
+                        hub.settle_presence(&user, before);
+                    });
+                }
+            }
             wire::Incoming::End(end) => {
                 let Some(why) = wire::ended_from(end.why) else {
                     return Ok(());

@@ -104,16 +104,26 @@ impl Hub {
         gaps
     }
 
-    /// Another node says `user` is `status` there.
+    /// Another node says `user` is `status` there. When that leaves them
+    /// offline everywhere, contacts are not told yet: the answer is the
+    /// status they had, for [`Hub::settle_presence`] after a grace period.
+    /// A device moving between nodes sends an offline from one node and an
+    /// online from another, which may arrive in either order; the grace
+    /// keeps contacts from seeing it blink offline.
     pub(crate) fn remote_presence(
         &self,
         node: &str,
         user: &str,
         status: PresenceStatus,
         at: Millis,
-    ) {
+    ) -> Option<PresenceStatus> {
         let mut st = self.lock();
-        let before = st.status(user);
+        // What contacts last heard: while an offline is held back, the
+        // status before it.
+        let before = match st.held_offline.remove(user) {
+            Some(heard) => heard,
+            None => st.status(user),
+        };
         if status == PresenceStatus::Offline {
             if let Some(users) = st.remote.get_mut(node) {
                 users.remove(user);
@@ -129,7 +139,22 @@ impl Hub {
                 .or_default()
                 .insert(user.to_string(), status);
         }
+        if st.status(user) == PresenceStatus::Offline && before != PresenceStatus::Offline {
+            st.held_offline.insert(user.to_string(), before);
+            return Some(before);
+        }
         Self::presence_moved(&mut st, user, before);
+        None
+    }
+
+    /// Tell contacts of a change [`Hub::remote_presence`] held back, if it
+    /// still stands (`before`: the status they last heard).
+    pub(crate) fn settle_presence(&self, user: &str, before: PresenceStatus) {
+        let mut st = self.lock();
+        // A later word from any node has taken the held one over.
+        if st.held_offline.remove(user).is_some() {
+            Self::presence_moved(&mut st, user, before);
+        }
     }
 
     /// Everyone connected to `node`, as read from Redis: replaces what the
@@ -468,9 +493,33 @@ mod tests {
         assert!(hub.is_online("bob"));
         hub.remote_node_gone("n2");
         assert_eq!(statuses(&alice)[0].0, PresenceStatus::Away);
-        hub.remote_presence("n3", "bob", PresenceStatus::Offline, 42);
-        assert_eq!(statuses(&alice), vec![(PresenceStatus::Offline, Some(42))]);
+        // The last node's offline is held back until it settles...
+        let held = hub.remote_presence("n3", "bob", PresenceStatus::Offline, 42);
+        assert_eq!(held, Some(PresenceStatus::Away));
+        assert!(statuses(&alice).is_empty());
         assert!(!hub.is_online("bob"));
         assert!(hub.remote_nodes().is_empty());
+        hub.settle_presence("bob", PresenceStatus::Away);
+        assert_eq!(statuses(&alice), vec![(PresenceStatus::Offline, Some(42))]);
+    }
+
+    #[test]
+    fn a_device_moving_between_nodes_does_not_blink_offline() {
+        let hub = Arc::new(Hub::new(8));
+        let alice = Arc::new(PushQueue::new(64));
+        let _reg = hub.register("alice", alice.clone(), [1; 32]).unwrap();
+        group(&hub, "c");
+        hub.remote_presence("n1", "bob", PresenceStatus::Online, 10);
+        frames(&alice);
+        // n1's offline arrives before n2's online.
+        let held = hub.remote_presence("n1", "bob", PresenceStatus::Offline, 20);
+        hub.remote_presence("n2", "bob", PresenceStatus::Online, 21);
+        hub.settle_presence("bob", held.expect("held back"));
+        let bob: Vec<ServerFrame> = frames(&alice)
+            .into_iter()
+            .filter(|f| matches!(f, ServerFrame::Presence(p) if p.user == "bob"))
+            .collect();
+        assert!(bob.is_empty(), "contacts saw {bob:?}");
+        assert!(hub.is_online("bob"));
     }
 }

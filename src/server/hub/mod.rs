@@ -66,6 +66,9 @@ struct State {
     online: HashMap<String, Online>,
     /// Other nodes' connected users: node → user → status.
     remote: HashMap<String, HashMap<String, PresenceStatus>>,
+    /// Users whose offline from another node is held back (see
+    /// `Hub::remote_presence`): the status their contacts last heard.
+    held_offline: HashMap<String, PresenceStatus>,
     last_seen: HashMap<String, Millis>,
     /// (blocker, blocked): the blocked user does not see the blocker's
     /// presence.
