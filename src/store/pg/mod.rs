@@ -123,10 +123,6 @@ impl Op {
     /// serializable they would fail and retry under a burst of
     /// registrations or logins instead of waiting their turn.)
     fn serialized(&self) -> bool {
-        matches!(self.isolation(), IsolationLevel::Serializable)
-    }
-
-    fn isolation(&self) -> IsolationLevel {
         match self {
             Op::Account(
                 AccountOp::UseSession { .. }
@@ -135,8 +131,8 @@ impl Op {
                 | AccountOp::Bot(BotOp::Used { .. } | BotOp::CreateWebhook { .. }),
             )
             | Op::Append(_)
-            | Op::Receipt { .. } => IsolationLevel::ReadCommitted,
-            Op::Account(_) => IsolationLevel::Serializable,
+            | Op::Receipt { .. } => false,
+            Op::Account(_) => true,
         }
     }
 }
