@@ -251,6 +251,16 @@ impl EventBody {
             EventBody::File { .. } => "file",
         }
     }
+
+    /// The message an edit, deletion or reaction points at.
+    pub fn target_seq(&self) -> Option<u64> {
+        match self {
+            EventBody::Edit { target_seq, .. }
+            | EventBody::Delete { target_seq }
+            | EventBody::Reaction { target_seq, .. } => Some(*target_seq),
+            _ => None,
+        }
+    }
 }
 
 /// What a `file` event says about its file.

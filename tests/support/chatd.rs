@@ -31,22 +31,10 @@ pub fn write_config(dir: &Path) -> PathBuf {
     path
 }
 
-/// Whether chatd at `addr` is ready: `/readyz` answers `200` (its store,
-/// and its bus if it has one, answer).
+/// Whether chatd at `addr` is healthy: `/healthz` says ok (on PostgreSQL:
+/// its store, and its bus if it has one, answer), as the client checks.
 pub async fn healthy(addr: SocketAddr) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
-        return false;
-    };
-    if s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .is_err()
-    {
-        return false;
-    }
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(1), s.read_to_end(&mut buf)).await;
-    buf.starts_with(b"HTTP/1.1 200")
+    chat::client::net::healthy(&addr.to_string()).await
 }
 
 impl Chatd {

@@ -512,6 +512,12 @@ impl LogStore {
     }
 }
 
+/// A new event id: 64 random bits in hex. Unique enough to tell two events
+/// at one seq apart (after a restore, say), which is all it is for.
+pub fn new_event_id() -> String {
+    hex::encode(rand::random::<[u8; 8]>())
+}
+
 /// Conversation ids: 16 random bytes, hex.
 pub fn new_conversation_id() -> String {
     use rand::RngExt;

@@ -294,15 +294,10 @@ impl Writer {
             .last_seq
             + 1;
         let ts = now_millis();
-        let target = match &body {
-            EventBody::Edit { target_seq, .. }
-            | EventBody::Delete { target_seq }
-            | EventBody::Reaction { target_seq, .. } => Some(*target_seq as i64),
-            _ => None,
-        };
+        let target = body.target_seq().map(|t| t as i64);
         let data = serde_json::to_string(&body)
             .map_err(|e| StoreError::Open(format!("encoding an event: {e}")))?;
-        let id = new_event_id();
+        let id = super::new_event_id();
         let doc = self.doc_for(&body);
         let bot = self.mirror.bots.contains(user);
         let inserted = self
@@ -386,10 +381,4 @@ impl Writer {
             receipt
         }))
     }
-}
-
-/// A new event id: 64 random bits in hex. Unique enough to tell two events
-/// at one seq apart, which is all it is for.
-fn new_event_id() -> String {
-    hex::encode(rand::random::<[u8; 8]>())
 }

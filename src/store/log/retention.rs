@@ -27,10 +27,64 @@ impl RetentionConfig {
 }
 
 /// Events cleared per transaction.
-const BATCH: i64 = 500;
+pub const BATCH: i64 = 500;
 
-/// Pause between batches: the writer gets the database in between.
-const PAUSE: Duration = Duration::from_millis(20);
+/// Pause between batches: writers get the database in between.
+pub const PAUSE: Duration = Duration::from_millis(20);
+
+/// One event of a batch, as retention sees it.
+#[derive(Debug, Clone)]
+pub struct Aged {
+    pub seq: i64,
+    pub ts: Millis,
+    pub kind: String,
+    /// Whether it still has a body.
+    pub has_text: bool,
+    pub target_seq: Option<i64>,
+    /// A file event still shared, or with a caption or preview.
+    pub shared_file: bool,
+}
+
+/// What to do with one batch of a conversation's events (in seq order).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Messages and edits whose text is cleared.
+    pub clear: Vec<i64>,
+    /// Files that stop being shared and lose caption and preview.
+    pub unshare: Vec<i64>,
+    /// Messages whose searchable text this changes, sorted.
+    pub reindex: Vec<i64>,
+    /// Where the next batch starts, when this one was all old and full.
+    pub next: Option<i64>,
+}
+
+/// Plan a batch of at most `batch` events: seqs of one conversation grow
+/// with time, so everything up to the first event young enough to keep.
+pub fn plan(events: &[Aged], cutoff: Millis, batch: i64) -> Plan {
+    let old: Vec<&Aged> = events.iter().take_while(|e| e.ts < cutoff).collect();
+    let clearing: Vec<&Aged> = old
+        .iter()
+        .filter(|e| e.has_text && (e.kind == "message" || e.kind == "edit"))
+        .copied()
+        .collect();
+    let mut reindex: Vec<i64> = clearing
+        .iter()
+        .map(|e| e.target_seq.unwrap_or(e.seq))
+        .collect();
+    reindex.sort_unstable();
+    reindex.dedup();
+    let full = old.len() == events.len() && events.len() as i64 == batch;
+    Plan {
+        clear: clearing.iter().map(|e| e.seq).collect(),
+        unshare: old
+            .iter()
+            .filter(|e| e.shared_file)
+            .map(|e| e.seq)
+            .collect(),
+        reindex,
+        next: old.last().filter(|_| full).map(|e| e.seq),
+    }
+}
 
 /// Clear the text of messages and edits older than `cutoff` in the
 /// database of `dir`, a batch at a time, until none is left or `stop()`
@@ -49,10 +103,7 @@ pub fn sweep(dir: &Path, cutoff: Millis, stop: impl Fn() -> bool) -> Result<u64,
             if stop() {
                 return Ok(cleared);
             }
-            // Seqs of one conversation grow with time: walk them in order
-            // and stop at the first event young enough to keep.
-            type Row = (i64, Millis, String, bool, Option<i64>, bool);
-            let rows: Vec<Row> = conn
+            let rows: Vec<Aged> = conn
                 .prepare_cached(
                     "SELECT seq, ts, kind, coalesce(json_extract(data, '$.body'), '') <> '',
                             target_seq,
@@ -66,38 +117,25 @@ pub fn sweep(dir: &Path, cutoff: Millis, stop: impl Fn() -> bool) -> Result<u64,
                      ORDER BY seq LIMIT ?3",
                 )?
                 .query_map(params![conv, from, BATCH], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                    ))
+                    Ok(Aged {
+                        seq: r.get(0)?,
+                        ts: r.get(1)?,
+                        kind: r.get(2)?,
+                        has_text: r.get(3)?,
+                        target_seq: r.get(4)?,
+                        shared_file: r.get(5)?,
+                    })
                 })?
                 .collect::<Result<_, _>>()?;
-            let old: Vec<&Row> = rows.iter().take_while(|r| r.1 < cutoff).collect();
-            let clearing: Vec<&Row> = old
-                .iter()
-                .filter(|r| r.3 && (r.2 == "message" || r.2 == "edit"))
-                .copied()
-                .collect();
-            let targets: Vec<i64> = clearing.iter().map(|r| r.0).collect();
-            // The messages whose searchable text this changes.
-            let mut messages: Vec<i64> = clearing.iter().map(|r| r.4.unwrap_or(r.0)).collect();
-            messages.sort_unstable();
-            messages.dedup();
-            // Shared files stop being shared (collection then removes
-            // their bytes) and lose their caption and preview.
-            let files: Vec<i64> = old.iter().filter(|r| r.5).map(|r| r.0).collect();
-            if !targets.is_empty() || !files.is_empty() {
+            let plan = plan(&rows, cutoff, BATCH);
+            if !plan.clear.is_empty() || !plan.unshare.is_empty() {
                 let tx = conn.unchecked_transaction()?;
                 {
                     let mut clear = tx.prepare_cached(
                         "UPDATE events SET data = json_set(data, '$.body', '')
                          WHERE conversation_id = ?1 AND seq = ?2",
                     )?;
-                    for seq in &targets {
+                    for seq in &plan.clear {
                         clear.execute(params![conv, seq])?;
                     }
                     let mut unshare = tx.prepare_cached(
@@ -107,23 +145,21 @@ pub fn sweep(dir: &Path, cutoff: Millis, stop: impl Fn() -> bool) -> Result<u64,
                         "UPDATE events SET data = json_remove(data, '$.caption', '$.file.preview')
                          WHERE conversation_id = ?1 AND seq = ?2",
                     )?;
-                    for seq in &files {
+                    for seq in &plan.unshare {
                         unshare.execute(params![conv, seq])?;
                         strip.execute(params![conv, seq])?;
                     }
                 }
-                for seq in messages.iter().chain(&files) {
+                for seq in plan.reindex.iter().chain(&plan.unshare) {
                     super::search::reindex(&tx, &conv, *seq)?;
                 }
                 tx.commit()?;
-                cleared += (targets.len() + files.len()) as u64;
+                cleared += (plan.clear.len() + plan.unshare.len()) as u64;
                 std::thread::sleep(PAUSE);
             }
-            match old.last() {
-                Some(last) if old.len() == rows.len() && rows.len() as i64 == BATCH => {
-                    from = last.0;
-                }
-                _ => break,
+            match plan.next {
+                Some(next) => from = next,
+                None => break,
             }
         }
     }
@@ -157,5 +193,38 @@ pub async fn run(
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn aged(seq: i64, ts: Millis, kind: &str, target_seq: Option<i64>) -> Aged {
+        Aged {
+            seq,
+            ts,
+            kind: kind.into(),
+            has_text: true,
+            target_seq,
+            shared_file: kind == "file",
+        }
+    }
+
+    #[test]
+    fn a_batch_is_planned_up_to_the_first_young_event() {
+        let events = [
+            aged(1, 10, "message", None),
+            aged(2, 11, "edit", Some(1)),
+            aged(3, 12, "file", None),
+            aged(4, 99, "message", None),
+        ];
+        let p = plan(&events, 50, 4);
+        assert_eq!(p.clear, vec![1, 2]);
+        assert_eq!(p.reindex, vec![1]);
+        assert_eq!(p.unshare, vec![3]);
+        assert_eq!(p.next, None, "a young event ends the conversation's sweep");
+        let all_old = plan(&events[..3], 50, 3);
+        assert_eq!(all_old.next, Some(3), "a full batch of old events goes on");
     }
 }

@@ -31,7 +31,7 @@ pub(super) async fn exists(c: &impl GenericClient, username: &str) -> Result<boo
     )
 }
 
-async fn insert_user(
+pub(super) async fn insert_user(
     c: &impl GenericClient,
     username: &str,
     password_hash: &str,

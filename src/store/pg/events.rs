@@ -40,11 +40,6 @@ pub(super) async fn add_members(
     Ok(())
 }
 
-/// A new event id: 64 random bits in hex.
-fn new_event_id() -> String {
-    hex::encode(rand::random::<[u8; 8]>())
-}
-
 /// The error that makes the store run a transaction again: the
 /// idempotency key was taken by a transaction that committed meanwhile,
 /// and a seq is already spent in this one. The retry finds the original.
@@ -77,15 +72,10 @@ pub(super) async fn write_event(
         0,
     )?;
     let ts = now_millis();
-    let target = match &body {
-        EventBody::Edit { target_seq, .. }
-        | EventBody::Delete { target_seq }
-        | EventBody::Reaction { target_seq, .. } => Some(*target_seq as i64),
-        _ => None,
-    };
+    let target = body.target_seq().map(|t| t as i64);
     let data = serde_json::to_string(&body)
         .map_err(|e| StoreError::Write(format!("encoding an event: {e}")))?;
-    let eid = new_event_id();
+    let eid = crate::store::log::new_event_id();
     let searchable = matches!(body, EventBody::Message { .. } | EventBody::File { .. });
     let row = opt(
         c,

@@ -3,10 +3,10 @@
 //! transaction each) and noted in `account_changes`, which every running
 //! node polls to disconnect what a change ends.
 
-use super::db::{self, Db, exec, opt};
-use crate::proto::{ErrorCode, Invite, Millis, Role, now_millis};
+use super::accounts;
+use super::db::{self, Db, exec};
+use crate::proto::{Invite, Millis, Role, now_millis};
 use crate::store::log::StoreError;
-use crate::store::rules::rejected;
 
 /// A connection for `chatd admin`.
 pub struct Offline {
@@ -32,31 +32,17 @@ impl Offline {
     ) -> Result<bool, StoreError> {
         let mut c = self.db.client().await?;
         let tx = c.transaction().await?;
-        let existed = opt(&tx, "SELECT 1 FROM users WHERE username = $1", &[&username])
-            .await?
-            .is_some();
+        let existed = accounts::exists(&tx, username).await?;
         if existed {
+            accounts::set_password(&tx, username, password_hash, None).await?;
             exec(
                 &tx,
-                "UPDATE users SET password_hash = $2, role = $3, deactivated_at = NULL
-                 WHERE username = $1",
-                &[&username, &password_hash, &role.as_str()],
-            )
-            .await?;
-            exec(
-                &tx,
-                "DELETE FROM sessions WHERE username = $1",
-                &[&username],
+                "UPDATE users SET role = $2, deactivated_at = NULL WHERE username = $1",
+                &[&username, &role.as_str()],
             )
             .await?;
         } else {
-            exec(
-                &tx,
-                "INSERT INTO users (username, password_hash, created_at, role)
-                 VALUES ($1, $2, $3, $4)",
-                &[&username, &password_hash, &now_millis(), &role.as_str()],
-            )
-            .await?;
+            accounts::insert_user(&tx, username, password_hash, role).await?;
         }
         note_change(&tx, username).await?;
         tx.commit().await?;
@@ -71,24 +57,7 @@ impl Offline {
     ) -> Result<(), StoreError> {
         let mut c = self.db.client().await?;
         let tx = c.transaction().await?;
-        let n = exec(
-            &tx,
-            "UPDATE users SET password_hash = $2 WHERE username = $1",
-            &[&username, &password_hash],
-        )
-        .await?;
-        if n == 0 {
-            return Err(rejected(
-                ErrorCode::NotFound,
-                format!("no user named {username}"),
-            ));
-        }
-        exec(
-            &tx,
-            "DELETE FROM sessions WHERE username = $1",
-            &[&username],
-        )
-        .await?;
+        accounts::set_password(&tx, username, password_hash, None).await?;
         note_change(&tx, username).await?;
         tx.commit().await?;
         Ok(())
@@ -103,26 +72,13 @@ impl Offline {
         expires_at: Option<Millis>,
     ) -> Result<(), StoreError> {
         let c = self.db.client().await?;
-        exec(
-            &c,
-            "INSERT INTO invites (code, created_by, created_at, expires_at, max_uses)
-             VALUES ($1, $2, $3, $4, $5)",
-            &[
-                &code,
-                &created_by,
-                &now_millis(),
-                &expires_at,
-                &i64::from(max_uses),
-            ],
-        )
-        .await?;
-        Ok(())
+        accounts::create_invite(&c, code, created_by, max_uses, expires_at).await
     }
 
     /// Invitations, newest first.
     pub async fn invites(&self) -> Result<Vec<Invite>, StoreError> {
         let c = self.db.client().await?;
-        super::accounts::invites(&c, None, None, u32::MAX).await
+        accounts::invites(&c, None, None, u32::MAX).await
     }
 
     pub fn close(self) {

@@ -9,15 +9,9 @@ use super::db::{exec, get, rows};
 use super::search;
 use crate::proto::{Millis, now_millis};
 use crate::store::log::StoreError;
-use crate::store::log::retention::RetentionConfig;
+use crate::store::log::retention::{Aged, BATCH, PAUSE, RetentionConfig, plan};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// Events cleared per transaction.
-const BATCH: i64 = 500;
-
-/// Pause between batches: appends get the rows in between.
-const PAUSE: Duration = Duration::from_millis(20);
 
 /// The advisory lock a sweeping node holds.
 const SWEEP_LOCK: i64 = 0x6368_6174_7265_7400;
@@ -85,38 +79,21 @@ async fn sweep_locked(
                 &[&conv, &from, &BATCH],
             )
             .await?;
-            type Row = (i64, Millis, String, bool, Option<i64>, bool);
-            let mut all: Vec<Row> = Vec::with_capacity(batch.len());
+            let mut events: Vec<Aged> = Vec::with_capacity(batch.len());
             for r in &batch {
-                all.push((
-                    get(r, 0)?,
-                    get(r, 1)?,
-                    get(r, 2)?,
-                    get(r, 3)?,
-                    get(r, 4)?,
-                    get(r, 5)?,
-                ));
+                events.push(Aged {
+                    seq: get(r, 0)?,
+                    ts: get(r, 1)?,
+                    kind: get(r, 2)?,
+                    has_text: get(r, 3)?,
+                    target_seq: get(r, 4)?,
+                    shared_file: get(r, 5)?,
+                });
             }
-            let old: Vec<&Row> = all.iter().take_while(|r| r.1 < cutoff).collect();
-            let clearing: Vec<i64> = old
-                .iter()
-                .filter(|r| r.3 && (r.2 == "message" || r.2 == "edit"))
-                .map(|r| r.0)
-                .collect();
-            // The messages whose searchable text this changes.
-            let mut messages: Vec<i64> = old
-                .iter()
-                .filter(|r| r.3 && (r.2 == "message" || r.2 == "edit"))
-                .map(|r| r.4.unwrap_or(r.0))
-                .collect();
-            messages.sort_unstable();
-            messages.dedup();
-            // Shared files stop being shared (collection then removes their
-            // bytes) and lose their caption and preview.
-            let files: Vec<i64> = old.iter().filter(|r| r.5).map(|r| r.0).collect();
-            if !clearing.is_empty() || !files.is_empty() {
+            let plan = plan(&events, cutoff, BATCH);
+            if !plan.clear.is_empty() || !plan.unshare.is_empty() {
                 let tx = c.transaction().await?;
-                for seq in &clearing {
+                for seq in &plan.clear {
                     exec(
                         &tx,
                         "UPDATE events SET data = jsonb_set(data::jsonb, '{body}', '\"\"')::text
@@ -125,7 +102,7 @@ async fn sweep_locked(
                     )
                     .await?;
                 }
-                for seq in &files {
+                for seq in &plan.unshare {
                     exec(
                         &tx,
                         "DELETE FROM file_refs WHERE conversation_id = $1 AND seq = $2",
@@ -140,18 +117,16 @@ async fn sweep_locked(
                     )
                     .await?;
                 }
-                for seq in messages.iter().chain(&files) {
+                for seq in plan.reindex.iter().chain(&plan.unshare) {
                     search::reindex(&tx, &conv, *seq).await?;
                 }
                 tx.commit().await?;
-                cleared += (clearing.len() + files.len()) as u64;
+                cleared += (plan.clear.len() + plan.unshare.len()) as u64;
                 tokio::time::sleep(PAUSE).await;
             }
-            match old.last() {
-                Some(last) if old.len() == all.len() && all.len() as i64 == BATCH => {
-                    from = last.0;
-                }
-                _ => break,
+            match plan.next {
+                Some(next) => from = next,
+                None => break,
             }
         }
     }

@@ -1229,3 +1229,51 @@ async fn a_database_that_does_not_answer_is_unavailable_quickly() {
     s.ping().await.unwrap();
     s.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_clears_old_text_and_its_search_words() {
+    let Some(db) = TestDb::new().await else {
+        return;
+    };
+    let (s, _) = open(&db).await;
+    user(&s, "alice").await;
+    let g = create(&s, "alice", ConvKind::Group, "g", &[]).await;
+    let old = s
+        .append(say("alice", &g, "1", "ancient secret"))
+        .await
+        .unwrap();
+    s.append(say("alice", &g, "2", "fresh news")).await.unwrap();
+    // The first message is made old.
+    db.sql()
+        .await
+        .execute(
+            "UPDATE events SET ts = 1 WHERE conversation_id = $1 AND seq <= $2",
+            &[&g, &(seq(&old) as i64)],
+        )
+        .await
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let cleared = super::retention::sweep(&s, 1_000, &stop).await.unwrap();
+    assert_eq!(cleared, 1);
+    let events = s
+        .readers()
+        .history(&g, None, None, 100, usize::MAX)
+        .await
+        .unwrap();
+    let bodies: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Message { body, .. } => Some(body.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(bodies, vec![String::new(), "fresh news".to_string()]);
+    let hits = s
+        .readers()
+        .search(scope("secret", &[&g], SearchOrder::Newest))
+        .await
+        .unwrap();
+    assert!(hits.hits.is_empty(), "cleared text is not found");
+    // A second sweep has nothing left to do.
+    assert_eq!(super::retention::sweep(&s, 1_000, &stop).await.unwrap(), 0);
+}
