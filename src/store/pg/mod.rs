@@ -31,6 +31,7 @@
 
 mod accounts;
 mod append;
+mod batch;
 mod bots;
 pub mod copy;
 mod db;
@@ -147,17 +148,17 @@ impl Gate {
         Gate((0..STRIPES).map(|_| Arc::new(Mutex::new(()))).collect())
     }
 
+    /// The stripe of a conversation (or of any other name).
+    fn stripe(name: &str) -> usize {
+        let mut h = std::hash::DefaultHasher::new();
+        name.hash(&mut h);
+        (h.finish() % STRIPES as u64) as usize
+    }
+
     /// Lock the stripes of `convs`, in stripe order (so that two holders
     /// of several never wait for each other).
     async fn lock(&self, convs: &[&str]) -> Held {
-        let mut stripes: Vec<usize> = convs
-            .iter()
-            .map(|c| {
-                let mut h = std::hash::DefaultHasher::new();
-                c.hash(&mut h);
-                (h.finish() % STRIPES as u64) as usize
-            })
-            .collect();
+        let mut stripes: Vec<usize> = convs.iter().map(|c| Gate::stripe(c)).collect();
         stripes.sort_unstable();
         stripes.dedup();
         let mut held = Vec::with_capacity(stripes.len());
@@ -176,6 +177,7 @@ struct Inner {
     cluster_id: String,
     stats: Arc<WriteStats>,
     gate: Gate,
+    lanes: batch::Lanes,
     tasks: TaskTracker,
 }
 
@@ -219,6 +221,9 @@ impl PgStore {
         let snapshot = read::load_snapshot(&tx).await?;
         tx.commit().await?;
         drop(c);
+        // A quarter of the pool commits conversation writes; the rest is
+        // for reads and account changes.
+        let (lanes, queues, stop) = batch::Lanes::new(config.pool / 4);
         let store = PgStore {
             inner: Arc::new(Inner {
                 readers: PgReaders { db: db.clone() },
@@ -228,9 +233,14 @@ impl PgStore {
                 cluster_id,
                 stats: Arc::new(WriteStats::default()),
                 gate: Gate::new(),
+                lanes,
                 tasks: TaskTracker::new(),
             }),
         };
+        for queue in queues {
+            let worker = batch::work(store.clone(), queue, stop.clone());
+            store.inner.tasks.spawn(worker);
+        }
         Ok((store, snapshot))
     }
 
@@ -288,21 +298,34 @@ impl PgStore {
     ) -> Result<oneshot::Receiver<Result<Appended, StoreError>>, StoreError> {
         self.open_for_writes()?;
         let conv = self.append_target(&op).await;
-        let held = match &conv {
-            Some(c) => self.inner.gate.lock(&[c]).await,
-            None => Vec::new(),
+        let stripe = match (&conv, &op) {
+            (Some(c), _) => Gate::stripe(c),
+            (None, Append::Create { user, .. } | Append::Join { user, .. }) => Gate::stripe(user),
+            (None, _) => 0,
         };
         let (tx, rx) = oneshot::channel();
-        let store = self.clone();
-        self.inner.tasks.spawn(async move {
-            let r = match store.write(Op::Append(op), held).await {
+        let answer = move |r: Result<Reply, StoreError>| {
+            let _ = tx.send(match r {
                 Ok(Reply::Append(a)) => Ok(a),
                 Ok(_) => Err(mixed_up()),
                 Err(e) => Err(e),
-            };
-            let _ = tx.send(r);
-        });
+            });
+        };
+        self.queue(stripe, Op::Append(op), conv, Box::new(answer))
+            .await?;
         Ok(rx)
+    }
+
+    /// Queue a conversation write in its lane ([`batch`]).
+    async fn queue(
+        &self,
+        stripe: usize,
+        op: Op,
+        conv: Option<String>,
+        reply: batch::Answer,
+    ) -> Result<(), StoreError> {
+        let job = batch::Job { op, conv, reply };
+        self.inner.lanes.submit(stripe, job).await
     }
 
     /// Append and wait until the result is durable.
@@ -323,23 +346,23 @@ impl PgStore {
         read: u64,
     ) -> Result<oneshot::Receiver<Result<Option<ReceiptPair>, StoreError>>, StoreError> {
         self.open_for_writes()?;
-        let held = self.inner.gate.lock(&[conversation_id]).await;
         let op = Op::Receipt {
             user: user.to_string(),
             conversation_id: conversation_id.to_string(),
             delivered,
             read,
         };
+        let stripe = Gate::stripe(conversation_id);
         let (tx, rx) = oneshot::channel();
-        let store = self.clone();
-        self.inner.tasks.spawn(async move {
-            let r = match store.write(op, held).await {
+        let answer = move |r: Result<Reply, StoreError>| {
+            let _ = tx.send(match r {
                 Ok(Reply::Receipt(r)) => Ok(r),
                 Ok(_) => Err(mixed_up()),
                 Err(e) => Err(e),
-            };
-            let _ = tx.send(r);
-        });
+            });
+        };
+        let conv = Some(conversation_id.to_string());
+        self.queue(stripe, op, conv, Box::new(answer)).await?;
         Ok(rx)
     }
 
@@ -370,6 +393,7 @@ impl PgStore {
     /// Other clones become unusable.
     pub async fn close(self) {
         self.inner.tasks.close();
+        self.inner.lanes.stop();
         self.inner.tasks.wait().await;
         self.inner.db.close();
     }
@@ -471,18 +495,7 @@ impl PgStore {
             changes: Vec::new(),
             limits: &self.inner.limits,
         };
-        let reply = match op.clone() {
-            Op::Account(op) => accounts::apply(&mut w, op).await.map(Reply::Account),
-            Op::Append(op) => append::apply(&mut w, op).await.map(Reply::Append),
-            Op::Receipt {
-                user,
-                conversation_id,
-                delivered,
-                read,
-            } => append::receipt(&mut w, &user, &conversation_id, delivered, read)
-                .await
-                .map(Reply::Receipt),
-        };
+        let reply = apply(&mut w, op.clone()).await;
         let changes = std::mem::take(&mut w.changes);
         match reply {
             Ok(reply) => {
@@ -496,6 +509,22 @@ impl PgStore {
                 Err(e)
             }
         }
+    }
+}
+
+/// Apply a write in the open transaction of `w`.
+async fn apply(w: &mut W<'_>, op: Op) -> Result<Reply, StoreError> {
+    match op {
+        Op::Account(op) => accounts::apply(w, op).await.map(Reply::Account),
+        Op::Append(op) => append::apply(w, op).await.map(Reply::Append),
+        Op::Receipt {
+            user,
+            conversation_id,
+            delivered,
+            read,
+        } => append::receipt(w, &user, &conversation_id, delivered, read)
+            .await
+            .map(Reply::Receipt),
     }
 }
 

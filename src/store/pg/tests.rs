@@ -277,6 +277,64 @@ async fn appenders_on_three_nodes_get_dense_seqs() {
 }
 
 #[tokio::test]
+async fn queued_writes_commit_together_and_a_refusal_stays_alone() {
+    let Some(db) = TestDb::new().await else {
+        return;
+    };
+    let (store, sink) = open(&db).await;
+    for n in ["ann", "bob", "eve"] {
+        user(&store, n).await;
+    }
+    let conv = create(&store, "ann", ConvKind::Group, "team", &["bob"]).await;
+    // Submitted one after another without waiting: they queue in the
+    // conversation's lane and commit in shared transactions.
+    const N: usize = 200;
+    let mut pending = Vec::new();
+    for k in 0..N {
+        let op = match k % 50 {
+            // A stranger's send is refused among the others.
+            7 => say("eve", &conv, &format!("eve-{k}"), "let me in"),
+            // A retry of the send just before it, in the same batch.
+            9 => say("ann", &conv, &format!("ann-{}", k - 1), "again"),
+            _ => say("ann", &conv, &format!("ann-{k}"), "hello"),
+        };
+        pending.push(store.submit_append(op).await.unwrap());
+    }
+    let mut seqs = Vec::new();
+    for (k, rx) in pending.into_iter().enumerate() {
+        let r = rx.await.unwrap();
+        match k % 50 {
+            7 => assert_eq!(code(r), ErrorCode::Forbidden),
+            9 => assert_eq!(seq(&r.unwrap()), *seqs.last().unwrap(), "the original seq"),
+            _ => seqs.push(seq(&r.unwrap())),
+        }
+    }
+    let written = N - 2 * (N / 50);
+    assert_eq!(
+        seqs,
+        (2..=written as u64 + 1).collect::<Vec<_>>(),
+        "in order, dense"
+    );
+    assert_eq!(
+        sink.seqs(&conv),
+        (1..=written as u64 + 1).collect::<Vec<_>>()
+    );
+    let history = store
+        .readers()
+        .history(&conv, None, None, 1000, usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(history.len(), written + 1, "the log holds each once");
+    let stats = store.stats().batch_ops.snapshot();
+    assert!(
+        (stats.count as usize) < N,
+        "{N} writes took {} transactions: they were not grouped",
+        stats.count
+    );
+    store.close().await;
+}
+
+#[tokio::test]
 async fn a_retry_gets_the_original_seq() {
     let Some(db) = TestDb::new().await else {
         return;
