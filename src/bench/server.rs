@@ -44,6 +44,9 @@ pub struct ServerOpts {
     /// spread over them.
     #[arg(long, global = true, default_value_t = 1)]
     pub nodes: usize,
+    /// `[store] writers` of each node on `--store` (unset: chatd's default).
+    #[arg(long, global = true)]
+    pub writers: Option<usize>,
 }
 
 /// A started chatd process.
@@ -85,12 +88,15 @@ fn cluster_config(
     listen: &str,
     data: &std::path::Path,
     default_budget: bool,
-    store: Option<&str>,
+    store: Option<(&str, Option<usize>)>,
     bus: Option<&str>,
 ) -> String {
     let mut extra = String::new();
-    if let Some(url) = store {
+    if let Some((url, writers)) = store {
         extra.push_str(&format!("\n[store]\nurl = \"{url}\"\npool = 32\n"));
+        if let Some(n) = writers {
+            extra.push_str(&format!("writers = {n}\n"));
+        }
     }
     if let Some(url) = bus {
         extra.push_str(&format!("\n[bus]\nurl = \"{url}\"\n"));
@@ -210,7 +216,7 @@ impl Server {
                     &addr,
                     &dir.join("data"),
                     opts.default_budget,
-                    store.as_deref(),
+                    store.as_deref().map(|s| (s, opts.writers)),
                     opts.bus.as_deref(),
                 ),
             )?;

@@ -124,6 +124,10 @@ pub struct StoreConfig {
     pub url: Option<String>,
     /// Connections each node keeps to PostgreSQL.
     pub pool: usize,
+    /// Transactions each node commits conversation writes in at once
+    /// (PostgreSQL): each commits everything queued for its conversations
+    /// together, so fewer and fuller ones cost the database less.
+    pub writers: usize,
 }
 
 impl Default for StoreConfig {
@@ -135,6 +139,7 @@ impl Default for StoreConfig {
             readers: 4,
             url: None,
             pool: 16,
+            writers: 1,
         }
     }
 }

@@ -17,7 +17,7 @@
 //! write fails by itself.
 
 use super::db::{exec, retryable};
-use super::{ATTEMPTS, Op, PgStore, Reply, STRIPES, W};
+use super::{ATTEMPTS, Op, PgStore, Reply, STRIPES, W, bulk};
 use crate::store::log::{Committed, StoreError};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -185,12 +185,39 @@ impl PgStore {
         }
         let mut replies = Vec::with_capacity(jobs.len());
         let mut changes = Vec::new();
-        for job in jobs {
+        let mut rest = jobs;
+        while let Some(job) = rest.first() {
             let mut w = W {
                 tx: &tx,
                 changes: Vec::new(),
                 limits: &self.inner.limits,
             };
+            // A run of plain messages is written together.
+            let run = rest
+                .iter()
+                .take_while(|j| matches!(&j.op, Op::Append(a) if bulk::plain(a)))
+                .count();
+            if run > 0 {
+                let ops = rest[..run]
+                    .iter()
+                    .filter_map(|j| match &j.op {
+                        Op::Append(a) => Some(a.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                match bulk::apply(&mut w, ops).await {
+                    Ok(answers) => {
+                        changes.append(&mut w.changes);
+                        replies.extend(answers.into_iter().map(|a| a.map(Reply::Append)));
+                    }
+                    Err(e) => {
+                        let _ = tx.rollback().await;
+                        return Err(e);
+                    }
+                }
+                rest = &rest[run..];
+                continue;
+            }
             match super::apply(&mut w, job.op.clone()).await {
                 Ok(reply) => {
                     changes.append(&mut w.changes);
@@ -202,6 +229,7 @@ impl PgStore {
                     return Err(e);
                 }
             }
+            rest = &rest[1..];
         }
         tx.commit().await?;
         Ok((replies, changes))

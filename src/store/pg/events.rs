@@ -43,7 +43,7 @@ pub(super) async fn add_members(
 /// The error that makes the store run a transaction again: the
 /// idempotency key was taken by a transaction that committed meanwhile,
 /// and a seq is already spent in this one. The retry finds the original.
-fn lost_race() -> StoreError {
+pub(super) fn lost_race() -> StoreError {
     StoreError::Postgres(format!(
         "{} client_msg_id taken meanwhile",
         tokio_postgres::error::SqlState::UNIQUE_VIOLATION.code()

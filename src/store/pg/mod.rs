@@ -33,6 +33,7 @@ mod accounts;
 mod append;
 mod batch;
 mod bots;
+mod bulk;
 pub mod copy;
 mod db;
 mod erase;
@@ -221,9 +222,10 @@ impl PgStore {
         let snapshot = read::load_snapshot(&tx).await?;
         tx.commit().await?;
         drop(c);
-        // A quarter of the pool commits conversation writes; the rest is
-        // for reads and account changes.
-        let (lanes, queues, stop) = batch::Lanes::new(config.pool / 4);
+        // Each lane holds one connection while it commits; the rest of the
+        // pool is for reads and account changes.
+        let writers = config.writers.min(config.pool.saturating_sub(1)).max(1);
+        let (lanes, queues, stop) = batch::Lanes::new(writers);
         let store = PgStore {
             inner: Arc::new(Inner {
                 readers: PgReaders { db: db.clone() },
