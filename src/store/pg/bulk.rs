@@ -21,6 +21,7 @@ use crate::store::log::{Append, Appended, Committed, StoreError, new_event_id};
 use crate::store::rules::{self, Decision, Facts, Prior, Target};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use tokio_postgres::types::ToSql;
 
 /// Whether `op` is a plain message, which [`apply`] writes.
 pub(super) fn plain(op: &Append) -> bool {
@@ -140,86 +141,81 @@ struct New {
     eid: String,
 }
 
-/// Read the facts of a run.
+/// Read the facts of a run: every query sent at once (the connection
+/// pipelines them), answered in one round trip.
 async fn read(w: &W<'_>, ops: &[(&str, &str, &str)]) -> Result<Known, StoreError> {
-    let mut k = Known::default();
     let mut convs: Vec<&str> = ops.iter().map(|(_, c, _)| *c).collect();
     convs.sort_unstable();
     convs.dedup();
-    for r in rows(
-        w.tx,
-        "SELECT id, kind, last_seq FROM conversations WHERE id = ANY($1)",
-        &[&convs],
-    )
-    .await?
-    {
+    let mut pairs: Vec<(&str, &str)> = ops.iter().map(|(u, c, _)| (*c, *u)).collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let (pc, pu): (Vec<&str>, Vec<&str>) = pairs.into_iter().unzip();
+    let senders: Vec<&str> = ops.iter().map(|(u, _, _)| *u).collect();
+    let (mu, mm): (Vec<&str>, Vec<&str>) = ops.iter().map(|(u, _, m)| (*u, *m)).unzip();
+    let p_convs: [&(dyn ToSql + Sync); 1] = [&convs];
+    let p_roles: [&(dyn ToSql + Sync); 2] = [&pc, &pu];
+    let p_dms: [&(dyn ToSql + Sync); 1] = [&convs];
+    let p_blocks: [&(dyn ToSql + Sync); 2] = [&senders, &convs];
+    let p_prior: [&(dyn ToSql + Sync); 2] = [&mu, &mm];
+    let (conv_rows, role_rows, dm_rows, block_rows, prior_rows) = tokio::try_join!(
+        rows(
+            w.tx,
+            "SELECT id, kind, last_seq FROM conversations WHERE id = ANY($1)",
+            &p_convs,
+        ),
+        rows(
+            w.tx,
+            "SELECT m.conversation_id, m.username, m.role FROM members m
+             JOIN unnest($1::text[], $2::text[]) AS q(c, u)
+               ON m.conversation_id = q.c AND m.username = q.u",
+            &p_roles,
+        ),
+        rows(
+            w.tx,
+            "SELECT m.conversation_id, m.username, m.role FROM members m
+             JOIN conversations c ON c.id = m.conversation_id AND c.kind = 'dm'
+             WHERE m.conversation_id = ANY($1)",
+            &p_dms,
+        ),
+        rows(
+            w.tx,
+            "SELECT DISTINCT b.blocker, b.blocked FROM blocks b
+             JOIN members m ON m.username = b.blocker AND m.conversation_id = ANY($2)
+             JOIN conversations c ON c.id = m.conversation_id AND c.kind = 'dm'
+             WHERE b.blocked = ANY($1)",
+            &p_blocks,
+        ),
+        rows(
+            w.tx,
+            "SELECT e.sender, e.client_msg_id, e.conversation_id, e.seq, e.ts, e.kind
+             FROM events e JOIN unnest($1::text[], $2::text[]) AS q(u, m)
+               ON e.sender = q.u AND e.client_msg_id = q.m",
+            &p_prior,
+        ),
+    )?;
+    let mut k = Known::default();
+    for r in conv_rows {
         let kind: String = get(&r, 1)?;
         let kind = ConvKind::parse(&kind)
             .ok_or_else(|| StoreError::Postgres(format!("a conversation of kind {kind}")))?;
         k.convs.insert(get(&r, 0)?, (kind, get(&r, 2)?));
     }
-    let mut pairs: Vec<(&str, &str)> = ops.iter().map(|(u, c, _)| (*c, *u)).collect();
-    pairs.sort_unstable();
-    pairs.dedup();
-    let (pc, pu): (Vec<&str>, Vec<&str>) = pairs.into_iter().unzip();
-    for r in rows(
-        w.tx,
-        "SELECT m.conversation_id, m.username, m.role FROM members m
-         JOIN unnest($1::text[], $2::text[]) AS q(c, u)
-           ON m.conversation_id = q.c AND m.username = q.u",
-        &[&pc, &pu],
-    )
-    .await?
-    {
+    for r in role_rows {
         let role = MemberRole::parse(&get::<String>(&r, 2)?).unwrap_or_default();
         k.roles.insert((get(&r, 0)?, get(&r, 1)?), role);
     }
-    let dms: Vec<&str> = convs
-        .iter()
-        .copied()
-        .filter(|c| matches!(k.convs.get(*c), Some((ConvKind::Dm, _))))
-        .collect();
-    if !dms.is_empty() {
-        for r in rows(
-            w.tx,
-            "SELECT conversation_id, username, role FROM members WHERE conversation_id = ANY($1)",
-            &[&dms],
-        )
-        .await?
-        {
-            let role = MemberRole::parse(&get::<String>(&r, 2)?).unwrap_or_default();
-            k.dm_members
-                .entry(get(&r, 0)?)
-                .or_default()
-                .push((get(&r, 1)?, role));
-        }
-        let people: Vec<&str> = k
-            .dm_members
-            .values()
-            .flatten()
-            .map(|(u, _)| u.as_str())
-            .collect();
-        let senders: Vec<&str> = ops.iter().map(|(u, _, _)| *u).collect();
-        for r in rows(
-            w.tx,
-            "SELECT blocker, blocked FROM blocks WHERE blocker = ANY($1) AND blocked = ANY($2)",
-            &[&people, &senders],
-        )
-        .await?
-        {
-            k.blocks.insert((get(&r, 0)?, get(&r, 1)?));
-        }
+    for r in dm_rows {
+        let role = MemberRole::parse(&get::<String>(&r, 2)?).unwrap_or_default();
+        k.dm_members
+            .entry(get(&r, 0)?)
+            .or_default()
+            .push((get(&r, 1)?, role));
     }
-    let (mu, mm): (Vec<&str>, Vec<&str>) = ops.iter().map(|(u, _, m)| (*u, *m)).unzip();
-    for r in rows(
-        w.tx,
-        "SELECT e.sender, e.client_msg_id, e.conversation_id, e.seq, e.ts, e.kind FROM events e
-         JOIN unnest($1::text[], $2::text[]) AS q(u, m)
-           ON e.sender = q.u AND e.client_msg_id = q.m",
-        &[&mu, &mm],
-    )
-    .await?
-    {
+    for r in block_rows {
+        k.blocks.insert((get(&r, 0)?, get(&r, 1)?));
+    }
+    for r in prior_rows {
         let prior = Prior {
             conversation_id: get(&r, 2)?,
             seq: get::<i64>(&r, 3)? as u64,
@@ -314,8 +310,20 @@ async fn decide(
     }
 }
 
-/// Write what was decided: the counters, the events, their search words;
-/// then the events go to the transaction's changes, in order.
+/// The search words of a run's messages, column by column.
+#[derive(Default)]
+struct Words<'a> {
+    doc: Vec<i64>,
+    conv: Vec<&'a str>,
+    seq: Vec<i64>,
+    ts: Vec<i64>,
+    sender: Vec<&'a str>,
+    words: Vec<String>,
+}
+
+/// Write what was decided: the counters, the events and their search
+/// words (doc numbers taken first, so the three go out together); then the
+/// events go to the transaction's changes, in order.
 async fn write(w: &mut W<'_>, new: Vec<New>, known: &Known) -> Result<(), StoreError> {
     if new.is_empty() {
         return Ok(());
@@ -324,15 +332,20 @@ async fn write(w: &mut W<'_>, new: Vec<New>, known: &Known) -> Result<(), StoreE
     for n in &new {
         last.insert(&n.conv, n.seq);
     }
+    debug_assert!(last.keys().all(|c| known.convs.contains_key(*c)));
     let (lc, ls): (Vec<&str>, Vec<i64>) = last.into_iter().unzip();
-    exec(
+    let docs: Vec<i64> = rows(
         w.tx,
-        "UPDATE conversations c SET last_seq = v.s
-         FROM unnest($1::text[], $2::int8[]) AS v(id, s) WHERE c.id = v.id",
-        &[&lc, &ls],
+        "SELECT nextval('search_doc_numbers') FROM generate_series(1, $1::int8)",
+        &[&(new.len() as i64)],
     )
-    .await?;
-    debug_assert!(lc.iter().all(|c| known.convs.contains_key(*c)));
+    .await?
+    .iter()
+    .map(|r| get(r, 0))
+    .collect::<Result<_, _>>()?;
+    if docs.len() != new.len() {
+        return Err(StoreError::Postgres("too few doc numbers".into()));
+    }
     let conv: Vec<&str> = new.iter().map(|n| n.conv.as_str()).collect();
     let seq: Vec<i64> = new.iter().map(|n| n.seq).collect();
     let ts: Vec<i64> = new.iter().map(|n| n.ts).collect();
@@ -340,69 +353,75 @@ async fn write(w: &mut W<'_>, new: Vec<New>, known: &Known) -> Result<(), StoreE
     let cmid: Vec<&str> = new.iter().map(|n| n.client_msg_id.as_str()).collect();
     let data: Vec<&str> = new.iter().map(|n| n.data.as_str()).collect();
     let eid: Vec<&str> = new.iter().map(|n| n.eid.as_str()).collect();
-    let written = rows(
-        w.tx,
-        "INSERT INTO events (conversation_id, seq, ts, sender, kind, client_msg_id, target_seq,
-                             data, eid, doc, bot)
-         SELECT v.c, v.s, v.t, v.u, 'message', v.m, NULL, v.d, v.e,
-                nextval('search_doc_numbers'),
-                (SELECT true FROM users WHERE username = v.u AND kind <> 'person')
-         FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[],
-                     $7::text[]) WITH ORDINALITY AS v(c, s, t, u, m, d, e, n)
-         ORDER BY v.n
-         ON CONFLICT (sender, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING
-         RETURNING conversation_id, seq, doc, bot",
-        &[&conv, &seq, &ts, &user, &cmid, &data, &eid],
-    )
-    .await?;
-    if written.len() != new.len() {
-        // A client_msg_id was taken meanwhile by another node: run again.
-        return Err(lost_race());
-    }
-    let mut stored: HashMap<(String, i64), (i64, bool)> = HashMap::with_capacity(written.len());
-    for r in &written {
-        let doc: i64 = get(r, 2)?;
-        let bot = get::<Option<bool>>(r, 3)?.unwrap_or(false);
-        stored.insert((get(r, 0)?, get(r, 1)?), (doc, bot));
-    }
-    let mut index: (
-        Vec<i64>,
-        Vec<&str>,
-        Vec<i64>,
-        Vec<i64>,
-        Vec<&str>,
-        Vec<String>,
-    ) = Default::default();
-    for n in &new {
+    let mut index = Words::default();
+    for (n, doc) in new.iter().zip(&docs) {
         let EventBody::Message { body, .. } = &n.body else {
             continue;
         };
         if body.trim().is_empty() {
             continue;
         }
-        let Some((doc, _)) = stored.get(&(n.conv.clone(), n.seq)) else {
-            return Err(StoreError::Write("an event was not written back".into()));
-        };
-        index.0.push(*doc);
-        index.1.push(&n.conv);
-        index.2.push(n.seq);
-        index.3.push(n.ts);
-        index.4.push(&n.user);
-        index.5.push(words(body));
+        index.doc.push(*doc);
+        index.conv.push(&n.conv);
+        index.seq.push(n.seq);
+        index.ts.push(n.ts);
+        index.sender.push(&n.user);
+        index.words.push(words(body));
     }
-    if !index.0.is_empty() {
+    let p_counters: [&(dyn ToSql + Sync); 2] = [&lc, &ls];
+    let p_events: [&(dyn ToSql + Sync); 8] = [&conv, &seq, &ts, &user, &cmid, &data, &eid, &docs];
+    let counters = exec(
+        w.tx,
+        "UPDATE conversations c SET last_seq = v.s
+         FROM unnest($1::text[], $2::int8[]) AS v(id, s) WHERE c.id = v.id",
+        &p_counters,
+    );
+    let events = rows(
+        w.tx,
+        "INSERT INTO events (conversation_id, seq, ts, sender, kind, client_msg_id, target_seq,
+                             data, eid, doc, bot)
+         SELECT v.c, v.s, v.t, v.u, 'message', v.m, NULL, v.d, v.e, v.i,
+                (SELECT true FROM users WHERE username = v.u AND kind <> 'person')
+         FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[],
+                     $7::text[], $8::int8[]) AS v(c, s, t, u, m, d, e, i)
+         ON CONFLICT (sender, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING
+         RETURNING conversation_id, seq, bot",
+        &p_events,
+    );
+    let search = async {
+        if index.doc.is_empty() {
+            return Ok(0);
+        }
         exec(
             w.tx,
             "INSERT INTO search_docs (id, conversation_id, seq, ts, sender, words)
              SELECT v.i, v.c, v.s, v.t, v.u, v.w::tsvector
              FROM unnest($1::int8[], $2::text[], $3::int8[], $4::int8[], $5::text[], $6::text[])
                   AS v(i, c, s, t, u, w)",
-            &[&index.0, &index.1, &index.2, &index.3, &index.4, &index.5],
+            &[
+                &index.doc,
+                &index.conv,
+                &index.seq,
+                &index.ts,
+                &index.sender,
+                &index.words,
+            ],
         )
-        .await?;
+        .await
+    };
+    let (_, written, _) = tokio::try_join!(counters, events, search)?;
+    if written.len() != new.len() {
+        // A client_msg_id was taken meanwhile by another node: run again.
+        return Err(lost_race());
+    }
+    let mut bots: HashSet<(String, i64)> = HashSet::new();
+    for r in &written {
+        if get::<Option<bool>>(r, 2)?.unwrap_or(false) {
+            bots.insert((get(r, 0)?, get(r, 1)?));
+        }
     }
     for n in new {
-        let bot = stored.get(&(n.conv.clone(), n.seq)).is_some_and(|s| s.1);
+        let bot = !bots.is_empty() && bots.contains(&(n.conv.clone(), n.seq));
         let event = Event {
             conversation_id: n.conv,
             seq: n.seq as u64,
