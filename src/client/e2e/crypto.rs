@@ -489,3 +489,100 @@ impl Crypto {
         self.olm.mark_all_dirty();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn crypto(user: &str) -> (Crypto, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = DeviceLock::acquire(&dir.path().join("l"), Duration::ZERO).unwrap();
+        (Crypto::new(user, PickleKey::random(), lock), dir)
+    }
+
+    #[test]
+    fn the_identity_key_and_certificate_go_up_once() {
+        let (mut c, _d) = crypto("alice");
+        let up = c.keys_upload(0, 5, false);
+        assert!(up.identity_key.is_none() && up.certificate.is_none());
+        assert_eq!(up.one_time_keys.len(), 5);
+        assert!(up.fallback_key.is_some());
+        c.keys_uploaded();
+        let id = c.create_identity();
+        let up = c.keys_upload(5, 5, false);
+        assert_eq!(up.identity_key.as_deref(), Some(id.as_str()));
+        assert!(!up.replace_identity);
+        assert!(up.one_time_keys.is_empty() && up.fallback_key.is_none());
+        // The certificate verifies against the identity key.
+        let q = QueriedUser {
+            identity_key: Some(id),
+            devices: vec![super::super::wire::QueriedDevice {
+                device_id: c.device_id().into(),
+                name: None,
+                curve25519: up.keys.curve25519.clone(),
+                ed25519: up.keys.ed25519.clone(),
+                certificate: up.certificate.clone(),
+            }],
+        };
+        assert!(verify_device_list("alice", &q).devices[0].certified);
+        c.keys_uploaded();
+        let up = c.keys_upload(5, 5, false);
+        assert!(up.identity_key.is_none() && up.certificate.is_none());
+    }
+
+    #[test]
+    fn only_a_verified_own_device_is_signed() {
+        let (mut c, _d) = crypto("alice");
+        assert!(matches!(
+            c.sign_device("OTHERDEVIC"),
+            Err(E2eError::NoIdentity)
+        ));
+        c.create_identity();
+        let (other, _d2) = crypto("alice");
+        let k = other.device_keys();
+        let q = QueriedUser {
+            identity_key: c.identity_key(),
+            devices: vec![super::super::wire::QueriedDevice {
+                device_id: other.device_id().into(),
+                name: Some("laptop".into()),
+                curve25519: k.curve25519,
+                ed25519: k.ed25519,
+                certificate: None,
+            }],
+        };
+        let update = c.update_devices("alice", &q);
+        assert!(!update.identity_changed);
+        assert!(
+            c.sign_device(other.device_id()).is_err(),
+            "not verified yet"
+        );
+        c.users.get_mut("alice").unwrap().devices[0].verified = true;
+        let ks = c.sign_device(other.device_id()).unwrap();
+        assert_eq!(ks.device_id, other.device_id());
+        // A re-query with the same keys keeps the in-person verification.
+        c.update_devices("alice", &q);
+        assert!(c.devices("alice")[0].verified);
+        assert_eq!(c.devices_of(&["alice".into()]).len(), 1);
+    }
+
+    #[test]
+    fn an_identity_verified_by_safety_number_must_be_the_held_one() {
+        let (mut c, _d) = crypto("alice");
+        c.update_devices(
+            "bob",
+            &QueriedUser {
+                identity_key: Some(UserIdentity::generate().public_key().to_base64()),
+                devices: vec![],
+            },
+        );
+        let held = c.trust("bob").unwrap().accepted_key().unwrap().to_string();
+        assert!(!c.mark_identity_verified("bob", "another"));
+        assert!(c.mark_identity_verified("bob", &held));
+        assert!(c.trust("bob").unwrap().is_verified());
+        assert!(!c.accept_identity("bob"), "nothing changed");
+        assert!(c.safety_number("bob").is_none(), "alice holds no identity");
+        c.create_identity();
+        assert!(c.safety_number("bob").is_some());
+    }
+}

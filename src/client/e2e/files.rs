@@ -21,6 +21,26 @@ impl std::fmt::Debug for EncryptedFile {
     }
 }
 
+impl EncryptedFile {
+    /// The `file` object of the Megolm plaintext: the real description
+    /// with this file's key.
+    pub fn info(
+        &self,
+        name: &str,
+        media_type: &str,
+        size: Option<(u32, u32)>,
+    ) -> super::wire::FileInfo {
+        super::wire::FileInfo {
+            name: name.to_string(),
+            media_type: media_type.to_string(),
+            width: size.map(|s| s.0),
+            height: size.map(|s| s.1),
+            key: self.key.clone(),
+            nonce: self.nonce.clone(),
+        }
+    }
+}
+
 /// Encrypt `bytes` under a fresh random key and nonce.
 pub fn encrypt(bytes: &[u8]) -> Result<EncryptedFile, E2eError> {
     let key: [u8; 32] = rand::random();
@@ -79,6 +99,12 @@ mod tests {
         assert_ne!(a.key, b.key);
         assert_ne!(a.nonce, b.nonce);
         assert_eq!(decrypt(&a.ciphertext, &a.key, &a.nonce).unwrap(), data);
+        let info = a.info("q3.png", "image/png", Some((640, 480)));
+        assert_eq!((info.width, info.height), (Some(640), Some(480)));
+        assert_eq!(
+            decrypt(&a.ciphertext, &info.key, &info.nonce).unwrap(),
+            data
+        );
         assert_eq!(
             decrypt(
                 &encrypt(b"").unwrap().ciphertext,

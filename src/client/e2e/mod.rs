@@ -73,6 +73,8 @@ pub enum E2eError {
     Verification(String, String),
     #[error("crypto state: {0}")]
     Store(String),
+    #[error("{0}")]
+    Locked(#[from] lock::LockError),
 }
 
 impl From<rusqlite::Error> for E2eError {

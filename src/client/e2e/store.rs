@@ -14,8 +14,11 @@ use super::lock::DeviceLock;
 use super::megolm::{EventRef, InboundGroup, KeySender, OutboundGroup};
 use super::olm::OlmSession;
 use super::pickle_key::PickleKey;
+use crate::client::credentials::TokenStore;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Duration;
 use vodozemac::megolm::{
     GroupSession, GroupSessionPickle, InboundGroupSession, InboundGroupSessionPickle,
 };
@@ -127,6 +130,34 @@ fn unseal(key: &PickleKey, sealed: &str) -> Result<Vec<u8>, E2eError> {
 }
 
 impl Crypto {
+    /// Open this device's crypto state in the cache at `conn`, as `user` of
+    /// `server`: take the lock at `lock_path` (waiting at most `wait`), find
+    /// the pickle key in `secrets` (made there for a new device), and load
+    /// the state, or start a new device (then [`Crypto::save`] it).
+    pub fn open(
+        conn: &Connection,
+        lock_path: &Path,
+        wait: Duration,
+        secrets: &TokenStore,
+        user: &str,
+        server: &str,
+    ) -> Result<Crypto, E2eError> {
+        let lock = DeviceLock::acquire(lock_path, wait)?;
+        let exists = exists(conn)?;
+        let (key, _) = PickleKey::load_or_create(secrets, user, server, exists)?;
+        if !exists {
+            return Ok(Crypto::new(user, key, lock));
+        }
+        match Crypto::load(conn, key, lock)? {
+            Some(c) if c.user() == user => Ok(c),
+            Some(c) => Err(E2eError::Store(format!(
+                "the cache holds the keys of {}, not of {user}",
+                c.user()
+            ))),
+            None => Err(E2eError::Store("the device account vanished".into())),
+        }
+    }
+
     /// Write what changed since the last save inside `tx`. If `tx` is then
     /// rolled back, call [`Crypto::mark_all_dirty`] (the state in memory is
     /// ahead of the cache).
@@ -406,4 +437,119 @@ fn load_users(conn: &Connection, c: &mut Crypto) -> Result<(), E2eError> {
         c.users.insert(user, state);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::cache::Cache;
+
+    #[test]
+    fn open_makes_a_device_then_finds_it_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.db");
+        let lock_path = super::super::lock::lock_path_for(&path);
+        let secrets = TokenStore::file_only(dir.path().join("credentials.toml"));
+        let mut cache = Cache::open(&path).unwrap();
+        let wait = Duration::from_millis(50);
+        let mut c = Crypto::open(
+            cache.connection(),
+            &lock_path,
+            wait,
+            &secrets,
+            "alice",
+            "h:1",
+        )
+        .unwrap();
+        let device_id = c.device_id().to_string();
+        // While held, a second opener is refused.
+        let second = Crypto::open(
+            cache.connection(),
+            &lock_path,
+            wait,
+            &secrets,
+            "alice",
+            "h:1",
+        );
+        assert!(matches!(second, Err(E2eError::Locked(_))));
+        let tx = cache.transaction().unwrap();
+        c.save(&tx).unwrap();
+        tx.commit().unwrap();
+        drop(c);
+        let c = Crypto::open(
+            cache.connection(),
+            &lock_path,
+            wait,
+            &secrets,
+            "alice",
+            "h:1",
+        )
+        .unwrap();
+        assert_eq!(c.device_id(), device_id);
+        drop(c);
+        // Another user's state is not passed off as ours.
+        let e = Crypto::open(cache.connection(), &lock_path, wait, &secrets, "bob", "h:1");
+        assert!(e.is_err());
+        // Without its key the state cannot be opened, and no new key is made.
+        PickleKey::remove(&secrets, "alice", "h:1").unwrap();
+        assert!(
+            Crypto::open(
+                cache.connection(),
+                &lock_path,
+                wait,
+                &secrets,
+                "alice",
+                "h:1"
+            )
+            .is_err()
+        );
+        assert!(
+            secrets
+                .load_secret(super::super::pickle_key::SECRET_NAME, "alice", "h:1")
+                .is_none()
+        );
+        // Wiping leaves nothing behind.
+        let tx = cache.transaction().unwrap();
+        wipe(&tx).unwrap();
+        tx.commit().unwrap();
+        assert!(!exists(cache.connection()).unwrap());
+    }
+
+    #[test]
+    fn a_rolled_back_save_is_written_again_after_mark_all_dirty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.db");
+        let mut cache = Cache::open(&path).unwrap();
+        let lock = DeviceLock::acquire(&dir.path().join("l"), Duration::ZERO).unwrap();
+        let key = PickleKey::random();
+        let mut c = Crypto::new("alice", key.clone(), lock);
+        c.create_identity();
+        {
+            let tx = cache.transaction().unwrap();
+            c.save(&tx).unwrap();
+            // dropped: rolled back
+        }
+        assert!(!exists(cache.connection()).unwrap());
+        c.mark_all_dirty();
+        let tx = cache.transaction().unwrap();
+        c.save(&tx).unwrap();
+        tx.commit().unwrap();
+        drop(c);
+        let lock = DeviceLock::acquire(&dir.path().join("l"), Duration::ZERO).unwrap();
+        let c = Crypto::load(cache.connection(), key, lock)
+            .unwrap()
+            .unwrap();
+        assert!(c.identity_key().is_some());
+        assert!(c.trust("alice").unwrap().is_verified());
+    }
+
+    #[test]
+    fn sealed_values_need_their_key() {
+        let (k1, k2) = (PickleKey::random(), PickleKey::random());
+        let sealed = seal(&k1, b"identity").unwrap();
+        assert_eq!(unseal(&k1, &sealed).unwrap(), b"identity");
+        assert!(unseal(&k2, &sealed).is_err());
+        assert!(unseal(&k1, "AAAA").is_err());
+        assert!(unseal(&k1, "!!").is_err());
+    }
 }
