@@ -115,7 +115,9 @@ impl Crypto {
         let missing = out.missing(&set);
         let mut content =
             serde_json::to_value(out.room_key()).map_err(|e| E2eError::Malformed(e.to_string()))?;
-        content["type"] = "room_key".into();
+        if let Some(obj) = content.as_object_mut() {
+            obj.insert("type".into(), "room_key".into());
+        }
         let mut shares = Vec::with_capacity(missing.len());
         for d in &missing {
             shares.push(self.encrypt_to_device(d, content.clone())?);

@@ -146,12 +146,22 @@ impl Share {
 }
 
 /// The room-key content: a Megolm session handed to one device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomKey {
     pub conversation_id: String,
     pub session_id: String,
     pub session_key: String,
     pub first_index: u32,
+}
+
+impl std::fmt::Debug for RoomKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomKey")
+            .field("conversation_id", &self.conversation_id)
+            .field("session_id", &self.session_id)
+            .field("first_index", &self.first_index)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An event's `encrypted` object.
@@ -174,7 +184,7 @@ pub enum PlainKind {
 }
 
 /// The real description of a shared file, with the key of its bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileInfo {
     pub name: String,
     pub media_type: String,
@@ -184,6 +194,17 @@ pub struct FileInfo {
     pub height: Option<u32>,
     pub key: String,
     pub nonce: String,
+}
+
+impl std::fmt::Debug for FileInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileInfo")
+            .field("name", &self.name)
+            .field("media_type", &self.media_type)
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The Megolm plaintext of an event: only the fields of its kind are set.
@@ -277,6 +298,26 @@ mod tests {
             "key_id":"K","key":"k","signature":"s","fallback":true}))
         .unwrap();
         assert!(c.fallback);
+    }
+
+    #[test]
+    fn keys_never_show_in_debug_output() {
+        let k = RoomKey {
+            conversation_id: "c".into(),
+            session_id: "s".into(),
+            session_key: "SECRETKEY".into(),
+            first_index: 0,
+        };
+        assert!(!format!("{k:?}").contains("SECRETKEY"));
+        let f = FileInfo {
+            name: "a".into(),
+            media_type: "b".into(),
+            width: None,
+            height: None,
+            key: "SECRETKEY".into(),
+            nonce: "SECRETNONCE".into(),
+        };
+        assert!(!format!("{f:?}").contains("SECRET"));
     }
 
     #[test]
