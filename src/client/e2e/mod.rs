@@ -17,6 +17,7 @@
 
 pub mod account;
 pub mod crypto;
+pub mod emoji;
 pub mod files;
 mod group;
 pub mod identity;

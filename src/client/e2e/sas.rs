@@ -19,6 +19,8 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use vodozemac::sas::{EstablishedSas, Mac, Sas};
 
+pub use super::emoji::EMOJI;
+
 /// A verification step as it travels inside an Olm to-device content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -549,74 +551,6 @@ impl Verification {
         })
     }
 }
-
-/// The 64 emoji of the short authentication string, with their names.
-pub const EMOJI: [(&str, &str); 64] = [
-    ("🐶", "Dog"),
-    ("🐱", "Cat"),
-    ("🦁", "Lion"),
-    ("🐎", "Horse"),
-    ("🦄", "Unicorn"),
-    ("🐷", "Pig"),
-    ("🐘", "Elephant"),
-    ("🐰", "Rabbit"),
-    ("🐼", "Panda"),
-    ("🐓", "Rooster"),
-    ("🐧", "Penguin"),
-    ("🐢", "Turtle"),
-    ("🐟", "Fish"),
-    ("🐙", "Octopus"),
-    ("🦋", "Butterfly"),
-    ("🌷", "Flower"),
-    ("🌳", "Tree"),
-    ("🌵", "Cactus"),
-    ("🍄", "Mushroom"),
-    ("🌏", "Globe"),
-    ("🌙", "Moon"),
-    ("☁️", "Cloud"),
-    ("🔥", "Fire"),
-    ("🍌", "Banana"),
-    ("🍎", "Apple"),
-    ("🍓", "Strawberry"),
-    ("🌽", "Corn"),
-    ("🍕", "Pizza"),
-    ("🎂", "Cake"),
-    ("❤️", "Heart"),
-    ("😀", "Smiley"),
-    ("🤖", "Robot"),
-    ("🎩", "Hat"),
-    ("👓", "Glasses"),
-    ("🔧", "Spanner"),
-    ("🎅", "Santa"),
-    ("👍", "Thumbs Up"),
-    ("☂️", "Umbrella"),
-    ("⌛", "Hourglass"),
-    ("⏰", "Clock"),
-    ("🎁", "Gift"),
-    ("💡", "Light Bulb"),
-    ("📕", "Book"),
-    ("✏️", "Pencil"),
-    ("📎", "Paperclip"),
-    ("✂️", "Scissors"),
-    ("🔒", "Lock"),
-    ("🔑", "Key"),
-    ("🔨", "Hammer"),
-    ("☎️", "Telephone"),
-    ("🏁", "Flag"),
-    ("🚂", "Train"),
-    ("🚲", "Bicycle"),
-    ("✈️", "Aeroplane"),
-    ("🚀", "Rocket"),
-    ("🏆", "Trophy"),
-    ("⚽", "Ball"),
-    ("🎸", "Guitar"),
-    ("🎺", "Trumpet"),
-    ("🔔", "Bell"),
-    ("⚓", "Anchor"),
-    ("🎧", "Headphones"),
-    ("📁", "Folder"),
-    ("📌", "Pin"),
-];
 
 #[cfg(test)]
 mod tests {

@@ -669,3 +669,39 @@ fn a_key_from_an_unknown_device_waits_for_its_keys() {
     b1.refresh(&server, &["alice"]);
     assert_eq!(b1.read("dm", seq, "alice", &enc).unwrap(), "hi");
 }
+
+#[test]
+fn a_shared_file_travels_with_its_key_inside_the_message() {
+    let (mut server, mut a1, _a2, mut b1) = alice_two_devices_and_bob();
+    let bytes = b"\x89PNG not really".to_vec();
+    let sealed = files::encrypt(&bytes).unwrap();
+    let plain = MegolmPlaintext::file(
+        "dm",
+        sealed.info("diagram.png", "image/png", Some((2, 1))),
+        Some("the plan".into()),
+    );
+    a1.refresh(&server, &["alice", "bob"]);
+    let recipients = a1.c.devices_of(&["alice".into(), "bob".into()]);
+    let claim = a1.c.needs_claim(&recipients);
+    a1.claim(&mut server, &claim);
+    let out = a1.c.encrypt_for("dm", &recipients, &plain, NOW).unwrap();
+    let seq = server
+        .send(&a1.me(), "dm", &out.encrypted, &out.shares)
+        .unwrap();
+    b1.refresh(&server, &["alice"]);
+    b1.pump(&mut server);
+    let ev = EncryptedEvent {
+        conversation_id: "dm",
+        seq,
+        sender: "alice",
+        kind: PlainKind::File,
+        encrypted: &out.encrypted,
+    };
+    let got = b1.c.decrypt_event(&ev).unwrap().plaintext;
+    assert_eq!(got.caption.as_deref(), Some("the plan"));
+    let file = got.file.unwrap();
+    assert_eq!(file.name, "diagram.png");
+    // The server held only the ciphertext; the key opens it.
+    let opened = files::decrypt(&sealed.ciphertext, &file.key, &file.nonce).unwrap();
+    assert_eq!(opened, bytes);
+}
