@@ -2,6 +2,9 @@
 //! `user@server`) or, where no keyring answers, a 0600 file in the config
 //! dir, with a one-line notice. Never both, never the password.
 //!
+//! Other secrets of an account (the key of its secret-conversation state)
+//! are kept the same way under `what:user@server`.
+//!
 //! Keyring calls run on a helper thread with a deadline, so a keyring
 //! service that never answers cannot hang the client.
 
@@ -55,10 +58,16 @@ pub fn env_token() -> Option<String> {
 pub enum CredError {
     #[error("cannot write {0}: {1}")]
     Write(PathBuf, std::io::Error),
+    #[error("no place to keep the {0}: the session token came from {TOKEN_VAR}")]
+    Fixed(String),
 }
 
 fn account(user: &str, server: &str) -> String {
     format!("{user}@{server}")
+}
+
+fn secret_account(what: &str, user: &str, server: &str) -> String {
+    format!("{what}:{user}@{server}")
 }
 
 /// Run a keyring operation with a deadline; `None` means no keyring answered.
@@ -136,9 +145,59 @@ impl TokenStore {
             // Nothing is stored: the token comes from the environment.
             return Ok(Stored::Keyring);
         }
-        let acct = account(user, server);
+        self.save_entry(account(user, server), token)
+    }
+
+    /// Find the token of `user@server`.
+    pub fn load(&self, user: &str, server: &str) -> Option<(String, Stored)> {
+        if let Some(Fixed(t)) = &self.fixed {
+            return Some((t.clone(), Stored::Keyring));
+        }
+        self.load_entry(account(user, server))
+    }
+
+    /// Forget the token of `user@server`, wherever it is.
+    pub fn remove(&self, user: &str, server: &str) -> Result<(), CredError> {
+        if self.fixed.is_some() {
+            return Ok(());
+        }
+        self.remove_entry(account(user, server))
+    }
+
+    /// Store another secret of `user@server`, named `what`, like a token.
+    /// A store holding a fixed token keeps nothing and says so.
+    pub fn save_secret(
+        &self,
+        what: &str,
+        user: &str,
+        server: &str,
+        value: &str,
+    ) -> Result<Stored, CredError> {
+        if self.fixed.is_some() {
+            return Err(CredError::Fixed(what.to_string()));
+        }
+        self.save_entry(secret_account(what, user, server), value)
+    }
+
+    /// Find the secret `what` of `user@server`.
+    pub fn load_secret(&self, what: &str, user: &str, server: &str) -> Option<(String, Stored)> {
+        if self.fixed.is_some() {
+            return None;
+        }
+        self.load_entry(secret_account(what, user, server))
+    }
+
+    /// Forget the secret `what` of `user@server`, wherever it is.
+    pub fn remove_secret(&self, what: &str, user: &str, server: &str) -> Result<(), CredError> {
+        if self.fixed.is_some() {
+            return Ok(());
+        }
+        self.remove_entry(secret_account(what, user, server))
+    }
+
+    fn save_entry(&self, acct: String, value: &str) -> Result<Stored, CredError> {
         if self.use_keyring {
-            let (a, t) = (acct.clone(), token.to_string());
+            let (a, t) = (acct.clone(), value.to_string());
             if let Some(Ok(())) =
                 with_keyring(move || keyring::Entry::new(SERVICE, &a)?.set_password(&t))
             {
@@ -150,17 +209,12 @@ impl TokenStore {
             }
         }
         self.edit_file(|m| {
-            m.insert(acct, token.to_string());
+            m.insert(acct, value.to_string());
         })?;
         Ok(Stored::File(self.file.clone()))
     }
 
-    /// Find the token of `user@server`.
-    pub fn load(&self, user: &str, server: &str) -> Option<(String, Stored)> {
-        if let Some(Fixed(t)) = &self.fixed {
-            return Some((t.clone(), Stored::Keyring));
-        }
-        let acct = account(user, server);
+    fn load_entry(&self, acct: String) -> Option<(String, Stored)> {
         if self.use_keyring {
             let a = acct.clone();
             if let Some(Ok(t)) =
@@ -174,12 +228,7 @@ impl TokenStore {
             .map(|t| (t, Stored::File(self.file.clone())))
     }
 
-    /// Forget the token of `user@server`, wherever it is.
-    pub fn remove(&self, user: &str, server: &str) -> Result<(), CredError> {
-        if self.fixed.is_some() {
-            return Ok(());
-        }
-        let acct = account(user, server);
+    fn remove_entry(&self, acct: String) -> Result<(), CredError> {
         if self.use_keyring {
             let a = acct.clone();
             let _ = with_keyring(move || keyring::Entry::new(SERVICE, &a)?.delete_credential());
@@ -257,6 +306,24 @@ mod tests {
         store.remove("alice", "h:1").unwrap();
         assert_eq!(store.load("alice", "h:1"), None);
         assert!(store.load("bob", "h:1").is_some());
+    }
+
+    #[test]
+    fn other_secrets_sit_beside_the_token_and_apart_from_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::file_only(dir.path().join("credentials.toml"));
+        store.save("alice", "h:1", "tok").unwrap();
+        store.save_secret("e2e", "alice", "h:1", "k3y").unwrap();
+        assert_eq!(store.load("alice", "h:1").unwrap().0, "tok");
+        assert_eq!(store.load_secret("e2e", "alice", "h:1").unwrap().0, "k3y");
+        assert_eq!(store.load_secret("e2e", "bob", "h:1"), None);
+        store.remove("alice", "h:1").unwrap();
+        assert_eq!(store.load_secret("e2e", "alice", "h:1").unwrap().0, "k3y");
+        store.remove_secret("e2e", "alice", "h:1").unwrap();
+        assert_eq!(store.load_secret("e2e", "alice", "h:1"), None);
+        let fixed = TokenStore::fixed("t".into());
+        assert!(fixed.save_secret("e2e", "a", "h", "v").is_err());
+        assert_eq!(fixed.load_secret("e2e", "a", "h"), None);
     }
 
     #[test]

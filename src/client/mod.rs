@@ -1,5 +1,6 @@
 //! The `chat` program's client side, which knows no screen: the connection
-//! task ([`net`]), the local cache ([`cache`]), the engine that keeps the
+//! task ([`net`]), the local cache ([`cache`]), end-to-end encryption of
+//! secret conversations ([`e2e`]), the engine that keeps the
 //! cache equal to the server's log and publishes typed [`Update`]s
 //! ([`engine`]), the view model and its text ([`view`], [`text`],
 //! [`clock`]), accounts in words ([`accounts`]), configuration,
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod credentials;
+pub mod e2e;
 pub mod engine;
 pub mod net;
 pub mod paths;

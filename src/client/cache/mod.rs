@@ -135,6 +135,19 @@ impl Cache {
         Ok(cache)
     }
 
+    /// A transaction on the cache, for changes that must commit together
+    /// with the cache's own (the crypto state, `e2e::Crypto::save`, with the
+    /// outbox or inbox change it belongs to).
+    pub fn transaction(&mut self) -> Result<rusqlite::Transaction<'_>, CacheError> {
+        Ok(self.conn.transaction()?)
+    }
+
+    /// The connection, for reads of tables kept by other modules
+    /// (`e2e::Crypto::load`).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
     /// Store a key/value setting.
     pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), CacheError> {
         self.conn.execute(

@@ -96,6 +96,8 @@ DELETE FROM meta WHERE key = 'flags_me';
 -- 1 when a bot sent the event (the server marks it)
 ALTER TABLE events ADD COLUMN bot INTEGER;
 "#,
+    // secret conversations: this device's crypto state (see e2e/store.rs)
+    crate::client::e2e::store::SCHEMA,
 ];
 
 /// The schema version this build writes.
