@@ -19,6 +19,7 @@ pub mod files;
 pub mod health;
 pub mod http;
 pub mod hub;
+mod keycheck;
 mod limiter;
 pub mod metrics;
 pub mod migrate;
