@@ -55,12 +55,15 @@ pub(super) const SCHEMA: &str = "
         PRIMARY KEY (username, device_id)
     ) WITHOUT ROWID;
 
-    -- Every key id a device uploaded, claimed or not: never accepted again.
+    -- Every key id a device uploaded, claimed or not, of its one-time keys
+    -- and (apart: Olm counts them apart) of its fallback keys: never
+    -- accepted again.
     CREATE TABLE used_key_ids (
         username  TEXT NOT NULL,
         device_id TEXT NOT NULL,
+        fallback  INTEGER NOT NULL,
         key_id    TEXT NOT NULL,
-        PRIMARY KEY (username, device_id, key_id)
+        PRIMARY KEY (username, device_id, fallback, key_id)
     ) WITHOUT ROWID;
 
     CREATE TABLE inbox (
@@ -410,9 +413,9 @@ impl Writer {
             changed = true;
         }
         let mut seen = BTreeSet::new();
-        let all = upload.one_time_keys.iter().chain(&upload.fallback_key);
-        for k in all {
-            if !seen.insert(k.key_id.as_str()) {
+        let one_time = upload.one_time_keys.iter().map(|k| (k, false));
+        for (k, fallback) in one_time.chain(upload.fallback_key.iter().map(|k| (k, true))) {
+            if !seen.insert((fallback, k.key_id.as_str())) {
                 return Err(rejected(
                     ErrorCode::InvalidArgument,
                     format!("key id {} is given twice", k.key_id),
@@ -420,10 +423,10 @@ impl Writer {
             }
             let inserted = c
                 .prepare_cached(
-                    "INSERT INTO used_key_ids (username, device_id, key_id) VALUES (?1, ?2, ?3)
-                     ON CONFLICT DO NOTHING",
+                    "INSERT INTO used_key_ids (username, device_id, fallback, key_id)
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
                 )?
-                .execute(params![user, device_id, k.key_id])?;
+                .execute(params![user, device_id, fallback, k.key_id])?;
             if inserted == 0 {
                 return Err(rejected(
                     ErrorCode::InvalidArgument,
