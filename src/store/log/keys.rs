@@ -168,6 +168,12 @@ pub enum KeyOp {
         token_hash: String,
         upto: u64,
     },
+    /// Delete the devices of sessions expired under `life` (an expired
+    /// session is deleted when next presented; one never presented again
+    /// must not keep a device that others encrypt for).
+    Expire {
+        life: super::SessionLife,
+    },
 }
 
 /// What a key change produced.
@@ -298,6 +304,20 @@ impl Writer {
                 for m in &messages {
                     self.deliver(&from, m)?;
                 }
+                Ok(KeyReply::Done)
+            }
+            KeyOp::Expire { life } => {
+                let now = now_millis();
+                let max = life.max_ms.map(|m| now.saturating_sub(m));
+                self.conn
+                    .prepare_cached(
+                        "DELETE FROM devices WHERE token_hash IN (
+                            SELECT s.token_hash FROM sessions s JOIN users u ON u.username = s.username
+                            WHERE u.kind <> 'bot'
+                              AND (s.last_seen_at <= ?1 OR (?2 IS NOT NULL AND s.created_at <= ?2)))",
+                    )?
+                    .execute(params![now.saturating_sub(life.idle_ms), max])?;
+                self.sessions_took_devices()?;
                 Ok(KeyReply::Done)
             }
             KeyOp::Ack { token_hash, upto } => {

@@ -381,7 +381,12 @@ impl Writer {
         };
         let (failed, db_error) = match &result {
             Pending::Account(_, r) => (r.is_err(), matches!(r, Err(StoreError::Db(_)))),
-            Pending::Append(_, r) => (r.is_err(), matches!(r, Err(StoreError::Db(_)))),
+            // A write error may come after the mirror moved (a secret
+            // send's shares are written after its event): reload it too.
+            Pending::Append(_, r) => (
+                r.is_err(),
+                matches!(r, Err(StoreError::Db(_) | StoreError::Write(_))),
+            ),
             Pending::Receipt(_, r) => (r.is_err(), matches!(r, Err(StoreError::Db(_)))),
             Pending::Keys(_, r) => (r.is_err(), matches!(r, Err(StoreError::Db(_)))),
         };
