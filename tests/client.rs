@@ -69,7 +69,9 @@ fn folded_bodies(log: &[chat::proto::Event]) -> Vec<String> {
     for e in log {
         match &e.body {
             EventBody::Message { body, .. } => out.push((e.seq, body.clone())),
-            EventBody::Edit { target_seq, body } => {
+            EventBody::Edit {
+                target_seq, body, ..
+            } => {
                 if let Some(m) = out.iter_mut().find(|(s, _)| s == target_seq) {
                     m.1 = body.clone();
                 }
@@ -305,6 +307,8 @@ async fn duplicated_and_reordered_pushes_change_nothing() {
                 client_msg_id: format!("edit-{target}"),
                 target_seq: target,
                 body: body.into(),
+                encrypted: None,
+                shares: Vec::new(),
             })
             .await;
     }
@@ -322,6 +326,8 @@ async fn duplicated_and_reordered_pushes_change_nothing() {
             target_seq: seqs[10],
             emoji: "👍".into(),
             remove: false,
+            encrypted: None,
+            shares: Vec::new(),
         })
         .await;
     let last = alice.events(&conv).await.last().unwrap().seq;

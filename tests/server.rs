@@ -60,6 +60,8 @@ mod metrics;
 #[path = "server/search.rs"]
 mod search;
 
+#[path = "server/e2e.rs"]
+mod e2e;
 #[path = "server/http_stream.rs"]
 mod http_stream;
 #[path = "server/webhooks.rs"]

@@ -547,6 +547,7 @@ async fn files_travel_over_tls_with_the_websockets_trust() {
             kind: chat::proto::ConvKind::Group,
             name: Some("files".into()),
             members: vec![],
+            encrypted: false,
         })
         .await
         .unwrap()
@@ -568,6 +569,8 @@ async fn files_travel_over_tls_with_the_websockets_trust() {
         },
         caption: None,
         reply_to: None,
+        encrypted: None,
+        shares: Vec::new(),
     })
     .await
     .expect("shared");

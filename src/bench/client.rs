@@ -59,6 +59,7 @@ pub fn message(conv: &str, seq: u64, i: u64) -> Event {
         body: EventBody::Message {
             body: body(i),
             reply_to: None,
+            encrypted: None,
         },
     }
 }
@@ -88,6 +89,7 @@ pub fn fill_cache(
             last_seq: 0,
             receipts: BTreeMap::new(),
             roles: BTreeMap::new(),
+            encrypted: false,
         })?;
     }
     let mut seqs = vec![0u64; convs];

@@ -623,6 +623,7 @@ mod tests {
             body: EventBody::Message {
                 body: "b3:12345:xxxx".into(),
                 reply_to: None,
+                encrypted: None,
             },
         };
         let text = encode_event(&ev);

@@ -140,6 +140,8 @@ pub(super) async fn send_and_receive(
                     client_msg_id: format!("m{step}-{next_id}"),
                     body: format!("b{step}:{t}:{}", s.burst.pad),
                     reply_to: None,
+                    encrypted: None,
+                    shares: Vec::new(),
                 };
                 let id = next_id;
                 next_id += 1;

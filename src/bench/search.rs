@@ -174,6 +174,7 @@ async fn fill_store(
                 body: EventBody::Message {
                     body: body(rng),
                     reply_to: None,
+                    encrypted: None,
                 },
             })
             .await
@@ -219,6 +220,7 @@ fn offline(n: usize, convs: usize, rounds: usize, rng: &mut Rng) -> anyhow::Resu
                 last_seq: 0,
                 receipts: BTreeMap::new(),
                 roles: BTreeMap::new(),
+                encrypted: false,
             })?;
         }
         let t0 = Instant::now();
@@ -239,6 +241,7 @@ fn offline(n: usize, convs: usize, rounds: usize, rng: &mut Rng) -> anyhow::Resu
                 body: EventBody::Message {
                     body: body(rng),
                     reply_to: None,
+                    encrypted: None,
                 },
             });
             if batch.len() == 1000 {

@@ -142,7 +142,7 @@ pub fn event_line(ev: &Event, tz: TimeZone) -> String {
     }
     let head = format!("#{} [{time}] {who}", ev.seq);
     match &ev.body {
-        EventBody::Message { body, reply_to } => {
+        EventBody::Message { body, reply_to, .. } => {
             let reply = reply_to
                 .map(|r| format!(" (reply to #{r})"))
                 .unwrap_or_default();
@@ -159,6 +159,7 @@ pub fn event_line(ev: &Event, tz: TimeZone) -> String {
             file,
             caption,
             reply_to,
+            ..
         } => {
             let reply = reply_to
                 .map(|r| format!(" (reply to #{r})"))
@@ -170,7 +171,9 @@ pub fn event_line(ev: &Event, tz: TimeZone) -> String {
             }
             out
         }
-        EventBody::Edit { target_seq, body } => {
+        EventBody::Edit {
+            target_seq, body, ..
+        } => {
             format!("{head} edited #{target_seq}: {}", clean(body))
         }
         EventBody::Delete { target_seq } => format!("{head} deleted #{target_seq}"),
@@ -178,6 +181,7 @@ pub fn event_line(ev: &Event, tz: TimeZone) -> String {
             target_seq,
             emoji,
             remove,
+            ..
         } => format!(
             "{head} {} {} on #{target_seq}",
             if *remove { "took back" } else { "reacted" },
@@ -467,6 +471,7 @@ mod tests {
                 }),
                 caption: Some("the failing run\nsee line 3".into()),
                 reply_to: None,
+                encrypted: None,
             },
         };
         assert_eq!(
@@ -488,6 +493,7 @@ mod tests {
             body: EventBody::Message {
                 body: "done".into(),
                 reply_to: None,
+                encrypted: None,
             },
         };
         assert_eq!(
@@ -517,6 +523,7 @@ mod tests {
             &ev(EventBody::Message {
                 body: "hi \u{1b}]52;c;aGk=\u{7}\u{1b}[2J\nnext\u{9b}".into(),
                 reply_to: None,
+                encrypted: None,
             }),
             TimeZone::Utc,
         );

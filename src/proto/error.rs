@@ -50,11 +50,15 @@ pub enum ErrorCode {
     /// The server cannot reach its database or the bus between its nodes
     /// just now; nothing was done, and the request may be retried.
     Unavailable,
+    /// A send in a secret conversation whose Megolm session is not held by
+    /// exactly the conversation's current devices; `missing` and `extra`
+    /// name the difference.
+    DevicesChanged,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::BadFrame,
         ErrorCode::UnknownType,
         ErrorCode::Unauthenticated,
@@ -73,6 +77,7 @@ impl ErrorCode {
         ErrorCode::AccountDisabled,
         ErrorCode::LimitExceeded,
         ErrorCode::Unavailable,
+        ErrorCode::DevicesChanged,
     ];
 
     /// The wire spelling of the code.
@@ -96,6 +101,7 @@ impl ErrorCode {
             ErrorCode::AccountDisabled => "account_disabled",
             ErrorCode::LimitExceeded => "limit_exceeded",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::DevicesChanged => "devices_changed",
         }
     }
 
@@ -122,6 +128,8 @@ pub struct ProtoError {
     pub message: String,
     /// With `rate_limited`: how long to wait before trying again.
     pub retry_after_ms: Option<u64>,
+    /// With `devices_changed`: the devices missing and extra.
+    pub devices: Option<Box<super::keys::DeviceDiff>>,
 }
 
 impl ProtoError {
@@ -130,6 +138,19 @@ impl ProtoError {
             code,
             message: message.into(),
             retry_after_ms: None,
+            devices: None,
+        }
+    }
+    /// `devices_changed`, naming the devices missing and extra.
+    pub fn devices_changed(diff: super::keys::DeviceDiff) -> Self {
+        let message = format!(
+            "the conversation's devices changed: {} missing, {} extra; share the session with the missing, or start a new one if any are extra",
+            diff.missing.len(),
+            diff.extra.len()
+        );
+        ProtoError {
+            devices: Some(Box::new(diff)),
+            ..Self::new(ErrorCode::DevicesChanged, message)
         }
     }
     /// `rate_limited`, to be retried after `retry_after_ms`.

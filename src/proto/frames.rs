@@ -3,6 +3,9 @@
 //! or the right error answer.
 
 use super::error::{ErrorCode, ProtoError};
+use super::keys::{
+    DeviceDiff, DeviceRef, DevicesPush, Encrypted, InboxMessage, KeysUpload, ToDeviceMessage,
+};
 use super::types::{
     Account, ConvKind, Conversation, Event, FileInfo, Invite, MemberRole, Millis, Presence,
     PresenceStatus, Role, SessionInfo, WebhookInfo, is_false,
@@ -40,6 +43,9 @@ pub enum Request {
         name: Option<String>,
         #[serde(default)]
         members: Vec<String>,
+        /// A secret (end-to-end encrypted) DM or group.
+        #[serde(default, skip_serializing_if = "is_false")]
+        encrypted: bool,
     },
     /// Join a channel, by id or (an addition to the core) by name.
     Join {
@@ -111,6 +117,12 @@ pub enum Request {
         body: String,
         #[serde(default)]
         reply_to: Option<u64>,
+        /// In a secret conversation: the Megolm ciphertext instead of the
+        /// text, and the room keys shared with it (see `docs/PROTOCOL.md`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        encrypted: Option<Box<Encrypted>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        shares: Vec<ToDeviceMessage>,
     },
     /// Share a file uploaded before (`POST /files`) as a `file` event.
     SendFile {
@@ -121,12 +133,24 @@ pub enum Request {
         caption: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_to: Option<u64>,
+        /// In a secret conversation: the Megolm ciphertext instead of the
+        /// text, and the room keys shared with it (see `docs/PROTOCOL.md`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        encrypted: Option<Box<Encrypted>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        shares: Vec<ToDeviceMessage>,
     },
     Edit {
         conversation_id: String,
         client_msg_id: String,
         target_seq: u64,
         body: String,
+        /// In a secret conversation: the Megolm ciphertext instead of the
+        /// text, and the room keys shared with it (see `docs/PROTOCOL.md`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        encrypted: Option<Box<Encrypted>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        shares: Vec<ToDeviceMessage>,
     },
     Delete {
         conversation_id: String,
@@ -140,6 +164,12 @@ pub enum Request {
         emoji: String,
         #[serde(default)]
         remove: bool,
+        /// In a secret conversation: the Megolm ciphertext instead of the
+        /// text, and the room keys shared with it (see `docs/PROTOCOL.md`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        encrypted: Option<Box<Encrypted>>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        shares: Vec<ToDeviceMessage>,
     },
     Sync {
         #[serde(default)]
@@ -302,6 +332,42 @@ pub enum Request {
     WebhookRevoke {
         webhook_id: String,
     },
+    /// Publish this session's device and its keys (see [`KeysUpload`]).
+    KeysUpload(KeysUpload),
+    /// Certify another device of one's own with the identity key.
+    KeysSign {
+        device_id: String,
+        certificate: String,
+    },
+    /// The identity key and devices of some users.
+    KeysQuery {
+        users: Vec<String>,
+    },
+    /// Take one one-time key (or the fallback key) of each device.
+    KeysClaim {
+        devices: Vec<DeviceRef>,
+    },
+    /// Messages to other devices' inboxes.
+    ToDevice {
+        messages: Vec<ToDeviceMessage>,
+    },
+    /// A page of this session's device inbox, after `after`.
+    Inbox {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    /// Drop this device's inbox messages up to `upto`.
+    InboxAck {
+        upto: u64,
+    },
+    /// Share a Megolm session of a secret conversation ahead of a send.
+    KeysShare {
+        conversation_id: String,
+        session_id: String,
+        shares: Vec<ToDeviceMessage>,
+    },
 }
 
 /// Every `type` a client may send.
@@ -353,6 +419,14 @@ pub const REQUEST_TYPES: &[&str] = &[
     "webhook_create",
     "webhook_list",
     "webhook_revoke",
+    "keys_upload",
+    "keys_sign",
+    "keys_query",
+    "keys_claim",
+    "to_device",
+    "inbox",
+    "inbox_ack",
+    "keys_share",
 ];
 
 impl Request {
@@ -406,6 +480,14 @@ impl Request {
             Request::WebhookCreate { .. } => "webhook_create",
             Request::WebhookList { .. } => "webhook_list",
             Request::WebhookRevoke { .. } => "webhook_revoke",
+            Request::KeysUpload(_) => "keys_upload",
+            Request::KeysSign { .. } => "keys_sign",
+            Request::KeysQuery { .. } => "keys_query",
+            Request::KeysClaim { .. } => "keys_claim",
+            Request::ToDevice { .. } => "to_device",
+            Request::Inbox { .. } => "inbox",
+            Request::InboxAck { .. } => "inbox_ack",
+            Request::KeysShare { .. } => "keys_share",
         }
     }
 
@@ -526,10 +608,16 @@ pub enum ServerFrame {
     Ok(OkFrame),
     Error(ErrorFrame),
     Event(Event),
-    Conversation { conversation: Conversation },
+    Conversation {
+        conversation: Conversation,
+    },
     Receipt(ReceiptPush),
     Typing(TypingPush),
     Presence(Presence),
+    /// A message arrived in this connection's device inbox.
+    ToDevice(InboxMessage),
+    /// A user's devices changed.
+    Devices(DevicesPush),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -554,6 +642,30 @@ pub struct ErrorFrame {
     /// With `rate_limited`: milliseconds to wait before trying again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+    /// With `devices_changed`: devices that must get the Megolm session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing: Option<Vec<super::keys::DeviceRef>>,
+    /// With `devices_changed`: devices that hold it and should not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<Vec<super::keys::DeviceRef>>,
+}
+
+impl ErrorFrame {
+    /// The error it carries.
+    pub fn into_proto(self) -> ProtoError {
+        let devices = (self.missing.is_some() || self.extra.is_some()).then(|| {
+            Box::new(DeviceDiff {
+                missing: self.missing.unwrap_or_default(),
+                extra: self.extra.unwrap_or_default(),
+            })
+        });
+        ProtoError {
+            code: self.code,
+            message: self.message,
+            retry_after_ms: self.retry_after_ms,
+            devices,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -819,11 +931,14 @@ pub fn encode_ok_empty(id: u64) -> String {
 
 /// Encode an `error` reply.
 pub fn encode_error(id: Option<u64>, err: &ProtoError) -> String {
+    let diff: Option<&DeviceDiff> = err.devices.as_deref();
     ServerFrame::Error(ErrorFrame {
         id,
         code: err.code,
         message: err.message.clone(),
         retry_after_ms: err.retry_after_ms,
+        missing: diff.map(|d| d.missing.clone()),
+        extra: diff.map(|d| d.extra.clone()),
     })
     .encode()
 }
@@ -965,6 +1080,7 @@ mod tests {
             body: EventBody::Message {
                 body: "hello".into(),
                 reply_to: None,
+                encrypted: None,
             },
         };
         let text = encode_event(&ev);
@@ -995,20 +1111,24 @@ mod tests {
             EventBody::Message {
                 body: "hi \"there\" \u{1F600}\n".into(),
                 reply_to: Some(3),
+                encrypted: None,
             },
             EventBody::Message {
                 body: String::new(),
                 reply_to: None,
+                encrypted: None,
             },
             EventBody::Edit {
                 target_seq: 4,
                 body: "fixed".into(),
+                encrypted: None,
             },
             EventBody::Delete { target_seq: 4 },
             EventBody::Reaction {
                 target_seq: 2,
                 emoji: "👍".into(),
                 remove: false,
+                encrypted: None,
             },
             EventBody::Create {
                 name: Some("g".into()),

@@ -95,6 +95,15 @@ pub struct Limits {
     pub webhook_posts_per_sec: u32,
     /// Posts one incoming webhook may make at once above that rate.
     pub webhook_burst: u32,
+    /// Devices with keys one user may have (secret conversations).
+    pub max_devices_per_user: usize,
+    /// Unclaimed one-time keys one device may hold.
+    pub max_one_time_keys: usize,
+    /// Messages one device's inbox may hold before senders get
+    /// `limit_exceeded`.
+    pub max_inbox_messages: usize,
+    /// Size of one to-device message's `body`, in bytes of JSON.
+    pub max_to_device_bytes: usize,
 }
 
 impl Default for Limits {
@@ -138,6 +147,10 @@ impl Default for Limits {
             stream_replay_frames: 256,
             webhook_posts_per_sec: 1,
             webhook_burst: 10,
+            max_devices_per_user: 10,
+            max_one_time_keys: 100,
+            max_inbox_messages: 10_000,
+            max_to_device_bytes: 8 * 1024,
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod error;
 mod frames;
+pub mod keys;
 mod limits;
 pub mod search;
 mod span;
@@ -15,6 +16,7 @@ mod search_tests;
 
 pub use error::{ErrorCode, ProtoError};
 pub use frames::*;
+pub use keys::{DeviceRef, Encrypted, ToDeviceMessage};
 pub use limits::{ByteBudget, Limits, PROTOCOL_VERSION, valid_username};
 pub use span::parse_span;
 pub use types::*;

@@ -77,6 +77,10 @@ pub struct Conversation {
     /// everyone else is a member.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub roles: BTreeMap<String, MemberRole>,
+    /// A secret conversation: its messages are end-to-end encrypted (an
+    /// addition to the core; absent when false).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub encrypted: bool,
 }
 
 /// Conversations with more members than this are described without
@@ -181,10 +185,18 @@ pub enum EventBody {
         body: String,
         #[serde(default)]
         reply_to: Option<u64>,
+        /// In a secret conversation: the Megolm ciphertext (the text
+        /// fields are empty).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        encrypted: Option<Box<super::keys::Encrypted>>,
     },
     Edit {
         target_seq: u64,
         body: String,
+        /// In a secret conversation: the Megolm ciphertext (the text
+        /// fields are empty).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        encrypted: Option<Box<super::keys::Encrypted>>,
     },
     Delete {
         target_seq: u64,
@@ -194,6 +206,10 @@ pub enum EventBody {
         emoji: String,
         #[serde(default)]
         remove: bool,
+        /// In a secret conversation: the Megolm ciphertext (the text
+        /// fields are empty).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        encrypted: Option<Box<super::keys::Encrypted>>,
     },
     /// Users joined or were added (by `sender`).
     Join {
@@ -225,6 +241,10 @@ pub enum EventBody {
         caption: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_to: Option<u64>,
+        /// In a secret conversation: the Megolm ciphertext (the text
+        /// fields are empty).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        encrypted: Option<Box<super::keys::Encrypted>>,
     },
     /// The first event of every conversation.
     Create {
@@ -249,6 +269,18 @@ impl EventBody {
             EventBody::Rename { .. } => "rename",
             EventBody::Create { .. } => "create",
             EventBody::File { .. } => "file",
+        }
+    }
+
+    /// The ciphertext of a message, edit, reaction or file of a secret
+    /// conversation.
+    pub fn encrypted(&self) -> Option<&super::keys::Encrypted> {
+        match self {
+            EventBody::Message { encrypted, .. }
+            | EventBody::Edit { encrypted, .. }
+            | EventBody::Reaction { encrypted, .. }
+            | EventBody::File { encrypted, .. } => encrypted.as_deref(),
+            _ => None,
         }
     }
 

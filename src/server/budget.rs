@@ -47,6 +47,11 @@ pub fn cost(req: &Request) -> f64 {
         | Request::Sessions {}
         | Request::Blocks {}
         | Request::AdminErase { .. } => 2.0,
+        Request::KeysQuery { .. }
+        | Request::KeysClaim { .. }
+        | Request::ToDevice { .. }
+        | Request::KeysShare { .. } => 5.0,
+        Request::KeysUpload(_) | Request::Inbox { .. } => 2.0,
         _ => 1.0,
     }
 }
@@ -208,6 +213,7 @@ mod tests {
             kind: crate::proto::ConvKind::Channel,
             name: Some("x".into()),
             members: vec![],
+            encrypted: false,
         };
         assert!(a.spend(&create).is_ok() && a.spend(&create).is_ok());
         let e = a.spend(&create).unwrap_err();

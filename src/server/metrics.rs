@@ -638,6 +638,7 @@ mod tests {
             event(EventBody::Message {
                 body: "hi".into(),
                 reply_to: None,
+                encrypted: None,
             })
         };
         sink.committed(&[

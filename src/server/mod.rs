@@ -19,6 +19,7 @@ pub mod files;
 pub mod health;
 pub mod http;
 pub mod hub;
+mod keycheck;
 mod limiter;
 pub mod metrics;
 pub mod migrate;
@@ -202,6 +203,7 @@ pub async fn serve_listeners(
     tokio::spawn(files::collect(shared.clone(), token.clone()));
     match store.postgres() {
         None => {
+            tokio::spawn(expire_devices(shared.clone(), token.clone()));
             tokio::spawn(crate::store::log::retention::run(
                 data.clone(),
                 config.retention.clone(),
@@ -357,6 +359,24 @@ async fn pinger(hub: Arc<Hub>, every: Duration, stop: CancellationToken) {
                 hub.request_pings(phase, PHASES);
                 phase = (phase + 1) % PHASES;
             }
+        }
+    }
+}
+
+/// Hourly, delete the devices of sessions that expired without being
+/// presented again (secret conversations; the embedded store).
+async fn expire_devices(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let life = shared.accounts.life;
+        let op = crate::store::log::KeyOp::Expire { life };
+        if let Err(e) = shared.store.keys(op).await {
+            tracing::warn!("expiring devices: {e}");
         }
     }
 }

@@ -110,16 +110,7 @@ pub const MAX_PREVIEW_BYTES: usize = 16 * 1024;
 /// directories, no control characters), a size within the upload limit, a
 /// media type of the `type/subtype` shape, and a small PNG or JPEG preview.
 pub fn file(f: &FileInfo, max_upload_bytes: u64) -> Result<(), ProtoError> {
-    if f.digest.len() != 64
-        || !f
-            .digest
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
-        return Err(ProtoError::invalid(
-            "the file digest is 64 lowercase hex digits (its SHA-256)",
-        ));
-    }
+    file_digest(f, max_upload_bytes)?;
     let name = f.name.as_str();
     if name.trim().is_empty() || name == "." || name == ".." {
         return Err(ProtoError::invalid("the file has no name"));
@@ -130,12 +121,6 @@ pub fn file(f: &FileInfo, max_upload_bytes: u64) -> Result<(), ProtoError> {
     if name.contains(['/', '\\']) || name.chars().any(char::is_control) {
         return Err(ProtoError::invalid(
             "a file name has no directories and no control characters",
-        ));
-    }
-    if f.size > max_upload_bytes {
-        return Err(ProtoError::new(
-            ErrorCode::TooLarge,
-            format!("files are limited to {max_upload_bytes} bytes"),
         ));
     }
     let token = |s: &str| {
@@ -169,6 +154,51 @@ pub fn file(f: &FileInfo, max_upload_bytes: u64) -> Result<(), ProtoError> {
         if !png && !jpeg {
             return Err(ProtoError::invalid("the preview is a PNG or a JPEG"));
         }
+    }
+    Ok(())
+}
+
+/// A file's digest (64 lowercase hex digits) and size (within the upload
+/// limit): all a secret conversation's file event shows of it.
+pub fn file_digest(f: &FileInfo, max_upload_bytes: u64) -> Result<(), ProtoError> {
+    if f.digest.len() != 64
+        || !f
+            .digest
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(ProtoError::invalid(
+            "the file digest is 64 lowercase hex digits (its SHA-256)",
+        ));
+    }
+    if f.size > max_upload_bytes {
+        return Err(ProtoError::new(
+            ErrorCode::TooLarge,
+            format!("files are limited to {max_upload_bytes} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// A device a request names: a username and a device id (10 of `A-Z`).
+pub fn device_ref(user: &str, device_id: &str) -> Result<(), ProtoError> {
+    username(user)?;
+    if !crate::proto::keys::valid_device_id(device_id) {
+        return Err(ProtoError::invalid("device ids are 10 characters A-Z"));
+    }
+    Ok(())
+}
+
+/// A to-device message or share: for a device, a JSON object of at most
+/// `max_to_device_bytes`.
+pub fn to_device(m: &crate::proto::ToDeviceMessage, limits: &Limits) -> Result<(), ProtoError> {
+    device_ref(&m.user, &m.device_id)?;
+    if !m.body.is_object() {
+        return Err(ProtoError::invalid("a to-device body is a JSON object"));
+    }
+    let size = serde_json::to_string(&m.body).map_or(usize::MAX, |s| s.len());
+    if size > limits.max_to_device_bytes {
+        return Err(too_large("a to-device body", limits.max_to_device_bytes));
     }
     Ok(())
 }

@@ -98,6 +98,7 @@ pub async fn post(
         body: EventBody::Message {
             body: text.0,
             reply_to: None,
+            encrypted: None,
         },
     };
     let appended = shared.store.append(op).await;

@@ -4,11 +4,14 @@
 //! backend as it is; both decide writes with [`super::rules`].
 
 use super::log::{
-    self, AccountOp, AccountReply, Append, Appended, CommitSink, SearchPage, SearchScope,
-    SessionRow, Snapshot, StoreConfig, StoreError, Webhook, WriteLimits, WriteStats,
+    self, AccountOp, AccountReply, Append, Appended, CommitSink, KeyOp, KeyReply, SearchPage,
+    SearchScope, SecretOp, SessionRow, Snapshot, StoreConfig, StoreError, StoredDevice, Webhook,
+    WriteLimits, WriteStats,
 };
 use super::pg;
-use crate::proto::{Account, Event, Invite, MemberRole, ReceiptPair};
+use crate::proto::keys::{InboxMessage, UserKeys};
+use crate::proto::{Account, ErrorCode, Event, Invite, MemberRole, ProtoError, ReceiptPair};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -200,6 +203,26 @@ impl Store {
         both!(&self.backend, s => s.receipt(user, conversation_id, delivered, read).await)
     }
 
+    /// Apply a change to device keys or inboxes (secret conversations).
+    pub async fn keys(&self, op: KeyOp) -> Result<KeyReply, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.keys(op).await,
+            Backend::Postgres(_) => Err(no_secrets()),
+        }
+    }
+
+    /// Queue a write to a secret conversation, in order with appends; the
+    /// receiver gets its durable result.
+    pub async fn submit_secret(
+        &self,
+        op: SecretOp,
+    ) -> Result<oneshot::Receiver<Result<Appended, StoreError>>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.submit_secret(op).await,
+            Backend::Postgres(_) => Err(no_secrets()),
+        }
+    }
+
     /// The read side.
     pub fn readers(&self) -> &Readers {
         &self.readers
@@ -271,6 +294,74 @@ forward! {
     fn last_account_change(&self) -> i64;
     /// Everything the server keeps in memory, read again.
     fn snapshot(&self) -> Snapshot;
+}
+
+/// The refusal of what only the SQLite store does so far: secret
+/// conversations, device keys and inboxes.
+fn no_secrets() -> StoreError {
+    StoreError::Rejected(ProtoError::new(
+        ErrorCode::Forbidden,
+        "secret conversations are not available on this store yet",
+    ))
+}
+
+/// Reads of device keys and inboxes (SQLite only, so far).
+impl Readers {
+    /// The device of the session `token_hash`, if it uploaded keys.
+    pub async fn device_of_session(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<StoredDevice>, StoreError> {
+        match self {
+            Readers::Sqlite(r) => r.device_of_session(token_hash).await,
+            Readers::Postgres(_) => Ok(None),
+        }
+    }
+
+    /// One device of `user`.
+    pub async fn device(
+        &self,
+        user: &str,
+        device_id: &str,
+    ) -> Result<Option<StoredDevice>, StoreError> {
+        match self {
+            Readers::Sqlite(r) => r.device(user, device_id).await,
+            Readers::Postgres(_) => Err(no_secrets()),
+        }
+    }
+
+    /// `user`'s identity key, if they gave one.
+    pub async fn identity_key(&self, user: &str) -> Result<Option<String>, StoreError> {
+        match self {
+            Readers::Sqlite(r) => r.identity_key(user).await,
+            Readers::Postgres(_) => Err(no_secrets()),
+        }
+    }
+
+    /// The identity key and devices of each of `users`.
+    pub async fn keys_query(
+        &self,
+        users: Vec<String>,
+    ) -> Result<BTreeMap<String, UserKeys>, StoreError> {
+        match self {
+            Readers::Sqlite(r) => r.keys_query(users).await,
+            Readers::Postgres(_) => Err(no_secrets()),
+        }
+    }
+
+    /// A page of the inbox of the session `token_hash`'s device, and the
+    /// last seq it gave out.
+    pub async fn inbox(
+        &self,
+        token_hash: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<(Vec<InboxMessage>, u64), StoreError> {
+        match self {
+            Readers::Sqlite(r) => r.inbox(token_hash, after, limit).await,
+            Readers::Postgres(_) => Err(no_secrets()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ use super::log::{Appended, StoreError, WriteLimits};
 use crate::proto::{ConvKind, ErrorCode, EventBody, MemberRole, ProtoError};
 use std::future::Future;
 
+pub mod secret;
+
 /// A refusal, as the store reports it.
 pub fn rejected(code: ErrorCode, message: impl Into<String>) -> StoreError {
     StoreError::Rejected(ProtoError::new(code, message))
@@ -117,6 +119,12 @@ pub trait Facts {
         user: &str,
         digest: &str,
     ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+    /// Whether `conv` is a secret conversation (see [`secret`]). A store
+    /// that has none answers `false`.
+    fn encrypted(&mut self, conv: &str) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let _ = conv;
+        std::future::ready(Ok(false))
+    }
 }
 
 /// Run a decision whose facts never wait (the SQLite writer's).
@@ -294,6 +302,23 @@ pub async fn event(
     body: &EventBody,
 ) -> Result<Decision<()>, StoreError> {
     let (kind, role) = member(f, user, conv).await?;
+    // A secret conversation takes ciphertext only (a deletion carries no
+    // text); a normal one never does.
+    match (f.encrypted(conv).await?, body.encrypted().is_some()) {
+        (true, false) if !matches!(body, EventBody::Delete { .. }) => {
+            return Err(rejected(
+                ErrorCode::InvalidArgument,
+                "this is a secret conversation: send the text encrypted",
+            ));
+        }
+        (false, true) => {
+            return Err(rejected(
+                ErrorCode::InvalidArgument,
+                "this is not a secret conversation: send the text as it is",
+            ));
+        }
+        _ => {}
+    }
     if kind == ConvKind::Dm {
         let members = f.members(conv).await?;
         if let Some((other, _)) = members.iter().find(|(m, _)| m != user)
@@ -393,6 +418,20 @@ pub async fn create(
     name: Option<String>,
     members: Vec<String>,
 ) -> Result<Decision<NewConversation>, StoreError> {
+    create_kind(f, limits, user, kind, name, members, false).await
+}
+
+/// [`create`], of a secret conversation (`secret`: see [`secret::create`]),
+/// whose DM is another than the plain DM of the same two users.
+async fn create_kind(
+    f: &mut impl Facts,
+    limits: &WriteLimits,
+    user: &str,
+    kind: ConvKind,
+    name: Option<String>,
+    members: Vec<String>,
+    secret: bool,
+) -> Result<Decision<NewConversation>, StoreError> {
     let mut everyone: Vec<String> = vec![user.to_string()];
     for m in members {
         check_user(f, &m).await?;
@@ -414,7 +453,11 @@ pub async fn create(
                     "a DM is with exactly one other user",
                 ));
             }
-            let key = dm_key(&everyone);
+            let key = if secret {
+                secret::secret_dm_key(&everyone)
+            } else {
+                dm_key(&everyone)
+            };
             if let Some(id) = f.dm(&key).await? {
                 return Ok(nothing(&id));
             }
@@ -523,8 +566,12 @@ pub async fn add_members(
     if new.is_empty() {
         return Ok(nothing(conv));
     }
-    if f.member_count(conv).await? + new.len() > limits.max_members {
+    let count = f.member_count(conv).await? + new.len();
+    if count > limits.max_members {
         return Err(rejected(ErrorCode::TooLarge, "too many members"));
+    }
+    if count > secret::MAX_SECRET_MEMBERS && f.encrypted(conv).await? {
+        return Err(secret::too_many());
     }
     check_room(f, limits, &new).await?;
     new.sort();
@@ -703,6 +750,12 @@ pub async fn webhook(
         "only an admin of this conversation may add a webhook",
     )
     .await?;
+    if f.encrypted(conv).await? {
+        return Err(rejected(
+            ErrorCode::Forbidden,
+            "a webhook cannot post in a secret conversation",
+        ));
+    }
     if f.member_count(conv).await? >= limits.max_members {
         return Err(rejected(ErrorCode::TooLarge, "too many members"));
     }

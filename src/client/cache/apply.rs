@@ -57,7 +57,9 @@ fn columns(body: &EventBody) -> (Option<u64>, Option<&str>) {
     match body {
         EventBody::Message { body, .. } => (None, Some(body)),
         EventBody::File { caption, .. } => (None, Some(caption.as_deref().unwrap_or(""))),
-        EventBody::Edit { target_seq, body } => (Some(*target_seq), Some(body)),
+        EventBody::Edit {
+            target_seq, body, ..
+        } => (Some(*target_seq), Some(body)),
         EventBody::Delete { target_seq } | EventBody::Reaction { target_seq, .. } => {
             (Some(*target_seq), None)
         }
@@ -375,7 +377,7 @@ impl Cache {
         let mut out = Vec::new();
         for row in rows {
             let (cmid, data) = row?;
-            if let Ok(EventBody::Message { body, reply_to }) = serde_json::from_str(&data)
+            if let Ok(EventBody::Message { body, reply_to, .. }) = serde_json::from_str(&data)
                 && !body.is_empty()
             {
                 out.push((cmid, body, reply_to));

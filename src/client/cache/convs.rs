@@ -100,6 +100,7 @@ impl Cache {
             // Roles come with the server's answers; the cache does not
             // keep them.
             roles: Default::default(),
+            encrypted: false,
         }))
     }
 

@@ -24,12 +24,15 @@ enum Op<'a> {
 
 fn event_op(body: &EventBody) -> Option<(u64, Op<'_>)> {
     match body {
-        EventBody::Edit { target_seq, body } => Some((*target_seq, Op::Edit(body))),
+        EventBody::Edit {
+            target_seq, body, ..
+        } => Some((*target_seq, Op::Edit(body))),
         EventBody::Delete { target_seq } => Some((*target_seq, Op::Delete)),
         EventBody::Reaction {
             target_seq,
             emoji,
             remove,
+            ..
         } => Some((
             *target_seq,
             Op::React {
@@ -82,11 +85,12 @@ impl<'a> Window<'a> {
 
     fn push(&mut self, ev: Event) {
         let (body, file, reply_to) = match ev.body {
-            EventBody::Message { body, reply_to } => (body, None, reply_to),
+            EventBody::Message { body, reply_to, .. } => (body, None, reply_to),
             EventBody::File {
                 file,
                 caption,
                 reply_to,
+                ..
             } => (caption.unwrap_or_default(), Some(file), reply_to),
             body => {
                 if let Some(change) = SystemChange::of(&body) {

@@ -433,6 +433,7 @@ pub(super) async fn resolve(
                 kind: ConvKind::Dm,
                 name: None,
                 members: vec![user.to_string()],
+                encrypted: false,
             })
             .await
             .map_err(|e| {
@@ -538,6 +539,7 @@ async fn create(loaded: &Loaded, what: CreateWhat, json: bool) -> Result<(), Fai
             kind: ConvKind::Dm,
             name: None,
             members: vec![user.trim_start_matches('@').to_string()],
+            encrypted: false,
         },
         CreateWhat::Group { name, users } => Request::Create {
             kind: ConvKind::Group,
@@ -546,11 +548,13 @@ async fn create(loaded: &Loaded, what: CreateWhat, json: bool) -> Result<(), Fai
                 .into_iter()
                 .map(|u| u.trim_start_matches('@').to_string())
                 .collect(),
+            encrypted: false,
         },
         CreateWhat::Channel { name } => Request::Create {
             kind: ConvKind::Channel,
             name: Some(name.trim_start_matches('#').to_string()),
             members: Vec::new(),
+            encrypted: false,
         },
     };
     s.conversation(&req, json).await?;

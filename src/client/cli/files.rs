@@ -101,6 +101,8 @@ async fn share(
         file,
         caption,
         reply_to: None,
+        encrypted: None,
+        shares: Vec::new(),
     };
     let ok: AppendOk = s.ask(&req).await?;
     Ok(ok.seq)

@@ -152,6 +152,7 @@ impl Engine {
                         kind: ConvKind::Dm,
                         name: None,
                         members: vec![user],
+                        encrypted: false,
                     },
                     Pending::Conv { focus: true },
                 );
@@ -162,6 +163,7 @@ impl Engine {
                         kind: ConvKind::Group,
                         name: Some(name),
                         members: users,
+                        encrypted: false,
                     },
                     Pending::Conv { focus: true },
                 );
@@ -172,6 +174,7 @@ impl Engine {
                         kind: ConvKind::Channel,
                         name: Some(name.trim_start_matches('#').to_string()),
                         members: Vec::new(),
+                        encrypted: false,
                     },
                     Pending::Conv { focus: true },
                 );

@@ -14,6 +14,8 @@ pub fn request_of(item: &OutboxItem) -> Request {
             client_msg_id,
             body,
             reply_to,
+            encrypted: None,
+            shares: Vec::new(),
         },
         OutboxRequest::SendFile {
             file,
@@ -25,12 +27,16 @@ pub fn request_of(item: &OutboxItem) -> Request {
             file,
             caption,
             reply_to,
+            encrypted: None,
+            shares: Vec::new(),
         },
         OutboxRequest::Edit { target_seq, body } => Request::Edit {
             conversation_id,
             client_msg_id,
             target_seq,
             body,
+            encrypted: None,
+            shares: Vec::new(),
         },
         OutboxRequest::Delete { target_seq } => Request::Delete {
             conversation_id,
@@ -47,6 +53,8 @@ pub fn request_of(item: &OutboxItem) -> Request {
             target_seq,
             emoji,
             remove,
+            encrypted: None,
+            shares: Vec::new(),
         },
     }
 }
@@ -78,7 +86,9 @@ mod tests {
                 client_msg_id: "m".into(),
                 target_seq: 4,
                 emoji: "+1".into(),
-                remove: true
+                remove: true,
+                encrypted: None,
+                shares: Vec::new(),
             }
         );
         assert!(matches!(

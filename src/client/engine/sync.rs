@@ -537,6 +537,8 @@ impl Engine {
 
     fn on_push(&mut self, frame: ServerFrame) {
         match frame {
+            // Secret conversations' key traffic: not handled here.
+            ServerFrame::ToDevice(_) | ServerFrame::Devices(_) => {}
             ServerFrame::Event(ev) => {
                 let conv = ev.conversation_id.clone();
                 let Some(cache) = self.cache.as_mut() else {

@@ -372,11 +372,7 @@ impl Conn {
             match frame {
                 ServerFrame::Ok(ok) if ok.id == id => return Ok(ok),
                 ServerFrame::Error(e) if e.id == Some(id) || e.id.is_none() => {
-                    return Err(ClientError::Server(ProtoError {
-                        code: e.code,
-                        message: e.message,
-                        retry_after_ms: e.retry_after_ms,
-                    }));
+                    return Err(ClientError::Server(e.into_proto()));
                 }
                 ServerFrame::Ok(_) | ServerFrame::Error(_) => {}
                 push => {

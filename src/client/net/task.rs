@@ -419,11 +419,10 @@ async fn connected<E: From<NetEvent> + Send + 'static>(
                         None => continue,
                     },
                     ServerFrame::Error(e) => match e.id.and_then(|id| tags.remove(&id)) {
-                        Some(tag) => NetEvent::Reply { tag, result: Err(ProtoError {
-                            code: e.code,
-                            message: e.message,
-                            retry_after_ms: e.retry_after_ms,
-                        }) },
+                        Some(tag) => NetEvent::Reply {
+                            tag,
+                            result: Err(e.into_proto()),
+                        },
                         None => {
                             tracing::warn!("server error: {} {}", e.code, e.message);
                             continue;

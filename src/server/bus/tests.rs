@@ -142,6 +142,7 @@ impl Cluster {
                 body: EventBody::Message {
                     body: text.into(),
                     reply_to: None,
+                    encrypted: None,
                 },
             })
             .await

@@ -234,7 +234,7 @@ pub fn encode_commit(node: &str, changes: &[Committed]) -> Vec<String> {
     let mut out = Vec::new();
     let mut msg = head.clone();
     let mut items = 0;
-    for change in changes {
+    for change in changes.iter().filter(|c| !c.single_node()) {
         let item = encode_change(change);
         if items > 0 && msg.len() + item.len() + 3 > MAX_MESSAGE_BYTES {
             msg.push_str("]}");
@@ -290,6 +290,8 @@ fn encode_change(change: &Committed) -> String {
             blocked,
             on,
         } => write!(s, r#"{{"bl":[{},{},{on}]}}"#, json(blocker), json(blocked)),
+        // Never on the bus (see `Committed::single_node`).
+        Committed::Encrypted(_) | Committed::ToDevice { .. } | Committed::Devices { .. } => Ok(()),
     };
     s
 }
@@ -354,6 +356,7 @@ mod tests {
             body: EventBody::Message {
                 body: body.into(),
                 reply_to: None,
+                encrypted: None,
             },
         };
         let data = serde_json::to_string(&ev.body).unwrap();

@@ -85,6 +85,7 @@ impl Hub {
                         last_seq: 0,
                         receipts: HashMap::new(),
                         roles: BTreeMap::new(),
+                        encrypted: false,
                     },
                 );
                 st.index_channel(&rec.id, None);
@@ -327,6 +328,7 @@ mod tests {
             EventBody::Message {
                 body: format!("m{seq}"),
                 reply_to: None,
+                encrypted: None,
             },
         )
     }

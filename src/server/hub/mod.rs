@@ -13,6 +13,7 @@
 
 mod cluster;
 pub use cluster::Gap;
+mod devices;
 
 use super::bus::Link;
 use super::queue::{Ended, PushQueue};
@@ -49,6 +50,8 @@ struct ConvState {
     receipts: HashMap<String, ReceiptPair>,
     /// Owner and admins.
     roles: BTreeMap<String, MemberRole>,
+    /// A secret conversation.
+    encrypted: bool,
 }
 
 struct Online {
@@ -192,6 +195,7 @@ impl State {
             last_seq: c.last_seq,
             receipts,
             roles,
+            encrypted: c.encrypted,
         })
     }
 
@@ -360,6 +364,7 @@ impl Hub {
     pub fn load(&self, snapshot: Snapshot) {
         let mut st = self.lock();
         st.blocks = Blocks::from_pairs(snapshot.blocks);
+        let secret: BTreeSet<String> = snapshot.encrypted.into_iter().collect();
         for rec in snapshot.conversations {
             for user in rec.receipts.keys() {
                 st.memberships
@@ -377,6 +382,7 @@ impl Hub {
                     last_seq: rec.last_seq,
                     receipts: rec.receipts.into_iter().collect(),
                     roles: rec.roles,
+                    encrypted: secret.contains(&id),
                 },
             );
             st.index_channel(&id, None);
@@ -897,10 +903,21 @@ impl Hub {
                             last_seq: 0,
                             receipts: HashMap::new(),
                             roles: BTreeMap::new(),
+                            encrypted: false,
                         },
                     );
                     st.index_channel(id, None);
                 }
+                Committed::Encrypted(id) => {
+                    if let Some(c) = st.convs.get_mut(id) {
+                        c.encrypted = true;
+                    }
+                }
+                Committed::ToDevice { user, token, push } => st.to_device(user, token, push),
+                Committed::Devices {
+                    user,
+                    identity_changed,
+                } => st.devices_changed(user, *identity_changed),
                 Committed::Event(ev, push) => {
                     if in_order {
                         match st.convs.get(&ev.conversation_id).map(|c| c.last_seq) {

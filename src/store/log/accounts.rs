@@ -657,6 +657,12 @@ impl Writer {
              WHERE sender = ?1 AND kind IN ('message', 'edit')",
             [username],
         )?;
+        // A secret conversation's ciphertext goes too.
+        self.conn.execute(
+            "UPDATE events SET data = json_set(data, '$.encrypted.ciphertext', '')
+             WHERE sender = ?1 AND json_type(data, '$.encrypted') = 'object'",
+            [username],
+        )?;
         self.conn.execute(
             "UPDATE events SET data = json_remove(json_set(data, '$.file.name', 'file'),
                                                   '$.caption', '$.file.preview')

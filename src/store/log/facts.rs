@@ -215,4 +215,13 @@ impl Facts for Mirrored<'_> {
     ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send {
         ready(Mirrored::upload_size(self, user, digest))
     }
+
+    fn encrypted(&mut self, conv: &str) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        ready(Ok(self
+            .0
+            .mirror
+            .convs
+            .get(conv)
+            .is_some_and(|c| c.encrypted)))
+    }
 }

@@ -16,6 +16,8 @@ pub(super) struct ConvMirror {
     pub(super) members: HashSet<String>,
     /// Owner and admins.
     pub(super) roles: HashMap<String, MemberRole>,
+    /// A secret conversation.
+    pub(super) encrypted: bool,
 }
 
 impl ConvMirror {
@@ -40,6 +42,7 @@ pub(super) struct Mirror {
 }
 
 pub(super) use crate::store::rules::dm_key;
+use crate::store::rules::secret::secret_dm_key;
 
 impl Mirror {
     pub(super) fn from_snapshot(snap: &Snapshot) -> Mirror {
@@ -49,6 +52,7 @@ impl Mirror {
             blocks: Blocks::from_pairs(snap.blocks.iter().cloned()),
             ..Mirror::default()
         };
+        let secret: HashSet<&str> = snap.encrypted.iter().map(String::as_str).collect();
         for c in &snap.conversations {
             match (c.kind, &c.name) {
                 (ConvKind::Channel, Some(name)) => {
@@ -56,7 +60,12 @@ impl Mirror {
                 }
                 (ConvKind::Dm, _) => {
                     // A DM's members never change.
-                    m.dms.insert(dm_key(c.receipts.keys()), c.id.clone());
+                    let key = if secret.contains(c.id.as_str()) {
+                        secret_dm_key(c.receipts.keys())
+                    } else {
+                        dm_key(c.receipts.keys())
+                    };
+                    m.dms.insert(key, c.id.clone());
                 }
                 _ => {}
             }
@@ -70,6 +79,7 @@ impl Mirror {
                     last_seq: c.last_seq,
                     members: c.receipts.keys().cloned().collect(),
                     roles: c.roles.iter().map(|(u, r)| (u.clone(), *r)).collect(),
+                    encrypted: secret.contains(c.id.as_str()),
                 },
             );
         }

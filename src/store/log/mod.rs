@@ -21,6 +21,8 @@ mod checkpoint;
 mod durable;
 mod facts;
 mod files;
+mod keys;
+pub use keys::{KeyCaps, KeyOp, KeyReply, StoredDevice};
 mod mirror;
 mod ops;
 mod read;
@@ -29,7 +31,9 @@ mod roles;
 pub use roles::Blocks;
 mod schema;
 mod search;
+mod secret;
 pub use search::{Cursor, SCAN_BUDGET, SearchPage, SearchScope};
+pub use secret::SecretOp;
 mod stats;
 pub use stats::{Buckets, Snapshot as BucketsSnapshot, WriteStats};
 mod writer;
@@ -165,6 +169,8 @@ pub struct Snapshot {
     pub conversations: Vec<ConvRecord>,
     /// (blocker, blocked) pairs.
     pub blocks: Vec<(String, String)>,
+    /// The ids of secret conversations.
+    pub encrypted: Vec<String>,
 }
 
 /// A change to the log or to receipts, as the writer reports it after commit.
@@ -191,6 +197,32 @@ pub enum Committed {
         blocked: String,
         on: bool,
     },
+    /// The conversation just created is secret (right after its
+    /// `Created`, before its first event).
+    Encrypted(String),
+    /// A to-device message for the connections of `user` that use the
+    /// session whose token's SHA-256 is `token`: its push frame.
+    ToDevice {
+        user: String,
+        token: [u8; 32],
+        push: String,
+    },
+    /// `user`'s devices changed (or their identity key was replaced).
+    Devices {
+        user: String,
+        identity_changed: bool,
+    },
+}
+
+impl Committed {
+    /// Changes of secret conversations and device keys, which only the
+    /// single-node store makes: nothing the bus between nodes carries.
+    pub fn single_node(&self) -> bool {
+        matches!(
+            self,
+            Committed::Encrypted(_) | Committed::ToDevice { .. } | Committed::Devices { .. }
+        )
+    }
 }
 
 /// Append requests. The `user` is the authenticated caller.
@@ -275,6 +307,14 @@ pub(crate) enum WriteOp {
         delivered: u64,
         read: u64,
         reply: oneshot::Sender<Result<Option<ReceiptPair>, StoreError>>,
+    },
+    Keys {
+        op: KeyOp,
+        reply: oneshot::Sender<Result<KeyReply, StoreError>>,
+    },
+    Secret {
+        op: SecretOp,
+        reply: oneshot::Sender<Result<Appended, StoreError>>,
     },
 }
 
@@ -457,6 +497,20 @@ impl LogStore {
     /// Append and wait until the result is durable.
     pub async fn append(&self, op: Append) -> Result<Appended, StoreError> {
         Self::wait(self.submit_append(op).await?).await
+    }
+
+    /// Apply a change to device keys or inboxes.
+    pub async fn keys(&self, op: KeyOp) -> Result<KeyReply, StoreError> {
+        Self::wait(self.submit(|reply| WriteOp::Keys { op, reply }).await?).await
+    }
+
+    /// Queue a write to a secret conversation (in order with appends) and
+    /// return a receiver for its durable result.
+    pub async fn submit_secret(
+        &self,
+        op: SecretOp,
+    ) -> Result<oneshot::Receiver<Result<Appended, StoreError>>, StoreError> {
+        self.submit(|reply| WriteOp::Secret { op, reply }).await
     }
 
     /// Queue a receipt update; the receiver yields the new pointers, or

@@ -59,7 +59,7 @@ impl Writer {
                 ))?;
                 match decided {
                     Decision::Done(done) => Ok(done),
-                    Decision::Write(new) => self.create(&user, kind, new),
+                    Decision::Write(new) => self.create(&user, kind, new, false),
                 }
             }
             Append::Join {
@@ -222,13 +222,14 @@ impl Writer {
         Ok(())
     }
 
-    /// Write a conversation the rules accepted, its members, its owner and
-    /// its `create` event.
-    fn create(
+    /// Write a conversation the rules accepted (a secret one when
+    /// `encrypted`), its members, its owner and its `create` event.
+    pub(super) fn create(
         &mut self,
         user: &str,
         kind: ConvKind,
         new: rules::NewConversation,
+        encrypted: bool,
     ) -> Result<Appended, StoreError> {
         let rules::NewConversation {
             members: everyone,
@@ -237,9 +238,9 @@ impl Writer {
         } = new;
         let id = super::new_conversation_id();
         self.conn.execute(
-            "INSERT INTO conversations (id, kind, name, dm_key, last_seq, created_at)
-             VALUES (?1, ?2, ?3, ?4, 0, ?5)",
-            params![id, kind.as_str(), name, dm_key, now_millis()],
+            "INSERT INTO conversations (id, kind, name, dm_key, last_seq, created_at, encrypted)
+             VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)",
+            params![id, kind.as_str(), name, dm_key, now_millis(), encrypted],
         )?;
         self.mirror.convs.insert(
             id.clone(),
@@ -248,6 +249,7 @@ impl Writer {
                 last_seq: 0,
                 members: HashSet::new(),
                 roles: HashMap::new(),
+                encrypted,
             },
         );
         if let Some(key) = dm_key {
@@ -263,6 +265,9 @@ impl Writer {
             kind,
             name: name.clone(),
         });
+        if encrypted {
+            self.changes.push(Committed::Encrypted(id.clone()));
+        }
         self.add_members(&id, &everyone)?;
         if kind != ConvKind::Dm {
             self.store_role(&id, user, MemberRole::Owner)?;

@@ -293,6 +293,10 @@ pub(super) fn load_snapshot(c: &Connection) -> Result<Snapshot, StoreError> {
             );
         }
     }
+    let mut stmt = c.prepare("SELECT id FROM conversations WHERE encrypted = 1")?;
+    for id in stmt.query_map([], |r| r.get::<_, String>(0))? {
+        snap.encrypted.push(id?);
+    }
     let mut stmt = c.prepare("SELECT username FROM users WHERE kind <> 'person'")?;
     for u in stmt.query_map([], |r| r.get::<_, String>(0))? {
         snap.bots.push(u?);

@@ -183,6 +183,9 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX webhooks_conversation ON webhooks(conversation_id);
     ",
+    // 8: secret conversations: device keys, inboxes, Megolm sessions (see
+    // `keys`).
+    super::keys::SCHEMA,
 ];
 
 /// The schema version that brought the search index.

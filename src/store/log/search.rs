@@ -163,7 +163,10 @@ pub(super) fn reindex(conn: &Connection, conv: &str, seq: i64) -> Result<(), Sto
 impl Writer {
     /// The doc number a new message takes, if `body` is one.
     pub(super) fn doc_for(&self, body: &EventBody) -> Option<i64> {
-        matches!(body, EventBody::Message { .. } | EventBody::File { .. }).then_some(self.next_doc)
+        // A secret conversation's messages are not searched on the server.
+        (matches!(body, EventBody::Message { .. } | EventBody::File { .. })
+            && body.encrypted().is_none())
+        .then_some(self.next_doc)
     }
 
     /// Keep the index in step with an event just written (inside the same
@@ -178,6 +181,9 @@ impl Writer {
         sender: &str,
         body: &EventBody,
     ) -> Result<(), StoreError> {
+        if body.encrypted().is_some() {
+            return Ok(());
+        }
         match body {
             EventBody::Message { body, .. } => {
                 let doc = self.next_doc;
@@ -205,7 +211,9 @@ impl Writer {
                     text: file_text(&file.name, caption.as_deref()),
                 });
             }
-            EventBody::Edit { target_seq, body } => {
+            EventBody::Edit {
+                target_seq, body, ..
+            } => {
                 let target = *target_seq as i64;
                 let row: Option<(Option<i64>, Millis, String)> = self
                     .conn

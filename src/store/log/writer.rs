@@ -15,7 +15,7 @@ use super::checkpoint::Checkpointer;
 use super::durable::{Batch, Failed, Publisher, SyncStage, not_durable};
 use super::mirror::Mirror;
 use super::stats::WriteStats;
-use super::{AccountReply, Appended, Committed, StoreError, WriteLimits, WriteOp};
+use super::{AccountReply, Appended, Committed, KeyReply, StoreError, WriteLimits, WriteOp};
 use crate::proto::ReceiptPair;
 use rusqlite::Connection;
 use std::sync::{Arc, Mutex};
@@ -191,6 +191,10 @@ pub(super) enum Pending {
         tokio::sync::oneshot::Sender<Result<Option<ReceiptPair>, StoreError>>,
         Result<Option<ReceiptPair>, StoreError>,
     ),
+    Keys(
+        tokio::sync::oneshot::Sender<Result<KeyReply, StoreError>>,
+        Result<KeyReply, StoreError>,
+    ),
 }
 
 impl Pending {
@@ -203,6 +207,7 @@ impl Pending {
             Pending::Account(tx, _) => Pending::Account(tx, Err(err)),
             Pending::Append(tx, _) => Pending::Append(tx, Err(err)),
             Pending::Receipt(tx, _) => Pending::Receipt(tx, Err(err)),
+            Pending::Keys(tx, _) => Pending::Keys(tx, Err(err)),
         }
     }
     pub(super) fn send(self) {
@@ -210,6 +215,7 @@ impl Pending {
             Pending::Account(tx, r) => drop(tx.send(r)),
             Pending::Append(tx, r) => drop(tx.send(r)),
             Pending::Receipt(tx, r) => drop(tx.send(r)),
+            Pending::Keys(tx, r) => drop(tx.send(r)),
         }
     }
 }
@@ -225,7 +231,10 @@ fn touches_index(op: &WriteOp) -> bool {
             body,
             crate::proto::EventBody::Edit { .. } | crate::proto::EventBody::Delete { .. }
         ),
-        WriteOp::Append { .. } | WriteOp::Receipt { .. } => false,
+        WriteOp::Append { .. }
+        | WriteOp::Receipt { .. }
+        | WriteOp::Keys { .. }
+        | WriteOp::Secret { .. } => false,
         WriteOp::Account { .. } => true,
     }
 }
@@ -325,6 +334,8 @@ impl Writer {
             WriteOp::Account { reply, .. } => Pending::Account(reply, Err(StoreError::Closed)),
             WriteOp::Append { reply, .. } => Pending::Append(reply, Err(StoreError::Closed)),
             WriteOp::Receipt { reply, .. } => Pending::Receipt(reply, Err(StoreError::Closed)),
+            WriteOp::Keys { reply, .. } => Pending::Keys(reply, Err(StoreError::Closed)),
+            WriteOp::Secret { reply, .. } => Pending::Append(reply, Err(StoreError::Closed)),
         }
     }
 
@@ -346,7 +357,16 @@ impl Writer {
             return self.refuse_with(op, e.into());
         }
         let result = match op {
-            WriteOp::Account { op, reply } => Pending::Account(reply, self.account(op)),
+            WriteOp::Account { op, reply } => {
+                // Sessions ended take their devices along (a trigger):
+                // their users' contacts hear of it.
+                let done = self
+                    .account(op)
+                    .and_then(|r| self.sessions_took_devices().map(|()| r));
+                Pending::Account(reply, done)
+            }
+            WriteOp::Keys { op, reply } => Pending::Keys(reply, self.keys(op)),
+            WriteOp::Secret { op, reply } => Pending::Append(reply, self.secret(op)),
             WriteOp::Append { op, reply } => Pending::Append(reply, self.append(op)),
             WriteOp::Receipt {
                 user,
@@ -361,8 +381,14 @@ impl Writer {
         };
         let (failed, db_error) = match &result {
             Pending::Account(_, r) => (r.is_err(), matches!(r, Err(StoreError::Db(_)))),
-            Pending::Append(_, r) => (r.is_err(), matches!(r, Err(StoreError::Db(_)))),
+            // A write error may come after the mirror moved (a secret
+            // send's shares are written after its event): reload it too.
+            Pending::Append(_, r) => (
+                r.is_err(),
+                matches!(r, Err(StoreError::Db(_) | StoreError::Write(_))),
+            ),
             Pending::Receipt(_, r) => (r.is_err(), matches!(r, Err(StoreError::Db(_)))),
+            Pending::Keys(_, r) => (r.is_err(), matches!(r, Err(StoreError::Db(_)))),
         };
         let end = if failed {
             self.changes.truncate(mark);

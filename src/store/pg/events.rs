@@ -147,7 +147,12 @@ async fn index_event(
             let text = file_text(&file.name, caption.as_deref());
             add(c, doc, conv, seq, ts, sender, &text).await?;
         }
-        (EventBody::Edit { target_seq, body }, _) => {
+        (
+            EventBody::Edit {
+                target_seq, body, ..
+            },
+            _,
+        ) => {
             let target = *target_seq as i64;
             let Some(row) = opt(
                 c,

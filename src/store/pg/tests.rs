@@ -169,6 +169,7 @@ fn say(user: &str, conv: &str, cmid: &str, text: &str) -> Append {
         body: EventBody::Message {
             body: text.into(),
             reply_to: None,
+            encrypted: None,
         },
     }
 }
@@ -378,6 +379,7 @@ async fn a_retry_gets_the_original_seq() {
         body: EventBody::Edit {
             target_seq: seq(&first),
             body: "changed".into(),
+            encrypted: None,
         },
     };
     assert_eq!(code(a.append(edit).await), ErrorCode::Conflict);
@@ -1118,6 +1120,7 @@ async fn search_finds_current_text_where_one_may_read() {
         body: EventBody::Edit {
             target_seq: seq(&old),
             body: "rotated Token".into(),
+            encrypted: None,
         },
     })
     .await

@@ -164,6 +164,7 @@ fn text() -> EventBody {
     EventBody::Message {
         body: "hi".into(),
         reply_to: None,
+        encrypted: None,
     }
 }
 
@@ -202,6 +203,7 @@ fn edits_are_the_authors_and_deletions_the_moderators_too() {
     let edit = EventBody::Edit {
         target_seq: 2,
         body: "x".into(),
+        encrypted: None,
     };
     let delete = EventBody::Delete { target_seq: 2 };
     assert!(decide_now(event(&mut w, "cat", "g", Some("e"), &edit)).is_ok());
@@ -233,6 +235,7 @@ fn a_retry_gets_its_original_answer_and_a_reuse_is_a_conflict() {
         target_seq: 2,
         emoji: "+1".into(),
         remove: false,
+        encrypted: None,
     };
     // The target is gone by now; the retry still gets seq 7.
     w.targets.clear();
@@ -246,6 +249,7 @@ fn a_retry_gets_its_original_answer_and_a_reuse_is_a_conflict() {
     let edit = EventBody::Edit {
         target_seq: 2,
         body: "x".into(),
+        encrypted: None,
     };
     assert_eq!(
         code(decide_now(event(&mut w, "cat", "g", Some("r1"), &edit))),
@@ -519,6 +523,7 @@ fn a_shared_file_must_be_the_senders_upload_of_that_size() {
         ),
         caption: None,
         reply_to: None,
+        encrypted: None,
     };
     assert_eq!(
         code(decide_now(event(&mut w, "cat", "g", None, &file(3)))),

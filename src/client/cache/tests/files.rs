@@ -27,6 +27,7 @@ fn file(seq: u64, sender: &str, caption: Option<&str>) -> Event {
             file: Box::new(info("shot.png")),
             caption: caption.map(Into::into),
             reply_to: None,
+            encrypted: None,
         },
     )
 }
@@ -88,6 +89,7 @@ fn a_file_is_deleted_and_reacted_to_like_a_message() {
                 target_seq: 2,
                 emoji: "👍".into(),
                 remove: false,
+                encrypted: None,
             },
         ),
         ev("c", 4, "bob", EventBody::Delete { target_seq: 1 }),
@@ -98,6 +100,7 @@ fn a_file_is_deleted_and_reacted_to_like_a_message() {
             EventBody::Edit {
                 target_seq: 2,
                 body: "not editable".into(),
+                encrypted: None,
             },
         ),
     ])
@@ -128,6 +131,7 @@ fn a_reply_quotes_a_file_by_its_caption() {
             EventBody::Message {
                 body: "thanks".into(),
                 reply_to: Some(1),
+                encrypted: None,
             },
         ),
     ])

@@ -12,6 +12,7 @@ fn edit(conv: &str, seq: u64, sender: &str, target: u64, body: &str) -> Event {
         EventBody::Edit {
             target_seq: target,
             body: body.into(),
+            encrypted: None,
         },
     )
 }
@@ -25,6 +26,7 @@ fn react(seq: u64, sender: &str, target: u64, emoji: &str, remove: bool) -> Even
             target_seq: target,
             emoji: emoji.into(),
             remove,
+            encrypted: None,
         },
     )
 }
@@ -37,6 +39,7 @@ fn reply(seq: u64, sender: &str, target: u64, text: &str) -> Event {
         EventBody::Message {
             body: text.into(),
             reply_to: Some(target),
+            encrypted: None,
         },
     )
 }

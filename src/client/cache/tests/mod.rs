@@ -34,6 +34,7 @@ pub(super) fn msg(conv: &str, seq: u64, sender: &str, text: &str) -> Event {
         EventBody::Message {
             body: text.into(),
             reply_to: None,
+            encrypted: None,
         },
     )
 }
@@ -53,6 +54,7 @@ pub(super) fn conversation(
         last_seq: 0,
         receipts: BTreeMap::new(),
         roles: BTreeMap::new(),
+        encrypted: false,
     }
 }
 

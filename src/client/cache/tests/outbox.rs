@@ -165,6 +165,7 @@ fn pending_changes_show_optimistically() {
         EventBody::Edit {
             target_seq: 1,
             body: "fixed".into(),
+            encrypted: None,
         },
     );
     e.client_msg_id = Some("e1".into());

@@ -48,6 +48,7 @@ fn build_log(conv: &str, ops: &[(u8, u8, u16, u8)]) -> Vec<Event> {
                     EventBody::Edit {
                         target_seq: t,
                         body: text.into(),
+                        encrypted: None,
                     },
                 ));
                 continue;
@@ -57,6 +58,7 @@ fn build_log(conv: &str, ops: &[(u8, u8, u16, u8)]) -> Vec<Event> {
                 target_seq: t,
                 emoji: EMOJI[pick as usize % 2].into(),
                 remove: kind % 10 == 8,
+                encrypted: None,
             },
             (9, _) => match pick % 3 {
                 0 => EventBody::Rename { name: text.into() },
@@ -73,6 +75,7 @@ fn build_log(conv: &str, ops: &[(u8, u8, u16, u8)]) -> Vec<Event> {
                 EventBody::Message {
                     body: text.into(),
                     reply_to,
+                    encrypted: None,
                 }
             }
         };
@@ -99,7 +102,7 @@ fn reference_fold(log: &[Event], me: &str) -> Vec<MessageRow> {
             _ => None,
         });
         match (&e.body, tv) {
-            (EventBody::Message { body, reply_to }, _) => {
+            (EventBody::Message { body, reply_to, .. }, _) => {
                 at.insert(e.seq, rows.len());
                 rows.push(MessageRow::Message(MessageView {
                     seq: Some(e.seq),
@@ -138,6 +141,7 @@ fn reference_fold(log: &[Event], me: &str) -> Vec<MessageRow> {
                     target_seq,
                     emoji,
                     remove,
+                    ..
                 },
                 Some(_),
             ) => {
@@ -328,9 +332,9 @@ fn without_deleted_text(log: &[Event]) -> Vec<Event> {
         .map(|mut e| {
             match &mut e.body {
                 EventBody::Message { body, .. } if deleted.contains(&e.seq) => body.clear(),
-                EventBody::Edit { target_seq, body } if deleted.contains(target_seq) => {
-                    body.clear()
-                }
+                EventBody::Edit {
+                    target_seq, body, ..
+                } if deleted.contains(target_seq) => body.clear(),
                 _ => {}
             }
             e

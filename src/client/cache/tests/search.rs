@@ -22,6 +22,7 @@ fn edit(conv: &str, seq: u64, sender: &str, target: u64, text: &str) -> Event {
         EventBody::Edit {
             target_seq: target,
             body: text.into(),
+            encrypted: None,
         },
     )
 }
@@ -171,6 +172,7 @@ fn shared_files_are_found_by_name_and_caption() {
                 file: Box::new(file("quarterly-report.pdf")),
                 caption: Some("the numbers for Q3".into()),
                 reply_to: None,
+                encrypted: None,
             },
         ),
         ev(
@@ -181,6 +183,7 @@ fn shared_files_are_found_by_name_and_caption() {
                 file: Box::new(file("notes.txt")),
                 caption: None,
                 reply_to: None,
+                encrypted: None,
             },
         ),
     ])

@@ -248,6 +248,7 @@ fn ten_thousand_events_apply_quickly() {
                         target_seq: s - 1,
                         emoji: "+1".into(),
                         remove: false,
+                        encrypted: None,
                     },
                 )
             } else {

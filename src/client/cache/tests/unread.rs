@@ -13,6 +13,7 @@ fn body(target_seq: u64, text: &str) -> EventBody {
     EventBody::Edit {
         target_seq,
         body: text.into(),
+        encrypted: None,
     }
 }
 
@@ -40,6 +41,7 @@ fn only_messages_from_others_count() {
                 target_seq: 3,
                 emoji: "👍".into(),
                 remove: false,
+                encrypted: None,
             },
         ),
         ev(

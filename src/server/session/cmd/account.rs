@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 impl Session {
     /// The hex hash of this connection's token, as the store keeps it.
-    fn own_token_hash(&self) -> String {
+    pub(super) fn own_token_hash(&self) -> String {
         self.token_digest.map(hex::encode).unwrap_or_default()
     }
 

@@ -5,7 +5,7 @@
 use super::super::{Outcome, Session, error};
 use crate::proto::{ConvKind, ConversationOk, MemberRole, ProtoError, encode_ok};
 use crate::server::validate;
-use crate::store::log::{Append, StoreError};
+use crate::store::log::{Append, Appended, SecretOp, StoreError};
 use futures_util::FutureExt;
 
 impl Session {
@@ -16,10 +16,26 @@ impl Session {
         kind: ConvKind,
         name: Option<String>,
         members: Vec<String>,
+        encrypted: bool,
     ) -> Result<Outcome, ProtoError> {
         let limits = &self.shared.limits;
         let name = validate::conv_name(name, limits)?;
         validate::members(&members, limits)?;
+        if encrypted {
+            let op = SecretOp::Create {
+                user,
+                kind,
+                name,
+                members,
+            };
+            let rx = self
+                .shared
+                .store
+                .submit_secret(op)
+                .await
+                .map_err(|e| e.to_proto())?;
+            return Ok(self.conv_reply(rid, rx));
+        }
         let op = Append::Create {
             user,
             kind,
@@ -127,9 +143,18 @@ impl Session {
     /// Queue a membership change; reply with the conversation once durable.
     async fn append_conv(&mut self, rid: u64, op: Append) -> Result<Outcome, ProtoError> {
         let rx = self.submit_append(op).await?;
+        Ok(self.conv_reply(rid, rx))
+    }
+
+    /// Answer with the conversation once its change is durable.
+    fn conv_reply(
+        &self,
+        rid: u64,
+        rx: tokio::sync::oneshot::Receiver<Result<Appended, StoreError>>,
+    ) -> Outcome {
         let hub = self.shared.hub.clone();
         let user = self.user.clone().unwrap_or_default();
-        Ok(Outcome::Later(
+        Outcome::Later(
             async move {
                 match rx.await.unwrap_or(Err(StoreError::Closed)) {
                     Ok(done) => match hub.conversation(&done.conversation_id, &user) {
@@ -140,6 +165,6 @@ impl Session {
                 }
             }
             .boxed(),
-        ))
+        )
     }
 }

@@ -13,6 +13,11 @@
 //! - [`conversations`]: `create`, `join`, `leave`, `add_members`, `rename`.
 //! - [`send`]: the log writes: `send`, `edit`, `delete`, `react`.
 //! - [`history`], [`search`], [`receipts`], [`typing`]: one command each.
+//! - [`keys`]: the device key directory and the inbox: `keys_upload`,
+//!   `keys_sign`, `keys_query`, `keys_claim`, `to_device`, `inbox`,
+//!   `inbox_ack`.
+//! - [`secret`]: writes of secret conversations (`create` with
+//!   `encrypted`, sends carrying ciphertext and shares) and `keys_share`.
 
 mod account;
 mod admin;
@@ -20,8 +25,10 @@ mod auth;
 mod bots;
 mod conversations;
 mod history;
+mod keys;
 mod receipts;
 mod search;
+mod secret;
 mod send;
 mod sync;
 mod typing;
@@ -131,7 +138,11 @@ impl Session {
                 kind,
                 name,
                 members,
-            } => self.create(rid, user, kind, name, members).await?,
+                encrypted,
+            } => {
+                self.create(rid, user, kind, name, members, encrypted)
+                    .await?
+            }
             Request::Join {
                 conversation_id,
                 name,
@@ -175,10 +186,17 @@ impl Session {
                 client_msg_id,
                 body,
                 reply_to,
+                encrypted,
+                shares,
             } => {
-                let body = EventBody::Message { body, reply_to };
-                self.log_event(rid, user, conversation_id, client_msg_id, body)
-                    .await?
+                let secret = encrypted.is_some();
+                let body = EventBody::Message {
+                    body,
+                    reply_to,
+                    encrypted,
+                };
+                let event = (conversation_id, client_msg_id, body);
+                self.log_any_event(rid, user, event, secret, shares).await?
             }
             Request::SendFile {
                 conversation_id,
@@ -186,24 +204,35 @@ impl Session {
                 file,
                 caption,
                 reply_to,
+                encrypted,
+                shares,
             } => {
+                let secret = encrypted.is_some();
                 let body = EventBody::File {
                     file: Box::new(file),
                     caption: caption.filter(|c| !c.trim().is_empty()),
                     reply_to,
+                    encrypted,
                 };
-                self.log_event(rid, user, conversation_id, client_msg_id, body)
-                    .await?
+                let event = (conversation_id, client_msg_id, body);
+                self.log_any_event(rid, user, event, secret, shares).await?
             }
             Request::Edit {
                 conversation_id,
                 client_msg_id,
                 target_seq,
                 body,
+                encrypted,
+                shares,
             } => {
-                let body = EventBody::Edit { target_seq, body };
-                self.log_event(rid, user, conversation_id, client_msg_id, body)
-                    .await?
+                let secret = encrypted.is_some();
+                let body = EventBody::Edit {
+                    target_seq,
+                    body,
+                    encrypted,
+                };
+                let event = (conversation_id, client_msg_id, body);
+                self.log_any_event(rid, user, event, secret, shares).await?
             }
             Request::Delete {
                 conversation_id,
@@ -220,14 +249,18 @@ impl Session {
                 target_seq,
                 emoji,
                 remove,
+                encrypted,
+                shares,
             } => {
+                let secret = encrypted.is_some();
                 let body = EventBody::Reaction {
                     target_seq,
                     emoji,
                     remove,
+                    encrypted,
                 };
-                self.log_event(rid, user, conversation_id, client_msg_id, body)
-                    .await?
+                let event = (conversation_id, client_msg_id, body);
+                self.log_any_event(rid, user, event, secret, shares).await?
             }
             Request::History {
                 conversation_id,
@@ -263,6 +296,24 @@ impl Session {
                 conversation_id,
                 active,
             } => self.typing_signal(id, &user, &conversation_id, active)?,
+            Request::KeysUpload(upload) => self.keys_upload(rid, &user, upload).await?,
+            Request::KeysSign {
+                device_id,
+                certificate,
+            } => self.keys_sign(rid, &user, device_id, certificate).await?,
+            Request::KeysQuery { users } => self.keys_query(rid, users).await?,
+            Request::KeysClaim { devices } => self.keys_claim(rid, devices).await?,
+            Request::ToDevice { messages } => self.to_device(rid, &user, messages).await?,
+            Request::Inbox { after, limit } => self.inbox(rid, after, limit).await?,
+            Request::InboxAck { upto } => self.inbox_ack(rid, upto).await?,
+            Request::KeysShare {
+                conversation_id,
+                session_id,
+                shares,
+            } => {
+                self.keys_share(rid, user, conversation_id, session_id, shares)
+                    .await?
+            }
         })
     }
 }
