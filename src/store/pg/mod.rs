@@ -3,12 +3,14 @@
 //! chatd nodes share.
 //!
 //! [`PgStore`] and [`PgReaders`] offer the methods of `LogStore` and
-//! `Readers`, with the same arguments, answers and errors. Each write runs
-//! in one transaction of its own on a connection from a pool:
+//! `Readers`, with the same arguments, answers and errors. An account
+//! change runs in a transaction of its own; conversation writes queue in
+//! lanes and each lane commits what has queued in one transaction
+//! ([`batch`], [`bulk`]). Connections come from a pool:
 //!
-//! - **Sequencing.** An event takes its seq with `UPDATE conversations SET
-//!   last_seq = last_seq + 1 ... RETURNING` inside the transaction that
-//!   inserts it; every change to a conversation first takes that row's
+//! - **Sequencing.** An event takes its seq from its conversation's
+//!   `last_seq` counter, updated inside the transaction that inserts it;
+//!   every change to a conversation first takes that row's
 //!   lock, so appenders on every node queue there and a seq is never
 //!   skipped or given twice (a transaction that fails gives its seq back
 //!   by rolling back).
