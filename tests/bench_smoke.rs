@@ -117,6 +117,8 @@ async fn idle_connections_are_held() {
         concurrency: 10,
         sources: 2,
         room_size: 0,
+        procs: 1,
+        part: false,
     }))
     .await;
     assert_eq!(r.num("connections_alive"), 10.0);
@@ -133,6 +135,8 @@ async fn idle_users_are_held_in_rooms() {
         concurrency: 10,
         sources: 2,
         room_size: 4,
+        procs: 1,
+        part: false,
     }))
     .await;
     let text = r.to_text();
@@ -153,11 +157,35 @@ async fn idle_users_are_held_in_rooms() {
         concurrency: 6,
         sources: 2,
         room_size: 2,
+        procs: 1,
+        part: false,
     }))
     .await;
     assert_eq!(r.num("users"), 3.0, "{}", r.to_text());
     assert_eq!(r.num("rooms"), 2.0, "{}", r.to_text());
     assert_eq!(r.num("connections_alive"), 6.0, "{}", r.to_text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_users_spread_over_generator_processes() {
+    let r = go(Scenario::Idle(IdleArgs {
+        connections: 12,
+        per_user: 1,
+        hold: 0.2,
+        concurrency: 6,
+        sources: 2,
+        room_size: 3,
+        procs: 2,
+        part: false,
+    }))
+    .await;
+    let text = r.to_text();
+    assert_eq!(r.num("generator_processes"), 2.0, "{text}");
+    assert_eq!(r.num("users"), 12.0, "{text}");
+    assert_eq!(r.num("rooms"), 4.0, "{text}");
+    assert_eq!(r.num("generators_exited_early"), 0.0, "{text}");
+    let per_user = r.num("kib_per_user");
+    assert!(per_user.is_finite() && per_user >= 0.0, "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,6 +45,16 @@ pub struct IdleArgs {
     /// registration (connections alone).
     #[arg(long, default_value_t = 100)]
     pub room_size: usize,
+    /// Generator processes to spread the users over (with rooms): one
+    /// process holds at most its open-file limit of connections. Each
+    /// builds whole rooms of its own users; chatd's RSS is taken before
+    /// the first starts and once all say their users are in their rooms.
+    #[arg(long, default_value_t = 1)]
+    pub procs: usize,
+    /// (internal) Run as one of `--procs`: build this share, print
+    /// `ready` on stdout, and hold the connections until stdin closes.
+    #[arg(long, hide = true)]
+    pub part: bool,
 }
 
 /// Names one `add_members` carries at most (and bytes of names): well
@@ -56,6 +66,9 @@ const ADD_CHUNK_BYTES: usize = 16 * 1024;
 const ROOMS_AT_ONCE: usize = 16;
 
 pub async fn run(server: &Server, args: &IdleArgs) -> anyhow::Result<Report> {
+    if args.room_size > 0 && args.procs > 1 && !args.part {
+        return run_parts(server, args).await;
+    }
     if args.room_size > 0 {
         return run_rooms(server, args).await;
     }
@@ -247,6 +260,9 @@ async fn run_rooms(server: &Server, args: &IdleArgs) -> anyhow::Result<Report> {
     for creator in built {
         readers.push(hold(creator?, frames.clone()));
     }
+    if args.part {
+        return hold_part(readers, users).await;
+    }
     let Held {
         after,
         after_hold,
@@ -284,6 +300,125 @@ async fn run_rooms(server: &Server, args: &IdleArgs) -> anyhow::Result<Report> {
         "generator_kib_per_connection",
         self_after.saturating_sub(self_before) as f64 / c as f64,
     );
+    Ok(rep)
+}
+
+/// One of `--procs`: say the users are ready, hold them until stdin
+/// closes.
+async fn hold_part(readers: Vec<JoinHandle<()>>, users: usize) -> anyhow::Result<Report> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut out = tokio::io::stdout();
+    out.write_all(format!("ready {users}\n").as_bytes()).await?;
+    out.flush().await?;
+    let mut sink = Vec::new();
+    let _ = tokio::io::stdin().read_to_end(&mut sink).await;
+    let alive = readers.iter().filter(|r| !r.is_finished()).count();
+    for r in &readers {
+        r.abort();
+    }
+    let mut rep = Report::new("idle-part");
+    rep.set("users", users as u64)
+        .set("connections_alive", alive as u64);
+    Ok(rep)
+}
+
+/// The users spread over `--procs` generator processes, each building
+/// whole rooms of its own users (see [`IdleArgs::procs`]).
+async fn run_parts(server: &Server, args: &IdleArgs) -> anyhow::Result<Report> {
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    anyhow::ensure!(args.per_user <= 1, "--procs needs one connection per user");
+    let room = args.room_size.max(1);
+    let rooms = args.connections.max(1).div_ceil(room);
+    let procs = args.procs.min(rooms).max(1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = server.rss_kib().map(|r| r.0);
+    let exe = super::server::sibling("chatd-bench")?;
+    let url = server.addrs.join(",");
+    let t0 = Instant::now();
+    let mut children = Vec::with_capacity(procs);
+    let mut users = 0;
+    for i in 0..procs {
+        let share = (rooms / procs + usize::from(i < rooms % procs)) * room;
+        users += share;
+        let child = tokio::process::Command::new(&exe)
+            .args(["--url", &url, "idle", "--part"])
+            .args(["--connections", &share.to_string()])
+            .args(["--room-size", &room.to_string()])
+            .args(["--concurrency", &args.concurrency.to_string()])
+            .args(["--sources", &args.sources.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting a generator process")?;
+        children.push(child);
+    }
+    let mut outputs = Vec::with_capacity(children.len());
+    for child in &mut children {
+        let out = child.stdout.take().context("a generator's stdout")?;
+        let mut lines = BufReader::new(out).lines();
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(3600), lines.next_line())
+                .await
+                .context("a generator process took over an hour")??;
+            match line {
+                Some(l) if l.starts_with("ready") => break,
+                Some(_) => {}
+                None => anyhow::bail!("a generator process ended before its users were ready"),
+            }
+        }
+        outputs.push(lines);
+    }
+    let ready_s = t0.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = server.rss_kib().map(|r| r.0);
+    tokio::time::sleep(Duration::from_secs_f64(args.hold)).await;
+    let after_hold = server.rss_kib();
+    let mut exited_early = 0;
+    for child in &mut children {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            exited_early += 1;
+        }
+    }
+    let (pg, redis) = server.backend_connections().await;
+    for child in &mut children {
+        drop(child.stdin.take());
+    }
+    // Read what they print as they finish (their reports), so that none
+    // writes to a closed pipe.
+    for mut lines in outputs {
+        let drain = async { while let Ok(Some(_)) = lines.next_line().await {} };
+        let _ = tokio::time::timeout(Duration::from_secs(60), drain).await;
+    }
+    for child in &mut children {
+        let _ = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
+    }
+    let mut rep = Report::new("idle");
+    rep.set("connections", users as u64)
+        .set("users", users as u64)
+        .set("room_size", room as u64)
+        .set("rooms", rooms as u64)
+        .set("generator_processes", procs as u64)
+        .set("generators_exited_early", exited_early as u64)
+        .set("ready_s", ready_s);
+    if let Some(n) = pg {
+        rep.set("postgres_connections", n);
+    }
+    if let Some(n) = redis {
+        rep.set("redis_clients", n);
+    }
+    if let (Some(b), Some(a), Some((h, hwm))) = (before, after, after_hold) {
+        let worst = a.max(h);
+        rep.set("chatd_rss_before_kib", b)
+            .set("chatd_rss_after_kib", a)
+            .set("chatd_rss_after_hold_kib", h)
+            .set("chatd_peak_rss_kib", hwm)
+            .set(
+                "kib_per_user",
+                (worst.saturating_sub(b)) as f64 / users as f64,
+            );
+    }
     Ok(rep)
 }
 

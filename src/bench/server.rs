@@ -65,6 +65,8 @@ pub struct Server {
     nodes: Vec<Node>,
     /// The database made for the run.
     database: Option<(String, String)>,
+    /// The bus the started nodes share.
+    bus: Option<String>,
     keep: bool,
 }
 
@@ -148,15 +150,24 @@ fn free_port() -> anyhow::Result<u16> {
 /// The chatd next to the running executable (`target/release/chatd` for
 /// `target/release/chatd-bench`; for a test binary in `deps/`, its parent).
 fn default_chatd() -> anyhow::Result<PathBuf> {
+    sibling("chatd")
+}
+
+/// The binary `name` of this build: beside this executable, or one
+/// directory up (where a test's executable sits in `deps/`).
+pub fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
+    if exe.file_stem().is_some_and(|s| s == name) {
+        return Ok(exe);
+    }
     let dir = exe.parent().context("executable has no directory")?;
-    for cand in [dir.join("chatd"), dir.join("../chatd")] {
+    for cand in [dir.join(name), dir.join("..").join(name)] {
         if cand.is_file() {
             return Ok(cand);
         }
     }
     bail!(
-        "no chatd binary next to {}; build it (cargo build --release --bins) or pass --chatd",
+        "no {name} binary next to {}; build it (cargo build --release --bins)",
         exe.display()
     )
 }
@@ -184,6 +195,7 @@ impl Server {
                 addrs,
                 nodes: Vec::new(),
                 database: None,
+                bus: None,
                 keep: true,
             });
         }
@@ -203,6 +215,7 @@ impl Server {
             addrs: Vec::new(),
             nodes: Vec::new(),
             database,
+            bus: opts.bus.clone(),
             keep: opts.keep,
         };
         let store = server.database.as_ref().map(|(_, url)| url.clone());
@@ -327,6 +340,23 @@ impl Server {
             sum = (sum.0 + rss, sum.1 + hwm);
         }
         Some(sum)
+    }
+
+    /// Connections the started nodes hold to PostgreSQL (to the run's
+    /// database) and clients connected to Redis, where there are those.
+    pub async fn backend_connections(&self) -> (Option<u64>, Option<u64>) {
+        let pg = match &self.database {
+            Some((base, url)) => {
+                let name = url.rsplit('/').next().unwrap_or_default().to_string();
+                count_pg(base, &name).await
+            }
+            None => None,
+        };
+        let redis = match &self.bus {
+            Some(url) => count_redis(url).await,
+            None => None,
+        };
+        (pg, redis)
     }
 
     /// CPU meters on chatd (`None` for an external server).
@@ -468,6 +498,40 @@ fn stop_child(child: &mut Child) {
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
         }
     }
+}
+
+/// Backends connected to database `name` (less the one asking).
+async fn count_pg(base: &str, name: &str) -> Option<u64> {
+    let (client, conn) = tokio_postgres::connect(base, tokio_postgres::NoTls)
+        .await
+        .ok()?;
+    let task = tokio::spawn(conn);
+    let row = client
+        .query_one(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1",
+            &[&name],
+        )
+        .await
+        .ok();
+    drop(client);
+    let _ = task.await;
+    row.and_then(|r| r.try_get::<_, i64>(0).ok())
+        .map(|n| n as u64)
+}
+
+/// `connected_clients` of the Redis server (less the one asking).
+async fn count_redis(url: &str) -> Option<u64> {
+    let client = redis::Client::open(url).ok()?;
+    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+    let info: String = redis::cmd("INFO")
+        .arg("clients")
+        .query_async(&mut conn)
+        .await
+        .ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .map(|n| n.saturating_sub(1))
 }
 
 #[cfg(test)]
