@@ -325,3 +325,37 @@ async fn a_device_added_later_reads_new_messages_but_not_earlier_ones() {
     bob.stop().await;
     laptop.stop().await;
 }
+
+#[test]
+fn the_command_line_creates_sends_and_tails_a_secret_dm() {
+    if skip_on_postgres("secret conversations live on the embedded store") {
+        return;
+    }
+    let w = World::new();
+    let (alice, bob) = (w.home("alice"), w.home("bob"));
+    alice.register("alice");
+    bob.register("bob");
+    // Bob's device publishes its keys on its first command.
+    let r = bob.ok(&["devices"], None);
+    assert!(r.stdout.contains("this device"), "{r:?}");
+    let r = alice.ok(&["create", "dm", "bob", "--secret"], None);
+    assert!(r.stdout.contains("(secret)"), "{r:?}");
+    let id = r.stdout.split_whitespace().next().unwrap().to_string();
+    alice.ok(&["send", &id, "meet by the old oak"], None);
+    let r = bob.ok(&["tail", &id], None);
+    assert!(r.stdout.contains("meet by the old oak"), "{r:?}");
+    bob.ok(&["send", &id, "see you there"], None);
+    let r = alice.ok(&["tail", &id, "-n", "5"], None);
+    assert!(
+        r.stdout.contains("meet by the old oak") && r.stdout.contains("see you there"),
+        "{r:?}"
+    );
+    assert!(!server_files_hold(&w, "old oak"));
+    // Both ends compute the same safety number.
+    let a = alice.ok(&["safety", "bob"], None).stdout;
+    let b = bob.ok(&["safety", "alice"], None).stdout;
+    assert!(!a.trim().is_empty());
+    assert_eq!(a, b);
+    let r = alice.ok(&["devices", "bob", "--json"], None);
+    assert!(r.stdout.contains("\"certified\":true"), "{r:?}");
+}

@@ -213,13 +213,17 @@ pub enum Command {
     /// A user's devices (yours when omitted) with their key fingerprints
     /// and how far they are trusted, for secret conversations
     Devices {
+        #[arg(id = "peer", value_name = "USER")]
         user: Option<String>,
         #[arg(long)]
         json: bool,
     },
     /// The safety number of your secret conversations with a user: compare
     /// it with theirs (in person or on a call) to know no one is in between
-    Safety { user: String },
+    Safety {
+        #[arg(id = "peer", value_name = "USER")]
+        user: String,
+    },
     /// Print the effective configuration and where each value came from
     Config,
     /// Run a chat server (chatd) in the foreground
@@ -241,6 +245,8 @@ pub enum Command {
 pub enum CreateWhat {
     /// A direct conversation with one user
     Dm {
+        // An id of its own: `user` is the global `--user`.
+        #[arg(id = "peer", value_name = "USER")]
         user: String,
         /// A secret conversation: end-to-end encrypted, only its members'
         /// devices can read it
