@@ -82,6 +82,27 @@ pub enum Action {
     CreateChannel {
         name: String,
     },
+    /// Create a secret (end-to-end encrypted) DM (one user, no name) or
+    /// group.
+    CreateSecret {
+        name: Option<String>,
+        users: Vec<String>,
+    },
+    /// Ask for a user's devices, their trust and the safety number
+    /// ([`Update::Devices`](super::Update::Devices)).
+    Devices {
+        user: String,
+    },
+    /// Start verifying a device ([`Update::Verification`](super::Update::Verification)).
+    Verify {
+        user: String,
+        device_id: String,
+    },
+    /// The emoji of a verification match (`ok`) or not.
+    ConfirmVerification {
+        transaction_id: String,
+        ok: bool,
+    },
     Invite {
         conv: String,
         users: Vec<String>,

@@ -120,6 +120,52 @@ pub enum Update {
         conv: String,
         error: ProtoError,
     },
+    /// A user's devices and the trust in them (secret conversations).
+    Devices(DevicesView),
+    /// A verification of a device under way or finished.
+    Verification(VerificationView),
+}
+
+/// A user's devices as this device knows them, with the safety number.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DevicesView {
+    pub user: String,
+    /// Their identity key, grouped for reading aloud.
+    pub identity_key: Option<String>,
+    /// How far their identity key is trusted, in words.
+    pub trust: String,
+    /// The safety number to compare with them (groups of five digits).
+    pub safety_number: Option<String>,
+    pub devices: Vec<DeviceLine>,
+    /// Why the devices could not be shown.
+    pub error: Option<String>,
+}
+
+/// One device of a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceLine {
+    pub device_id: String,
+    pub name: String,
+    /// Its signing key, grouped for comparing by eye.
+    pub fingerprint: String,
+    /// Certified by its user's identity key.
+    pub certified: bool,
+    /// Verified in person.
+    pub verified: bool,
+    pub this_device: bool,
+}
+
+/// A verification of a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerificationView {
+    pub transaction_id: String,
+    pub user: String,
+    pub device_id: String,
+    pub state: String,
+    /// The seven emoji to compare, once known.
+    pub emoji: Vec<String>,
+    pub done: bool,
+    pub cancelled: Option<String>,
 }
 
 /// Where a search hit came from.

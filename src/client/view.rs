@@ -29,6 +29,8 @@ pub struct ConvSummary {
     pub muted: bool,
     /// Whether events between `cursor` and `last_seq` are still missing.
     pub has_gap: bool,
+    /// A secret (end-to-end encrypted) conversation.
+    pub encrypted: bool,
 }
 
 /// Delivery state of one of my own messages.

@@ -37,6 +37,7 @@ pub fn conv(id: &str, kind: ConvKind, title: &str, members: &[&str]) -> ConvSumm
         last_activity: T0,
         muted: false,
         has_gap: false,
+        encrypted: false,
     }
 }
 

@@ -134,7 +134,9 @@ impl Model {
             | Update::FileReady { .. }
             | Update::Refused { .. }
             | Update::SearchHits { .. }
-            | Update::SearchEnded { .. } => {}
+            | Update::SearchEnded { .. }
+            | Update::Devices(_)
+            | Update::Verification(_) => {}
         }
     }
 

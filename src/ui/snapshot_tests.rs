@@ -617,3 +617,27 @@ fn a_bots_messages_carry_a_badge() {
     assert!(!screen.contains("bob bot"), "{screen}");
     assert_snapshot!("bot_badge", screen);
 }
+
+#[test]
+fn secret_conversation_lock_and_placeholder() {
+    let now = Instant::now();
+    let mut m = base_model();
+    for c in m.conversations.iter_mut().filter(|c| c.id == "d-alice") {
+        c.encrypted = true;
+    }
+    m.messages.insert(
+        "d-alice".into(),
+        vec![
+            row(msg(
+                2,
+                "alice",
+                T0,
+                &crate::client::engine::secret::placeholder("sent before this device joined"),
+            )),
+            row(msg(3, "alice", T0 + MIN, "this one came with its key")),
+        ],
+    );
+    let mut a = app(m, 80, 12, now);
+    a.handle_event(ctrl('n'), now);
+    assert_snapshot!("secret_conversation", draw(&a));
+}

@@ -144,6 +144,8 @@ impl Client {
                             | Update::FileReady { .. }
                             | Update::SearchHits { .. }
                             | Update::SearchEnded { .. }
+                            | Update::Devices(_)
+                            | Update::Verification(_)
                     ) && let Ok(mut log) = events.lock()
                     {
                         log.push(u.clone());

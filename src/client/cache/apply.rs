@@ -53,7 +53,7 @@ impl ApplyOutcome {
 }
 
 /// The denormalized columns of an event: kind, target seq, message text.
-fn columns(body: &EventBody) -> (Option<u64>, Option<&str>) {
+pub(super) fn columns(body: &EventBody) -> (Option<u64>, Option<&str>) {
     match body {
         EventBody::Message { body, .. } => (None, Some(body)),
         EventBody::File { caption, .. } => (None, Some(caption.as_deref().unwrap_or(""))),
@@ -70,7 +70,11 @@ fn columns(body: &EventBody) -> (Option<u64>, Option<&str>) {
 /// A deleted message's text is not kept: when a deletion is stored, the
 /// stored body of its target and of the target's edits is cleared; a
 /// message or edit stored after its deletion is cleared as it arrives.
-fn forget_deleted_text(conn: &Connection, conv: &str, ev: &Event) -> Result<(), CacheError> {
+pub(super) fn forget_deleted_text(
+    conn: &Connection,
+    conv: &str,
+    ev: &Event,
+) -> Result<(), CacheError> {
     let target = match &ev.body {
         EventBody::Delete { target_seq } => Some(*target_seq),
         EventBody::Message { .. } | EventBody::File { .. } | EventBody::Edit { .. } => {

@@ -45,19 +45,22 @@ impl Cache {
         let members = serde_json::to_string(&conv.members).map_err(corrupt)?;
         let tx = self.conn.transaction()?;
         tx.execute(
-            "INSERT INTO conversations(id, kind, name, members, last_seq, stub, member_count)
-             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)
+            "INSERT INTO conversations(id, kind, name, members, last_seq, stub, member_count,
+                 encrypted)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7)
              ON CONFLICT(id) DO UPDATE SET
                  kind = excluded.kind, name = excluded.name, members = excluded.members,
                  last_seq = max(last_seq, excluded.last_seq), stub = 0,
-                 member_count = excluded.member_count",
+                 member_count = excluded.member_count,
+                 encrypted = max(encrypted, excluded.encrypted)",
             params![
                 conv.id,
                 conv.kind.as_str(),
                 conv.name,
                 members,
                 Seq(conv.last_seq),
-                Seq(conv.member_total())
+                Seq(conv.member_total()),
+                conv.encrypted
             ],
         )?;
         for (user, pair) in &conv.receipts {
@@ -72,7 +75,7 @@ impl Cache {
         let row = self
             .conn
             .query_row(
-                "SELECT kind, name, members, last_seq, member_count FROM conversations
+                "SELECT kind, name, members, last_seq, member_count, encrypted FROM conversations
                  WHERE id = ?1",
                 [id],
                 |r| {
@@ -82,11 +85,12 @@ impl Cache {
                         r.get::<_, String>(2)?,
                         r.get::<_, Seq>(3)?.0,
                         r.get::<_, Seq>(4)?.0,
+                        r.get::<_, bool>(5)?,
                     ))
                 },
             )
             .optional()?;
-        let Some((kind, name, members, last_seq, member_count)) = row else {
+        let Some((kind, name, members, last_seq, member_count, encrypted)) = row else {
             return Ok(None);
         };
         Ok(Some(Conversation {
@@ -100,7 +104,7 @@ impl Cache {
             // Roles come with the server's answers; the cache does not
             // keep them.
             roles: Default::default(),
-            encrypted: false,
+            encrypted,
         }))
     }
 
@@ -223,7 +227,8 @@ impl Cache {
                  (SELECT COUNT(*) FROM events u WHERE u.conversation_id = c.id
                   AND u.counts_unread = 1 AND u.seq > COALESCE(r.read, 0)),
                  (SELECT COUNT(*) FROM events u WHERE u.conversation_id = c.id
-                  AND u.counts_unread = 1 AND u.seq > COALESCE(r.read, 0) AND u.mentions_me = 1)
+                  AND u.counts_unread = 1 AND u.seq > COALESCE(r.read, 0) AND u.mentions_me = 1),
+                 c.encrypted
              FROM conversations c
              LEFT JOIN receipts r ON r.conversation_id = c.id AND r.user = ?1",
         )?;
@@ -248,6 +253,7 @@ impl Cache {
                         r.get::<_, Seq>(11)?.0,
                         r.get::<_, Seq>(7)?.0,
                     ),
+                    r.get::<_, bool>(12)?,
                 ))
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -256,6 +262,7 @@ impl Cache {
             (id, kind, name, members),
             (last_seq, cursor, muted, last_activity),
             (read_seq, unread, mentions, member_count),
+            encrypted,
         ) in rows
         {
             let kind = ConvKind::parse(&kind).ok_or_else(|| corrupt(format!("kind {kind:?}")))?;
@@ -274,6 +281,7 @@ impl Cache {
                 last_activity,
                 muted,
                 has_gap: cursor < last_seq,
+                encrypted,
             });
         }
         out.sort_by(|a, b| {

@@ -17,6 +17,7 @@ mod fold;
 mod outbox;
 mod schema;
 mod search;
+mod secret;
 mod unread;
 
 #[cfg(test)]
@@ -24,7 +25,7 @@ mod tests;
 
 pub use crate::client::text::mentions as mentions_user;
 pub use apply::{ApplyOutcome, ConvProgress};
-pub use outbox::{OutboxItem, OutboxRequest};
+pub use outbox::{OutboxItem, OutboxRequest, outbox_mark_sent_in, set_meta_in};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};

@@ -174,16 +174,7 @@ impl Cache {
     /// sent) until that event is held, and is removed at once if it already is.
     pub fn outbox_mark_sent(&mut self, client_msg_id: &str, seq: u64) -> Result<(), CacheError> {
         let tx = self.conn.transaction()?;
-        tx.execute(
-            "UPDATE outbox SET state = 'sent', seq = ?2, error = NULL WHERE client_msg_id = ?1",
-            params![client_msg_id, Seq(seq)],
-        )?;
-        tx.execute(
-            "DELETE FROM outbox WHERE client_msg_id = ?1 AND EXISTS (
-                 SELECT 1 FROM events e
-                 WHERE e.conversation_id = outbox.conversation_id AND e.seq = ?2)",
-            params![client_msg_id, Seq(seq)],
-        )?;
+        outbox_mark_sent_in(&tx, client_msg_id, seq)?;
         tx.commit()?;
         Ok(())
     }
@@ -225,4 +216,33 @@ impl Cache {
         )?;
         Ok(())
     }
+}
+
+/// [`Cache::outbox_mark_sent`] inside the caller's transaction (a secret
+/// send's crypto state commits with it).
+pub fn outbox_mark_sent_in(
+    conn: &Connection,
+    client_msg_id: &str,
+    seq: u64,
+) -> Result<(), CacheError> {
+    conn.execute(
+        "UPDATE outbox SET state = 'sent', seq = ?2, error = NULL WHERE client_msg_id = ?1",
+        params![client_msg_id, Seq(seq)],
+    )?;
+    conn.execute(
+        "DELETE FROM outbox WHERE client_msg_id = ?1 AND EXISTS (
+             SELECT 1 FROM events e
+             WHERE e.conversation_id = outbox.conversation_id AND e.seq = ?2)",
+        params![client_msg_id, Seq(seq)],
+    )?;
+    Ok(())
+}
+
+/// Set a meta value inside the caller's transaction.
+pub fn set_meta_in(conn: &Connection, key: &str, value: &str) -> Result<(), CacheError> {
+    conn.execute(
+        "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)",
+        params![key, value],
+    )?;
+    Ok(())
 }

@@ -98,6 +98,19 @@ ALTER TABLE events ADD COLUMN bot INTEGER;
 "#,
     // secret conversations: this device's crypto state (see e2e/store.rs)
     crate::client::e2e::store::SCHEMA,
+    r#"
+-- 1 for a secret (end-to-end encrypted) conversation
+ALTER TABLE conversations ADD COLUMN encrypted INTEGER NOT NULL DEFAULT 0;
+-- events of secret conversations not decrypted yet, with why; tried again
+-- when new keys arrive (the event's row holds a placeholder and the
+-- ciphertext)
+CREATE TABLE e2e_undecrypted (
+    conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    seq             INTEGER NOT NULL,
+    reason          TEXT NOT NULL,
+    PRIMARY KEY (conversation_id, seq)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -157,6 +157,8 @@ pub(super) async fn dispatch(command: Command, loaded: Loaded) -> Result<(), Fai
             json,
         } => super::account::sessions(&loaded, revoke, others, json).await,
         Command::Passwd { password_stdin } => super::account::passwd(&loaded, password_stdin).await,
+        Command::Devices { user, json } => super::secret::devices(&loaded, user, json).await,
+        Command::Safety { user } => super::secret::safety(&loaded, &user).await,
         Command::Config => {
             println!("{}", loaded.describe());
             Ok(())
@@ -417,7 +419,10 @@ pub(super) async fn resolve(
     let convs = list(s).await?;
     if let Some(user) = target.strip_prefix('@') {
         if let Some(c) = convs.iter().find(|c| {
-            c.kind == ConvKind::Dm && user != s.user && c.members.iter().any(|m| m == user)
+            c.kind == ConvKind::Dm
+                && !c.encrypted
+                && user != s.user
+                && c.members.iter().any(|m| m == user)
         }) {
             return Ok(c.clone());
         }
@@ -497,6 +502,11 @@ async fn send(
     // The engine sends from its outbox and retries through reconnects with
     // the same client_msg_id: the server appends it at most once.
     let mut live = Live::start(loaded, &user, token);
+    if conv.encrypted {
+        // The engine encrypts once it knows the conversation and holds
+        // this device's keys: both are there after the first sync.
+        live.synced(timeout).await?;
+    }
     let cmid = new_client_msg_id();
     live.act(Action::SendWithId {
         conv: conv.id.clone(),
@@ -535,20 +545,24 @@ async fn send(
 async fn create(loaded: &Loaded, what: CreateWhat, json: bool) -> Result<(), Failure> {
     let mut s = session(loaded).await?;
     let req = match what {
-        CreateWhat::Dm { user } => Request::Create {
+        CreateWhat::Dm { user, secret } => Request::Create {
             kind: ConvKind::Dm,
             name: None,
             members: vec![user.trim_start_matches('@').to_string()],
-            encrypted: false,
+            encrypted: secret,
         },
-        CreateWhat::Group { name, users } => Request::Create {
+        CreateWhat::Group {
+            name,
+            users,
+            secret,
+        } => Request::Create {
             kind: ConvKind::Group,
             name: Some(name),
             members: users
                 .into_iter()
                 .map(|u| u.trim_start_matches('@').to_string())
                 .collect(),
-            encrypted: false,
+            encrypted: secret,
         },
         CreateWhat::Channel { name } => Request::Create {
             kind: ConvKind::Channel,
@@ -566,7 +580,8 @@ fn print_conversation(c: &Conversation, me: &str, json: bool) {
     if json {
         println!("{}", serde_json::to_string(c).unwrap_or_default());
     } else {
-        println!("{} {}", c.id, title(c, me));
+        let secret = if c.encrypted { " (secret)" } else { "" };
+        println!("{} {}{secret}", c.id, title(c, me));
     }
 }
 

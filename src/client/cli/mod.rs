@@ -9,6 +9,7 @@ mod export;
 mod files;
 mod live;
 mod search;
+mod secret;
 mod tail;
 
 use crate::client::accounts;
@@ -209,6 +210,20 @@ pub enum Command {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// A user's devices (yours when omitted) with their key fingerprints
+    /// and how far they are trusted, for secret conversations
+    Devices {
+        #[arg(id = "peer", value_name = "USER")]
+        user: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The safety number of your secret conversations with a user: compare
+    /// it with theirs (in person or on a call) to know no one is in between
+    Safety {
+        #[arg(id = "peer", value_name = "USER")]
+        user: String,
+    },
     /// Print the effective configuration and where each value came from
     Config,
     /// Run a chat server (chatd) in the foreground
@@ -229,9 +244,23 @@ pub enum Command {
 #[derive(Subcommand, Debug)]
 pub enum CreateWhat {
     /// A direct conversation with one user
-    Dm { user: String },
+    Dm {
+        // An id of its own: `user` is the global `--user`.
+        #[arg(id = "peer", value_name = "USER")]
+        user: String,
+        /// A secret conversation: end-to-end encrypted, only its members'
+        /// devices can read it
+        #[arg(long)]
+        secret: bool,
+    },
     /// A private group
-    Group { name: String, users: Vec<String> },
+    Group {
+        name: String,
+        users: Vec<String>,
+        /// A secret group: end-to-end encrypted (at most 100 members)
+        #[arg(long)]
+        secret: bool,
+    },
     /// A public channel
     Channel { name: String },
 }

@@ -36,10 +36,27 @@ pub(super) async fn tail(
 ) -> Result<(), Failure> {
     let mut s = session(loaded).await?;
     let conv = resolve(&mut s, target, false).await?;
-    if follow {
+    if follow || conv.encrypted {
+        // A secret conversation's events are decrypted by the engine,
+        // which holds this device's keys; without --follow it stops at
+        // the last event the server had.
         let (user, token) = (s.user.clone(), s.token.clone());
         s.conn.close().await;
-        return follow_on_engine(loaded, &user, token, &conv.id, u64::from(n), json).await;
+        let until = (!follow).then_some(conv.last_seq);
+        if until == Some(0) {
+            return Ok(());
+        }
+        let run = follow_on_engine(loaded, &user, token, &conv.id, u64::from(n), json, until);
+        if until.is_none() {
+            return run.await;
+        }
+        return match tokio::time::timeout(FIRST_SYNC * 2, run).await {
+            Ok(r) => r,
+            Err(_) => Err(Failure::new(
+                Exit::Unreachable,
+                "the conversation's events did not arrive in time",
+            )),
+        };
     }
     let h = last_events(&mut s, &conv.id, n.clamp(1, 500)).await?;
     s.conn.close().await;
@@ -71,6 +88,7 @@ async fn follow_on_engine(
     conv: &str,
     last: u64,
     json: bool,
+    until: Option<u64>,
 ) -> Result<(), Failure> {
     let mut live = Live::start(loaded, user, token);
     let result = async {
@@ -91,6 +109,9 @@ async fn follow_on_engine(
                 Update::Events { conv: c, events } if c == conv => {
                     for ev in &events {
                         if !print(&mut out, ev, json) {
+                            return Ok(());
+                        }
+                        if until.is_some_and(|u| ev.seq >= u) {
                             return Ok(());
                         }
                     }

@@ -195,7 +195,7 @@ impl Crypto {
         KeysUpload {
             device_id: self.me.device_id().to_string(),
             replace_identity: replace && identity_key.is_some(),
-            keys,
+            keys: Some(keys),
             identity_key,
             certificate,
             one_time_keys,
@@ -233,7 +233,7 @@ impl Crypto {
             self.user(),
             &super::wire::QueriedDevice {
                 device_id: device.device_id.clone(),
-                name: device.name.clone(),
+                name: device.name.clone().unwrap_or_default(),
                 curve25519: device.curve25519.clone(),
                 ed25519: device.ed25519.clone(),
                 certificate: None,
@@ -519,9 +519,9 @@ mod tests {
             identity_key: Some(id),
             devices: vec![super::super::wire::QueriedDevice {
                 device_id: c.device_id().into(),
-                name: None,
-                curve25519: up.keys.curve25519.clone(),
-                ed25519: up.keys.ed25519.clone(),
+                name: String::new(),
+                curve25519: up.keys.as_ref().unwrap().curve25519.clone(),
+                ed25519: up.keys.as_ref().unwrap().ed25519.clone(),
                 certificate: up.certificate.clone(),
             }],
         };
@@ -545,7 +545,7 @@ mod tests {
             identity_key: c.identity_key(),
             devices: vec![super::super::wire::QueriedDevice {
                 device_id: other.device_id().into(),
-                name: Some("laptop".into()),
+                name: "laptop".into(),
                 curve25519: k.curve25519,
                 ed25519: k.ed25519,
                 certificate: None,

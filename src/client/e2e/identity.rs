@@ -123,7 +123,7 @@ pub fn verify_device_list(user: &str, queried: &QueriedUser) -> DeviceList {
         }
         list.devices.push(KnownDevice {
             device_id: d.device_id.clone(),
-            name: d.name.clone(),
+            name: Some(d.name.clone()).filter(|n| !n.is_empty()),
             curve25519: d.curve25519.clone(),
             ed25519: d.ed25519.clone(),
             certified: identity.is_some() && d.certificate.is_some(),
@@ -259,7 +259,7 @@ mod tests {
                     let k = d.device_keys();
                     QueriedDevice {
                         device_id: d.device_id().into(),
-                        name: None,
+                        name: String::new(),
                         certificate: Some(identity.certify(
                             user,
                             d.device_id(),

@@ -37,6 +37,7 @@ struct DevicesChanged {
 impl Server {
     fn upload(&mut self, user: &str, up: KeysUpload) {
         let d = DeviceRef::new(user, &up.device_id);
+        let keys = up.keys.clone().expect("device keys on every upload");
         if let Some(id) = &up.identity_key {
             if up.replace_identity {
                 for (dr, sd) in self.devices.iter_mut() {
@@ -48,17 +49,17 @@ impl Server {
             self.identity.insert(user.into(), id.clone());
         }
         let dev = self.devices.entry(d).or_insert(ServerDevice {
-            keys: up.keys.clone(),
+            keys: keys.clone(),
             certificate: None,
             otks: VecDeque::new(),
             fallback: None,
         });
-        assert_eq!(dev.keys, up.keys, "device keys never change");
+        assert_eq!(dev.keys, keys, "device keys never change");
         if up.certificate.is_some() {
             dev.certificate = up.certificate;
         }
         // chatd checks every signature it is given.
-        let ed = sign::ed25519("k", &up.keys.ed25519).unwrap();
+        let ed = sign::ed25519("k", &keys.ed25519).unwrap();
         for k in up.one_time_keys.iter().chain(&up.fallback_key) {
             let text = sign::one_time_key_string(user, &up.device_id, &k.key_id, &k.key);
             sign::verify(&ed, &text, &k.signature, "otk").unwrap();
@@ -92,7 +93,7 @@ impl Server {
                 .filter(|(d, _)| d.user == user)
                 .map(|(d, s)| QueriedDevice {
                     device_id: d.device_id.clone(),
-                    name: None,
+                    name: String::new(),
                     curve25519: s.keys.curve25519.clone(),
                     ed25519: s.keys.ed25519.clone(),
                     certificate: s.certificate.clone(),

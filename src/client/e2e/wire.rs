@@ -10,14 +10,13 @@ use serde_json::Value;
 /// The algorithm name of an Olm to-device body.
 pub const OLM_ALGORITHM: &str = "olm.v1";
 /// The algorithm name of an event's `encrypted` object.
-pub const MEGOLM_ALGORITHM: &str = "megolm.v1";
+pub const MEGOLM_ALGORITHM: &str = crate::proto::keys::MEGOLM;
 
-/// A device of a user: who and which.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct DeviceRef {
-    pub user: String,
-    pub device_id: String,
-}
+// The shapes the server's protocol defines are the protocol's own types.
+pub use crate::proto::keys::{
+    ClaimedKey, DeviceInfo as QueriedDevice, DeviceKeys, DeviceRef, Encrypted, KeysUpload,
+    SignedKey, ToDeviceMessage, UserKeys as QueriedUser,
+};
 
 impl DeviceRef {
     pub fn new(user: impl Into<String>, device_id: impl Into<String>) -> DeviceRef {
@@ -34,78 +33,12 @@ impl std::fmt::Display for DeviceRef {
     }
 }
 
-/// A device's own keys (`keys` of `keys_upload`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceKeys {
-    pub curve25519: String,
-    pub ed25519: String,
-}
-
-/// A one-time or fallback key with the device's signature over its
-/// `chat-otk-v1` string.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignedKey {
-    pub key_id: String,
-    pub key: String,
-    pub signature: String,
-}
-
-/// The fields of a `keys_upload` request (without `type` and `id`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeysUpload {
-    pub device_id: String,
-    pub keys: DeviceKeys,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identity_key: Option<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub replace_identity: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub certificate: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub one_time_keys: Vec<SignedKey>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fallback_key: Option<SignedKey>,
-}
-
 /// The fields of a `keys_sign` request: this user's identity key certifies
 /// another of their devices.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeysSign {
     pub device_id: String,
     pub certificate: String,
-}
-
-/// One device in a `keys_query` answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueriedDevice {
-    pub device_id: String,
-    #[serde(default)]
-    pub name: Option<String>,
-    pub curve25519: String,
-    pub ed25519: String,
-    #[serde(default)]
-    pub certificate: Option<String>,
-}
-
-/// One user in a `keys_query` answer.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueriedUser {
-    #[serde(default)]
-    pub identity_key: Option<String>,
-    #[serde(default)]
-    pub devices: Vec<QueriedDevice>,
-}
-
-/// One key in a `keys_claim` answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClaimedKey {
-    pub user: String,
-    pub device_id: String,
-    pub key_id: String,
-    pub key: String,
-    pub signature: String,
-    #[serde(default)]
-    pub fallback: bool,
 }
 
 /// The `body` of an Olm to-device message.
@@ -143,6 +76,15 @@ impl Share {
     pub fn device(&self) -> DeviceRef {
         DeviceRef::new(&self.user, &self.device_id)
     }
+
+    /// The share as the server's requests carry it.
+    pub fn to_wire(&self) -> ToDeviceMessage {
+        ToDeviceMessage {
+            user: self.user.clone(),
+            device_id: self.device_id.clone(),
+            body: serde_json::to_value(&self.body).unwrap_or_default(),
+        }
+    }
 }
 
 /// The room-key content: a Megolm session handed to one device.
@@ -162,15 +104,6 @@ impl std::fmt::Debug for RoomKey {
             .field("first_index", &self.first_index)
             .finish_non_exhaustive()
     }
-}
-
-/// An event's `encrypted` object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Encrypted {
-    pub algorithm: String,
-    pub device_id: String,
-    pub session_id: String,
-    pub ciphertext: String,
 }
 
 /// What kind of event a Megolm plaintext belongs to.
@@ -264,10 +197,10 @@ mod tests {
     fn keys_upload_omits_what_is_not_given() {
         let up = KeysUpload {
             device_id: "QWERTYUIOP".into(),
-            keys: DeviceKeys {
+            keys: Some(DeviceKeys {
                 curve25519: "c".into(),
                 ed25519: "e".into(),
-            },
+            }),
             identity_key: None,
             replace_identity: false,
             certificate: None,
@@ -293,7 +226,7 @@ mod tests {
             "devices":[{"device_id":"D","name":"laptop","curve25519":"c","ed25519":"e","certificate":null}]}))
         .unwrap();
         assert_eq!(q.identity_key, None);
-        assert_eq!(q.devices[0].name.as_deref(), Some("laptop"));
+        assert_eq!(q.devices[0].name, "laptop");
         let c: ClaimedKey = serde_json::from_value(json!({"user":"bob","device_id":"D",
             "key_id":"K","key":"k","signature":"s","fallback":true}))
         .unwrap();

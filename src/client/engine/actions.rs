@@ -168,6 +168,27 @@ impl Engine {
                     Pending::Conv { focus: true },
                 );
             }
+            Action::CreateSecret { name, users } => {
+                let kind = if name.is_none() && users.len() == 1 {
+                    ConvKind::Dm
+                } else {
+                    ConvKind::Group
+                };
+                self.request(
+                    Request::Create {
+                        kind,
+                        name,
+                        members: users,
+                        encrypted: true,
+                    },
+                    Pending::Conv { focus: true },
+                );
+            }
+            Action::Devices { user } => self.show_devices(user),
+            Action::Verify { user, device_id } => self.start_verification(user, device_id),
+            Action::ConfirmVerification { transaction_id, ok } => {
+                self.confirm_verification(transaction_id, ok)
+            }
             Action::CreateChannel { name } => {
                 self.request(
                     Request::Create {

@@ -25,8 +25,8 @@ impl Engine {
             self.notice("not logged in");
             return;
         };
-        let last_seq = match cache.conversation(&conv) {
-            Ok(Some(c)) => c.last_seq,
+        let (last_seq, secret) = match cache.conversation(&conv) {
+            Ok(Some(c)) => (c.last_seq, c.encrypted.then_some(c.members)),
             Ok(None) => {
                 self.notice(format!("no conversation {conv}"));
                 return;
@@ -44,6 +44,10 @@ impl Engine {
                 quiet_since: Instant::now(),
             },
         );
+        if let Some(members) = secret {
+            // Their devices first, so that the events decrypt as they come.
+            self.refresh_devices(members);
+        }
         self.fill(&conv);
     }
 
@@ -52,6 +56,10 @@ impl Engine {
         let Some(cache) = self.cache.as_ref() else {
             return;
         };
+        if self.devices_pending() {
+            // Events waiting on a sender's devices decrypt once they come.
+            return;
+        }
         let mut convs: Vec<&String> = self.follows.keys().collect();
         convs.sort();
         let mut batches = Vec::new();

@@ -14,6 +14,7 @@ mod follow;
 pub mod outbox;
 mod publish;
 mod search;
+pub mod secret;
 mod sync;
 pub mod transfer;
 
@@ -128,6 +129,8 @@ enum Pending {
     Done(String),
     /// A request about the account (sessions, password).
     Account(account::AccountRequest),
+    /// Keys, inbox and secret sends.
+    Secret(secret::SecretReq),
     Ignore,
 }
 
@@ -193,6 +196,7 @@ pub struct Engine {
     showing: HashSet<String>,
     transfer_tx: mpsc::UnboundedSender<transfer::TransferEvent>,
     transfer_rx: Option<mpsc::UnboundedReceiver<transfer::TransferEvent>>,
+    secret: secret::Secret,
 }
 
 /// Inputs of the engine besides UI actions.
@@ -248,6 +252,7 @@ impl Engine {
             showing: HashSet::new(),
             transfer_tx,
             transfer_rx: Some(transfer_rx),
+            secret: secret::Secret::default(),
         }
     }
 

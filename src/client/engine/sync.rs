@@ -77,6 +77,7 @@ impl Engine {
                 let connected = state == ConnState::Connected;
                 if !connected {
                     self.connected = false;
+                    self.secret_disconnected();
                 }
                 self.dirty.updates.push(Update::Conn(state));
             }
@@ -123,7 +124,8 @@ impl Engine {
         self.dirty
             .updates
             .push(Update::LoggedIn { user: user.clone() });
-        self.sync();
+        // Secret conversations first: keys, then the inbox, then the sync.
+        self.secret_start();
         self.request(
             Request::Users {
                 prefix: None,
@@ -134,6 +136,10 @@ impl Engine {
     }
 
     fn on_reply(&mut self, pending: Pending, result: Result<OkFrame, ProtoError>) {
+        let pending = match pending {
+            Pending::Secret(what) => return self.on_secret_reply(what, result),
+            p => p,
+        };
         let ok = match result {
             Ok(ok) => ok,
             Err(e) => return self.on_failure(pending, e),
@@ -217,7 +223,7 @@ impl Engine {
                 }
             }
             Pending::Account(what) => self.on_account_reply(what, ok),
-            Pending::Ignore => {}
+            Pending::Ignore | Pending::Secret(_) => {}
             Pending::Done(notice) => self.notice(notice),
         }
     }
@@ -235,25 +241,7 @@ impl Engine {
                 self.older.remove(&conv);
                 self.dirty.updates.push(Update::LoadingOlder(false));
             }
-            Pending::Outbox { cmid, conv } => {
-                self.outbox_inflight.remove(&cmid);
-                // Transient failures stay pending and are retried; a refusal
-                // is final and shown.
-                if !disconnected && !e.code.is_transient() {
-                    if let Some(cache) = self.cache.as_mut()
-                        && let Err(err) = cache.outbox_mark_failed(&cmid, &e.message)
-                    {
-                        self.cache_error(err);
-                    }
-                    self.dirty.updates.push(Update::Refused {
-                        client_msg_id: cmid,
-                        conv,
-                        error: e,
-                    });
-                    self.dirty.messages = true;
-                    self.dirty.list = true;
-                }
-            }
+            Pending::Outbox { cmid, conv } => self.on_reply_failure_outbox(cmid, conv, e),
             Pending::Account(_) => {
                 if disconnected {
                     self.notice("not connected; try again when the connection is back");
@@ -272,7 +260,7 @@ impl Engine {
                 };
                 self.on_search_reply(id, Err(e));
             }
-            Pending::Sync { .. } | Pending::Users | Pending::Ignore => {}
+            Pending::Sync { .. } | Pending::Users | Pending::Ignore | Pending::Secret(_) => {}
             Pending::Conv { .. } | Pending::Leave { .. } | Pending::Done(_) => {
                 if !disconnected {
                     self.notice(e.message);
@@ -280,6 +268,27 @@ impl Engine {
                     self.notice("not connected; try again when the connection is back");
                 }
             }
+        }
+    }
+
+    /// An outbox entry's send failed: transient failures stay pending and
+    /// are retried; a refusal is final and shown.
+    pub(super) fn on_reply_failure_outbox(&mut self, cmid: String, conv: String, e: ProtoError) {
+        let disconnected = e.code == ErrorCode::Internal && e.message == NOT_CONNECTED;
+        self.outbox_inflight.remove(&cmid);
+        if !disconnected && !e.code.is_transient() {
+            if let Some(cache) = self.cache.as_mut()
+                && let Err(err) = cache.outbox_mark_failed(&cmid, &e.message)
+            {
+                self.cache_error(err);
+            }
+            self.dirty.updates.push(Update::Refused {
+                client_msg_id: cmid,
+                conv,
+                error: e,
+            });
+            self.dirty.messages = true;
+            self.dirty.list = true;
         }
     }
 
@@ -459,7 +468,8 @@ impl Engine {
         self.fetching.insert(conv.to_string(), tag);
     }
 
-    fn apply_history(&mut self, conv: &str, h: HistoryOk) {
+    fn apply_history(&mut self, conv: &str, mut h: HistoryOk) {
+        let failed = self.decrypt_events(&mut h.events);
         let Some(cache) = self.cache.as_mut() else {
             return;
         };
@@ -469,6 +479,7 @@ impl Engine {
         if let Err(e) = cache.apply_events(&h.events) {
             return self.cache_error(e);
         }
+        self.note_undecrypted(&failed);
         self.after_events(conv, &h.events, false);
     }
 
@@ -537,10 +548,11 @@ impl Engine {
 
     fn on_push(&mut self, frame: ServerFrame) {
         match frame {
-            // Secret conversations' key traffic: not handled here.
-            ServerFrame::ToDevice(_) | ServerFrame::Devices(_) => {}
-            ServerFrame::Event(ev) => {
+            ServerFrame::ToDevice(m) => self.on_to_device(m),
+            ServerFrame::Devices(d) => self.on_devices_push(d.user, d.identity_changed),
+            ServerFrame::Event(mut ev) => {
                 let conv = ev.conversation_id.clone();
+                let failed = self.decrypt_events(std::slice::from_mut(&mut ev));
                 let Some(cache) = self.cache.as_mut() else {
                     return;
                 };
@@ -548,6 +560,7 @@ impl Engine {
                     Ok(o) => o,
                     Err(e) => return self.cache_error(e),
                 };
+                self.note_undecrypted(&failed);
                 let stored = outcome.stored_any();
                 let gap = outcome
                     .conversations
@@ -747,6 +760,10 @@ impl Engine {
                 continue;
             }
             self.outbox_inflight.insert(item.client_msg_id.clone());
+            if self.is_secret(&item.conversation_id) {
+                self.secret_send(item);
+                continue;
+            }
             let req = super::outbox::request_of(&item);
             self.request(
                 req,

@@ -55,6 +55,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             } else {
                 t.push_str(&format!(" · {} members", c.member_count));
             }
+            if c.encrypted {
+                t.push_str(" · 🔒 secret");
+            }
             if c.muted {
                 t.push_str(" · muted");
             }

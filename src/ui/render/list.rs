@@ -79,10 +79,16 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         let dot = (c.kind == ConvKind::Dm)
             .then(|| presence_dot(app.model.presence.get(&c.title).map(|p| p.status), theme));
         let dot_w = if dot.is_some() { 2 } else { 0 };
+        // A secret conversation carries a lock after its name.
+        let lock_w = if c.encrypted { 3 } else { 0 };
+        let dot_w = dot_w + lock_w;
         let name_room = w.saturating_sub(2 + right_w + dot_w + 1);
         let name = truncate(&c.title, name_room);
         let name_w = str_width(&name);
         left.push(Span::styled(name, style));
+        if c.encrypted {
+            left.push(Span::styled(" 🔒", Style::default().fg(theme.dim)));
+        }
         if let Some(dot) = dot {
             left.push(Span::raw(" "));
             left.push(dot);

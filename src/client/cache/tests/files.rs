@@ -179,14 +179,16 @@ fn a_cache_from_before_files_counts_them_after_the_upgrade() {
         c.apply_events(&[file(1, "bob", Some("hi @alice"))])
             .unwrap();
         // As the version before files stored it: no text, no flags (and
-        // no bot marks or crypto tables, which came after).
+        // no bot marks, crypto tables or secret marks, which came after).
         c.conn
             .execute_batch(
                 "UPDATE events SET text = NULL, counts_unread = 0, mentions_me = 0;
                  ALTER TABLE events DROP COLUMN bot;
                  DROP TABLE e2e_account; DROP TABLE e2e_olm_sessions;
                  DROP TABLE e2e_outbound; DROP TABLE e2e_inbound;
-                 DROP TABLE e2e_seen; DROP TABLE e2e_users;",
+                 DROP TABLE e2e_seen; DROP TABLE e2e_users;
+                 DROP TABLE e2e_undecrypted;
+                 ALTER TABLE conversations DROP COLUMN encrypted;",
             )
             .unwrap();
         c.conn.pragma_update(None, "user_version", 5).unwrap();

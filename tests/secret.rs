@@ -1,0 +1,361 @@
+//! Secret conversations end to end: chatd in process on loopback, the real
+//! engines of several clients (each with its own cache, keys and token
+//! file, no keyring), and the `chat` command line.
+
+mod support;
+
+use chat::client::Update;
+use chat::client::view::MessageRow;
+use chat::ui::Action;
+use std::time::Duration;
+use support::*;
+
+/// The bodies of the message rows of `conv` as `c` shows them.
+fn bodies(c: &Client, conv: &str) -> Vec<String> {
+    c.with(|m| {
+        m.rows(conv)
+            .iter()
+            .filter_map(|r| match r {
+                MessageRow::Message(v) => Some(v.body.clone()),
+                _ => None,
+            })
+            .collect()
+    })
+}
+
+async fn wait_body(c: &Client, conv: &str, what: &str, cond: impl Fn(&[String]) -> bool) {
+    c.act(Action::OpenConversation { conv: conv.into() });
+    let ok = wait_until(CLIENT_WAIT, || cond(&bodies(c, conv))).await;
+    assert!(
+        ok,
+        "{what}: rows of {conv} are {:?}; notice {:?}",
+        bodies(c, conv),
+        c.with(|m| m.notice.clone())
+    );
+}
+
+/// The conversation `c` was focused on last (a create answers so).
+async fn focused(c: &Client) -> String {
+    let mut conv = None;
+    let ok = wait_until(CLIENT_WAIT, || {
+        conv = c.with_log(|log| {
+            log.iter().rev().find_map(|u| match u {
+                Update::Focus(id) => Some(id.clone()),
+                _ => None,
+            })
+        });
+        conv.is_some()
+    })
+    .await;
+    assert!(ok, "no conversation was created");
+    conv.unwrap()
+}
+
+async fn secret_with(c: &Client, name: Option<&str>, users: &[&str]) -> String {
+    c.act(Action::CreateSecret {
+        name: name.map(str::to_string),
+        users: users.iter().map(|u| u.to_string()).collect(),
+    });
+    let conv = focused(c).await;
+    c.wait("the secret conversation in the list", |m| {
+        m.conversation(&conv).is_some_and(|s| s.encrypted)
+    })
+    .await;
+    conv
+}
+
+fn send(c: &Client, conv: &str, body: &str) {
+    c.act(Action::Send {
+        conv: conv.into(),
+        body: body.into(),
+        reply_to: None,
+    });
+}
+
+/// Whether the server's database files (and its write-ahead log) hold
+/// `text` anywhere, in any table.
+fn server_files_hold(w: &World, text: &str) -> bool {
+    let dir = w.data_dir();
+    let mut found = false;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let bytes = std::fs::read(entry.path()).unwrap_or_default();
+        if bytes.windows(text.len()).any(|win| win == text.as_bytes()) {
+            found = true;
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_dm_carries_messages_both_ways_and_the_server_never_sees_the_text() {
+    if skip_on_postgres("secret conversations live on the embedded store") {
+        return;
+    }
+    let w = World::new();
+    let alice = w.client("alice").await;
+    let bob = w.client("bob").await;
+    let dm = secret_with(&alice, None, &["bob"]).await;
+    send(&alice, &dm, "the eagle lands at noon");
+    wait_body(&bob, &dm, "bob reads alice", |b| {
+        b.iter().any(|t| t == "the eagle lands at noon")
+    })
+    .await;
+    send(&bob, &dm, "copy that, bring the blue folder");
+    wait_body(&alice, &dm, "alice reads bob", |b| {
+        b.iter().any(|t| t == "copy that, bring the blue folder")
+    })
+    .await;
+    // Each side's own message shows as written.
+    wait_body(&alice, &dm, "alice's own", |b| {
+        b.iter().any(|t| t == "the eagle lands at noon")
+    })
+    .await;
+    assert_eq!(w.events_containing("eagle lands"), 0);
+    assert!(!server_files_hold(&w, "eagle lands at noon"));
+    assert!(!server_files_hold(&w, "blue folder"));
+    // The cache keeps the text for offline search.
+    let cache = chat::client::cache::Cache::open(
+        chat::client::paths::Paths::new(w.dir("bob")).cache_path(&bob.server, "bob"),
+    )
+    .unwrap();
+    let held = cache.event(&dm, 2).unwrap().expect("the first message");
+    assert!(held.body.encrypted().is_some(), "the ciphertext is kept");
+    alice.stop().await;
+    bob.stop().await;
+}
+
+/// The session id of the `encrypted` object of event `seq` of `conv`, as
+/// `user`'s cache holds it.
+fn session_of(w: &World, c: &Client, user: &str, conv: &str, seq: u64) -> String {
+    let cache = chat::client::cache::Cache::open(
+        chat::client::paths::Paths::new(w.dir(user)).cache_path(&c.server, user),
+    )
+    .unwrap();
+    let ev = cache.event(conv, seq).unwrap().expect("the event");
+    ev.body.encrypted().expect("encrypted").session_id.clone()
+}
+
+/// The seq of the message `body` as `c` shows it.
+fn seq_of_body(c: &Client, conv: &str, body: &str) -> u64 {
+    c.with(|m| {
+        m.rows(conv).iter().find_map(|r| match r {
+            MessageRow::Message(v) if v.body == body => v.seq,
+            _ => None,
+        })
+    })
+    .expect("the message")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_who_leaves_a_secret_group_cannot_read_what_follows() {
+    if skip_on_postgres("secret conversations live on the embedded store") {
+        return;
+    }
+    let w = World::new();
+    let alice = w.client("alice").await;
+    let bob = w.client("bob").await;
+    let carol = w.client("carol").await;
+    let g = secret_with(&alice, Some("ops"), &["bob", "carol"]).await;
+    send(&alice, &g, "all three of us");
+    for c in [&bob, &carol] {
+        wait_body(c, &g, "both read the first", |b| {
+            b.iter().any(|t| t == "all three of us")
+        })
+        .await;
+    }
+    send(&carol, &g, "carol was here");
+    wait_body(&bob, &g, "bob reads carol", |b| {
+        b.iter().any(|t| t == "carol was here")
+    })
+    .await;
+    carol.act(Action::Leave { conv: g.clone() });
+    carol
+        .wait("carol is out", |m| m.conversation(&g).is_none())
+        .await;
+    alice
+        .wait("alice sees carol leave", |m| {
+            m.conversation(&g)
+                .is_some_and(|s| !s.members.iter().any(|u| u == "carol"))
+        })
+        .await;
+    send(&alice, &g, "only the two of us now");
+    wait_body(&bob, &g, "bob reads after carol left", |b| {
+        b.iter().any(|t| t == "only the two of us now")
+    })
+    .await;
+    // A new session was started: the one carol holds does not open it.
+    let first = seq_of_body(&bob, &g, "all three of us");
+    let later = seq_of_body(&bob, &g, "only the two of us now");
+    assert_ne!(
+        session_of(&w, &bob, "bob", &g, first),
+        session_of(&w, &bob, "bob", &g, later)
+    );
+    assert!(!server_files_hold(&w, "only the two of us now"));
+    carol.stop().await;
+    let carol_cache = chat::client::cache::Cache::open(
+        chat::client::paths::Paths::new(w.dir("carol")).cache_path(&alice.server, "carol"),
+    )
+    .unwrap();
+    assert!(
+        carol_cache.event(&g, later).unwrap().is_none(),
+        "carol holds nothing of it"
+    );
+    alice.stop().await;
+    bob.stop().await;
+}
+
+/// The devices of `user` as `c` last heard them.
+async fn devices_of(c: &Client, user: &str) -> chat::client::update::DevicesView {
+    c.act(Action::Devices { user: user.into() });
+    let mut view = None;
+    let ok = wait_until(CLIENT_WAIT, || {
+        view = c.with_log(|log| {
+            log.iter().rev().find_map(|u| match u {
+                Update::Devices(v) if v.user == user => Some(v.clone()),
+                _ => None,
+            })
+        });
+        view.is_some()
+    })
+    .await;
+    assert!(ok, "no device list of {user}");
+    view.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_added_later_reads_new_messages_but_not_earlier_ones() {
+    if skip_on_postgres("secret conversations live on the embedded store") {
+        return;
+    }
+    let w = World::new();
+    let alice = w.client("alice").await;
+    let bob = w.client("bob").await;
+    let dm = secret_with(&alice, None, &["bob"]).await;
+    send(&alice, &dm, "before the laptop");
+    wait_body(&bob, &dm, "bob's first device reads it", |b| {
+        b.iter().any(|t| t == "before the laptop")
+    })
+    .await;
+    // Bob logs in on a second device.
+    let laptop = w.client_login_in("bob-laptop", "bob", Fault::None).await;
+    wait_body(&laptop, &dm, "a placeholder with the reason", |b| {
+        b.iter()
+            .any(|t| t.contains("not decrypted") && t.contains("before this device joined"))
+    })
+    .await;
+    // Bob's first device verifies the new one and certifies it.
+    let mine = devices_of(&laptop, "bob").await;
+    let new_id = mine
+        .devices
+        .iter()
+        .find(|d| d.this_device)
+        .expect("this device")
+        .device_id
+        .clone();
+    let mut txn = None;
+    for _ in 0..20 {
+        bob.act(Action::Verify {
+            user: "bob".into(),
+            device_id: new_id.clone(),
+        });
+        if wait_until(Duration::from_secs(1), || {
+            bob.with_log(|l| l.iter().any(|u| matches!(u, Update::Verification(_))))
+        })
+        .await
+        {
+            txn = bob.with_log(|l| {
+                l.iter().find_map(|u| match u {
+                    Update::Verification(v) => Some(v.transaction_id.clone()),
+                    _ => None,
+                })
+            });
+            break;
+        }
+    }
+    let txn = txn.expect("a verification started");
+    for c in [&bob, &laptop] {
+        let ok = wait_until(CLIENT_WAIT, || {
+            c.with_log(|l| {
+                l.iter().any(|u| {
+                    matches!(u, Update::Verification(v) if v.transaction_id == txn && v.emoji.len() == 7)
+                })
+            })
+        })
+        .await;
+        assert!(ok, "emoji to compare");
+    }
+    bob.act(Action::ConfirmVerification {
+        transaction_id: txn.clone(),
+        ok: true,
+    });
+    laptop.act(Action::ConfirmVerification {
+        transaction_id: txn.clone(),
+        ok: true,
+    });
+    // Alice sees the laptop certified, then sends.
+    let mut certified = false;
+    for _ in 0..40 {
+        let v = devices_of(&alice, "bob").await;
+        if v.devices
+            .iter()
+            .any(|d| d.device_id == new_id && d.certified)
+        {
+            certified = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(certified, "the laptop is certified by bob's identity key");
+    send(&alice, &dm, "after the laptop");
+    wait_body(&laptop, &dm, "the laptop reads the new message", |b| {
+        b.iter().any(|t| t == "after the laptop")
+    })
+    .await;
+    wait_body(&bob, &dm, "the first device too", |b| {
+        b.iter().any(|t| t == "after the laptop")
+    })
+    .await;
+    // The earlier one stays unreadable there, saying why.
+    assert!(
+        bodies(&laptop, &dm)
+            .iter()
+            .any(|t| t.contains("before this device joined"))
+    );
+    alice.stop().await;
+    bob.stop().await;
+    laptop.stop().await;
+}
+
+#[test]
+fn the_command_line_creates_sends_and_tails_a_secret_dm() {
+    if skip_on_postgres("secret conversations live on the embedded store") {
+        return;
+    }
+    let w = World::new();
+    let (alice, bob) = (w.home("alice"), w.home("bob"));
+    alice.register("alice");
+    bob.register("bob");
+    // Bob's device publishes its keys on its first command.
+    let r = bob.ok(&["devices"], None);
+    assert!(r.stdout.contains("this device"), "{r:?}");
+    let r = alice.ok(&["create", "dm", "bob", "--secret"], None);
+    assert!(r.stdout.contains("(secret)"), "{r:?}");
+    let id = r.stdout.split_whitespace().next().unwrap().to_string();
+    alice.ok(&["send", &id, "meet by the old oak"], None);
+    let r = bob.ok(&["tail", &id], None);
+    assert!(r.stdout.contains("meet by the old oak"), "{r:?}");
+    bob.ok(&["send", &id, "see you there"], None);
+    let r = alice.ok(&["tail", &id, "-n", "5"], None);
+    assert!(
+        r.stdout.contains("meet by the old oak") && r.stdout.contains("see you there"),
+        "{r:?}"
+    );
+    assert!(!server_files_hold(&w, "old oak"));
+    // Both ends compute the same safety number.
+    let a = alice.ok(&["safety", "bob"], None).stdout;
+    let b = bob.ok(&["safety", "alice"], None).stdout;
+    assert!(!a.trim().is_empty());
+    assert_eq!(a, b);
+    let r = alice.ok(&["devices", "bob", "--json"], None);
+    assert!(r.stdout.contains("\"certified\":true"), "{r:?}");
+}
