@@ -190,6 +190,9 @@ fn chunks(members: &[String]) -> Vec<&[String]> {
     out
 }
 
+/// A room built: its members' readers, and their tokens.
+type Room = (Vec<JoinHandle<()>>, Vec<String>);
+
 /// One room: `creator` creates a group and adds `members` in chunks.
 async fn build_room(creator: &mut Client, name: &str, members: &[String]) -> anyhow::Result<()> {
     let reply = creator
@@ -221,45 +224,56 @@ async fn run_rooms(server: &Server, args: &IdleArgs) -> anyhow::Result<Report> {
     let self_before = super::proc::rss_kib(None).map(|r| r.0).unwrap_or(0);
     let t_reg = Instant::now();
     let names: Vec<String> = (0..users).map(|i| format!("r{tag}_{i}")).collect();
-    let registered =
-        wire::register_many(&server.addrs, names.clone(), 64, args.sources, true).await?;
-    let register_s = t_reg.elapsed().as_secs_f64();
-    let tokens: Vec<String> = (users..c)
-        .map(|i| registered[i % users].1.token.clone())
-        .collect();
-    let mut clients: Vec<Option<Client>> = registered.into_iter().map(|(c, _)| c).collect();
-    let t_more = Instant::now();
-    let more = wire::auth_many(&server.addrs, &tokens, args.concurrency, args.sources).await?;
-    let connect_more_s = t_more.elapsed().as_secs_f64();
-    let registered_rss = server.rss_kib().map(|r| r.0);
-    // Everyone but the rooms' creators reads from now on.
+    // Room by room: its members register, one of them builds it, and all
+    // of them read from then on (answering chatd's pings), so no
+    // connection waits unread while the rest register.
     let frames = Arc::new(AtomicU64::new(0));
-    let rooms: Vec<(usize, Client)> = (0..users)
-        .step_by(room)
-        .filter_map(|first| clients[first].take().map(|cl| (first, cl)))
-        .collect();
-    let mut readers: Vec<JoinHandle<()>> = clients
-        .into_iter()
-        .flatten()
-        .chain(more)
-        .map(|cl| hold(cl, frames.clone()))
-        .collect();
-    let t_rooms = Instant::now();
     let names = &names;
-    let built: Vec<anyhow::Result<Client>> = futures_util::stream::iter(rooms)
-        .map(|(first, mut creator)| async move {
-            let members = &names[first + 1..(first + room).min(names.len())];
-            build_room(&mut creator, &format!("room {first}"), members).await?;
-            Ok(creator)
+    let addrs = &server.addrs;
+    let frames_ref = &frames;
+    let built: Vec<anyhow::Result<Room>> = futures_util::stream::iter((0..users).step_by(room))
+        .map(|first| async move {
+            let members = names[first..(first + room).min(names.len())].to_vec();
+            let registered =
+                wire::register_many(addrs, members.clone(), 16, args.sources, true).await?;
+            let mut creator = None;
+            let mut readers = Vec::with_capacity(room);
+            let mut tokens = Vec::with_capacity(room);
+            for (i, (client, user)) in registered.into_iter().enumerate() {
+                tokens.push(user.token);
+                match client {
+                    Some(c) if i == 0 => creator = Some(c),
+                    Some(c) => readers.push(hold(c, frames_ref.clone())),
+                    None => {}
+                }
+            }
+            let mut creator = creator.context("a room without its creator's connection")?;
+            build_room(&mut creator, &format!("room {first}"), &members[1..]).await?;
+            readers.push(hold(creator, frames_ref.clone()));
+            Ok((readers, tokens))
         })
         .buffer_unordered(ROOMS_AT_ONCE)
         .collect()
         .await;
-    let rooms_s = t_rooms.elapsed().as_secs_f64();
+    let rooms_s = t_reg.elapsed().as_secs_f64();
+    let register_s = rooms_s;
     let room_count = built.len();
-    for creator in built {
-        readers.push(hold(creator?, frames.clone()));
+    let mut readers = Vec::with_capacity(c);
+    let mut user_tokens = Vec::with_capacity(users);
+    for room in built {
+        let (r, t) = room?;
+        readers.extend(r);
+        user_tokens.extend(t);
     }
+    let registered_rss = server.rss_kib().map(|r| r.0);
+    // Further connections of the same users authenticate with tokens.
+    let tokens: Vec<String> = (users..c)
+        .filter_map(|i| user_tokens.get(i % users.max(1)).cloned())
+        .collect();
+    let t_more = Instant::now();
+    let more = wire::auth_many(&server.addrs, &tokens, args.concurrency, args.sources).await?;
+    let connect_more_s = t_more.elapsed().as_secs_f64();
+    readers.extend(more.into_iter().map(|cl| hold(cl, frames.clone())));
     if args.part {
         return hold_part(readers, users).await;
     }
