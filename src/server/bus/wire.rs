@@ -96,6 +96,16 @@ pub enum WireChange<'a> {
     User(String),
     #[serde(rename = "bl")]
     Block(String, String, bool),
+    /// A conversation just created is secret.
+    #[serde(rename = "enc")]
+    Encrypted(String),
+    /// A to-device message: its user, the session's token digest (hex)
+    /// and its push frame (as text).
+    #[serde(rename = "td")]
+    ToDevice(String, String, String),
+    /// A user's devices changed (and whether their identity key did).
+    #[serde(rename = "dv")]
+    Devices(String, bool),
 }
 
 /// A user's presence on one node: `None` is offline there.
@@ -132,6 +142,8 @@ pub enum WireError {
     Json(#[from] serde_json::Error),
     #[error("a bus event frame is not an event")]
     NotAnEvent,
+    #[error("a bus to-device message names no session")]
+    BadToken,
     #[error("unknown bus message {0:?}")]
     Unknown(String),
 }
@@ -221,6 +233,20 @@ pub fn committed(changes: &[WireChange<'_>]) -> Result<Vec<Committed>, WireError
                     blocked: blocked.clone(),
                     on: *on,
                 },
+                WireChange::Encrypted(id) => Committed::Encrypted(id.clone()),
+                WireChange::ToDevice(user, token, push) => {
+                    let mut digest = [0u8; 32];
+                    hex::decode_to_slice(token, &mut digest).map_err(|_| WireError::BadToken)?;
+                    Committed::ToDevice {
+                        user: user.clone(),
+                        token: digest,
+                        push: push.clone(),
+                    }
+                }
+                WireChange::Devices(user, identity_changed) => Committed::Devices {
+                    user: user.clone(),
+                    identity_changed: *identity_changed,
+                },
             })
         })
         .collect()
@@ -234,7 +260,7 @@ pub fn encode_commit(node: &str, changes: &[Committed]) -> Vec<String> {
     let mut out = Vec::new();
     let mut msg = head.clone();
     let mut items = 0;
-    for change in changes.iter().filter(|c| !c.single_node()) {
+    for change in changes {
         let item = encode_change(change);
         if items > 0 && msg.len() + item.len() + 3 > MAX_MESSAGE_BYTES {
             msg.push_str("]}");
@@ -290,8 +316,18 @@ fn encode_change(change: &Committed) -> String {
             blocked,
             on,
         } => write!(s, r#"{{"bl":[{},{},{on}]}}"#, json(blocker), json(blocked)),
-        // Never on the bus (see `Committed::single_node`).
-        Committed::Encrypted(_) | Committed::ToDevice { .. } | Committed::Devices { .. } => Ok(()),
+        Committed::Encrypted(id) => write!(s, r#"{{"enc":{}}}"#, json(id)),
+        Committed::ToDevice { user, token, push } => write!(
+            s,
+            r#"{{"td":[{},"{}",{}]}}"#,
+            json(user),
+            hex::encode(token),
+            json(push)
+        ),
+        Committed::Devices {
+            user,
+            identity_changed,
+        } => write!(s, r#"{{"dv":[{},{identity_changed}]}}"#, json(user)),
     };
     s
 }
@@ -385,6 +421,16 @@ mod tests {
                 blocker: "bob".into(),
                 blocked: "eve".into(),
                 on: true,
+            },
+            Committed::Encrypted("c1".into()),
+            Committed::ToDevice {
+                user: "bob".into(),
+                token: [7u8; 32],
+                push: r#"{"type":"to_device","seq":3,"body":{"x":"\"☃\""}}"#.into(),
+            },
+            Committed::Devices {
+                user: "carol".into(),
+                identity_changed: true,
             },
         ]
     }
