@@ -7,7 +7,11 @@
 //! frame to learn the event's conversation, seq and effect, never encode it
 //! again. A batch larger than [`MAX_MESSAGE_BYTES`] is split between
 //! changes, in order. Unknown tags decode to an error the receiver ignores,
-//! so a newer node may add messages.
+//! so a newer node may add messages. The changes of secret conversations
+//! (a conversation made secret, to-device pushes, changed devices) travel
+//! in messages of their own tag (`k`), in their place in the batch's
+//! order: a node that does not know them skips them and still applies the
+//! rest.
 
 use crate::proto::{ConvKind, Millis, PresenceStatus, ReceiptPair, ServerFrame};
 use crate::server::queue::Ended;
@@ -160,7 +164,7 @@ impl Incoming<'_> {
             None => serde_json::from_str::<Tag>(text)?.t,
         };
         Ok(match &*tag {
-            "c" => {
+            "c" | "k" => {
                 let b: CommitBody = serde_json::from_str(text)?;
                 Incoming::Commit {
                     node: b.node,
@@ -256,17 +260,23 @@ pub fn committed(changes: &[WireChange<'_>]) -> Result<Vec<Committed>, WireError
 /// one change each at least), in order. Push frames are copied in as they
 /// are.
 pub fn encode_commit(node: &str, changes: &[Committed]) -> Vec<String> {
-    let head = format!(r#"{{"t":"c","n":{},"c":["#, json(node));
+    let head = |tag: &str| format!(r#"{{"t":"{tag}","n":{},"c":["#, json(node));
     let mut out = Vec::new();
-    let mut msg = head.clone();
+    let mut tag = "c";
+    let mut msg = head(tag);
     let mut items = 0;
     for change in changes {
         let item = encode_change(change);
-        if items > 0 && msg.len() + item.len() + 3 > MAX_MESSAGE_BYTES {
+        let wants = if secret(change) { "k" } else { "c" };
+        if items > 0 && (wants != tag || msg.len() + item.len() + 3 > MAX_MESSAGE_BYTES) {
             msg.push_str("]}");
-            out.push(std::mem::replace(&mut msg, head.clone()));
+            out.push(std::mem::replace(&mut msg, head(wants)));
             items = 0;
         }
+        if items == 0 && wants != tag {
+            msg = head(wants);
+        }
+        tag = wants;
         if items > 0 {
             msg.push(',');
         }
@@ -278,6 +288,14 @@ pub fn encode_commit(node: &str, changes: &[Committed]) -> Vec<String> {
         out.push(msg);
     }
     out
+}
+
+/// Whether `change` is one of secret conversations (see the module doc).
+fn secret(change: &Committed) -> bool {
+    matches!(
+        change,
+        Committed::Encrypted(_) | Committed::ToDevice { .. } | Committed::Devices { .. }
+    )
 }
 
 fn encode_change(change: &Committed) -> String {
@@ -439,16 +457,23 @@ mod tests {
     fn a_commit_round_trips_with_its_push_frames_verbatim() {
         let changes = sample();
         let msgs = encode_commit("node-a", &changes);
-        assert_eq!(msgs.len(), 1);
-        let Incoming::Commit {
-            node,
-            changes: wire,
-        } = Incoming::decode(&msgs[0]).unwrap()
-        else {
-            panic!("not a commit: {}", msgs[0]);
-        };
-        assert_eq!(node, "node-a");
-        let back = committed(&wire).unwrap();
+        // The secret conversations' changes in a message of their own,
+        // after the rest (their place in the batch).
+        assert_eq!(msgs.len(), 2);
+        assert!(msgs[0].starts_with(r#"{"t":"c","#), "{}", msgs[0]);
+        assert!(msgs[1].starts_with(r#"{"t":"k","#), "{}", msgs[1]);
+        let mut back = Vec::new();
+        for m in &msgs {
+            let Incoming::Commit {
+                node,
+                changes: wire,
+            } = Incoming::decode(m).unwrap()
+            else {
+                panic!("not a commit: {m}");
+            };
+            assert_eq!(node, "node-a");
+            back.extend(committed(&wire).unwrap());
+        }
         assert_eq!(back.len(), changes.len());
         for (a, b) in changes.iter().zip(&back) {
             assert_eq!(format!("{a:?}"), format!("{b:?}"));
@@ -458,6 +483,36 @@ mod tests {
             panic!("events expected");
         };
         assert_eq!(sent, got);
+    }
+
+    #[test]
+    fn secret_changes_keep_their_place_between_the_others() {
+        let changes = vec![
+            Committed::Created {
+                id: "s".into(),
+                kind: ConvKind::Dm,
+                name: None,
+            },
+            Committed::Encrypted("s".into()),
+            event("s", 1, ""),
+            Committed::Devices {
+                user: "bob".into(),
+                identity_changed: false,
+            },
+        ];
+        let msgs = encode_commit("n", &changes);
+        let tags: Vec<&str> = msgs.iter().map(|m| &m[6..7]).collect();
+        assert_eq!(tags, ["c", "k", "c", "k"]);
+        let mut back = Vec::new();
+        for m in &msgs {
+            let Incoming::Commit { changes, .. } = Incoming::decode(m).unwrap() else {
+                panic!("not a commit: {m}");
+            };
+            back.extend(committed(&changes).unwrap());
+        }
+        for (a, b) in changes.iter().zip(&back) {
+            assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        }
     }
 
     #[test]
