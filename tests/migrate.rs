@@ -1,15 +1,18 @@
 //! `chatd migrate --from DATA_DIR --to postgres://…`: an embedded server's
 //! data copied into PostgreSQL serves on as if nothing had moved: the same
 //! accounts and sessions, the same log (seqs, ids, text, edits, deletions),
-//! receipts, search, and new sends numbered on from the last seq. Runs when
-//! `CHATD_TEST_PG` names a PostgreSQL server.
+//! receipts, search, new sends numbered on from the last seq, and secret
+//! conversations (devices, their keys and inboxes, Megolm sessions). Runs
+//! when `CHATD_TEST_PG` names a PostgreSQL server.
 
 mod support;
 
 use chat::store::pg::copy::from_sqlite;
 use serde_json::{Value, json};
 use support::backend::Database;
+use support::keys::{message, upload};
 use support::server::Server;
+use vodozemac::Ed25519Keypair;
 
 /// What a member sees of a conversation: seq, id, kind and body of each event.
 fn shape(events: &[Value]) -> Vec<(u64, String, String, String)> {
@@ -53,9 +56,29 @@ async fn an_embedded_server_moves_to_postgres_whole() {
     let last = alice.last_seq(&g).await;
     bob.ok(json!({"type":"receipt","conversation_id":g,"delivered":last,"read":last}))
         .await;
+    // Devices with keys, a message waiting in alice's inbox, and a
+    // secret DM with one message whose session bob holds.
+    let alice_dev = upload(&mut alice, &Ed25519Keypair::new(), 2).await;
+    let bob_dev = upload(&mut bob, &Ed25519Keypair::new(), 1).await;
+    bob.ok(json!({"type":"to_device","messages":[message("alice", &alice_dev.id, 1)]}))
+        .await;
+    let secret = alice
+        .ok(json!({"type":"create","kind":"dm","members":["bob"],"encrypted":true}))
+        .await;
+    let secret = support::conv_id(&secret["conversation"]);
+    alice
+        .ok(
+            json!({"type":"send","conversation_id":secret,"client_msg_id":"x1","body":"",
+                   "encrypted":{"algorithm":"megolm.v1","device_id":alice_dev.id,
+                                "session_id":"c2Vzc2lvbg","ciphertext":"AwgAEhAbc"},
+                   "shares":[message("bob", &bob_dev.id, 2)]}),
+        )
+        .await;
     let before_g = shape(&alice.full_history(&g).await);
     let before_dm = shape(&bob.full_history(&dm).await);
+    let before_secret = shape(&bob.full_history(&secret).await);
     let bob_token = bob.token.clone();
+    let alice_token = alice.token.clone();
     drop((alice, bob));
     lite.stop().await;
 
@@ -63,12 +86,20 @@ async fn an_embedded_server_moves_to_postgres_whole() {
         .await
         .expect("the copy succeeds");
     assert_eq!(copied.rows["users"], 2);
-    assert_eq!(copied.rows["conversations"], 2);
-    assert_eq!(copied.conversations, 2);
+    assert_eq!(copied.rows["conversations"], 3);
+    assert_eq!(copied.conversations, 3);
     assert_eq!(
         copied.rows["events"] as usize,
-        before_g.len() + before_dm.len()
+        before_g.len() + before_dm.len() + before_secret.len()
     );
+    assert_eq!(copied.rows["identity_keys"], 2);
+    assert_eq!(copied.rows["devices"], 2);
+    assert_eq!(copied.rows["one_time_keys"], 3);
+    assert_eq!(copied.rows["fallback_keys"], 2);
+    assert_eq!(copied.rows["used_key_ids"], 5);
+    assert_eq!(copied.rows["inbox"], 2);
+    assert_eq!(copied.rows["megolm_sessions"], 1);
+    assert_eq!(copied.rows["megolm_holders"], 1);
     // Copying again into a database that is no longer empty is refused.
     let again = from_sqlite(lite.data_dir(), &db.url).await;
     assert!(again.is_err(), "a second copy must be refused");
@@ -90,6 +121,36 @@ async fn an_embedded_server_moves_to_postgres_whole() {
     assert_eq!(hits["hits"].as_array().map(Vec::len), Some(1), "{hits}");
     let old = bob.ok(json!({"type":"search","query":"quarterly"})).await;
     assert_eq!(old["hits"].as_array().map(Vec::len), Some(0), "{old}");
+    // The secret DM is still secret, with its log.
+    assert_eq!(shape(&bob.full_history(&secret).await), before_secret);
+    bob.err(
+        json!({"type":"send","conversation_id":secret,"client_msg_id":"p1","body":"hi"}),
+        "invalid_argument",
+    )
+    .await;
+    // alice's device moved with her session: its inbox, numbered on.
+    let mut alice_again = pg.device(&alice_token).await;
+    let inbox = alice_again
+        .ok(json!({"type":"inbox","after":0,"limit":10}))
+        .await;
+    assert_eq!(
+        inbox["messages"].as_array().map(Vec::len),
+        Some(1),
+        "{inbox}"
+    );
+    assert_eq!(inbox["messages"][0]["seq"], 1, "{inbox}");
+    bob.ok(json!({"type":"to_device","messages":[message("alice", &alice_dev.id, 3)]}))
+        .await;
+    let inbox = alice_again
+        .ok(json!({"type":"inbox","after":1,"limit":10}))
+        .await;
+    assert_eq!(inbox["messages"][0]["seq"], 2, "{inbox}");
+    // Her one-time keys are there to claim, once each.
+    let dref = json!([{"user":"alice","device_id":alice_dev.id}]);
+    for fallback in [false, false, true] {
+        let r = bob.ok(json!({"type":"keys_claim","devices":dref})).await;
+        assert_eq!(r["keys"][0]["fallback"], fallback, "{r}");
+    }
     // alice logs in with her password; new sends number on.
     let mut alice = pg.login("alice").await;
     let next = alice.send_msg(&g, "back in business").await;

@@ -543,3 +543,94 @@ fn test_database_urls_keep_everything_but_the_name() {
         "postgresql://h:6543/t3?a=b"
     );
 }
+
+/// Secret conversations across nodes: a to-device message sent on one node
+/// reaches the device's connection on another (and its inbox, whatever the
+/// bus does); a secret message sent on one node reaches a member on
+/// another; a logout on one node tells a contact on another that the
+/// user's devices changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn to_device_messages_and_device_changes_cross_nodes() {
+    use support::keys::{message, upload};
+    use vodozemac::Ed25519Keypair;
+    let Some(cluster) = Cluster::start(2) else {
+        return;
+    };
+    let mut alice = cluster.node(0).user("alice").await;
+    let mut bob = cluster.node(1).user("bob").await;
+    let dm = alice.create_dm("bob").await;
+    bob.expect_push(|v| is_event(v, &dm, "create"), CROSS_WAIT)
+        .await;
+    let alice_dev = upload(&mut alice, &Ed25519Keypair::new(), 1).await;
+    let is_devices =
+        |who: &'static str| move |v: &Value| v["type"] == "devices" && v["user"] == who;
+    // bob's new device, on node 1, is news to alice on node 0.
+    let bob_dev = upload(&mut bob, &Ed25519Keypair::new(), 1).await;
+    alice.expect_push(is_devices("bob"), CROSS_WAIT).await;
+
+    // A to-device message from node 0 is pushed to bob's device on node 1.
+    alice
+        .ok(json!({"type":"to_device","messages":[message("bob", &bob_dev.id, 1)]}))
+        .await;
+    let push = bob
+        .expect_push(|v| v["type"] == "to_device", CROSS_WAIT)
+        .await;
+    assert_eq!(push["seq"], 1, "{push}");
+    assert_eq!(push["sender"], "alice");
+    assert_eq!(push["sender_device"], alice_dev.id.as_str());
+    // Its inbox holds it too, read on either node.
+    let inbox = bob.ok(json!({"type":"inbox","after":0,"limit":10})).await;
+    assert_eq!(
+        inbox["messages"].as_array().map(Vec::len),
+        Some(1),
+        "{inbox}"
+    );
+
+    // A secret DM: alice's message on node 0, with its share, reaches bob
+    // on node 1 with its ciphertext, and the share reaches his device.
+    let secret = alice
+        .ok(json!({"type":"create","kind":"dm","members":["bob"],"encrypted":true}))
+        .await;
+    let secret = support::conv_id(&secret["conversation"]);
+    bob.expect_push(|v| is_event(v, &secret, "create"), CROSS_WAIT)
+        .await;
+    bob.clear_pushes();
+    let seq = alice
+        .ok(
+            json!({"type":"send","conversation_id":secret,"client_msg_id":"x1","body":"",
+                   "encrypted":{"algorithm":"megolm.v1","device_id":alice_dev.id,
+                                "session_id":"c2Vzc2lvbg","ciphertext":"AwgAEhAbc"},
+                   "shares":[message("bob", &bob_dev.id, 2)]}),
+        )
+        .await;
+    let seq = seq_of(&seq);
+    let ev = bob
+        .expect_push(|v| is_event(v, &secret, "message"), CROSS_WAIT)
+        .await;
+    assert_eq!(seq_of(&ev), seq);
+    assert_eq!(ev["encrypted"]["ciphertext"], "AwgAEhAbc", "{ev}");
+    let share = bob
+        .expect_push(|v| v["type"] == "to_device", CROSS_WAIT)
+        .await;
+    assert_eq!(share["seq"], 2, "{share}");
+    // Plain text in the secret DM is refused, whichever node takes it.
+    bob.err(
+        json!({"type":"send","conversation_id":secret,"client_msg_id":"p1","body":"hi"}),
+        "invalid_argument",
+    )
+    .await;
+
+    // bob logs out on node 1: alice, on node 0, hears that his devices
+    // changed, and his device is gone for her.
+    alice.clear_pushes();
+    bob.ok(json!({"type":"logout"})).await;
+    alice.expect_push(is_devices("bob"), CROSS_WAIT).await;
+    let q = alice.ok(json!({"type":"keys_query","users":["bob"]})).await;
+    assert_eq!(q["users"]["bob"]["devices"], json!([]), "{q}");
+    alice
+        .err(
+            json!({"type":"to_device","messages":[message("bob", &bob_dev.id, 3)]}),
+            "not_found",
+        )
+        .await;
+}

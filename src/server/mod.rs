@@ -201,9 +201,9 @@ pub async fn serve_listeners(
         token.clone(),
     ));
     tokio::spawn(files::collect(shared.clone(), token.clone()));
+    tokio::spawn(expire_devices(shared.clone(), token.clone()));
     match store.postgres() {
         None => {
-            tokio::spawn(expire_devices(shared.clone(), token.clone()));
             tokio::spawn(crate::store::log::retention::run(
                 data.clone(),
                 config.retention.clone(),
@@ -364,7 +364,8 @@ async fn pinger(hub: Arc<Hub>, every: Duration, stop: CancellationToken) {
 }
 
 /// Hourly, delete the devices of sessions that expired without being
-/// presented again (secret conversations; the embedded store).
+/// presented again (secret conversations). On a shared database every
+/// node does: what one deleted, the others find gone.
 async fn expire_devices(shared: Arc<Shared>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -10,7 +10,7 @@ use super::log::{
 };
 use super::pg;
 use crate::proto::keys::{InboxMessage, UserKeys};
-use crate::proto::{Account, ErrorCode, Event, Invite, MemberRole, ProtoError, ReceiptPair};
+use crate::proto::{Account, Event, Invite, MemberRole, ReceiptPair};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -207,7 +207,7 @@ impl Store {
     pub async fn keys(&self, op: KeyOp) -> Result<KeyReply, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.keys(op).await,
-            Backend::Postgres(_) => Err(no_secrets()),
+            Backend::Postgres(s) => s.keys(op).await,
         }
     }
 
@@ -219,7 +219,7 @@ impl Store {
     ) -> Result<oneshot::Receiver<Result<Appended, StoreError>>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.submit_secret(op).await,
-            Backend::Postgres(_) => Err(no_secrets()),
+            Backend::Postgres(s) => s.submit_secret(op).await,
         }
     }
 
@@ -294,74 +294,17 @@ forward! {
     fn last_account_change(&self) -> i64;
     /// Everything the server keeps in memory, read again.
     fn snapshot(&self) -> Snapshot;
-}
-
-/// The refusal of what only the SQLite store does so far: secret
-/// conversations, device keys and inboxes.
-fn no_secrets() -> StoreError {
-    StoreError::Rejected(ProtoError::new(
-        ErrorCode::Forbidden,
-        "secret conversations are not available on this store yet",
-    ))
-}
-
-/// Reads of device keys and inboxes (SQLite only, so far).
-impl Readers {
     /// The device of the session `token_hash`, if it uploaded keys.
-    pub async fn device_of_session(
-        &self,
-        token_hash: &str,
-    ) -> Result<Option<StoredDevice>, StoreError> {
-        match self {
-            Readers::Sqlite(r) => r.device_of_session(token_hash).await,
-            Readers::Postgres(_) => Ok(None),
-        }
-    }
-
+    fn device_of_session(&self, token_hash: &str) -> Option<StoredDevice>;
     /// One device of `user`.
-    pub async fn device(
-        &self,
-        user: &str,
-        device_id: &str,
-    ) -> Result<Option<StoredDevice>, StoreError> {
-        match self {
-            Readers::Sqlite(r) => r.device(user, device_id).await,
-            Readers::Postgres(_) => Err(no_secrets()),
-        }
-    }
-
+    fn device(&self, user: &str, device_id: &str) -> Option<StoredDevice>;
     /// `user`'s identity key, if they gave one.
-    pub async fn identity_key(&self, user: &str) -> Result<Option<String>, StoreError> {
-        match self {
-            Readers::Sqlite(r) => r.identity_key(user).await,
-            Readers::Postgres(_) => Err(no_secrets()),
-        }
-    }
-
+    fn identity_key(&self, user: &str) -> Option<String>;
     /// The identity key and devices of each of `users`.
-    pub async fn keys_query(
-        &self,
-        users: Vec<String>,
-    ) -> Result<BTreeMap<String, UserKeys>, StoreError> {
-        match self {
-            Readers::Sqlite(r) => r.keys_query(users).await,
-            Readers::Postgres(_) => Err(no_secrets()),
-        }
-    }
-
+    fn keys_query(&self, users: Vec<String>) -> BTreeMap<String, UserKeys>;
     /// A page of the inbox of the session `token_hash`'s device, and the
     /// last seq it gave out.
-    pub async fn inbox(
-        &self,
-        token_hash: &str,
-        after: u64,
-        limit: u32,
-    ) -> Result<(Vec<InboxMessage>, u64), StoreError> {
-        match self {
-            Readers::Sqlite(r) => r.inbox(token_hash, after, limit).await,
-            Readers::Postgres(_) => Err(no_secrets()),
-        }
-    }
+    fn inbox(&self, token_hash: &str, after: u64, limit: u32) -> (Vec<InboxMessage>, u64);
 }
 
 #[cfg(test)]

@@ -3,8 +3,7 @@
 //! after them), devices that go with their sessions, the per-device
 //! inbox, and secret conversations (ciphertext only, shares in the same
 //! write, the coverage check, session ownership, the group cap). Keys and
-//! signatures are real ones, made with vodozemac. The embedded store only:
-//! PostgreSQL refuses these requests for now.
+//! signatures are real ones, made with vodozemac. On either store.
 
 use crate::support::*;
 use chat::proto::keys::{certificate_text, key_text};
@@ -12,8 +11,6 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use vodozemac::Ed25519Keypair;
 use vodozemac::olm::Account;
-
-const SKIP: &str = "secret conversations are on the embedded store only";
 
 /// One logged-in session with its device keys.
 struct Dev {
@@ -169,9 +166,6 @@ fn seqs(inbox: &Value) -> Vec<u64> {
 
 #[tokio::test]
 async fn one_time_keys_are_claimed_once_then_the_fallback_key() {
-    if skip_on_postgres(SKIP) {
-        return;
-    }
     let server = Server::start();
     let [alice, mut bob] = server.users(["alice", "bob"]).await;
     let identity = Ed25519Keypair::new();
@@ -234,9 +228,6 @@ async fn one_time_keys_are_claimed_once_then_the_fallback_key() {
 
 #[tokio::test]
 async fn bad_signatures_and_reused_key_ids_are_refused() {
-    if skip_on_postgres(SKIP) {
-        return;
-    }
     let server = Server::start();
     let [alice, mut bob] = server.users(["alice", "bob"]).await;
     let identity = Ed25519Keypair::new();
@@ -288,9 +279,6 @@ async fn bad_signatures_and_reused_key_ids_are_refused() {
 
 #[tokio::test]
 async fn a_device_goes_with_its_session_and_contacts_hear_of_it() {
-    if skip_on_postgres(SKIP) {
-        return;
-    }
     let server = Server::start();
     let [mut alice, mut bob] = server.users(["alice", "bob"]).await;
     alice.create_dm("bob").await;
@@ -360,9 +348,6 @@ async fn a_device_goes_with_its_session_and_contacts_hear_of_it() {
 
 #[tokio::test]
 async fn replacing_the_identity_key_drops_certificates() {
-    if skip_on_postgres(SKIP) {
-        return;
-    }
     let server = Server::start();
     let [alice, mut bob] = server.users(["alice", "bob"]).await;
     bob.create_dm("alice").await;
@@ -412,9 +397,6 @@ async fn replacing_the_identity_key_drops_certificates() {
 
 #[tokio::test]
 async fn the_inbox_keeps_order_is_acknowledged_and_bounded() {
-    if skip_on_postgres(SKIP) {
-        return;
-    }
     let server = Server::start_with(|c| c.limits.max_inbox_messages = 3);
     let [alice, bob] = server.users(["alice", "bob"]).await;
     // A session without keys may not send to devices.
@@ -471,9 +453,6 @@ async fn the_inbox_keeps_order_is_acknowledged_and_bounded() {
 
 #[tokio::test]
 async fn a_to_device_message_is_pushed_to_its_device_only() {
-    if skip_on_postgres(SKIP) {
-        return;
-    }
     let server = Server::start();
     let [alice, bob] = server.users(["alice", "bob"]).await;
     let identity = Ed25519Keypair::new();
@@ -500,9 +479,6 @@ async fn a_to_device_message_is_pushed_to_its_device_only() {
 
 #[tokio::test]
 async fn a_secret_dm_is_another_than_the_plain_one() {
-    if skip_on_postgres(SKIP) {
-        return;
-    }
     let server = Server::start();
     let [mut alice, mut bob] = server.users(["alice", "bob"]).await;
     let plain = alice.create_dm("bob").await;
@@ -548,9 +524,6 @@ async fn a_secret_dm_is_another_than_the_plain_one() {
 
 #[tokio::test]
 async fn text_is_refused_in_a_secret_conversation_and_ciphertext_in_a_normal_one() {
-    if skip_on_postgres(SKIP) {
-        return;
-    }
     let server = Server::start();
     let [alice, mut bob] = server.users(["alice", "bob"]).await;
     let identity = Ed25519Keypair::new();
@@ -648,9 +621,6 @@ async fn secret_group(server: &Server) -> (Dev, Dev, Dev, String) {
 
 #[tokio::test]
 async fn a_send_must_cover_exactly_the_conversations_devices() {
-    if skip_on_postgres(SKIP) {
-        return;
-    }
     let server = Server::start();
     let (mut alice, mut bob, mut carol, conv) = secret_group(&server).await;
     let before = alice.peer.last_seq(&conv).await;
@@ -719,9 +689,6 @@ async fn a_send_must_cover_exactly_the_conversations_devices() {
 
 #[tokio::test]
 async fn a_session_belongs_to_the_device_that_started_it() {
-    if skip_on_postgres(SKIP) {
-        return;
-    }
     let server = Server::start();
     let (alice, bob, carol, conv) = secret_group(&server).await;
     let (mut alice, mut bob) = (alice, bob);
@@ -756,9 +723,6 @@ async fn a_session_belongs_to_the_device_that_started_it() {
 
 #[tokio::test]
 async fn keys_share_delivers_ahead_of_a_send() {
-    if skip_on_postgres(SKIP) {
-        return;
-    }
     let server = Server::start();
     let (mut alice, mut bob, mut carol, conv) = secret_group(&server).await;
     let share_req = |shares: Vec<Value>| json!({"type":"keys_share","conversation_id":conv,"session_id":"S1","shares":shares});
@@ -794,9 +758,6 @@ async fn keys_share_delivers_ahead_of_a_send() {
 
 #[tokio::test]
 async fn a_secret_group_has_at_most_100_members() {
-    if skip_on_postgres(SKIP) {
-        return;
-    }
     let server = Server::start();
     let mut alice = server.user("alice").await;
     let mut names = Vec::new();

@@ -15,6 +15,7 @@ pub mod chatd;
 pub mod cli;
 pub mod client;
 pub mod cluster;
+pub mod keys;
 pub mod proxy;
 pub mod raw;
 pub mod redis;

@@ -7,7 +7,11 @@
 //! frame to learn the event's conversation, seq and effect, never encode it
 //! again. A batch larger than [`MAX_MESSAGE_BYTES`] is split between
 //! changes, in order. Unknown tags decode to an error the receiver ignores,
-//! so a newer node may add messages.
+//! so a newer node may add messages. The changes of secret conversations
+//! (a conversation made secret, to-device pushes, changed devices) travel
+//! in messages of their own tag (`k`), in their place in the batch's
+//! order: a node that does not know them skips them and still applies the
+//! rest.
 
 use crate::proto::{ConvKind, Millis, PresenceStatus, ReceiptPair, ServerFrame};
 use crate::server::queue::Ended;
@@ -96,6 +100,16 @@ pub enum WireChange<'a> {
     User(String),
     #[serde(rename = "bl")]
     Block(String, String, bool),
+    /// A conversation just created is secret.
+    #[serde(rename = "enc")]
+    Encrypted(String),
+    /// A to-device message: its user, the session's token digest (hex)
+    /// and its push frame (as text).
+    #[serde(rename = "td")]
+    ToDevice(String, String, String),
+    /// A user's devices changed (and whether their identity key did).
+    #[serde(rename = "dv")]
+    Devices(String, bool),
 }
 
 /// A user's presence on one node: `None` is offline there.
@@ -132,6 +146,8 @@ pub enum WireError {
     Json(#[from] serde_json::Error),
     #[error("a bus event frame is not an event")]
     NotAnEvent,
+    #[error("a bus to-device message names no session")]
+    BadToken,
     #[error("unknown bus message {0:?}")]
     Unknown(String),
 }
@@ -148,7 +164,7 @@ impl Incoming<'_> {
             None => serde_json::from_str::<Tag>(text)?.t,
         };
         Ok(match &*tag {
-            "c" => {
+            "c" | "k" => {
                 let b: CommitBody = serde_json::from_str(text)?;
                 Incoming::Commit {
                     node: b.node,
@@ -221,6 +237,20 @@ pub fn committed(changes: &[WireChange<'_>]) -> Result<Vec<Committed>, WireError
                     blocked: blocked.clone(),
                     on: *on,
                 },
+                WireChange::Encrypted(id) => Committed::Encrypted(id.clone()),
+                WireChange::ToDevice(user, token, push) => {
+                    let mut digest = [0u8; 32];
+                    hex::decode_to_slice(token, &mut digest).map_err(|_| WireError::BadToken)?;
+                    Committed::ToDevice {
+                        user: user.clone(),
+                        token: digest,
+                        push: push.clone(),
+                    }
+                }
+                WireChange::Devices(user, identity_changed) => Committed::Devices {
+                    user: user.clone(),
+                    identity_changed: *identity_changed,
+                },
             })
         })
         .collect()
@@ -230,17 +260,23 @@ pub fn committed(changes: &[WireChange<'_>]) -> Result<Vec<Committed>, WireError
 /// one change each at least), in order. Push frames are copied in as they
 /// are.
 pub fn encode_commit(node: &str, changes: &[Committed]) -> Vec<String> {
-    let head = format!(r#"{{"t":"c","n":{},"c":["#, json(node));
+    let head = |tag: &str| format!(r#"{{"t":"{tag}","n":{},"c":["#, json(node));
     let mut out = Vec::new();
-    let mut msg = head.clone();
+    let mut tag = "c";
+    let mut msg = head(tag);
     let mut items = 0;
-    for change in changes.iter().filter(|c| !c.single_node()) {
+    for change in changes {
         let item = encode_change(change);
-        if items > 0 && msg.len() + item.len() + 3 > MAX_MESSAGE_BYTES {
+        let wants = if secret(change) { "k" } else { "c" };
+        if items > 0 && (wants != tag || msg.len() + item.len() + 3 > MAX_MESSAGE_BYTES) {
             msg.push_str("]}");
-            out.push(std::mem::replace(&mut msg, head.clone()));
+            out.push(std::mem::replace(&mut msg, head(wants)));
             items = 0;
         }
+        if items == 0 && wants != tag {
+            msg = head(wants);
+        }
+        tag = wants;
         if items > 0 {
             msg.push(',');
         }
@@ -252,6 +288,14 @@ pub fn encode_commit(node: &str, changes: &[Committed]) -> Vec<String> {
         out.push(msg);
     }
     out
+}
+
+/// Whether `change` is one of secret conversations (see the module doc).
+fn secret(change: &Committed) -> bool {
+    matches!(
+        change,
+        Committed::Encrypted(_) | Committed::ToDevice { .. } | Committed::Devices { .. }
+    )
 }
 
 fn encode_change(change: &Committed) -> String {
@@ -290,8 +334,18 @@ fn encode_change(change: &Committed) -> String {
             blocked,
             on,
         } => write!(s, r#"{{"bl":[{},{},{on}]}}"#, json(blocker), json(blocked)),
-        // Never on the bus (see `Committed::single_node`).
-        Committed::Encrypted(_) | Committed::ToDevice { .. } | Committed::Devices { .. } => Ok(()),
+        Committed::Encrypted(id) => write!(s, r#"{{"enc":{}}}"#, json(id)),
+        Committed::ToDevice { user, token, push } => write!(
+            s,
+            r#"{{"td":[{},"{}",{}]}}"#,
+            json(user),
+            hex::encode(token),
+            json(push)
+        ),
+        Committed::Devices {
+            user,
+            identity_changed,
+        } => write!(s, r#"{{"dv":[{},{identity_changed}]}}"#, json(user)),
     };
     s
 }
@@ -386,6 +440,16 @@ mod tests {
                 blocked: "eve".into(),
                 on: true,
             },
+            Committed::Encrypted("c1".into()),
+            Committed::ToDevice {
+                user: "bob".into(),
+                token: [7u8; 32],
+                push: r#"{"type":"to_device","seq":3,"body":{"x":"\"☃\""}}"#.into(),
+            },
+            Committed::Devices {
+                user: "carol".into(),
+                identity_changed: true,
+            },
         ]
     }
 
@@ -393,16 +457,23 @@ mod tests {
     fn a_commit_round_trips_with_its_push_frames_verbatim() {
         let changes = sample();
         let msgs = encode_commit("node-a", &changes);
-        assert_eq!(msgs.len(), 1);
-        let Incoming::Commit {
-            node,
-            changes: wire,
-        } = Incoming::decode(&msgs[0]).unwrap()
-        else {
-            panic!("not a commit: {}", msgs[0]);
-        };
-        assert_eq!(node, "node-a");
-        let back = committed(&wire).unwrap();
+        // The secret conversations' changes in a message of their own,
+        // after the rest (their place in the batch).
+        assert_eq!(msgs.len(), 2);
+        assert!(msgs[0].starts_with(r#"{"t":"c","#), "{}", msgs[0]);
+        assert!(msgs[1].starts_with(r#"{"t":"k","#), "{}", msgs[1]);
+        let mut back = Vec::new();
+        for m in &msgs {
+            let Incoming::Commit {
+                node,
+                changes: wire,
+            } = Incoming::decode(m).unwrap()
+            else {
+                panic!("not a commit: {m}");
+            };
+            assert_eq!(node, "node-a");
+            back.extend(committed(&wire).unwrap());
+        }
         assert_eq!(back.len(), changes.len());
         for (a, b) in changes.iter().zip(&back) {
             assert_eq!(format!("{a:?}"), format!("{b:?}"));
@@ -412,6 +483,36 @@ mod tests {
             panic!("events expected");
         };
         assert_eq!(sent, got);
+    }
+
+    #[test]
+    fn secret_changes_keep_their_place_between_the_others() {
+        let changes = vec![
+            Committed::Created {
+                id: "s".into(),
+                kind: ConvKind::Dm,
+                name: None,
+            },
+            Committed::Encrypted("s".into()),
+            event("s", 1, ""),
+            Committed::Devices {
+                user: "bob".into(),
+                identity_changed: false,
+            },
+        ];
+        let msgs = encode_commit("n", &changes);
+        let tags: Vec<&str> = msgs.iter().map(|m| &m[6..7]).collect();
+        assert_eq!(tags, ["c", "k", "c", "k"]);
+        let mut back = Vec::new();
+        for m in &msgs {
+            let Incoming::Commit { changes, .. } = Incoming::decode(m).unwrap() else {
+                panic!("not a commit: {m}");
+            };
+            back.extend(committed(&changes).unwrap());
+        }
+        for (a, b) in changes.iter().zip(&back) {
+            assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        }
     }
 
     #[test]

@@ -74,7 +74,15 @@ impl Hub {
         let mut gaps = Vec::new();
         let mut st = self.lock();
         st.blocks = Blocks::from_pairs(snap.blocks);
+        let secret: BTreeSet<String> = snap.encrypted.into_iter().collect();
         for rec in snap.conversations {
+            // A conversation is secret from its creation on: one missed
+            // on the bus is marked here.
+            if secret.contains(&rec.id)
+                && let Some(c) = st.convs.get_mut(&rec.id)
+            {
+                c.encrypted = true;
+            }
             if !st.convs.contains_key(&rec.id) {
                 st.convs.insert(
                     rec.id.clone(),
@@ -85,7 +93,7 @@ impl Hub {
                         last_seq: 0,
                         receipts: HashMap::new(),
                         roles: BTreeMap::new(),
-                        encrypted: false,
+                        encrypted: secret.contains(&rec.id),
                     },
                 );
                 st.index_channel(&rec.id, None);

@@ -214,17 +214,6 @@ pub enum Committed {
     },
 }
 
-impl Committed {
-    /// Changes of secret conversations and device keys, which only the
-    /// single-node store makes: nothing the bus between nodes carries.
-    pub fn single_node(&self) -> bool {
-        matches!(
-            self,
-            Committed::Encrypted(_) | Committed::ToDevice { .. } | Committed::Devices { .. }
-        )
-    }
-}
-
 /// Append requests. The `user` is the authenticated caller.
 #[derive(Debug, Clone)]
 pub enum Append {

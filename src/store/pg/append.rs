@@ -59,7 +59,7 @@ pub(super) async fn apply(w: &mut W<'_>, op: Append) -> Result<Appended, StoreEr
             members,
         } => match rules::create(&mut f, limits, &user, kind, name, members).await? {
             Decision::Done(done) => Ok(done),
-            Decision::Write(new) => create(w, &user, kind, new).await,
+            Decision::Write(new) => create(w, &user, kind, new, false).await,
         },
         Append::Join {
             user,
@@ -173,14 +173,16 @@ pub(super) async fn apply(w: &mut W<'_>, op: Append) -> Result<Appended, StoreEr
     }
 }
 
-/// Write a conversation the rules accepted: its row, its members, its
-/// owner and its `create` event. A DM or channel made meanwhile by another
-/// transaction surfaces as a unique key taken, and the write runs again.
-async fn create(
+/// Write a conversation the rules accepted (a secret one when
+/// `encrypted`): its row, its members, its owner and its `create` event.
+/// A DM or channel made meanwhile by another transaction surfaces as a
+/// unique key taken, and the write runs again.
+pub(super) async fn create(
     w: &mut W<'_>,
     user: &str,
     kind: ConvKind,
     new: rules::NewConversation,
+    encrypted: bool,
 ) -> Result<Appended, StoreError> {
     let rules::NewConversation {
         members,
@@ -190,9 +192,16 @@ async fn create(
     let id = new_conversation_id();
     exec(
         w.tx,
-        "INSERT INTO conversations (id, kind, name, dm_key, last_seq, created_at)
-         VALUES ($1, $2, $3, $4, 0, $5)",
-        &[&id, &kind.as_str(), &name, &dm_key, &now_millis()],
+        "INSERT INTO conversations (id, kind, name, dm_key, last_seq, created_at, encrypted)
+         VALUES ($1, $2, $3, $4, 0, $5, $6)",
+        &[
+            &id,
+            &kind.as_str(),
+            &name,
+            &dm_key,
+            &now_millis(),
+            &encrypted,
+        ],
     )
     .await?;
     w.changes.push(Committed::Created {
@@ -200,6 +209,9 @@ async fn create(
         kind,
         name: name.clone(),
     });
+    if encrypted {
+        w.changes.push(Committed::Encrypted(id.clone()));
+    }
     add_members(w, &id, &members).await?;
     if kind != ConvKind::Dm {
         store_role(w.tx, &id, user, MemberRole::Owner).await?;

@@ -23,12 +23,18 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio_postgres::types::ToSql;
 
-/// Whether `op` is a plain message, which [`apply`] writes.
+/// Whether `op` is a plain message, which [`apply`] writes: no reply, and
+/// no ciphertext (a secret conversation's writes carry their keys' shares
+/// and go through [`super::secret`]).
 pub(super) fn plain(op: &Append) -> bool {
     matches!(
         op,
         Append::Event {
-            body: EventBody::Message { reply_to: None, .. },
+            body: EventBody::Message {
+                reply_to: None,
+                encrypted: None,
+                ..
+            },
             ..
         }
     )
@@ -40,6 +46,8 @@ struct Known {
     /// Each conversation's kind and last seq (counted on as messages are
     /// decided).
     convs: HashMap<String, (ConvKind, i64)>,
+    /// The secret conversations among them.
+    encrypted: HashSet<String>,
     /// The senders' roles where they are members.
     roles: HashMap<(String, String), MemberRole>,
     /// The members of the DMs written to.
@@ -127,6 +135,10 @@ impl Facts for Known {
     async fn upload_size(&mut self, _user: &str, _digest: &str) -> Result<Option<u64>, StoreError> {
         Err(unasked("an upload"))
     }
+
+    async fn encrypted(&mut self, conv: &str) -> Result<bool, StoreError> {
+        Ok(self.encrypted.contains(conv))
+    }
 }
 
 /// A message decided, to be written.
@@ -161,7 +173,7 @@ async fn read(w: &W<'_>, ops: &[(&str, &str, &str)]) -> Result<Known, StoreError
     let (conv_rows, role_rows, dm_rows, block_rows, prior_rows) = tokio::try_join!(
         rows(
             w.tx,
-            "SELECT id, kind, last_seq FROM conversations WHERE id = ANY($1)",
+            "SELECT id, kind, last_seq, encrypted FROM conversations WHERE id = ANY($1)",
             &p_convs,
         ),
         rows(
@@ -199,7 +211,11 @@ async fn read(w: &W<'_>, ops: &[(&str, &str, &str)]) -> Result<Known, StoreError
         let kind: String = get(&r, 1)?;
         let kind = ConvKind::parse(&kind)
             .ok_or_else(|| StoreError::Postgres(format!("a conversation of kind {kind}")))?;
-        k.convs.insert(get(&r, 0)?, (kind, get(&r, 2)?));
+        let id: String = get(&r, 0)?;
+        if get::<bool>(&r, 3)? {
+            k.encrypted.insert(id.clone());
+        }
+        k.convs.insert(id, (kind, get(&r, 2)?));
     }
     for r in role_rows {
         let role = MemberRole::parse(&get::<String>(&r, 2)?).unwrap_or_default();

@@ -2,13 +2,15 @@
 //! database, `chatd migrate --from DATA_DIR --to postgres://…`.
 //!
 //! Accounts, sessions, invitations, conversations with their members,
-//! roles and receipts, blocks, uploads, webhooks and the whole log (seqs,
-//! ids, timestamps and the stored text as written) go across in one
+//! roles and receipts, blocks, uploads, webhooks, the whole log (seqs,
+//! ids, timestamps and the stored text as written) and what secret
+//! conversations keep (device keys, inboxes, Megolm sessions and their
+//! holders; a store from before them has none) go across in one
 //! transaction, by binary `COPY`. The search index is rebuilt from the log
 //! under the same doc numbers, each conversation's counter is set to its
 //! last seq, and before the commit the copy is checked: the row count of
-//! every table and the last seq of every conversation must match the
-//! source. The source is only read; a failure leaves the target empty.
+//! every table, the number of secret conversations and the last seq of
+//! every conversation must match the source. The source is only read; a failure leaves the target empty.
 
 use super::search;
 use crate::store::log::{StoreError, db_path};
@@ -20,8 +22,9 @@ use std::path::Path;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
-/// The tables copied, parents before children.
-const TABLES: [&str; 13] = [
+/// The tables copied, parents before children (a device after its
+/// session, its keys and inbox after it).
+const TABLES: [&str; 21] = [
     "users",
     "sessions",
     "invites",
@@ -35,6 +38,14 @@ const TABLES: [&str; 13] = [
     "uploads",
     "file_refs",
     "webhooks",
+    "identity_keys",
+    "devices",
+    "one_time_keys",
+    "fallback_keys",
+    "used_key_ids",
+    "inbox",
+    "megolm_sessions",
+    "megolm_holders",
 ];
 
 /// What a copy moved.
@@ -136,7 +147,11 @@ async fn copy_all(lite: &Connection, tx: &Transaction<'_>) -> Result<Copied, Sto
     }
     let mut copied = Copied::default();
     for table in TABLES {
-        let n = copy_table(lite, tx, table).await?;
+        let n = if has_table(lite, table)? {
+            copy_table(lite, tx, table).await?
+        } else {
+            0
+        };
         copied.rows.insert(table.to_string(), n);
     }
     tx.batch_execute(
@@ -150,6 +165,17 @@ async fn copy_all(lite: &Connection, tx: &Transaction<'_>) -> Result<Copied, Sto
     copied.indexed = rebuild_search(tx).await?;
     copied.conversations = verify(lite, tx, &copied).await?;
     Ok(copied)
+}
+
+/// Whether the source has `table` (an older embedded store may lack the
+/// newer ones).
+fn has_table(lite: &Connection, table: &str) -> Result<bool, StoreError> {
+    lite.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+        [table],
+        |r| r.get(0),
+    )
+    .map_err(source)
 }
 
 /// The columns `table` has in both stores, with their PostgreSQL types.
@@ -293,17 +319,20 @@ async fn rebuild_search(tx: &Transaction<'_>) -> Result<u64, StoreError> {
     Ok(n)
 }
 
-/// Check the copy against the source: every table's row count and every
-/// conversation's last seq. Answers how many conversations were checked.
+/// Check the copy against the source: every table's row count, which
+/// conversations are secret, and every conversation's last seq. Answers how many conversations were checked.
 async fn verify(
     lite: &Connection,
     tx: &Transaction<'_>,
     copied: &Copied,
 ) -> Result<u64, StoreError> {
     for (table, n) in &copied.rows {
-        let theirs: i64 = lite
-            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
-            .map_err(source)?;
+        let theirs: i64 = if has_table(lite, table)? {
+            lite.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+                .map_err(source)?
+        } else {
+            0
+        };
         let ours: i64 = tx
             .query_one(&format!("SELECT COUNT(*) FROM {table}"), &[])
             .await
@@ -314,6 +343,34 @@ async fn verify(
                 "{table}: {theirs} rows in the source, {ours} copied"
             )));
         }
+    }
+    // Secret conversations stay secret.
+    let flagged: bool = lite
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('conversations') WHERE name = 'encrypted')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(source)?;
+    let theirs: i64 = if flagged {
+        lite.query_row(
+            "SELECT COUNT(*) FROM conversations WHERE encrypted <> 0",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(source)?
+    } else {
+        0
+    };
+    let ours: i64 = tx
+        .query_one("SELECT COUNT(*) FROM conversations WHERE encrypted", &[])
+        .await
+        .map_err(db)?
+        .get(0);
+    if theirs != ours {
+        return Err(StoreError::Open(format!(
+            "{theirs} secret conversations in the source, {ours} copied secret"
+        )));
     }
     let mut last: BTreeMap<String, i64> = BTreeMap::new();
     let mut stmt = lite

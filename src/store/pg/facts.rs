@@ -25,6 +25,11 @@ impl<'a> PgFacts<'a> {
         PgFacts { tx, lock: true }
     }
 
+    /// The transaction the facts are read in.
+    pub(super) fn tx(&self) -> &'a Transaction<'a> {
+        self.tx
+    }
+
     /// Facts for a write that only reads conversations (a receipt).
     pub(super) fn reading(tx: &'a Transaction<'a>) -> PgFacts<'a> {
         PgFacts { tx, lock: false }
@@ -187,5 +192,16 @@ impl Facts for PgFacts<'_> {
 
     async fn upload_size(&mut self, user: &str, digest: &str) -> Result<Option<u64>, StoreError> {
         super::files::upload_size(self.tx, user, digest).await
+    }
+
+    async fn encrypted(&mut self, conv: &str) -> Result<bool, StoreError> {
+        // Asked after the kind, which locked the row: the flag holds still.
+        let row = opt(
+            self.tx,
+            "SELECT encrypted FROM conversations WHERE id = $1",
+            &[&conv],
+        )
+        .await?;
+        row.map_or(Ok(false), |r| get(&r, 0))
     }
 }

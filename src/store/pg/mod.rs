@@ -42,11 +42,13 @@ mod erase;
 mod events;
 mod facts;
 mod files;
+mod keys;
 pub mod offline;
 mod read;
 pub mod retention;
 mod schema;
 mod search;
+mod secret;
 #[cfg(test)]
 mod tests;
 
@@ -55,8 +57,8 @@ pub use schema::SCHEMA_VERSION;
 
 use crate::proto::{ErrorCode, ProtoError, ReceiptPair};
 use crate::store::log::{
-    AccountOp, AccountReply, Append, Appended, BotOp, CommitSink, Committed, Snapshot, StoreConfig,
-    StoreError, WriteLimits, WriteStats,
+    AccountOp, AccountReply, Append, Appended, BotOp, CommitSink, Committed, KeyOp, KeyReply,
+    SecretOp, Snapshot, StoreConfig, StoreError, WriteLimits, WriteStats,
 };
 use db::{Db, Timeouts, retryable, within};
 use deadpool_postgres::Transaction;
@@ -107,12 +109,17 @@ enum Op {
         delivered: u64,
         read: u64,
     },
+    /// Device keys and inboxes.
+    Keys(KeyOp),
+    /// A write to a secret conversation (answered as an append).
+    Secret(SecretOp),
 }
 
 enum Reply {
     Account(AccountReply),
     Append(Appended),
     Receipt(Option<ReceiptPair>),
+    Keys(KeyReply),
 }
 
 /// The advisory lock that orders account changes which check, then act,
@@ -135,7 +142,9 @@ impl Op {
                 | AccountOp::Bot(BotOp::Used { .. } | BotOp::CreateWebhook { .. }),
             )
             | Op::Append(_)
-            | Op::Receipt { .. } => false,
+            | Op::Receipt { .. }
+            | Op::Keys(_)
+            | Op::Secret(_) => false,
             Op::Account(_) => true,
         }
     }
@@ -332,6 +341,46 @@ impl PgStore {
         self.inner.lanes.submit(stripe, job).await
     }
 
+    /// Apply a change to device keys or inboxes, in a transaction of its
+    /// own (the devices' and keys' row locks order it against other
+    /// nodes').
+    pub async fn keys(&self, op: KeyOp) -> Result<KeyReply, StoreError> {
+        self.open_for_writes()?;
+        match self.write(Op::Keys(op), Vec::new()).await? {
+            Reply::Keys(r) => Ok(r),
+            _ => Err(mixed_up()),
+        }
+    }
+
+    /// Queue a write to a secret conversation in its lane, in order with
+    /// appends; the receiver gets its durable result.
+    pub async fn submit_secret(
+        &self,
+        op: SecretOp,
+    ) -> Result<oneshot::Receiver<Result<Appended, StoreError>>, StoreError> {
+        self.open_for_writes()?;
+        let (conv, stripe) = match &op {
+            SecretOp::Create { user, .. } => (None, Gate::stripe(user)),
+            SecretOp::Event {
+                conversation_id, ..
+            }
+            | SecretOp::Share {
+                conversation_id, ..
+            } => (Some(conversation_id.clone()), Gate::stripe(conversation_id)),
+        };
+        let (tx, rx) = oneshot::channel();
+        let answer = move |r: Result<Reply, StoreError>| {
+            let _ = tx.send(match r {
+                Ok(Reply::Append(a)) => Ok(a),
+                Ok(_) => Err(mixed_up()),
+                Err(e) => Err(e),
+            });
+        };
+        self.queue(stripe, Op::Secret(op), conv, Box::new(answer))
+            .await?;
+        Ok(rx)
+    }
+
     /// Append and wait until the result is durable.
     pub async fn append(&self, op: Append) -> Result<Appended, StoreError> {
         self.submit_append(op)
@@ -519,7 +568,19 @@ impl PgStore {
 /// Apply a write in the open transaction of `w`.
 async fn apply(w: &mut W<'_>, op: Op) -> Result<Reply, StoreError> {
     match op {
-        Op::Account(op) => accounts::apply(w, op).await.map(Reply::Account),
+        Op::Account(op) => {
+            // Sessions ended take their devices along (a foreign key);
+            // their users' contacts hear of it, and of those `chatd admin`
+            // ended meanwhile.
+            let touch = matches!(op, AccountOp::TouchSession { .. });
+            let reply = accounts::apply(w, op).await?;
+            if !touch {
+                keys::devices_gone(w).await?;
+            }
+            Ok(Reply::Account(reply))
+        }
+        Op::Keys(op) => keys::apply(w, op).await.map(Reply::Keys),
+        Op::Secret(op) => secret::apply(w, op).await.map(Reply::Append),
         Op::Append(op) => append::apply(w, op).await.map(Reply::Append),
         Op::Receipt {
             user,

@@ -203,19 +203,29 @@ fn json_len(v: &impl serde::Serialize) -> usize {
 }
 
 /// Read what the server keeps in memory: users, bots, conversations with
-/// their members, receipts and roles, and blocks.
+/// their members, receipts and roles, which of them are secret, and
+/// blocks.
 pub(super) async fn load_snapshot(c: &impl GenericClient) -> Result<Snapshot, StoreError> {
     let mut snap = Snapshot::default();
     for r in rows(c, "SELECT username FROM users ORDER BY username", &[]).await? {
         snap.users.push(get(&r, 0)?);
     }
     let mut index: HashMap<String, usize> = HashMap::new();
-    for r in rows(c, "SELECT id, kind, name, last_seq FROM conversations", &[]).await? {
+    for r in rows(
+        c,
+        "SELECT id, kind, name, last_seq, encrypted FROM conversations",
+        &[],
+    )
+    .await?
+    {
         let id: String = get(&r, 0)?;
         let kind: String = get(&r, 1)?;
         let kind = ConvKind::parse(&kind)
             .ok_or_else(|| StoreError::Open(format!("conversation {id}: bad kind {kind}")))?;
         let last_seq: i64 = get(&r, 3)?;
+        if get::<bool>(&r, 4)? {
+            snap.encrypted.push(id.clone());
+        }
         index.insert(id.clone(), snap.conversations.len());
         snap.conversations.push(ConvRecord {
             id,

@@ -12,7 +12,10 @@ use crate::store::log::StoreError;
 use deadpool_postgres::{GenericClient, Object};
 
 /// Ordered migrations; index + 1 is the version each produces.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_secret.sql"),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -1338,3 +1338,443 @@ async fn retention_clears_old_text_and_its_search_words() {
     // A second sweep has nothing left to do.
     assert_eq!(super::retention::sweep(&s, 1_000, &stop).await.unwrap(), 0);
 }
+
+// Secret conversations: device keys, inboxes and secret sends.
+
+use crate::proto::keys::{DeviceKeys, Encrypted, KeysUpload, SignedKey};
+use crate::proto::{DeviceRef, ToDeviceMessage};
+use crate::store::log::{KeyCaps, KeyOp, KeyReply, SecretOp};
+
+fn caps(inbox: usize) -> KeyCaps {
+    KeyCaps {
+        devices_per_user: 4,
+        one_time_keys: 100,
+        inbox,
+    }
+}
+
+/// The (hex) token hash of test session `n`.
+fn token(n: u8) -> String {
+    hex::encode([n; 32])
+}
+
+/// A session `token(n)` of `name` with device `device_id`, `otks` one-time
+/// keys and a fallback key (signatures are the server's to check, not the
+/// store's).
+async fn with_device(store: &PgStore, name: &str, n: u8, device_id: &str, otks: usize) {
+    store
+        .account(AccountOp::CreateSession {
+            username: name.into(),
+            token_hash: token(n),
+            device: "phone".into(),
+            address: None,
+            max_per_user: 10,
+        })
+        .await
+        .unwrap();
+    let key = |i: usize| SignedKey {
+        key_id: format!("k{i:03}"),
+        key: format!("key-{name}-{i}"),
+        signature: "sig".into(),
+    };
+    let keys = DeviceKeys {
+        curve25519: format!("curve-{name}-{n}"),
+        ed25519: format!("ed-{name}-{n}"),
+    };
+    let upload = KeysUpload {
+        device_id: device_id.into(),
+        keys: Some(keys.clone()),
+        identity_key: None,
+        replace_identity: false,
+        certificate: None,
+        one_time_keys: (0..otks).map(key).collect(),
+        fallback_key: Some(SignedKey {
+            key_id: "f0".into(),
+            ..key(999)
+        }),
+    };
+    let r = store
+        .keys(KeyOp::Upload {
+            user: name.into(),
+            token_hash: token(n),
+            keys,
+            upload: Box::new(upload),
+            identity_seen: None,
+            caps: caps(100),
+        })
+        .await
+        .unwrap();
+    assert_eq!(r, KeyReply::Count(otks as u32));
+}
+
+fn to_device(user: &str, device_id: &str, n: usize) -> ToDeviceMessage {
+    ToDeviceMessage {
+        user: user.into(),
+        device_id: device_id.into(),
+        body: serde_json::json!({"ciphertext": format!("c{n}")}),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_time_keys_are_claimed_once_from_three_stores_at_once() {
+    let Some(db) = TestDb::new().await else {
+        return;
+    };
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(open(&db).await.0);
+    }
+    user(&nodes[0], "ann").await;
+    const KEYS: usize = 30;
+    with_device(&nodes[0], "ann", 1, "ANNPHONEAA", KEYS).await;
+    let ann = DeviceRef {
+        user: "ann".into(),
+        device_id: "ANNPHONEAA".into(),
+    };
+    // 45 claims, 15 on each store, all at once: 30 one-time keys go out
+    // once each, then the fallback key.
+    let mut tasks = Vec::new();
+    for i in 0..45 {
+        let store = nodes[i % 3].clone();
+        let ann = ann.clone();
+        tasks.push(tokio::spawn(async move {
+            match store
+                .keys(KeyOp::Claim {
+                    devices: vec![ann.clone(), ann],
+                })
+                .await
+                .unwrap()
+            {
+                KeyReply::Claimed(keys) => keys,
+                other => panic!("not a claim: {other:?}"),
+            }
+        }));
+    }
+    let mut one_time = Vec::new();
+    let mut fallbacks = 0;
+    for t in tasks {
+        let keys = t.await.unwrap();
+        assert_eq!(keys.len(), 1, "one key per device, asked twice or not");
+        for k in keys {
+            if k.fallback {
+                assert_eq!(k.key_id, "f0");
+                fallbacks += 1;
+            } else {
+                one_time.push(k.key_id);
+            }
+        }
+    }
+    let distinct: HashSet<&String> = one_time.iter().collect();
+    assert_eq!(one_time.len(), KEYS, "every one-time key handed out");
+    assert_eq!(distinct.len(), KEYS, "none of them twice");
+    assert_eq!(fallbacks, 45 - KEYS);
+    for s in nodes {
+        s.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inbox_stays_dense_and_capped_under_senders_on_three_stores() {
+    let Some(db) = TestDb::new().await else {
+        return;
+    };
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(open(&db).await);
+    }
+    let s0 = &nodes[0].0;
+    user(s0, "ann").await;
+    with_device(s0, "ann", 1, "ANNPHONEAA", 0).await;
+    let senders = ["bob", "cat", "dan"];
+    for (i, name) in senders.iter().enumerate() {
+        user(s0, name).await;
+        with_device(s0, name, 10 + i as u8, "SENDERDEVA", 0).await;
+    }
+    // 60 messages from three senders on three stores, into an inbox that
+    // holds 40: exactly 40 get in, numbered 1 to 40.
+    const CAP: usize = 40;
+    let mut tasks = Vec::new();
+    for (i, name) in senders.iter().enumerate() {
+        let store = nodes[i].0.clone();
+        let name = name.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut ok = 0;
+            let mut full = 0;
+            for k in 0..20 {
+                let r = store
+                    .keys(KeyOp::ToDevice {
+                        user: name.clone(),
+                        token_hash: token(10 + i as u8),
+                        messages: vec![to_device("ann", "ANNPHONEAA", k)],
+                        caps: caps(CAP),
+                    })
+                    .await;
+                match r {
+                    Ok(KeyReply::Done) => ok += 1,
+                    Err(StoreError::Rejected(e)) if e.code == ErrorCode::LimitExceeded => full += 1,
+                    other => panic!("unexpected: {other:?}"),
+                }
+            }
+            (ok, full)
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        let (o, full) = t.await.unwrap();
+        assert_eq!(o + full, 20);
+        ok += o;
+    }
+    assert_eq!(ok, CAP, "the cap holds with senders racing");
+    let (page, last) = nodes[2]
+        .0
+        .readers()
+        .inbox(&token(1), 0, 1000)
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = page.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, (1..=CAP as u64).collect::<Vec<_>>(), "dense");
+    assert_eq!(last, CAP as u64);
+    // Each message was pushed once, to ann's session, by its node.
+    let pushed: Vec<u64> = nodes
+        .iter()
+        .flat_map(|(_, sink)| {
+            sink.0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|c| match c {
+                    Committed::ToDevice { user, token: t, .. } if user == "ann" => {
+                        assert_eq!(hex::encode(t), token(1));
+                        Some(1)
+                    }
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(pushed.len(), CAP);
+    // Acknowledged messages go; the numbering goes on.
+    nodes[1]
+        .0
+        .keys(KeyOp::Ack {
+            token_hash: token(1),
+            upto: 35,
+        })
+        .await
+        .unwrap();
+    let (page, _) = s0.readers().inbox(&token(1), 0, 1000).await.unwrap();
+    assert_eq!(page.len(), 5);
+    s0.keys(KeyOp::ToDevice {
+        user: "bob".into(),
+        token_hash: token(10),
+        messages: vec![to_device("ann", "ANNPHONEAA", 99)],
+        caps: caps(CAP),
+    })
+    .await
+    .unwrap();
+    let (page, last) = s0.readers().inbox(&token(1), 40, 10).await.unwrap();
+    assert_eq!(page.iter().map(|m| m.seq).collect::<Vec<_>>(), [41]);
+    assert_eq!(last, 41);
+    // A device goes with its session, and its user's contacts hear of it.
+    s0.account(AccountOp::RevokeSessions {
+        username: "ann".into(),
+        which: Revoke::All,
+    })
+    .await
+    .unwrap();
+    assert!(
+        s0.readers()
+            .device_of_session(&token(1))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        nodes[0]
+            .1
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|c| matches!(c, Committed::Devices { user, .. } if user == "ann"))
+    );
+    let (page, last) = s0.readers().inbox(&token(1), 0, 10).await.unwrap();
+    assert!(page.is_empty());
+    assert_eq!(last, 0);
+    for (s, _) in nodes {
+        s.close().await;
+    }
+}
+
+#[tokio::test]
+async fn plaintext_is_refused_in_a_secret_conversation_through_the_bulk_path() {
+    let Some(db) = TestDb::new().await else {
+        return;
+    };
+    let (store, _sink) = open(&db).await;
+    for n in ["ann", "bob"] {
+        user(&store, n).await;
+    }
+    with_device(&store, "ann", 1, "ANNPHONEAA", 0).await;
+    with_device(&store, "bob", 2, "BOBPHONEAA", 0).await;
+    let secret = store
+        .submit_secret(SecretOp::Create {
+            user: "ann".into(),
+            kind: ConvKind::Dm,
+            name: None,
+            members: vec!["bob".into()],
+        })
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .unwrap()
+        .conversation_id;
+    let plain = create(&store, "ann", ConvKind::Dm, "", &["bob"]).await;
+    assert_ne!(secret, plain);
+
+    // A run of plain messages, decided together by the bulk path: the one
+    // into the secret DM is refused, the others are written.
+    let ops = vec![
+        say("ann", &plain, "m1", "hello"),
+        say("ann", &secret, "m2", "in the clear"),
+        say("bob", &plain, "m3", "hi"),
+    ];
+    assert!(ops.iter().all(bulk::plain));
+    let mut c = store.inner.db.client().await.unwrap();
+    let tx = c.transaction().await.unwrap();
+    let limits = limits();
+    let mut w = W {
+        tx: &tx,
+        changes: Vec::new(),
+        limits: &limits,
+    };
+    let mut answers = bulk::apply(&mut w, ops).await.unwrap();
+    assert!(answers[0].is_ok(), "{:?}", answers[0]);
+    assert!(answers[2].is_ok(), "{:?}", answers[2]);
+    assert_eq!(
+        code(answers.remove(1)),
+        ErrorCode::InvalidArgument,
+        "plain text into a secret conversation"
+    );
+    drop(w);
+    tx.commit().await.unwrap();
+    drop(c);
+
+    // A message carrying ciphertext is never a plain one; through the
+    // lanes the same refusal holds.
+    let sealed = Append::Event {
+        user: "ann".into(),
+        conversation_id: plain.clone(),
+        client_msg_id: "m4".into(),
+        body: EventBody::Message {
+            body: String::new(),
+            reply_to: None,
+            encrypted: Some(Box::new(Encrypted {
+                algorithm: "megolm.v1".into(),
+                device_id: "ANNPHONEAA".into(),
+                session_id: "c2Vzc2lvbg".into(),
+                ciphertext: "AwgAEhAbc".into(),
+            })),
+        },
+    };
+    assert!(!bulk::plain(&sealed));
+    assert_eq!(code(store.append(sealed).await), ErrorCode::InvalidArgument);
+    let mut burst = Vec::new();
+    for k in 0..20 {
+        let conv = if k % 2 == 0 { &secret } else { &plain };
+        burst.push(
+            store
+                .submit_append(say("bob", conv, &format!("b{k}"), "text"))
+                .await
+                .unwrap(),
+        );
+    }
+    for (k, rx) in burst.into_iter().enumerate() {
+        let r = rx.await.unwrap();
+        if k % 2 == 0 {
+            assert_eq!(code(r), ErrorCode::InvalidArgument);
+        } else {
+            assert!(r.is_ok(), "{r:?}");
+        }
+    }
+    // The secret DM holds its create event only.
+    let log = store
+        .readers()
+        .history(&secret, None, None, 100, usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 1);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn devices_go_with_sessions_ended_by_chatd_admin_or_expiry() {
+    let Some(db) = TestDb::new().await else {
+        return;
+    };
+    let (store, sink) = open(&db).await;
+    for n in ["ann", "bob"] {
+        user(&store, n).await;
+    }
+    with_device(&store, "ann", 1, "ANNPHONEAA", 3).await;
+    with_device(&store, "bob", 2, "BOBPHONEAA", 0).await;
+    let devices_of = |who: &str| {
+        sink.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| matches!(c, Committed::Devices { user, .. } if user == who))
+            .count()
+    };
+    let before = devices_of("ann");
+    // `chatd admin` resets ann's password from another process: her
+    // sessions end, and her device with its keys.
+    let admin = offline::Offline::open(&db.url).await.unwrap();
+    admin.reset_password("ann", "new-hash").await.unwrap();
+    admin.close();
+    assert!(
+        store
+            .readers()
+            .device("ann", "ANNPHONEAA")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let left: i64 = db
+        .sql()
+        .await
+        .query_one(
+            "SELECT COUNT(*) FROM one_time_keys WHERE username = 'ann'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+    // The node's next account change tells her contacts.
+    user(&store, "cat").await;
+    assert_eq!(devices_of("ann"), before + 1);
+    // An idle session's device expires, though the session was never
+    // presented again.
+    let before = devices_of("bob");
+    store
+        .keys(KeyOp::Expire {
+            life: SessionLife {
+                idle_ms: 0,
+                max_ms: None,
+            },
+        })
+        .await
+        .unwrap();
+    assert!(
+        store
+            .readers()
+            .device_of_session(&token(2))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(devices_of("bob"), before + 1);
+    store.close().await;
+}

@@ -1,0 +1,214 @@
+//! Writes of secret conversations on PostgreSQL, as on the embedded store
+//! (`log::secret`): creating one, a message (or edit, reaction, file) with
+//! the shares of its Megolm session, and `keys_share`.
+//! [`rules::secret`] decides over the transaction's facts, which hold the
+//! conversation's row lock (the batch took it, or the first question
+//! about the conversation does) and the locks of the devices shared with;
+//! the event, the shares it records and the inbox messages they become are
+//! written in that one transaction.
+
+use super::W;
+use super::append::create;
+use super::db::{exec, get, opt, rows};
+use super::events::write_event;
+use super::facts::PgFacts;
+use super::keys::{deliver, device_of_session, lock_devices, target_of};
+use crate::proto::{DeviceRef, ToDeviceMessage};
+use crate::store::log::{Appended, SecretOp, StoreError};
+use crate::store::rules::secret::{self, SecretFacts, SecretWrite};
+use crate::store::rules::{Decision, Facts};
+
+/// Decide and write a secret conversation's write.
+pub(super) async fn apply(w: &mut W<'_>, op: SecretOp) -> Result<Appended, StoreError> {
+    let limits = w.limits;
+    match op {
+        SecretOp::Create {
+            user,
+            kind,
+            name,
+            members,
+        } => {
+            let mut f = PgFacts::locking(w.tx);
+            match secret::create(&mut f, limits, &user, kind, name, members).await? {
+                Decision::Done(done) => Ok(done),
+                Decision::Write(new) => create(w, &user, kind, new, true).await,
+            }
+        }
+        SecretOp::Event {
+            user,
+            token_hash,
+            conversation_id: conv,
+            client_msg_id,
+            body,
+            shares,
+            caps,
+        } => {
+            let device = device_of_session(w.tx, &token_hash)
+                .await?
+                .map(|d| d.device_id);
+            let to: Vec<DeviceRef> = shares.iter().map(target_of).collect();
+            let cmid = Some(client_msg_id);
+            let mut f = PgFacts::locking(w.tx);
+            // The conversation first (as every write takes it), then the
+            // devices shared with.
+            f.kind(&conv).await?;
+            if shares.len() <= secret::MAX_MESSAGES_PER_REQUEST {
+                lock_devices(w.tx, &shares).await?;
+            }
+            let decided = secret::event(
+                &mut f,
+                caps.inbox,
+                &user,
+                device.as_deref(),
+                &conv,
+                cmid.as_deref(),
+                &body,
+                &to,
+            )
+            .await?;
+            let write = match decided {
+                Decision::Done(done) => return Ok(done),
+                Decision::Write(w) => w,
+            };
+            let session = body
+                .encrypted()
+                .map(|e| e.session_id.clone())
+                .unwrap_or_default();
+            let done = write_event(w, &user, &conv, cmid, body).await?;
+            record_shares(w, &conv, &session, &write, &shares).await?;
+            Ok(done)
+        }
+        SecretOp::Share {
+            user,
+            token_hash,
+            conversation_id: conv,
+            session_id,
+            shares,
+            caps,
+        } => {
+            let device = device_of_session(w.tx, &token_hash)
+                .await?
+                .map(|d| d.device_id);
+            let to: Vec<DeviceRef> = shares.iter().map(target_of).collect();
+            let mut f = PgFacts::locking(w.tx);
+            f.kind(&conv).await?;
+            if shares.len() <= secret::MAX_MESSAGES_PER_REQUEST {
+                lock_devices(w.tx, &shares).await?;
+            }
+            let write = secret::share(
+                &mut f,
+                caps.inbox,
+                &user,
+                device.as_deref(),
+                &conv,
+                &session_id,
+                &to,
+            )
+            .await?;
+            record_shares(w, &conv, &session_id, &write, &shares).await?;
+            Ok(Appended {
+                conversation_id: conv,
+                seq: None,
+            })
+        }
+    }
+}
+
+/// Record who started `session` (when new) and who now holds it, and
+/// deliver each share to its device's inbox.
+async fn record_shares(
+    w: &mut W<'_>,
+    conv: &str,
+    session: &str,
+    write: &SecretWrite,
+    shares: &[ToDeviceMessage],
+) -> Result<(), StoreError> {
+    if write.new_session {
+        exec(
+            w.tx,
+            "INSERT INTO megolm_sessions (conversation_id, session_id, username, device_id)
+             VALUES ($1, $2, $3, $4)",
+            &[&conv, &session, &write.device.user, &write.device.device_id],
+        )
+        .await?;
+    }
+    if !shares.is_empty() {
+        let users: Vec<&str> = shares.iter().map(|s| s.user.as_str()).collect();
+        let ids: Vec<&str> = shares.iter().map(|s| s.device_id.as_str()).collect();
+        exec(
+            w.tx,
+            "INSERT INTO megolm_holders (conversation_id, session_id, username, device_id)
+             SELECT $1, $2, q.u, q.i FROM unnest($3::text[], $4::text[]) AS q(u, i)
+             ON CONFLICT DO NOTHING",
+            &[&conv, &session, &users, &ids],
+        )
+        .await?;
+    }
+    deliver(w, &write.device, shares).await
+}
+
+impl SecretFacts for PgFacts<'_> {
+    async fn devices(&mut self, user: &str) -> Result<Vec<String>, StoreError> {
+        rows(
+            self.tx(),
+            "SELECT device_id FROM devices WHERE username = $1 ORDER BY device_id",
+            &[&user],
+        )
+        .await?
+        .iter()
+        .map(|r| get(r, 0))
+        .collect()
+    }
+
+    async fn session_owner(
+        &mut self,
+        conv: &str,
+        session: &str,
+    ) -> Result<Option<DeviceRef>, StoreError> {
+        opt(
+            self.tx(),
+            "SELECT username, device_id FROM megolm_sessions
+             WHERE conversation_id = $1 AND session_id = $2",
+            &[&conv, &session],
+        )
+        .await?
+        .map(|r| {
+            Ok(DeviceRef {
+                user: get(&r, 0)?,
+                device_id: get(&r, 1)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn holders(&mut self, conv: &str, session: &str) -> Result<Vec<DeviceRef>, StoreError> {
+        rows(
+            self.tx(),
+            "SELECT username, device_id FROM megolm_holders
+             WHERE conversation_id = $1 AND session_id = $2",
+            &[&conv, &session],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(DeviceRef {
+                user: get(r, 0)?,
+                device_id: get(r, 1)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn inbox_len(&mut self, d: &DeviceRef) -> Result<Option<usize>, StoreError> {
+        let row = opt(
+            self.tx(),
+            "SELECT (SELECT COUNT(*) FROM inbox i
+                     WHERE i.username = d.username AND i.device_id = d.device_id)
+             FROM devices d WHERE d.username = $1 AND d.device_id = $2",
+            &[&d.user, &d.device_id],
+        )
+        .await?;
+        row.map(|r| Ok(usize::try_from(get::<i64>(&r, 0)?).unwrap_or(usize::MAX)))
+            .transpose()
+    }
+}
