@@ -185,12 +185,20 @@ pub async fn register_with(
     config: WebSocketConfig,
 ) -> anyhow::Result<(Client, User)> {
     let mut c = Client::new(connect_with(addr, src, config).await?);
-    let ok = c
-        .call(
-            json!({"type": "register", "username": name, "password": PASSWORD, "device": "bench"}),
-        )
-        .await
-        .with_context(|| format!("register {name}"))?;
+    let request =
+        json!({"type": "register", "username": name, "password": PASSWORD, "device": "bench"});
+    // As a client does: a server whose database is busy past its timeouts
+    // answers `unavailable`, and the request is made again a little later.
+    let mut attempt = 0;
+    let ok = loop {
+        match c.call(request.clone()).await {
+            Err(e) if attempt < 8 && format!("{e:#}").contains("unavailable") => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            }
+            r => break r.with_context(|| format!("register {name}"))?,
+        }
+    };
     let token = ok["token"].as_str().context("no token")?.to_string();
     Ok((
         c,
