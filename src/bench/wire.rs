@@ -189,12 +189,22 @@ pub async fn register_with(
         json!({"type": "register", "username": name, "password": PASSWORD, "device": "bench"});
     // As a client does: a server whose database is busy past its timeouts
     // answers `unavailable`, and the request is made again a little later.
+    // An `unavailable` answer can come after the commit, when the database
+    // was slow to confirm it: a retry that finds the name taken logs in.
     let mut attempt = 0;
     let ok = loop {
         match c.call(request.clone()).await {
             Err(e) if attempt < 8 && format!("{e:#}").contains("unavailable") => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            }
+            Err(e) if attempt > 0 && format!("{e:#}").contains("username_taken") => {
+                let login = json!({"type": "login", "username": name, "password": PASSWORD,
+                                   "device": "bench"});
+                break c
+                    .call(login)
+                    .await
+                    .with_context(|| format!("log in as {name} after a retried registration"))?;
             }
             r => break r.with_context(|| format!("register {name}"))?,
         }
