@@ -93,10 +93,21 @@ pub enum Action {
     Devices {
         user: String,
     },
-    /// Start verifying a device ([`Update::Verification`](super::Update::Verification)).
+    /// Start verifying a device ([`Update::Verification`](super::Update::Verification));
+    /// without `device_id`, the user's only device (other than this one).
     Verify {
         user: String,
-        device_id: String,
+        device_id: Option<String>,
+    },
+    /// Accept a user's changed identity key (after comparing the safety
+    /// number again): sending to them resumes.
+    AcceptIdentity {
+        user: String,
+    },
+    /// The safety number with a user matched: their identity key is
+    /// marked verified, and a later change of it holds sending back.
+    MarkVerified {
+        user: String,
     },
     /// The emoji of a verification match (`ok`) or not.
     ConfirmVerification {

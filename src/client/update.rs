@@ -124,6 +124,24 @@ pub enum Update {
     Devices(DevicesView),
     /// A verification of a device under way or finished.
     Verification(VerificationView),
+    /// Something happened to a user's identity key (secret conversations).
+    Identity { user: String, note: IdentityNote },
+}
+
+/// What happened to a user's identity key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityNote {
+    /// It changed from a key nobody had verified; the new one is used
+    /// (compare safety numbers again).
+    Changed,
+    /// It changed from a key verified in person: nothing goes to the user
+    /// until the change is accepted
+    /// ([`Action::AcceptIdentity`](super::Action::AcceptIdentity)).
+    ChangedBlocking,
+    /// The change was accepted; the key is held again, unverified.
+    Accepted,
+    /// The key was marked verified (the safety number matched).
+    Verified,
 }
 
 /// A user's devices as this device knows them, with the safety number.

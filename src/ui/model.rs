@@ -136,7 +136,8 @@ impl Model {
             | Update::SearchHits { .. }
             | Update::SearchEnded { .. }
             | Update::Devices(_)
-            | Update::Verification(_) => {}
+            | Update::Verification(_)
+            | Update::Identity { .. } => {}
         }
     }
 

@@ -146,6 +146,7 @@ impl Client {
                             | Update::SearchEnded { .. }
                             | Update::Devices(_)
                             | Update::Verification(_)
+                            | Update::Identity { .. }
                     ) && let Ok(mut log) = events.lock()
                     {
                         log.push(u.clone());

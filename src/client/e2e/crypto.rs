@@ -92,9 +92,14 @@ pub enum Received {
 /// What a device list update changed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct DeviceUpdate {
-    /// The user's identity key is not the one we held: accept it (after
-    /// checking the safety number) before anything goes to them.
+    /// The user's identity key is not the one we held. A key nobody had
+    /// verified is taken at once (the change is still said); see
+    /// `blocking`.
     pub identity_changed: bool,
+    /// The changed key replaced one verified in person: nothing goes to
+    /// the user until the change is accepted (after comparing the safety
+    /// number again).
+    pub blocking: bool,
     /// Devices left out of the list, with why.
     pub rejected: Vec<(String, String)>,
 }
@@ -245,8 +250,20 @@ impl Crypto {
     pub fn update_devices(&mut self, user: &str, queried: &QueriedUser) -> DeviceUpdate {
         let list = verify_device_list(user, queried);
         let state = self.users.entry(user.to_string()).or_default();
-        let trust = Trust::observe(state.trust.as_ref(), list.identity_key.as_deref());
+        let mut trust = Trust::observe(state.trust.as_ref(), list.identity_key.as_deref());
         let identity_changed = matches!(trust, Some(Trust::Changed { .. })) && trust != state.trust;
+        let blocking = matches!(
+            trust,
+            Some(Trust::Changed {
+                was_verified: true,
+                ..
+            })
+        );
+        if identity_changed && !blocking {
+            // Only a verified key holds messages back; an unverified one
+            // is replaced, and the caller says so.
+            trust = trust.map(|t| t.accept());
+        }
         state.trust = trust;
         // Keep what we verified in person while the keys stay the same.
         let devices = list
@@ -266,6 +283,7 @@ impl Crypto {
         self.dirty.users.insert(user.to_string());
         DeviceUpdate {
             identity_changed,
+            blocking: identity_changed && blocking,
             rejected: list.rejected,
         }
     }

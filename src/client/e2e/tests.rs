@@ -522,9 +522,36 @@ fn an_envelope_signed_for_another_device_key_is_refused() {
 }
 
 #[test]
-fn a_changed_identity_key_stops_sharing_until_accepted() {
+fn a_changed_identity_key_of_an_unverified_user_is_said_and_taken() {
     let (mut server, mut a1, _a2, mut b1) = alice_two_devices_and_bob();
     a1.send(&mut server, "dm", "x", NOW);
+    b1.c.create_identity();
+    let up = b1.c.keys_upload(0, 10, true);
+    server.upload("bob", up);
+    b1.c.keys_uploaded();
+    let update = a1.c.update_devices("bob", &server.query("bob"));
+    assert!(update.identity_changed && !update.blocking);
+    assert!(
+        matches!(a1.c.trust("bob"), Some(Trust::Unverified { identity_key }) if Some(identity_key.clone()) == b1.c.identity_key())
+    );
+    let recipients = a1.c.devices_of(&["alice".into(), "bob".into()]);
+    let plain = MegolmPlaintext::text("dm", PlainKind::Message, "y");
+    assert!(a1.c.encrypt_for("dm", &recipients, &plain, NOW).is_ok());
+    // Seen again, the same key is no change.
+    let again = a1.c.update_devices("bob", &server.query("bob"));
+    assert!(!again.identity_changed && !again.blocking);
+}
+
+#[test]
+fn a_changed_identity_key_of_a_verified_user_stops_sharing_until_accepted() {
+    let (mut server, mut a1, _a2, mut b1) = alice_two_devices_and_bob();
+    a1.send(&mut server, "dm", "x", NOW);
+    let held =
+        a1.c.trust("bob")
+            .and_then(Trust::accepted_key)
+            .unwrap()
+            .to_string();
+    assert!(a1.c.mark_identity_verified("bob", &held));
     // Bob replaces his identity key (and signs his device again).
     b1.c.create_identity();
     let up = b1.c.keys_upload(0, 10, true);
@@ -532,7 +559,7 @@ fn a_changed_identity_key_stops_sharing_until_accepted() {
     server.upload("bob", up);
     b1.c.keys_uploaded();
     let update = a1.c.update_devices("bob", &server.query("bob"));
-    assert!(update.identity_changed);
+    assert!(update.identity_changed && update.blocking);
     assert!(matches!(a1.c.trust("bob"), Some(Trust::Changed { .. })));
     let recipients = a1.c.devices_of(&["alice".into(), "bob".into()]);
     let plain = MegolmPlaintext::text("dm", PlainKind::Message, "y");

@@ -186,6 +186,8 @@ impl Engine {
             }
             Action::Devices { user } => self.show_devices(user),
             Action::Verify { user, device_id } => self.start_verification(user, device_id),
+            Action::AcceptIdentity { user } => self.accept_identity(user),
+            Action::MarkVerified { user } => self.mark_verified(user),
             Action::ConfirmVerification { transaction_id, ok } => {
                 self.confirm_verification(transaction_id, ok)
             }

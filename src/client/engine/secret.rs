@@ -16,7 +16,7 @@ use super::{Engine, Pending};
 use crate::client::cache::{Cache, CacheError, OutboxItem, OutboxRequest};
 use crate::client::e2e::wire::{MegolmPlaintext, OlmBody, PlainKind, Share};
 use crate::client::e2e::{Crypto, E2eError, EncryptedEvent, Received, Trust, Undecryptable};
-use crate::client::update::{DeviceLine, DevicesView, Update, VerificationView};
+use crate::client::update::{DeviceLine, DevicesView, IdentityNote, Update, VerificationView};
 use crate::proto::keys::{InboxMessage, InboxOk, KeysClaimOk, KeysQueryOk, KeysUploadOk};
 use crate::proto::{DeviceRef, ErrorCode, Event, EventBody, OkFrame, ProtoError, Request};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -100,6 +100,19 @@ pub(super) struct Secret {
     /// When this device's keys were made (ms): older events whose key
     /// never came were sent before it joined.
     created: u64,
+    /// Verifications asked for, waiting for a device list or an Olm session.
+    verify_next: Vec<VerifyAsk>,
+}
+
+/// A verification asked for and not started yet.
+#[derive(Debug, Clone)]
+struct VerifyAsk {
+    user: String,
+    device_id: Option<String>,
+    /// The user's devices were asked for once for it.
+    queried: bool,
+    /// A key of the device was claimed once for it.
+    claimed: bool,
 }
 
 /// The placeholder shown for an event that cannot be decrypted.
@@ -256,6 +269,7 @@ impl Engine {
         s.claimed.clear();
         s.claiming = false;
         s.waiting.clear();
+        s.verify_next.clear();
         s.supported = None;
         s.draining = false;
         if let Err(e) = self.open_crypto() {
@@ -497,14 +511,9 @@ impl Engine {
 
     /// A `devices` push: that user's list is asked for again.
     pub(super) fn on_devices_push(&mut self, user: String, identity_changed: bool) {
+        // The change itself is said once the new list is read (`on_devices`).
+        let _ = identity_changed;
         self.secret.fresh.remove(&user);
-        if identity_changed {
-            self.notice(format!(
-                "{}'s identity key changed: compare safety numbers (`chat safety {}`) before sending them secret messages",
-                crate::client::text::clean(&user),
-                crate::client::text::clean(&user)
-            ));
-        }
         if self.secret.crypto.is_some() && self.secret.supported == Some(true) {
             self.query_users(vec![user], None);
         }
@@ -583,7 +592,7 @@ impl Engine {
         for (user, keys) in &q.users {
             let update = crypto.update_devices(user, keys);
             if update.identity_changed {
-                changed.push(user.clone());
+                changed.push((user.clone(), update.blocking));
             }
             for (device, why) in &update.rejected {
                 tracing::warn!(user = %user, device = %device, "device left out: {why}");
@@ -591,12 +600,25 @@ impl Engine {
             self.secret.fresh.insert(user.clone());
         }
         self.save_keys(|_| Ok(()));
-        for u in changed {
-            self.notice(format!(
-                "{}'s identity key changed: compare safety numbers (`chat safety {}`) before sending them secret messages",
-                crate::client::text::clean(&u),
-                crate::client::text::clean(&u)
-            ));
+        for (u, blocking) in changed {
+            let name = crate::client::text::clean(&u);
+            self.notice(if blocking {
+                format!(
+                    "{name}'s identity key changed and you had verified it: nothing is sent to them until you compare safety numbers again (`/safety {name}`) and accept it (`/accept {name}`)"
+                )
+            } else {
+                format!(
+                    "{name}'s identity key changed (a new device setup or someone else): compare safety numbers (`/safety {name}`)"
+                )
+            });
+            self.dirty.updates.push(Update::Identity {
+                user: u,
+                note: if blocking {
+                    IdentityNote::ChangedBlocking
+                } else {
+                    IdentityNote::Changed
+                },
+            });
         }
         if let Some(user) = show {
             let view = self.devices_view(&user);
@@ -817,6 +839,7 @@ impl Engine {
     }
 
     fn drive_waiting(&mut self) {
+        self.try_verifications();
         if self.secret.waiting.is_empty() {
             return;
         }
@@ -1216,27 +1239,155 @@ impl Engine {
         }
     }
 
-    /// Start verifying `user`'s device `device_id`.
-    pub(super) fn start_verification(&mut self, user: String, device_id: String) {
-        let d = DeviceRef::new(user, device_id);
+    /// Start verifying `user`'s device `device_id` (their only other
+    /// device when `None`), once its keys and an Olm session are there.
+    pub(super) fn start_verification(&mut self, user: String, device_id: Option<String>) {
+        if self.secret.crypto.is_none() || self.secret.supported != Some(true) {
+            let why = self
+                .secret
+                .unavailable
+                .clone()
+                .unwrap_or_else(|| "this device's keys are not ready yet".into());
+            return self.notice(format!("cannot verify: {why}"));
+        }
+        self.secret.verify_next.push(VerifyAsk {
+            user,
+            device_id,
+            queried: false,
+            claimed: false,
+        });
+        self.try_verifications();
+    }
+
+    /// Start the verifications asked for whose device is known and
+    /// reachable; ask for what the others lack (once each).
+    fn try_verifications(&mut self) {
+        for mut ask in std::mem::take(&mut self.secret.verify_next) {
+            if self.secret.querying.contains(&ask.user) {
+                self.secret.verify_next.push(ask);
+                continue;
+            }
+            if !ask.queried && !self.secret.fresh.contains(&ask.user) {
+                ask.queried = true;
+                self.query_users(vec![ask.user.clone()], None);
+                self.secret.verify_next.push(ask);
+                continue;
+            }
+            let Some(c) = self.secret.crypto.as_mut() else {
+                return;
+            };
+            let me = c.me();
+            let name = crate::client::text::clean(&ask.user);
+            let theirs: Vec<String> = c
+                .devices(&ask.user)
+                .iter()
+                .map(|d| d.device_id.clone())
+                .filter(|id| ask.user != me.user || *id != me.device_id)
+                .collect();
+            let device_id = match &ask.device_id {
+                Some(id) if theirs.contains(id) => id.clone(),
+                Some(id) => {
+                    let id = crate::client::text::clean(id);
+                    self.notice(format!("cannot verify: {name} has no device {id}"));
+                    continue;
+                }
+                None => match theirs.as_slice() {
+                    [one] => one.clone(),
+                    [] => {
+                        self.notice(format!(
+                            "cannot verify: {name} has no other device with keys for secret conversations"
+                        ));
+                        continue;
+                    }
+                    many => {
+                        self.notice(format!(
+                            "{name} has {} devices: name one to verify ({})",
+                            many.len(),
+                            crate::client::text::clean(&many.join(", "))
+                        ));
+                        continue;
+                    }
+                },
+            };
+            let d = DeviceRef::new(ask.user.clone(), device_id);
+            if !c.needs_claim(std::slice::from_ref(&d)).is_empty() {
+                if ask.claimed || self.secret.claiming {
+                    if ask.claimed {
+                        self.notice(format!(
+                            "cannot verify {d}: it has no keys left to start a secure channel"
+                        ));
+                    } else {
+                        self.secret.verify_next.push(ask);
+                    }
+                    continue;
+                }
+                ask.claimed = true;
+                self.secret.claimed.insert(d.clone());
+                self.secret.claiming = true;
+                self.secret_request(Request::KeysClaim { devices: vec![d] }, SecretReq::Claim);
+                self.secret.verify_next.push(ask);
+                continue;
+            }
+            match c.start_verification(&d) {
+                Ok((txn, share)) => {
+                    self.save_keys(|_| Ok(()));
+                    self.send_shares(vec![share]);
+                    let view = self.verification_view(&txn, &d);
+                    self.dirty.updates.push(Update::Verification(view));
+                }
+                Err(e) => self.notice(format!("cannot verify {d}: {e}")),
+            }
+        }
+    }
+
+    /// Accept `user`'s changed identity key.
+    pub(super) fn accept_identity(&mut self, user: String) {
         let Some(c) = self.secret.crypto.as_mut() else {
             return self.notice("secret conversations are not available here");
         };
-        if !c.needs_claim(std::slice::from_ref(&d)).is_empty() {
-            // An Olm session first; the user asks again once it is there.
-            self.secret.claimed.insert(d.clone());
-            self.secret_request(Request::KeysClaim { devices: vec![d] }, SecretReq::Claim);
-            return self
-                .notice("starting a secure channel with that device; try again in a moment");
+        let name = crate::client::text::clean(&user);
+        if !c.accept_identity(&user) {
+            return self.notice(format!("{name}'s identity key has no change to accept"));
         }
-        match c.start_verification(&d) {
-            Ok((txn, share)) => {
-                self.save_keys(|_| Ok(()));
-                self.send_shares(vec![share]);
-                let view = self.verification_view(&txn, &d);
-                self.dirty.updates.push(Update::Verification(view));
+        self.save_keys(|_| Ok(()));
+        self.notice(format!(
+            "accepted {name}'s new identity key; it is unverified until you compare safety numbers"
+        ));
+        self.dirty.updates.push(Update::Identity {
+            user: user.clone(),
+            note: IdentityNote::Accepted,
+        });
+        let view = self.devices_view(&user);
+        self.dirty.updates.push(Update::Devices(view));
+    }
+
+    /// The safety number with `user` matched: their key is verified.
+    pub(super) fn mark_verified(&mut self, user: String) {
+        let Some(c) = self.secret.crypto.as_mut() else {
+            return self.notice("secret conversations are not available here");
+        };
+        let name = crate::client::text::clean(&user);
+        let key = match c.trust(&user) {
+            Some(Trust::Changed { .. }) => {
+                return self.notice(format!(
+                    "{name}'s identity key changed: accept it first (`/accept {name}`)"
+                ));
             }
-            Err(e) => self.notice(format!("cannot verify {d}: {e}")),
+            Some(t) => t.accepted_key().map(str::to_string),
+            None => None,
+        };
+        let Some(key) = key else {
+            return self.notice(format!("{name} has no identity key yet"));
+        };
+        if c.mark_identity_verified(&user, &key) {
+            self.save_keys(|_| Ok(()));
+            self.notice(format!("{name}'s identity key is verified"));
+            self.dirty.updates.push(Update::Identity {
+                user: user.clone(),
+                note: IdentityNote::Verified,
+            });
+            let view = self.devices_view(&user);
+            self.dirty.updates.push(Update::Devices(view));
         }
     }
 
