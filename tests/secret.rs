@@ -356,3 +356,184 @@ fn the_command_line_creates_sends_and_tails_a_secret_dm() {
     let r = alice.ok(&["devices", "bob", "--json"], None);
     assert!(r.stdout.contains("\"certified\":true"), "{r:?}");
 }
+
+/// Whether any file under `dir` (recursively) holds `needle`.
+fn tree_holds(dir: &std::path::Path, needle: &[u8]) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let p = e.path();
+        if p.is_dir() {
+            tree_holds(&p, needle)
+        } else {
+            let bytes = std::fs::read(&p).unwrap_or_default();
+            bytes.windows(needle.len()).any(|w| w == needle)
+        }
+    })
+}
+
+fn shared_files(c: &Client, conv: &str) -> Vec<(Option<u64>, chat::proto::FileInfo)> {
+    c.with(|m| {
+        m.rows(conv)
+            .iter()
+            .filter_map(|r| match r {
+                MessageRow::Message(v) => Some((v.seq, *v.file.clone()?)),
+                _ => None,
+            })
+            .collect()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_in_a_secret_dm_is_encrypted_before_upload_and_opens_for_the_other_side() {
+    use chat::client::update::Fetch;
+    if skip_on_postgres("secret conversations live on the embedded store") {
+        return;
+    }
+    let w = World::new();
+    let alice = w.client("alice").await;
+    let bob = w.client("bob").await;
+    let dm = secret_with(&alice, None, &["bob"]).await;
+    // Keys first, as a person would: a message both ways.
+    send(&alice, &dm, "a file follows");
+    wait_body(&bob, &dm, "bob reads alice", |b| {
+        b.iter().any(|t| t == "a file follows")
+    })
+    .await;
+    let secret = b"the vault code is 7-4-1-9, burn after reading\n".repeat(40);
+    let src = w.dir("alice").join("plan-b.txt");
+    std::fs::write(&src, &secret).unwrap();
+    alice.act(Action::Upload {
+        conv: dm.clone(),
+        path: src.clone(),
+        caption: Some("for your eyes only".into()),
+    });
+    bob.act(Action::OpenConversation { conv: dm.clone() });
+    let ok = wait_until(CLIENT_WAIT, || {
+        shared_files(&bob, &dm)
+            .iter()
+            .any(|(seq, f)| seq.is_some() && f.name == "plan-b.txt")
+    })
+    .await;
+    assert!(
+        ok,
+        "bob sees the file by its real name: {:?}; notice {:?}",
+        shared_files(&bob, &dm),
+        bob.with(|m| m.notice.clone())
+    );
+    let (_, info) = shared_files(&bob, &dm)
+        .into_iter()
+        .find(|(_, f)| f.name == "plan-b.txt")
+        .unwrap();
+    assert_eq!(info.media_type, "text/plain");
+    assert!(info.key.is_some(), "the key came inside the message");
+    assert_ne!(
+        info.size,
+        secret.len() as u64,
+        "the server holds ciphertext"
+    );
+    // Neither the bytes, the name nor the caption reached the server.
+    let data = w.data_dir();
+    assert!(!tree_holds(data, b"vault code is 7-4-1-9"));
+    assert!(!tree_holds(data, b"plan-b.txt"));
+    assert!(!tree_holds(data, b"for your eyes only"));
+    bob.act(Action::Download {
+        file: info.clone(),
+        purpose: Fetch::Save,
+    });
+    let mut saved = None;
+    let ok = wait_until(CLIENT_WAIT, || {
+        saved = bob.with_log(|log| {
+            log.iter().find_map(|u| match u {
+                Update::FileReady { path, .. } => Some(path.clone()),
+                _ => None,
+            })
+        });
+        saved.is_some()
+    })
+    .await;
+    assert!(
+        ok,
+        "the file is saved; notice {:?}",
+        bob.with(|m| m.notice.clone())
+    );
+    let saved = saved.unwrap();
+    assert_eq!(std::fs::read(&saved).unwrap(), secret, "the same bytes");
+    assert!(saved.ends_with("plan-b.txt"));
+    // No ciphertext is left beside it.
+    let left: Vec<_> = std::fs::read_dir(saved.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    // A key altered on the way fails to open, and says so.
+    let mut wrong = info.clone();
+    wrong.key.as_mut().unwrap().key = vodozemac::base64_encode([7u8; 32]);
+    bob.act(Action::Download {
+        file: wrong,
+        purpose: Fetch::Save,
+    });
+    let refused = wait_until(CLIENT_WAIT, || {
+        bob.logged(|u| {
+            matches!(u, Update::Transfer(t)
+                if matches!(&t.state, chat::client::update::TransferState::Failed(why) if why.contains("decrypt")))
+        })
+    })
+    .await;
+    assert!(refused, "a wrong key is refused");
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[test]
+fn the_command_line_shares_and_fetches_a_file_in_a_secret_dm() {
+    if skip_on_postgres("secret conversations live on the embedded store") {
+        return;
+    }
+    let w = World::new();
+    let (alice, bob) = (w.home("alice"), w.home("bob"));
+    alice.register("alice");
+    bob.register("bob");
+    bob.ok(&["devices"], None);
+    let r = alice.ok(&["create", "dm", "bob", "--secret"], None);
+    let id = r.stdout.split_whitespace().next().unwrap().to_string();
+    let src = alice.root.join("minutes.txt");
+    let bytes = b"the board meets at dawn; bring nothing\n".repeat(10);
+    std::fs::write(&src, &bytes).unwrap();
+    let r = alice.ok(
+        &[
+            "upload",
+            &id,
+            src.to_str().unwrap(),
+            "--caption",
+            "read and burn",
+        ],
+        None,
+    );
+    assert!(r.stderr.contains("(encrypted)"), "{r:?}");
+    assert!(!tree_holds(w.data_dir(), b"board meets at dawn"));
+    assert!(!tree_holds(w.data_dir(), b"minutes.txt"));
+    let r = bob.ok(&["tail", &id], None);
+    assert!(r.stdout.contains("minutes.txt"), "{r:?}");
+    let seq = r
+        .stdout
+        .lines()
+        .find(|l| l.contains("minutes.txt"))
+        .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix('#')))
+        .and_then(|n| n.trim_end_matches(':').parse::<u64>().ok())
+        .expect("the file's line names its seq");
+    let out = bob.root.join("got.txt");
+    let r = bob.ok(
+        &[
+            "download",
+            &id,
+            &seq.to_string(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), bytes, "{r:?}");
+}

@@ -566,6 +566,7 @@ async fn files_travel_over_tls_with_the_websockets_trust() {
             width: None,
             height: None,
             preview: None,
+            key: None,
         },
         caption: None,
         reply_to: None,

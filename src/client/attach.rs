@@ -105,6 +105,7 @@ pub fn describe(path: &Path) -> std::io::Result<FileInfo> {
         width: None,
         height: None,
         preview: None,
+        key: None,
     };
     if previewable(&info.media_type)
         && let Some((w, h, preview)) = image_facts(path)

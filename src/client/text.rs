@@ -468,6 +468,7 @@ mod tests {
                     width: None,
                     height: None,
                     preview: None,
+                    key: None,
                 }),
                 caption: Some("the failing run\nsee line 3".into()),
                 reply_to: None,

@@ -317,6 +317,25 @@ pub struct FileInfo {
     /// standard base64, where the sender's client could make one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview: Option<String>,
+    /// In a secret conversation, the key of the file's ciphertext as the
+    /// decrypted message gave it. Kept by the client only: it never
+    /// travels in the clear (chatd refuses a `file` that carries it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Box<FileKey>>,
+}
+
+/// The AES-256-GCM key and nonce of a secret conversation's file
+/// (unpadded base64).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileKey {
+    pub key: String,
+    pub nonce: String,
+}
+
+impl std::fmt::Debug for FileKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FileKey(..)")
+    }
 }
 
 impl FileInfo {

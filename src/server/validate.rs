@@ -142,6 +142,11 @@ pub fn file(f: &FileInfo, max_upload_bytes: u64) -> Result<(), ProtoError> {
             return Err(ProtoError::invalid("an image side is 1 to 1000000 pixels"));
         }
     }
+    if f.key.is_some() {
+        return Err(ProtoError::invalid(
+            "a file's key travels inside a secret conversation's ciphertext, never beside the file",
+        ));
+    }
     if let Some(p) = &f.preview {
         if p.len() > MAX_PREVIEW_BYTES / 3 * 4 + 4 {
             return Err(too_large("the preview", MAX_PREVIEW_BYTES));
@@ -206,6 +211,28 @@ pub fn to_device(m: &crate::proto::ToDeviceMessage, limits: &Limits) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_never_carries_its_key_in_the_clear() {
+        let mut f = FileInfo {
+            digest: "a".repeat(64),
+            name: "notes.txt".into(),
+            size: 10,
+            media_type: "text/plain".into(),
+            width: None,
+            height: None,
+            preview: None,
+            key: None,
+        };
+        assert!(file(&f, 100).is_ok());
+        f.key = Some(Box::new(crate::proto::FileKey {
+            key: "k".into(),
+            nonce: "n".into(),
+        }));
+        let err = file(&f, 100).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidArgument);
+        assert!(err.message.contains("key"), "{err:?}");
+    }
 
     #[test]
     fn sizes_and_shapes() {

@@ -491,6 +491,7 @@ fn shared_file(name: &str, media_type: &str, preview: bool) -> crate::proto::Fil
         width: preview.as_ref().map(|_| 16),
         height: preview.as_ref().map(|_| 8),
         preview,
+        key: None,
     }
 }
 

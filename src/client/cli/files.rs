@@ -3,12 +3,16 @@
 //! lines otherwise), and one `send_file` per uploaded path.
 
 use super::commands::{SignedIn, resolve, session};
+use super::live::Live;
 use super::{Exit, Failure};
+use crate::client::Action;
 use crate::client::attach::{self, human_size};
 use crate::client::config::Loaded;
+use crate::client::e2e::files::{open_file, sealed_path};
 use crate::client::engine::actions::new_client_msg_id;
 use crate::client::net::files::{FileClient, TransferError};
-use crate::proto::{AppendOk, EventBody, FileInfo, HistoryOk, Request};
+use crate::client::update::{TransferState, Update};
+use crate::proto::{AppendOk, Event, EventBody, FileInfo, HistoryOk, Request};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -56,8 +60,11 @@ pub(super) async fn upload(
     let conv = resolve(&mut s, target, true).await?;
     let token = s.token.clone();
     s.conn.close().await;
-    let files = file_client(loaded, &token)?;
     let mut caption = caption.filter(|c| !c.trim().is_empty());
+    if conv.encrypted {
+        return upload_secret(loaded, &s.user, token, &conv.id, paths, caption).await;
+    }
+    let files = file_client(loaded, &token)?;
     for path in paths {
         let described = {
             let path = path.clone();
@@ -87,6 +94,145 @@ pub(super) async fn upload(
         eprintln!("chat: shared {} as #{seq}", path.display());
     }
     Ok(())
+}
+
+/// How long a secret conversation's command waits for the engine (its
+/// first sync, the keys, the answer) beyond the transfer itself.
+const SECRET_WAIT: Duration = Duration::from_secs(60);
+/// Events a secret conversation's download reads back to find its file.
+const SECRET_LOOKBACK: u64 = 5_000;
+
+/// `chat upload` into a secret conversation: the engine, which holds this
+/// device's keys, encrypts each file before it leaves and shares it with
+/// its key inside the message.
+async fn upload_secret(
+    loaded: &Loaded,
+    user: &str,
+    token: String,
+    conv: &str,
+    paths: &[PathBuf],
+    mut caption: Option<String>,
+) -> Result<(), Failure> {
+    let mut live = Live::start(loaded, user, token);
+    let result = async {
+        live.synced(SECRET_WAIT).await?;
+        for path in paths {
+            live.act(Action::Upload {
+                conv: conv.to_string(),
+                path: path.clone(),
+                caption: caption.take(),
+            });
+            let mut bar: Option<Bar> = None;
+            let mut uploaded = false;
+            let seq = loop {
+                // Progress comes every quarter second while bytes move.
+                let wait = SECRET_WAIT;
+                let update = tokio::time::timeout(wait, live.next())
+                    .await
+                    .map_err(|_| {
+                        Failure::new(
+                            Exit::Unreachable,
+                            format!("{}: no progress within {}s", path.display(), wait.as_secs()),
+                        )
+                    })??;
+                match update {
+                    Update::Transfer(t) if t.upload => {
+                        // The size is known once the file is read.
+                        if bar.is_none() && t.total > 0 {
+                            bar = Some(Bar::start(&t.name, t.total, "up"));
+                        }
+                        if let Some(b) = &bar {
+                            b.progress.send_replace(t.done);
+                        }
+                        match t.state {
+                            TransferState::Done => uploaded = true,
+                            TransferState::Failed(why) => {
+                                if let Some(b) = bar.take() {
+                                    b.finish(false).await;
+                                }
+                                return Err(Failure::new(Exit::Failure, why));
+                            }
+                            _ => {}
+                        }
+                    }
+                    Update::Acked { conv: c, seq, .. } if uploaded && c == conv => break seq,
+                    Update::Refused { conv: c, error, .. } if c == conv => {
+                        return Err(Failure::new(
+                            Exit::Refused,
+                            crate::client::text::clean(&error.message),
+                        ));
+                    }
+                    _ => {}
+                }
+            };
+            if let Some(b) = bar.take() {
+                b.finish(true).await;
+            }
+            eprintln!("chat: shared {} as #{seq} (encrypted)", path.display());
+        }
+        Ok(())
+    }
+    .await;
+    live.stop().await;
+    result
+}
+
+/// Event `seq` of secret conversation `conv` as this device decrypts it.
+async fn decrypted_event(
+    loaded: &Loaded,
+    user: &str,
+    token: String,
+    conv: &str,
+    last_seq: u64,
+    seq: u64,
+) -> Result<Event, Failure> {
+    let back = last_seq.saturating_sub(seq) + 1;
+    if back > SECRET_LOOKBACK {
+        return Err(Failure::new(
+            Exit::Failure,
+            format!(
+                "#{seq} is more than {SECRET_LOOKBACK} events back: open it in `chat` to download it"
+            ),
+        ));
+    }
+    let mut live = Live::start(loaded, user, token);
+    let found = async {
+        live.synced(SECRET_WAIT).await?;
+        live.act(Action::Follow {
+            conv: conv.to_string(),
+            last: back,
+        });
+        loop {
+            if let Update::Events { conv: c, events } = live.next().await?
+                && c == conv
+                && let Some(ev) = events.into_iter().find(|e| e.seq == seq)
+            {
+                return Ok(ev);
+            }
+        }
+    };
+    let result = match tokio::time::timeout(SECRET_WAIT, found).await {
+        Ok(r) => r,
+        Err(_) => Err(Failure::new(
+            Exit::Unreachable,
+            format!("#{seq} did not arrive within {}s", SECRET_WAIT.as_secs()),
+        )),
+    };
+    live.stop().await;
+    let ev = result?;
+    if let EventBody::File { file, caption, .. } = &ev.body
+        && file.key.is_none()
+    {
+        let why = caption.clone().unwrap_or_default();
+        return Err(Failure::new(
+            Exit::Refused,
+            format!(
+                "#{seq} cannot be decrypted on this device: {}",
+                crate::client::text::clean(&why)
+            ),
+        ));
+    }
+    Ok(ev)
 }
 
 async fn share(
@@ -133,6 +279,11 @@ pub(super) async fn download(
         .into_iter()
         .find(|e| e.seq == seq)
         .ok_or_else(|| Failure::new(Exit::NotFound, format!("no event #{seq} in {target}")))?;
+    let ev = if conv.encrypted {
+        decrypted_event(loaded, &s.user, token.clone(), &conv.id, conv.last_seq, seq).await?
+    } else {
+        ev
+    };
     let EventBody::File { file, .. } = ev.body else {
         return Err(Failure::new(
             Exit::NotFound,
@@ -156,9 +307,29 @@ pub(super) async fn download(
     }
     let files = file_client(loaded, &token)?;
     let bar = Bar::start(&file.name, file.size, "down");
-    let result = files
-        .download(&file.digest, file.size, &dest, force, &bar.progress)
-        .await;
+    let result = match &file.key {
+        None => {
+            files
+                .download(&file.digest, file.size, &dest, force, &bar.progress)
+                .await
+        }
+        Some(key) => {
+            // The ciphertext beside the destination, then the bytes.
+            let sealed = sealed_path(&dest, &file.digest);
+            let got = files
+                .download(&file.digest, file.size, &sealed, true, &bar.progress)
+                .await;
+            got.and_then(|_| {
+                let out = open_file(&sealed, key, &dest, force);
+                let _ = std::fs::remove_file(&sealed);
+                out.map(|path| crate::client::net::files::Downloaded {
+                    path,
+                    resumed_from: 0,
+                })
+                .map_err(TransferError::BadReply)
+            })
+        }
+    };
     bar.finish(result.is_ok()).await;
     let done = result?;
     if done.resumed_from > 0 {

@@ -3,8 +3,10 @@
 //! `file` object. The server stores only the ciphertext.
 
 use super::E2eError;
+use crate::proto::FileInfo;
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
+use std::path::{Path, PathBuf};
 
 /// A file's ciphertext with its key and nonce (unpadded base64).
 pub struct EncryptedFile {
@@ -83,6 +85,79 @@ pub(crate) fn open(key: &[u8; 32], nonce: &[u8; 12], sealed: &[u8]) -> Result<Ve
     cipher.decrypt(&Nonce::from(*nonce), sealed).map_err(|_| {
         E2eError::Decrypt("the file does not match its key (damaged or altered)".into())
     })
+}
+
+/// Largest file shared in a secret conversation: it is encrypted and
+/// decrypted whole, in memory.
+pub const SECRET_FILE_MAX: u64 = 256 * 1024 * 1024;
+
+/// Encrypt the file at `path` for a secret conversation into a new file
+/// in `dir`: its description (the real name, type and size in pixels,
+/// with the ciphertext's digest and size and the key, no preview) and
+/// where the ciphertext is.
+pub fn seal_file(path: &Path, dir: &Path) -> std::io::Result<(FileInfo, PathBuf)> {
+    use sha2::Digest;
+    let plain = crate::client::attach::describe(path)?;
+    if plain.size > SECRET_FILE_MAX {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "larger than {} (the most a secret conversation shares)",
+                crate::client::attach::human_size(SECRET_FILE_MAX)
+            ),
+        ));
+    }
+    let bytes = std::fs::read(path)?;
+    let sealed = encrypt(&bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    drop(bytes);
+    std::fs::create_dir_all(dir)?;
+    let out = dir.join(format!("{}.up", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&out, &sealed.ciphertext)?;
+    let file = FileInfo {
+        digest: hex::encode(sha2::Sha256::digest(&sealed.ciphertext)),
+        size: sealed.ciphertext.len() as u64,
+        preview: None,
+        key: Some(Box::new(crate::proto::FileKey {
+            key: sealed.key.clone(),
+            nonce: sealed.nonce.clone(),
+        })),
+        ..plain
+    };
+    Ok((file, out))
+}
+
+/// Where the ciphertext of a secret conversation's file is fetched to.
+pub fn sealed_path(dest: &Path, digest: &str) -> PathBuf {
+    let short: String = digest.chars().take(16).collect();
+    dest.with_file_name(format!(".{short}.sealed"))
+}
+
+/// Decrypt the downloaded ciphertext at `sealed` into `dest` (a new file
+/// unless `overwrite`).
+pub fn open_file(
+    sealed: &Path,
+    key: &crate::proto::FileKey,
+    dest: &Path,
+    overwrite: bool,
+) -> Result<PathBuf, String> {
+    use std::io::Write;
+    let ciphertext = std::fs::read(sealed).map_err(|e| e.to_string())?;
+    let bytes = decrypt(&ciphertext, &key.key, &key.nonce)
+        .map_err(|e| format!("the file does not decrypt: {e}"))?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true);
+    if overwrite {
+        opts.create(true).truncate(true);
+    } else {
+        opts.create_new(true);
+    }
+    let mut f = opts
+        .open(dest)
+        .map_err(|e| format!("{}: {e}", dest.display()))?;
+    f.write_all(&bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| format!("{}: {e}", dest.display()))?;
+    Ok(dest.to_path_buf())
 }
 
 #[cfg(test)]

@@ -143,6 +143,10 @@ fn fill_body(body: &mut EventBody, plain: &MegolmPlaintext) {
                 file.media_type = f.media_type.clone();
                 file.width = f.width;
                 file.height = f.height;
+                file.key = Some(Box::new(crate::proto::FileKey {
+                    key: f.key.clone(),
+                    nonce: f.nonce.clone(),
+                }));
             }
             *caption = plain.caption.clone();
         }
@@ -897,12 +901,28 @@ impl Engine {
                 self.request(req, Pending::Outbox { cmid, conv });
                 return;
             }
-            OutboxRequest::SendFile { .. } => {
-                return self.secret_fail(
-                    &cmid,
+            OutboxRequest::SendFile { file, caption, .. } => {
+                let Some(key) = &file.key else {
+                    // Uploaded in the clear (before the conversation was
+                    // known to be secret): the server holds its bytes.
+                    return self.secret_fail(
+                        &cmid,
+                        &conv,
+                        "not sent: this file was uploaded unencrypted; share it again".into(),
+                    );
+                };
+                MegolmPlaintext::file(
                     &conv,
-                    "not sent: files cannot be shared in secret conversations yet".into(),
-                );
+                    crate::client::e2e::wire::FileInfo {
+                        name: file.name.clone(),
+                        media_type: file.media_type.clone(),
+                        width: file.width,
+                        height: file.height,
+                        key: key.key.clone(),
+                        nonce: key.nonce.clone(),
+                    },
+                    caption.clone(),
+                )
             }
         };
         let members = self
@@ -1030,6 +1050,31 @@ impl Engine {
                 client_msg_id,
                 target_seq,
                 body: String::new(),
+                encrypted,
+                shares: wire,
+            },
+            Request::SendFile {
+                conversation_id,
+                client_msg_id,
+                file,
+                reply_to,
+                ..
+            } => Request::SendFile {
+                conversation_id,
+                client_msg_id,
+                // Only what the server needs to serve the ciphertext.
+                file: crate::proto::FileInfo {
+                    digest: file.digest,
+                    size: file.size,
+                    name: String::new(),
+                    media_type: "application/octet-stream".into(),
+                    width: None,
+                    height: None,
+                    preview: None,
+                    key: None,
+                },
+                caption: None,
+                reply_to,
                 encrypted,
                 shares: wire,
             },

@@ -12,6 +12,7 @@ use super::Engine;
 use super::actions::new_client_msg_id;
 use crate::client::attach;
 use crate::client::cache::OutboxRequest;
+use crate::client::e2e::files::{open_file, seal_file, sealed_path};
 use crate::client::net::files::{FileClient, TransferError};
 use crate::client::update::{Fetch, TransferState, TransferView, Update};
 use crate::proto::FileInfo;
@@ -134,15 +135,22 @@ impl Engine {
             Ok(c) => c,
             Err(e) => return self.notice(format!("cannot upload {name}: {e}")),
         };
+        // In a secret conversation the server gets only the ciphertext.
+        let sealed_dir = self
+            .is_secret(&conv)
+            .then(|| self.paths.data.join("files").join(".sealed"));
         self.dirty.updates.push(Update::Transfer(view.clone()));
         let tx = self.transfer_tx.clone();
         tokio::spawn(async move {
             let described = tokio::task::spawn_blocking({
                 let path = path.clone();
-                move || attach::describe(&path)
+                move || match sealed_dir {
+                    Some(dir) => seal_file(&path, &dir).map(|(f, p)| (f, Some(p))),
+                    None => attach::describe(&path).map(|f| (f, None)),
+                }
             })
             .await;
-            let file = match described {
+            let (file, sealed) = match described {
                 Ok(Ok(f)) => f,
                 Ok(Err(e)) => return fail(&tx, view, None, format!("{}: {e}", path.display())),
                 Err(e) => return fail(&tx, view, None, e.to_string()),
@@ -154,10 +162,18 @@ impl Engine {
             let (progress, rx) = watch::channel(0);
             let reporter = report(tx.clone(), view.clone(), rx);
             let result = client
-                .upload(&path, &file.digest, file.size, &progress)
+                .upload(
+                    sealed.as_deref().unwrap_or(&path),
+                    &file.digest,
+                    file.size,
+                    &progress,
+                )
                 .await;
             drop(progress);
             reporter.abort();
+            if let Some(p) = &sealed {
+                let _ = tokio::fs::remove_file(p).await;
+            }
             match result {
                 Ok(_) => {
                     view.done = view.total;
@@ -221,9 +237,40 @@ impl Engine {
             let (progress, rx) = watch::channel(0);
             let reporter = (purpose != Fetch::Show).then(|| report(tx.clone(), view.clone(), rx));
             let overwrite = purpose != Fetch::Save;
-            let result = client
-                .download(&file.digest, file.size, &dest, overwrite, &progress)
-                .await;
+            let result = match &file.key {
+                None => {
+                    client
+                        .download(&file.digest, file.size, &dest, overwrite, &progress)
+                        .await
+                }
+                // The ciphertext beside the destination, then the bytes.
+                Some(key) => {
+                    let sealed = sealed_path(&dest, &file.digest);
+                    match client
+                        .download(&file.digest, file.size, &sealed, true, &progress)
+                        .await
+                    {
+                        Ok(_) => {
+                            let (key, dest) = (key.clone(), dest.clone());
+                            let opened = tokio::task::spawn_blocking(move || {
+                                let out = open_file(&sealed, &key, &dest, overwrite);
+                                let _ = std::fs::remove_file(&sealed);
+                                out
+                            })
+                            .await;
+                            match opened {
+                                Ok(Ok(path)) => Ok(crate::client::net::files::Downloaded {
+                                    path,
+                                    resumed_from: 0,
+                                }),
+                                Ok(Err(e)) => Err(TransferError::BadReply(e)),
+                                Err(e) => Err(TransferError::BadReply(e.to_string())),
+                            }
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            };
             drop(progress);
             if let Some(r) = reporter {
                 r.abort();

@@ -295,6 +295,7 @@ fn a_secret_file_keeps_only_its_digest_and_size() {
         width: None,
         height: None,
         preview: None,
+        key: None,
     };
     let body = |file: &FileInfo| EventBody::File {
         file: Box::new(file.clone()),

@@ -21,6 +21,7 @@ fn info(name: &str) -> FileInfo {
         width: None,
         height: None,
         preview: None,
+        key: None,
     }
 }
 

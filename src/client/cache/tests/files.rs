@@ -15,6 +15,7 @@ fn info(name: &str) -> FileInfo {
         width: Some(640),
         height: Some(480),
         preview: Some("iVBORw0KGgo=".into()),
+        key: None,
     }
 }
 

@@ -162,6 +162,7 @@ fn shared_files_are_found_by_name_and_caption() {
         width: None,
         height: None,
         preview: None,
+        key: None,
     };
     c.apply_events(&[
         ev(
