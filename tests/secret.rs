@@ -206,15 +206,22 @@ async fn a_member_who_leaves_a_secret_group_cannot_read_what_follows() {
 
 /// The devices of `user` as `c` last heard them.
 async fn devices_of(c: &Client, user: &str) -> chat::client::update::DevicesView {
+    let answers = |c: &Client| {
+        c.with_log(|log| {
+            log.iter()
+                .filter_map(|u| match u {
+                    Update::Devices(v) if v.user == user => Some(v.clone()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    let before = answers(c).len();
     c.act(Action::Devices { user: user.into() });
     let mut view = None;
     let ok = wait_until(CLIENT_WAIT, || {
-        view = c.with_log(|log| {
-            log.iter().rev().find_map(|u| match u {
-                Update::Devices(v) if v.user == user => Some(v.clone()),
-                _ => None,
-            })
-        });
+        // Only an answer to this question (an earlier one may be stale).
+        view = answers(c).get(before).cloned();
         view.is_some()
     })
     .await;
@@ -303,6 +310,17 @@ async fn a_device_added_later_reads_new_messages_but_not_earlier_ones() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert!(certified, "the laptop is certified by bob's identity key");
+    // The laptop is linked: it holds bob's identity key and could now
+    // verify and certify in turn.
+    let linked = wait_until(CLIENT_WAIT, || {
+        laptop.logged(|u| {
+            matches!(u, Update::Identity { user, note: chat::client::update::IdentityNote::Verified } if user == "bob")
+        })
+    })
+    .await;
+    assert!(linked, "the identity key reached the verified laptop");
+    let own = devices_of(&laptop, "bob").await;
+    assert_eq!(own.trust, "verified", "{own:?}");
     send(&alice, &dm, "after the laptop");
     wait_body(&laptop, &dm, "the laptop reads the new message", |b| {
         b.iter().any(|t| t == "after the laptop")

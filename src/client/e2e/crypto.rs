@@ -85,6 +85,9 @@ pub enum Received {
         outcome: Option<Outcome>,
         cancelled: Option<(String, String)>,
     },
+    /// Our user's identity key, from another device of ours verified in
+    /// person: this device can now certify and verify like that one.
+    Identity { from: DeviceRef },
     /// A content of another type, for the caller.
     Other { from: DeviceRef, content: Value },
 }
@@ -426,6 +429,10 @@ impl Crypto {
                 session_id: key.session_id,
                 from,
             });
+        }
+        if kind == super::verify::IDENTITY_SECRET {
+            self.receive_identity(&from, &envelope.content)?;
+            return Ok(Received::Identity { from });
         }
         if kind.starts_with("verify.") {
             let step: VerifyContent = serde_json::from_value(envelope.content)

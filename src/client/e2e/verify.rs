@@ -4,9 +4,15 @@
 //! identity key verified when it was the one we hold.
 
 use super::crypto::{Crypto, Received};
+use super::identity::UserIdentity;
 use super::sas::{Outcome, Party, Verification, VerifyContent};
 use super::wire::{DeviceRef, Share};
 use super::{E2eError, Trust};
+use serde_json::{Value, json};
+
+/// The to-device content carrying our user's identity key to another of
+/// our devices.
+pub(super) const IDENTITY_SECRET: &str = "identity.secret";
 
 impl Crypto {
     fn party_us(&self) -> Party {
@@ -169,5 +175,81 @@ impl Crypto {
             });
         }
         self.dirty.users.insert(o.user.clone());
+    }
+
+    /// Our user's identity key for another device of ours, verified in
+    /// person first: the to-device message that links it.
+    pub fn share_identity(&mut self, device_id: &str) -> Result<Share, E2eError> {
+        let identity = self.identity.as_ref().ok_or(E2eError::NoIdentity)?;
+        let d = DeviceRef::new(self.user(), device_id);
+        if !self.known(&d).is_some_and(|k| k.verified) {
+            return Err(E2eError::Verification(
+                String::new(),
+                format!("verify device {device_id} before sharing the identity key with it"),
+            ));
+        }
+        let content = json!({
+            "type": IDENTITY_SECRET,
+            "identity_key": identity.public_key().to_base64(),
+            "secret": vodozemac::base64_encode(identity.to_bytes().as_slice()),
+        });
+        self.encrypt_to_device(&d, content)
+    }
+
+    /// Take our user's identity key from `from`, which must be another
+    /// device of ours verified in person, and the key the one the server
+    /// shows for our user.
+    pub(super) fn receive_identity(
+        &mut self,
+        from: &DeviceRef,
+        content: &Value,
+    ) -> Result<(), E2eError> {
+        let refuse = |why: &str| Err(E2eError::Envelope(format!("identity key refused: {why}")));
+        if from.user != self.user() {
+            return refuse("from another user");
+        }
+        if !self.known(from).is_some_and(|k| k.verified) {
+            return refuse("from a device not verified in person");
+        }
+        let claimed = content.get("identity_key").and_then(Value::as_str);
+        let secret = content
+            .get("secret")
+            .and_then(Value::as_str)
+            .and_then(|s| vodozemac::base64_decode(s).ok())
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok());
+        let (Some(claimed), Some(secret)) = (claimed, secret) else {
+            return refuse("malformed");
+        };
+        let identity = UserIdentity::from_bytes(&secret);
+        let public = identity.public_key().to_base64();
+        if public != claimed {
+            return refuse("the secret does not match its key");
+        }
+        let shown = self
+            .trust(self.user())
+            .and_then(Trust::accepted_key)
+            .map(str::to_string);
+        if shown.as_deref() != Some(public.as_str()) {
+            return refuse("not the identity key the server shows for this user");
+        }
+        if let Some(held) = self.identity_key() {
+            return if held == public {
+                Ok(())
+            } else {
+                refuse("this device holds another identity key")
+            };
+        }
+        self.identity = Some(identity);
+        // It is on the server already, with this device's certificate.
+        self.identity_published = true;
+        let me = self.user().to_string();
+        if let Some(state) = self.users.get_mut(&me) {
+            state.trust = Some(Trust::Verified {
+                identity_key: public,
+            });
+        }
+        self.dirty.users.insert(me);
+        self.dirty.account = true;
+        Ok(())
     }
 }

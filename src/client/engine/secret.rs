@@ -553,6 +553,18 @@ impl Engine {
                 );
                 None
             }
+            Ok(Received::Identity { from }) => {
+                self.save_keys(|_| Ok(()));
+                self.notice(format!(
+                    "this device is linked: it holds your identity key now (from {})",
+                    crate::client::text::clean(&from.device_id)
+                ));
+                self.dirty.updates.push(Update::Identity {
+                    user: from.user,
+                    note: IdentityNote::Verified,
+                });
+                None
+            }
             Ok(Received::Other { .. }) => None,
             Err(e) => {
                 tracing::warn!(sender = %m.sender, device = %m.sender_device, "a to-device message not decrypted: {e}");
@@ -1281,6 +1293,17 @@ impl Engine {
                 },
                 SecretReq::Quiet,
             );
+            // The other device gets the identity key too, so that it can
+            // link and verify in turn (after the last step, in order).
+            if let Some(c) = self.secret.crypto.as_mut() {
+                match c.share_identity(&d.device_id) {
+                    Ok(share) => {
+                        self.save_keys(|_| Ok(()));
+                        self.send_shares(vec![share]);
+                    }
+                    Err(e) => tracing::warn!(device = %d, "identity key not shared: {e}"),
+                }
+            }
         }
     }
 
