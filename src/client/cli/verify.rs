@@ -155,6 +155,16 @@ fn ended(v: &VerificationView) -> bool {
     v.cancelled.is_some() || v.state == "cancelled"
 }
 
+/// Why a verification was cancelled, for the reader: the engine's
+/// "code: reason" without the code (the other device wrote the reason).
+fn reason(cancelled: &str) -> String {
+    let text = match cancelled.split_once(": ") {
+        Some((code, why)) if !code.contains(' ') && !why.trim().is_empty() => why,
+        _ => cancelled,
+    };
+    clean(text.trim())
+}
+
 /// The emoji on one line, each with its name.
 fn emoji_line(emoji: &[String]) -> String {
     emoji
@@ -359,8 +369,8 @@ async fn follow(
                     return Err(Failure::new(
                         Exit::Failure,
                         format!(
-                            "the verification was cancelled ({}): not verified",
-                            clean(&why)
+                            "the verification was cancelled: {}; not verified",
+                            reason(&why)
                         ),
                     ));
                 }
@@ -446,6 +456,18 @@ mod tests {
         for no in ["", "\n", "n", "no", "yeah", "y y", "ja"] {
             assert!(!says_yes(no), "{no:?}");
         }
+    }
+
+    #[test]
+    fn a_cancel_reason_drops_its_code() {
+        assert_eq!(
+            reason("mismatched_sas: the emoji did not match"),
+            "the emoji did not match"
+        );
+        assert_eq!(reason("cancelled"), "cancelled");
+        assert_eq!(reason("user: "), "user:");
+        assert_eq!(reason("a b: c"), "a b: c");
+        assert_eq!(reason("x: evil\u{1b}[2J"), "evil\u{fffd}[2J");
     }
 
     #[test]
