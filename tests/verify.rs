@@ -375,3 +375,76 @@ fn the_answer_may_come_from_a_pipe() {
     let b = tmux.wait("bob", "the end", |s| exited(s, 0) || exited(s, 1));
     assert!(exited(&b, 0) && b.contains("is verified"), "{b}");
 }
+
+#[test]
+fn a_new_device_of_ones_own_is_linked_by_verifying_it() {
+    if skip_on_postgres("secret conversations live on the embedded store") {
+        return;
+    }
+    if !tmux_available() {
+        eprintln!("NOTICE: tmux is not installed; skipping the verification end-to-end test");
+        return;
+    }
+    let w = World::new();
+    let old = w.home("alice");
+    old.register("alice");
+    old.ok(&["devices"], None);
+    let new = Home::new(w.dir("alice-laptop"), &w.url());
+    new.ok(
+        &["login", "alice", "--password-stdin"],
+        Some(&format!("{}\n", support::PASSWORD)),
+    );
+    let mine = devices(&new, "alice");
+    let r = new.ok(&["devices", "--json"], None);
+    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    let laptop = v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["this_device"] == true)
+        .and_then(|d| d["device_id"].as_str())
+        .expect("the new device in the list")
+        .to_string();
+    assert_eq!(mine.len(), 2, "{mine:?}");
+    let tmux = Tmux::new();
+    tmux.chat("new", &new, &["verify", "--incoming", "--timeout", "90"]);
+    tmux.wait("new", "the wait for a verification", |s| {
+        s.contains("Waiting for another device")
+    });
+    tmux.chat(
+        "old",
+        &old,
+        &["verify", "alice", &laptop, "--timeout", "90"],
+    );
+    let ready = |s: &str| s.contains("[y/N]") && emoji_names(s).is_some();
+    let o = tmux.wait("old", "the emoji", ready);
+    let n = tmux.wait("new", "the emoji", ready);
+    assert!(
+        n.contains("your device") && n.contains("wants to verify this device"),
+        "{n}"
+    );
+    assert!(o.contains("your other device"), "{o}");
+    assert_eq!(emoji_names(&o), emoji_names(&n));
+    tmux.keys("new", &["y", "Enter"]);
+    tmux.keys("old", &["y", "Enter"]);
+    let o = tmux.wait("old", "the end", |s| exited(s, 0) || exited(s, 1));
+    let n = tmux.wait("new", "the end", |s| exited(s, 0) || exited(s, 1));
+    assert!(exited(&o, 0), "{o}");
+    assert!(exited(&n, 0), "{n}");
+    assert!(
+        o.contains(&format!("Your device {laptop} is verified")),
+        "{o}"
+    );
+    // The old device certified the new one with the identity key.
+    let r = old.ok(&["devices", "--json"], None);
+    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    let d = v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device_id"] == laptop.as_str())
+        .cloned()
+        .expect("the new device");
+    assert_eq!(d["verified"], true, "{r:?}");
+    assert_eq!(d["certified"], true, "{r:?}");
+}

@@ -229,12 +229,13 @@ pub enum Command {
         #[arg(long)]
         verified: bool,
     },
-    /// Verify a device by comparing seven emoji on both screens: USER's
-    /// (your own other device with your name), or with --incoming the one
-    /// that starts a verification with this device. Exits 1 when the
-    /// emoji do not match or the verification is cancelled, 5 when it does
-    /// not finish in time
+    /// Verify a device by comparing seven emoji on both screens (one side
+    /// starts, the other waits with --incoming). Exits 1 when the emoji do
+    /// not match or the verification is cancelled, 5 when it does not
+    /// finish in time
     Verify {
+        /// Whose device to verify (your own name for another device of
+        /// yours)
         #[arg(
             id = "peer",
             value_name = "USER",
