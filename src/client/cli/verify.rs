@@ -61,7 +61,8 @@ enum Step {
 #[derive(Debug)]
 struct Tracker {
     want: Want,
-    /// `Action::Verify` has been sent (a start waits for the first sync).
+    /// A sync came: `Action::Verify` was sent (or the wait for an incoming
+    /// one was said).
     asked_engine: bool,
     txn: Option<String>,
     compared: bool,
@@ -305,7 +306,7 @@ async fn follow(
         let steps = tokio::select! {
             u = live.next() => {
                 let u = u?;
-                if matches!(u, Update::Synced) && !t.asked_engine && t.txn.is_none() {
+                if matches!(u, Update::Synced) && t.txn.is_none() {
                     begin(live, t);
                 }
                 t.on_update(&u)
@@ -382,7 +383,10 @@ async fn follow(
     }
 }
 
-/// The first sync is in: start the verification, or say we wait for one.
+/// A sync is in and nothing has begun: start the verification, or say we
+/// wait for one. A start is asked for again after a reconnect (the engine
+/// forgets starts still waiting for keys when its connection drops; one
+/// that began would have been seen before the sync).
 fn begin(live: &Live, t: &mut Tracker) {
     match &t.want {
         Want::Start { user, device } => {
@@ -390,14 +394,13 @@ fn begin(live: &Live, t: &mut Tracker) {
                 user: user.clone(),
                 device_id: device.clone(),
             });
-            t.asked_engine = true;
         }
-        Want::Incoming => {
-            // Said once: `asked_engine` marks it.
-            t.asked_engine = true;
+        Want::Incoming if !t.asked_engine => {
             eprintln!("Waiting for another device to start a verification with this one…");
         }
+        Want::Incoming => {}
     }
+    t.asked_engine = true;
 }
 
 /// "your device X" at the start of a sentence.
