@@ -158,7 +158,17 @@ pub(super) async fn dispatch(command: Command, loaded: Loaded) -> Result<(), Fai
         } => super::account::sessions(&loaded, revoke, others, json).await,
         Command::Passwd { password_stdin } => super::account::passwd(&loaded, password_stdin).await,
         Command::Devices { user, json } => super::secret::devices(&loaded, user, json).await,
-        Command::Safety { user } => super::secret::safety(&loaded, &user).await,
+        Command::Safety { user, verified } => super::secret::safety(&loaded, &user, verified).await,
+        Command::Accept { user } => super::secret::accept(&loaded, &user).await,
+        Command::Verify {
+            user,
+            device,
+            incoming: _,
+            timeout,
+        } => {
+            let wait = Duration::from_secs(timeout.max(1));
+            super::verify::verify(&loaded, user, device, wait).await
+        }
         Command::Config => {
             println!("{}", loaded.describe());
             Ok(())

@@ -107,6 +107,12 @@ impl Live {
         }
     }
 
+    /// The updates already received and not yet taken with
+    /// [`Live::next`]: the rest of the batch the last one came in.
+    pub(super) fn queued(&self) -> impl Iterator<Item = &Update> {
+        self.queue.iter()
+    }
+
     /// Wait until the first sync is applied, at most `timeout`.
     pub(super) async fn synced(&mut self, timeout: Duration) -> Result<(), Failure> {
         let wait = async {

@@ -11,6 +11,7 @@ mod live;
 mod search;
 mod secret;
 mod tail;
+mod verify;
 
 use crate::client::accounts;
 use crate::client::config::Loaded;
@@ -221,6 +222,42 @@ pub enum Command {
     /// The safety number of your secret conversations with a user: compare
     /// it with theirs (in person or on a call) to know no one is in between
     Safety {
+        #[arg(id = "peer", value_name = "USER")]
+        user: String,
+        /// The number matched theirs: mark USER's identity key verified
+        /// (a later change of it then holds sending back until accepted)
+        #[arg(long)]
+        verified: bool,
+    },
+    /// Verify a device by comparing seven emoji on both screens (one side
+    /// starts, the other waits with --incoming). Exits 1 when the emoji do
+    /// not match or the verification is cancelled, 5 when it does not
+    /// finish in time
+    Verify {
+        /// Whose device to verify (your own name for another device of
+        /// yours)
+        #[arg(
+            id = "peer",
+            value_name = "USER",
+            required_unless_present = "incoming",
+            conflicts_with = "incoming"
+        )]
+        user: Option<String>,
+        /// The device to verify [default: USER's only other device]
+        #[arg(value_name = "DEVICE", requires = "peer")]
+        device: Option<String>,
+        /// Wait for another device to start a verification with this one
+        /// (how a new device of yours is linked: run this on it, and
+        /// `chat verify YOURNAME NEWDEVICE` on one you already have)
+        #[arg(long)]
+        incoming: bool,
+        /// Give up after this many seconds
+        #[arg(long, value_name = "SECS", default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Accept a user's changed identity key (after comparing the safety
+    /// number again): sending to them resumes
+    Accept {
         #[arg(id = "peer", value_name = "USER")]
         user: String,
     },

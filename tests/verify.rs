@@ -1,0 +1,450 @@
+//! Verifying a device from the command line, end to end: two users of an
+//! in-process chatd share a secret DM, then run `chat verify` in tmux (bob
+//! waits with `--incoming`, alice starts), read the seven emoji off both
+//! screens and answer. Matching emoji verify the devices on both sides; a
+//! "no" on one side cancels on both. Skipped (with a notice) when tmux is
+//! not installed.
+
+mod support;
+
+use chat::client::e2e::emoji::EMOJI;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{Home, World, skip_on_postgres};
+
+/// How long a `chat verify` may take to reach a screen (a debug build on
+/// a busy machine connects, syncs and exchanges keys first).
+const SCREEN_WAIT: Duration = Duration::from_secs(60);
+
+/// One tmux server (own socket), one session per user; killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn new() -> Tmux {
+        Tmux {
+            socket: format!("chat-verify-{}-{}", std::process::id(), support::unique()),
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        let child = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tmux");
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(out) => out.expect("tmux output"),
+            Err(_) => {
+                // SAFETY: kill(2) on our own child.
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGKILL);
+                }
+                panic!("tmux {args:?} hung");
+            }
+        }
+    }
+
+    /// Run `chat ARGS` of `home` in a new session `name`; its exit code is
+    /// printed after it ends, and the pane stays.
+    fn chat(&self, name: &str, home: &Home, args: &[&str]) {
+        let mut env = String::new();
+        for (k, v) in home.envs() {
+            env.push_str(&format!("{k}='{v}' "));
+        }
+        let command = format!(
+            "env -u CHAT_SERVER -u CHAT_USER -u RUST_LOG {env} '{}' --server {} {}; echo \"exit $?\"; sleep 300",
+            env!("CARGO_BIN_EXE_chat"),
+            home.server,
+            args.join(" ")
+        );
+        let out = self.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            "220",
+            "-y",
+            "30",
+            &command,
+        ]);
+        assert!(out.status.success(), "tmux new-session: {out:?}");
+    }
+
+    fn keys(&self, name: &str, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", name];
+        args.extend_from_slice(keys);
+        let out = self.cmd(&args);
+        assert!(out.status.success(), "send-keys {keys:?}: {out:?}");
+    }
+
+    fn screen(&self, name: &str) -> String {
+        let out = self.cmd(&["capture-pane", "-p", "-J", "-t", name]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Poll `name`'s screen until `cond` holds (bounded); the last screen.
+    fn wait(&self, name: &str, what: &str, cond: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + SCREEN_WAIT;
+        loop {
+            let s = self.screen(name);
+            if cond(&s) {
+                return s;
+            }
+            if Instant::now() >= deadline {
+                panic!("timed out waiting for {what} on {name}'s screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(["kill-server"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn tmux_available() -> bool {
+    Command::new("tmux")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The names of the emoji on the screen's `Compare:` line, in order
+/// (their pictures are left aside: a terminal may draw them differently).
+fn emoji_names(screen: &str) -> Option<Vec<String>> {
+    let line = screen.lines().find(|l| l.contains("Compare:"))?;
+    let words: Vec<&str> = line
+        .split_whitespace()
+        .filter(|w| w.chars().all(|c| c.is_ascii_alphabetic()))
+        .collect();
+    let known = |n: &str| EMOJI.iter().any(|(_, name)| *name == n);
+    let mut names = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let two = words.get(i + 1).map(|next| format!("{} {next}", words[i]));
+        match two {
+            Some(two) if known(&two) => {
+                names.push(two);
+                i += 2;
+            }
+            _ if known(words[i]) => {
+                names.push(words[i].to_string());
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    Some(names)
+}
+
+/// Whether the pane says the command ended with `code`.
+fn exited(screen: &str, code: i32) -> bool {
+    screen.lines().any(|l| l.trim() == format!("exit {code}"))
+}
+
+/// alice and bob with a secret DM in which each has sent a message, so
+/// that each device holds the other's keys.
+fn secret_dm(w: &World) -> (Home, Home) {
+    let (alice, bob) = (w.home("alice"), w.home("bob"));
+    alice.register("alice");
+    bob.register("bob");
+    // Bob's device publishes its keys on its first command.
+    bob.ok(&["devices"], None);
+    let r = alice.ok(&["create", "dm", "bob", "--secret"], None);
+    let id = r.stdout.split_whitespace().next().unwrap().to_string();
+    alice.ok(&["send", &id, "shall we compare emoji"], None);
+    let r = bob.ok(&["tail", &id], None);
+    assert!(r.stdout.contains("shall we compare emoji"), "{r:?}");
+    bob.ok(&["send", &id, "yes, now"], None);
+    let r = alice.ok(&["tail", &id], None);
+    assert!(r.stdout.contains("yes, now"), "{r:?}");
+    (alice, bob)
+}
+
+/// `user`'s devices as `home` sees them: (device id, verified).
+fn devices(home: &Home, user: &str) -> Vec<(String, bool)> {
+    let r = home.ok(&["devices", user, "--json"], None);
+    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).expect("devices JSON");
+    v["devices"]
+        .as_array()
+        .expect("a device list")
+        .iter()
+        .map(|d| {
+            (
+                d["device_id"].as_str().unwrap_or_default().to_string(),
+                d["verified"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
+/// Both sides run `chat verify` and show the emoji; the names each shows.
+fn both_comparing(tmux: &Tmux, alice: &Home, bob: &Home) -> (Vec<String>, Vec<String>) {
+    tmux.chat("bob", bob, &["verify", "--incoming", "--timeout", "90"]);
+    tmux.wait("bob", "the wait for a verification", |s| {
+        s.contains("Waiting for another device")
+    });
+    tmux.chat("alice", alice, &["verify", "bob", "--timeout", "90"]);
+    let ready = |s: &str| s.contains("[y/N]") && emoji_names(s).is_some();
+    let a = tmux.wait("alice", "the emoji", ready);
+    let b = tmux.wait("bob", "the emoji", ready);
+    assert!(a.contains("sees on their device?"), "{a}");
+    assert!(b.contains("alice's device"), "{b}");
+    assert!(b.contains("wants to verify this device"), "{b}");
+    (emoji_names(&a).unwrap(), emoji_names(&b).unwrap())
+}
+
+#[test]
+fn matching_emoji_verify_both_devices() {
+    if skip_on_postgres("secret conversations live on the embedded store") {
+        return;
+    }
+    if !tmux_available() {
+        eprintln!("NOTICE: tmux is not installed; skipping the verification end-to-end test");
+        return;
+    }
+    let w = World::new();
+    let (alice, bob) = secret_dm(&w);
+    assert!(devices(&alice, "bob").iter().all(|(_, v)| !v));
+    let tmux = Tmux::new();
+    let (a, b) = both_comparing(&tmux, &alice, &bob);
+    assert_eq!(a.len(), 7, "{a:?}");
+    assert_eq!(a, b, "both screens show the same emoji");
+    tmux.keys("alice", &["y", "Enter"]);
+    tmux.keys("bob", &["y", "Enter"]);
+    let a = tmux.wait("alice", "the end", |s| exited(s, 0) || exited(s, 1));
+    let b = tmux.wait("bob", "the end", |s| exited(s, 0) || exited(s, 1));
+    assert!(
+        exited(&a, 0) && a.contains("bob's device") && a.contains("is verified"),
+        "{a}"
+    );
+    assert!(
+        exited(&b, 0) && b.contains("alice's device") && b.contains("is verified"),
+        "{b}"
+    );
+    let theirs = devices(&alice, "bob");
+    assert_eq!(theirs.len(), 1, "{theirs:?}");
+    assert!(theirs[0].1, "alice sees bob's device verified: {theirs:?}");
+    assert!(
+        a.contains(&format!("bob's device {} is verified", theirs[0].0)),
+        "{a}"
+    );
+    let ours = devices(&bob, "alice");
+    assert!(
+        ours.len() == 1 && ours[0].1,
+        "bob sees alice's device verified: {ours:?}"
+    );
+}
+
+#[test]
+fn a_no_on_one_side_cancels_on_both() {
+    if skip_on_postgres("secret conversations live on the embedded store") {
+        return;
+    }
+    if !tmux_available() {
+        eprintln!("NOTICE: tmux is not installed; skipping the verification end-to-end test");
+        return;
+    }
+    let w = World::new();
+    let (alice, bob) = secret_dm(&w);
+    let tmux = Tmux::new();
+    let (a, b) = both_comparing(&tmux, &alice, &bob);
+    assert_eq!(a, b);
+    // Bob says no; alice, still asked, hears of it without answering.
+    tmux.keys("bob", &["n", "Enter"]);
+    let b = tmux.wait("bob", "the end", |s| exited(s, 0) || exited(s, 1));
+    assert!(exited(&b, 1) && b.contains("do not match"), "{b}");
+    let a = tmux.wait("alice", "the end", |s| exited(s, 0) || exited(s, 1));
+    assert!(exited(&a, 1) && a.contains("cancelled"), "{a}");
+    assert!(!a.contains("is verified") && !b.contains("is verified"));
+    assert!(devices(&alice, "bob").iter().all(|(_, v)| !v));
+    assert!(devices(&bob, "alice").iter().all(|(_, v)| !v));
+}
+
+#[test]
+fn a_matching_safety_number_marks_the_key_verified_and_accept_needs_a_change() {
+    if skip_on_postgres("secret conversations live on the embedded store") {
+        return;
+    }
+    let w = World::new();
+    let (alice, bob) = secret_dm(&w);
+    let trust = |home: &Home, user: &str| {
+        let r = home.ok(&["devices", user, "--json"], None);
+        let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+        v["trust"].as_str().unwrap_or_default().to_string()
+    };
+    assert_ne!(trust(&alice, "bob"), "verified");
+    // No change to accept: said so, and a failure.
+    let r = alice.run(&["accept", "bob"], None);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("no change to accept"), "{r:?}");
+    let number = alice.ok(&["safety", "bob"], None).stdout;
+    let r = alice.ok(&["safety", "@bob", "--verified"], None);
+    let mut lines = r.stdout.lines();
+    assert_eq!(
+        lines.next(),
+        number.lines().next(),
+        "the number first: {r:?}"
+    );
+    assert!(r.stdout.contains("bob's identity key is verified"), "{r:?}");
+    assert_eq!(trust(&alice, "bob"), "verified");
+    // Bob's side is untouched.
+    assert_ne!(trust(&bob, "alice"), "verified");
+    // Someone without keys has no number to mark.
+    let carol = w.home("carol");
+    carol.register("carol");
+    let r = alice.run(&["safety", "carol", "--verified"], None);
+    assert_eq!(r.code, 4, "{r:?}");
+}
+
+#[test]
+fn verify_says_why_it_cannot_start() {
+    if skip_on_postgres("secret conversations live on the embedded store") {
+        return;
+    }
+    let w = World::new();
+    let (alice, _bob) = secret_dm(&w);
+    let r = alice.run(&["verify", "bob", "NOSUCHDEVICE", "--timeout", "30"], None);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("bob has no device NOSUCHDEVICE"), "{r:?}");
+    // Alice's only device is this one.
+    let r = alice.run(&["verify", "alice", "--timeout", "30"], None);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("no other device"), "{r:?}");
+    // Nobody starts one: a bounded wait.
+    let r = alice.run(&["verify", "--incoming", "--timeout", "2"], None);
+    assert_eq!(r.code, 5, "{r:?}");
+    assert!(
+        r.stderr.contains("no device started a verification"),
+        "{r:?}"
+    );
+    // Neither USER nor --incoming: a usage error.
+    let r = alice.run(&["verify"], None);
+    assert_eq!(r.code, 2, "USER or --incoming is needed: {r:?}");
+}
+
+#[test]
+fn the_answer_may_come_from_a_pipe() {
+    if skip_on_postgres("secret conversations live on the embedded store") {
+        return;
+    }
+    if !tmux_available() {
+        eprintln!("NOTICE: tmux is not installed; skipping the verification end-to-end test");
+        return;
+    }
+    let w = World::new();
+    let (alice, bob) = secret_dm(&w);
+    let tmux = Tmux::new();
+    tmux.chat("bob", &bob, &["verify", "--incoming", "--timeout", "90"]);
+    tmux.wait("bob", "the wait for a verification", |s| {
+        s.contains("Waiting for another device")
+    });
+    // Alice's answer waits in the pipe until the question is asked.
+    let started = std::thread::spawn(move || alice.run(&["verify", "bob"], Some("y\n")));
+    let b = tmux.wait("bob", "the emoji", |s| {
+        s.contains("[y/N]") && emoji_names(s).is_some()
+    });
+    tmux.keys("bob", &["y", "Enter"]);
+    let r = started.join().expect("alice's command");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("is verified"), "{r:?}");
+    assert_eq!(emoji_names(&r.stdout), emoji_names(&b));
+    let b = tmux.wait("bob", "the end", |s| exited(s, 0) || exited(s, 1));
+    assert!(exited(&b, 0) && b.contains("is verified"), "{b}");
+}
+
+#[test]
+fn a_new_device_of_ones_own_is_linked_by_verifying_it() {
+    if skip_on_postgres("secret conversations live on the embedded store") {
+        return;
+    }
+    if !tmux_available() {
+        eprintln!("NOTICE: tmux is not installed; skipping the verification end-to-end test");
+        return;
+    }
+    let w = World::new();
+    let old = w.home("alice");
+    old.register("alice");
+    old.ok(&["devices"], None);
+    let new = Home::new(w.dir("alice-laptop"), &w.url());
+    new.ok(
+        &["login", "alice", "--password-stdin"],
+        Some(&format!("{}\n", support::PASSWORD)),
+    );
+    let mine = devices(&new, "alice");
+    let r = new.ok(&["devices", "--json"], None);
+    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    let laptop = v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["this_device"] == true)
+        .and_then(|d| d["device_id"].as_str())
+        .expect("the new device in the list")
+        .to_string();
+    assert_eq!(mine.len(), 2, "{mine:?}");
+    let tmux = Tmux::new();
+    tmux.chat("new", &new, &["verify", "--incoming", "--timeout", "90"]);
+    tmux.wait("new", "the wait for a verification", |s| {
+        s.contains("Waiting for another device")
+    });
+    tmux.chat(
+        "old",
+        &old,
+        &["verify", "alice", &laptop, "--timeout", "90"],
+    );
+    let ready = |s: &str| s.contains("[y/N]") && emoji_names(s).is_some();
+    let o = tmux.wait("old", "the emoji", ready);
+    let n = tmux.wait("new", "the emoji", ready);
+    assert!(
+        n.contains("your device") && n.contains("wants to verify this device"),
+        "{n}"
+    );
+    assert!(o.contains("your other device"), "{o}");
+    assert_eq!(emoji_names(&o), emoji_names(&n));
+    tmux.keys("new", &["y", "Enter"]);
+    tmux.keys("old", &["y", "Enter"]);
+    let o = tmux.wait("old", "the end", |s| exited(s, 0) || exited(s, 1));
+    let n = tmux.wait("new", "the end", |s| exited(s, 0) || exited(s, 1));
+    assert!(exited(&o, 0), "{o}");
+    assert!(exited(&n, 0), "{n}");
+    assert!(
+        o.contains(&format!("Your device {laptop} is verified")),
+        "{o}"
+    );
+    // The old device certified the new one with the identity key.
+    let r = old.ok(&["devices", "--json"], None);
+    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    let d = v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device_id"] == laptop.as_str())
+        .cloned()
+        .expect("the new device");
+    assert_eq!(d["verified"], true, "{r:?}");
+    assert_eq!(d["certified"], true, "{r:?}");
+}
