@@ -99,6 +99,10 @@ pub enum Action {
         user: String,
         device_id: Option<String>,
     },
+    /// Stop a verification under way (the other side is told).
+    CancelVerification {
+        transaction_id: String,
+    },
     /// Accept a user's changed identity key (after comparing the safety
     /// number again): sending to them resumes.
     AcceptIdentity {

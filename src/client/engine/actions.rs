@@ -187,6 +187,9 @@ impl Engine {
             Action::Devices { user } => self.show_devices(user),
             Action::Verify { user, device_id } => self.start_verification(user, device_id),
             Action::AcceptIdentity { user } => self.accept_identity(user),
+            Action::CancelVerification { transaction_id } => {
+                self.cancel_verification(transaction_id)
+            }
             Action::MarkVerified { user } => self.mark_verified(user),
             Action::ConfirmVerification { transaction_id, ok } => {
                 self.confirm_verification(transaction_id, ok)

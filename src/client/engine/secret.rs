@@ -1252,8 +1252,10 @@ impl Engine {
                         .collect()
                 })
                 .unwrap_or_default(),
-            done: false,
-            cancelled: None,
+            done: v.is_some_and(|v| v.is_done()),
+            cancelled: v
+                .and_then(|v| v.cancelled())
+                .map(|(code, reason)| format!("{code}: {reason}")),
         }
     }
 
@@ -1408,6 +1410,27 @@ impl Engine {
         }
     }
 
+    /// Stop verification `txn` (the user gave up, or waited too long):
+    /// the other side hears so.
+    pub(super) fn cancel_verification(&mut self, txn: String) {
+        let Some(c) = self.secret.crypto.as_mut() else {
+            return;
+        };
+        let Some(v) = c.verification(&txn) else {
+            return;
+        };
+        if v.is_done() || v.is_cancelled() {
+            return;
+        }
+        let from = DeviceRef::new(&v.them().user, &v.them().device_id);
+        if let Ok(share) = c.cancel_verification(&txn, false) {
+            self.save_keys(|_| Ok(()));
+            self.send_shares(vec![share]);
+        }
+        let view = self.verification_view(&txn, &from);
+        self.dirty.updates.push(Update::Verification(view));
+    }
+
     /// Accept `user`'s changed identity key.
     pub(super) fn accept_identity(&mut self, user: String) {
         let Some(c) = self.secret.crypto.as_mut() else {
@@ -1470,8 +1493,11 @@ impl Engine {
         let from = DeviceRef::new(&v.them().user, &v.them().device_id);
         if !ok {
             if let Ok(share) = c.cancel_verification(&txn, true) {
+                self.save_keys(|_| Ok(()));
                 self.send_shares(vec![share]);
             }
+            let view = self.verification_view(&txn, &from);
+            self.dirty.updates.push(Update::Verification(view));
             return self.notice("verification cancelled: the emoji did not match");
         }
         match c.confirm_verification(&txn) {
