@@ -249,11 +249,12 @@ impl Model {
         before != after
     }
 
-    /// The DM conversation with `user`, if one exists.
-    pub fn dm_with(&self, user: &str) -> Option<&ConvSummary> {
-        self.conversations
-            .iter()
-            .find(|c| c.kind == crate::proto::ConvKind::Dm && c.title == user)
+    /// The DM conversation with `user` (the secret one when `encrypted`),
+    /// if one exists.
+    pub fn dm_with(&self, user: &str, encrypted: bool) -> Option<&ConvSummary> {
+        self.conversations.iter().find(|c| {
+            c.kind == crate::proto::ConvKind::Dm && c.title == user && c.encrypted == encrypted
+        })
     }
 }
 

@@ -19,12 +19,21 @@ impl App {
         match cmd {
             Command::Join(name) => out.push(Action::Join { name }),
             Command::Upload(path) => self.upload_path(&path, out),
-            Command::Dm(user) => match self.model.dm_with(&user).map(|c| c.id.clone()) {
+            Command::Dm(user) => match self.model.dm_with(&user, false).map(|c| c.id.clone()) {
                 Some(id) => self.focus(id, out),
                 None => out.push(Action::OpenDm { user }),
             },
             Command::Group { name, users } => out.push(Action::CreateGroup { name, users }),
-            Command::Secret { name, users } => out.push(Action::CreateSecret { name, users }),
+            Command::Secret { name, users } => {
+                let dm = match (&name, users.as_slice()) {
+                    (None, [user]) => self.model.dm_with(user, true).map(|c| c.id.clone()),
+                    _ => None,
+                };
+                match dm {
+                    Some(id) => self.focus(id, out),
+                    None => out.push(Action::CreateSecret { name, users }),
+                }
+            }
             Command::Devices(user) => {
                 let user = user.unwrap_or_else(|| self.model.me.clone());
                 self.open_devices(user, out);

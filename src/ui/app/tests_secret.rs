@@ -86,6 +86,54 @@ fn secret_commands_become_actions() {
 }
 
 #[test]
+fn plain_and_secret_dms_are_told_apart() {
+    let t = Instant::now();
+    let mut m = base_model();
+    let mut secret = conv(
+        "s-alice",
+        crate::proto::ConvKind::Dm,
+        "alice",
+        &["alice", ME],
+    );
+    secret.encrypted = true;
+    // The secret DM listed first: a plain `/dm` still finds the plain one.
+    m.conversations.insert(0, secret);
+    let mut a = app(m, 100, 24, t);
+    let open = |c: &str| Action::OpenConversation { conv: c.into() };
+    assert_eq!(command(&mut a, "/dm alice", t), vec![open("d-alice")]);
+    assert_eq!(
+        command(&mut a, "/dm alice --secret", t),
+        vec![open("s-alice")]
+    );
+    assert_eq!(
+        command(&mut a, "/dm bob --secret", t),
+        vec![Action::CreateSecret {
+            name: None,
+            users: vec!["bob".into()],
+        }]
+    );
+}
+
+#[test]
+fn tab_completes_the_new_commands_and_their_users() {
+    let t = Instant::now();
+    let mut a = fresh(t);
+    a.handle_event(ch('i'), t);
+    for (typed, want) in [
+        ("/saf", "/safety "),
+        ("/acc", "/accept "),
+        ("/verify ", "/verify alice "),
+        ("/devices b", "/devices bob "),
+        ("/accept ca", "/accept carol "),
+    ] {
+        a.handle_event(ctrl('u'), t);
+        type_str(&mut a, typed, t);
+        a.handle_event(key(KeyCode::Tab), t);
+        assert_eq!(a.composer.text(), want, "{typed}");
+    }
+}
+
+#[test]
 fn devices_overlay_defaults_to_me_and_refreshes() {
     let t = Instant::now();
     let mut a = fresh(t);
