@@ -249,9 +249,17 @@ impl Model {
         before != after
     }
 
-    /// The DM conversation with `user` (the secret one when `encrypted`),
-    /// if one exists.
-    pub fn dm_with(&self, user: &str, encrypted: bool) -> Option<&ConvSummary> {
+    /// The (plain) DM conversation with `user`, if one exists.
+    pub fn dm_with(&self, user: &str) -> Option<&ConvSummary> {
+        self.find_dm(user, false)
+    }
+
+    /// The secret DM conversation with `user`, if one exists.
+    pub fn secret_dm_with(&self, user: &str) -> Option<&ConvSummary> {
+        self.find_dm(user, true)
+    }
+
+    fn find_dm(&self, user: &str, encrypted: bool) -> Option<&ConvSummary> {
         self.conversations.iter().find(|c| {
             c.kind == crate::proto::ConvKind::Dm && c.title == user && c.encrypted == encrypted
         })

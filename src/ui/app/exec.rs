@@ -19,14 +19,14 @@ impl App {
         match cmd {
             Command::Join(name) => out.push(Action::Join { name }),
             Command::Upload(path) => self.upload_path(&path, out),
-            Command::Dm(user) => match self.model.dm_with(&user, false).map(|c| c.id.clone()) {
+            Command::Dm(user) => match self.model.dm_with(&user).map(|c| c.id.clone()) {
                 Some(id) => self.focus(id, out),
                 None => out.push(Action::OpenDm { user }),
             },
             Command::Group { name, users } => out.push(Action::CreateGroup { name, users }),
             Command::Secret { name, users } => {
                 let dm = match (&name, users.as_slice()) {
-                    (None, [user]) => self.model.dm_with(user, true).map(|c| c.id.clone()),
+                    (None, [user]) => self.model.secret_dm_with(user).map(|c| c.id.clone()),
                     _ => None,
                 };
                 match dm {

@@ -116,7 +116,7 @@ impl App {
         users.sort();
         users.dedup();
         for (i, u) in users.into_iter().enumerate() {
-            if *u == self.model.me || self.model.dm_with(u, false).is_some() {
+            if *u == self.model.me || self.model.dm_with(u).is_some() {
                 continue;
             }
             if let Some(s) = fuzzy::score(q, u) {
