@@ -285,20 +285,8 @@ mod tests {
 
     fn secret_model() -> Model {
         let conv = |id: &str, encrypted: bool, members: &[&str]| ConvSummary {
-            id: id.into(),
-            kind: crate::proto::ConvKind::Group,
-            title: id.into(),
-            members: members.iter().map(|m| m.to_string()).collect(),
-            member_count: members.len() as u64,
-            last_seq: 0,
-            cursor: 0,
-            read_seq: 0,
-            unread: 0,
-            mentions: 0,
-            last_activity: 0,
-            muted: false,
-            has_gap: false,
             encrypted,
+            ..crate::ui::fixtures::conv(id, crate::proto::ConvKind::Group, id, members)
         };
         Model {
             me: "dana".into(),
