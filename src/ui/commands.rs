@@ -14,6 +14,21 @@ pub enum Command {
         name: String,
         users: Vec<String>,
     },
+    /// A secret (end-to-end encrypted) DM (no name, one user) or group:
+    /// `/dm` or `/group` with `--secret`.
+    Secret {
+        name: Option<String>,
+        users: Vec<String>,
+    },
+    /// A user's devices and the trust in their identity key (`None`: mine).
+    Devices(Option<String>),
+    /// The safety number to compare with a user.
+    Safety(String),
+    /// Verify a user's device (`None`: their only other one); no user at
+    /// all brings back the verification under way.
+    Verify(Option<(String, Option<String>)>),
+    /// Accept a user's changed identity key.
+    Accept(String),
     Channel(String),
     Invite(Vec<String>),
     /// Remove members from the focused group or channel.
@@ -54,7 +69,7 @@ pub enum SessionsCmd {
 pub const NAMES: &[&str] = &[
     "join", "leave", "dm", "group", "channel", "invite", "kick", "op", "deop", "block", "unblock",
     "edit", "delete", "react", "reply", "away", "back", "mute", "unmute", "quit", "help", "unread",
-    "sessions", "search", "upload", "webhook",
+    "sessions", "search", "upload", "webhook", "devices", "safety", "verify", "accept",
 ];
 
 /// What the argument at a position completes to.
@@ -72,6 +87,7 @@ pub fn arg_kind(name: &str, index: usize) -> ArgKind {
     match (name, index) {
         ("dm", _) | ("invite", _) | ("kick", _) => ArgKind::User,
         ("op", 0) | ("deop", 0) | ("block", 0) | ("unblock", 0) => ArgKind::User,
+        ("devices", 0) | ("safety", 0) | ("verify", 0) | ("accept", 0) => ArgKind::User,
         ("group", i) if i >= 1 => ArgKind::User,
         ("join", 0) => ArgKind::Channel,
         ("upload", _) => ArgKind::Path,
@@ -91,7 +107,19 @@ pub fn parse(line: &str) -> Result<Command, String> {
         Some((n, a)) => (n, a.trim()),
         None => (rest, ""),
     };
-    let words: Vec<&str> = args.split_whitespace().collect();
+    let mut words: Vec<&str> = args.split_whitespace().collect();
+    // `--secret` may come anywhere after `/dm` or `/group`.
+    let secret = matches!(name, "dm" | "msg" | "group") && words.contains(&"--secret");
+    if secret {
+        words.retain(|w| *w != "--secret");
+    }
+    if matches!(name, "dm" | "msg" | "group") && words.iter().any(|w| w.starts_with("--")) {
+        return Err(strings::usage(if name == "group" {
+            "/group NAME USER… [--secret]"
+        } else {
+            "/dm USER [--secret]"
+        }));
+    }
     let text = (!args.is_empty()).then(|| args.to_string());
     let usage = |u: &str| Err(strings::usage(u));
     match name {
@@ -101,15 +129,51 @@ pub fn parse(line: &str) -> Result<Command, String> {
         },
         "leave" => Ok(Command::Leave),
         "dm" | "msg" => match words.as_slice() {
+            [u] if secret => Ok(Command::Secret {
+                name: None,
+                users: vec![strip_user(u)],
+            }),
             [u] => Ok(Command::Dm(strip_user(u))),
-            _ => usage("/dm USER"),
+            _ => usage("/dm USER [--secret]"),
         },
         "group" => match words.as_slice() {
-            [name, users @ ..] if !users.is_empty() => Ok(Command::Group {
-                name: name.to_string(),
-                users: users.iter().map(|u| strip_user(u)).collect(),
-            }),
-            _ => usage("/group NAME USER…"),
+            [name, users @ ..] if !users.is_empty() => {
+                let users = users.iter().map(|u| strip_user(u)).collect();
+                Ok(if secret {
+                    Command::Secret {
+                        name: Some(name.to_string()),
+                        users,
+                    }
+                } else {
+                    Command::Group {
+                        name: name.to_string(),
+                        users,
+                    }
+                })
+            }
+            _ => usage("/group NAME USER… [--secret]"),
+        },
+        "devices" => match words.as_slice() {
+            [] => Ok(Command::Devices(None)),
+            [u] => Ok(Command::Devices(Some(strip_user(u)))),
+            _ => usage("/devices [USER]"),
+        },
+        "safety" => match words.as_slice() {
+            [u] => Ok(Command::Safety(strip_user(u))),
+            _ => usage("/safety USER"),
+        },
+        "verify" => match words.as_slice() {
+            [] => Ok(Command::Verify(None)),
+            [u] => Ok(Command::Verify(Some((strip_user(u), None)))),
+            [u, device] => Ok(Command::Verify(Some((
+                strip_user(u),
+                Some(device.to_string()),
+            )))),
+            _ => usage(strings::VERIFY_USAGE),
+        },
+        "accept" => match words.as_slice() {
+            [u] => Ok(Command::Accept(strip_user(u))),
+            _ => usage("/accept USER"),
         },
         "channel" => match words.as_slice() {
             [ch] => Ok(Command::Channel(ch.trim_start_matches('#').to_string())),
@@ -281,7 +345,70 @@ mod tests {
     }
 
     #[test]
+    fn secret_conversations_and_verification() {
+        let secret = |name: Option<&str>, users: &[&str]| {
+            Ok(Command::Secret {
+                name: name.map(str::to_string),
+                users: users.iter().map(|u| u.to_string()).collect(),
+            })
+        };
+        assert_eq!(parse("/dm bob --secret"), secret(None, &["bob"]));
+        assert_eq!(parse("/dm --secret @bob"), secret(None, &["bob"]));
+        assert_eq!(parse("/msg bob --secret"), secret(None, &["bob"]));
+        assert_eq!(
+            parse("/group ops alice --secret bob"),
+            secret(Some("ops"), &["alice", "bob"])
+        );
+        assert_eq!(
+            parse("/group --secret ops alice"),
+            secret(Some("ops"), &["alice"])
+        );
+        assert_eq!(parse("/dm bob"), Ok(Command::Dm("bob".into())));
+        assert_eq!(parse("/devices"), Ok(Command::Devices(None)));
+        assert_eq!(
+            parse("/devices @alice"),
+            Ok(Command::Devices(Some("alice".into())))
+        );
+        assert_eq!(parse("/safety alice"), Ok(Command::Safety("alice".into())));
+        assert_eq!(parse("/verify"), Ok(Command::Verify(None)));
+        assert_eq!(
+            parse("/verify alice"),
+            Ok(Command::Verify(Some(("alice".into(), None))))
+        );
+        assert_eq!(
+            parse("/verify @alice PHONE1"),
+            Ok(Command::Verify(Some((
+                "alice".into(),
+                Some("PHONE1".into())
+            ))))
+        );
+        assert_eq!(parse("/accept @bob"), Ok(Command::Accept("bob".into())));
+    }
+
+    #[test]
+    fn secret_usage_errors() {
+        let err = |line: &str| parse(line).unwrap_err();
+        assert_eq!(err("/dm --secret"), "Usage: /dm USER [--secret]");
+        assert_eq!(err("/dm bob carol --secret"), "Usage: /dm USER [--secret]");
+        assert_eq!(err("/dm bob --secrett"), "Usage: /dm USER [--secret]");
+        assert_eq!(
+            err("/group ops --secret"),
+            "Usage: /group NAME USER… [--secret]"
+        );
+        assert_eq!(err("/devices a b"), "Usage: /devices [USER]");
+        assert_eq!(err("/safety"), "Usage: /safety USER");
+        assert_eq!(err("/safety a b"), "Usage: /safety USER");
+        assert_eq!(err("/verify a b c"), "Usage: /verify USER [DEVICE]");
+        assert_eq!(err("/accept"), "Usage: /accept USER");
+    }
+
+    #[test]
     fn argument_kinds() {
+        for name in ["devices", "safety", "verify", "accept"] {
+            assert!(NAMES.contains(&name), "{name}");
+            assert_eq!(arg_kind(name, 0), ArgKind::User, "{name}");
+            assert_eq!(arg_kind(name, 1), ArgKind::None, "{name}");
+        }
         assert_eq!(arg_kind("dm", 0), ArgKind::User);
         assert_eq!(arg_kind("group", 0), ArgKind::None);
         assert_eq!(arg_kind("group", 2), ArgKind::User);

@@ -192,3 +192,43 @@ pub fn type_str(app: &mut App, text: &str, now: Instant) -> Vec<crate::client::A
         .flat_map(|c| app.handle_event(ch(c), now))
         .collect()
 }
+
+/// Seven SAS emoji as the engine words them (one with a variation
+/// selector, one long name).
+pub const SAS_EMOJI: [&str; 7] = [
+    "🐶 Dog",
+    "☂️ Umbrella",
+    "🦋 Butterfly",
+    "🔑 Key",
+    "🎧 Headphones",
+    "🍕 Pizza",
+    "🚀 Rocket",
+];
+
+/// A verification of `user`'s device `device` as the engine reports it,
+/// with the emoji when `emoji`.
+pub fn verification(
+    txn: &str,
+    user: &str,
+    device: &str,
+    emoji: bool,
+) -> crate::client::update::VerificationView {
+    crate::client::update::VerificationView {
+        transaction_id: txn.into(),
+        user: user.into(),
+        device_id: device.into(),
+        state: if emoji { "compare emoji" } else { "started" }.into(),
+        emoji: if emoji {
+            SAS_EMOJI.iter().map(|e| e.to_string()).collect()
+        } else {
+            Vec::new()
+        },
+        done: false,
+        cancelled: None,
+    }
+}
+
+/// An engine batch of one update.
+pub fn engine(update: crate::client::Update) -> UiEvent {
+    UiEvent::Engine(vec![update])
+}

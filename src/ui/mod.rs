@@ -29,6 +29,8 @@ pub mod theme;
 mod fixtures;
 #[cfg(test)]
 mod snapshot_tests;
+#[cfg(test)]
+mod snapshot_tests_secret;
 
 pub use crate::client::Action;
 pub use app::App;

@@ -3,6 +3,7 @@
 //! needs (typing expiry, lookups); no I/O.
 
 use crate::client::Update;
+use crate::client::update::{DevicesView, IdentityNote, VerificationView};
 use crate::client::view::{ConnState, ConvSummary, MessageRow, PresenceView};
 use crate::proto::{ReceiptPair, SessionInfo};
 use std::collections::{BTreeMap, HashMap};
@@ -53,6 +54,14 @@ pub struct Model {
     pub notice: Option<String>,
     /// This account's device sessions as last listed (`None`: not yet).
     pub sessions: Option<Vec<SessionInfo>>,
+    /// Each user's devices and safety number as last shown, by user.
+    pub devices: HashMap<String, DevicesView>,
+    /// Verifications as last reported, oldest first (by transaction id:
+    /// one entry each).
+    pub verifications: Vec<VerificationView>,
+    /// Users whose identity key changed and is not accepted or verified
+    /// since: what secret conversations with them warn about.
+    pub identity_changes: BTreeMap<String, IdentityNote>,
 }
 
 impl Default for Model {
@@ -74,6 +83,9 @@ impl Default for Model {
             login_error: None,
             notice: None,
             sessions: None,
+            devices: HashMap::new(),
+            verifications: Vec::new(),
+            identity_changes: BTreeMap::new(),
         }
     }
 }
@@ -134,11 +146,51 @@ impl Model {
             | Update::FileReady { .. }
             | Update::Refused { .. }
             | Update::SearchHits { .. }
-            | Update::SearchEnded { .. }
-            | Update::Devices(_)
-            | Update::Verification(_)
-            | Update::Identity { .. } => {}
+            | Update::SearchEnded { .. } => {}
+            Update::Devices(view) => {
+                self.devices.insert(view.user.clone(), view);
+            }
+            Update::Verification(view) => self.set_verification(view),
+            Update::Identity { user, note } => match note {
+                IdentityNote::Changed | IdentityNote::ChangedBlocking => {
+                    self.identity_changes.insert(user, note);
+                }
+                IdentityNote::Accepted | IdentityNote::Verified => {
+                    self.identity_changes.remove(&user);
+                }
+            },
         }
+    }
+
+    /// Records a verification's latest state; a new transaction goes last.
+    fn set_verification(&mut self, view: VerificationView) {
+        match self.verification_mut(&view.transaction_id) {
+            Some(v) => *v = view,
+            None => self.verifications.push(view),
+        }
+    }
+
+    pub fn verification(&self, txn: &str) -> Option<&VerificationView> {
+        self.verifications.iter().find(|v| v.transaction_id == txn)
+    }
+
+    pub fn verification_mut(&mut self, txn: &str) -> Option<&mut VerificationView> {
+        self.verifications
+            .iter_mut()
+            .find(|v| v.transaction_id == txn)
+    }
+
+    /// The changed identity keys a conversation warns about: those of its
+    /// listed members, if it is a secret one.
+    pub fn identity_warnings(&self, conv: &str) -> Vec<(&str, IdentityNote)> {
+        let Some(c) = self.conversation(conv).filter(|c| c.encrypted) else {
+            return Vec::new();
+        };
+        self.identity_changes
+            .iter()
+            .filter(|(user, _)| c.members.iter().any(|m| m == *user))
+            .map(|(user, note)| (user.as_str(), *note))
+            .collect()
     }
 
     /// Add users to the known list, kept sorted and without repeats; each
@@ -197,11 +249,20 @@ impl Model {
         before != after
     }
 
-    /// The DM conversation with `user`, if one exists.
+    /// The (plain) DM conversation with `user`, if one exists.
     pub fn dm_with(&self, user: &str) -> Option<&ConvSummary> {
-        self.conversations
-            .iter()
-            .find(|c| c.kind == crate::proto::ConvKind::Dm && c.title == user)
+        self.find_dm(user, false)
+    }
+
+    /// The secret DM conversation with `user`, if one exists.
+    pub fn secret_dm_with(&self, user: &str) -> Option<&ConvSummary> {
+        self.find_dm(user, true)
+    }
+
+    fn find_dm(&self, user: &str, encrypted: bool) -> Option<&ConvSummary> {
+        self.conversations.iter().find(|c| {
+            c.kind == crate::proto::ConvKind::Dm && c.title == user && c.encrypted == encrypted
+        })
     }
 }
 
@@ -220,6 +281,101 @@ mod tests {
         assert!(m.typists("c", t0 + Duration::from_secs(9)).is_empty());
         assert!(m.expire_typing(t0 + Duration::from_secs(9)));
         assert!(m.typing.is_empty());
+    }
+
+    fn secret_model() -> Model {
+        let conv = |id: &str, encrypted: bool, members: &[&str]| ConvSummary {
+            encrypted,
+            ..crate::ui::fixtures::conv(id, crate::proto::ConvKind::Group, id, members)
+        };
+        Model {
+            me: "dana".into(),
+            conversations: vec![
+                conv("secret-ops", true, &["bob", "dana", "erin"]),
+                conv("secret-dm", true, &["alice", "dana"]),
+                conv("plain-ops", false, &["bob", "dana"]),
+            ],
+            ..Model::default()
+        }
+    }
+
+    fn identity(user: &str, note: IdentityNote) -> Update {
+        Update::Identity {
+            user: user.into(),
+            note,
+        }
+    }
+
+    #[test]
+    fn identity_warnings_follow_the_notes_in_secret_conversations_only() {
+        let t0 = Instant::now();
+        let mut m = secret_model();
+        m.apply(identity("bob", IdentityNote::ChangedBlocking), t0);
+        m.apply(identity("alice", IdentityNote::Changed), t0);
+        assert_eq!(
+            m.identity_warnings("secret-ops"),
+            vec![("bob", IdentityNote::ChangedBlocking)]
+        );
+        assert_eq!(
+            m.identity_warnings("secret-dm"),
+            vec![("alice", IdentityNote::Changed)]
+        );
+        assert!(m.identity_warnings("plain-ops").is_empty(), "not secret");
+        assert!(m.identity_warnings("nowhere").is_empty());
+        m.apply(identity("bob", IdentityNote::Accepted), t0);
+        assert!(m.identity_warnings("secret-ops").is_empty());
+        m.apply(identity("alice", IdentityNote::Verified), t0);
+        assert!(m.identity_warnings("secret-dm").is_empty());
+        assert!(m.identity_changes.is_empty());
+    }
+
+    fn verification(txn: &str, user: &str, emoji: usize) -> VerificationView {
+        VerificationView {
+            transaction_id: txn.into(),
+            user: user.into(),
+            device_id: "DEV".into(),
+            state: "started".into(),
+            emoji: (0..emoji).map(|i| format!("🐶 Dog{i}")).collect(),
+            done: false,
+            cancelled: None,
+        }
+    }
+
+    #[test]
+    fn verifications_are_kept_by_transaction_in_arrival_order() {
+        let t0 = Instant::now();
+        let mut m = secret_model();
+        m.apply(Update::Verification(verification("t1", "bob", 0)), t0);
+        m.apply(Update::Verification(verification("t2", "alice", 0)), t0);
+        m.apply(Update::Verification(verification("t1", "bob", 7)), t0);
+        let order: Vec<&str> = m
+            .verifications
+            .iter()
+            .map(|v| v.transaction_id.as_str())
+            .collect();
+        assert_eq!(order, vec!["t1", "t2"]);
+        assert_eq!(m.verification("t1").map(|v| v.emoji.len()), Some(7));
+        let mut done = verification("t2", "alice", 7);
+        done.done = true;
+        m.apply(Update::Verification(done), t0);
+        assert!(m.verification("t2").is_some_and(|v| v.done));
+        assert!(m.verification("t3").is_none());
+    }
+
+    #[test]
+    fn devices_are_kept_per_user() {
+        let t0 = Instant::now();
+        let mut m = Model::default();
+        let view = |user: &str, trust: &str| DevicesView {
+            user: user.into(),
+            trust: trust.into(),
+            ..DevicesView::default()
+        };
+        m.apply(Update::Devices(view("bob", "unverified")), t0);
+        m.apply(Update::Devices(view("alice", "verified")), t0);
+        m.apply(Update::Devices(view("bob", "verified")), t0);
+        assert_eq!(m.devices.len(), 2);
+        assert_eq!(m.devices["bob"].trust, "verified");
     }
 
     #[test]

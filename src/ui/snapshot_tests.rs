@@ -5,6 +5,7 @@ use super::app::Mode;
 use super::fixtures::*;
 use crate::client::view::{ConnState, MessageRow, SendState};
 use crate::proto::{ConvKind, ReceiptPair};
+use crossterm::event::KeyCode;
 use insta::assert_snapshot;
 use std::time::{Duration, Instant};
 
@@ -177,8 +178,21 @@ fn help_overlay() {
     a.handle_event(ch('?'), now);
     assert_eq!(a.mode, Mode::Help);
     assert_snapshot!("help_wide", draw(&a));
+    a.handle_event(key(KeyCode::End), now);
+    let scrolled = draw(&a);
+    assert!(scrolled.contains("/accept USER"), "{scrolled}");
+    assert!(scrolled.contains("/quit  /help"), "{scrolled}");
+    a.handle_event(key(KeyCode::Home), now);
     a.size = (70, 40);
     assert_snapshot!("help_narrow", draw(&a));
+    for _ in 0..60 {
+        a.handle_event(ch('j'), now);
+    }
+    let bottom = draw(&a);
+    assert!(bottom.contains("/unread"), "{bottom}");
+    assert!(!bottom.contains("Keys"), "{bottom}");
+    a.handle_event(ch('k'), now);
+    assert_ne!(draw(&a), bottom, "scrolling stops at the end, not past it");
 }
 
 #[test]

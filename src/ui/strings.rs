@@ -127,6 +127,7 @@ pub fn login_server(server: &str) -> String {
 
 // Help overlay.
 pub const HELP_TITLE: &str = " Help · Esc closes ";
+pub const HELP_TITLE_SCROLL: &str = " Help · ↑↓ scroll · Esc closes ";
 pub const HELP_KEYS: &[(&str, &str)] = &[
     ("i  Enter  /", "write (/ starts a command)"),
     ("Esc", "leave composer / overlay"),
@@ -250,4 +251,103 @@ pub const SEARCH_NONE: &str = "No messages match.";
 pub const SEARCH_WAITING: &str = "asking the server…";
 pub fn search_failed(why: &str) -> String {
     format!("server: {why}")
+}
+
+// Secret conversations: devices, safety numbers, verification, identity
+// keys. `user` and `device` are cleaned by the caller.
+pub const HELP_SECRET_HEADING: &str = "Secret conversations";
+pub const HELP_SECRET_COMMANDS: &[(&str, &str)] = &[
+    ("/dm USER --secret", "secret (encrypted) DM"),
+    ("/group … --secret", "secret group"),
+    ("/devices [USER]", "devices and key trust"),
+    ("/safety USER", "safety number to compare"),
+    ("/verify USER [DEV]", "verify a device (emoji)"),
+    ("/accept USER", "accept a changed key"),
+];
+pub const VERIFY_USAGE: &str = "/verify USER [DEVICE]";
+pub const DEVICES_LOADING: &str = "Asking the server…";
+pub const DEVICES_NONE: &str = "No devices with keys for secret conversations.";
+pub const DEVICE_THIS: &str = "this device";
+pub const DEVICE_CERTIFIED: &str = "✓ certified";
+pub const DEVICE_UNCERTIFIED: &str = "not certified";
+pub const DEVICE_VERIFIED: &str = "✓ verified";
+pub fn devices_title(user: &str, mine: bool) -> String {
+    if mine {
+        " My devices · Esc closes ".to_string()
+    } else {
+        format!(" {user}'s devices · Esc closes ")
+    }
+}
+pub fn trust(trust: &str) -> String {
+    format!("Trust: {trust}")
+}
+pub fn identity_key(key: &str) -> String {
+    format!("Identity key: {key}")
+}
+pub fn devices_hints(user: &str) -> String {
+    format!("r refresh · /verify {user} DEVICE checks one")
+}
+pub fn safety_title(user: &str) -> String {
+    format!(" Safety number with {user} ")
+}
+pub fn safety_compare(user: &str, me: &str) -> String {
+    format!(
+        "Compare it with {user} in person or on a call: /safety {me} on their screen must show the same digits."
+    )
+}
+pub fn safety_none(user: &str) -> String {
+    format!("No safety number yet: {user} has no identity key this device knows.")
+}
+pub fn safety_changed(user: &str) -> String {
+    format!(
+        "{user}'s identity key changed. Once the numbers match, a accepts the new key, then v verifies it."
+    )
+}
+pub const SAFETY_HINTS: &str = "v they match · Esc closes";
+pub const SAFETY_HINTS_CHANGED: &str = "a accept new key · v they match · Esc closes";
+pub const SAFETY_NOT_YET: &str = "There is no safety number to compare yet.";
+pub fn verify_title(user: &str, device: &str, mine: bool) -> String {
+    if mine {
+        format!(" Verify my device {device} ")
+    } else {
+        format!(" Verify {user} · {device} ")
+    }
+}
+pub fn verify_state(state: &str) -> String {
+    format!("State: {state}")
+}
+pub fn verify_waiting(user: &str) -> String {
+    format!("Waiting for {user}'s device to show the emoji…")
+}
+pub fn verify_question(user: &str) -> String {
+    format!("Do they match what {user} sees? y / n")
+}
+pub const VERIFY_ANSWERED: &str = "Waiting for the other device to confirm…";
+pub const VERIFY_DONE: &str = "verified ✓";
+pub fn verify_done(user: &str, device: &str) -> String {
+    format!("Messages to and from {user}'s device {device} are now trusted.")
+}
+pub fn verify_cancelled(reason: &str) -> String {
+    format!("Cancelled: {reason}")
+}
+pub const VERIFY_MISMATCH: &str = "you said the emoji do not match";
+pub const VERIFY_HINTS_ASK: &str = "y they match · n they do not · Esc hides";
+pub const VERIFY_HINTS: &str = "Esc hides";
+pub const VERIFY_HINTS_OVER: &str = "Esc closes";
+pub fn verify_others(index: usize, total: usize) -> String {
+    format!("{index} of {total} · Tab next")
+}
+pub const VERIFY_NONE: &str = "No verification under way: /verify USER [DEVICE] starts one.";
+pub const VERIFY_TOO_SOON: &str = "Compare the emoji on both screens first, then answer.";
+pub fn identity_changed_blocking(user: &str) -> String {
+    format!(
+        "! {user}'s identity key changed after you verified it: nothing is sent to {user} until you compare /safety {user} and /accept {user}"
+    )
+}
+pub fn identity_changed(user: &str) -> String {
+    format!("! {user}'s identity key changed: compare /safety {user}")
+}
+pub const SAFETY_SELF: &str = "That is you: /safety USER compares with someone else.";
+pub fn verify_starting(user: &str) -> String {
+    format!("Starting a verification with {user}…")
 }

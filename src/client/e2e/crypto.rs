@@ -296,6 +296,21 @@ impl Crypto {
         self.users.get(user).and_then(|s| s.trust.as_ref())
     }
 
+    /// Users whose identity key changed and is not accepted yet, with
+    /// whether the old key was verified (sending to them is held back).
+    pub fn changed_identities(&self) -> Vec<(String, bool)> {
+        let mut out: Vec<(String, bool)> = self
+            .users
+            .iter()
+            .filter_map(|(u, s)| match &s.trust {
+                Some(Trust::Changed { was_verified, .. }) => Some((u.clone(), *was_verified)),
+                _ => None,
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Accept `user`'s changed identity key. Returns whether there was a
     /// change to accept.
     pub fn accept_identity(&mut self, user: &str) -> bool {

@@ -283,6 +283,24 @@ impl Engine {
         }
         self.secret.unavailable = None;
         self.secret.sync_after = true;
+        // Changes not accepted in an earlier run are still in force: said
+        // again so that the conversations with those users warn.
+        let changed = self
+            .secret
+            .crypto
+            .as_ref()
+            .map(|c| c.changed_identities())
+            .unwrap_or_default();
+        for (user, blocking) in changed {
+            self.dirty.updates.push(Update::Identity {
+                user,
+                note: if blocking {
+                    IdentityNote::ChangedBlocking
+                } else {
+                    IdentityNote::Changed
+                },
+            });
+        }
         let me = self.me.clone().unwrap_or_default();
         self.secret_request(Request::KeysQuery { users: vec![me] }, SecretReq::SelfQuery);
     }

@@ -1,7 +1,7 @@
 //! Running a parsed slash command: most become one [`Action`], the
 //! message-relative ones go through the same paths as their keys.
 
-use super::{App, Mode};
+use super::App;
 use crate::client::Action;
 use crate::proto::PresenceStatus;
 use crate::ui::commands::{Command, SessionsCmd};
@@ -24,11 +24,28 @@ impl App {
                 None => out.push(Action::OpenDm { user }),
             },
             Command::Group { name, users } => out.push(Action::CreateGroup { name, users }),
+            Command::Secret { name, users } => {
+                let dm = match (&name, users.as_slice()) {
+                    (None, [user]) => self.model.secret_dm_with(user).map(|c| c.id.clone()),
+                    _ => None,
+                };
+                match dm {
+                    Some(id) => self.focus(id, out),
+                    None => out.push(Action::CreateSecret { name, users }),
+                }
+            }
+            Command::Devices(user) => {
+                let user = user.unwrap_or_else(|| self.model.me.clone());
+                self.open_devices(user, out);
+            }
+            Command::Safety(user) => self.open_safety(user, out),
+            Command::Verify(target) => self.verify_command(target, out),
+            Command::Accept(user) => out.push(Action::AcceptIdentity { user }),
             Command::Channel(name) => out.push(Action::CreateChannel { name }),
             Command::Away => out.push(Action::SetPresence(PresenceStatus::Away)),
             Command::Back => out.push(Action::SetPresence(PresenceStatus::Online)),
             Command::Quit => self.request_quit(out),
-            Command::Help => self.mode = Mode::Help,
+            Command::Help => self.open_help(),
             Command::Unread => self.toggle_unread_only(),
             Command::Search(query) => self.open_search(query, out),
             Command::Sessions(what) => match what {

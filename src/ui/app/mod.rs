@@ -11,6 +11,7 @@
 //! `markup` (raw or rendered bodies, copying code, the external editor),
 //! `search` (the search prompt, its results and the jump to a hit).
 //! `unread` (unread jumps and filter, the "new messages" line).
+//! `secret` (devices, safety numbers and verifications).
 
 mod complete;
 mod exec;
@@ -20,6 +21,7 @@ mod markup;
 mod normal;
 mod overlays;
 mod search;
+mod secret;
 mod sessions;
 mod unread;
 mod view;
@@ -35,12 +37,15 @@ mod tests_keys;
 #[cfg(test)]
 mod tests_search;
 #[cfg(test)]
+mod tests_secret;
+#[cfg(test)]
 mod tests_unread;
 
 pub use complete::Completion;
 pub use markup::{Markup, TerminalRequest};
 pub use overlays::{LoginForm, SwitchItem, SwitchTarget, Switcher, kind_marker};
 pub use search::{SearchPanel, ServerState};
+pub use secret::{CONFIRM_DELAY, VerifyPanel};
 pub(crate) use view::row_seq;
 
 use super::event::UiEvent;
@@ -81,6 +86,16 @@ pub enum Mode {
     Sessions,
     /// The search prompt and its results.
     Search,
+    /// A user's devices and the trust in their identity key.
+    Devices {
+        user: String,
+    },
+    /// The safety number with a user.
+    Safety {
+        user: String,
+    },
+    /// A verification's emoji and progress ([`App::verify`]).
+    Verification,
 }
 
 /// Debounce state of my typing indicator.
@@ -118,6 +133,11 @@ pub struct App {
     pub login: LoginForm,
     /// Selected row of the sessions overlay.
     pub sessions_selected: usize,
+    /// Lines scrolled down in the help overlay.
+    pub help_scroll: usize,
+    /// Lines scrolled down in the devices overlay.
+    pub devices_scroll: usize,
+    pub verify: VerifyPanel,
     /// Terminal size in cells, for paging and scrollback decisions.
     pub size: (u16, u16),
     pub terminal_focused: bool,
@@ -174,6 +194,9 @@ impl App {
             search: SearchPanel::default(),
             login: LoginForm::default(),
             sessions_selected: 0,
+            help_scroll: 0,
+            devices_scroll: 0,
+            verify: VerifyPanel::default(),
             size: (80, 24),
             terminal_focused: true,
             now,
@@ -245,6 +268,7 @@ impl App {
                 }
                 Update::SearchHits { id, source, hits } => self.search.add(id, source, hits),
                 Update::SearchEnded { id, error } => self.search.ended(id, error),
+                Update::Verification(view) => self.on_verification(view, now),
                 Update::AuthFailed { .. } => {
                     // Back at the login screen after a session ended: the
                     // same account, the password to type.
@@ -294,6 +318,9 @@ impl App {
             Mode::Login => self.login_key(k, out),
             Mode::Sessions => self.sessions_key(k, out),
             Mode::Search => self.search_key(k, out),
+            Mode::Devices { user } => self.devices_key(k, user, out),
+            Mode::Safety { user } => self.safety_key(k, user, out),
+            Mode::Verification => self.verification_key(k, out),
         }
     }
 
@@ -359,6 +386,7 @@ impl App {
         if self.mode == Mode::Login {
             return;
         }
+        self.note_emoji_shown(self.now);
         self.land_jump();
         self.clamp_view();
         self.check_scrollback(out);

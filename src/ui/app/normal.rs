@@ -21,7 +21,7 @@ impl App {
         let page = self.page_height();
         match cmd {
             KeyCmd::Quit => self.request_quit(out),
-            KeyCmd::Help => self.mode = Mode::Help,
+            KeyCmd::Help => self.open_help(),
             KeyCmd::Compose => self.start_insert(),
             KeyCmd::Command => {
                 self.start_insert();

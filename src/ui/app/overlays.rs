@@ -1,4 +1,4 @@
-//! The modal overlays: help, the quick switcher (fuzzy over conversations
+//! The modal overlays: help (scrolling when it does not fit), the quick switcher (fuzzy over conversations
 //! and users), the delete confirmation, and the login form.
 
 use super::{App, Mode};
@@ -69,12 +69,25 @@ pub fn kind_marker(kind: ConvKind) -> char {
 }
 
 impl App {
+    pub(crate) fn open_help(&mut self) {
+        self.help_scroll = 0;
+        self.mode = Mode::Help;
+    }
+
     pub(super) fn help_key(&mut self, k: KeyEvent) {
-        if matches!(
-            k.code,
-            KeyCode::Esc | KeyCode::Char('q' | '?') | KeyCode::Enter
-        ) {
-            self.mode = Mode::Normal;
+        let full = ratatui::layout::Rect::new(0, 0, self.size.0, self.size.1);
+        let max = crate::ui::render::overlays::help_max_scroll(self, full);
+        let page = usize::from(self.size.1 / 2).max(1);
+        let scroll = &mut self.help_scroll;
+        match k.code {
+            KeyCode::Esc | KeyCode::Char('q' | '?') | KeyCode::Enter => self.mode = Mode::Normal,
+            KeyCode::Down | KeyCode::Char('j') => *scroll = (*scroll + 1).min(max),
+            KeyCode::Up | KeyCode::Char('k') => *scroll = scroll.saturating_sub(1),
+            KeyCode::PageDown | KeyCode::Char(' ') => *scroll = (*scroll + page).min(max),
+            KeyCode::PageUp => *scroll = scroll.saturating_sub(page),
+            KeyCode::Home | KeyCode::Char('g') => *scroll = 0,
+            KeyCode::End | KeyCode::Char('G') => *scroll = max,
+            _ => {}
         }
     }
 

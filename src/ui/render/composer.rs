@@ -123,6 +123,9 @@ pub fn render_status(app: &App, frame: &mut Frame, area: Rect) {
         Mode::Login => ("LOGIN", ""),
         Mode::Sessions => ("SESSIONS", ""),
         Mode::Search => ("SEARCH", ""),
+        Mode::Devices { .. } => ("DEVICES", ""),
+        Mode::Safety { .. } => ("SAFETY", ""),
+        Mode::Verification => ("VERIFY", ""),
     };
     let badge_style = Style::default()
         .fg(theme.header_fg)

@@ -15,6 +15,8 @@ pub struct Areas {
     pub header: Rect,
     pub list: Option<Rect>,
     pub messages: Rect,
+    /// Warnings about members' changed identity keys (often no rows).
+    pub warning: Rect,
     pub typing: Rect,
     pub composer: Rect,
     pub status: Rect,
@@ -38,8 +40,11 @@ impl Areas {
         };
         let rows = composer_rows(app.composer.text(), usize::from(right.width)).len();
         let composer_h = (rows as u16).clamp(1, COMPOSER_MAX_ROWS) + 1;
-        let [messages, typing, composer] = Layout::vertical([
+        let room = usize::from(right.height / 3).max(2);
+        let warnings = super::secret::warning_lines(app, usize::from(right.width), room).len();
+        let [messages, warning, typing, composer] = Layout::vertical([
             Constraint::Min(0),
+            Constraint::Length(warnings as u16),
             Constraint::Length(1),
             Constraint::Length(composer_h),
         ])
@@ -48,6 +53,7 @@ impl Areas {
             header,
             list,
             messages,
+            warning,
             typing,
             composer,
             status,

@@ -1,8 +1,9 @@
 //! Rendering: a pure function of the [`App`]. Never mutates, never does
 //! I/O. One sub-module per region: `header`, `list`, `messages` (with
 //! `receipts` and `wrap`), `composer` (typing line, composer, status line),
-//! `overlays` (help, quick switcher), `sessions`, `login`; `layout` places
-//! them.
+//! `overlays` (help, quick switcher), `sessions`, `secret` (identity-key
+//! warnings; devices, safety number and verification overlays), `login`;
+//! `layout` places them.
 //! Bodies go through `markdown` (with `highlight` for code).
 
 pub mod body_text;
@@ -18,6 +19,7 @@ pub mod messages;
 pub mod overlays;
 pub mod receipts;
 pub mod search;
+pub mod secret;
 pub mod sessions;
 pub mod wrap;
 
@@ -44,6 +46,7 @@ pub fn render(app: &App, frame: &mut Frame) {
         list::render(app, frame, list_area);
     }
     messages::render(app, frame, areas.messages);
+    secret::render_warnings(app, frame, areas.warning);
     composer::render_typing(app, frame, areas.typing);
     composer::render_composer(app, frame, areas.composer);
     composer::render_status(app, frame, areas.status);
@@ -52,6 +55,9 @@ pub fn render(app: &App, frame: &mut Frame) {
         Mode::QuickSwitcher => overlays::render_switcher(app, frame, area),
         Mode::Sessions => sessions::render(app, frame, area),
         Mode::Search => search::render(app, frame, area),
+        Mode::Devices { ref user } => secret::render_devices(app, frame, area, user),
+        Mode::Safety { ref user } => secret::render_safety(app, frame, area, user),
+        Mode::Verification => secret::render_verification(app, frame, area),
         _ => {}
     }
 }

@@ -11,7 +11,8 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
-fn popup(app: &App, frame: &mut Frame, area: Rect, title: &str) -> Rect {
+/// Clears `area`, draws a bordered box titled `title`; returns its inside.
+pub(super) fn popup(app: &App, frame: &mut Frame, area: Rect, title: &str) -> Rect {
     frame.render_widget(Clear, area);
     let block = Block::new()
         .borders(Borders::ALL)
@@ -40,36 +41,81 @@ fn table(app: &App, heading: &str, rows: &[(&str, &str)], key_w: usize) -> Vec<L
     lines
 }
 
-pub fn render_help(app: &App, frame: &mut Frame, full: Rect) {
+/// The help's two columns: keys (then the secret-conversation commands,
+/// which evens the columns out), and the other commands.
+fn help_tables(app: &App) -> (Vec<Line<'static>>, Vec<Line<'static>>) {
     let keys = [strings::HELP_KEYS, strings::HELP_UNREAD_KEYS].concat();
     let cmds = [strings::HELP_COMMANDS, strings::HELP_UNREAD_COMMANDS].concat();
-    let keys = table(app, "Keys", &keys, 18);
-    let cmds = table(app, "Commands", &cmds, 18);
+    let mut left = table(app, "Keys", &keys, 18);
+    left.push(Line::raw(""));
+    left.extend(table(
+        app,
+        strings::HELP_SECRET_HEADING,
+        strings::HELP_SECRET_COMMANDS,
+        18,
+    ));
+    (left, table(app, "Commands", &cmds, 18))
+}
+
+/// Where the help goes on a `full` screen, its lines (one or two columns)
+/// and how far it can scroll.
+struct HelpLayout {
+    area: Rect,
+    columns: Vec<Vec<Line<'static>>>,
+    max_scroll: usize,
+}
+
+fn help_layout(app: &App, full: Rect) -> HelpLayout {
+    let (keys, cmds) = help_tables(app);
     let two_columns = full.width >= 100;
-    let (w, h) = if two_columns {
+    let (w, content, columns) = if two_columns {
         (
             full.width.saturating_sub(4).min(140),
-            keys.len().max(cmds.len()) as u16 + 2,
+            keys.len().max(cmds.len()),
+            vec![keys, cmds],
         )
-    } else {
-        (
-            full.width.saturating_sub(2).min(76),
-            (keys.len() + cmds.len() + 1) as u16 + 2,
-        )
-    };
-    let area = centered(full, w, h);
-    let inner = popup(app, frame, area, strings::HELP_TITLE);
-    if two_columns {
-        let [left, right] =
-            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
-                .areas(inner);
-        frame.render_widget(Paragraph::new(keys), left);
-        frame.render_widget(Paragraph::new(cmds), right);
     } else {
         let mut lines = keys;
         lines.push(Line::raw(""));
         lines.extend(cmds);
-        frame.render_widget(Paragraph::new(lines), inner);
+        (
+            full.width.saturating_sub(2).min(76),
+            lines.len(),
+            vec![lines],
+        )
+    };
+    let area = centered(full, w, content as u16 + 2);
+    let inner = usize::from(area.height.saturating_sub(2));
+    HelpLayout {
+        area,
+        columns,
+        max_scroll: content.saturating_sub(inner),
+    }
+}
+
+/// How far the help can scroll on a `full` screen.
+pub fn help_max_scroll(app: &App, full: Rect) -> usize {
+    help_layout(app, full).max_scroll
+}
+
+pub fn render_help(app: &App, frame: &mut Frame, full: Rect) {
+    let HelpLayout {
+        area,
+        columns,
+        max_scroll,
+    } = help_layout(app, full);
+    let scroll = app.help_scroll.min(max_scroll);
+    let title = if max_scroll > 0 {
+        strings::HELP_TITLE_SCROLL
+    } else {
+        strings::HELP_TITLE
+    };
+    let inner = popup(app, frame, area, title);
+    let offset = (u16::try_from(scroll).unwrap_or(u16::MAX), 0);
+    let n = columns.len() as u32;
+    let areas = Layout::horizontal((0..n).map(|_| Constraint::Ratio(1, n))).split(inner);
+    for (lines, at) in columns.into_iter().zip(areas.iter()) {
+        frame.render_widget(Paragraph::new(lines).scroll(offset), *at);
     }
 }
 
