@@ -250,7 +250,18 @@ pub(super) async fn verify(
     let work = follow(&mut live, &mut tracker, &mut said, &me);
     let result = match tokio::time::timeout_at(deadline, work).await {
         Ok(r) => r,
-        Err(_) => Err(too_late(&tracker, &said, wait)),
+        Err(_) => {
+            // The other side hears that this one gave up.
+            if let Some(txn) = tracker.txn.clone()
+                && !tracker.verified
+            {
+                live.act(Action::CancelVerification {
+                    transaction_id: txn,
+                });
+                said.refused = true;
+            }
+            Err(too_late(&tracker, &said, wait))
+        }
     };
     if said.asking {
         eprintln!();
