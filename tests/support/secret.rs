@@ -31,15 +31,23 @@ pub async fn wait_body(c: &Client, conv: &str, what: &str, cond: impl Fn(&[Strin
     );
 }
 
-/// The conversation `c` was focused on last (a create answers so).
-pub async fn focused(c: &Client) -> String {
+/// How many focus requests `c` has had.
+pub fn focus_count(c: &Client) -> usize {
+    c.with_log(|log| log.iter().filter(|u| matches!(u, Update::Focus(_))).count())
+}
+
+/// The conversation of the first focus request after the first `seen`
+/// (a create answers so).
+pub async fn focused_after(c: &Client, seen: usize) -> String {
     let mut conv = None;
     let ok = wait_until(CLIENT_WAIT, || {
         conv = c.with_log(|log| {
-            log.iter().rev().find_map(|u| match u {
-                Update::Focus(id) => Some(id.clone()),
-                _ => None,
-            })
+            log.iter()
+                .filter_map(|u| match u {
+                    Update::Focus(id) => Some(id.clone()),
+                    _ => None,
+                })
+                .nth(seen)
         });
         conv.is_some()
     })
@@ -51,11 +59,12 @@ pub async fn focused(c: &Client) -> String {
 /// `c` creates a secret conversation (a DM without a name and with one
 /// other user) and waits until its list shows it.
 pub async fn secret_with(c: &Client, name: Option<&str>, users: &[&str]) -> String {
+    let seen = focus_count(c);
     c.act(Action::CreateSecret {
         name: name.map(str::to_string),
         users: users.iter().map(|u| u.to_string()).collect(),
     });
-    let conv = focused(c).await;
+    let conv = focused_after(c, seen).await;
     c.wait("the secret conversation in the list", |m| {
         m.conversation(&conv).is_some_and(|s| s.encrypted)
     })
