@@ -139,3 +139,77 @@ async fn a_keys_upload_whose_answer_was_lost_still_leaves_the_device_working_key
     alice.stop().await;
     bob.stop().await;
 }
+
+/// When `chat send` is killed, after it starts (ms).
+const KILL_AFTER_MS: [u64; 16] = [
+    0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 120, 150, 200, 300,
+];
+
+/// How many times `needle` is in `hay`.
+fn count(hay: &str, needle: &str) -> usize {
+    hay.matches(needle).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_send_killed_at_any_moment_forks_nothing_and_loses_nothing_acknowledged() {
+    let w = World::new();
+    let (alice, bob) = (w.home("alice"), w.home("bob"));
+    alice.register("alice");
+    bob.register("bob");
+    bob.ok(&["devices"], None);
+    let r = alice.ok(&["create", "dm", "bob", "--secret"], None);
+    let id = r.stdout.split_whitespace().next().unwrap().to_string();
+    let tag = unique();
+    let mut texts = vec![format!("<warm up {tag}>")];
+    alice.ok(&["send", &id, &texts[0]], None);
+    for (n, delay) in KILL_AFTER_MS.iter().enumerate() {
+        let text = format!("<killed {n} {tag}>");
+        let mut child = alice
+            .command(&["send", &id, &text])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn chat");
+        tokio::time::sleep(Duration::from_millis(*delay)).await;
+        let _ = child.kill();
+        let _ = child.wait();
+        texts.push(text);
+        // The next run goes on from whatever was saved.
+        let text = format!("<after {n} {tag}>");
+        alice.ok(&["send", &id, &text], None);
+        texts.push(text);
+    }
+    let last = format!("<last {tag}>");
+    alice.ok(&["send", &id, &last], None);
+    texts.push(last.clone());
+    // What the server acknowledged: every message event of the DM.
+    let mut peer = w.login("bob").await;
+    let stored = peer
+        .full_history(&id)
+        .await
+        .iter()
+        .filter(|e| e["kind"] == "message" || e["body"]["encrypted"].is_object())
+        .count();
+    assert!(
+        stored > KILL_AFTER_MS.len() + 1,
+        "the sends after each kill were stored: {stored}"
+    );
+    let answer = format!("<answer {tag}>");
+    bob.ok(&["send", &id, &answer], None);
+    for (who, home) in [("bob", &bob), ("alice", &alice)] {
+        let r = home.ok(&["tail", &id, "-n", "200"], None);
+        assert_eq!(count(&r.stdout, "not decrypted"), 0, "{who}: {}", r.stdout);
+        let shown: usize = texts.iter().map(|t| count(&r.stdout, t)).sum();
+        assert_eq!(
+            shown, stored,
+            "{who} reads every stored message once: {}",
+            r.stdout
+        );
+        assert!(
+            r.stdout.contains(&last) && r.stdout.contains(&answer),
+            "{who}: {}",
+            r.stdout
+        );
+    }
+}
