@@ -821,7 +821,7 @@ mod interleavings {
             let n = self.devs.len();
             match *op {
                 Op::Send(i) => self.send(i % n),
-                Op::ToDevice(i, twice) => self.to_device(i % n, twice),
+                Op::ToDevice(i, twice) => self.take_to_device(i % n, twice),
                 Op::Log(i, twice) => self.log(i % n, twice),
                 Op::Leave if !self.left => {
                     self.left = true;
@@ -856,7 +856,7 @@ mod interleavings {
             });
         }
 
-        fn to_device(&mut self, i: usize, twice: bool) {
+        fn take_to_device(&mut self, i: usize, twice: bool) {
             let me = self.devs[i].me();
             let Some((from, body)) = self.server.inbox.entry(me).or_default().pop_front() else {
                 return;
@@ -940,7 +940,7 @@ mod interleavings {
                     if self.server.inbox.get(&me).is_none_or(VecDeque::is_empty) {
                         break;
                     }
-                    self.to_device(i, false);
+                    self.take_to_device(i, false);
                 }
                 while self.cursor[i] < self.sent.len() {
                     self.log(i, false);
