@@ -39,6 +39,12 @@ pub async fn healthy(addr: SocketAddr) -> bool {
 
 impl Chatd {
     pub async fn start(data: &Path, config: &Path) -> Chatd {
+        Self::start_logging(data, config, "warn").await
+    }
+
+    /// Like [`Chatd::start`], logging with the filter `rust_log` (into
+    /// `chatd.log` of `data`, as always).
+    pub async fn start_logging(data: &Path, config: &Path, rust_log: &str) -> Chatd {
         let addr = free_port();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -53,7 +59,7 @@ impl Chatd {
             .arg("--config")
             .arg(config)
             .args(super::backend::chatd_args(data))
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))

@@ -19,6 +19,8 @@ pub mod keys;
 pub mod proxy;
 pub mod raw;
 pub mod redis;
+pub mod relay;
+pub mod secret;
 pub mod server;
 pub mod world;
 

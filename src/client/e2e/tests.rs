@@ -733,3 +733,256 @@ fn a_shared_file_travels_with_its_key_inside_the_message() {
     let opened = files::decrypt(&sealed.ciphertext, &file.key, &file.nonce).unwrap();
     assert_eq!(opened, bytes);
 }
+
+/// Sends by the devices of three users in a group, a member leaving and
+/// a device added at most once each, with every device's to-device
+/// messages and log events taken in an arbitrary interleaving (some
+/// twice). Events that cannot be read yet are tried again whenever a
+/// room key arrives, as the engine does; at the end every device reads
+/// every message sent while it was a member's device.
+mod interleavings {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Send(usize),
+        /// Take a device's next to-device message (twice when set).
+        ToDevice(usize, bool),
+        /// Take a device's next log event (twice when set).
+        Log(usize, bool),
+        /// Carol leaves the group.
+        Leave,
+        /// Bob adds a device, verified and certified by his first.
+        AddDevice,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0..4usize).prop_map(Op::Send),
+            4 => (0..4usize, prop::bool::weighted(0.2)).prop_map(|(d, t)| Op::ToDevice(d, t)),
+            4 => (0..4usize, prop::bool::weighted(0.2)).prop_map(|(d, t)| Op::Log(d, t)),
+            1 => Just(Op::Leave),
+            1 => Just(Op::AddDevice),
+        ]
+    }
+
+    struct Sent {
+        seq: u64,
+        sender: String,
+        enc: Encrypted,
+        text: String,
+        /// The group's members when it was sent.
+        members: BTreeSet<String>,
+        /// The devices of those members then.
+        readers: BTreeSet<DeviceRef>,
+    }
+
+    struct Run {
+        server: Server,
+        devs: Vec<Dev>,
+        sent: Vec<Sent>,
+        /// Per device: the next log event it takes.
+        cursor: Vec<usize>,
+        /// Per device: events it could not read yet.
+        pending: Vec<BTreeSet<usize>>,
+        left: bool,
+        added: bool,
+    }
+
+    const USERS: [&str; 3] = ["alice", "bob", "carol"];
+
+    impl Run {
+        fn new() -> Run {
+            let mut server = Server::default();
+            let devs: Vec<Dev> = USERS
+                .iter()
+                .map(|u| Dev::new(&mut server, u, true))
+                .collect();
+            server
+                .members
+                .insert("g".into(), USERS.map(String::from).into());
+            Run {
+                server,
+                cursor: vec![0; devs.len()],
+                pending: vec![BTreeSet::new(); devs.len()],
+                devs,
+                sent: Vec::new(),
+                left: false,
+                added: false,
+            }
+        }
+
+        fn members(&self) -> BTreeSet<String> {
+            self.server.members["g"].clone()
+        }
+
+        fn apply(&mut self, op: &Op) {
+            let n = self.devs.len();
+            match *op {
+                Op::Send(i) => self.send(i % n),
+                Op::ToDevice(i, twice) => self.take_to_device(i % n, twice),
+                Op::Log(i, twice) => self.log(i % n, twice),
+                Op::Leave if !self.left => {
+                    self.left = true;
+                    self.server.members.get_mut("g").unwrap().remove("carol");
+                }
+                Op::AddDevice if !self.added => self.add_device(),
+                Op::Leave | Op::AddDevice => {}
+            }
+        }
+
+        fn send(&mut self, i: usize) {
+            let members = self.members();
+            if !members.contains(&self.devs[i].me().user) {
+                return;
+            }
+            let text = format!("message {}", self.sent.len());
+            let (seq, enc) = self.devs[i].send(&mut self.server, "g", &text, NOW);
+            let readers = self
+                .server
+                .devices
+                .keys()
+                .filter(|d| members.contains(&d.user))
+                .cloned()
+                .collect();
+            self.sent.push(Sent {
+                seq,
+                sender: self.devs[i].me().user,
+                enc,
+                text,
+                members,
+                readers,
+            });
+        }
+
+        fn take_to_device(&mut self, i: usize, twice: bool) {
+            let me = self.devs[i].me();
+            let Some((from, body)) = self.server.inbox.entry(me).or_default().pop_front() else {
+                return;
+            };
+            self.devs[i].refresh(&self.server, &USERS);
+            let got = self.devs[i]
+                .c
+                .receive_to_device(&from.user, &from.device_id, &body);
+            let got = got.unwrap_or_else(|e| panic!("a to-device message from {from}: {e}"));
+            if twice {
+                // The same message again is refused or changes nothing.
+                let _ = self.devs[i]
+                    .c
+                    .receive_to_device(&from.user, &from.device_id, &body);
+            }
+            if matches!(got, Received::RoomKey { .. }) {
+                self.retry(i);
+            }
+        }
+
+        fn read(&mut self, i: usize, k: usize) -> Result<String, Undecryptable> {
+            self.devs[i].refresh(&self.server, &USERS);
+            let s = &self.sent[k];
+            self.devs[i].read("g", s.seq, &s.sender, &s.enc)
+        }
+
+        fn log(&mut self, i: usize, twice: bool) {
+            let user = self.devs[i].me().user;
+            // The server shows a member the events of its conversations.
+            while self.cursor[i] < self.sent.len()
+                && !self.sent[self.cursor[i]].members.contains(&user)
+            {
+                self.cursor[i] += 1;
+            }
+            let k = self.cursor[i];
+            if k >= self.sent.len() {
+                return;
+            }
+            self.cursor[i] += 1;
+            for _ in 0..if twice { 2 } else { 1 } {
+                match self.read(i, k) {
+                    Ok(text) => {
+                        assert_eq!(text, self.sent[k].text);
+                        self.pending[i].remove(&k);
+                    }
+                    Err(_) => {
+                        self.pending[i].insert(k);
+                    }
+                }
+            }
+        }
+
+        fn retry(&mut self, i: usize) {
+            for k in self.pending[i].clone() {
+                if let Ok(text) = self.read(i, k) {
+                    assert_eq!(text, self.sent[k].text);
+                    self.pending[i].remove(&k);
+                }
+            }
+        }
+
+        fn add_device(&mut self) {
+            self.added = true;
+            let mut b2 = Dev::new(&mut self.server, "bob", false);
+            verify(&mut self.server, &mut self.devs[1], &mut b2);
+            let ks = self.devs[1].c.sign_device(&b2.me().device_id).unwrap();
+            self.server.sign("bob", ks);
+            self.devs.push(b2);
+            self.cursor.push(0);
+            self.pending.push(BTreeSet::new());
+            // Bob's first device took its inbox in during the verification.
+            self.retry(1);
+        }
+
+        /// Everything left is delivered; every device reads what it
+        /// should.
+        fn finish(&mut self) {
+            for i in 0..self.devs.len() {
+                let me = self.devs[i].me();
+                for _ in 0..10_000 {
+                    if self.server.inbox.get(&me).is_none_or(VecDeque::is_empty) {
+                        break;
+                    }
+                    self.take_to_device(i, false);
+                }
+                while self.cursor[i] < self.sent.len() {
+                    self.log(i, false);
+                }
+                self.retry(i);
+            }
+            for (k, s) in self.sent.iter().enumerate() {
+                for (i, d) in self.devs.iter().enumerate() {
+                    if s.readers.contains(&d.me()) {
+                        assert!(
+                            !self.pending[i].contains(&k),
+                            "{} never read {:?} from {}",
+                            d.me(),
+                            s.text,
+                            s.sender
+                        );
+                    }
+                }
+            }
+            for k in 0..self.sent.len() {
+                for i in 0..self.devs.len() {
+                    if self.sent[k].readers.contains(&self.devs[i].me()) {
+                        let got = self.read(i, k);
+                        assert_eq!(got.as_ref(), Ok(&self.sent[k].text), "device {i}");
+                    }
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn every_member_device_reads_every_message_in_any_delivery_order(
+            ops in prop::collection::vec(op(), 1..40)
+        ) {
+            let mut run = Run::new();
+            for op in &ops {
+                run.apply(op);
+            }
+            run.finish();
+        }
+    }
+}

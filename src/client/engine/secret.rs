@@ -36,6 +36,9 @@ const LOCK_WAIT: Duration = Duration::from_secs(2);
 const QUERY_USERS: usize = 100;
 /// Devices claimed in one `keys_claim`.
 const CLAIM_DEVICES: usize = 500;
+/// What the server says of an upload carrying key ids it has seen (ids
+/// are never handed out twice).
+const KEY_IDS_USED: &str = "ids are never reused";
 /// Meta keys of the cache holding the crypto state.
 const INBOX_CURSOR: &str = "e2e_inbox_cursor";
 const CREATED: &str = "e2e_created";
@@ -82,6 +85,8 @@ pub(super) struct Secret {
     /// The server keeps keys (`None`: not known yet on this connection).
     supported: Option<bool>,
     draining: bool,
+    /// A `keys_upload` is in flight.
+    uploading: bool,
     /// Sync once the inbox is drained.
     sync_after: bool,
     inbox_cursor: u64,
@@ -276,6 +281,7 @@ impl Engine {
         s.verify_next.clear();
         s.supported = None;
         s.draining = false;
+        s.uploading = false;
         if let Err(e) = self.open_crypto() {
             tracing::warn!("secret conversations unavailable: {e}");
             self.secret.unavailable = Some(e);
@@ -313,6 +319,7 @@ impl Engine {
     pub(super) fn secret_disconnected(&mut self) {
         self.secret.supported = None;
         self.secret.draining = false;
+        self.secret.uploading = false;
         self.secret.querying.clear();
         self.secret.claiming = false;
     }
@@ -322,9 +329,19 @@ impl Engine {
             return;
         };
         let up = crypto.keys_upload(unclaimed, ONE_TIME_KEYS, false);
+        self.secret.uploading = true;
         // The new one-time keys are kept before they go up.
         self.save_keys(|_| Ok(()));
         self.secret_request(Request::KeysUpload(up), SecretReq::Upload);
+    }
+
+    /// Ask the server how many one-time keys this device has left (an
+    /// upload of nothing new, or a new fallback key); the answer tops
+    /// them up.
+    fn check_keys(&mut self) {
+        if self.secret.supported == Some(true) && !self.secret.uploading {
+            self.upload_keys(ONE_TIME_KEYS);
+        }
     }
 
     fn drain_inbox(&mut self) {
@@ -383,6 +400,7 @@ impl Engine {
                 }
             }
             (SecretReq::Upload, Ok(ok)) => {
+                self.secret.uploading = false;
                 if let Some(c) = self.secret.crypto.as_mut() {
                     c.keys_uploaded();
                 }
@@ -394,7 +412,21 @@ impl Engine {
                     self.drain_inbox();
                 }
             }
+            (SecretReq::Upload, Err(e))
+                if e.code == ErrorCode::InvalidArgument && e.message.contains(KEY_IDS_USED) =>
+            {
+                // An earlier upload of these keys went through and its
+                // answer was lost: the server has them. Send nothing
+                // again; an empty upload tells how many are left.
+                tracing::info!("keys uploaded before: {e}");
+                self.secret.uploading = false;
+                if let Some(c) = self.secret.crypto.as_mut() {
+                    c.keys_uploaded();
+                }
+                self.upload_keys(ONE_TIME_KEYS);
+            }
             (SecretReq::Upload, Err(e)) => {
+                self.secret.uploading = false;
                 if !disconnected {
                     tracing::warn!("keys upload refused: {e}");
                     self.secret.unavailable = Some(format!(
@@ -551,7 +583,13 @@ impl Engine {
                 return None;
             }
         };
-        match crypto.receive_to_device(&m.sender, &m.sender_device, &body) {
+        let received = crypto.receive_to_device(&m.sender, &m.sender_device, &body);
+        if received.is_ok() && body.message_type == 0 {
+            // A new Olm session took one of our one-time keys (or the
+            // fallback key): see how many are left.
+            self.check_keys();
+        }
+        match received {
             Ok(Received::RoomKey {
                 conversation_id, ..
             }) => Some(conversation_id),

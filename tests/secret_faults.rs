@@ -1,0 +1,215 @@
+//! Secret conversations under faults: a device whose one-time keys ran
+//! out, a `keys_upload` whose answer never came back, and the `chat`
+//! command killed while it sends. chatd in process on loopback (SQLite, or
+//! PostgreSQL and Redis when the environment says so), real engines and
+//! the real `chat` binary.
+
+mod support;
+
+use chat::client::net::{Credentials, Transport};
+use serde_json::{Value, json};
+use std::time::Duration;
+use support::client::net_config;
+use support::relay::Relay;
+use support::secret::*;
+use support::*;
+
+/// The devices `peer` is told `user` has.
+async fn device_ids(peer: &mut Peer, user: &str) -> Vec<String> {
+    let r = peer.ok(json!({"type":"keys_query","users":[user]})).await;
+    r["users"][user]["devices"]
+        .as_array()
+        .map(|ds| {
+            ds.iter()
+                .filter_map(|d| d["device_id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Wait until `user` has a device with keys on the server; its id.
+async fn only_device(peer: &mut Peer, user: &str) -> String {
+    for _ in 0..200 {
+        let ids = device_ids(peer, user).await;
+        if let [id] = &ids[..] {
+            return id.clone();
+        }
+        assert!(ids.len() < 2, "{user} has one device: {ids:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{user}'s device never uploaded its keys");
+}
+
+/// One `keys_claim` of `user`'s device `id`: the key handed out.
+async fn claim(peer: &mut Peer, user: &str, id: &str) -> Value {
+    let r = peer
+        .ok(json!({"type":"keys_claim","devices":[{"user":user,"device_id":id}]}))
+        .await;
+    r["keys"][0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_whose_one_time_keys_ran_out_is_reached_through_its_fallback_key() {
+    let w = World::new();
+    let bob = w.client("bob").await;
+    let mut mallory = w.user("mallory").await;
+    let id = only_device(&mut mallory, "bob").await;
+    // Someone else takes every one-time key of Bob's device.
+    let mut taken = 0;
+    let mut drained = false;
+    for _ in 0..500 {
+        let k = claim(&mut mallory, "bob", &id).await;
+        assert!(k.is_object(), "a key is always handed out: {k}");
+        if k["fallback"] == true {
+            drained = true;
+            break;
+        }
+        taken += 1;
+    }
+    assert!(
+        drained && taken > 0,
+        "the one-time keys ran out after {taken}"
+    );
+    let alice = w.client("alice").await;
+    let dm = secret_with(&alice, None, &["bob"]).await;
+    let texts: Vec<String> = (0..3)
+        .map(|n| format!("over the fallback key {n} {}", unique()))
+        .collect();
+    for t in &texts {
+        send(&alice, &dm, t);
+    }
+    wait_body(&bob, &dm, "bob reads every message", |b| {
+        texts.iter().all(|t| b.contains(t))
+    })
+    .await;
+    send(&bob, &dm, "and bob answers");
+    wait_body(&alice, &dm, "alice reads bob", |b| {
+        b.iter().any(|t| t == "and bob answers")
+    })
+    .await;
+    // Bob's device puts new one-time keys up without being restarted.
+    let mut fresh = false;
+    for _ in 0..100 {
+        if claim(&mut mallory, "bob", &id).await["fallback"] == false {
+            fresh = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(fresh, "bob's device uploaded new one-time keys");
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keys_upload_whose_answer_was_lost_still_leaves_the_device_working_keys() {
+    let w = World::new();
+    w.user("alice").await.close().await;
+    let bob = w.client("bob").await;
+    let relay = Relay::start(&w.url()).await;
+    relay.cut_after("\"type\":\"keys_upload\"");
+    let mut net = net_config(&relay.addr);
+    net.transport = Transport::Ws;
+    let creds = Credentials::Login {
+        username: "alice".into(),
+        password: PASSWORD.into(),
+    };
+    let alice = Client::start_net(net, &w.dir("alice"), Some(creds));
+    assert!(
+        wait_until(CLIENT_WAIT, || relay.cuts() == 1).await,
+        "the first upload went up and its answer was lost"
+    );
+    assert!(
+        wait_until(CLIENT_WAIT, || relay.connections() >= 2).await,
+        "alice reconnects"
+    );
+    alice.wait_connected().await;
+    let mut peer = w.login("bob").await;
+    only_device(&mut peer, "alice").await;
+    let dm = secret_with(&bob, None, &["alice"]).await;
+    let there = format!("across the lost answer {}", unique());
+    send(&bob, &dm, &there);
+    wait_body(&alice, &dm, "alice reads bob", |b| b.contains(&there)).await;
+    let back = format!("and back again {}", unique());
+    send(&alice, &dm, &back);
+    wait_body(&bob, &dm, "bob reads alice", |b| b.contains(&back)).await;
+    // Alice's device still has one-time keys to hand out.
+    let id = only_device(&mut peer, "alice").await;
+    assert_eq!(claim(&mut peer, "alice", &id).await["fallback"], false);
+    alice.stop().await;
+    bob.stop().await;
+}
+
+/// When `chat send` is killed, after it starts (ms).
+const KILL_AFTER_MS: [u64; 16] = [
+    0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 120, 150, 200, 300,
+];
+
+/// How many times `needle` is in `hay`.
+fn count(hay: &str, needle: &str) -> usize {
+    hay.matches(needle).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_send_killed_at_any_moment_forks_nothing_and_loses_nothing_acknowledged() {
+    let w = World::new();
+    let (alice, bob) = (w.home("alice"), w.home("bob"));
+    alice.register("alice");
+    bob.register("bob");
+    bob.ok(&["devices"], None);
+    let r = alice.ok(&["create", "dm", "bob", "--secret"], None);
+    let id = r.stdout.split_whitespace().next().unwrap().to_string();
+    let tag = unique();
+    let mut texts = vec![format!("<warm up {tag}>")];
+    alice.ok(&["send", &id, &texts[0]], None);
+    for (n, delay) in KILL_AFTER_MS.iter().enumerate() {
+        let text = format!("<killed {n} {tag}>");
+        let mut child = alice
+            .command(&["send", &id, &text])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn chat");
+        tokio::time::sleep(Duration::from_millis(*delay)).await;
+        let _ = child.kill();
+        let _ = child.wait();
+        texts.push(text);
+        // The next run goes on from whatever was saved.
+        let text = format!("<after {n} {tag}>");
+        alice.ok(&["send", &id, &text], None);
+        texts.push(text);
+    }
+    let last = format!("<last {tag}>");
+    alice.ok(&["send", &id, &last], None);
+    texts.push(last.clone());
+    // What the server acknowledged: every message event of the DM.
+    let mut peer = w.login("bob").await;
+    let stored = peer
+        .full_history(&id)
+        .await
+        .iter()
+        .filter(|e| e["kind"] == "message" || e["body"]["encrypted"].is_object())
+        .count();
+    assert!(
+        stored > KILL_AFTER_MS.len() + 1,
+        "the sends after each kill were stored: {stored}"
+    );
+    let answer = format!("<answer {tag}>");
+    bob.ok(&["send", &id, &answer], None);
+    for (who, home) in [("bob", &bob), ("alice", &alice)] {
+        let r = home.ok(&["tail", &id, "-n", "200"], None);
+        assert_eq!(count(&r.stdout, "not decrypted"), 0, "{who}: {}", r.stdout);
+        let shown: usize = texts.iter().map(|t| count(&r.stdout, t)).sum();
+        assert_eq!(
+            shown, stored,
+            "{who} reads every stored message once: {}",
+            r.stdout
+        );
+        assert!(
+            r.stdout.contains(&last) && r.stdout.contains(&answer),
+            "{who}: {}",
+            r.stdout
+        );
+    }
+}

@@ -1,0 +1,139 @@
+//! A WebSocket relay on loopback between a client and chatd: it passes
+//! every text frame through and records it (both ways), and can cut the
+//! connection right after a chosen client frame went up, before its
+//! answer comes back (the answer is read from chatd and thrown away).
+
+use futures_util::{SinkExt, StreamExt};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Which way a recorded frame went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Way {
+    Up,
+    Down,
+}
+
+#[derive(Default)]
+struct State {
+    frames: Vec<(Way, String)>,
+    /// Cut the connection after the next client frame holding this.
+    cut_on: Option<String>,
+    cuts: u64,
+    connections: u64,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+pub struct Relay {
+    /// `host:port`, as a client takes it.
+    pub addr: String,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+        for t in self.state.lock().unwrap().tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Relay {
+    /// A relay to chatd at `upstream` (`host:port`).
+    pub async fn start(upstream: &str) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let state: Arc<Mutex<State>> = Arc::default();
+        let upstream = format!("ws://{upstream}/ws");
+        let s = state.clone();
+        let task = tokio::spawn(async move {
+            for _ in 0..1_000 {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let t = tokio::spawn(relay(client, upstream.clone(), s.clone()));
+                let mut st = s.lock().unwrap();
+                st.connections += 1;
+                st.tasks.push(t);
+            }
+        });
+        Relay { addr, state, task }
+    }
+
+    /// Cut the connection after the next client frame containing `text`
+    /// has gone up, before chatd's answer comes down.
+    pub fn cut_after(&self, text: &str) {
+        self.state.lock().unwrap().cut_on = Some(text.to_string());
+    }
+
+    /// How many connections were cut so.
+    pub fn cuts(&self) -> u64 {
+        self.state.lock().unwrap().cuts
+    }
+
+    /// How many connections came in.
+    pub fn connections(&self) -> u64 {
+        self.state.lock().unwrap().connections
+    }
+
+    /// Every text frame passed (or thrown away) so far.
+    pub fn frames(&self) -> Vec<(Way, String)> {
+        self.state.lock().unwrap().frames.clone()
+    }
+}
+
+async fn relay(client: TcpStream, upstream: String, state: Arc<Mutex<State>>) {
+    let Ok(client) = tokio_tungstenite::accept_async(client).await else {
+        return;
+    };
+    let Ok((server, _)) = tokio_tungstenite::connect_async(&upstream).await else {
+        return;
+    };
+    let (mut c_tx, mut c_rx) = client.split();
+    let (mut s_tx, mut s_rx) = server.split();
+    loop {
+        tokio::select! {
+            m = c_rx.next() => {
+                let Some(Ok(m)) = m else { return };
+                let mut cut = false;
+                if let Message::Text(t) = &m {
+                    let mut st = state.lock().unwrap();
+                    st.frames.push((Way::Up, t.to_string()));
+                    if st.cut_on.as_deref().is_some_and(|c| t.contains(c)) {
+                        st.cut_on = None;
+                        st.cuts += 1;
+                        cut = true;
+                    }
+                }
+                if s_tx.send(m).await.is_err() {
+                    return;
+                }
+                if cut {
+                    // Let chatd answer, and keep the answer from the client.
+                    let drain = async {
+                        while let Some(Ok(m)) = s_rx.next().await {
+                            if let Message::Text(t) = m {
+                                state.lock().unwrap().frames.push((Way::Down, t.to_string()));
+                            }
+                        }
+                    };
+                    let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
+                    return;
+                }
+            }
+            m = s_rx.next() => {
+                let Some(Ok(m)) = m else { return };
+                if let Message::Text(t) = &m {
+                    state.lock().unwrap().frames.push((Way::Down, t.to_string()));
+                }
+                if c_tx.send(m).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
