@@ -555,3 +555,44 @@ fn the_command_line_shares_and_fetches_a_file_in_a_secret_dm() {
     );
     assert_eq!(std::fs::read(&out).unwrap(), bytes, "{r:?}");
 }
+
+#[test]
+fn a_reset_identity_key_holds_back_who_had_verified_it_until_accepted() {
+    if skip_on_postgres("secret conversations live on the embedded store") {
+        return;
+    }
+    let w = World::new();
+    let (alice, bob) = (w.home("alice"), w.home("bob"));
+    alice.register("alice");
+    bob.register("bob");
+    bob.ok(&["devices"], None);
+    let r = alice.ok(&["create", "dm", "bob", "--secret"], None);
+    let id = r.stdout.split_whitespace().next().unwrap().to_string();
+    alice.ok(&["send", &id, "first"], None);
+    // Bob compared the safety number with alice and marked it verified.
+    bob.ok(&["safety", "alice", "--verified"], None);
+    let before = bob.ok(&["devices", "alice", "--json"], None).stdout;
+    assert!(before.contains("\"trust\":\"verified\""), "{before}");
+    // Alice lost her devices (or says so): a new identity key.
+    let r = alice.run(&["reset-identity"], None);
+    assert_ne!(r.code, 0, "not without --yes: {r:?}");
+    let r = alice.ok(&["reset-identity", "--yes"], None);
+    assert!(r.stdout.contains("new identity key"), "{r:?}");
+    // Bob's side holds messages to her back and says why.
+    let r = bob.run(&["send", &id, "held back"], None);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("identity key changed"), "{r:?}");
+    let after = bob.ok(&["devices", "alice", "--json"], None).stdout;
+    assert!(after.contains("CHANGED"), "{after}");
+    // Accepted (after comparing again), sending resumes, unverified.
+    bob.ok(&["accept", "alice"], None);
+    bob.ok(&["send", &id, "after accepting"], None);
+    let r = alice.ok(&["tail", &id, "-n", "5"], None);
+    assert!(r.stdout.contains("after accepting"), "{r:?}");
+    let accepted = bob.ok(&["devices", "alice", "--json"], None).stdout;
+    assert!(accepted.contains("\"trust\":\"unverified\""), "{accepted}");
+    // An unverified contact's change is taken at once, and said.
+    alice.ok(&["reset-identity", "--yes"], None);
+    let r = bob.ok(&["send", &id, "no verification, no hold"], None);
+    assert!(r.stderr.contains("identity key changed"), "{r:?}");
+}

@@ -99,6 +99,9 @@ pub enum Action {
         user: String,
         device_id: Option<String>,
     },
+    /// Make a new identity key for this user (after losing every device
+    /// that held the old one); contacts see the change.
+    ResetIdentity,
     /// Stop a verification under way (the other side is told).
     CancelVerification {
         transaction_id: String,

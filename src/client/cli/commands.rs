@@ -8,6 +8,7 @@ use crate::client::engine::actions::new_client_msg_id;
 use crate::client::net::{ClientError, Conn, Credentials};
 use crate::client::paths::Paths;
 use crate::client::text::{clean, conv_label, conv_title};
+use crate::client::update::IdentityNote;
 use crate::client::{Action, Update};
 use crate::proto::{
     ConvKind, Conversation, ConversationOk, ConversationsOk, ErrorCode, MemberEntry, MembersOk,
@@ -160,6 +161,7 @@ pub(super) async fn dispatch(command: Command, loaded: Loaded) -> Result<(), Fai
         Command::Devices { user, json } => super::secret::devices(&loaded, user, json).await,
         Command::Safety { user, verified } => super::secret::safety(&loaded, &user, verified).await,
         Command::Accept { user } => super::secret::accept(&loaded, &user).await,
+        Command::ResetIdentity { yes } => super::secret::reset_identity(&loaded, yes).await,
         Command::Verify {
             user,
             device,
@@ -533,6 +535,15 @@ async fn send(
                     ..
                 } if client_msg_id == cmid => {
                     return Err(Failure::from(ClientError::Server(error)));
+                }
+                Update::Identity {
+                    user,
+                    note: IdentityNote::Changed | IdentityNote::ChangedBlocking,
+                } => {
+                    let user = crate::client::text::clean(&user);
+                    eprintln!(
+                        "chat: {user}'s identity key changed: compare safety numbers (`chat safety {user}`)"
+                    );
                 }
                 _ => {}
             }

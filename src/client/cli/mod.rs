@@ -261,6 +261,15 @@ pub enum Command {
         #[arg(id = "peer", value_name = "USER")]
         user: String,
     },
+    /// Make a new identity key for your account, when every device that
+    /// held the old one is lost: this device signs itself with it, your
+    /// other devices must be verified again, and your contacts are told
+    /// the key changed (and must compare safety numbers again)
+    ResetIdentity {
+        /// Confirm: the old key is replaced for good
+        #[arg(long)]
+        yes: bool,
+    },
     /// Print the effective configuration and where each value came from
     Config,
     /// Run a chat server (chatd) in the foreground

@@ -119,6 +119,44 @@ pub(super) async fn accept(loaded: &Loaded, user: &str) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `chat reset-identity --yes`: a new identity key for this account.
+pub(super) async fn reset_identity(loaded: &Loaded, yes: bool) -> Result<(), Failure> {
+    if !yes {
+        return Err(Failure::new(
+            Exit::Failure,
+            "this replaces your identity key for good: your other devices must be verified again and your contacts see the change; run again with --yes to go ahead",
+        ));
+    }
+    let (mut live, me) = start(loaded).await?;
+    let result = bounded(WAIT, async {
+        live.synced(WAIT).await?;
+        live.act(Action::ResetIdentity);
+        loop {
+            match live.next().await? {
+                Update::Identity {
+                    user,
+                    note: IdentityNote::Verified,
+                } if user == me => {
+                    return Ok(());
+                }
+                Update::Notice(said) if said.starts_with("no new identity key") => {
+                    return Err(Failure::new(Exit::Refused, clean(&said)));
+                }
+                Update::Notice(said) => eprintln!("chat: {}", clean(&said)),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    live.stop().await;
+    result?;
+    println!(
+        "A new identity key is in place. Verify your other devices again (`chat verify --incoming` on each, `chat verify {} DEVICE` here) and ask your contacts to compare safety numbers.",
+        clean(&me)
+    );
+    Ok(())
+}
+
 pub(super) async fn devices(
     loaded: &Loaded,
     user: Option<String>,

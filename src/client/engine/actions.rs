@@ -187,6 +187,7 @@ impl Engine {
             Action::Devices { user } => self.show_devices(user),
             Action::Verify { user, device_id } => self.start_verification(user, device_id),
             Action::AcceptIdentity { user } => self.accept_identity(user),
+            Action::ResetIdentity => self.reset_identity(),
             Action::CancelVerification { transaction_id } => {
                 self.cancel_verification(transaction_id)
             }

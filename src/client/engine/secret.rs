@@ -107,6 +107,10 @@ pub(super) struct Secret {
     created: u64,
     /// Verifications asked for, waiting for a device list or an Olm session.
     verify_next: Vec<VerifyAsk>,
+    /// The next upload replaces our user's identity key on the server.
+    replace_identity: bool,
+    /// The user asked for a new identity key: said once it is up.
+    resetting: bool,
 }
 
 /// A verification asked for and not started yet.
@@ -328,7 +332,7 @@ impl Engine {
         let Some(crypto) = self.secret.crypto.as_mut() else {
             return;
         };
-        let up = crypto.keys_upload(unclaimed, ONE_TIME_KEYS, false);
+        let up = crypto.keys_upload(unclaimed, ONE_TIME_KEYS, self.secret.replace_identity);
         self.secret.uploading = true;
         // The new one-time keys are kept before they go up.
         self.save_keys(|_| Ok(()));
@@ -383,6 +387,11 @@ impl Engine {
                     if mine.identity_key.is_none() && c.identity_key().is_none() {
                         c.create_identity();
                     }
+                    // A new key made here whose upload did not complete
+                    // (only an unpublished key goes up with the next one).
+                    self.secret.replace_identity = mine.identity_key.is_some()
+                        && c.identity_key().is_some()
+                        && mine.identity_key != c.identity_key();
                     c.update_devices(&me, &mine);
                 }
                 self.secret.fresh.insert(me);
@@ -401,10 +410,21 @@ impl Engine {
             }
             (SecretReq::Upload, Ok(ok)) => {
                 self.secret.uploading = false;
+                self.secret.replace_identity = false;
                 if let Some(c) = self.secret.crypto.as_mut() {
                     c.keys_uploaded();
                 }
                 self.save_keys(|_| Ok(()));
+                if std::mem::take(&mut self.secret.resetting) {
+                    self.notice(
+                        "your new identity key is in place: verify your other devices again (`chat verify --incoming` on each), and tell your contacts to compare safety numbers",
+                    );
+                    let me = self.me.clone().unwrap_or_default();
+                    self.dirty.updates.push(Update::Identity {
+                        user: me,
+                        note: IdentityNote::Verified,
+                    });
+                }
                 let count = ok.parse::<KeysUploadOk>().map_or(0, |k| k.one_time_keys) as usize;
                 if count < ONE_TIME_KEYS / 2 {
                     self.upload_keys(count);
@@ -1485,6 +1505,27 @@ impl Engine {
         }
         let view = self.verification_view(&txn, &from);
         self.dirty.updates.push(Update::Verification(view));
+    }
+
+    /// Make a new identity key for our user (every device that held the
+    /// old one is lost): this device certifies itself with it, the others
+    /// must be verified again, and contacts see the change.
+    pub(super) fn reset_identity(&mut self) {
+        if self.secret.supported != Some(true) {
+            let why = self
+                .secret
+                .unavailable
+                .clone()
+                .unwrap_or_else(|| "this device's keys are not ready yet".into());
+            return self.notice(format!("no new identity key: {why}"));
+        }
+        let Some(c) = self.secret.crypto.as_mut() else {
+            return;
+        };
+        c.create_identity();
+        self.secret.replace_identity = true;
+        self.secret.resetting = true;
+        self.upload_keys(ONE_TIME_KEYS);
     }
 
     /// Accept `user`'s changed identity key.
