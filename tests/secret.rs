@@ -88,9 +88,6 @@ fn server_files_hold(w: &World, text: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_dm_carries_messages_both_ways_and_the_server_never_sees_the_text() {
-    if skip_on_postgres("secret conversations live on the embedded store") {
-        return;
-    }
     let w = World::new();
     let alice = w.client("alice").await;
     let bob = w.client("bob").await;
@@ -148,9 +145,6 @@ fn seq_of_body(c: &Client, conv: &str, body: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_who_leaves_a_secret_group_cannot_read_what_follows() {
-    if skip_on_postgres("secret conversations live on the embedded store") {
-        return;
-    }
     let w = World::new();
     let alice = w.client("alice").await;
     let bob = w.client("bob").await;
@@ -231,9 +225,6 @@ async fn devices_of(c: &Client, user: &str) -> chat::client::update::DevicesView
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_added_later_reads_new_messages_but_not_earlier_ones() {
-    if skip_on_postgres("secret conversations live on the embedded store") {
-        return;
-    }
     let w = World::new();
     let alice = w.client("alice").await;
     let bob = w.client("bob").await;
@@ -343,9 +334,6 @@ async fn a_device_added_later_reads_new_messages_but_not_earlier_ones() {
 
 #[test]
 fn the_command_line_creates_sends_and_tails_a_secret_dm() {
-    if skip_on_postgres("secret conversations live on the embedded store") {
-        return;
-    }
     let w = World::new();
     let (alice, bob) = (w.home("alice"), w.home("bob"));
     alice.register("alice");
@@ -406,9 +394,6 @@ fn shared_files(c: &Client, conv: &str) -> Vec<(Option<u64>, chat::proto::FileIn
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_in_a_secret_dm_is_encrypted_before_upload_and_opens_for_the_other_side() {
     use chat::client::update::Fetch;
-    if skip_on_postgres("secret conversations live on the embedded store") {
-        return;
-    }
     let w = World::new();
     let alice = w.client("alice").await;
     let bob = w.client("bob").await;
@@ -507,9 +492,6 @@ async fn a_file_in_a_secret_dm_is_encrypted_before_upload_and_opens_for_the_othe
 
 #[test]
 fn the_command_line_shares_and_fetches_a_file_in_a_secret_dm() {
-    if skip_on_postgres("secret conversations live on the embedded store") {
-        return;
-    }
     let w = World::new();
     let (alice, bob) = (w.home("alice"), w.home("bob"));
     alice.register("alice");
@@ -558,9 +540,6 @@ fn the_command_line_shares_and_fetches_a_file_in_a_secret_dm() {
 
 #[test]
 fn a_reset_identity_key_holds_back_who_had_verified_it_until_accepted() {
-    if skip_on_postgres("secret conversations live on the embedded store") {
-        return;
-    }
     let w = World::new();
     let (alice, bob) = (w.home("alice"), w.home("bob"));
     alice.register("alice");

@@ -10,7 +10,7 @@ mod support;
 use chat::client::e2e::emoji::EMOJI;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{Home, World, skip_on_postgres};
+use support::{Home, World};
 
 /// How long a `chat verify` may take to reach a screen (a debug build on
 /// a busy machine connects, syncs and exchanges keys first).
@@ -219,9 +219,6 @@ fn both_comparing(tmux: &Tmux, alice: &Home, bob: &Home) -> (Vec<String>, Vec<St
 
 #[test]
 fn matching_emoji_verify_both_devices() {
-    if skip_on_postgres("secret conversations live on the embedded store") {
-        return;
-    }
     if !tmux_available() {
         eprintln!("NOTICE: tmux is not installed; skipping the verification end-to-end test");
         return;
@@ -261,9 +258,6 @@ fn matching_emoji_verify_both_devices() {
 
 #[test]
 fn a_no_on_one_side_cancels_on_both() {
-    if skip_on_postgres("secret conversations live on the embedded store") {
-        return;
-    }
     if !tmux_available() {
         eprintln!("NOTICE: tmux is not installed; skipping the verification end-to-end test");
         return;
@@ -286,9 +280,6 @@ fn a_no_on_one_side_cancels_on_both() {
 
 #[test]
 fn a_matching_safety_number_marks_the_key_verified_and_accept_needs_a_change() {
-    if skip_on_postgres("secret conversations live on the embedded store") {
-        return;
-    }
     let w = World::new();
     let (alice, bob) = secret_dm(&w);
     let trust = |home: &Home, user: &str| {
@@ -322,9 +313,6 @@ fn a_matching_safety_number_marks_the_key_verified_and_accept_needs_a_change() {
 
 #[test]
 fn verify_says_why_it_cannot_start() {
-    if skip_on_postgres("secret conversations live on the embedded store") {
-        return;
-    }
     let w = World::new();
     let (alice, _bob) = secret_dm(&w);
     let r = alice.run(&["verify", "bob", "NOSUCHDEVICE", "--timeout", "30"], None);
@@ -348,9 +336,6 @@ fn verify_says_why_it_cannot_start() {
 
 #[test]
 fn the_answer_may_come_from_a_pipe() {
-    if skip_on_postgres("secret conversations live on the embedded store") {
-        return;
-    }
     if !tmux_available() {
         eprintln!("NOTICE: tmux is not installed; skipping the verification end-to-end test");
         return;
@@ -378,9 +363,6 @@ fn the_answer_may_come_from_a_pipe() {
 
 #[test]
 fn a_new_device_of_ones_own_is_linked_by_verifying_it() {
-    if skip_on_postgres("secret conversations live on the embedded store") {
-        return;
-    }
     if !tmux_available() {
         eprintln!("NOTICE: tmux is not installed; skipping the verification end-to-end test");
         return;
