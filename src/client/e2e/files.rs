@@ -110,7 +110,7 @@ pub fn seal_file(path: &Path, dir: &Path) -> std::io::Result<(FileInfo, PathBuf)
     let bytes = std::fs::read(path)?;
     let sealed = encrypt(&bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
     drop(bytes);
-    std::fs::create_dir_all(dir)?;
+    crate::private::dir(dir)?;
     let out = dir.join(format!("{}.up", uuid::Uuid::new_v4().simple()));
     std::fs::write(&out, &sealed.ciphertext)?;
     let file = FileInfo {

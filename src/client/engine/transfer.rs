@@ -224,9 +224,19 @@ impl Engine {
         }
         let tx = self.transfer_tx.clone();
         tokio::spawn(async move {
-            if let Some(dir) = dest.parent()
-                && let Err(e) = tokio::fs::create_dir_all(dir).await
-            {
+            // The client's own copies (opened, shown) are private; a saved
+            // file goes where the user keeps their downloads.
+            let made = match dest.parent() {
+                Some(dir) if purpose != Fetch::Save => {
+                    let d = dir.to_path_buf();
+                    tokio::task::spawn_blocking(move || crate::private::dir(&d))
+                        .await
+                        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+                }
+                Some(dir) => tokio::fs::create_dir_all(dir).await,
+                None => Ok(()),
+            };
+            if let (Some(dir), Err(e)) = (dest.parent(), made) {
                 return fail(
                     &tx,
                     view,
