@@ -8,69 +8,8 @@ use chat::client::Update;
 use chat::client::view::MessageRow;
 use chat::ui::Action;
 use std::time::Duration;
+use support::secret::{bodies, secret_with, send, wait_body};
 use support::*;
-
-/// The bodies of the message rows of `conv` as `c` shows them.
-fn bodies(c: &Client, conv: &str) -> Vec<String> {
-    c.with(|m| {
-        m.rows(conv)
-            .iter()
-            .filter_map(|r| match r {
-                MessageRow::Message(v) => Some(v.body.clone()),
-                _ => None,
-            })
-            .collect()
-    })
-}
-
-async fn wait_body(c: &Client, conv: &str, what: &str, cond: impl Fn(&[String]) -> bool) {
-    c.act(Action::OpenConversation { conv: conv.into() });
-    let ok = wait_until(CLIENT_WAIT, || cond(&bodies(c, conv))).await;
-    assert!(
-        ok,
-        "{what}: rows of {conv} are {:?}; notice {:?}",
-        bodies(c, conv),
-        c.with(|m| m.notice.clone())
-    );
-}
-
-/// The conversation `c` was focused on last (a create answers so).
-async fn focused(c: &Client) -> String {
-    let mut conv = None;
-    let ok = wait_until(CLIENT_WAIT, || {
-        conv = c.with_log(|log| {
-            log.iter().rev().find_map(|u| match u {
-                Update::Focus(id) => Some(id.clone()),
-                _ => None,
-            })
-        });
-        conv.is_some()
-    })
-    .await;
-    assert!(ok, "no conversation was created");
-    conv.unwrap()
-}
-
-async fn secret_with(c: &Client, name: Option<&str>, users: &[&str]) -> String {
-    c.act(Action::CreateSecret {
-        name: name.map(str::to_string),
-        users: users.iter().map(|u| u.to_string()).collect(),
-    });
-    let conv = focused(c).await;
-    c.wait("the secret conversation in the list", |m| {
-        m.conversation(&conv).is_some_and(|s| s.encrypted)
-    })
-    .await;
-    conv
-}
-
-fn send(c: &Client, conv: &str, body: &str) {
-    c.act(Action::Send {
-        conv: conv.into(),
-        body: body.into(),
-        reply_to: None,
-    });
-}
 
 /// Whether the server's database files (and its write-ahead log) hold
 /// `text` anywhere, in any table.

@@ -9,93 +9,35 @@ mod support;
 
 use chat::proto::{Conversation, Event, EventBody};
 use serde_json::json;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::tmux::{TmuxServer, tmux_available};
 use support::{Home, Peer, World};
 
-/// One tmux server (own socket) with one session; killed on drop.
+/// A tmux server of the test's own with one session.
 struct Tmux {
-    socket: String,
+    server: TmuxServer,
     session: String,
 }
 
 impl Tmux {
     fn cmd(&self, args: &[&str]) -> std::process::Output {
-        let mut c = Command::new("tmux");
-        c.arg("-L").arg(&self.socket).args(args);
-        c.stdin(Stdio::null());
-        let child = c
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("tmux");
-        let pid = child.id();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output());
-        });
-        match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(out) => out.expect("tmux output"),
-            Err(_) => {
-                // SAFETY: kill(2) on our own child.
-                unsafe {
-                    libc::kill(pid as i32, libc::SIGKILL);
-                }
-                panic!("tmux {args:?} hung");
-            }
-        }
+        self.server.cmd(args)
     }
 
     fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", &self.session];
-        args.extend_from_slice(keys);
-        let out = self.cmd(&args);
-        assert!(out.status.success(), "send-keys {keys:?}: {out:?}");
+        self.server.keys(&self.session, keys);
         // Give the UI a moment per batch of keys.
         std::thread::sleep(Duration::from_millis(150));
     }
 
     fn screen(&self) -> String {
-        let out = self.cmd(&["capture-pane", "-p", "-t", &self.session]);
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.server.screen(&self.session, false)
     }
 
     /// Poll the screen until `cond` holds (bounded); the last screen.
     fn wait(&self, what: &str, timeout: Duration, cond: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let s = self.screen();
-            if cond(&s) {
-                return s;
-            }
-            if Instant::now() >= deadline {
-                panic!("timed out waiting for {what}; the screen:\n{s}");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        self.server.wait(&self.session, false, what, timeout, cond)
     }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(["kill-server"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-fn tmux_available() -> bool {
-    Command::new("tmux")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// The list-pane line of the DM with `user` (the part left of the first
@@ -314,7 +256,7 @@ fn the_tui_searches_and_jumps_to_the_message() {
 /// `chat` for `home` in a new tmux session of 120×30.
 fn start_tui(home: &Home, url: &str, session: &str) -> Tmux {
     let tmux = Tmux {
-        socket: format!("chat-test-{}-{}", std::process::id(), rand_suffix()),
+        server: TmuxServer::new("chat-test"),
         session: session.into(),
     };
     let mut env = String::new();
@@ -419,11 +361,4 @@ fn the_tui_uploads_with_a_command_and_a_pasted_path() {
     tmux.keys(&["q"]);
     drop(tmux);
     w.stop_blocking();
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64)
-        .unwrap_or(0)
 }

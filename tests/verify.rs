@@ -8,51 +8,28 @@
 mod support;
 
 use chat::client::e2e::emoji::EMOJI;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use support::tmux::{TmuxServer, tmux_available};
 use support::{Home, World};
 
 /// How long a `chat verify` may take to reach a screen (a debug build on
 /// a busy machine connects, syncs and exchanges keys first).
 const SCREEN_WAIT: Duration = Duration::from_secs(60);
 
-/// One tmux server (own socket), one session per user; killed on drop.
+/// A tmux server of the test's own, one session per user.
 struct Tmux {
-    socket: String,
+    server: TmuxServer,
 }
 
 impl Tmux {
     fn new() -> Tmux {
         Tmux {
-            socket: format!("chat-verify-{}-{}", std::process::id(), support::unique()),
+            server: TmuxServer::new("chat-verify"),
         }
     }
 
     fn cmd(&self, args: &[&str]) -> std::process::Output {
-        let child = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("tmux");
-        let pid = child.id();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output());
-        });
-        match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(out) => out.expect("tmux output"),
-            Err(_) => {
-                // SAFETY: kill(2) on our own child.
-                unsafe {
-                    libc::kill(pid as i32, libc::SIGKILL);
-                }
-                panic!("tmux {args:?} hung");
-            }
-        }
+        self.server.cmd(args)
     }
 
     /// Run `chat ARGS` of `home` in a new session `name`; its exit code is
@@ -83,53 +60,13 @@ impl Tmux {
     }
 
     fn keys(&self, name: &str, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", name];
-        args.extend_from_slice(keys);
-        let out = self.cmd(&args);
-        assert!(out.status.success(), "send-keys {keys:?}: {out:?}");
-    }
-
-    fn screen(&self, name: &str) -> String {
-        let out = self.cmd(&["capture-pane", "-p", "-J", "-t", name]);
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.server.keys(name, keys);
     }
 
     /// Poll `name`'s screen until `cond` holds (bounded); the last screen.
     fn wait(&self, name: &str, what: &str, cond: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + SCREEN_WAIT;
-        loop {
-            let s = self.screen(name);
-            if cond(&s) {
-                return s;
-            }
-            if Instant::now() >= deadline {
-                panic!("timed out waiting for {what} on {name}'s screen:\n{s}");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        self.server.wait(name, true, what, SCREEN_WAIT, cond)
     }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(["kill-server"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-fn tmux_available() -> bool {
-    Command::new("tmux")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// The names of the emoji on the screen's `Compare:` line, in order

@@ -144,6 +144,17 @@ pub enum IdentityNote {
     Verified,
 }
 
+impl IdentityNote {
+    /// A change, holding sending back (`blocking`) or not.
+    pub fn changed(blocking: bool) -> IdentityNote {
+        if blocking {
+            IdentityNote::ChangedBlocking
+        } else {
+            IdentityNote::Changed
+        }
+    }
+}
+
 /// A user's devices as this device knows them, with the safety number.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DevicesView {

@@ -22,6 +22,7 @@ pub mod redis;
 pub mod relay;
 pub mod secret;
 pub mod server;
+pub mod tmux;
 pub mod world;
 
 pub use backend::skip_on_postgres;

@@ -304,11 +304,7 @@ impl Engine {
         for (user, blocking) in changed {
             self.dirty.updates.push(Update::Identity {
                 user,
-                note: if blocking {
-                    IdentityNote::ChangedBlocking
-                } else {
-                    IdentityNote::Changed
-                },
+                note: IdentityNote::changed(blocking),
             });
         }
         let me = self.me.clone().unwrap_or_default();
@@ -705,11 +701,7 @@ impl Engine {
             });
             self.dirty.updates.push(Update::Identity {
                 user: u,
-                note: if blocking {
-                    IdentityNote::ChangedBlocking
-                } else {
-                    IdentityNote::Changed
-                },
+                note: IdentityNote::changed(blocking),
             });
         }
         if let Some(user) = show {
@@ -768,15 +760,23 @@ impl Engine {
         }
     }
 
+    /// Why this device cannot use its keys now (`None`: it can).
+    fn not_ready(&self) -> Option<String> {
+        if self.secret.crypto.is_some() && self.secret.supported == Some(true) {
+            return None;
+        }
+        Some(
+            self.secret
+                .unavailable
+                .clone()
+                .unwrap_or_else(|| "this device's keys are not ready yet".into()),
+        )
+    }
+
     /// `chat devices` / `chat safety`: ask for `user`'s devices and
     /// publish them with the safety number.
     pub(super) fn show_devices(&mut self, user: String) {
-        if self.secret.crypto.is_none() || self.secret.supported != Some(true) {
-            let why = self
-                .secret
-                .unavailable
-                .clone()
-                .unwrap_or_else(|| "this device's keys are not ready yet".into());
+        if let Some(why) = self.not_ready() {
             self.dirty.updates.push(Update::Devices(DevicesView {
                 user,
                 error: Some(why),
@@ -1388,12 +1388,7 @@ impl Engine {
     /// Start verifying `user`'s device `device_id` (their only other
     /// device when `None`), once its keys and an Olm session are there.
     pub(super) fn start_verification(&mut self, user: String, device_id: Option<String>) {
-        if self.secret.crypto.is_none() || self.secret.supported != Some(true) {
-            let why = self
-                .secret
-                .unavailable
-                .clone()
-                .unwrap_or_else(|| "this device's keys are not ready yet".into());
+        if let Some(why) = self.not_ready() {
             return self.notice(format!("cannot verify: {why}"));
         }
         self.secret.verify_next.push(VerifyAsk {
@@ -1511,12 +1506,7 @@ impl Engine {
     /// old one is lost): this device certifies itself with it, the others
     /// must be verified again, and contacts see the change.
     pub(super) fn reset_identity(&mut self) {
-        if self.secret.supported != Some(true) {
-            let why = self
-                .secret
-                .unavailable
-                .clone()
-                .unwrap_or_else(|| "this device's keys are not ready yet".into());
+        if let Some(why) = self.not_ready() {
             return self.notice(format!("no new identity key: {why}"));
         }
         let Some(c) = self.secret.crypto.as_mut() else {
