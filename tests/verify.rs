@@ -63,6 +63,31 @@ impl Tmux {
         self.server.keys(name, keys);
     }
 
+    /// The full-screen client of `home` in a new session `name` (120×30).
+    fn tui(&self, name: &str, home: &Home) {
+        let mut env = String::new();
+        for (k, v) in home.envs() {
+            env.push_str(&format!("{k}='{v}' "));
+        }
+        let command = format!(
+            "env -u CHAT_SERVER -u CHAT_USER -u RUST_LOG -u DBUS_SESSION_BUS_ADDRESS {env} TERM=xterm-256color '{}' --server {}; sleep 300",
+            env!("CARGO_BIN_EXE_chat"),
+            home.server,
+        );
+        let out = self.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            "120",
+            "-y",
+            "30",
+            &command,
+        ]);
+        assert!(out.status.success(), "tmux new-session: {out:?}");
+    }
+
     /// Poll `name`'s screen until `cond` holds (bounded); the last screen.
     fn wait(&self, name: &str, what: &str, cond: impl Fn(&str) -> bool) -> String {
         self.server.wait(name, true, what, SCREEN_WAIT, cond)
@@ -366,4 +391,48 @@ fn a_new_device_of_ones_own_is_linked_by_verifying_it() {
         .expect("the new device");
     assert_eq!(d["verified"], true, "{r:?}");
     assert_eq!(d["certified"], true, "{r:?}");
+}
+
+#[test]
+fn the_full_screen_client_verifies_with_the_command_line() {
+    if !tmux_available() {
+        eprintln!("NOTICE: tmux is not installed; skipping the verification end-to-end test");
+        return;
+    }
+    let w = World::new();
+    let (alice, bob) = secret_dm(&w);
+    let tmux = Tmux::new();
+    tmux.chat("bob", &bob, &["verify", "--incoming", "--timeout", "90"]);
+    tmux.wait("bob", "the wait for a verification", |s| {
+        s.contains("Waiting for another device")
+    });
+    // Alice, in the full-screen client, asks for it by command.
+    tmux.tui("alice", &alice);
+    tmux.wait("alice", "the conversation list", |s| s.contains("bob"));
+    tmux.keys("alice", &["i"]);
+    tmux.keys("alice", &["-l", "/verify bob"]);
+    tmux.keys("alice", &["Enter"]);
+    let b = tmux.wait("bob", "the emoji", |s| {
+        s.contains("[y/N]") && emoji_names(s).is_some()
+    });
+    let names = emoji_names(&b).unwrap();
+    assert_eq!(names.len(), 7, "{b}");
+    // The same seven, by name, on alice's verification screen.
+    let a = tmux.wait("alice", "the emoji on the verification screen", |s| {
+        names.iter().all(|n| s.contains(n.as_str()))
+    });
+    assert!(a.contains("Do they match"), "{a}");
+    // The screen takes an answer once the emoji have been up a moment.
+    std::thread::sleep(Duration::from_millis(1200));
+    tmux.keys("alice", &["y"]);
+    tmux.keys("bob", &["y", "Enter"]);
+    let b = tmux.wait("bob", "the end", |s| exited(s, 0) || exited(s, 1));
+    assert!(exited(&b, 0) && b.contains("is verified"), "{b}");
+    tmux.wait("alice", "verified on the full screen", |s| {
+        s.contains("verified ✓")
+    });
+    // (Alice's keys are the running client's: another process is refused
+    // them until it ends, so bob's side is asked.)
+    let ours = devices(&bob, "alice");
+    assert!(!ours.is_empty() && ours.iter().all(|(_, v)| *v), "{ours:?}");
 }

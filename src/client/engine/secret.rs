@@ -1328,7 +1328,8 @@ impl Engine {
                         .collect()
                 })
                 .unwrap_or_default(),
-            done: v.is_some_and(|v| v.is_done()),
+            // Verified on this side (the other side's last word may follow).
+            done: v.is_some_and(|v| v.outcome().is_some()),
             cancelled: v
                 .and_then(|v| v.cancelled())
                 .map(|(code, reason)| format!("{code}: {reason}")),
@@ -1345,8 +1346,10 @@ impl Engine {
     ) {
         self.send_shares(replies);
         let mut view = self.verification_view(&txn, &from);
-        view.done = done;
-        view.cancelled = cancelled.map(|(code, reason)| format!("{code}: {reason}"));
+        view.done |= done;
+        if let Some((code, reason)) = cancelled {
+            view.cancelled = Some(format!("{code}: {reason}"));
+        }
         if done {
             self.verified(&from);
         }
@@ -1591,7 +1594,7 @@ impl Engine {
             Ok((shares, outcome)) => {
                 self.send_shares(shares);
                 let mut view = self.verification_view(&txn, &from);
-                view.done = outcome.is_some();
+                view.done |= outcome.is_some();
                 if outcome.is_some() {
                     self.verified(&from);
                 }
