@@ -17,6 +17,7 @@ use crate::proto::{DeviceRef, ToDeviceMessage};
 use crate::store::log::{Appended, SecretOp, StoreError};
 use crate::store::rules::secret::{self, SecretFacts, SecretWrite};
 use crate::store::rules::{Decision, Facts};
+use deadpool_postgres::Transaction;
 
 /// Decide and write a secret conversation's write.
 pub(super) async fn apply(w: &mut W<'_>, op: SecretOp) -> Result<Appended, StoreError> {
@@ -43,20 +44,14 @@ pub(super) async fn apply(w: &mut W<'_>, op: SecretOp) -> Result<Appended, Store
             shares,
             caps,
         } => {
-            let device = device_of_session(w.tx, &token_hash)
-                .await?
-                .map(|d| d.device_id);
-            let to: Vec<DeviceRef> = shares.iter().map(target_of).collect();
+            let Sharing {
+                device,
+                to,
+                mut facts,
+            } = sharing(w.tx, &token_hash, &conv, &shares).await?;
             let cmid = Some(client_msg_id);
-            let mut f = PgFacts::locking(w.tx);
-            // The conversation first (as every write takes it), then the
-            // devices shared with.
-            f.kind(&conv).await?;
-            if shares.len() <= secret::MAX_MESSAGES_PER_REQUEST {
-                lock_devices(w.tx, &shares).await?;
-            }
             let decided = secret::event(
-                &mut f,
+                &mut facts,
                 caps.inbox,
                 &user,
                 device.as_deref(),
@@ -86,17 +81,13 @@ pub(super) async fn apply(w: &mut W<'_>, op: SecretOp) -> Result<Appended, Store
             shares,
             caps,
         } => {
-            let device = device_of_session(w.tx, &token_hash)
-                .await?
-                .map(|d| d.device_id);
-            let to: Vec<DeviceRef> = shares.iter().map(target_of).collect();
-            let mut f = PgFacts::locking(w.tx);
-            f.kind(&conv).await?;
-            if shares.len() <= secret::MAX_MESSAGES_PER_REQUEST {
-                lock_devices(w.tx, &shares).await?;
-            }
+            let Sharing {
+                device,
+                to,
+                mut facts,
+            } = sharing(w.tx, &token_hash, &conv, &shares).await?;
             let write = secret::share(
-                &mut f,
+                &mut facts,
                 caps.inbox,
                 &user,
                 device.as_deref(),
@@ -112,6 +103,37 @@ pub(super) async fn apply(w: &mut W<'_>, op: SecretOp) -> Result<Appended, Store
             })
         }
     }
+}
+
+/// What a write that shares a Megolm session starts from.
+struct Sharing<'a> {
+    /// The device of the sending session, if it has one.
+    device: Option<String>,
+    /// The devices shared with.
+    to: Vec<DeviceRef>,
+    /// The transaction's facts, the conversation and those devices locked.
+    facts: PgFacts<'a>,
+}
+
+/// Find the device of the session `token_hash` and the targets of
+/// `shares`, and lock the conversation first (as every write takes it),
+/// then the devices shared with (unless the rules will refuse that many).
+async fn sharing<'a>(
+    tx: &'a Transaction<'a>,
+    token_hash: &str,
+    conv: &str,
+    shares: &[ToDeviceMessage],
+) -> Result<Sharing<'a>, StoreError> {
+    let device = device_of_session(tx, token_hash)
+        .await?
+        .map(|d| d.device_id);
+    let to = shares.iter().map(target_of).collect();
+    let mut facts = PgFacts::locking(tx);
+    facts.kind(conv).await?;
+    if shares.len() <= secret::MAX_MESSAGES_PER_REQUEST {
+        lock_devices(tx, shares).await?;
+    }
+    Ok(Sharing { device, to, facts })
 }
 
 /// Record who started `session` (when new) and who now holds it, and
