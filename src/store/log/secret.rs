@@ -5,10 +5,11 @@
 //! one savepoint of the request, so a refusal keeps none of them.
 
 use super::facts::Mirrored;
-use super::keys::{KeyCaps, device_of_session, target_of};
+use super::keys::{KeyCaps, device_of_session};
 use super::writer::Writer;
 use super::{Appended, StoreError};
 use crate::proto::{ConvKind, DeviceRef, EventBody, ToDeviceMessage};
+use crate::store::keyrows::target_of;
 use crate::store::rules::secret::{self, SecretFacts, SecretWrite};
 use crate::store::rules::{Decision, decide_now};
 use rusqlite::{OptionalExtension, params};
