@@ -66,12 +66,8 @@ pub(super) async fn apply(w: &mut W<'_>, op: SecretOp) -> Result<Appended, Store
                 Decision::Done(done) => return Ok(done),
                 Decision::Write(w) => w,
             };
-            let session = body
-                .encrypted()
-                .map(|e| e.session_id.clone())
-                .unwrap_or_default();
             let done = write_event(w, &user, &conv, cmid, body).await?;
-            record_shares(w, &conv, &session, &write, &shares).await?;
+            record_shares(w, &write, &shares).await?;
             Ok(done)
         }
         SecretOp::Share {
@@ -97,7 +93,7 @@ pub(super) async fn apply(w: &mut W<'_>, op: SecretOp) -> Result<Appended, Store
                 &to,
             )
             .await?;
-            record_shares(w, &conv, &session_id, &write, &shares).await?;
+            record_shares(w, &write, &shares).await?;
             Ok(Appended {
                 conversation_id: conv,
                 seq: None,
@@ -137,27 +133,26 @@ async fn sharing<'a>(
     Ok(Sharing { device, to, facts })
 }
 
-/// Record who started `session` (when new) and who now holds it, and
-/// deliver each share to its device's inbox.
+/// Carry out `write`: record the session's owner (when new) and its
+/// holders, and deliver each share to its device's inbox.
 async fn record_shares(
     w: &mut W<'_>,
-    conv: &str,
-    session: &str,
     write: &SecretWrite,
     shares: &[ToDeviceMessage],
 ) -> Result<(), StoreError> {
-    if write.new_session {
+    let (conv, session) = (&write.conversation_id, &write.session);
+    if let Some(owner) = write.owner() {
         exec(
             w.tx,
             "INSERT INTO megolm_sessions (conversation_id, session_id, username, device_id)
              VALUES ($1, $2, $3, $4)",
-            &[&conv, &session, &write.device.user, &write.device.device_id],
+            &[conv, session, &owner.user, &owner.device_id],
         )
         .await?;
     }
-    if !shares.is_empty() {
-        let users: Vec<&str> = shares.iter().map(|s| s.user.as_str()).collect();
-        let ids: Vec<&str> = shares.iter().map(|s| s.device_id.as_str()).collect();
+    if !write.holders.is_empty() {
+        let users: Vec<&str> = write.holders.iter().map(|h| h.user.as_str()).collect();
+        let ids: Vec<&str> = write.holders.iter().map(|h| h.device_id.as_str()).collect();
         exec(
             w.tx,
             "INSERT INTO megolm_holders (conversation_id, session_id, username, device_id)
