@@ -291,3 +291,34 @@ fn secret_conversations_are_dms_and_small_groups() {
     assert_eq!(dm.dm_key.as_deref(), Some("secret\nalice\nbob"));
     assert_ne!(dm.dm_key, Some(crate::store::rules::dm_key(&dm.members)));
 }
+
+#[test]
+fn a_write_says_what_to_record_and_deliver() {
+    let mut w = world();
+    let shares = [dev("bob", BOB1), dev("bob", BOB2)];
+    let first = send(&mut w, "S", &shares).unwrap();
+    assert_eq!(first.conversation_id, "g");
+    assert_eq!(first.session, "S");
+    assert_eq!(first.owner(), Some(&dev("alice", ALICE)));
+    assert_eq!(first.holders, shares);
+    // Once the session is recorded as alice's, only the holders are new.
+    w.owners
+        .insert(("g".into(), "S".into()), dev("alice", ALICE));
+    w.holders.insert(("g".into(), "S".into()), shares.to_vec());
+    let again = send(&mut w, "S", &[]).unwrap();
+    assert_eq!(again.owner(), None);
+    assert!(again.holders.is_empty());
+    let shared = decide_now(share(
+        &mut w,
+        10,
+        "alice",
+        Some(ALICE),
+        "g",
+        "T",
+        &[dev("bob", BOB1)],
+    ))
+    .unwrap();
+    assert_eq!(shared.session, "T");
+    assert_eq!(shared.owner(), Some(&dev("alice", ALICE)));
+    assert_eq!(shared.holders, [dev("bob", BOB1)]);
+}
