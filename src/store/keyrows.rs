@@ -118,3 +118,34 @@ pub(crate) fn changed_meanwhile() -> StoreError {
         "your identity key changed meanwhile; query your keys and try again",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_inbox_row_becomes_its_message_and_a_bad_body_is_an_error() {
+        let row = |body: &str| InboxRow {
+            seq: 7,
+            sender: "alice".into(),
+            sender_device: "AAAAAAAAAA".into(),
+            body: body.into(),
+        };
+        let m = row(r#"{"type":0,"ciphertext":"c"}"#).message().unwrap();
+        assert_eq!(m.seq, 7);
+        assert_eq!(m.sender, "alice");
+        assert_eq!(m.sender_device, "AAAAAAAAAA");
+        assert_eq!(m.body["ciphertext"], "c");
+        assert!(matches!(row("{").message(), Err(StoreError::Write(_))));
+        assert_eq!(last_given(1), 0);
+        assert_eq!(last_given(0), 0);
+        assert_eq!(last_given(5), 4);
+    }
+
+    #[test]
+    fn a_token_digest_is_32_bytes_of_hex() {
+        assert_eq!(digest_of(&"ab".repeat(32)).unwrap(), [0xab; 32]);
+        assert!(digest_of("abc").is_err());
+        assert!(digest_of(&"zz".repeat(32)).is_err());
+    }
+}

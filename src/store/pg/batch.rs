@@ -242,3 +242,27 @@ impl PgStore {
         Ok((replies, changes))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::again;
+    use crate::store::log::StoreError;
+
+    #[test]
+    fn each_write_of_a_failed_batch_gets_the_same_failure() {
+        let unavailable = again(&StoreError::Unavailable("gone".into()));
+        for _ in 0..2 {
+            assert!(matches!(unavailable(), StoreError::Unavailable(s) if s == "gone"));
+        }
+        let pg = again(&StoreError::Postgres("deadlock".into()));
+        assert!(matches!(pg(), StoreError::Postgres(s) if s == "deadlock"));
+        assert!(matches!(again(&StoreError::Closed)(), StoreError::Closed));
+        // Anything else becomes a failed write that says what it was.
+        let other = again(&StoreError::Open("no file".into()));
+        for _ in 0..2 {
+            assert!(
+                matches!(other(), StoreError::Write(s) if s == "cannot open the database: no file")
+            );
+        }
+    }
+}
