@@ -4,6 +4,7 @@
 //! cache lives with the client, in `crate::client::cache`.
 
 mod backend;
+mod keyrows;
 pub mod log;
 pub mod pg;
 pub mod rules;

@@ -785,4 +785,6 @@ pub fn receipt_bounds(last_seq: u64, delivered: u64, read: u64) -> (u64, u64) {
 }
 
 #[cfg(test)]
+mod fixture;
+#[cfg(test)]
 mod tests;

@@ -5,6 +5,7 @@
 //! write, the coverage check, session ownership, the group cap). Keys and
 //! signatures are real ones, made with vodozemac. On either store.
 
+use crate::support::keys::{self, device_id};
 use crate::support::*;
 use chat::proto::keys::{certificate_text, key_text};
 use serde_json::{Value, json};
@@ -19,89 +20,54 @@ struct Dev {
     account: Account,
 }
 
-/// A device id: 10 letters from `n`.
-fn device_id(n: u64) -> String {
-    let mut n = n;
-    (0..10)
-        .map(|_| {
-            let c = (b'A' + (n % 26) as u8) as char;
-            n /= 26;
-            c
-        })
-        .collect()
-}
-
 /// `count` signed one-time keys of `dev` (new ones).
 fn one_time_keys(dev: &mut Dev, count: usize) -> Vec<Value> {
-    dev.account.generate_one_time_keys(count);
-    let user = dev.peer.user.clone();
-    let mut keys: Vec<Value> = dev
-        .account
-        .one_time_keys()
-        .into_iter()
-        .map(|(id, key)| {
-            let (id, key) = (id.to_base64(), key.to_base64());
-            let sig = dev
-                .account
-                .sign(key_text(&user, &dev.id, &id, &key))
-                .to_base64();
-            json!({"key_id": id, "key": key, "signature": sig})
-        })
-        .collect();
-    dev.account.mark_keys_as_published();
-    keys.sort_by(|a, b| a["key_id"].as_str().cmp(&b["key_id"].as_str()));
-    keys
-}
-
-fn fallback_key(dev: &mut Dev) -> Value {
-    dev.account.generate_fallback_key();
-    let user = dev.peer.user.clone();
-    let (id, key) = dev
-        .account
-        .fallback_key()
-        .into_iter()
-        .next()
-        .expect("a fallback key");
-    let (id, key) = (id.to_base64(), key.to_base64());
-    let sig = dev
-        .account
-        .sign(key_text(&user, &dev.id, &id, &key))
-        .to_base64();
-    dev.account.mark_keys_as_published();
-    json!({"key_id": id, "key": key, "signature": sig})
+    keys::one_time_keys(&mut dev.account, &dev.peer.user, &dev.id, count)
 }
 
 /// The first upload of a device: its keys, `identity` and a certificate
 /// by it, `otks` one-time keys and a fallback key.
 fn first_upload(dev: &mut Dev, identity: &Ed25519Keypair, otks: usize) -> Value {
-    let user = dev.peer.user.clone();
-    let curve = dev.account.curve25519_key().to_base64();
-    let ed = dev.account.ed25519_key().to_base64();
-    let cert = identity
-        .sign(certificate_text(&user, &dev.id, &curve, &ed).as_bytes())
-        .to_base64();
-    let otks = one_time_keys(dev, otks);
-    let fallback = fallback_key(dev);
-    json!({"type":"keys_upload","device_id":dev.id,
-           "keys":{"curve25519":curve,"ed25519":ed},
-           "identity_key":identity.public_key().to_base64(),
-           "certificate":cert,
-           "one_time_keys":otks,
-           "fallback_key":fallback})
+    keys::first_upload(&mut dev.account, &dev.peer.user, &dev.id, identity, otks)
 }
 
 /// `peer` with a new device, uploaded with `identity` (one-time keys and
 /// a fallback key).
-async fn with_device(peer: Peer, identity: &Ed25519Keypair, otks: usize) -> Dev {
-    let mut dev = Dev {
-        peer,
-        id: device_id(unique() * 7919),
-        account: Account::new(),
-    };
-    let up = first_upload(&mut dev, identity, otks);
-    let r = dev.peer.ok(up).await;
-    assert_eq!(r["one_time_keys"], otks as u64);
-    dev
+async fn with_device(mut peer: Peer, identity: &Ed25519Keypair, otks: usize) -> Dev {
+    let keys::Device { id, account } = keys::upload(&mut peer, identity, otks).await;
+    Dev { peer, id, account }
+}
+
+/// `peer` with a new device under an identity key of its own, and no
+/// one-time keys.
+async fn keyed(peer: Peer) -> Dev {
+    with_device(peer, &Ed25519Keypair::new(), 0).await
+}
+
+/// What `keys_query` answers `peer` about `user`: identity key and devices.
+async fn keys_of(peer: &mut Peer, user: &str) -> Value {
+    let q = peer.ok(json!({"type":"keys_query","users":[user]})).await;
+    q["users"][user].clone()
+}
+
+/// A `keys_claim` of one key of `dev`.
+fn claim(dev: &Dev) -> Value {
+    json!({"type":"keys_claim","devices":[dref(dev)]})
+}
+
+/// `peer` creates a secret conversation of `kind` (named or not) with
+/// `members`; its id.
+async fn create_secret(
+    peer: &mut Peer,
+    kind: &str,
+    name: Option<&str>,
+    members: &[&str],
+) -> String {
+    let mut create = json!({"type":"create","kind":kind,"members":members,"encrypted":true});
+    if let Some(name) = name {
+        create["name"] = json!(name);
+    }
+    conv_id(&peer.ok(create).await["conversation"])
 }
 
 fn dref(dev: &Dev) -> Value {
@@ -110,8 +76,12 @@ fn dref(dev: &Dev) -> Value {
 
 /// A share (or to-device message) for `to`.
 fn share(to: &Dev, n: u64) -> Value {
-    json!({"user": to.peer.user, "device_id": to.id,
-           "body": {"algorithm":"olm.v1","sender_key":"k","type":0,"ciphertext": format!("c{n}")}})
+    keys::message(&to.peer.user, &to.id, n)
+}
+
+/// A share for each of `to`, numbered from 1.
+fn shares_to(to: &[&Dev]) -> Vec<Value> {
+    to.iter().zip(1..).map(|(d, n)| share(d, n)).collect()
 }
 
 /// A `to_device` request of one message for `dev`.
@@ -192,10 +162,10 @@ async fn one_time_keys_are_claimed_once_then_the_fallback_key() {
             .is_empty()
     );
 
-    let claim = json!({"type":"keys_claim","devices":[dref(&alice)]});
+    let request = claim(&alice);
     let mut ids = Vec::new();
     for _ in 0..2 {
-        let r = bob.ok(claim.clone()).await;
+        let r = bob.ok(request.clone()).await;
         let k = &r["keys"][0];
         assert_eq!(k["fallback"], false, "{r}");
         // The signature is the device's, over the canonical string.
@@ -216,7 +186,7 @@ async fn one_time_keys_are_claimed_once_then_the_fallback_key() {
     }
     assert_ne!(ids[0], ids[1], "a one-time key is handed out once");
     for _ in 0..2 {
-        let r = bob.ok(claim.clone()).await;
+        let r = bob.ok(request.clone()).await;
         assert_eq!(r["keys"][0]["fallback"], true, "{r}");
     }
     // An unknown device is left out.
@@ -245,9 +215,9 @@ async fn bad_signatures_and_reused_key_ids_are_refused() {
     up["one_time_keys"][0]["signature"] = json!(dev.account.sign("chat-otk-v1\nother").to_base64());
     dev.peer.err(up, "invalid_argument").await;
     // Nothing was kept.
-    let q = bob.ok(json!({"type":"keys_query","users":["alice"]})).await;
-    assert_eq!(q["users"]["alice"]["devices"], json!([]));
-    assert!(q["users"]["alice"]["identity_key"].is_null());
+    let q = keys_of(&mut bob, "alice").await;
+    assert_eq!(q["devices"], json!([]));
+    assert!(q["identity_key"].is_null());
 
     let up = first_upload(&mut dev, &identity, 1);
     let used = up["one_time_keys"][0].clone();
@@ -255,8 +225,7 @@ async fn bad_signatures_and_reused_key_ids_are_refused() {
     // Claimed or not, an id comes once.
     let again = json!({"type":"keys_upload","device_id":dev.id,"one_time_keys":[used]});
     dev.peer.err(again.clone(), "invalid_argument").await;
-    bob.ok(json!({"type":"keys_claim","devices":[dref(&dev)]}))
-        .await;
+    bob.ok(claim(&dev)).await;
     dev.peer.err(again, "invalid_argument").await;
     // One session, one device; and a device's keys do not change.
     let other = json!({"type":"keys_upload","device_id":device_id(43),
@@ -291,8 +260,7 @@ async fn a_device_goes_with_its_session_and_contacts_hear_of_it() {
     assert_eq!(push["identity_changed"], false);
     alice.expect_push(is_devices, WAIT).await;
     // The device's inbox and keys go with it.
-    let bob_identity = Ed25519Keypair::new();
-    let mut bob = with_device(bob, &bob_identity, 0).await;
+    let mut bob = keyed(bob).await;
     bob.peer
         .ok(json!({"type":"to_device","messages":[share(&laptop, 1)]}))
         .await;
@@ -300,26 +268,17 @@ async fn a_device_goes_with_its_session_and_contacts_hear_of_it() {
 
     laptop.peer.ok(json!({"type":"logout"})).await;
     bob.peer.expect_push(is_devices, WAIT).await;
-    let q = bob
-        .peer
-        .ok(json!({"type":"keys_query","users":["alice"]}))
-        .await;
-    assert_eq!(q["users"]["alice"]["devices"], json!([]));
+    let q = keys_of(&mut bob.peer, "alice").await;
+    assert_eq!(q["devices"], json!([]));
     // The identity key is the user's: it stays.
-    assert_eq!(
-        q["users"]["alice"]["identity_key"],
-        identity.public_key().to_base64()
-    );
+    assert_eq!(q["identity_key"], identity.public_key().to_base64());
     bob.peer
         .err(
             json!({"type":"to_device","messages":[share(&laptop, 2)]}),
             "not_found",
         )
         .await;
-    let r = bob
-        .peer
-        .ok(json!({"type":"keys_claim","devices":[dref(&laptop)]}))
-        .await;
+    let r = bob.peer.ok(claim(&laptop)).await;
     assert_eq!(r["keys"], json!([]));
 
     // Revoking a session from another one does the same.
@@ -339,11 +298,8 @@ async fn a_device_goes_with_its_session_and_contacts_hear_of_it() {
         .ok(json!({"type":"revoke_session","session_id":other}))
         .await;
     bob.peer.expect_push(is_devices, WAIT).await;
-    let q = bob
-        .peer
-        .ok(json!({"type":"keys_query","users":["alice"]}))
-        .await;
-    assert_eq!(q["users"]["alice"]["devices"], json!([]));
+    let q = keys_of(&mut bob.peer, "alice").await;
+    assert_eq!(q["devices"], json!([]));
 }
 
 #[tokio::test]
@@ -372,8 +328,8 @@ async fn replacing_the_identity_key_drops_certificates() {
         WAIT,
     )
     .await;
-    let q = bob.ok(json!({"type":"keys_query","users":["alice"]})).await;
-    assert!(q["users"]["alice"]["devices"][0]["certificate"].is_null());
+    let q = keys_of(&mut bob, "alice").await;
+    assert!(q["devices"][0]["certificate"].is_null());
     // Signed again with the new key.
     let curve = alice.account.curve25519_key().to_base64();
     let ed = alice.account.ed25519_key().to_base64();
@@ -391,8 +347,8 @@ async fn replacing_the_identity_key_drops_certificates() {
         .peer
         .ok(json!({"type":"keys_sign","device_id":alice.id,"certificate":cert}))
         .await;
-    let q = bob.ok(json!({"type":"keys_query","users":["alice"]})).await;
-    assert_eq!(q["users"]["alice"]["devices"][0]["certificate"], cert);
+    let q = keys_of(&mut bob, "alice").await;
+    assert_eq!(q["devices"][0]["certificate"], cert);
 }
 
 #[tokio::test]
@@ -401,10 +357,9 @@ async fn the_inbox_keeps_order_is_acknowledged_and_bounded() {
     let [alice, bob] = server.users(["alice", "bob"]).await;
     // A session without keys may not send to devices.
     let mut alice = alice;
-    let identity = Ed25519Keypair::new();
-    let mut bob = with_device(bob, &identity, 0).await;
+    let mut bob = keyed(bob).await;
     alice.err(to(&bob, 0), "forbidden").await;
-    let mut alice = with_device(alice, &Ed25519Keypair::new(), 0).await;
+    let mut alice = keyed(alice).await;
 
     alice
         .peer
@@ -461,7 +416,7 @@ async fn a_to_device_message_is_pushed_to_its_device_only() {
     let mut bob_phone = with_device(bob_phone, &identity, 0).await;
     // Another connection of the phone's session: the same device.
     let mut phone_again = server.device(&bob_phone.peer.token).await;
-    let mut alice = with_device(alice, &Ed25519Keypair::new(), 0).await;
+    let mut alice = keyed(alice).await;
     let mut bob = bob;
     bob.peer.clear_pushes();
     alice
@@ -526,15 +481,9 @@ async fn a_secret_dm_is_another_than_the_plain_one() {
 async fn text_is_refused_in_a_secret_conversation_and_ciphertext_in_a_normal_one() {
     let server = Server::start();
     let [alice, mut bob] = server.users(["alice", "bob"]).await;
-    let identity = Ed25519Keypair::new();
-    let mut alice = with_device(alice, &identity, 0).await;
+    let mut alice = keyed(alice).await;
     let plain = alice.peer.create_dm("bob").await;
-    let secret = conv_id(
-        &alice
-            .peer
-            .ok(json!({"type":"create","kind":"dm","members":["bob"],"encrypted":true}))
-            .await["conversation"],
-    );
+    let secret = create_secret(&mut alice.peer, "dm", None, &["bob"]).await;
     alice
         .peer
         .err(
@@ -584,12 +533,7 @@ async fn text_is_refused_in_a_secret_conversation_and_ciphertext_in_a_normal_one
         .ok(json!({"type":"delete","conversation_id":secret,"client_msg_id":"d1","target_seq":seq}))
         .await;
     // Webhooks cannot post in one.
-    let group = conv_id(
-        &alice
-            .peer
-            .ok(json!({"type":"create","kind":"group","name":"g","members":["bob"],"encrypted":true}))
-            .await["conversation"],
-    );
+    let group = create_secret(&mut alice.peer, "group", Some("g"), &["bob"]).await;
     alice
         .peer
         .err(
@@ -606,16 +550,10 @@ async fn text_is_refused_in_a_secret_conversation_and_ciphertext_in_a_normal_one
 /// (alice, bob, carol, conversation).
 async fn secret_group(server: &Server) -> (Dev, Dev, Dev, String) {
     let [alice, bob, carol] = server.users(["alice", "bob", "carol"]).await;
-    let alice = with_device(alice, &Ed25519Keypair::new(), 0).await;
-    let bob = with_device(bob, &Ed25519Keypair::new(), 0).await;
-    let carol = with_device(carol, &Ed25519Keypair::new(), 0).await;
-    let mut alice = alice;
-    let conv = conv_id(
-        &alice
-            .peer
-            .ok(json!({"type":"create","kind":"group","name":"plans","members":["bob","carol"],"encrypted":true}))
-            .await["conversation"],
-    );
+    let mut alice = keyed(alice).await;
+    let bob = keyed(bob).await;
+    let carol = keyed(carol).await;
+    let conv = create_secret(&mut alice.peer, "group", Some("plans"), &["bob", "carol"]).await;
     (alice, bob, carol, conv)
 }
 
@@ -641,12 +579,7 @@ async fn a_send_must_cover_exactly_the_conversations_devices() {
     // The exact set: written, with each share in its inbox.
     alice
         .peer
-        .ok(secret_send(
-            &alice,
-            &conv,
-            "S1",
-            vec![share(&bob, 1), share(&carol, 2)],
-        ))
+        .ok(secret_send(&alice, &conv, "S1", shares_to(&[&bob, &carol])))
         .await;
     assert_eq!(alice.peer.last_seq(&conv).await, before + 1);
     assert_eq!(seqs(&inbox(&mut bob, 0).await), [1]);
@@ -694,30 +627,20 @@ async fn a_session_belongs_to_the_device_that_started_it() {
     let (mut alice, mut bob) = (alice, bob);
     alice
         .peer
-        .ok(secret_send(
-            &alice,
-            &conv,
-            "S1",
-            vec![share(&bob, 1), share(&carol, 2)],
-        ))
+        .ok(secret_send(&alice, &conv, "S1", shares_to(&[&bob, &carol])))
         .await;
     bob.peer
         .err(
-            secret_send(&bob, &conv, "S1", vec![share(&alice, 1), share(&carol, 2)]),
+            secret_send(&bob, &conv, "S1", shares_to(&[&alice, &carol])),
             "forbidden",
         )
         .await;
     // Claiming another device's id in the ciphertext is refused as well.
-    let mut lie = secret_send(&bob, &conv, "B1", vec![share(&alice, 1), share(&carol, 2)]);
+    let mut lie = secret_send(&bob, &conv, "B1", shares_to(&[&alice, &carol]));
     lie["encrypted"]["device_id"] = json!(alice.id);
     bob.peer.err(lie, "invalid_argument").await;
     bob.peer
-        .ok(secret_send(
-            &bob,
-            &conv,
-            "B1",
-            vec![share(&alice, 1), share(&carol, 2)],
-        ))
+        .ok(secret_send(&bob, &conv, "B1", shares_to(&[&alice, &carol])))
         .await;
 }
 
@@ -736,7 +659,7 @@ async fn keys_share_delivers_ahead_of_a_send() {
     assert_eq!(seqs(&inbox(&mut carol, 0).await), [1]);
     // Not a member's device: refused.
     let outsider = server.user("mallory").await;
-    let outsider = with_device(outsider, &Ed25519Keypair::new(), 0).await;
+    let outsider = keyed(outsider).await;
     let r = alice
         .peer
         .err(share_req(vec![share(&outsider, 3)]), "devices_changed")

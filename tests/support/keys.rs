@@ -26,48 +26,70 @@ pub fn device_id(n: u64) -> String {
         .collect()
 }
 
+/// A key of `user`'s device `id` as uploaded: signed by the device.
+fn signed(account: &Account, user: &str, id: &str, key_id: &str, key: &str) -> Value {
+    let signature = account.sign(key_text(user, id, key_id, key)).to_base64();
+    json!({"key_id": key_id, "key": key, "signature": signature})
+}
+
+/// `count` new signed one-time keys of `user`'s device `id`, in key id
+/// order.
+pub fn one_time_keys(account: &mut Account, user: &str, id: &str, count: usize) -> Vec<Value> {
+    account.generate_one_time_keys(count);
+    let mut keys: Vec<Value> = account
+        .one_time_keys()
+        .into_iter()
+        .map(|(k, v)| signed(account, user, id, &k.to_base64(), &v.to_base64()))
+        .collect();
+    account.mark_keys_as_published();
+    keys.sort_by(|a, b| a["key_id"].as_str().cmp(&b["key_id"].as_str()));
+    keys
+}
+
+/// A new signed fallback key of `user`'s device `id`.
+pub fn fallback_key(account: &mut Account, user: &str, id: &str) -> Value {
+    account.generate_fallback_key();
+    let (k, v) = account
+        .fallback_key()
+        .into_iter()
+        .next()
+        .expect("a fallback key");
+    let key = signed(account, user, id, &k.to_base64(), &v.to_base64());
+    account.mark_keys_as_published();
+    key
+}
+
+/// The first `keys_upload` of `user`'s device `id`: its keys, `identity`
+/// and a certificate by it, `otks` one-time keys and a fallback key.
+pub fn first_upload(
+    account: &mut Account,
+    user: &str,
+    id: &str,
+    identity: &Ed25519Keypair,
+    otks: usize,
+) -> Value {
+    let curve = account.curve25519_key().to_base64();
+    let ed = account.ed25519_key().to_base64();
+    let cert = identity
+        .sign(certificate_text(user, id, &curve, &ed).as_bytes())
+        .to_base64();
+    let one_time = one_time_keys(account, user, id, otks);
+    let fallback = fallback_key(account, user, id);
+    json!({"type":"keys_upload","device_id":id,
+           "keys":{"curve25519":curve,"ed25519":ed},
+           "identity_key":identity.public_key().to_base64(),
+           "certificate":cert,
+           "one_time_keys":one_time,
+           "fallback_key":fallback})
+}
+
 /// Give `peer`'s session a new device: its keys, `identity` and a
 /// certificate by it, `otks` signed one-time keys and a fallback key.
 pub async fn upload(peer: &mut Peer, identity: &Ed25519Keypair, otks: usize) -> Device {
     let mut account = Account::new();
     let id = device_id(super::unique() * 7919 + 13);
-    let user = peer.user.clone();
-    let curve = account.curve25519_key().to_base64();
-    let ed = account.ed25519_key().to_base64();
-    let cert = identity
-        .sign(certificate_text(&user, &id, &curve, &ed).as_bytes())
-        .to_base64();
-    let sign = |account: &Account, key_id: &str, key: &str| {
-        account.sign(key_text(&user, &id, key_id, key)).to_base64()
-    };
-    account.generate_one_time_keys(otks);
-    let one_time: Vec<Value> = account
-        .one_time_keys()
-        .into_iter()
-        .map(|(k, v)| {
-            let (k, v) = (k.to_base64(), v.to_base64());
-            json!({"key_id": k, "key": v, "signature": sign(&account, &k, &v)})
-        })
-        .collect();
-    account.generate_fallback_key();
-    let fallback = account
-        .fallback_key()
-        .into_iter()
-        .next()
-        .map(|(k, v)| {
-            let (k, v) = (k.to_base64(), v.to_base64());
-            json!({"key_id": k, "key": v, "signature": sign(&account, &k, &v)})
-        })
-        .unwrap_or(Value::Null);
-    account.mark_keys_as_published();
-    let r = peer
-        .ok(json!({"type":"keys_upload","device_id":id,
-                   "keys":{"curve25519":curve,"ed25519":ed},
-                   "identity_key":identity.public_key().to_base64(),
-                   "certificate":cert,
-                   "one_time_keys":one_time,
-                   "fallback_key":fallback}))
-        .await;
+    let up = first_upload(&mut account, &peer.user, &id, identity, otks);
+    let r = peer.ok(up).await;
     assert_eq!(r["one_time_keys"], otks as u64, "{r}");
     Device { id, account }
 }

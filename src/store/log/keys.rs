@@ -7,10 +7,12 @@
 
 use super::writer::{Writer, rejected};
 use super::{Committed, Readers, StoreError};
-use crate::proto::keys::{
-    ClaimedKey, DeviceInfo, DeviceKeys, InboxMessage, KeysUpload, SignedKey, UserKeys,
+use crate::proto::keys::{ClaimedKey, DeviceKeys, InboxMessage, KeysUpload, SignedKey, UserKeys};
+use crate::proto::{DeviceRef, ErrorCode, ToDeviceMessage, now_millis};
+use crate::store::keyrows::{
+    DEVICE_COLUMNS, InboxRow, KeyRow, changed_meanwhile, digest_of, last_given, push_of,
+    stored_body, target_of,
 };
-use crate::proto::{DeviceRef, ErrorCode, ServerFrame, ToDeviceMessage, now_millis};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -185,6 +187,14 @@ pub enum KeyReply {
     Claimed(Vec<ClaimedKey>),
 }
 
+fn key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyRow> {
+    Ok(KeyRow {
+        key_id: r.get(0)?,
+        key: r.get(1)?,
+        signature: r.get(2)?,
+    })
+}
+
 fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredDevice> {
     Ok(StoredDevice {
         user: r.get(0)?,
@@ -198,10 +208,6 @@ fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredDevice> {
         certificate: r.get(6)?,
     })
 }
-
-const DEVICE_COLUMNS: &str = "d.username, d.device_id, d.token_hash,
-    COALESCE((SELECT s.device FROM sessions s WHERE s.token_hash = d.token_hash), ''),
-    d.curve25519, d.ed25519, d.certificate";
 
 pub(super) fn device_of_session(
     c: &Connection,
@@ -241,14 +247,6 @@ fn unclaimed(c: &Connection, user: &str, device_id: &str) -> Result<usize, Store
         )?
         .query_row(params![user, device_id], |r| r.get(0))?;
     Ok(n as usize)
-}
-
-/// The 32 bytes of a stored token hash (hex), for the hub.
-fn digest_of(token_hash: &str) -> Result<[u8; 32], StoreError> {
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(token_hash, &mut out)
-        .map_err(|_| StoreError::Write("a stored token hash is not hex".into()))?;
-    Ok(out)
 }
 
 impl Writer {
@@ -488,21 +486,19 @@ impl Writer {
             if !done.insert(d) {
                 continue;
             }
-            let one: Option<(String, String, String)> = c
+            let one = c
                 .prepare_cached(
                     "SELECT key_id, key, signature FROM one_time_keys
                      WHERE username = ?1 AND device_id = ?2 ORDER BY key_id LIMIT 1",
                 )?
-                .query_row(params![d.user, d.device_id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
+                .query_row(params![d.user, d.device_id], key_row)
                 .optional()?;
             // Handed out once: gone in this transaction.
-            if let Some((key_id, _, _)) = &one {
+            if let Some(k) = &one {
                 c.prepare_cached(
                     "DELETE FROM one_time_keys WHERE username = ?1 AND device_id = ?2 AND key_id = ?3",
                 )?
-                .execute(params![d.user, d.device_id, key_id])?;
+                .execute(params![d.user, d.device_id, k.key_id])?;
             }
             let (found, fallback) = match one {
                 Some(k) => (Some(k), false),
@@ -511,22 +507,13 @@ impl Writer {
                         "SELECT key_id, key, signature FROM fallback_keys
                          WHERE username = ?1 AND device_id = ?2",
                     )?
-                    .query_row(params![d.user, d.device_id], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    })
+                    .query_row(params![d.user, d.device_id], key_row)
                     .optional()?,
                     true,
                 ),
             };
-            if let Some((key_id, key, signature)) = found {
-                out.push(ClaimedKey {
-                    user: d.user.clone(),
-                    device_id: d.device_id.clone(),
-                    key_id,
-                    key,
-                    signature,
-                    fallback,
-                });
+            if let Some(k) = found {
+                out.push(k.claimed(d, fallback));
             }
         }
         Ok(out)
@@ -547,8 +534,7 @@ impl Writer {
                  RETURNING inbox_next - 1, token_hash",
             )?
             .query_row(params![m.user, m.device_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        let body = serde_json::to_string(&m.body)
-            .map_err(|e| StoreError::Write(format!("encoding a to-device body: {e}")))?;
+        let body = stored_body(m)?;
         self.conn
             .prepare_cached(
                 "INSERT INTO inbox (username, device_id, seq, sender, sender_device, body)
@@ -562,17 +548,10 @@ impl Writer {
                 from.device_id,
                 body
             ])?;
-        let push = ServerFrame::ToDevice(InboxMessage {
-            seq: seq as u64,
-            sender: from.user.clone(),
-            sender_device: from.device_id.clone(),
-            body: m.body.clone(),
-        })
-        .encode();
         self.changes.push(Committed::ToDevice {
             user: m.user.clone(),
             token: digest_of(&token)?,
-            push,
+            push: push_of(from, seq, m),
         });
         Ok(())
     }
@@ -616,21 +595,6 @@ fn insert_key(
     Ok(())
 }
 
-fn changed_meanwhile() -> StoreError {
-    rejected(
-        ErrorCode::Conflict,
-        "your identity key changed meanwhile; query your keys and try again",
-    )
-}
-
-/// The device a to-device message or share goes to.
-pub(super) fn target_of(m: &ToDeviceMessage) -> DeviceRef {
-    DeviceRef {
-        user: m.user.clone(),
-        device_id: m.device_id.clone(),
-    }
-}
-
 impl Readers {
     /// The device of the session `token_hash`, if it uploaded keys.
     pub async fn device_of_session(
@@ -671,15 +635,7 @@ impl Readers {
                 let devices = c
                     .prepare_cached(&sql)?
                     .query_map([&u], device_row)?
-                    .map(|d| {
-                        d.map(|d| DeviceInfo {
-                            device_id: d.device_id,
-                            name: d.name,
-                            curve25519: d.keys.curve25519,
-                            ed25519: d.keys.ed25519,
-                            certificate: d.certificate,
-                        })
-                    })
+                    .map(|d| d.map(StoredDevice::info))
                     .collect::<Result<_, _>>()?;
                 let identity_key = identity_key(c, &u)?;
                 out.insert(
@@ -726,27 +682,20 @@ impl Readers {
                         limit
                     ],
                     |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, String>(3)?,
-                        ))
+                        Ok(InboxRow {
+                            seq: r.get(0)?,
+                            sender: r.get(1)?,
+                            sender_device: r.get(2)?,
+                            body: r.get(3)?,
+                        })
                     },
                 )?
                 .collect::<Result<Vec<_>, _>>()?;
-            let mut out = Vec::with_capacity(rows.len());
-            for (seq, sender, sender_device, body) in rows {
-                let body = serde_json::from_str(&body)
-                    .map_err(|e| StoreError::Write(format!("a stored to-device body: {e}")))?;
-                out.push(InboxMessage {
-                    seq: seq as u64,
-                    sender,
-                    sender_device,
-                    body,
-                });
-            }
-            Ok((out, (next - 1).max(0) as u64))
+            let out = rows
+                .into_iter()
+                .map(InboxRow::message)
+                .collect::<Result<_, _>>()?;
+            Ok((out, last_given(next)))
         })
         .await
     }

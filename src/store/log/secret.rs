@@ -5,10 +5,11 @@
 //! one savepoint of the request, so a refusal keeps none of them.
 
 use super::facts::Mirrored;
-use super::keys::{KeyCaps, device_of_session, target_of};
+use super::keys::{KeyCaps, device_of_session};
 use super::writer::Writer;
 use super::{Appended, StoreError};
 use crate::proto::{ConvKind, DeviceRef, EventBody, ToDeviceMessage};
+use crate::store::keyrows::target_of;
 use crate::store::rules::secret::{self, SecretFacts, SecretWrite};
 use crate::store::rules::{Decision, decide_now};
 use rusqlite::{OptionalExtension, params};
@@ -95,12 +96,8 @@ impl Writer {
                     Decision::Done(done) => return Ok(done),
                     Decision::Write(w) => w,
                 };
-                let session = body
-                    .encrypted()
-                    .map(|e| e.session_id.clone())
-                    .unwrap_or_default();
                 let done = self.write_event(&user, &conv, cmid, body)?;
-                self.record_shares(&conv, &session, &write, &shares)?;
+                self.record_shares(&write, &shares)?;
                 Ok(done)
             }
             SecretOp::Share {
@@ -122,7 +119,7 @@ impl Writer {
                     &session_id,
                     &to,
                 ))?;
-                self.record_shares(&conv, &session_id, &write, &shares)?;
+                self.record_shares(&write, &shares)?;
                 Ok(Appended {
                     conversation_id: conv,
                     seq: None,
@@ -131,35 +128,31 @@ impl Writer {
         }
     }
 
-    /// Record who started `session` (when new) and who now holds it, and
-    /// deliver each share to its device's inbox.
+    /// Carry out `write`: record the session's owner (when new) and its
+    /// holders, and deliver each share to its device's inbox.
     fn record_shares(
         &mut self,
-        conv: &str,
-        session: &str,
         write: &SecretWrite,
         shares: &[ToDeviceMessage],
     ) -> Result<(), StoreError> {
-        if write.new_session {
+        let (conv, session) = (&write.conversation_id, &write.session);
+        if let Some(owner) = write.owner() {
             self.conn
                 .prepare_cached(
                     "INSERT INTO megolm_sessions (conversation_id, session_id, username, device_id)
                      VALUES (?1, ?2, ?3, ?4)",
                 )?
-                .execute(params![
-                    conv,
-                    session,
-                    write.device.user,
-                    write.device.device_id
-                ])?;
+                .execute(params![conv, session, owner.user, owner.device_id])?;
         }
-        for s in shares {
+        for h in &write.holders {
             self.conn
                 .prepare_cached(
                     "INSERT INTO megolm_holders (conversation_id, session_id, username, device_id)
                      VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
                 )?
-                .execute(params![conv, session, s.user, s.device_id])?;
+                .execute(params![conv, session, h.user, h.device_id])?;
+        }
+        for s in shares {
             self.deliver(&write.device, s)?;
         }
         Ok(())

@@ -96,13 +96,19 @@ pub(super) async fn work(store: PgStore, mut rx: mpsc::Receiver<Job>, stop: Canc
     }
 }
 
-/// The same failure again, for each write of a batch that failed as one.
-fn again(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Closed => StoreError::Closed,
-        StoreError::Unavailable(s) => StoreError::Unavailable(s.clone()),
-        StoreError::Postgres(s) => StoreError::Postgres(s.clone()),
-        e => StoreError::Write(e.to_string()),
+/// The same failure again, for each write of a batch that failed as one:
+/// its kind and text are worked out once, then each answer copies them.
+fn again(e: &StoreError) -> impl Fn() -> StoreError + use<> {
+    type Make = fn(String) -> StoreError;
+    let same: Option<(Make, String)> = match e {
+        StoreError::Closed => None,
+        StoreError::Unavailable(s) => Some((StoreError::Unavailable, s.clone())),
+        StoreError::Postgres(s) => Some((StoreError::Postgres, s.clone())),
+        e => Some((StoreError::Write, e.to_string())),
+    };
+    move || match &same {
+        None => StoreError::Closed,
+        Some((make, text)) => make(text.clone()),
     }
 }
 
@@ -155,8 +161,9 @@ impl PgStore {
             }
             Err(e) => {
                 drop(held);
+                let again = again(&e);
                 for job in jobs {
-                    (job.reply)(Err(again(&e)));
+                    (job.reply)(Err(again()));
                 }
             }
         }
@@ -233,5 +240,29 @@ impl PgStore {
         }
         tx.commit().await?;
         Ok((replies, changes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::again;
+    use crate::store::log::StoreError;
+
+    #[test]
+    fn each_write_of_a_failed_batch_gets_the_same_failure() {
+        let unavailable = again(&StoreError::Unavailable("gone".into()));
+        for _ in 0..2 {
+            assert!(matches!(unavailable(), StoreError::Unavailable(s) if s == "gone"));
+        }
+        let pg = again(&StoreError::Postgres("deadlock".into()));
+        assert!(matches!(pg(), StoreError::Postgres(s) if s == "deadlock"));
+        assert!(matches!(again(&StoreError::Closed)(), StoreError::Closed));
+        // Anything else becomes a failed write that says what it was.
+        let other = again(&StoreError::Open("no file".into()));
+        for _ in 0..2 {
+            assert!(
+                matches!(other(), StoreError::Write(s) if s == "cannot open the database: no file")
+            );
+        }
     }
 }

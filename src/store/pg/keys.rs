@@ -24,19 +24,17 @@
 
 use super::db::{exec, get, one, opt, rows};
 use super::{PgReaders, W, rejected};
-use crate::proto::keys::{
-    ClaimedKey, DeviceInfo, DeviceKeys, InboxMessage, KeysUpload, SignedKey, UserKeys,
+use crate::proto::keys::{ClaimedKey, DeviceKeys, InboxMessage, KeysUpload, SignedKey, UserKeys};
+use crate::proto::{DeviceRef, ErrorCode, ToDeviceMessage, now_millis};
+use crate::store::keyrows::{
+    DEVICE_COLUMNS, InboxRow, KeyRow, changed_meanwhile, digest_of, last_given, push_of,
+    stored_body, target_of,
 };
-use crate::proto::{DeviceRef, ErrorCode, ServerFrame, ToDeviceMessage, now_millis};
 use crate::store::log::{Committed, KeyCaps, KeyOp, KeyReply, StoreError, StoredDevice};
 use crate::store::rules;
 use deadpool_postgres::GenericClient;
 use std::collections::{BTreeMap, BTreeSet};
 use tokio_postgres::Row;
-
-const DEVICE_COLUMNS: &str = "d.username, d.device_id, d.token_hash,
-    COALESCE((SELECT s.device FROM sessions s WHERE s.token_hash = d.token_hash), ''),
-    d.curve25519, d.ed25519, d.certificate";
 
 fn device_row(r: &Row) -> Result<StoredDevice, StoreError> {
     Ok(StoredDevice {
@@ -86,29 +84,6 @@ async fn identity_key(c: &impl GenericClient, user: &str) -> Result<Option<Strin
     .await?
     .map(|r| get(&r, 0))
     .transpose()
-}
-
-/// The 32 bytes of a stored token hash (hex), for the hub.
-fn digest_of(token_hash: &str) -> Result<[u8; 32], StoreError> {
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(token_hash, &mut out)
-        .map_err(|_| StoreError::Write("a stored token hash is not hex".into()))?;
-    Ok(out)
-}
-
-fn changed_meanwhile() -> StoreError {
-    rejected(
-        ErrorCode::Conflict,
-        "your identity key changed meanwhile; query your keys and try again",
-    )
-}
-
-/// The device a to-device message or share goes to.
-pub(super) fn target_of(m: &ToDeviceMessage) -> DeviceRef {
-    DeviceRef {
-        user: m.user.clone(),
-        device_id: m.device_id.clone(),
-    }
 }
 
 /// Lock the devices of `to` (those that exist) until the transaction
@@ -181,23 +156,15 @@ pub(super) async fn deliver(
                 m.user, m.device_id
             )));
         };
-        let body = serde_json::to_string(&m.body)
-            .map_err(|e| StoreError::Write(format!("encoding a to-device body: {e}")))?;
+        let body = stored_body(m)?;
         cols.0.push(m.user.as_str());
         cols.1.push(m.device_id.as_str());
         cols.2.push(*seq);
         cols.3.push(body);
-        let push = ServerFrame::ToDevice(InboxMessage {
-            seq: *seq as u64,
-            sender: from.user.clone(),
-            sender_device: from.device_id.clone(),
-            body: m.body.clone(),
-        })
-        .encode();
         pushes.push(Committed::ToDevice {
             user: m.user.clone(),
             token: *token,
-            push,
+            push: push_of(from, *seq, m),
         });
         *seq += 1;
     }
@@ -606,14 +573,12 @@ async fn claim(
             ),
         };
         if let Some(r) = found {
-            out.push(ClaimedKey {
-                user: d.user.clone(),
-                device_id: d.device_id.clone(),
+            let k = KeyRow {
                 key_id: get(&r, 0)?,
                 key: get(&r, 1)?,
                 signature: get(&r, 2)?,
-                fallback,
-            });
+            };
+            out.push(k.claimed(d, fallback));
         }
     }
     Ok(out)
@@ -676,13 +641,7 @@ impl PgReaders {
                 for r in rows(&c, &sql, &[&users]).await? {
                     let d = device_row(&r)?;
                     if let Some(k) = out.get_mut(&d.user) {
-                        k.devices.push(DeviceInfo {
-                            device_id: d.device_id,
-                            name: d.name,
-                            curve25519: d.keys.curve25519,
-                            ed25519: d.keys.ed25519,
-                            certificate: d.certificate,
-                        });
+                        k.devices.push(d.info());
                     }
                 }
                 for r in rows(
@@ -739,17 +698,15 @@ impl PgReaders {
                     let Some(seq) = get::<Option<i64>>(r, 1)? else {
                         continue;
                     };
-                    let body: String = get(r, 4)?;
-                    let body = serde_json::from_str(&body)
-                        .map_err(|e| StoreError::Write(format!("a stored to-device body: {e}")))?;
-                    out.push(InboxMessage {
-                        seq: seq as u64,
+                    let row = InboxRow {
+                        seq,
                         sender: get(r, 2)?,
                         sender_device: get(r, 3)?,
-                        body,
-                    });
+                        body: get(r, 4)?,
+                    };
+                    out.push(row.message()?);
                 }
-                Ok((out, (next - 1).max(0) as u64))
+                Ok((out, last_given(next)))
             })
             .await
     }

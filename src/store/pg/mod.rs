@@ -316,17 +316,7 @@ impl PgStore {
             (None, Append::Create { user, .. } | Append::Join { user, .. }) => Gate::stripe(user),
             (None, _) => 0,
         };
-        let (tx, rx) = oneshot::channel();
-        let answer = move |r: Result<Reply, StoreError>| {
-            let _ = tx.send(match r {
-                Ok(Reply::Append(a)) => Ok(a),
-                Ok(_) => Err(mixed_up()),
-                Err(e) => Err(e),
-            });
-        };
-        self.queue(stripe, Op::Append(op), conv, Box::new(answer))
-            .await?;
-        Ok(rx)
+        self.queue_as(stripe, Op::Append(op), conv, appended).await
     }
 
     /// Queue a conversation write in its lane ([`batch`]).
@@ -339,6 +329,24 @@ impl PgStore {
     ) -> Result<(), StoreError> {
         let job = batch::Job { op, conv, reply };
         self.inner.lanes.submit(stripe, job).await
+    }
+
+    /// Queue a conversation write in its lane ([`Self::queue`]) and return
+    /// a receiver for its answer, which `pick` takes out of its [`Reply`]
+    /// (a reply of another kind is an error).
+    async fn queue_as<T: Send + 'static>(
+        &self,
+        stripe: usize,
+        op: Op,
+        conv: Option<String>,
+        pick: fn(Reply) -> Option<T>,
+    ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let answer = move |r: Result<Reply, StoreError>| {
+            let _ = tx.send(r.and_then(|r| pick(r).ok_or_else(mixed_up)));
+        };
+        self.queue(stripe, op, conv, Box::new(answer)).await?;
+        Ok(rx)
     }
 
     /// Apply a change to device keys or inboxes, in a transaction of its
@@ -368,17 +376,7 @@ impl PgStore {
                 conversation_id, ..
             } => (Some(conversation_id.clone()), Gate::stripe(conversation_id)),
         };
-        let (tx, rx) = oneshot::channel();
-        let answer = move |r: Result<Reply, StoreError>| {
-            let _ = tx.send(match r {
-                Ok(Reply::Append(a)) => Ok(a),
-                Ok(_) => Err(mixed_up()),
-                Err(e) => Err(e),
-            });
-        };
-        self.queue(stripe, Op::Secret(op), conv, Box::new(answer))
-            .await?;
-        Ok(rx)
+        self.queue_as(stripe, Op::Secret(op), conv, appended).await
     }
 
     /// Append and wait until the result is durable.
@@ -406,17 +404,12 @@ impl PgStore {
             read,
         };
         let stripe = Gate::stripe(conversation_id);
-        let (tx, rx) = oneshot::channel();
-        let answer = move |r: Result<Reply, StoreError>| {
-            let _ = tx.send(match r {
-                Ok(Reply::Receipt(r)) => Ok(r),
-                Ok(_) => Err(mixed_up()),
-                Err(e) => Err(e),
-            });
-        };
         let conv = Some(conversation_id.to_string());
-        self.queue(stripe, op, conv, Box::new(answer)).await?;
-        Ok(rx)
+        self.queue_as(stripe, op, conv, |r| match r {
+            Reply::Receipt(r) => Some(r),
+            _ => None,
+        })
+        .await
     }
 
     pub async fn receipt(
@@ -590,6 +583,14 @@ async fn apply(w: &mut W<'_>, op: Op) -> Result<Reply, StoreError> {
         } => append::receipt(w, &user, &conversation_id, delivered, read)
             .await
             .map(Reply::Receipt),
+    }
+}
+
+/// The append in `r`, if it is one.
+fn appended(r: Reply) -> Option<Appended> {
+    match r {
+        Reply::Append(a) => Some(a),
+        _ => None,
     }
 }
 

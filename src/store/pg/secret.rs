@@ -12,11 +12,13 @@ use super::append::create;
 use super::db::{exec, get, opt, rows};
 use super::events::write_event;
 use super::facts::PgFacts;
-use super::keys::{deliver, device_of_session, lock_devices, target_of};
+use super::keys::{deliver, device_of_session, lock_devices};
 use crate::proto::{DeviceRef, ToDeviceMessage};
+use crate::store::keyrows::target_of;
 use crate::store::log::{Appended, SecretOp, StoreError};
 use crate::store::rules::secret::{self, SecretFacts, SecretWrite};
 use crate::store::rules::{Decision, Facts};
+use deadpool_postgres::Transaction;
 
 /// Decide and write a secret conversation's write.
 pub(super) async fn apply(w: &mut W<'_>, op: SecretOp) -> Result<Appended, StoreError> {
@@ -43,20 +45,14 @@ pub(super) async fn apply(w: &mut W<'_>, op: SecretOp) -> Result<Appended, Store
             shares,
             caps,
         } => {
-            let device = device_of_session(w.tx, &token_hash)
-                .await?
-                .map(|d| d.device_id);
-            let to: Vec<DeviceRef> = shares.iter().map(target_of).collect();
+            let Sharing {
+                device,
+                to,
+                mut facts,
+            } = sharing(w.tx, &token_hash, &conv, &shares).await?;
             let cmid = Some(client_msg_id);
-            let mut f = PgFacts::locking(w.tx);
-            // The conversation first (as every write takes it), then the
-            // devices shared with.
-            f.kind(&conv).await?;
-            if shares.len() <= secret::MAX_MESSAGES_PER_REQUEST {
-                lock_devices(w.tx, &shares).await?;
-            }
             let decided = secret::event(
-                &mut f,
+                &mut facts,
                 caps.inbox,
                 &user,
                 device.as_deref(),
@@ -70,12 +66,8 @@ pub(super) async fn apply(w: &mut W<'_>, op: SecretOp) -> Result<Appended, Store
                 Decision::Done(done) => return Ok(done),
                 Decision::Write(w) => w,
             };
-            let session = body
-                .encrypted()
-                .map(|e| e.session_id.clone())
-                .unwrap_or_default();
             let done = write_event(w, &user, &conv, cmid, body).await?;
-            record_shares(w, &conv, &session, &write, &shares).await?;
+            record_shares(w, &write, &shares).await?;
             Ok(done)
         }
         SecretOp::Share {
@@ -86,17 +78,13 @@ pub(super) async fn apply(w: &mut W<'_>, op: SecretOp) -> Result<Appended, Store
             shares,
             caps,
         } => {
-            let device = device_of_session(w.tx, &token_hash)
-                .await?
-                .map(|d| d.device_id);
-            let to: Vec<DeviceRef> = shares.iter().map(target_of).collect();
-            let mut f = PgFacts::locking(w.tx);
-            f.kind(&conv).await?;
-            if shares.len() <= secret::MAX_MESSAGES_PER_REQUEST {
-                lock_devices(w.tx, &shares).await?;
-            }
+            let Sharing {
+                device,
+                to,
+                mut facts,
+            } = sharing(w.tx, &token_hash, &conv, &shares).await?;
             let write = secret::share(
-                &mut f,
+                &mut facts,
                 caps.inbox,
                 &user,
                 device.as_deref(),
@@ -105,7 +93,7 @@ pub(super) async fn apply(w: &mut W<'_>, op: SecretOp) -> Result<Appended, Store
                 &to,
             )
             .await?;
-            record_shares(w, &conv, &session_id, &write, &shares).await?;
+            record_shares(w, &write, &shares).await?;
             Ok(Appended {
                 conversation_id: conv,
                 seq: None,
@@ -114,27 +102,57 @@ pub(super) async fn apply(w: &mut W<'_>, op: SecretOp) -> Result<Appended, Store
     }
 }
 
-/// Record who started `session` (when new) and who now holds it, and
-/// deliver each share to its device's inbox.
+/// What a write that shares a Megolm session starts from.
+struct Sharing<'a> {
+    /// The device of the sending session, if it has one.
+    device: Option<String>,
+    /// The devices shared with.
+    to: Vec<DeviceRef>,
+    /// The transaction's facts, the conversation and those devices locked.
+    facts: PgFacts<'a>,
+}
+
+/// Find the device of the session `token_hash` and the targets of
+/// `shares`, and lock the conversation first (as every write takes it),
+/// then the devices shared with (unless the rules will refuse that many).
+async fn sharing<'a>(
+    tx: &'a Transaction<'a>,
+    token_hash: &str,
+    conv: &str,
+    shares: &[ToDeviceMessage],
+) -> Result<Sharing<'a>, StoreError> {
+    let device = device_of_session(tx, token_hash)
+        .await?
+        .map(|d| d.device_id);
+    let to = shares.iter().map(target_of).collect();
+    let mut facts = PgFacts::locking(tx);
+    facts.kind(conv).await?;
+    if shares.len() <= secret::MAX_MESSAGES_PER_REQUEST {
+        lock_devices(tx, shares).await?;
+    }
+    Ok(Sharing { device, to, facts })
+}
+
+/// Carry out `write`: record the session's owner (when new) and its
+/// holders, and deliver each share to its device's inbox.
 async fn record_shares(
     w: &mut W<'_>,
-    conv: &str,
-    session: &str,
     write: &SecretWrite,
     shares: &[ToDeviceMessage],
 ) -> Result<(), StoreError> {
-    if write.new_session {
+    let (conv, session) = (&write.conversation_id, &write.session);
+    if let Some(owner) = write.owner() {
         exec(
             w.tx,
             "INSERT INTO megolm_sessions (conversation_id, session_id, username, device_id)
              VALUES ($1, $2, $3, $4)",
-            &[&conv, &session, &write.device.user, &write.device.device_id],
+            &[conv, session, &owner.user, &owner.device_id],
         )
         .await?;
     }
-    if !shares.is_empty() {
-        let users: Vec<&str> = shares.iter().map(|s| s.user.as_str()).collect();
-        let ids: Vec<&str> = shares.iter().map(|s| s.device_id.as_str()).collect();
+    if !write.holders.is_empty() {
+        let users: Vec<&str> = write.holders.iter().map(|h| h.user.as_str()).collect();
+        let ids: Vec<&str> = write.holders.iter().map(|h| h.device_id.as_str()).collect();
         exec(
             w.tx,
             "INSERT INTO megolm_holders (conversation_id, session_id, username, device_id)

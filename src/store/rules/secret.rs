@@ -146,13 +146,46 @@ fn sender(user: &str, device: Option<&str>) -> Result<DeviceRef, StoreError> {
     }
 }
 
-/// What a secret message, edit, reaction or file comes to.
+/// What a secret message, edit, reaction or file comes to besides its
+/// event, and what `keys_share` comes to: the steps each store carries out
+/// with its own statements, in the transaction of the write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretWrite {
-    /// The sending device, which owns the session from now on if it is new.
+    /// The sending device, which owns the session from now on if it is
+    /// new, and from which the shares go to their devices' inboxes.
     pub device: DeviceRef,
     /// The session is used for the first time in this conversation.
     pub new_session: bool,
+    /// The conversation and the Megolm session shared.
+    pub conversation_id: String,
+    pub session: String,
+    /// The devices to record as holding the session (besides those that
+    /// do already), one per share.
+    pub holders: Vec<DeviceRef>,
+}
+
+impl SecretWrite {
+    fn new(
+        me: DeviceRef,
+        new_session: bool,
+        conv: &str,
+        session: &str,
+        shares: &[DeviceRef],
+    ) -> Self {
+        SecretWrite {
+            device: me,
+            new_session,
+            conversation_id: conv.to_string(),
+            session: session.to_string(),
+            holders: shares.to_vec(),
+        }
+    }
+
+    /// The device to record as the session's owner: the sender, when the
+    /// session is new here.
+    pub fn owner(&self) -> Option<&DeviceRef> {
+        self.new_session.then_some(&self.device)
+    }
 }
 
 /// A message, edit, reaction or file by `user` from `device` in the secret
@@ -191,10 +224,13 @@ pub async fn event(
     let new_session = owns(f, conv, &enc.session_id, &me).await?;
     coverage(f, conv, &enc.session_id, &me, shares).await?;
     room(f, inbox_cap, shares).await?;
-    Ok(Decision::Write(SecretWrite {
-        device: me,
+    Ok(Decision::Write(SecretWrite::new(
+        me,
         new_session,
-    }))
+        conv,
+        &enc.session_id,
+        shares,
+    )))
 }
 
 /// `keys_share`: `user` from `device` shares Megolm session `session` of
@@ -240,10 +276,7 @@ pub async fn share(
         )));
     }
     room(f, inbox_cap, shares).await?;
-    Ok(SecretWrite {
-        device: me,
-        new_session,
-    })
+    Ok(SecretWrite::new(me, new_session, conv, session, shares))
 }
 
 /// `to_device`: the sender's device (it must have one) after checking that

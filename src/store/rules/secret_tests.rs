@@ -2,129 +2,8 @@
 
 use super::*;
 use crate::proto::{FileInfo, MemberRole};
-use crate::store::rules::{Prior, Target, decide_now};
-use std::future::ready;
-
-type Answer<T> = Result<T, StoreError>;
-
-#[derive(Default)]
-struct World {
-    members: BTreeMap<String, BTreeMap<String, MemberRole>>,
-    secret: BTreeSet<String>,
-    users: BTreeSet<String>,
-    dms: BTreeMap<String, String>,
-    devices: BTreeMap<String, Vec<String>>,
-    owners: BTreeMap<(String, String), DeviceRef>,
-    holders: BTreeMap<(String, String), Vec<DeviceRef>>,
-    inbox: BTreeMap<DeviceRef, usize>,
-}
-
-impl Facts for World {
-    fn kind(&mut self, conv: &str) -> impl Future<Output = Answer<Option<ConvKind>>> + Send {
-        ready(Ok(self
-            .members
-            .contains_key(conv)
-            .then_some(ConvKind::Group)))
-    }
-    fn role(
-        &mut self,
-        conv: &str,
-        user: &str,
-    ) -> impl Future<Output = Answer<Option<MemberRole>>> + Send {
-        ready(Ok(self
-            .members
-            .get(conv)
-            .and_then(|m| m.get(user))
-            .copied()))
-    }
-    fn member_count(&mut self, conv: &str) -> impl Future<Output = Answer<usize>> + Send {
-        ready(Ok(self.members.get(conv).map_or(0, |m| m.len())))
-    }
-    fn members(
-        &mut self,
-        conv: &str,
-    ) -> impl Future<Output = Answer<Vec<(String, MemberRole)>>> + Send {
-        ready(Ok(self.members.get(conv).map_or_else(Vec::new, |m| {
-            m.iter().map(|(u, r)| (u.clone(), *r)).collect()
-        })))
-    }
-    fn user_exists(&mut self, name: &str) -> impl Future<Output = Answer<bool>> + Send {
-        ready(Ok(self.users.contains(name)))
-    }
-    fn server_admin(&mut self, _: &str) -> impl Future<Output = Answer<bool>> + Send {
-        ready(Ok(false))
-    }
-    fn blocks(&mut self, _: &str, _: &str) -> impl Future<Output = Answer<bool>> + Send {
-        ready(Ok(false))
-    }
-    fn memberships(&mut self, _: &str) -> impl Future<Output = Answer<usize>> + Send {
-        ready(Ok(0))
-    }
-    fn dm(&mut self, key: &str) -> impl Future<Output = Answer<Option<String>>> + Send {
-        ready(Ok(self.dms.get(key).cloned()))
-    }
-    fn channel(&mut self, _: &str) -> impl Future<Output = Answer<Option<String>>> + Send {
-        ready(Ok(None))
-    }
-    fn removed(&mut self, _: &str, _: &str) -> impl Future<Output = Answer<bool>> + Send {
-        ready(Ok(false))
-    }
-    fn prior(&mut self, _: &str, _: &str) -> impl Future<Output = Answer<Option<Prior>>> + Send {
-        ready(Ok(None))
-    }
-    fn target(&mut self, _: &str, _: u64) -> impl Future<Output = Answer<Option<Target>>> + Send {
-        ready(Ok(None))
-    }
-    fn upload_size(
-        &mut self,
-        _: &str,
-        _: &str,
-    ) -> impl Future<Output = Answer<Option<u64>>> + Send {
-        ready(Ok(None))
-    }
-    fn encrypted(&mut self, conv: &str) -> impl Future<Output = Answer<bool>> + Send {
-        ready(Ok(self.secret.contains(conv)))
-    }
-}
-
-impl SecretFacts for World {
-    fn devices(&mut self, user: &str) -> impl Future<Output = Answer<Vec<String>>> + Send {
-        ready(Ok(self.devices.get(user).cloned().unwrap_or_default()))
-    }
-    fn session_owner(
-        &mut self,
-        conv: &str,
-        session: &str,
-    ) -> impl Future<Output = Answer<Option<DeviceRef>>> + Send {
-        ready(Ok(self
-            .owners
-            .get(&(conv.to_string(), session.to_string()))
-            .cloned()))
-    }
-    fn holders(
-        &mut self,
-        conv: &str,
-        session: &str,
-    ) -> impl Future<Output = Answer<Vec<DeviceRef>>> + Send {
-        ready(Ok(self
-            .holders
-            .get(&(conv.to_string(), session.to_string()))
-            .cloned()
-            .unwrap_or_default()))
-    }
-    fn inbox_len(
-        &mut self,
-        device: &DeviceRef,
-    ) -> impl Future<Output = Answer<Option<usize>>> + Send {
-        let exists = self
-            .devices
-            .get(&device.user)
-            .is_some_and(|d| d.contains(&device.device_id));
-        ready(Ok(
-            exists.then(|| self.inbox.get(device).copied().unwrap_or(0))
-        ))
-    }
-}
+use crate::store::rules::decide_now;
+use crate::store::rules::fixture::World;
 
 fn dev(user: &str, id: &str) -> DeviceRef {
     DeviceRef {
@@ -143,6 +22,7 @@ fn world() -> World {
     let mut m = BTreeMap::new();
     m.insert("alice".to_string(), MemberRole::Owner);
     m.insert("bob".to_string(), MemberRole::Member);
+    w.kinds.insert("g".into(), ConvKind::Group);
     w.members.insert("g".into(), m);
     w.secret.insert("g".into());
     w.users.extend(["alice".to_string(), "bob".to_string()]);
@@ -410,4 +290,35 @@ fn secret_conversations_are_dms_and_small_groups() {
     };
     assert_eq!(dm.dm_key.as_deref(), Some("secret\nalice\nbob"));
     assert_ne!(dm.dm_key, Some(crate::store::rules::dm_key(&dm.members)));
+}
+
+#[test]
+fn a_write_says_what_to_record_and_deliver() {
+    let mut w = world();
+    let shares = [dev("bob", BOB1), dev("bob", BOB2)];
+    let first = send(&mut w, "S", &shares).unwrap();
+    assert_eq!(first.conversation_id, "g");
+    assert_eq!(first.session, "S");
+    assert_eq!(first.owner(), Some(&dev("alice", ALICE)));
+    assert_eq!(first.holders, shares);
+    // Once the session is recorded as alice's, only the holders are new.
+    w.owners
+        .insert(("g".into(), "S".into()), dev("alice", ALICE));
+    w.holders.insert(("g".into(), "S".into()), shares.to_vec());
+    let again = send(&mut w, "S", &[]).unwrap();
+    assert_eq!(again.owner(), None);
+    assert!(again.holders.is_empty());
+    let shared = decide_now(share(
+        &mut w,
+        10,
+        "alice",
+        Some(ALICE),
+        "g",
+        "T",
+        &[dev("bob", BOB1)],
+    ))
+    .unwrap();
+    assert_eq!(shared.session, "T");
+    assert_eq!(shared.owner(), Some(&dev("alice", ALICE)));
+    assert_eq!(shared.holders, [dev("bob", BOB1)]);
 }
