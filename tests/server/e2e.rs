@@ -645,6 +645,49 @@ async fn a_session_belongs_to_the_device_that_started_it() {
 }
 
 #[tokio::test]
+async fn a_rotated_out_session_is_forgotten_by_who_holds_it() {
+    let server = Server::start();
+    let (mut alice, mut bob, carol, conv) = secret_group(&server).await;
+    alice
+        .peer
+        .ok(secret_send(&alice, &conv, "S1", shares_to(&[&bob, &carol])))
+        .await;
+    bob.peer
+        .ok(secret_send(&bob, &conv, "B1", shares_to(&[&alice, &carol])))
+        .await;
+    // Every holder of S1 is recorded: a send needs no shares.
+    alice
+        .peer
+        .ok(secret_send(&alice, &conv, "S1", vec![]))
+        .await;
+    // Alice's device starts S2: what it shared of S1 is no longer kept.
+    alice
+        .peer
+        .ok(secret_send(&alice, &conv, "S2", shares_to(&[&bob, &carol])))
+        .await;
+    let r = alice
+        .peer
+        .err(secret_send(&alice, &conv, "S1", vec![]), "devices_changed")
+        .await;
+    let mut missing = devices_of(&r["missing"]);
+    missing.sort();
+    let mut want = vec![pair(&bob), pair(&carol)];
+    want.sort();
+    assert_eq!(missing, want);
+    // S2 is covered, and so is bob's own session: only alice's old one went.
+    alice
+        .peer
+        .ok(secret_send(&alice, &conv, "S2", vec![]))
+        .await;
+    bob.peer.ok(secret_send(&bob, &conv, "B1", vec![])).await;
+    // Sharing S1 anew works.
+    alice
+        .peer
+        .ok(secret_send(&alice, &conv, "S1", shares_to(&[&bob, &carol])))
+        .await;
+}
+
+#[tokio::test]
 async fn keys_share_delivers_ahead_of_a_send() {
     let server = Server::start();
     let (mut alice, mut bob, mut carol, conv) = secret_group(&server).await;

@@ -143,6 +143,17 @@ impl Writer {
                      VALUES (?1, ?2, ?3, ?4)",
                 )?
                 .execute(params![conv, session, owner.user, owner.device_id])?;
+            // The device's earlier sessions here are rotated out: who holds
+            // them need not be kept (a send with one again would only be
+            // asked to share it anew).
+            self.conn
+                .prepare_cached(
+                    "DELETE FROM megolm_holders WHERE conversation_id = ?1 AND session_id IN
+                       (SELECT session_id FROM megolm_sessions
+                        WHERE conversation_id = ?1 AND username = ?3 AND device_id = ?4
+                          AND session_id <> ?2)",
+                )?
+                .execute(params![conv, session, owner.user, owner.device_id])?;
         }
         for h in &write.holders {
             self.conn

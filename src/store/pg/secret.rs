@@ -149,6 +149,18 @@ async fn record_shares(
             &[conv, session, &owner.user, &owner.device_id],
         )
         .await?;
+        // The device's earlier sessions here are rotated out: who holds
+        // them need not be kept (a send with one again would only be asked
+        // to share it anew).
+        exec(
+            w.tx,
+            "DELETE FROM megolm_holders WHERE conversation_id = $1 AND session_id IN
+               (SELECT session_id FROM megolm_sessions
+                WHERE conversation_id = $1 AND username = $3 AND device_id = $4
+                  AND session_id <> $2)",
+            &[conv, session, &owner.user, &owner.device_id],
+        )
+        .await?;
     }
     if !write.holders.is_empty() {
         let users: Vec<&str> = write.holders.iter().map(|h| h.user.as_str()).collect();
