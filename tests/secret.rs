@@ -8,7 +8,7 @@ use chat::client::Update;
 use chat::client::view::MessageRow;
 use chat::ui::Action;
 use std::time::Duration;
-use support::secret::{bodies, secret_with, send, wait_body};
+use support::secret::{bodies, cli_secret_dm, secret_with, send, wait_body};
 use support::*;
 
 /// Whether the server's database files (and its write-ahead log) hold
@@ -274,15 +274,7 @@ async fn a_device_added_later_reads_new_messages_but_not_earlier_ones() {
 #[test]
 fn the_command_line_creates_sends_and_tails_a_secret_dm() {
     let w = World::new();
-    let (alice, bob) = (w.home("alice"), w.home("bob"));
-    alice.register("alice");
-    bob.register("bob");
-    // Bob's device publishes its keys on its first command.
-    let r = bob.ok(&["devices"], None);
-    assert!(r.stdout.contains("this device"), "{r:?}");
-    let r = alice.ok(&["create", "dm", "bob", "--secret"], None);
-    assert!(r.stdout.contains("(secret)"), "{r:?}");
-    let id = r.stdout.split_whitespace().next().unwrap().to_string();
+    let (alice, bob, id) = cli_secret_dm(&w);
     alice.ok(&["send", &id, "meet by the old oak"], None);
     let r = bob.ok(&["tail", &id], None);
     assert!(r.stdout.contains("meet by the old oak"), "{r:?}");
@@ -432,12 +424,7 @@ async fn a_file_in_a_secret_dm_is_encrypted_before_upload_and_opens_for_the_othe
 #[test]
 fn the_command_line_shares_and_fetches_a_file_in_a_secret_dm() {
     let w = World::new();
-    let (alice, bob) = (w.home("alice"), w.home("bob"));
-    alice.register("alice");
-    bob.register("bob");
-    bob.ok(&["devices"], None);
-    let r = alice.ok(&["create", "dm", "bob", "--secret"], None);
-    let id = r.stdout.split_whitespace().next().unwrap().to_string();
+    let (alice, bob, id) = cli_secret_dm(&w);
     let src = alice.root.join("minutes.txt");
     let bytes = b"the board meets at dawn; bring nothing\n".repeat(10);
     std::fs::write(&src, &bytes).unwrap();
@@ -480,12 +467,7 @@ fn the_command_line_shares_and_fetches_a_file_in_a_secret_dm() {
 #[test]
 fn a_reset_identity_key_holds_back_who_had_verified_it_until_accepted() {
     let w = World::new();
-    let (alice, bob) = (w.home("alice"), w.home("bob"));
-    alice.register("alice");
-    bob.register("bob");
-    bob.ok(&["devices"], None);
-    let r = alice.ok(&["create", "dm", "bob", "--secret"], None);
-    let id = r.stdout.split_whitespace().next().unwrap().to_string();
+    let (alice, bob, id) = cli_secret_dm(&w);
     alice.ok(&["send", &id, "first"], None);
     // Bob compared the safety number with alice and marked it verified.
     bob.ok(&["safety", "alice", "--verified"], None);

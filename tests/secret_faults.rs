@@ -153,12 +153,7 @@ fn count(hay: &str, needle: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_send_killed_at_any_moment_forks_nothing_and_loses_nothing_acknowledged() {
     let w = World::new();
-    let (alice, bob) = (w.home("alice"), w.home("bob"));
-    alice.register("alice");
-    bob.register("bob");
-    bob.ok(&["devices"], None);
-    let r = alice.ok(&["create", "dm", "bob", "--secret"], None);
-    let id = r.stdout.split_whitespace().next().unwrap().to_string();
+    let (alice, bob, id) = support::secret::cli_secret_dm(&w);
     let tag = unique();
     let mut texts = vec![format!("<warm up {tag}>")];
     alice.ok(&["send", &id, &texts[0]], None);

@@ -130,13 +130,7 @@ fn exited(screen: &str, code: i32) -> bool {
 /// alice and bob with a secret DM in which each has sent a message, so
 /// that each device holds the other's keys.
 fn secret_dm(w: &World) -> (Home, Home) {
-    let (alice, bob) = (w.home("alice"), w.home("bob"));
-    alice.register("alice");
-    bob.register("bob");
-    // Bob's device publishes its keys on its first command.
-    bob.ok(&["devices"], None);
-    let r = alice.ok(&["create", "dm", "bob", "--secret"], None);
-    let id = r.stdout.split_whitespace().next().unwrap().to_string();
+    let (alice, bob, id) = support::secret::cli_secret_dm(w);
     alice.ok(&["send", &id, "shall we compare emoji"], None);
     let r = bob.ok(&["tail", &id], None);
     assert!(r.stdout.contains("shall we compare emoji"), "{r:?}");
@@ -164,11 +158,16 @@ fn devices(home: &Home, user: &str) -> Vec<(String, bool)> {
 }
 
 /// Both sides run `chat verify` and show the emoji; the names each shows.
-fn both_comparing(tmux: &Tmux, alice: &Home, bob: &Home) -> (Vec<String>, Vec<String>) {
+/// Bob's `chat verify --incoming`, waiting in session "bob".
+fn bob_waits(tmux: &Tmux, bob: &Home) {
     tmux.chat("bob", bob, &["verify", "--incoming", "--timeout", "90"]);
     tmux.wait("bob", "the wait for a verification", |s| {
         s.contains("Waiting for another device")
     });
+}
+
+fn both_comparing(tmux: &Tmux, alice: &Home, bob: &Home) -> (Vec<String>, Vec<String>) {
+    bob_waits(tmux, bob);
     tmux.chat("alice", alice, &["verify", "bob", "--timeout", "90"]);
     let ready = |s: &str| s.contains("[y/N]") && emoji_names(s).is_some();
     let a = tmux.wait("alice", "the emoji", ready);
@@ -305,10 +304,7 @@ fn the_answer_may_come_from_a_pipe() {
     let w = World::new();
     let (alice, bob) = secret_dm(&w);
     let tmux = Tmux::new();
-    tmux.chat("bob", &bob, &["verify", "--incoming", "--timeout", "90"]);
-    tmux.wait("bob", "the wait for a verification", |s| {
-        s.contains("Waiting for another device")
-    });
+    bob_waits(&tmux, &bob);
     // Alice's answer waits in the pipe until the question is asked.
     let started = std::thread::spawn(move || alice.run(&["verify", "bob"], Some("y\n")));
     let b = tmux.wait("bob", "the emoji", |s| {
@@ -402,10 +398,7 @@ fn the_full_screen_client_verifies_with_the_command_line() {
     let w = World::new();
     let (alice, bob) = secret_dm(&w);
     let tmux = Tmux::new();
-    tmux.chat("bob", &bob, &["verify", "--incoming", "--timeout", "90"]);
-    tmux.wait("bob", "the wait for a verification", |s| {
-        s.contains("Waiting for another device")
-    });
+    bob_waits(&tmux, &bob);
     // Alice, in the full-screen client, asks for it by command.
     tmux.tui("alice", &alice);
     tmux.wait("alice", "the conversation list", |s| s.contains("bob"));

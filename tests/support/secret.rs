@@ -1,7 +1,7 @@
 //! Helpers for secret conversations with headless clients: create one,
 //! send, and wait until a client shows a body.
 
-use super::{CLIENT_WAIT, Client, wait_until};
+use super::{CLIENT_WAIT, Client, Home, World, wait_until};
 use chat::client::Update;
 use chat::client::view::MessageRow;
 use chat::ui::Action;
@@ -83,4 +83,19 @@ pub fn send(c: &Client, conv: &str, body: &str) {
 /// Whether `hay` holds `needle` anywhere.
 pub fn holds(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// alice and bob registered as `chat` homes of `w`, bob's device with its
+/// keys published, and a secret DM alice created with him: its id.
+pub fn cli_secret_dm(w: &World) -> (Home, Home, String) {
+    let (alice, bob) = (w.home("alice"), w.home("bob"));
+    alice.register("alice");
+    bob.register("bob");
+    // Bob's device publishes its keys on its first command.
+    let r = bob.ok(&["devices"], None);
+    assert!(r.stdout.contains("this device"), "{r:?}");
+    let r = alice.ok(&["create", "dm", "bob", "--secret"], None);
+    assert!(r.stdout.contains("(secret)"), "{r:?}");
+    let id = r.stdout.split_whitespace().next().unwrap().to_string();
+    (alice, bob, id)
 }
