@@ -56,6 +56,27 @@ async fn a_secret_dm_carries_messages_both_ways_and_the_server_never_sees_the_te
     .unwrap();
     let held = cache.event(&dm, 2).unwrap().expect("the first message");
     assert!(held.body.encrypted().is_some(), "the ciphertext is kept");
+    let query = chat::proto::search::SearchQuery::parse("eagle noon").unwrap();
+    let hits = cache.search(&query, None, 10).unwrap();
+    assert!(
+        hits.len() == 1 && hits[0].conversation_id == dm && hits[0].snippet.contains("eagle"),
+        "the decrypted text is found offline: {hits:?}"
+    );
+    // The server's search has nothing to find there.
+    bob.act(Action::Search {
+        id: 7,
+        query: "eagle".into(),
+        conv: None,
+    });
+    let ended = wait_until(CLIENT_WAIT, || {
+        bob.logged(|u| matches!(u, Update::SearchEnded { id: 7, .. }))
+    })
+    .await;
+    assert!(ended, "the search ended");
+    assert!(!bob.logged(|u| matches!(u,
+        Update::SearchHits { id: 7, source: chat::client::HitSource::Server, hits } if !hits.is_empty())));
+    assert!(bob.logged(|u| matches!(u,
+        Update::SearchHits { id: 7, source: chat::client::HitSource::Cache, hits } if hits.iter().any(|h| h.conversation_id == dm))));
     alice.stop().await;
     bob.stop().await;
 }
