@@ -124,6 +124,14 @@ pub enum Update {
     Devices(DevicesView),
     /// A verification of a device under way or finished.
     Verification(VerificationView),
+    /// A verification could not start (`transaction_id` none: no such
+    /// device, several to choose from, no keys), or stopped on this side
+    /// with an error; `why` in words, for the status line.
+    VerificationFailed {
+        user: String,
+        transaction_id: Option<String>,
+        why: String,
+    },
     /// Something happened to a user's identity key (secret conversations).
     Identity { user: String, note: IdentityNote },
 }

@@ -135,7 +135,9 @@ impl Model {
             Update::Typing { conv, user, active } => self.set_typing(&conv, &user, active, now),
             Update::Presence(list) => self.presence.extend(list),
             Update::Users(users) => self.add_users(users),
-            Update::Notice(text) => self.notice = Some(text),
+            Update::Notice(text) | Update::VerificationFailed { why: text, .. } => {
+                self.notice = Some(text)
+            }
             Update::Sessions(list) => self.sessions = Some(list),
             Update::LoadingOlder(loading) => self.loading_older = loading,
             Update::Incoming(_)

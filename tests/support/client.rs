@@ -146,6 +146,7 @@ impl Client {
                             | Update::SearchEnded { .. }
                             | Update::Devices(_)
                             | Update::Verification(_)
+                            | Update::VerificationFailed { .. }
                             | Update::Identity { .. }
                     ) && let Ok(mut log) = events.lock()
                     {

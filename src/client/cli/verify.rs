@@ -125,27 +125,31 @@ impl Tracker {
         steps
     }
 
-    fn on_notice(&self, said: &str) -> Step {
-        let ends = match (&self.want, &self.txn) {
+    /// The engine says a verification failed: whether it is ours.
+    fn on_failed(&self, txn: Option<&str>, why: &str) -> Step {
+        let ours = match (&self.want, &self.txn, txn) {
             // The engine could not start it: no such device, several to
             // choose from, no keys.
-            (Want::Start { .. }, None) => self.asked_engine && said.contains("verify"),
-            (_, Some(_)) => {
-                said.starts_with("verification failed") || said == "no such verification"
-            }
-            (Want::Incoming, None) => false,
+            (Want::Start { .. }, None, None) => self.asked_engine,
+            (_, Some(mine), Some(t)) => mine == t,
+            _ => false,
         };
-        if ends {
-            Step::Failed(said.to_string())
+        if ours {
+            Step::Failed(why.to_string())
         } else {
-            Step::Note(said.to_string())
+            Step::Note(why.to_string())
         }
     }
 
     fn on_update(&mut self, u: &Update) -> Vec<Step> {
         match u {
             Update::Verification(v) => self.on_verification(v),
-            Update::Notice(said) => vec![self.on_notice(said)],
+            Update::VerificationFailed {
+                transaction_id,
+                why,
+                ..
+            } => vec![self.on_failed(transaction_id.as_deref(), why)],
+            Update::Notice(said) => vec![Step::Note(said.to_string())],
             _ => Vec::new(),
         }
     }
@@ -617,31 +621,45 @@ mod tests {
     }
 
     #[test]
-    fn notices_end_it_only_when_it_cannot_go_on() {
+    fn failures_end_it_only_when_they_are_its_own() {
         let t = Tracker::new(Want::Start {
             user: "bob".into(),
             device: None,
         });
-        // Before the engine is asked, a notice is only shown.
-        assert!(matches!(t.on_notice("cannot verify: x"), Step::Note(_)));
+        // Before the engine is asked, a failure is only shown.
+        assert!(matches!(
+            t.on_failed(None, "cannot verify: x"),
+            Step::Note(_)
+        ));
         let mut t = start("bob", None);
         for fatal in [
             "cannot verify: bob has no other device with keys for secret conversations",
             "bob has 2 devices: name one to verify (A, B)",
         ] {
-            assert_eq!(t.on_notice(fatal), Step::Failed(fatal.into()));
+            assert_eq!(t.on_failed(None, fatal), Step::Failed(fatal.into()));
         }
+        // Other news is shown and changes nothing.
+        assert_eq!(
+            t.on_update(&Update::Notice("local cache error: disk".into())),
+            vec![Step::Note("local cache error: disk".into())]
+        );
+        t.on_verification(&view("t1", "bob", "B", "started"));
         assert!(matches!(
-            t.on_notice("local cache error: disk"),
+            t.on_failed(None, "cannot verify: late"),
             Step::Note(_)
         ));
-        t.on_verification(&view("t1", "bob", "B", "started"));
-        assert!(matches!(t.on_notice("cannot verify: late"), Step::Note(_)));
         assert!(matches!(
-            t.on_notice("verification failed: bad mac"),
+            t.on_failed(Some("t2"), "verification failed: another"),
+            Step::Note(_)
+        ));
+        assert!(matches!(
+            t.on_failed(Some("t1"), "verification failed: bad mac"),
             Step::Failed(_)
         ));
         let t = Tracker::new(Want::Incoming);
-        assert!(matches!(t.on_notice("cannot verify: x"), Step::Note(_)));
+        assert!(matches!(
+            t.on_failed(None, "cannot verify: x"),
+            Step::Note(_)
+        ));
     }
 }

@@ -1392,7 +1392,7 @@ impl Engine {
     /// device when `None`), once its keys and an Olm session are there.
     pub(super) fn start_verification(&mut self, user: String, device_id: Option<String>) {
         if let Some(why) = self.not_ready() {
-            return self.notice(format!("cannot verify: {why}"));
+            return self.verify_failed(&user, None, format!("cannot verify: {why}"));
         }
         self.secret.verify_next.push(VerifyAsk {
             user,
@@ -1432,23 +1432,26 @@ impl Engine {
                 Some(id) if theirs.contains(id) => id.clone(),
                 Some(id) => {
                     let id = crate::client::text::clean(id);
-                    self.notice(format!("cannot verify: {name} has no device {id}"));
+                    let why = format!("cannot verify: {name} has no device {id}");
+                    self.verify_failed(&ask.user, None, why);
                     continue;
                 }
                 None => match theirs.as_slice() {
                     [one] => one.clone(),
                     [] => {
-                        self.notice(format!(
+                        let why = format!(
                             "cannot verify: {name} has no other device with keys for secret conversations"
-                        ));
+                        );
+                        self.verify_failed(&ask.user, None, why);
                         continue;
                     }
                     many => {
-                        self.notice(format!(
+                        let why = format!(
                             "{name} has {} devices: name one to verify ({})",
                             many.len(),
                             crate::client::text::clean(&many.join(", "))
-                        ));
+                        );
+                        self.verify_failed(&ask.user, None, why);
                         continue;
                     }
                 },
@@ -1457,9 +1460,10 @@ impl Engine {
             if !c.needs_claim(std::slice::from_ref(&d)).is_empty() {
                 if ask.claimed || self.secret.claiming {
                     if ask.claimed {
-                        self.notice(format!(
+                        let why = format!(
                             "cannot verify {d}: it has no keys left to start a secure channel"
-                        ));
+                        );
+                        self.verify_failed(&d.user, None, why);
                     } else {
                         self.secret.verify_next.push(ask);
                     }
@@ -1479,7 +1483,7 @@ impl Engine {
                     let view = self.verification_view(&txn, &d);
                     self.dirty.updates.push(Update::Verification(view));
                 }
-                Err(e) => self.notice(format!("cannot verify {d}: {e}")),
+                Err(e) => self.verify_failed(&d.user, None, format!("cannot verify {d}: {e}")),
             }
         }
     }
@@ -1578,7 +1582,7 @@ impl Engine {
             return;
         };
         let Some(v) = c.verification(&txn) else {
-            return self.notice("no such verification");
+            return self.verify_failed("", Some(&txn), "no such verification".into());
         };
         let from = DeviceRef::new(&v.them().user, &v.them().device_id);
         if !ok {
@@ -1600,8 +1604,20 @@ impl Engine {
                 }
                 self.dirty.updates.push(Update::Verification(view));
             }
-            Err(e) => self.notice(format!("verification failed: {e}")),
+            Err(e) => {
+                self.verify_failed(&from.user, Some(&txn), format!("verification failed: {e}"))
+            }
         }
+    }
+
+    /// A verification could not start (`txn` none) or stopped here with
+    /// an error: said with why.
+    fn verify_failed(&mut self, user: &str, txn: Option<&str>, why: String) {
+        self.dirty.updates.push(Update::VerificationFailed {
+            user: user.to_string(),
+            transaction_id: txn.map(str::to_string),
+            why,
+        });
     }
 }
 
