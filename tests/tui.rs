@@ -10,7 +10,7 @@ mod support;
 use chat::proto::{Conversation, Event, EventBody};
 use serde_json::json;
 use std::time::{Duration, Instant};
-use support::tmux::{TmuxServer, tmux_available};
+use support::tmux::{TmuxServer, home_env, tmux_available};
 use support::{Home, Peer, World};
 
 /// A tmux server of the test's own with one session.
@@ -259,26 +259,12 @@ fn start_tui(home: &Home, url: &str, session: &str) -> Tmux {
         server: TmuxServer::new("chat-test"),
         session: session.into(),
     };
-    let mut env = String::new();
-    for (k, v) in home.envs() {
-        env.push_str(&format!("{k}='{v}' "));
-    }
     let command = format!(
-        "env -u CHAT_SERVER -u CHAT_USER -u DBUS_SESSION_BUS_ADDRESS {env} TERM=xterm-256color '{}' --server {url}; sleep 30",
+        "{}TERM=xterm-256color '{}' --server {url}; sleep 30",
+        home_env(home),
         env!("CARGO_BIN_EXE_chat")
     );
-    let out = tmux.cmd(&[
-        "new-session",
-        "-d",
-        "-s",
-        session,
-        "-x",
-        "120",
-        "-y",
-        "30",
-        &command,
-    ]);
-    assert!(out.status.success(), "tmux new-session: {out:?}");
+    tmux.server.launch(session, 120, 30, &command);
     tmux
 }
 

@@ -9,7 +9,7 @@ mod support;
 
 use chat::client::e2e::emoji::EMOJI;
 use std::time::Duration;
-use support::tmux::{TmuxServer, tmux_available};
+use support::tmux::{TmuxServer, home_env, tmux_available};
 use support::{Home, World};
 
 /// How long a `chat verify` may take to reach a screen (a debug build on
@@ -28,35 +28,17 @@ impl Tmux {
         }
     }
 
-    fn cmd(&self, args: &[&str]) -> std::process::Output {
-        self.server.cmd(args)
-    }
-
     /// Run `chat ARGS` of `home` in a new session `name`; its exit code is
     /// printed after it ends, and the pane stays.
     fn chat(&self, name: &str, home: &Home, args: &[&str]) {
-        let mut env = String::new();
-        for (k, v) in home.envs() {
-            env.push_str(&format!("{k}='{v}' "));
-        }
         let command = format!(
-            "env -u CHAT_SERVER -u CHAT_USER -u RUST_LOG {env} '{}' --server {} {}; echo \"exit $?\"; sleep 300",
+            "{}'{}' --server {} {}; echo \"exit $?\"; sleep 300",
+            home_env(home),
             env!("CARGO_BIN_EXE_chat"),
             home.server,
             args.join(" ")
         );
-        let out = self.cmd(&[
-            "new-session",
-            "-d",
-            "-s",
-            name,
-            "-x",
-            "220",
-            "-y",
-            "30",
-            &command,
-        ]);
-        assert!(out.status.success(), "tmux new-session: {out:?}");
+        self.server.launch(name, 220, 30, &command);
     }
 
     fn keys(&self, name: &str, keys: &[&str]) {
@@ -65,27 +47,13 @@ impl Tmux {
 
     /// The full-screen client of `home` in a new session `name` (120×30).
     fn tui(&self, name: &str, home: &Home) {
-        let mut env = String::new();
-        for (k, v) in home.envs() {
-            env.push_str(&format!("{k}='{v}' "));
-        }
         let command = format!(
-            "env -u CHAT_SERVER -u CHAT_USER -u RUST_LOG -u DBUS_SESSION_BUS_ADDRESS {env} TERM=xterm-256color '{}' --server {}; sleep 300",
+            "{}TERM=xterm-256color '{}' --server {}; sleep 300",
+            home_env(home),
             env!("CARGO_BIN_EXE_chat"),
             home.server,
         );
-        let out = self.cmd(&[
-            "new-session",
-            "-d",
-            "-s",
-            name,
-            "-x",
-            "120",
-            "-y",
-            "30",
-            &command,
-        ]);
-        assert!(out.status.success(), "tmux new-session: {out:?}");
+        self.server.launch(name, 120, 30, &command);
     }
 
     /// Poll `name`'s screen until `cond` holds (bounded); the last screen.
@@ -138,6 +106,18 @@ fn secret_dm(w: &World) -> (Home, Home) {
     let r = alice.ok(&["tail", &id], None);
     assert!(r.stdout.contains("yes, now"), "{r:?}");
     (alice, bob)
+}
+
+/// A secret DM of alice and bob (see [`secret_dm`]) and a tmux server
+/// for them; `None` (with a notice) when tmux is not installed.
+fn in_tmux() -> Option<(World, Home, Home, Tmux)> {
+    if !tmux_available() {
+        eprintln!("NOTICE: tmux is not installed; skipping the verification end-to-end test");
+        return None;
+    }
+    let w = World::new();
+    let (alice, bob) = secret_dm(&w);
+    Some((w, alice, bob, Tmux::new()))
 }
 
 /// `user`'s devices as `home` sees them: (device id, verified).
@@ -219,13 +199,9 @@ fn matching_emoji_verify_both_devices() {
 
 #[test]
 fn a_no_on_one_side_cancels_on_both() {
-    if !tmux_available() {
-        eprintln!("NOTICE: tmux is not installed; skipping the verification end-to-end test");
+    let Some((_w, alice, bob, tmux)) = in_tmux() else {
         return;
-    }
-    let w = World::new();
-    let (alice, bob) = secret_dm(&w);
-    let tmux = Tmux::new();
+    };
     let (a, b) = both_comparing(&tmux, &alice, &bob);
     assert_eq!(a, b);
     // Bob says no; alice, still asked, hears of it without answering.
@@ -297,13 +273,9 @@ fn verify_says_why_it_cannot_start() {
 
 #[test]
 fn the_answer_may_come_from_a_pipe() {
-    if !tmux_available() {
-        eprintln!("NOTICE: tmux is not installed; skipping the verification end-to-end test");
+    let Some((_w, alice, bob, tmux)) = in_tmux() else {
         return;
-    }
-    let w = World::new();
-    let (alice, bob) = secret_dm(&w);
-    let tmux = Tmux::new();
+    };
     bob_waits(&tmux, &bob);
     // Alice's answer waits in the pipe until the question is asked.
     let started = std::thread::spawn(move || alice.run(&["verify", "bob"], Some("y\n")));
@@ -391,13 +363,9 @@ fn a_new_device_of_ones_own_is_linked_by_verifying_it() {
 
 #[test]
 fn the_full_screen_client_verifies_with_the_command_line() {
-    if !tmux_available() {
-        eprintln!("NOTICE: tmux is not installed; skipping the verification end-to-end test");
+    let Some((_w, alice, bob, tmux)) = in_tmux() else {
         return;
-    }
-    let w = World::new();
-    let (alice, bob) = secret_dm(&w);
-    let tmux = Tmux::new();
+    };
     bob_waits(&tmux, &bob);
     // Alice, in the full-screen client, asks for it by command.
     tmux.tui("alice", &alice);

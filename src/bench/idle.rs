@@ -108,17 +108,7 @@ pub async fn run(server: &Server, args: &IdleArgs) -> anyhow::Result<Report> {
         .set("register_s", register_s)
         .set("connect_s", connect_s)
         .set("connections_alive", alive as u64);
-    if let (Some(b), Some(a), Some((h, hwm))) = (before, after, after_hold) {
-        let worst = a.max(h);
-        rep.set("chatd_rss_before_kib", b)
-            .set("chatd_rss_after_kib", a)
-            .set("chatd_rss_after_hold_kib", h)
-            .set("chatd_peak_rss_kib", hwm)
-            .set(
-                "kib_per_connection",
-                (worst.saturating_sub(b)) as f64 / c as f64,
-            );
-    }
+    rss_figures(&mut rep, before, after, after_hold, "kib_per_connection", c);
     rep.set(
         "generator_kib_per_connection",
         self_after.saturating_sub(self_before) as f64 / c as f64,
@@ -422,18 +412,29 @@ async fn run_parts(server: &Server, args: &IdleArgs) -> anyhow::Result<Report> {
     if let Some(n) = redis {
         rep.set("redis_clients", n);
     }
+    rss_figures(&mut rep, before, after, after_hold, "kib_per_user", users);
+    Ok(rep)
+}
+
+/// chatd's memory before, after connecting and after the hold (with its
+/// peak), and the growth per `count` as `per` (the worse of the two after
+/// figures), when all were read.
+fn rss_figures(
+    rep: &mut Report,
+    before: Option<u64>,
+    after: Option<u64>,
+    after_hold: Option<(u64, u64)>,
+    per: &str,
+    count: usize,
+) {
     if let (Some(b), Some(a), Some((h, hwm))) = (before, after, after_hold) {
         let worst = a.max(h);
         rep.set("chatd_rss_before_kib", b)
             .set("chatd_rss_after_kib", a)
             .set("chatd_rss_after_hold_kib", h)
             .set("chatd_peak_rss_kib", hwm)
-            .set(
-                "kib_per_user",
-                (worst.saturating_sub(b)) as f64 / users as f64,
-            );
+            .set(per, (worst.saturating_sub(b)) as f64 / count as f64);
     }
-    Ok(rep)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! programs as a person does: start them in sessions, type, read the
 //! screen. Every tmux call is bounded; the server is killed on drop.
 
+use super::Home;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -58,6 +59,24 @@ impl TmuxServer {
         }
     }
 
+    /// Run `command` (a shell line) in a new detached session `name` of
+    /// `cols`×`rows`.
+    pub fn launch(&self, name: &str, cols: u16, rows: u16, command: &str) {
+        let (cols, rows) = (cols.to_string(), rows.to_string());
+        let out = self.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            &cols,
+            "-y",
+            &rows,
+            command,
+        ]);
+        assert!(out.status.success(), "tmux new-session: {out:?}");
+    }
+
     /// Type `keys` (tmux key names) into session `target`.
     pub fn keys(&self, target: &str, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", target];
@@ -112,4 +131,15 @@ impl Drop for TmuxServer {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// `env -u …` and the variables of `home`, to start a `chat` of it with:
+/// the variables the test run may have set are left out.
+pub fn home_env(home: &Home) -> String {
+    let mut env =
+        String::from("env -u CHAT_SERVER -u CHAT_USER -u RUST_LOG -u DBUS_SESSION_BUS_ADDRESS ");
+    for (k, v) in home.envs() {
+        env.push_str(&format!("{k}='{v}' "));
+    }
+    env
 }
