@@ -310,7 +310,7 @@ impl Writer {
             .prepare_cached(
                 "INSERT INTO events (conversation_id, seq, ts, sender, kind, client_msg_id, target_seq, data, eid, doc, bot)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                 ON CONFLICT (sender, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING",
+                 ON CONFLICT (client_msg_id, sender) WHERE client_msg_id IS NOT NULL DO NOTHING",
             )?
             .execute(params![conv_id, seq as i64, ts, user, body.kind(), client_msg_id, target, data, id, doc, bot.then_some(1)])?;
         if inserted == 0 {

@@ -186,6 +186,14 @@ const MIGRATIONS: &[&str] = &[
     // 8: secret conversations: device keys, inboxes, Megolm sessions (see
     // `keys`).
     super::keys::SCHEMA,
+    // 9: the idempotency index ordered by the client's id first. Clients
+    // make time-ordered ids (UUIDv7), so new messages from every sender
+    // land at the end of the index instead of in one page per sender.
+    "
+    DROP INDEX events_idempotency;
+    CREATE UNIQUE INDEX events_idempotency ON events(client_msg_id, sender)
+        WHERE client_msg_id IS NOT NULL;
+    ",
 ];
 
 /// The schema version that brought the search index.
@@ -227,6 +235,42 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    /// The idempotency index leads with the client's id, so that
+    /// time-ordered ids append at its end; a server from before keeps its
+    /// messages and still refuses a reused id.
+    #[test]
+    fn idempotency_index_leads_with_the_client_id() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..8] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 8).unwrap();
+        conn.execute_batch(
+            "INSERT INTO conversations (id, kind, last_seq, created_at) VALUES ('c', 'group', 1, 0);
+             INSERT INTO events (conversation_id, seq, ts, sender, kind, client_msg_id, data)
+                 VALUES ('c', 1, 0, 'ann', 'message', 'm1', '{}');",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_index_info('events_idempotency') ORDER BY seqno")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(columns, ["client_msg_id", "sender"]);
+        let again = conn
+            .execute(
+                "INSERT INTO events (conversation_id, seq, ts, sender, kind, client_msg_id, data)
+                 VALUES ('c', 2, 0, 'ann', 'message', 'm1', '{}')
+                 ON CONFLICT (client_msg_id, sender) WHERE client_msg_id IS NOT NULL DO NOTHING",
+                [],
+            )
+            .unwrap();
+        assert_eq!(again, 0);
     }
 
     /// A server from before roles: each group's creator owns it, or its

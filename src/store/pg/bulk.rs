@@ -400,7 +400,7 @@ async fn write(w: &mut W<'_>, new: Vec<New>, known: &Known) -> Result<(), StoreE
                 (SELECT true FROM users WHERE username = v.u AND kind <> 'person')
          FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[],
                      $7::text[], $8::int8[]) AS v(c, s, t, u, m, d, e, i)
-         ON CONFLICT (sender, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING
+         ON CONFLICT (client_msg_id, sender) WHERE client_msg_id IS NOT NULL DO NOTHING
          RETURNING conversation_id, seq, bot",
         &p_events,
     );

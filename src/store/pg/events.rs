@@ -84,7 +84,7 @@ pub(super) async fn write_event(
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
                  CASE WHEN $10 THEN nextval('search_doc_numbers') END,
                  (SELECT true FROM users WHERE username = $4 AND kind <> 'person'))
-         ON CONFLICT (sender, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING
+         ON CONFLICT (client_msg_id, sender) WHERE client_msg_id IS NOT NULL DO NOTHING
          RETURNING doc, bot",
         &[
             &conv,

@@ -15,6 +15,7 @@ use deadpool_postgres::{GenericClient, Object};
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_secret.sql"),
+    include_str!("migrations/0003_idempotency_order.sql"),
 ];
 
 /// The schema version this build writes.
