@@ -272,10 +272,7 @@ fn adopt(st: &mut State, rec: ConvRecord, jump: bool) {
         }
     }
     for new in members.difference(&old_members) {
-        st.memberships
-            .entry(new.clone())
-            .or_default()
-            .insert(id.clone());
+        st.memberships.entry(new.clone()).or_default().insert(&id);
     }
     st.index_channel(&id, old_name.as_deref());
     let everyone: BTreeSet<&String> = old_members.iter().chain(members.iter()).collect();

@@ -14,6 +14,8 @@
 mod cluster;
 pub use cluster::Gap;
 mod devices;
+mod ids;
+use ids::IdSet;
 
 use super::bus::Link;
 use super::queue::{Ended, PushQueue};
@@ -63,7 +65,7 @@ struct Online {
 struct State {
     convs: HashMap<String, ConvState>,
     /// user → conversations they belong to, in id order (pages follow it).
-    memberships: HashMap<String, BTreeSet<String>>,
+    memberships: HashMap<String, IdSet>,
     /// Channel name → id, in name order.
     channels: BTreeMap<String, String>,
     online: HashMap<String, Online>,
@@ -330,7 +332,7 @@ impl State {
         self.memberships
             .entry(user.to_string())
             .or_default()
-            .insert(conv.to_string());
+            .insert(conv);
     }
 
     fn remove_member(&mut self, conv: &str, user: &str) {
@@ -370,7 +372,7 @@ impl Hub {
                 st.memberships
                     .entry(user.clone())
                     .or_default()
-                    .insert(rec.id.clone());
+                    .insert(&rec.id);
             }
             let id = rec.id.clone();
             st.convs.insert(
@@ -548,8 +550,7 @@ impl Hub {
                 more: false,
             };
         };
-        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let mut range = ids.range::<str, _>((lower, Bound::Unbounded));
+        let mut range = ids.after(after);
         let mut items = Vec::with_capacity(limit.min(ids.len()));
         let mut seen: BTreeSet<&str> = BTreeSet::new();
         for id in range.by_ref().take(limit) {
@@ -584,7 +585,7 @@ impl Hub {
             return Vec::new();
         };
         ids.into_iter()
-            .filter(|id| mine.contains(*id))
+            .filter(|id| mine.contains(id))
             .filter_map(|id| st.convs.get(id).map(|c| (id.clone(), c.last_seq)))
             .collect()
     }
