@@ -122,6 +122,9 @@ max_concurrent_hashes = 8
 # Thousands of accounts register from one address at once.
 hash_queue = 4096
 hashes_per_address = 64
+# A retried registration whose first try went through finds its name
+# taken (and logs in): thousands of them must not lock the address out.
+address_free_failures = 1000000
 
 [limits]
 {budget}max_connections_per_user = 10000

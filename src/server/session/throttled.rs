@@ -81,12 +81,7 @@ impl Session {
             }
             Err(e) => e.code,
         };
-        let counts = match admitted.attempt {
-            Attempt::Login => code == ErrorCode::AuthFailed,
-            // A taken name, a bad invitation, a weak password...
-            Attempt::Register => !matches!(code, ErrorCode::Internal | ErrorCode::RateLimited),
-        };
-        if !counts {
+        if !counts_as_failure(admitted.attempt, code) {
             return;
         }
         let wait = throttle.fail(self.addr, admitted.account);
@@ -99,6 +94,47 @@ impl Session {
     }
 }
 
+/// Whether an attempt refused with `code` counts against the address (and
+/// the account) in the throttle: a wrong password, or a registration the
+/// client got wrong (a taken name, a bad invitation, a weak password...).
+/// What the server could not do (its store unreachable or too slow, an
+/// internal error, its own throttle) is not the client's failure.
+fn counts_as_failure(attempt: Attempt, code: ErrorCode) -> bool {
+    match attempt {
+        Attempt::Login => code == ErrorCode::AuthFailed,
+        Attempt::Register => !matches!(
+            code,
+            ErrorCode::Internal | ErrorCode::RateLimited | ErrorCode::Unavailable
+        ),
+    }
+}
+
 fn busy(wait: Duration) -> ProtoError {
     ProtoError::rate_limited("the server is busy; try again shortly", millis(wait))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A registration refused because the store could not be reached is
+    /// retried by a well-behaved client: it must not earn the address a
+    /// wait, or a busy database would lock out everyone behind one NAT.
+    #[test]
+    fn the_servers_own_failures_do_not_count() {
+        for code in [
+            ErrorCode::Unavailable,
+            ErrorCode::Internal,
+            ErrorCode::RateLimited,
+        ] {
+            assert!(!counts_as_failure(Attempt::Register, code), "{code:?}");
+            assert!(!counts_as_failure(Attempt::Login, code), "{code:?}");
+        }
+        assert!(counts_as_failure(Attempt::Login, ErrorCode::AuthFailed));
+        assert!(counts_as_failure(Attempt::Register, ErrorCode::Conflict));
+        assert!(counts_as_failure(
+            Attempt::Register,
+            ErrorCode::InvalidArgument
+        ));
+    }
 }
