@@ -226,6 +226,17 @@ pub fn migrate(conn: &mut Connection) -> Result<(), super::StoreError> {
 mod tests {
     use super::*;
 
+    /// A database as a server of schema `version` left it.
+    fn at_version(version: usize) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..version] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", version as i64)
+            .unwrap();
+        conn
+    }
+
     #[test]
     fn migrates_fresh_and_is_idempotent() {
         let mut conn = Connection::open_in_memory().unwrap();
@@ -242,11 +253,7 @@ mod tests {
     /// messages and still refuses a reused id.
     #[test]
     fn idempotency_index_leads_with_the_client_id() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        for sql in &MIGRATIONS[..8] {
-            conn.execute_batch(sql).unwrap();
-        }
-        conn.pragma_update(None, "user_version", 8).unwrap();
+        let mut conn = at_version(8);
         conn.execute_batch(
             "INSERT INTO conversations (id, kind, last_seq, created_at) VALUES ('c', 'group', 1, 0);
              INSERT INTO events (conversation_id, seq, ts, sender, kind, client_msg_id, data)
@@ -277,11 +284,7 @@ mod tests {
     /// first member by name when the creator has left; DMs have no owner.
     #[test]
     fn roles_come_to_existing_groups() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        for sql in &MIGRATIONS[..2] {
-            conn.execute_batch(sql).unwrap();
-        }
-        conn.pragma_update(None, "user_version", 2).unwrap();
+        let mut conn = at_version(2);
         conn.execute_batch(
             "INSERT INTO users (username, password_hash, created_at) VALUES
                  ('alice','h',1), ('bob','h',2), ('carol','h',3);
@@ -322,11 +325,7 @@ mod tests {
     /// deleted messages nor text cleared by retention.
     #[test]
     fn search_index_is_filled_on_upgrade() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        for sql in &MIGRATIONS[..4] {
-            conn.execute_batch(sql).unwrap();
-        }
-        conn.pragma_update(None, "user_version", 4).unwrap();
+        let mut conn = at_version(4);
         conn.execute_batch(
             r#"INSERT INTO events (conversation_id, seq, ts, sender, kind, target_seq, data) VALUES
                  ('c',1,10,'alice','create',NULL,'{"name":null,"members":["alice","bob"]}'),
