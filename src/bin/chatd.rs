@@ -120,3 +120,17 @@ fn main() {
     };
     std::process::exit(code);
 }
+
+/// jemalloc rather than the C library's allocator: a burst (thousands of
+/// registrations, a fan-out storm) leaves freed memory spread over the
+/// heap, and glibc keeps most of it; jemalloc's background thread hands
+/// pages unused for a second back to the system (see OPERATIONS.md).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read at its start (`_RJEM_MALLOC_CONF` in the
+/// environment still overrides them): purge dirty pages after a second,
+/// from a background thread rather than on the serving threads.
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: Option<&'static u8> =
+    Some(&b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0"[0]);

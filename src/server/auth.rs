@@ -1,10 +1,11 @@
 //! Passwords and session tokens.
 //!
 //! Passwords are hashed with argon2id on a small fixed set of threads
-//! (`max_concurrent_hashes`), fed by a bounded queue. Each thread owns one
-//! argon2 memory buffer for its whole life and reuses it for every hash, so
-//! the memory hashing takes is allocated once, not per hash: a burst of
-//! logins leaves the process's footprint where it was. Handshakes reserve
+//! (`max_concurrent_hashes`), fed by a bounded queue. A thread allocates
+//! one argon2 memory buffer when work arrives, reuses it for every hash
+//! while the queue has more, and frees it when the queue runs dry: the
+//! memory hashing takes is bounded by the threads, and a burst of logins
+//! leaves nothing behind once it is over. Handshakes reserve
 //! a place in the queue first ([`Hasher::reserve`]) and are refused at once
 //! when it is full. Tokens are 32 random bytes shown to the client once and
 //! stored only as their SHA-256.
@@ -15,8 +16,9 @@ use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, Version};
 use sha2::{Digest, Sha256};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 /// Hashes and verifies passwords on dedicated threads.
@@ -30,6 +32,8 @@ pub struct Hasher {
     recent_us: Arc<AtomicU64>,
     /// Hashes being computed now.
     running: Arc<AtomicUsize>,
+    /// Bytes of argon2 memory the threads hold now.
+    held: Arc<AtomicUsize>,
     /// A hash of a random password, verified against when the user does not
     /// exist so that both failures take the same time.
     decoy: Arc<String>,
@@ -76,20 +80,21 @@ impl Hasher {
         let rx = Arc::new(Mutex::new(rx));
         let recent_us = Arc::new(AtomicU64::new(0));
         let running = Arc::new(AtomicUsize::new(0));
-        // The decoy is hashed in the first thread's buffer, which that
-        // thread then keeps; the others allocate theirs on their first job.
-        let mut first = vec![Block::new(); params.block_count()];
-        let decoy = hash_with(&params, &new_token(), &mut first)?;
-        let mut first = Some(first);
+        let held = Arc::new(AtomicUsize::new(0));
+        let decoy = hash_with(
+            &params,
+            &new_token(),
+            &mut vec![Block::new(); params.block_count()],
+        )?;
         for n in 0..threads {
             let rx = rx.clone();
             let params = params.clone();
             let recent = recent_us.clone();
             let busy = running.clone();
-            let memory = first.take().unwrap_or_default();
+            let held = held.clone();
             std::thread::Builder::new()
                 .name(format!("chatd-hash-{n}"))
-                .spawn(move || work(&rx, &params, &recent, &busy, memory))
+                .spawn(move || work(&rx, &params, &recent, &busy, &held))
                 .map_err(AuthError::Thread)?;
         }
         Ok(Hasher {
@@ -98,6 +103,7 @@ impl Hasher {
             threads,
             recent_us,
             running,
+            held,
             decoy: Arc::new(decoy),
         })
     }
@@ -124,6 +130,13 @@ impl Hasher {
     pub fn load(&self) -> (usize, usize) {
         let waiting = self.jobs.max_capacity() - self.jobs.capacity();
         (waiting, self.running.load(Ordering::Relaxed))
+    }
+
+    /// Bytes of argon2 memory held by the hashing threads now: up to
+    /// `argon2_memory_kib` per thread while hashes are queued, none once
+    /// the queue is empty.
+    pub fn held_bytes(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
     }
 
     /// Hash a new password.
@@ -158,23 +171,49 @@ impl Hasher {
     }
 }
 
-/// One hashing thread: take jobs until every [`Hasher`] is gone, hashing
-/// in the one buffer this thread owns.
+/// One hashing thread: take jobs until every [`Hasher`] is gone. The
+/// argon2 buffer is allocated for the first job after an idle spell and
+/// kept while more are queued; when the queue is empty it is freed before
+/// waiting (the allocator keeps the pages for a moment, so a steady trickle
+/// of logins does not pay for them each time).
 fn work(
     rx: &Mutex<mpsc::Receiver<Job>>,
     params: &Params,
     recent_us: &AtomicU64,
     running: &AtomicUsize,
-    mut memory: Vec<Block>,
+    held: &AtomicUsize,
 ) {
+    let mut memory: Vec<Block> = Vec::new();
+    let release = |memory: &mut Vec<Block>| {
+        if !memory.is_empty() {
+            held.fetch_sub(std::mem::size_of_val(memory.as_slice()), Ordering::Relaxed);
+            *memory = Vec::new();
+        }
+    };
     loop {
-        let job = rx
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .blocking_recv();
+        // Another thread holding the queue is waiting for work (or about
+        // to find it): the queue is empty, so this buffer is not needed.
+        let mut queue = match rx.try_lock() {
+            Ok(queue) => queue,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                release(&mut memory);
+                rx.lock().unwrap_or_else(PoisonError::into_inner)
+            }
+        };
+        let job = match queue.try_recv() {
+            Ok(job) => Some(job),
+            Err(TryRecvError::Empty) => {
+                release(&mut memory);
+                queue.blocking_recv()
+            }
+            Err(TryRecvError::Disconnected) => None,
+        };
+        drop(queue);
         let Some(job) = job else { return };
         if memory.is_empty() {
             memory = vec![Block::new(); params.block_count()];
+            held.fetch_add(std::mem::size_of_val(memory.as_slice()), Ordering::Relaxed);
         }
         let started = Instant::now();
         running.fetch_add(1, Ordering::Relaxed);
@@ -367,6 +406,34 @@ mod tests {
         assert!(wait >= Duration::from_millis(1), "{wait:?}");
         drop(slots);
         assert!(h.reserve().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_hashes_leaves_no_memory_held() {
+        let cfg = fast();
+        let h = Hasher::new(&cfg).unwrap();
+        let per_thread = Params::new(64, 1, 1, None).unwrap().block_count() * 1024;
+        let burst: Vec<_> = (0..40)
+            .map(|i| {
+                let h = h.clone();
+                tokio::spawn(async move { h.hash(format!("pw{i}")).await })
+            })
+            .collect();
+        let mut most = 0;
+        for t in burst {
+            most = most.max(h.held_bytes());
+            assert!(t.await.unwrap().is_ok());
+        }
+        assert!(most <= 2 * per_thread, "{most} bytes held by two threads");
+        // Each thread frees its buffer once the queue is empty.
+        let mut waited = 0;
+        while h.held_bytes() > 0 && waited < 500 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            waited += 1;
+        }
+        assert_eq!(h.held_bytes(), 0, "argon2 memory kept after the burst");
+        // And a later hash still works (and frees again).
+        assert!(h.hash("later".into()).await.is_ok());
     }
 
     #[test]
