@@ -87,7 +87,7 @@ pub async fn run(server: &ServerOpts, scenario: &Scenario) -> anyhow::Result<Rep
             let r = match scenario {
                 Scenario::Fanout(a) => super::fanout::run(&srv, a).await,
                 Scenario::Ingest(a) => super::ingest::run(&srv, a).await,
-                Scenario::Idle(a) => super::idle::run(&srv, a).await,
+                Scenario::Idle(a) => super::idle::run(&mut srv, server, a).await,
                 Scenario::Catchup(a) => super::catchup::run(&srv, a).await,
                 Scenario::Storm(a) => super::storm::run(&srv, a).await,
                 Scenario::Noisy(a) => super::noisy::run(&srv, a).await,

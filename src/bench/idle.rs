@@ -11,7 +11,7 @@
 //! before and after the connections authenticate with tokens.
 
 use super::report::Report;
-use super::server::Server;
+use super::server::{Server, ServerOpts};
 use super::wire::{self, Client};
 use anyhow::Context;
 use futures_util::StreamExt;
@@ -51,6 +51,13 @@ pub struct IdleArgs {
     /// the first starts and once all say their users are in their rooms.
     #[arg(long, default_value_t = 1)]
     pub procs: usize,
+    /// With rooms: once the figures are taken, restart chatd on the same
+    /// data and connect the same users again with their tokens (no
+    /// registration, no hashing, no room building), and report chatd's
+    /// RSS there too: what the burst of registrations left behind is the
+    /// difference (`burst_kept_pct`).
+    #[arg(long)]
+    pub restart: bool,
     /// (internal) Run as one of `--procs`: build this share, print
     /// `ready` on stdout, and hold the connections until stdin closes.
     #[arg(long, hide = true)]
@@ -65,12 +72,20 @@ const ADD_CHUNK_BYTES: usize = 16 * 1024;
 /// Rooms built at once.
 const ROOMS_AT_ONCE: usize = 16;
 
-pub async fn run(server: &Server, args: &IdleArgs) -> anyhow::Result<Report> {
+pub async fn run(
+    server: &mut Server,
+    opts: &ServerOpts,
+    args: &IdleArgs,
+) -> anyhow::Result<Report> {
     if args.room_size > 0 && args.procs > 1 && !args.part {
         return run_parts(server, args).await;
     }
     if args.room_size > 0 {
-        return run_rooms(server, args).await;
+        let (mut rep, tokens) = run_rooms(server, args).await?;
+        if args.restart && !args.part {
+            restarted(server, opts, args, &tokens, &mut rep).await?;
+        }
+        return Ok(rep);
     }
     let tag = super::run_tag();
     let c = args.connections.max(1);
@@ -202,7 +217,8 @@ async fn build_room(creator: &mut Client, name: &str, members: &[String]) -> any
     Ok(())
 }
 
-async fn run_rooms(server: &Server, args: &IdleArgs) -> anyhow::Result<Report> {
+/// The room-building run; its report, and every connection's token.
+async fn run_rooms(server: &Server, args: &IdleArgs) -> anyhow::Result<(Report, Vec<String>)> {
     let tag = super::run_tag();
     let c = args.connections.max(1);
     let per = args.per_user.max(1);
@@ -265,7 +281,7 @@ async fn run_rooms(server: &Server, args: &IdleArgs) -> anyhow::Result<Report> {
     let connect_more_s = t_more.elapsed().as_secs_f64();
     readers.extend(more.into_iter().map(|cl| hold(cl, frames.clone())));
     if args.part {
-        return hold_part(readers, users).await;
+        return Ok((hold_part(readers, users).await?, Vec::new()));
     }
     let Held {
         after,
@@ -304,7 +320,48 @@ async fn run_rooms(server: &Server, args: &IdleArgs) -> anyhow::Result<Report> {
         "generator_kib_per_connection",
         self_after.saturating_sub(self_before) as f64 / c as f64,
     );
-    Ok(rep)
+    let mut all = user_tokens;
+    all.extend(tokens);
+    Ok((rep, all))
+}
+
+/// `--restart`: chatd started again on the same data, the same
+/// connections made again with tokens, held as long; chatd's RSS then is
+/// where it settles without the registration burst.
+async fn restarted(
+    server: &mut Server,
+    opts: &ServerOpts,
+    args: &IdleArgs,
+    tokens: &[String],
+    rep: &mut Report,
+) -> anyhow::Result<()> {
+    if server.pid().is_none() {
+        anyhow::bail!("--restart needs a chatd started by the bench (not --url)");
+    }
+    server.pause();
+    server.resume(opts).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = server.rss_kib().map(|r| r.0);
+    let clients = wire::auth_many(&server.addrs, tokens, args.concurrency, args.sources).await?;
+    let frames = Arc::new(AtomicU64::new(0));
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|cl| hold(cl, frames.clone()))
+        .collect();
+    let Held {
+        after_hold, alive, ..
+    } = held(server, readers, args.hold).await;
+    let burst = rep.get("chatd_rss_after_hold_kib").and_then(|v| v.as_u64());
+    if let (Some(b), Some((h, _)), Some(burst)) = (before, after_hold, burst) {
+        rep.set("restarted_rss_before_kib", b)
+            .set("restarted_rss_after_hold_kib", h)
+            .set("restarted_connections_alive", alive as u64)
+            .set(
+                "burst_kept_pct",
+                (burst as f64 - h as f64) / h as f64 * 100.0,
+            );
+    }
+    Ok(())
 }
 
 /// One of `--procs`: say the users are ready, hold them until stdin

@@ -33,6 +33,11 @@ pub struct ServerOpts {
     /// (`requests_per_sec`, `request_burst`) instead of an unlimited one.
     #[arg(long, global = true)]
     pub default_budget: bool,
+    /// Give the started chatd its default password hashing (argon2id with
+    /// 19 MiB on two threads) instead of a cheap one: registrations then
+    /// take chatd's real time and memory.
+    #[arg(long, global = true)]
+    pub default_hashing: bool,
     /// Keep the log in PostgreSQL: a database of its own is made for the
     /// run on the server this URL reaches (and dropped after it).
     #[arg(long, global = true, value_name = "URL")]
@@ -82,7 +87,7 @@ impl Meters {
 
 /// The `[limits]`/`[auth]` overrides every started chatd gets.
 pub fn bench_config(listen: &str, data: &std::path::Path, default_budget: bool) -> String {
-    cluster_config(listen, data, default_budget, None, None)
+    cluster_config(listen, data, default_budget, false, None, None)
 }
 
 /// [`bench_config`] on a PostgreSQL store and a bus, when given.
@@ -90,6 +95,7 @@ fn cluster_config(
     listen: &str,
     data: &std::path::Path,
     default_budget: bool,
+    default_hashing: bool,
     store: Option<(&str, Option<usize>)>,
     bus: Option<&str>,
 ) -> String {
@@ -108,6 +114,11 @@ fn cluster_config(
     } else {
         "requests_per_sec = 1000000\nrequest_burst = 1000000\n"
     };
+    let hashing = if default_hashing {
+        ""
+    } else {
+        "argon2_memory_kib = 64\nargon2_iterations = 1\nargon2_parallelism = 1\nmax_concurrent_hashes = 8\n"
+    };
     format!(
         r#"listen = "{listen}"
 data = "{}"
@@ -115,11 +126,7 @@ data = "{}"
 [auth]
 # Benchmarks register thousands of accounts.
 registration = "open"
-argon2_memory_kib = 64
-argon2_iterations = 1
-argon2_parallelism = 1
-max_concurrent_hashes = 8
-# Thousands of accounts register from one address at once.
+{hashing}# Thousands of accounts register from one address at once.
 hash_queue = 4096
 hashes_per_address = 64
 # A retried registration whose first try went through finds its name
@@ -232,6 +239,7 @@ impl Server {
                     &addr,
                     &dir.join("data"),
                     opts.default_budget,
+                    opts.default_hashing,
                     store.as_deref().map(|s| (s, opts.writers)),
                     opts.bus.as_deref(),
                 ),
