@@ -132,6 +132,12 @@ pub(crate) fn configure(conn: &Connection, file: bool) -> Result<(), CacheError>
     }
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    // One plan per statement: without it SQLite prepares a cached
+    // statement again whenever a new value is bound to a `LIMIT ?`.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     Ok(())
 }
 
@@ -186,5 +192,38 @@ impl rusqlite::types::FromSql for Seq {
         u64::try_from(i)
             .map(Seq)
             .map_err(|_| rusqlite::types::FromSqlError::OutOfRange(i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::StatementStatus;
+
+    /// Pages of the cache bind a new `LIMIT` each time: the cached
+    /// statement runs again as prepared.
+    #[test]
+    fn cached_statements_are_not_prepared_again_for_new_limits() {
+        let conn = Connection::open_in_memory().unwrap();
+        configure(&conn, false).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (k INTEGER PRIMARY KEY); INSERT INTO t VALUES (1), (2), (3);",
+        )
+        .unwrap();
+        for limit in [1, 3, 2] {
+            let mut stmt = conn
+                .prepare_cached("SELECT k FROM t WHERE k > ?1 ORDER BY k LIMIT ?2")
+                .unwrap();
+            let n = stmt
+                .query_map(rusqlite::params![0, limit], |r| r.get::<_, i64>(0))
+                .unwrap()
+                .count();
+            assert_eq!(n, limit as usize);
+            assert_eq!(
+                stmt.get_status(StatementStatus::RePrepare),
+                0,
+                "LIMIT {limit}"
+            );
+        }
     }
 }

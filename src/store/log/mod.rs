@@ -39,6 +39,7 @@ pub use stats::{Buckets, Snapshot as BucketsSnapshot, WriteStats};
 mod writer;
 
 use crate::proto::{ConvKind, Event, EventBody, MemberRole, ProtoError, ReceiptPair};
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -360,6 +361,12 @@ fn open_conn(path: &Path, read_only: bool, sync: SyncMode) -> Result<Connection,
         conn.pragma_update(None, "synchronous", sync)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
     }
+    // SQLite re-prepares a statement whenever a new value is bound to a
+    // parameter its plan looked at (a `LIMIT ?`, a `LIKE ?`): every history
+    // page would be parsed and planned again. The query planner stability
+    // guarantee keeps one plan per statement, so the cached ones stay
+    // prepared.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -571,4 +578,39 @@ pub fn new_conversation_id() -> String {
     use rand::RngExt;
     let bytes: [u8; 12] = rand::rng().random();
     hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::{StatementStatus, params};
+
+    /// A page of history binds a new `LIMIT` each time: the cached
+    /// statement must run again as prepared, not be parsed anew.
+    #[test]
+    fn a_cached_statement_is_not_prepared_again_for_new_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let conn = open_conn(&path, false, SyncMode::Full).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE e (c TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (c, seq));
+             INSERT INTO e VALUES ('a', 1), ('a', 2), ('a', 3);",
+        )
+        .unwrap();
+        for limit in [1, 2, 3, 1] {
+            let mut stmt = conn
+                .prepare_cached("SELECT seq FROM e WHERE c = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")
+                .unwrap();
+            let n = stmt
+                .query_map(params!["a", 0, limit], |r| r.get::<_, i64>(0))
+                .unwrap()
+                .count();
+            assert_eq!(n, limit as usize);
+            assert_eq!(
+                stmt.get_status(StatementStatus::RePrepare),
+                0,
+                "LIMIT {limit}"
+            );
+        }
+    }
 }
