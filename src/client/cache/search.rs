@@ -59,9 +59,18 @@ fn current(
 /// into the next millisecond's (harmless: order is then only close).
 const PER_MS: i64 = 4096;
 
-/// A doc number for a message sent at `ts`: ordered by time.
+/// A doc number for a message sent at `ts`: ordered by time. The next
+/// after the last one taken in that millisecond, found with one seek (a
+/// busy conversation caught up puts dozens of messages in a millisecond,
+/// and probing them one by one made indexing quadratic in them).
 fn free_doc(conn: &Connection, ts: i64) -> Result<i64, CacheError> {
-    let mut doc = ts.clamp(0, i64::MAX / PER_MS - 1) * PER_MS;
+    let base = ts.clamp(0, i64::MAX / PER_MS - 1) * PER_MS;
+    let last: Option<i64> = conn
+        .prepare_cached("SELECT MAX(id) FROM search_docs WHERE id >= ?1 AND id < ?2")?
+        .query_row([base, base + PER_MS], |r| r.get(0))?;
+    let mut doc = last.map_or(base, |l| l + 1);
+    // Past the millisecond's range (thousands in one), step over the next
+    // one's taken numbers.
     let mut taken = conn.prepare_cached("SELECT 1 FROM search_docs WHERE id = ?1")?;
     while taken.exists([doc])? {
         doc += 1;
@@ -217,5 +226,47 @@ impl Cache {
             });
         }
         Ok(hits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn take(conn: &Connection, ts: i64, seq: u64) -> i64 {
+        let doc = free_doc(conn, ts).unwrap();
+        conn.execute(
+            "INSERT INTO search_docs (id, conversation_id, seq, ts, sender) VALUES (?1, 'c', ?2, ?3, 'u')",
+            params![doc, seq as i64, ts],
+        )
+        .unwrap();
+        doc
+    }
+
+    #[test]
+    fn doc_numbers_follow_time_and_never_collide() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        // Many messages in one millisecond take consecutive numbers.
+        let same: Vec<i64> = (0..50).map(|i| take(&conn, 1_000, i)).collect();
+        assert_eq!(same[0], 1_000 * PER_MS);
+        assert!(same.windows(2).all(|w| w[1] == w[0] + 1), "{same:?}");
+        // A later millisecond comes after, an earlier one before.
+        assert!(take(&conn, 1_001, 100) > same[49]);
+        assert!(take(&conn, 999, 101) < same[0]);
+        // A number freed in the middle is not handed out twice.
+        conn.execute("DELETE FROM search_docs WHERE id = ?1", [same[10]])
+            .unwrap();
+        let next = take(&conn, 1_000, 102);
+        assert_eq!(next, same[49] + 1);
+        // A millisecond whose range is full spills into the next one's
+        // numbers without taking one already used there.
+        let full = 5_000 * PER_MS;
+        conn.execute(
+            "INSERT INTO search_docs (id, conversation_id, seq, ts, sender) VALUES (?1, 'c', 200, 5000, 'u'), (?2, 'c', 201, 5001, 'u')",
+            params![full + PER_MS - 1, full + PER_MS],
+        )
+        .unwrap();
+        assert_eq!(take(&conn, 5_000, 202), full + PER_MS + 1);
     }
 }
