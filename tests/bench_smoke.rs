@@ -118,6 +118,7 @@ async fn idle_connections_are_held() {
         sources: 2,
         room_size: 0,
         procs: 1,
+        restart: false,
         part: false,
     }))
     .await;
@@ -136,10 +137,15 @@ async fn idle_users_are_held_in_rooms() {
         sources: 2,
         room_size: 4,
         procs: 1,
+        restart: true,
         part: false,
     }))
     .await;
     let text = r.to_text();
+    // Restarted on the same data, the same users connect with their tokens.
+    assert_eq!(r.num("restarted_connections_alive"), 10.0, "{text}");
+    assert!(r.num("restarted_rss_after_hold_kib") > 0.0, "{text}");
+    assert!(r.num("burst_kept_pct").is_finite(), "{text}");
     assert_eq!(r.num("users"), 10.0, "{text}");
     assert_eq!(r.num("rooms"), 3.0, "{text}");
     assert_eq!(r.num("connections_alive"), 10.0, "{text}");
@@ -158,6 +164,7 @@ async fn idle_users_are_held_in_rooms() {
         sources: 2,
         room_size: 2,
         procs: 1,
+        restart: false,
         part: false,
     }))
     .await;
@@ -176,6 +183,7 @@ async fn idle_users_spread_over_generator_processes() {
         sources: 2,
         room_size: 3,
         procs: 2,
+        restart: false,
         part: false,
     }))
     .await;
