@@ -106,11 +106,7 @@ pub async fn run(
     let clients = wire::auth_many(&server.addrs, &tokens, args.concurrency, args.sources).await?;
     let connect_s = t0.elapsed().as_secs_f64();
     // Keep reading so pings are answered; hold.
-    let frames = Arc::new(AtomicU64::new(0));
-    let readers: Vec<_> = clients
-        .into_iter()
-        .map(|cl| hold(cl, frames.clone()))
-        .collect();
+    let readers = hold_all(clients);
     let Held {
         after,
         after_hold,
@@ -161,6 +157,15 @@ async fn held(server: &Server, readers: Vec<JoinHandle<()>>, secs: f64) -> Held 
         alive,
         self_after,
     }
+}
+
+/// [`hold`] every client, the frames they receive uncounted.
+fn hold_all(clients: Vec<Client>) -> Vec<JoinHandle<()>> {
+    let frames = Arc::new(AtomicU64::new(0));
+    clients
+        .into_iter()
+        .map(|cl| hold(cl, frames.clone()))
+        .collect()
 }
 
 /// Read (and so answer pings) until the connection ends, counting frames.
@@ -343,11 +348,7 @@ async fn restarted(
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = server.rss_kib().map(|r| r.0);
     let clients = wire::auth_many(&server.addrs, tokens, args.concurrency, args.sources).await?;
-    let frames = Arc::new(AtomicU64::new(0));
-    let readers: Vec<_> = clients
-        .into_iter()
-        .map(|cl| hold(cl, frames.clone()))
-        .collect();
+    let readers = hold_all(clients);
     let Held {
         after_hold, alive, ..
     } = held(server, readers, args.hold).await;

@@ -183,12 +183,9 @@ fn work(
     running: &AtomicUsize,
     held: &AtomicUsize,
 ) {
-    let mut memory: Vec<Block> = Vec::new();
-    let release = |memory: &mut Vec<Block>| {
-        if !memory.is_empty() {
-            held.fetch_sub(std::mem::size_of_val(memory.as_slice()), Ordering::Relaxed);
-            *memory = Vec::new();
-        }
+    let mut scratch = Scratch {
+        blocks: Vec::new(),
+        held,
     };
     loop {
         // Another thread holding the queue is waiting for work (or about
@@ -197,24 +194,21 @@ fn work(
             Ok(queue) => queue,
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
             Err(TryLockError::WouldBlock) => {
-                release(&mut memory);
+                scratch.release();
                 rx.lock().unwrap_or_else(PoisonError::into_inner)
             }
         };
         let job = match queue.try_recv() {
             Ok(job) => Some(job),
             Err(TryRecvError::Empty) => {
-                release(&mut memory);
+                scratch.release();
                 queue.blocking_recv()
             }
             Err(TryRecvError::Disconnected) => None,
         };
         drop(queue);
         let Some(job) = job else { return };
-        if memory.is_empty() {
-            memory = vec![Block::new(); params.block_count()];
-            held.fetch_add(std::mem::size_of_val(memory.as_slice()), Ordering::Relaxed);
-        }
+        let memory = scratch.get(params);
         let started = Instant::now();
         running.fetch_add(1, Ordering::Relaxed);
         // A job that panics drops its reply (the caller sees a failure)
@@ -222,14 +216,14 @@ fn work(
         // none may be lost.
         let _ = std::panic::catch_unwind(AssertUnwindSafe(|| match job {
             Job::Hash { password, reply } => {
-                let _ = reply.send(hash_with(params, &password, &mut memory));
+                let _ = reply.send(hash_with(params, &password, memory));
             }
             Job::Verify {
                 password,
                 stored,
                 reply,
             } => {
-                let _ = reply.send(verify_with(&password, &stored, &mut memory));
+                let _ = reply.send(verify_with(&password, &stored, memory));
             }
         }));
         running.fetch_sub(1, Ordering::Relaxed);
@@ -241,6 +235,33 @@ fn work(
             (before * 7 + took) / 8
         };
         recent_us.store(avg, Ordering::Relaxed);
+    }
+}
+
+/// A hashing thread's argon2 memory, counted in `held` while allocated.
+struct Scratch<'a> {
+    blocks: Vec<Block>,
+    held: &'a AtomicUsize,
+}
+
+impl Scratch<'_> {
+    /// The buffer for `params`, allocated if it is not.
+    fn get(&mut self, params: &Params) -> &mut [Block] {
+        if self.blocks.is_empty() {
+            self.blocks = vec![Block::new(); params.block_count()];
+            self.held.fetch_add(self.bytes(), Ordering::Relaxed);
+        }
+        &mut self.blocks
+    }
+
+    /// Free the buffer, if allocated.
+    fn release(&mut self) {
+        self.held.fetch_sub(self.bytes(), Ordering::Relaxed);
+        self.blocks = Vec::new();
+    }
+
+    fn bytes(&self) -> usize {
+        std::mem::size_of_val(self.blocks.as_slice())
     }
 }
 

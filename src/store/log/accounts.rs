@@ -863,7 +863,7 @@ pub mod offline {
         let path = super::super::db_path(data_dir);
         super::super::private_files(data_dir, &path)?;
         let mut c = Connection::open(path)?;
-        c.busy_timeout(std::time::Duration::from_secs(10))?;
+        super::super::tune(&c)?;
         c.pragma_update(None, "journal_mode", "WAL")?;
         super::super::schema::migrate(&mut c)?;
         Ok(c)

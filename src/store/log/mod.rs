@@ -345,7 +345,7 @@ fn open_conn(path: &Path, read_only: bool, sync: SyncMode) -> Result<Connection,
     };
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    tune(&conn)?;
     if !read_only {
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -361,14 +361,21 @@ fn open_conn(path: &Path, read_only: bool, sync: SyncMode) -> Result<Connection,
         conn.pragma_update(None, "synchronous", sync)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
     }
-    // SQLite re-prepares a statement whenever a new value is bound to a
-    // parameter its plan looked at (a `LIMIT ?`, a `LIKE ?`): every history
-    // page would be parsed and planned again. The query planner stability
-    // guarantee keeps one plan per statement, so the cached ones stay
-    // prepared.
+    Ok(conn)
+}
+
+/// What every connection to the database gets, whatever it is for (the
+/// server's, the retention sweep's, `chatd admin`'s): a wait for locks,
+/// and cached statements that stay prepared. SQLite re-prepares a
+/// statement whenever a new value is bound to a parameter its plan looked
+/// at (a `LIMIT ?`, a `LIKE ?`), so every history page would be parsed and
+/// planned again; the query planner stability guarantee keeps one plan per
+/// statement.
+pub(crate) fn tune(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.set_prepared_statement_cache_capacity(64);
-    Ok(conn)
+    Ok(())
 }
 
 /// The data dir `0700` and the database with its companions `0600`: they

@@ -91,7 +91,7 @@ pub fn plan(events: &[Aged], cutoff: Millis, batch: i64) -> Plan {
 /// says so. Returns how many events were cleared.
 pub fn sweep(dir: &Path, cutoff: Millis, stop: impl Fn() -> bool) -> Result<u64, StoreError> {
     let conn = Connection::open(db_path(dir))?;
-    conn.busy_timeout(Duration::from_secs(10))?;
+    super::tune(&conn)?;
     let convs: Vec<String> = conn
         .prepare("SELECT id FROM conversations")?
         .query_map([], |r| r.get(0))?
