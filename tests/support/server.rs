@@ -296,11 +296,20 @@ impl Server {
     /// Abrupt stop: every task of the server is dropped where it stands;
     /// nothing is flushed or closed gracefully (sockets close as their
     /// owners drop). Committed data must survive this.
+    ///
+    /// As with a killed process, the server's sockets (its clients', its
+    /// database connections) are closed when this returns: the runtime's
+    /// tasks are all dropped first. Dropped only in the background, a busy
+    /// machine could leave a transaction of the old server open, holding
+    /// its locks, while the new one starts.
     pub fn kill(&mut self) {
         self.stop.take();
         self.task.take();
         if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
+            // Blocking work (a read under way) is not waited for long.
+            std::thread::spawn(move || rt.shutdown_timeout(Duration::from_millis(500)))
+                .join()
+                .expect("shut the server's runtime down");
         }
     }
 
