@@ -9,7 +9,7 @@
 //! replays here in order. A node's presence is its own connections plus
 //! what each other node says of its users.
 
-use super::{ConvState, Hub, State};
+use super::{ConvState, Hub, Name, State};
 use crate::proto::{
     Event, Millis, PresenceStatus, ReceiptPush, ServerFrame, TypingPush, now_millis,
 };
@@ -79,13 +79,14 @@ impl Hub {
             // A conversation is secret from its creation on: one missed
             // on the bus is marked here.
             if secret.contains(&rec.id)
-                && let Some(c) = st.convs.get_mut(&rec.id)
+                && let Some(c) = st.convs.get_mut(rec.id.as_str())
             {
                 c.encrypted = true;
             }
-            if !st.convs.contains_key(&rec.id) {
+            if !st.convs.contains_key(rec.id.as_str()) {
+                let key = st.name(&rec.id);
                 st.convs.insert(
-                    rec.id.clone(),
+                    key,
                     ConvState {
                         kind: rec.kind,
                         name: rec.name.clone(),
@@ -98,7 +99,7 @@ impl Hub {
                 );
                 st.index_channel(&rec.id, None);
             }
-            let last = st.convs.get(&rec.id).map_or(0, |c| c.last_seq);
+            let last = st.convs.get(rec.id.as_str()).map_or(0, |c| c.last_seq);
             if rec.last_seq > last && rec.last_seq - last <= replay_max {
                 gaps.push(Gap::Behind {
                     conversation: rec.id,
@@ -140,13 +141,15 @@ impl Hub {
                     st.remote.remove(node);
                 }
             }
-            let seen = st.last_seen.entry(user.to_string()).or_insert(at);
+            let name = st.name(user);
+            let seen = st.last_seen.entry(name).or_insert(at);
             *seen = (*seen).max(at);
         } else {
+            let name = st.name(user);
             st.remote
                 .entry(node.to_string())
                 .or_default()
-                .insert(user.to_string(), status);
+                .insert(name, status);
         }
         if st.status(user) == PresenceStatus::Offline && before != PresenceStatus::Offline {
             st.held_offline.insert(user.to_string(), before);
@@ -170,14 +173,16 @@ impl Hub {
     /// hub held for it, pushing the differences.
     pub(crate) fn remote_node(&self, node: &str, users: HashMap<String, PresenceStatus>) {
         let mut st = self.lock();
+        let users: HashMap<Name, PresenceStatus> =
+            users.into_iter().map(|(u, s)| (st.name(&u), s)).collect();
         let old = st.remote.get(node).cloned().unwrap_or_default();
-        let touched: BTreeSet<&String> = old
+        let touched: BTreeSet<&Name> = old
             .keys()
             .chain(users.keys())
             .filter(|u| old.get(*u) != users.get(*u))
             .collect();
         // The status each had before the change.
-        let touched: Vec<(String, PresenceStatus)> = touched
+        let touched: Vec<(Name, PresenceStatus)> = touched
             .into_iter()
             .map(|u| (u.clone(), st.status(u)))
             .collect();
@@ -229,7 +234,7 @@ impl Hub {
             })
             .encode(),
         );
-        st.deliver_all(c.members.iter().filter(|m| *m != user), &frame);
+        st.deliver_all(c.members.iter().filter(|m| ***m != *user), &frame);
     }
 
     /// A revocation from another node: close the connections here.
@@ -242,11 +247,14 @@ impl Hub {
 /// receipts (forward only) and, with `jump`, its last seq. Members hear of
 /// what changed.
 fn adopt(st: &mut State, rec: ConvRecord, jump: bool) {
-    let id = rec.id;
+    if !st.convs.contains_key(rec.id.as_str()) {
+        return;
+    }
+    let id = st.name(&rec.id);
+    let members: BTreeSet<Name> = rec.receipts.keys().map(|u| st.name(u)).collect();
     let Some(c) = st.convs.get_mut(&id) else {
         return;
     };
-    let members: BTreeSet<String> = rec.receipts.keys().cloned().collect();
     let old_members = std::mem::replace(&mut c.members, members.clone());
     let old_name = std::mem::replace(&mut c.name, rec.name);
     let described = jump || old_members != members || c.roles != rec.roles || old_name != c.name;
@@ -257,25 +265,36 @@ fn adopt(st: &mut State, rec: ConvRecord, jump: bool) {
     c.receipts.retain(|u, _| members.contains(u));
     let mut moved = Vec::new();
     for (user, r) in rec.receipts {
-        let old = c.receipts.get(&user).copied();
-        let mut new = old.unwrap_or_default();
+        let Some(name) = members.get(user.as_str()) else {
+            continue;
+        };
+        // A member without a receipt is at (0, 0).
+        let old = c.receipts.get(name).copied().unwrap_or_default();
+        let mut new = old;
         new.delivered = new.delivered.max(r.delivered);
         new.read = new.read.max(r.read);
-        if old != Some(new) {
-            c.receipts.insert(user.clone(), new);
+        if old != new {
+            c.receipts.insert(name.clone(), new);
             moved.push((user, new));
         }
     }
     for gone in old_members.difference(&members) {
         if let Some(set) = st.memberships.get_mut(gone) {
             set.remove(&id);
+            if set.is_empty() {
+                st.memberships.remove(gone);
+            }
         }
     }
     for new in members.difference(&old_members) {
         st.memberships.entry(new.clone()).or_default().insert(&id);
     }
     st.index_channel(&id, old_name.as_deref());
-    let everyone: BTreeSet<&String> = old_members.iter().chain(members.iter()).collect();
+    let gone: Vec<String> = old_members
+        .difference(&members)
+        .map(|n| n.to_string())
+        .collect();
+    let everyone: BTreeSet<&Name> = old_members.iter().chain(members.iter()).collect();
     if described {
         if let Some(conversation) = st.conversation(&id, None) {
             let frame = super::frame_of(ServerFrame::Conversation { conversation }.encode());
@@ -285,7 +304,7 @@ fn adopt(st: &mut State, rec: ConvRecord, jump: bool) {
         for (user, r) in moved {
             let frame = super::frame_of(
                 ServerFrame::Receipt(ReceiptPush {
-                    conversation_id: id.clone(),
+                    conversation_id: id.to_string(),
                     user,
                     delivered: r.delivered,
                     read: r.read,
@@ -294,6 +313,10 @@ fn adopt(st: &mut State, rec: ConvRecord, jump: bool) {
             );
             st.deliver_all(&members, &frame);
         }
+    }
+    drop(old_members);
+    for user in gone {
+        st.forget(&user);
     }
 }
 

@@ -37,7 +37,7 @@ impl State {
             .encode(),
         );
         let mut to = self.contacts(user);
-        to.insert(user.to_string());
+        to.insert(user.into());
         self.deliver_all(&to, &frame);
     }
 }

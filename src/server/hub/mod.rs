@@ -25,7 +25,7 @@ use crate::proto::{
     TypingPush, UserEntry, now_millis,
 };
 use crate::store::log::{Blocks, CommitSink, Committed, Snapshot};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -33,6 +33,13 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// An encoded frame, shared among recipients.
 pub type Frame = Utf8Bytes;
+
+/// A user's or a conversation's name as the hub keeps it: one allocation
+/// per distinct name ([`State::name`]), shared by every map that holds it.
+/// Every node keeps every conversation's members, so a name is held in
+/// several places per membership; as a `String` each copy cost its own
+/// heap block.
+type Name = Arc<str>;
 
 /// The hub's end of one connection.
 #[derive(Clone)]
@@ -47,9 +54,10 @@ struct Conn {
 struct ConvState {
     kind: ConvKind,
     name: Option<String>,
-    members: BTreeSet<String>,
+    members: BTreeSet<Name>,
     last_seq: u64,
-    receipts: HashMap<String, ReceiptPair>,
+    /// Read and delivered pointers; a member without one is at (0, 0).
+    receipts: HashMap<Name, ReceiptPair>,
     /// Owner and admins.
     roles: BTreeMap<String, MemberRole>,
     /// A secret conversation.
@@ -63,18 +71,20 @@ struct Online {
 
 #[derive(Default)]
 struct State {
-    convs: HashMap<String, ConvState>,
+    convs: HashMap<Name, ConvState>,
     /// user → conversations they belong to, in id order (pages follow it).
-    memberships: HashMap<String, IdSet>,
+    memberships: HashMap<Name, IdSet>,
     /// Channel name → id, in name order.
     channels: BTreeMap<String, String>,
     online: HashMap<String, Online>,
     /// Other nodes' connected users: node → user → status.
-    remote: HashMap<String, HashMap<String, PresenceStatus>>,
+    remote: HashMap<String, HashMap<Name, PresenceStatus>>,
     /// Users whose offline from another node is held back (see
     /// `Hub::remote_presence`): the status their contacts last heard.
     held_offline: HashMap<String, PresenceStatus>,
-    last_seen: HashMap<String, Millis>,
+    last_seen: HashMap<Name, Millis>,
+    /// Every name the maps above hold, once.
+    names: HashSet<Name>,
     /// (blocker, blocked): the blocked user does not see the blocker's
     /// presence.
     blocks: Blocks,
@@ -166,10 +176,15 @@ impl State {
         let c = self.convs.get(id)?;
         let (members, receipts, roles) = if c.small() {
             (
-                c.members.iter().cloned().collect(),
+                c.members.iter().map(|m| m.to_string()).collect(),
                 c.members
                     .iter()
-                    .map(|m| (m.clone(), c.receipts.get(m).copied().unwrap_or_default()))
+                    .map(|m| {
+                        (
+                            m.to_string(),
+                            c.receipts.get(m).copied().unwrap_or_default(),
+                        )
+                    })
                     .collect::<BTreeMap<_, _>>(),
                 c.roles.clone(),
             )
@@ -211,12 +226,12 @@ impl State {
     /// conversations small enough to list their members. In larger ones
     /// presence is not pushed (a user coming online would otherwise wake
     /// thousands); `users` still answers it for anyone sharing one.
-    fn contacts(&self, user: &str) -> BTreeSet<String> {
+    fn contacts(&self, user: &str) -> BTreeSet<Name> {
         let mut out = BTreeSet::new();
         if let Some(convs) = self.memberships.get(user) {
             for id in convs {
                 if let Some(c) = self.convs.get(id).filter(|c| c.small()) {
-                    out.extend(c.members.iter().filter(|m| *m != user).cloned());
+                    out.extend(c.members.iter().filter(|m| ***m != *user).cloned());
                 }
             }
         }
@@ -271,10 +286,10 @@ impl State {
         self.count_pushed(n);
     }
 
-    fn deliver_all<'a>(&self, users: impl IntoIterator<Item = &'a String>, frame: &Frame) {
+    fn deliver_all<S: AsRef<str>>(&self, users: impl IntoIterator<Item = S>, frame: &Frame) {
         let mut n = 0;
         for u in users {
-            n += self.queue_to(u, frame, None);
+            n += self.queue_to(u.as_ref(), frame, None);
         }
         self.count_pushed(n);
     }
@@ -325,14 +340,30 @@ impl State {
         }
     }
 
-    fn add_member(&mut self, conv: &str, user: &str) {
-        if let Some(c) = self.convs.get_mut(conv) {
-            c.members.insert(user.to_string());
+    /// The shared copy of `s`, made on first use.
+    fn name(&mut self, s: &str) -> Name {
+        if let Some(n) = self.names.get(s) {
+            return n.clone();
         }
-        self.memberships
-            .entry(user.to_string())
-            .or_default()
-            .insert(conv);
+        let n: Name = Arc::from(s);
+        self.names.insert(n.clone());
+        n
+    }
+
+    /// Drop `s` from the names once no map holds it.
+    fn forget(&mut self, s: &str) {
+        if self.names.get(s).is_some_and(|n| Arc::strong_count(n) == 1) {
+            self.names.remove(s);
+        }
+    }
+
+    fn add_member(&mut self, conv: &str, user: &str) {
+        let user = self.name(user);
+        let conv = self.name(conv);
+        if let Some(c) = self.convs.get_mut(&conv) {
+            c.members.insert(user.clone());
+        }
+        self.memberships.entry(user).or_default().insert(&conv);
     }
 
     fn remove_member(&mut self, conv: &str, user: &str) {
@@ -342,7 +373,11 @@ impl State {
         }
         if let Some(set) = self.memberships.get_mut(user) {
             set.remove(conv);
+            if set.is_empty() {
+                self.memberships.remove(user);
+            }
         }
+        self.forget(user);
     }
 }
 
@@ -368,23 +403,27 @@ impl Hub {
         st.blocks = Blocks::from_pairs(snapshot.blocks);
         let secret: BTreeSet<String> = snapshot.encrypted.into_iter().collect();
         for rec in snapshot.conversations {
-            for user in rec.receipts.keys() {
-                st.memberships
-                    .entry(user.clone())
-                    .or_default()
-                    .insert(&rec.id);
+            let id = st.name(&rec.id);
+            let mut members = BTreeSet::new();
+            let mut receipts = HashMap::new();
+            for (user, r) in rec.receipts {
+                let user = st.name(&user);
+                st.memberships.entry(user.clone()).or_default().insert(&id);
+                if r != ReceiptPair::default() {
+                    receipts.insert(user.clone(), r);
+                }
+                members.insert(user);
             }
-            let id = rec.id.clone();
             st.convs.insert(
-                rec.id,
+                id.clone(),
                 ConvState {
                     kind: rec.kind,
                     name: rec.name,
-                    members: rec.receipts.keys().cloned().collect(),
+                    members,
                     last_seq: rec.last_seq,
-                    receipts: rec.receipts.into_iter().collect(),
+                    receipts,
                     roles: rec.roles,
-                    encrypted: secret.contains(&id),
+                    encrypted: secret.contains(&*id),
                 },
             );
             st.index_channel(&id, None);
@@ -456,7 +495,8 @@ impl Hub {
         };
         if last {
             st.online.remove(user);
-            st.last_seen.insert(user.to_string(), now_millis());
+            let name = st.name(user);
+            st.last_seen.insert(name, now_millis());
             self.tell_presence(user, PresenceStatus::Offline);
             Self::presence_moved(&mut st, user, before);
         }
@@ -470,9 +510,8 @@ impl Hub {
             return;
         }
         if now == PresenceStatus::Offline {
-            st.last_seen
-                .entry(user.to_string())
-                .or_insert_with(now_millis);
+            let name = st.name(user);
+            st.last_seen.entry(name).or_insert_with(now_millis);
         }
         Self::broadcast_presence(st, user);
     }
@@ -560,7 +599,7 @@ impl Hub {
             let mut introduced = Vec::new();
             if presence && let Some(c) = st.convs.get(id).filter(|c| c.small()) {
                 for m in &c.members {
-                    if m != user && seen.insert(m.as_str()) && st.sees(user, m) {
+                    if **m != *user && seen.insert(m) && st.sees(user, m) {
                         introduced.push(st.presence(m));
                     }
                 }
@@ -586,7 +625,7 @@ impl Hub {
         };
         ids.into_iter()
             .filter(|id| mine.contains(id))
-            .filter_map(|id| st.convs.get(id).map(|c| (id.clone(), c.last_seq)))
+            .filter_map(|id| st.convs.get(id.as_str()).map(|c| (id.clone(), c.last_seq)))
             .collect()
     }
 
@@ -617,8 +656,8 @@ impl Hub {
             .map(|m| {
                 let r = c.receipts.get(m).copied().unwrap_or_default();
                 MemberEntry {
-                    user: m.clone(),
-                    role: c.roles.get(m).copied().unwrap_or_default(),
+                    user: m.to_string(),
+                    role: c.roles.get(&**m).copied().unwrap_or_default(),
                     delivered: r.delivered,
                     read: r.read,
                     bot: false,
@@ -644,12 +683,13 @@ impl Hub {
             .filter_map(|id| {
                 let c = st.convs.get(id)?;
                 Some(Readable {
-                    id: id.clone(),
+                    id: id.to_string(),
                     kind: c.kind,
                     name: c.name.clone(),
                     dm_with: (c.kind == ConvKind::Dm)
-                        .then(|| c.members.iter().find(|m| *m != user).cloned())
-                        .flatten(),
+                        .then(|| c.members.iter().find(|m| ***m != *user))
+                        .flatten()
+                        .map(|m| m.to_string()),
                 })
             })
             .collect()
@@ -677,7 +717,7 @@ impl Hub {
             .by_ref()
             .take(limit)
             .filter_map(|(name, id)| {
-                st.convs.get(id).map(|c| ChannelInfo {
+                st.convs.get(id.as_str()).map(|c| ChannelInfo {
                     id: id.clone(),
                     name: name.clone(),
                     members: c.members.len() as u64,
@@ -708,7 +748,7 @@ impl Hub {
             })
             .encode(),
         );
-        st.deliver_all(c.members.iter().filter(|m| *m != user), &frame);
+        st.deliver_all(c.members.iter().filter(|m| ***m != *user), &frame);
         if let Some(bus) = self.bus.get() {
             bus.typing(conv, user, active);
         }
@@ -794,7 +834,7 @@ impl Hub {
     }
 
     fn apply_event(st: &mut State, ev: &Event, push: &str) {
-        let id = &ev.conversation_id;
+        let id = ev.conversation_id.as_str();
         let mut extra: Vec<String> = Vec::new();
         let mut changed = false;
         match &ev.body {
@@ -855,12 +895,18 @@ impl Hub {
             return;
         };
         let frame = frame_of(push.to_string());
-        st.deliver_all(c.members.iter().chain(extra.iter()), &frame);
+        let to = || {
+            c.members
+                .iter()
+                .map(|m| &**m)
+                .chain(extra.iter().map(String::as_str))
+        };
+        st.deliver_all(to(), &frame);
         // Members apply the event itself to what they hold; the description
         // that follows is bounded (no member list above INLINE_MEMBERS).
         if changed && let Some(conv) = st.conversation(id, None) {
             let frame = frame_of(ServerFrame::Conversation { conversation: conv }.encode());
-            st.deliver_all(c.members.iter().chain(extra.iter()), &frame);
+            st.deliver_all(to(), &frame);
         }
     }
 }
@@ -892,11 +938,12 @@ impl Hub {
         for change in changes {
             match change {
                 Committed::Created { id, kind, name } => {
-                    if st.convs.contains_key(id) {
+                    if st.convs.contains_key(id.as_str()) {
                         continue;
                     }
+                    let key = st.name(id);
                     st.convs.insert(
-                        id.clone(),
+                        key,
                         ConvState {
                             kind: *kind,
                             name: name.clone(),
@@ -910,7 +957,7 @@ impl Hub {
                     st.index_channel(id, None);
                 }
                 Committed::Encrypted(id) => {
-                    if let Some(c) = st.convs.get_mut(id) {
+                    if let Some(c) = st.convs.get_mut(id.as_str()) {
                         c.encrypted = true;
                     }
                 }
@@ -921,7 +968,11 @@ impl Hub {
                 } => st.devices_changed(user, *identity_changed),
                 Committed::Event(ev, push) => {
                     if in_order {
-                        match st.convs.get(&ev.conversation_id).map(|c| c.last_seq) {
+                        match st
+                            .convs
+                            .get(ev.conversation_id.as_str())
+                            .map(|c| c.last_seq)
+                        {
                             None => {
                                 gaps.push(Gap::Unknown);
                                 continue;
@@ -944,19 +995,22 @@ impl Hub {
                     user,
                     receipt,
                 } => {
-                    let Some(c) = st.convs.get_mut(conversation_id) else {
+                    let Some(c) = st.convs.get(conversation_id.as_str()) else {
                         continue;
                     };
                     let mut receipt = *receipt;
                     if in_order {
-                        let old = c.receipts.get(user).copied().unwrap_or_default();
+                        let old = c.receipts.get(user.as_str()).copied().unwrap_or_default();
                         receipt.delivered = receipt.delivered.max(old.delivered);
                         receipt.read = receipt.read.max(old.read);
-                        if receipt == old && c.receipts.contains_key(user) {
+                        if receipt == old && c.receipts.contains_key(user.as_str()) {
                             continue;
                         }
                     }
-                    c.receipts.insert(user.clone(), receipt);
+                    let name = st.name(user);
+                    if let Some(c) = st.convs.get_mut(conversation_id.as_str()) {
+                        c.receipts.insert(name, receipt);
+                    }
                     let frame = frame_of(
                         ServerFrame::Receipt(ReceiptPush {
                             conversation_id: conversation_id.clone(),
@@ -966,7 +1020,7 @@ impl Hub {
                         })
                         .encode(),
                     );
-                    if let Some(c) = st.convs.get(conversation_id) {
+                    if let Some(c) = st.convs.get(conversation_id.as_str()) {
                         st.deliver_all(&c.members, &frame);
                     }
                 }
@@ -979,7 +1033,7 @@ impl Hub {
                     st.blocks.set(blocker, blocked, *on);
                     // The blocked user's view of the blocker's presence
                     // changes now: offline with no last seen, or the truth.
-                    if st.contacts(blocker).contains(blocked) {
+                    if st.contacts(blocker).contains(blocked.as_str()) {
                         let presence = if *on {
                             Presence {
                                 user: blocker.clone(),
@@ -1006,4 +1060,79 @@ pub fn receipt_of(hub: &Hub, user: &str, id: &str) -> ReceiptPair {
         .get(id)
         .and_then(|c| c.receipts.get(user).copied())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::ReceiptPair;
+    use crate::store::log::ConvRecord;
+
+    fn record(id: &str, members: &[(&str, u64)]) -> ConvRecord {
+        ConvRecord {
+            id: id.into(),
+            kind: ConvKind::Group,
+            name: None,
+            last_seq: 3,
+            receipts: members
+                .iter()
+                .map(|(m, read)| {
+                    let r = ReceiptPair {
+                        delivered: *read,
+                        read: *read,
+                    };
+                    (m.to_string(), r)
+                })
+                .collect(),
+            roles: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_name_is_kept_once_however_many_places_hold_it() {
+        let hub = Hub::new(8);
+        hub.load(Snapshot {
+            conversations: vec![
+                record("c1", &[("alice", 2), ("bob", 0)]),
+                record("c2", &[("alice", 0), ("carol", 1)]),
+            ],
+            ..Snapshot::default()
+        });
+        let st = hub.lock();
+        // alice, bob, carol, c1, c2.
+        assert_eq!(st.names.len(), 5);
+        let alice = st.names.get("alice").unwrap();
+        for c in st.convs.values() {
+            let m = c.members.get("alice").unwrap();
+            assert!(Arc::ptr_eq(m, alice));
+        }
+        let (key, _) = st.memberships.get_key_value("alice").unwrap();
+        assert!(Arc::ptr_eq(key, alice));
+        for id in st.memberships["alice"].iter() {
+            let (conv, _) = st.convs.get_key_value(&**id).unwrap();
+            assert!(Arc::ptr_eq(id, conv));
+        }
+        // A receipt at (0, 0) is not kept, and reads as (0, 0).
+        assert_eq!(st.convs["c1"].receipts.len(), 1);
+        drop(st);
+        assert_eq!(receipt_of(&hub, "bob", "c1"), ReceiptPair::default());
+        assert_eq!(receipt_of(&hub, "alice", "c1").read, 2);
+    }
+
+    #[test]
+    fn a_name_no_map_holds_is_forgotten() {
+        let hub = Hub::new(8);
+        hub.load(Snapshot {
+            conversations: vec![record("c1", &[("alice", 1), ("bob", 0)])],
+            ..Snapshot::default()
+        });
+        let mut st = hub.lock();
+        st.remove_member("c1", "bob");
+        assert!(!st.names.contains("bob"));
+        assert!(!st.memberships.contains_key("bob"));
+        assert!(st.names.contains("alice"));
+        st.remove_member("c1", "alice");
+        assert!(!st.names.contains("alice"));
+        assert!(st.names.contains("c1"));
+    }
 }
