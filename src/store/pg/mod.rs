@@ -189,6 +189,11 @@ struct Inner {
     cluster_id: String,
     stats: Arc<WriteStats>,
     gate: Gate,
+    /// Account changes that take [`ACCOUNTS_LOCK`] wait their turn here
+    /// first, holding no pooled connection: a burst of registrations or
+    /// logins then holds one connection of this node's pool, not all of
+    /// them, and reads and messages go on meanwhile.
+    accounts: tokio::sync::Mutex<()>,
     lanes: batch::Lanes,
     tasks: TaskTracker,
 }
@@ -246,6 +251,7 @@ impl PgStore {
                 cluster_id,
                 stats: Arc::new(WriteStats::default()),
                 gate: Gate::new(),
+                accounts: tokio::sync::Mutex::new(()),
                 lanes,
                 tasks: TaskTracker::new(),
             }),
@@ -501,6 +507,10 @@ impl PgStore {
     /// Run a write in a transaction of its own, again if it lost a race;
     /// publish its changes once committed, then let go of its locks.
     async fn write(&self, op: Op, held: Held) -> Result<Reply, StoreError> {
+        let turn = match op.serialized() {
+            true => Some(self.inner.accounts.lock().await),
+            false => None,
+        };
         let started = Instant::now();
         let mut attempt = 1;
         let (reply, changes) = loop {
@@ -518,6 +528,7 @@ impl PgStore {
         if !changes.is_empty() {
             self.inner.sink.committed(&changes);
         }
+        drop(turn);
         drop(held);
         let stats = &self.inner.stats;
         stats.batch_ops.observe(1);

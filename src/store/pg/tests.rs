@@ -1292,6 +1292,62 @@ async fn a_database_that_does_not_answer_is_unavailable_quickly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_changes_waiting_their_turn_leave_the_pool_to_others() {
+    let Some(db) = TestDb::new().await else {
+        return;
+    };
+    let (s, _) = open(&db).await;
+    user(&s, "ann").await;
+    // Another node's account change holds the lock for a while.
+    let sql = db.sql().await;
+    sql.execute("SELECT pg_advisory_lock($1)", &[&ACCOUNTS_LOCK])
+        .await
+        .unwrap();
+    // More registrations than the pool has connections queue behind it.
+    let queued: Vec<_> = (0..12)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.account(AccountOp::CreateUser {
+                    username: format!("u{i}"),
+                    password_hash: "h".into(),
+                    role: Role::Member,
+                })
+                .await
+            })
+        })
+        .collect();
+    let waiting = "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = $1 AND wait_event_type = 'Lock' AND wait_event = 'advisory'";
+    let mut seen = 0;
+    for _ in 0..100 {
+        seen = sql
+            .query_one(waiting, &[&db.name])
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+        if seen > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(seen > 0, "no registration reached the lock");
+    // Let the rest of the burst take what it would.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen: i64 = sql.query_one(waiting, &[&db.name]).await.unwrap().get(0);
+    assert_eq!(seen, 1, "one connection of the node waits on the lock");
+    // Reads are not starved of connections meanwhile.
+    assert!(s.readers().account("ann").await.unwrap().is_some());
+    sql.execute("SELECT pg_advisory_unlock($1)", &[&ACCOUNTS_LOCK])
+        .await
+        .unwrap();
+    for q in queued {
+        q.await.unwrap().unwrap();
+    }
+    s.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_clears_old_text_and_its_search_words() {
     let Some(db) = TestDb::new().await else {
         return;
