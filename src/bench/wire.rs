@@ -191,23 +191,17 @@ pub async fn register_with(
     // answers `unavailable`, and the request is made again a little later.
     // An `unavailable` answer can come after the commit, when the database
     // was slow to confirm it: a retry that finds the name taken logs in.
-    let mut attempt = 0;
-    let ok = loop {
-        match c.call(request.clone()).await {
-            Err(e) if attempt < 8 && format!("{e:#}").contains("unavailable") => {
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-            }
-            Err(e) if attempt > 0 && format!("{e:#}").contains("username_taken") => {
-                let login = json!({"type": "login", "username": name, "password": PASSWORD,
-                                   "device": "bench"});
-                break c
-                    .call(login)
-                    .await
-                    .with_context(|| format!("log in as {name} after a retried registration"))?;
-            }
-            r => break r.with_context(|| format!("register {name}"))?,
+    let (retried, registered) = retrying(&mut c, &request).await;
+    let ok = match registered {
+        Err(e) if retried && format!("{e:#}").contains("username_taken") => {
+            let login =
+                json!({"type": "login", "username": name, "password": PASSWORD, "device": "bench"});
+            retrying(&mut c, &login)
+                .await
+                .1
+                .with_context(|| format!("log in as {name} after a retried registration"))?
         }
+        r => r.with_context(|| format!("register {name}"))?,
     };
     let token = ok["token"].as_str().context("no token")?.to_string();
     Ok((
@@ -217,6 +211,21 @@ pub async fn register_with(
             token,
         },
     ))
+}
+
+/// `request` on `c`, made again (up to 8 times, backing off) while the
+/// answer is `unavailable`; and whether it was made more than once.
+async fn retrying(c: &mut Client, request: &Value) -> (bool, anyhow::Result<Value>) {
+    let mut attempt = 0;
+    loop {
+        match c.call(request.clone()).await {
+            Err(e) if attempt < 8 && format!("{e:#}").contains("unavailable") => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            }
+            r => return (attempt > 0, r),
+        }
+    }
 }
 
 /// Connect and authenticate with a token.
