@@ -434,6 +434,43 @@ async fn the_outbox_survives_a_client_restart_and_sends_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_that_failed_for_a_moment_keeps_its_place() {
+    let w = World::new();
+    let [_, mut bob] = w.users(["alice", "bob"]).await;
+    let conv = bob.create_dm("alice").await;
+    let relay = support::relay::Relay::start(&w.url()).await;
+    let creds = chat::client::net::Credentials::Login {
+        username: "alice".into(),
+        password: PASSWORD.into(),
+    };
+    let mut net = support::client::net_config(&relay.addr);
+    net.transport = chat::client::net::Transport::Ws;
+    let alice = Client::start_net(net, &w.dir("alice"), Some(creds));
+    alice.wait_connected().await;
+    alice
+        .wait("the DM", |m| m.conversation(&conv).is_some())
+        .await;
+    // The first send is answered "unavailable", as by a server whose
+    // database is busy for a moment; the client tries it again later.
+    relay.refuse_next("typed 0");
+    let typed: Vec<String> = (0..5).map(|i| format!("typed {i}")).collect();
+    for body in &typed {
+        alice.act(Action::Send {
+            conv: conv.clone(),
+            body: body.clone(),
+            reply_to: None,
+        });
+    }
+    let (log, all_in) = bob
+        .wait_bodies(&conv, Duration::from_secs(20), |b| b.len() >= typed.len())
+        .await;
+    assert!(all_in, "only {log:?} arrived");
+    assert_eq!(relay.refused(), 1);
+    assert_eq!(log, typed, "in the order typed");
+    alice.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_server_mid_send_loses_nothing_typed() {
     let mut w = World::new();
     let addr = w.addr();

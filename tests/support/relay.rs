@@ -1,7 +1,9 @@
 //! A WebSocket relay on loopback between a client and chatd: it passes
 //! every text frame through and records it (both ways), and can cut the
 //! connection right after a chosen client frame went up, before its
-//! answer comes back (the answer is read from chatd and thrown away).
+//! answer comes back (the answer is read from chatd and thrown away), or
+//! answer a chosen client frame itself with a transient error, as a busy
+//! server would, without passing it on.
 
 use futures_util::{SinkExt, StreamExt};
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,9 @@ struct State {
     frames: Vec<(Way, String)>,
     /// Cut the connection after the next client frame holding this.
     cut_on: Option<String>,
+    /// Answer the next client frame holding this with `unavailable`.
+    refuse_on: Option<String>,
+    refused: u64,
     cuts: u64,
     connections: u64,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -70,6 +75,17 @@ impl Relay {
         self.state.lock().unwrap().cut_on = Some(text.to_string());
     }
 
+    /// Answer the next client frame containing `text` with an
+    /// `unavailable` error, keeping it from chatd.
+    pub fn refuse_next(&self, text: &str) {
+        self.state.lock().unwrap().refuse_on = Some(text.to_string());
+    }
+
+    /// How many frames were answered so.
+    pub fn refused(&self) -> u64 {
+        self.state.lock().unwrap().refused
+    }
+
     /// How many connections were cut so.
     pub fn cuts(&self) -> u64 {
         self.state.lock().unwrap().cuts
@@ -100,6 +116,7 @@ async fn relay(client: TcpStream, upstream: String, state: Arc<Mutex<State>>) {
             m = c_rx.next() => {
                 let Some(Ok(m)) = m else { return };
                 let mut cut = false;
+                let mut refuse = None;
                 if let Message::Text(t) = &m {
                     let mut st = state.lock().unwrap();
                     st.frames.push((Way::Up, t.to_string()));
@@ -108,6 +125,26 @@ async fn relay(client: TcpStream, upstream: String, state: Arc<Mutex<State>>) {
                         st.cuts += 1;
                         cut = true;
                     }
+                    if st.refuse_on.as_deref().is_some_and(|c| t.contains(c)) {
+                        st.refuse_on = None;
+                        st.refused += 1;
+                        let id = serde_json::from_str::<serde_json::Value>(t)
+                            .ok()
+                            .and_then(|v| v["id"].as_u64());
+                        refuse = Some(serde_json::json!({
+                            "type": "error",
+                            "id": id,
+                            "code": "unavailable",
+                            "message": "the database is busy; retry later",
+                        }));
+                    }
+                }
+                if let Some(answer) = refuse {
+                    let answer = Message::Text(answer.to_string().into());
+                    if c_tx.send(answer).await.is_err() {
+                        return;
+                    }
+                    continue;
                 }
                 if s_tx.send(m).await.is_err() {
                     return;

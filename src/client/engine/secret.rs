@@ -1257,6 +1257,8 @@ impl Engine {
                 });
                 self.dirty.list = true;
                 self.dirty.messages = true;
+                // The conversation's next entry, if any.
+                self.send_outbox();
             }
             Err(e) if e.code == ErrorCode::DevicesChanged => {
                 let diff = e.devices.clone().unwrap_or_default();
@@ -1289,6 +1291,7 @@ impl Engine {
                             e.message
                         ),
                     );
+                    self.send_outbox();
                 }
             }
             Err(e) => self.on_reply_failure_outbox(cmid, conv, e),

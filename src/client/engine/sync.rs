@@ -191,6 +191,8 @@ impl Engine {
                 }
                 self.dirty.list = true;
                 self.dirty.messages = true;
+                // The conversation's next entry, if any.
+                self.send_outbox();
             }
             Pending::Conv { focus } => {
                 if let Ok(c) = ok.parse::<ConversationOk>() {
@@ -289,6 +291,8 @@ impl Engine {
             });
             self.dirty.messages = true;
             self.dirty.list = true;
+            // Refused for good: the conversation's next entry goes now.
+            self.send_outbox();
         }
     }
 
@@ -747,6 +751,11 @@ impl Engine {
         self.dirty.messages = true;
     }
 
+    /// Send what the outbox holds: in each conversation its oldest pending
+    /// entry, once the one before it is answered. One at a time per
+    /// conversation keeps the server's order the order they were typed in:
+    /// were later entries already on their way, a transient failure of an
+    /// earlier one (retried on a later tick) would put it after them.
     pub(super) fn send_outbox(&mut self) {
         if !self.connected {
             return;
@@ -755,8 +764,13 @@ impl Engine {
             return;
         };
         let items = cache.outbox_pending().unwrap_or_default();
+        let mut busy: HashSet<String> = HashSet::new();
         for item in items {
             if self.outbox_inflight.contains(&item.client_msg_id) {
+                busy.insert(item.conversation_id);
+                continue;
+            }
+            if !busy.insert(item.conversation_id.clone()) {
                 continue;
             }
             self.outbox_inflight.insert(item.client_msg_id.clone());
@@ -765,13 +779,18 @@ impl Engine {
                 continue;
             }
             let req = super::outbox::request_of(&item);
-            self.request(
+            let cmid = item.client_msg_id.clone();
+            let tag = self.request(
                 req,
                 Pending::Outbox {
                     cmid: item.client_msg_id,
                     conv: item.conversation_id,
                 },
             );
+            if !self.pending.contains_key(&tag) {
+                // The network's queue was full: a later tick sends it.
+                self.outbox_inflight.remove(&cmid);
+            }
         }
     }
 }
