@@ -106,7 +106,7 @@ pub struct NetHandle {
 
 impl NetHandle {
     /// Queue a command. Never blocks: if the queue is full the command is
-    /// refused (a request's failure is reported back as its reply).
+    /// refused (`false`), and no reply will come for a refused request.
     pub fn send(&self, cmd: NetCommand) -> bool {
         self.tx.try_send(cmd).is_ok()
     }

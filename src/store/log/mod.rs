@@ -85,7 +85,7 @@ impl StoreError {
         match self {
             StoreError::Rejected(e) => e.clone(),
             StoreError::Unavailable(_) => {
-                ProtoError::unavailable("the database is unreachable; retry later")
+                ProtoError::unavailable("the database is unreachable or busy; retry later")
             }
             _ => ProtoError::internal(),
         }
