@@ -12,16 +12,24 @@
 //! disturbing the rest. One `COMMIT` (one WAL flush) answers them all, and
 //! many sends to one conversation take one row lock instead of one each.
 //!
+//! A batch of plain messages only (the commonest by far) is first decided
+//! without any lock and written by one statement that commits itself (see
+//! [`bulk`]): a conversation's row is then locked for that statement and
+//! its commit alone, not for the reads and the decisions, so lanes on
+//! other nodes wait for it far less. Messages to a conversation whose
+//! members changed between the reads and the write are decided again in
+//! the locked transaction above.
+//!
 //! A transaction that lost a race runs again as a whole. One that fails
 //! for another reason is split: each write runs alone, so that one bad
 //! write fails by itself.
 
-use super::db::{exec, retryable};
+use super::db::{BEGIN, Tx, retryable};
 use super::{ATTEMPTS, Op, PgStore, Reply, STRIPES, W, bulk};
-use crate::store::log::{Committed, StoreError};
+use crate::store::log::{Append, Appended, Committed, StoreError};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use tokio_postgres::IsolationLevel;
+use tokio_postgres::types::ToSql;
 use tokio_util::sync::CancellationToken;
 
 /// The most writes one transaction commits.
@@ -115,12 +123,100 @@ fn again(e: &StoreError) -> impl Fn() -> StoreError + use<> {
 impl PgStore {
     /// Commit `jobs` together and answer each; see the module doc.
     async fn run_batch(&self, jobs: Vec<Job>) {
-        let convs: Vec<&str> = jobs.iter().filter_map(|j| j.conv.as_deref()).collect();
-        let held = self.inner.gate.lock(&convs).await;
-        let mut ids: Vec<&str> = convs.clone();
+        let convs: Vec<String> = jobs.iter().filter_map(|j| j.conv.clone()).collect();
+        let refs: Vec<&str> = convs.iter().map(String::as_str).collect();
+        let held = self.inner.gate.lock(&refs).await;
+        let started = Instant::now();
+        let n = jobs.len();
+        let plain = |j: &Job| matches!(&j.op, Op::Append(a) if bulk::plain(a));
+        let jobs = if jobs.iter().all(plain) {
+            self.run_unlocked(jobs).await
+        } else {
+            jobs
+        };
+        if !jobs.is_empty() {
+            self.run_locked(jobs).await;
+        }
+        drop(held);
+        let stats = &self.inner.stats;
+        stats.batch_ops.observe(n as u64);
+        stats.commit_time.observe_time(started.elapsed());
+    }
+
+    /// Decide and write a batch of plain messages without taking any lock
+    /// ([`bulk::Mode::Unlocked`]), and answer them; answers the messages
+    /// to be decided again under their conversations' locks (all of them
+    /// if the try failed for a reason other than the database being away).
+    async fn run_unlocked(&self, jobs: Vec<Job>) -> Vec<Job> {
+        let ops: Vec<Append> = jobs
+            .iter()
+            .filter_map(|j| match &j.op {
+                Op::Append(a) => Some(a.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut attempt = 1;
+        let outcome = loop {
+            match self.inner.db.bounded(self.attempt_unlocked(&ops)).await {
+                Err(e) if retryable(&e) && attempt < ATTEMPTS => {
+                    tracing::debug!(attempt, "store: deciding plain messages again: {e}");
+                    let jitter = rand::random::<u64>() % (2 << attempt);
+                    tokio::time::sleep(Duration::from_millis(jitter)).await;
+                    attempt += 1;
+                }
+                done => break done,
+            }
+        };
+        match outcome {
+            Ok((answers, changes)) => {
+                if !changes.is_empty() {
+                    self.inner.sink.committed(&changes);
+                }
+                let mut left = Vec::new();
+                for (job, answer) in jobs.into_iter().zip(answers) {
+                    match answer {
+                        Some(r) => (job.reply)(r.map(Reply::Append)),
+                        None => left.push(job),
+                    }
+                }
+                left
+            }
+            Err(e @ (StoreError::Unavailable(_) | StoreError::Closed)) => {
+                let again = again(&e);
+                for job in jobs {
+                    (job.reply)(Err(again()));
+                }
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::debug!("store: plain messages go under the lock after: {e}");
+                jobs
+            }
+        }
+    }
+
+    /// One try at [`PgStore::run_unlocked`]: each message's answer, or
+    /// `None` to decide it again under the lock, and what was written.
+    async fn attempt_unlocked(
+        &self,
+        ops: &[Append],
+    ) -> Result<(Vec<Option<Result<Appended, StoreError>>>, Vec<Committed>), StoreError> {
+        let c = self.inner.db.client().await?;
+        let mut w = W {
+            tx: &c,
+            changes: Vec::new(),
+            limits: &self.inner.limits,
+        };
+        let answers = bulk::apply(&mut w, ops.to_vec(), bulk::Mode::Unlocked).await?;
+        Ok((answers, w.changes))
+    }
+
+    /// Commit `jobs` in one transaction that locks their conversations
+    /// first, again if it lost a race, and answer each.
+    async fn run_locked(&self, jobs: Vec<Job>) {
+        let mut ids: Vec<&str> = jobs.iter().filter_map(|j| j.conv.as_deref()).collect();
         ids.sort_unstable();
         ids.dedup();
-        let started = Instant::now();
         let mut attempt = 1;
         let outcome = loop {
             match self.inner.db.bounded(self.attempt_batch(&jobs, &ids)).await {
@@ -138,10 +234,6 @@ impl PgStore {
                 if !changes.is_empty() {
                     self.inner.sink.committed(&changes);
                 }
-                drop(held);
-                let stats = &self.inner.stats;
-                stats.batch_ops.observe(jobs.len() as u64);
-                stats.commit_time.observe_time(started.elapsed());
                 for (job, reply) in jobs.into_iter().zip(replies) {
                     (job.reply)(reply);
                 }
@@ -157,10 +249,8 @@ impl PgStore {
                     let r = self.write(job.op, Vec::new()).await;
                     (job.reply)(r);
                 }
-                drop(held);
             }
             Err(e) => {
-                drop(held);
                 let again = again(&e);
                 for job in jobs {
                     (job.reply)(Err(again()));
@@ -176,34 +266,63 @@ impl PgStore {
         jobs: &[Job],
         convs: &[&str],
     ) -> Result<(Vec<Result<Reply, StoreError>>, Vec<Committed>), StoreError> {
-        let mut client = self.inner.db.client().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::ReadCommitted)
-            .start()
-            .await?;
-        if !convs.is_empty() {
-            exec(
-                &tx,
-                "SELECT 1 FROM conversations WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
-                &[&convs],
-            )
-            .await?;
+        let tx = Tx::on(self.inner.db.client().await?);
+        match self.run_in(&tx, jobs, convs).await {
+            Ok(done) => {
+                // Unless the batch's last write took the COMMIT along.
+                if tx.is_open() {
+                    tx.commit().await?;
+                }
+                Ok(done)
+            }
+            Err(e) => {
+                if tx.is_open() {
+                    let _ = tx.rollback().await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Begin `tx`, lock the batch's conversations and apply each write in
+    /// turn; the transaction is left open unless a run of plain messages
+    /// that is the whole batch committed it with its writes.
+    async fn run_in(
+        &self,
+        tx: &Tx,
+        jobs: &[Job],
+        convs: &[&str],
+    ) -> Result<(Vec<Result<Reply, StoreError>>, Vec<Committed>), StoreError> {
+        let c = tx.conn();
+        let plain = |j: &Job| matches!(&j.op, Op::Append(a) if bulk::plain(a));
+        // A batch that opens with plain messages begins, locks and reads
+        // their facts in one round trip; any other begins and locks in one.
+        let opens_plain = jobs.first().is_some_and(plain);
+        if !opens_plain {
+            let lock = c.prepare_cached(bulk::LOCK).await?;
+            tx.begun();
+            let p: [&(dyn ToSql + Sync); 1] = [&convs];
+            let locked = async {
+                if convs.is_empty() {
+                    return Ok(Vec::new());
+                }
+                c.query(&lock, &p).await
+            };
+            let (begun, locked) = tokio::join!(c.batch_execute(BEGIN), locked);
+            begun?;
+            locked?;
         }
         let mut replies = Vec::with_capacity(jobs.len());
         let mut changes = Vec::new();
         let mut rest = jobs;
         while let Some(job) = rest.first() {
             let mut w = W {
-                tx: &tx,
+                tx: c,
                 changes: Vec::new(),
                 limits: &self.inner.limits,
             };
             // A run of plain messages is written together.
-            let run = rest
-                .iter()
-                .take_while(|j| matches!(&j.op, Op::Append(a) if bulk::plain(a)))
-                .count();
+            let run = rest.iter().take_while(|j| plain(j)).count();
             if run > 0 {
                 let ops = rest[..run]
                     .iter()
@@ -212,16 +331,19 @@ impl PgStore {
                         _ => None,
                     })
                     .collect();
-                match bulk::apply(&mut w, ops).await {
-                    Ok(answers) => {
-                        changes.append(&mut w.changes);
-                        replies.extend(answers.into_iter().map(|a| a.map(Reply::Append)));
-                    }
-                    Err(e) => {
-                        let _ = tx.rollback().await;
-                        return Err(e);
-                    }
-                }
+                let first = rest.len() == jobs.len();
+                let around = bulk::Around {
+                    begin: first.then_some(tx),
+                    lock: if first { convs } else { &[] },
+                    commit: (run == rest.len() && first).then_some(tx),
+                };
+                let answers = bulk::apply(&mut w, ops, bulk::Mode::Locked(around)).await?;
+                changes.append(&mut w.changes);
+                // Under the lock every message is decided here.
+                replies.extend(answers.into_iter().map(|a| match a {
+                    Some(r) => r.map(Reply::Append),
+                    None => Err(StoreError::Write("a locked message was not written".into())),
+                }));
                 rest = &rest[run..];
                 continue;
             }
@@ -231,14 +353,10 @@ impl PgStore {
                     replies.push(Ok(reply));
                 }
                 Err(e @ StoreError::Rejected(_)) => replies.push(Err(e)),
-                Err(e) => {
-                    let _ = tx.rollback().await;
-                    return Err(e);
-                }
+                Err(e) => return Err(e),
             }
             rest = &rest[1..];
         }
-        tx.commit().await?;
         Ok((replies, changes))
     }
 }

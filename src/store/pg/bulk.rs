@@ -1,20 +1,30 @@
 //! Plain messages of a batch, decided together and written with one
-//! statement per table.
+//! statement.
 //!
 //! A run of plain messages (no reply, the commonest write by far) would
 //! cost eight or so statements each through the general path. Here the
-//! facts the rules ask about such a message (the conversation's kind and
-//! last seq, the sender's membership, a DM's members and blocks, an earlier
-//! use of the `client_msg_id`) are read for the whole run at once, each
-//! message is decided by the same [`rules`] over those facts, and what was
-//! decided is written with one update of the counters, one insert of the
-//! events and one of their search words. The batch holds every
-//! conversation's row lock (see [`super::batch`]), so the seqs counted here
-//! are the ones the rows would have given.
+//! facts the rules ask about such a message (the conversation's kind, the
+//! sender's membership, a DM's members and blocks, an earlier use of the
+//! `client_msg_id`) are read for the whole run at once, each message is
+//! decided by the same [`rules`] over those facts, and what was decided is
+//! written by one statement: the counters, the events and their search
+//! words.
+//!
+//! The run is decided either under its conversations' row locks, inside a
+//! batch's transaction (see [`super::batch`]), or without any lock, on its
+//! own ([`Mode::Unlocked`]): then the facts read may change before the
+//! write, and the write guards against that. A conversation's members and
+//! roles (what a plain message's rules depend on besides facts that never
+//! change) change only with its count of member changes, which the
+//! database counts up in the changing transaction; the write updates a
+//! conversation's counter only where that count is still the one read,
+//! and writes the events only of conversations it updated. Messages to
+//! the others are decided again, under the lock. The seqs come from the
+//! counter as the write updates it, so the row is locked only for that
+//! statement and its commit.
 
 use super::W;
-use super::db::{exec, get, rows};
-use super::events::lost_race;
+use super::db::{BEGIN, Tx, get};
 use super::search::words;
 use crate::proto::{ConvKind, Event, EventBody, MemberRole, encode_event_with_body, now_millis};
 use crate::store::log::{Append, Appended, Committed, StoreError, new_event_id};
@@ -43,8 +53,8 @@ pub(super) fn plain(op: &Append) -> bool {
 /// What the rules may ask about a run of plain messages, read at once.
 #[derive(Default)]
 struct Known {
-    /// Each conversation's kind and last seq (counted on as messages are
-    /// decided).
+    /// Each conversation's kind and count of member changes (see
+    /// [`write`]).
     convs: HashMap<String, (ConvKind, i64)>,
     /// The secret conversations among them.
     encrypted: HashSet<String>,
@@ -56,6 +66,8 @@ struct Known {
     blocks: HashSet<(String, String)>,
     /// Earlier uses of the run's client message ids (and the run's own).
     prior: HashMap<(String, String), Prior>,
+    /// The senders that are bots.
+    bots: HashSet<String>,
 }
 
 fn unasked(what: &str) -> StoreError {
@@ -141,10 +153,23 @@ impl Facts for Known {
     }
 }
 
+/// How a run is decided and written.
+#[derive(Clone, Copy)]
+pub(super) enum Mode<'a> {
+    /// Inside a batch's transaction that holds the conversations' locks or
+    /// takes them first: what `around` says goes out with the statements.
+    Locked(Around<'a>),
+    /// On its own, with no lock and no transaction: the reads answer what
+    /// was committed when they ran, and the write is one statement that
+    /// commits itself, guarded as the module doc says.
+    Unlocked,
+}
+
 /// A message decided, to be written.
 struct New {
     conv: String,
-    seq: i64,
+    /// Its place among the run's messages to its conversation, from 1.
+    k: i64,
     ts: i64,
     user: String,
     client_msg_id: String,
@@ -153,9 +178,47 @@ struct New {
     eid: String,
 }
 
-/// Read the facts of a run: every query sent at once (the connection
-/// pipelines them), answered in one round trip.
-async fn read(w: &W<'_>, ops: &[(&str, &str, &str)]) -> Result<Known, StoreError> {
+/// A message's answer once decided: now, or once the write says its seq.
+enum Answer {
+    Now(Result<Appended, StoreError>),
+    /// The seq of the run's `n`th message written (itself, or the earlier
+    /// message of the run that used the same client message id).
+    Written(usize),
+}
+
+/// Lock the batch's conversations, in id order (see [`super::batch`]).
+pub(super) const LOCK: &str =
+    "SELECT 1 FROM conversations WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE";
+
+/// What a run in a batch's transaction sends besides its own statements,
+/// in the same round trips: a run that opens the transaction sends `BEGIN`
+/// and the locks before its reads, and one that is the whole transaction
+/// sends `COMMIT` after its write. Such a batch takes two round trips in
+/// all, and holds its conversations' locks for one and the commit.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Around<'a> {
+    /// The transaction to begin, when the run opens it.
+    pub(super) begin: Option<&'a Tx>,
+    /// Conversations to lock before anything is read (the batch's, when
+    /// the run opens it).
+    pub(super) lock: &'a [&'a str],
+    /// The transaction to commit with the write, when the run is all of it.
+    pub(super) commit: Option<&'a Tx>,
+}
+
+/// Read the facts of a run, having first begun the transaction and locked
+/// the batch's conversations where `around` says so, and taken `docs`
+/// search doc numbers: every statement is sent before any answer is
+/// awaited (the connection pipelines them), so the database runs them in
+/// the order sent and answers in one round trip; the reads see what was
+/// committed before the locks were granted. Doc numbers a refused or
+/// repeated message leaves unused are skipped, as a rolled-back one's are.
+async fn read(
+    w: &W<'_>,
+    ops: &[(&str, &str, &str)],
+    around: Around<'_>,
+    docs: usize,
+) -> Result<(Known, Vec<i64>), StoreError> {
     let mut convs: Vec<&str> = ops.iter().map(|(_, c, _)| *c).collect();
     convs.sort_unstable();
     convs.dedup();
@@ -163,49 +226,88 @@ async fn read(w: &W<'_>, ops: &[(&str, &str, &str)]) -> Result<Known, StoreError
     pairs.sort_unstable();
     pairs.dedup();
     let (pc, pu): (Vec<&str>, Vec<&str>) = pairs.into_iter().unzip();
-    let senders: Vec<&str> = ops.iter().map(|(u, _, _)| *u).collect();
+    let mut senders: Vec<&str> = ops.iter().map(|(u, _, _)| *u).collect();
+    senders.sort_unstable();
+    senders.dedup();
     let (mu, mm): (Vec<&str>, Vec<&str>) = ops.iter().map(|(u, _, m)| (*u, *m)).unzip();
+    let docs = docs as i64;
+    let tx = w.tx;
+    // Prepared first (once per connection), so that each query below is
+    // sent when first polled, in the order written.
+    let mut st = Vec::with_capacity(8);
+    for sql in [
+        LOCK,
+        "SELECT id, kind, member_changes, encrypted FROM conversations WHERE id = ANY($1)",
+        "SELECT m.conversation_id, m.username, m.role FROM members m
+         JOIN unnest($1::text[], $2::text[]) AS q(c, u)
+           ON m.conversation_id = q.c AND m.username = q.u",
+        "SELECT m.conversation_id, m.username, m.role FROM members m
+         JOIN conversations c ON c.id = m.conversation_id AND c.kind = 'dm'
+         WHERE m.conversation_id = ANY($1)",
+        "SELECT DISTINCT b.blocker, b.blocked FROM blocks b
+         JOIN members m ON m.username = b.blocker AND m.conversation_id = ANY($2)
+         JOIN conversations c ON c.id = m.conversation_id AND c.kind = 'dm'
+         WHERE b.blocked = ANY($1)",
+        "SELECT e.sender, e.client_msg_id, e.conversation_id, e.seq, e.ts, e.kind
+         FROM events e JOIN unnest($1::text[], $2::text[]) AS q(u, m)
+           ON e.sender = q.u AND e.client_msg_id = q.m",
+        "SELECT username FROM users WHERE username = ANY($1) AND kind <> 'person'",
+        "SELECT nextval('search_doc_numbers') FROM generate_series(1, $1::int8)",
+    ] {
+        st.push(tx.prepare_cached(sql).await?);
+    }
+    let lock = around.lock;
+    let p_lock: [&(dyn ToSql + Sync); 1] = [&lock];
     let p_convs: [&(dyn ToSql + Sync); 1] = [&convs];
     let p_roles: [&(dyn ToSql + Sync); 2] = [&pc, &pu];
-    let p_dms: [&(dyn ToSql + Sync); 1] = [&convs];
     let p_blocks: [&(dyn ToSql + Sync); 2] = [&senders, &convs];
     let p_prior: [&(dyn ToSql + Sync); 2] = [&mu, &mm];
-    let (conv_rows, role_rows, dm_rows, block_rows, prior_rows) = tokio::try_join!(
-        rows(
-            w.tx,
-            "SELECT id, kind, last_seq, encrypted FROM conversations WHERE id = ANY($1)",
-            &p_convs,
-        ),
-        rows(
-            w.tx,
-            "SELECT m.conversation_id, m.username, m.role FROM members m
-             JOIN unnest($1::text[], $2::text[]) AS q(c, u)
-               ON m.conversation_id = q.c AND m.username = q.u",
-            &p_roles,
-        ),
-        rows(
-            w.tx,
-            "SELECT m.conversation_id, m.username, m.role FROM members m
-             JOIN conversations c ON c.id = m.conversation_id AND c.kind = 'dm'
-             WHERE m.conversation_id = ANY($1)",
-            &p_dms,
-        ),
-        rows(
-            w.tx,
-            "SELECT DISTINCT b.blocker, b.blocked FROM blocks b
-             JOIN members m ON m.username = b.blocker AND m.conversation_id = ANY($2)
-             JOIN conversations c ON c.id = m.conversation_id AND c.kind = 'dm'
-             WHERE b.blocked = ANY($1)",
-            &p_blocks,
-        ),
-        rows(
-            w.tx,
-            "SELECT e.sender, e.client_msg_id, e.conversation_id, e.seq, e.ts, e.kind
-             FROM events e JOIN unnest($1::text[], $2::text[]) AS q(u, m)
-               ON e.sender = q.u AND e.client_msg_id = q.m",
-            &p_prior,
-        ),
-    )?;
+    let p_bots: [&(dyn ToSql + Sync); 1] = [&senders];
+    let p_docs: [&(dyn ToSql + Sync); 1] = [&docs];
+    let begin = async {
+        match around.begin {
+            Some(t) => {
+                t.begun();
+                tx.batch_execute(BEGIN).await
+            }
+            None => Ok(()),
+        }
+    };
+    let locked = async {
+        if lock.is_empty() {
+            return Ok(Vec::new());
+        }
+        tx.query(&st[0], &p_lock).await
+    };
+    // All answered before any is looked at: after a failed statement the
+    // rest fail as "transaction aborted", and the first failure in the
+    // order sent is the one that says why.
+    let (begun, locked, conv_rows, role_rows, dm_rows, block_rows, prior_rows, bot_rows, doc_rows) = tokio::join!(
+        begin,
+        locked,
+        tx.query(&st[1], &p_convs),
+        tx.query(&st[2], &p_roles),
+        tx.query(&st[3], &p_convs),
+        tx.query(&st[4], &p_blocks),
+        tx.query(&st[5], &p_prior),
+        tx.query(&st[6], &p_bots),
+        tx.query(&st[7], &p_docs),
+    );
+    begun?;
+    locked?;
+    let (conv_rows, role_rows, dm_rows, block_rows, prior_rows, bot_rows, doc_rows) = (
+        conv_rows?,
+        role_rows?,
+        dm_rows?,
+        block_rows?,
+        prior_rows?,
+        bot_rows?,
+        doc_rows?,
+    );
+    let docs = doc_rows
+        .iter()
+        .map(|r| get(r, 0))
+        .collect::<Result<_, _>>()?;
     let mut k = Known::default();
     for r in conv_rows {
         let kind: String = get(&r, 1)?;
@@ -240,16 +342,21 @@ async fn read(w: &W<'_>, ops: &[(&str, &str, &str)]) -> Result<Known, StoreError
         };
         k.prior.insert((get(&r, 0)?, get(&r, 1)?), prior);
     }
-    Ok(k)
+    for r in bot_rows {
+        k.bots.insert(get(&r, 0)?);
+    }
+    Ok((k, docs))
 }
 
-/// Decide and write a run of plain messages ([`plain`]); each one's answer
-/// (a refusal among them writes nothing), or an error that fails the
-/// transaction.
+/// Decide and write a run of plain messages ([`plain`]): each one's
+/// answer (a refusal among them writes nothing), `None` for a message
+/// [`Mode::Unlocked`] left to be decided again under the lock, or an error
+/// that fails the run (and, locked, its transaction).
 pub(super) async fn apply(
     w: &mut W<'_>,
     ops: Vec<Append>,
-) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+    mode: Mode<'_>,
+) -> Result<Vec<Option<Result<Appended, StoreError>>>, StoreError> {
     let mut msgs = Vec::with_capacity(ops.len());
     for op in ops {
         match op {
@@ -266,36 +373,45 @@ pub(super) async fn apply(
         .iter()
         .map(|(u, c, m, _)| (u.as_str(), c.as_str(), m.as_str()))
         .collect();
-    let mut known = read(w, &keys).await?;
+    let around = match mode {
+        Mode::Locked(around) => around,
+        Mode::Unlocked => Around::default(),
+    };
+    let (mut known, docs) = read(w, &keys, around, keys.len()).await?;
     let mut answers = Vec::with_capacity(msgs.len());
-    let mut new = Vec::new();
+    let mut new: Vec<New> = Vec::new();
+    // Which of `new` each client message id of the run went to.
+    let mut ours: HashMap<(String, String), usize> = HashMap::new();
+    let mut count: HashMap<String, i64> = HashMap::new();
     for (user, conv, cmid, body) in msgs {
         match decide(&mut known, &user, &conv, &cmid, &body).await {
-            Ok(Some(done)) => answers.push(Ok(done)),
+            Ok(Some(done)) => match ours.get(&(user, cmid)) {
+                // Sent twice in one run: the second is the first.
+                Some(&n) => answers.push(Answer::Written(n)),
+                None => answers.push(Answer::Now(Ok(done))),
+            },
             Ok(None) => {
-                let Some((_, last)) = known.convs.get_mut(&conv) else {
-                    return Err(unasked("a conversation's last seq"));
-                };
-                *last += 1;
-                let (seq, ts) = (*last, now_millis());
+                let k = count.entry(conv.clone()).or_default();
+                *k += 1;
+                let ts = now_millis();
+                // Seen by a later message of the run with the same id; its
+                // seq is filled in once written.
                 known.prior.insert(
                     (user.clone(), cmid.clone()),
                     Prior {
                         conversation_id: conv.clone(),
-                        seq: seq as u64,
+                        seq: 0,
                         ts,
                         kind: body.kind().to_string(),
                     },
                 );
-                answers.push(Ok(Appended {
-                    conversation_id: conv.clone(),
-                    seq: Some((seq as u64, ts)),
-                }));
+                ours.insert((user.clone(), cmid.clone()), new.len());
+                answers.push(Answer::Written(new.len()));
                 let data = serde_json::to_string(&body)
                     .map_err(|e| StoreError::Write(format!("encoding an event: {e}")))?;
                 new.push(New {
                     conv,
-                    seq,
+                    k: *k,
                     ts,
                     user,
                     client_msg_id: cmid,
@@ -304,11 +420,62 @@ pub(super) async fn apply(
                     eid: new_event_id(),
                 });
             }
-            Err(e @ StoreError::Rejected(_)) => answers.push(Err(e)),
+            Err(e @ StoreError::Rejected(_)) => answers.push(Answer::Now(Err(e))),
             Err(e) => return Err(e),
         }
     }
-    write(w, new, &known).await?;
+    #[cfg(test)]
+    if matches!(mode, Mode::Unlocked) {
+        for conv in count.keys() {
+            if let Some(h) = hold::take(conv) {
+                h.reached.notify_one();
+                h.release.notified().await;
+            }
+        }
+    }
+    let commit = match mode {
+        Mode::Locked(around) => around.commit,
+        Mode::Unlocked => None,
+    };
+    let bases = write(w, &new, &known, &docs, commit).await?;
+    if matches!(mode, Mode::Locked(_)) && bases.len() != count.len() {
+        return Err(StoreError::Postgres(
+            "a locked conversation's member changes moved under its lock".into(),
+        ));
+    }
+    let seqs: Vec<Option<i64>> = new
+        .iter()
+        .map(|n| bases.get(&n.conv).map(|base| base + n.k))
+        .collect();
+    let answers = answers
+        .into_iter()
+        .map(|a| match a {
+            Answer::Now(r) => Some(r),
+            Answer::Written(i) => seqs[i].map(|seq| {
+                Ok(Appended {
+                    conversation_id: new[i].conv.clone(),
+                    seq: Some((seq as u64, new[i].ts)),
+                })
+            }),
+        })
+        .collect();
+    for (n, seq) in new.into_iter().zip(seqs) {
+        let Some(seq) = seq else {
+            continue;
+        };
+        let event = Event {
+            conversation_id: n.conv,
+            seq: seq as u64,
+            ts: n.ts,
+            bot: known.bots.contains(&n.user),
+            sender: n.user,
+            client_msg_id: Some(n.client_msg_id),
+            eid: Some(n.eid),
+            body: n.body,
+        };
+        let push = encode_event_with_body(&event, &n.data);
+        w.changes.push(Committed::Event(Arc::new(event), push));
+    }
     Ok(answers)
 }
 
@@ -326,50 +493,58 @@ async fn decide(
     }
 }
 
-/// The search words of a run's messages, column by column.
-#[derive(Default)]
-struct Words<'a> {
-    doc: Vec<i64>,
-    conv: Vec<&'a str>,
-    seq: Vec<i64>,
-    ts: Vec<i64>,
-    sender: Vec<&'a str>,
-    words: Vec<String>,
-}
-
-/// Write what was decided: the counters, the events and their search
-/// words (doc numbers taken first, so the three go out together); then the
-/// events go to the transaction's changes, in order.
-async fn write(w: &mut W<'_>, new: Vec<New>, known: &Known) -> Result<(), StoreError> {
+/// Write what was decided in one statement: each conversation's counter
+/// moved on by its messages (where its member changes are still the count
+/// read), the events of the conversations moved on, numbered from there,
+/// with doc numbers from `docs` (taken with the reads), and their search
+/// words; with it, when `commit` is given, the transaction's `COMMIT`.
+/// Answers the seq before the run's first message of each conversation
+/// written.
+///
+/// One statement, so that nothing can be half written: a `COMMIT` in the
+/// same pipeline commits all of it or, once it failed, nothing; without a
+/// transaction it commits itself. A client message id another writer took
+/// meanwhile fails it as a unique key taken, and the run is tried again.
+async fn write(
+    w: &W<'_>,
+    new: &[New],
+    known: &Known,
+    docs: &[i64],
+    commit: Option<&Tx>,
+) -> Result<HashMap<String, i64>, StoreError> {
+    let tx = w.tx;
     if new.is_empty() {
-        return Ok(());
+        return Ok(HashMap::new());
     }
-    let mut last: HashMap<&str, i64> = HashMap::new();
-    for n in &new {
-        last.insert(&n.conv, n.seq);
-    }
-    debug_assert!(last.keys().all(|c| known.convs.contains_key(*c)));
-    let (lc, ls): (Vec<&str>, Vec<i64>) = last.into_iter().unzip();
-    let docs: Vec<i64> = rows(
-        w.tx,
-        "SELECT nextval('search_doc_numbers') FROM generate_series(1, $1::int8)",
-        &[&(new.len() as i64)],
-    )
-    .await?
-    .iter()
-    .map(|r| get(r, 0))
-    .collect::<Result<_, _>>()?;
-    if docs.len() != new.len() {
+    let Some(docs) = docs.get(..new.len()) else {
         return Err(StoreError::Postgres("too few doc numbers".into()));
+    };
+    let mut moves: HashMap<&str, i64> = HashMap::new();
+    for n in new {
+        moves.insert(&n.conv, n.k);
+    }
+    let mut mc = Vec::with_capacity(moves.len());
+    let mut mn = Vec::with_capacity(moves.len());
+    let mut mv = Vec::with_capacity(moves.len());
+    for (conv, n) in moves {
+        let Some((_, changes)) = known.convs.get(conv) else {
+            return Err(unasked("a conversation's member changes"));
+        };
+        mc.push(conv);
+        mn.push(n);
+        mv.push(*changes);
     }
     let conv: Vec<&str> = new.iter().map(|n| n.conv.as_str()).collect();
-    let seq: Vec<i64> = new.iter().map(|n| n.seq).collect();
+    let k: Vec<i64> = new.iter().map(|n| n.k).collect();
     let ts: Vec<i64> = new.iter().map(|n| n.ts).collect();
     let user: Vec<&str> = new.iter().map(|n| n.user.as_str()).collect();
     let cmid: Vec<&str> = new.iter().map(|n| n.client_msg_id.as_str()).collect();
     let data: Vec<&str> = new.iter().map(|n| n.data.as_str()).collect();
     let eid: Vec<&str> = new.iter().map(|n| n.eid.as_str()).collect();
-    let mut index = Words::default();
+    let bot: Vec<bool> = new.iter().map(|n| known.bots.contains(&n.user)).collect();
+    let docs = docs.to_vec();
+    let mut index_doc = Vec::new();
+    let mut index_words = Vec::new();
     for (n, doc) in new.iter().zip(&docs) {
         let EventBody::Message { body, .. } = &n.body else {
             continue;
@@ -377,79 +552,99 @@ async fn write(w: &mut W<'_>, new: Vec<New>, known: &Known) -> Result<(), StoreE
         if body.trim().is_empty() {
             continue;
         }
-        index.doc.push(*doc);
-        index.conv.push(&n.conv);
-        index.seq.push(n.seq);
-        index.ts.push(n.ts);
-        index.sender.push(&n.user);
-        index.words.push(words(body));
+        index_doc.push(*doc);
+        index_words.push(words(body));
     }
-    let p_counters: [&(dyn ToSql + Sync); 2] = [&lc, &ls];
-    let p_events: [&(dyn ToSql + Sync); 8] = [&conv, &seq, &ts, &user, &cmid, &data, &eid, &docs];
-    let counters = exec(
-        w.tx,
-        "UPDATE conversations c SET last_seq = v.s
-         FROM unnest($1::text[], $2::int8[]) AS v(id, s) WHERE c.id = v.id",
-        &p_counters,
-    );
-    let events = rows(
-        w.tx,
-        "INSERT INTO events (conversation_id, seq, ts, sender, kind, client_msg_id, target_seq,
-                             data, eid, doc, bot)
-         SELECT v.c, v.s, v.t, v.u, 'message', v.m, NULL, v.d, v.e, v.i,
-                (SELECT true FROM users WHERE username = v.u AND kind <> 'person')
-         FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[],
-                     $7::text[], $8::int8[]) AS v(c, s, t, u, m, d, e, i)
-         ON CONFLICT (client_msg_id, sender) WHERE client_msg_id IS NOT NULL DO NOTHING
-         RETURNING conversation_id, seq, bot",
-        &p_events,
-    );
-    let search = async {
-        if index.doc.is_empty() {
-            return Ok(0);
-        }
-        exec(
-            w.tx,
-            "INSERT INTO search_docs (id, conversation_id, seq, ts, sender, words)
-             SELECT v.i, v.c, v.s, v.t, v.u, v.w::tsvector
-             FROM unnest($1::int8[], $2::text[], $3::int8[], $4::int8[], $5::text[], $6::text[])
-                  AS v(i, c, s, t, u, w)",
-            &[
-                &index.doc,
-                &index.conv,
-                &index.seq,
-                &index.ts,
-                &index.sender,
-                &index.words,
-            ],
+    let params: [&(dyn ToSql + Sync); 14] = [
+        &mc,
+        &mn,
+        &mv,
+        &conv,
+        &k,
+        &ts,
+        &user,
+        &cmid,
+        &data,
+        &eid,
+        &docs,
+        &bot,
+        &index_doc,
+        &index_words,
+    ];
+    let st = tx
+        .prepare_cached(
+            "WITH moved AS (
+                 UPDATE conversations c SET last_seq = c.last_seq + v.n
+                 FROM unnest($1::text[], $2::int8[], $3::int8[]) AS v(id, n, changes)
+                 WHERE c.id = v.id AND c.member_changes = v.changes
+                 RETURNING c.id, c.last_seq - v.n AS base
+             ), written AS (
+                 INSERT INTO events (conversation_id, seq, ts, sender, kind, client_msg_id,
+                                     target_seq, data, eid, doc, bot)
+                 SELECT v.c, moved.base + v.k, v.t, v.u, 'message', v.m, NULL, v.d, v.e, v.i,
+                        NULLIF(v.b, false)
+                 FROM unnest($4::text[], $5::int8[], $6::int8[], $7::text[], $8::text[],
+                             $9::text[], $10::text[], $11::int8[], $12::bool[])
+                      AS v(c, k, t, u, m, d, e, i, b)
+                 JOIN moved ON moved.id = v.c
+                 RETURNING doc, conversation_id, seq, ts, sender
+             ), indexed AS (
+                 INSERT INTO search_docs (id, conversation_id, seq, ts, sender, words)
+                 SELECT written.doc, written.conversation_id, written.seq, written.ts,
+                        written.sender, v.w::tsvector
+                 FROM written JOIN unnest($13::int8[], $14::text[]) AS v(i, w)
+                   ON v.i = written.doc
+                 RETURNING 1
+             )
+             SELECT id, base FROM moved",
         )
-        .await
-    };
-    let (_, written, _) = tokio::try_join!(counters, events, search)?;
-    if written.len() != new.len() {
-        // A client_msg_id was taken meanwhile by another node: run again.
-        return Err(lost_race());
-    }
-    let mut bots: HashSet<(String, i64)> = HashSet::new();
-    for r in &written {
-        if get::<Option<bool>>(r, 2)?.unwrap_or(false) {
-            bots.insert((get(r, 0)?, get(r, 1)?));
+        .await?;
+    let commit_too = async {
+        match commit {
+            Some(_) => tx.batch_execute("COMMIT").await,
+            None => Ok(()),
         }
+    };
+    let (moved, committed) = tokio::join!(tx.query(&st, &params), commit_too);
+    if let Some(t) = commit {
+        // Answered: committed, or rolled back as the write failed.
+        t.ended();
     }
-    for n in new {
-        let bot = !bots.is_empty() && bots.contains(&(n.conv.clone(), n.seq));
-        let event = Event {
-            conversation_id: n.conv,
-            seq: n.seq as u64,
-            ts: n.ts,
-            sender: n.user,
-            client_msg_id: Some(n.client_msg_id),
-            eid: Some(n.eid),
-            bot,
-            body: n.body,
-        };
-        let push = encode_event_with_body(&event, &n.data);
-        w.changes.push(Committed::Event(Arc::new(event), push));
+    let moved = moved?;
+    committed?;
+    moved.iter().map(|r| Ok((get(r, 0)?, get(r, 1)?))).collect()
+}
+
+/// A pause between deciding and writing, for tests: the next unlocked run
+/// with a message to a conversation named here stops once decided, until
+/// released, so that a test can change the facts under it.
+#[cfg(test)]
+pub(super) mod hold {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    use tokio::sync::Notify;
+
+    #[derive(Default)]
+    pub(in crate::store::pg) struct Hold {
+        /// Notified once the run has decided.
+        pub(in crate::store::pg) reached: Notify,
+        /// The run writes once this is notified.
+        pub(in crate::store::pg) release: Notify,
     }
-    Ok(())
+
+    static HOLDS: Mutex<Option<HashMap<String, Arc<Hold>>>> = Mutex::new(None);
+
+    /// Hold the next unlocked run that writes to `conv`.
+    pub(in crate::store::pg) fn at(conv: &str) -> Arc<Hold> {
+        let hold = Arc::new(Hold::default());
+        let mut holds = HOLDS.lock().unwrap();
+        holds
+            .get_or_insert_default()
+            .insert(conv.to_string(), hold.clone());
+        hold
+    }
+
+    pub(super) fn take(conv: &str) -> Option<Arc<Hold>> {
+        HOLDS.lock().unwrap().as_mut()?.remove(conv)
+    }
 }

@@ -5,6 +5,7 @@
 
 use crate::store::log::StoreError;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -112,6 +113,95 @@ impl Db {
 
     pub(super) fn close(&self) {
         self.pool.close();
+    }
+}
+
+/// The connection a write's statements run on, inside its transaction.
+pub(crate) type Conn = Object;
+
+/// A write's transaction, opened by hand on a pooled connection so that
+/// `BEGIN` can go out in one pipeline with the statements after it, and
+/// `COMMIT` with those before it (`tokio_postgres::Transaction` sends each
+/// on its own and waits for the answer).
+///
+/// Dropped while open (its task cancelled, or an end that did not finish),
+/// it takes the connection out of the pool and closes it, which rolls the
+/// transaction back on the server; a connection inside a transaction is
+/// never handed to another write.
+pub(super) struct Tx {
+    /// Present until dropped.
+    conn: Option<Object>,
+    /// From `BEGIN` sent until the transaction is known to have ended.
+    open: AtomicBool,
+}
+
+/// Begins every write's transaction.
+pub(super) const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+
+impl Tx {
+    /// A transaction on `conn`, not yet begun: [`Tx::begin`] or
+    /// [`Tx::begin_with`] sends its `BEGIN`.
+    pub(super) fn on(conn: Object) -> Tx {
+        Tx {
+            conn: Some(conn),
+            open: AtomicBool::new(false),
+        }
+    }
+
+    /// The connection, for the transaction's statements.
+    pub(super) fn conn(&self) -> &Conn {
+        match &self.conn {
+            Some(c) => c,
+            None => unreachable!("a transaction's connection is taken only when it is dropped"),
+        }
+    }
+
+    /// Begin, alone.
+    pub(super) async fn begin(&self) -> Result<(), StoreError> {
+        self.open.store(true, Ordering::Relaxed);
+        Ok(self.conn().batch_execute(BEGIN).await?)
+    }
+
+    /// Mark the transaction begun by a `BEGIN` its caller sends in a
+    /// pipeline: from here on it is open until ended.
+    pub(super) fn begun(&self) {
+        self.open.store(true, Ordering::Relaxed);
+    }
+
+    /// Mark the transaction ended by a `COMMIT` sent in a pipeline and
+    /// answered (committed, or rolled back because a statement before it
+    /// failed: the statements' answers say which).
+    pub(super) fn ended(&self) {
+        self.open.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether the transaction is open (begun and not known to be ended).
+    pub(super) fn is_open(&self) -> bool {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    pub(super) async fn commit(self) -> Result<(), StoreError> {
+        let r = self.conn().batch_execute("COMMIT").await;
+        // Answered either way: a failed COMMIT ends the transaction too.
+        // A lost connection is closed already.
+        self.open.store(false, Ordering::Relaxed);
+        Ok(r?)
+    }
+
+    pub(super) async fn rollback(self) -> Result<(), StoreError> {
+        self.conn().batch_execute("ROLLBACK").await?;
+        self.open.store(false, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take()
+            && self.open.load(Ordering::Relaxed)
+        {
+            drop(Object::take(conn));
+        }
     }
 }
 

@@ -6,14 +6,14 @@
 //! row lock, so that no writer on any node changes its members, roles or
 //! log between the decision and the commit.
 
+use super::db::Conn;
 use super::db::{get, one, opt, rows};
 use crate::proto::{ConvKind, MemberRole};
 use crate::store::log::StoreError;
 use crate::store::rules::{Facts, Prior, Target};
-use deadpool_postgres::Transaction;
 
 pub(super) struct PgFacts<'a> {
-    tx: &'a Transaction<'a>,
+    tx: &'a Conn,
     /// Whether asking a conversation's kind locks it.
     lock: bool,
 }
@@ -21,17 +21,17 @@ pub(super) struct PgFacts<'a> {
 impl<'a> PgFacts<'a> {
     /// Facts for a write that changes conversations: their rows are locked
     /// as they are asked about.
-    pub(super) fn locking(tx: &'a Transaction<'a>) -> PgFacts<'a> {
+    pub(super) fn locking(tx: &'a Conn) -> PgFacts<'a> {
         PgFacts { tx, lock: true }
     }
 
     /// The transaction the facts are read in.
-    pub(super) fn tx(&self) -> &'a Transaction<'a> {
+    pub(super) fn tx(&self) -> &'a Conn {
         self.tx
     }
 
     /// Facts for a write that only reads conversations (a receipt).
-    pub(super) fn reading(tx: &'a Transaction<'a>) -> PgFacts<'a> {
+    pub(super) fn reading(tx: &'a Conn) -> PgFacts<'a> {
         PgFacts { tx, lock: false }
     }
 }

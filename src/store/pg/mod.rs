@@ -60,8 +60,7 @@ use crate::store::log::{
     AccountOp, AccountReply, Append, Appended, BotOp, CommitSink, Committed, KeyOp, KeyReply,
     SecretOp, Snapshot, StoreConfig, StoreError, WriteLimits, WriteStats,
 };
-use db::{Db, Timeouts, retryable, within};
-use deadpool_postgres::Transaction;
+use db::{Conn, Db, Timeouts, Tx, retryable, within};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -92,7 +91,7 @@ pub async fn migrate(url: &str) -> Result<u32, StoreError> {
 
 /// A write's open transaction and what it changed so far.
 pub(crate) struct W<'a> {
-    pub(crate) tx: &'a Transaction<'a>,
+    pub(crate) tx: &'a Conn,
     /// Published after the commit, in this order.
     pub(crate) changes: Vec<Committed>,
     pub(crate) limits: &'a WriteLimits,
@@ -537,18 +536,15 @@ impl PgStore {
     }
 
     async fn attempt(&self, op: &Op) -> Result<(Reply, Vec<Committed>), StoreError> {
-        let mut client = self.inner.db.client().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::ReadCommitted)
-            .start()
-            .await?;
+        let tx = Tx::on(self.inner.db.client().await?);
+        tx.begin().await?;
         if op.serialized() {
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ACCOUNTS_LOCK])
+            tx.conn()
+                .execute("SELECT pg_advisory_xact_lock($1)", &[&ACCOUNTS_LOCK])
                 .await?;
         }
         let mut w = W {
-            tx: &tx,
+            tx: tx.conn(),
             changes: Vec::new(),
             limits: &self.inner.limits,
         };

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_secret.sql"),
     include_str!("migrations/0003_idempotency_order.sql"),
+    include_str!("migrations/0004_member_changes.sql"),
 ];
 
 /// The schema version this build writes.

@@ -9,6 +9,7 @@
 
 use super::W;
 use super::append::create;
+use super::db::Conn;
 use super::db::{exec, get, opt, rows};
 use super::events::write_event;
 use super::facts::PgFacts;
@@ -18,7 +19,6 @@ use crate::store::keyrows::target_of;
 use crate::store::log::{Appended, SecretOp, StoreError};
 use crate::store::rules::secret::{self, SecretFacts, SecretWrite};
 use crate::store::rules::{Decision, Facts};
-use deadpool_postgres::Transaction;
 
 /// Decide and write a secret conversation's write.
 pub(super) async fn apply(w: &mut W<'_>, op: SecretOp) -> Result<Appended, StoreError> {
@@ -116,7 +116,7 @@ struct Sharing<'a> {
 /// `shares`, and lock the conversation first (as every write takes it),
 /// then the devices shared with (unless the rules will refuse that many).
 async fn sharing<'a>(
-    tx: &'a Transaction<'a>,
+    tx: &'a Conn,
     token_hash: &str,
     conv: &str,
     shares: &[ToDeviceMessage],

@@ -395,6 +395,119 @@ async fn a_retry_gets_the_original_seq() {
 }
 
 #[tokio::test]
+async fn a_message_decided_before_its_sender_was_removed_is_decided_again_under_the_lock() {
+    let Some(db) = TestDb::new().await else {
+        return;
+    };
+    let (a, _) = open(&db).await;
+    let (b, _) = open(&db).await;
+    for n in ["ann", "bob", "cat"] {
+        user(&a, n).await;
+    }
+    let g = create(&a, "ann", ConvKind::Group, "g", &["bob", "cat"]).await;
+    let changes = |sql: tokio_postgres::Client, g: String| async move {
+        let row = sql
+            .query_one(
+                "SELECT member_changes FROM conversations WHERE id = $1",
+                &[&g],
+            )
+            .await
+            .unwrap();
+        row.get::<_, i64>(0)
+    };
+    let at_create = changes(db.sql().await, g.clone()).await;
+    // Messages and receipts leave the count of member changes alone.
+    a.append(say("bob", &g, "m0", "before")).await.unwrap();
+    a.receipt("cat", &g, 2, 2).await.unwrap();
+    assert_eq!(changes(db.sql().await, g.clone()).await, at_create);
+
+    // Bob's message is decided (he is a member) without any lock; before
+    // it is written, another node removes him.
+    let hold = bulk::hold::at(&g);
+    let sent = a
+        .submit_append(say("bob", &g, "m1", "decided while a member"))
+        .await
+        .unwrap();
+    hold.reached.notified().await;
+    let removal = Append::RemoveMembers {
+        user: "ann".into(),
+        conversation_id: g.clone(),
+        members: vec!["bob".into()],
+    };
+    let removed = seq(&b.append(removal).await.unwrap());
+    assert!(changes(db.sql().await, g.clone()).await > at_create);
+    hold.release.notify_one();
+    // Decided again under the lock, it is refused: he is no member now.
+    assert_eq!(code(sent.await.unwrap()), ErrorCode::Forbidden);
+    let history = a
+        .readers()
+        .history(&g, None, None, 100, usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(history.last().map(|e| e.seq), Some(removed), "{history:?}");
+    assert!(
+        history
+            .iter()
+            .all(|e| e.client_msg_id.as_deref() != Some("m1")),
+        "{history:?}"
+    );
+    // A message decided while the count holds is written without a lock.
+    a.append(say("cat", &g, "m2", "after")).await.unwrap();
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_transaction_dropped_while_open_takes_its_connection_along() {
+    let Some(db) = TestDb::new().await else {
+        return;
+    };
+    let (s, _) = open(&db).await;
+    user(&s, "ann").await;
+    let tx = db::Tx::on(s.inner.db.client().await.unwrap());
+    tx.begin().await.unwrap();
+    tx.conn()
+        .execute(
+            "UPDATE users SET password_hash = 'changed' WHERE username = 'ann'",
+            &[],
+        )
+        .await
+        .unwrap();
+    // As when its task is cancelled mid-transaction.
+    drop(tx);
+    let sql = db.sql().await;
+    let mut inside = -1;
+    for _ in 0..100 {
+        inside = sql
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+        if inside == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(inside, 0, "a backend is left inside the transaction");
+    let hash: String = sql
+        .query_one(
+            "SELECT password_hash FROM users WHERE username = 'ann'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(hash, "hash-ann", "rolled back");
+    // The pool hands out working connections still.
+    user(&s, "bob").await;
+    s.close().await;
+}
+
+#[tokio::test]
 async fn history_and_event_ids_page() {
     let Some(db) = TestDb::new().await else {
         return;
@@ -1697,15 +1810,20 @@ async fn plaintext_is_refused_in_a_secret_conversation_through_the_bulk_path() {
         say("bob", &plain, "m3", "hi"),
     ];
     assert!(ops.iter().all(bulk::plain));
-    let mut c = store.inner.db.client().await.unwrap();
-    let tx = c.transaction().await.unwrap();
+    let tx = Tx::on(store.inner.db.client().await.unwrap());
+    tx.begin().await.unwrap();
     let limits = limits();
     let mut w = W {
-        tx: &tx,
+        tx: tx.conn(),
         changes: Vec::new(),
         limits: &limits,
     };
-    let mut answers = bulk::apply(&mut w, ops).await.unwrap();
+    let mut answers: Vec<_> = bulk::apply(&mut w, ops, bulk::Mode::Locked(Default::default()))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.expect("decided under the lock"))
+        .collect();
     assert!(answers[0].is_ok(), "{:?}", answers[0]);
     assert!(answers[2].is_ok(), "{:?}", answers[2]);
     assert_eq!(
@@ -1715,7 +1833,6 @@ async fn plaintext_is_refused_in_a_secret_conversation_through_the_bulk_path() {
     );
     drop(w);
     tx.commit().await.unwrap();
-    drop(c);
 
     // A message carrying ciphertext is never a plain one; through the
     // lanes the same refusal holds.
