@@ -264,13 +264,22 @@ async fn setup(server: &Server, args: &FanoutArgs) -> anyhow::Result<World> {
         // Members that only receive go raw. A request answered first puts
         // each at a frame boundary with nothing left in tungstenite's
         // buffer (after the group's creation nothing else is pushed to
-        // them).
-        let quiet = clients
-            .iter_mut()
-            .skip(senders)
-            .map(|c| c.call(json!({"type": "conversations"})));
-        for r in futures_util::future::join_all(quiet).await {
-            r?;
+        // them). Over several nodes the group's creation reaches the
+        // members on the other nodes through the bus, maybe after their
+        // first answer: a pause and a second request leave it behind too,
+        // instead of half a frame in a buffer the raw reader never sees.
+        let rounds = if server.addrs.len() > 1 { 2 } else { 1 };
+        for round in 0..rounds {
+            if round > 0 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            let quiet = clients
+                .iter_mut()
+                .skip(senders)
+                .map(|c| c.call(json!({"type": "conversations"})));
+            for r in futures_util::future::join_all(quiet).await {
+                r?;
+            }
         }
     }
     for (i, c) in clients.into_iter().enumerate() {
