@@ -170,6 +170,21 @@ impl Cache {
             .collect())
     }
 
+    /// The oldest pending entry of each conversation, oldest first: the
+    /// only ones that may go now, as a conversation's entries go one after
+    /// another. Read on every acknowledgement while an outbox drains, so
+    /// only these rows are decoded, however many wait behind them.
+    pub fn outbox_next(&self) -> Result<Vec<OutboxItem>, CacheError> {
+        Ok(query_items(
+            &self.conn,
+            "id IN (SELECT min(id) FROM outbox WHERE state = 'pending' GROUP BY conversation_id)",
+            [],
+        )?
+        .into_iter()
+        .map(|(item, _)| item)
+        .collect())
+    }
+
     /// The server acknowledged an entry with `seq`. The entry stays (shown as
     /// sent) until that event is held, and is removed at once if it already is.
     pub fn outbox_mark_sent(&mut self, client_msg_id: &str, seq: u64) -> Result<(), CacheError> {

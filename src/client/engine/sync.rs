@@ -763,17 +763,14 @@ impl Engine {
         let Some(cache) = self.cache.as_ref() else {
             return;
         };
-        let items = cache.outbox_pending().unwrap_or_default();
-        let mut busy: HashSet<String> = HashSet::new();
+        // A conversation's next entry goes once the one before it is
+        // answered: only the oldest pending entry of each may be sent, and
+        // not while it is on its way already.
+        let items = cache.outbox_next().unwrap_or_default();
         for item in items {
-            if self.outbox_inflight.contains(&item.client_msg_id) {
-                busy.insert(item.conversation_id);
+            if !self.outbox_inflight.insert(item.client_msg_id.clone()) {
                 continue;
             }
-            if !busy.insert(item.conversation_id.clone()) {
-                continue;
-            }
-            self.outbox_inflight.insert(item.client_msg_id.clone());
             if self.is_secret(&item.conversation_id) {
                 self.secret_send(item);
                 continue;

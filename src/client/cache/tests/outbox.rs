@@ -194,3 +194,40 @@ fn someone_elses_client_msg_id_does_not_ack_mine() {
     c.apply_events(&[theirs]).unwrap();
     assert_eq!(c.outbox_pending().unwrap().len(), 1);
 }
+
+#[test]
+fn the_next_entries_are_the_oldest_pending_of_each_conversation() {
+    let mut c = cache_as("alice");
+    let in_d = |id: &str, at: i64| {
+        item(
+            id,
+            "d",
+            OutboxRequest::Send {
+                body: id.into(),
+                reply_to: None,
+            },
+            at,
+        )
+    };
+    c.outbox_push(&send("c1", "one", 10)).unwrap();
+    c.outbox_push(&in_d("d1", 11)).unwrap();
+    c.outbox_push(&send("c2", "two", 12)).unwrap();
+    c.outbox_push(&in_d("d2", 13)).unwrap();
+    let next = |c: &Cache| -> Vec<String> {
+        c.outbox_next()
+            .unwrap()
+            .into_iter()
+            .map(|i| i.client_msg_id)
+            .collect()
+    };
+    assert_eq!(next(&c), ["c1", "d1"]);
+    // Acknowledged or refused, an entry lets the next one of its
+    // conversation go.
+    c.outbox_mark_sent("c1", 1).unwrap();
+    assert_eq!(next(&c), ["d1", "c2"]);
+    c.outbox_mark_failed("d1", "no").unwrap();
+    assert_eq!(next(&c), ["c2", "d2"]);
+    c.outbox_mark_sent("c2", 2).unwrap();
+    c.outbox_mark_sent("d2", 1).unwrap();
+    assert!(next(&c).is_empty());
+}
