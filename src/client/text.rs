@@ -212,6 +212,9 @@ pub fn file_line(file: &crate::proto::FileInfo, caption: Option<&str>) -> String
     out
 }
 
+/// A request the network's queue had no room for (the link has stalled).
+pub const SEND_QUEUE_FULL: &str = "too many requests are waiting to be sent; try again shortly";
+
 /// Why a search has only the cache's hits.
 pub const SEARCH_OFFLINE: &str =
     "the server was not reached; these are results from the local cache";

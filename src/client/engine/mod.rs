@@ -26,7 +26,7 @@ use crate::client::paths::Paths;
 use crate::client::text;
 use crate::client::update::Update;
 use crate::client::view::Incoming;
-use crate::proto::Request;
+use crate::proto::{ErrorCode, ProtoError, Request};
 use std::collections::{HashMap, HashSet, VecDeque};
 use tokio::sync::mpsc;
 use tokio::time::{Duration, Instant};
@@ -174,6 +174,9 @@ pub struct Engine {
     sync_runs: u64,
     next_tag: u64,
     pending: HashMap<u64, Pending>,
+    /// Requests the network's queue refused, answered as failures once the
+    /// handler that made them is done ([`Engine::answer_refused`]).
+    refused: Vec<Pending>,
     /// Conversation → tag of its gap/catch-up fetch in flight.
     fetching: HashMap<String, u64>,
     /// Conversations waiting to catch up, newest activity first.
@@ -233,6 +236,7 @@ impl Engine {
             sync_runs: 0,
             next_tag: 1,
             pending: HashMap::new(),
+            refused: Vec::new(),
             fetching: HashMap::new(),
             behind: VecDeque::new(),
             older: HashMap::new(),
@@ -300,6 +304,7 @@ impl Engine {
                     break;
                 }
             }
+            self.answer_refused();
             let now = Instant::now();
             if now >= last_publish + PUBLISH_EVERY || self.quit || self.dirty.now {
                 self.publish().await;
@@ -312,14 +317,35 @@ impl Engine {
         self.net.send(NetCommand::Shutdown);
     }
 
+    /// Send `req`; its answer goes to `pending`'s handler. If the
+    /// network's queue is full (the link has stalled), the request is not
+    /// sent and fails as "unavailable" once the caller is done, so whatever
+    /// waits for its answer (a spinner, a sync, an outbox entry) is let go.
     fn request(&mut self, req: Request, pending: Pending) -> u64 {
         let tag = self.next_tag;
         self.next_tag += 1;
         self.pending.insert(tag, pending);
-        if !self.net.send(NetCommand::Request { tag, req }) {
-            self.pending.remove(&tag);
+        if !self.net.send(NetCommand::Request { tag, req })
+            && let Some(p) = self.pending.remove(&tag)
+        {
+            self.refused.push(p);
         }
         tag
+    }
+
+    /// Fail the requests the network's queue refused. A handler may ask
+    /// again and be refused again: a few rounds, then the rest wait for
+    /// the next turn of the loop.
+    fn answer_refused(&mut self) {
+        for _ in 0..4 {
+            if self.refused.is_empty() {
+                return;
+            }
+            for pending in std::mem::take(&mut self.refused) {
+                let e = ProtoError::new(ErrorCode::Unavailable, text::SEND_QUEUE_FULL);
+                self.on_reply(pending, Err(e));
+            }
+        }
     }
 
     fn notice(&mut self, text: impl Into<String>) {
@@ -418,5 +444,79 @@ impl Engine {
         self.outbox_inflight.clear();
         self.dirty.list = true;
         self.dirty.messages = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine_on(net: NetHandle, dir: &std::path::Path) -> Engine {
+        let mut cache = Cache::open_in_memory().unwrap();
+        cache.set_me("ann").unwrap();
+        let setup = Setup {
+            server: "ws://127.0.0.1:9".into(),
+            me: Some("ann".into()),
+            cache: Some(cache),
+            tokens: TokenStore::new(dir.join("credentials")),
+            paths: Paths {
+                data: dir.to_path_buf(),
+            },
+            catch_up: CatchUp::All,
+            memory_cache: true,
+            privacy: Privacy::default(),
+            unverified: None,
+            notice: None,
+            files: transfer::FilesSetup {
+                insecure: false,
+                ca_file: None,
+                downloads: Some(dir.to_path_buf()),
+            },
+        };
+        let (out, _) = mpsc::channel(16);
+        Engine::new(setup, net, out)
+    }
+
+    #[tokio::test]
+    async fn a_request_the_network_queue_refuses_lets_go_of_what_waits_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // A stalled link: the queue's one place is taken and nobody reads.
+        let (net, _queue) = NetHandle::detached(1);
+        assert!(net.send(NetCommand::ReconnectNow));
+        let mut e = engine_on(net, dir.path());
+        e.connected = true;
+        let older = |conv: &str| Action::LoadOlder {
+            conv: conv.into(),
+            before_seq: 50,
+        };
+        e.on_action(older("c"));
+        e.answer_refused();
+        assert!(
+            !e.older.contains_key("c"),
+            "a refused request no longer blocks loading older messages"
+        );
+        assert!(
+            e.dirty
+                .updates
+                .iter()
+                .any(|u| matches!(u, Update::LoadingOlder(false))),
+            "the spinner stops: {:?}",
+            e.dirty.updates
+        );
+        // A refused sync says so and is tried again later, instead of
+        // waiting for an answer that never comes.
+        e.sync();
+        e.answer_refused();
+        assert!(e.sync_retry.is_some(), "a retry is scheduled");
+        // A message typed meanwhile stays in the outbox, not in flight.
+        e.on_action(Action::Send {
+            conv: "c".into(),
+            body: "hello".into(),
+            reply_to: None,
+        });
+        e.answer_refused();
+        assert!(e.outbox_inflight.is_empty());
+        let pending = e.cache.as_ref().unwrap().outbox_pending().unwrap();
+        assert_eq!(pending.len(), 1);
     }
 }

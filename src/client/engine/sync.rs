@@ -135,7 +135,7 @@ impl Engine {
         );
     }
 
-    fn on_reply(&mut self, pending: Pending, result: Result<OkFrame, ProtoError>) {
+    pub(super) fn on_reply(&mut self, pending: Pending, result: Result<OkFrame, ProtoError>) {
         let pending = match pending {
             Pending::Secret(what) => return self.on_secret_reply(what, result),
             p => p,
@@ -775,19 +775,16 @@ impl Engine {
                 self.secret_send(item);
                 continue;
             }
+            // Refused by a full network queue, it fails as transient and
+            // a later tick sends it again.
             let req = super::outbox::request_of(&item);
-            let cmid = item.client_msg_id.clone();
-            let tag = self.request(
+            self.request(
                 req,
                 Pending::Outbox {
                     cmid: item.client_msg_id,
                     conv: item.conversation_id,
                 },
             );
-            if !self.pending.contains_key(&tag) {
-                // The network's queue was full: a later tick sends it.
-                self.outbox_inflight.remove(&cmid);
-            }
         }
     }
 }

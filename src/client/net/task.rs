@@ -110,6 +110,15 @@ impl NetHandle {
     pub fn send(&self, cmd: NetCommand) -> bool {
         self.tx.try_send(cmd).is_ok()
     }
+
+    /// A handle with no task behind it: its queue of `capacity` commands
+    /// is read by whoever holds the receiver (or fills up, as a stalled
+    /// link's does).
+    #[cfg(test)]
+    pub(crate) fn detached(capacity: usize) -> (NetHandle, mpsc::Receiver<NetCommand>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (NetHandle { tx }, rx)
+    }
 }
 
 /// Disconnected requests fail with this message.
