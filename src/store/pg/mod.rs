@@ -506,9 +506,10 @@ impl PgStore {
     /// Run a write in a transaction of its own, again if it lost a race;
     /// publish its changes once committed, then let go of its locks.
     async fn write(&self, op: Op, held: Held) -> Result<Reply, StoreError> {
-        let turn = match op.serialized() {
-            true => Some(self.inner.accounts.lock().await),
-            false => None,
+        let turn = if op.serialized() {
+            Some(self.inner.accounts.lock().await)
+        } else {
+            None
         };
         let started = Instant::now();
         let mut attempt = 1;
