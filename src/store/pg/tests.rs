@@ -453,6 +453,17 @@ async fn a_message_decided_before_its_sender_was_removed_is_decided_again_under_
     );
     // A message decided while the count holds is written without a lock.
     a.append(say("cat", &g, "m2", "after")).await.unwrap();
+    // A role changed counts as a member change too.
+    let before = changes(db.sql().await, g.clone()).await;
+    a.append(Append::SetRole {
+        user: "ann".into(),
+        conversation_id: g.clone(),
+        target: "cat".into(),
+        role: MemberRole::Admin,
+    })
+    .await
+    .unwrap();
+    assert_eq!(changes(db.sql().await, g.clone()).await, before + 1);
     a.close().await;
     b.close().await;
 }
