@@ -161,8 +161,8 @@ impl Cache {
         Ok(())
     }
 
-    /// Entries not yet acknowledged nor refused, oldest first: what to send
-    /// (again) after connecting.
+    /// Entries not yet acknowledged nor refused, oldest first.
+    #[cfg(test)]
     pub fn outbox_pending(&self) -> Result<Vec<OutboxItem>, CacheError> {
         Ok(query_items(&self.conn, "state = 'pending'", [])?
             .into_iter()

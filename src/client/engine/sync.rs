@@ -763,11 +763,8 @@ impl Engine {
         let Some(cache) = self.cache.as_ref() else {
             return;
         };
-        // A conversation's next entry goes once the one before it is
-        // answered: only the oldest pending entry of each may be sent, and
-        // not while it is on its way already.
-        let items = cache.outbox_next().unwrap_or_default();
-        for item in items {
+        for item in cache.outbox_next().unwrap_or_default() {
+            // Not while it is on its way already.
             if !self.outbox_inflight.insert(item.client_msg_id.clone()) {
                 continue;
             }

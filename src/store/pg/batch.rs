@@ -24,12 +24,11 @@
 //! for another reason is split: each write runs alone, so that one bad
 //! write fails by itself.
 
-use super::db::{BEGIN, Tx, retryable};
-use super::{ATTEMPTS, Op, PgStore, Reply, STRIPES, W, bulk};
+use super::db::Tx;
+use super::{Op, PgStore, Reply, STRIPES, W, bulk};
 use crate::store::log::{Append, Appended, Committed, StoreError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::mpsc;
-use tokio_postgres::types::ToSql;
 use tokio_util::sync::CancellationToken;
 
 /// The most writes one transaction commits.
@@ -44,6 +43,20 @@ pub(super) struct Job {
     /// The conversation it writes, when known beforehand.
     pub(super) conv: Option<String>,
     pub(super) reply: Answer,
+}
+
+impl Job {
+    /// Whether it is a plain message ([`bulk::plain`]).
+    fn plain(&self) -> bool {
+        self.append().is_some_and(bulk::plain)
+    }
+
+    fn append(&self) -> Option<&Append> {
+        match &self.op {
+            Op::Append(a) => Some(a),
+            _ => None,
+        }
+    }
 }
 
 /// Where a write's answer goes.
@@ -104,6 +117,14 @@ pub(super) async fn work(store: PgStore, mut rx: mpsc::Receiver<Job>, stop: Canc
     }
 }
 
+/// Answer every write of `jobs` with the failure `e` of the batch.
+fn fail_all(jobs: Vec<Job>, e: &StoreError) {
+    let again = again(e);
+    for job in jobs {
+        (job.reply)(Err(again()));
+    }
+}
+
 /// The same failure again, for each write of a batch that failed as one:
 /// its kind and text are worked out once, then each answer copies them.
 fn again(e: &StoreError) -> impl Fn() -> StoreError + use<> {
@@ -128,8 +149,7 @@ impl PgStore {
         let held = self.inner.gate.lock(&refs).await;
         let started = Instant::now();
         let n = jobs.len();
-        let plain = |j: &Job| matches!(&j.op, Op::Append(a) if bulk::plain(a));
-        let jobs = if jobs.iter().all(plain) {
+        let jobs = if jobs.iter().all(Job::plain) {
             self.run_unlocked(jobs).await
         } else {
             jobs
@@ -148,25 +168,12 @@ impl PgStore {
     /// to be decided again under their conversations' locks (all of them
     /// if the try failed for a reason other than the database being away).
     async fn run_unlocked(&self, jobs: Vec<Job>) -> Vec<Job> {
-        let ops: Vec<Append> = jobs
-            .iter()
-            .filter_map(|j| match &j.op {
-                Op::Append(a) => Some(a.clone()),
-                _ => None,
+        let ops: Vec<Append> = jobs.iter().filter_map(Job::append).cloned().collect();
+        let outcome = self
+            .retrying("deciding plain messages again", || {
+                self.attempt_unlocked(&ops)
             })
-            .collect();
-        let mut attempt = 1;
-        let outcome = loop {
-            match self.inner.db.bounded(self.attempt_unlocked(&ops)).await {
-                Err(e) if retryable(&e) && attempt < ATTEMPTS => {
-                    tracing::debug!(attempt, "store: deciding plain messages again: {e}");
-                    let jitter = rand::random::<u64>() % (2 << attempt);
-                    tokio::time::sleep(Duration::from_millis(jitter)).await;
-                    attempt += 1;
-                }
-                done => break done,
-            }
-        };
+            .await;
         match outcome {
             Ok((answers, changes)) => {
                 if !changes.is_empty() {
@@ -182,10 +189,7 @@ impl PgStore {
                 left
             }
             Err(e @ (StoreError::Unavailable(_) | StoreError::Closed)) => {
-                let again = again(&e);
-                for job in jobs {
-                    (job.reply)(Err(again()));
-                }
+                fail_all(jobs, &e);
                 Vec::new()
             }
             Err(e) => {
@@ -217,18 +221,9 @@ impl PgStore {
         let mut ids: Vec<&str> = jobs.iter().filter_map(|j| j.conv.as_deref()).collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut attempt = 1;
-        let outcome = loop {
-            match self.inner.db.bounded(self.attempt_batch(&jobs, &ids)).await {
-                Err(e) if retryable(&e) && attempt < ATTEMPTS => {
-                    tracing::debug!(attempt, "store: running a batch again: {e}");
-                    let jitter = rand::random::<u64>() % (2 << attempt);
-                    tokio::time::sleep(Duration::from_millis(jitter)).await;
-                    attempt += 1;
-                }
-                done => break done,
-            }
-        };
+        let outcome = self
+            .retrying("running a batch again", || self.attempt_batch(&jobs, &ids))
+            .await;
         match outcome {
             Ok((replies, changes)) => {
                 if !changes.is_empty() {
@@ -250,12 +245,7 @@ impl PgStore {
                     (job.reply)(r);
                 }
             }
-            Err(e) => {
-                let again = again(&e);
-                for job in jobs {
-                    (job.reply)(Err(again()));
-                }
-            }
+            Err(e) => fail_all(jobs, &e),
         }
     }
 
@@ -294,23 +284,16 @@ impl PgStore {
         convs: &[&str],
     ) -> Result<(Vec<Result<Reply, StoreError>>, Vec<Committed>), StoreError> {
         let c = tx.conn();
-        let plain = |j: &Job| matches!(&j.op, Op::Append(a) if bulk::plain(a));
         // A batch that opens with plain messages begins, locks and reads
         // their facts in one round trip; any other begins and locks in one.
-        let opens_plain = jobs.first().is_some_and(plain);
-        if !opens_plain {
+        if !jobs.first().is_some_and(Job::plain) {
             let lock = c.prepare_cached(bulk::LOCK).await?;
-            tx.begun();
-            let p: [&(dyn ToSql + Sync); 1] = [&convs];
-            let locked = async {
-                if convs.is_empty() {
-                    return Ok(Vec::new());
-                }
-                c.query(&lock, &p).await
+            let opening = bulk::Around {
+                begin: Some(tx),
+                lock: convs,
+                commit: None,
             };
-            let (begun, locked) = tokio::join!(c.batch_execute(BEGIN), locked);
-            begun?;
-            locked?;
+            bulk::open(c, opening, &lock).await?;
         }
         let mut replies = Vec::with_capacity(jobs.len());
         let mut changes = Vec::new();
@@ -322,14 +305,12 @@ impl PgStore {
                 limits: &self.inner.limits,
             };
             // A run of plain messages is written together.
-            let run = rest.iter().take_while(|j| plain(j)).count();
+            let run = rest.iter().take_while(|j| j.plain()).count();
             if run > 0 {
                 let ops = rest[..run]
                     .iter()
-                    .filter_map(|j| match &j.op {
-                        Op::Append(a) => Some(a.clone()),
-                        _ => None,
-                    })
+                    .filter_map(Job::append)
+                    .cloned()
                     .collect();
                 let first = rest.len() == jobs.len();
                 let around = bulk::Around {

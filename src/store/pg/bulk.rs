@@ -24,13 +24,14 @@
 //! statement and its commit.
 
 use super::W;
-use super::db::{BEGIN, Tx, get};
+use super::db::{BEGIN, Conn, Tx, get};
 use super::search::words;
 use crate::proto::{ConvKind, Event, EventBody, MemberRole, encode_event_with_body, now_millis};
 use crate::store::log::{Append, Appended, Committed, StoreError, new_event_id};
 use crate::store::rules::{self, Decision, Facts, Prior, Target};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use tokio_postgres::Statement;
 use tokio_postgres::types::ToSql;
 
 /// Whether `op` is a plain message, which [`apply`] writes: no reply, and
@@ -206,6 +207,37 @@ pub(super) struct Around<'a> {
     pub(super) commit: Option<&'a Tx>,
 }
 
+/// Send what `around` opens with: the transaction's `BEGIN`, then the
+/// locks (`lock` is [`LOCK`] prepared). Both go out when this is first
+/// polled, so a caller that polls it before other statements has them run
+/// after these.
+pub(super) async fn open(
+    c: &Conn,
+    around: Around<'_>,
+    lock: &Statement,
+) -> Result<(), tokio_postgres::Error> {
+    let p: [&(dyn ToSql + Sync); 1] = [&around.lock];
+    let begin = async {
+        match around.begin {
+            Some(t) => {
+                t.begun();
+                c.batch_execute(BEGIN).await
+            }
+            None => Ok(()),
+        }
+    };
+    let locked = async {
+        if around.lock.is_empty() {
+            return Ok(Vec::new());
+        }
+        c.query(lock, &p).await
+    };
+    let (begun, locked) = tokio::join!(begin, locked);
+    begun?;
+    locked?;
+    Ok(())
+}
+
 /// Read the facts of a run, having first begun the transaction and locked
 /// the batch's conversations where `around` says so, and taken `docs`
 /// search doc numbers: every statement is sent before any answer is
@@ -256,35 +288,17 @@ async fn read(
     ] {
         st.push(tx.prepare_cached(sql).await?);
     }
-    let lock = around.lock;
-    let p_lock: [&(dyn ToSql + Sync); 1] = [&lock];
     let p_convs: [&(dyn ToSql + Sync); 1] = [&convs];
     let p_roles: [&(dyn ToSql + Sync); 2] = [&pc, &pu];
     let p_blocks: [&(dyn ToSql + Sync); 2] = [&senders, &convs];
     let p_prior: [&(dyn ToSql + Sync); 2] = [&mu, &mm];
     let p_bots: [&(dyn ToSql + Sync); 1] = [&senders];
     let p_docs: [&(dyn ToSql + Sync); 1] = [&docs];
-    let begin = async {
-        match around.begin {
-            Some(t) => {
-                t.begun();
-                tx.batch_execute(BEGIN).await
-            }
-            None => Ok(()),
-        }
-    };
-    let locked = async {
-        if lock.is_empty() {
-            return Ok(Vec::new());
-        }
-        tx.query(&st[0], &p_lock).await
-    };
     // All answered before any is looked at: after a failed statement the
     // rest fail as "transaction aborted", and the first failure in the
     // order sent is the one that says why.
-    let (begun, locked, conv_rows, role_rows, dm_rows, block_rows, prior_rows, bot_rows, doc_rows) = tokio::join!(
-        begin,
-        locked,
+    let (opened, conv_rows, role_rows, dm_rows, block_rows, prior_rows, bot_rows, doc_rows) = tokio::join!(
+        open(tx, around, &st[0]),
         tx.query(&st[1], &p_convs),
         tx.query(&st[2], &p_roles),
         tx.query(&st[3], &p_convs),
@@ -293,8 +307,7 @@ async fn read(
         tx.query(&st[6], &p_bots),
         tx.query(&st[7], &p_docs),
     );
-    begun?;
-    locked?;
+    opened?;
     let (conv_rows, role_rows, dm_rows, block_rows, prior_rows, bot_rows, doc_rows) = (
         conv_rows?,
         role_rows?,

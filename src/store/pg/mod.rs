@@ -512,19 +512,9 @@ impl PgStore {
             None
         };
         let started = Instant::now();
-        let mut attempt = 1;
-        let (reply, changes) = loop {
-            match self.inner.db.bounded(self.attempt(&op)).await {
-                Err(e) if retryable(&e) && attempt < ATTEMPTS => {
-                    tracing::debug!(attempt, "store: running a transaction again: {e}");
-                    let jitter = rand::random::<u64>() % (2 << attempt);
-                    tokio::time::sleep(Duration::from_millis(jitter)).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-                Ok(done) => break done,
-            }
-        };
+        let (reply, changes) = self
+            .retrying("running a transaction again", || self.attempt(&op))
+            .await?;
         if !changes.is_empty() {
             self.inner.sink.committed(&changes);
         }
@@ -534,6 +524,31 @@ impl PgStore {
         stats.batch_ops.observe(1);
         stats.commit_time.observe_time(started.elapsed());
         Ok(reply)
+    }
+
+    /// Run `attempt` (each try bounded by the operation timeout) until it
+    /// succeeds, fails for a reason other than a lost race, or has lost
+    /// [`ATTEMPTS`] races, pausing a random few milliseconds between tries.
+    async fn retrying<T, F>(
+        &self,
+        again: &str,
+        mut attempt: impl FnMut() -> F,
+    ) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, StoreError>>,
+    {
+        let mut tries = 1;
+        loop {
+            match self.inner.db.bounded(attempt()).await {
+                Err(e) if retryable(&e) && tries < ATTEMPTS => {
+                    tracing::debug!(attempt = tries, "store: {again}: {e}");
+                    let jitter = rand::random::<u64>() % (2 << tries);
+                    tokio::time::sleep(Duration::from_millis(jitter)).await;
+                    tries += 1;
+                }
+                done => return done,
+            }
+        }
     }
 
     async fn attempt(&self, op: &Op) -> Result<(Reply, Vec<Committed>), StoreError> {

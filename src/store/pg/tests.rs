@@ -405,21 +405,21 @@ async fn a_message_decided_before_its_sender_was_removed_is_decided_again_under_
         user(&a, n).await;
     }
     let g = create(&a, "ann", ConvKind::Group, "g", &["bob", "cat"]).await;
-    let changes = |sql: tokio_postgres::Client, g: String| async move {
-        let row = sql
-            .query_one(
-                "SELECT member_changes FROM conversations WHERE id = $1",
-                &[&g],
-            )
-            .await
-            .unwrap();
-        row.get::<_, i64>(0)
+    let sql = db.sql().await;
+    let changes = async || -> i64 {
+        sql.query_one(
+            "SELECT member_changes FROM conversations WHERE id = $1",
+            &[&g],
+        )
+        .await
+        .unwrap()
+        .get(0)
     };
-    let at_create = changes(db.sql().await, g.clone()).await;
+    let at_create = changes().await;
     // Messages and receipts leave the count of member changes alone.
     a.append(say("bob", &g, "m0", "before")).await.unwrap();
     a.receipt("cat", &g, 2, 2).await.unwrap();
-    assert_eq!(changes(db.sql().await, g.clone()).await, at_create);
+    assert_eq!(changes().await, at_create);
 
     // Bob's message is decided (he is a member) without any lock; before
     // it is written, another node removes him.
@@ -435,7 +435,7 @@ async fn a_message_decided_before_its_sender_was_removed_is_decided_again_under_
         members: vec!["bob".into()],
     };
     let removed = seq(&b.append(removal).await.unwrap());
-    assert!(changes(db.sql().await, g.clone()).await > at_create);
+    assert!(changes().await > at_create);
     hold.release.notify_one();
     // Decided again under the lock, it is refused: he is no member now.
     assert_eq!(code(sent.await.unwrap()), ErrorCode::Forbidden);
@@ -454,7 +454,7 @@ async fn a_message_decided_before_its_sender_was_removed_is_decided_again_under_
     // A message decided while the count holds is written without a lock.
     a.append(say("cat", &g, "m2", "after")).await.unwrap();
     // A role changed counts as a member change too.
-    let before = changes(db.sql().await, g.clone()).await;
+    let before = changes().await;
     a.append(Append::SetRole {
         user: "ann".into(),
         conversation_id: g.clone(),
@@ -463,7 +463,7 @@ async fn a_message_decided_before_its_sender_was_removed_is_decided_again_under_
     })
     .await
     .unwrap();
-    assert_eq!(changes(db.sql().await, g.clone()).await, before + 1);
+    assert_eq!(changes().await, before + 1);
     a.close().await;
     b.close().await;
 }
