@@ -457,7 +457,7 @@ impl LogStore {
         Ok((
             LogStore {
                 tx,
-                readers: Readers::new(readers),
+                readers: Readers::new(readers)?,
                 writer: Arc::new(writer),
                 stats,
             },

@@ -1,56 +1,94 @@
-//! The read side of the log: a small pool of read-only connections used from
-//! blocking tasks, and the start-up snapshot.
+//! The read side of the log: a few read-only connections, each on a thread
+//! of its own, and the start-up snapshot.
+//!
+//! Reads are queued to the reader threads rather than run as blocking
+//! tasks: a thread that finds several reads waiting runs them one after
+//! another in one read transaction, without going to sleep and being woken
+//! for each, and SQLite takes its WAL read lock (two `fcntl` calls) once for
+//! all of them. Every read queued before the transaction starts sees every
+//! commit acknowledged before it was queued, as a read of its own would.
 
 use super::{ConvRecord, Snapshot, StoreError};
 use crate::proto::{ByteBudget, ConvKind, Event, EventBody, MemberRole, ReceiptPair};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, oneshot};
+
+/// Reads one thread takes from the queue at a time (and runs in one read
+/// transaction). Small, so that a slow read (a search) holds up few others
+/// while the other threads take the rest.
+const BATCH: usize = 8;
+
+/// Reads waiting for a thread, per thread, before callers wait to queue.
+const QUEUED_PER_THREAD: usize = 256;
+
+/// A read: run on a connection, it answers its caller.
+struct Job {
+    run: Box<dyn FnOnce(&Connection) + Send>,
+    /// The read opens a transaction of its own, so it runs outside the
+    /// batch's.
+    alone: bool,
+}
 
 /// Read-only connections shared by all sessions.
 #[derive(Clone)]
 pub struct Readers {
-    pool: Arc<Mutex<Vec<Connection>>>,
-    permits: Arc<Semaphore>,
+    jobs: mpsc::Sender<Job>,
 }
 
 impl Readers {
-    pub(super) fn new(conns: Vec<Connection>) -> Readers {
-        let n = conns.len();
-        Readers {
-            pool: Arc::new(Mutex::new(conns)),
-            permits: Arc::new(Semaphore::new(n)),
+    /// One thread per connection. The threads end once every `Readers`
+    /// handle is gone.
+    pub(super) fn new(conns: Vec<Connection>) -> Result<Readers, StoreError> {
+        let (jobs, rx) = mpsc::channel(QUEUED_PER_THREAD * conns.len().max(1));
+        let rx = Arc::new(Mutex::new(rx));
+        for (i, conn) in conns.into_iter().enumerate() {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("chatd-read-{i}"))
+                .spawn(move || serve(&conn, &rx))
+                .map_err(|e| StoreError::Open(format!("cannot start a reader thread: {e}")))?;
         }
+        Ok(Readers { jobs })
     }
 
-    /// Run `f` on a free read connection in a blocking task.
+    /// Run `f` on a free read connection.
     pub(super) async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
+        self.queue(f, false).await
+    }
+
+    /// Run `f`, which opens a transaction of its own, on a free read
+    /// connection.
+    async fn with_own_transaction<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.queue(f, true).await
+    }
+
+    async fn queue<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        alone: bool,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let run = Box::new(move |c: &Connection| {
+            // A read that panics answers as a closed store would; the
+            // thread and its connection go on.
+            let out = std::panic::catch_unwind(AssertUnwindSafe(|| f(c)))
+                .unwrap_or(Err(StoreError::Closed));
+            let _ = tx.send(out);
+        });
+        self.jobs
+            .send(Job { run, alone })
             .await
             .map_err(|_| StoreError::Closed)?;
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let conn = pool
-                .lock()
-                .map_err(|_| StoreError::Closed)?
-                .pop()
-                .ok_or(StoreError::Closed)?;
-            let result = f(&conn);
-            if let Ok(mut p) = pool.lock() {
-                p.push(conn);
-            }
-            result
-        })
-        .await
-        .map_err(|_| StoreError::Closed)?
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     /// One text value by one key (`sql` has a single `?1`), if any.
@@ -166,7 +204,7 @@ impl Readers {
     /// What the server keeps in memory, read again (as at start-up), in
     /// one read transaction so that it is one point of the log.
     pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        self.with(|c| {
+        self.with_own_transaction(|c| {
             let tx = c.unchecked_transaction()?;
             let snap = load_snapshot(&tx)?;
             tx.finish()?;
@@ -306,4 +344,176 @@ pub(super) fn load_snapshot(c: &Connection) -> Result<Snapshot, StoreError> {
         snap.blocks.push(b?);
     }
     Ok(snap)
+}
+
+/// A reader thread: take what is queued (up to [`BATCH`]) and run it, the
+/// reads that can share one in one read transaction, until the queue is
+/// closed.
+fn serve(conn: &Connection, rx: &Mutex<mpsc::Receiver<Job>>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        {
+            let Ok(mut rx) = rx.lock() else { return };
+            let Some(first) = rx.blocking_recv() else {
+                return;
+            };
+            batch.push(first);
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        let shared = batch.iter().filter(|j| !j.alone).count();
+        // One read alone needs no transaction around it.
+        let open = shared > 1 && conn.execute_batch("BEGIN").is_ok();
+        let mut alone = Vec::new();
+        for job in batch.drain(..) {
+            if job.alone {
+                alone.push(job);
+            } else {
+                (job.run)(conn);
+            }
+        }
+        if open && conn.execute_batch("COMMIT").is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for job in alone {
+            (job.run)(conn);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::OpenFlags;
+    use std::time::Duration;
+
+    /// A database with `t(x)` holding 1, a connection to write it, and
+    /// readers with one thread (so that every queued read shares its
+    /// batches).
+    fn setup() -> (tempfile::TempDir, Connection, Readers) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let w = Connection::open(&path).unwrap();
+        w.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
+            .unwrap();
+        w.execute_batch("CREATE TABLE t(x INTEGER); INSERT INTO t VALUES (1);")
+            .unwrap();
+        let r = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        (dir, w, Readers::new(vec![r]).unwrap())
+    }
+
+    /// Occupy the reader thread until the returned sender is used.
+    async fn hold(r: &Readers) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let (started, running) = oneshot::channel();
+        let r = r.clone();
+        let held = tokio::spawn(async move {
+            r.with(move |_| {
+                let _ = started.send(());
+                let _ = wait.recv_timeout(Duration::from_secs(10));
+                Ok(())
+            })
+            .await
+            .unwrap();
+        });
+        running.await.unwrap();
+        (release, held)
+    }
+
+    /// Wait (bounded) until `n` reads are queued behind the held one.
+    async fn queued(r: &Readers, n: usize) {
+        for _ in 0..1000 {
+            if r.jobs.max_capacity() - r.jobs.capacity() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("the reads were never queued");
+    }
+
+    fn read_x(r: &Readers) -> tokio::task::JoinHandle<Result<i64, StoreError>> {
+        let r = r.clone();
+        tokio::spawn(async move {
+            r.with(|c| Ok(c.query_row("SELECT max(x) FROM t", [], |r| r.get(0))?))
+                .await
+        })
+    }
+
+    #[tokio::test]
+    async fn a_read_with_a_transaction_of_its_own_runs_beside_a_batch() {
+        let (_dir, _w, r) = setup();
+        let (release, held) = hold(&r).await;
+        let mut reads = Vec::new();
+        for i in 0..6 {
+            if i == 3 {
+                let r = r.clone();
+                reads.push(tokio::spawn(async move {
+                    r.with_own_transaction(|c| {
+                        let tx = c.unchecked_transaction()?;
+                        let x = tx.query_row("SELECT max(x) FROM t", [], |r| r.get(0))?;
+                        tx.finish()?;
+                        Ok(x)
+                    })
+                    .await
+                }));
+            } else {
+                reads.push(read_x(&r));
+            }
+            queued(&r, i + 1).await;
+        }
+        release.send(()).unwrap();
+        held.await.unwrap();
+        for read in reads {
+            assert_eq!(read.await.unwrap().unwrap(), 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_queued_together_see_what_was_committed_before_they_were_queued() {
+        let (_dir, w, r) = setup();
+        assert_eq!(read_x(&r).await.unwrap().unwrap(), 1);
+        let (release, held) = hold(&r).await;
+        let before = read_x(&r);
+        queued(&r, 1).await;
+        w.execute("INSERT INTO t VALUES (2)", []).unwrap();
+        let after = read_x(&r);
+        queued(&r, 2).await;
+        release.send(()).unwrap();
+        held.await.unwrap();
+        // Both run in one transaction that starts after both were queued.
+        assert_eq!(before.await.unwrap().unwrap(), 2);
+        assert_eq!(after.await.unwrap().unwrap(), 2);
+        // And the next batch sees the next commit: no transaction is kept
+        // open between batches.
+        w.execute("INSERT INTO t VALUES (3)", []).unwrap();
+        assert_eq!(read_x(&r).await.unwrap().unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_read_that_panics_leaves_the_reader_serving() {
+        let (_dir, _w, r) = setup();
+        let (release, held) = hold(&r).await;
+        let first = read_x(&r);
+        queued(&r, 1).await;
+        let panics = {
+            let r = r.clone();
+            tokio::spawn(async move {
+                r.with(|_| -> Result<(), StoreError> { panic!("a read that fails badly") })
+                    .await
+            })
+        };
+        queued(&r, 2).await;
+        let last = read_x(&r);
+        queued(&r, 3).await;
+        release.send(()).unwrap();
+        held.await.unwrap();
+        assert!(matches!(panics.await.unwrap(), Err(StoreError::Closed)));
+        assert_eq!(first.await.unwrap().unwrap(), 1);
+        assert_eq!(last.await.unwrap().unwrap(), 1);
+        assert_eq!(read_x(&r).await.unwrap().unwrap(), 1);
+    }
 }
