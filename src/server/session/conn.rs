@@ -111,14 +111,22 @@ pub async fn run(mut ws: Box<Ws>, shared: Arc<Shared>, addr: IpAddr) {
             biased;
             _ = async { if let Some(s) = c.shutdown_wait.as_mut() { s.await } }, if !c.draining && c.shutdown_wait.is_some() => Wake::Shutdown,
             _ = async { if let Some((d, _)) = c.deadline.as_mut() { d.await } }, if c.deadline.is_some() => Wake::Deadline,
-            Some(reply) = async { match c.inflight.as_mut() { Some(f) => f.next().await, None => None } }, if c.inflight.is_some() => Wake::Reply(reply),
+            // Pushes before answers: draining them takes the answers that
+            // are ready too (a commit's push and its sender's `ok` arrive
+            // together), so that both go out in one send.
             _ = &mut ready => Wake::Signal,
+            Some(reply) = async { match c.inflight.as_mut() { Some(f) => f.next().await, None => None } }, if c.inflight.is_some() => Wake::Reply(reply),
             msg = c.ws.next(), if !c.draining && c.inflight.as_ref().map_or(0, |f| f.len()) < max_inflight => Wake::PeerFrame(PeerFrame::from(msg)),
         };
         let wake = match wake {
             // The common case, pushes that the socket takes at once, is
             // done here without boxing a step.
             Wake::Signal => match c.signalled() {
+                // The pushes may have taken the last answer of a draining
+                // connection with them.
+                Ok(Flow::Continue) if c.draining && c.inflight.is_none() => {
+                    break Some(close(CloseCode::Away, "server shutting down"));
+                }
                 Ok(Flow::Continue) => continue,
                 Ok(Flow::Close(frame)) => break frame,
                 Err(next) => next,

@@ -74,6 +74,17 @@ impl ServerConn {
         if drained.more {
             queue.rearm();
         }
+        // Answers that are ready go out with the pushes.
+        if let Some(inflight) = self.inflight.as_mut() {
+            // Polled without the task's waker, as in `send_replies`.
+            while let Some(Some(reply)) = inflight.next().now_or_never() {
+                self.s.shared.metrics.reply(&reply);
+                io.queue_text(reply.as_bytes());
+            }
+            if inflight.is_empty() {
+                self.inflight = None;
+            }
+        }
         if drained.ping {
             return Err(Wake::Drained(drained));
         }

@@ -50,7 +50,7 @@
 //! chatd must be restarted (it then loads whatever the disk holds).
 
 use super::stats::WriteStats;
-use super::writer::{CommitSink, Pending, Replies};
+use super::writer::{CommitSink, Pending};
 use super::{Committed, StoreError};
 use std::io;
 use std::sync::Arc;
@@ -77,34 +77,49 @@ pub(super) struct Batch {
     pub(super) started: Instant,
 }
 
-/// Reports commits and hands over their answers, in commit order.
+/// Hands commits, with their answers, to the task that publishes them, in
+/// commit order.
 pub(super) struct Publisher {
+    /// What the task reports commits to (used here only if the task is
+    /// gone).
     pub(super) sink: Arc<dyn CommitSink>,
-    /// To the task that answers callers.
-    pub(super) answers: mpsc::Sender<Replies>,
+    /// To the task that publishes.
+    pub(super) out: mpsc::Sender<Published>,
     /// Where commit sizes and times are counted.
     pub(super) stats: Arc<WriteStats>,
 }
 
-impl Publisher {
-    /// Fan-out first, so that no caller hears `ok` before its change is in
-    /// the hub; then the answers.
-    pub(super) fn publish(&self, changes: &[Committed], replies: Vec<Pending>) {
-        if !changes.is_empty() {
-            self.sink.committed(changes);
-        }
-        self.answer(replies);
-    }
+/// Commits' changes and their callers' answers, in commit order.
+pub(super) struct Published {
+    pub(super) changes: Vec<Committed>,
+    pub(super) replies: Vec<Pending>,
+}
 
-    /// Hand answers to the publisher task. Waits while it is behind; if it
-    /// is gone (the runtime is stopping), answers from here so that nobody
-    /// is left without an answer.
-    fn answer(&self, replies: Vec<Pending>) {
-        if replies.is_empty() {
+impl Published {
+    /// Fan-out first, so that no caller hears `ok` before its change is in
+    /// the hub; then the answers. Run on the runtime, the connections this
+    /// wakes run once it is done, each finding its push and its answer
+    /// together (one write to the socket for both).
+    pub(super) fn deliver(self, sink: &dyn CommitSink) {
+        if !self.changes.is_empty() {
+            sink.committed(&self.changes);
+        }
+        for p in self.replies {
+            p.send();
+        }
+    }
+}
+
+impl Publisher {
+    /// Hand a commit to the publisher task. Waits while it is behind; if it
+    /// is gone (the runtime is stopping), publishes from here so that
+    /// nobody is left without an answer.
+    pub(super) fn publish(&self, changes: Vec<Committed>, replies: Vec<Pending>) {
+        if changes.is_empty() && replies.is_empty() {
             return;
         }
-        if let Err(e) = self.answers.blocking_send(Replies(replies)) {
-            e.0.send();
+        if let Err(e) = self.out.blocking_send(Published { changes, replies }) {
+            e.0.deliver(&*self.sink);
         }
     }
 }
@@ -205,8 +220,7 @@ fn run(rx: Receiver<Batch>, mut file: impl SyncFile, publisher: Publisher, faile
                 replies.extend(b.replies.into_iter().map(|p| p.fail_with(not_durable())));
             }
         }
-        publisher.publish(&changes, std::mem::take(&mut replies));
-        changes.clear();
+        publisher.publish(std::mem::take(&mut changes), std::mem::take(&mut replies));
         for (ops, started) in timed.drain(..) {
             publisher.stats.batch_ops.observe(ops as u64);
             publisher.stats.commit_time.observe_time(started.elapsed());
@@ -276,15 +290,17 @@ mod tests {
 
     /// Hand `n` commits (one change and one caller each; every fourth one
     /// a failed batch) to a stage that syncs through `file`. Returns the
-    /// answers in the order the publisher handed them over, the log, and
+    /// answers in the order the publisher handed them over, the log (the
+    /// sink is called where the publisher task would call it), and
     /// whether the stage marked the store failed. With `first_alone`, the
     /// first commit is published before the others are handed over.
     fn drive(n: u64, fail_after: usize, first_alone: bool) -> (Outcomes, Vec<Ev>, bool) {
         let log: Log = Arc::default();
-        let (answers, mut answered) = mpsc::channel::<Replies>(4);
+        let (out, mut published) = mpsc::channel::<Published>(4);
+        let sink: Arc<dyn CommitSink> = Arc::new(TestSink(log.clone()));
         let publisher = Publisher {
-            sink: Arc::new(TestSink(log.clone())),
-            answers,
+            sink: sink.clone(),
+            out,
             stats: Arc::default(),
         };
         let failed = Failed::default();
@@ -296,8 +312,12 @@ mod tests {
         let (stage, handle) = SyncStage::start(file, publisher, failed.clone()).unwrap();
         let collector = std::thread::spawn(move || {
             let mut out = Vec::new();
-            while let Some(Replies(ps)) = answered.blocking_recv() {
-                for p in ps {
+            // What the publisher task does: report, then answer.
+            while let Some(Published { changes, replies }) = published.blocking_recv() {
+                if !changes.is_empty() {
+                    sink.committed(&changes);
+                }
+                for p in replies {
                     let Pending::Receipt(_, r) = p else {
                         panic!("unexpected reply")
                     };

@@ -12,7 +12,7 @@
 //! the writer goes on with the next group.
 
 use super::checkpoint::Checkpointer;
-use super::durable::{Batch, Failed, Publisher, SyncStage, not_durable};
+use super::durable::{Batch, Failed, Published, Publisher, SyncStage, not_durable};
 use super::mirror::Mirror;
 use super::stats::WriteStats;
 use super::{AccountReply, Appended, Committed, KeyReply, StoreError, WriteLimits, WriteOp};
@@ -39,17 +39,6 @@ pub(super) struct WriterThread {
     publisher: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-/// The answers to one commit's callers (or to several commits', in order).
-pub(super) struct Replies(pub(super) Vec<Pending>);
-
-impl Replies {
-    pub(super) fn send(self) {
-        for p in self.0 {
-            p.send();
-        }
-    }
-}
-
 /// What the writer writes through.
 pub(super) struct Disk {
     /// The write connection.
@@ -60,7 +49,7 @@ pub(super) struct Disk {
     pub(super) wal: Option<std::fs::File>,
 }
 
-/// Commits whose answers wait for the replier before the writer waits.
+/// Commits waiting for the publisher task before the writer waits.
 const REPLY_QUEUE: usize = 64;
 
 impl WriterThread {
@@ -82,25 +71,21 @@ impl WriterThread {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| StoreError::Open("the store must be opened inside the runtime".into()))?;
         let (checkpointer, checkpoint_handle) = Checkpointer::start(checkpoint_conn)?;
-        // Answers go out from a task on the runtime, a commit at a time:
-        // the writer hands over a whole commit's answers with one wake-up
-        // instead of waking each caller from its own thread (on a busy core
-        // each such wake-up can cost a context switch). Fan-out stays on
-        // the writer: it runs before the answers are handed over, so that
-        // no caller hears `ok` before its change is in the hub, and the
-        // connections it wakes do not queue behind the answers.
-        let (answers, mut to_send) = mpsc::channel::<Replies>(REPLY_QUEUE);
+        // Commits are published from a task on the runtime, in order: the
+        // writer (or the sync stage) hands over a whole commit with one
+        // wake-up instead of waking each member and caller from its own
+        // thread (on a busy core each such wake-up can cost a context
+        // switch), and a connection woken by both a push and an answer runs
+        // once the task is done, writing both with one send.
+        let (out, mut to_publish) = mpsc::channel::<Published>(REPLY_QUEUE);
+        let task_sink = sink.clone();
         let publisher = runtime.spawn(async move {
-            while let Some(r) = to_send.recv().await {
-                r.send();
+            while let Some(p) = to_publish.recv().await {
+                p.deliver(&*task_sink);
             }
         });
         let failed = stats.failed();
-        let publish = Publisher {
-            sink,
-            answers,
-            stats,
-        };
+        let publish = Publisher { sink, out, stats };
         let mut handles = Vec::new();
         let out = match wal {
             None => Output::Inline(publish),
@@ -273,8 +258,7 @@ impl Writer {
             };
             match &out {
                 Output::Inline(publish) => {
-                    publish.publish(&self.changes, replies);
-                    self.changes.clear();
+                    publish.publish(std::mem::take(&mut self.changes), replies);
                     if written {
                         publish.stats.batch_ops.observe(ops as u64);
                         publish.stats.commit_time.observe_time(started.elapsed());
