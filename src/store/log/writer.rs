@@ -6,10 +6,11 @@
 //! operations succeed inside the open transaction; if a commit fails the
 //! mirror is reloaded from the database and every request of the batch fails.
 //!
-//! With `sync = "normal"` a commit is published (sink, then answers) by the
-//! writer as soon as it is made. With `sync = "full"` it goes to the sync
-//! stage (see `durable`), which publishes it once the WAL is synced, while
-//! the writer goes on with the next group.
+//! A commit is published (sink, then answers) by a task on the runtime. With
+//! `sync = "normal"` the writer hands it over as soon as it is made. With
+//! `sync = "full"` it goes to the sync stage (see `durable`), which hands it
+//! over once the WAL is synced, while the writer goes on with the next
+//! group.
 
 use super::checkpoint::Checkpointer;
 use super::durable::{Batch, Failed, Published, Publisher, SyncStage, not_durable};
@@ -23,9 +24,9 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 use tokio::sync::mpsc;
 
-/// Receives committed changes in commit order, on the writer thread (or, with
-/// `sync = "full"`, on the sync stage's, once they are durable). It must not
-/// block: it is called between a commit and the replies to its callers.
+/// Receives committed changes in commit order, on the publisher task (once
+/// they are durable). It must not block: it runs on the runtime, between a
+/// commit and the replies to its callers.
 pub trait CommitSink: Send + Sync + 'static {
     fn committed(&self, changes: &[Committed]);
 }
