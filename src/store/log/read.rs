@@ -16,9 +16,9 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
-/// Reads one thread takes from the queue at a time (and runs in one read
-/// transaction). Small, so that a slow read (a search) holds up few others
-/// while the other threads take the rest.
+/// Most reads one thread takes from the queue at a time (and runs in one
+/// read transaction). Small, so that a slow read (a search) holds up few
+/// others.
 const BATCH: usize = 8;
 
 /// Reads waiting for a thread, per thread, before callers wait to queue.
@@ -44,11 +44,12 @@ impl Readers {
     pub(super) fn new(conns: Vec<Connection>) -> Result<Readers, StoreError> {
         let (jobs, rx) = mpsc::channel(QUEUED_PER_THREAD * conns.len().max(1));
         let rx = Arc::new(Mutex::new(rx));
+        let threads = conns.len().max(1);
         for (i, conn) in conns.into_iter().enumerate() {
             let rx = rx.clone();
             std::thread::Builder::new()
                 .name(format!("chatd-read-{i}"))
-                .spawn(move || serve(&conn, &rx))
+                .spawn(move || serve(&conn, &rx, threads))
                 .map_err(|e| StoreError::Open(format!("cannot start a reader thread: {e}")))?;
         }
         Ok(Readers { jobs })
@@ -346,10 +347,12 @@ pub(super) fn load_snapshot(c: &Connection) -> Result<Snapshot, StoreError> {
     Ok(snap)
 }
 
-/// A reader thread: take what is queued (up to [`BATCH`]) and run it, the
-/// reads that can share one in one read transaction, until the queue is
-/// closed.
-fn serve(conn: &Connection, rx: &Mutex<mpsc::Receiver<Job>>) {
+/// A reader thread: take the next read and this thread's share of what
+/// waits behind it (up to [`BATCH`]) and run them, those that can share one
+/// in one read transaction, until the queue is closed. With few reads
+/// waiting each thread takes one, so that reads run side by side where
+/// there are cores for them; batches form when every thread is busy.
+fn serve(conn: &Connection, rx: &Mutex<mpsc::Receiver<Job>>, threads: usize) {
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         {
@@ -358,7 +361,8 @@ fn serve(conn: &Connection, rx: &Mutex<mpsc::Receiver<Job>>) {
                 return;
             };
             batch.push(first);
-            while batch.len() < BATCH {
+            let share = (rx.len() / threads).min(BATCH - 1);
+            for _ in 0..share {
                 match rx.try_recv() {
                     Ok(job) => batch.push(job),
                     Err(_) => break,
@@ -395,6 +399,10 @@ mod tests {
     /// readers with one thread (so that every queued read shares its
     /// batches).
     fn setup() -> (tempfile::TempDir, Connection, Readers) {
+        setup_with(1)
+    }
+
+    fn setup_with(threads: usize) -> (tempfile::TempDir, Connection, Readers) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.db");
         let w = Connection::open(&path).unwrap();
@@ -402,8 +410,10 @@ mod tests {
             .unwrap();
         w.execute_batch("CREATE TABLE t(x INTEGER); INSERT INTO t VALUES (1);")
             .unwrap();
-        let r = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-        (dir, w, Readers::new(vec![r]).unwrap())
+        let conns = (0..threads)
+            .map(|_| Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap())
+            .collect();
+        (dir, w, Readers::new(conns).unwrap())
     }
 
     /// Occupy the reader thread until the returned sender is used.
@@ -491,6 +501,56 @@ mod tests {
         // open between batches.
         w.execute("INSERT INTO t VALUES (3)", []).unwrap();
         assert_eq!(read_x(&r).await.unwrap().unwrap(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_quick_read_does_not_wait_behind_a_slow_one_while_another_thread_is_free() {
+        let (_dir, _w, r) = setup_with(2);
+        let (release_a, held_a) = hold(&r).await;
+        let (release_b, held_b) = hold(&r).await;
+        // A slow read, then a quick one, both waiting.
+        let (slow_done, slow_wait) = std::sync::mpsc::channel::<()>();
+        let slow = {
+            let r = r.clone();
+            tokio::spawn(async move {
+                r.with(move |_| {
+                    let _ = slow_wait.recv_timeout(Duration::from_secs(10));
+                    Ok(())
+                })
+                .await
+            })
+        };
+        queued(&r, 1).await;
+        let quick = read_x(&r);
+        queued(&r, 2).await;
+        // One thread comes free: it takes the slow read and leaves the
+        // quick one to the other thread rather than taking both.
+        release_a.send(()).unwrap();
+        held_a.await.unwrap();
+        queued_at_most(&r, 1).await;
+        release_b.send(()).unwrap();
+        held_b.await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(5), quick).await;
+        slow_done.send(()).unwrap();
+        assert_eq!(
+            answer
+                .expect("the quick read waited for the slow one")
+                .unwrap()
+                .unwrap(),
+            1
+        );
+        slow.await.unwrap().unwrap();
+    }
+
+    /// Wait (bounded) until at most `n` reads are queued.
+    async fn queued_at_most(r: &Readers, n: usize) {
+        for _ in 0..1000 {
+            if r.jobs.max_capacity() - r.jobs.capacity() <= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("the reads were never taken");
     }
 
     #[tokio::test]
