@@ -55,7 +55,9 @@ impl Readers {
         Ok(Readers { jobs })
     }
 
-    /// Run `f` on a free read connection.
+    /// Run `f` on a free read connection, perhaps in one read transaction
+    /// with other reads: `f` must not open a transaction (see
+    /// `with_own_transaction`).
     pub(super) async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
