@@ -124,7 +124,7 @@ pub async fn run(mut ws: Box<Ws>, shared: Arc<Shared>, addr: IpAddr) {
             Wake::Signal => match c.signalled() {
                 // The pushes may have taken the last answer of a draining
                 // connection with them.
-                Ok(Flow::Continue) if c.draining && c.inflight.is_none() => {
+                Ok(Flow::Continue) if c.drained_out() => {
                     break Some(close(CloseCode::Away, "server shutting down"));
                 }
                 Ok(Flow::Continue) => continue,
@@ -149,6 +149,11 @@ pub async fn run(mut ws: Box<Ws>, shared: Arc<Shared>, addr: IpAddr) {
 }
 
 impl ServerConn {
+    /// Shutting down with nothing left to answer: time to close.
+    fn drained_out(&self) -> bool {
+        self.draining && self.inflight.is_none()
+    }
+
     /// Act on one wake-up.
     async fn step(&mut self, wake: Wake) -> Flow {
         let flow = match wake {
@@ -179,7 +184,7 @@ impl ServerConn {
         if let Flow::Close(_) = flow {
             return flow;
         }
-        if self.draining && self.inflight.is_none() {
+        if self.drained_out() {
             return Flow::Close(Some(close(CloseCode::Away, "server shutting down")));
         }
         if self.s.user.is_some() && matches!(self.deadline, Some((_, Deadline::Auth))) {

@@ -27,23 +27,28 @@ impl ServerConn {
     /// flush: a client that pipelines requests (a catch-up's history
     /// pages) gets them in one send rather than one each.
     pub(super) async fn send_replies(&mut self, first: String) -> Flow {
-        let metrics = &self.s.shared.metrics;
-        metrics.reply(&first);
+        self.s.shared.metrics.reply(&first);
         self.ws.get_mut().queue_text(first.as_bytes());
-        if let Some(inflight) = self.inflight.as_mut() {
-            // Polled without the task's waker: the connection's wait polls
-            // `inflight` again (with it) before it sleeps.
-            while let Some(Some(reply)) = inflight.next().now_or_never() {
-                metrics.reply(&reply);
-                self.ws.get_mut().queue_text(reply.as_bytes());
-            }
-            if inflight.is_empty() {
-                self.inflight = None;
-            }
-        }
+        self.queue_ready_replies();
         match flush(&mut self.ws, &self.s.queue).await {
             Ok(()) => Flow::Continue,
             Err(()) => Flow::Close(None),
+        }
+    }
+
+    /// Queue every reply already answered behind what is buffered. Polled
+    /// without the task's waker: the connection's wait polls `inflight`
+    /// again (with it) before it sleeps.
+    fn queue_ready_replies(&mut self) {
+        let Some(inflight) = self.inflight.as_mut() else {
+            return;
+        };
+        while let Some(Some(reply)) = inflight.next().now_or_never() {
+            self.s.shared.metrics.reply(&reply);
+            self.ws.get_mut().queue_text(reply.as_bytes());
+        }
+        if inflight.is_empty() {
+            self.inflight = None;
         }
     }
 
@@ -75,20 +80,11 @@ impl ServerConn {
             queue.rearm();
         }
         // Answers that are ready go out with the pushes.
-        if let Some(inflight) = self.inflight.as_mut() {
-            // Polled without the task's waker, as in `send_replies`.
-            while let Some(Some(reply)) = inflight.next().now_or_never() {
-                self.s.shared.metrics.reply(&reply);
-                io.queue_text(reply.as_bytes());
-            }
-            if inflight.is_empty() {
-                self.inflight = None;
-            }
-        }
+        self.queue_ready_replies();
         if drained.ping {
             return Err(Wake::Drained(drained));
         }
-        match io.try_flush() {
+        match self.ws.get_mut().try_flush() {
             Some(Ok(())) => Ok(Flow::Continue),
             Some(Err(_)) => Ok(Flow::Close(None)),
             None => Err(Wake::Drained(drained)),

@@ -436,15 +436,25 @@ mod tests {
         (release, held)
     }
 
-    /// Wait (bounded) until `n` reads are queued behind the held one.
-    async fn queued(r: &Readers, n: usize) {
+    /// Reads waiting for a thread.
+    fn waiting(r: &Readers) -> usize {
+        r.jobs.max_capacity() - r.jobs.capacity()
+    }
+
+    /// Wait (bounded) until the number of reads waiting satisfies `ok`.
+    async fn until_waiting(r: &Readers, ok: impl Fn(usize) -> bool) {
         for _ in 0..1000 {
-            if r.jobs.max_capacity() - r.jobs.capacity() >= n {
+            if ok(waiting(r)) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        panic!("the reads were never queued");
+        panic!("the queue never got there ({} waiting)", waiting(r));
+    }
+
+    /// Wait (bounded) until `n` reads are queued behind the held one.
+    async fn queued(r: &Readers, n: usize) {
+        until_waiting(r, |w| w >= n).await
     }
 
     fn read_x(r: &Readers) -> tokio::task::JoinHandle<Result<i64, StoreError>> {
@@ -529,7 +539,7 @@ mod tests {
         // quick one to the other thread rather than taking both.
         release_a.send(()).unwrap();
         held_a.await.unwrap();
-        queued_at_most(&r, 1).await;
+        until_waiting(&r, |w| w <= 1).await;
         release_b.send(()).unwrap();
         held_b.await.unwrap();
         let answer = tokio::time::timeout(Duration::from_secs(5), quick).await;
@@ -542,17 +552,6 @@ mod tests {
             1
         );
         slow.await.unwrap().unwrap();
-    }
-
-    /// Wait (bounded) until at most `n` reads are queued.
-    async fn queued_at_most(r: &Readers, n: usize) {
-        for _ in 0..1000 {
-            if r.jobs.max_capacity() - r.jobs.capacity() <= n {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        panic!("the reads were never taken");
     }
 
     #[tokio::test]
