@@ -194,6 +194,40 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX events_idempotency ON events(client_msg_id, sender)
         WHERE client_msg_id IS NOT NULL;
     ",
+    // 10: the log in a rowid table. Clustered by (conversation, seq), each
+    // new event went into the middle of the table, to the page holding its
+    // conversation's tail, and the inner pages above it carried whole rows
+    // (about 16 to a page), so one commit of 35 messages to 35
+    // conversations wrote some 80 pages. Now rows are appended at the end
+    // of the table and (conversation, seq) is a narrow index of its own:
+    // the same commit writes about a third fewer pages. Existing events are
+    // copied in conversation order, so old history stays together on disk.
+    "
+    CREATE TABLE events_log (
+        conversation_id TEXT NOT NULL,
+        seq             INTEGER NOT NULL,
+        ts              INTEGER NOT NULL,
+        sender          TEXT NOT NULL,
+        kind            TEXT NOT NULL,
+        client_msg_id   TEXT,
+        target_seq      INTEGER,
+        data            TEXT NOT NULL,
+        eid             TEXT,
+        doc             INTEGER,
+        bot             INTEGER,
+        PRIMARY KEY (conversation_id, seq)
+    );
+    INSERT INTO events_log
+            (conversation_id, seq, ts, sender, kind, client_msg_id, target_seq, data, eid, doc, bot)
+        SELECT conversation_id, seq, ts, sender, kind, client_msg_id, target_seq, data, eid, doc, bot
+        FROM events ORDER BY conversation_id, seq;
+    DROP TABLE events;
+    ALTER TABLE events_log RENAME TO events;
+    CREATE UNIQUE INDEX events_idempotency ON events(client_msg_id, sender)
+        WHERE client_msg_id IS NOT NULL;
+    CREATE INDEX events_targets ON events(conversation_id, target_seq)
+        WHERE target_seq IS NOT NULL;
+    ",
 ];
 
 /// The schema version that brought the search index.
@@ -278,6 +312,83 @@ mod tests {
             )
             .unwrap();
         assert_eq!(again, 0);
+    }
+
+    /// A server whose log was clustered by (conversation, seq) keeps every
+    /// event as it was, now in a rowid table, with (conversation, seq) still
+    /// unique and still the way history is read.
+    #[test]
+    fn the_log_moves_to_a_rowid_table_unchanged() {
+        let mut conn = at_version(9);
+        conn.execute_batch(
+            "INSERT INTO conversations (id, kind, last_seq, created_at) VALUES
+                 ('a', 'group', 2, 0), ('b', 'group', 1, 0);
+             INSERT INTO events (conversation_id, seq, ts, sender, kind, client_msg_id,
+                                 target_seq, data, eid, doc, bot) VALUES
+                 ('b', 1, 5, 'bob', 'message', 'm2', NULL, '{\"body\":\"hi\"}', 'e3', 2, 1),
+                 ('a', 2, 4, 'ann', 'edit', 'm3', 1, '{\"body\":\"yo\"}', 'e2', NULL, NULL),
+                 ('a', 1, 3, 'ann', 'message', 'm1', NULL, '{\"body\":\"hey\"}', 'e1', 1, NULL);",
+        )
+        .unwrap();
+        let all = |c: &Connection| -> Vec<Vec<rusqlite::types::Value>> {
+            c.prepare("SELECT * FROM events ORDER BY conversation_id, seq")
+                .unwrap()
+                .query_map([], |r| (0..11).map(|i| r.get(i)).collect())
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let before = all(&conn);
+        migrate(&mut conn).unwrap();
+        assert_eq!(all(&conn), before);
+        // Copied in conversation order; new events append at the end.
+        conn.execute(
+            "INSERT INTO events (conversation_id, seq, ts, sender, kind, data)
+             VALUES ('a', 3, 6, 'ann', 'message', '{}')",
+            [],
+        )
+        .unwrap();
+        let order: Vec<(String, i64)> = conn
+            .prepare("SELECT conversation_id, seq FROM events ORDER BY rowid")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            order,
+            [
+                ("a".into(), 1),
+                ("a".into(), 2),
+                ("b".into(), 1),
+                ("a".into(), 3)
+            ]
+        );
+        let taken = conn.execute(
+            "INSERT INTO events (conversation_id, seq, ts, sender, kind, data)
+             VALUES ('a', 3, 7, 'bob', 'message', '{}')",
+            [],
+        );
+        assert!(taken.is_err(), "a seq is taken once");
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT data FROM events
+                 WHERE conversation_id = 'a' AND seq > 1 ORDER BY seq",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("sqlite_autoindex_events"), "{plan}");
+        let indexes: Vec<String> = conn
+            .prepare(
+                "SELECT name FROM pragma_index_list('events') WHERE origin = 'c' ORDER BY name",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(indexes, ["events_idempotency", "events_targets"]);
     }
 
     /// A server from before roles: each group's creator owns it, or its
