@@ -125,7 +125,7 @@ pub async fn run(mut ws: Box<Ws>, shared: Arc<Shared>, addr: IpAddr) {
                 // The pushes may have taken the last answer of a draining
                 // connection with them.
                 Ok(Flow::Continue) if c.drained_out() => {
-                    break Some(close(CloseCode::Away, "server shutting down"));
+                    break Some(shutting_down());
                 }
                 Ok(Flow::Continue) => continue,
                 Ok(Flow::Close(frame)) => break frame,
@@ -148,6 +148,11 @@ pub async fn run(mut ws: Box<Ws>, shared: Arc<Shared>, addr: IpAddr) {
     }
 }
 
+/// The close frame of a connection the server ends because it is stopping.
+fn shutting_down() -> CloseFrame {
+    close(CloseCode::Away, "server shutting down")
+}
+
 impl ServerConn {
     /// Shutting down with nothing left to answer: time to close.
     fn drained_out(&self) -> bool {
@@ -166,7 +171,7 @@ impl ServerConn {
                 Flow::Continue
             }
             Wake::Deadline => Flow::Close(Some(match self.deadline.as_ref().map(|(_, d)| *d) {
-                Some(Deadline::Drain) => close(CloseCode::Away, "server shutting down"),
+                Some(Deadline::Drain) => shutting_down(),
                 _ => {
                     tracing::debug!(addr = %self.s.addr, "closed: not authenticated in time");
                     close(CloseCode::Policy, "authenticate first")
@@ -185,7 +190,7 @@ impl ServerConn {
             return flow;
         }
         if self.drained_out() {
-            return Flow::Close(Some(close(CloseCode::Away, "server shutting down")));
+            return Flow::Close(Some(shutting_down()));
         }
         if self.s.user.is_some() && matches!(self.deadline, Some((_, Deadline::Auth))) {
             self.deadline = None;

@@ -457,11 +457,18 @@ mod tests {
         until_waiting(r, |w| w >= n).await
     }
 
-    fn read_x(r: &Readers) -> tokio::task::JoinHandle<Result<i64, StoreError>> {
+    /// Queue `f` as a read from a task of its own.
+    fn spawn_read<T: Send + 'static>(
+        r: &Readers,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> tokio::task::JoinHandle<Result<T, StoreError>> {
         let r = r.clone();
-        tokio::spawn(async move {
-            r.with(|c| Ok(c.query_row("SELECT max(x) FROM t", [], |r| r.get(0))?))
-                .await
+        tokio::spawn(async move { r.with(f).await })
+    }
+
+    fn read_x(r: &Readers) -> tokio::task::JoinHandle<Result<i64, StoreError>> {
+        spawn_read(r, |c| {
+            Ok(c.query_row("SELECT max(x) FROM t", [], |r| r.get(0))?)
         })
     }
 
@@ -522,16 +529,10 @@ mod tests {
         let (release_b, held_b) = hold(&r).await;
         // A slow read, then a quick one, both waiting.
         let (slow_done, slow_wait) = std::sync::mpsc::channel::<()>();
-        let slow = {
-            let r = r.clone();
-            tokio::spawn(async move {
-                r.with(move |_| {
-                    let _ = slow_wait.recv_timeout(Duration::from_secs(10));
-                    Ok(())
-                })
-                .await
-            })
-        };
+        let slow = spawn_read(&r, move |_| {
+            let _ = slow_wait.recv_timeout(Duration::from_secs(10));
+            Ok(())
+        });
         queued(&r, 1).await;
         let quick = read_x(&r);
         queued(&r, 2).await;
@@ -560,13 +561,9 @@ mod tests {
         let (release, held) = hold(&r).await;
         let first = read_x(&r);
         queued(&r, 1).await;
-        let panics = {
-            let r = r.clone();
-            tokio::spawn(async move {
-                r.with(|_| -> Result<(), StoreError> { panic!("a read that fails badly") })
-                    .await
-            })
-        };
+        let panics = spawn_read(&r, |_| -> Result<(), StoreError> {
+            panic!("a read that fails badly")
+        });
         queued(&r, 2).await;
         let last = read_x(&r);
         queued(&r, 3).await;
