@@ -83,6 +83,19 @@ macro_rules! both {
     };
 }
 
+/// Await the future `$f` of whichever backend. PostgreSQL's writes await
+/// a pool and a lane and their futures run to KiBs; they are boxed, so
+/// that every caller's own future (a connection's request, on SQLite too)
+/// stays as small as the embedded store's.
+macro_rules! both_await {
+    ($on:expr, $b:ident => $f:expr) => {
+        match $on {
+            Backend::Sqlite($b) => $f.await,
+            Backend::Postgres($b) => Box::pin($f).await,
+        }
+    };
+}
+
 impl Store {
     /// Open the store `config` names: the SQLite file in `data` when
     /// `url` is unset, else the PostgreSQL database (migrated on the way).
@@ -163,7 +176,7 @@ impl Store {
 
     /// Apply a change to accounts, sessions or invitations.
     pub async fn account(&self, op: AccountOp) -> Result<AccountReply, StoreError> {
-        both!(&self.backend, s => s.account(op).await)
+        both_await!(&self.backend, s => s.account(op))
     }
 
     /// Queue an append and return a receiver for its durable result.
@@ -173,12 +186,12 @@ impl Store {
         &self,
         op: Append,
     ) -> Result<oneshot::Receiver<Result<Appended, StoreError>>, StoreError> {
-        both!(&self.backend, s => s.submit_append(op).await)
+        both_await!(&self.backend, s => s.submit_append(op))
     }
 
     /// Append and wait until the result is durable.
     pub async fn append(&self, op: Append) -> Result<Appended, StoreError> {
-        both!(&self.backend, s => s.append(op).await)
+        both_await!(&self.backend, s => s.append(op))
     }
 
     /// Queue a receipt update; the receiver yields the new pointers, or
@@ -190,7 +203,7 @@ impl Store {
         delivered: u64,
         read: u64,
     ) -> Result<oneshot::Receiver<Result<Option<ReceiptPair>, StoreError>>, StoreError> {
-        both!(&self.backend, s => s.submit_receipt(user, conversation_id, delivered, read).await)
+        both_await!(&self.backend, s => s.submit_receipt(user, conversation_id, delivered, read))
     }
 
     pub async fn receipt(
@@ -200,15 +213,12 @@ impl Store {
         delivered: u64,
         read: u64,
     ) -> Result<Option<ReceiptPair>, StoreError> {
-        both!(&self.backend, s => s.receipt(user, conversation_id, delivered, read).await)
+        both_await!(&self.backend, s => s.receipt(user, conversation_id, delivered, read))
     }
 
     /// Apply a change to device keys or inboxes (secret conversations).
     pub async fn keys(&self, op: KeyOp) -> Result<KeyReply, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.keys(op).await,
-            Backend::Postgres(s) => s.keys(op).await,
-        }
+        both_await!(&self.backend, s => s.keys(op))
     }
 
     /// Queue a write to a secret conversation, in order with appends; the
@@ -217,10 +227,7 @@ impl Store {
         &self,
         op: SecretOp,
     ) -> Result<oneshot::Receiver<Result<Appended, StoreError>>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.submit_secret(op).await,
-            Backend::Postgres(s) => s.submit_secret(op).await,
-        }
+        both_await!(&self.backend, s => s.submit_secret(op))
     }
 
     /// The read side.

@@ -43,144 +43,28 @@ use tokio::sync::oneshot;
 
 impl Session {
     /// Answer one request of an authenticated connection.
+    ///
+    /// The requests every connection makes all the time (the log writes,
+    /// receipts, typing, history, sync, search, presence) are answered here;
+    /// the rest go through [`Session::request_other`], boxed: a future is as
+    /// large as the largest one it may await, and moving a frame's future of
+    /// several KiB into its box for every `send` cost the runtime a
+    /// `memmove` per frame.
     pub(super) async fn request(
         &mut self,
         id: Option<u64>,
         req: Request,
     ) -> Result<Outcome, ProtoError> {
-        let user = self.user.clone().unwrap_or_default();
+        let user = self.user_name();
         let rid = id.unwrap_or(0);
         Ok(match req {
-            Request::Register { .. } | Request::Login { .. } | Request::Auth { .. } => {
-                auth::already_authenticated(id)
-            }
-            Request::Logout {} => self.logout(rid, &user).await?,
-            Request::Sessions {} => self.sessions(rid, &user).await?,
-            Request::RevokeSession { session_id, others } => {
-                self.revoke_session(rid, &user, session_id, others).await?
-            }
-            Request::ChangePassword {
-                old_password,
-                new_password,
-            } => {
-                self.change_password(rid, &user, old_password, new_password)
-                    .await?
-            }
-            Request::AdminUsers { after, limit } => {
-                self.admin_users(rid, &user, after, limit).await?
-            }
-            Request::AdminCreateUser {
-                username,
-                password,
-                role,
-            } => {
-                self.admin_create_user(rid, &user, username, password, role)
-                    .await?
-            }
-            Request::AdminResetPassword { username, password } => {
-                self.admin_reset_password(rid, &user, username, password)
-                    .await?
-            }
-            Request::AdminSetActive { username, active } => {
-                self.admin_set_active(rid, &user, username, active).await?
-            }
-            Request::AdminErase { username } => self.admin_erase(rid, &user, username).await?,
-            Request::AdminSetRole { username, role } => {
-                self.admin_set_role(rid, &user, username, role).await?
-            }
-            Request::AdminCreateBot { username } => {
-                self.admin_create_bot(rid, &user, username).await?
-            }
-            Request::AdminBots { after } => self.admin_bots(rid, &user, after).await?,
-            Request::AdminBotToken { username } => {
-                self.admin_bot_token(rid, &user, username).await?
-            }
-            Request::WebhookCreate {
-                conversation_id,
-                name,
-            } => {
-                self.webhook_create(rid, &user, conversation_id, name)
-                    .await?
-            }
-            Request::WebhookList { conversation_id } => {
-                self.webhook_list(rid, &user, conversation_id).await?
-            }
-            Request::WebhookRevoke { webhook_id } => {
-                self.webhook_revoke(rid, &user, webhook_id).await?
-            }
-            Request::InviteCreate {
-                uses,
-                expires_in_secs,
-            } => {
-                self.invite_create(rid, &user, uses, expires_in_secs)
-                    .await?
-            }
-            Request::InviteList { after } => self.invite_list(rid, &user, after).await?,
-            Request::InviteRevoke { code } => self.invite_revoke(rid, &user, code).await?,
-            Request::Conversations { after, limit } => {
-                self.conversations(rid, &user, after, limit)?
-            }
             Request::Sync {
                 cursors,
                 heads,
                 after,
                 limit,
             } => self.sync(rid, &user, cursors, heads, after, limit)?,
-            Request::Channels { after, limit } => self.channels(rid, after, limit),
-            Request::Members {
-                conversation_id,
-                after,
-                limit,
-            } => self.members(rid, &user, conversation_id, after, limit)?,
-            Request::Users { prefix, limit } => self.users(rid, &user, prefix, limit),
             Request::Presence { status } => self.presence(id, &user, status)?,
-            Request::Create {
-                kind,
-                name,
-                members,
-                encrypted,
-            } => {
-                self.create(rid, user, kind, name, members, encrypted)
-                    .await?
-            }
-            Request::Join {
-                conversation_id,
-                name,
-            } => self.join(rid, user, conversation_id, name).await?,
-            Request::Leave { conversation_id } => self.leave(rid, user, conversation_id).await?,
-            Request::AddMembers {
-                conversation_id,
-                members,
-            } => {
-                self.change_members(rid, user, conversation_id, members, false)
-                    .await?
-            }
-            Request::RemoveMembers {
-                conversation_id,
-                members,
-            } => {
-                self.change_members(rid, user, conversation_id, members, true)
-                    .await?
-            }
-            Request::SetMemberRole {
-                conversation_id,
-                user: target,
-                role,
-            } => {
-                self.set_member_role(rid, user, conversation_id, target, role)
-                    .await?
-            }
-            Request::Block { user: target } => self.block(rid, &user, target, true).await?,
-            Request::Unblock { user: target } => self.block(rid, &user, target, false).await?,
-            Request::Blocks {} => self.blocks(rid, &user).await?,
-            Request::Rename {
-                conversation_id,
-                client_msg_id,
-                name,
-            } => {
-                self.rename(rid, user, conversation_id, client_msg_id, name)
-                    .await?
-            }
             Request::Send {
                 conversation_id,
                 client_msg_id,
@@ -296,6 +180,147 @@ impl Session {
                 conversation_id,
                 active,
             } => self.typing_signal(id, &user, &conversation_id, active)?,
+            other => Box::pin(self.request_other(id, other)).await?,
+        })
+    }
+
+    /// The user of this authenticated connection.
+    fn user_name(&self) -> String {
+        self.user.clone().unwrap_or_default()
+    }
+
+    /// Every other request of an authenticated connection.
+    async fn request_other(
+        &mut self,
+        id: Option<u64>,
+        req: Request,
+    ) -> Result<Outcome, ProtoError> {
+        let user = self.user_name();
+        let rid = id.unwrap_or(0);
+        Ok(match req {
+            Request::Register { .. } | Request::Login { .. } | Request::Auth { .. } => {
+                auth::already_authenticated(id)
+            }
+            Request::Logout {} => self.logout(rid, &user).await?,
+            Request::Sessions {} => self.sessions(rid, &user).await?,
+            Request::RevokeSession { session_id, others } => {
+                self.revoke_session(rid, &user, session_id, others).await?
+            }
+            Request::ChangePassword {
+                old_password,
+                new_password,
+            } => {
+                self.change_password(rid, &user, old_password, new_password)
+                    .await?
+            }
+            Request::AdminUsers { after, limit } => {
+                self.admin_users(rid, &user, after, limit).await?
+            }
+            Request::AdminCreateUser {
+                username,
+                password,
+                role,
+            } => {
+                self.admin_create_user(rid, &user, username, password, role)
+                    .await?
+            }
+            Request::AdminResetPassword { username, password } => {
+                self.admin_reset_password(rid, &user, username, password)
+                    .await?
+            }
+            Request::AdminSetActive { username, active } => {
+                self.admin_set_active(rid, &user, username, active).await?
+            }
+            Request::AdminErase { username } => self.admin_erase(rid, &user, username).await?,
+            Request::AdminSetRole { username, role } => {
+                self.admin_set_role(rid, &user, username, role).await?
+            }
+            Request::AdminCreateBot { username } => {
+                self.admin_create_bot(rid, &user, username).await?
+            }
+            Request::AdminBots { after } => self.admin_bots(rid, &user, after).await?,
+            Request::AdminBotToken { username } => {
+                self.admin_bot_token(rid, &user, username).await?
+            }
+            Request::WebhookCreate {
+                conversation_id,
+                name,
+            } => {
+                self.webhook_create(rid, &user, conversation_id, name)
+                    .await?
+            }
+            Request::WebhookList { conversation_id } => {
+                self.webhook_list(rid, &user, conversation_id).await?
+            }
+            Request::WebhookRevoke { webhook_id } => {
+                self.webhook_revoke(rid, &user, webhook_id).await?
+            }
+            Request::InviteCreate {
+                uses,
+                expires_in_secs,
+            } => {
+                self.invite_create(rid, &user, uses, expires_in_secs)
+                    .await?
+            }
+            Request::InviteList { after } => self.invite_list(rid, &user, after).await?,
+            Request::InviteRevoke { code } => self.invite_revoke(rid, &user, code).await?,
+            Request::Conversations { after, limit } => {
+                self.conversations(rid, &user, after, limit)?
+            }
+            Request::Channels { after, limit } => self.channels(rid, after, limit),
+            Request::Members {
+                conversation_id,
+                after,
+                limit,
+            } => self.members(rid, &user, conversation_id, after, limit)?,
+            Request::Users { prefix, limit } => self.users(rid, &user, prefix, limit),
+            Request::Create {
+                kind,
+                name,
+                members,
+                encrypted,
+            } => {
+                self.create(rid, user, kind, name, members, encrypted)
+                    .await?
+            }
+            Request::Join {
+                conversation_id,
+                name,
+            } => self.join(rid, user, conversation_id, name).await?,
+            Request::Leave { conversation_id } => self.leave(rid, user, conversation_id).await?,
+            Request::AddMembers {
+                conversation_id,
+                members,
+            } => {
+                self.change_members(rid, user, conversation_id, members, false)
+                    .await?
+            }
+            Request::RemoveMembers {
+                conversation_id,
+                members,
+            } => {
+                self.change_members(rid, user, conversation_id, members, true)
+                    .await?
+            }
+            Request::SetMemberRole {
+                conversation_id,
+                user: target,
+                role,
+            } => {
+                self.set_member_role(rid, user, conversation_id, target, role)
+                    .await?
+            }
+            Request::Block { user: target } => self.block(rid, &user, target, true).await?,
+            Request::Unblock { user: target } => self.block(rid, &user, target, false).await?,
+            Request::Blocks {} => self.blocks(rid, &user).await?,
+            Request::Rename {
+                conversation_id,
+                client_msg_id,
+                name,
+            } => {
+                self.rename(rid, user, conversation_id, client_msg_id, name)
+                    .await?
+            }
             Request::KeysUpload(upload) => self.keys_upload(rid, &user, upload).await?,
             Request::KeysSign {
                 device_id,
@@ -314,6 +339,19 @@ impl Session {
                 self.keys_share(rid, user, conversation_id, session_id, shares)
                     .await?
             }
+
+            Request::Send { .. }
+            | Request::SendFile { .. }
+            | Request::Edit { .. }
+            | Request::Delete { .. }
+            | Request::React { .. }
+            | Request::Receipt { .. }
+            | Request::Typing { .. }
+            | Request::History { .. }
+            | Request::Sync { .. }
+            | Request::Search { .. }
+            // Answered by `request`, which never passes them on.
+            | Request::Presence { .. } => return Err(ProtoError::internal()),
         })
     }
 }
