@@ -21,7 +21,8 @@
 //!   always a prefix of the commits, and the answers go out in that order.
 //! - Checkpoints (see `checkpoint`) may copy commits that this stage has not
 //!   synced yet into the database file: SQLite syncs the WAL before it
-//!   copies any frame, and the database file after, whenever `synchronous`
+//!   copies any frame, and the database file once a checkpoint has copied
+//!   the whole WAL (before the WAL may start over), whenever `synchronous`
 //!   is not `OFF` on the checkpointing connection (`walCheckpoint` in
 //!   `wal.c`; the checkpoint thread's connection keeps `synchronous=FULL`,
 //!   the writer's, which finishes a checkpoint now and then, has `NORMAL`).
