@@ -189,6 +189,7 @@ impl SyncStage {
 /// Sync and publish until the writer is gone (then everything it queued is
 /// done before this returns).
 fn run(rx: Receiver<Batch>, mut file: impl SyncFile, publisher: Publisher, failed: Failed) {
+    let _ = quick_wakeups();
     let mut changes = Vec::new();
     let mut replies = Vec::new();
     // (ops, started) of the commits being published.
@@ -228,6 +229,61 @@ fn run(rx: Receiver<Batch>, mut file: impl SyncFile, publisher: Publisher, faile
         }
     }
     tracing::debug!("sync stage: writer gone, exiting");
+}
+
+/// Ask the scheduler to run this thread soon after it wakes: a short time
+/// slice (Linux 6.12 and later, with the EEVDF scheduler; allowed without
+/// privileges, and keeping the thread's policy and nice value). Every
+/// acknowledgement waits for this thread to wake from its `fdatasync`, and
+/// on a core kept busy by the runtime a thread with the default slice
+/// waited for a runtime worker's slice to end first: under `chatd-bench
+/// ingest` a sync took 1.4 ms on average, 1.0 ms with the short slice,
+/// where the disk alone needs about 0.6 ms to sync as much. Where the
+/// kernel does not offer it, nothing changes. Whether the slice was set.
+fn quick_wakeups() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        /// The shortest slice the kernel accepts.
+        const SLICE_NS: u64 = 100_000;
+        // SAFETY: `sched_getscheduler` and `getpriority` read this thread's
+        // own settings; `sched_setattr` is given a fully initialised
+        // `sched_attr` of the size it is told, for this thread (tid 0).
+        let result = unsafe {
+            if libc::sched_getscheduler(0) != libc::SCHED_OTHER {
+                return false;
+            }
+            *libc::__errno_location() = 0;
+            let nice = libc::getpriority(libc::PRIO_PROCESS, 0);
+            if nice == -1 && *libc::__errno_location() != 0 {
+                return false;
+            }
+            let attr = libc::sched_attr {
+                size: std::mem::size_of::<libc::sched_attr>() as u32,
+                sched_policy: libc::SCHED_OTHER as u32,
+                sched_flags: 0,
+                sched_nice: nice,
+                sched_priority: 0,
+                sched_runtime: SLICE_NS,
+                sched_deadline: 0,
+                sched_period: 0,
+            };
+            libc::syscall(
+                libc::SYS_sched_setattr,
+                0,
+                &attr as *const libc::sched_attr,
+                0,
+            )
+        };
+        if result != 0 {
+            tracing::debug!(
+                "sync stage: no short time slice: {}",
+                io::Error::last_os_error()
+            );
+        }
+        result == 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    false
 }
 
 #[cfg(test)]
@@ -454,5 +510,44 @@ mod tests {
             2,
             "no sync is tried after one failed"
         );
+    }
+
+    /// The sync thread asks for a short slice and keeps its nice value;
+    /// where the kernel shows its scheduling state, the slice is the one
+    /// asked for.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_sync_thread_asks_for_quick_wakeups() {
+        std::thread::spawn(|| {
+            // SAFETY: reads this thread's own nice value.
+            let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+            let before = nice();
+            let applied = quick_wakeups();
+            assert_eq!(nice(), before, "the nice value changed");
+            let Ok(sched) = std::fs::read_to_string("/proc/thread-self/sched") else {
+                return;
+            };
+            let slice = sched
+                .lines()
+                .find(|l| l.starts_with("se.slice"))
+                .and_then(|l| l.split(':').nth(1))
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            // Custom slices came with Linux 6.12; before, the field is
+            // accepted and ignored.
+            let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+            let mut v = release.split(|c: char| !c.is_ascii_digit());
+            let version = (
+                v.next().and_then(|x| x.parse::<u32>().ok()).unwrap_or(0),
+                v.next().and_then(|x| x.parse::<u32>().ok()).unwrap_or(0),
+            );
+            if applied
+                && version >= (6, 12)
+                && let Some(slice) = slice
+            {
+                assert_eq!(slice, 100_000);
+            }
+        })
+        .join()
+        .unwrap();
     }
 }
