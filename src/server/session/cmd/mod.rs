@@ -339,7 +339,7 @@ impl Session {
                 self.keys_share(rid, user, conversation_id, session_id, shares)
                     .await?
             }
-
+            // Answered by `request`, which never passes them on.
             Request::Send { .. }
             | Request::SendFile { .. }
             | Request::Edit { .. }
@@ -350,7 +350,6 @@ impl Session {
             | Request::History { .. }
             | Request::Sync { .. }
             | Request::Search { .. }
-            // Answered by `request`, which never passes them on.
             | Request::Presence { .. } => return Err(ProtoError::internal()),
         })
     }
