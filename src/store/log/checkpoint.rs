@@ -98,10 +98,17 @@ impl Checkpointer {
 /// Checkpoint after commits until the writer is gone.
 fn run(conn: Connection, wake: Receiver<()>, restart: &AtomicBool) {
     // The database file, synced before the writer is asked to finish.
+    // (Without it the writer syncs everything when it finishes.)
     let db = conn
         .path()
         .filter(|p| !p.is_empty())
-        .and_then(|p| std::fs::File::open(p).ok());
+        .and_then(|p| match std::fs::File::open(p) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::warn!("checkpoint: cannot open {p} to sync it: {e}");
+                None
+            }
+        });
     let mut last = Instant::now() - MIN_INTERVAL;
     while wake.recv().is_ok() {
         let since = last.elapsed();
