@@ -208,15 +208,22 @@ fn checkpoint(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn commits_are_checkpointed_off_the_writer() {
+    /// A database `t.db` in a new directory, opened by a "writer" in WAL
+    /// mode with automatic checkpoints off, as chatd's writer is.
+    fn wal_db() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let writer = Connection::open(&path).unwrap();
+        let writer = Connection::open(dir.path().join("t.db")).unwrap();
         writer
             .query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
             .unwrap();
         writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        (dir, writer)
+    }
+
+    #[test]
+    fn commits_are_checkpointed_off_the_writer() {
+        let (dir, writer) = wal_db();
+        let path = dir.path().join("t.db");
         writer.execute_batch("CREATE TABLE t(x BLOB)").unwrap();
         let (cp, handle) = Checkpointer::start(Connection::open(&path).unwrap()).unwrap();
         for i in 0..50 {
@@ -243,13 +250,8 @@ mod tests {
 
     #[test]
     fn the_writers_finish_is_prepared_by_copying_what_was_written_since() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, writer) = wal_db();
         let path = dir.path().join("t.db");
-        let writer = Connection::open(&path).unwrap();
-        writer
-            .query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
-            .unwrap();
-        writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
         writer.execute_batch("CREATE TABLE t(x BLOB)").unwrap();
         let insert = |n: i64| {
             for i in 0..n {
@@ -280,15 +282,10 @@ mod tests {
 
     #[test]
     fn a_wal_written_without_pause_starts_over() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, writer) = wal_db();
         let path = dir.path().join("t.db");
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
-        let writer = Connection::open(&path).unwrap();
-        writer
-            .query_row("PRAGMA journal_mode=WAL", [], |_| Ok(()))
-            .unwrap();
-        writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
         writer.pragma_update(None, "journal_size_limit", 0).unwrap();
         writer.pragma_update(None, "synchronous", "OFF").unwrap();
         writer

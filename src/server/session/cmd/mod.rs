@@ -55,7 +55,7 @@ impl Session {
         id: Option<u64>,
         req: Request,
     ) -> Result<Outcome, ProtoError> {
-        let user = self.user_name();
+        let user = self.user.clone().unwrap_or_default();
         let rid = id.unwrap_or(0);
         Ok(match req {
             Request::Sync {
@@ -180,22 +180,17 @@ impl Session {
                 conversation_id,
                 active,
             } => self.typing_signal(id, &user, &conversation_id, active)?,
-            other => Box::pin(self.request_other(id, other)).await?,
+            other => Box::pin(self.request_other(id, user, other)).await?,
         })
     }
 
-    /// The user of this authenticated connection.
-    fn user_name(&self) -> String {
-        self.user.clone().unwrap_or_default()
-    }
-
-    /// Every other request of an authenticated connection.
+    /// Every other request of an authenticated connection (of `user`).
     async fn request_other(
         &mut self,
         id: Option<u64>,
+        user: String,
         req: Request,
     ) -> Result<Outcome, ProtoError> {
-        let user = self.user_name();
         let rid = id.unwrap_or(0);
         Ok(match req {
             Request::Register { .. } | Request::Login { .. } | Request::Auth { .. } => {
