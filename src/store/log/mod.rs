@@ -36,6 +36,7 @@ pub use search::{Cursor, SCAN_BUDGET, SearchPage, SearchScope};
 pub use secret::SecretOp;
 mod stats;
 pub use stats::{Buckets, Snapshot as BucketsSnapshot, WriteStats};
+mod walvfs;
 mod writer;
 
 use crate::proto::{ConvKind, Event, EventBody, MemberRole, ProtoError, ReceiptPair};
@@ -343,8 +344,13 @@ fn open_conn(path: &Path, read_only: bool, sync: SyncMode) -> Result<Connection,
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
-    let conn = Connection::open_with_flags(path, flags)
-        .map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
+    // Connections that write gather each transaction's WAL frames into
+    // one write (see `walvfs`).
+    let opened = match walvfs::name().filter(|_| !read_only) {
+        Some(vfs) => Connection::open_with_flags_and_vfs(path, flags, vfs),
+        None => Connection::open_with_flags(path, flags),
+    };
+    let conn = opened.map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
     tune(&conn)?;
     if !read_only {
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
