@@ -225,27 +225,6 @@ fn touches_index(op: &WriteOp) -> bool {
     }
 }
 
-/// Whether an operation writes at most one statement: a message (its row
-/// in `events`; its search entry waits in memory until the batch ends) or a
-/// receipt. SQLite undoes a failed statement by itself, so such an
-/// operation needs no savepoint of its own: when it fails, none of its
-/// writes is left. These are nearly all operations under load, and each
-/// savepoint cost two statements and a copy of every page the operation
-/// touched first (about 4 % of chatd's CPU under `chatd-bench ingest`).
-fn one_statement(op: &WriteOp) -> bool {
-    match op {
-        WriteOp::Append {
-            op: super::Append::Event { body, .. },
-            ..
-        } => matches!(body, crate::proto::EventBody::Message { .. }),
-        WriteOp::Receipt { .. } => true,
-        WriteOp::Append { .. }
-        | WriteOp::Keys { .. }
-        | WriteOp::Secret { .. }
-        | WriteOp::Account { .. } => false,
-    }
-}
-
 pub(super) use crate::store::rules::rejected;
 
 impl Writer {
@@ -345,8 +324,8 @@ impl Writer {
         }
     }
 
-    /// Apply one operation inside a savepoint (unless it is one statement,
-    /// see [`one_statement`]), so that a failure undoes only its own writes.
+    /// Apply one operation inside a savepoint, so that a failure undoes
+    /// only its own writes.
     fn apply(&mut self, op: WriteOp) -> Pending {
         // An edit, a deletion or an account change may take messages out
         // of the index or change them: those waiting go in first, outside
@@ -359,11 +338,9 @@ impl Writer {
         }
         let mark = self.changes.len();
         let index_mark = self.unindexed.len();
-        let savepoint = !one_statement(&op);
-        if savepoint && let Err(e) = self.exec_cached("SAVEPOINT op") {
+        if let Err(e) = self.exec_cached("SAVEPOINT op") {
             return self.refuse_with(op, e.into());
         }
-        let rows_before = self.conn.total_changes();
         let result = match op {
             WriteOp::Account { op, reply } => {
                 // Sessions ended take their devices along (a trigger):
@@ -398,20 +375,13 @@ impl Writer {
             Pending::Receipt(_, r) => (r.is_err(), matches!(r, Err(StoreError::Db(_)))),
             Pending::Keys(_, r) => (r.is_err(), matches!(r, Err(StoreError::Db(_)))),
         };
-        debug_assert!(
-            savepoint || self.conn.total_changes() - rows_before <= 1,
-            "an operation without a savepoint wrote more than one row"
-        );
-        if failed {
+        let end = if failed {
             self.changes.truncate(mark);
             self.unindexed.truncate(index_mark);
-        }
-        let end = match (savepoint, failed) {
-            (false, _) => Ok(()),
-            (true, true) => self
-                .exec_cached("ROLLBACK TO op")
-                .and_then(|_| self.exec_cached("RELEASE op")),
-            (true, false) => self.exec_cached("RELEASE op"),
+            self.exec_cached("ROLLBACK TO op")
+                .and_then(|_| self.exec_cached("RELEASE op"))
+        } else {
+            self.exec_cached("RELEASE op")
         };
         if let Err(e) = end {
             tracing::error!("writer: savepoint failed: {e}");
