@@ -55,14 +55,10 @@ const MAX_WRITE: usize = 0x1f000;
 /// when SQLite has no default VFS to wrap; connections then use SQLite's
 /// default directly.
 pub(crate) fn name() -> Option<&'static str> {
-    static REGISTERED: OnceLock<bool> = OnceLock::new();
-    let ok = *REGISTERED.get_or_init(|| {
-        // SAFETY: `register` is called once (inside `get_or_init`) and the
-        // structures it hands SQLite are leaked, so they live as long as
-        // the process.
-        unsafe { register() }
-    });
-    if ok {
+    // SAFETY: `register` runs once (inside `get_or_init`) and the
+    // structures it hands SQLite are leaked, so they live as long as the
+    // process.
+    if BASE.get_or_init(|| unsafe { register() }).is_some() {
         NAME.to_str().ok()
     } else {
         tracing::warn!("SQLite has no default VFS to wrap; WAL frames are written one by one");
@@ -70,8 +66,9 @@ pub(crate) fn name() -> Option<&'static str> {
     }
 }
 
-/// SQLite's default VFS, which every call ends in.
-static BASE: OnceLock<Base> = OnceLock::new();
+/// SQLite's default VFS, which every call ends in, once this VFS is
+/// registered over it (`None`: it could not be).
+static BASE: OnceLock<Option<Base>> = OnceLock::new();
 
 struct Base(*mut ffi::sqlite3_vfs);
 // SAFETY: a registered VFS is immutable and meant to be used from any
@@ -79,13 +76,13 @@ struct Base(*mut ffi::sqlite3_vfs);
 unsafe impl Send for Base {}
 unsafe impl Sync for Base {}
 
-unsafe fn register() -> bool {
+unsafe fn register() -> Option<Base> {
     unsafe {
         // SAFETY (whole function): `sqlite3_vfs_find(NULL)` returns SQLite's
         // default VFS, which stays registered for the life of the process.
         let base = ffi::sqlite3_vfs_find(ptr::null());
-        if base.is_null() || BASE.set(Base(base)).is_err() {
-            return false;
+        if base.is_null() {
+            return None;
         }
         let mut vfs = *base;
         vfs.zName = NAME.as_ptr();
@@ -95,7 +92,7 @@ unsafe fn register() -> bool {
         // Every other method, and `pAppData`, stay the base VFS's: they do not
         // look at which VFS they were called through.
         let vfs = Box::leak(Box::new(vfs));
-        ffi::sqlite3_vfs_register(vfs, 0) == ffi::SQLITE_OK
+        (ffi::sqlite3_vfs_register(vfs, 0) == ffi::SQLITE_OK).then_some(Base(base))
     }
 }
 
@@ -133,6 +130,23 @@ impl WalFile {
         }
     }
 
+    /// Write `bytes` at `offset` in the real file.
+    unsafe fn write_real(this: *mut WalFile, bytes: &[u8], offset: i64) -> c_int {
+        unsafe {
+            #[cfg(test)]
+            tests::count_write();
+            match WalFile::methods(this).xWrite {
+                Some(write) => write(
+                    WalFile::real(this),
+                    bytes.as_ptr() as *const c_void,
+                    bytes.len() as c_int,
+                    offset,
+                ),
+                None => ffi::SQLITE_IOERR_WRITE,
+            }
+        }
+    }
+
     /// Hand the buffer to the real file.
     unsafe fn flush(this: *mut WalFile) -> c_int {
         unsafe {
@@ -140,20 +154,10 @@ impl WalFile {
             if f.buf.is_empty() {
                 return ffi::SQLITE_OK;
             }
-            let Some(write) = WalFile::methods(this).xWrite else {
-                return ffi::SQLITE_IOERR_WRITE;
-            };
             let mut rc = ffi::SQLITE_OK;
             let mut offset = f.start;
             for chunk in f.buf.chunks(MAX_WRITE) {
-                #[cfg(test)]
-                tests::count_write();
-                rc = write(
-                    WalFile::real(this),
-                    chunk.as_ptr() as *const c_void,
-                    chunk.len() as c_int,
-                    offset,
-                );
+                rc = WalFile::write_real(this, chunk, offset);
                 if rc != ffi::SQLITE_OK {
                     break;
                 }
@@ -183,7 +187,7 @@ unsafe extern "C" fn open(
     out_flags: *mut c_int,
 ) -> c_int {
     unsafe {
-        let Some(base) = BASE.get() else {
+        let Some(Some(base)) = BASE.get() else {
             return ffi::SQLITE_ERROR;
         };
         let Some(base_open) = (*base.0).xOpen else {
@@ -295,9 +299,7 @@ unsafe extern "C" fn write(
             if rc != ffi::SQLITE_OK {
                 return rc;
             }
-            #[cfg(test)]
-            tests::count_write();
-            let rc = forward!(file, xWrite, false, data, amount, offset);
+            let rc = WalFile::write_real(this, bytes, offset);
             (*this).next = if rc == ffi::SQLITE_OK {
                 offset + i64::from(amount)
             } else {
