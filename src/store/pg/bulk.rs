@@ -160,9 +160,10 @@ pub(super) enum Mode<'a> {
     /// Inside a batch's transaction that holds the conversations' locks or
     /// takes them first: what `around` says goes out with the statements.
     Locked(Around<'a>),
-    /// On its own, with no lock and no transaction: the reads answer what
-    /// was committed when they ran, and the write is one statement that
-    /// commits itself, guarded as the module doc says.
+    /// On its own, with no lock: the reads (in a short transaction of
+    /// their own, closed before anything is decided) each answer what was
+    /// committed when it ran, and the write is one statement that commits
+    /// itself, guarded as the module doc says.
     Unlocked,
 }
 
@@ -238,6 +239,35 @@ pub(super) async fn open(
     Ok(())
 }
 
+/// Earlier writes with the run's client message ids ($1, $2: sender and
+/// id pairs): one probe of the idempotency index per pair, whatever the
+/// log's size (`OFFSET 0` keeps the lookup apart; joined plainly, the
+/// generic plan of a small log hashed all of it, about 0.5 ms a run).
+pub(super) const PRIOR: &str =
+    "SELECT e.sender, e.client_msg_id, e.conversation_id, e.seq, e.ts, e.kind
+     FROM unnest($1::text[], $2::text[]) AS q(u, m)
+     CROSS JOIN LATERAL (SELECT * FROM events e
+                         WHERE e.sender = q.u AND e.client_msg_id = q.m OFFSET 0) AS e";
+
+/// Sent before a run's reads inside a transaction. Their questions are
+/// asked with arrays of any length, so PostgreSQL's own choice plans most
+/// of them again on every run (a custom plan for the one length it sees
+/// looks cheaper than the generic plan, made for arrays of ten): under
+/// `fanout` through three nodes that planning took about a sixth of
+/// PostgreSQL's processor. The generic plans are the index lookups the
+/// questions are written for.
+const GENERIC: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
+
+/// Sent after a run's reads inside a transaction: what follows is planned
+/// as the session says again.
+const GENERIC_END: &str = "SET LOCAL plan_cache_mode TO DEFAULT";
+
+/// Sent before a run's reads outside any transaction: they go in one of
+/// their own (each then still sees what was committed when it ran, as
+/// before), with generic plans.
+const READS_GENERIC: &str =
+    "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL plan_cache_mode = force_generic_plan";
+
 /// Read the facts of a run, having first begun the transaction and locked
 /// the batch's conversations where `around` says so, and taken `docs`
 /// search doc numbers: every statement is sent before any answer is
@@ -249,6 +279,7 @@ async fn read(
     w: &W<'_>,
     ops: &[(&str, &str, &str)],
     around: Around<'_>,
+    in_tx: bool,
     docs: usize,
 ) -> Result<(Known, Vec<i64>), StoreError> {
     let mut convs: Vec<&str> = ops.iter().map(|(_, c, _)| *c).collect();
@@ -280,9 +311,7 @@ async fn read(
          JOIN members m ON m.username = b.blocker AND m.conversation_id = ANY($2)
          JOIN conversations c ON c.id = m.conversation_id AND c.kind = 'dm'
          WHERE b.blocked = ANY($1)",
-        "SELECT e.sender, e.client_msg_id, e.conversation_id, e.seq, e.ts, e.kind
-         FROM events e JOIN unnest($1::text[], $2::text[]) AS q(u, m)
-           ON e.sender = q.u AND e.client_msg_id = q.m",
+        PRIOR,
         "SELECT username FROM users WHERE username = ANY($1) AND kind <> 'person'",
         "SELECT nextval('search_doc_numbers') FROM generate_series(1, $1::int8)",
     ] {
@@ -294,11 +323,32 @@ async fn read(
     let p_prior: [&(dyn ToSql + Sync); 2] = [&mu, &mm];
     let p_bots: [&(dyn ToSql + Sync); 1] = [&senders];
     let p_docs: [&(dyn ToSql + Sync); 1] = [&docs];
-    // All answered before any is looked at: after a failed statement the
-    // rest fail as "transaction aborted", and the first failure in the
-    // order sent is the one that says why.
-    let (opened, conv_rows, role_rows, dm_rows, block_rows, prior_rows, bot_rows, doc_rows) = tokio::join!(
+    // The reads run with generic plans (see [`GENERIC`]): in the batch's
+    // transaction, or, unlocked, in a transaction of their own. All are
+    // answered before any is looked at: after a failed statement the rest
+    // fail as "transaction aborted", and the first failure in the order
+    // sent is the one that says why.
+    let (before, after) = if in_tx {
+        (GENERIC, GENERIC_END)
+    } else {
+        (READS_GENERIC, "COMMIT")
+    };
+    let set = tx.batch_execute(before);
+    let unset = tx.batch_execute(after);
+    let (
+        opened,
+        set,
+        conv_rows,
+        role_rows,
+        dm_rows,
+        block_rows,
+        prior_rows,
+        bot_rows,
+        doc_rows,
+        unset,
+    ) = tokio::join!(
         open(tx, around, &st[0]),
+        set,
         tx.query(&st[1], &p_convs),
         tx.query(&st[2], &p_roles),
         tx.query(&st[3], &p_convs),
@@ -306,8 +356,10 @@ async fn read(
         tx.query(&st[5], &p_prior),
         tx.query(&st[6], &p_bots),
         tx.query(&st[7], &p_docs),
+        unset,
     );
     opened?;
+    set?;
     let (conv_rows, role_rows, dm_rows, block_rows, prior_rows, bot_rows, doc_rows) = (
         conv_rows?,
         role_rows?,
@@ -317,6 +369,7 @@ async fn read(
         bot_rows?,
         doc_rows?,
     );
+    unset?;
     let docs = doc_rows
         .iter()
         .map(|r| get(r, 0))
@@ -390,7 +443,8 @@ pub(super) async fn apply(
         Mode::Locked(around) => around,
         Mode::Unlocked => Around::default(),
     };
-    let (mut known, docs) = read(w, &keys, around, keys.len()).await?;
+    let in_tx = matches!(mode, Mode::Locked(_));
+    let (mut known, docs) = read(w, &keys, around, in_tx, keys.len()).await?;
     let mut answers = Vec::with_capacity(msgs.len());
     let mut new: Vec<New> = Vec::new();
     // Which of `new` each client message id of the run went to.

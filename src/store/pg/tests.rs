@@ -1962,3 +1962,56 @@ async fn devices_go_with_sessions_ended_by_chatd_admin_or_expiry() {
     assert_eq!(devices_of("bob"), before + 1);
     store.close().await;
 }
+
+#[tokio::test]
+async fn a_runs_earlier_writes_are_found_through_the_index_with_a_generic_plan() {
+    let Some(db) = TestDb::new().await else {
+        return;
+    };
+    let (store, _) = open(&db).await;
+    for n in ["alice", "bob"] {
+        user(&store, n).await;
+    }
+    let conv = create(&store, "alice", ConvKind::Group, "g", &["bob"]).await;
+    for i in 0..20 {
+        store
+            .append(say("alice", &conv, &format!("m{i}"), "hi"))
+            .await
+            .unwrap();
+    }
+    // A young log, where the plain join's generic plan hashed all of it.
+    let sql = db.sql().await;
+    sql.execute(
+        "INSERT INTO events (conversation_id, seq, ts, sender, kind, client_msg_id, data)
+         SELECT $1, 1000 + g, 0, 'bob', 'message', 'x' || g, '{}'
+         FROM generate_series(1, 1500) AS g",
+        &[&conv],
+    )
+    .await
+    .unwrap();
+    sql.batch_execute("ANALYZE events").await.unwrap();
+    // The plan every run of plain messages uses (see `bulk::GENERIC`).
+    sql.batch_execute(&format!(
+        "SET plan_cache_mode = force_generic_plan;
+         PREPARE prior(text[], text[]) AS {}",
+        bulk::PRIOR
+    ))
+    .await
+    .unwrap();
+    let plan: Vec<String> = sql
+        .query("EXPLAIN EXECUTE prior('{alice}', '{m7}')", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("events_idempotency"), "{plan}");
+    assert!(!plan.contains("Seq Scan on events"), "{plan}");
+    let found = sql
+        .query("EXECUTE prior('{alice,bob}', '{m7,m7}')", &[])
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1, "alice's m7, and no m7 of bob's");
+    store.close().await;
+}
