@@ -269,7 +269,8 @@ const READS_GENERIC: &str =
     "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL plan_cache_mode = force_generic_plan";
 
 /// Read the facts of a run, having first begun the transaction and locked
-/// the batch's conversations where `around` says so, and taken `docs`
+/// the batch's conversations where `mode`'s [`Around`] says so, and taken
+/// `docs`
 /// search doc numbers: every statement is sent before any answer is
 /// awaited (the connection pipelines them), so the database runs them in
 /// the order sent and answers in one round trip; the reads see what was
@@ -278,8 +279,7 @@ const READS_GENERIC: &str =
 async fn read(
     w: &W<'_>,
     ops: &[(&str, &str, &str)],
-    around: Around<'_>,
-    in_tx: bool,
+    mode: Mode<'_>,
     docs: usize,
 ) -> Result<(Known, Vec<i64>), StoreError> {
     let mut convs: Vec<&str> = ops.iter().map(|(_, c, _)| *c).collect();
@@ -328,10 +328,9 @@ async fn read(
     // answered before any is looked at: after a failed statement the rest
     // fail as "transaction aborted", and the first failure in the order
     // sent is the one that says why.
-    let (before, after) = if in_tx {
-        (GENERIC, GENERIC_END)
-    } else {
-        (READS_GENERIC, "COMMIT")
+    let (around, before, after) = match mode {
+        Mode::Locked(around) => (around, GENERIC, GENERIC_END),
+        Mode::Unlocked => (Around::default(), READS_GENERIC, "COMMIT"),
     };
     let set = tx.batch_execute(before);
     let unset = tx.batch_execute(after);
@@ -439,12 +438,7 @@ pub(super) async fn apply(
         .iter()
         .map(|(u, c, m, _)| (u.as_str(), c.as_str(), m.as_str()))
         .collect();
-    let around = match mode {
-        Mode::Locked(around) => around,
-        Mode::Unlocked => Around::default(),
-    };
-    let in_tx = matches!(mode, Mode::Locked(_));
-    let (mut known, docs) = read(w, &keys, around, in_tx, keys.len()).await?;
+    let (mut known, docs) = read(w, &keys, mode, keys.len()).await?;
     let mut answers = Vec::with_capacity(msgs.len());
     let mut new: Vec<New> = Vec::new();
     // Which of `new` each client message id of the run went to.

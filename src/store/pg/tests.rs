@@ -161,6 +161,14 @@ async fn create(store: &PgStore, by: &str, kind: ConvKind, name: &str, members: 
         .conversation_id
 }
 
+/// Users alice and bob, and a group `g` of alice's with bob in it.
+async fn alice_and_bob_in_a_group(store: &PgStore) -> String {
+    for n in ["alice", "bob"] {
+        user(store, n).await;
+    }
+    create(store, "alice", ConvKind::Group, "g", &["bob"]).await
+}
+
 fn say(user: &str, conv: &str, cmid: &str, text: &str) -> Append {
     Append::Event {
         user: user.into(),
@@ -524,10 +532,7 @@ async fn history_and_event_ids_page() {
         return;
     };
     let (s, _) = open(&db).await;
-    for n in ["alice", "bob"] {
-        user(&s, n).await;
-    }
-    let conv = create(&s, "alice", ConvKind::Group, "g", &["bob"]).await;
+    let conv = alice_and_bob_in_a_group(&s).await;
     for i in 0..30 {
         s.append(say("bob", &conv, &format!("c{i}"), &format!("message {i}")))
             .await
@@ -1969,10 +1974,7 @@ async fn a_runs_earlier_writes_are_found_through_the_index_with_a_generic_plan()
         return;
     };
     let (store, _) = open(&db).await;
-    for n in ["alice", "bob"] {
-        user(&store, n).await;
-    }
-    let conv = create(&store, "alice", ConvKind::Group, "g", &["bob"]).await;
+    let conv = alice_and_bob_in_a_group(&store).await;
     for i in 0..20 {
         store
             .append(say("alice", &conv, &format!("m{i}"), "hi"))
