@@ -1,9 +1,10 @@
 //! Fan-out members that read like the client (`--members-read client`, the
 //! default): each connection is a tokio-tungstenite `WebSocketStream` with
-//! the client's settings (`client::net::conn::client_ws_config`: the
-//! library's default buffers), read on its own task with `next()`, every
-//! text frame decoded into a [`ServerFrame`] with serde as the client's
-//! network task does, pings answered by tungstenite. Latency is taken from
+//! the client's settings (`client::net::conn::client_ws_config`: reads of
+//! 8 KiB, the library's default write buffer), read on its own task with
+//! `next()`, every text frame decoded into a [`ServerFrame`] by
+//! [`ServerFrame::decode`] as the client's network task does, pings
+//! answered by tungstenite. Latency is taken from
 //! the decoded event's body.
 //!
 //! A sender is one task that owns its connection, as the client's network

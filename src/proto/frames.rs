@@ -684,12 +684,29 @@ pub struct TypingPush {
 }
 
 impl ServerFrame {
+    /// Decode a frame from the server. chatd writes `type` first, so an
+    /// `event` written that way is decoded straight into an [`Event`]
+    /// (which ignores `type`), without the copy of every field that
+    /// serde's derive for a tagged enum makes first: that copy was most of
+    /// a client's work per pushed message. Any other frame takes the
+    /// derive, with the same result.
     pub fn decode(text: &str) -> Result<ServerFrame, serde_json::Error> {
-        serde_json::from_str(text)
+        match leading_type(text) {
+            Some("event") => serde_json::from_str(text).map(ServerFrame::Event),
+            _ => serde_json::from_str(text),
+        }
     }
     pub fn encode(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
+}
+
+/// The `type` of a frame that starts with it, written without spaces or
+/// escapes.
+fn leading_type(text: &str) -> Option<&str> {
+    let rest = text.strip_prefix(r#"{"type":""#)?;
+    let ty = &rest[..rest.find('"')?];
+    (!ty.contains('\\')).then_some(ty)
 }
 
 // Reply bodies (the fields of `ok`, after `type` and `id`).
@@ -1103,6 +1120,37 @@ mod tests {
             err,
             r#"{"type":"error","id":null,"code":"bad_frame","message":"nope"}"#
         );
+    }
+
+    #[test]
+    fn a_frame_decodes_the_same_whether_type_comes_first_or_not() {
+        let frames = [
+            r#"{"type":"event","conversation_id":"c","seq":2,"ts":5,"sender":"bob","client_msg_id":null,"kind":"message","body":"hi"}"#,
+            r#"{"type":"ok","id":4,"seq":2,"ts":5}"#,
+            r#"{"type":"ok","id":4}"#,
+            r#"{"type":"typing","conversation_id":"c","user":"bob","active":true}"#,
+            r#"{"type":"error","id":3,"code":"forbidden","message":"no"}"#,
+        ];
+        for text in frames {
+            let fast = ServerFrame::decode(text).unwrap();
+            // The same fields with `type` last, which only the derive reads.
+            let v: serde_json::Value = serde_json::from_str(text).unwrap();
+            let mut map = v.as_object().unwrap().clone();
+            let ty = map.remove("type").unwrap();
+            let mut moved = serde_json::to_string(&map).unwrap();
+            moved.pop();
+            let sep = if map.is_empty() { "" } else { "," };
+            moved.push_str(&format!(r#"{sep}"type":{ty}}}"#));
+            assert_eq!(leading_type(&moved), None, "{moved}");
+            assert_eq!(ServerFrame::decode(&moved).unwrap(), fast, "{text}");
+            if let ServerFrame::Ok(ok) = fast {
+                assert!(!ok.fields.contains_key("type"), "{text}");
+            }
+        }
+        // A broken event is an error either way, not another frame.
+        assert!(ServerFrame::decode(r#"{"type":"event","seq":1}"#).is_err());
+        assert_eq!(leading_type(r#"{"type":"ev\"ent"}"#), None);
+        assert_eq!(leading_type(r#"{ "type":"event"}"#), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! and limits. `docs/PROTOCOL.md` is the prose reference for everything here.
 
 mod error;
+mod event_de;
 mod frames;
 pub mod keys;
 mod limits;

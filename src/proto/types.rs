@@ -148,8 +148,8 @@ impl MemberRole {
     }
 }
 
-/// One entry of a conversation's log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One entry of a conversation's log. Decoded in one pass (`event_de`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {
     pub conversation_id: String,
     pub seq: u64,
@@ -177,8 +177,9 @@ pub fn is_false(b: &bool) -> bool {
     !*b
 }
 
-/// The kind-specific part of an event, tagged by `kind`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The kind-specific part of an event, tagged by `kind`. Decoded in one
+/// pass (`event_de`): a field added here is added there too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventBody {
     Message {

@@ -268,7 +268,12 @@ async fn unauthenticated_connections_are_capped_per_address() {
     let _alice = server.user("alice").await;
     let mut waiting = Vec::new();
     for _ in 0..3 {
-        waiting.push(connect_as(&server, Some("192.0.2.9")).await.unwrap());
+        let mut peer = connect_as(&server, Some("192.0.2.9")).await.unwrap();
+        // Answered, so counted: a connection takes its place after the
+        // upgrade, and the fourth must not overtake the third.
+        peer.err(json!({"type": "conversations"}), "unauthenticated")
+            .await;
+        waiting.push(peer);
     }
     let mut over = connect_as(&server, Some("192.0.2.9")).await.unwrap();
     let closed = over.expect_closed(WAIT).await;

@@ -218,7 +218,7 @@ pub fn committed(changes: &[WireChange<'_>]) -> Result<Vec<Committed>, WireError
                 },
                 WireChange::Event(raw) => {
                     let text = raw.get();
-                    match serde_json::from_str(text)? {
+                    match ServerFrame::decode(text)? {
                         ServerFrame::Event(ev) => Committed::Event(Arc::new(ev), text.to_string()),
                         _ => return Err(WireError::NotAnEvent),
                     }
