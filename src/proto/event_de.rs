@@ -7,7 +7,9 @@
 //! the fields of every kind are read into one flat struct, in any order,
 //! and the variant is built from the ones its kind uses. Fields of other
 //! kinds are read and dropped; a field missing for its kind is an error
-//! named after it, as with the derive.
+//! named after it, as with the derive. So a field's name has one type in
+//! every kind: a new field takes a new name rather than another kind's
+//! with another type.
 
 use super::keys::Encrypted;
 use super::types::{Event, EventBody, FileInfo, MemberRole, Millis};
