@@ -225,8 +225,33 @@ mod tests {
         ]
     }
 
+    /// The decoder's kind of a body. Exhaustive: a kind added to
+    /// `EventBody` fails to compile here until `Kind` and `Flat` know it.
+    fn kind_of(b: &EventBody) -> Kind {
+        match b {
+            EventBody::Message { .. } => Kind::Message,
+            EventBody::Edit { .. } => Kind::Edit,
+            EventBody::Delete { .. } => Kind::Delete,
+            EventBody::Reaction { .. } => Kind::Reaction,
+            EventBody::Join { .. } => Kind::Join,
+            EventBody::Leave { .. } => Kind::Leave,
+            EventBody::Remove { .. } => Kind::Remove,
+            EventBody::Role { .. } => Kind::Role,
+            EventBody::Rename { .. } => Kind::Rename,
+            EventBody::File { .. } => Kind::File,
+            EventBody::Create { .. } => Kind::Create,
+        }
+    }
+
     #[test]
     fn every_kind_round_trips_alone_and_in_an_event_and_a_push() {
+        let kinds: std::collections::BTreeSet<u8> =
+            every_kind().iter().map(|b| kind_of(b) as u8).collect();
+        assert_eq!(
+            kinds.len(),
+            Kind::Create as usize + 1,
+            "a kind is not tried"
+        );
         for (i, body) in every_kind().into_iter().enumerate() {
             let text = serde_json::to_string(&body).unwrap();
             assert_eq!(serde_json::from_str::<EventBody>(&text).unwrap(), body);
