@@ -5,25 +5,17 @@
 //!
 //! `cargo bench --bench decode`
 
-use chat::proto::{Event, EventBody, ServerFrame, decode_request, encode_event};
+use chat::bench::client;
+use chat::proto::{ServerFrame, decode_request, encode_event};
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 
 fn message_push() -> String {
-    encode_event(&Event {
-        conversation_id: "c_5f0d3c1e9a7b42d8".into(),
-        seq: 48_213,
-        ts: 1_765_000_000_123,
-        sender: "member042".into(),
-        client_msg_id: Some("01JEXAMPLE7Q2N4R6T8V0X2Z4B".into()),
-        eid: Some("e_9c1f2a7d3b5e4f60".into()),
-        bot: false,
-        body: EventBody::Message {
-            body: "the deploy finished: 3 nodes, 0 errors, see the dashboard".into(),
-            reply_to: None,
-            encrypted: None,
-        },
-    })
+    // A generated message, with the ids chatd gives every push.
+    let mut ev = client::message("c_5f0d3c1e9a7b42d8", 48_213, 7);
+    ev.client_msg_id = Some("01JEXAMPLE7Q2N4R6T8V0X2Z4B".into());
+    ev.eid = Some("e_9c1f2a7d3b5e4f60".into());
+    encode_event(&ev)
 }
 
 fn decode(c: &mut Criterion) {

@@ -691,7 +691,7 @@ impl ServerFrame {
     /// a client's work per pushed message. Any other frame takes the
     /// derive, with the same result.
     pub fn decode(text: &str) -> Result<ServerFrame, serde_json::Error> {
-        match leading_type(text) {
+        match leading_tag(text, "type") {
             Some("event") => serde_json::from_str(text).map(ServerFrame::Event),
             _ => serde_json::from_str(text),
         }
@@ -701,12 +701,16 @@ impl ServerFrame {
     }
 }
 
-/// The `type` of a frame that starts with it, written without spaces or
-/// escapes.
-fn leading_type(text: &str) -> Option<&str> {
-    let rest = text.strip_prefix(r#"{"type":""#)?;
-    let ty = &rest[..rest.find('"')?];
-    (!ty.contains('\\')).then_some(ty)
+/// The string value of `key` in a JSON object that starts with it,
+/// written without spaces or escapes (as chatd writes its tags); `None`
+/// where it does not, and the caller parses.
+pub(crate) fn leading_tag<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let rest = text
+        .strip_prefix("{\"")?
+        .strip_prefix(key)?
+        .strip_prefix("\":\"")?;
+    let tag = &rest[..rest.find('"')?];
+    (!tag.contains('\\')).then_some(tag)
 }
 
 // Reply bodies (the fields of `ok`, after `type` and `id`).
@@ -1141,7 +1145,7 @@ mod tests {
             moved.pop();
             let sep = if map.is_empty() { "" } else { "," };
             moved.push_str(&format!(r#"{sep}"type":{ty}}}"#));
-            assert_eq!(leading_type(&moved), None, "{moved}");
+            assert_eq!(leading_tag(&moved, "type"), None, "{moved}");
             assert_eq!(ServerFrame::decode(&moved).unwrap(), fast, "{text}");
             if let ServerFrame::Ok(ok) = fast {
                 assert!(!ok.fields.contains_key("type"), "{text}");
@@ -1149,8 +1153,8 @@ mod tests {
         }
         // A broken event is an error either way, not another frame.
         assert!(ServerFrame::decode(r#"{"type":"event","seq":1}"#).is_err());
-        assert_eq!(leading_type(r#"{"type":"ev\"ent"}"#), None);
-        assert_eq!(leading_type(r#"{ "type":"event"}"#), None);
+        assert_eq!(leading_tag(r#"{"type":"ev\"ent"}"#, "type"), None);
+        assert_eq!(leading_tag(r#"{ "type":"event"}"#, "type"), None);
     }
 
     #[test]

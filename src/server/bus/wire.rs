@@ -156,11 +156,8 @@ impl Incoming<'_> {
     pub fn decode(text: &str) -> Result<Incoming<'_>, WireError> {
         // The tag comes first in what nodes write; read it without a parse
         // where it does.
-        let tag = match text
-            .strip_prefix(r#"{"t":""#)
-            .and_then(|rest| rest.split_once('"'))
-        {
-            Some((tag, _)) => std::borrow::Cow::Borrowed(tag),
+        let tag = match crate::proto::leading_tag(text, "t") {
+            Some(tag) => std::borrow::Cow::Borrowed(tag),
             None => serde_json::from_str::<Tag>(text)?.t,
         };
         Ok(match &*tag {
