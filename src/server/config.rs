@@ -277,6 +277,16 @@ mod tests {
     }
 
     #[test]
+    fn pushes_go_out_at_commit_unless_told_to_wait_for_the_sync() {
+        use crate::store::log::PushMode;
+        let c: Config = toml::from_str("").unwrap();
+        assert_eq!(c.store.push, PushMode::AtCommit);
+        let c: Config = toml::from_str("[store]\npush = \"after_sync\"\n").unwrap();
+        assert_eq!(c.store.push, PushMode::AfterSync);
+        assert!(toml::from_str::<Config>("[store]\npush = \"later\"\n").is_err());
+    }
+
+    #[test]
     fn metrics_listen_is_read() {
         let c: Config = toml::from_str("[net]\nmetrics_listen = \"127.0.0.1:9464\"\n").unwrap();
         assert_eq!(

@@ -1,5 +1,5 @@
 //! The sync stage of `sync = "full"`: commits are made durable off the
-//! writer's path, and only then published.
+//! writer's path, and only then answered.
 //!
 //! With `synchronous=FULL` SQLite fsyncs the WAL inside every `COMMIT`, so
 //! the writer sat in the fsync while the next group of requests waited to
@@ -8,10 +8,16 @@
 //! hands each commit, with its changes and its callers' answers, to this
 //! stage. The stage fdatasyncs the WAL file (once for every commit that
 //! arrived meanwhile: the next group is applied and written while the
-//! previous one is being synced), then reports the changes to the
-//! [`CommitSink`] and hands the answers to the publisher, strictly in commit
-//! order. So no caller hears `ok` and no client gets a push for a change
-//! before it is durable against power loss, as with `synchronous=FULL`.
+//! previous one is being synced), then hands the answers to the publisher,
+//! strictly in commit order. So no caller hears `ok` for a change before it
+//! is durable against power loss, as with `synchronous=FULL`.
+//!
+//! The changes themselves (the pushes to the other members) go to the
+//! [`CommitSink`] either at once, as the writer hands the commit over
+//! ([`PushMode::AtCommit`], the default: a delivery does not wait for the
+//! disk), or with the answers once synced ([`PushMode::AfterSync`]). Both
+//! go through the one publisher task, the changes first, so no caller
+//! hears `ok` before its change is in the hub either way.
 //!
 //! Why syncing the WAL file from here is enough:
 //!
@@ -34,25 +40,27 @@
 //!   The file is the same inode throughout: SQLite deletes it only when the
 //!   last connection closes, and chatd's stay open until the stage is done.
 //!
-//! What is visible early: read connections (history) and the writer's own
-//! validation see a commit as soon as it is in the WAL, a fraction of a
-//! millisecond before it is synced and acknowledged. A power loss in that
-//! window loses such a commit together with everything after it; a client
-//! that has read it meanwhile notices at its next sync, since its copy then
-//! holds events the server does not (see PROTOCOL.md, "No silent
-//! divergence"). No `ok` and no push is ever sent for it.
+//! What is visible early: read connections (history), the writer's own
+//! validation and, with [`PushMode::AtCommit`], the members' pushes see a
+//! commit as soon as it is in the WAL, a fraction of a millisecond before
+//! it is synced and acknowledged. A power loss in that window loses such a
+//! commit together with everything after it; a client that has seen it
+//! meanwhile notices at its next sync, since its copy then holds events the
+//! server does not (see PROTOCOL.md, "No silent divergence"). No `ok` is
+//! ever sent for it, so its sender's client sends it again.
 //!
 //! If the sync fails, nothing that was waiting for it can be called durable
 //! (after a failed fsync Linux may have dropped the dirty pages, and a second
 //! fsync proves nothing): its callers and those of every later commit get an
-//! error, the sink is not told, and the store is marked failed, so the
-//! writer refuses every further write. The commits stay in the database and
-//! in the writer's mirror, which thus agree; the hub never heard of them.
-//! chatd must be restarted (it then loads whatever the disk holds).
+//! error, the sink is not told of what it has not heard yet, and the store
+//! is marked failed, so the writer refuses every further write. The commits
+//! stay in the database and in the writer's mirror, which thus agree with
+//! each other and with what was pushed. chatd must be restarted (it then
+//! loads whatever the disk holds).
 
 use super::stats::WriteStats;
 use super::writer::{CommitSink, Pending};
-use super::{Committed, StoreError};
+use super::{Committed, PushMode, StoreError};
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -80,6 +88,7 @@ pub(super) struct Batch {
 
 /// Hands commits, with their answers, to the task that publishes them, in
 /// commit order.
+#[derive(Clone)]
 pub(super) struct Publisher {
     /// What the task reports commits to (used here only if the task is
     /// gone).
@@ -157,6 +166,9 @@ pub(super) fn not_durable() -> StoreError {
 /// The writer's side of the stage.
 pub(super) struct SyncStage {
     tx: SyncSender<Batch>,
+    /// Where a commit's changes go as it is handed over
+    /// ([`PushMode::AtCommit`]); `None`: they wait for its sync.
+    early: Option<Publisher>,
 }
 
 impl SyncStage {
@@ -165,16 +177,26 @@ impl SyncStage {
         file: impl SyncFile,
         publisher: Publisher,
         failed: Failed,
+        push: PushMode,
     ) -> io::Result<(SyncStage, JoinHandle<()>)> {
         let (tx, rx) = sync_channel(AHEAD);
+        let early = match push {
+            PushMode::AtCommit => Some(publisher.clone()),
+            PushMode::AfterSync => None,
+        };
         let handle = std::thread::Builder::new()
             .name("chatd-sync".into())
             .spawn(move || run(rx, file, publisher, failed))?;
-        Ok((SyncStage { tx }, handle))
+        Ok((SyncStage { tx, early }, handle))
     }
 
-    /// Queue a commit. Waits while the stage is [`AHEAD`] commits behind.
-    pub(super) fn push(&self, batch: Batch) {
+    /// Queue a commit (its changes published first with
+    /// [`PushMode::AtCommit`]). Waits while the stage is [`AHEAD`] commits
+    /// behind.
+    pub(super) fn push(&self, mut batch: Batch) {
+        if let Some(early) = &self.early {
+            early.publish(std::mem::take(&mut batch.changes), Vec::new());
+        }
         if let Err(e) = self.tx.send(batch) {
             // The stage is gone (it panicked): this commit cannot be
             // published; its callers must not wait forever.
@@ -301,6 +323,8 @@ mod tests {
         SyncStart,
         SyncEnd,
         Committed(u64),
+        /// The caller of this commit heard `ok`.
+        Answered(u64),
     }
 
     type Log = Arc<Mutex<Vec<Ev>>>;
@@ -310,13 +334,29 @@ mod tests {
         /// Syncs after this many succeed fail.
         fail_after: usize,
         done: usize,
+        /// When set, each sync waits for a word on it (at most 10 s).
+        gate: Option<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl TestFile {
+        fn new(log: &Log, fail_after: usize) -> TestFile {
+            TestFile {
+                log: log.clone(),
+                fail_after,
+                done: 0,
+                gate: None,
+            }
+        }
     }
 
     impl SyncFile for TestFile {
         fn sync(&mut self) -> io::Result<()> {
             self.log.lock().unwrap().push(Ev::SyncStart);
-            // Long enough for later commits to queue up behind this sync.
-            std::thread::sleep(Duration::from_millis(3));
+            match &self.gate {
+                Some(gate) => drop(gate.recv_timeout(Duration::from_secs(10))),
+                // Long enough for later commits to queue up behind this sync.
+                None => std::thread::sleep(Duration::from_millis(3)),
+            }
             self.done += 1;
             if self.done > self.fail_after {
                 return Err(io::Error::other("disk gone"));
@@ -350,39 +390,15 @@ mod tests {
     /// answers in the order the publisher handed them over, the log (the
     /// sink is called where the publisher task would call it), and
     /// whether the stage marked the store failed. With `first_alone`, the
-    /// first commit is published before the others are handed over.
-    fn drive(n: u64, fail_after: usize, first_alone: bool) -> (Outcomes, Vec<Ev>, bool) {
+    /// first commit's sync is over before the others are handed over.
+    fn drive(
+        n: u64,
+        fail_after: usize,
+        first_alone: bool,
+        push: PushMode,
+    ) -> (Outcomes, Vec<Ev>, bool) {
         let log: Log = Arc::default();
-        let (out, mut published) = mpsc::channel::<Published>(4);
-        let sink: Arc<dyn CommitSink> = Arc::new(TestSink(log.clone()));
-        let publisher = Publisher {
-            sink: sink.clone(),
-            out,
-            stats: Arc::default(),
-        };
-        let failed = Failed::default();
-        let file = TestFile {
-            log: log.clone(),
-            fail_after,
-            done: 0,
-        };
-        let (stage, handle) = SyncStage::start(file, publisher, failed.clone()).unwrap();
-        let collector = std::thread::spawn(move || {
-            let mut out = Vec::new();
-            // What the publisher task does: report, then answer.
-            while let Some(Published { changes, replies }) = published.blocking_recv() {
-                if !changes.is_empty() {
-                    sink.committed(&changes);
-                }
-                for p in replies {
-                    let Pending::Receipt(_, r) = p else {
-                        panic!("unexpected reply")
-                    };
-                    out.push(r);
-                }
-            }
-            out
-        });
+        let (stage, handle, failed, collector) = start(&log, TestFile::new(&log, fail_after), push);
         let mut waiting: Vec<Answer> = Vec::new();
         for i in 0..n {
             let (tx, rx) = oneshot::channel();
@@ -411,11 +427,7 @@ mod tests {
             log.lock().unwrap().push(Ev::Handed(i));
             stage.push(batch);
             if i == 0 && first_alone {
-                let deadline = std::time::Instant::now() + Duration::from_secs(10);
-                while !log.lock().unwrap().contains(&Ev::Committed(0)) {
-                    assert!(std::time::Instant::now() < deadline);
-                    std::thread::sleep(Duration::from_millis(1));
-                }
+                wait_for(&log, &Ev::SyncEnd);
             }
             if i % 3 == 0 {
                 std::thread::sleep(Duration::from_millis(1));
@@ -441,44 +453,102 @@ mod tests {
         (results, log, failed.is_set())
     }
 
+    type Collector = std::thread::JoinHandle<Vec<Result<Option<ReceiptPair>, StoreError>>>;
+
+    /// A stage syncing `file`, and a thread doing what the publisher task
+    /// does (report, then answer, logging both); it returns the answers in
+    /// the order it got them, once the stage is gone.
+    fn start(
+        log: &Log,
+        file: TestFile,
+        push: PushMode,
+    ) -> (SyncStage, JoinHandle<()>, Failed, Collector) {
+        let (out, mut published) = mpsc::channel::<Published>(4);
+        let sink: Arc<dyn CommitSink> = Arc::new(TestSink(log.clone()));
+        let publisher = Publisher {
+            sink: sink.clone(),
+            out,
+            stats: Arc::default(),
+        };
+        let failed = Failed::default();
+        let (stage, handle) = SyncStage::start(file, publisher, failed.clone(), push).unwrap();
+        let log = log.clone();
+        let collector = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            while let Some(Published { changes, replies }) = published.blocking_recv() {
+                if !changes.is_empty() {
+                    sink.committed(&changes);
+                }
+                for p in replies {
+                    let Pending::Receipt(_, r) = p else {
+                        panic!("unexpected reply")
+                    };
+                    if let Ok(Some(pair)) = &r {
+                        log.lock().unwrap().push(Ev::Answered(pair.delivered));
+                    }
+                    out.push(r);
+                }
+            }
+            out
+        });
+        (stage, handle, failed, collector)
+    }
+
+    /// Wait (at most 10 s) until `log` holds `ev`.
+    fn wait_for(log: &Log, ev: &Ev) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !log.lock().unwrap().contains(ev) {
+            assert!(std::time::Instant::now() < deadline, "no {ev:?}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Index of `ev` in `log`.
     fn at(log: &[Ev], ev: &Ev) -> usize {
         log.iter().position(|e| e == ev).unwrap()
     }
 
-    #[test]
-    fn changes_are_published_in_order_after_a_sync_that_covers_them() {
-        let (results, log, failed) = drive(40, usize::MAX, false);
-        assert!(!failed);
-        for (i, r) in &results {
-            assert_eq!(r.is_ok(), i % 4 != 3, "commit {i}: {r:?}");
-        }
-        let committed: Vec<u64> = log
-            .iter()
+    /// The commits reported to the sink, in the order reported.
+    fn reported(log: &[Ev]) -> Vec<u64> {
+        log.iter()
             .filter_map(|e| match e {
                 Ev::Committed(i) => Some(*i),
                 _ => None,
             })
-            .collect();
+            .collect()
+    }
+
+    /// Whether a sync that began after `ev` ended before `later`.
+    fn synced_between(log: &[Ev], ev: &Ev, later: &Ev) -> bool {
+        let (from, to) = (at(log, ev), at(log, later));
+        let Some(end) = log[..to].iter().rposition(|e| *e == Ev::SyncEnd) else {
+            return false;
+        };
+        log[..end]
+            .iter()
+            .rposition(|e| *e == Ev::SyncStart)
+            .is_some_and(|start| start > from)
+    }
+
+    #[test]
+    fn changes_are_published_in_order_after_a_sync_that_covers_them() {
+        let (results, log, failed) = drive(40, usize::MAX, false, PushMode::AfterSync);
+        assert!(!failed);
+        for (i, r) in &results {
+            assert_eq!(r.is_ok(), i % 4 != 3, "commit {i}: {r:?}");
+        }
         let expected: Vec<u64> = (0..40).filter(|i| i % 4 != 3).collect();
-        assert_eq!(committed, expected, "the sink sees every commit, in order");
+        assert_eq!(
+            reported(&log),
+            expected,
+            "the sink sees every commit, in order"
+        );
         for i in expected {
-            let reported = at(&log, &Ev::Committed(i));
-            let handed = at(&log, &Ev::Handed(i));
-            // The last sync that ended before the report began after the
-            // commit was handed over.
-            let end = log[..reported]
-                .iter()
-                .rposition(|e| *e == Ev::SyncEnd)
-                .expect("reported before any sync");
-            let start = log[..end]
-                .iter()
-                .rposition(|e| *e == Ev::SyncStart)
-                .unwrap();
             assert!(
-                start > handed,
+                synced_between(&log, &Ev::Handed(i), &Ev::Committed(i)),
                 "commit {i} reported before a sync covered it"
             );
+            assert!(at(&log, &Ev::Committed(i)) < at(&log, &Ev::Answered(i)));
         }
         let syncs = log.iter().filter(|e| **e == Ev::SyncStart).count();
         assert!(
@@ -488,28 +558,101 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_sync_fails_its_callers_and_every_later_one() {
-        // The first sync succeeds (commit 0 alone), the second fails.
-        let (results, log, failed) = drive(40, 1, true);
-        assert!(failed);
-        let reported: Vec<&Ev> = log
-            .iter()
-            .filter(|e| matches!(e, Ev::Committed(_)))
-            .collect();
-        assert_eq!(reported, [&Ev::Committed(0)], "nothing after the failure");
-        assert!(results[0].1.is_ok());
-        for (i, r) in &results[1..] {
-            let e = r.as_ref().unwrap_err();
-            if i % 4 != 3 {
-                assert!(e.contains("could not be synced"), "commit {i}: {e}");
-            }
+    fn at_commit_changes_are_published_at_once_and_answers_after_their_sync() {
+        let (results, log, failed) = drive(40, usize::MAX, false, PushMode::AtCommit);
+        assert!(!failed);
+        for (i, r) in &results {
+            assert_eq!(r.is_ok(), i % 4 != 3, "commit {i}: {r:?}");
         }
-        assert_eq!(log.iter().filter(|e| **e == Ev::SyncEnd).count(), 1);
+        let expected: Vec<u64> = (0..40).filter(|i| i % 4 != 3).collect();
         assert_eq!(
-            log.iter().filter(|e| **e == Ev::SyncStart).count(),
-            2,
-            "no sync is tried after one failed"
+            reported(&log),
+            expected,
+            "the sink sees every commit, in order"
         );
+        for i in expected {
+            assert!(
+                synced_between(&log, &Ev::Handed(i), &Ev::Answered(i)),
+                "commit {i} answered before a sync covered it"
+            );
+            assert!(
+                at(&log, &Ev::Committed(i)) < at(&log, &Ev::Answered(i)),
+                "commit {i} answered before its change was reported"
+            );
+        }
+    }
+
+    #[test]
+    fn at_commit_a_push_does_not_wait_for_the_sync() {
+        for push in [PushMode::AtCommit, PushMode::AfterSync] {
+            let log: Log = Arc::default();
+            let (open, gate) = std::sync::mpsc::channel();
+            let mut file = TestFile::new(&log, usize::MAX);
+            file.gate = Some(gate);
+            let (stage, handle, _, collector) = start(&log, file, push);
+            let (tx, _answer) = oneshot::channel();
+            let pair = ReceiptPair {
+                delivered: 7,
+                read: 0,
+            };
+            stage.push(Batch {
+                changes: vec![Committed::User("7".into())],
+                replies: vec![Pending::Receipt(tx, Ok(Some(pair)))],
+                written: true,
+                ops: 1,
+                started: Instant::now(),
+            });
+            wait_for(&log, &Ev::SyncStart);
+            if push == PushMode::AtCommit {
+                wait_for(&log, &Ev::Committed(7));
+            } else {
+                std::thread::sleep(Duration::from_millis(20));
+                assert!(!log.lock().unwrap().contains(&Ev::Committed(7)));
+            }
+            assert!(
+                !log.lock().unwrap().contains(&Ev::Answered(7)),
+                "{push:?}: answered while its sync was still running"
+            );
+            open.send(()).unwrap();
+            drop(stage);
+            handle.join().unwrap();
+            collector.join().unwrap();
+            let log = log.lock().unwrap().clone();
+            assert!(
+                at(&log, &Ev::SyncEnd) < at(&log, &Ev::Answered(7)),
+                "{push:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_sync_fails_its_callers_and_every_later_one() {
+        for push in [PushMode::AfterSync, PushMode::AtCommit] {
+            // The first sync succeeds (commit 0 alone), the second fails.
+            let (results, log, failed) = drive(40, 1, true, push);
+            assert!(failed);
+            if push == PushMode::AfterSync {
+                assert_eq!(reported(&log), [0], "nothing after the failure");
+            } else {
+                let handed: Vec<u64> = (0..40).filter(|i| i % 4 != 3).collect();
+                assert_eq!(reported(&log), handed, "pushed as handed over");
+            }
+            assert!(results[0].1.is_ok());
+            let answered = log.iter().filter(|e| matches!(e, Ev::Answered(_))).count();
+            assert_eq!(answered, 1, "{push:?}: only commit 0 heard ok");
+            for (i, r) in &results[1..] {
+                let e = r.as_ref().unwrap_err();
+                if i % 4 != 3 {
+                    assert!(e.contains("could not be synced"), "commit {i}: {e}");
+                }
+            }
+            assert_eq!(log.iter().filter(|e| **e == Ev::SyncEnd).count(), 1);
+            assert_eq!(
+                log.iter().filter(|e| **e == Ev::SyncStart).count(),
+                2,
+                "no sync is tried after one failed"
+            );
+        }
     }
 
     /// The sync thread asks for a short slice and keeps its nice value;

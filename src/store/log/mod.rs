@@ -7,7 +7,8 @@
 //! each conversation's next seq, and only then answers. Committed changes go
 //! to a [`CommitSink`] in commit order, before any caller hears `ok`. With
 //! `sync = "full"` a sync stage of its own fsyncs the WAL and only then
-//! publishes, while the writer applies the next group (see `durable`).
+//! answers, while the writer applies the next group (see `durable`); the
+//! changes are published at once or after the sync ([`PushMode`]).
 //! Reads go through a small pool of read-only connections (WAL lets them run
 //! beside the writer).
 //!
@@ -112,11 +113,34 @@ pub enum SyncMode {
     Normal,
 }
 
+/// When, with `sync = "full"`, the other members get a commit's pushes.
+/// Its callers hear `ok` only once it is synced either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PushMode {
+    /// As soon as the commit is in the WAL, when history reads see it
+    /// too: a message reaches the other members without waiting for the
+    /// disk's sync. Should the power fail before that sync, they may have
+    /// seen a message the server then no longer holds; their clients
+    /// notice at their next sync and put it right (PROTOCOL.md, "No
+    /// silent divergence"), and its sender, who never heard `ok`, sends it
+    /// again.
+    #[default]
+    AtCommit,
+    /// Only once the commit is synced, with its answers: nobody ever sees
+    /// a change that a power loss could take back, at the cost of the
+    /// sync's time on every delivery.
+    AfterSync,
+}
+
 /// Storage settings (`[store]` in chatd's config).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     pub sync: SyncMode,
+    /// When pushes go out with `sync = "full"` (no difference with
+    /// `"normal"`, where a commit is answered as soon as it is written).
+    pub push: PushMode,
     /// Most requests one group commit applies.
     pub batch_max: usize,
     /// Requests waiting for the writer before senders are made to wait.
@@ -140,6 +164,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             sync: SyncMode::Full,
+            push: PushMode::AtCommit,
             batch_max: 512,
             queue: 4096,
             readers: 4,
@@ -456,6 +481,7 @@ impl LogStore {
             &snapshot,
             rx,
             config.batch_max.max(1),
+            config.push,
             limits,
             sink,
             stats.clone(),

@@ -8,15 +8,18 @@
 //!
 //! A commit is published (sink, then answers) by a task on the runtime. With
 //! `sync = "normal"` the writer hands it over as soon as it is made. With
-//! `sync = "full"` it goes to the sync stage (see `durable`), which hands it
-//! over once the WAL is synced, while the writer goes on with the next
-//! group.
+//! `sync = "full"` it goes to the sync stage (see `durable`), which hands
+//! the answers over once the WAL is synced, while the writer goes on with
+//! the next group; its changes go to the task at once or with the answers
+//! (`PushMode`).
 
 use super::checkpoint::Checkpointer;
 use super::durable::{Batch, Failed, Published, Publisher, SyncStage, not_durable};
 use super::mirror::Mirror;
 use super::stats::WriteStats;
-use super::{AccountReply, Appended, Committed, KeyReply, StoreError, WriteLimits, WriteOp};
+use super::{
+    AccountReply, Appended, Committed, KeyReply, PushMode, StoreError, WriteLimits, WriteOp,
+};
 use crate::proto::ReceiptPair;
 use rusqlite::Connection;
 use std::sync::{Arc, Mutex};
@@ -24,9 +27,10 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 use tokio::sync::mpsc;
 
-/// Receives committed changes in commit order, on the publisher task (once
-/// they are durable). It must not block: it runs on the runtime, between a
-/// commit and the replies to its callers.
+/// Receives committed changes in commit order, on the publisher task (with
+/// `sync = "full"`, once they are durable only under
+/// `PushMode::AfterSync`). It must not block: it runs on the runtime,
+/// between a commit and the replies to its callers.
 pub trait CommitSink: Send + Sync + 'static {
     fn committed(&self, changes: &[Committed]);
 }
@@ -59,6 +63,7 @@ impl WriterThread {
         snapshot: &super::Snapshot,
         rx: mpsc::Receiver<WriteOp>,
         batch_max: usize,
+        push: PushMode,
         limits: WriteLimits,
         sink: Arc<dyn CommitSink>,
         stats: Arc<WriteStats>,
@@ -91,7 +96,7 @@ impl WriterThread {
         let out = match wal {
             None => Output::Inline(publish),
             Some(wal) => {
-                let (stage, handle) = SyncStage::start(wal, publish, failed.clone())
+                let (stage, handle) = SyncStage::start(wal, publish, failed.clone(), push)
                     .map_err(|e| StoreError::Open(format!("cannot start the sync thread: {e}")))?;
                 handles.push(handle);
                 Output::Synced(stage)
@@ -159,7 +164,7 @@ pub(super) struct Writer {
 enum Output {
     /// Published by the writer at once (`sync = "normal"`).
     Inline(Publisher),
-    /// Published by the sync stage once the WAL is synced (`sync = "full"`).
+    /// Answered by the sync stage once the WAL is synced (`sync = "full"`).
     Synced(SyncStage),
 }
 
