@@ -476,16 +476,8 @@ impl LogStore {
             wal,
         };
         let stats = Arc::new(WriteStats::default());
-        let writer = writer::WriterThread::start(
-            disk,
-            &snapshot,
-            rx,
-            config.batch_max.max(1),
-            config.push,
-            limits,
-            sink,
-            stats.clone(),
-        )?;
+        let writer =
+            writer::WriterThread::start(disk, &snapshot, rx, config, limits, sink, stats.clone())?;
         Ok((
             LogStore {
                 tx,

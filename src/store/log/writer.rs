@@ -18,7 +18,7 @@ use super::durable::{Batch, Failed, Published, Publisher, SyncStage, not_durable
 use super::mirror::Mirror;
 use super::stats::WriteStats;
 use super::{
-    AccountReply, Appended, Committed, KeyReply, PushMode, StoreError, WriteLimits, WriteOp,
+    AccountReply, Appended, Committed, KeyReply, StoreConfig, StoreError, WriteLimits, WriteOp,
 };
 use crate::proto::ReceiptPair;
 use rusqlite::Connection;
@@ -62,8 +62,7 @@ impl WriterThread {
         disk: Disk,
         snapshot: &super::Snapshot,
         rx: mpsc::Receiver<WriteOp>,
-        batch_max: usize,
-        push: PushMode,
+        config: &StoreConfig,
         limits: WriteLimits,
         sink: Arc<dyn CommitSink>,
         stats: Arc<WriteStats>,
@@ -96,12 +95,15 @@ impl WriterThread {
         let out = match wal {
             None => Output::Inline(publish),
             Some(wal) => {
-                let (stage, handle) = SyncStage::start(wal, publish, failed.clone(), push)
-                    .map_err(|e| StoreError::Open(format!("cannot start the sync thread: {e}")))?;
+                let (stage, handle) = SyncStage::start(wal, publish, failed.clone(), config.push)
+                    .map_err(|e| {
+                    StoreError::Open(format!("cannot start the sync thread: {e}"))
+                })?;
                 handles.push(handle);
                 Output::Synced(stage)
             }
         };
+        let batch_max = config.batch_max.max(1);
         let next_doc = super::search::next_doc(&conn)?;
         let mut writer = Writer {
             next_doc,
