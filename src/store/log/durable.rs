@@ -47,7 +47,8 @@
 //! commit together with everything after it; a client that has seen it
 //! meanwhile notices at its next sync, since its copy then holds events the
 //! server does not (see PROTOCOL.md, "No silent divergence"). No `ok` is
-//! ever sent for it, so its sender's client sends it again.
+//! ever sent for it; its sender's client sends it again, from its outbox
+//! or, if the push reached it, as that repair resends its own messages.
 //!
 //! If the sync fails, nothing that was waiting for it can be called durable
 //! (after a failed fsync Linux may have dropped the dirty pages, and a second

@@ -123,8 +123,8 @@ pub enum PushMode {
     /// disk's sync. Should the power fail before that sync, they may have
     /// seen a message the server then no longer holds; their clients
     /// notice at their next sync and put it right (PROTOCOL.md, "No
-    /// silent divergence"), and its sender, who never heard `ok`, sends it
-    /// again.
+    /// silent divergence"), and its sender's client sends it again (from
+    /// its outbox, or, if its own push reached it, in that repair).
     #[default]
     AtCommit,
     /// Only once the commit is synced, with its answers: nobody ever sees
