@@ -287,6 +287,21 @@ mod tests {
     }
 
     #[test]
+    fn small_commits_wait_under_load_unless_turned_off() {
+        let c: Config = toml::from_str("").unwrap();
+        assert_eq!(
+            (c.store.commit_delay_us, c.store.commit_delay_above),
+            (300, 4_000)
+        );
+        let c: Config = toml::from_str("[store]\ncommit_delay_us = 0\n").unwrap();
+        assert_eq!(
+            (c.store.commit_delay_us, c.store.commit_delay_above),
+            (0, 4_000)
+        );
+        assert!(toml::from_str::<Config>("[store]\ncommit_delay_us = -1\n").is_err());
+    }
+
+    #[test]
     fn metrics_listen_is_read() {
         let c: Config = toml::from_str("[net]\nmetrics_listen = \"127.0.0.1:9464\"\n").unwrap();
         assert_eq!(

@@ -22,6 +22,7 @@ mod checkpoint;
 mod durable;
 mod facts;
 mod files;
+mod gather;
 mod keys;
 pub use keys::{KeyCaps, KeyOp, KeyReply, StoredDevice};
 mod mirror;
@@ -143,6 +144,12 @@ pub struct StoreConfig {
     pub push: PushMode,
     /// Most requests one group commit applies.
     pub batch_max: usize,
+    /// How long a commit of few requests waits for more while requests
+    /// come in faster than `commit_delay_above` a second (0: never).
+    pub commit_delay_us: u64,
+    /// Write requests a second from which small commits wait
+    /// `commit_delay_us` (0: never).
+    pub commit_delay_above: u64,
     /// Requests waiting for the writer before senders are made to wait.
     pub queue: usize,
     /// Read-only connections for history and lookups.
@@ -166,6 +173,8 @@ impl Default for StoreConfig {
             sync: SyncMode::Full,
             push: PushMode::AtCommit,
             batch_max: 512,
+            commit_delay_us: 300,
+            commit_delay_above: 4_000,
             queue: 4096,
             readers: 4,
             url: None,

@@ -15,6 +15,7 @@
 
 use super::checkpoint::Checkpointer;
 use super::durable::{Batch, Failed, Published, Publisher, SyncStage, not_durable};
+use super::gather::Gather;
 use super::mirror::Mirror;
 use super::stats::WriteStats;
 use super::{
@@ -104,6 +105,11 @@ impl WriterThread {
             }
         };
         let batch_max = config.batch_max.max(1);
+        let gather = Gather::new(
+            std::time::Duration::from_micros(config.commit_delay_us),
+            config.commit_delay_above,
+            Instant::now(),
+        );
         let next_doc = super::search::next_doc(&conn)?;
         let mut writer = Writer {
             next_doc,
@@ -116,7 +122,7 @@ impl WriterThread {
         };
         let handle = std::thread::Builder::new()
             .name("chatd-writer".into())
-            .spawn(move || writer.run(rx, batch_max, out, failed))
+            .spawn(move || writer.run(rx, batch_max, gather, out, failed))
             .map_err(|e| StoreError::Open(format!("cannot start the writer thread: {e}")))?;
         handles.insert(0, handle);
         handles.push(checkpoint_handle);
@@ -234,11 +240,22 @@ fn touches_index(op: &WriteOp) -> bool {
 
 pub(super) use crate::store::rules::rejected;
 
+/// Add what is queued to `batch`, up to `max` requests in all.
+fn take_queued(rx: &mut mpsc::Receiver<WriteOp>, batch: &mut Vec<WriteOp>, max: usize) {
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(op) => batch.push(op),
+            Err(_) => break,
+        }
+    }
+}
+
 impl Writer {
     fn run(
         &mut self,
         mut rx: mpsc::Receiver<WriteOp>,
         batch_max: usize,
+        mut gather: Gather,
         out: Output,
         failed: Failed,
     ) {
@@ -246,12 +263,12 @@ impl Writer {
         while let Some(first) = rx.blocking_recv() {
             let started = Instant::now();
             batch.push(first);
-            while batch.len() < batch_max {
-                match rx.try_recv() {
-                    Ok(op) => batch.push(op),
-                    Err(_) => break,
-                }
+            take_queued(&mut rx, &mut batch, batch_max);
+            if let Some(delay) = gather.wait(batch.len()) {
+                std::thread::sleep(delay);
+                take_queued(&mut rx, &mut batch, batch_max);
             }
+            gather.taken(Instant::now(), batch.len());
             let ops = batch.len();
             let (replies, written) = if failed.is_set() {
                 // A sync failed: nothing written from now on could be
