@@ -186,6 +186,40 @@ fn seq(a: &Appended) -> u64 {
     a.seq.expect("an event was written").0
 }
 
+/// The pool hands out the connection returned last: a node's writes keep
+/// to the few connections they need, whose statements are prepared and
+/// whose backends are warm, instead of going round every pooled
+/// connection in turn (which put a fan-out's p99 through three nodes at
+/// 15–20 ms instead of 6–9).
+#[tokio::test]
+async fn the_pool_hands_out_the_connection_returned_last() {
+    let Some(db) = TestDb::new().await else {
+        return;
+    };
+    let pool = db::Db::new(&db.url, 4, db::TIMEOUTS).unwrap();
+    async fn pid(c: &deadpool_postgres::Object) -> i32 {
+        c.query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+    let held = [
+        pool.client().await.unwrap(),
+        pool.client().await.unwrap(),
+        pool.client().await.unwrap(),
+    ];
+    let mut pids = Vec::new();
+    for c in &held {
+        pids.push(pid(c).await);
+    }
+    // Returned in order: the third last.
+    drop(held);
+    for _ in 0..5 {
+        let c = pool.client().await.unwrap();
+        assert_eq!(pid(&c).await, pids[2]);
+    }
+}
+
 #[tokio::test]
 async fn migrations_run_once_and_nodes_share_a_cluster_id() {
     let Some(db) = TestDb::new().await else {
