@@ -23,17 +23,18 @@ pub(super) struct Gather {
     delay: Duration,
     /// Requests per second from which a small batch waits.
     above: u64,
-    window_start: Instant,
+    /// From the first request taken on.
+    window_start: Option<Instant>,
     taken: u64,
     busy: bool,
 }
 
 impl Gather {
-    pub(super) fn new(delay: Duration, above: u64, now: Instant) -> Gather {
+    pub(super) fn new(delay: Duration, above: u64) -> Gather {
         Gather {
             delay,
             above,
-            window_start: now,
+            window_start: None,
             taken: 0,
             busy: false,
         }
@@ -48,12 +49,13 @@ impl Gather {
     /// Count a batch of `n` requests taken at `now`; a window that has
     /// ended decides whether the next ones wait.
     pub(super) fn taken(&mut self, now: Instant, n: usize) {
+        let start = *self.window_start.get_or_insert(now);
         self.taken += n as u64;
-        let elapsed = now.saturating_duration_since(self.window_start);
+        let elapsed = now.saturating_duration_since(start);
         if elapsed >= WINDOW {
             let per_sec = u128::from(self.taken) * 1_000_000 / elapsed.as_micros().max(1);
             self.busy = self.above > 0 && per_sec >= u128::from(self.above);
-            self.window_start = now;
+            self.window_start = Some(now);
             self.taken = 0;
         }
     }
@@ -85,7 +87,7 @@ mod tests {
     #[test]
     fn requests_below_the_rate_never_wait() {
         let now = Instant::now();
-        let mut g = Gather::new(DELAY, 4_000, now);
+        let mut g = Gather::new(DELAY, 4_000);
         assert_eq!(feed(&mut g, now, 1_000, 1, 1_000).0, 0);
         assert_eq!(
             feed(&mut g, now + Duration::from_secs(1), 3_500, 1, 1_000).0,
@@ -96,7 +98,7 @@ mod tests {
     #[test]
     fn small_batches_wait_once_requests_come_at_the_rate() {
         let now = Instant::now();
-        let mut g = Gather::new(DELAY, 4_000, now);
+        let mut g = Gather::new(DELAY, 4_000);
         let (waited, batches) = feed(&mut g, now, 12_000, 1, 1_000);
         // All but the first window's.
         assert!(
@@ -112,7 +114,7 @@ mod tests {
     #[test]
     fn a_quiet_spell_ends_the_waiting() {
         let now = Instant::now();
-        let mut g = Gather::new(DELAY, 4_000, now);
+        let mut g = Gather::new(DELAY, 4_000);
         feed(&mut g, now, 12_000, 1, 100);
         assert!(g.wait(1).is_some());
         // One request after a second of nothing: the window it closes
@@ -185,9 +187,9 @@ mod tests {
     #[test]
     fn a_zero_delay_or_rate_turns_it_off() {
         let now = Instant::now();
-        let mut g = Gather::new(Duration::ZERO, 4_000, now);
+        let mut g = Gather::new(Duration::ZERO, 4_000);
         assert_eq!(feed(&mut g, now, 20_000, 1, 200).0, 0);
-        let mut g = Gather::new(DELAY, 0, now);
+        let mut g = Gather::new(DELAY, 0);
         assert_eq!(feed(&mut g, now, 20_000, 1, 200).0, 0);
     }
 }

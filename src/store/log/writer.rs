@@ -108,7 +108,6 @@ impl WriterThread {
         let gather = Gather::new(
             std::time::Duration::from_micros(config.commit_delay_us),
             config.commit_delay_above,
-            Instant::now(),
         );
         let next_doc = super::search::next_doc(&conn)?;
         let mut writer = Writer {
