@@ -15,9 +15,7 @@ use super::wire;
 use crate::client::cache::Cache;
 use crate::proto::search::SearchQuery;
 use crate::proto::{ConvKind, Conversation, Event, EventBody};
-use crate::store::log::{
-    Append, CommitSink, Committed, LogStore, StoreConfig, SyncMode, WriteLimits,
-};
+use crate::store::log::{Append, LogStore, NoSink, StoreConfig, SyncMode, WriteLimits};
 use anyhow::Context;
 use serde_json::json;
 use std::collections::{BTreeMap, VecDeque};
@@ -135,12 +133,6 @@ fn query(kind: Kind, rng: &mut Rng, group: &str, user: &str) -> String {
         Kind::In => format!("in:{group} {common}"),
         Kind::FiltersOnly => format!("from:{user} in:{group}"),
     }
-}
-
-struct NoSink;
-
-impl CommitSink for NoSink {
-    fn committed(&self, _: &[Committed]) {}
 }
 
 /// Append `n` messages to the stopped server's store, as fast as the

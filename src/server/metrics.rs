@@ -613,12 +613,8 @@ mod tests {
     #[test]
     fn committed_events_are_counted_by_kind() {
         use crate::proto::Event;
-        struct Nothing;
-        impl CommitSink for Nothing {
-            fn committed(&self, _: &[Committed]) {}
-        }
         let m = Metrics::new();
-        let sink = m.commit_sink(Arc::new(Nothing));
+        let sink = m.commit_sink(Arc::new(crate::store::log::NoSink));
         let event = |body: EventBody| {
             Committed::Event(
                 Arc::new(Event {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 const WINDOW: Duration = Duration::from_millis(20);
 
 /// A batch of this many requests is committed without waiting.
-pub(super) const ENOUGH: usize = 8;
+const ENOUGH: usize = 8;
 
 /// Whether the writer is busy enough for a batch to wait.
 pub(super) struct Gather {
@@ -123,18 +123,12 @@ mod tests {
         assert_eq!(g.wait(1), None);
     }
 
-    struct NoSink;
-
-    impl crate::store::log::CommitSink for NoSink {
-        fn committed(&self, _: &[crate::store::log::Committed]) {}
-    }
-
     /// The writer asks the gate: once busy, a request taken alone waits,
     /// and one sent while it waits is committed with it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_writer_waits_for_more_while_busy() {
         use crate::proto::Role;
-        use crate::store::log::{AccountOp, LogStore, StoreConfig, SyncMode, WriteLimits};
+        use crate::store::log::{AccountOp, LogStore, NoSink, StoreConfig, SyncMode, WriteLimits};
         use std::sync::Arc;
         let dir = tempfile::tempdir().unwrap();
         let config = StoreConfig {

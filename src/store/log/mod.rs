@@ -54,7 +54,7 @@ pub use accounts::{
     AccountOp, AccountReply, Registration, Revoke, SessionLife, SessionRow, SessionUse, offline,
 };
 pub use read::Readers;
-pub use writer::CommitSink;
+pub use writer::{CommitSink, NoSink};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -36,6 +36,13 @@ pub trait CommitSink: Send + Sync + 'static {
     fn committed(&self, changes: &[Committed]);
 }
 
+/// A sink for a store nobody listens to (tools, tests).
+pub struct NoSink;
+
+impl CommitSink for NoSink {
+    fn committed(&self, _: &[Committed]) {}
+}
+
 pub(super) struct WriterThread {
     /// The writer's thread, the sync stage's (which ends after the writer,
     /// once everything queued is synced and published), then the checkpoint
@@ -267,7 +274,7 @@ impl Writer {
                 std::thread::sleep(delay);
                 take_queued(&mut rx, &mut batch, batch_max);
             }
-            gather.taken(Instant::now(), batch.len());
+            gather.taken(started, batch.len());
             let ops = batch.len();
             let (replies, written) = if failed.is_set() {
                 // A sync failed: nothing written from now on could be
