@@ -30,6 +30,10 @@ pub enum MembersRead {
     /// per connection, every frame decoded into a `ServerFrame`.
     #[default]
     Client,
+    /// The same tasks and connections as `client`, but each frame parsed
+    /// only for its `type`, `id` and `body` (borrowed): a light protocol
+    /// client, to tell the client's decode apart from the rest.
+    Frames,
     /// Light: members that only receive scan raw socket bytes for bodies;
     /// senders read through tungstenite with small buffers.
     Raw,
@@ -39,7 +43,16 @@ impl MembersRead {
     pub fn as_str(self) -> &'static str {
         match self {
             MembersRead::Client => "client",
+            MembersRead::Frames => "frames",
             MembersRead::Raw => "raw",
+        }
+    }
+
+    /// How a tungstenite member parses its frames.
+    fn parse(self) -> member::Parse {
+        match self {
+            MembersRead::Frames => member::Parse::Hot,
+            _ => member::Parse::Full,
         }
     }
 }
@@ -237,7 +250,7 @@ async fn setup(server: &Server, args: &FanoutArgs) -> anyhow::Result<World> {
         .map(|i| format!("f{tag}_{i}"))
         .collect();
     let config = match args.members_read {
-        MembersRead::Client => crate::client::net::conn::client_ws_config(),
+        MembersRead::Client | MembersRead::Frames => crate::client::net::conn::client_ws_config(),
         MembersRead::Raw => wire::ws_config(),
     };
     let users =
@@ -303,17 +316,22 @@ async fn setup(server: &Server, args: &FanoutArgs) -> anyhow::Result<World> {
                     .readers
                     .push(tokio::spawn(raw_read_loop(sock, st, epoch)));
             }
-            (MembersRead::Client, true) => {
+            (read, true) => {
                 let (tx, rx) = mpsc::channel(1);
                 world.readers.push(tokio::spawn(member::send_and_receive(
-                    c.ws, next_id, st, epoch, rx,
+                    c.ws,
+                    read.parse(),
+                    next_id,
+                    st,
+                    epoch,
+                    rx,
                 )));
                 world.senders.push(Sender::Client(tx));
             }
-            (MembersRead::Client, false) => {
+            (read, false) => {
                 world
                     .readers
-                    .push(tokio::spawn(member::receive(c.ws, st, epoch)));
+                    .push(tokio::spawn(member::receive(c.ws, read.parse(), st, epoch)));
             }
         }
         world.stats.push(stats);
@@ -501,7 +519,7 @@ async fn step(
     if !ack_lat.is_empty() {
         r.set("ack_latency", ack_lat.summary().to_json());
     }
-    if args.members_read == MembersRead::Client {
+    if args.members_read != MembersRead::Raw {
         r.set("unreadable_frames", unreadable);
     }
     r.set("chatd", server.figures(chatd_cpu))

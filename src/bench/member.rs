@@ -14,9 +14,15 @@
 //!
 //! What the client does after decoding (handing the frame to its engine,
 //! the cache, the screen) is not modelled.
+//!
+//! With `--members-read frames` the members are the same tasks on the same
+//! connections, but each text frame is parsed only for what the measure
+//! needs (`type`, `id`, `body`, borrowed from the frame) as a light
+//! protocol client in another language might: it tells how much of a
+//! client-like member's cost is the client's full decode.
 
 use super::fanout::{Pace, Stats, count_body};
-use super::wire::{self, Ws};
+use super::wire::{self, Hot, Ws};
 use crate::proto::{EventBody, Request, ServerFrame};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
@@ -68,14 +74,46 @@ fn decode(text: &str, stats: &Mutex<Stats>) -> Option<ServerFrame> {
     }
 }
 
+/// How a member parses each text frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Parse {
+    /// Into a [`ServerFrame`], as the client does.
+    Full,
+    /// Only `type`, `id` and `body`, borrowed from the frame.
+    Hot,
+}
+
+/// One text frame, counted. Returns the id of an `ok` reply.
+fn on_text(text: &str, parse: Parse, stats: &Mutex<Stats>, epoch: Instant) -> Option<u64> {
+    if parse == Parse::Full {
+        return decode(text, stats).and_then(|f| on_frame(f, stats, epoch));
+    }
+    let Some(hot) = Hot::parse(text) else {
+        lock(stats).unreadable += 1;
+        return None;
+    };
+    match hot.ty.as_ref() {
+        "event" => {
+            if let Some(body) = hot.body {
+                count_body(&body, stats, epoch);
+            }
+            None
+        }
+        "ok" => hot.id,
+        "error" => {
+            lock(stats).errors += 1;
+            None
+        }
+        _ => None,
+    }
+}
+
 /// A member that only receives.
-pub(super) async fn receive(mut ws: Ws, stats: Arc<Mutex<Stats>>, epoch: Instant) {
+pub(super) async fn receive(mut ws: Ws, parse: Parse, stats: Arc<Mutex<Stats>>, epoch: Instant) {
     while let Some(msg) = ws.next().await {
         match msg {
             Ok(Message::Text(t)) => {
-                if let Some(f) = decode(t.as_str(), &stats)
-                    && on_frame(f, &stats, epoch).is_some()
-                {
+                if on_text(t.as_str(), parse, &stats, epoch).is_some() {
                     lock(&stats).acks += 1;
                 }
             }
@@ -105,6 +143,7 @@ impl Sending {
 /// `ctl`; it ends when `ctl` closes or the connection does.
 pub(super) async fn send_and_receive(
     mut ws: Ws,
+    parse: Parse,
     mut next_id: u64,
     stats: Arc<Mutex<Stats>>,
     epoch: Instant,
@@ -165,8 +204,7 @@ pub(super) async fn send_and_receive(
             }
             msg = ws.next() => match msg {
                 Some(Ok(Message::Text(t))) => {
-                    if let Some(f) = decode(t.as_str(), &stats)
-                        && let Some(id) = on_frame(f, &stats, epoch)
+                    if let Some(id) = on_text(t.as_str(), parse, &stats, epoch)
                         && let Some(at) = inflight.remove(&id)
                     {
                         let now = wire::micros_since(epoch);
