@@ -127,6 +127,41 @@ fn the_node_configuration_is_chatds_and_names_postgres_and_redis() {
         "the balancer is a trusted proxy"
     );
     assert!(c.bus.presence_ttl_secs > 0);
+    c.check().unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// A configuration that parses but cannot work stops chatd before it
+/// serves, with the key to change; the same file made right is shown.
+#[test]
+fn chatd_refuses_a_configuration_that_cannot_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("chatd.toml");
+    let show = |text: &str| {
+        std::fs::write(&file, text).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_chatd"))
+            .arg("--config")
+            .arg(&file)
+            .arg("--data")
+            .arg(dir.path())
+            .arg("--print-config")
+            .output()
+            .unwrap()
+    };
+    let out = show("[limits]\nping_interval_secs = 60\nidle_timeout_secs = 60\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with("chatd: [limits] idle_timeout_secs: 60 must be at least twice"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+    let out = show("[limits]\nping_interval_secs = 60\nidle_timeout_secs = 120\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("idle_timeout_secs = 120"));
 }
 
 #[test]

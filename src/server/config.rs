@@ -196,7 +196,15 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("no data directory: pass --data DIR")]
     NoDataDir,
+    /// A setting that parses but would make chatd misbehave, alone or with
+    /// another.
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
 }
+
+/// The longest `[store] commit_delay_us` (0.1 s, PostgreSQL's bound for its
+/// `commit_delay`): every write under load may wait this long.
+pub const MAX_COMMIT_DELAY_US: u64 = 100_000;
 
 impl Config {
     /// Read a TOML config file; keys not in it keep their defaults.
@@ -209,6 +217,54 @@ impl Config {
             path: path.to_path_buf(),
             message: e.to_string(),
         })
+    }
+
+    /// Refuse settings that parse but would make chatd misbehave, naming
+    /// the key to change. Values chatd can work with (a zero where one is
+    /// the least that makes sense) are taken as that least where they are
+    /// used; these are the ones no such reading saves.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let (l, store) = (&self.limits, &self.store);
+        let invalid = |key, message| Err(ConfigError::Invalid { key, message });
+        if store.commit_delay_us > MAX_COMMIT_DELAY_US {
+            return invalid(
+                "[store] commit_delay_us",
+                format!(
+                    "{} is above {MAX_COMMIT_DELAY_US} (0.1 s): every write under load would wait that long",
+                    store.commit_delay_us
+                ),
+            );
+        }
+        let ping = l.ping_interval_secs.max(1);
+        if l.idle_timeout_secs < 2 * ping {
+            return invalid(
+                "[limits] idle_timeout_secs",
+                format!(
+                    "{} must be at least twice ping_interval_secs ({ping}), or a live but quiet client is closed before it is pinged",
+                    l.idle_timeout_secs
+                ),
+            );
+        }
+        if l.max_frame_bytes > l.hard_frame_bytes {
+            return invalid(
+                "[limits] max_frame_bytes",
+                format!(
+                    "{} is above hard_frame_bytes ({}): frames between the two would be cut off instead of answered too_large",
+                    l.max_frame_bytes, l.hard_frame_bytes
+                ),
+            );
+        }
+        let burst = store.batch_max.max(l.max_inflight);
+        if l.outbound_queue < burst {
+            return invalid(
+                "[limits] outbound_queue",
+                format!(
+                    "{} is below [store] batch_max ({}) or max_inflight ({}): one commit, or one connection's pipelined sends, can queue that many frames for a member at once, and a full queue closes the connection",
+                    l.outbound_queue, store.batch_max, l.max_inflight
+                ),
+            );
+        }
+        Ok(())
     }
 
     /// The data directory to use: the configured one or the platform's.
@@ -299,6 +355,59 @@ mod tests {
             (0, 4_000)
         );
         assert!(toml::from_str::<Config>("[store]\ncommit_delay_us = -1\n").is_err());
+    }
+
+    #[test]
+    fn the_defaults_pass_the_check() {
+        Config::default().check().unwrap();
+        Config::for_tests(PathBuf::from("/nowhere"))
+            .check()
+            .unwrap();
+    }
+
+    /// Each rule names its key; a value at the rule's edge passes.
+    #[test]
+    fn settings_that_cannot_work_are_refused_by_name() {
+        let refused = |text: &str| -> String {
+            let c: Config = toml::from_str(text).unwrap();
+            match c.check() {
+                Err(e @ ConfigError::Invalid { .. }) => e.to_string(),
+                other => panic!("{text}: {other:?}"),
+            }
+        };
+        let passes = |text: &str| {
+            let c: Config = toml::from_str(text).unwrap();
+            c.check().unwrap_or_else(|e| panic!("{text}: {e}"));
+        };
+        let e = refused("[store]\ncommit_delay_us = 100001\n");
+        assert!(
+            e.starts_with("[store] commit_delay_us: 100001 is above"),
+            "{e}"
+        );
+        passes("[store]\ncommit_delay_us = 100000\n");
+        let e = refused("[limits]\nping_interval_secs = 30\nidle_timeout_secs = 59\n");
+        assert!(
+            e.starts_with("[limits] idle_timeout_secs: 59 must be at least twice"),
+            "{e}"
+        );
+        passes("[limits]\nping_interval_secs = 30\nidle_timeout_secs = 60\n");
+        // A zero interval is taken as one second where it is used.
+        refused("[limits]\nping_interval_secs = 0\nidle_timeout_secs = 1\n");
+        passes("[limits]\nping_interval_secs = 0\nidle_timeout_secs = 2\n");
+        let e = refused("[limits]\nmax_frame_bytes = 2000\nhard_frame_bytes = 1999\n");
+        assert!(
+            e.starts_with("[limits] max_frame_bytes: 2000 is above"),
+            "{e}"
+        );
+        passes("[limits]\nmax_frame_bytes = 2000\nhard_frame_bytes = 2000\n");
+        let e = refused("[limits]\noutbound_queue = 511\n");
+        assert!(
+            e.starts_with("[limits] outbound_queue: 511 is below"),
+            "{e}"
+        );
+        passes("[limits]\noutbound_queue = 512\n");
+        refused("[limits]\noutbound_queue = 600\nmax_inflight = 601\n");
+        passes("[limits]\noutbound_queue = 64\n[store]\nbatch_max = 64\n");
     }
 
     #[test]

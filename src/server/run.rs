@@ -37,7 +37,8 @@ pub struct Overrides {
     pub bus: Option<String>,
 }
 
-/// Build the configuration: file (if any), then flags.
+/// Build the configuration: file (if any), then flags; refused if a
+/// setting cannot work ([`Config::check`]).
 pub fn load_config_with(o: &Overrides) -> Result<Config, super::config::ConfigError> {
     let (listen, data, file) = (o.listen, o.data.clone(), &o.file);
     let mut config = match file {
@@ -62,6 +63,7 @@ pub fn load_config_with(o: &Overrides) -> Result<Config, super::config::ConfigEr
     if let Some(url) = &o.bus {
         config.bus.url = Some(url.clone());
     }
+    config.check()?;
     Ok(config)
 }
 
