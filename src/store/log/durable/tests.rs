@@ -314,6 +314,61 @@ fn at_commit_a_push_does_not_wait_for_the_sync() {
     }
 }
 
+/// A sync that takes long (the disk busy with another process's writes)
+/// holds up the answers but not the pushes of the commits after it, for
+/// as many commits as the stage lets the writer be ahead; then the
+/// writer waits.
+#[test]
+fn at_commit_pushes_go_on_while_a_sync_takes_long() {
+    let log: Log = Arc::default();
+    let (open, gate) = std::sync::mpsc::channel();
+    let mut file = TestFile::new(&log, usize::MAX);
+    file.gate = Some(gate);
+    let (stage, handle, _, collector) = start(&log, file, PushMode::AtCommit);
+    let total = 3 * AHEAD as u64;
+    let handed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let writer = std::thread::spawn({
+        let handed = handed.clone();
+        move || {
+            for i in 0..total {
+                let (tx, _answer) = oneshot::channel();
+                stage.push(Batch {
+                    changes: vec![Committed::User(i.to_string())],
+                    replies: vec![Pending::Receipt(tx, Ok(None))],
+                    written: true,
+                    ops: 1,
+                    started: Instant::now(),
+                });
+                handed.store(i + 1, Ordering::SeqCst);
+            }
+        }
+    });
+    wait_for(&log, &Ev::SyncStart);
+    // 1,000 commits at 2,000 a second is half a second of a busy
+    // server's writes.
+    wait_for(&log, &Ev::Committed(999));
+    assert!(!log.lock().unwrap().contains(&Ev::SyncEnd));
+    // Bounded: the first sync's group, then at most AHEAD queued.
+    std::thread::sleep(Duration::from_millis(50));
+    let ahead = handed.load(Ordering::SeqCst);
+    assert!(
+        ahead < total,
+        "the writer waits at last ({ahead} handed over)"
+    );
+    assert!(ahead >= AHEAD as u64, "{ahead}");
+    while open.send(()).is_ok() && !writer.is_finished() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    writer.join().unwrap();
+    drop(open);
+    handle.join().unwrap();
+    assert_eq!(collector.join().unwrap().len(), total as usize);
+    assert_eq!(
+        reported(&log.lock().unwrap()),
+        (0..total).collect::<Vec<_>>()
+    );
+}
+
 #[test]
 fn a_failed_sync_fails_its_callers_and_every_later_one() {
     for push in [PushMode::AfterSync, PushMode::AtCommit] {
