@@ -138,6 +138,11 @@ pub(crate) fn configure(conn: &Connection, file: bool) -> Result<(), CacheError>
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
         true,
     )?;
+    // Storing a page of events runs about twenty statements (the event,
+    // its search entry, the unread flags, the cursor, the gaps) and the
+    // engine more between pages: with rusqlite's default of 16 the cache
+    // went round, every statement parsed and planned again on each use.
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
 
