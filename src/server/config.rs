@@ -236,7 +236,7 @@ impl Config {
             );
         }
         let ping = l.ping_interval_secs.max(1);
-        if l.idle_timeout_secs < 2 * ping {
+        if l.idle_timeout_secs < ping.saturating_mul(2) {
             return invalid(
                 "[limits] idle_timeout_secs",
                 format!(
@@ -394,6 +394,7 @@ mod tests {
         // A zero interval is taken as one second where it is used.
         refused("[limits]\nping_interval_secs = 0\nidle_timeout_secs = 1\n");
         passes("[limits]\nping_interval_secs = 0\nidle_timeout_secs = 2\n");
+        refused(&format!("[limits]\nping_interval_secs = {}\n", i64::MAX));
         let e = refused("[limits]\nmax_frame_bytes = 2000\nhard_frame_bytes = 1999\n");
         assert!(
             e.starts_with("[limits] max_frame_bytes: 2000 is above"),
