@@ -109,6 +109,50 @@ async fn a_device_whose_one_time_keys_ran_out_is_reached_through_its_fallback_ke
     bob.stop().await;
 }
 
+/// A new device sends its keys, one-time keys included, in one upload
+/// before its first sync (an empty upload to learn how many are left
+/// was a round trip more on its first start); a device the server knows
+/// asks with an empty one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_device_uploads_its_keys_once_before_its_first_sync() {
+    let w = World::new();
+    w.user("alice").await.close().await;
+    w.user("bob").await.close().await;
+    let relay = Relay::start(&w.url()).await;
+    let mut net = net_config(&relay.addr);
+    net.transport = Transport::Ws;
+    let creds = Credentials::Login {
+        username: "alice".into(),
+        password: PASSWORD.into(),
+    };
+    let alice = Client::start_net(net, &w.dir("alice"), Some(creds));
+    alice.wait_connected().await;
+    let synced = || {
+        relay.frames().iter().any(|(way, f)| {
+            matches!(way, support::relay::Way::Up) && f.contains("\"type\":\"sync\"")
+        })
+    };
+    assert!(wait_until(CLIENT_WAIT, synced).await, "alice syncs");
+    let before_sync: Vec<String> = relay
+        .frames()
+        .into_iter()
+        .filter(|(way, _)| matches!(way, support::relay::Way::Up))
+        .map(|(_, f)| f)
+        .take_while(|f| !f.contains("\"type\":\"sync\""))
+        .filter(|f| f.contains("\"type\":\"keys_upload\""))
+        .collect();
+    assert_eq!(before_sync.len(), 1, "keys uploads before the first sync");
+    assert!(
+        before_sync[0].contains("\"one_time_keys\":[{"),
+        "the upload carries one-time keys"
+    );
+    // Her keys are there to claim.
+    let mut peer = w.login("bob").await;
+    let id = only_device(&mut peer, "alice").await;
+    assert_eq!(claim(&mut peer, "alice", &id).await["fallback"], false);
+    alice.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keys_upload_whose_answer_was_lost_still_leaves_the_device_working_keys() {
     let w = World::new();

@@ -378,6 +378,14 @@ impl Engine {
                     .ok()
                     .and_then(|mut q| q.users.remove(&me))
                     .unwrap_or_default();
+                // A device the server does not list holds no keys there
+                // yet: its first upload carries a full set of one-time
+                // keys instead of first asking how many are left.
+                let listed = self
+                    .secret
+                    .crypto
+                    .as_ref()
+                    .is_some_and(|c| mine.devices.iter().any(|d| d.device_id == c.device_id()));
                 if let Some(c) = self.secret.crypto.as_mut() {
                     // The user's first device makes the identity key.
                     if mine.identity_key.is_none() && c.identity_key().is_none() {
@@ -391,7 +399,7 @@ impl Engine {
                     c.update_devices(&me, &mine);
                 }
                 self.secret.fresh.insert(me);
-                self.upload_keys(ONE_TIME_KEYS);
+                self.upload_keys(if listed { ONE_TIME_KEYS } else { 0 });
             }
             (SecretReq::SelfQuery, Err(e)) => {
                 if !disconnected {
