@@ -10,7 +10,7 @@ use chat::client::net::{Credentials, Transport};
 use serde_json::{Value, json};
 use std::time::Duration;
 use support::client::net_config;
-use support::relay::Relay;
+use support::relay::{Relay, Way};
 use support::secret::*;
 use support::*;
 
@@ -109,6 +109,18 @@ async fn a_device_whose_one_time_keys_ran_out_is_reached_through_its_fallback_ke
     bob.stop().await;
 }
 
+/// Alice's client on a new device, logging in over a WebSocket through
+/// `relay`.
+fn alice_through(w: &World, relay: &Relay) -> Client {
+    let mut net = net_config(&relay.addr);
+    net.transport = Transport::Ws;
+    let creds = Credentials::Login {
+        username: "alice".into(),
+        password: PASSWORD.into(),
+    };
+    Client::start_net(net, &w.dir("alice"), Some(creds))
+}
+
 /// A new device sends its keys, one-time keys included, in one upload
 /// before its first sync (an empty upload to learn how many are left
 /// was a round trip more on its first start); a device the server knows
@@ -119,24 +131,19 @@ async fn a_new_device_uploads_its_keys_once_before_its_first_sync() {
     w.user("alice").await.close().await;
     w.user("bob").await.close().await;
     let relay = Relay::start(&w.url()).await;
-    let mut net = net_config(&relay.addr);
-    net.transport = Transport::Ws;
-    let creds = Credentials::Login {
-        username: "alice".into(),
-        password: PASSWORD.into(),
-    };
-    let alice = Client::start_net(net, &w.dir("alice"), Some(creds));
+    let alice = alice_through(&w, &relay);
     alice.wait_connected().await;
     let synced = || {
-        relay.frames().iter().any(|(way, f)| {
-            matches!(way, support::relay::Way::Up) && f.contains("\"type\":\"sync\"")
-        })
+        relay
+            .frames()
+            .iter()
+            .any(|(way, f)| matches!(way, Way::Up) && f.contains("\"type\":\"sync\""))
     };
     assert!(wait_until(CLIENT_WAIT, synced).await, "alice syncs");
     let before_sync: Vec<String> = relay
         .frames()
         .into_iter()
-        .filter(|(way, _)| matches!(way, support::relay::Way::Up))
+        .filter(|(way, _)| matches!(way, Way::Up))
         .map(|(_, f)| f)
         .take_while(|f| !f.contains("\"type\":\"sync\""))
         .filter(|f| f.contains("\"type\":\"keys_upload\""))
@@ -160,13 +167,7 @@ async fn a_keys_upload_whose_answer_was_lost_still_leaves_the_device_working_key
     let bob = w.client("bob").await;
     let relay = Relay::start(&w.url()).await;
     relay.cut_after("\"type\":\"keys_upload\"");
-    let mut net = net_config(&relay.addr);
-    net.transport = Transport::Ws;
-    let creds = Credentials::Login {
-        username: "alice".into(),
-        password: PASSWORD.into(),
-    };
-    let alice = Client::start_net(net, &w.dir("alice"), Some(creds));
+    let alice = alice_through(&w, &relay);
     assert!(
         wait_until(CLIENT_WAIT, || relay.cuts() == 1).await,
         "the first upload went up and its answer was lost"
