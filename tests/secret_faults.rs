@@ -121,42 +121,59 @@ fn alice_through(w: &World, relay: &Relay) -> Client {
     Client::start_net(net, &w.dir("alice"), Some(creds))
 }
 
-/// A new device sends its keys, one-time keys included, in one upload
-/// before its first sync (an empty upload to learn how many are left
-/// was a round trip more on its first start); a device the server knows
-/// asks with an empty one.
+/// A new device sends its keys, one-time keys included, in one upload (an
+/// empty upload to learn how many are left was a round trip more on its
+/// first start). And its inbox is asked for beside the keys query, not
+/// after the upload: the sync follows one round trip after connecting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_device_uploads_its_keys_once_before_its_first_sync() {
+async fn a_new_device_asks_for_its_inbox_at_once_and_uploads_its_keys_once() {
     let w = World::new();
     w.user("alice").await.close().await;
     w.user("bob").await.close().await;
     let relay = Relay::start(&w.url()).await;
     let alice = alice_through(&w, &relay);
     alice.wait_connected().await;
-    let synced = || {
+    let up = || -> Vec<String> {
         relay
             .frames()
-            .iter()
-            .any(|(way, f)| matches!(way, Way::Up) && f.contains("\"type\":\"sync\""))
+            .into_iter()
+            .filter(|(way, _)| matches!(way, Way::Up))
+            .map(|(_, f)| f)
+            .collect()
     };
-    assert!(wait_until(CLIENT_WAIT, synced).await, "alice syncs");
-    let before_sync: Vec<String> = relay
-        .frames()
-        .into_iter()
-        .filter(|(way, _)| matches!(way, Way::Up))
-        .map(|(_, f)| f)
-        .take_while(|f| !f.contains("\"type\":\"sync\""))
-        .filter(|f| f.contains("\"type\":\"keys_upload\""))
-        .collect();
-    assert_eq!(before_sync.len(), 1, "keys uploads before the first sync");
+    let first = |frames: &[String], kind: &str| {
+        let tag = format!("\"type\":\"{kind}\"");
+        frames.iter().position(|f| f.contains(&tag))
+    };
     assert!(
-        before_sync[0].contains("\"one_time_keys\":[{"),
-        "the upload carries one-time keys"
+        wait_until(CLIENT_WAIT, || first(&up(), "sync").is_some()).await,
+        "alice syncs"
     );
-    // Her keys are there to claim.
+    // Her keys are there to claim: the upload is done.
     let mut peer = w.login("bob").await;
     let id = only_device(&mut peer, "alice").await;
     assert_eq!(claim(&mut peer, "alice", &id).await["fallback"], false);
+
+    let frames = up();
+    let at = |kind| first(&frames, kind).unwrap_or_else(|| panic!("no {kind} in {frames:?}"));
+    let (query, inbox, upload, sync) =
+        (at("keys_query"), at("inbox"), at("keys_upload"), at("sync"));
+    assert_eq!(
+        inbox,
+        query + 1,
+        "the inbox is asked for with the keys query"
+    );
+    assert!(inbox < upload, "the inbox does not wait for the upload");
+    assert!(inbox < sync, "the inbox is drained before the sync");
+    let uploads: Vec<&String> = frames
+        .iter()
+        .filter(|f| f.contains("\"type\":\"keys_upload\""))
+        .collect();
+    assert_eq!(uploads.len(), 1, "keys uploads: {uploads:?}");
+    assert!(
+        uploads[0].contains("\"one_time_keys\":[{"),
+        "the upload carries one-time keys"
+    );
     alice.stop().await;
 }
 

@@ -309,6 +309,11 @@ impl Engine {
         }
         let me = self.me.clone().unwrap_or_default();
         self.secret_request(Request::KeysQuery { users: vec![me] }, SecretReq::SelfQuery);
+        // The inbox does not wait for the keys: asked for at once, the
+        // sync follows one round trip after connecting, not three (the
+        // query, the upload, then the inbox). To-device messages pushed
+        // meanwhile wait for the drain, so none is passed over.
+        self.drain_inbox();
     }
 
     fn secret_request(&mut self, req: Request, what: SecretReq) {
@@ -404,12 +409,10 @@ impl Engine {
             (SecretReq::SelfQuery, Err(e)) => {
                 if !disconnected {
                     // A server (or store) without secret conversations.
+                    // The inbox's answer, asked for beside, starts the sync.
                     tracing::info!("no secret conversations on this server: {e}");
                     self.secret.supported = Some(false);
                     self.secret.unavailable = Some(e.message);
-                    if std::mem::take(&mut self.secret.sync_after) {
-                        self.sync();
-                    }
                 }
             }
             (SecretReq::Upload, Ok(ok)) => {
@@ -432,8 +435,6 @@ impl Engine {
                 let count = ok.parse::<KeysUploadOk>().map_or(0, |k| k.one_time_keys) as usize;
                 if count < ONE_TIME_KEYS / 2 {
                     self.upload_keys(count);
-                } else if !self.secret.draining && self.secret.sync_after {
-                    self.drain_inbox();
                 }
             }
             (SecretReq::Upload, Err(e))
@@ -457,9 +458,6 @@ impl Engine {
                         "the server refused this device's keys: {}",
                         e.message
                     ));
-                    if std::mem::take(&mut self.secret.sync_after) {
-                        self.sync();
-                    }
                 }
             }
             (SecretReq::Inbox, Ok(ok)) => match ok.parse::<InboxOk>() {
@@ -471,7 +469,11 @@ impl Engine {
             },
             (SecretReq::Inbox, Err(e)) => {
                 if !disconnected {
-                    tracing::warn!("inbox: {e}");
+                    if self.secret.supported == Some(false) {
+                        tracing::debug!("inbox: {e}");
+                    } else {
+                        tracing::warn!("inbox: {e}");
+                    }
                     self.drained();
                 }
             }
