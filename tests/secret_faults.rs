@@ -1,12 +1,16 @@
 //! Secret conversations under faults: a device whose one-time keys ran
-//! out, a `keys_upload` whose answer never came back, and the `chat`
-//! command killed while it sends. chatd in process on loopback (SQLite, or
+//! out, a `keys_upload` whose answer never came back, a room key pushed
+//! while a device starts up again, and the `chat` command killed while it
+//! sends. chatd in process on loopback (SQLite, or
 //! PostgreSQL and Redis when the environment says so), real engines and
 //! the real `chat` binary.
 
 mod support;
 
+use chat::client::credentials::TokenStore;
 use chat::client::net::{Credentials, Transport};
+use chat::client::view::MessageRow;
+use chat::ui::Action;
 use serde_json::{Value, json};
 use std::time::Duration;
 use support::client::net_config;
@@ -175,6 +179,92 @@ async fn a_new_device_asks_for_its_inbox_at_once_and_uploads_its_keys_once() {
         "the upload carries one-time keys"
     );
     alice.stop().await;
+}
+
+/// To-device messages pushed while a device starts up again wait for its
+/// inbox's drain. Taken at once, one pushed before the drain began was
+/// acknowledged, and the server then dropped the older messages still
+/// unread, with the room keys they carried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_to_device_push_while_starting_passes_over_no_unread_inbox_message() {
+    let w = World::new();
+    w.user("alice").await.close().await;
+    let bob = w.client("bob").await;
+    let relay = Relay::start(&w.url()).await;
+    let alice = alice_through(&w, &relay);
+    alice.wait_connected().await;
+    let mut peer = w.login("bob").await;
+    only_device(&mut peer, "alice").await;
+    alice.stop().await;
+
+    // While she is away, bob's first message: its room key waits in her
+    // inbox.
+    let first = secret_with(&bob, None, &["alice"]).await;
+    let early = format!("while you were away {}", unique());
+    send(&bob, &first, &early);
+    bob.act(Action::OpenConversation {
+        conv: first.clone(),
+    });
+    bob.wait("the first message acknowledged", |m| {
+        m.rows(&first)
+            .iter()
+            .any(|r| matches!(r, MessageRow::Message(v) if v.body == early && v.seq.is_some()))
+    })
+    .await;
+
+    // She comes back on the same device; her requests stall on the way up
+    // from the keys query on, while a second conversation's room key is
+    // pushed to her.
+    relay.hold_from("\"type\":\"keys_query\"");
+    let tokens = TokenStore::file_only(w.dir("alice").join("credentials.toml"));
+    let (token, _) = tokens.load("alice", &relay.addr).expect("a stored token");
+    let mut net = net_config(&relay.addr);
+    net.transport = Transport::Ws;
+    let alice = Client::start_net(net, &w.dir("alice"), Some(Credentials::Token(token)));
+    assert!(
+        wait_until(CLIENT_WAIT, || relay.held() >= 1).await,
+        "the keys query is held"
+    );
+    let second = secret_with(&bob, Some("second"), &["alice"]).await;
+    let later = format!("while you were connecting {}", unique());
+    send(&bob, &second, &later);
+    let pushed = || {
+        relay
+            .frames()
+            .iter()
+            .any(|(way, f)| matches!(way, Way::Down) && f.contains("\"to_device\""))
+    };
+    assert!(
+        wait_until(CLIENT_WAIT, pushed).await,
+        "the room key is pushed"
+    );
+    // Time for an acknowledgement of the push to join the held frames (the
+    // client sends none until its inbox is drained).
+    let acked = || {
+        relay
+            .frames()
+            .iter()
+            .any(|(way, f)| matches!(way, Way::Up) && f.contains("\"inbox_ack\""))
+    };
+    let _ = wait_until(Duration::from_millis(500), acked).await;
+    relay.release();
+
+    wait_body(
+        &alice,
+        &first,
+        "alice reads the message sent while away",
+        |b| b.iter().any(|b| b == &early),
+    )
+    .await;
+    wait_body(
+        &alice,
+        &second,
+        "alice reads the message sent while connecting",
+        |b| b.iter().any(|b| b == &later),
+    )
+    .await;
+    alice.stop().await;
+    bob.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

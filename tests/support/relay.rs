@@ -3,12 +3,16 @@
 //! connection right after a chosen client frame went up, before its
 //! answer comes back (the answer is read from chatd and thrown away), or
 //! answer a chosen client frame itself with a transient error, as a busy
-//! server would, without passing it on.
+//! server would, without passing it on, or hold the client's frames from
+//! a chosen one on until released, as a stalled uplink would (in order:
+//! chatd's frames still come down meanwhile).
 
 use futures_util::{SinkExt, StreamExt};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Which way a recorded frame went.
@@ -26,6 +30,10 @@ struct State {
     /// Answer the next client frame holding this with `unavailable`.
     refuse_on: Option<String>,
     refused: u64,
+    /// Hold the client's frames from the next one holding this on.
+    hold_on: Option<String>,
+    /// Frames held so far.
+    held: u64,
     cuts: u64,
     connections: u64,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -35,6 +43,7 @@ pub struct Relay {
     /// `host:port`, as a client takes it.
     pub addr: String,
     state: Arc<Mutex<State>>,
+    release: Arc<Notify>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -55,18 +64,41 @@ impl Relay {
         let state: Arc<Mutex<State>> = Arc::default();
         let upstream = format!("ws://{upstream}/ws");
         let s = state.clone();
+        let release = Arc::new(Notify::new());
+        let r = release.clone();
         let task = tokio::spawn(async move {
             for _ in 0..1_000 {
                 let Ok((client, _)) = listener.accept().await else {
                     return;
                 };
-                let t = tokio::spawn(relay(client, upstream.clone(), s.clone()));
+                let t = tokio::spawn(relay(client, upstream.clone(), s.clone(), r.clone()));
                 let mut st = s.lock().unwrap();
                 st.connections += 1;
                 st.tasks.push(t);
             }
         });
-        Relay { addr, state, task }
+        Relay {
+            addr,
+            state,
+            release,
+            task,
+        }
+    }
+
+    /// Hold the client's frames from the next one containing `text` on
+    /// (that one included), in order, until [`Relay::release`].
+    pub fn hold_from(&self, text: &str) {
+        self.state.lock().unwrap().hold_on = Some(text.to_string());
+    }
+
+    /// How many client frames are held (or were, before a release).
+    pub fn held(&self) -> u64 {
+        self.state.lock().unwrap().held
+    }
+
+    /// Pass the held frames on, and stop holding.
+    pub fn release(&self) {
+        self.release.notify_one();
     }
 
     /// Cut the connection after the next client frame containing `text`
@@ -102,7 +134,15 @@ impl Relay {
     }
 }
 
-async fn relay(client: TcpStream, upstream: String, state: Arc<Mutex<State>>) {
+/// Most client frames held at once; past it the connection is dropped.
+const MAX_HELD: usize = 1_000;
+
+async fn relay(
+    client: TcpStream,
+    upstream: String,
+    state: Arc<Mutex<State>>,
+    release: Arc<Notify>,
+) {
     let Ok(client) = tokio_tungstenite::accept_async(client).await else {
         return;
     };
@@ -111,8 +151,19 @@ async fn relay(client: TcpStream, upstream: String, state: Arc<Mutex<State>>) {
     };
     let (mut c_tx, mut c_rx) = client.split();
     let (mut s_tx, mut s_rx) = server.split();
+    // The client's frames held back, and whether later ones join them.
+    let mut held: VecDeque<Message> = VecDeque::new();
+    let mut holding = false;
     loop {
         tokio::select! {
+            _ = release.notified(), if holding => {
+                holding = false;
+                for m in held.drain(..) {
+                    if s_tx.send(m).await.is_err() {
+                        return;
+                    }
+                }
+            }
             m = c_rx.next() => {
                 let Some(Ok(m)) = m else { return };
                 let mut cut = false;
@@ -120,6 +171,23 @@ async fn relay(client: TcpStream, upstream: String, state: Arc<Mutex<State>>) {
                 if let Message::Text(t) = &m {
                     let mut st = state.lock().unwrap();
                     st.frames.push((Way::Up, t.to_string()));
+                    if st.hold_on.as_deref().is_some_and(|c| t.contains(c)) {
+                        st.hold_on = None;
+                        holding = true;
+                    }
+                    if holding {
+                        st.held += 1;
+                    }
+                }
+                if holding {
+                    if held.len() >= MAX_HELD {
+                        return;
+                    }
+                    held.push_back(m);
+                    continue;
+                }
+                if let Message::Text(t) = &m {
+                    let mut st = state.lock().unwrap();
                     if st.cut_on.as_deref().is_some_and(|c| t.contains(c)) {
                         st.cut_on = None;
                         st.cuts += 1;
