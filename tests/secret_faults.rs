@@ -1,7 +1,7 @@
 //! Secret conversations under faults: a device whose one-time keys ran
 //! out, a `keys_upload` whose answer never came back, a room key pushed
-//! while a device starts up again, and the `chat` command killed while it
-//! sends. chatd in process on loopback (SQLite, or
+//! while a device starts up again, a to-device push lost on the way, and
+//! the `chat` command killed while it sends. chatd in process on loopback (SQLite, or
 //! PostgreSQL and Redis when the environment says so), real engines and
 //! the real `chat` binary.
 
@@ -261,6 +261,49 @@ async fn a_to_device_push_while_starting_passes_over_no_unread_inbox_message() {
         &second,
         "alice reads the message sent while connecting",
         |b| b.iter().any(|b| b == &later),
+    )
+    .await;
+    alice.stop().await;
+    bob.stop().await;
+}
+
+/// A to-device push lost on the way (as a bus between nodes may lose
+/// one) shows as a hole in the inbox's numbers when the next one comes:
+/// the device reads its inbox again rather than acknowledging past the
+/// hole, which would have the server drop the lost message and its room
+/// key unread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_to_device_push_is_read_from_the_inbox_not_acknowledged_away() {
+    let w = World::new();
+    w.user("alice").await.close().await;
+    let bob = w.client("bob").await;
+    let relay = Relay::start(&w.url()).await;
+    let alice = alice_through(&w, &relay);
+    alice.wait_connected().await;
+    let mut peer = w.login("bob").await;
+    only_device(&mut peer, "alice").await;
+
+    relay.lose_next("\"to_device\"");
+    let first = secret_with(&bob, None, &["alice"]).await;
+    let lost = format!("its key lost on the way {}", unique());
+    send(&bob, &first, &lost);
+    assert!(
+        wait_until(CLIENT_WAIT, || relay.lost() == 1).await,
+        "the first room key's push is lost"
+    );
+    let second = secret_with(&bob, Some("second"), &["alice"]).await;
+    let next = format!("its key pushed {}", unique());
+    send(&bob, &second, &next);
+
+    wait_body(&alice, &second, "alice reads the second message", |b| {
+        b.iter().any(|b| b == &next)
+    })
+    .await;
+    wait_body(
+        &alice,
+        &first,
+        "alice reads the message whose key's push was lost",
+        |b| b.iter().any(|b| b == &lost),
     )
     .await;
     alice.stop().await;

@@ -5,7 +5,8 @@
 //! answer a chosen client frame itself with a transient error, as a busy
 //! server would, without passing it on, or hold the client's frames from
 //! a chosen one on until released, as a stalled uplink would (in order:
-//! chatd's frames still come down meanwhile).
+//! chatd's frames still come down meanwhile), or lose a chosen frame of
+//! chatd's on the way down.
 
 use futures_util::{SinkExt, StreamExt};
 use std::collections::VecDeque;
@@ -34,6 +35,9 @@ struct State {
     hold_on: Option<String>,
     /// Frames held so far.
     held: u64,
+    /// Throw away the next frame from chatd holding this.
+    lose_on: Option<String>,
+    lost: u64,
     cuts: u64,
     connections: u64,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -94,6 +98,16 @@ impl Relay {
     /// How many client frames are held (or were, before a release).
     pub fn held(&self) -> u64 {
         self.state.lock().unwrap().held
+    }
+
+    /// Throw away the next frame from chatd containing `text`.
+    pub fn lose_next(&self, text: &str) {
+        self.state.lock().unwrap().lose_on = Some(text.to_string());
+    }
+
+    /// How many frames from chatd were thrown away so.
+    pub fn lost(&self) -> u64 {
+        self.state.lock().unwrap().lost
     }
 
     /// Pass the held frames on, and stop holding.
@@ -233,7 +247,13 @@ async fn relay(
             m = s_rx.next() => {
                 let Some(Ok(m)) = m else { return };
                 if let Message::Text(t) = &m {
-                    state.lock().unwrap().frames.push((Way::Down, t.to_string()));
+                    let mut st = state.lock().unwrap();
+                    st.frames.push((Way::Down, t.to_string()));
+                    if st.lose_on.as_deref().is_some_and(|c| t.contains(c)) {
+                        st.lose_on = None;
+                        st.lost += 1;
+                        continue;
+                    }
                 }
                 if c_tx.send(m).await.is_err() {
                     return;

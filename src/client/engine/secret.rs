@@ -575,8 +575,17 @@ impl Engine {
         if m.seq <= self.secret.inbox_cursor || self.secret.crypto.is_none() {
             return;
         }
-        if self.secret.draining {
+        // An inbox numbers its messages without holes: a push past the
+        // next one means one was missed on the way (a bus between nodes
+        // drops what it cannot deliver). Acknowledging this one would have
+        // the server drop the missed one unread, with the room key it may
+        // carry: read the inbox from the cursor instead.
+        let missed = m.seq > self.secret.inbox_cursor + 1;
+        if self.secret.draining || missed {
             self.secret.pushed = self.secret.pushed.max(m.seq);
+            if !self.secret.draining {
+                self.drain_inbox();
+            }
             return;
         }
         let seq = m.seq;
