@@ -30,6 +30,22 @@
 //! fsynced by the sync stage (`durable`) is a different one; it sees the
 //! frames because they are in the page cache by the time `COMMIT` returns.
 //!
+//! The write that ends a transaction is padded with zeros to the end of
+//! its last memory page. After a restart the WAL is written over its old
+//! frames, and a write that ends inside a page which has left memory
+//! (evicted under memory pressure, or by a host's proactive reclaim) makes
+//! the kernel read that page from disk before the write returns: the writer
+//! and every request behind it waited for the read, which behind another
+//! process's bulk write took 50–110 ms. A padded write covers its last page
+//! to the end, so the kernel needs none of the old bytes. The bytes after a
+//! transaction's commit frame are not part of the WAL (recovery stops at the
+//! first frame whose salt or checksum does not match, and zeros match
+//! neither), and the writer holds the WAL's write lock while it commits:
+//! nothing valid is overwritten. The next transaction starts in that page,
+//! which was just written and is in memory. The header of a WAL that starts
+//! over is written with the rest of its page zeroed, for the same reason:
+//! no frame is valid yet.
+//!
 //! What a crash can lose is unchanged: frames of a transaction whose commit
 //! frame is not in the file are ignored by recovery, with or without this
 //! layer.
@@ -46,6 +62,12 @@ const NAME: &CStr = c"chatd-wal";
 
 /// The buffer is written out when it reaches this many bytes.
 const FLUSH_AT: usize = 1 << 20;
+
+/// The memory page size a transaction's last write is padded to.
+const PAGE: usize = 4096;
+
+/// The WAL's header, written alone at offset 0 when the WAL starts (over).
+const WAL_HEADER: usize = 32;
 
 /// The most the unix VFS writes in one call: it masks a write's length to
 /// 17 bits, so a longer buffer goes in pieces of this size.
@@ -134,7 +156,7 @@ impl WalFile {
     unsafe fn write_real(this: *mut WalFile, bytes: &[u8], offset: i64) -> c_int {
         unsafe {
             #[cfg(test)]
-            tests::count_write();
+            tests::count_write(offset, bytes.len());
             match WalFile::methods(this).xWrite {
                 Some(write) => write(
                     WalFile::real(this),
@@ -147,12 +169,18 @@ impl WalFile {
         }
     }
 
-    /// Hand the buffer to the real file.
-    unsafe fn flush(this: *mut WalFile) -> c_int {
+    /// Hand the buffer to the real file; with `pad`, to the end of its
+    /// last page (see the module doc).
+    unsafe fn flush_padded(this: *mut WalFile, pad: bool) -> c_int {
         unsafe {
             let f = &mut *this;
             if f.buf.is_empty() {
                 return ffi::SQLITE_OK;
+            }
+            if pad {
+                let end = f.start as usize + f.buf.len();
+                let short = end.next_multiple_of(PAGE) - end;
+                f.buf.resize(f.buf.len() + short, 0);
             }
             let mut rc = ffi::SQLITE_OK;
             let mut offset = f.start;
@@ -170,6 +198,11 @@ impl WalFile {
             }
             rc
         }
+    }
+
+    /// Hand the buffer to the real file.
+    unsafe fn flush(this: *mut WalFile) -> c_int {
+        unsafe { WalFile::flush_padded(this, false) }
     }
 }
 
@@ -299,7 +332,15 @@ unsafe extern "C" fn write(
             if rc != ffi::SQLITE_OK {
                 return rc;
             }
-            let rc = WalFile::write_real(this, bytes, offset);
+            let rc = if offset == 0 && bytes.len() == WAL_HEADER {
+                // A new WAL's header: no frame is valid yet, so the rest
+                // of the page goes too (see the module doc).
+                let mut page = [0u8; PAGE];
+                page[..WAL_HEADER].copy_from_slice(bytes);
+                WalFile::write_real(this, &page, 0)
+            } else {
+                WalFile::write_real(this, bytes, offset)
+            };
             (*this).next = if rc == ffi::SQLITE_OK {
                 offset + i64::from(amount)
             } else {
@@ -314,7 +355,9 @@ unsafe extern "C" fn write(
         f.buf.extend_from_slice(bytes);
         f.next = offset + i64::from(amount);
         if completes || f.buf.len() >= FLUSH_AT {
-            return WalFile::flush(this);
+            // The commit frame's page ends the transaction: nothing valid
+            // follows it.
+            return WalFile::flush_padded(this, completes);
         }
         ffi::SQLITE_OK
     }
@@ -378,22 +421,28 @@ unsafe extern "C" fn device_characteristics(file: *mut ffi::sqlite3_file) -> c_i
 
 #[cfg(test)]
 mod tests {
-    use std::cell::Cell;
+    use std::cell::RefCell;
     use std::path::Path;
 
     use rusqlite::{Connection, OpenFlags};
 
     thread_local! {
-        static WRITES: Cell<usize> = const { Cell::new(0) };
+        static WRITES: RefCell<Vec<(i64, usize)>> = const { RefCell::new(Vec::new()) };
     }
 
-    /// Counts the writes that reach SQLite's own WAL file on this thread.
-    pub(super) fn count_write() {
-        WRITES.with(|w| w.set(w.get() + 1));
+    /// Notes a write that reaches SQLite's own WAL file on this thread:
+    /// where, and how long.
+    pub(super) fn count_write(offset: i64, len: usize) {
+        WRITES.with(|w| w.borrow_mut().push((offset, len)));
+    }
+
+    /// The writes noted on this thread after the first `from`.
+    fn writes_since(from: usize) -> Vec<(i64, usize)> {
+        WRITES.with(|w| w.borrow()[from..].to_vec())
     }
 
     fn writes() -> usize {
-        WRITES.with(Cell::get)
+        WRITES.with(|w| w.borrow().len())
     }
 
     fn writer(path: &Path) -> Connection {
@@ -460,12 +509,24 @@ mod tests {
             assert_eq!(count(&reader), (round * 40, round * 40));
             if round > 1 {
                 // (The first round writes the WAL's header on its own.)
-                let written = wal_len() - len_before;
-                let frames = written / 4120;
+                let ws = writes_since(before);
+                for w in ws.windows(2) {
+                    assert_eq!(w[0].0 + w[0].1 as i64, w[1].0, "round {round}: in one run");
+                }
+                let start = ws[0].0 as usize;
+                let (last, len) = ws[ws.len() - 1];
+                let end = last as usize + len;
+                // It starts right after the previous transaction's frames
+                // (in the page that transaction padded), and ends a page.
+                assert_eq!((start - 32) % 4120, 0, "round {round}: starts at a frame");
+                assert!(start < len_before, "round {round}");
+                assert_eq!(end % super::PAGE, 0, "round {round}: ends a page");
+                assert_eq!(wal_len(), end);
+                let frames = (end - start) / 4120;
                 assert!(frames > 40, "round {round}: {frames} frames");
-                assert_eq!(written, frames * 4120);
-                let pieces = written.div_ceil(super::MAX_WRITE);
-                assert_eq!(writes() - before, pieces, "round {round}: {frames} frames");
+                assert!(end - start - frames * 4120 < super::PAGE, "round {round}");
+                let pieces = (end - start).div_ceil(super::MAX_WRITE);
+                assert_eq!(ws.len(), pieces, "round {round}: {frames} frames");
             }
         }
         assert_eq!(count(&after_crash(dir.path())), (800, 800));
@@ -498,5 +559,57 @@ mod tests {
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .unwrap();
         assert_eq!(check, "ok");
+    }
+
+    /// Bytes this thread has had read from storage so far.
+    #[cfg(target_os = "linux")]
+    fn read_bytes() -> u64 {
+        let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
+        io.lines()
+            .find_map(|l| l.strip_prefix("read_bytes: "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn commits_over_a_restarted_wal_whose_pages_left_memory_read_nothing() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let w = writer(&path);
+        let body = "z".repeat(3_000);
+        for k in 0..300 {
+            w.execute("INSERT INTO t VALUES (?1, ?2)", (k, &body))
+                .unwrap();
+        }
+        // Every frame copied back: the next transaction starts the WAL
+        // over, writing over the old frames.
+        let (log, done): (i64, i64) = w
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert!(log >= 300 && done == log, "{done} of {log} frames copied");
+        // The old frames' pages leave memory (once on disk, they may).
+        let wal = std::fs::File::open(dir.path().join("t.db-wal")).unwrap();
+        wal.sync_all().unwrap();
+        // SAFETY: a system call on an open descriptor; no memory is passed.
+        let err = unsafe { libc::posix_fadvise(wal.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(err, 0);
+
+        let before = read_bytes();
+        let w0 = writes();
+        for k in 0..40 {
+            // (A change: an identical row leaves its page untouched.)
+            let v = format!("{k}{body}");
+            w.execute("UPDATE t SET v = ?2 WHERE k = ?1", (k * 7, &v))
+                .unwrap();
+        }
+        let read = read_bytes() - before;
+        assert_eq!(read, 0, "bytes read for 40 commits");
+        // They wrote over the old frames, from the start.
+        assert_eq!(writes_since(w0)[0], (0, super::PAGE), "the new header");
+        assert_eq!(count(&after_crash(dir.path())).0, 300);
     }
 }
