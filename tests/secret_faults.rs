@@ -1,6 +1,6 @@
 //! Secret conversations under faults: a device whose one-time keys ran
 //! out, a `keys_upload` whose answer never came back, a room key pushed
-//! while a device starts up again, a to-device push lost on the way, and
+//! while a device starts up again, to-device pushes lost on the way, and
 //! the `chat` command killed while it sends. chatd in process on loopback (SQLite, or
 //! PostgreSQL and Redis when the environment says so), real engines and
 //! the real `chat` binary.
@@ -305,6 +305,36 @@ async fn a_lost_to_device_push_is_read_from_the_inbox_not_acknowledged_away() {
         "alice reads the message whose key's push was lost",
         |b| b.iter().any(|b| b == &lost),
     )
+    .await;
+    alice.stop().await;
+    bob.stop().await;
+}
+
+/// A room key's push lost on the way, with no later push to show the
+/// hole: the event it unlocks, pushed and not decrypted, has the device
+/// read its inbox, where the key waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_key_whose_push_was_lost_is_found_in_the_inbox() {
+    let w = World::new();
+    w.user("alice").await.close().await;
+    let bob = w.client("bob").await;
+    let relay = Relay::start(&w.url()).await;
+    let alice = alice_through(&w, &relay);
+    alice.wait_connected().await;
+    let mut peer = w.login("bob").await;
+    only_device(&mut peer, "alice").await;
+
+    relay.lose_next("\"to_device\"");
+    let dm = secret_with(&bob, None, &["alice"]).await;
+    let body = format!("its key lost on the way, and nothing after {}", unique());
+    send(&bob, &dm, &body);
+    assert!(
+        wait_until(CLIENT_WAIT, || relay.lost() == 1).await,
+        "the room key's push is lost"
+    );
+    wait_body(&alice, &dm, "alice reads the message", |b| {
+        b.iter().any(|b| b == &body)
+    })
     .await;
     alice.stop().await;
     bob.stop().await;

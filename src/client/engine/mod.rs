@@ -451,7 +451,7 @@ impl Engine {
 mod tests {
     use super::*;
 
-    fn engine_on(net: NetHandle, dir: &std::path::Path) -> Engine {
+    pub(super) fn engine_on(net: NetHandle, dir: &std::path::Path) -> Engine {
         let mut cache = Cache::open_in_memory().unwrap();
         cache.set_me("ann").unwrap();
         let setup = Setup {

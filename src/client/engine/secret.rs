@@ -26,6 +26,9 @@ use std::time::Duration;
 const ONE_TIME_KEYS: usize = 50;
 /// Inbox messages asked for per page.
 const INBOX_PAGE: u32 = 200;
+/// Least time between two reads of the inbox for pushed events that could
+/// not be decrypted (their room key's push may have been lost on the way).
+const KEY_LOOK_EVERY: Duration = Duration::from_secs(5);
 /// Tries of one secret send after the server said the devices changed.
 const SEND_ATTEMPTS: u32 = 4;
 /// Bytes of shares a send carries itself; more go ahead in `keys_share`.
@@ -92,6 +95,9 @@ pub(super) struct Secret {
     inbox_cursor: u64,
     /// The highest seq pushed while draining.
     pushed: u64,
+    /// When the inbox was last read for a pushed event that could not be
+    /// decrypted.
+    key_look: Option<tokio::time::Instant>,
     /// Users whose device lists are current on this connection.
     fresh: HashSet<String>,
     querying: HashSet<String>,
@@ -887,6 +893,27 @@ impl Engine {
         failed
     }
 
+    /// A pushed event could not be decrypted: its room key may be in the
+    /// inbox, its own push lost on the way (the bus between nodes drops
+    /// what it cannot deliver), with no later push to show the hole. Read
+    /// the inbox, at most once per [`KEY_LOOK_EVERY`]: what other users
+    /// send cannot make this device spend its request budget.
+    pub(super) fn look_for_keys(&mut self) {
+        if self.secret.supported != Some(true) || self.secret.draining {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        if self
+            .secret
+            .key_look
+            .is_some_and(|at| now.duration_since(at) < KEY_LOOK_EVERY)
+        {
+            return;
+        }
+        self.secret.key_look = Some(now);
+        self.drain_inbox();
+    }
+
     /// Note events stored with a placeholder, to try them again later.
     pub(super) fn note_undecrypted(&mut self, failed: &[(String, u64, String)]) {
         let Some(cache) = self.cache.as_mut() else {
@@ -1675,5 +1702,46 @@ mod tests {
         );
         assert!(matches!(&b, EventBody::Message { body, .. } if body == "hi"));
         assert_eq!(fingerprint("abcdefghij"), "abcd efgh ij");
+    }
+
+    /// Pushed events that cannot be decrypted (another member can send as
+    /// many as its own budget allows) read the inbox at most once per
+    /// interval: they cannot make this device spend its request budget.
+    #[tokio::test(start_paused = true)]
+    async fn undecryptable_pushes_read_the_inbox_at_most_once_per_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let (net, mut queue) = crate::client::net::task::NetHandle::detached(1024);
+        let mut e = super::super::tests::engine_on(net, dir.path());
+        e.connected = true;
+        e.secret.supported = Some(true);
+        let mut inbox_reads = || {
+            let mut n = 0;
+            while let Ok(cmd) = queue.try_recv() {
+                if let crate::client::net::task::NetCommand::Request {
+                    req: Request::Inbox { .. },
+                    ..
+                } = cmd
+                {
+                    n += 1;
+                }
+            }
+            n
+        };
+        let burst = |e: &mut Engine| {
+            for _ in 0..100 {
+                e.look_for_keys();
+                // Each read answered at once: nothing in flight holds the
+                // next one back.
+                e.secret.draining = false;
+            }
+        };
+        burst(&mut e);
+        assert_eq!(inbox_reads(), 1, "a burst reads the inbox once");
+        tokio::time::advance(KEY_LOOK_EVERY / 2).await;
+        burst(&mut e);
+        assert_eq!(inbox_reads(), 0, "nor again within the interval");
+        tokio::time::advance(KEY_LOOK_EVERY / 2).await;
+        burst(&mut e);
+        assert_eq!(inbox_reads(), 1, "once more after it");
     }
 }

@@ -565,6 +565,9 @@ impl Engine {
                     Err(e) => return self.cache_error(e),
                 };
                 self.note_undecrypted(&failed);
+                if !failed.is_empty() {
+                    self.look_for_keys();
+                }
                 let stored = outcome.stored_any();
                 let gap = outcome
                     .conversations
