@@ -125,6 +125,20 @@ fn alice_through(w: &World, relay: &Relay) -> Client {
     Client::start_net(net, &w.dir("alice"), Some(creds))
 }
 
+/// Bob's client, and alice's on a new device through a relay, connected
+/// and with her keys on the server.
+async fn bob_and_alice_through() -> (World, Client, Relay, Client) {
+    let w = World::new();
+    w.user("alice").await.close().await;
+    let bob = w.client("bob").await;
+    let relay = Relay::start(&w.url()).await;
+    let alice = alice_through(&w, &relay);
+    alice.wait_connected().await;
+    let mut peer = w.login("bob").await;
+    only_device(&mut peer, "alice").await;
+    (w, bob, relay, alice)
+}
+
 /// A new device sends its keys, one-time keys included, in one upload (an
 /// empty upload to learn how many are left was a round trip more on its
 /// first start). And its inbox is asked for beside the keys query, not
@@ -187,14 +201,7 @@ async fn a_new_device_asks_for_its_inbox_at_once_and_uploads_its_keys_once() {
 /// unread, with the room keys they carried.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_to_device_push_while_starting_passes_over_no_unread_inbox_message() {
-    let w = World::new();
-    w.user("alice").await.close().await;
-    let bob = w.client("bob").await;
-    let relay = Relay::start(&w.url()).await;
-    let alice = alice_through(&w, &relay);
-    alice.wait_connected().await;
-    let mut peer = w.login("bob").await;
-    only_device(&mut peer, "alice").await;
+    let (w, bob, relay, alice) = bob_and_alice_through().await;
     alice.stop().await;
 
     // While she is away, bob's first message: its room key waits in her
@@ -228,39 +235,29 @@ async fn a_to_device_push_while_starting_passes_over_no_unread_inbox_message() {
     let second = secret_with(&bob, Some("second"), &["alice"]).await;
     let later = format!("while you were connecting {}", unique());
     send(&bob, &second, &later);
-    let pushed = || {
-        relay
-            .frames()
-            .iter()
-            .any(|(way, f)| matches!(way, Way::Down) && f.contains("\"to_device\""))
-    };
+    let pushed = || relay.saw(Way::Down, "\"to_device\"");
     assert!(
         wait_until(CLIENT_WAIT, pushed).await,
         "the room key is pushed"
     );
     // Time for an acknowledgement of the push to join the held frames (the
     // client sends none until its inbox is drained).
-    let acked = || {
-        relay
-            .frames()
-            .iter()
-            .any(|(way, f)| matches!(way, Way::Up) && f.contains("\"inbox_ack\""))
-    };
+    let acked = || relay.saw(Way::Up, "\"inbox_ack\"");
     let _ = wait_until(Duration::from_millis(500), acked).await;
     relay.release();
 
-    wait_body(
+    wait_text(
         &alice,
         &first,
         "alice reads the message sent while away",
-        |b| b.iter().any(|b| b == &early),
+        &early,
     )
     .await;
-    wait_body(
+    wait_text(
         &alice,
         &second,
         "alice reads the message sent while connecting",
-        |b| b.iter().any(|b| b == &later),
+        &later,
     )
     .await;
     alice.stop().await;
@@ -274,14 +271,7 @@ async fn a_to_device_push_while_starting_passes_over_no_unread_inbox_message() {
 /// key unread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_to_device_push_is_read_from_the_inbox_not_acknowledged_away() {
-    let w = World::new();
-    w.user("alice").await.close().await;
-    let bob = w.client("bob").await;
-    let relay = Relay::start(&w.url()).await;
-    let alice = alice_through(&w, &relay);
-    alice.wait_connected().await;
-    let mut peer = w.login("bob").await;
-    only_device(&mut peer, "alice").await;
+    let (_server, bob, relay, alice) = bob_and_alice_through().await;
 
     relay.lose_next("\"to_device\"");
     let first = secret_with(&bob, None, &["alice"]).await;
@@ -295,15 +285,12 @@ async fn a_lost_to_device_push_is_read_from_the_inbox_not_acknowledged_away() {
     let next = format!("its key pushed {}", unique());
     send(&bob, &second, &next);
 
-    wait_body(&alice, &second, "alice reads the second message", |b| {
-        b.iter().any(|b| b == &next)
-    })
-    .await;
-    wait_body(
+    wait_text(&alice, &second, "alice reads the second message", &next).await;
+    wait_text(
         &alice,
         &first,
         "alice reads the message whose key's push was lost",
-        |b| b.iter().any(|b| b == &lost),
+        &lost,
     )
     .await;
     alice.stop().await;
@@ -315,14 +302,7 @@ async fn a_lost_to_device_push_is_read_from_the_inbox_not_acknowledged_away() {
 /// read its inbox, where the key waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_key_whose_push_was_lost_is_found_in_the_inbox() {
-    let w = World::new();
-    w.user("alice").await.close().await;
-    let bob = w.client("bob").await;
-    let relay = Relay::start(&w.url()).await;
-    let alice = alice_through(&w, &relay);
-    alice.wait_connected().await;
-    let mut peer = w.login("bob").await;
-    only_device(&mut peer, "alice").await;
+    let (_server, bob, relay, alice) = bob_and_alice_through().await;
 
     relay.lose_next("\"to_device\"");
     let dm = secret_with(&bob, None, &["alice"]).await;
@@ -332,10 +312,7 @@ async fn a_room_key_whose_push_was_lost_is_found_in_the_inbox() {
         wait_until(CLIENT_WAIT, || relay.lost() == 1).await,
         "the room key's push is lost"
     );
-    wait_body(&alice, &dm, "alice reads the message", |b| {
-        b.iter().any(|b| b == &body)
-    })
-    .await;
+    wait_text(&alice, &dm, "alice reads the message", &body).await;
     alice.stop().await;
     bob.stop().await;
 }

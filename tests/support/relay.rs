@@ -146,6 +146,12 @@ impl Relay {
     pub fn frames(&self) -> Vec<(Way, String)> {
         self.state.lock().unwrap().frames.clone()
     }
+
+    /// Whether a frame containing `text` has gone `way`.
+    pub fn saw(&self, way: Way, text: &str) -> bool {
+        let st = self.state.lock().unwrap();
+        st.frames.iter().any(|(w, f)| *w == way && f.contains(text))
+    }
 }
 
 /// Most client frames held at once; past it the connection is dropped.

@@ -31,6 +31,11 @@ pub async fn wait_body(c: &Client, conv: &str, what: &str, cond: impl Fn(&[Strin
     );
 }
 
+/// Open `conv` on `c` and wait until it shows a message reading `text`.
+pub async fn wait_text(c: &Client, conv: &str, what: &str, text: &str) {
+    wait_body(c, conv, what, |b| b.iter().any(|b| b == text)).await;
+}
+
 /// How many focus requests `c` has had.
 pub fn focus_count(c: &Client) -> usize {
     c.with_log(|log| log.iter().filter(|u| matches!(u, Update::Focus(_))).count())

@@ -1710,14 +1710,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn undecryptable_pushes_read_the_inbox_at_most_once_per_interval() {
         let dir = tempfile::tempdir().unwrap();
-        let (net, mut queue) = crate::client::net::task::NetHandle::detached(1024);
+        use crate::client::net::task::{NetCommand, NetHandle};
+        let (net, mut queue) = NetHandle::detached(1024);
         let mut e = super::super::tests::engine_on(net, dir.path());
         e.connected = true;
         e.secret.supported = Some(true);
         let mut inbox_reads = || {
             let mut n = 0;
             while let Ok(cmd) = queue.try_recv() {
-                if let crate::client::net::task::NetCommand::Request {
+                if let NetCommand::Request {
                     req: Request::Inbox { .. },
                     ..
                 } = cmd
